@@ -1,0 +1,551 @@
+//! One Raft group's SQLite database: a single writer connection that applies committed log
+//! entries deterministically, a bounded pool of read-only connections, and whole-image
+//! export/import for snapshots.
+//!
+//! Architecture invariant: the applied log id and membership are stored in the same SQLite
+//! transaction as the data each entry changes, so a crash can never apply an entry twice or
+//! skip one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use openraft::EntryPayload;
+use openraft::entry::RaftEntry;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::Semaphore;
+
+use crate::db::clock_vfs::{self, ClockVfs};
+use crate::db::determinism::EntryRandom;
+use crate::db::execute::{execute_statement, is_read_only};
+use crate::db::guard::{GuardMode, StatementGuard};
+use crate::raft::types::{
+    CommandResponse, Entry, GroupId, LogId, Statement, StatementResult, StoredMembership,
+};
+
+/// The table holding the last applied log id and membership, updated with every entry.
+const STATE_TABLE: &str = "_shoal_raft_state";
+
+/// A write statement may run this many SQLite VM steps (counted in units of
+/// [`WRITER_PROGRESS_STEP`]) before it is interrupted. Counting steps, not time, keeps the
+/// outcome identical on every replica.
+const WRITER_PROGRESS_UNITS_MAX: u64 = 200_000;
+const WRITER_PROGRESS_STEP: i32 = 10_000;
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    #[error("SQLite error on {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt Shoal state in {path}: {message}")]
+    CorruptState { path: PathBuf, message: String },
+    #[error("query timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("database is shutting down")]
+    Closed,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<DbError> for std::io::Error {
+    fn from(error: DbError) -> Self {
+        std::io::Error::other(error.to_string())
+    }
+}
+
+/// The applied position and membership recorded in a database file.
+#[derive(Debug, Clone, Default)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+struct Writer {
+    connection: Connection,
+    guard: Arc<StatementGuard>,
+    random: EntryRandom,
+    clock: ClockVfs,
+    progress_units: Arc<AtomicU64>,
+}
+
+struct Reader {
+    connection: Connection,
+    guard: Arc<StatementGuard>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+}
+
+/// One group's SQLite database.
+pub struct Database {
+    path: PathBuf,
+    vfs_name: String,
+    writer: Mutex<Option<Writer>>,
+    idle_readers: Mutex<Vec<Reader>>,
+    reader_permits: Arc<Semaphore>,
+    /// Shared by everything that uses the database file; taken exclusively to replace it.
+    file_lock: RwLock<()>,
+}
+
+impl Database {
+    /// Opens (creating if needed) the database file at `path` for `group`.
+    pub fn open(path: &Path, group: GroupId, readers_max: usize) -> Result<Database, DbError> {
+        let vfs =
+            clock_vfs::register(&format!("shoal-clock-g{group}")).map_err(DbError::Internal)?;
+        let writer = open_writer(path, &vfs)?;
+        Ok(Database {
+            path: path.to_path_buf(),
+            vfs_name: vfs.name.clone(),
+            writer: Mutex::new(Some(writer)),
+            idle_readers: Mutex::new(Vec::new()),
+            reader_permits: Arc::new(Semaphore::new(readers_max.max(1))),
+            file_lock: RwLock::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last applied log id and membership stored in the database.
+    pub fn applied_state(&self) -> Result<AppliedState, DbError> {
+        self.with_writer(|writer| read_state(&writer.connection, &self.path))
+    }
+
+    /// Applies committed entries in order, each in its own SQLite transaction together with
+    /// the new applied log id. Returns one response per entry.
+    pub fn apply(&self, entries: &[Entry]) -> Result<Vec<CommandResponse>, DbError> {
+        let _file = self
+            .file_lock
+            .read()
+            .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
+        self.with_writer(|writer| {
+            entries
+                .iter()
+                .map(|entry| apply_entry(writer, entry, &self.path))
+                .collect()
+        })
+    }
+
+    /// Runs read-only statements on a pooled read connection, failing after `timeout`.
+    pub async fn query(
+        self: &Arc<Self>,
+        statements: Vec<Statement>,
+        timeout: Duration,
+    ) -> Result<Vec<StatementResult>, DbError> {
+        let permit = tokio::time::timeout(timeout, self.reader_permits.clone().acquire_owned())
+            .await
+            .map_err(|_| DbError::Timeout(timeout))?
+            .map_err(|_| DbError::Closed)?;
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            database.with_reader(|reader| {
+                set_deadline(&reader.deadline, Some(Instant::now() + timeout));
+                let results = statements
+                    .iter()
+                    .map(|s| execute_statement(&reader.connection, &reader.guard, s))
+                    .collect();
+                set_deadline(&reader.deadline, None);
+                results
+            })
+        })
+        .await
+        .map_err(|error| DbError::Internal(format!("query task failed: {error}")))?
+    }
+
+    /// Whether every statement only reads, judged by SQLite on a read connection. Statements
+    /// that do not compile here (for instance naming a table created earlier in the same
+    /// request) count as writes, so they go through the log.
+    pub async fn all_read_only(
+        self: &Arc<Self>,
+        statements: &[Statement],
+    ) -> Result<bool, DbError> {
+        let permit = self
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DbError::Closed)?;
+        let database = self.clone();
+        let sqls: Vec<String> = statements.iter().map(|s| s.sql.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            database.with_reader(|reader| {
+                sqls.iter()
+                    .all(|sql| is_read_only(&reader.connection, sql) == Some(true))
+            })
+        })
+        .await
+        .map_err(|error| DbError::Internal(format!("classification task failed: {error}")))?
+    }
+
+    /// Writes a consistent copy of the database to `destination` (`VACUUM INTO` on its own read
+    /// transaction, so writers continue) and returns the applied state recorded in the copy.
+    pub fn export_image(&self, destination: &Path) -> Result<AppliedState, DbError> {
+        let _file = self
+            .file_lock
+            .read()
+            .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
+        let source = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| sqlite_error(&self.path, source))?;
+        let _ = std::fs::remove_file(destination);
+        let target = destination
+            .to_str()
+            .ok_or_else(|| DbError::Internal(format!("path {destination:?} is not UTF-8")))?;
+        source
+            .execute("VACUUM INTO ?1", [target])
+            .map_err(|source| sqlite_error(&self.path, source))?;
+        drop(source);
+        sync_file(destination)?;
+        read_image_state(destination)
+    }
+
+    /// Replaces the whole database with the image at `image` (already verified by the caller).
+    /// Waits for in-flight reads, closes every connection, swaps the file, and reopens.
+    pub fn import_image(&self, image: &Path) -> Result<AppliedState, DbError> {
+        let state = read_image_state(image)?;
+        let _file = self
+            .file_lock
+            .write()
+            .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
+        let mut writer_slot = self
+            .writer
+            .lock()
+            .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
+        self.idle_readers
+            .lock()
+            .map_err(|_| DbError::Internal("reader pool poisoned".into()))?
+            .clear();
+        *writer_slot = None;
+        let staging = self.path.with_extension("incoming");
+        std::fs::copy(image, &staging).map_err(|source| DbError::Io {
+            path: staging.clone(),
+            source,
+        })?;
+        sync_file(&staging)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", self.path.display()));
+            match std::fs::remove_file(&side) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(DbError::Io { path: side, source }),
+            }
+        }
+        std::fs::rename(&staging, &self.path).map_err(|source| DbError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        sync_parent_dir(&self.path)?;
+        let vfs = clock_vfs::register(&self.vfs_name).map_err(DbError::Internal)?;
+        *writer_slot = Some(open_writer(&self.path, &vfs)?);
+        Ok(state)
+    }
+
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut slot = self
+            .writer
+            .lock()
+            .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
+        let writer = slot.as_mut().ok_or(DbError::Closed)?;
+        f(writer)
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Reader) -> T) -> Result<T, DbError> {
+        let _file = self
+            .file_lock
+            .read()
+            .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
+        let pooled = self
+            .idle_readers
+            .lock()
+            .map_err(|_| DbError::Internal("reader pool poisoned".into()))?
+            .pop();
+        let reader = match pooled {
+            Some(reader) => reader,
+            None => open_reader(&self.path)?,
+        };
+        let result = f(&reader);
+        if let Ok(mut idle) = self.idle_readers.lock() {
+            idle.push(reader);
+        }
+        Ok(result)
+    }
+}
+
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> DbError {
+    DbError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags_and_vfs(path, flags, vfs.name.as_str())
+        .map_err(|e| sqlite_error(path, e))?;
+    // WITHOUT ROWID: writing the state table leaves last_insert_rowid() to the user's statements.
+    // WAL lets readers proceed while the writer applies. synchronous=NORMAL is enough: the
+    // Raft log is the durability point, and entries lost from a torn WAL tail are re-applied
+    // from the log because the applied log id is rolled back with them.
+    connection
+        .execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+             CREATE TABLE IF NOT EXISTS {STATE_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+        ))
+        .map_err(|e| sqlite_error(path, e))?;
+    let guard = StatementGuard::install(&connection, GuardMode::Writer);
+    let random = EntryRandom::install(&connection).map_err(|e| sqlite_error(path, e))?;
+    let progress_units = Arc::new(AtomicU64::new(0));
+    let counter = progress_units.clone();
+    connection.progress_handler(
+        WRITER_PROGRESS_STEP,
+        Some(move || counter.fetch_add(1, Ordering::Relaxed) + 1 > WRITER_PROGRESS_UNITS_MAX),
+    );
+    Ok(Writer {
+        connection,
+        guard,
+        random,
+        clock: vfs.clone(),
+        progress_units,
+    })
+}
+
+fn open_reader(path: &Path) -> Result<Reader, DbError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(|e| sqlite_error(path, e))?;
+    connection
+        .execute_batch("PRAGMA query_only=1;")
+        .map_err(|e| sqlite_error(path, e))?;
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(|e| sqlite_error(path, e))?;
+    let guard = StatementGuard::install(&connection, GuardMode::Reader);
+    let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let watched = deadline.clone();
+    connection.progress_handler(
+        1_000,
+        Some(
+            move || matches!(watched.lock().ok().and_then(|d| *d), Some(at) if Instant::now() > at),
+        ),
+    );
+    Ok(Reader {
+        connection,
+        guard,
+        deadline,
+    })
+}
+
+fn set_deadline(slot: &Mutex<Option<Instant>>, deadline: Option<Instant>) {
+    if let Ok(mut slot) = slot.lock() {
+        *slot = deadline;
+    }
+}
+
+fn apply_entry(
+    writer: &mut Writer,
+    entry: &Entry,
+    path: &Path,
+) -> Result<CommandResponse, DbError> {
+    let log_id = entry.log_id();
+    let conn = &writer.connection;
+    let internal = |sql: &str| {
+        writer
+            .guard
+            .internal(|| conn.execute_batch(sql))
+            .map_err(|e| sqlite_error(path, e))
+    };
+    internal("BEGIN IMMEDIATE")?;
+    let outcome = (|| {
+        let mut response = CommandResponse::default();
+        let mut membership = None;
+        match &entry.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Membership(new_membership) => {
+                membership = Some(StoredMembership::new(Some(log_id), new_membership.clone()));
+            }
+            EntryPayload::Normal(command) => {
+                writer.clock.clock.set(command.timestamp_ms);
+                writer.random.reseed(log_id.index);
+                for batch in &command.batches {
+                    response.batches.push(apply_batch(writer, batch, path)?);
+                }
+                writer.clock.clock.clear();
+            }
+        }
+        save_state(writer, &log_id, membership.as_ref(), path)?;
+        Ok(response)
+    })();
+    match outcome {
+        Ok(response) => {
+            internal("COMMIT")?;
+            Ok(response)
+        }
+        Err(error) => {
+            writer.clock.clock.clear();
+            let _ = internal("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+fn apply_batch(
+    writer: &Writer,
+    batch: &crate::raft::types::StatementBatch,
+    path: &Path,
+) -> Result<Vec<StatementResult>, DbError> {
+    let conn = &writer.connection;
+    let internal = |sql: &str| {
+        writer
+            .guard
+            .internal(|| conn.execute_batch(sql))
+            .map_err(|e| sqlite_error(path, e))
+    };
+    internal("SAVEPOINT shoal_batch")?;
+    let mut results = Vec::with_capacity(batch.statements.len());
+    let mut failed = false;
+    for statement in &batch.statements {
+        writer.progress_units.store(0, Ordering::Relaxed);
+        let mut result = execute_statement(conn, &writer.guard, statement);
+        if writer.progress_units.load(Ordering::Relaxed) > WRITER_PROGRESS_UNITS_MAX {
+            result.error = Some(format!(
+                "statement interrupted: it exceeded the write budget of {} SQLite steps",
+                WRITER_PROGRESS_UNITS_MAX * WRITER_PROGRESS_STEP as u64
+            ));
+        }
+        failed = result.error.is_some();
+        results.push(result);
+        if failed && batch.transaction {
+            break;
+        }
+    }
+    if failed && batch.transaction {
+        internal("ROLLBACK TO shoal_batch")?;
+        // rqlite reports the results up to and including the failing statement; those before
+        // it were undone, so their counts would mislead.
+        for result in results.iter_mut().filter(|r| r.error.is_none()) {
+            result.rows_affected = 0;
+            result.last_insert_id = 0;
+        }
+    }
+    internal("RELEASE shoal_batch")?;
+    Ok(results)
+}
+
+fn save_state(
+    writer: &Writer,
+    log_id: &LogId,
+    membership: Option<&StoredMembership>,
+    path: &Path,
+) -> Result<(), DbError> {
+    let applied = serde_json::to_string(log_id)
+        .map_err(|e| DbError::Internal(format!("encode log id: {e}")))?;
+    writer.guard.internal(|| -> Result<(), DbError> {
+        let mut upsert = writer
+            .connection
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"
+            ))
+            .map_err(|e| sqlite_error(path, e))?;
+        upsert
+            .execute(["applied", applied.as_str()])
+            .map_err(|e| sqlite_error(path, e))?;
+        if let Some(membership) = membership {
+            let encoded = serde_json::to_string(membership)
+                .map_err(|e| DbError::Internal(format!("encode membership: {e}")))?;
+            upsert
+                .execute(["membership", encoded.as_str()])
+                .map_err(|e| sqlite_error(path, e))?;
+        }
+        Ok(())
+    })
+}
+
+fn read_state(connection: &Connection, path: &Path) -> Result<AppliedState, DbError> {
+    let read = |key: &str| -> Result<Option<String>, DbError> {
+        connection
+            .query_row(
+                &format!("SELECT value FROM {STATE_TABLE} WHERE key = ?1"),
+                [key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| sqlite_error(path, e))
+    };
+    let corrupt = |message: String| DbError::CorruptState {
+        path: path.to_path_buf(),
+        message,
+    };
+    let last_applied = match read("applied")? {
+        Some(text) => {
+            Some(serde_json::from_str(&text).map_err(|e| corrupt(format!("applied log id: {e}")))?)
+        }
+        None => None,
+    };
+    let membership = match read("membership")? {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("membership: {e}")))?
+        }
+        None => StoredMembership::default(),
+    };
+    Ok(AppliedState {
+        last_applied,
+        membership,
+    })
+}
+
+/// Reads the applied state recorded inside a database image, checking it is a Shoal database.
+pub fn read_image_state(image: &Path) -> Result<AppliedState, DbError> {
+    let connection = Connection::open_with_flags(
+        image,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(image, e))?;
+    let check: String = connection
+        .query_row("PRAGMA quick_check", [], |row| row.get(0))
+        .map_err(|e| sqlite_error(image, e))?;
+    if check != "ok" {
+        return Err(DbError::CorruptState {
+            path: image.to_path_buf(),
+            message: format!("quick_check: {check}"),
+        });
+    }
+    read_state(&connection, image)
+}
+
+/// fsyncs a file so a rename of it is durable.
+pub fn sync_file(path: &Path) -> Result<(), DbError> {
+    std::fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .map_err(|source| DbError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// fsyncs the directory holding `path`, making a rename or creation in it durable.
+pub fn sync_parent_dir(path: &Path) -> Result<(), DbError> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|source| DbError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })
+}

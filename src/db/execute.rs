@@ -1,0 +1,313 @@
+//! Runs one statement on a SQLite connection and turns the outcome into a [`StatementResult`].
+
+use std::time::Instant;
+
+use rusqlite::Connection;
+
+use crate::db::guard::StatementGuard;
+use crate::db::value::SqlValue;
+use crate::raft::types::{Params, RowSet, Statement, StatementResult};
+
+/// Upper bound on the values (rows × columns) one statement may return, so one query cannot
+/// exhaust the node's memory. Clients page with LIMIT/OFFSET beyond it.
+pub const RESULT_VALUES_MAX: usize = 20_000_000;
+
+/// Executes `statement`; an error is reported in the result, never raised: a failed statement
+/// changes nothing (SQLite's statement-level atomicity) and the caller decides what else to undo.
+pub fn execute_statement(
+    connection: &Connection,
+    guard: &StatementGuard,
+    statement: &Statement,
+) -> StatementResult {
+    let started = Instant::now();
+    let mut result = match run(connection, statement) {
+        Ok(result) => result,
+        Err(error) => StatementResult::failed(describe_error(guard, error)),
+    };
+    result.time_s = started.elapsed().as_secs_f64();
+    result
+}
+
+/// Whether `sql` only reads (SQLite's own judgement, `sqlite3_stmt_readonly`). `None` when the
+/// statement does not compile here, e.g. it names a table an earlier statement creates.
+pub fn is_read_only(connection: &Connection, sql: &str) -> Option<bool> {
+    connection
+        .prepare(sql)
+        .ok()
+        .map(|statement| statement.readonly())
+}
+
+fn run(connection: &Connection, statement: &Statement) -> rusqlite::Result<StatementResult> {
+    let mut prepared = match connection.prepare(&statement.sql) {
+        Ok(prepared) => prepared,
+        Err(rusqlite::Error::MultipleStatement) => return run_script(connection, statement),
+        Err(error) => return Err(error),
+    };
+    bind(&mut prepared, &statement.params)?;
+    let changes_before = connection.total_changes();
+    // sqlite3_changes() keeps the count of the last INSERT/UPDATE/DELETE, so a statement that
+    // changed nothing (DDL, a no-op) must not report it.
+    let changed = |connection: &Connection| connection.total_changes() != changes_before;
+    let column_count = prepared.column_count();
+    if column_count == 0 {
+        prepared.raw_execute()?;
+        let rows_affected = if changed(connection) {
+            connection.changes()
+        } else {
+            0
+        };
+        return Ok(StatementResult {
+            rows_affected,
+            last_insert_id: connection.last_insert_rowid(),
+            ..StatementResult::default()
+        });
+    }
+    let columns: Vec<String> = prepared
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let declared: Vec<Option<String>> = prepared
+        .columns()
+        .iter()
+        .map(|c| c.decl_type().map(|t| t.to_ascii_lowercase()))
+        .collect();
+    let mut values: Vec<Vec<SqlValue>> = Vec::new();
+    let mut rows = prepared.raw_query();
+    let mut total_values = 0usize;
+    while let Some(row) = rows.next()? {
+        total_values += column_count;
+        if total_values > RESULT_VALUES_MAX {
+            return Err(rusqlite::Error::UserFunctionError(
+                format!("result exceeds {RESULT_VALUES_MAX} values; add a LIMIT").into(),
+            ));
+        }
+        let mut record = Vec::with_capacity(column_count);
+        for index in 0..column_count {
+            record.push(SqlValue::from(row.get_ref(index)?));
+        }
+        values.push(record);
+    }
+    drop(rows);
+    let types = declared
+        .into_iter()
+        .enumerate()
+        .map(|(index, declared)| declared.unwrap_or_else(|| inferred_type(&values, index)))
+        .collect();
+    let rows_affected = if changed(connection) {
+        connection.changes()
+    } else {
+        0
+    };
+    Ok(StatementResult {
+        rows: Some(RowSet {
+            columns,
+            types,
+            values,
+        }),
+        rows_affected,
+        last_insert_id: if rows_affected > 0 {
+            connection.last_insert_rowid()
+        } else {
+            0
+        },
+        ..StatementResult::default()
+    })
+}
+
+/// Several statements in one string without parameters run as a script, like `sqlite3` does.
+fn run_script(connection: &Connection, statement: &Statement) -> rusqlite::Result<StatementResult> {
+    if statement.params != Params::None {
+        return Err(rusqlite::Error::UserFunctionError(
+            "parameters cannot be bound to a string holding several statements; send them separately".into(),
+        ));
+    }
+    let before = connection.total_changes();
+    connection.execute_batch(&statement.sql)?;
+    Ok(StatementResult {
+        rows_affected: connection.total_changes().saturating_sub(before),
+        last_insert_id: connection.last_insert_rowid(),
+        ..StatementResult::default()
+    })
+}
+
+/// A column without a declared type (an expression) takes the storage class of its first
+/// non-NULL value, or "" when there is none.
+fn inferred_type(values: &[Vec<SqlValue>], column: usize) -> String {
+    values
+        .iter()
+        .map(|row| &row[column])
+        .find(|value| !matches!(value, SqlValue::Null))
+        .map(|value| value.type_name().to_string())
+        .unwrap_or_default()
+}
+
+fn bind(prepared: &mut rusqlite::Statement<'_>, params: &Params) -> rusqlite::Result<()> {
+    let expected = prepared.parameter_count();
+    match params {
+        Params::None if expected == 0 => Ok(()),
+        Params::None => Err(parameter_error(format!(
+            "statement expects {expected} parameters but none were given"
+        ))),
+        Params::Positional(values) => {
+            if values.len() != expected {
+                return Err(parameter_error(format!(
+                    "statement expects {expected} parameters but {} were given",
+                    values.len()
+                )));
+            }
+            for (index, value) in values.iter().enumerate() {
+                prepared.raw_bind_parameter(index + 1, value)?;
+            }
+            Ok(())
+        }
+        Params::Named(pairs) => {
+            for (name, value) in pairs {
+                let index = ([':', '@', '$'].iter())
+                    .find_map(|prefix| {
+                        prepared
+                            .parameter_index(&format!("{prefix}{name}"))
+                            .transpose()
+                    })
+                    .transpose()?
+                    .ok_or_else(|| {
+                        parameter_error(format!("statement has no parameter named {name:?}"))
+                    })?;
+                prepared.raw_bind_parameter(index, value)?;
+            }
+            if pairs.len() != expected {
+                return Err(parameter_error(format!(
+                    "statement expects {expected} parameters but {} were given",
+                    pairs.len()
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn parameter_error(message: String) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(message.into())
+}
+
+/// Turns an SQLite error into the message a client sees: the guard's reason when the
+/// authorizer refused the statement, otherwise SQLite's own text.
+fn describe_error(guard: &StatementGuard, error: rusqlite::Error) -> String {
+    let refusal = guard.take_refusal();
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.code == rusqlite::ErrorCode::AuthorizationForStatementDenied =>
+        {
+            refusal.unwrap_or_else(|| "statement not authorized".to_string())
+        }
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message,
+        rusqlite::Error::UserFunctionError(message) => message.to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::guard::GuardMode;
+
+    fn setup() -> (Connection, std::sync::Arc<StatementGuard>) {
+        let connection = Connection::open_in_memory().unwrap();
+        let guard = StatementGuard::install(&connection, GuardMode::Writer);
+        (connection, guard)
+    }
+
+    fn exec(c: &Connection, g: &StatementGuard, sql: &str, params: Params) -> StatementResult {
+        execute_statement(
+            c,
+            g,
+            &Statement {
+                sql: sql.to_string(),
+                params,
+            },
+        )
+    }
+
+    #[test]
+    fn insert_reports_rows_affected_and_last_insert_id() {
+        let (c, g) = setup();
+        exec(
+            &c,
+            &g,
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT)",
+            Params::None,
+        );
+        let r = exec(
+            &c,
+            &g,
+            "INSERT INTO t(name) VALUES (?)",
+            Params::Positional(vec![SqlValue::Text("a".into())]),
+        );
+        assert_eq!((r.error, r.rows_affected, r.last_insert_id), (None, 1, 1));
+    }
+
+    #[test]
+    fn select_reports_declared_and_inferred_types() {
+        let (c, g) = setup();
+        exec(
+            &c,
+            &g,
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT)",
+            Params::None,
+        );
+        exec(&c, &g, "INSERT INTO t(name) VALUES ('x')", Params::None);
+        let r = exec(&c, &g, "SELECT id, name, 1.5 AS f FROM t", Params::None);
+        let rows = r.rows.unwrap();
+        assert_eq!(rows.columns, ["id", "name", "f"]);
+        assert_eq!(rows.types, ["integer", "text", "real"]);
+        assert_eq!(
+            rows.values,
+            vec![vec![
+                SqlValue::Integer(1),
+                SqlValue::Text("x".into()),
+                SqlValue::Real(1.5)
+            ]]
+        );
+    }
+
+    #[test]
+    fn named_parameters_accept_any_prefix() {
+        let (c, g) = setup();
+        let named = Params::Named(vec![
+            ("a".into(), SqlValue::Integer(2)),
+            ("b".into(), SqlValue::Integer(3)),
+        ]);
+        let r = exec(&c, &g, "SELECT :a + @b", named);
+        assert_eq!(r.rows.unwrap().values, vec![vec![SqlValue::Integer(5)]]);
+    }
+
+    #[test]
+    fn wrong_parameter_count_is_a_clear_error() {
+        let (c, g) = setup();
+        let r = exec(
+            &c,
+            &g,
+            "SELECT ?, ?",
+            Params::Positional(vec![SqlValue::Integer(1)]),
+        );
+        assert!(
+            r.error
+                .unwrap()
+                .contains("expects 2 parameters but 1 were given")
+        );
+    }
+
+    #[test]
+    fn refused_statement_names_the_reason() {
+        let (c, g) = setup();
+        let r = exec(&c, &g, "ATTACH 'other.db' AS other", Params::None);
+        assert!(r.error.unwrap().contains("ATTACH"), "guard reason expected");
+    }
+
+    #[test]
+    fn syntax_error_keeps_sqlite_message() {
+        let (c, g) = setup();
+        let r = exec(&c, &g, "SELEC 1", Params::None);
+        assert!(r.error.unwrap().contains("syntax error"));
+    }
+}

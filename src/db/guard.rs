@@ -1,0 +1,176 @@
+//! The statement guard: an SQLite authorizer that refuses what cannot be replicated
+//! deterministically or would touch Shoal's own bookkeeping, and remembers why, so the client
+//! gets a sentence instead of SQLite's bare "not authorized".
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+
+/// Tables whose name starts with this prefix belong to Shoal, not to users.
+pub const INTERNAL_TABLE_PREFIX: &str = "_shoal_";
+
+/// Pragmas that change what is stored in the database file itself, so they replicate like data.
+const REPLICATED_PRAGMAS: &[&str] = &["user_version", "application_id"];
+
+/// Which connection the guard protects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardMode {
+    /// The state machine's writer: applies the replicated log.
+    Writer,
+    /// A read-only connection serving queries.
+    Reader,
+}
+
+/// Shared state of one connection's authorizer.
+#[derive(Debug, Default)]
+pub struct StatementGuard {
+    /// While set, Shoal's own statements run unchecked (savepoints, state table updates).
+    internal: AtomicBool,
+    /// Why the last statement was refused, if it was.
+    refusal: Mutex<Option<String>>,
+}
+
+impl StatementGuard {
+    /// Installs a guard on `connection` and returns the handle used to run internal statements
+    /// and to read refusal reasons.
+    pub fn install(connection: &Connection, mode: GuardMode) -> Arc<StatementGuard> {
+        let guard = Arc::new(StatementGuard::default());
+        let hook_guard = guard.clone();
+        connection.authorizer(Some(move |context: AuthContext<'_>| {
+            hook_guard.authorize(mode, &context)
+        }));
+        guard
+    }
+
+    /// Runs `f` with the guard lifted, for Shoal's own statements.
+    pub fn internal<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.internal.store(true, Ordering::SeqCst);
+        let result = f();
+        self.internal.store(false, Ordering::SeqCst);
+        result
+    }
+
+    /// Takes the reason the last refused statement was refused.
+    pub fn take_refusal(&self) -> Option<String> {
+        self.refusal
+            .lock()
+            .ok()
+            .and_then(|mut refusal| refusal.take())
+    }
+
+    fn authorize(&self, mode: GuardMode, context: &AuthContext<'_>) -> Authorization {
+        if self.internal.load(Ordering::SeqCst) {
+            return Authorization::Allow;
+        }
+        match refusal_reason(mode, &context.action) {
+            None => Authorization::Allow,
+            Some(reason) => {
+                if let Ok(mut refusal) = self.refusal.lock() {
+                    refusal.get_or_insert(reason);
+                }
+                Authorization::Deny
+            }
+        }
+    }
+}
+
+/// The policy itself, a pure function of the action: `Some(reason)` refuses it.
+pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String> {
+    let internal_table = |name: &str| name.to_ascii_lowercase().starts_with(INTERNAL_TABLE_PREFIX);
+    match action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Some(
+            "ATTACH and DETACH are not allowed: every replica holds exactly one database".to_string(),
+        ),
+        AuthAction::Function { function_name } if function_name.eq_ignore_ascii_case("load_extension") => {
+            Some("load_extension() is not allowed: extensions are not replicated".to_string())
+        }
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } if mode == GuardMode::Writer => Some(
+            "BEGIN, COMMIT, ROLLBACK and SAVEPOINT are not allowed as statements: set the `transaction` \
+             flag to apply a request atomically"
+                .to_string(),
+        ),
+        AuthAction::Pragma { pragma_name, pragma_value: Some(_) }
+            if !REPLICATED_PRAGMAS.iter().any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+        {
+            Some(format!(
+                "PRAGMA {pragma_name} = … is not allowed: it changes one connection's settings, which are \
+                 not replicated (only {} can be set)",
+                REPLICATED_PRAGMAS.join(" and ")
+            ))
+        }
+        AuthAction::Insert { table_name }
+        | AuthAction::Delete { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::DropTable { table_name }
+        | AuthAction::CreateTable { table_name }
+        | AuthAction::AlterTable { table_name, .. }
+        | AuthAction::CreateIndex { table_name, .. }
+        | AuthAction::CreateTrigger { table_name, .. }
+            if mode == GuardMode::Writer && internal_table(table_name) =>
+        {
+            Some(format!("table {table_name} is internal to Shoal and cannot be changed"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::hooks::TransactionOperation;
+
+    #[test]
+    fn attach_is_refused_everywhere() {
+        let attach = AuthAction::Attach {
+            filename: "/etc/passwd",
+        };
+        assert!(refusal_reason(GuardMode::Writer, &attach).is_some());
+        assert!(refusal_reason(GuardMode::Reader, &attach).is_some());
+    }
+
+    #[test]
+    fn transaction_statements_are_refused_on_the_writer_only() {
+        let begin = AuthAction::Transaction {
+            operation: TransactionOperation::Begin,
+        };
+        assert!(
+            refusal_reason(GuardMode::Writer, &begin)
+                .unwrap()
+                .contains("transaction")
+        );
+        assert!(refusal_reason(GuardMode::Reader, &begin).is_none());
+    }
+
+    #[test]
+    fn only_replicated_pragmas_may_be_set() {
+        let set_journal = AuthAction::Pragma {
+            pragma_name: "journal_mode",
+            pragma_value: Some("delete"),
+        };
+        let set_version = AuthAction::Pragma {
+            pragma_name: "user_version",
+            pragma_value: Some("7"),
+        };
+        let read_info = AuthAction::Pragma {
+            pragma_name: "table_info",
+            pragma_value: None,
+        };
+        assert!(refusal_reason(GuardMode::Writer, &set_journal).is_some());
+        assert!(refusal_reason(GuardMode::Writer, &set_version).is_none());
+        assert!(refusal_reason(GuardMode::Writer, &read_info).is_none());
+    }
+
+    #[test]
+    fn internal_tables_cannot_be_written() {
+        let write = AuthAction::Insert {
+            table_name: "_shoal_raft_state",
+        };
+        let user = AuthAction::Insert {
+            table_name: "users",
+        };
+        assert!(refusal_reason(GuardMode::Writer, &write).is_some());
+        assert!(refusal_reason(GuardMode::Writer, &user).is_none());
+    }
+}

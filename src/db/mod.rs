@@ -1,0 +1,11 @@
+//! SQLite: the state machine's storage. Applies committed entries deterministically, serves
+//! reads from a pool of read-only connections, and exports/imports consistent images.
+
+pub mod clock_vfs;
+pub mod database;
+pub mod determinism;
+pub mod execute;
+pub mod guard;
+pub mod snapshot_store;
+pub mod state_machine;
+pub mod value;

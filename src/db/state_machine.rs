@@ -1,0 +1,147 @@
+//! openraft's state machine and snapshot builder on top of [`Database`] and [`SnapshotStore`].
+
+use std::io;
+use std::sync::Arc;
+
+use futures_util::{Stream, TryStreamExt};
+use openraft::OptionalSend;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+
+use crate::db::database::Database;
+use crate::db::snapshot_store::{SnapshotFile, SnapshotStore, hash_file};
+use crate::raft::types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+
+type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
+
+/// The state machine of one Raft group. Cheap to clone; all clones share the database.
+#[derive(Clone)]
+pub struct StateMachine {
+    database: Arc<Database>,
+    snapshots: SnapshotStore,
+}
+
+impl StateMachine {
+    pub fn new(database: Arc<Database>, snapshots: SnapshotStore) -> Self {
+        Self {
+            database,
+            snapshots,
+        }
+    }
+
+    pub fn database(&self) -> &Arc<Database> {
+        &self.database
+    }
+}
+
+fn blocking_error(error: tokio::task::JoinError) -> io::Error {
+    io::Error::other(format!("state machine task failed: {error}"))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let (database, store) = (self.database.clone(), self.snapshots.clone());
+        let (manifest, path) = tokio::task::spawn_blocking(move || store.build(&database))
+            .await
+            .map_err(blocking_error)??;
+        tracing::info!(last_log_id = ?manifest.meta.last_log_id, size_bytes = manifest.size_bytes, "snapshot built");
+        let file = tokio::fs::File::open(&path).await?;
+        Ok(Snapshot {
+            meta: manifest.meta,
+            snapshot: SnapshotFile {
+                file,
+                path,
+                size_bytes: manifest.size_bytes,
+                sha256: manifest.sha256,
+            },
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let database = self.database.clone();
+        let state = tokio::task::spawn_blocking(move || database.applied_state())
+            .await
+            .map_err(blocking_error)??;
+        Ok((state.last_applied, state.membership))
+    }
+
+    async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
+    where
+        S: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut batch = Vec::new();
+        let mut responders = Vec::new();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            batch.push(entry);
+            responders.push(responder);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let database = self.database.clone();
+        let responses = tokio::task::spawn_blocking(move || database.apply(&batch))
+            .await
+            .map_err(blocking_error)??;
+        for (responder, response) in responders.into_iter().zip(responses) {
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        let (database, store, meta) = (self.database.clone(), self.snapshots.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), io::Error> {
+            let (size, sha) = hash_file(&snapshot.path)?;
+            if size != snapshot.size_bytes || sha != snapshot.sha256 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "received snapshot does not match its checksum",
+                ));
+            }
+            let image_state = crate::db::database::read_image_state(&snapshot.path)?;
+            if image_state.last_applied != meta.last_log_id {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "snapshot image holds log id {:?} but its metadata says {:?}",
+                        image_state.last_applied, meta.last_log_id
+                    ),
+                ));
+            }
+            drop(snapshot.file);
+            // Keep the image as the current snapshot first: if we crash before the database
+            // swap, start-up restores from it (`recover_from_snapshot`).
+            let (_, kept) = store.keep(&snapshot.path, meta)?;
+            database.import_image(&kept)?;
+            Ok(())
+        })
+        .await
+        .map_err(blocking_error)??;
+        tracing::info!("snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        Ok(self
+            .snapshots
+            .open_current()
+            .await?
+            .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+    }
+}

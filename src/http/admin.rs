@@ -1,0 +1,359 @@
+//! Cluster endpoints: `/status` (shaped like MongoDB's `rs.status()`), `/nodes`, `/readyz`,
+//! `/livez`, `/join`, `/remove`, `/leader`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::{ApiState, error_response, json_response};
+use crate::raft::types::{NodeId, ShoalNode};
+use crate::service::ServiceError;
+use crate::service::cluster::{ClusterRequest, ClusterResponse, MemberState, unix_seconds};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/status", get(status))
+        .route("/nodes", get(nodes))
+        .route("/readyz", get(readyz))
+        .route("/livez", get(livez))
+        .route("/join", post(join))
+        .route("/remove", delete(remove).post(remove))
+        .route("/leader", get(leader).post(step_down))
+}
+
+fn flags(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.and_then(|r| serde_urlencoded::from_str(r).ok())
+        .unwrap_or_default()
+}
+
+fn has_flag(raw: Option<&str>, name: &str) -> bool {
+    flags(raw).iter().any(|(k, v)| k == name && v != "false")
+}
+
+async fn status(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Response {
+    let service = &state.service;
+    let me = service.own_state(state.started);
+    let epoch = service.group.leader_epoch();
+    let members = service.member_states(state.started).await;
+    let newest_applied = members
+        .values()
+        .filter_map(|(_, _, s)| s.as_ref().and_then(|s| s.applied_index))
+        .max();
+    let leader_node = me
+        .leader
+        .and_then(|id| members.get(&id).map(|(node, _, _)| node.clone()));
+    let member_list: Vec<Value> = members
+        .iter()
+        .map(|(id, (node, voter, state))| {
+            member_json(*id, node, *voter, state.as_ref(), newest_applied)
+        })
+        .collect();
+    let db_size_bytes = std::fs::metadata(service.group.database.path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let body = json!({
+        "node": {
+            "id": me.id,
+            "role": me.state,
+            "term": me.term,
+            "leader": me.leader.map(|id| json!({
+                "id": id,
+                "http_addr": leader_node.as_ref().map(|n| n.http_addr.clone()),
+                "raft_addr": leader_node.as_ref().map(|n| n.raft_addr.clone()),
+            })),
+            "leader_since": unix_seconds(epoch.since),
+            "last_log_index": me.last_log_index,
+            "commit_index": me.committed_index,
+            "applied_index": me.applied_index,
+            "last_leader_contact_ms": me.since_leader_contact_ms,
+            "uptime_s": me.uptime_s,
+        },
+        "members": member_list,
+        "storage": {
+            "group": service.group.id,
+            "db_path": service.group.database.path().display().to_string(),
+            "db_size_bytes": db_size_bytes,
+            "log_entries": me.log_entries,
+        },
+        "version": env!("CARGO_PKG_VERSION"),
+        "time": unix_seconds(SystemTime::now()),
+    });
+    json_response(StatusCode::OK, &body, has_flag(raw.as_deref(), "pretty"))
+}
+
+fn member_json(
+    id: NodeId,
+    node: &ShoalNode,
+    voter: bool,
+    state: Option<&MemberState>,
+    newest_applied: Option<u64>,
+) -> Value {
+    let applied = state.and_then(|s| s.applied_index);
+    json!({
+        "id": id,
+        "http_addr": node.http_addr,
+        "raft_addr": node.raft_addr,
+        "voter": voter,
+        "health": if state.is_some() { 1 } else { 0 },
+        "role": state.map(|s| s.state.clone()).unwrap_or_else(|| "unreachable".into()),
+        "term": state.map(|s| s.term),
+        "applied_index": applied,
+        "lag_entries": match (newest_applied, applied) { (Some(n), Some(a)) => Some(n.saturating_sub(a)), (Some(n), None) => Some(n), _ => None },
+        "lag_ms": state.and_then(|s| s.since_leader_contact_ms),
+        "last_contact_ms": state.and_then(|s| s.since_leader_contact_ms),
+        "uptime_s": state.map(|s| s.uptime_s),
+    })
+}
+
+/// rqlite's `/nodes`: voters by default, read replicas too with `nonvoters`; `ver=2` for a list.
+async fn nodes(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Response {
+    let pairs = flags(raw.as_deref());
+    let include_non_voters = pairs.iter().any(|(k, _)| k == "nonvoters");
+    let list_form = pairs.iter().any(|(k, v)| k == "ver" && v == "2");
+    let members = state.service.member_states(state.started).await;
+    let leader = state.service.group.metrics().current_leader;
+    let mut by_id = serde_json::Map::new();
+    let mut list = Vec::new();
+    for (id, (node, voter, member)) in members {
+        if !voter && !include_non_voters {
+            continue;
+        }
+        let entry = json!({
+            "id": id.to_string(),
+            "api_addr": format!("http://{}", node.http_addr),
+            "addr": node.raft_addr,
+            "voter": voter,
+            "reachable": member.is_some(),
+            "leader": leader == Some(id),
+        });
+        list.push(entry.clone());
+        by_id.insert(id.to_string(), entry);
+    }
+    let body = if list_form {
+        json!({"nodes": list})
+    } else {
+        Value::Object(by_id)
+    };
+    json_response(StatusCode::OK, &body, has_flag(raw.as_deref(), "pretty"))
+}
+
+/// Ready when this node knows a leader (unless `noleader`) and its database answers.
+async fn readyz(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Response {
+    let check_leader = !has_flag(raw.as_deref(), "noleader");
+    let metrics = state.service.group.metrics();
+    let mut lines = vec!["[+]node ok".to_string()];
+    let mut ready = true;
+    if check_leader {
+        if metrics.current_leader.is_some() {
+            lines.push("[+]leader ok".into());
+        } else {
+            lines.push("[-]leader: no leader".into());
+            ready = false;
+        }
+    }
+    let store_ok = state
+        .service
+        .group
+        .database
+        .query(
+            vec![crate::raft::types::Statement::plain("SELECT 1")],
+            Duration::from_secs(2),
+        )
+        .await
+        .is_ok();
+    lines.push(if store_ok {
+        "[+]store ok".into()
+    } else {
+        "[-]store: database does not answer".into()
+    });
+    ready &= store_ok;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, lines.join("\n") + "\n").into_response()
+}
+
+async fn livez() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+/// Node ids arrive as numbers or, from rqlite tooling, as strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NodeIdField {
+    Number(NodeId),
+    Text(String),
+}
+
+impl NodeIdField {
+    fn id(&self) -> Result<NodeId, ServiceError> {
+        match self {
+            NodeIdField::Number(id) => Ok(*id),
+            NodeIdField::Text(text) => text.parse().map_err(|_| {
+                ServiceError::BadRequest(format!("node id {text:?} is not a positive integer"))
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    id: NodeIdField,
+    /// The joining node's Raft address.
+    addr: String,
+    /// The joining node's HTTP API address.
+    http_addr: Option<String>,
+    #[serde(default = "default_true")]
+    voter: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveBody {
+    id: NodeIdField,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StepDownBody {
+    id: Option<NodeIdField>,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    example: &str,
+) -> Result<T, ServiceError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ServiceError::BadRequest(format!("invalid body ({e}); expected {example}")))
+}
+
+async fn join(
+    State(state): State<ApiState>,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    let outcome = async {
+        let body: JoinBody = parse_body(
+            &body,
+            r#"{"id": 2, "addr": "host:4002", "http_addr": "host:4001", "voter": true}"#,
+        )?;
+        let node = ShoalNode {
+            raft_addr: body.addr,
+            http_addr: body.http_addr.unwrap_or_default(),
+        };
+        state
+            .service
+            .cluster(ClusterRequest::Join {
+                id: body.id.id()?,
+                node,
+                voter: body.voter,
+            })
+            .await
+    }
+    .await;
+    cluster_reply(outcome, &uri)
+}
+
+async fn remove(
+    State(state): State<ApiState>,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    let outcome = async {
+        let body: RemoveBody = parse_body(&body, r#"{"id": 2}"#)?;
+        state
+            .service
+            .cluster(ClusterRequest::Remove { id: body.id.id()? })
+            .await
+    }
+    .await;
+    cluster_reply(outcome, &uri)
+}
+
+async fn step_down(
+    State(state): State<ApiState>,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    let outcome = async {
+        let body: StepDownBody = if body.iter().all(u8::is_ascii_whitespace) {
+            StepDownBody::default()
+        } else {
+            parse_body(&body, r#"{} or {"id": 2}"#)?
+        };
+        let to = body.id.map(|id| id.id()).transpose()?;
+        state.service.cluster(ClusterRequest::StepDown { to }).await
+    }
+    .await;
+    cluster_reply(outcome, &uri)
+}
+
+fn cluster_reply(
+    outcome: Result<ClusterResponse, ServiceError>,
+    uri: &axum::http::Uri,
+) -> Response {
+    match outcome {
+        Ok(ClusterResponse::Joined {
+            id,
+            voter,
+            already_member,
+        }) => json_response(
+            StatusCode::OK,
+            &json!({"joined": id, "voter": voter, "already_member": already_member}),
+            false,
+        ),
+        Ok(ClusterResponse::Removed { id }) => {
+            json_response(StatusCode::OK, &json!({"removed": id}), false)
+        }
+        Ok(ClusterResponse::LeaderChanged { from, to }) => json_response(
+            StatusCode::OK,
+            &json!({"previous_leader": from, "leader": to}),
+            false,
+        ),
+        Err(error) => error_response(&error, uri, false),
+    }
+}
+
+async fn leader(State(state): State<ApiState>) -> Response {
+    let metrics = state.service.group.metrics();
+    let nodes: BTreeMap<NodeId, ShoalNode> = metrics
+        .membership_config
+        .nodes()
+        .map(|(id, node)| (*id, node.clone()))
+        .collect();
+    let epoch = state.service.group.leader_epoch();
+    let body = match metrics.current_leader {
+        Some(id) => json!({
+            "leader": {
+                "id": id,
+                "http_addr": nodes.get(&id).map(|n| n.http_addr.clone()),
+                "raft_addr": nodes.get(&id).map(|n| n.raft_addr.clone()),
+            },
+            "term": metrics.current_term,
+            "since": unix_seconds(epoch.since),
+        }),
+        None => {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": ServiceError::NoLeader.to_string()}),
+                false,
+            );
+        }
+    };
+    json_response(StatusCode::OK, &body, false)
+}

@@ -1,0 +1,226 @@
+//! The client HTTP API, compatible with rqlite's: `/db/execute`, `/db/query`, `/db/request`,
+//! and the cluster endpoints. A thin layer: it decodes requests into the service's one request
+//! type and renders the answers.
+
+pub mod admin;
+pub mod body;
+pub mod params;
+pub mod render;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, OriginalUri, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::raft::types::{Statement, StatementBatch};
+use crate::service::queue::WriteQueue;
+use crate::service::{RequestKind, Service, ServiceError, ServiceRequest};
+use params::{RequestOptions, parse_options};
+use render::{RenderOptions, render_response, status_for};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub service: Arc<Service>,
+    pub queue: Arc<WriteQueue>,
+    pub started: Instant,
+}
+
+/// All client routes. `body_bytes_max` bounds every request body (HTTP 413 beyond it).
+pub fn router(state: ApiState, body_bytes_max: usize) -> Router {
+    Router::new()
+        .route("/db/execute", post(execute))
+        .route("/db/query", get(query).post(query))
+        .route("/db/request", post(unified))
+        .merge(admin::routes())
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(state)
+}
+
+/// A JSON response, pretty-printed when asked.
+pub fn json_response(status: StatusCode, body: &Value, pretty: bool) -> Response {
+    let text = if pretty {
+        serde_json::to_string_pretty(body)
+    } else {
+        serde_json::to_string(body)
+    };
+    let text = text.unwrap_or_else(|e| format!("{{\"error\":\"cannot encode response: {e}\"}}"));
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// An error response: `{"error": "..."}` with the status for its kind; a redirect to the
+/// leader when the client asked for redirects instead of forwarding.
+pub fn error_response(error: &ServiceError, uri: &axum::http::Uri, pretty: bool) -> Response {
+    if let ServiceError::NotLeader {
+        leader_http_addr: Some(leader),
+        ..
+    } = error
+    {
+        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let location = format!("http://{leader}{path_and_query}");
+        if let Ok(location) = HeaderValue::from_str(&location) {
+            let mut response = json_response(
+                StatusCode::MOVED_PERMANENTLY,
+                &json!({"error": error.to_string()}),
+                pretty,
+            );
+            response.headers_mut().insert(header::LOCATION, location);
+            return response;
+        }
+    }
+    json_response(
+        status_for(error),
+        &json!({"error": error.to_string()}),
+        pretty,
+    )
+}
+
+fn bad_request(message: String, pretty: bool) -> Response {
+    json_response(StatusCode::BAD_REQUEST, &json!({"error": message}), pretty)
+}
+
+async fn execute(
+    State(state): State<ApiState>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    run(state, uri, raw, RequestKind::Execute, Some(body)).await
+}
+
+async fn query(
+    State(state): State<ApiState>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    run(state, uri, raw, RequestKind::Query, Some(body)).await
+}
+
+async fn unified(
+    State(state): State<ApiState>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    run(state, uri, raw, RequestKind::Unified, Some(body)).await
+}
+
+async fn run(
+    state: ApiState,
+    uri: axum::http::Uri,
+    raw: Option<String>,
+    kind: RequestKind,
+    body: Option<Bytes>,
+) -> Response {
+    let started = Instant::now();
+    let options = match parse_options(raw.as_deref()) {
+        Ok(options) => options,
+        Err(message) => return bad_request(message, false),
+    };
+    let statements = match statements_of(&options, body.as_deref()) {
+        Ok(statements) => statements,
+        Err(message) => return bad_request(message, options.pretty),
+    };
+    let batch = StatementBatch {
+        statements,
+        transaction: options.transaction,
+    };
+    if options.queue {
+        if kind != RequestKind::Execute {
+            return bad_request(
+                "queue is only supported on /db/execute".into(),
+                options.pretty,
+            );
+        }
+        return enqueue(&state, &uri, batch, &options).await;
+    }
+    let request = ServiceRequest {
+        kind,
+        batches: vec![batch],
+        read: options.read,
+        write_concern: options.write_concern,
+        write_concern_timeout: options.write_concern_timeout,
+        timeout: options.timeout,
+        forward_to_leader: !options.redirect,
+    };
+    match state.service.handle(request).await {
+        Ok(response) => {
+            let render = RenderOptions {
+                timings: options.timings,
+                associative: options.associative,
+                blob_array: options.blob_array,
+                raft_index: options.raft_index,
+            };
+            json_response(
+                StatusCode::OK,
+                &render_response(&response, render, started.elapsed().as_secs_f64()),
+                options.pretty,
+            )
+        }
+        Err(error) => error_response(&error, &uri, options.pretty),
+    }
+}
+
+async fn enqueue(
+    state: &ApiState,
+    uri: &axum::http::Uri,
+    batch: StatementBatch,
+    options: &RequestOptions,
+) -> Response {
+    let (sequence, done) = match state.queue.enqueue(batch, options.wait) {
+        Ok(queued) => queued,
+        Err(error) => return error_response(&error, uri, options.pretty),
+    };
+    if let Some(done) = done {
+        match tokio::time::timeout(options.timeout, done).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => return error_response(&error, uri, options.pretty),
+            Ok(Err(_)) => {
+                return error_response(
+                    &ServiceError::Internal("write queue dropped the request".into()),
+                    uri,
+                    options.pretty,
+                );
+            }
+            Err(_) => {
+                let error = ServiceError::Timeout(format!(
+                    "queued write {sequence} not yet written; it may still be"
+                ));
+                return error_response(&error, uri, options.pretty);
+            }
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"results": [], "sequence_number": sequence}),
+        options.pretty,
+    )
+}
+
+/// Statements come from the body, or from `q=` on `/db/query`.
+fn statements_of(options: &RequestOptions, body: Option<&[u8]>) -> Result<Vec<Statement>, String> {
+    match (&options.query, body) {
+        (Some(sql), _) => Ok(vec![Statement::plain(sql.clone())]),
+        (None, Some(body)) if !body.iter().all(u8::is_ascii_whitespace) => {
+            body::parse_statements(body)
+        }
+        (None, _) => {
+            Err("no statements: send a JSON array in the body, or q= for /db/query".to_string())
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Shoal: a replicated SQL database — SQLite for storage, Raft (openraft) for consensus, an
+//! rqlite-compatible HTTP API in front.
+
+pub mod bench;
+pub mod db;
+pub mod http;
+pub mod node;
+pub mod raft;
+pub mod service;

@@ -1,0 +1,225 @@
+//! The `shoal` command: `serve` runs a node, `bench` runs a load loop against one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use shoal::node::{Node, NodeConfig};
+use shoal::raft::group::RaftSettings;
+use shoal::service::queue::QueueSettings;
+
+#[derive(Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "A replicated SQL database: SQLite storage, Raft consensus, rqlite-compatible HTTP API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (with no arguments: a durable single-node database in ./shoal-data).
+    Serve(ServeArgs),
+    /// Run a simple load loop against a node and print throughput and latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Parser, Clone)]
+struct ServeArgs {
+    /// This node's id, unique in the cluster.
+    #[arg(long, env = "SHOAL_NODE_ID", default_value_t = 1)]
+    node_id: u64,
+    /// Where the node keeps its log, database and snapshots.
+    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "shoal-data")]
+    data_dir: PathBuf,
+    /// Client HTTP API listen address.
+    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "127.0.0.1:4001")]
+    http_addr: SocketAddr,
+    /// Raft (node-to-node) listen address.
+    #[arg(long, env = "SHOAL_RAFT_ADDR", default_value = "127.0.0.1:4002")]
+    raft_addr: SocketAddr,
+    /// HTTP address advertised to clients and other nodes, if not the listen address.
+    #[arg(long, env = "SHOAL_HTTP_ADVERTISE_ADDR")]
+    http_advertise_addr: Option<String>,
+    /// Raft address advertised to other nodes, if not the listen address.
+    #[arg(long, env = "SHOAL_RAFT_ADVERTISE_ADDR")]
+    raft_advertise_addr: Option<String>,
+    /// HTTP URL(s) of existing members to join through, comma-separated.
+    #[arg(long, env = "SHOAL_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
+    /// Join as a read replica (a non-voting Raft learner).
+    #[arg(long, env = "SHOAL_NON_VOTER")]
+    non_voter: bool,
+    /// Leader heartbeat interval, milliseconds.
+    #[arg(long, env = "SHOAL_HEARTBEAT_MS", default_value_t = 50)]
+    heartbeat_ms: u64,
+    /// Minimum election timeout, milliseconds (the maximum is twice this).
+    #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 250)]
+    election_timeout_ms: u64,
+    /// Build a snapshot (and compact the log) after this many entries.
+    #[arg(long, env = "SHOAL_SNAPSHOT_THRESHOLD", default_value_t = 8192)]
+    snapshot_threshold: u64,
+    /// Entries kept in the log behind a snapshot.
+    #[arg(long, env = "SHOAL_LOG_KEEP", default_value_t = 1024)]
+    log_keep: u64,
+    /// Largest accepted HTTP request body, bytes.
+    #[arg(long, env = "SHOAL_HTTP_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    http_max_body_bytes: usize,
+    /// How long to keep trying to join, seconds.
+    #[arg(long, env = "SHOAL_JOIN_TIMEOUT_S", default_value_t = 120)]
+    join_timeout_s: u64,
+    /// Log output format.
+    #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Parser)]
+struct BenchArgs {
+    /// HTTP URL of the node to load.
+    #[arg(long, default_value = "http://127.0.0.1:4001")]
+    host: String,
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Insert)]
+    workload: WorkloadArg,
+    /// Extra query-string options for every request, e.g. "level=none".
+    #[arg(long, default_value = "")]
+    options: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WorkloadArg {
+    Insert,
+    PointSelect,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    match cli.command {
+        None => runtime.block_on(serve(ServeArgs::parse_from(["shoal"]))),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Bench(args)) => runtime.block_on(bench(args)),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    if args.election_timeout_ms <= args.heartbeat_ms * 2 {
+        anyhow::bail!(
+            "--election-timeout-ms ({}) must exceed twice --heartbeat-ms ({})",
+            args.election_timeout_ms,
+            args.heartbeat_ms
+        );
+    }
+    let config = NodeConfig {
+        node_id: args.node_id,
+        data_dir: args.data_dir.clone(),
+        http_addr: args.http_addr,
+        raft_addr: args.raft_addr,
+        http_advertise_addr: args.http_advertise_addr.clone(),
+        raft_advertise_addr: args.raft_advertise_addr.clone(),
+        join: args.join.clone(),
+        non_voter: args.non_voter,
+        raft: RaftSettings {
+            heartbeat_interval_ms: args.heartbeat_ms,
+            election_timeout_min_ms: args.election_timeout_ms,
+            election_timeout_max_ms: args.election_timeout_ms * 2,
+            snapshot_threshold_entries: args.snapshot_threshold,
+            log_keep_entries: args.log_keep,
+            ..RaftSettings::default()
+        },
+        queue: QueueSettings::default(),
+        http_body_bytes_max: args.http_max_body_bytes,
+        join_timeout: Duration::from_secs(args.join_timeout_s),
+    };
+    let node = Node::start(config).await.context("shoal could not start")?;
+    let advertised = node.advertised();
+    tracing::info!(
+        node_id = args.node_id,
+        http = %advertised.http_addr,
+        raft = %advertised.raft_addr,
+        data_dir = %args.data_dir.display(),
+        role = if args.non_voter { "read replica" } else { "voter" },
+        "shoal node serving"
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let workload = match args.workload {
+        WorkloadArg::Insert => shoal::bench::Workload::Insert,
+        WorkloadArg::PointSelect => shoal::bench::Workload::PointSelect,
+    };
+    let report = shoal::bench::run(shoal::bench::BenchConfig {
+        host: args.host,
+        clients: args.clients,
+        duration: Duration::from_secs(args.duration_s),
+        workload,
+        options: args.options,
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    println!(
+        "{:.0} ops/s  ({} ok, {} errors in {:.1}s)  latency p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        report.per_second(),
+        report.operations,
+        report.errors,
+        report.elapsed.as_secs_f64(),
+        report.latency_p50.as_secs_f64() * 1e3,
+        report.latency_p99.as_secs_f64() * 1e3,
+        report.latency_max.as_secs_f64() * 1e3,
+    );
+    Ok(())
+}

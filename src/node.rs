@@ -1,0 +1,316 @@
+//! A Shoal node: opens the data directory, starts the Raft group and the listeners, joins or
+//! bootstraps the cluster, and shuts down gracefully (handing leadership over first).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::raft::group::{RaftGroup, RaftSettings};
+use crate::raft::server::Groups;
+use crate::raft::types::{DEFAULT_DATA_GROUP, NodeId, ShoalNode};
+use crate::service::Service;
+use crate::service::cluster::ClusterRequest;
+use crate::service::queue::{QueueSettings, WriteQueue};
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    /// Addresses other nodes and clients use to reach this node (defaults: the bind addresses).
+    pub http_advertise_addr: Option<String>,
+    pub raft_advertise_addr: Option<String>,
+    /// HTTP URLs of existing members to join through; empty bootstraps a new cluster.
+    pub join: Vec<String>,
+    pub non_voter: bool,
+    pub raft: RaftSettings,
+    pub queue: QueueSettings,
+    pub http_body_bytes_max: usize,
+    /// How long to keep trying to join before giving up.
+    pub join_timeout: Duration,
+}
+
+/// Identity recorded in the data directory on first start.
+#[derive(Debug, Serialize, Deserialize)]
+struct NodeIdentity {
+    node_id: NodeId,
+}
+
+/// Errors that stop a node from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data directory {dir}: {message}")]
+    DataDir { dir: PathBuf, message: String },
+    #[error("cannot listen on {what} address {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Group(#[from] crate::raft::group::GroupError),
+    #[error("could not join the cluster through {join}: {message}")]
+    Join { join: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A started node.
+pub struct Node {
+    pub service: Arc<Service>,
+    pub config: NodeConfig,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    _lock: std::fs::File,
+}
+
+impl Node {
+    /// Starts the node and returns once it serves (joining may continue in the background
+    /// only until `join_timeout`; errors are returned).
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let started = Instant::now();
+        let lock = prepare_data_dir(&config)?;
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| NodeError::Other(format!("HTTP client: {e}")))?;
+        let group = RaftGroup::start(
+            &config.data_dir,
+            DEFAULT_DATA_GROUP,
+            config.node_id,
+            &config.raft,
+            http.clone(),
+        )
+        .await?;
+        let service = Service::new(group.clone(), http.clone());
+        let queue = WriteQueue::start(service.clone(), config.queue.clone());
+
+        let http_listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "HTTP",
+                addr: config.http_addr,
+                source,
+            })?;
+        let raft_listener = TcpListener::bind(config.raft_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "Raft",
+                addr: config.raft_addr,
+                source,
+            })?;
+        let groups: Groups = Arc::new([(group.id, group.clone())].into_iter().collect());
+        let raft_router =
+            crate::raft::server::router(groups).merge(crate::service::internal::router(
+                service.clone(),
+                started,
+                config.http_body_bytes_max + 1024 * 1024,
+            ));
+        let api_state = crate::http::ApiState {
+            service: service.clone(),
+            queue,
+            started,
+        };
+        let api_router = crate::http::router(api_state, config.http_body_bytes_max);
+
+        let (shutdown, _) = watch::channel(false);
+        let servers = vec![
+            serve(http_listener, api_router, shutdown.subscribe()),
+            serve(raft_listener, raft_router, shutdown.subscribe()),
+        ];
+        let node = Node {
+            service,
+            config,
+            shutdown,
+            servers,
+            _lock: lock,
+        };
+        node.bootstrap_or_join().await?;
+        Ok(node)
+    }
+
+    pub fn advertised(&self) -> ShoalNode {
+        advertised(&self.config)
+    }
+
+    async fn bootstrap_or_join(&self) -> Result<(), NodeError> {
+        let raft = &self.service.group.raft;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Other(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        if self.config.join.is_empty() {
+            let members =
+                std::collections::BTreeMap::from([(self.config.node_id, self.advertised())]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| NodeError::Other(format!("bootstrap: {e}")))?;
+            return Ok(());
+        }
+        self.join().await
+    }
+
+    /// Asks the cluster (through any listed member) to add this node, retrying until the
+    /// join timeout: members may still be starting.
+    async fn join(&self) -> Result<(), NodeError> {
+        let client = reqwest::Client::new();
+        let node = self.advertised();
+        let body = serde_json::json!({
+            "id": self.config.node_id,
+            "addr": node.raft_addr,
+            "http_addr": node.http_addr,
+            "voter": !self.config.non_voter,
+        });
+        let deadline = Instant::now() + self.config.join_timeout;
+        let mut last_error = String::from("no attempt made");
+        while Instant::now() < deadline {
+            for target in &self.config.join {
+                let url = format!("{}/join", target.trim_end_matches('/'));
+                match client
+                    .post(&url)
+                    .json(&body)
+                    .timeout(Duration::from_secs(70))
+                    .send()
+                    .await
+                {
+                    Ok(response) if response.status().is_success() => {
+                        tracing::info!(through = %target, "joined the cluster");
+                        return Ok(());
+                    }
+                    Ok(response) => {
+                        let status = response.status();
+                        last_error =
+                            format!("{status}: {}", response.text().await.unwrap_or_default());
+                        if status == reqwest::StatusCode::BAD_REQUEST {
+                            return Err(NodeError::Join {
+                                join: target.clone(),
+                                message: last_error,
+                            });
+                        }
+                    }
+                    Err(error) => last_error = error.to_string(),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(NodeError::Join {
+            join: self.config.join.join(","),
+            message: last_error,
+        })
+    }
+
+    /// Graceful stop: a leader hands leadership to an up-to-date voter first, so writes
+    /// continue without waiting for an election timeout.
+    pub async fn shutdown(self) {
+        let service = &self.service;
+        if service.group.raft.is_leader() && service.group.raft.voter_ids().count() > 1 {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                service.cluster_on_leader(ClusterRequest::StepDown { to: None }),
+            )
+            .await
+            {
+                Ok(Ok(_)) => tracing::info!("handed leadership over before shutting down"),
+                Ok(Err(error)) => tracing::warn!(%error, "could not hand leadership over"),
+                Err(_) => tracing::warn!("handing leadership over timed out"),
+            }
+        }
+        let _ = self.shutdown.send(true);
+        if let Err(error) = service.group.raft.shutdown().await {
+            tracing::warn!(%error, "Raft shutdown");
+        }
+        for server in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
+    }
+}
+
+fn advertised(config: &NodeConfig) -> ShoalNode {
+    ShoalNode {
+        raft_addr: config
+            .raft_advertise_addr
+            .clone()
+            .unwrap_or_else(|| config.raft_addr.to_string()),
+        http_addr: config
+            .http_advertise_addr
+            .clone()
+            .unwrap_or_else(|| config.http_addr.to_string()),
+    }
+}
+
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(%error, "server stopped");
+        }
+    })
+}
+
+/// Creates the data directory, takes its lock (one process per directory) and checks the node
+/// id matches the one it was created with.
+fn prepare_data_dir(config: &NodeConfig) -> Result<std::fs::File, NodeError> {
+    let dir = &config.data_dir;
+    let fail = |message: String| NodeError::DataDir {
+        dir: dir.clone(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(|e| fail(format!("LOCK: {e}")))?;
+    // flock: no crate in the usual set wraps it more simply; released when the file closes.
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a valid, owned file descriptor.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(fail("another shoal process is using it".into()));
+    }
+    let identity_path = dir.join("node.json");
+    match std::fs::read(&identity_path) {
+        Ok(bytes) => {
+            let identity: NodeIdentity =
+                serde_json::from_slice(&bytes).map_err(|e| fail(format!("node.json: {e}")))?;
+            if identity.node_id != config.node_id {
+                return Err(fail(format!(
+                    "it belongs to node {}, but this node was started with --node-id {}",
+                    identity.node_id, config.node_id
+                )));
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let identity = serde_json::to_vec(&NodeIdentity {
+                node_id: config.node_id,
+            })
+            .map_err(|e| fail(e.to_string()))?;
+            std::fs::write(&identity_path, identity)
+                .map_err(|e| fail(format!("node.json: {e}")))?;
+        }
+        Err(error) => return Err(fail(format!("node.json: {error}"))),
+    }
+    Ok(lock)
+}

@@ -1,0 +1,215 @@
+//! One Raft group on this node: its log, state machine, snapshots and openraft instance, laid
+//! out under `<data-dir>/groups/<group-id>/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Config, SnapshotPolicy};
+
+use crate::db::database::Database;
+use crate::db::snapshot_store::{SnapshotStore, recover_from_snapshot};
+use crate::db::state_machine::StateMachine;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::NetworkFactory;
+use crate::raft::types::{GroupId, NodeId, Raft};
+
+/// Consensus timing and log retention.
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_threshold_entries: u64,
+    /// Entries kept in the log behind the snapshot, so briefly lagging followers catch up
+    /// from the log instead of needing the whole snapshot.
+    pub log_keep_entries: u64,
+    /// Read-only SQLite connections per group.
+    pub readers_max: usize,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 500,
+            snapshot_threshold_entries: 8192,
+            log_keep_entries: 1024,
+            readers_max: 8,
+        }
+    }
+}
+
+/// Who led the group, in which term, since when (wall clock, for status output).
+#[derive(Debug, Clone)]
+pub struct LeaderEpoch {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub since: SystemTime,
+}
+
+/// A running Raft group.
+pub struct RaftGroup {
+    pub id: GroupId,
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub database: Arc<Database>,
+    pub log: LogStore,
+    pub dir: PathBuf,
+    /// When this node last accepted entries or a heartbeat from a leader.
+    leader_contact: Mutex<Option<Instant>>,
+    leader_epoch: Mutex<LeaderEpoch>,
+}
+
+/// Errors starting a group.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("cannot open group {group} storage in {dir}: {message}")]
+    Storage {
+        group: GroupId,
+        dir: PathBuf,
+        message: String,
+    },
+    #[error("invalid Raft settings: {0}")]
+    Config(String),
+    #[error("cannot start Raft for group {group}: {message}")]
+    Start { group: GroupId, message: String },
+}
+
+impl RaftGroup {
+    /// Opens the group's storage under `data_dir` and starts its Raft instance.
+    pub async fn start(
+        data_dir: &Path,
+        group: GroupId,
+        node_id: NodeId,
+        settings: &RaftSettings,
+        http: reqwest::Client,
+    ) -> Result<Arc<RaftGroup>, GroupError> {
+        let dir = data_dir.join("groups").join(group.to_string());
+        let storage = |message: String| GroupError::Storage {
+            group,
+            dir: dir.clone(),
+            message,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| storage(e.to_string()))?;
+        let log = LogStore::open(&dir.join("log")).map_err(|e| storage(format!("log: {e}")))?;
+        let snapshots =
+            SnapshotStore::open(&dir.join("snapshots")).map_err(|e| storage(e.to_string()))?;
+        let database = Arc::new(
+            Database::open(&dir.join("db.sqlite"), group, settings.readers_max)
+                .map_err(|e| storage(e.to_string()))?,
+        );
+        recover_from_snapshot(&snapshots, &database).map_err(|e| storage(e.to_string()))?;
+
+        let config = Config {
+            cluster_name: format!("shoal-group-{group}"),
+            heartbeat_interval: settings.heartbeat_interval_ms,
+            election_timeout_min: settings.election_timeout_min_ms,
+            election_timeout_max: settings.election_timeout_max_ms,
+            enable_pre_vote: Some(true),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_threshold_entries),
+            max_in_snapshot_log_to_keep: settings.log_keep_entries,
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| GroupError::Config(e.to_string()))?;
+        let state_machine = StateMachine::new(database.clone(), snapshots);
+        let raft = Raft::new(
+            node_id,
+            Arc::new(config),
+            NetworkFactory::new(http, group),
+            log.clone(),
+            state_machine,
+        )
+        .await
+        .map_err(|e| GroupError::Start {
+            group,
+            message: e.to_string(),
+        })?;
+        let group = Arc::new(RaftGroup {
+            id: group,
+            node_id,
+            raft,
+            database,
+            log,
+            dir,
+            leader_contact: Mutex::new(None),
+            leader_epoch: Mutex::new(LeaderEpoch {
+                leader: None,
+                term: 0,
+                since: SystemTime::now(),
+            }),
+        });
+        spawn_leader_watch(&group);
+        Ok(group)
+    }
+
+    /// Records that a leader's append (or heartbeat) was accepted just now.
+    pub fn note_leader_contact(&self) {
+        if let Ok(mut contact) = self.leader_contact.lock() {
+            *contact = Some(Instant::now());
+        }
+    }
+
+    /// Time since this node last heard from a leader; zero on the leader itself.
+    pub fn since_leader_contact(&self) -> Option<Duration> {
+        if self.raft.is_leader() {
+            return Some(Duration::ZERO);
+        }
+        self.leader_contact
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .map(|at| at.elapsed())
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.leader_epoch
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or(LeaderEpoch {
+                leader: None,
+                term: 0,
+                since: SystemTime::now(),
+            })
+    }
+
+    pub fn metrics(&self) -> openraft::RaftMetrics<crate::raft::types::TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+}
+
+/// Keeps `leader_epoch` current by watching openraft's metrics.
+fn spawn_leader_watch(group: &Arc<RaftGroup>) {
+    let weak = Arc::downgrade(group);
+    let mut metrics = group.raft.metrics();
+    tokio::spawn(async move {
+        loop {
+            let Some(group) = weak.upgrade() else { return };
+            let (leader, term) = {
+                let m = metrics.borrow_watched();
+                (m.current_leader, m.current_term)
+            };
+            if let Ok(mut epoch) = group.leader_epoch.lock() {
+                if epoch.leader != leader || epoch.term != term {
+                    if epoch.leader != leader {
+                        tracing::info!(group = group.id, ?leader, term, "leader changed");
+                    }
+                    *epoch = LeaderEpoch {
+                        leader,
+                        term,
+                        since: SystemTime::now(),
+                    };
+                }
+            }
+            drop(group);
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}

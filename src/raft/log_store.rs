@@ -1,0 +1,567 @@
+//! The durable Raft log of one group: append-only segment files with a CRC-32C per entry, and
+//! group commit: a dedicated writer thread writes every append that is waiting and makes them
+//! durable with one fdatasync, then acknowledges them all.
+//!
+//! On-disk layout (in the group's `log/` directory):
+//! - `NNNNNNNNNNNNNNNNNNNN.seg`: entries from index N on; each record is
+//!   `[payload length: u32 LE][CRC-32C of payload: u32 LE][payload: postcard-encoded entry]`.
+//! - `state.json`: the vote and the last purged log id, replaced atomically (write, fsync, rename).
+//!
+//! Unpurged entries are also kept in memory for replication and apply; the snapshot policy
+//! bounds how many there are (`--snapshot-threshold`, `--log-keep`).
+//!
+//! Architecture invariant: an append is acknowledged to openraft (`IOFlushed`) only after the
+//! bytes are fsynced.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use openraft::OptionalSend;
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
+
+/// A new segment is started when the active one reaches this size.
+const SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// One entry may not exceed this size on disk (bounded by the HTTP body limit long before).
+const ENTRY_BYTES_MAX: u32 = 256 * 1024 * 1024;
+/// Appends waiting for the writer thread; openraft waits when it is full.
+const WRITER_QUEUE_MAX: usize = 4096;
+const RECORD_HEADER_BYTES: u64 = 8;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct DurableState {
+    vote: Option<Vote>,
+    purged: Option<LogId>,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: BTreeMap<u64, Entry>,
+    state: DurableState,
+}
+
+enum WriterCommand {
+    Append {
+        first_index: u64,
+        records: Vec<(u64, Vec<u8>)>,
+        flushed: IOFlushed<TypeConfig>,
+    },
+    TruncateFrom {
+        index: u64,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    SaveState {
+        state: DurableState,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    PurgeUpTo {
+        index: u64,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+}
+
+/// The log store handed to openraft; clones share everything.
+#[derive(Clone)]
+pub struct LogStore {
+    cache: Arc<RwLock<Cache>>,
+    writer: mpsc::Sender<WriterCommand>,
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("log cache lock poisoned")
+}
+
+fn writer_gone() -> io::Error {
+    io::Error::other("log writer thread has stopped")
+}
+
+impl LogStore {
+    /// Opens the log in `dir`, verifying every record, and starts its writer thread.
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        std::fs::create_dir_all(dir)?;
+        let state = read_state(dir)?;
+        let (segments, entries) = load_segments(dir, state.purged.as_ref().map(|p| p.index))?;
+        let writer = SegmentWriter::open(dir.to_path_buf(), segments)?;
+        let (sender, receiver) = mpsc::channel(WRITER_QUEUE_MAX);
+        std::thread::Builder::new()
+            .name(format!("shoal-log-{}", dir.display()))
+            .spawn(move || writer.run(receiver))?;
+        Ok(LogStore {
+            cache: Arc::new(RwLock::new(Cache { entries, state })),
+            writer: sender,
+        })
+    }
+
+    async fn request(
+        &self,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> WriterCommand,
+    ) -> io::Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(make(done))
+            .await
+            .map_err(|_| writer_gone())?;
+        wait.await.map_err(|_| writer_gone())?
+    }
+
+    /// Number of entries held (unpurged), for status and metrics.
+    pub fn entry_count(&self) -> usize {
+        self.cache.read().map(|c| c.entries.len()).unwrap_or(0)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let cache = self.cache.read().map_err(|_| poisoned())?;
+        Ok(cache
+            .entries
+            .range(range)
+            .map(|(_, entry)| entry.clone())
+            .collect())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.cache.read().map_err(|_| poisoned())?.state.vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let cache = self.cache.read().map_err(|_| poisoned())?;
+        let last = cache
+            .entries
+            .values()
+            .next_back()
+            .map(|e| e.log_id())
+            .or(cache.state.purged);
+        Ok(LogState {
+            last_purged_log_id: cache.state.purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let state = {
+            let mut cache = self.cache.write().map_err(|_| poisoned())?;
+            cache.state.vote = Some(*vote);
+            cache.state.clone()
+        };
+        self.request(|done| WriterCommand::SaveState { state, done })
+            .await
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        flushed: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut records = Vec::new();
+        let mut first_index = None;
+        {
+            let mut cache = self.cache.write().map_err(|_| poisoned())?;
+            for entry in entries {
+                let payload = postcard::to_stdvec(&entry)
+                    .map_err(|e| io::Error::other(format!("encode log entry: {e}")))?;
+                if payload.len() > ENTRY_BYTES_MAX as usize {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("log entry of {} bytes exceeds the limit", payload.len()),
+                    ));
+                }
+                first_index.get_or_insert(entry.index());
+                records.push((entry.index(), payload));
+                cache.entries.insert(entry.index(), entry);
+            }
+        }
+        match first_index {
+            Some(first_index) => self
+                .writer
+                .send(WriterCommand::Append {
+                    first_index,
+                    records,
+                    flushed,
+                })
+                .await
+                .map_err(|_| writer_gone()),
+            None => {
+                flushed.io_completed(Ok(()));
+                Ok(())
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
+        let from = last.map(|log_id| log_id.index + 1).unwrap_or(0);
+        {
+            let mut cache = self.cache.write().map_err(|_| poisoned())?;
+            cache.entries.split_off(&from);
+        }
+        self.request(|done| WriterCommand::TruncateFrom { index: from, done })
+            .await
+    }
+
+    async fn purge(&mut self, upto: LogId) -> Result<(), io::Error> {
+        let state = {
+            let mut cache = self.cache.write().map_err(|_| poisoned())?;
+            cache.state.purged = Some(upto);
+            let kept = cache.entries.split_off(&(upto.index + 1));
+            cache.entries = kept;
+            cache.state.clone()
+        };
+        // The purge point is durable before any segment disappears.
+        self.request(|done| WriterCommand::SaveState { state, done })
+            .await?;
+        self.request(|done| WriterCommand::PurgeUpTo {
+            index: upto.index,
+            done,
+        })
+        .await
+    }
+}
+
+struct Segment {
+    first_index: u64,
+    path: PathBuf,
+    size_bytes: u64,
+    /// Byte offset of each entry in this segment, by index.
+    offsets: BTreeMap<u64, u64>,
+}
+
+struct SegmentWriter {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    active: Option<File>,
+}
+
+impl SegmentWriter {
+    fn open(dir: PathBuf, segments: Vec<Segment>) -> io::Result<SegmentWriter> {
+        let active = match segments.last() {
+            Some(segment) => Some(OpenOptions::new().append(true).open(&segment.path)?),
+            None => None,
+        };
+        Ok(SegmentWriter {
+            dir,
+            segments,
+            active,
+        })
+    }
+
+    fn run(mut self, mut receiver: mpsc::Receiver<WriterCommand>) {
+        let mut waiting: Vec<IOFlushed<TypeConfig>> = Vec::new();
+        while let Some(command) = receiver.blocking_recv() {
+            let mut next = Some(command);
+            // Group commit: take every append already queued before syncing once.
+            while let Some(command) = next.take() {
+                match command {
+                    WriterCommand::Append {
+                        first_index,
+                        records,
+                        flushed,
+                    } => {
+                        match self.write_records(first_index, &records) {
+                            Ok(()) => waiting.push(flushed),
+                            Err(error) => {
+                                tracing::error!(%error, "log append failed");
+                                flushed.io_completed(Err(io::Error::new(
+                                    error.kind(),
+                                    error.to_string(),
+                                )));
+                            }
+                        }
+                        next = receiver.try_recv().ok();
+                    }
+                    other => {
+                        self.sync_and_acknowledge(&mut waiting);
+                        self.handle_control(other);
+                    }
+                }
+            }
+            self.sync_and_acknowledge(&mut waiting);
+        }
+        self.sync_and_acknowledge(&mut waiting);
+    }
+
+    fn sync_and_acknowledge(&mut self, waiting: &mut Vec<IOFlushed<TypeConfig>>) {
+        if waiting.is_empty() {
+            return;
+        }
+        let result = match &self.active {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
+        };
+        for flushed in waiting.drain(..) {
+            flushed.io_completed(match &result {
+                Ok(()) => Ok(()),
+                Err(error) => Err(io::Error::new(
+                    error.kind(),
+                    format!("log fsync failed: {error}"),
+                )),
+            });
+        }
+    }
+
+    fn handle_control(&mut self, command: WriterCommand) {
+        match command {
+            WriterCommand::Append { .. } => unreachable!("appends are handled by run"),
+            WriterCommand::TruncateFrom { index, done } => {
+                let _ = done.send(self.truncate_from(index));
+            }
+            WriterCommand::SaveState { state, done } => {
+                let _ = done.send(write_state(&self.dir, &state));
+            }
+            WriterCommand::PurgeUpTo { index, done } => {
+                let _ = done.send(self.purge_up_to(index));
+            }
+        }
+    }
+
+    fn write_records(&mut self, first_index: u64, records: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        let needs_new_segment = match self.segments.last() {
+            None => true,
+            Some(segment) => segment.size_bytes >= SEGMENT_BYTES_MAX,
+        };
+        if needs_new_segment {
+            self.start_segment(first_index)?;
+        }
+        let mut buffer = Vec::with_capacity(
+            records
+                .iter()
+                .map(|(_, p)| p.len() + RECORD_HEADER_BYTES as usize)
+                .sum(),
+        );
+        let segment = self
+            .segments
+            .last_mut()
+            .ok_or_else(|| io::Error::other("no active segment"))?;
+        let mut offset = segment.size_bytes;
+        for (index, payload) in records {
+            segment.offsets.insert(*index, offset);
+            buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            buffer.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+            buffer.extend_from_slice(payload);
+            offset += RECORD_HEADER_BYTES + payload.len() as u64;
+        }
+        let file = self
+            .active
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no active segment file"))?;
+        file.write_all(&buffer)?;
+        segment.size_bytes = offset;
+        Ok(())
+    }
+
+    fn start_segment(&mut self, first_index: u64) -> io::Result<()> {
+        if let Some(file) = &self.active {
+            file.sync_data()?;
+        }
+        let path = self.dir.join(format!("{first_index:020}.seg"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        File::open(&self.dir)?.sync_all()?;
+        self.segments.push(Segment {
+            first_index,
+            path,
+            size_bytes: 0,
+            offsets: BTreeMap::new(),
+        });
+        self.active = Some(file);
+        Ok(())
+    }
+
+    fn truncate_from(&mut self, index: u64) -> io::Result<()> {
+        while let Some(segment) = self.segments.last() {
+            if segment.first_index < index
+                || (segment.first_index == index && self.segments.len() == 1)
+            {
+                break;
+            }
+            let segment = self
+                .segments
+                .pop()
+                .ok_or_else(|| io::Error::other("segment vanished"))?;
+            std::fs::remove_file(&segment.path)?;
+        }
+        self.active = None;
+        let Some(segment) = self.segments.last_mut() else {
+            return File::open(&self.dir)?.sync_all();
+        };
+        if let Some(&offset) = segment.offsets.get(&index) {
+            let file = OpenOptions::new().write(true).open(&segment.path)?;
+            file.set_len(offset)?;
+            file.sync_all()?;
+            segment.size_bytes = offset;
+            segment.offsets.split_off(&index);
+        }
+        self.active = Some(OpenOptions::new().append(true).open(&segment.path)?);
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn purge_up_to(&mut self, index: u64) -> io::Result<()> {
+        // A segment can go when every entry in it is purged and it is not the active one.
+        while self.segments.len() > 1 {
+            let next_first = self.segments[1].first_index;
+            if next_first > index + 1 {
+                break;
+            }
+            let segment = self.segments.remove(0);
+            std::fs::remove_file(&segment.path)?;
+        }
+        if let Some(first) = self.segments.first_mut() {
+            first.offsets = first.offsets.split_off(&(index + 1));
+        }
+        Ok(())
+    }
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+fn read_state(dir: &Path) -> io::Result<DurableState> {
+    match std::fs::read(state_path(dir)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", state_path(dir).display()),
+            )
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(DurableState::default()),
+        Err(error) => Err(error),
+    }
+}
+
+fn write_state(dir: &Path, state: &DurableState) -> io::Result<()> {
+    let temporary = dir.join("state.json.tmp");
+    let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+    let mut file = File::create(&temporary)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, state_path(dir))?;
+    File::open(dir)?.sync_all()
+}
+
+/// Reads every segment, verifying lengths, checksums and index continuity. A torn record at the
+/// end of the last segment (a crash mid-write, never acknowledged) is cut off; damage anywhere
+/// else is an error: acknowledged entries must never silently disappear.
+fn load_segments(
+    dir: &Path,
+    purged: Option<u64>,
+) -> io::Result<(Vec<Segment>, BTreeMap<u64, Entry>)> {
+    let mut paths: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let first = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".seg")?
+                .parse::<u64>()
+                .ok()?;
+            Some((first, path))
+        })
+        .collect();
+    paths.sort();
+    let mut segments = Vec::new();
+    let mut entries = BTreeMap::new();
+    let last_position = paths.len().saturating_sub(1);
+    for (position, (first_index, path)) in paths.into_iter().enumerate() {
+        let mut bytes = Vec::new();
+        File::open(&path)?.read_to_end(&mut bytes)?;
+        let mut offset = 0usize;
+        let mut offsets = BTreeMap::new();
+        while offset < bytes.len() {
+            match decode_record(&bytes[offset..]) {
+                Ok((entry, length)) => {
+                    let index = entry.index();
+                    if let Some((&previous, _)) = offsets.iter().next_back() {
+                        if index != previous + 1 {
+                            return Err(corrupt(
+                                &path,
+                                offset,
+                                format!("index {index} follows {previous}"),
+                            ));
+                        }
+                    }
+                    offsets.insert(index, offset as u64);
+                    if purged.is_none_or(|p| index > p) {
+                        entries.insert(index, entry);
+                    }
+                    offset += length;
+                }
+                Err(reason) if position == last_position => {
+                    tracing::warn!(path = %path.display(), offset, dropped_bytes = bytes.len() - offset, %reason,
+                        "cutting a torn record off the end of the log");
+                    let file = OpenOptions::new().write(true).open(&path)?;
+                    file.set_len(offset as u64)?;
+                    file.sync_all()?;
+                    break;
+                }
+                Err(reason) => return Err(corrupt(&path, offset, reason)),
+            }
+        }
+        segments.push(Segment {
+            first_index,
+            path,
+            size_bytes: offset as u64,
+            offsets,
+        });
+    }
+    Ok((segments, entries))
+}
+
+fn corrupt(path: &Path, offset: usize, reason: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "corrupt Raft log {} at byte {offset}: {reason}",
+            path.display()
+        ),
+    )
+}
+
+/// Decodes one record from the front of `bytes`, returning the entry and the record's length.
+fn decode_record(bytes: &[u8]) -> Result<(Entry, usize), String> {
+    if bytes.len() < RECORD_HEADER_BYTES as usize {
+        return Err("record header is incomplete".to_string());
+    }
+    let length = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let checksum = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    if length > ENTRY_BYTES_MAX {
+        return Err(format!("record length {length} exceeds the limit"));
+    }
+    let end = RECORD_HEADER_BYTES as usize + length as usize;
+    let payload = bytes
+        .get(RECORD_HEADER_BYTES as usize..end)
+        .ok_or("record payload is incomplete")?;
+    if crc32c::crc32c(payload) != checksum {
+        return Err("record checksum mismatch".to_string());
+    }
+    let entry =
+        postcard::from_bytes(payload).map_err(|e| format!("record does not decode: {e}"))?;
+    Ok((entry, end))
+}

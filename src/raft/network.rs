@@ -1,0 +1,235 @@
+//! The Raft client side: openraft's network traits over HTTP to peers' Raft ports, one
+//! connection pool shared by all groups; every URL names the group.
+
+use std::future::Future;
+use std::time::Duration;
+
+use base64::Engine;
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
+use openraft::{OptionalSend, RaftNetworkV2};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::db::snapshot_store::SnapshotFile;
+use crate::raft::types::{GroupId, NodeId, ShoalNode, SnapshotMeta, TypeConfig, Vote};
+use crate::raft::wire::{self, CHECKSUM_HEADER, SNAPSHOT_HEADER};
+
+type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
+
+/// What precedes a streamed snapshot image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    pub vote: Vote,
+    pub meta: SnapshotMeta,
+    pub size_bytes: u64,
+    pub sha256: String,
+}
+
+impl SnapshotHeader {
+    pub fn to_header_value(&self) -> Result<String, String> {
+        let json = serde_json::to_vec(self).map_err(|e| format!("encode snapshot header: {e}"))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(json))
+    }
+
+    pub fn from_header_value(value: &str) -> Result<SnapshotHeader, String> {
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .map_err(|e| format!("snapshot header is not base64: {e}"))?;
+        serde_json::from_slice(&json).map_err(|e| format!("snapshot header does not decode: {e}"))
+    }
+}
+
+/// Creates connections to peers for one group.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    http: reqwest::Client,
+    group: GroupId,
+}
+
+impl NetworkFactory {
+    pub fn new(http: reqwest::Client, group: GroupId) -> Self {
+        Self { http, group }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &ShoalNode) -> PeerConnection {
+        PeerConnection {
+            http: self.http.clone(),
+            base_url: format!("http://{}/raft/v1/{}", node.raft_addr, self.group),
+            target,
+        }
+    }
+}
+
+/// openraft's handle on one peer.
+pub struct PeerConnection {
+    http: reqwest::Client,
+    base_url: String,
+    target: NodeId,
+}
+
+/// Why an RPC failed, before mapping to openraft's error types.
+enum CallError {
+    /// Could not reach the peer (connect refused, timeout): openraft backs off.
+    Unreachable(String),
+    /// Reached it, but the exchange failed.
+    Network(String),
+}
+
+impl<E: std::error::Error> From<CallError> for RPCError<TypeConfig, E> {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Unreachable(message) => {
+                RPCError::Unreachable(Unreachable::from_string(message))
+            }
+            CallError::Network(message) => RPCError::Network(NetworkError::from_string(message)),
+        }
+    }
+}
+
+impl PeerConnection {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        action: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, CallError> {
+        let (body, checksum) = wire::encode(request).map_err(CallError::Network)?;
+        let response = self
+            .http
+            .post(format!("{}/{action}", self.base_url))
+            .header(CHECKSUM_HEADER, checksum.to_string())
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.describe(action, e))?;
+        read_reply(response, action, self.target).await
+    }
+
+    fn describe(&self, action: &str, error: reqwest::Error) -> CallError {
+        let message = format!("{action} to node {} failed: {error}", self.target);
+        if error.is_connect() || error.is_timeout() {
+            CallError::Unreachable(message)
+        } else {
+            CallError::Network(message)
+        }
+    }
+}
+
+async fn read_reply<Resp: DeserializeOwned>(
+    response: reqwest::Response,
+    action: &str,
+    target: NodeId,
+) -> Result<Resp, CallError> {
+    let status = response.status();
+    let checksum = response
+        .headers()
+        .get(CHECKSUM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| CallError::Network(format!("{action} reply from node {target}: {e}")))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes);
+        // A peer whose Raft group is not running yet (starting, or removed) cannot take part.
+        return Err(CallError::Unreachable(format!(
+            "{action} refused by node {target} ({status}): {text}"
+        )));
+    }
+    wire::decode(&bytes, checksum.as_deref())
+        .map_err(|e| CallError::Network(format!("{action} reply from node {target}: {e}")))
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerConnection {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Ok(self.call("append", &request, option.hard_ttl()).await?)
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Ok(self.call("vote", &request, option.hard_ttl()).await?)
+    }
+
+    async fn pre_vote(
+        &mut self,
+        request: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Ok(self.call("pre-vote", &request, option.hard_ttl()).await?)
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        request: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        Ok(self
+            .call("transfer-leader", &request, option.hard_ttl())
+            .await?)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let header = SnapshotHeader {
+            vote,
+            meta: snapshot.meta.clone(),
+            size_bytes: snapshot.snapshot.size_bytes,
+            sha256: snapshot.snapshot.sha256.clone(),
+        };
+        let header = header
+            .to_header_value()
+            .map_err(|e| StreamingError::Network(NetworkError::from_string(e)))?;
+        // The image streams from disk in chunks; it is never held whole in memory.
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            snapshot.snapshot.file,
+            256 * 1024,
+        ));
+        let send = self
+            .http
+            .post(format!("{}/snapshot", self.base_url))
+            .header(SNAPSHOT_HEADER, header)
+            .body(body)
+            .send();
+        let response = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            response = send => response,
+        };
+        let response = response.map_err(|e| match self.describe("snapshot", e) {
+            CallError::Unreachable(m) => StreamingError::Unreachable(Unreachable::from_string(m)),
+            CallError::Network(m) => StreamingError::Network(NetworkError::from_string(m)),
+        })?;
+        read_reply(response, "snapshot", self.target)
+            .await
+            .map_err(|e| match e {
+                CallError::Unreachable(m) => {
+                    StreamingError::Unreachable(Unreachable::from_string(m))
+                }
+                CallError::Network(m) => StreamingError::Network(NetworkError::from_string(m)),
+            })
+    }
+}

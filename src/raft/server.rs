@@ -1,0 +1,253 @@
+//! The Raft server side: HTTP routes on the Raft port that hand peers' messages to the right
+//! group's openraft instance, verifying every body's checksum first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::db::snapshot_store::{SnapshotFile, SnapshotStore};
+use crate::raft::group::RaftGroup;
+use crate::raft::network::SnapshotHeader;
+use crate::raft::types::{GroupId, TypeConfig};
+use crate::raft::wire::{self, CHECKSUM_HEADER, RPC_BODY_BYTES_MAX, SNAPSHOT_HEADER};
+use openraft::raft::AppendEntriesResponse;
+
+/// The groups this node runs, by id.
+pub type Groups = Arc<HashMap<GroupId, Arc<RaftGroup>>>;
+
+/// Routes for Raft traffic between nodes.
+pub fn router(groups: Groups) -> Router {
+    Router::new()
+        .route("/raft/v1/{group}/append", post(append))
+        .route("/raft/v1/{group}/vote", post(vote))
+        .route("/raft/v1/{group}/pre-vote", post(pre_vote))
+        .route("/raft/v1/{group}/transfer-leader", post(transfer_leader))
+        .layer(DefaultBodyLimit::max(RPC_BODY_BYTES_MAX))
+        .route(
+            "/raft/v1/{group}/snapshot",
+            post(snapshot).layer(DefaultBodyLimit::disable()),
+        )
+        .with_state(groups)
+}
+
+fn failure(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+fn find(groups: &Groups, id: GroupId) -> Result<Arc<RaftGroup>, Response> {
+    groups.get(&id).cloned().ok_or_else(|| {
+        failure(
+            StatusCode::NOT_FOUND,
+            format!("group {id} does not run on this node"),
+        )
+    })
+}
+
+fn reply<T: Serialize>(value: &T) -> Response {
+    match wire::encode(value) {
+        Ok((body, checksum)) => ([(CHECKSUM_HEADER, checksum.to_string())], body).into_response(),
+        Err(message) => failure(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+}
+
+fn request<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Response> {
+    let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
+    wire::decode(body, checksum).map_err(|message| failure(StatusCode::BAD_REQUEST, message))
+}
+
+async fn append(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (group, rpc) = match find(&groups, id).and_then(|g| Ok((g, request(&headers, &body)?))) {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    match group.raft.append_entries(rpc).await {
+        Ok(response) => {
+            if matches!(
+                response,
+                AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+            ) {
+                group.note_leader_contact();
+            }
+            reply(&response)
+        }
+        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+async fn vote(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (group, rpc) = match find(&groups, id).and_then(|g| Ok((g, request(&headers, &body)?))) {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    match group.raft.vote(rpc).await {
+        Ok(response) => reply(&response),
+        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+async fn pre_vote(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (group, rpc) = match find(&groups, id).and_then(|g| Ok((g, request(&headers, &body)?))) {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    match group.raft.pre_vote(rpc).await {
+        Ok(response) => reply(&response),
+        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+async fn transfer_leader(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (group, rpc) = match find(&groups, id).and_then(|g| Ok((g, request(&headers, &body)?))) {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    match group.raft.handle_transfer_leader(rpc).await {
+        Ok(response) => reply(&response),
+        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+/// Receives a streamed snapshot image into a file, checking its size and SHA-256 against the
+/// header before openraft may install it.
+async fn snapshot(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let group = match find(&groups, id) {
+        Ok(group) => group,
+        Err(response) => return response,
+    };
+    let header = match headers
+        .get(SNAPSHOT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(SnapshotHeader::from_header_value)
+    {
+        Some(Ok(header)) => header,
+        Some(Err(message)) => return failure(StatusCode::BAD_REQUEST, message),
+        None => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                format!("snapshot has no {SNAPSHOT_HEADER} header"),
+            );
+        }
+    };
+    let store = match SnapshotStore::open(&group.dir.join("snapshots")) {
+        Ok(store) => store,
+        Err(error) => return failure(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    };
+    let path = store.incoming_path();
+    let received = receive_image(body, &path, &header).await;
+    if let Err(message) = received {
+        let _ = tokio::fs::remove_file(&path).await;
+        tracing::warn!(group = id, %message, "rejected snapshot");
+        return failure(StatusCode::BAD_REQUEST, message);
+    }
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(error) => {
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reopen received snapshot: {error}"),
+            );
+        }
+    };
+    let snapshot = openraft::type_config::alias::SnapshotOf::<TypeConfig, SnapshotFile> {
+        meta: header.meta,
+        snapshot: SnapshotFile {
+            file,
+            path: path.clone(),
+            size_bytes: header.size_bytes,
+            sha256: header.sha256,
+        },
+    };
+    let result = group
+        .raft
+        .install_full_snapshot(header.vote, snapshot)
+        .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    match result {
+        Ok(response) => {
+            group.note_leader_contact();
+            reply(&response)
+        }
+        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+    }
+}
+
+async fn receive_image(
+    body: Body,
+    path: &std::path::Path,
+    header: &SnapshotHeader,
+) -> Result<(), String> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| format!("create {}: {e}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| format!("snapshot stream broke after {received} bytes: {e}"))?;
+        received += chunk.len() as u64;
+        if received > header.size_bytes {
+            return Err(format!(
+                "snapshot stream is longer than the announced {} bytes",
+                header.size_bytes
+            ));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    if received != header.size_bytes {
+        return Err(format!(
+            "snapshot stream ended after {received} of {} bytes",
+            header.size_bytes
+        ));
+    }
+    let digest = hex::encode(hasher.finalize());
+    if digest != header.sha256 {
+        return Err(format!(
+            "snapshot SHA-256 mismatch: announced {}, received {digest}",
+            header.sha256
+        ));
+    }
+    file.sync_all()
+        .await
+        .map_err(|e| format!("fsync {}: {e}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The types that travel through the Raft log: commands, their results, and node addresses.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::value::SqlValue;
+
+/// Identifies one Raft group on a node. Group 0 is reserved for the cluster catalog (sharding);
+/// the single data group that exists today is [`DEFAULT_DATA_GROUP`].
+pub type GroupId = u64;
+
+/// The data group every table lives in until sharding distributes tables over more groups.
+pub const DEFAULT_DATA_GROUP: GroupId = 1;
+
+/// Identifies a node in the cluster (`--node-id`).
+pub type NodeId = u64;
+
+/// Where a member of the cluster listens; stored in the replicated membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShoalNode {
+    /// Address for Raft and other node-to-node traffic (`host:port`).
+    pub raft_addr: String,
+    /// Address of the client HTTP API (`host:port`).
+    pub http_addr: String,
+}
+
+impl fmt::Display for ShoalNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft={} http={}", self.raft_addr, self.http_addr)
+    }
+}
+
+/// One SQL statement and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Params,
+}
+
+impl Statement {
+    pub fn plain(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            params: Params::None,
+        }
+    }
+}
+
+/// Statement parameters: none, positional (`?`, `?NNN`) or named (`:name`, `@name`, `$name`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Params {
+    None,
+    Positional(Vec<SqlValue>),
+    Named(Vec<(String, SqlValue)>),
+}
+
+/// The statements of one client request, applied atomically when `transaction` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatementBatch {
+    pub statements: Vec<Statement>,
+    /// All statements succeed or none is applied.
+    pub transaction: bool,
+}
+
+/// The application payload of one Raft log entry.
+///
+/// Everything a replica needs to compute the same result as the leader is in here: the
+/// statements and the leader's wall-clock time, which becomes "now" for SQLite's date/time
+/// functions while the entry is applied. `random()` is seeded from the entry's log id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Leader wall-clock time when the entry was proposed, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// One or more client requests; queued writes put many requests in one entry.
+    pub batches: Vec<StatementBatch>,
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let statements: usize = self.batches.iter().map(|b| b.statements.len()).sum();
+        write!(
+            f,
+            "Command(batches={}, statements={}, at={}ms)",
+            self.batches.len(),
+            statements,
+            self.timestamp_ms
+        )
+    }
+}
+
+/// The result of one statement, as computed by the state machine (identical on every replica).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatementResult {
+    /// Set when the statement failed; then nothing of it was applied.
+    pub error: Option<String>,
+    pub rows_affected: u64,
+    pub last_insert_id: i64,
+    /// Present when the statement produced a result set (SELECT, RETURNING, PRAGMA...).
+    pub rows: Option<RowSet>,
+    /// Seconds spent executing the statement.
+    pub time_s: f64,
+}
+
+impl StatementResult {
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            error: Some(message.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// A result set: column names, their declared (or inferred) types, and rows of values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RowSet {
+    pub columns: Vec<String>,
+    pub types: Vec<String>,
+    pub values: Vec<Vec<SqlValue>>,
+}
+
+/// What applying one log entry produced: one result list per batch in the command.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    pub batches: Vec<Vec<StatementResult>>,
+}
+
+openraft::declare_raft_types!(
+    /// Shoal's Raft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = ShoalNode,
+        AsyncRuntime = openraft_rt_tokio::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, crate::db::state_machine::StateMachine>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type Membership = openraft::Membership<NodeId, ShoalNode>;

@@ -1,0 +1,121 @@
+//! Internal endpoints on the Raft port that other nodes' services call: run a forwarded
+//! request, run a cluster operation, report this member's state, wait for an index to apply.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::raft::types::GroupId;
+use crate::raft::wire::{self, CHECKSUM_HEADER};
+use crate::service::cluster::ClusterRequest;
+use crate::service::{Service, ServiceRequest};
+
+/// Longest a member waits in `await-applied` before answering "not yet".
+const AWAIT_APPLIED_MAX: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Internal {
+    service: Arc<Service>,
+    started: Instant,
+}
+
+pub fn router(service: Arc<Service>, started: Instant, body_bytes_max: usize) -> Router {
+    Router::new()
+        .route("/internal/v1/{group}/request", post(request))
+        .route("/internal/v1/{group}/cluster", post(cluster))
+        .route("/internal/v1/{group}/state", post(state))
+        .route("/internal/v1/{group}/await-applied", post(await_applied))
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(Internal { service, started })
+}
+
+fn reply<T: Serialize>(value: &T) -> Response {
+    match wire::encode(value) {
+        Ok((body, checksum)) => ([(CHECKSUM_HEADER, checksum.to_string())], body).into_response(),
+        Err(message) => (StatusCode::INTERNAL_SERVER_ERROR, message).into_response(),
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    internal: &Internal,
+    group: GroupId,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, Response> {
+    if group != internal.service.group.id {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("group {group} does not run on this node"),
+        )
+            .into_response());
+    }
+    let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
+    wire::decode(body, checksum)
+        .map_err(|message| (StatusCode::BAD_REQUEST, message).into_response())
+}
+
+async fn request(
+    State(internal): State<Internal>,
+    Path(group): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match decode::<ServiceRequest>(&internal, group, &headers, &body) {
+        Ok(request) => reply(&internal.service.handle(request).await),
+        Err(response) => response,
+    }
+}
+
+async fn cluster(
+    State(internal): State<Internal>,
+    Path(group): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match decode::<ClusterRequest>(&internal, group, &headers, &body) {
+        Ok(request) => reply(&internal.service.cluster_on_leader(request).await),
+        Err(response) => response,
+    }
+}
+
+async fn state(
+    State(internal): State<Internal>,
+    Path(group): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match decode::<()>(&internal, group, &headers, &body) {
+        Ok(()) => reply(&internal.service.own_state(internal.started)),
+        Err(response) => response,
+    }
+}
+
+async fn await_applied(
+    State(internal): State<Internal>,
+    Path(group): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match decode::<(u64, u64)>(&internal, group, &headers, &body) {
+        Ok((index, wait_ms)) => {
+            let wait = Duration::from_millis(wait_ms).min(AWAIT_APPLIED_MAX);
+            let applied = internal
+                .service
+                .group
+                .raft
+                .wait(Some(wait))
+                .applied_index_at_least(Some(index), "write concern")
+                .await;
+            reply(&applied.is_ok())
+        }
+        Err(response) => response,
+    }
+}

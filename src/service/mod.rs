@@ -1,0 +1,328 @@
+//! The service: one entry point for every client API. Routes each request — reads locally,
+//! under the leader's lease, with ReadIndex or through the log; writes through the log on the
+//! leader (forwarding from followers) — and waits for the write concern.
+
+pub mod cluster;
+pub mod internal;
+pub mod peer;
+pub mod queue;
+pub mod request;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::ReadPolicy;
+use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::raft::linearizable_read::LinearizerOption;
+
+use crate::raft::group::RaftGroup;
+use crate::raft::types::{Command, NodeId, StatementResult};
+use peer::PeerClient;
+pub use request::*;
+
+/// The service of one node (one data group today).
+pub struct Service {
+    pub group: Arc<RaftGroup>,
+    pub peers: PeerClient,
+}
+
+impl Service {
+    pub fn new(group: Arc<RaftGroup>, http: reqwest::Client) -> Arc<Service> {
+        Arc::new(Service {
+            peers: PeerClient::new(http, group.id),
+            group,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.group.node_id
+    }
+
+    /// Handles one request end to end.
+    pub async fn handle(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
+        if request.batches.iter().all(|b| b.statements.is_empty()) {
+            return Ok(ServiceResponse {
+                served_by: self.node_id(),
+                ..Default::default()
+            });
+        }
+        let deadline = request.timeout;
+        let may_write = request.kind != RequestKind::Query;
+        match tokio::time::timeout(deadline, self.route(request)).await {
+            Ok(result) => result,
+            // A write that timed out may still commit: say so, so the client checks before retrying.
+            Err(_) if may_write => Err(ServiceError::OutcomeUnknown(format!(
+                "the request did not complete within {deadline:?}; a write in it may still be applied"
+            ))),
+            Err(_) => Err(ServiceError::Timeout(format!(
+                "request did not complete within {deadline:?}"
+            ))),
+        }
+    }
+
+    async fn route(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
+        let reads_only = match request.kind {
+            RequestKind::Execute => false,
+            RequestKind::Query => true,
+            RequestKind::Unified => {
+                let statements: Vec<_> = request
+                    .batches
+                    .iter()
+                    .flat_map(|b| b.statements.clone())
+                    .collect();
+                self.group
+                    .database
+                    .all_read_only(&statements)
+                    .await
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?
+            }
+        };
+        if reads_only {
+            self.read(request).await
+        } else {
+            self.write(request).await
+        }
+    }
+
+    fn is_voter(&self) -> bool {
+        self.group.raft.voter_ids().any(|id| id == self.node_id())
+    }
+
+    async fn read(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
+        let level = request.read.level.resolve(self.is_voter());
+        match level {
+            ReadLevel::None | ReadLevel::Auto => self.check_freshness(&request.read)?,
+            ReadLevel::Weak | ReadLevel::Linearizable | ReadLevel::Strong
+                if !self.group.raft.is_leader() =>
+            {
+                return self.send_to_leader(request).await;
+            }
+            ReadLevel::Weak => {
+                self.confirm_leadership(LinearizerOption::new(None, true), &request)
+                    .await?
+            }
+            ReadLevel::Linearizable => {
+                self.confirm_leadership(ReadPolicy::ReadIndex.into(), &request)
+                    .await?
+            }
+            ReadLevel::Strong => {
+                // A blank entry through the log: once it is applied, everything committed
+                // before the read arrived is applied too.
+                self.group
+                    .raft
+                    .write_blank()
+                    .await
+                    .map_err(|e| self.write_error(e))?;
+            }
+        }
+        let statements = request
+            .batches
+            .into_iter()
+            .flat_map(|b| b.statements)
+            .collect();
+        let results = self
+            .group
+            .database
+            .query(statements, request.timeout)
+            .await
+            .map_err(|e| match e {
+                crate::db::database::DbError::Timeout(after) => {
+                    ServiceError::Timeout(format!("query ran longer than {after:?}"))
+                }
+                other => ServiceError::Internal(other.to_string()),
+            })?;
+        Ok(ServiceResponse {
+            results,
+            served_by: self.node_id(),
+            ..Default::default()
+        })
+    }
+
+    fn check_freshness(&self, read: &ReadConsistency) -> Result<(), ServiceError> {
+        let Some(freshness) = read.freshness else {
+            return Ok(());
+        };
+        match self.group.since_leader_contact() {
+            Some(age) if age <= freshness => {}
+            Some(age) => {
+                return Err(ServiceError::StaleRead(format!(
+                    "this node last heard from the leader {} ms ago, more than freshness={} ms",
+                    age.as_millis(),
+                    freshness.as_millis()
+                )));
+            }
+            None => {
+                return Err(ServiceError::StaleRead(
+                    "this node has not heard from a leader since it started".into(),
+                ));
+            }
+        }
+        if read.freshness_strict {
+            let metrics = self.group.metrics();
+            let committed = metrics.local_committed.map(|l| l.index);
+            let applied = metrics.last_applied.map(|l| l.index);
+            if applied < committed {
+                return Err(ServiceError::StaleRead(format!(
+                    "freshness_strict: applied index {applied:?} is behind committed index {committed:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn confirm_leadership(
+        &self,
+        option: LinearizerOption,
+        request: &ServiceRequest,
+    ) -> Result<(), ServiceError> {
+        let linearizer =
+            self.group
+                .raft
+                .get_read_linearizer(option)
+                .await
+                .map_err(|e| match e {
+                    RaftError::APIError(LinearizableReadError::ForwardToLeader(_)) => {
+                        ServiceError::NoLeader
+                    }
+                    RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => {
+                        ServiceError::Unavailable(format!("leader cannot reach a quorum: {q}"))
+                    }
+                    RaftError::Fatal(f) => ServiceError::Unavailable(f.to_string()),
+                })?;
+        match linearizer
+            .try_await_ready(&self.group.raft, Some(request.timeout))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ServiceError::Timeout(
+                "waiting for this node to apply up to the read index".into(),
+            )),
+            Err(fatal) => Err(ServiceError::Unavailable(fatal.to_string())),
+        }
+    }
+
+    async fn write(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
+        if !self.group.raft.is_leader() {
+            return self.send_to_leader(request).await;
+        }
+        let members = self.group.metrics().membership_config.nodes().count();
+        let required = request
+            .write_concern
+            .members_required(members)
+            .map_err(ServiceError::BadRequest)?;
+        let command = Command {
+            timestamp_ms: unix_now_ms(),
+            batches: request.batches.clone(),
+        };
+        let written = match self.group.raft.client_write(command).await {
+            Ok(written) => written,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                return self.send_to_leader(request).await;
+            }
+            Err(error) => return Err(self.write_error(error)),
+        };
+        let index = written.log_id.index;
+        let results: Vec<StatementResult> = written.data.batches.into_iter().flatten().collect();
+        let write_concern_error = match required {
+            Some(required) if required > 1 => {
+                self.await_write_concern(index, required, request.write_concern_timeout)
+                    .await
+            }
+            _ => None,
+        };
+        Ok(ServiceResponse {
+            results,
+            raft_index: Some(index),
+            write_concern_error,
+            served_by: self.node_id(),
+        })
+    }
+
+    fn write_error(
+        &self,
+        error: RaftError<
+            crate::raft::types::TypeConfig,
+            ClientWriteError<crate::raft::types::TypeConfig>,
+        >,
+    ) -> ServiceError {
+        match error {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ServiceError::NoLeader,
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ServiceError::OutcomeUnknown(
+                "leadership changed while the write was being committed; it may or may not be applied".into(),
+            ),
+            RaftError::APIError(other) => ServiceError::Internal(other.to_string()),
+            RaftError::Fatal(fatal) => ServiceError::Unavailable(format!("Raft stopped on this node: {fatal}")),
+        }
+    }
+
+    /// Waits until `required` members (this leader included) have applied `index`.
+    async fn await_write_concern(
+        &self,
+        index: u64,
+        required: usize,
+        timeout: Duration,
+    ) -> Option<crate::service::WriteConcernError> {
+        let metrics = self.group.metrics();
+        let others: Vec<(NodeId, String)> = metrics
+            .membership_config
+            .nodes()
+            .filter(|(id, _)| **id != self.node_id())
+            .map(|(id, node)| (*id, node.raft_addr.clone()))
+            .collect();
+        let applied_on = 1 + self
+            .peers
+            .count_applied(&others, index, required - 1, timeout)
+            .await;
+        if applied_on >= required {
+            return None;
+        }
+        Some(WriteConcernError {
+            message: format!(
+                "write committed at index {index} but applied on only {applied_on} of the {required} members required within wtimeout={}ms",
+                timeout.as_millis()
+            ),
+            committed_index: index,
+            applied_on,
+            required,
+        })
+    }
+
+    async fn send_to_leader(
+        &self,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        let metrics = self.group.metrics();
+        let Some(leader_id) = metrics.current_leader.filter(|id| *id != self.node_id()) else {
+            return Err(ServiceError::NoLeader);
+        };
+        let leader = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader_id)
+            .cloned();
+        let Some(leader) = leader else {
+            return Err(ServiceError::NoLeader);
+        };
+        if !request.forward_to_leader {
+            return Err(ServiceError::NotLeader {
+                leader_id: Some(leader_id),
+                leader_http_addr: Some(leader.http_addr),
+            });
+        }
+        let mut forwarded = request;
+        // One hop only: the leader answers itself or reports that it no longer leads.
+        forwarded.forward_to_leader = false;
+        match self.peers.forward(&leader.raft_addr, &forwarded).await {
+            Err(ServiceError::NotLeader { .. }) => Err(ServiceError::NoLeader),
+            other => other,
+        }
+    }
+}
+
+/// The leader's wall clock, stamped on each write: "now" for every replica applying it.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

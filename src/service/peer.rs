@@ -1,0 +1,178 @@
+//! Calls from this node's service to other nodes' internal endpoints (on their Raft port):
+//! forwarding requests to the leader, asking members how far they have applied.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::raft::types::{GroupId, NodeId};
+use crate::raft::wire::{self, CHECKSUM_HEADER};
+use crate::service::cluster::{ClusterRequest, ClusterResponse, MemberState};
+use crate::service::{ServiceError, ServiceRequest, ServiceResponse};
+
+/// Client for other nodes' internal endpoints.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    group: GroupId,
+}
+
+/// Time allowed to read a member's state for `/status` and `/nodes`.
+pub const MEMBER_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+impl PeerClient {
+    pub fn new(http: reqwest::Client, group: GroupId) -> Self {
+        Self { http, group }
+    }
+
+    fn url(&self, raft_addr: &str, action: &str) -> String {
+        format!("http://{raft_addr}/internal/v1/{}/{action}", self.group)
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        raft_addr: &str,
+        action: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ServiceError> {
+        let (body, checksum) = wire::encode(request).map_err(ServiceError::Internal)?;
+        let response = self
+            .http
+            .post(self.url(raft_addr, action))
+            .header(CHECKSUM_HEADER, checksum.to_string())
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    ServiceError::Unavailable(format!("cannot connect to {raft_addr}: {e}"))
+                } else {
+                    ServiceError::OutcomeUnknown(format!("no reply from {raft_addr}: {e}"))
+                }
+            })?;
+        let checksum = response
+            .headers()
+            .get(CHECKSUM_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ServiceError::Unavailable(format!("reply from {raft_addr}: {e}")))?;
+        if !status.is_success() {
+            return Err(ServiceError::Unavailable(format!(
+                "{raft_addr} answered {status}: {}",
+                String::from_utf8_lossy(&bytes)
+            )));
+        }
+        wire::decode(&bytes, checksum.as_deref()).map_err(ServiceError::Internal)
+    }
+
+    /// Runs `request` on the leader.
+    pub async fn forward(
+        &self,
+        leader_raft_addr: &str,
+        request: &ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        // The leader enforces the request's own timeout; allow a little more for the hop.
+        let timeout = request.timeout + Duration::from_secs(1);
+        match self
+            .call::<_, Result<ServiceResponse, ServiceError>>(
+                leader_raft_addr,
+                "request",
+                request,
+                timeout,
+            )
+            .await
+        {
+            Ok(result) => result,
+            // A read that lost its reply changed nothing: it is simply unavailable.
+            Err(ServiceError::OutcomeUnknown(message)) if !request_may_have_run(request) => {
+                Err(ServiceError::Unavailable(message))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Runs a cluster operation on the leader.
+    pub async fn cluster(
+        &self,
+        leader_raft_addr: &str,
+        request: &ClusterRequest,
+        timeout: Duration,
+    ) -> Result<ClusterResponse, ServiceError> {
+        self.call::<_, Result<ClusterResponse, ServiceError>>(
+            leader_raft_addr,
+            "cluster",
+            request,
+            timeout,
+        )
+        .await?
+    }
+
+    /// A member's own view of its state.
+    pub async fn member_state(&self, raft_addr: &str) -> Result<MemberState, ServiceError> {
+        self.call(raft_addr, "state", &(), MEMBER_PROBE_TIMEOUT)
+            .await
+    }
+
+    /// Asks `members` to report once they have applied `index`; returns how many did within
+    /// `timeout`, stopping early once `wanted` have.
+    pub async fn count_applied(
+        &self,
+        members: &[(NodeId, String)],
+        index: u64,
+        wanted: usize,
+        timeout: Duration,
+    ) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Each member is asked until it confirms or the deadline passes: one that is briefly
+        // unreachable may still apply the write in time.
+        let mut waits: FuturesUnordered<_> = members
+            .iter()
+            .map(|(_, addr)| async move {
+                loop {
+                    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if remaining.is_zero() {
+                        return false;
+                    }
+                    let request = (index, remaining.as_millis() as u64);
+                    match self
+                        .call::<_, bool>(
+                            addr,
+                            "await-applied",
+                            &request,
+                            remaining + Duration::from_millis(500),
+                        )
+                        .await
+                    {
+                        Ok(applied) => return applied,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(100).min(remaining)).await
+                        }
+                    }
+                }
+            })
+            .collect();
+        let mut confirmed = 0;
+        while confirmed < wanted {
+            match tokio::time::timeout_at(deadline, waits.next()).await {
+                Ok(Some(true)) => confirmed += 1,
+                Ok(Some(false)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        confirmed
+    }
+}
+
+/// A write forwarded to the leader may have been applied even if the reply was lost.
+fn request_may_have_run(request: &ServiceRequest) -> bool {
+    request.kind != crate::service::RequestKind::Query
+}

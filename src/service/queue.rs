@@ -1,0 +1,138 @@
+//! Queued writes (rqlite's `queue`): requests are acknowledged at once with a sequence number
+//! and written in the background, many requests to one log entry, for bulk throughput.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::raft::types::StatementBatch;
+use crate::service::{
+    ReadConsistency, RequestKind, Service, ServiceError, ServiceRequest, WriteConcern,
+};
+
+/// Queue limits and batching.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Requests waiting at most; beyond it a queued write is refused (HTTP 503).
+    pub capacity: usize,
+    /// Requests per log entry at most.
+    pub batch_max: usize,
+    /// How long the first request of a batch waits for others.
+    pub linger: Duration,
+    /// Time allowed to write one batch.
+    pub write_timeout: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 8192,
+            batch_max: 512,
+            linger: Duration::from_millis(10),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Queued {
+    batch: StatementBatch,
+    sequence: u64,
+    done: Option<oneshot::Sender<Result<(), ServiceError>>>,
+}
+
+/// Handle for enqueueing writes.
+pub struct WriteQueue {
+    sender: mpsc::Sender<Queued>,
+    next_sequence: AtomicU64,
+}
+
+impl WriteQueue {
+    /// Starts the background writer for `service`.
+    pub fn start(service: Arc<Service>, settings: QueueSettings) -> Arc<WriteQueue> {
+        let (sender, receiver) = mpsc::channel(settings.capacity.max(1));
+        tokio::spawn(flush_loop(service, receiver, settings));
+        // Sequence numbers start from the wall clock so they keep increasing across restarts.
+        let start = crate::service::unix_now_ms().max(0) as u64 * 1000;
+        Arc::new(WriteQueue {
+            sender,
+            next_sequence: AtomicU64::new(start),
+        })
+    }
+
+    /// Enqueues `batch`; returns its sequence number and, when `wait` is set, a receiver
+    /// that completes once the batch is written.
+    pub fn enqueue(
+        &self,
+        batch: StatementBatch,
+        wait: bool,
+    ) -> Result<(u64, Option<oneshot::Receiver<Result<(), ServiceError>>>), ServiceError> {
+        let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
+        let (done, receiver) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.sender
+            .try_send(Queued {
+                batch,
+                sequence,
+                done,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    ServiceError::Unavailable("the write queue is full; retry shortly".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    ServiceError::Unavailable("the write queue has stopped".into())
+                }
+            })?;
+        Ok((sequence, receiver))
+    }
+}
+
+async fn flush_loop(
+    service: Arc<Service>,
+    mut receiver: mpsc::Receiver<Queued>,
+    settings: QueueSettings,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut pending = vec![first];
+        let linger_until = tokio::time::Instant::now() + settings.linger;
+        while pending.len() < settings.batch_max {
+            match tokio::time::timeout_at(linger_until, receiver.recv()).await {
+                Ok(Some(next)) => pending.push(next),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let request = ServiceRequest {
+            kind: RequestKind::Execute,
+            batches: pending.iter().map(|q| q.batch.clone()).collect(),
+            read: ReadConsistency::default(),
+            write_concern: WriteConcern::Majority,
+            write_concern_timeout: Duration::ZERO,
+            timeout: settings.write_timeout,
+            forward_to_leader: true,
+        };
+        let outcome = service.handle(request).await.map(|_| ());
+        let (first, last) = (pending[0].sequence, pending[pending.len() - 1].sequence);
+        match &outcome {
+            Ok(()) => tracing::debug!(
+                requests = pending.len(),
+                first,
+                last,
+                "queued writes applied"
+            ),
+            Err(error) => {
+                tracing::warn!(requests = pending.len(), first, last, %error, "queued writes failed")
+            }
+        }
+        for queued in pending {
+            if let Some(done) = queued.done {
+                let _ = done.send(outcome.clone());
+            }
+        }
+    }
+}

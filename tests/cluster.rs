@@ -1,0 +1,631 @@
+//! End-to-end behaviour of a replicated cluster: real `shoal` processes on loopback, killed
+//! with SIGKILL, partitioned through a proxy, driven over the HTTP API like a client would.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Cluster, ClusterSpec};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn spec(voters: usize, replicas: usize) -> ClusterSpec {
+    ClusterSpec {
+        voters,
+        replicas,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_writes_on_any_node_are_readable_on_every_node_and_replica() {
+    let (cluster, _) = Cluster::start(spec(3, 1)).await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE fruit(id INTEGER PRIMARY KEY, name TEXT)"]),
+        )
+        .await;
+    for node in 0..4 {
+        cluster
+            .execute(
+                node,
+                json!([[
+                    "INSERT INTO fruit(name) VALUES(?)",
+                    format!("from-{}", node + 1)
+                ]]),
+            )
+            .await;
+    }
+    let expected = json!([[1, "from-1"], [2, "from-2"], [3, "from-3"], [4, "from-4"]]);
+    for node in 0..4 {
+        cluster
+            .wait_for_values(
+                node,
+                "SELECT id, name FROM fruit ORDER BY id",
+                &expected,
+                SETTLE,
+            )
+            .await;
+        // Every consistency level gives the same answer once replicated.
+        for level in ["weak", "linearizable", "strong", "auto"] {
+            let values = cluster
+                .query(
+                    node,
+                    "SELECT id, name FROM fruit ORDER BY id",
+                    &format!("level={level}"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(values, expected, "level={level} on node {}", node + 1);
+        }
+    }
+    let status = cluster.get_json(0, "/status").await.unwrap();
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 4);
+    assert_eq!(
+        members.iter().filter(|m| m["voter"] == json!(true)).count(),
+        3
+    );
+    assert!(members.iter().all(|m| m["health"] == json!(1)), "{status}");
+    let nodes = cluster.get_json(0, "/nodes?nonvoters").await.unwrap();
+    assert_eq!(nodes.as_object().unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_acknowledged_writes_survive_sigkill_of_the_leader() {
+    let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE ledger(id INTEGER PRIMARY KEY, n INTEGER)"]),
+        )
+        .await;
+    let leader = cluster.leader(SETTLE).await;
+    let mut acknowledged = Vec::new();
+    for n in 0..50 {
+        cluster
+            .execute(leader, json!([["INSERT INTO ledger(n) VALUES(?)", n]]))
+            .await;
+        acknowledged.push(n);
+    }
+    cluster.kill(leader);
+    let started = Instant::now();
+    let survivor = (leader + 1) % 3;
+    // Writes resume on a new leader.
+    loop {
+        let (status, body) = cluster
+            .post(
+                survivor,
+                "/db/execute",
+                json!([["INSERT INTO ledger(n) VALUES(?)", 1000]]),
+            )
+            .await;
+        if status == 200 && body["results"][0].get("error").is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed() < SETTLE,
+            "no write accepted after the leader was killed: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "failover: first acknowledged write {} ms after SIGKILL",
+        started.elapsed().as_millis()
+    );
+    let new_leader = cluster.leader(SETTLE).await;
+    assert_ne!(new_leader, leader);
+    let values = cluster
+        .query(
+            new_leader,
+            "SELECT n FROM ledger WHERE n < 1000 ORDER BY n",
+            "level=linearizable",
+        )
+        .await
+        .unwrap();
+    let expected: Vec<Value> = acknowledged.iter().map(|n| json!([n])).collect();
+    assert_eq!(values, json!(expected), "an acknowledged write was lost");
+    // The old leader comes back and catches up.
+    cluster.restart(leader).await;
+    let all = cluster
+        .query(
+            new_leader,
+            "SELECT count(*) FROM ledger",
+            "level=linearizable",
+        )
+        .await
+        .unwrap();
+    cluster
+        .wait_for_values(leader, "SELECT count(*) FROM ledger", &all, SETTLE)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
+    let extra = ["--snapshot-threshold", "20", "--log-keep", "5"]
+        .map(String::from)
+        .to_vec();
+    let (mut cluster, _) = Cluster::start(ClusterSpec {
+        voters: 3,
+        extra_args: extra,
+        ..Default::default()
+    })
+    .await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE items(id INTEGER PRIMARY KEY, body TEXT)"]),
+        )
+        .await;
+    let leader = cluster.leader(SETTLE).await;
+    let lagging = (leader + 1) % 3;
+    cluster.kill(lagging);
+    for n in 0..120 {
+        cluster
+            .execute(
+                leader,
+                json!([["INSERT INTO items(body) VALUES(?)", format!("item {n}")]]),
+            )
+            .await;
+    }
+    // The leader has compacted its log well past what the stopped node has.
+    let status = cluster.get_json(leader, "/status").await.unwrap();
+    let kept = status["storage"]["log_entries"].as_u64().unwrap();
+    assert!(kept < 60, "log was not compacted: {kept} entries kept");
+    cluster.restart(lagging).await;
+    cluster
+        .wait_for_values(
+            lagging,
+            "SELECT count(*), max(body) FROM items",
+            &json!([[120, "item 99"]]),
+            SETTLE,
+        )
+        .await;
+    assert_eq!(
+        cluster.table_dump(lagging, "items").await,
+        cluster.table_dump(leader, "items").await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_leader_transfer_step_down_and_removal() {
+    let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
+    cluster.execute(0, json!(["CREATE TABLE t(x)"])).await;
+    let leader = cluster.leader(SETTLE).await;
+    let target = (leader + 2) % 3;
+    let (status, body) = cluster
+        .post(leader, "/leader", json!({"id": cluster.nodes[target].id}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["leader"], json!(cluster.nodes[target].id));
+    assert_eq!(cluster.leader(SETTLE).await, target);
+    // Step down without a target: someone else leads.
+    let (status, body) = cluster.post(target, "/leader", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let after = cluster.leader(SETTLE).await;
+    assert_ne!(after, target);
+    cluster
+        .execute(after, json!(["INSERT INTO t VALUES(1)"]))
+        .await;
+    // Transfer to a non-member is refused with a reason.
+    let (status, body) = cluster.post(after, "/leader", json!({"id": 99})).await;
+    assert_eq!(status, 400, "{body}");
+
+    // Remove the two other nodes: the quorum shrinks to one, which keeps accepting writes
+    // after they are killed.
+    let others: Vec<usize> = (0..3).filter(|n| *n != after).collect();
+    for &other in &others {
+        let response = cluster
+            .http
+            .delete(format!("{}/remove", cluster.url(after)))
+            .json(&json!({"id": cluster.nodes[other].id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+    for &other in &others {
+        cluster.kill(other);
+    }
+    cluster
+        .execute(after, json!(["INSERT INTO t VALUES(2)"]))
+        .await;
+    let values = cluster
+        .query(after, "SELECT x FROM t ORDER BY x", "level=linearizable")
+        .await
+        .unwrap();
+    assert_eq!(values, json!([[1], [2]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_read_consistency_and_write_concern() {
+    // Node 4 is a read replica whose Raft traffic passes through a proxy we can cut.
+    let (cluster, proxies) = Cluster::start(ClusterSpec {
+        voters: 3,
+        replicas: 1,
+        proxied: vec![3],
+        ..Default::default()
+    })
+    .await;
+    cluster
+        .execute(
+            0,
+            json!([
+                "CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER)",
+                "INSERT INTO kv VALUES('a', 1)"
+            ]),
+        )
+        .await;
+    cluster
+        .wait_for_values(3, "SELECT v FROM kv", &json!([[1]]), SETTLE)
+        .await;
+    proxies[0].pause();
+    let leader = cluster.leader(SETTLE).await;
+    cluster
+        .execute(leader, json!(["UPDATE kv SET v = 2"]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // level=none on the cut-off replica is stale; linearizable never is.
+    assert_eq!(
+        cluster
+            .query(3, "SELECT v FROM kv", "level=none")
+            .await
+            .unwrap(),
+        json!([[1]])
+    );
+    assert_eq!(
+        cluster
+            .query(3, "SELECT v FROM kv", "level=linearizable")
+            .await
+            .unwrap(),
+        json!([[2]])
+    );
+    assert_eq!(
+        cluster
+            .query(3, "SELECT v FROM kv", "level=strong")
+            .await
+            .unwrap(),
+        json!([[2]])
+    );
+    // freshness refuses a read older than asked for, and says why.
+    let stale = cluster
+        .query(3, "SELECT v FROM kv", "level=none&freshness=200ms")
+        .await
+        .unwrap_err();
+    assert!(
+        stale.contains("503") && stale.contains("stale read"),
+        "{stale}"
+    );
+    // w=all cannot be met while the replica is cut off: committed, but reported.
+    let started = Instant::now();
+    let (status, body) = cluster
+        .post(
+            leader,
+            "/db/execute?w=all&wtimeout=1s",
+            json!(["UPDATE kv SET v = 3"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "returned before wtimeout"
+    );
+    let concern = &body["write_concern_error"];
+    assert_eq!(concern["required"], json!(4), "{body}");
+    assert_eq!(concern["applied_on"], json!(3), "{body}");
+    assert_eq!(
+        cluster
+            .query(leader, "SELECT v FROM kv", "level=linearizable")
+            .await
+            .unwrap(),
+        json!([[3]])
+    );
+    // w=3 is met by the three voters.
+    let (status, body) = cluster
+        .post(
+            leader,
+            "/db/execute?w=3&wtimeout=5s",
+            json!(["UPDATE kv SET v = 4"]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(body.get("write_concern_error").is_none(), "{body}");
+    // An impossible concern is refused before anything is written.
+    let (status, body) = cluster
+        .post(leader, "/db/execute?w=9", json!(["UPDATE kv SET v = 5"]))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        cluster
+            .query(leader, "SELECT v FROM kv", "level=linearizable")
+            .await
+            .unwrap(),
+        json!([[4]])
+    );
+    // Healed, the replica catches up and fresh reads are served again.
+    proxies[0].resume();
+    cluster
+        .wait_for_values(3, "SELECT v FROM kv", &json!([[4]]), SETTLE)
+        .await;
+    assert_eq!(
+        cluster
+            .query(3, "SELECT v FROM kv", "level=none&freshness=2s")
+            .await
+            .unwrap(),
+        json!([[4]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t60_random_and_now_give_identical_replicas_after_replay_and_snapshot() {
+    let extra = ["--snapshot-threshold", "30", "--log-keep", "5"]
+        .map(String::from)
+        .to_vec();
+    let (mut cluster, _) = Cluster::start(ClusterSpec {
+        voters: 3,
+        extra_args: extra,
+        ..Default::default()
+    })
+    .await;
+    let leader = cluster.leader(SETTLE).await;
+    cluster
+        .execute(leader, json!([
+            "CREATE TABLE events(id INTEGER PRIMARY KEY, r INTEGER DEFAULT (random()), at TEXT DEFAULT CURRENT_TIMESTAMP, note TEXT)",
+            "CREATE TABLE audit(event INTEGER, at TEXT, tag BLOB)",
+            "CREATE TRIGGER log_event AFTER INSERT ON events BEGIN INSERT INTO audit VALUES (new.id, strftime('%Y-%m-%d %H:%M:%f', 'now'), randomblob(8)); END",
+        ]))
+        .await;
+    let snapshot_node = (leader + 1) % 3;
+    cluster.kill(snapshot_node);
+    for n in 0..40 {
+        cluster
+            .execute(leader, json!([
+                ["INSERT INTO events(note) VALUES(?)", format!("n{n}")],
+                "INSERT INTO events(note) VALUES (hex(randomblob(4)) || ' ' || datetime('now') || ' ' || julianday('now') || ' ' || unixepoch())",
+                "UPDATE events SET r = random() WHERE id % 7 = 0",
+            ]))
+            .await;
+    }
+    cluster.restart(snapshot_node).await;
+    let replay_node = (leader + 2) % 3;
+    cluster.restart(replay_node).await;
+    let reference = (
+        cluster.table_dump(leader, "events").await,
+        cluster.table_dump(leader, "audit").await,
+    );
+    assert_eq!(reference.0.as_array().unwrap().len(), 80);
+    for node in [snapshot_node, replay_node] {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let dump = (
+                cluster.table_dump(node, "events").await,
+                cluster.table_dump(node, "audit").await,
+            );
+            if dump == reference {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} diverged:\n{:?}\nvs leader\n{:?}",
+                node + 1,
+                dump,
+                reference
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_bad_input_gets_clear_errors_and_changes_nothing() {
+    let extra = ["--http-max-body-bytes", "4096"].map(String::from).to_vec();
+    let (cluster, _) = Cluster::start(ClusterSpec {
+        voters: 1,
+        extra_args: extra,
+        ..Default::default()
+    })
+    .await;
+    cluster
+        .execute(
+            0,
+            json!([
+                "CREATE TABLE acct(id INTEGER PRIMARY KEY, balance INTEGER CHECK (balance >= 0))",
+                "INSERT INTO acct VALUES (1, 100), (2, 0)"
+            ]),
+        )
+        .await;
+    let raw = |body: &'static str, path: &'static str| {
+        let http = cluster.http.clone();
+        let url = format!("{}{path}", cluster.url(0));
+        async move {
+            let response = http.post(url).body(body).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, text) = raw("[\"SELECT 1\"", "/db/query").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not valid JSON"), "{text}");
+    let (status, text) = raw("[\"SELECT 1\"]", "/db/query?levle=none").await;
+    assert_eq!(status, 400);
+    assert!(text.contains("levle"), "{text}");
+    let big = Box::leak(format!("[\"SELECT '{}'\"]", "x".repeat(8192)).into_boxed_str());
+    let (status, _) = raw(big, "/db/query").await;
+    assert_eq!(status, 413);
+    // Wrong parameter count: a per-statement error, nothing applied.
+    let (status, body) = cluster
+        .post(
+            0,
+            "/db/execute",
+            json!([["INSERT INTO acct VALUES(?, ?)", 3]]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("expects 2 parameters"),
+        "{body}"
+    );
+    // A failing statement inside a transaction rolls the whole request back.
+    let (status, body) = cluster
+        .post(
+            0,
+            "/db/execute?transaction",
+            json!([
+                "UPDATE acct SET balance = balance + 50 WHERE id = 2",
+                "UPDATE acct SET balance = balance - 150 WHERE id = 1",
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["results"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("CHECK"),
+        "{body}"
+    );
+    let balances = cluster
+        .query(0, "SELECT balance FROM acct ORDER BY id", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        balances,
+        json!([[100], [0]]),
+        "transaction was partly applied"
+    );
+    // A write through /db/query is refused.
+    let error = cluster.query(0, "DELETE FROM acct", "").await.unwrap_err();
+    assert!(error.contains("readonly"), "{error}");
+    assert_eq!(
+        cluster
+            .query(0, "SELECT count(*) FROM acct", "")
+            .await
+            .unwrap(),
+        json!([[2]])
+    );
+    // Still alive and well.
+    assert!(cluster.get_json(0, "/readyz").await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_queued_writes_and_redirects() {
+    let (cluster, _) = Cluster::start(spec(3, 0)).await;
+    cluster
+        .execute(0, json!(["CREATE TABLE q(n INTEGER)"]))
+        .await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    for n in 0..20 {
+        let (status, body) = cluster
+            .post(
+                follower,
+                "/db/execute?queue",
+                json!([["INSERT INTO q VALUES(?)", n]]),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["sequence_number"].as_u64().is_some(), "{body}");
+    }
+    let (status, _) = cluster
+        .post(
+            follower,
+            "/db/execute?queue&wait",
+            json!([["INSERT INTO q VALUES(?)", 20]]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        cluster
+            .query(leader, "SELECT count(*) FROM q", "level=linearizable")
+            .await
+            .unwrap(),
+        json!([[21]])
+    );
+    // redirect: a follower answers 301 with the leader's address instead of forwarding.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("{}/db/execute?redirect", cluster.url(follower)))
+        .json(&json!(["INSERT INTO q VALUES(99)"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 301);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&cluster.url(leader)), "{location}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90_pyrqlite_crud_session_runs_unchanged() {
+    let (cluster, _) = Cluster::start(spec(3, 0)).await;
+    let follower = (cluster.leader(SETTLE).await + 1) % 3;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/pyrqlite_crud.py"
+    );
+    let output = tokio::process::Command::new("python3")
+        .args([
+            script,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &cluster.nodes[follower].http_port.to_string(),
+        ])
+        .output()
+        .await
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "pyrqlite session failed (install it with scripts/test.sh):\n{text}"
+    );
+    assert!(text.contains("pyrqlite CRUD: ok"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t95_bench_smoke_prints_replicated_writes_per_second() {
+    let (cluster, _) = Cluster::start(spec(3, 0)).await;
+    let leader = cluster.leader(SETTLE).await;
+    let report = shoal::bench::run(shoal::bench::BenchConfig {
+        host: cluster.url(leader),
+        clients: 16,
+        duration: Duration::from_secs(3),
+        workload: shoal::bench::Workload::Insert,
+        options: String::new(),
+    })
+    .await
+    .unwrap();
+    println!(
+        "bench smoke (3 voters, 16 clients, HTTP): {:.0} writes/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+        report.per_second(),
+        report.latency_p50.as_secs_f64() * 1e3,
+        report.latency_p99.as_secs_f64() * 1e3,
+        report.errors
+    );
+    assert!(report.operations > 0);
+    assert_eq!(report.errors, 0);
+    let count = cluster
+        .query(leader, "SELECT count(*) FROM bench", "level=linearizable")
+        .await
+        .unwrap();
+    assert_eq!(
+        count[0][0].as_u64().unwrap(),
+        report.operations + 1,
+        "every acknowledged insert is stored"
+    );
+}

@@ -1,0 +1,324 @@
+//! Test support: real `shoal` processes on free loopback ports, HTTP helpers, and a pausable
+//! TCP proxy to cut a node's Raft traffic. Every process is killed when the cluster is dropped,
+//! also when a test fails.
+
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A port the OS just handed out; free unless another process races us for it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct TestNode {
+    pub id: u64,
+    pub http_port: u16,
+    pub raft_port: u16,
+    /// Raft address other nodes are told to use (a proxy in front of `raft_port`, if any).
+    pub raft_advertise: String,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(
+            self.data_dir
+                .with_extension(format!("log.{}", std::process::id())),
+        )
+        .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .arg("serve")
+            .args(&self.args)
+            .env("SHOAL_LOG", "info,openraft=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn shoal");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .expect("node is running")
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to a child process we own.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+    pub http: reqwest::Client,
+}
+
+/// Options for starting a cluster.
+#[derive(Default, Clone)]
+pub struct ClusterSpec {
+    pub voters: usize,
+    pub replicas: usize,
+    pub extra_args: Vec<String>,
+    /// Put a pausable proxy in front of these nodes' Raft ports (by position).
+    pub proxied: Vec<usize>,
+}
+
+impl Cluster {
+    pub async fn start(spec: ClusterSpec) -> (Cluster, Vec<proxy::Proxy>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cluster = Cluster {
+            dir,
+            nodes: Vec::new(),
+            http: reqwest::Client::new(),
+        };
+        let mut proxies = Vec::new();
+        for position in 0..spec.voters + spec.replicas {
+            let id = position as u64 + 1;
+            let (http_port, raft_port) = (free_port(), free_port());
+            let raft_advertise = if spec.proxied.contains(&position) {
+                let proxy = proxy::Proxy::start(raft_port).await;
+                let address = format!("127.0.0.1:{}", proxy.port);
+                proxies.push(proxy);
+                address
+            } else {
+                format!("127.0.0.1:{raft_port}")
+            };
+            let data_dir = cluster.dir.path().join(format!("node{id}"));
+            let mut args: Vec<String> = vec![
+                "--node-id".into(),
+                id.to_string(),
+                "--http-addr".into(),
+                format!("127.0.0.1:{http_port}"),
+                "--raft-addr".into(),
+                format!("127.0.0.1:{raft_port}"),
+                "--raft-advertise-addr".into(),
+                raft_advertise.clone(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+            ];
+            if position > 0 {
+                args.push("--join".into());
+                args.push(cluster.nodes[0].url());
+            }
+            if position >= spec.voters {
+                args.push("--non-voter".into());
+            }
+            args.extend(spec.extra_args.iter().cloned());
+            let mut node = TestNode {
+                id,
+                http_port,
+                raft_port,
+                raft_advertise,
+                data_dir,
+                args,
+                child: None,
+            };
+            node.spawn();
+            cluster.nodes.push(node);
+            cluster.wait_member(position, Duration::from_secs(30)).await;
+        }
+        (cluster, proxies)
+    }
+
+    pub fn url(&self, node: usize) -> String {
+        self.nodes[node].url()
+    }
+
+    /// Waits until `node` answers and the first node lists it as a member.
+    async fn wait_member(&self, node: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let id = self.nodes[node].id;
+        while Instant::now() < deadline {
+            if let Ok(status) = self.get_json(0, "/status").await {
+                let listed = status["members"].as_array().is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m["id"] == json!(id) && m["health"] == json!(1))
+                });
+                if listed && self.get_json(node, "/readyz").await.is_ok() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "node {id} did not join within {timeout:?}; logs in {}",
+            self.dir.path().display()
+        );
+    }
+
+    pub async fn get_json(&self, node: usize, path: &str) -> Result<Value, String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url(node)))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status}: {text}"));
+        }
+        serde_json::from_str(&text).or_else(|_| Ok(Value::String(text)))
+    }
+
+    /// POSTs `body` to `path` on `node`; returns the status and the JSON body.
+    pub async fn post(&self, node: usize, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url(node)))
+            .json(&body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} to node {}: {e}", node + 1));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Executes statements, asserting the request and every statement succeeded.
+    pub async fn execute(&self, node: usize, statements: Value) -> Value {
+        let (status, body) = self.post(node, "/db/execute", statements).await;
+        assert_eq!(status, 200, "execute on node {}: {body}", node + 1);
+        for result in body["results"].as_array().expect("results") {
+            assert!(
+                result.get("error").is_none(),
+                "statement failed on node {}: {result}",
+                node + 1
+            );
+        }
+        body
+    }
+
+    /// Runs one query with the given query-string options; returns the rows' values.
+    pub async fn query(&self, node: usize, sql: &str, options: &str) -> Result<Value, String> {
+        let (status, body) = self
+            .post(node, &format!("/db/query?{options}"), json!([sql]))
+            .await;
+        if status != 200 {
+            return Err(format!("{status}: {body}"));
+        }
+        let result = &body["results"][0];
+        if let Some(error) = result.get("error") {
+            return Err(error.to_string());
+        }
+        Ok(result.get("values").cloned().unwrap_or(json!([])))
+    }
+
+    /// Position of the current leader, as the first answering node sees it.
+    pub async fn leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for position in 0..self.nodes.len() {
+                if self.nodes[position].child.is_none() {
+                    continue;
+                }
+                if let Ok(leader) = self.get_json(position, "/leader").await {
+                    if let Some(id) = leader["leader"]["id"].as_u64() {
+                        let found = self
+                            .nodes
+                            .iter()
+                            .position(|n| n.id == id)
+                            .expect("leader is a node");
+                        if self.nodes[found].child.is_some() {
+                            return found;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no leader within {timeout:?}");
+    }
+
+    /// Waits until `node` serves `sql` at level=none with the expected values.
+    pub async fn wait_for_values(
+        &self,
+        node: usize,
+        sql: &str,
+        expected: &Value,
+        timeout: Duration,
+    ) {
+        let deadline = Instant::now() + timeout;
+        let mut last = Err(String::new());
+        while Instant::now() < deadline {
+            last = self.query(node, sql, "level=none").await;
+            if last.as_ref() == Ok(expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "node {} never returned {expected} for {sql:?}; last answer {last:?}",
+            node + 1
+        );
+    }
+
+    pub fn kill(&mut self, node: usize) {
+        if let Some(mut child) = self.nodes[node].child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self, node: usize) {
+        self.kill(node);
+        self.nodes[node].spawn();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.get_json(node, "/livez").await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not restart",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The whole content of `table`, as node `node` holds it locally.
+    pub async fn table_dump(&self, node: usize, table: &str) -> Value {
+        self.query(
+            node,
+            &format!("SELECT * FROM {table} ORDER BY rowid"),
+            "level=none",
+        )
+        .await
+        .expect("dump")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                // SAFETY: resume a possibly stopped child so the kill takes effect at once.
+                unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
