@@ -1,4 +1,6 @@
 //! End-to-end behaviour of a replicated cluster: real `shoal` processes on loopback, killed
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 //! with SIGKILL, partitioned through a proxy, driven over the HTTP API like a client would.
 
 mod support;

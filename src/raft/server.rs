@@ -45,13 +45,17 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
-fn find(groups: &Groups, id: GroupId) -> Result<Arc<RaftGroup>, Response> {
-    groups.get(&id).cloned().ok_or_else(|| {
-        failure(
-            StatusCode::NOT_FOUND,
-            format!("group {id} does not run on this node"),
-        )
-    })
+/// A refused RPC: the status and why.
+pub struct Rejection(pub StatusCode, pub String);
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        failure(self.0, self.1)
+    }
+}
+
+fn find(groups: &Groups, id: GroupId) -> Result<Arc<RaftGroup>, Rejection> {
+    groups.get(&id).cloned().ok_or_else(|| Rejection(StatusCode::NOT_FOUND, format!("group {id} does not run on this node")))
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
@@ -61,81 +65,59 @@ fn reply<T: Serialize>(value: &T) -> Response {
     }
 }
 
-fn request<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Response> {
+/// Decodes a checksummed RPC for group `id`, runs `call` on it and encodes the answer.
+async fn rpc<Req, Resp, Fut>(
+    groups: &Groups,
+    id: GroupId,
+    headers: &HeaderMap,
+    body: &Bytes,
+    call: impl FnOnce(Arc<RaftGroup>, Req) -> Fut,
+) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Fut: std::future::Future<Output = Result<Resp, String>>,
+{
+    let group = match find(groups, id) {
+        Ok(group) => group,
+        Err(rejection) => return rejection.into_response(),
+    };
     let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
-    wire::decode(body, checksum).map_err(|message| failure(StatusCode::BAD_REQUEST, message))
+    let request = match wire::decode(body, checksum) {
+        Ok(request) => request,
+        Err(message) => return failure(StatusCode::BAD_REQUEST, message),
+    };
+    match call(group, request).await {
+        Ok(response) => reply(&response),
+        Err(message) => failure(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
 }
 
-async fn append(
-    State(groups): State<Groups>,
-    Path(id): Path<GroupId>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (group, rpc) = match find(&groups, id).and_then(|g| Ok((g, request(&headers, &body)?))) {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
-    match group.raft.append_entries(rpc).await {
-        Ok(response) => {
-            if matches!(
-                response,
-                AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
-            ) {
-                group.note_leader_contact();
-            }
-            reply(&response)
+async fn append(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: HeaderMap, body: Bytes) -> Response {
+    rpc(&groups, id, &headers, &body, |group, request| async move {
+        let response = group.raft.append_entries(request).await.map_err(|e| e.to_string())?;
+        if matches!(response, AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)) {
+            group.note_leader_contact();
         }
-        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
-    }
+        Ok(response)
+    })
+    .await
 }
 
-async fn vote(
-    State(groups): State<Groups>,
-    Path(id): Path<GroupId>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (group, rpc) = match find(&groups, id).and_then(|g| Ok((g, request(&headers, &body)?))) {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
-    match group.raft.vote(rpc).await {
-        Ok(response) => reply(&response),
-        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
-    }
+async fn vote(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: HeaderMap, body: Bytes) -> Response {
+    rpc(&groups, id, &headers, &body, |group, request| async move { group.raft.vote(request).await.map_err(|e| e.to_string()) }).await
 }
 
-async fn pre_vote(
-    State(groups): State<Groups>,
-    Path(id): Path<GroupId>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (group, rpc) = match find(&groups, id).and_then(|g| Ok((g, request(&headers, &body)?))) {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
-    match group.raft.pre_vote(rpc).await {
-        Ok(response) => reply(&response),
-        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
-    }
+async fn pre_vote(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: HeaderMap, body: Bytes) -> Response {
+    rpc(&groups, id, &headers, &body, |group, request| async move { group.raft.pre_vote(request).await.map_err(|e| e.to_string()) })
+        .await
 }
 
-async fn transfer_leader(
-    State(groups): State<Groups>,
-    Path(id): Path<GroupId>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (group, rpc) = match find(&groups, id).and_then(|g| Ok((g, request(&headers, &body)?))) {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
-    match group.raft.handle_transfer_leader(rpc).await {
-        Ok(response) => reply(&response),
-        Err(error) => failure(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
-    }
+async fn transfer_leader(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: HeaderMap, body: Bytes) -> Response {
+    rpc(&groups, id, &headers, &body, |group, request| async move {
+        group.raft.handle_transfer_leader(request).await.map_err(|e| e.to_string())
+    })
+    .await
 }
 
 /// Receives a streamed snapshot image into a file, checking its size and SHA-256 against the
@@ -148,7 +130,7 @@ async fn snapshot(
 ) -> Response {
     let group = match find(&groups, id) {
         Ok(group) => group,
-        Err(response) => return response,
+        Err(rejection) => return rejection.into_response(),
     };
     let header = match headers
         .get(SNAPSHOT_HEADER)

@@ -13,6 +13,7 @@ use axum::routing::post;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::raft::server::Rejection;
 use crate::raft::types::GroupId;
 use crate::raft::wire::{self, CHECKSUM_HEADER};
 use crate::service::cluster::ClusterRequest;
@@ -44,22 +45,12 @@ fn reply<T: Serialize>(value: &T) -> Response {
     }
 }
 
-fn decode<T: DeserializeOwned>(
-    internal: &Internal,
-    group: GroupId,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<T, Response> {
+fn decode<T: DeserializeOwned>(internal: &Internal, group: GroupId, headers: &HeaderMap, body: &Bytes) -> Result<T, Rejection> {
     if group != internal.service.group.id {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!("group {group} does not run on this node"),
-        )
-            .into_response());
+        return Err(Rejection(StatusCode::NOT_FOUND, format!("group {group} does not run on this node")));
     }
     let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
-    wire::decode(body, checksum)
-        .map_err(|message| (StatusCode::BAD_REQUEST, message).into_response())
+    wire::decode(body, checksum).map_err(|message| Rejection(StatusCode::BAD_REQUEST, message))
 }
 
 async fn request(
@@ -70,7 +61,7 @@ async fn request(
 ) -> Response {
     match decode::<ServiceRequest>(&internal, group, &headers, &body) {
         Ok(request) => reply(&internal.service.handle(request).await),
-        Err(response) => response,
+        Err(rejection) => rejection.into_response(),
     }
 }
 
@@ -82,7 +73,7 @@ async fn cluster(
 ) -> Response {
     match decode::<ClusterRequest>(&internal, group, &headers, &body) {
         Ok(request) => reply(&internal.service.cluster_on_leader(request).await),
-        Err(response) => response,
+        Err(rejection) => rejection.into_response(),
     }
 }
 
@@ -94,7 +85,7 @@ async fn state(
 ) -> Response {
     match decode::<()>(&internal, group, &headers, &body) {
         Ok(()) => reply(&internal.service.own_state(internal.started)),
-        Err(response) => response,
+        Err(rejection) => rejection.into_response(),
     }
 }
 
@@ -116,6 +107,6 @@ async fn await_applied(
                 .await;
             reply(&applied.is_ok())
         }
-        Err(response) => response,
+        Err(rejection) => rejection.into_response(),
     }
 }

@@ -36,6 +36,9 @@ impl Default for QueueSettings {
     }
 }
 
+/// Completes once a queued request with `wait` has been written (or has failed).
+pub type QueueCompletion = oneshot::Receiver<Result<(), ServiceError>>;
+
 struct Queued {
     batch: StatementBatch,
     sequence: u64,
@@ -67,7 +70,7 @@ impl WriteQueue {
         &self,
         batch: StatementBatch,
         wait: bool,
-    ) -> Result<(u64, Option<oneshot::Receiver<Result<(), ServiceError>>>), ServiceError> {
+    ) -> Result<(u64, Option<QueueCompletion>), ServiceError> {
         let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
         let (done, receiver) = if wait {
             let (tx, rx) = oneshot::channel();

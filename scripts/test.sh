@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs Shoal's whole test suite: unit tests and the multi-process cluster tests, including the
+# pyrqlite client session (installed here if missing). Usage: scripts/test.sh [cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! python3 -c 'import pyrqlite' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+fi
+# Cluster tests start several processes each; one at a time keeps a 2-core machine calm.
+cargo test --all-targets "$@" -- --test-threads=1
