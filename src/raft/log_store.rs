@@ -513,7 +513,7 @@ fn load_segments(
                     }
                     offset += length;
                 }
-                Err(reason) if position == last_position => {
+                Err(reason) if position == last_position && is_torn_tail(&bytes[offset..]) => {
                     tracing::warn!(path = %path.display(), offset, dropped_bytes = bytes.len() - offset, %reason,
                         "cutting a torn record off the end of the log");
                     let file = OpenOptions::new().write(true).open(&path)?;
@@ -532,6 +532,17 @@ fn load_segments(
         });
     }
     Ok((segments, entries))
+}
+
+/// Whether an undecodable record is the unfinished last write of a crash: its header or payload
+/// runs past the end of the file, or it is the final record. Anything followed by more data is
+/// damage to an acknowledged record.
+fn is_torn_tail(rest: &[u8]) -> bool {
+    if rest.len() < RECORD_HEADER_BYTES as usize {
+        return true;
+    }
+    let length = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    RECORD_HEADER_BYTES as usize + length >= rest.len()
 }
 
 fn corrupt(path: &Path, offset: usize, reason: String) -> io::Error {
@@ -564,4 +575,94 @@ fn decode_record(bytes: &[u8]) -> Result<(Entry, usize), String> {
     let entry =
         postcard::from_bytes(payload).map_err(|e| format!("record does not decode: {e}"))?;
     Ok((entry, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use openraft::StorageError;
+    use openraft::testing::log::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::db::database::Database;
+    use crate::db::snapshot_store::SnapshotStore;
+    use crate::db::state_machine::StateMachine;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let log = LogStore::open(&dir.path().join("log")).expect("open log");
+            let database = Database::open(&dir.path().join("db.sqlite"), 99, 2).expect("open db");
+            let snapshots = SnapshotStore::open(&dir.path().join("snapshots")).expect("snapshots");
+            Ok((dir, log, StateMachine::new(Arc::new(database), snapshots)))
+        }
+    }
+
+    /// openraft's own conformance suite for log stores (and the state machine's basics).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_openraft_storage_suite() {
+        Suite::test_all(Builder).await.expect("storage suite");
+    }
+
+    fn blank(index: u64) -> Entry {
+        openraft::testing::blank_ent::<TypeConfig>(1, 1, index)
+    }
+
+    async fn append_and_flush(store: &mut LogStore, entries: Vec<Entry>) {
+        use openraft::type_config::TypeConfigExt;
+        let (sender, done) = TypeConfig::oneshot();
+        let flushed = IOFlushed::<TypeConfig>::signal(sender);
+        store.append(entries, flushed).await.expect("append");
+        done.await.expect("flush notified").expect("flushed");
+    }
+
+    #[tokio::test]
+    async fn reopens_with_every_acknowledged_entry_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("log");
+        {
+            let mut store = LogStore::open(&log_dir).unwrap();
+            append_and_flush(&mut store, (1..=10).map(blank).collect()).await;
+        }
+        // A crash mid-write leaves half a record at the end.
+        let segment = log_dir.join(format!("{:020}.seg", 1));
+        let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+        file.write_all(&[42, 0, 0, 0, 1, 2]).unwrap();
+        drop(file);
+        let mut store = LogStore::open(&log_dir).unwrap();
+        let entries = store.try_get_log_entries(0..100).await.unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.index()).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        append_and_flush(&mut store, vec![blank(11)]).await;
+        drop(store);
+        let mut store = LogStore::open(&log_dir).unwrap();
+        assert_eq!(store.try_get_log_entries(11..12).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_acknowledged_record_is_an_error_not_silence() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("log");
+        {
+            let mut store = LogStore::open(&log_dir).unwrap();
+            append_and_flush(&mut store, (1..=5).map(blank).collect()).await;
+        }
+        let segment = log_dir.join(format!("{:020}.seg", 1));
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[RECORD_HEADER_BYTES as usize + 1] ^= 0xff; // inside the first record's payload
+        std::fs::write(&segment, &bytes).unwrap();
+        // Records follow the damaged one, so it is not a torn write: opening must fail loudly
+        // rather than drop entries 1..=5.
+        let error = LogStore::open(&log_dir)
+            .err()
+            .expect("damaged log must not open");
+        assert!(error.to_string().contains("corrupt Raft log"), "{error}");
+    }
 }

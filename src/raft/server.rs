@@ -55,7 +55,12 @@ impl IntoResponse for Rejection {
 }
 
 fn find(groups: &Groups, id: GroupId) -> Result<Arc<RaftGroup>, Rejection> {
-    groups.get(&id).cloned().ok_or_else(|| Rejection(StatusCode::NOT_FOUND, format!("group {id} does not run on this node")))
+    groups.get(&id).cloned().ok_or_else(|| {
+        Rejection(
+            StatusCode::NOT_FOUND,
+            format!("group {id} does not run on this node"),
+        )
+    })
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
@@ -93,10 +98,22 @@ where
     }
 }
 
-async fn append(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: HeaderMap, body: Bytes) -> Response {
+async fn append(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     rpc(&groups, id, &headers, &body, |group, request| async move {
-        let response = group.raft.append_entries(request).await.map_err(|e| e.to_string())?;
-        if matches!(response, AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)) {
+        let response = group
+            .raft
+            .append_entries(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if matches!(
+            response,
+            AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+        ) {
             group.note_leader_contact();
         }
         Ok(response)
@@ -104,18 +121,46 @@ async fn append(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: 
     .await
 }
 
-async fn vote(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: HeaderMap, body: Bytes) -> Response {
-    rpc(&groups, id, &headers, &body, |group, request| async move { group.raft.vote(request).await.map_err(|e| e.to_string()) }).await
-}
-
-async fn pre_vote(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: HeaderMap, body: Bytes) -> Response {
-    rpc(&groups, id, &headers, &body, |group, request| async move { group.raft.pre_vote(request).await.map_err(|e| e.to_string()) })
-        .await
-}
-
-async fn transfer_leader(State(groups): State<Groups>, Path(id): Path<GroupId>, headers: HeaderMap, body: Bytes) -> Response {
+async fn vote(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     rpc(&groups, id, &headers, &body, |group, request| async move {
-        group.raft.handle_transfer_leader(request).await.map_err(|e| e.to_string())
+        group.raft.vote(request).await.map_err(|e| e.to_string())
+    })
+    .await
+}
+
+async fn pre_vote(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    rpc(&groups, id, &headers, &body, |group, request| async move {
+        group
+            .raft
+            .pre_vote(request)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+async fn transfer_leader(
+    State(groups): State<Groups>,
+    Path(id): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    rpc(&groups, id, &headers, &body, |group, request| async move {
+        group
+            .raft
+            .handle_transfer_leader(request)
+            .await
+            .map_err(|e| e.to_string())
     })
     .await
 }

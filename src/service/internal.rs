@@ -45,9 +45,17 @@ fn reply<T: Serialize>(value: &T) -> Response {
     }
 }
 
-fn decode<T: DeserializeOwned>(internal: &Internal, group: GroupId, headers: &HeaderMap, body: &Bytes) -> Result<T, Rejection> {
+fn decode<T: DeserializeOwned>(
+    internal: &Internal,
+    group: GroupId,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, Rejection> {
     if group != internal.service.group.id {
-        return Err(Rejection(StatusCode::NOT_FOUND, format!("group {group} does not run on this node")));
+        return Err(Rejection(
+            StatusCode::NOT_FOUND,
+            format!("group {group} does not run on this node"),
+        ));
     }
     let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
     wire::decode(body, checksum).map_err(|message| Rejection(StatusCode::BAD_REQUEST, message))
