@@ -145,6 +145,40 @@ async fn t20_acknowledged_writes_survive_sigkill_of_the_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t25_graceful_shutdown_hands_leadership_over() {
+    let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
+    cluster.execute(0, json!(["CREATE TABLE t(x)"])).await;
+    let leader = cluster.leader(SETTLE).await;
+    cluster.nodes[leader].signal(libc::SIGTERM);
+    let started = Instant::now();
+    let survivor = (leader + 1) % 3;
+    loop {
+        let (status, _) = cluster
+            .post(survivor, "/db/execute", json!(["INSERT INTO t VALUES(1)"]))
+            .await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < SETTLE,
+            "no write accepted after the leader shut down"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "graceful handover: first write {} ms after SIGTERM",
+        started.elapsed().as_millis()
+    );
+    let status = cluster.get_json(survivor, "/status").await.unwrap();
+    assert_ne!(
+        status["node"]["leader"]["id"],
+        json!(cluster.nodes[leader].id),
+        "{status}"
+    );
+    cluster.kill(leader);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
     let extra = ["--snapshot-threshold", "20", "--log-keep", "5"]
         .map(String::from)
