@@ -20,6 +20,8 @@ pub fn execute_statement(
     statement: &Statement,
 ) -> StatementResult {
     let started = Instant::now();
+    // A reason left over from an earlier refused prepare must not explain this statement.
+    let _ = guard.take_refusal();
     let mut result = match run(connection, statement) {
         Ok(result) => result,
         Err(error) => StatementResult::failed(describe_error(guard, error)),
