@@ -96,26 +96,17 @@ async fn t20_acknowledged_writes_survive_sigkill_of_the_leader() {
     let started = Instant::now();
     let survivor = (leader + 1) % 3;
     // Writes resume on a new leader.
-    loop {
-        let (status, body) = cluster
-            .post(
-                survivor,
-                "/db/execute",
-                json!([["INSERT INTO ledger(n) VALUES(?)", 1000]]),
-            )
-            .await;
-        if status == 200 && body["results"][0].get("error").is_none() {
-            break;
-        }
-        assert!(
-            started.elapsed() < SETTLE,
-            "no write accepted after the leader was killed: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let took = cluster
+        .write_until_accepted(
+            survivor,
+            json!([["INSERT INTO ledger(n) VALUES(?)", 1000]]),
+            started,
+            SETTLE,
+        )
+        .await;
     println!(
         "failover: first acknowledged write {} ms after SIGKILL",
-        started.elapsed().as_millis()
+        took.as_millis()
     );
     let new_leader = cluster.leader(SETTLE).await;
     assert_ne!(new_leader, leader);
@@ -152,22 +143,17 @@ async fn t25_graceful_shutdown_hands_leadership_over() {
     cluster.nodes[leader].signal(libc::SIGTERM);
     let started = Instant::now();
     let survivor = (leader + 1) % 3;
-    loop {
-        let (status, _) = cluster
-            .post(survivor, "/db/execute", json!(["INSERT INTO t VALUES(1)"]))
-            .await;
-        if status == 200 {
-            break;
-        }
-        assert!(
-            started.elapsed() < SETTLE,
-            "no write accepted after the leader shut down"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let took = cluster
+        .write_until_accepted(
+            survivor,
+            json!(["INSERT INTO t VALUES(1)"]),
+            started,
+            SETTLE,
+        )
+        .await;
     println!(
         "graceful handover: first write {} ms after SIGTERM",
-        started.elapsed().as_millis()
+        took.as_millis()
     );
     let status = cluster.get_json(survivor, "/status").await.unwrap();
     assert_ne!(

@@ -213,6 +213,29 @@ impl Cluster {
         body
     }
 
+    /// Retries `statements` on `node` until a write is acknowledged; returns the time since
+    /// `since` (e.g. since a leader was killed).
+    pub async fn write_until_accepted(
+        &self,
+        node: usize,
+        statements: Value,
+        since: Instant,
+        timeout: Duration,
+    ) -> Duration {
+        loop {
+            let (status, body) = self.post(node, "/db/execute", statements.clone()).await;
+            if status == 200 && body["results"][0].get("error").is_none() {
+                return since.elapsed();
+            }
+            assert!(
+                since.elapsed() < timeout,
+                "no write accepted on node {} within {timeout:?}: {status} {body}",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Runs one query with the given query-string options; returns the rows' values.
     pub async fn query(&self, node: usize, sql: &str, options: &str) -> Result<Value, String> {
         let (status, body) = self
