@@ -1,64 +1,135 @@
-"""A CRUD session through pyrqlite (rqlite's DB-API driver), unchanged, against a Shoal node.
+"""CRUD session through pyrqlite's DB-API against an rqlite-compatible server.
 
-Checks: DDL, inserts with parameters (text, integer, real, NULL, BLOB), lastrowid, executemany,
-selects with parameters and exact values/types back, UPDATE rowcount, DELETE, and that a SQL
-error raises the DB-API error class. Exits non-zero on the first failure.
+Usage: python3 pyrqlite_crud.py --host 127.0.0.1 --port 4001
+
+Uses pyrqlite.dbapi2.connect(host=..., port=...) exactly as an application
+would, and checks:
+  * CREATE TABLE with INTEGER PRIMARY KEY, TEXT, REAL and BLOB columns;
+  * executemany() of parameterized INSERTs (text with a quote and non-ASCII,
+    None, bytes incl. 0x00/0xff and an empty blob), and its rowcount;
+  * execute() INSERT with named (:name) parameters and cursor.lastrowid;
+  * SELECT with positional (?) and named (:name) parameters and a `level`
+    (consistency) parameter: values and Python types round-trip exactly
+    (int, str, float, bytes, None), cursor.description, Row mapping access;
+  * UPDATE / DELETE rowcount (matching and non-matching);
+  * SQL errors (on /db/execute and on /db/query) raise dbapi2.Error;
+  * final COUNT(*).
+pyrqlite substitutes parameters into the SQL text client-side (bytes become
+X'..' literals) and expects BLOB columns back base64-encoded with type "blob".
+Prints "pyrqlite CRUD: ok" and exits 0 on success; any failure exits non-zero.
 """
-
 import argparse
 import sys
+import traceback
 
 import pyrqlite.dbapi2 as dbapi2
 
+TABLE = "pyrqlite_crud"
+ROWS = [
+    (1, "alice", 1.5, b"\x00\x01\xfe\xff"),
+    (2, "bob's \"quoted\"", -2.25, None),
+    (3, "Österreich ✓", None, b"hello"),
+    (4, None, 0.0, b""),
+]
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4001)
-    args = parser.parse_args()
 
-    connection = dbapi2.connect(host=args.host, port=args.port)
-    cursor = connection.cursor()
-    cursor.execute("DROP TABLE IF EXISTS people")
-    cursor.execute(
-        "CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL, age INTEGER, score REAL, photo BLOB)"
-    )
+def check_row(got, exp):
+    assert tuple(got) == tuple(exp), "row mismatch: got %r, expected %r" % (tuple(got), exp)
+    for g, e in zip(got, exp):
+        assert type(g) is type(e), "type mismatch for %r: got %s, expected %s" % (
+            e, type(g).__name__, type(e).__name__)
 
-    cursor.execute("INSERT INTO people(name, age, score, photo) VALUES (?, ?, ?, ?)", ("ada", 36, 9.5, b"\x00\x01\xfe"))
-    assert cursor.lastrowid == 1, f"lastrowid after first insert: {cursor.lastrowid}"
-    cursor.executemany(
-        "INSERT INTO people(name, age, score, photo) VALUES (?, ?, ?, ?)",
-        [("brian", 41, 7.25, None), ("claude", None, 8.0, b"shoal"), ("dana", 29, None, None)],
-    )
-    cursor.execute("INSERT INTO people(name, age) VALUES (:name, :age)", {"name": "ed", "age": 50})
-    assert cursor.lastrowid == 5, f"lastrowid after named insert: {cursor.lastrowid}"
 
-    cursor.execute("SELECT id, name, age, score, photo FROM people WHERE name = ?", ("ada",))
-    row = cursor.fetchone()
-    assert tuple(row) == (1, "ada", 36, 9.5, b"\x00\x01\xfe"), f"round trip of ada: {tuple(row)!r}"
-    cursor.execute("SELECT photo FROM people WHERE name = 'claude'")
-    assert cursor.fetchone()[0] == b"shoal", "BLOB did not round-trip"
+def run(host, port):
+    conn = dbapi2.connect(host=host, port=port)
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS %s" % TABLE)
+    cur.execute("CREATE TABLE %s (id INTEGER PRIMARY KEY, name TEXT, score REAL, data BLOB)" % TABLE)
 
-    cursor.execute("SELECT name FROM people WHERE age > ? ORDER BY name", (30,))
-    names = [r[0] for r in cursor.fetchall()]
-    assert names == ["ada", "brian", "ed"], f"filtered names: {names}"
+    # executemany with parameters (None, bytes, quotes, unicode).
+    cur.executemany("INSERT INTO %s (id, name, score, data) VALUES (?, ?, ?, ?)" % TABLE, ROWS)
+    assert cur.rowcount == len(ROWS), "executemany rowcount %r != %d" % (cur.rowcount, len(ROWS))
 
-    cursor.execute("UPDATE people SET score = score + 1 WHERE score IS NOT NULL")
-    assert cursor.rowcount == 3, f"UPDATE rowcount: {cursor.rowcount}"
-    cursor.execute("DELETE FROM people WHERE name = ?", ("dana",))
-    assert cursor.rowcount == 1, f"DELETE rowcount: {cursor.rowcount}"
+    # Single INSERT (named parameters, no explicit id): lastrowid is the new rowid.
+    cur.execute("INSERT INTO %s (name, score, data) VALUES (:name, :score, :data)" % TABLE,
+                {"name": "carol", "score": 3.75, "data": b"\x10\x20"})
+    assert cur.lastrowid == 5, "lastrowid %r != 5" % (cur.lastrowid,)
+    expected = list(ROWS) + [(5, "carol", 3.75, b"\x10\x20")]
 
+    # SELECT with a positional parameter: exact values and types.
+    cur.execute("SELECT id, name, score, data FROM %s WHERE id >= ? ORDER BY id" % TABLE, (1,))
+    names = [d[0] for d in cur.description]
+    assert names == ["id", "name", "score", "data"], "description names %r" % (names,)
+    assert cur.rowcount == len(expected), "select rowcount %r != %d" % (cur.rowcount, len(expected))
+    got = cur.fetchall()
+    assert len(got) == len(expected), "fetched %d rows, expected %d" % (len(got), len(expected))
+    for g, e in zip(got, expected):
+        check_row(g, e)
+    assert got[0]["name"] == "alice", "Row mapping access by column name failed: %r" % (got[0]["name"],)
+    assert cur.fetchone() is None, "fetchone after fetchall should be None"
+
+    # Named parameter, plus an explicit read-consistency level.
+    cur.execute("SELECT name, data FROM %s WHERE id = :ident" % TABLE, {"ident": 2}, consistency="weak")
+    row = cur.fetchone()
+    assert row is not None, "named-parameter select returned no row"
+    check_row(row, ("bob's \"quoted\"", None))
+
+    # Blob parameter inside a WHERE clause.
+    cur.execute("SELECT id FROM %s WHERE data = ?" % TABLE, (b"\x00\x01\xfe\xff",))
+    ids = [r[0] for r in cur.fetchall()]
+    assert ids == [1], "select by blob parameter returned ids %r" % (ids,)
+
+    # An expression column (no declared type).
+    cur.execute("SELECT 1+1")
+    row = cur.fetchone()
+    assert row is not None and row[0] == 2 and type(row[0]) is int, "SELECT 1+1 gave %r" % (row,)
+
+    # UPDATE with rowcount.
+    cur.execute("UPDATE %s SET score = score + ? WHERE score IS NOT NULL AND id <= ?" % TABLE, (1.0, 2))
+    assert cur.rowcount == 2, "update rowcount %r != 2" % (cur.rowcount,)
+    cur.execute("SELECT score FROM %s WHERE id IN (?, ?) ORDER BY id" % TABLE, (1, 2))
+    scores = [r[0] for r in cur.fetchall()]
+    assert scores == [2.5, -1.25], "scores after update %r" % (scores,)
+    cur.execute("UPDATE %s SET name = ? WHERE id = ?" % TABLE, ("nobody", 999))
+    assert cur.rowcount == 0, "no-match update rowcount %r != 0" % (cur.rowcount,)
+
+    # DELETE with rowcount.
+    cur.execute("DELETE FROM %s WHERE id = ?" % TABLE, (4,))
+    assert cur.rowcount == 1, "delete rowcount %r != 1" % (cur.rowcount,)
+    cur.execute("DELETE FROM %s WHERE id = ?" % TABLE, (4,))
+    assert cur.rowcount == 0, "repeated delete rowcount %r != 0" % (cur.rowcount,)
+
+    # SQL errors raise the DB-API error class (via /db/execute and /db/query).
+    for bad in ("INSERT INTO %s (id, name) VALUES (1, 'dup')" % TABLE,  # PK violation
+                "INSERT INTO no_such_table_xyz VALUES (1)",
+                "SELECT * FROM no_such_table_xyz"):
+        try:
+            cur.execute(bad)
+        except dbapi2.Error:
+            pass
+        else:
+            raise AssertionError("no dbapi2.Error raised for: %s" % bad)
+
+    # Final count.
+    cur.execute("SELECT COUNT(*) FROM %s" % TABLE)
+    count = cur.fetchone()[0]
+    assert count == 4 and type(count) is int, "final COUNT(*) %r != 4" % (count,)
+
+    cur.execute("DROP TABLE %s" % TABLE)
+    conn.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=4001)
+    args = ap.parse_args()
     try:
-        cursor.execute("INSERT INTO no_such_table VALUES (1)")
-    except dbapi2.Error:
-        pass
-    else:
-        raise AssertionError("a SQL error did not raise dbapi2.Error")
-
-    cursor.execute("SELECT count(*), sum(score) FROM people")
-    count, total = cursor.fetchone()
-    assert (count, total) == (4, 10.5 + 8.25 + 9.0), f"final count/sum: {(count, total)}"
-    connection.close()
+        run(args.host, args.port)
+    except Exception:
+        traceback.print_exc()
+        print("pyrqlite CRUD: FAILED", file=sys.stderr)
+        return 1
     print("pyrqlite CRUD: ok")
     return 0
 
