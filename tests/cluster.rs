@@ -193,9 +193,20 @@ async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
             .await;
     }
     // The leader has compacted its log well past what the stopped node has.
-    let status = cluster.get_json(leader, "/status").await.unwrap();
-    let kept = status["storage"]["log_entries"].as_u64().unwrap();
-    assert!(kept < 60, "log was not compacted: {kept} entries kept");
+    // Snapshots and purges run in the background, so give them a moment.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let status = cluster.get_json(leader, "/status").await.unwrap();
+        let kept = status["storage"]["log_entries"].as_u64().unwrap();
+        if kept < 60 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "log was not compacted: {kept} entries kept"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.restart(lagging).await;
     cluster
         .wait_for_values(
@@ -536,6 +547,68 @@ async fn t70_bad_input_gets_clear_errors_and_changes_nothing() {
     );
     // Still alive and well.
     assert!(cluster.get_json(0, "/readyz").await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t75_responses_are_shaped_like_rqlite() {
+    let (cluster, _) = Cluster::start(spec(1, 0)).await;
+    let (status, body) = cluster
+        .post(0, "/db/execute", json!(["CREATE TABLE ev(id INTEGER PRIMARY KEY, at TIMESTAMP, day DATE, done BOOLEAN, data BLOB)", ""]))
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"results": [{}]})),
+        "DDL answers {{}} and empty statements are skipped"
+    );
+    cluster
+        .execute(
+            0,
+            json!([[
+                "INSERT INTO ev(at, day, done, data) VALUES(?, ?, ?, ?)",
+                "2024-01-02 03:04:05",
+                "2024-01-02",
+                1,
+                [0, 255]
+            ]]),
+        )
+        .await;
+    let (_, body) = cluster
+        .post(
+            0,
+            "/db/query",
+            json!(["SELECT at, day, done, data FROM ev"]),
+        )
+        .await;
+    assert_eq!(
+        body["results"][0],
+        json!({"columns": ["at", "day", "done", "data"], "types": ["timestamp", "date", "boolean", "blob"],
+               "values": [["2024-01-02T03:04:05Z", "2024-01-02T00:00:00Z", true, "AP8="]]})
+    );
+    let (_, body) = cluster
+        .post(0, "/db/query", json!(["SELECT * FROM ev WHERE id > 5"]))
+        .await;
+    assert!(
+        body["results"][0].get("values").is_none(),
+        "no rows: values is left out: {body}"
+    );
+    // A text/plain body is one raw statement.
+    let response = cluster
+        .http
+        .post(format!("{}/db/execute", cluster.url(0)))
+        .header("Content-Type", "text/plain")
+        .body("INSERT INTO ev(done) VALUES(0)")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"results": [{"last_insert_id": 2, "rows_affected": 1}]})
+    );
+    let (status, body) = cluster
+        .post(0, "/db/query?freshness_strict", json!(["SELECT 1"]))
+        .await;
+    assert_eq!(status, 400, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

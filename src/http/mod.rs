@@ -6,6 +6,7 @@ pub mod admin;
 pub mod body;
 pub mod params;
 pub mod render;
+pub mod typed_values;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, OriginalUri, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -93,46 +94,92 @@ fn bad_request(message: String, pretty: bool) -> Response {
     json_response(StatusCode::BAD_REQUEST, &json!({"error": message}), pretty)
 }
 
+/// What a `/db/*` handler receives, whatever the endpoint.
+struct DbCall {
+    uri: axum::http::Uri,
+    raw_query: Option<String>,
+    /// `Content-Type: text/plain`: the body is one raw SQL statement (as rqlite accepts).
+    plain_text: bool,
+    body: Bytes,
+}
+
+impl DbCall {
+    fn new(
+        uri: axum::http::Uri,
+        raw_query: Option<String>,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Self {
+        let plain_text = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/plain")
+            });
+        Self {
+            uri,
+            raw_query,
+            plain_text,
+            body,
+        }
+    }
+}
+
 async fn execute(
     State(state): State<ApiState>,
     OriginalUri(uri): OriginalUri,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(state, uri, raw, RequestKind::Execute, Some(body)).await
+    run(
+        state,
+        DbCall::new(uri, raw, &headers, body),
+        RequestKind::Execute,
+    )
+    .await
 }
 
 async fn query(
     State(state): State<ApiState>,
     OriginalUri(uri): OriginalUri,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(state, uri, raw, RequestKind::Query, Some(body)).await
+    run(
+        state,
+        DbCall::new(uri, raw, &headers, body),
+        RequestKind::Query,
+    )
+    .await
 }
 
 async fn unified(
     State(state): State<ApiState>,
     OriginalUri(uri): OriginalUri,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(state, uri, raw, RequestKind::Unified, Some(body)).await
+    run(
+        state,
+        DbCall::new(uri, raw, &headers, body),
+        RequestKind::Unified,
+    )
+    .await
 }
 
-async fn run(
-    state: ApiState,
-    uri: axum::http::Uri,
-    raw: Option<String>,
-    kind: RequestKind,
-    body: Option<Bytes>,
-) -> Response {
+async fn run(state: ApiState, call: DbCall, kind: RequestKind) -> Response {
     let started = Instant::now();
-    let options = match parse_options(raw.as_deref()) {
+    let uri = call.uri.clone();
+    let options = match parse_options(call.raw_query.as_deref()) {
         Ok(options) => options,
         Err(message) => return bad_request(message, false),
     };
-    let statements = match statements_of(&options, body.as_deref()) {
+    let statements = match statements_of(&options, &call) {
         Ok(statements) => statements,
         Err(message) => return bad_request(message, options.pretty),
     };
@@ -198,10 +245,15 @@ async fn enqueue(
                 );
             }
             Err(_) => {
-                let error = ServiceError::Timeout(format!(
-                    "queued write {sequence} not yet written; it may still be"
-                ));
-                return error_response(&error, uri, options.pretty);
+                // rqlite answers 408 here; the write stays queued and may still be applied.
+                let message = format!(
+                    "queue wait timeout: queued write {sequence} not yet written; it may still be"
+                );
+                return json_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &json!({"error": message}),
+                    options.pretty,
+                );
             }
         }
     }
@@ -212,15 +264,25 @@ async fn enqueue(
     )
 }
 
-/// Statements come from the body, or from `q=` on `/db/query`.
-fn statements_of(options: &RequestOptions, body: Option<&[u8]>) -> Result<Vec<Statement>, String> {
-    match (&options.query, body) {
-        (Some(sql), _) => Ok(vec![Statement::plain(sql.clone())]),
-        (None, Some(body)) if !body.iter().all(u8::is_ascii_whitespace) => {
-            body::parse_statements(body)
+/// Statements come from `q=` on `/db/query`, a text/plain body (one statement) or a JSON
+/// array. Empty statements are skipped, as rqlite does.
+fn statements_of(options: &RequestOptions, call: &DbCall) -> Result<Vec<Statement>, String> {
+    let statements = match &options.query {
+        Some(sql) => vec![Statement::plain(sql.clone())],
+        None if call.body.iter().all(u8::is_ascii_whitespace) => {
+            return Err(
+                "no statements: send a JSON array in the body, or q= for /db/query".to_string(),
+            );
         }
-        (None, _) => {
-            Err("no statements: send a JSON array in the body, or q= for /db/query".to_string())
+        None if call.plain_text => {
+            let sql = std::str::from_utf8(&call.body)
+                .map_err(|_| "text/plain body is not UTF-8".to_string())?;
+            vec![Statement::plain(sql)]
         }
-    }
+        None => body::parse_statements(&call.body)?,
+    };
+    Ok(statements
+        .into_iter()
+        .filter(|s| !s.sql.trim().is_empty())
+        .collect())
 }

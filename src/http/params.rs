@@ -95,6 +95,9 @@ pub fn parse_options(raw_query: Option<&str>) -> Result<RequestOptions, String> 
             other => return Err(format!("unknown query parameter {other:?}")),
         }
     }
+    if options.read.freshness_strict && options.read.freshness.is_none() {
+        return Err("freshness_strict needs freshness=<duration>".to_string());
+    }
     Ok(options)
 }
 

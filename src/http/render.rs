@@ -6,6 +6,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::db::value::SqlValue;
+use crate::http::typed_values::present_typed;
 use crate::raft::types::StatementResult;
 use crate::service::{ServiceError, ServiceResponse};
 
@@ -76,7 +77,11 @@ fn render_result(result: &StatementResult, options: RenderOptions) -> Value {
                         rows.columns
                             .iter()
                             .cloned()
-                            .zip(row.iter().map(|v| render_value(v, options)))
+                            .zip(
+                                row.iter()
+                                    .zip(&rows.types)
+                                    .map(|(v, t)| render_value(v, t, options)),
+                            )
                             .collect(),
                     )
                 })
@@ -91,18 +96,25 @@ fn render_result(result: &StatementResult, options: RenderOptions) -> Value {
                 let values: Vec<Value> = rows
                     .values
                     .iter()
-                    .map(|row| Value::Array(row.iter().map(|v| render_value(v, options)).collect()))
+                    .map(|row| {
+                        Value::Array(
+                            row.iter()
+                                .zip(&rows.types)
+                                .map(|(v, t)| render_value(v, t, options))
+                                .collect(),
+                        )
+                    })
                     .collect();
                 out.insert("values".into(), Value::Array(values));
             }
         }
-        None => {
-            out.insert("last_insert_id".into(), json!(result.last_insert_id));
-            out.insert("rows_affected".into(), json!(result.rows_affected));
-        }
+        None => {}
     }
-    if result.rows.is_some() && result.rows_affected > 0 {
+    // Like rqlite, counters are left out when zero: a CREATE TABLE answers `{}`.
+    if result.last_insert_id != 0 {
         out.insert("last_insert_id".into(), json!(result.last_insert_id));
+    }
+    if result.rows_affected != 0 {
         out.insert("rows_affected".into(), json!(result.rows_affected));
     }
     if options.timings {
@@ -112,8 +124,11 @@ fn render_result(result: &StatementResult, options: RenderOptions) -> Value {
 }
 
 /// A value as rqlite writes it: BLOBs as base64 text (or byte arrays with `blob_array`),
-/// non-finite floats as null.
-fn render_value(value: &SqlValue, options: RenderOptions) -> Value {
+/// non-finite floats as null, times and booleans by their declared column type.
+fn render_value(value: &SqlValue, column_type: &str, options: RenderOptions) -> Value {
+    if let Some(typed) = present_typed(value, column_type) {
+        return typed;
+    }
     match value {
         SqlValue::Null => Value::Null,
         SqlValue::Integer(i) => json!(i),
