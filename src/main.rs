@@ -60,7 +60,7 @@ struct ServeArgs {
     #[arg(long, env = "SHOAL_HEARTBEAT_MS", default_value_t = 50)]
     heartbeat_ms: u64,
     /// Minimum election timeout, milliseconds (the maximum is twice this).
-    #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 250)]
+    #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 150)]
     election_timeout_ms: u64,
     /// Build a snapshot (and compact the log) after this many entries.
     #[arg(long, env = "SHOAL_SNAPSHOT_THRESHOLD", default_value_t = 8192)]

@@ -34,8 +34,8 @@ impl Default for RaftSettings {
     fn default() -> Self {
         Self {
             heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 250,
-            election_timeout_max_ms: 500,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
             snapshot_threshold_entries: 8192,
             log_keep_entries: 1024,
             readers_max: 8,
