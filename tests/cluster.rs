@@ -71,6 +71,13 @@ async fn t10_writes_on_any_node_are_readable_on_every_node_and_replica() {
         3
     );
     assert!(members.iter().all(|m| m["health"] == json!(1)), "{status}");
+    // rqlite clients find the leader under store.leader.
+    let leader_id = status["node"]["leader"]["id"].as_u64().unwrap();
+    assert_eq!(
+        status["store"]["leader"]["node_id"],
+        json!(leader_id.to_string()),
+        "{status}"
+    );
     let nodes = cluster.get_json(0, "/nodes?nonvoters").await.unwrap();
     assert_eq!(nodes.as_object().unwrap().len(), 4);
 }

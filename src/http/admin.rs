@@ -85,8 +85,47 @@ async fn status(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
         },
         "version": env!("CARGO_PKG_VERSION"),
         "time": unix_seconds(SystemTime::now()),
+        // The keys rqlite clients read from rqlite's own /status (gorqlite finds the leader here).
+        "store": rqlite_store_section(&me, service.group.raft.voter_ids().count(), leader_node.as_ref(), &members),
+        "build": {"version": env!("CARGO_PKG_VERSION")},
     });
     json_response(StatusCode::OK, &body, has_flag(raw.as_deref(), "pretty"))
+}
+
+fn rqlite_store_section(
+    me: &MemberState,
+    voters: usize,
+    leader: Option<&ShoalNode>,
+    members: &BTreeMap<NodeId, (ShoalNode, bool, Option<MemberState>)>,
+) -> Value {
+    let own_addr = members
+        .get(&me.id)
+        .map(|(node, _, _)| node.raft_addr.clone());
+    let raft_state = match me.state.as_str() {
+        "leader" => "Leader",
+        "candidate" => "Candidate",
+        "shutdown" => "Shutdown",
+        _ => "Follower",
+    };
+    json!({
+        "node_id": me.id.to_string(),
+        "addr": own_addr,
+        "ready": me.leader.is_some(),
+        "leader": {
+            "node_id": me.leader.map(|id| id.to_string()).unwrap_or_default(),
+            "addr": leader.map(|n| n.raft_addr.clone()).unwrap_or_default(),
+        },
+        "raft": {
+            "state": raft_state,
+            "term": me.term,
+            "commit_index": me.committed_index.unwrap_or(0),
+            "applied_index": me.applied_index.unwrap_or(0),
+            "last_log_index": me.last_log_index.unwrap_or(0),
+            "num_peers": voters.saturating_sub(1),
+            "voter": members.get(&me.id).is_some_and(|(_, voter, _)| *voter),
+        },
+        "nodes": members.iter().map(|(id, (node, voter, _))| json!({"id": id.to_string(), "addr": node.raft_addr, "suffrage": if *voter { "Voter" } else { "Nonvoter" }})).collect::<Vec<_>>(),
+    })
 }
 
 fn member_json(
