@@ -120,19 +120,14 @@ impl Database {
         self.with_writer(|writer| read_state(&writer.connection, &self.path))
     }
 
-    /// Applies committed entries in order, each in its own SQLite transaction together with
-    /// the new applied log id. Returns one response per entry.
+    /// Applies committed entries in order, in one SQLite transaction together with the new
+    /// applied log id. Returns one response per entry.
     pub fn apply(&self, entries: &[Entry]) -> Result<Vec<CommandResponse>, DbError> {
         let _file = self
             .file_lock
             .read()
             .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
-        self.with_writer(|writer| {
-            entries
-                .iter()
-                .map(|entry| apply_entry(writer, entry, &self.path))
-                .collect()
-        })
+        self.with_writer(|writer| apply_entries(writer, entries, &self.path))
     }
 
     /// Runs read-only statements on a pooled read connection, failing after `timeout`.
@@ -358,12 +353,17 @@ fn set_deadline(slot: &Mutex<Option<Instant>>, deadline: Option<Instant>) {
     }
 }
 
-fn apply_entry(
+/// Applies `entries` in one SQLite transaction that also records the last one's log id (and
+/// any membership among them): the whole group commits or none of it does, so a crash can
+/// neither apply an entry twice nor skip one, and the commit cost is paid once per group.
+fn apply_entries(
     writer: &mut Writer,
-    entry: &Entry,
+    entries: &[Entry],
     path: &Path,
-) -> Result<CommandResponse, DbError> {
-    let log_id = entry.log_id();
+) -> Result<Vec<CommandResponse>, DbError> {
+    let Some(last) = entries.last() else {
+        return Ok(Vec::new());
+    };
     let conn = &writer.connection;
     let internal = |sql: &str| {
         writer
@@ -373,29 +373,34 @@ fn apply_entry(
     };
     internal("BEGIN IMMEDIATE")?;
     let outcome = (|| {
-        let mut response = CommandResponse::default();
+        let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
-        match &entry.payload {
-            EntryPayload::Blank => {}
-            EntryPayload::Membership(new_membership) => {
-                membership = Some(StoredMembership::new(Some(log_id), new_membership.clone()));
-            }
-            EntryPayload::Normal(command) => {
-                writer.clock.clock.set(command.timestamp_ms);
-                writer.random.reseed(log_id.index);
-                for batch in &command.batches {
-                    response.batches.push(apply_batch(writer, batch, path)?);
+        for entry in entries {
+            let log_id = entry.log_id();
+            let mut response = CommandResponse::default();
+            match &entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Membership(new_membership) => {
+                    membership = Some(StoredMembership::new(Some(log_id), new_membership.clone()));
                 }
-                writer.clock.clock.clear();
+                EntryPayload::Normal(command) => {
+                    writer.clock.clock.set(command.timestamp_ms);
+                    writer.random.reseed(log_id.index);
+                    for batch in &command.batches {
+                        response.batches.push(apply_batch(writer, batch, path)?);
+                    }
+                    writer.clock.clock.clear();
+                }
             }
+            responses.push(response);
         }
-        save_state(writer, &log_id, membership.as_ref(), path)?;
-        Ok(response)
+        save_state(writer, &last.log_id(), membership.as_ref(), path)?;
+        Ok(responses)
     })();
     match outcome {
-        Ok(response) => {
+        Ok(responses) => {
             internal("COMMIT")?;
-            Ok(response)
+            Ok(responses)
         }
         Err(error) => {
             writer.clock.clock.clear();
