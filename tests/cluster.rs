@@ -143,6 +143,43 @@ async fn t20_acknowledged_writes_survive_sigkill_of_the_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t22_whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
+    let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
+    cluster
+        .execute(0, json!(["CREATE TABLE kept(n INTEGER)"]))
+        .await;
+    for n in 0..40 {
+        cluster
+            .execute(n % 3, json!([["INSERT INTO kept VALUES(?)", n]]))
+            .await;
+    }
+    for node in 0..3 {
+        cluster.kill(node);
+    }
+    for node in 0..3 {
+        cluster.restart(node).await;
+    }
+    let leader = cluster.leader(SETTLE).await;
+    let count = cluster
+        .query(
+            leader,
+            "SELECT count(*), sum(n) FROM kept",
+            "level=linearizable",
+        )
+        .await
+        .unwrap();
+    assert_eq!(count, json!([[40, 780]]));
+    cluster
+        .execute(leader, json!(["INSERT INTO kept VALUES(40)"]))
+        .await;
+    for node in 0..3 {
+        cluster
+            .wait_for_values(node, "SELECT count(*) FROM kept", &json!([[41]]), SETTLE)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t25_graceful_shutdown_hands_leadership_over() {
     let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
     cluster.execute(0, json!(["CREATE TABLE t(x)"])).await;
