@@ -68,6 +68,9 @@ struct ServeArgs {
     /// Entries kept in the log behind a snapshot.
     #[arg(long, env = "SHOAL_LOG_KEEP", default_value_t = 1024)]
     log_keep: u64,
+    /// Build a snapshot early when the unpurged log exceeds this many bytes.
+    #[arg(long, env = "SHOAL_LOG_MEMORY_BYTES_MAX", default_value_t = 256 * 1024 * 1024)]
+    log_memory_bytes_max: usize,
     /// Largest accepted HTTP request body, bytes.
     #[arg(long, env = "SHOAL_HTTP_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     http_max_body_bytes: usize,
@@ -157,6 +160,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             election_timeout_max_ms: args.election_timeout_ms * 2,
             snapshot_threshold_entries: args.snapshot_threshold,
             log_keep_entries: args.log_keep,
+            log_memory_bytes_max: args.log_memory_bytes_max,
             ..RaftSettings::default()
         },
         queue: QueueSettings::default(),

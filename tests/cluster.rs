@@ -276,6 +276,48 @@ async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t35_large_entries_trigger_compaction_before_the_entry_threshold() {
+    let extra = ["--log-memory-bytes-max", "200000", "--log-keep", "2"]
+        .map(String::from)
+        .to_vec();
+    let (cluster, _) = Cluster::start(ClusterSpec {
+        voters: 1,
+        extra_args: extra,
+        ..Default::default()
+    })
+    .await;
+    cluster
+        .execute(0, json!(["CREATE TABLE blobs(b TEXT)"]))
+        .await;
+    let chunk = "x".repeat(20_000);
+    for _ in 0..30 {
+        cluster
+            .execute(0, json!([["INSERT INTO blobs VALUES(?)", chunk]]))
+            .await;
+    }
+    // 30 entries of 20 kB each exceed the 200 kB bound long before 8192 entries.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let status = cluster.get_json(0, "/status").await.unwrap();
+        if status["storage"]["log_entries"].as_u64().unwrap() < 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "log not compacted by size: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster
+            .query(0, "SELECT count(*) FROM blobs", "")
+            .await
+            .unwrap(),
+        json!([[30]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t40_leader_transfer_step_down_and_removal() {
     let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
     cluster.execute(0, json!(["CREATE TABLE t(x)"])).await;

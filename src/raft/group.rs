@@ -28,6 +28,9 @@ pub struct RaftSettings {
     pub log_keep_entries: u64,
     /// Read-only SQLite connections per group.
     pub readers_max: usize,
+    /// Build a snapshot early when the unpurged log holds more than this many bytes (the log
+    /// keeps unpurged entries in memory; this bounds them even when entries are large).
+    pub log_memory_bytes_max: usize,
 }
 
 impl Default for RaftSettings {
@@ -39,6 +42,7 @@ impl Default for RaftSettings {
             snapshot_threshold_entries: 8192,
             log_keep_entries: 1024,
             readers_max: 8,
+            log_memory_bytes_max: 256 * 1024 * 1024,
         }
     }
 }
@@ -145,6 +149,7 @@ impl RaftGroup {
             }),
         });
         spawn_leader_watch(&group);
+        spawn_log_memory_watch(&group, settings.log_memory_bytes_max);
         Ok(group)
     }
 
@@ -181,6 +186,34 @@ impl RaftGroup {
     pub fn metrics(&self) -> openraft::RaftMetrics<crate::raft::types::TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
     }
+}
+
+/// Triggers a snapshot (after which openraft purges the log) when the in-memory log grows past
+/// `bytes_max`, checking twice a second and at most once every two seconds.
+fn spawn_log_memory_watch(group: &Arc<RaftGroup>, bytes_max: usize) {
+    let weak = Arc::downgrade(group);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        let mut last_trigger: Option<Instant> = None;
+        loop {
+            ticker.tick().await;
+            let Some(group) = weak.upgrade() else { return };
+            let bytes = group.log.cached_bytes();
+            let recently = last_trigger.is_some_and(|at| at.elapsed() < Duration::from_secs(2));
+            if bytes > bytes_max && !recently {
+                tracing::info!(
+                    group = group.id,
+                    bytes,
+                    bytes_max,
+                    "log memory above limit; building a snapshot"
+                );
+                if group.raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+                last_trigger = Some(Instant::now());
+            }
+        }
+    });
 }
 
 /// Keeps `leader_epoch` current by watching openraft's metrics.

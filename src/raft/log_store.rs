@@ -46,7 +46,36 @@ struct DurableState {
 #[derive(Default)]
 struct Cache {
     entries: BTreeMap<u64, Entry>,
+    /// Encoded size of each cached entry, and their total: what the log holds in memory.
+    sizes: BTreeMap<u64, usize>,
+    total_bytes: usize,
     state: DurableState,
+}
+
+impl Cache {
+    fn insert(&mut self, entry: Entry, size_bytes: usize) {
+        let index = entry.index();
+        self.entries.insert(index, entry);
+        if let Some(previous) = self.sizes.insert(index, size_bytes) {
+            self.total_bytes -= previous;
+        }
+        self.total_bytes += size_bytes;
+    }
+
+    /// Drops every entry at or after `index`.
+    fn remove_from(&mut self, index: u64) {
+        self.entries.split_off(&index);
+        let removed = self.sizes.split_off(&index);
+        self.total_bytes -= removed.values().sum::<usize>();
+    }
+
+    /// Drops every entry at or before `index`.
+    fn remove_up_to(&mut self, index: u64) {
+        self.entries = self.entries.split_off(&(index + 1));
+        let kept = self.sizes.split_off(&(index + 1));
+        let removed = std::mem::replace(&mut self.sizes, kept);
+        self.total_bytes -= removed.values().sum::<usize>();
+    }
 }
 
 enum WriterCommand {
@@ -89,14 +118,15 @@ impl LogStore {
     pub fn open(dir: &Path) -> io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let state = read_state(dir)?;
-        let (segments, entries) = load_segments(dir, state.purged.as_ref().map(|p| p.index))?;
+        let (segments, mut cache) = load_segments(dir, state.purged.as_ref().map(|p| p.index))?;
+        cache.state = state;
         let writer = SegmentWriter::open(dir.to_path_buf(), segments)?;
         let (sender, receiver) = mpsc::channel(WRITER_QUEUE_MAX);
         std::thread::Builder::new()
             .name(format!("shoal-log-{}", dir.display()))
             .spawn(move || writer.run(receiver))?;
         Ok(LogStore {
-            cache: Arc::new(RwLock::new(Cache { entries, state })),
+            cache: Arc::new(RwLock::new(cache)),
             writer: sender,
         })
     }
@@ -116,6 +146,11 @@ impl LogStore {
     /// Number of entries held (unpurged), for status and metrics.
     pub fn entry_count(&self) -> usize {
         self.cache.read().map(|c| c.entries.len()).unwrap_or(0)
+    }
+
+    /// Encoded bytes of the entries held in memory (all unpurged entries).
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.read().map(|c| c.total_bytes).unwrap_or(0)
     }
 }
 
@@ -190,9 +225,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         format!("log entry of {} bytes exceeds the limit", payload.len()),
                     ));
                 }
-                first_index.get_or_insert(entry.index());
-                records.push((entry.index(), payload));
-                cache.entries.insert(entry.index(), entry);
+                let index = entry.index();
+                first_index.get_or_insert(index);
+                cache.insert(entry, payload.len());
+                records.push((index, payload));
             }
         }
         match first_index {
@@ -216,7 +252,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let from = last.map(|log_id| log_id.index + 1).unwrap_or(0);
         {
             let mut cache = self.cache.write().map_err(|_| poisoned())?;
-            cache.entries.split_off(&from);
+            cache.remove_from(from);
         }
         self.request(|done| WriterCommand::TruncateFrom { index: from, done })
             .await
@@ -226,8 +262,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let state = {
             let mut cache = self.cache.write().map_err(|_| poisoned())?;
             cache.state.purged = Some(upto);
-            let kept = cache.entries.split_off(&(upto.index + 1));
-            cache.entries = kept;
+            cache.remove_up_to(upto.index);
             cache.state.clone()
         };
         // The purge point is durable before any segment disappears.
@@ -468,10 +503,7 @@ fn write_state(dir: &Path, state: &DurableState) -> io::Result<()> {
 /// Reads every segment, verifying lengths, checksums and index continuity. A torn record at the
 /// end of the last segment (a crash mid-write, never acknowledged) is cut off; damage anywhere
 /// else is an error: acknowledged entries must never silently disappear.
-fn load_segments(
-    dir: &Path,
-    purged: Option<u64>,
-) -> io::Result<(Vec<Segment>, BTreeMap<u64, Entry>)> {
+fn load_segments(dir: &Path, purged: Option<u64>) -> io::Result<(Vec<Segment>, Cache)> {
     let mut paths: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
         .flatten()
         .filter_map(|entry| {
@@ -487,7 +519,7 @@ fn load_segments(
         .collect();
     paths.sort();
     let mut segments = Vec::new();
-    let mut entries = BTreeMap::new();
+    let mut cache = Cache::default();
     let last_position = paths.len().saturating_sub(1);
     for (position, (first_index, path)) in paths.into_iter().enumerate() {
         let mut bytes = Vec::new();
@@ -509,7 +541,7 @@ fn load_segments(
                     }
                     offsets.insert(index, offset as u64);
                     if purged.is_none_or(|p| index > p) {
-                        entries.insert(index, entry);
+                        cache.insert(entry, length - RECORD_HEADER_BYTES as usize);
                     }
                     offset += length;
                 }
@@ -531,7 +563,7 @@ fn load_segments(
             offsets,
         });
     }
-    Ok((segments, entries))
+    Ok((segments, cache))
 }
 
 /// Whether an undecodable record is the unfinished last write of a crash: its header or payload
