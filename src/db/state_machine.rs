@@ -145,3 +145,92 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::StoredMembership;
+
+    fn machine(dir: &std::path::Path) -> StateMachine {
+        let database = Database::open(&dir.join("db.sqlite"), 98, 2).expect("db");
+        let snapshots = SnapshotStore::open(&dir.join("snapshots")).expect("snapshots");
+        StateMachine::new(Arc::new(database), snapshots)
+    }
+
+    async fn rows(machine: &StateMachine) -> Vec<crate::raft::types::StatementResult> {
+        let statements = vec![crate::raft::types::Statement::plain(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'only_on_source'",
+        )];
+        machine
+            .database
+            .query(statements, std::time::Duration::from_secs(5))
+            .await
+            .expect("query")
+    }
+
+    /// A snapshot whose bytes do not match its checksum is refused and changes nothing.
+    #[tokio::test]
+    async fn corrupted_snapshot_is_refused_and_leaves_the_database_alone() {
+        let source_dir = tempfile::tempdir().unwrap();
+        let target_dir = tempfile::tempdir().unwrap();
+        let mut source = machine(source_dir.path());
+        let mut target = machine(target_dir.path());
+        {
+            let writer = source.database.clone();
+            tokio::task::spawn_blocking(move || {
+                let connection = rusqlite::Connection::open(writer.path()).unwrap();
+                connection
+                    .execute_batch("CREATE TABLE only_on_source(x)")
+                    .unwrap();
+            })
+            .await
+            .unwrap();
+        }
+        let snapshot = source.build_snapshot().await.unwrap();
+        let corrupted = target_dir.path().join("corrupted.db");
+        let mut bytes = std::fs::read(&snapshot.snapshot.path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&corrupted, &bytes).unwrap();
+        let file = SnapshotFile {
+            file: tokio::fs::File::open(&corrupted).await.unwrap(),
+            path: corrupted.clone(),
+            size_bytes: snapshot.snapshot.size_bytes,
+            sha256: snapshot.snapshot.sha256.clone(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: None,
+            last_membership: StoredMembership::default(),
+        };
+        let error = target.install_snapshot(&meta, file).await.unwrap_err();
+        assert!(error.to_string().contains("checksum"), "{error}");
+        assert_eq!(
+            rows(&target).await[0].rows.as_ref().unwrap().values[0][0],
+            crate::db::value::SqlValue::Integer(0)
+        );
+        // The intact image installs.
+        let intact = SnapshotFile {
+            file: tokio::fs::File::open(&snapshot.snapshot.path)
+                .await
+                .unwrap(),
+            path: snapshot.snapshot.path.clone(),
+            size_bytes: snapshot.snapshot.size_bytes,
+            sha256: snapshot.snapshot.sha256.clone(),
+        };
+        let copy = target_dir.path().join("incoming.db");
+        std::fs::copy(&intact.path, &copy).unwrap();
+        let intact = SnapshotFile {
+            path: copy.clone(),
+            file: tokio::fs::File::open(&copy).await.unwrap(),
+            ..intact
+        };
+        target
+            .install_snapshot(&snapshot.meta, intact)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows(&target).await[0].rows.as_ref().unwrap().values[0][0],
+            crate::db::value::SqlValue::Integer(1)
+        );
+    }
+}
