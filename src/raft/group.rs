@@ -114,6 +114,7 @@ impl RaftGroup {
             election_timeout_min: settings.election_timeout_min_ms,
             election_timeout_max: settings.election_timeout_max_ms,
             enable_pre_vote: Some(true),
+            broadcast_submitted_on_append: Some(true),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_threshold_entries),
             max_in_snapshot_log_to_keep: settings.log_keep_entries,
             install_snapshot_timeout: 10_000,
