@@ -62,6 +62,8 @@ pub struct RaftGroup {
     pub raft: Raft,
     pub database: Arc<Database>,
     pub log: LogStore,
+    /// Opened once: opening clears leftovers of interrupted builds and transfers.
+    pub snapshots: SnapshotStore,
     pub dir: PathBuf,
     /// When this node last accepted entries or a heartbeat from a leader.
     leader_contact: Mutex<Option<Instant>>,
@@ -122,7 +124,7 @@ impl RaftGroup {
         }
         .validate()
         .map_err(|e| GroupError::Config(e.to_string()))?;
-        let state_machine = StateMachine::new(database.clone(), snapshots);
+        let state_machine = StateMachine::new(database.clone(), snapshots.clone());
         let raft = Raft::new(
             node_id,
             Arc::new(config),
@@ -141,6 +143,7 @@ impl RaftGroup {
             raft,
             database,
             log,
+            snapshots,
             dir,
             leader_contact: Mutex::new(None),
             leader_epoch: Mutex::new(LeaderEpoch {

@@ -84,6 +84,11 @@ enum WriterCommand {
         records: Vec<(u64, Vec<u8>)>,
         flushed: IOFlushed<TypeConfig>,
     },
+    /// Everything else: runs after the appends before it are synced.
+    Control(ControlCommand),
+}
+
+enum ControlCommand {
     TruncateFrom {
         index: u64,
         done: oneshot::Sender<io::Result<()>>,
@@ -133,11 +138,11 @@ impl LogStore {
 
     async fn request(
         &self,
-        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> WriterCommand,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> ControlCommand,
     ) -> io::Result<()> {
         let (done, wait) = oneshot::channel();
         self.writer
-            .send(make(done))
+            .send(WriterCommand::Control(make(done)))
             .await
             .map_err(|_| writer_gone())?;
         wait.await.map_err(|_| writer_gone())?
@@ -199,7 +204,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             cache.state.vote = Some(*vote);
             cache.state.clone()
         };
-        self.request(|done| WriterCommand::SaveState { state, done })
+        self.request(|done| ControlCommand::SaveState { state, done })
             .await
     }
 
@@ -254,7 +259,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut cache = self.cache.write().map_err(|_| poisoned())?;
             cache.remove_from(from);
         }
-        self.request(|done| WriterCommand::TruncateFrom { index: from, done })
+        self.request(|done| ControlCommand::TruncateFrom { index: from, done })
             .await
     }
 
@@ -266,9 +271,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             cache.state.clone()
         };
         // The purge point is durable before any segment disappears.
-        self.request(|done| WriterCommand::SaveState { state, done })
+        self.request(|done| ControlCommand::SaveState { state, done })
             .await?;
-        self.request(|done| WriterCommand::PurgeUpTo {
+        self.request(|done| ControlCommand::PurgeUpTo {
             index: upto.index,
             done,
         })
@@ -327,9 +332,9 @@ impl SegmentWriter {
                         }
                         next = receiver.try_recv().ok();
                     }
-                    other => {
+                    WriterCommand::Control(control) => {
                         self.sync_and_acknowledge(&mut waiting);
-                        self.handle_control(other);
+                        self.handle_control(control);
                     }
                 }
             }
@@ -357,16 +362,15 @@ impl SegmentWriter {
         }
     }
 
-    fn handle_control(&mut self, command: WriterCommand) {
+    fn handle_control(&mut self, command: ControlCommand) {
         match command {
-            WriterCommand::Append { .. } => unreachable!("appends are handled by run"),
-            WriterCommand::TruncateFrom { index, done } => {
+            ControlCommand::TruncateFrom { index, done } => {
                 let _ = done.send(self.truncate_from(index));
             }
-            WriterCommand::SaveState { state, done } => {
+            ControlCommand::SaveState { state, done } => {
                 let _ = done.send(write_state(&self.dir, &state));
             }
-            WriterCommand::PurgeUpTo { index, done } => {
+            ControlCommand::PurgeUpTo { index, done } => {
                 let _ = done.send(self.purge_up_to(index));
             }
         }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::db::snapshot_store::{SnapshotFile, SnapshotStore};
+use crate::db::snapshot_store::SnapshotFile;
 use crate::raft::group::RaftGroup;
 use crate::raft::network::SnapshotHeader;
 use crate::raft::types::{GroupId, TypeConfig};
@@ -191,11 +191,7 @@ async fn snapshot(
             );
         }
     };
-    let store = match SnapshotStore::open(&group.dir.join("snapshots")) {
-        Ok(store) => store,
-        Err(error) => return failure(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-    };
-    let path = store.incoming_path();
+    let path = group.snapshots.incoming_path();
     let received = receive_image(body, &path, &header).await;
     if let Err(message) = received {
         let _ = tokio::fs::remove_file(&path).await;
