@@ -16,7 +16,10 @@ use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::linearizable_read::LinearizerOption;
 
 use crate::raft::group::RaftGroup;
-use crate::raft::types::{Command, NodeId, StatementResult};
+use crate::raft::types::{Command, NodeId, StatementResult, TypeConfig};
+
+/// What `Raft::client_write` fails with.
+type ClientWriteFailure = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
 use peer::PeerClient;
 pub use request::*;
 
@@ -238,13 +241,7 @@ impl Service {
         })
     }
 
-    fn write_error(
-        &self,
-        error: RaftError<
-            crate::raft::types::TypeConfig,
-            ClientWriteError<crate::raft::types::TypeConfig>,
-        >,
-    ) -> ServiceError {
+    fn write_error(&self, error: ClientWriteFailure) -> ServiceError {
         match error {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ServiceError::NoLeader,
             RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => ServiceError::OutcomeUnknown(
