@@ -246,20 +246,7 @@ async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
             .await;
     }
     // The leader has compacted its log well past what the stopped node has.
-    // Snapshots and purges run in the background, so give them a moment.
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let status = cluster.get_json(leader, "/status").await.unwrap();
-        let kept = status["storage"]["log_entries"].as_u64().unwrap();
-        if kept < 60 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log was not compacted: {kept} entries kept"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster.wait_for_log_compaction(leader, 60, SETTLE).await;
     cluster.restart(lagging).await;
     cluster
         .wait_for_values(
@@ -296,18 +283,7 @@ async fn t35_large_entries_trigger_compaction_before_the_entry_threshold() {
             .await;
     }
     // 30 entries of 20 kB each exceed the 200 kB bound long before 8192 entries.
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let status = cluster.get_json(0, "/status").await.unwrap();
-        if status["storage"]["log_entries"].as_u64().unwrap() < 20 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log not compacted by size: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.wait_for_log_compaction(0, 20, SETTLE).await;
     assert_eq!(
         cluster
             .query(0, "SELECT count(*) FROM blobs", "")

@@ -236,6 +236,32 @@ impl Cluster {
         }
     }
 
+    /// Waits until `node` keeps fewer than `entries_below` log entries (snapshots and purges
+    /// run in the background).
+    pub async fn wait_for_log_compaction(
+        &self,
+        node: usize,
+        entries_below: u64,
+        timeout: Duration,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.get_json(node, "/status").await.expect("status");
+            let kept = status["storage"]["log_entries"]
+                .as_u64()
+                .expect("log_entries");
+            if kept < entries_below {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} still keeps {kept} log entries",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs one query with the given query-string options; returns the rows' values.
     pub async fn query(&self, node: usize, sql: &str, options: &str) -> Result<Value, String> {
         let (status, body) = self
