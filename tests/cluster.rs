@@ -12,6 +12,15 @@ use support::{Cluster, ClusterSpec};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
+/// `voters` nodes started with extra `serve` flags.
+fn spec_with_flags(voters: usize, flags: &[&str]) -> ClusterSpec {
+    ClusterSpec {
+        voters,
+        extra_args: flags.iter().map(|f| f.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
 fn spec(voters: usize, replicas: usize) -> ClusterSpec {
     ClusterSpec {
         voters,
@@ -219,14 +228,10 @@ async fn t25_graceful_shutdown_hands_leadership_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
-    let extra = ["--snapshot-threshold", "20", "--log-keep", "5"]
-        .map(String::from)
-        .to_vec();
-    let (mut cluster, _) = Cluster::start(ClusterSpec {
-        voters: 3,
-        extra_args: extra,
-        ..Default::default()
-    })
+    let (mut cluster, _) = Cluster::start(spec_with_flags(
+        3,
+        &["--snapshot-threshold", "20", "--log-keep", "5"],
+    ))
     .await;
     cluster
         .execute(
@@ -264,14 +269,10 @@ async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t35_large_entries_trigger_compaction_before_the_entry_threshold() {
-    let extra = ["--log-memory-bytes-max", "200000", "--log-keep", "2"]
-        .map(String::from)
-        .to_vec();
-    let (cluster, _) = Cluster::start(ClusterSpec {
-        voters: 1,
-        extra_args: extra,
-        ..Default::default()
-    })
+    let (cluster, _) = Cluster::start(spec_with_flags(
+        1,
+        &["--log-memory-bytes-max", "200000", "--log-keep", "2"],
+    ))
     .await;
     cluster
         .execute(0, json!(["CREATE TABLE blobs(b TEXT)"]))
@@ -469,14 +470,10 @@ async fn t50_read_consistency_and_write_concern() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_random_and_now_give_identical_replicas_after_replay_and_snapshot() {
-    let extra = ["--snapshot-threshold", "30", "--log-keep", "5"]
-        .map(String::from)
-        .to_vec();
-    let (mut cluster, _) = Cluster::start(ClusterSpec {
-        voters: 3,
-        extra_args: extra,
-        ..Default::default()
-    })
+    let (mut cluster, _) = Cluster::start(spec_with_flags(
+        3,
+        &["--snapshot-threshold", "30", "--log-keep", "5"],
+    ))
     .await;
     let leader = cluster.leader(SETTLE).await;
     cluster
@@ -529,13 +526,7 @@ async fn t60_random_and_now_give_identical_replicas_after_replay_and_snapshot() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t70_bad_input_gets_clear_errors_and_changes_nothing() {
-    let extra = ["--http-max-body-bytes", "4096"].map(String::from).to_vec();
-    let (cluster, _) = Cluster::start(ClusterSpec {
-        voters: 1,
-        extra_args: extra,
-        ..Default::default()
-    })
-    .await;
+    let (cluster, _) = Cluster::start(spec_with_flags(1, &["--http-max-body-bytes", "4096"])).await;
     cluster
         .execute(
             0,

@@ -157,7 +157,8 @@ mod tests {
         StateMachine::new(Arc::new(database), snapshots)
     }
 
-    async fn rows(machine: &StateMachine) -> Vec<crate::raft::types::StatementResult> {
+    /// How many tables named `only_on_source` the machine's database holds (0 or 1).
+    async fn source_tables(machine: &StateMachine) -> crate::db::value::SqlValue {
         let statements = vec![crate::raft::types::Statement::plain(
             "SELECT count(*) FROM sqlite_master WHERE name = 'only_on_source'",
         )];
@@ -166,6 +167,11 @@ mod tests {
             .query(statements, std::time::Duration::from_secs(5))
             .await
             .expect("query")
+            .remove(0)
+            .rows
+            .expect("rows")
+            .values[0][0]
+            .clone()
     }
 
     /// A snapshot whose bytes do not match its checksum is refused and changes nothing.
@@ -205,31 +211,24 @@ mod tests {
         let error = target.install_snapshot(&meta, file).await.unwrap_err();
         assert!(error.to_string().contains("checksum"), "{error}");
         assert_eq!(
-            rows(&target).await[0].rows.as_ref().unwrap().values[0][0],
+            source_tables(&target).await,
             crate::db::value::SqlValue::Integer(0)
         );
-        // The intact image installs.
+        // The intact image installs (from a copy: installing consumes the file).
+        let copy = target_dir.path().join("incoming.db");
+        std::fs::copy(&snapshot.snapshot.path, &copy).unwrap();
         let intact = SnapshotFile {
-            file: tokio::fs::File::open(&snapshot.snapshot.path)
-                .await
-                .unwrap(),
-            path: snapshot.snapshot.path.clone(),
+            file: tokio::fs::File::open(&copy).await.unwrap(),
+            path: copy,
             size_bytes: snapshot.snapshot.size_bytes,
             sha256: snapshot.snapshot.sha256.clone(),
-        };
-        let copy = target_dir.path().join("incoming.db");
-        std::fs::copy(&intact.path, &copy).unwrap();
-        let intact = SnapshotFile {
-            path: copy.clone(),
-            file: tokio::fs::File::open(&copy).await.unwrap(),
-            ..intact
         };
         target
             .install_snapshot(&snapshot.meta, intact)
             .await
             .unwrap();
         assert_eq!(
-            rows(&target).await[0].rows.as_ref().unwrap().values[0][0],
+            source_tables(&target).await,
             crate::db::value::SqlValue::Integer(1)
         );
     }

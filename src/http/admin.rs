@@ -86,7 +86,7 @@ async fn status(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
         "version": env!("CARGO_PKG_VERSION"),
         "time": unix_seconds(SystemTime::now()),
         // The keys rqlite clients read from rqlite's own /status (gorqlite finds the leader here).
-        "store": rqlite_store_section(&me, service.group.raft.voter_ids().count(), leader_node.as_ref(), &members),
+        "store": rqlite_store_section(&me, leader_node.as_ref(), &members),
         "build": {"version": env!("CARGO_PKG_VERSION")},
     });
     json_response(StatusCode::OK, &body, has_flag(raw.as_deref(), "pretty"))
@@ -94,13 +94,13 @@ async fn status(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
 
 fn rqlite_store_section(
     me: &MemberState,
-    voters: usize,
     leader: Option<&ShoalNode>,
     members: &BTreeMap<NodeId, (ShoalNode, bool, Option<MemberState>)>,
 ) -> Value {
     let own_addr = members
         .get(&me.id)
         .map(|(node, _, _)| node.raft_addr.clone());
+    let voters = members.values().filter(|(_, voter, _)| *voter).count();
     let raft_state = match me.state.as_str() {
         "leader" => "Leader",
         "candidate" => "Candidate",

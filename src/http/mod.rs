@@ -174,7 +174,6 @@ async fn unified(
 
 async fn run(state: ApiState, call: DbCall, kind: RequestKind) -> Response {
     let started = Instant::now();
-    let uri = call.uri.clone();
     let options = match parse_options(call.raw_query.as_deref()) {
         Ok(options) => options,
         Err(message) => return bad_request(message, false),
@@ -194,7 +193,7 @@ async fn run(state: ApiState, call: DbCall, kind: RequestKind) -> Response {
                 options.pretty,
             );
         }
-        return enqueue(&state, &uri, batch, &options).await;
+        return enqueue(&state, &call.uri, batch, &options).await;
     }
     let request = ServiceRequest {
         kind,
@@ -219,7 +218,7 @@ async fn run(state: ApiState, call: DbCall, kind: RequestKind) -> Response {
                 options.pretty,
             )
         }
-        Err(error) => error_response(&error, &uri, options.pretty),
+        Err(error) => error_response(&error, &call.uri, options.pretty),
     }
 }
 

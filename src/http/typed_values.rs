@@ -2,7 +2,7 @@
 //! `date`, `datetime` and `timestamp` values come back as RFC 3339 text (pyrqlite's timestamp
 //! converter needs the `T`), and integers in `boolean` columns as JSON booleans.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 
 use crate::db::value::SqlValue;
@@ -32,7 +32,7 @@ fn parse_time_text(text: &str) -> Option<String> {
     let trimmed = text.trim().trim_end_matches('Z');
     for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
         if let Ok(parsed) = DateTime::parse_from_str(trimmed, format) {
-            return Some(parsed.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            return Some(rfc3339(parsed));
         }
     }
     for format in [
@@ -42,21 +42,21 @@ fn parse_time_text(text: &str) -> Option<String> {
         "%Y-%m-%dT%H:%M",
     ] {
         if let Ok(parsed) = NaiveDateTime::parse_from_str(trimmed, format) {
-            return Some(
-                parsed
-                    .and_utc()
-                    .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-            );
+            return Some(rfc3339(parsed.and_utc()));
         }
     }
     NaiveDate::parse_from_str(trimmed, "%Y-%m-%d")
         .ok()
         .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|midnight| {
-            midnight
-                .and_utc()
-                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        })
+        .map(|midnight| rfc3339(midnight.and_utc()))
+}
+
+/// RFC 3339 with as many fraction digits as needed and `Z` for UTC, like Go's RFC3339Nano.
+fn rfc3339<Tz: TimeZone>(time: DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 fn unix_to_rfc3339(value: i64) -> Option<String> {
@@ -65,7 +65,7 @@ fn unix_to_rfc3339(value: i64) -> Option<String> {
     } else {
         DateTime::from_timestamp(value, 0)
     };
-    time.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    time.map(rfc3339)
 }
 
 #[cfg(test)]

@@ -43,38 +43,42 @@ struct DurableState {
     purged: Option<LogId>,
 }
 
+/// An entry held in memory, with its encoded size.
+struct CachedEntry {
+    entry: Entry,
+    size_bytes: usize,
+}
+
 #[derive(Default)]
 struct Cache {
-    entries: BTreeMap<u64, Entry>,
-    /// Encoded size of each cached entry, and their total: what the log holds in memory.
-    sizes: BTreeMap<u64, usize>,
+    entries: BTreeMap<u64, CachedEntry>,
+    /// Encoded bytes of all cached entries: what the log holds in memory.
     total_bytes: usize,
     state: DurableState,
 }
 
 impl Cache {
     fn insert(&mut self, entry: Entry, size_bytes: usize) {
-        let index = entry.index();
-        self.entries.insert(index, entry);
-        if let Some(previous) = self.sizes.insert(index, size_bytes) {
-            self.total_bytes -= previous;
-        }
         self.total_bytes += size_bytes;
+        if let Some(previous) = self
+            .entries
+            .insert(entry.index(), CachedEntry { entry, size_bytes })
+        {
+            self.total_bytes -= previous.size_bytes;
+        }
     }
 
     /// Drops every entry at or after `index`.
     fn remove_from(&mut self, index: u64) {
-        self.entries.split_off(&index);
-        let removed = self.sizes.split_off(&index);
-        self.total_bytes -= removed.values().sum::<usize>();
+        let removed = self.entries.split_off(&index);
+        self.total_bytes -= removed.values().map(|c| c.size_bytes).sum::<usize>();
     }
 
     /// Drops every entry at or before `index`.
     fn remove_up_to(&mut self, index: u64) {
-        self.entries = self.entries.split_off(&(index + 1));
-        let kept = self.sizes.split_off(&(index + 1));
-        let removed = std::mem::replace(&mut self.sizes, kept);
-        self.total_bytes -= removed.values().sum::<usize>();
+        let kept = self.entries.split_off(&(index + 1));
+        let removed = std::mem::replace(&mut self.entries, kept);
+        self.total_bytes -= removed.values().map(|c| c.size_bytes).sum::<usize>();
     }
 }
 
@@ -168,7 +172,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         Ok(cache
             .entries
             .range(range)
-            .map(|(_, entry)| entry.clone())
+            .map(|(_, cached)| cached.entry.clone())
             .collect())
     }
 
@@ -186,7 +190,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .entries
             .values()
             .next_back()
-            .map(|e| e.log_id())
+            .map(|cached| cached.entry.log_id())
             .or(cache.state.purged);
         Ok(LogState {
             last_purged_log_id: cache.state.purged,
