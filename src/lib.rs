@@ -7,3 +7,4 @@ pub mod http;
 pub mod node;
 pub mod raft;
 pub mod service;
+pub mod unsafe_faults;

@@ -77,7 +77,12 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let started = Instant::now();
         let lock = prepare_data_dir(&config)?;
+        let sender = reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::HeaderName::from_static(crate::raft::wire::FROM_NODE_HEADER),
+            reqwest::header::HeaderValue::from(config.node_id),
+        )]);
         let http = reqwest::Client::builder()
+            .default_headers(sender)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)

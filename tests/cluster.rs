@@ -31,7 +31,7 @@ fn spec(voters: usize, replicas: usize) -> ClusterSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t10_writes_on_any_node_are_readable_on_every_node_and_replica() {
-    let (cluster, _) = Cluster::start(spec(3, 1)).await;
+    let cluster = Cluster::start(spec(3, 1)).await;
     cluster
         .execute(
             0,
@@ -93,7 +93,7 @@ async fn t10_writes_on_any_node_are_readable_on_every_node_and_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_acknowledged_writes_survive_sigkill_of_the_leader() {
-    let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
+    let mut cluster = Cluster::start(spec(3, 0)).await;
     cluster
         .execute(
             0,
@@ -153,7 +153,7 @@ async fn t20_acknowledged_writes_survive_sigkill_of_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t22_whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
-    let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
+    let mut cluster = Cluster::start(spec(3, 0)).await;
     cluster
         .execute(0, json!(["CREATE TABLE kept(n INTEGER)"]))
         .await;
@@ -190,7 +190,7 @@ async fn t22_whole_cluster_killed_and_restarted_keeps_every_acknowledged_write()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t25_graceful_shutdown_hands_leadership_over() {
-    let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
+    let mut cluster = Cluster::start(spec(3, 0)).await;
     cluster.execute(0, json!(["CREATE TABLE t(x)"])).await;
     let leader = cluster.leader(SETTLE).await;
     cluster.nodes[leader].signal(libc::SIGTERM);
@@ -228,7 +228,7 @@ async fn t25_graceful_shutdown_hands_leadership_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
-    let (mut cluster, _) = Cluster::start(spec_with_flags(
+    let mut cluster = Cluster::start(spec_with_flags(
         3,
         &["--snapshot-threshold", "20", "--log-keep", "5"],
     ))
@@ -269,7 +269,7 @@ async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t35_large_entries_trigger_compaction_before_the_entry_threshold() {
-    let (cluster, _) = Cluster::start(spec_with_flags(
+    let cluster = Cluster::start(spec_with_flags(
         1,
         &["--log-memory-bytes-max", "200000", "--log-keep", "2"],
     ))
@@ -296,7 +296,7 @@ async fn t35_large_entries_trigger_compaction_before_the_entry_threshold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t40_leader_transfer_step_down_and_removal() {
-    let (mut cluster, _) = Cluster::start(spec(3, 0)).await;
+    let mut cluster = Cluster::start(spec(3, 0)).await;
     cluster.execute(0, json!(["CREATE TABLE t(x)"])).await;
     let leader = cluster.leader(SETTLE).await;
     let target = (leader + 2) % 3;
@@ -351,11 +351,11 @@ async fn t40_leader_transfer_step_down_and_removal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t50_read_consistency_and_write_concern() {
-    // Node 4 is a read replica whose Raft traffic passes through a proxy we can cut.
-    let (cluster, proxies) = Cluster::start(ClusterSpec {
+    // Node 4 is a read replica; the cluster's messages to it can be cut.
+    let cluster = Cluster::start(ClusterSpec {
         voters: 3,
         replicas: 1,
-        proxied: vec![3],
+        controlled_network: true,
         ..Default::default()
     })
     .await;
@@ -371,7 +371,7 @@ async fn t50_read_consistency_and_write_concern() {
     cluster
         .wait_for_values(3, "SELECT v FROM kv", &json!([[1]]), SETTLE)
         .await;
-    proxies[0].pause();
+    cluster.network().cut(&[1, 2, 3], &[4]);
     let leader = cluster.leader(SETTLE).await;
     cluster
         .execute(leader, json!(["UPDATE kv SET v = 2"]))
@@ -455,7 +455,7 @@ async fn t50_read_consistency_and_write_concern() {
         json!([[4]])
     );
     // Healed, the replica catches up and fresh reads are served again.
-    proxies[0].resume();
+    cluster.network().heal();
     cluster
         .wait_for_values(3, "SELECT v FROM kv", &json!([[4]]), SETTLE)
         .await;
@@ -470,7 +470,7 @@ async fn t50_read_consistency_and_write_concern() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t60_random_and_now_give_identical_replicas_after_replay_and_snapshot() {
-    let (mut cluster, _) = Cluster::start(spec_with_flags(
+    let mut cluster = Cluster::start(spec_with_flags(
         3,
         &["--snapshot-threshold", "30", "--log-keep", "5"],
     ))
@@ -526,7 +526,7 @@ async fn t60_random_and_now_give_identical_replicas_after_replay_and_snapshot() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t70_bad_input_gets_clear_errors_and_changes_nothing() {
-    let (cluster, _) = Cluster::start(spec_with_flags(1, &["--http-max-body-bytes", "4096"])).await;
+    let cluster = Cluster::start(spec_with_flags(1, &["--http-max-body-bytes", "4096"])).await;
     cluster
         .execute(
             0,
@@ -613,7 +613,7 @@ async fn t70_bad_input_gets_clear_errors_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t75_responses_are_shaped_like_rqlite() {
-    let (cluster, _) = Cluster::start(spec(1, 0)).await;
+    let cluster = Cluster::start(spec(1, 0)).await;
     let (status, body) = cluster
         .post(0, "/db/execute", json!(["CREATE TABLE ev(id INTEGER PRIMARY KEY, at TIMESTAMP, day DATE, done BOOLEAN, data BLOB)", ""]))
         .await;
@@ -675,7 +675,7 @@ async fn t75_responses_are_shaped_like_rqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t80_queued_writes_and_redirects() {
-    let (cluster, _) = Cluster::start(spec(3, 0)).await;
+    let cluster = Cluster::start(spec(3, 0)).await;
     cluster
         .execute(0, json!(["CREATE TABLE q(n INTEGER)"]))
         .await;
@@ -725,7 +725,7 @@ async fn t80_queued_writes_and_redirects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t90_pyrqlite_crud_session_runs_unchanged() {
-    let (cluster, _) = Cluster::start(spec(3, 0)).await;
+    let cluster = Cluster::start(spec(3, 0)).await;
     let follower = (cluster.leader(SETTLE).await + 1) % 3;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -756,7 +756,7 @@ async fn t90_pyrqlite_crud_session_runs_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t95_bench_smoke_prints_replicated_writes_per_second() {
-    let (cluster, _) = Cluster::start(spec(3, 0)).await;
+    let cluster = Cluster::start(spec(3, 0)).await;
     let leader = cluster.leader(SETTLE).await;
     let report = shoal::bench::run(shoal::bench::BenchConfig {
         host: cluster.url(leader),

@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 pub const CHECKSUM_HEADER: &str = "x-shoal-crc32c";
 /// Header carrying a snapshot's description (base64 of JSON) ahead of its streamed image.
 pub const SNAPSHOT_HEADER: &str = "x-shoal-snapshot";
+/// Header naming the node that sent a node-to-node request (for logs, and for the test
+/// harness's network proxy, which partitions links per pair of nodes).
+pub const FROM_NODE_HEADER: &str = "x-shoal-from-node";
 /// Largest node-to-node message body other than a snapshot stream.
 pub const RPC_BODY_BYTES_MAX: usize = 512 * 1024 * 1024;
 

@@ -217,6 +217,11 @@ impl Service {
             timestamp_ms: unix_now_ms(),
             batches: request.batches.clone(),
         };
+        if crate::unsafe_faults::active()
+            == Some(crate::unsafe_faults::UnsafeFault::AckBeforeCommit)
+        {
+            return Ok(self.acknowledge_before_commit(command));
+        }
         let written = match self.group.raft.client_write(command).await {
             Ok(written) => written,
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
@@ -239,6 +244,27 @@ impl Service {
             write_concern_error,
             served_by: self.node_id(),
         })
+    }
+
+    /// The deliberately broken write path of [`UnsafeFault::AckBeforeCommit`]: proposes the
+    /// command in the background and claims success at once.
+    ///
+    /// [`UnsafeFault::AckBeforeCommit`]: crate::unsafe_faults::UnsafeFault::AckBeforeCommit
+    fn acknowledge_before_commit(&self, command: Command) -> ServiceResponse {
+        let claimed = StatementResult {
+            rows_affected: 1,
+            ..Default::default()
+        };
+        let results = vec![claimed; command.batches.iter().map(|b| b.statements.len()).sum()];
+        let raft = self.group.raft.clone();
+        tokio::spawn(async move {
+            let _ = raft.client_write(command).await;
+        });
+        ServiceResponse {
+            results,
+            served_by: self.node_id(),
+            ..Default::default()
+        }
     }
 
     fn write_error(&self, error: ClientWriteFailure) -> ServiceError {

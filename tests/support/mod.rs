@@ -1,10 +1,10 @@
-//! Test support: real `shoal` processes on free loopback ports, HTTP helpers, and a pausable
-//! TCP proxy to cut a node's Raft traffic. Every process is killed when the cluster is dropped,
+//! Test support: real `shoal` processes on free loopback ports, HTTP helpers, and a
+//! controllable network between them (see [`network`]). Every process is killed when the cluster is dropped,
 //! also when a test fails.
 
 #![allow(dead_code)]
 
-pub mod proxy;
+pub mod network;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -28,6 +28,7 @@ pub struct TestNode {
     pub raft_advertise: String,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -46,6 +47,7 @@ impl TestNode {
             .arg("serve")
             .args(&self.args)
             .env("SHOAL_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -70,6 +72,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<TestNode>,
     pub http: reqwest::Client,
+    network: Option<network::Network>,
+    spec: ClusterSpec,
 }
 
 /// Options for starting a cluster.
@@ -78,65 +82,92 @@ pub struct ClusterSpec {
     pub voters: usize,
     pub replicas: usize,
     pub extra_args: Vec<String>,
-    /// Put a pausable proxy in front of these nodes' Raft ports (by position).
-    pub proxied: Vec<usize>,
+    /// Route every node's Raft traffic through a [`network::Network`] the test controls.
+    pub controlled_network: bool,
+    /// Extra environment for every node (e.g. a deliberate fault).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
-    pub async fn start(spec: ClusterSpec) -> (Cluster, Vec<proxy::Proxy>) {
-        let dir = tempfile::tempdir().expect("temp dir");
+    pub async fn start(spec: ClusterSpec) -> Cluster {
         let mut cluster = Cluster {
-            dir,
+            dir: tempfile::tempdir().expect("temp dir"),
             nodes: Vec::new(),
             http: reqwest::Client::new(),
+            network: spec.controlled_network.then(network::Network::new),
+            spec: spec.clone(),
         };
-        let mut proxies = Vec::new();
         for position in 0..spec.voters + spec.replicas {
-            let id = position as u64 + 1;
-            let (http_port, raft_port) = (free_port(), free_port());
-            let raft_advertise = if spec.proxied.contains(&position) {
-                let proxy = proxy::Proxy::start(raft_port).await;
-                let address = format!("127.0.0.1:{}", proxy.port);
-                proxies.push(proxy);
-                address
-            } else {
-                format!("127.0.0.1:{raft_port}")
-            };
-            let data_dir = cluster.dir.path().join(format!("node{id}"));
-            let mut args: Vec<String> = vec![
-                "--node-id".into(),
-                id.to_string(),
-                "--http-addr".into(),
-                format!("127.0.0.1:{http_port}"),
-                "--raft-addr".into(),
-                format!("127.0.0.1:{raft_port}"),
-                "--raft-advertise-addr".into(),
-                raft_advertise.clone(),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-            ];
-            if position > 0 {
-                args.push("--join".into());
-                args.push(cluster.nodes[0].url());
-            }
-            if position >= spec.voters {
-                args.push("--non-voter".into());
-            }
-            args.extend(spec.extra_args.iter().cloned());
-            let mut node = TestNode {
-                id,
-                http_port,
-                raft_port,
-                raft_advertise,
-                data_dir,
-                args,
-                child: None,
-            };
-            node.spawn();
-            cluster.nodes.push(node);
-            cluster.wait_member(position, Duration::from_secs(30)).await;
+            cluster.add_node(position < spec.voters).await;
         }
-        (cluster, proxies)
+        cluster
+    }
+
+    /// Starts one more node (joining through the running nodes unless it is the first) and
+    /// waits until it is a healthy member; returns its position.
+    pub async fn add_node(&mut self, voter: bool) -> usize {
+        let position = self.nodes.len();
+        let id = self.nodes.last().map_or(1, |n| n.id + 1);
+        let (http_port, raft_port) = (free_port(), free_port());
+        let raft_advertise = match &mut self.network {
+            Some(network) => format!("127.0.0.1:{}", network.add_node(id, raft_port).await),
+            None => format!("127.0.0.1:{raft_port}"),
+        };
+        let data_dir = self.dir.path().join(format!("node{id}"));
+        let mut args: Vec<String> = vec![
+            "--node-id".into(),
+            id.to_string(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{http_port}"),
+            "--raft-addr".into(),
+            format!("127.0.0.1:{raft_port}"),
+            "--raft-advertise-addr".into(),
+            raft_advertise.clone(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        let running: Vec<String> = (0..position)
+            .filter(|&p| self.is_running(p))
+            .map(|p| self.url(p))
+            .collect();
+        if !running.is_empty() {
+            args.push("--join".into());
+            args.push(running.join(","));
+        }
+        if !voter {
+            args.push("--non-voter".into());
+        }
+        args.extend(self.spec.extra_args.iter().cloned());
+        let mut node = TestNode {
+            id,
+            http_port,
+            raft_port,
+            raft_advertise,
+            data_dir,
+            args,
+            env: self.spec.env.clone(),
+            child: None,
+        };
+        node.spawn();
+        self.nodes.push(node);
+        self.wait_member(position, Duration::from_secs(30)).await;
+        position
+    }
+
+    /// The controlled network (the cluster must have been started with one).
+    pub fn network(&self) -> &network::Network {
+        self.network
+            .as_ref()
+            .expect("cluster started without controlled_network")
+    }
+
+    /// Ids of every node started so far.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    pub fn is_running(&self, node: usize) -> bool {
+        self.nodes[node].child.is_some()
     }
 
     pub fn url(&self, node: usize) -> String {
@@ -147,8 +178,11 @@ impl Cluster {
     async fn wait_member(&self, node: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let id = self.nodes[node].id;
+        let observer = (0..self.nodes.len())
+            .find(|&p| self.is_running(p))
+            .expect("a running node");
         while Instant::now() < deadline {
-            if let Ok(status) = self.get_json(0, "/status").await {
+            if let Ok(status) = self.get_json(observer, "/status").await {
                 let listed = status["members"].as_array().is_some_and(|m| {
                     m.iter()
                         .any(|m| m["id"] == json!(id) && m["health"] == json!(1))

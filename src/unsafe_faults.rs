@@ -1,0 +1,40 @@
+//! Deliberate safety violations for proving that the fault-injection suite's checkers can
+//! fail. Switched on by `SHOAL_UNSAFE_TEST_FAULT` in debug builds only; release builds ignore it.
+
+use std::sync::OnceLock;
+
+/// Environment variable naming the fault to inject.
+pub const ENV_VAR: &str = "SHOAL_UNSAFE_TEST_FAULT";
+
+/// A way of breaking the database on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsafeFault {
+    /// The leader acknowledges a write as soon as it has proposed it, before it commits: a
+    /// leader cut off from its followers acknowledges writes that are later thrown away.
+    AckBeforeCommit,
+}
+
+/// The fault this process runs with, if any (read once).
+pub fn active() -> Option<UnsafeFault> {
+    static FAULT: OnceLock<Option<UnsafeFault>> = OnceLock::new();
+    *FAULT.get_or_init(|| {
+        let value = std::env::var(ENV_VAR).ok()?;
+        if !cfg!(debug_assertions) {
+            tracing::warn!("{ENV_VAR}={value} is ignored: release builds never break on purpose");
+            return None;
+        }
+        match value.as_str() {
+            "ack-before-commit" => {
+                tracing::error!(
+                    "{ENV_VAR}=ack-before-commit: writes are acknowledged before they commit; \
+                     this node WILL lose acknowledged writes"
+                );
+                Some(UnsafeFault::AckBeforeCommit)
+            }
+            other => {
+                tracing::warn!("{ENV_VAR}={other} is not a known fault; running normally");
+                None
+            }
+        }
+    })
+}

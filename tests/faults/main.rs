@@ -1,0 +1,262 @@
+//! Fault injection with checked histories: a real 3-voter cluster, clients running register,
+//! bank, set and append workloads through the HTTP API while a seeded nemesis kills, pauses,
+//! partitions, slows and reconfigures the nodes. Afterwards every history is checked
+//! (linearizability per register, bank totals, set membership, append-list order and
+//! atomicity) and every replica must hold identical data.
+//!
+//! CI runs the short fixed seeds below. A soak run (any seeds, any length):
+//! `SHOAL_SOAK_SECONDS=600 SHOAL_SOAK_SEEDS=11,12,13 cargo test --test faults soak -- --ignored --nocapture`
+//! (or `scripts/soak.sh`). Every failure prints its seed and the faults injected.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod client;
+mod history;
+mod linearizability;
+mod nemesis;
+#[path = "../support/mod.rs"]
+mod support;
+mod workloads;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use client::{DbClient, Targets};
+use nemesis::{ALL_FAULTS, FaultKind, Nemesis};
+use support::{Cluster, ClusterSpec};
+use workloads::RunContext;
+
+/// Tables the workloads write, for the replica comparison.
+const TABLES: [&str; 4] = ["registers", "bank", "set_elements", "lists"];
+
+struct RunConfig {
+    seed: u64,
+    duration: Duration,
+    faults: Vec<FaultKind>,
+    /// Extra environment for every node (a deliberate fault).
+    env: Vec<(String, String)>,
+}
+
+/// What a run found.
+struct RunReport {
+    seed: u64,
+    summaries: Vec<String>,
+    violations: Vec<String>,
+    fault_log: Vec<String>,
+    faults_injected: usize,
+}
+
+impl RunReport {
+    fn describe(&self) -> String {
+        format!(
+            "seed {} — {} faults injected\nfaults:\n  {}\nchecks passed:\n  {}\nviolations:\n  {}",
+            self.seed,
+            self.faults_injected,
+            self.fault_log.join("\n  "),
+            self.summaries.join("\n  "),
+            self.violations.join("\n  ")
+        )
+    }
+}
+
+async fn run(config: RunConfig) -> RunReport {
+    let mut cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        controlled_network: true,
+        env: config.env.clone(),
+        ..Default::default()
+    })
+    .await;
+    let mut schema = vec![
+        json!(workloads::register::SCHEMA),
+        json!(workloads::set::SCHEMA),
+    ];
+    schema.extend(workloads::bank::schema().into_iter().map(Value::from));
+    schema.extend(workloads::append::SCHEMA.iter().map(|s| json!(s)));
+    cluster.execute(0, Value::Array(schema)).await;
+
+    let start = Instant::now();
+    let targets = Targets::new((0..cluster.nodes.len()).map(|p| cluster.url(p)).collect());
+    let context = Arc::new(RunContext {
+        client: DbClient::new(),
+        targets: targets.clone(),
+        seed: config.seed,
+        start,
+        deadline: start + config.duration,
+    });
+    let register = workloads::register::Workload::new(&context);
+    let bank = workloads::bank::Workload::new(&context);
+    let set = workloads::set::Workload::new(&context);
+    let append = workloads::append::Workload::new(&context);
+    let clients = {
+        let (context, register, bank, set, append) = (
+            context.clone(),
+            register.clone(),
+            bank.clone(),
+            set.clone(),
+            append.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::join!(
+                workloads::run_clients(&context, 4, |c, id| register.clone().client(c, id)),
+                workloads::run_clients(&context, 2, |c, id| bank.clone().client(c, id)),
+                workloads::run_clients(&context, 2, |c, id| set.clone().client(c, id)),
+                workloads::run_clients(&context, 2, |c, id| append.clone().client(c, id)),
+            );
+        })
+    };
+    let mut nemesis = Nemesis::new(config.seed, &config.faults, 3, start);
+    nemesis.run(&mut cluster, &targets, context.deadline).await;
+    clients.await.expect("workload clients");
+
+    let mut summaries = Vec::new();
+    let mut violations = Vec::new();
+    let mut record = |result: Result<String, String>| match result {
+        Ok(summary) => summaries.push(summary),
+        Err(violation) => violations.push(violation),
+    };
+    record(register.check());
+    record(bank.check(&context).await);
+    record(set.check(&context).await);
+    record(append.check(&context).await);
+    record(replicas_identical(&cluster).await);
+    RunReport {
+        seed: config.seed,
+        summaries,
+        violations,
+        fault_log: nemesis.log,
+        faults_injected: nemesis.faults_injected,
+    }
+}
+
+/// Once healed, every running member converges on the same content (SHA-256 of every table).
+async fn replicas_identical(cluster: &Cluster) -> Result<String, String> {
+    let running: Vec<usize> = (0..cluster.nodes.len())
+        .filter(|&p| cluster.is_running(p))
+        .collect();
+    let leader = cluster.leader(Duration::from_secs(30)).await;
+    // A strong read goes through the log: everything acknowledged before it is committed.
+    cluster
+        .query(leader, "SELECT 1", "level=strong")
+        .await
+        .map_err(|e| format!("replicas: strong read on the leader failed: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut digests = Vec::new();
+        for &node in &running {
+            let mut hasher = Sha256::new();
+            for table in TABLES {
+                let dump = cluster
+                    .query(
+                        node,
+                        &format!("SELECT * FROM {table} ORDER BY rowid"),
+                        "level=none",
+                    )
+                    .await
+                    .unwrap_or_else(Value::String);
+                hasher.update(dump.to_string().as_bytes());
+            }
+            digests.push(hex::encode(hasher.finalize()));
+        }
+        if digests.windows(2).all(|w| w[0] == w[1]) {
+            return Ok(format!(
+                "replicas: {} nodes hold identical data (sha256 {})",
+                running.len(),
+                &digests[0][..16]
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "replicas differ 30 s after healing: {:?}",
+                running
+                    .iter()
+                    .map(|&p| cluster.nodes[p].id)
+                    .zip(digests)
+                    .collect::<Vec<_>>()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run_and_require_no_violation(seed: u64, duration: Duration) {
+    let report = run(RunConfig {
+        seed,
+        duration,
+        faults: ALL_FAULTS.to_vec(),
+        env: Vec::new(),
+    })
+    .await;
+    println!("{}", report.describe());
+    assert!(
+        report.violations.is_empty(),
+        "consistency violated — replay with seed {}:\n{}",
+        report.seed,
+        report.describe()
+    );
+    assert!(report.faults_injected > 0, "no fault was injected");
+}
+
+/// CI's short randomized runs: a fixed seed each.
+const CI_RUN: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_seed_1_keeps_every_invariant_under_faults() {
+    run_and_require_no_violation(1, CI_RUN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_seed_2_keeps_every_invariant_under_faults() {
+    run_and_require_no_violation(2, CI_RUN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_seed_3_keeps_every_invariant_under_faults() {
+    run_and_require_no_violation(3, CI_RUN).await;
+}
+
+/// The checkers can fail: a build that acknowledges writes before they commit, whose leader
+/// is cut off from its followers, loses acknowledged writes — and is caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkers_catch_a_build_that_acknowledges_writes_before_commit() {
+    let report = run(RunConfig {
+        seed: 7,
+        duration: Duration::from_secs(10),
+        faults: vec![FaultKind::IsolateLeader],
+        env: vec![(
+            shoal::unsafe_faults::ENV_VAR.to_string(),
+            "ack-before-commit".to_string(),
+        )],
+    })
+    .await;
+    println!("{}", report.describe());
+    assert!(
+        !report.violations.is_empty(),
+        "the checkers accepted a build that acknowledges uncommitted writes:\n{}",
+        report.describe()
+    );
+}
+
+/// Soak: `SHOAL_SOAK_SECONDS` per seed (default 600), seeds from `SHOAL_SOAK_SEEDS`
+/// (comma-separated, default 101,102,103).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak run: minutes per seed; run with --ignored"]
+async fn soak() {
+    let seconds: u64 = std::env::var("SHOAL_SOAK_SECONDS")
+        .map(|s| {
+            s.parse()
+                .expect("SHOAL_SOAK_SECONDS is a number of seconds")
+        })
+        .unwrap_or(600);
+    let seeds: Vec<u64> = std::env::var("SHOAL_SOAK_SEEDS")
+        .unwrap_or_else(|_| "101,102,103".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("SHOAL_SOAK_SEEDS lists numbers"))
+        .collect();
+    for seed in seeds {
+        run_and_require_no_violation(seed, Duration::from_secs(seconds)).await;
+    }
+}

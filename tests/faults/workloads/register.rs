@@ -1,0 +1,169 @@
+//! Register workload: reads (linearizable or strong), writes and compare-and-sets
+//! (`UPDATE … WHERE v = ?`) on a few integer registers at a time, each key checked for
+//! linearizability on its own. Keys rotate every few hundred operations so each key's search
+//! stays small.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::Rng;
+use serde_json::json;
+
+use super::RunContext;
+use crate::client::Reply;
+use crate::history::{History, Outcome};
+use crate::linearizability::{self, Call, Register, RegisterInput, RegisterOutput, Verdict};
+
+pub const SCHEMA: &str = "CREATE TABLE registers(k INTEGER PRIMARY KEY, v INTEGER NOT NULL)";
+/// Keys in use at once, and operations before moving on to fresh keys.
+const KEYS_AT_ONCE: u64 = 3;
+const OPERATIONS_PER_KEY_SET: u64 = 300;
+/// Values are drawn from a small range so compare-and-set often succeeds.
+const VALUES: i64 = 5;
+/// Search steps allowed per key before the checker gives up.
+const STEP_BUDGET: u64 = 20_000_000;
+
+pub type RegisterHistory = History<(u64, RegisterInput), RegisterOutput>;
+
+pub struct Workload {
+    pub history: RegisterHistory,
+    operations: AtomicU64,
+}
+
+impl Workload {
+    pub fn new(context: &RunContext) -> Arc<Workload> {
+        Arc::new(Workload {
+            history: History::new(context.start, super::HISTORY_CAPACITY),
+            operations: AtomicU64::new(0),
+        })
+    }
+
+    pub async fn client(self: Arc<Self>, context: Arc<RunContext>, id: usize) {
+        let mut rng = context.rng("register", id);
+        while context.running() {
+            let n = self.operations.fetch_add(1, Ordering::Relaxed);
+            let key = n / OPERATIONS_PER_KEY_SET * KEYS_AT_ONCE + rng.random_range(0..KEYS_AT_ONCE);
+            let input = match rng.random_range(0..10) {
+                0..4 => RegisterInput::Read,
+                4..7 => RegisterInput::Write(rng.random_range(0..VALUES)),
+                _ => RegisterInput::Cas {
+                    expected: rng.random_range(0..VALUES),
+                    new: rng.random_range(0..VALUES),
+                },
+            };
+            let url = context.pick_node(&mut rng);
+            let invoked = self.history.now();
+            let (path, body) = match input {
+                RegisterInput::Read => (
+                    if rng.random_bool(0.5) {
+                        "/db/query?level=linearizable"
+                    } else {
+                        "/db/query?level=strong"
+                    },
+                    json!([["SELECT v FROM registers WHERE k = ?", key]]),
+                ),
+                RegisterInput::Write(value) => (
+                    "/db/execute",
+                    json!([[
+                        "INSERT INTO registers(k, v) VALUES(?, ?) \
+                         ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                        key,
+                        value
+                    ]]),
+                ),
+                RegisterInput::Cas { expected, new } => (
+                    "/db/execute",
+                    json!([[
+                        "UPDATE registers SET v = ? WHERE k = ? AND v = ?",
+                        new,
+                        key,
+                        expected
+                    ]]),
+                ),
+            };
+            let reply = context.client.send(&url, path, &body).await;
+            let outcome = match (reply, input) {
+                (Reply::Ok(results), RegisterInput::Read) => {
+                    let value = results[0]["values"][0][0].as_i64();
+                    Outcome::Ok(RegisterOutput::Read(value))
+                }
+                (Reply::Ok(_), RegisterInput::Write(_)) => Outcome::Ok(RegisterOutput::Written),
+                (Reply::Ok(results), RegisterInput::Cas { .. }) => {
+                    let written = results[0]["rows_affected"].as_u64().unwrap_or(0) == 1;
+                    Outcome::Ok(RegisterOutput::Cas(written))
+                }
+                // A read that did not answer had no effect.
+                (Reply::Fail(e) | Reply::Unknown(e), RegisterInput::Read) => Outcome::Fail(e),
+                (Reply::Fail(e), _) => Outcome::Fail(e),
+                (Reply::Unknown(e), _) => Outcome::Unknown(e),
+            };
+            if !self.history.record(id, (key, input), invoked, outcome) {
+                return;
+            }
+            context.think(&mut rng).await;
+        }
+    }
+
+    /// Checks every key's history for linearizability; returns a summary or the violation.
+    pub fn check(&self) -> Result<String, String> {
+        let mut by_key: BTreeMap<u64, Vec<Call<RegisterInput, RegisterOutput>>> = BTreeMap::new();
+        for op in self.history.ops() {
+            let (key, input) = op.input;
+            let call = match op.outcome {
+                Outcome::Ok(output) => Call {
+                    input,
+                    output: Some(output),
+                    invoked: op.invoked,
+                    returned: Some(op.completed),
+                },
+                Outcome::Unknown(_) => Call {
+                    input,
+                    output: None,
+                    invoked: op.invoked,
+                    returned: None,
+                },
+                Outcome::Fail(_) => continue,
+            };
+            by_key.entry(key).or_default().push(call);
+        }
+        for (key, calls) in &by_key {
+            match linearizability::check(&Register, calls, STEP_BUDGET) {
+                Verdict::Linearizable => {}
+                Verdict::NotLinearizable {
+                    longest_prefix,
+                    unplaceable,
+                } => {
+                    let show = |ops: &[usize]| -> Vec<String> {
+                        ops.iter()
+                            .map(|&i| {
+                                let c = &calls[i];
+                                format!(
+                                    "#{i} {:?} -> {:?} [{:?}..{:?}]",
+                                    c.input, c.output, c.invoked, c.returned
+                                )
+                            })
+                            .collect()
+                    };
+                    let tail = longest_prefix.len().saturating_sub(8);
+                    return Err(format!(
+                        "register {key} is not linearizable.\n  last operations that could be ordered:\n    {}\n  operations none of which could come next:\n    {}",
+                        show(&longest_prefix[tail..]).join("\n    "),
+                        show(&unplaceable[..unplaceable.len().min(12)]).join("\n    ")
+                    ));
+                }
+                Verdict::GaveUp { steps } => {
+                    return Err(format!(
+                        "register {key}: linearizability search gave up after {steps} steps ({} operations)",
+                        calls.len()
+                    ));
+                }
+            }
+        }
+        let (ok, fail, unknown) = self.history.tally();
+        Ok(format!(
+            "register: {} keys linearizable; {ok} ok, {fail} failed, {unknown} unknown",
+            by_key.len()
+        ))
+    }
+}
