@@ -6,7 +6,7 @@
 //!
 //! CI runs the short fixed seeds below. A soak run (any seeds, any length):
 //! `SHOAL_SOAK_SECONDS=600 SHOAL_SOAK_SEEDS=11,12,13 cargo test --test faults soak -- --ignored --nocapture`
-//! (or `scripts/soak.sh`). Every failure prints its seed and the faults injected.
+//! (or `scripts/soak.sh SECONDS SEEDS`). Every failure prints its seed and the faults injected.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 

@@ -251,3 +251,100 @@ fn check_real_time_order(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+
+    fn txn(
+        appends: &[i64],
+        value: i64,
+        read: i64,
+        span: (u64, u64),
+        outcome: Outcome<Vec<i64>>,
+    ) -> Op<Txn, Vec<i64>> {
+        Op {
+            client: 0,
+            input: Txn {
+                appends: appends.to_vec(),
+                value,
+                read,
+            },
+            invoked: ms(span.0),
+            completed: ms(span.1),
+            outcome,
+        }
+    }
+
+    fn lists(entries: &[(i64, &[i64])]) -> BTreeMap<i64, Vec<i64>> {
+        entries.iter().map(|(k, v)| (*k, v.to_vec())).collect()
+    }
+
+    #[test]
+    fn consistent_history_passes() {
+        let ops = [
+            txn(&[0, 1], 10, 0, (0, 5), Outcome::Ok(vec![10])),
+            txn(&[0], 11, 1, (6, 9), Outcome::Ok(vec![10])),
+            txn(&[1], 12, 0, (7, 20), Outcome::Unknown("timeout".into())),
+            txn(&[2], 13, 2, (8, 9), Outcome::Fail("no leader".into())),
+        ];
+        let final_lists = lists(&[(0, &[10, 11]), (1, &[10, 12])]);
+        check_history(&ops, &final_lists).unwrap();
+    }
+
+    #[test]
+    fn a_lost_acknowledged_append_is_caught() {
+        let ops = [txn(&[0], 10, 0, (0, 5), Outcome::Ok(vec![10]))];
+        let error = check_history(&ops, &lists(&[])).unwrap_err();
+        assert!(error.contains("0 of its 1 appends"), "{error}");
+    }
+
+    #[test]
+    fn a_half_applied_transaction_is_caught() {
+        let ops = [txn(&[0, 1], 10, 0, (0, 5), Outcome::Unknown("timeout".into()))];
+        let error = check_history(&ops, &lists(&[(0, &[10])])).unwrap_err();
+        assert!(error.contains("1 of its 2 appends"), "{error}");
+    }
+
+    #[test]
+    fn a_failed_transaction_that_took_effect_is_caught() {
+        let ops = [txn(&[0], 10, 0, (0, 5), Outcome::Fail("no leader".into()))];
+        let error = check_history(&ops, &lists(&[(0, &[10])])).unwrap_err();
+        assert!(error.contains("failed"), "{error}");
+    }
+
+    #[test]
+    fn a_read_that_is_not_a_prefix_is_caught() {
+        let ops = [
+            txn(&[0], 10, 1, (0, 5), Outcome::Ok(vec![])),
+            txn(&[1], 11, 0, (0, 5), Outcome::Ok(vec![99])),
+        ];
+        let error = check_history(&ops, &lists(&[(0, &[10]), (1, &[11])])).unwrap_err();
+        assert!(error.contains("not a prefix"), "{error}");
+    }
+
+    #[test]
+    fn a_stale_read_after_an_acknowledged_append_is_caught() {
+        let ops = [
+            txn(&[0], 10, 0, (0, 5), Outcome::Ok(vec![10])),
+            // Began after the first was acknowledged, yet read list 0 empty.
+            txn(&[1], 11, 0, (6, 9), Outcome::Ok(vec![])),
+        ];
+        let error = check_history(&ops, &lists(&[(0, &[10]), (1, &[11])])).unwrap_err();
+        assert!(error.contains("missing an append"), "{error}");
+    }
+
+    #[test]
+    fn appends_out_of_real_time_order_are_caught() {
+        let ops = [
+            txn(&[0], 10, 1, (0, 5), Outcome::Ok(vec![])),
+            txn(&[0], 11, 1, (6, 9), Outcome::Ok(vec![])),
+        ];
+        let error = check_history(&ops, &lists(&[(0, &[11, 10])])).unwrap_err();
+        assert!(error.contains("landed before it"), "{error}");
+    }
+}
