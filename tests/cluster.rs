@@ -295,6 +295,52 @@ async fn t35_large_entries_trigger_compaction_before_the_entry_threshold() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t37_a_full_disk_stops_a_node_cleanly_and_it_recovers_after_restart() {
+    let mut cluster = Cluster::start(spec(3, 0)).await;
+    cluster
+        .execute(0, json!(["CREATE TABLE t(id INTEGER PRIMARY KEY)"]))
+        .await;
+    let leader = cluster.leader(SETTLE).await;
+    let full = (leader + 1) % 3;
+    cluster.nodes[full].limit_file_size(Some(0));
+    // The other two still form a majority: every write is acknowledged.
+    for id in 1..=50 {
+        cluster
+            .execute(leader, json!([["INSERT INTO t(id) VALUES(?)", id]]))
+            .await;
+    }
+    // The node stopped rather than carry on with a log it could not write, and says so.
+    let deadline = Instant::now() + SETTLE;
+    let stopped = loop {
+        let status = cluster.get_json(full, "/status").await.unwrap();
+        if let Some(reason) = status["node"]["raft_stopped"].as_str() {
+            break reason.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node with a full disk still runs: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(stopped.contains("log append failed"), "{stopped}");
+    let readyz = cluster.get_json(full, "/readyz").await.unwrap_err();
+    assert!(
+        readyz.starts_with("503") && readyz.contains("[-]raft: stopped"),
+        "{readyz}"
+    );
+    // Space is back; the operator restarts the node and it catches up from its own log.
+    cluster.nodes[full].limit_file_size(None);
+    cluster.restart(full).await;
+    let expected = json!([[50, 1275]]);
+    cluster
+        .wait_for_values(full, "SELECT count(*), sum(id) FROM t", &expected, SETTLE)
+        .await;
+    cluster
+        .execute(full, json!([["INSERT INTO t(id) VALUES(51)"]]))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t40_leader_transfer_step_down_and_removal() {
     let mut cluster = Cluster::start(spec(3, 0)).await;
     cluster.execute(0, json!(["CREATE TABLE t(x)"])).await;

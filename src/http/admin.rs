@@ -75,6 +75,7 @@ async fn status(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
             "applied_index": me.applied_index,
             "last_leader_contact_ms": me.since_leader_contact_ms,
             "uptime_s": me.uptime_s,
+            "raft_stopped": service.group.stopped(),
         },
         "members": member_list,
         "storage": {
@@ -190,6 +191,10 @@ async fn readyz(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
     let metrics = state.service.group.metrics();
     let mut lines = vec!["[+]node ok".to_string()];
     let mut ready = true;
+    if let Some(reason) = state.service.group.stopped() {
+        lines.push(format!("[-]raft: stopped ({reason}); restart the node"));
+        ready = false;
+    }
     if check_leader {
         if metrics.current_leader.is_some() {
             lines.push("[+]leader ok".into());

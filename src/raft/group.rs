@@ -190,6 +190,19 @@ impl RaftGroup {
     pub fn metrics(&self) -> openraft::RaftMetrics<crate::raft::types::TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
     }
+
+    /// Why Raft stopped on this node (a storage failure such as a full disk), if it did. A
+    /// stopped node keeps serving `level=none` reads of what it applied but takes no part in
+    /// consensus until it is restarted.
+    pub fn stopped(&self) -> Option<String> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .running_state
+            .as_ref()
+            .err()
+            .map(|fatal| fatal.to_string())
+    }
 }
 
 /// Triggers a snapshot (after which openraft purges the log) when the in-memory log grows past

@@ -297,6 +297,10 @@ struct SegmentWriter {
     dir: PathBuf,
     segments: Vec<Segment>,
     active: Option<File>,
+    /// Set after a failed write or fsync (a full disk, an I/O error): what reached the disk is
+    /// no longer known, so every later append is refused until the node restarts and
+    /// recovers from what is on disk (fail-stop, as PostgreSQL does on a failed fsync).
+    failed: Option<String>,
 }
 
 impl SegmentWriter {
@@ -309,6 +313,7 @@ impl SegmentWriter {
             dir,
             segments,
             active,
+            failed: None,
         })
     }
 
@@ -324,15 +329,9 @@ impl SegmentWriter {
                         records,
                         flushed,
                     } => {
-                        match self.write_records(first_index, &records) {
+                        match self.append(first_index, &records) {
                             Ok(()) => waiting.push(flushed),
-                            Err(error) => {
-                                tracing::error!(%error, "log append failed");
-                                flushed.io_completed(Err(io::Error::new(
-                                    error.kind(),
-                                    error.to_string(),
-                                )));
-                            }
+                            Err(error) => flushed.io_completed(Err(error)),
                         }
                         next = receiver.try_recv().ok();
                     }
@@ -355,6 +354,10 @@ impl SegmentWriter {
             Some(file) => file.sync_data(),
             None => Ok(()),
         };
+        if let Err(error) = &result {
+            tracing::error!(%error, "log fsync failed; refusing further appends until restart");
+            self.failed = Some(format!("log fsync failed: {error}"));
+        }
         for flushed in waiting.drain(..) {
             flushed.io_completed(match &result {
                 Ok(()) => Ok(()),
@@ -380,6 +383,25 @@ impl SegmentWriter {
         }
     }
 
+    /// Appends records unless an earlier write failed; a failed write is cut back off the
+    /// segment (best effort: recovery also cuts a torn tail) and stops further appends.
+    fn append(&mut self, first_index: u64, records: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        if let Some(reason) = &self.failed {
+            return Err(io::Error::other(format!(
+                "log store stopped after an earlier failure ({reason}); restart the node"
+            )));
+        }
+        let result = self.write_records(first_index, records);
+        if let Err(error) = &result {
+            tracing::error!(%error, "log append failed; refusing further appends until restart");
+            if let (Some(file), Some(segment)) = (&self.active, self.segments.last()) {
+                let _ = file.set_len(segment.size_bytes);
+            }
+            self.failed = Some(format!("log append failed: {error}"));
+        }
+        result.map_err(|error| io::Error::new(error.kind(), format!("log append failed: {error}")))
+    }
+
     fn write_records(&mut self, first_index: u64, records: &[(u64, Vec<u8>)]) -> io::Result<()> {
         let needs_new_segment = match self.segments.last() {
             None => true,
@@ -399,8 +421,9 @@ impl SegmentWriter {
             .last_mut()
             .ok_or_else(|| io::Error::other("no active segment"))?;
         let mut offset = segment.size_bytes;
+        let mut offsets = Vec::with_capacity(records.len());
         for (index, payload) in records {
-            segment.offsets.insert(*index, offset);
+            offsets.push((*index, offset));
             buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
             buffer.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
             buffer.extend_from_slice(payload);
@@ -411,6 +434,7 @@ impl SegmentWriter {
             .as_mut()
             .ok_or_else(|| io::Error::other("no active segment file"))?;
         file.write_all(&buffer)?;
+        segment.offsets.extend(offsets);
         segment.size_bytes = offset;
         Ok(())
     }

@@ -201,7 +201,7 @@ async fn run_and_require_no_violation(seed: u64, duration: Duration) {
 }
 
 /// CI's short randomized runs: a fixed seed each.
-const CI_RUN: Duration = Duration::from_secs(20);
+const CI_RUN: Duration = Duration::from_secs(25);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ci_seed_1_keeps_every_invariant_under_faults() {

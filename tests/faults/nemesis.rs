@@ -1,12 +1,12 @@
 //! The nemesis: injects one fault at a time — SIGKILL and restart, SIGSTOP/SIGCONT, network
 //! partitions (majority/minority, an isolated leader, a bridge), slow links, leader transfers,
-//! and membership changes — each held for a while and then repaired. Which faults, on which
+//! membership changes and a full disk — each held for a while and then repaired. Which faults, on which
 //! nodes and for how long follows from the seed; what was actually done is logged with
 //! timestamps so a failure can be replayed and understood.
 
 use std::time::{Duration, Instant};
 
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -24,9 +24,10 @@ pub enum FaultKind {
     SlowNetwork,
     TransferLeader,
     Membership,
+    DiskFull,
 }
 
-pub const ALL_FAULTS: [FaultKind; 8] = [
+pub const ALL_FAULTS: [FaultKind; 9] = [
     FaultKind::Kill,
     FaultKind::Pause,
     FaultKind::Partition,
@@ -35,11 +36,14 @@ pub const ALL_FAULTS: [FaultKind; 8] = [
     FaultKind::SlowNetwork,
     FaultKind::TransferLeader,
     FaultKind::Membership,
+    FaultKind::DiskFull,
 ];
 
 pub struct Nemesis {
     rng: ChaCha8Rng,
     kinds: Vec<FaultKind>,
+    /// What is left of the current round of faults.
+    round: Vec<FaultKind>,
     /// Positions of the founding voters, the nodes faults are aimed at.
     voters: Vec<usize>,
     started: Instant,
@@ -52,11 +56,22 @@ impl Nemesis {
         Nemesis {
             rng: ChaCha8Rng::seed_from_u64(seed),
             kinds: kinds.to_vec(),
+            round: Vec::new(),
             voters: (0..voters).collect(),
             started,
             log: Vec::new(),
             faults_injected: 0,
         }
+    }
+
+    /// Faults come in rounds: every kind once per round, in a seeded order, so even a short
+    /// run covers them all.
+    fn next_kind(&mut self) -> FaultKind {
+        if self.round.is_empty() {
+            self.round = self.kinds.clone();
+            self.round.shuffle(&mut self.rng);
+        }
+        self.round.pop().expect("fault kinds")
     }
 
     fn note(&mut self, what: String) {
@@ -74,7 +89,7 @@ impl Nemesis {
             if Instant::now() >= deadline {
                 break;
             }
-            let kind = *self.kinds.choose(&mut self.rng).expect("fault kinds");
+            let kind = self.next_kind();
             let hold = Duration::from_millis(self.rng.random_range(500..3000));
             self.faults_injected += 1;
             self.inject(kind, hold, cluster, targets).await;
@@ -150,6 +165,17 @@ impl Nemesis {
                     "transfer leadership {leader_id} -> {to}: HTTP {status} {body}"
                 ));
                 tokio::time::sleep(hold).await;
+            }
+            FaultKind::DiskFull => {
+                // No file may grow: log appends, vote saves and WAL growth fail. The node must
+                // stop taking part rather than corrupt anything; once space is back, the
+                // operator restarts it and it recovers from what reached the disk.
+                self.note(format!("disk full on node {id} for {hold:?}"));
+                cluster.nodes[target].limit_file_size(Some(0));
+                tokio::time::sleep(hold).await;
+                cluster.nodes[target].limit_file_size(None);
+                cluster.restart(target).await;
+                self.note(format!("freed the disk of node {id} and restarted it"));
             }
             FaultKind::Membership => {
                 self.note("add a voter".to_string());

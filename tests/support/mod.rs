@@ -37,13 +37,29 @@ impl TestNode {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    /// Where the node's stderr (its log) goes.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir
+            .with_extension(format!("log.{}", std::process::id()))
+    }
+
     fn spawn(&mut self) {
-        let log = std::fs::File::create(
-            self.data_dir
-                .with_extension(format!("log.{}", std::process::id())),
-        )
-        .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+        // SAFETY: only async-signal-safe calls between fork and exec. A node whose file size
+        // limit is lowered (a full disk, see `limit_file_size`) then sees EFBIG on writes
+        // instead of being killed by SIGXFSZ.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let child = command
             .arg("serve")
             .args(&self.args)
             .env("SHOAL_LOG", "info,openraft=warn")
@@ -60,6 +76,19 @@ impl TestNode {
             .as_ref()
             .map(|c| c.id() as i32)
             .expect("node is running")
+    }
+
+    /// Simulates a full disk: no file of the node may grow beyond `bytes` (writes past it fail
+    /// with EFBIG); `None` lifts the limit.
+    pub fn limit_file_size(&self, bytes: Option<u64>) {
+        let limit = libc::rlimit {
+            rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit on a child we own, with a valid rlimit and no old-value pointer.
+        let result =
+            unsafe { libc::prlimit(self.pid(), libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+        assert_eq!(result, 0, "prlimit: {}", std::io::Error::last_os_error());
     }
 
     pub fn signal(&self, signal: i32) {

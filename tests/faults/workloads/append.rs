@@ -305,7 +305,13 @@ mod tests {
 
     #[test]
     fn a_half_applied_transaction_is_caught() {
-        let ops = [txn(&[0, 1], 10, 0, (0, 5), Outcome::Unknown("timeout".into()))];
+        let ops = [txn(
+            &[0, 1],
+            10,
+            0,
+            (0, 5),
+            Outcome::Unknown("timeout".into()),
+        )];
         let error = check_history(&ops, &lists(&[(0, &[10])])).unwrap_err();
         assert!(error.contains("1 of its 2 appends"), "{error}");
     }
