@@ -130,7 +130,9 @@ impl Nemesis {
                 self.hold_and_heal(cluster, hold).await;
             }
             FaultKind::IsolateLeader => {
-                let leader = cluster.leader(Duration::from_secs(10)).await;
+                let Some(leader) = self.current_leader(cluster).await else {
+                    return;
+                };
                 let leader_id = cluster.nodes[leader].id;
                 self.note(format!("isolate leader {leader_id} for {hold:?}"));
                 cluster.network().isolate(leader_id, &cluster.ids());
@@ -153,7 +155,9 @@ impl Nemesis {
                 self.hold_and_heal(cluster, hold).await;
             }
             FaultKind::TransferLeader => {
-                let leader = cluster.leader(Duration::from_secs(10)).await;
+                let Some(leader) = self.current_leader(cluster).await else {
+                    return;
+                };
                 let leader_id = cluster.nodes[leader].id;
                 let to = if id == leader_id {
                     cluster.nodes[(target + 1) % self.voters.len()].id
@@ -191,6 +195,16 @@ impl Nemesis {
         }
     }
 
+    /// The leader's position; `None` (noted as a liveness problem) when there has been none
+    /// for 10 s although no fault is active.
+    async fn current_leader(&mut self, cluster: &Cluster) -> Option<usize> {
+        let leader = cluster.find_leader(Duration::from_secs(10)).await;
+        if leader.is_none() {
+            self.note("LIVENESS: no leader for 10 s with every node up and linked".to_string());
+        }
+        leader
+    }
+
     async fn hold_and_heal(&mut self, cluster: &Cluster, hold: Duration) {
         tokio::time::sleep(hold).await;
         cluster.network().heal();
@@ -201,15 +215,19 @@ impl Nemesis {
     async fn remove_member(&mut self, cluster: &Cluster, id: u64) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let leader = cluster.leader(Duration::from_secs(10)).await;
-            let (status, body) = cluster.post(leader, "/remove", json!({ "id": id })).await;
+            let (status, body) = match cluster.find_leader(Duration::from_secs(5)).await {
+                Some(leader) => cluster.post(leader, "/remove", json!({ "id": id })).await,
+                None => (0, json!("no leader")),
+            };
             if status == 200 {
                 self.note(format!("removed node {id}"));
                 return;
             }
+            self.note(format!("removing node {id} failed: HTTP {status} {body}"));
             assert!(
                 Instant::now() < deadline,
-                "could not remove node {id}: HTTP {status} {body}"
+                "could not remove node {id} within 30 s:\n{}",
+                self.log.join("\n")
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -342,28 +342,41 @@ impl Cluster {
 
     /// Position of the current leader, as the first answering node sees it.
     pub async fn leader(&self, timeout: Duration) -> usize {
+        match self.find_leader(timeout).await {
+            Some(leader) => leader,
+            None => panic!("no leader within {timeout:?}"),
+        }
+    }
+
+    /// Like [`Cluster::leader`], but `None` when no running node names a running leader in
+    /// time. A node that does not answer within a second is passed over.
+    pub async fn find_leader(&self, timeout: Duration) -> Option<usize> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             for position in 0..self.nodes.len() {
-                if self.nodes[position].child.is_none() {
+                if !self.is_running(position) {
                     continue;
                 }
-                if let Ok(leader) = self.get_json(position, "/leader").await {
-                    if let Some(id) = leader["leader"]["id"].as_u64() {
-                        let found = self
-                            .nodes
-                            .iter()
-                            .position(|n| n.id == id)
-                            .expect("leader is a node");
-                        if self.nodes[found].child.is_some() {
-                            return found;
-                        }
+                let answer = self
+                    .http
+                    .get(format!("{}/leader", self.url(position)))
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await;
+                let Ok(answer) = answer else { continue };
+                let Ok(leader) = answer.json::<Value>().await else {
+                    continue;
+                };
+                if let Some(id) = leader["leader"]["id"].as_u64() {
+                    let found = self.nodes.iter().position(|n| n.id == id);
+                    if let Some(found) = found.filter(|&f| self.is_running(f)) {
+                        return Some(found);
                     }
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("no leader within {timeout:?}");
+        None
     }
 
     /// Waits until `node` serves `sql` at level=none with the expected values.
@@ -424,6 +437,13 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the nodes' data and logs of a failed test for a post-mortem.
+            if let Ok(spare) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, spare).keep();
+                eprintln!("test failed: node data and logs kept in {}", kept.display());
+            }
+        }
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 // SAFETY: resume a possibly stopped child so the kill takes effect at once.
