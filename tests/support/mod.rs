@@ -179,7 +179,8 @@ impl Cluster {
         };
         node.spawn();
         self.nodes.push(node);
-        self.wait_member(position, Duration::from_secs(30)).await;
+        self.wait_member(position, voter, Duration::from_secs(30))
+            .await;
         position
     }
 
@@ -203,8 +204,9 @@ impl Cluster {
         self.nodes[node].url()
     }
 
-    /// Waits until `node` answers and the first node lists it as a member.
-    async fn wait_member(&self, node: usize, timeout: Duration) {
+    /// Waits until `node` answers and is a healthy member with the expected vote (a joining
+    /// voter is a learner until it has caught up and been promoted).
+    async fn wait_member(&self, node: usize, voter: bool, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let id = self.nodes[node].id;
         let observer = (0..self.nodes.len())
@@ -213,8 +215,11 @@ impl Cluster {
         while Instant::now() < deadline {
             if let Ok(status) = self.get_json(observer, "/status").await {
                 let listed = status["members"].as_array().is_some_and(|m| {
-                    m.iter()
-                        .any(|m| m["id"] == json!(id) && m["health"] == json!(1))
+                    m.iter().any(|m| {
+                        m["id"] == json!(id)
+                            && m["health"] == json!(1)
+                            && m["voter"] == json!(voter)
+                    })
                 });
                 if listed && self.get_json(node, "/readyz").await.is_ok() {
                     return;
