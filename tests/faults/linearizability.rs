@@ -4,9 +4,10 @@
 //! memoization of (linearized set, state), as in porcupine. An operation with an unknown outcome
 //! may take effect at any point after its invocation, or never (its return is placed at +∞).
 //!
-//! Written here rather than taken from `stateright`: its tester is built for model checking
-//! actor systems (it pulls in the whole checker and serves no unknown-outcome operations
-//! across a real-time history), while this search is short and needs nothing but std.
+//! Written here rather than taken from `stateright`: its `LinearizabilityTester` handles
+//! pending operations but allows one in-flight operation per thread id, tries orderings
+//! without memoization, and brings the whole model checker (tiny_http, dashmap, …) along; this
+//! search is short and needs nothing but std.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
