@@ -27,7 +27,7 @@ else
   url=https://codeload.github.com/gregrahn/sqllogictest/tar.gz/refs/heads/master
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  curl -fsSL --max-time 600 "$url" | tar -xz -C "$tmp"
+  curl -fsSL --connect-timeout 15 --max-time 300 "$url" | tar -xz -C "$tmp"
   (cd "$tmp"/sqllogictest-* && find test -name '*.test') | grep -E "$wanted" | while read -r f; do
     mkdir -p "$dest/$(dirname "${f#test/}")"
     cp "$tmp"/sqllogictest-*/"$f" "$dest/${f#test/}"
