@@ -186,7 +186,9 @@ fn sqlite_fixed3(value: f64) -> String {
     text
 }
 
-/// SQLite's text for a REAL ("%!.15g": always with a decimal point or exponent).
+/// A REAL as text, always with a decimal point or exponent as SQLite writes it (Rust's
+/// shortest round-trip digits; SQLite's "%!.15g" can differ in the last digits of values the
+/// corpus does not use as text).
 fn sqlite_real_text(value: f64) -> String {
     let text = format!("{value}");
     if text.contains(['.', 'e', 'E']) || !value.is_finite() {

@@ -15,7 +15,6 @@ mod format;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -145,7 +144,6 @@ impl Engine for PlainSqlite {
 #[derive(Default)]
 struct Tally {
     passed: usize,
-    failed: usize,
     /// Lines of the failed records.
     failed_lines: Vec<usize>,
     failures: Vec<String>,
@@ -203,7 +201,6 @@ async fn run_file(engine: &mut impl Engine, path: &Path) -> Tally {
         match outcome {
             Ok(()) => tally.passed += 1,
             Err(failure) => {
-                tally.failed += 1;
                 tally.failed_lines.push(line);
                 if tally.failures.len() < 5 {
                     tally.failures.push(failure);
@@ -278,7 +275,7 @@ async fn compare(files: &[PathBuf], corpus: &Path) -> (usize, usize, usize, Vec<
             .to_string();
         let on_shoal = run_file(&mut shoal, file).await;
         let on_sqlite = run_file(&mut sqlite, file).await;
-        let total = on_shoal.passed + on_shoal.failed;
+        let total = on_shoal.passed + on_shoal.failed_lines.len();
         println!(
             "{name:<48} {total:>8} {:>8} {:>8}",
             on_shoal.passed, on_sqlite.passed
@@ -302,7 +299,6 @@ async fn compare(files: &[PathBuf], corpus: &Path) -> (usize, usize, usize, Vec<
         "{:<48} {records:>8} {shoal_passed:>8} {sqlite_passed:>8}",
         "total"
     );
-    tokio::time::sleep(Duration::from_millis(10)).await;
     (records, shoal_passed, sqlite_passed, failures)
 }
 

@@ -144,18 +144,14 @@ async fn relay(
     outbound.write_all(&head).await?;
     let (inbound_read, inbound_write) = inbound.split();
     let (outbound_read, outbound_write) = outbound.split();
-    let delay_rules = rules.clone();
-    let delay = move || {
-        link.and_then(|link| delay_rules.borrow().delay.get(&link).copied())
-            .unwrap_or_default()
-    };
-    let reverse_delay = {
+    let delay_of = |link: Option<(u64, u64)>| {
         let rules = rules.clone();
         move || {
-            link.and_then(|(from, to)| rules.borrow().delay.get(&(to, from)).copied())
+            link.and_then(|link| rules.borrow().delay.get(&link).copied())
                 .unwrap_or_default()
         }
     };
+    let (delay, reverse_delay) = (delay_of(link), delay_of(link.map(|(from, to)| (to, from))));
     tokio::select! {
         _ = pump(inbound_read, outbound_write, delay) => {}
         _ = pump(outbound_read, inbound_write, reverse_delay) => {}
