@@ -20,6 +20,7 @@ use crate::db::clock_vfs::{self, ClockVfs};
 use crate::db::determinism::EntryRandom;
 use crate::db::execute::{execute_statement, is_read_only};
 use crate::db::guard::{GuardMode, StatementGuard};
+use crate::db::reader::Reader;
 use crate::raft::types::{
     CommandResponse, Entry, GroupId, LogId, Statement, StatementResult, StoredMembership,
 };
@@ -76,12 +77,6 @@ struct Writer {
     random: EntryRandom,
     clock: ClockVfs,
     progress_units: Arc<AtomicU64>,
-}
-
-struct Reader {
-    connection: Connection,
-    guard: Arc<StatementGuard>,
-    deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 /// One group's SQLite database.
@@ -143,14 +138,14 @@ impl Database {
         let database = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let deadline = Instant::now() + timeout;
             database.with_reader(|reader| {
-                set_deadline(&reader.deadline, Some(Instant::now() + timeout));
-                let results = statements
-                    .iter()
-                    .map(|s| execute_statement(&reader.connection, &reader.guard, s))
-                    .collect();
-                set_deadline(&reader.deadline, None);
-                results
+                reader.in_snapshot(Some(deadline), |connection, guard| {
+                    statements
+                        .iter()
+                        .map(|s| execute_statement(connection, guard, s))
+                        .collect()
+                })
             })
         })
         .await
@@ -175,8 +170,10 @@ impl Database {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             database.with_reader(|reader| {
-                sqls.iter()
-                    .all(|sql| is_read_only(&reader.connection, sql) == Some(true))
+                reader.in_snapshot(None, |connection, _| {
+                    sqls.iter()
+                        .all(|sql| is_read_only(connection, sql) == Some(true))
+                })
             })
         })
         .await
@@ -260,7 +257,7 @@ impl Database {
         f(writer)
     }
 
-    fn with_reader<T>(&self, f: impl FnOnce(&Reader) -> T) -> Result<T, DbError> {
+    fn with_reader<T>(&self, f: impl FnOnce(&Reader) -> rusqlite::Result<T>) -> Result<T, DbError> {
         let _file = self
             .file_lock
             .read()
@@ -272,13 +269,13 @@ impl Database {
             .pop();
         let reader = match pooled {
             Some(reader) => reader,
-            None => open_reader(&self.path)?,
+            None => Reader::open(&self.path).map_err(|e| sqlite_error(&self.path, e))?,
         };
-        let result = f(&reader);
+        let result = f(&reader).map_err(|e| sqlite_error(&self.path, e));
         if let Ok(mut idle) = self.idle_readers.lock() {
             idle.push(reader);
         }
-        Ok(result)
+        result
     }
 }
 
@@ -320,37 +317,6 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
         clock: vfs.clone(),
         progress_units,
     })
-}
-
-fn open_reader(path: &Path) -> Result<Reader, DbError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags).map_err(|e| sqlite_error(path, e))?;
-    connection
-        .execute_batch("PRAGMA query_only=1;")
-        .map_err(|e| sqlite_error(path, e))?;
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .map_err(|e| sqlite_error(path, e))?;
-    let guard = StatementGuard::install(&connection, GuardMode::Reader);
-    let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-    let watched = deadline.clone();
-    connection.progress_handler(
-        1_000,
-        Some(
-            move || matches!(watched.lock().ok().and_then(|d| *d), Some(at) if Instant::now() > at),
-        ),
-    );
-    Ok(Reader {
-        connection,
-        guard,
-        deadline,
-    })
-}
-
-fn set_deadline(slot: &Mutex<Option<Instant>>, deadline: Option<Instant>) {
-    if let Ok(mut slot) = slot.lock() {
-        *slot = deadline;
-    }
 }
 
 /// Applies `entries` in one SQLite transaction that also records the last one's log id (and

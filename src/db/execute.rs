@@ -64,6 +64,29 @@ fn run(connection: &Connection, statement: &Statement) -> rusqlite::Result<State
             ..StatementResult::default()
         });
     }
+    let mut values: Vec<Vec<SqlValue>> = Vec::new();
+    let mut rows = prepared.raw_query();
+    let mut total_values = 0usize;
+    while let Some(row) = rows.next()? {
+        // The width comes from the running statement: when this connection's cached schema was
+        // stale, SQLite re-prepared the statement on its first step and `SELECT *` may now have
+        // a different number of columns than at prepare time.
+        let width = row.as_ref().column_count();
+        total_values += width;
+        if total_values > RESULT_VALUES_MAX {
+            return Err(rusqlite::Error::UserFunctionError(
+                format!("result exceeds {RESULT_VALUES_MAX} values; add a LIMIT").into(),
+            ));
+        }
+        let mut record = Vec::with_capacity(width);
+        for index in 0..width {
+            record.push(SqlValue::from(row.get_ref(index)?));
+        }
+        values.push(record);
+    }
+    drop(rows);
+    // Names and declared types are read after stepping for the same reason; a re-prepared
+    // statement keeps its handle, so `prepared` now describes what actually ran.
     let columns: Vec<String> = prepared
         .column_names()
         .into_iter()
@@ -74,23 +97,6 @@ fn run(connection: &Connection, statement: &Statement) -> rusqlite::Result<State
         .iter()
         .map(|c| c.decl_type().map(|t| t.to_ascii_lowercase()))
         .collect();
-    let mut values: Vec<Vec<SqlValue>> = Vec::new();
-    let mut rows = prepared.raw_query();
-    let mut total_values = 0usize;
-    while let Some(row) = rows.next()? {
-        total_values += column_count;
-        if total_values > RESULT_VALUES_MAX {
-            return Err(rusqlite::Error::UserFunctionError(
-                format!("result exceeds {RESULT_VALUES_MAX} values; add a LIMIT").into(),
-            ));
-        }
-        let mut record = Vec::with_capacity(column_count);
-        for index in 0..column_count {
-            record.push(SqlValue::from(row.get_ref(index)?));
-        }
-        values.push(record);
-    }
-    drop(rows);
     let types = declared
         .into_iter()
         .enumerate()
@@ -304,6 +310,78 @@ mod tests {
         let (c, g) = setup();
         let r = exec(&c, &g, "ATTACH 'other.db' AS other", Params::None);
         assert!(r.error.unwrap().contains("ATTACH"), "guard reason expected");
+    }
+
+    /// A second connection's cached schema goes stale when another connection drops and
+    /// recreates a table; SQLite re-prepares on the first step, so the result must describe
+    /// the table as it is now, not as this connection last saw it.
+    #[test]
+    fn select_star_sees_a_table_recreated_by_another_connection() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite");
+        let writer = Connection::open(&path).unwrap();
+        let writer_guard = StatementGuard::install(&writer, GuardMode::Writer);
+        let reader = Connection::open(&path).unwrap();
+        let reader_guard = StatementGuard::install(&reader, GuardMode::Reader);
+        exec(
+            &writer,
+            &writer_guard,
+            "CREATE TABLE t1(a, b)",
+            Params::None,
+        );
+        exec(
+            &writer,
+            &writer_guard,
+            "INSERT INTO t1 VALUES (1, 2)",
+            Params::None,
+        );
+        let before = exec(&reader, &reader_guard, "SELECT * FROM t1", Params::None);
+        assert_eq!(before.rows.unwrap().columns, ["a", "b"]);
+
+        exec(&writer, &writer_guard, "DROP TABLE t1", Params::None);
+        exec(
+            &writer,
+            &writer_guard,
+            "CREATE TABLE t1(x, y, z)",
+            Params::None,
+        );
+        exec(
+            &writer,
+            &writer_guard,
+            "INSERT INTO t1 VALUES (1, 2, 3)",
+            Params::None,
+        );
+
+        let after = exec(&reader, &reader_guard, "SELECT * FROM t1", Params::None);
+        assert_eq!(after.error, None);
+        let rows = after.rows.unwrap();
+        assert_eq!(rows.columns, ["x", "y", "z"]);
+        assert_eq!(
+            rows.values,
+            vec![vec![
+                SqlValue::Integer(1),
+                SqlValue::Integer(2),
+                SqlValue::Integer(3)
+            ]]
+        );
+        let empty = exec(&writer, &writer_guard, "DELETE FROM t1", Params::None);
+        assert_eq!(empty.error, None);
+        exec(&writer, &writer_guard, "DROP TABLE t1", Params::None);
+        exec(
+            &writer,
+            &writer_guard,
+            "CREATE TABLE t1(p INTEGER, q TEXT)",
+            Params::None,
+        );
+        let no_rows = exec(&reader, &reader_guard, "SELECT * FROM t1", Params::None);
+        let rows = no_rows.rows.unwrap();
+        assert_eq!(
+            (rows.columns, rows.types),
+            (
+                vec!["p".to_string(), "q".to_string()],
+                vec!["integer".to_string(), "text".to_string()]
+            )
+        );
     }
 
     #[test]

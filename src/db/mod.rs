@@ -6,6 +6,7 @@ pub mod database;
 pub mod determinism;
 pub mod execute;
 pub mod guard;
+pub mod reader;
 pub mod snapshot_store;
 pub mod state_machine;
 pub mod value;

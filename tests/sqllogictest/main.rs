@@ -303,9 +303,6 @@ async fn compare(files: &[PathBuf], corpus: &Path) -> (usize, usize, usize, Vec<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "FAILS, a real bug being fixed: after DROP TABLE t1 + CREATE TABLE t1(...) a follower \
-            can answer level=none reads with the old t1's columns (select4.test line 3091, \
-            evidence/in1.test from line 75); see docs/testing.md"]
 async fn select_and_evidence_files_pass_through_a_three_node_cluster() {
     let Some(corpus) = corpus_dir() else { return };
     let mut files: Vec<PathBuf> = (1..=5)

@@ -1,0 +1,215 @@
+//! A pooled read-only SQLite connection that runs each request on one snapshot of the database
+//! with a schema that matches that snapshot.
+//!
+//! SQLite compiles statements against the schema a connection cached earlier and only notices a
+//! newer schema when a statement starts running. Most stale compilations are re-prepared then,
+//! but some fail outright while compiling (`SELECT 1 IN (SELECT * FROM t)` after `t` was
+//! recreated with one column: "sub-select returns 3 columns"). A reader therefore opens a read
+//! transaction first, compares the snapshot's schema cookie with the one its cache was loaded
+//! at, and reloads the schema before compiling anything when they differ.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::db::guard::{GuardMode, StatementGuard};
+
+/// SQLite VM steps between two checks of a reader's deadline.
+const DEADLINE_CHECK_STEPS: i32 = 1_000;
+
+/// A read-only connection with its statement guard and an optional deadline.
+pub struct Reader {
+    connection: Connection,
+    guard: Arc<StatementGuard>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    /// The schema cookie (`PRAGMA schema_version`) the connection's cached schema belongs to;
+    /// `None` until the first request.
+    schema_version: Cell<Option<i64>>,
+}
+
+impl Reader {
+    /// Opens a read-only connection to the database at `path`.
+    pub fn open(path: &Path) -> rusqlite::Result<Reader> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(path, flags)?;
+        connection.execute_batch("PRAGMA query_only=1;")?;
+        connection.busy_timeout(Duration::from_secs(5))?;
+        let guard = StatementGuard::install(&connection, GuardMode::Reader);
+        let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+        let watched = deadline.clone();
+        connection.progress_handler(
+            DEADLINE_CHECK_STEPS,
+            Some(move || {
+                matches!(watched.lock().ok().and_then(|d| *d), Some(at) if Instant::now() > at)
+            }),
+        );
+        Ok(Reader {
+            connection,
+            guard,
+            deadline,
+            schema_version: Cell::new(None),
+        })
+    }
+
+    /// Runs `work` inside one read transaction, so every statement it runs sees the same
+    /// snapshot, with the connection's schema brought up to that snapshot first. Statements
+    /// still running at `deadline` are interrupted.
+    pub fn in_snapshot<T>(
+        &self,
+        deadline: Option<Instant>,
+        work: impl FnOnce(&Connection, &StatementGuard) -> T,
+    ) -> rusqlite::Result<T> {
+        self.guard
+            .internal(|| self.connection.execute_batch("BEGIN DEFERRED"))?;
+        let outcome = self.refresh_schema().map(|()| {
+            self.set_deadline(deadline);
+            let result = work(&self.connection, &self.guard);
+            self.set_deadline(None);
+            result
+        });
+        // `work` may itself have ended the transaction (a read-only COMMIT is allowed here).
+        if !self.connection.is_autocommit() {
+            self.guard
+                .internal(|| self.connection.execute_batch("ROLLBACK"))?;
+        }
+        outcome
+    }
+
+    /// Starts the read transaction's snapshot and, when its schema cookie differs from the one
+    /// the cache was loaded at, makes SQLite reload the schema.
+    fn refresh_schema(&self) -> rusqlite::Result<()> {
+        let current: i64 = self.guard.internal(|| {
+            self.connection
+                .prepare_cached("PRAGMA schema_version")?
+                .query_row([], |row| row.get(0))
+        })?;
+        if self.schema_version.get() != Some(current) {
+            // Reading the schema table verifies the cookie when the statement starts; on a
+            // mismatch SQLite drops its cached schema and reloads it from this snapshot.
+            self.guard.internal(|| {
+                self.connection
+                    .prepare("SELECT count(*) FROM sqlite_schema")?
+                    .query_row([], |row| row.get::<_, i64>(0))
+            })?;
+            self.schema_version.set(Some(current));
+        }
+        Ok(())
+    }
+
+    fn set_deadline(&self, deadline: Option<Instant>) {
+        if let Ok(mut slot) = self.deadline.lock() {
+            *slot = deadline;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::execute::{execute_statement, is_read_only};
+    use crate::db::value::SqlValue;
+    use crate::raft::types::Statement;
+
+    fn query(reader: &Reader, sql: &str) -> Result<Vec<Vec<SqlValue>>, String> {
+        let result = reader
+            .in_snapshot(None, |connection, guard| {
+                execute_statement(connection, guard, &Statement::plain(sql))
+            })
+            .map_err(|e| e.to_string())?;
+        match result.error {
+            Some(error) => Err(error),
+            None => Ok(result.rows.map(|r| r.values).unwrap_or_default()),
+        }
+    }
+
+    /// Another connection drops and recreates a table with fewer columns; statements that only
+    /// compile against the new schema work on a reader that cached the old one.
+    #[test]
+    fn reader_compiles_against_a_schema_changed_by_another_connection() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t1(a, b, c); INSERT INTO t1 VALUES (1, 2, 3);")
+            .unwrap();
+        let reader = Reader::open(&path).unwrap();
+        assert_eq!(
+            query(&reader, "SELECT * FROM t1"),
+            Ok(vec![vec![
+                SqlValue::Integer(1),
+                SqlValue::Integer(2),
+                SqlValue::Integer(3)
+            ]])
+        );
+
+        writer
+            .execute_batch("DROP TABLE t1; CREATE TABLE t1(x); INSERT INTO t1 VALUES (1);")
+            .unwrap();
+
+        assert_eq!(
+            query(&reader, "SELECT 1 IN (SELECT * FROM t1)"),
+            Ok(vec![vec![SqlValue::Integer(1)]])
+        );
+        let classified = reader
+            .in_snapshot(None, |connection, _| {
+                is_read_only(connection, "SELECT 2 NOT IN t1")
+            })
+            .unwrap();
+        assert_eq!(classified, Some(true));
+    }
+
+    /// Every statement of one request sees the same snapshot, even while another connection
+    /// commits between them.
+    #[test]
+    fn statements_of_one_request_share_a_snapshot() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let counts = reader
+            .in_snapshot(None, |connection, guard| {
+                let count = || {
+                    execute_statement(
+                        connection,
+                        guard,
+                        &Statement::plain("SELECT count(*) FROM t"),
+                    )
+                    .rows
+                    .unwrap()
+                    .values
+                };
+                let first = count();
+                writer.execute_batch("INSERT INTO t VALUES (2)").unwrap();
+                (first, count())
+            })
+            .unwrap();
+        assert_eq!(counts.0, counts.1);
+        assert_eq!(
+            query(&reader, "SELECT count(*) FROM t"),
+            Ok(vec![vec![SqlValue::Integer(2)]])
+        );
+    }
+
+    /// A request that ends the read transaction itself leaves the connection usable.
+    #[test]
+    fn a_commit_inside_a_request_is_harmless() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let _ = query(&reader, "COMMIT");
+        assert_eq!(
+            query(&reader, "SELECT count(*) FROM t"),
+            Ok(vec![vec![SqlValue::Integer(0)]])
+        );
+    }
+}
