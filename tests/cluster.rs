@@ -693,6 +693,49 @@ async fn t70_bad_input_gets_clear_errors_and_changes_nothing() {
         json!([[100], [0]]),
         "transaction was partly applied"
     );
+    // A statement that fails halfway changes nothing, even where SQLite itself would keep
+    // the rows before the failure (INSERT OR REPLACE … SELECT inside a transaction), and the
+    // statements around it in the same request still apply.
+    let (status, body) = cluster
+        .post(
+            0,
+            "/db/execute",
+            json!([
+                "CREATE TABLE src(v)",
+                "INSERT INTO src VALUES (6), (17), ('not an integer')",
+                "CREATE TABLE ids(id INTEGER PRIMARY KEY)",
+                "INSERT OR REPLACE INTO ids(id) SELECT v FROM src",
+                "INSERT INTO ids VALUES (1)",
+                "DROP TABLE src; CREATE TABLE src(w); INSERT INTO src VALUES (1), (1/0), (2); INSERT INTO missing VALUES (1)",
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["results"][3]["error"],
+        json!("datatype mismatch"),
+        "{body}"
+    );
+    assert!(
+        body["results"][5]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such table: missing"),
+        "{body}"
+    );
+    assert_eq!(
+        cluster.query(0, "SELECT id FROM ids", "").await.unwrap(),
+        json!([[1]]),
+        "a failed statement was partly applied"
+    );
+    assert_eq!(
+        cluster
+            .query(0, "SELECT count(*) FROM src", "")
+            .await
+            .unwrap(),
+        json!([[3]]),
+        "a failed script was partly applied"
+    );
     // A write through /db/query is refused.
     let error = cluster.query(0, "DELETE FROM acct", "").await.unwrap_err();
     assert!(error.contains("readonly"), "{error}");

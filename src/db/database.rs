@@ -385,13 +385,23 @@ fn apply_batch(
     let internal = |sql: &str| {
         writer
             .guard
-            .internal(|| conn.execute_batch(sql))
+            .internal(|| conn.prepare_cached(sql)?.execute([]).map(|_| ()))
             .map_err(|e| sqlite_error(path, e))
     };
     internal("SAVEPOINT shoal_batch")?;
     let mut results = Vec::with_capacity(batch.statements.len());
     let mut failed = false;
     for statement in &batch.statements {
+        // SQLite undoes a failed statement only when it opened a statement journal for it,
+        // and it skips that where it believes the statement cannot fail halfway (an
+        // `INSERT OR REPLACE … SELECT` that hits a datatype mismatch on its third row keeps
+        // the first two). Autocommit hides this by rolling back the whole transaction; inside
+        // the entry's transaction a savepoint per statement gives the same all-or-nothing.
+        // In a transaction batch the whole batch is undone instead.
+        let own_savepoint = !batch.transaction;
+        if own_savepoint {
+            internal("SAVEPOINT shoal_statement")?;
+        }
         writer.progress_units.store(0, Ordering::Relaxed);
         let mut result = execute_statement(conn, &writer.guard, statement);
         if writer.progress_units.load(Ordering::Relaxed) > WRITER_PROGRESS_UNITS_MAX {
@@ -401,6 +411,12 @@ fn apply_batch(
             ));
         }
         failed = result.error.is_some();
+        if own_savepoint {
+            if failed {
+                internal("ROLLBACK TO shoal_statement")?;
+            }
+            internal("RELEASE shoal_statement")?;
+        }
         results.push(result);
         if failed && batch.transaction {
             break;

@@ -2,7 +2,8 @@
 
 use std::time::Instant;
 
-use rusqlite::Connection;
+use rusqlite::fallible_iterator::FallibleIterator;
+use rusqlite::{Batch, Connection};
 
 use crate::db::guard::StatementGuard;
 use crate::db::value::SqlValue;
@@ -22,7 +23,7 @@ pub fn execute_statement(
     let started = Instant::now();
     // A reason left over from an earlier refused prepare must not explain this statement.
     let _ = guard.take_refusal();
-    let mut result = match run(connection, statement) {
+    let mut result = match run(connection, guard, statement) {
         Ok(result) => result,
         Err(error) => StatementResult::failed(describe_error(guard, error)),
     };
@@ -39,11 +40,24 @@ pub fn is_read_only(connection: &Connection, sql: &str) -> Option<bool> {
         .map(|statement| statement.readonly())
 }
 
-fn run(connection: &Connection, statement: &Statement) -> rusqlite::Result<StatementResult> {
+fn run(
+    connection: &Connection,
+    guard: &StatementGuard,
+    statement: &Statement,
+) -> rusqlite::Result<StatementResult> {
     let mut prepared = match connection.prepare(&statement.sql) {
         Ok(prepared) => prepared,
-        Err(rusqlite::Error::MultipleStatement) => return run_script(connection, statement),
-        Err(error) => return Err(error),
+        Err(rusqlite::Error::MultipleStatement) => {
+            return run_script(connection, guard, statement);
+        }
+        // rusqlite compiles the text after the first statement to learn whether there is
+        // more, so a script whose later statements depend on earlier ones (`DROP TABLE t;
+        // CREATE TABLE t(…)`) fails here. When the first statement compiles on its own, the
+        // error came from the rest: it is a script.
+        Err(error) => match Batch::new(connection, &statement.sql).next() {
+            Ok(Some(_)) => return run_script(connection, guard, statement),
+            _ => return Err(error),
+        },
     };
     bind(&mut prepared, &statement.params)?;
     let changes_before = connection.total_changes();
@@ -123,15 +137,27 @@ fn run(connection: &Connection, statement: &Statement) -> rusqlite::Result<State
     })
 }
 
-/// Several statements in one string without parameters run as a script, like `sqlite3` does.
-fn run_script(connection: &Connection, statement: &Statement) -> rusqlite::Result<StatementResult> {
+/// Several statements in one string without parameters run as a script, like `sqlite3` does,
+/// but all or nothing: when one fails, the ones before it are undone.
+fn run_script(
+    connection: &Connection,
+    guard: &StatementGuard,
+    statement: &Statement,
+) -> rusqlite::Result<StatementResult> {
     if statement.params != Params::None {
         return Err(rusqlite::Error::UserFunctionError(
             "parameters cannot be bound to a string holding several statements; send them separately".into(),
         ));
     }
     let before = connection.total_changes();
-    connection.execute_batch(&statement.sql)?;
+    guard.internal(|| connection.execute_batch("SAVEPOINT shoal_script"))?;
+    if let Err(error) = connection.execute_batch(&statement.sql) {
+        guard.internal(|| {
+            connection.execute_batch("ROLLBACK TO shoal_script; RELEASE shoal_script")
+        })?;
+        return Err(error);
+    }
+    guard.internal(|| connection.execute_batch("RELEASE shoal_script"))?;
     Ok(StatementResult {
         rows_affected: connection.total_changes().saturating_sub(before),
         last_insert_id: connection.last_insert_rowid(),
@@ -382,6 +408,38 @@ mod tests {
                 vec!["integer".to_string(), "text".to_string()]
             )
         );
+    }
+
+    #[test]
+    fn a_script_may_recreate_the_table_it_drops() {
+        let (c, g) = setup();
+        exec(&c, &g, "CREATE TABLE t(a, b)", Params::None);
+        let r = exec(&c, &g, "DROP TABLE t; CREATE TABLE t(x)", Params::None);
+        assert_eq!(r.error, None);
+        let r = exec(&c, &g, "SELECT * FROM t", Params::None);
+        assert_eq!(r.rows.unwrap().columns, ["x"]);
+    }
+
+    #[test]
+    fn a_failing_script_changes_nothing() {
+        let (c, g) = setup();
+        exec(&c, &g, "CREATE TABLE t(a UNIQUE)", Params::None);
+        let r = exec(
+            &c,
+            &g,
+            "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2); INSERT INTO t VALUES (1)",
+            Params::None,
+        );
+        assert!(r.error.unwrap().contains("UNIQUE constraint failed"));
+        let r = exec(&c, &g, "SELECT count(*) FROM t", Params::None);
+        assert_eq!(r.rows.unwrap().values, vec![vec![SqlValue::Integer(0)]]);
+    }
+
+    #[test]
+    fn an_error_in_the_first_statement_of_a_script_is_reported_as_is() {
+        let (c, g) = setup();
+        let r = exec(&c, &g, "SELECT * FROM missing; SELECT 1", Params::None);
+        assert_eq!(r.error.as_deref(), Some("no such table: missing"));
     }
 
     #[test]
