@@ -62,8 +62,7 @@ impl Reader {
         deadline: Option<Instant>,
         work: impl FnOnce(&Connection, &StatementGuard) -> T,
     ) -> rusqlite::Result<T> {
-        self.guard
-            .internal(|| self.connection.execute_batch("BEGIN DEFERRED"))?;
+        self.internal("BEGIN DEFERRED")?;
         let outcome = self.refresh_schema().map(|()| {
             self.set_deadline(deadline);
             let result = work(&self.connection, &self.guard);
@@ -72,8 +71,7 @@ impl Reader {
         });
         // `work` may itself have ended the transaction (a read-only COMMIT is allowed here).
         if !self.connection.is_autocommit() {
-            self.guard
-                .internal(|| self.connection.execute_batch("ROLLBACK"))?;
+            self.internal("ROLLBACK")?;
         }
         outcome
     }
@@ -97,6 +95,12 @@ impl Reader {
             self.schema_version.set(Some(current));
         }
         Ok(())
+    }
+
+    /// Runs one of Shoal's own statements; cached, as every request runs them.
+    fn internal(&self, sql: &str) -> rusqlite::Result<()> {
+        self.guard
+            .internal(|| self.connection.prepare_cached(sql)?.execute([]).map(|_| ()))
     }
 
     fn set_deadline(&self, deadline: Option<Instant>) {
