@@ -403,9 +403,18 @@ impl SegmentWriter {
     }
 
     fn write_records(&mut self, first_index: u64, records: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        // A new segment also when the entries do not continue the active one: after a
+        // snapshot is installed, the log is purged past its last entry and continues from the
+        // snapshot's index, and every segment must hold consecutive indexes.
         let needs_new_segment = match self.segments.last() {
             None => true,
-            Some(segment) => segment.size_bytes >= SEGMENT_BYTES_MAX,
+            Some(segment) => {
+                // A segment whose entries are all purged has no offsets left but still holds
+                // their bytes.
+                let continues = segment.size_bytes == 0
+                    || segment.offsets.keys().next_back() == Some(&(first_index.wrapping_sub(1)));
+                segment.size_bytes >= SEGMENT_BYTES_MAX || !continues
+            }
         };
         if needs_new_segment {
             self.start_segment(first_index)?;
@@ -562,14 +571,18 @@ fn load_segments(dir: &Path, purged: Option<u64>) -> io::Result<(Vec<Segment>, C
             match decode_record(&bytes[offset..]) {
                 Ok((entry, length)) => {
                     let index = entry.index();
-                    if let Some((&previous, _)) = offsets.iter().next_back() {
-                        if index != previous + 1 {
-                            return Err(corrupt(
-                                &path,
-                                offset,
-                                format!("index {index} follows {previous}"),
-                            ));
-                        }
+                    // A gap is allowed only where everything before it is purged (a log
+                    // that continued after a snapshot, written before segments rolled over
+                    // at such a jump).
+                    if let Some((&previous, _)) = offsets.iter().next_back()
+                        && index != previous + 1
+                        && !(purged.is_some_and(|p| previous <= p && index <= p + 1))
+                    {
+                        return Err(corrupt(
+                            &path,
+                            offset,
+                            format!("index {index} follows {previous}"),
+                        ));
                     }
                     offsets.insert(index, offset as u64);
                     if purged.is_none_or(|p| index > p) {
@@ -708,6 +721,69 @@ mod tests {
         drop(store);
         let mut store = LogStore::open(&log_dir).unwrap();
         assert_eq!(store.try_get_log_entries(11..12).await.unwrap().len(), 1);
+    }
+
+    /// After a snapshot is installed the log is purged past its last entry and continues at
+    /// the snapshot's index; the node must reopen with those entries (a soak run once found a
+    /// node that could not restart: "index 49199 follows 48112").
+    #[tokio::test]
+    async fn a_log_continued_after_a_snapshot_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("log");
+        {
+            let mut store = LogStore::open(&log_dir).unwrap();
+            append_and_flush(&mut store, (1..=5).map(blank).collect()).await;
+            store.purge(blank(100).log_id()).await.unwrap();
+            append_and_flush(&mut store, (101..=103).map(blank).collect()).await;
+        }
+        // The jump starts a new segment, so every segment holds consecutive indexes.
+        assert!(log_dir.join(format!("{:020}.seg", 101)).is_file());
+        let mut store = LogStore::open(&log_dir).unwrap();
+        let entries = store.try_get_log_entries(0..200).await.unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.index()).collect::<Vec<_>>(),
+            [101, 102, 103]
+        );
+        append_and_flush(&mut store, vec![blank(104)]).await;
+        drop(store);
+        let mut store = LogStore::open(&log_dir).unwrap();
+        assert_eq!(store.try_get_log_entries(104..105).await.unwrap().len(), 1);
+    }
+
+    /// A segment written by an earlier version, with the jump inside it, opens too; a jump
+    /// over entries that are not purged is still corruption.
+    #[tokio::test]
+    async fn a_gap_is_accepted_only_at_the_purge_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("log");
+        let record = |index: u64| {
+            let payload = postcard::to_stdvec(&blank(index)).unwrap();
+            let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+            bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+            bytes.extend_from_slice(&payload);
+            bytes
+        };
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let segment = log_dir.join(format!("{:020}.seg", 1));
+        let bytes: Vec<u8> = [1, 2, 3, 11, 12].into_iter().flat_map(record).collect();
+        std::fs::write(&segment, &bytes).unwrap();
+        let error = LogStore::open(&log_dir)
+            .err()
+            .expect("a gap over live entries");
+        assert!(error.to_string().contains("index 11 follows 3"), "{error}");
+        let purged = DurableState {
+            purged: Some(blank(10).log_id()),
+            ..DurableState::default()
+        };
+        write_state(&log_dir, &purged).unwrap();
+        {
+            let mut store = LogStore::open(&log_dir).unwrap();
+            let entries = store.try_get_log_entries(0..20).await.unwrap();
+            assert_eq!(
+                entries.iter().map(|e| e.index()).collect::<Vec<_>>(),
+                [11, 12]
+            );
+        }
     }
 
     #[tokio::test]
