@@ -1,4 +1,4 @@
-//! The `shoal` command: `serve` runs a node, `bench` runs a load loop against one.
+//! The `shoal` command: `serve` runs a node, `bench` loads Shoal (or a peer) with a workload.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,8 +26,8 @@ struct Cli {
 enum Command {
     /// Run a node (with no arguments: a durable single-node database in ./shoal-data).
     Serve(ServeArgs),
-    /// Run a simple load loop against a node and print throughput and latency.
-    Bench(BenchArgs),
+    /// Load Shoal, PostgreSQL or etcd with a workload and print throughput and latency.
+    Bench(shoal::bench::args::BenchArgs),
 }
 
 #[derive(Parser, Clone)]
@@ -86,29 +86,6 @@ struct ServeArgs {
 enum LogFormat {
     Text,
     Json,
-}
-
-#[derive(Parser)]
-struct BenchArgs {
-    /// HTTP URL of the node to load.
-    #[arg(long, default_value = "http://127.0.0.1:4001")]
-    host: String,
-    #[arg(long, default_value_t = 16)]
-    clients: usize,
-    /// Seconds to run.
-    #[arg(long, default_value_t = 10)]
-    duration_s: u64,
-    #[arg(long, value_enum, default_value_t = WorkloadArg::Insert)]
-    workload: WorkloadArg,
-    /// Extra query-string options for every request, e.g. "level=none".
-    #[arg(long, default_value = "")]
-    options: String,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum WorkloadArg {
-    Insert,
-    PointSelect,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -205,29 +182,16 @@ async fn wait_for_signal() {
     }
 }
 
-async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let workload = match args.workload {
-        WorkloadArg::Insert => shoal::bench::Workload::Insert,
-        WorkloadArg::PointSelect => shoal::bench::Workload::PointSelect,
-    };
-    let report = shoal::bench::run(shoal::bench::BenchConfig {
-        host: args.host,
-        clients: args.clients,
-        duration: Duration::from_secs(args.duration_s),
-        workload,
-        options: args.options,
-    })
-    .await
-    .map_err(anyhow::Error::msg)?;
-    println!(
-        "{:.0} ops/s  ({} ok, {} errors in {:.1}s)  latency p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        report.per_second(),
-        report.operations,
-        report.errors,
-        report.elapsed.as_secs_f64(),
-        report.latency_p50.as_secs_f64() * 1e3,
-        report.latency_p99.as_secs_f64() * 1e3,
-        report.latency_max.as_secs_f64() * 1e3,
-    );
+async fn bench(args: shoal::bench::args::BenchArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let config = args.into_config().map_err(anyhow::Error::msg)?;
+    let summary = shoal::bench::run(config)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!("{}", summary.human());
+    }
     Ok(())
 }

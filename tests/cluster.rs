@@ -250,10 +250,11 @@ async fn t25_graceful_shutdown_hands_leadership_over() {
     // The old leader may still answer while it hands over; wait for the survivor to see
     // another leader, then write through it.
     loop {
-        if let Ok(answer) = cluster.get_json(survivor, "/leader").await {
-            if !answer["leader"]["id"].is_null() && answer["leader"]["id"] != old_id {
-                break;
-            }
+        if let Ok(answer) = cluster.get_json(survivor, "/leader").await
+            && !answer["leader"]["id"].is_null()
+            && answer["leader"]["id"] != old_id
+        {
+            break;
         }
         assert!(
             started.elapsed() < SETTLE,
@@ -895,33 +896,72 @@ async fn t90_pyrqlite_crud_session_runs_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t95_bench_smoke_prints_replicated_writes_per_second() {
+    use shoal::bench::target::{SEED_ROWS, TABLE, TargetConfig, TargetKind};
+    use shoal::bench::{BenchConfig, Stop, Workload};
     let cluster = Cluster::start(spec(3, 0)).await;
     let leader = cluster.leader(SETTLE).await;
-    let report = shoal::bench::run(shoal::bench::BenchConfig {
-        host: cluster.url(leader),
-        clients: 16,
-        duration: Duration::from_secs(3),
-        workload: shoal::bench::Workload::Insert,
-        options: String::new(),
-    })
+    let config = |workload, stop| BenchConfig {
+        target: TargetConfig {
+            kind: TargetKind::Shoal,
+            url: cluster.url(leader),
+            consistency: Some("weak".into()),
+            write_concern: Some("majority".into()),
+        },
+        workload,
+        clients: 8,
+        stop,
+        progress: false,
+    };
+    let inserts = shoal::bench::run(config(
+        Workload::Insert,
+        Stop::After(Duration::from_secs(2)),
+    ))
     .await
     .unwrap();
-    println!(
-        "bench smoke (3 voters, 16 clients, HTTP): {:.0} writes/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-        report.per_second(),
-        report.latency_p50.as_secs_f64() * 1e3,
-        report.latency_p99.as_secs_f64() * 1e3,
-        report.errors
+    println!("bench smoke: {}", inserts.human());
+    assert!(inserts.operations > 0);
+    assert_eq!(
+        (inserts.errors, inserts.rows_written),
+        (0, inserts.operations)
     );
-    assert!(report.operations > 0);
-    assert_eq!(report.errors, 0);
+    // A fixed number of operations runs exactly that many.
+    let batches = shoal::bench::run(config(
+        Workload::BatchInsert { rows: 10 },
+        Stop::Operations(40),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        (batches.operations, batches.rows_written, batches.errors),
+        (40, 400, 0)
+    );
+    let mixed = shoal::bench::run(config(
+        Workload::Mixed { read_ratio: 0.5 },
+        Stop::Operations(200),
+    ))
+    .await
+    .unwrap();
+    assert_eq!((mixed.operations, mixed.errors), (200, 0));
+    assert!(
+        mixed.rows_written > 0 && mixed.rows_written < 200,
+        "{mixed:?}"
+    );
     let count = cluster
-        .query(leader, "SELECT count(*) FROM bench", "level=linearizable")
+        .query(
+            leader,
+            &format!("SELECT count(*) FROM {TABLE}"),
+            "level=linearizable",
+        )
         .await
         .unwrap();
     assert_eq!(
         count[0][0].as_u64().unwrap(),
-        report.operations + 1,
+        SEED_ROWS + inserts.rows_written + batches.rows_written + mixed.rows_written,
         "every acknowledged insert is stored"
     );
+    // A run that cannot work says why before it starts: a write concern no cluster can meet.
+    let mut impossible = config(Workload::Insert, Stop::Operations(3));
+    impossible.target.write_concern = Some("9".into());
+    let refused = shoal::bench::run(impossible).await.unwrap_err();
+    assert!(refused.contains("w=9 can never be met"), "{refused}");
 }

@@ -35,10 +35,10 @@ pub fn render_response(
     if options.timings {
         body.insert("time".into(), json!(elapsed_s));
     }
-    if options.raft_index {
-        if let Some(index) = response.raft_index {
-            body.insert("raft_index".into(), json!(index));
-        }
+    if options.raft_index
+        && let Some(index) = response.raft_index
+    {
+        body.insert("raft_index".into(), json!(index));
     }
     if let Some(error) = &response.write_concern_error {
         body.insert(

@@ -244,17 +244,17 @@ fn spawn_leader_watch(group: &Arc<RaftGroup>) {
                 let m = metrics.borrow_watched();
                 (m.current_leader, m.current_term)
             };
-            if let Ok(mut epoch) = group.leader_epoch.lock() {
-                if epoch.leader != leader || epoch.term != term {
-                    if epoch.leader != leader {
-                        tracing::info!(group = group.id, ?leader, term, "leader changed");
-                    }
-                    *epoch = LeaderEpoch {
-                        leader,
-                        term,
-                        since: SystemTime::now(),
-                    };
+            if let Ok(mut epoch) = group.leader_epoch.lock()
+                && (epoch.leader != leader || epoch.term != term)
+            {
+                if epoch.leader != leader {
+                    tracing::info!(group = group.id, ?leader, term, "leader changed");
                 }
+                *epoch = LeaderEpoch {
+                    leader,
+                    term,
+                    since: SystemTime::now(),
+                };
             }
             drop(group);
             if metrics.changed().await.is_err() {

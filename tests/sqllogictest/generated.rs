@@ -251,14 +251,14 @@ impl Generator {
         ]
         .choose(&mut self.rng)
         .unwrap_or(&"INSERT");
-        if self.rng.random_bool(0.1) {
-            if let Some(source) = self.table() {
-                let column = self.column_of(&source);
-                return Step::Statement(format!(
-                    "{verb} INTO {}({}) SELECT {column} FROM {} LIMIT 5",
-                    table.name, table.columns[0], source.name
-                ));
-            }
+        if self.rng.random_bool(0.1)
+            && let Some(source) = self.table()
+        {
+            let column = self.column_of(&source);
+            return Step::Statement(format!(
+                "{verb} INTO {}({}) SELECT {column} FROM {} LIMIT 5",
+                table.name, table.columns[0], source.name
+            ));
         }
         let rows = self.rng.random_range(1..=3);
         let tuples: Vec<String> = (0..rows)

@@ -227,26 +227,25 @@ fn check_real_time_order(
             let (Some(&at), Some(before)) = (position.get(&(k, txn.value)), index.get(&k)) else {
                 continue;
             };
-            if let Some(furthest) = before.furthest_before(op.invoked) {
-                if furthest >= at {
-                    return Err(format!(
-                        "append: transaction {txn:?} began at {:?}, after an append to list {k} was acknowledged, yet its append landed before it (position {at} <= {furthest})",
-                        op.invoked
-                    ));
-                }
+            if let Some(furthest) = before.furthest_before(op.invoked)
+                && furthest >= at
+            {
+                return Err(format!(
+                    "append: transaction {txn:?} began at {:?}, after an append to list {k} was acknowledged, yet its append landed before it (position {at} <= {furthest})",
+                    op.invoked
+                ));
             }
         }
-        if let (Outcome::Ok(read), Some(before)) = (&op.outcome, index.get(&txn.read)) {
-            if let Some(furthest) = before.furthest_before(op.invoked) {
-                if read.len() <= furthest {
-                    return Err(format!(
-                        "append: transaction {txn:?} began at {:?} and read {} values of list {}, missing an append acknowledged before it began (position {furthest})",
-                        op.invoked,
-                        read.len(),
-                        txn.read
-                    ));
-                }
-            }
+        if let (Outcome::Ok(read), Some(before)) = (&op.outcome, index.get(&txn.read))
+            && let Some(furthest) = before.furthest_before(op.invoked)
+            && read.len() <= furthest
+        {
+            return Err(format!(
+                "append: transaction {txn:?} began at {:?} and read {} values of list {}, missing an append acknowledged before it began (position {furthest})",
+                op.invoked,
+                read.len(),
+                txn.read
+            ));
         }
     }
     Ok(())
