@@ -222,6 +222,20 @@ impl PostgresClient {
     }
 
     async fn prepare(&mut self) -> Result<(), String> {
+        // Already seeded (a standby is read-only and can only be used once the primary was
+        // prepared): nothing to do.
+        let seeded = self
+            .client
+            .query_one(
+                &format!("SELECT count(*) FROM {TABLE} WHERE id BETWEEN 1 AND {SEED_ROWS}"),
+                &[],
+            )
+            .await
+            .ok()
+            .and_then(|row| row.try_get::<_, i64>(0).ok());
+        if seeded == i64::try_from(SEED_ROWS).ok() {
+            return Ok(());
+        }
         // Seeds ids 1..=SEED_ROWS and moves the id sequence past them, so generated ids never
         // collide with the seed.
         self.client
@@ -233,7 +247,7 @@ impl PostgresClient {
                    GREATEST({SEED_ROWS}, (SELECT max(id) FROM {TABLE})));"
             ))
             .await
-            .map_err(|e| format!("preparing {TABLE}: {e}"))
+            .map_err(|e| format!("preparing {TABLE}: {}", pg_error(e)))
     }
 
     async fn insert(&mut self, tag: &str, rows: usize) -> Result<(), String> {
@@ -248,7 +262,7 @@ impl PostgresClient {
                         placeholders.join(", ")
                     ))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(pg_error)?;
                 self.inserts.push((rows, statement.clone()));
                 statement
             }
@@ -262,7 +276,7 @@ impl PostgresClient {
             .execute(&statement, &params)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(pg_error)
     }
 
     async fn point_select(&mut self, id: u64) -> Result<(), String> {
@@ -273,7 +287,7 @@ impl PostgresClient {
                     .client
                     .prepare(&format!("SELECT value FROM {TABLE} WHERE id = $1"))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(pg_error)?;
                 self.select = Some(statement.clone());
                 statement
             }
@@ -282,9 +296,18 @@ impl PostgresClient {
         self.client
             .query_opt(&statement, &[&id])
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(pg_error)?
             .map(|_| ())
             .ok_or_else(|| format!("row {id} not found"))
+    }
+}
+
+/// The server's own message and SQLSTATE where there is one (tokio-postgres displays a server
+/// error as just "db error").
+fn pg_error(error: tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }
 
