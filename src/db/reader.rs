@@ -10,6 +10,7 @@
 
 use std::cell::Cell;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub struct Reader {
     connection: Connection,
     guard: Arc<StatementGuard>,
     deadline: Arc<Mutex<Option<Instant>>>,
+    /// Set when the deadline interrupted a statement, so a caller can tell a query cut short
+    /// from one that failed on its own.
+    deadline_fired: Arc<AtomicBool>,
     /// The schema cookie (`PRAGMA schema_version`) the connection's cached schema belongs to;
     /// `None` until the first request.
     schema_version: Cell<Option<i64>>,
@@ -40,16 +44,26 @@ impl Reader {
         let guard = StatementGuard::install(&connection, GuardMode::Reader);
         let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
         let watched = deadline.clone();
+        let deadline_fired = Arc::new(AtomicBool::new(false));
+        let fired = deadline_fired.clone();
         connection.progress_handler(
             DEADLINE_CHECK_STEPS,
             Some(move || {
-                matches!(watched.lock().ok().and_then(|d| *d), Some(at) if Instant::now() > at)
+                let expired = matches!(
+                    watched.lock().ok().and_then(|d| *d),
+                    Some(at) if Instant::now() > at
+                );
+                if expired {
+                    fired.store(true, Ordering::Relaxed);
+                }
+                expired
             }),
         );
         Ok(Reader {
             connection,
             guard,
             deadline,
+            deadline_fired,
             schema_version: Cell::new(None),
         })
     }
@@ -62,6 +76,7 @@ impl Reader {
         deadline: Option<Instant>,
         work: impl FnOnce(&Connection, &StatementGuard) -> T,
     ) -> rusqlite::Result<T> {
+        self.deadline_fired.store(false, Ordering::Relaxed);
         self.internal("BEGIN DEFERRED")?;
         let outcome = self.refresh_schema().map(|()| {
             self.set_deadline(deadline);
@@ -95,6 +110,11 @@ impl Reader {
             self.schema_version.set(Some(current));
         }
         Ok(())
+    }
+
+    /// Whether the deadline of the last [`Reader::in_snapshot`] interrupted a statement.
+    pub fn deadline_fired(&self) -> bool {
+        self.deadline_fired.load(Ordering::Relaxed)
     }
 
     /// Runs one of Shoal's own statements; cached, as every request runs them.
