@@ -76,6 +76,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// Counters at zero, the clock started now.
+    fn new(config: BenchConfig) -> Shared {
+        Shared {
+            config,
+            started: Instant::now(),
+            issued: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            rows_written: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            error_samples: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Claims the next operation, or `None` when the run is over.
     fn next_operation(&self) -> Option<u64> {
         match self.config.stop {
@@ -107,15 +120,7 @@ pub async fn run(config: BenchConfig) -> Result<Summary, String> {
     if let Some(first) = connections.first_mut() {
         first.prepare().await?;
     }
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        started: Instant::now(),
-        issued: AtomicU64::new(0),
-        completed: AtomicU64::new(0),
-        rows_written: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        error_samples: Mutex::new(Vec::new()),
-    });
+    let shared = Arc::new(Shared::new(config.clone()));
     let progress = config.progress.then(|| progress::start(shared.clone()));
     let mut workers = Vec::with_capacity(clients);
     for (worker, client) in connections.into_iter().enumerate() {
@@ -240,26 +245,18 @@ mod tests {
     use crate::bench::target::TargetKind;
 
     fn shared(stop: Stop) -> Shared {
-        Shared {
-            config: BenchConfig {
-                target: TargetConfig {
-                    kind: TargetKind::Shoal,
-                    url: "http://127.0.0.1:1".into(),
-                    consistency: None,
-                    write_concern: None,
-                },
-                workload: Workload::Insert,
-                clients: 1,
-                stop,
-                progress: false,
+        Shared::new(BenchConfig {
+            target: TargetConfig {
+                kind: TargetKind::Shoal,
+                url: "http://127.0.0.1:1".into(),
+                consistency: None,
+                write_concern: None,
             },
-            started: Instant::now(),
-            issued: AtomicU64::new(0),
-            completed: AtomicU64::new(0),
-            rows_written: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            error_samples: Mutex::new(Vec::new()),
-        }
+            workload: Workload::Insert,
+            clients: 1,
+            stop,
+            progress: false,
+        })
     }
 
     #[test]

@@ -45,6 +45,9 @@ fn run(
     guard: &StatementGuard,
     statement: &Statement,
 ) -> rusqlite::Result<StatementResult> {
+    // Deliberately not `prepare_cached`: Shoal's own statements (BEGIN, SAVEPOINT, COMMIT, the
+    // state-table upsert) are cached after being compiled with the guard lifted, and a user
+    // statement with the same text must not reuse them and skip the guard.
     let mut prepared = match connection.prepare(&statement.sql) {
         Ok(prepared) => prepared,
         Err(rusqlite::Error::MultipleStatement) => {

@@ -43,6 +43,21 @@ struct Shoal {
 }
 
 impl Shoal {
+    /// A fresh 3-node cluster; statements go to every node in turn if `rotate_statements`.
+    async fn start(rotate_statements: bool) -> Shoal {
+        let cluster = Cluster::start(ClusterSpec {
+            voters: 3,
+            ..Default::default()
+        })
+        .await;
+        Shoal {
+            cluster,
+            next_node: 0,
+            rotate_statements,
+            next_statement_node: 0,
+        }
+    }
+
     async fn post(&self, node: usize, path: &str, sql: &str) -> Result<Value, String> {
         let (status, body) = self.cluster.post(node, path, json!([sql])).await;
         if status != 200 {
@@ -264,17 +279,7 @@ fn test_files(dir: &Path) -> Vec<PathBuf> {
 /// Runs `files` through a 3-node cluster and plain SQLite; prints a table and returns
 /// (records, Shoal passes, SQLite passes, records where Shoal and SQLite disagree).
 async fn compare(files: &[PathBuf], corpus: &Path) -> (usize, usize, usize, Vec<String>) {
-    let cluster = Cluster::start(ClusterSpec {
-        voters: 3,
-        ..Default::default()
-    })
-    .await;
-    let mut shoal = Shoal {
-        cluster,
-        next_node: 0,
-        rotate_statements: false,
-        next_statement_node: 0,
-    };
+    let mut shoal = Shoal::start(false).await;
     let mut sqlite = PlainSqlite(rusqlite::Connection::open_in_memory().unwrap());
     let (mut records, mut shoal_passed, mut sqlite_passed) = (0, 0, 0);
     let mut failures = Vec::new();
@@ -387,17 +392,7 @@ async fn generated_workloads_match_plain_sqlite_on_every_replica() {
     let steps: usize = std::env::var("SHOAL_SQLGEN_STEPS")
         .map(|s| s.parse().expect("SHOAL_SQLGEN_STEPS: an integer"))
         .unwrap_or(400);
-    let cluster = Cluster::start(ClusterSpec {
-        voters: 3,
-        ..Default::default()
-    })
-    .await;
-    let mut shoal = Shoal {
-        cluster,
-        next_node: 0,
-        rotate_statements: true,
-        next_statement_node: 0,
-    };
+    let mut shoal = Shoal::start(true).await;
     let mut sqlite = PlainSqlite(rusqlite::Connection::open_in_memory().unwrap());
     for seed in seeds {
         shoal.reset().await.unwrap();
