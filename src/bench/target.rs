@@ -86,6 +86,15 @@ impl Client {
     }
 }
 
+/// An HTTP client keeping one connection, as one database client would.
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
 /// Shoal's HTTP API (rqlite-compatible).
 pub struct ShoalClient {
     http: reqwest::Client,
@@ -109,12 +118,7 @@ struct ShoalResult {
 
 impl ShoalClient {
     fn new(config: &TargetConfig) -> Result<ShoalClient, String> {
-        // One pooled connection per client, like one database connection.
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1)
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let http = http_client()?;
         let base = config.url.trim_end_matches('/');
         let query_options = config
             .consistency
@@ -172,8 +176,7 @@ impl ShoalClient {
                  SELECT id, 'seed' FROM seed"
             ),
         ]);
-        let url = self.execute_url.clone();
-        self.post(&url, &statements).await
+        self.post(&self.execute_url, &statements).await
     }
 
     async fn insert(&mut self, tag: &str, rows: usize) -> Result<(), String> {
@@ -182,14 +185,12 @@ impl ShoalClient {
             "INSERT INTO {TABLE}(value) VALUES {placeholders}"
         ))];
         statement.extend((0..rows).map(|row| json!(format!("{tag}-{row}"))));
-        let url = self.execute_url.clone();
-        self.post(&url, &json!([statement])).await
+        self.post(&self.execute_url, &json!([statement])).await
     }
 
     async fn point_select(&mut self, id: u64) -> Result<(), String> {
-        let url = self.query_url.clone();
         self.post(
-            &url,
+            &self.query_url,
             &json!([[format!("SELECT value FROM {TABLE} WHERE id = ?"), id]]),
         )
         .await
@@ -320,11 +321,7 @@ pub struct EtcdClient {
 
 impl EtcdClient {
     fn new(config: &TargetConfig) -> Result<EtcdClient, String> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(1)
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+        let http = http_client()?;
         Ok(EtcdClient {
             http,
             base: config.url.trim_end_matches('/').to_string(),

@@ -152,14 +152,7 @@ impl Database {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let deadline = Instant::now() + timeout;
-            database.with_reader(|reader| {
-                reader.in_snapshot(Some(deadline), |connection, guard| {
-                    statements
-                        .iter()
-                        .map(|s| execute_statement(connection, guard, s))
-                        .collect()
-                })
-            })
+            database.with_reader(|reader| read_all(reader, deadline, &statements))
         })
         .await
         .map_err(|error| DbError::Internal(format!("query task failed: {error}")))?
@@ -171,16 +164,10 @@ impl Database {
         &self,
         statements: &[Statement],
     ) -> Option<Result<Vec<StatementResult>, DbError>> {
-        let _permit = self.reader_permits.clone().try_acquire_owned().ok()?;
+        let _permit = self.reader_permits.try_acquire().ok()?;
         let _file = self.file_lock.try_read().ok()?;
         let reader = self.idle_readers.lock().ok()?.pop()?;
-        let budget = Instant::now() + INLINE_READ_BUDGET;
-        let outcome = reader.in_snapshot(Some(budget), |connection, guard| {
-            statements
-                .iter()
-                .map(|s| execute_statement(connection, guard, s))
-                .collect::<Vec<_>>()
-        });
+        let outcome = read_all(&reader, Instant::now() + INLINE_READ_BUDGET, statements);
         let cut_short = reader.deadline_fired();
         if let Ok(mut idle) = self.idle_readers.lock() {
             idle.push(reader);
@@ -316,6 +303,20 @@ impl Database {
         }
         result
     }
+}
+
+/// Runs `statements` on one snapshot, interrupting whatever still runs at `deadline`.
+fn read_all(
+    reader: &Reader,
+    deadline: Instant,
+    statements: &[Statement],
+) -> rusqlite::Result<Vec<StatementResult>> {
+    reader.in_snapshot(Some(deadline), |connection, guard| {
+        statements
+            .iter()
+            .map(|s| execute_statement(connection, guard, s))
+            .collect()
+    })
 }
 
 fn sqlite_error(path: &Path, source: rusqlite::Error) -> DbError {
