@@ -353,6 +353,12 @@ async fn t37_a_full_disk_stops_a_node_cleanly_and_it_recovers_after_restart() {
         .await;
     let leader = cluster.leader(SETTLE).await;
     let full = (leader + 1) % 3;
+    // Let the node apply everything it already holds first, so that the first write the full
+    // disk refuses is a log append (an apply that fails stops the node too, but says so in
+    // other words).
+    cluster
+        .wait_for_values(full, "SELECT count(*) FROM t", &json!([[0]]), SETTLE)
+        .await;
     cluster.nodes[full].limit_file_size(Some(0));
     // The other two still form a majority: every write is acknowledged.
     for id in 1..=50 {
