@@ -62,15 +62,22 @@ struct ServeArgs {
     /// Minimum election timeout, milliseconds (the maximum is twice this).
     #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 150)]
     election_timeout_ms: u64,
-    /// Build a snapshot (and compact the log) after this many entries.
+    /// Entries since the last snapshot before another is considered.
     #[arg(long, env = "SHOAL_SNAPSHOT_THRESHOLD", default_value_t = 8192)]
     snapshot_threshold: u64,
+    /// Build a snapshot once the log since the last one reaches this fraction of the
+    /// database's size (a snapshot copies the whole database).
+    #[arg(long, env = "SHOAL_SNAPSHOT_LOG_RATIO", default_value_t = 0.5, value_parser = parse_ratio)]
+    snapshot_log_ratio: f64,
     /// Entries kept in the log behind a snapshot.
     #[arg(long, env = "SHOAL_LOG_KEEP", default_value_t = 1024)]
     log_keep: u64,
-    /// Build a snapshot early when the unpurged log exceeds this many bytes.
-    #[arg(long, env = "SHOAL_LOG_MEMORY_BYTES_MAX", default_value_t = 256 * 1024 * 1024)]
-    log_memory_bytes_max: usize,
+    /// Build a snapshot whenever the unpurged log exceeds this many bytes on disk.
+    #[arg(long, env = "SHOAL_LOG_BYTES_MAX", default_value_t = 1024 * 1024 * 1024)]
+    log_bytes_max: u64,
+    /// Bytes of the newest log entries kept in memory; older ones are read from disk.
+    #[arg(long, env = "SHOAL_LOG_CACHE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    log_cache_bytes: usize,
     /// Largest accepted HTTP request body, bytes.
     #[arg(long, env = "SHOAL_HTTP_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     http_max_body_bytes: usize,
@@ -141,7 +148,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             election_timeout_max_ms: args.election_timeout_ms * 2,
             snapshot_threshold_entries: args.snapshot_threshold,
             log_keep_entries: args.log_keep,
-            log_memory_bytes_max: args.log_memory_bytes_max,
+            snapshot_log_ratio: args.snapshot_log_ratio,
+            log_bytes_max: args.log_bytes_max,
+            log_cache_bytes: args.log_cache_bytes,
             ..RaftSettings::default()
         },
         queue: QueueSettings::default(),
@@ -194,4 +203,14 @@ async fn bench(args: shoal::bench::args::BenchArgs) -> anyhow::Result<()> {
         println!("{}", summary.human());
     }
     Ok(())
+}
+
+/// A positive, finite fraction such as `0.5`.
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if ratio.is_finite() && ratio > 0.0 => Ok(ratio),
+        _ => Err(format!(
+            "expected a positive number such as 0.5, got {text:?}"
+        )),
+    }
 }

@@ -318,11 +318,54 @@ async fn t30_node_that_missed_compacted_entries_catches_up_by_snapshot() {
     );
 }
 
+/// With no memory for log entries, every entry a lagging follower needs is read back from
+/// the leader's segment files, and restarts replay from them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t32_a_follower_catches_up_from_log_entries_read_back_from_disk() {
+    let mut cluster = Cluster::start(spec_with_flags(3, &["--log-cache-bytes", "0"])).await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE items(id INTEGER PRIMARY KEY, body TEXT)"]),
+        )
+        .await;
+    let leader = cluster.leader(SETTLE).await;
+    let lagging = (leader + 1) % 3;
+    cluster.kill(lagging);
+    for n in 0..150 {
+        cluster
+            .execute(
+                leader,
+                json!([["INSERT INTO items(body) VALUES(?)", format!("item {n:03}")]]),
+            )
+            .await;
+    }
+    let status = cluster.get_json(leader, "/status").await.unwrap();
+    assert!(
+        status["storage"]["log_entries"].as_u64().unwrap() > 150,
+        "the leader kept its log (no snapshot yet): {status}"
+    );
+    cluster.restart(lagging).await;
+    let expected = json!([[150, "item 149"]]);
+    cluster
+        .wait_for_values(
+            lagging,
+            "SELECT count(*), max(body) FROM items",
+            &expected,
+            SETTLE,
+        )
+        .await;
+    assert_eq!(
+        cluster.table_dump(lagging, "items").await,
+        cluster.table_dump(leader, "items").await
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t35_large_entries_trigger_compaction_before_the_entry_threshold() {
     let cluster = Cluster::start(spec_with_flags(
         1,
-        &["--log-memory-bytes-max", "200000", "--log-keep", "2"],
+        &["--log-bytes-max", "200000", "--log-keep", "2"],
     ))
     .await;
     cluster

@@ -114,6 +114,13 @@ impl Database {
         &self.path
     }
 
+    /// Bytes of the database file (what a snapshot copies, roughly; its write-ahead log is not
+    /// counted, as it keeps its size after checkpoints). 0 when unreadable.
+    pub fn file_bytes(&self) -> u64 {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        size(&self.path)
+    }
+
     /// The last applied log id and membership stored in the database.
     pub fn applied_state(&self) -> Result<AppliedState, DbError> {
         self.with_writer(|writer| read_state(&writer.connection, &self.path))

@@ -21,16 +21,23 @@ pub struct RaftSettings {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many entries since the last one.
+    /// Entries since the last snapshot before another is considered.
     pub snapshot_threshold_entries: u64,
+    /// A snapshot copies the whole database, so one is built only once the log written since
+    /// the last one reaches this fraction of the database's size: the copying then costs at
+    /// most 1/ratio bytes per byte of log, however large the database grows.
+    pub snapshot_log_ratio: f64,
+    /// A snapshot is built whenever the unpurged log exceeds this many bytes on disk (bounds
+    /// the log's disk use and replay time even for a huge database or huge entries).
+    pub log_bytes_max: u64,
     /// Entries kept in the log behind the snapshot, so briefly lagging followers catch up
     /// from the log instead of needing the whole snapshot.
     pub log_keep_entries: u64,
     /// Read-only SQLite connections per group.
     pub readers_max: usize,
-    /// Build a snapshot early when the unpurged log holds more than this many bytes (the log
-    /// keeps unpurged entries in memory; this bounds them even when entries are large).
-    pub log_memory_bytes_max: usize,
+    /// Encoded bytes of the newest log entries kept in memory for replication and apply;
+    /// older entries are read back from disk.
+    pub log_cache_bytes: usize,
 }
 
 impl Default for RaftSettings {
@@ -40,9 +47,11 @@ impl Default for RaftSettings {
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,
             snapshot_threshold_entries: 8192,
+            snapshot_log_ratio: 0.5,
+            log_bytes_max: 1024 * 1024 * 1024,
             log_keep_entries: 1024,
             readers_max: 8,
-            log_memory_bytes_max: 256 * 1024 * 1024,
+            log_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -101,7 +110,8 @@ impl RaftGroup {
             message,
         };
         std::fs::create_dir_all(&dir).map_err(|e| storage(e.to_string()))?;
-        let log = LogStore::open(&dir.join("log")).map_err(|e| storage(format!("log: {e}")))?;
+        let log = LogStore::open(&dir.join("log"), settings.log_cache_bytes)
+            .map_err(|e| storage(format!("log: {e}")))?;
         let snapshots =
             SnapshotStore::open(&dir.join("snapshots")).map_err(|e| storage(e.to_string()))?;
         let database = Arc::new(
@@ -117,7 +127,8 @@ impl RaftGroup {
             election_timeout_max: settings.election_timeout_max_ms,
             enable_pre_vote: Some(true),
             broadcast_submitted_on_append: Some(true),
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_threshold_entries),
+            // Built by `spawn_snapshot_policy`, which weighs the log against the database.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: settings.log_keep_entries,
             install_snapshot_timeout: 10_000,
             ..Default::default()
@@ -153,7 +164,7 @@ impl RaftGroup {
             }),
         });
         spawn_leader_watch(&group);
-        spawn_log_memory_watch(&group, settings.log_memory_bytes_max);
+        spawn_snapshot_policy(&group, settings);
         Ok(group)
     }
 
@@ -205,24 +216,53 @@ impl RaftGroup {
     }
 }
 
-/// Triggers a snapshot (after which openraft purges the log) when the in-memory log grows past
-/// `bytes_max`, checking twice a second and at most once every two seconds.
-fn spawn_log_memory_watch(group: &Arc<RaftGroup>, bytes_max: usize) {
+/// Whether the log has grown enough, against the database, to be worth a snapshot.
+fn snapshot_due(
+    settings: &RaftSettings,
+    entries_since_snapshot: u64,
+    log_bytes: u64,
+    database_bytes: u64,
+) -> bool {
+    if entries_since_snapshot == 0 {
+        return false;
+    }
+    let worth_the_copy = entries_since_snapshot >= settings.snapshot_threshold_entries
+        && log_bytes as f64 >= settings.snapshot_log_ratio * database_bytes as f64;
+    worth_the_copy || log_bytes > settings.log_bytes_max
+}
+
+/// Triggers a snapshot (after which openraft purges the log) when `snapshot_due`, checking
+/// four times a second and at most once every two seconds.
+fn spawn_snapshot_policy(group: &Arc<RaftGroup>, settings: &RaftSettings) {
     let weak = Arc::downgrade(group);
+    let settings = settings.clone();
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        let mut ticker = tokio::time::interval(Duration::from_millis(250));
         let mut last_trigger: Option<Instant> = None;
         loop {
             ticker.tick().await;
             let Some(group) = weak.upgrade() else { return };
-            let bytes = group.log.cached_bytes();
-            let recently = last_trigger.is_some_and(|at| at.elapsed() < Duration::from_secs(2));
-            if bytes > bytes_max && !recently {
-                tracing::info!(
+            if last_trigger.is_some_and(|at| at.elapsed() < Duration::from_secs(2)) {
+                continue;
+            }
+            let (applied, snapshot) = {
+                let metrics = group.raft.metrics();
+                let metrics = metrics.borrow_watched();
+                (
+                    metrics.last_applied.map_or(0, |l| l.index),
+                    metrics.snapshot.map_or(0, |l| l.index),
+                )
+            };
+            let entries_since_snapshot = applied.saturating_sub(snapshot);
+            let log_bytes = group.log.disk_bytes();
+            let database_bytes = group.database.file_bytes();
+            if snapshot_due(&settings, entries_since_snapshot, log_bytes, database_bytes) {
+                tracing::debug!(
                     group = group.id,
-                    bytes,
-                    bytes_max,
-                    "log memory above limit; building a snapshot"
+                    entries_since_snapshot,
+                    log_bytes,
+                    database_bytes,
+                    "building a snapshot"
                 );
                 if group.raft.trigger().snapshot().await.is_err() {
                     return;
@@ -262,4 +302,26 @@ fn spawn_leader_watch(group: &Arc<RaftGroup>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1024 * 1024;
+
+    #[test]
+    fn a_snapshot_waits_for_enough_log_to_be_worth_copying_the_database() {
+        let settings = RaftSettings::default(); // 8192 entries, ratio 0.5, 1 GiB
+        // A small database: the entry threshold decides.
+        assert!(!snapshot_due(&settings, 8191, 2 * MB, MB));
+        assert!(snapshot_due(&settings, 8192, 2 * MB, MB));
+        // A large database: thousands of entries are not enough until the log is half its size.
+        assert!(!snapshot_due(&settings, 100_000, 100 * MB, 1024 * MB));
+        assert!(snapshot_due(&settings, 100_000, 512 * MB, 1024 * MB));
+        // A huge database or huge entries: the log's own bound decides.
+        assert!(snapshot_due(&settings, 10, 1025 * MB, 100_000 * MB));
+        // Nothing new since the last snapshot: never.
+        assert!(!snapshot_due(&settings, 0, 2048 * MB, MB));
+    }
 }

@@ -61,7 +61,7 @@ pub struct MemberState {
     pub applied_index: Option<u64>,
     pub since_leader_contact_ms: Option<u64>,
     pub uptime_s: u64,
-    pub log_entries: usize,
+    pub log_entries: u64,
 }
 
 pub fn role_name(state: ServerState, is_voter: bool) -> &'static str {
