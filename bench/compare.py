@@ -31,8 +31,6 @@ SHOAL = ROOT / "target" / "release" / "shoal"
 PG_PRIMARY = "postgres://postgres@127.0.0.1:15432/postgres"
 PG_STANDBY = "postgres://postgres@127.0.0.1:15433/postgres"
 ETCD = "http://127.0.0.1:12379"
-MARK_BEGIN = "<!-- compare.sh:begin -->"
-MARK_END = "<!-- compare.sh:end -->"
 
 
 def log(message):
@@ -328,16 +326,18 @@ def render(results, failovers, idle_rss, loaded_rss, fsync_ms, options):
     return "\n".join(lines)
 
 
-def write_into_docs(table):
+def write_into_docs(table, script="compare.sh", heading="Side by side (bench/compare.sh)"):
+    """Replaces the text between `script`'s markers in docs/benchmarks.md (or appends it)."""
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text()
-    block = f"{MARK_BEGIN}\n{table}\n{MARK_END}"
-    if MARK_BEGIN in text and MARK_END in text:
-        before, rest = text.split(MARK_BEGIN, 1)
-        after = rest.split(MARK_END, 1)[1]
+    begin, end = f"<!-- {script}:begin -->", f"<!-- {script}:end -->"
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
         text = before + block + after
     else:
-        text = text.rstrip("\n") + "\n\n## Side by side (bench/compare.sh)\n\n" + block + "\n"
+        text = text.rstrip("\n") + f"\n\n## {heading}\n\n" + block + "\n"
     path.write_text(text)
     log(f"wrote the table into {path}")
 
