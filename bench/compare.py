@@ -61,6 +61,7 @@ class ShoalCluster:
                 "id": node_id,
                 "http": free_port(),
                 "raft": free_port(),
+                "pg": free_port(),
                 "dir": self.workdir / f"node{node_id}",
                 "process": None,
             })
@@ -68,9 +69,13 @@ class ShoalCluster:
     def url(self, node):
         return f"http://127.0.0.1:{node['http']}"
 
+    def pg_url(self, node):
+        return f"postgres://shoal@127.0.0.1:{node['pg']}/shoal"
+
     def start_node(self, node, join):
         args = [str(SHOAL), "serve", "--node-id", str(node["id"]), "--data-dir", str(node["dir"]),
-                "--http-addr", f"127.0.0.1:{node['http']}", "--raft-addr", f"127.0.0.1:{node['raft']}"]
+                "--http-addr", f"127.0.0.1:{node['http']}", "--raft-addr", f"127.0.0.1:{node['raft']}",
+                "--pg-addr", f"127.0.0.1:{node['pg']}"]
         if join:
             args += ["--join", ",".join(self.url(n) for n in self.nodes if n is not node)]
         logfile = open(self.workdir / f"node{node['id']}.log", "ab")

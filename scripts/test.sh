@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Runs Shoal's whole test suite: unit tests and the multi-process cluster tests, including the
-# pyrqlite client session (installed here if missing). Usage: scripts/test.sh [cargo test args]
+# pyrqlite and psycopg client sessions and psql (installed here if missing). Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c 'import pyrqlite' 2>/dev/null; then
+if ! python3 -c 'import pyrqlite, psycopg' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+fi
+# psql drives the PostgreSQL endpoint in the tests, as a user would.
+if ! command -v psql >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+  else
+    echo "scripts/test.sh: psql is needed; install postgresql-client" >&2; exit 2
+  fi
 fi
 # SQLite's sqllogictest corpus stays outside git; fetch it when missing. Without network
 # access the SQL-correctness test is skipped with a warning instead of failing the run.

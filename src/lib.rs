@@ -5,6 +5,7 @@ pub mod bench;
 pub mod db;
 pub mod http;
 pub mod node;
+pub mod pgwire;
 pub mod raft;
 pub mod service;
 pub mod unsafe_faults;

@@ -81,6 +81,12 @@ struct ServeArgs {
     /// Largest accepted HTTP request body, bytes.
     #[arg(long, env = "SHOAL_HTTP_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     http_max_body_bytes: usize,
+    /// Where PostgreSQL clients connect; `off` disables the PostgreSQL endpoint.
+    #[arg(long, env = "SHOAL_PG_ADDR", default_value = "127.0.0.1:5433", value_parser = parse_optional_addr)]
+    pg_addr: OptionalAddr,
+    /// PostgreSQL connections served at once; more are refused with "too many clients".
+    #[arg(long, env = "SHOAL_PG_MAX_CONNECTIONS", default_value_t = 100)]
+    pg_max_connections: usize,
     /// How long to keep trying to join, seconds.
     #[arg(long, env = "SHOAL_JOIN_TIMEOUT_S", default_value_t = 120)]
     join_timeout_s: u64,
@@ -156,6 +162,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue: QueueSettings::default(),
         http_body_bytes_max: args.http_max_body_bytes,
         join_timeout: Duration::from_secs(args.join_timeout_s),
+        pg_addr: args.pg_addr.0,
+        pg_connections_max: args.pg_max_connections.max(1),
     };
     let node = Node::start(config).await.context("shoal could not start")?;
     let advertised = node.advertised();
@@ -163,6 +171,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         node_id = args.node_id,
         http = %advertised.http_addr,
         raft = %advertised.raft_addr,
+        postgres = %args.pg_addr.0.map_or("off".to_string(), |a| a.to_string()),
         data_dir = %args.data_dir.display(),
         role = if args.non_voter { "read replica" } else { "voter" },
         "shoal node serving"
@@ -213,4 +222,17 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
             "expected a positive number such as 0.5, got {text:?}"
         )),
     }
+}
+
+/// A listen address, or none (`off`).
+#[derive(Debug, Clone, Copy)]
+struct OptionalAddr(Option<std::net::SocketAddr>);
+
+fn parse_optional_addr(text: &str) -> Result<OptionalAddr, String> {
+    if text.eq_ignore_ascii_case("off") || text.is_empty() {
+        return Ok(OptionalAddr(None));
+    }
+    text.parse()
+        .map(|addr| OptionalAddr(Some(addr)))
+        .map_err(|e| format!("expected host:port or off, got {text:?}: {e}"))
 }

@@ -35,6 +35,10 @@ pub struct NodeConfig {
     pub http_body_bytes_max: usize,
     /// How long to keep trying to join before giving up.
     pub join_timeout: Duration,
+    /// Where PostgreSQL clients connect (`None`: no PostgreSQL endpoint).
+    pub pg_addr: Option<SocketAddr>,
+    /// PostgreSQL connections served at once.
+    pub pg_connections_max: usize,
 }
 
 /// Identity recorded in the data directory on first start.
@@ -114,6 +118,20 @@ impl Node {
                 addr: config.raft_addr,
                 source,
             })?;
+        let pg_listener = match config.pg_addr {
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| NodeError::Bind {
+                            what: "PostgreSQL",
+                            addr,
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         let groups: Groups = Arc::new([(group.id, group.clone())].into_iter().collect());
         let raft_router =
             crate::raft::server::router(groups).merge(crate::service::internal::router(
@@ -129,10 +147,18 @@ impl Node {
         let api_router = crate::http::router(api_state, config.http_body_bytes_max);
 
         let (shutdown, _) = watch::channel(false);
-        let servers = vec![
+        let mut servers = vec![
             serve(http_listener, api_router, shutdown.subscribe()),
             serve(raft_listener, raft_router, shutdown.subscribe()),
         ];
+        if let Some(listener) = pg_listener {
+            servers.push(tokio::spawn(crate::pgwire::serve(
+                listener,
+                service.clone(),
+                config.pg_connections_max,
+                shutdown.subscribe(),
+            )));
+        }
         let node = Node {
             service,
             config,

@@ -237,16 +237,34 @@ impl PostgresClient {
         if seeded == i64::try_from(SEED_ROWS).ok() {
             return Ok(());
         }
-        // Seeds ids 1..=SEED_ROWS and moves the id sequence past them, so generated ids never
-        // collide with the seed.
-        self.client
-            .batch_execute(&format!(
+        // Shoal speaks the protocol with SQLite's SQL; PostgreSQL needs its own.
+        let shoal = self
+            .client
+            .query_one("SELECT version()", &[])
+            .await
+            .ok()
+            .and_then(|row| row.try_get::<_, String>(0).ok())
+            .is_some_and(|version| version.contains("Shoal"));
+        let seed = if shoal {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {TABLE}(id INTEGER PRIMARY KEY, value TEXT);
+                 INSERT OR IGNORE INTO {TABLE}(id, value) WITH RECURSIVE seed(id) AS
+                   (SELECT 1 UNION ALL SELECT id + 1 FROM seed WHERE id < {SEED_ROWS})
+                   SELECT id, 'seed' FROM seed"
+            )
+        } else {
+            // Seeds ids 1..=SEED_ROWS and moves the id sequence past them, so generated ids
+            // never collide with the seed.
+            format!(
                 "CREATE TABLE IF NOT EXISTS {TABLE}(id BIGSERIAL PRIMARY KEY, value TEXT);
                  INSERT INTO {TABLE}(id, value) SELECT g, 'seed' FROM generate_series(1, {SEED_ROWS}) g
                    ON CONFLICT DO NOTHING;
                  SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'),
                    GREATEST({SEED_ROWS}, (SELECT max(id) FROM {TABLE})));"
-            ))
+            )
+        };
+        self.client
+            .batch_execute(&seed)
             .await
             .map_err(|e| format!("preparing {TABLE}: {}", pg_error(e)))
     }

@@ -18,11 +18,12 @@ use tokio::sync::Semaphore;
 
 use crate::db::clock_vfs::{self, ClockVfs};
 use crate::db::determinism::EntryRandom;
-use crate::db::execute::{execute_statement, is_read_only};
+use crate::db::execute::{StatementShape, execute_statement, is_read_only, statement_shape};
 use crate::db::guard::{GuardMode, StatementGuard};
 use crate::db::reader::Reader;
 use crate::raft::types::{
-    CommandResponse, Entry, GroupId, LogId, Statement, StatementResult, StoredMembership,
+    CommandResponse, Entry, GroupId, LogId, SERIALIZATION_FAILURE, Statement, StatementBatch,
+    StatementResult, StoredMembership, results_digest,
 };
 
 /// The table holding the last applied log id and membership, updated with every entry.
@@ -136,6 +137,55 @@ impl Database {
         self.with_writer(|writer| apply_entries(writer, entries, &self.path))
     }
 
+    /// Runs `batch` (an interactive transaction so far) on the writer connection exactly as
+    /// applying it would, and rolls it back: what the client sees inside its transaction,
+    /// its own writes included, without anything being written. Holds the writer meanwhile,
+    /// so applies wait for it; its statements are bounded like any write.
+    pub fn rehearse(&self, batch: &StatementBatch) -> Result<Vec<StatementResult>, DbError> {
+        self.on_rolled_back_writer(|writer| apply_pinned_or_plain(writer, batch, &self.path, None))
+    }
+
+    /// The shape of `sql` as it compiles after `batch` (a transaction so far) ran on the
+    /// writer, rolled back like [`Database::rehearse`]: a statement naming a table the
+    /// transaction created compiles.
+    pub fn describe_after(
+        &self,
+        batch: &StatementBatch,
+        sql: &str,
+    ) -> Result<Result<StatementShape, String>, DbError> {
+        self.on_rolled_back_writer(|writer| {
+            if !batch.statements.is_empty() {
+                apply_pinned_or_plain(writer, batch, &self.path, None)?;
+            }
+            Ok(statement_shape(&writer.connection, &writer.guard, sql))
+        })
+    }
+
+    /// Runs `work` on the writer inside a transaction that is always rolled back.
+    fn on_rolled_back_writer<T>(
+        &self,
+        work: impl FnOnce(&Writer) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let _file = self
+            .file_lock
+            .read()
+            .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
+        self.with_writer(|writer| {
+            let conn = &writer.connection;
+            let internal = |sql: &str| {
+                writer
+                    .guard
+                    .internal(|| conn.execute_batch(sql))
+                    .map_err(|e| sqlite_error(&self.path, e))
+            };
+            internal("BEGIN IMMEDIATE")?;
+            let outcome = work(writer);
+            writer.clock.clock.clear();
+            internal("ROLLBACK")?;
+            outcome
+        })
+    }
+
     /// Runs read-only statements on a pooled read connection, failing after `timeout`.
     ///
     /// Most reads take microseconds, less than handing them to another thread and back costs
@@ -156,10 +206,19 @@ impl Database {
             .map_err(|_| DbError::Timeout(timeout))?
             .map_err(|_| DbError::Closed)?;
         let database = self.clone();
+        // Dropping this future (a cancelled query, a client gone) stops the read at once
+        // instead of at its timeout.
+        let abandoned = AbandonOnDrop::default();
+        let flag = abandoned.0.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let deadline = Instant::now() + timeout;
-            database.with_reader(|reader| read_all(reader, deadline, &statements))
+            database.with_reader(|reader| {
+                reader.set_abandoned(Some(flag));
+                let results = read_all(reader, deadline, &statements);
+                reader.set_abandoned(None);
+                results
+            })
         })
         .await
         .map_err(|error| DbError::Internal(format!("query task failed: {error}")))?
@@ -183,6 +242,31 @@ impl Database {
             return None;
         }
         Some(outcome.map_err(|e| sqlite_error(&self.path, e)))
+    }
+
+    /// The shape of `sql` (parameters, result columns), from compiling it on a read connection;
+    /// the inner error is SQLite's verdict on the statement.
+    pub async fn describe(
+        self: &Arc<Self>,
+        sql: String,
+    ) -> Result<Result<StatementShape, String>, DbError> {
+        let permit = self
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DbError::Closed)?;
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            database.with_reader(|reader| {
+                reader.in_snapshot(None, |connection, guard| {
+                    statement_shape(connection, guard, &sql)
+                })
+            })
+        })
+        .await
+        .map_err(|error| DbError::Internal(format!("describe task failed: {error}")))?
     }
 
     /// Whether every statement only reads, judged by SQLite on a read connection. Statements
@@ -313,6 +397,16 @@ impl Database {
 }
 
 /// Runs `statements` on one snapshot, interrupting whatever still runs at `deadline`.
+/// Sets its flag when dropped: tells a blocking read that nobody waits for it any more.
+#[derive(Default)]
+struct AbandonOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 fn read_all(
     reader: &Reader,
     deadline: Instant,
@@ -400,7 +494,14 @@ fn apply_entries(
                     writer.clock.clock.set(command.timestamp_ms);
                     writer.random.reseed(log_id.index);
                     for batch in &command.batches {
-                        response.batches.push(apply_batch(writer, batch, path)?);
+                        let term = log_id.leader_id.term;
+                        response.batches.push(apply_pinned_or_plain(
+                            writer,
+                            batch,
+                            path,
+                            Some(term),
+                        )?);
+                        writer.clock.clock.set(command.timestamp_ms);
                     }
                     writer.clock.clock.clear();
                 }
@@ -421,6 +522,51 @@ fn apply_entries(
             Err(error)
         }
     }
+}
+
+/// Applies `batch`; a pinned batch (an interactive transaction) runs with its own clock and
+/// seed and is kept only if it gives the results its client saw, in the term it saw them.
+/// `entry_term` is `None` for a rehearsal, which is rolled back by the caller anyway.
+fn apply_pinned_or_plain(
+    writer: &Writer,
+    batch: &crate::raft::types::StatementBatch,
+    path: &Path,
+    entry_term: Option<u64>,
+) -> Result<Vec<StatementResult>, DbError> {
+    let Some(pinned) = &batch.pinned else {
+        return apply_batch(writer, batch, path);
+    };
+    writer.clock.clock.set(pinned.timestamp_ms);
+    writer.random.reseed_pinned(pinned.seed);
+    let conn = &writer.connection;
+    let internal = |sql: &str| {
+        writer
+            .guard
+            .internal(|| conn.prepare_cached(sql)?.execute([]).map(|_| ()))
+            .map_err(|e| sqlite_error(path, e))
+    };
+    internal("SAVEPOINT shoal_pinned")?;
+    let results = apply_batch(writer, batch, path)?;
+    let term_changed = matches!((pinned.term, entry_term), (Some(seen), Some(now)) if seen != now);
+    let results_changed = pinned
+        .results_digest
+        .is_some_and(|digest| digest != results_digest(&results));
+    let conflict = if term_changed {
+        Some("the leader changed during the transaction")
+    } else if results_changed {
+        Some("data the transaction read or wrote was changed by another transaction")
+    } else {
+        None
+    };
+    let Some(reason) = conflict else {
+        internal("RELEASE shoal_pinned")?;
+        return Ok(results);
+    };
+    internal("ROLLBACK TO shoal_pinned")?;
+    internal("RELEASE shoal_pinned")?;
+    Ok(vec![StatementResult::failed(format!(
+        "{SERIALIZATION_FAILURE}: {reason}; it was rolled back and nothing was applied, retry it"
+    ))])
 }
 
 fn apply_batch(

@@ -50,6 +50,15 @@ impl EntryRandom {
         Ok(random)
     }
 
+    /// Reseeds the generator for a transaction batch that carries its own seed.
+    pub fn reseed_pinned(&self, seed: u64) {
+        let mut hasher = Sha256::new();
+        hasher.update(b"shoal pinned random() seed v1");
+        hasher.update(seed.to_le_bytes());
+        let seed: [u8; 32] = hasher.finalize().into();
+        self.with_generator(|g| *g = ChaCha12Rng::from_seed(seed));
+    }
+
     /// Reseeds the generator for the entry at `log_index`: the committed entry at an index is
     /// the same on every replica, so the sequence of random values is too.
     pub fn reseed(&self, log_index: u64) {

@@ -40,6 +40,92 @@ pub fn is_read_only(connection: &Connection, sql: &str) -> Option<bool> {
         .map(|statement| statement.readonly())
 }
 
+/// What a statement needs and returns, learned by compiling it without running it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatementShape {
+    /// The highest parameter number the statement uses.
+    pub parameter_count: usize,
+    /// Result columns: name and declared type (`None` for expressions).
+    pub columns: Vec<(String, Option<String>)>,
+    pub read_only: bool,
+    /// The columns (name, declared type) of every table or view whose name appears in the
+    /// statement, so a client API can infer what its parameters and expressions hold.
+    pub tables: TableColumns,
+}
+
+/// Tables with their columns: (table, [(column, declared type)]).
+pub type TableColumns = Vec<(String, Vec<(String, Option<String>)>)>;
+
+/// Tables and views described for one statement at most (bounds the work on huge schemas).
+const SHAPE_TABLES_MAX: usize = 64;
+
+/// Compiles `sql` (one statement) on `connection` and reports its shape, or SQLite's error.
+pub fn statement_shape(
+    connection: &Connection,
+    guard: &StatementGuard,
+    sql: &str,
+) -> Result<StatementShape, String> {
+    let prepared = connection.prepare(sql).map_err(|error| match error {
+        rusqlite::Error::MultipleStatement => {
+            "cannot insert multiple commands into a prepared statement".to_string()
+        }
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message,
+        other => other.to_string(),
+    })?;
+    Ok(StatementShape {
+        parameter_count: prepared.parameter_count(),
+        columns: prepared
+            .columns()
+            .iter()
+            .map(|column| {
+                (
+                    column.name().to_string(),
+                    column.decl_type().map(str::to_string),
+                )
+            })
+            .collect(),
+        read_only: prepared.readonly(),
+        // Reading the schema runs as Shoal's own statement: the guard refuses PRAGMA calls
+        // with arguments from users, `table_info` included.
+        tables: guard
+            .internal(|| tables_named_in(connection, sql))
+            .unwrap_or_default(),
+    })
+}
+
+/// The declared columns of the tables and views whose names occur as words in `sql`.
+fn tables_named_in(connection: &Connection, sql: &str) -> rusqlite::Result<TableColumns> {
+    let words: std::collections::BTreeSet<String> = sql
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let mut names =
+        connection.prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')")?;
+    let tables: Vec<String> = names
+        .query_map([], |row| row.get::<_, String>(0))?
+        .filter_map(Result::ok)
+        .filter(|name| words.contains(&name.to_lowercase()))
+        .take(SHAPE_TABLES_MAX)
+        .collect();
+    let mut columns = connection.prepare("SELECT name, type FROM pragma_table_info(?1)")?;
+    tables
+        .into_iter()
+        .map(|table| {
+            let declared = columns
+                .query_map([&table], |row| {
+                    let declared: String = row.get(1)?;
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        Some(declared).filter(|d| !d.is_empty()),
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((table, declared))
+        })
+        .collect()
+}
+
 fn run(
     connection: &Connection,
     guard: &StatementGuard,
@@ -450,5 +536,37 @@ mod tests {
         let (c, g) = setup();
         let r = exec(&c, &g, "SELEC 1", Params::None);
         assert!(r.error.unwrap().contains("syntax error"));
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+    use crate::db::guard::GuardMode;
+
+    #[test]
+    fn a_shape_names_the_columns_of_the_tables_in_the_statement() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT, x); CREATE TABLE other(y)",
+            )
+            .unwrap();
+        let guard = StatementGuard::install(&connection, GuardMode::Reader);
+        let shape =
+            statement_shape(&connection, &guard, "SELECT name FROM item WHERE id = ?1").unwrap();
+        assert_eq!(shape.parameter_count, 1);
+        assert!(shape.read_only);
+        assert_eq!(
+            shape.tables,
+            vec![(
+                "item".to_string(),
+                vec![
+                    ("id".to_string(), Some("INTEGER".to_string())),
+                    ("name".to_string(), Some("TEXT".to_string())),
+                    ("x".to_string(), None),
+                ]
+            )]
+        );
     }
 }

@@ -21,11 +21,30 @@ use crate::db::guard::{GuardMode, StatementGuard};
 /// SQLite VM steps between two checks of a reader's deadline.
 const DEADLINE_CHECK_STEPS: i32 = 1_000;
 
+/// When a running read must stop.
+#[derive(Default)]
+struct ReadLimits {
+    deadline: Option<Instant>,
+    /// Set by the requester when it no longer waits for the answer (a cancelled query, a
+    /// client that went away).
+    abandoned: Option<Arc<AtomicBool>>,
+}
+
+impl ReadLimits {
+    fn reached(&self) -> bool {
+        self.deadline.is_some_and(|at| Instant::now() > at)
+            || self
+                .abandoned
+                .as_ref()
+                .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+}
+
 /// A read-only connection with its statement guard and an optional deadline.
 pub struct Reader {
     connection: Connection,
     guard: Arc<StatementGuard>,
-    deadline: Arc<Mutex<Option<Instant>>>,
+    limits: Arc<Mutex<ReadLimits>>,
     /// Set when the deadline interrupted a statement, so a caller can tell a query cut short
     /// from one that failed on its own.
     deadline_fired: Arc<AtomicBool>,
@@ -42,17 +61,14 @@ impl Reader {
         connection.execute_batch("PRAGMA query_only=1;")?;
         connection.busy_timeout(Duration::from_secs(5))?;
         let guard = StatementGuard::install(&connection, GuardMode::Reader);
-        let deadline: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-        let watched = deadline.clone();
+        let limits: Arc<Mutex<ReadLimits>> = Arc::default();
+        let watched = limits.clone();
         let deadline_fired = Arc::new(AtomicBool::new(false));
         let fired = deadline_fired.clone();
         connection.progress_handler(
             DEADLINE_CHECK_STEPS,
             Some(move || {
-                let expired = matches!(
-                    watched.lock().ok().and_then(|d| *d),
-                    Some(at) if Instant::now() > at
-                );
+                let expired = watched.lock().is_ok_and(|limits| limits.reached());
                 if expired {
                     fired.store(true, Ordering::Relaxed);
                 }
@@ -62,7 +78,7 @@ impl Reader {
         Ok(Reader {
             connection,
             guard,
-            deadline,
+            limits,
             deadline_fired,
             schema_version: Cell::new(None),
         })
@@ -124,8 +140,15 @@ impl Reader {
     }
 
     fn set_deadline(&self, deadline: Option<Instant>) {
-        if let Ok(mut slot) = self.deadline.lock() {
-            *slot = deadline;
+        if let Ok(mut limits) = self.limits.lock() {
+            limits.deadline = deadline;
+        }
+    }
+
+    /// Statements stop (as at the deadline) once `flag` is set; `None` clears it.
+    pub fn set_abandoned(&self, flag: Option<Arc<AtomicBool>>) {
+        if let Ok(mut limits) = self.limits.lock() {
+            limits.abandoned = flag;
         }
     }
 }
@@ -235,5 +258,39 @@ mod tests {
             query(&reader, "SELECT count(*) FROM t"),
             Ok(vec![vec![SqlValue::Integer(0)]])
         );
+    }
+
+    /// A read nobody waits for any more stops at the next progress check, not at its deadline.
+    #[test]
+    fn an_abandoned_read_stops_at_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x)")
+            .unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let abandoned = Arc::new(AtomicBool::new(false));
+        reader.set_abandoned(Some(abandoned.clone()));
+        let flag = abandoned.clone();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let started = Instant::now();
+        let endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) \
+                       SELECT count(*) FROM n";
+        let outcome = reader.in_snapshot(Some(Instant::now() + Duration::from_secs(60)), |c, g| {
+            execute_statement(c, g, &Statement::plain(endless))
+        });
+        canceller.join().unwrap();
+        let result = outcome.unwrap();
+        assert!(result.error.is_some_and(|e| e.contains("interrupt")));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(reader.deadline_fired());
     }
 }

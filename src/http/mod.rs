@@ -182,10 +182,7 @@ async fn run(state: ApiState, call: DbCall, kind: RequestKind) -> Response {
         Ok(statements) => statements,
         Err(message) => return bad_request(message, options.pretty),
     };
-    let batch = StatementBatch {
-        statements,
-        transaction: options.transaction,
-    };
+    let batch = StatementBatch::new(statements, options.transaction);
     if options.queue {
         if kind != RequestKind::Execute {
             return bad_request(

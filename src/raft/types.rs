@@ -61,6 +61,60 @@ pub struct StatementBatch {
     pub statements: Vec<Statement>,
     /// All statements succeed or none is applied.
     pub transaction: bool,
+    /// Set for an interactive transaction: what its statements saw when the client ran them.
+    pub pinned: Option<Pinned>,
+}
+
+impl StatementBatch {
+    pub fn new(statements: Vec<Statement>, transaction: bool) -> Self {
+        Self {
+            statements,
+            transaction,
+            pinned: None,
+        }
+    }
+}
+
+/// Fixes what a transaction batch's statements see, so that the transaction a client ran
+/// statement by statement (rehearsed on the leader) gives the same results when its one log
+/// entry is applied; when it would not, it is not applied at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pinned {
+    /// Seed of `random()` and `randomblob()` for the batch.
+    pub seed: u64,
+    /// "now" for the batch's date and time functions, in milliseconds since the Unix epoch
+    /// (PostgreSQL also keeps the transaction's start time).
+    pub timestamp_ms: i64,
+    /// Digest of the results the client saw ([`results_digest`]): the batch is applied only if
+    /// it produces the same ones, else it fails with a serialization failure.
+    pub results_digest: Option<[u8; 32]>,
+    /// The leader term the client's statements ran in: the batch is applied only in an entry
+    /// of that term (a leadership change mid-transaction rolls it back).
+    pub term: Option<u64>,
+}
+
+/// How an interactive transaction that can no longer be applied as the client saw it fails;
+/// PostgreSQL clients get SQLSTATE 40001 and retry.
+pub const SERIALIZATION_FAILURE: &str = "could not serialize access";
+
+/// A digest of what statements returned, as a client sees it: errors, counts, ids and rows
+/// (not timings).
+pub fn results_digest(results: &[StatementResult]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for result in results {
+        let seen = (
+            &result.error,
+            result.rows_affected,
+            result.last_insert_id,
+            &result.rows,
+        );
+        // Encoding plain data into a Vec cannot fail; an empty digest input would only make
+        // a mismatch more likely, never a false match of different results.
+        hasher.update(postcard::to_stdvec(&seen).unwrap_or_default());
+        hasher.update([0xff]);
+    }
+    hasher.finalize().into()
 }
 
 /// The application payload of one Raft log entry.

@@ -15,8 +15,10 @@ use openraft::ReadPolicy;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::linearizable_read::LinearizerOption;
 
+use crate::db::database::DbError;
+use crate::db::execute::StatementShape;
 use crate::raft::group::RaftGroup;
-use crate::raft::types::{Command, NodeId, StatementResult, TypeConfig};
+use crate::raft::types::{Command, NodeId, StatementBatch, StatementResult, TypeConfig};
 
 /// What `Raft::client_write` fails with.
 type ClientWriteFailure = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
@@ -50,7 +52,10 @@ impl Service {
             });
         }
         let deadline = request.timeout;
-        let may_write = request.kind != RequestKind::Query;
+        let may_write = !matches!(
+            request.kind,
+            RequestKind::Query | RequestKind::Rehearse | RequestKind::Describe
+        );
         match tokio::time::timeout(deadline, self.route(request)).await {
             Ok(result) => result,
             // A write that timed out may still commit: say so, so the client checks before retrying.
@@ -65,6 +70,9 @@ impl Service {
 
     async fn route(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
         let reads_only = match request.kind {
+            RequestKind::Rehearse | RequestKind::Describe => {
+                return self.rehearse(request).await;
+            }
             RequestKind::Execute => false,
             RequestKind::Query => true,
             RequestKind::Unified => {
@@ -85,6 +93,95 @@ impl Service {
         } else {
             self.write(request).await
         }
+    }
+
+    /// Runs an interactive transaction's statements on the leader and rolls them back
+    /// (`Rehearse`), or compiles a statement after them (`Describe`).
+    async fn rehearse(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
+        if !self.group.raft.is_leader() {
+            return self.send_to_leader(request).await;
+        }
+        let term = self.group.metrics().current_term;
+        let describe = request.kind == RequestKind::Describe;
+        let [mut batch] = <[StatementBatch; 1]>::try_from(request.batches).map_err(|batches| {
+            ServiceError::BadRequest(format!(
+                "a transaction rehearsal takes one batch, not {}",
+                batches.len()
+            ))
+        })?;
+        let database = self.group.database.clone();
+        let (results, shape) = tokio::task::spawn_blocking(move || {
+            if describe {
+                let described = batch
+                    .statements
+                    .pop()
+                    .ok_or_else(|| DbError::Internal("nothing to describe".to_string()))?;
+                let shape = database.describe_after(&batch, &described.sql)?;
+                Ok((Vec::new(), Some(shape)))
+            } else {
+                database.rehearse(&batch).map(|results| (results, None))
+            }
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("rehearsal task failed: {e}")))?
+        .map_err(|e: DbError| ServiceError::Internal(e.to_string()))?;
+        Ok(ServiceResponse {
+            results,
+            served_by: self.node_id(),
+            term: Some(term),
+            shape,
+            ..Default::default()
+        })
+    }
+
+    /// The shape of `sql` (parameters, result columns) for a client preparing it: compiled on
+    /// this node, or on the leader when `transaction` (the statements of an open transaction)
+    /// is given or the statement does not compile here (this node may not have applied the
+    /// table it names yet).
+    pub async fn describe(
+        &self,
+        sql: String,
+        transaction: Option<StatementBatch>,
+        timeout: Duration,
+    ) -> Result<Result<StatementShape, String>, ServiceError> {
+        if transaction.is_none() {
+            let local = self
+                .group
+                .database
+                .describe(sql.clone())
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if local.is_ok() || self.group.raft.is_leader() {
+                return Ok(local);
+            }
+        }
+        let mut batch = transaction.unwrap_or_else(|| StatementBatch::new(Vec::new(), true));
+        batch
+            .statements
+            .push(crate::raft::types::Statement::plain(sql));
+        let request = ServiceRequest {
+            kind: RequestKind::Describe,
+            batches: vec![batch],
+            read: ReadConsistency::default(),
+            write_concern: WriteConcern::Majority,
+            write_concern_timeout: timeout,
+            timeout,
+            forward_to_leader: true,
+        };
+        self.handle(request).await?.shape.ok_or_else(|| {
+            ServiceError::Internal("the leader did not describe the statement".into())
+        })
+    }
+
+    /// Waits (at most `timeout`) until this node has applied the entry at `index`, so a
+    /// session reads its own writes on a follower too.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) {
+        let _ = self
+            .group
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "session reads its own writes")
+            .await;
     }
 
     fn is_voter(&self) -> bool {
@@ -243,6 +340,7 @@ impl Service {
             raft_index: Some(index),
             write_concern_error,
             served_by: self.node_id(),
+            ..Default::default()
         })
     }
 

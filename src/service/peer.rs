@@ -174,5 +174,9 @@ impl PeerClient {
 
 /// A write forwarded to the leader may have been applied even if the reply was lost.
 fn request_may_have_run(request: &ServiceRequest) -> bool {
-    request.kind != crate::service::RequestKind::Query
+    use crate::service::RequestKind;
+    !matches!(
+        request.kind,
+        RequestKind::Query | RequestKind::Rehearse | RequestKind::Describe
+    )
 }

@@ -16,6 +16,12 @@ pub enum RequestKind {
     Query,
     /// Either (`/db/request`): reads if SQLite judges every statement read-only.
     Unified,
+    /// An interactive transaction so far, run on the leader's writer and rolled back (see
+    /// `Database::rehearse`): never through the log, never changes anything.
+    Rehearse,
+    /// The shape of the last statement of the one batch, compiled on the leader after the
+    /// batch's other statements (an open transaction, possibly empty) ran and were rolled back.
+    Describe,
 }
 
 /// How fresh a read must be.
@@ -155,6 +161,10 @@ pub struct ServiceResponse {
     pub write_concern_error: Option<WriteConcernError>,
     /// Which node executed the request.
     pub served_by: NodeId,
+    /// The leader's term, for a rehearsal (a transaction notices a leadership change).
+    pub term: Option<u64>,
+    /// For `Describe`: the statement's shape, or SQLite's error compiling it.
+    pub shape: Option<Result<crate::db::execute::StatementShape, String>>,
 }
 
 /// Why the service could not answer.

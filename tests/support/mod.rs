@@ -24,6 +24,8 @@ pub struct TestNode {
     pub id: u64,
     pub http_port: u16,
     pub raft_port: u16,
+    /// Where PostgreSQL clients connect.
+    pub pg_port: u16,
     /// Raft address other nodes are told to use (a proxy in front of `raft_port`, if any).
     pub raft_advertise: String,
     pub data_dir: PathBuf,
@@ -137,7 +139,7 @@ impl Cluster {
     pub async fn add_node(&mut self, voter: bool) -> usize {
         let position = self.nodes.len();
         let id = self.nodes.last().map_or(1, |n| n.id + 1);
-        let (http_port, raft_port) = (free_port(), free_port());
+        let (http_port, raft_port, pg_port) = (free_port(), free_port(), free_port());
         let raft_advertise = match &mut self.network {
             Some(network) => format!("127.0.0.1:{}", network.add_node(id, raft_port).await),
             None => format!("127.0.0.1:{raft_port}"),
@@ -152,6 +154,8 @@ impl Cluster {
             format!("127.0.0.1:{raft_port}"),
             "--raft-advertise-addr".into(),
             raft_advertise.clone(),
+            "--pg-addr".into(),
+            format!("127.0.0.1:{pg_port}"),
             "--data-dir".into(),
             data_dir.display().to_string(),
         ];
@@ -171,6 +175,7 @@ impl Cluster {
             id,
             http_port,
             raft_port,
+            pg_port,
             raft_advertise,
             data_dir,
             args,

@@ -1,0 +1,709 @@
+//! The PostgreSQL protocol handlers: simple and extended queries become service requests
+//! (reads at the session's consistency, writes through the log at its write concern, on the
+//! leader wherever the client is connected), and results become row descriptions, data rows
+//! and command tags; errors carry a SQLSTATE.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::{ClientInfo, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+
+use crate::db::value::SqlValue;
+use crate::pgwire::infer::{expression_declarations, parameter_declarations};
+use crate::pgwire::params::decode_parameter;
+use crate::pgwire::session::{LocalStatement, Session, SessionError, recognize};
+use crate::pgwire::split::{rewrite_parameters, split_statements};
+use crate::pgwire::sqlstate;
+use crate::pgwire::transaction::Transactions;
+use crate::pgwire::types::{PgType, text_format};
+use crate::raft::types::{Params, RowSet, Statement, StatementBatch, StatementResult};
+use crate::service::Service;
+use crate::service::request::{RequestKind, ServiceError, ServiceRequest};
+
+/// How long a write concern beyond majority may take to be confirmed.
+const WRITE_CONCERN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A statement prepared through the extended protocol.
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    /// The text SQLite runs (`$N` rewritten to `?N`).
+    sql: String,
+    /// Set when the endpoint answers the statement itself.
+    local: Option<LocalStatement>,
+    /// Parameter types reported by Describe: the client's where it gave them, else text.
+    parameter_types: Vec<Type>,
+    /// Result columns as described: their values are sent in exactly these types.
+    columns: Vec<(String, PgType)>,
+    read_only: bool,
+}
+
+/// The handlers of every connection; per-session state lives in the connection's session
+/// extensions.
+pub struct Backend {
+    service: Arc<Service>,
+    parser: Arc<StatementParser>,
+    transactions: Transactions,
+}
+
+impl Backend {
+    pub fn new(service: Arc<Service>) -> Backend {
+        Backend {
+            parser: Arc::new(StatementParser {
+                service: service.clone(),
+            }),
+            transactions: Transactions::new(service.clone()),
+            service,
+        }
+    }
+
+    /// Runs statements SQLite answers, one request; `transaction` makes them all or nothing.
+    async fn run(
+        &self,
+        session: &Session,
+        kind: RequestKind,
+        statements: Vec<Statement>,
+        transaction: bool,
+    ) -> Result<Vec<StatementResult>, ServiceError> {
+        let options = session.request_options();
+        let request = ServiceRequest {
+            kind,
+            batches: vec![StatementBatch::new(statements, transaction)],
+            read: options.read,
+            write_concern: options.write_concern,
+            write_concern_timeout: WRITE_CONCERN_TIMEOUT,
+            timeout: options.timeout,
+            forward_to_leader: true,
+        };
+        let response = self.service.handle(request).await?;
+        if let Some(index) = response.raft_index {
+            session.wrote_at(index);
+        }
+        if let Some(error) = response.write_concern_error {
+            return Err(ServiceError::Unavailable(format!(
+                "the write is committed, but its write concern was not confirmed: {}",
+                error.message
+            )));
+        }
+        Ok(response.results)
+    }
+
+    /// Answers a statement the endpoint handles itself.
+    async fn run_local(&self, session: &Session, local: &LocalStatement) -> Response {
+        let outcome = match local {
+            LocalStatement::Set { name, value } => session
+                .set(name, value.as_deref())
+                .map(|()| Response::Execution(Tag::new("SET"))),
+            LocalStatement::Reset(name) => {
+                session.reset(name.as_deref());
+                Ok(Response::Execution(Tag::new(if name.is_some() {
+                    "RESET"
+                } else {
+                    "DISCARD ALL"
+                })))
+            }
+            LocalStatement::Show(name) if name == "all" => {
+                let rows = session
+                    .show_all()
+                    .into_iter()
+                    .map(|(name, value)| vec![SqlValue::Text(name), SqlValue::Text(value)])
+                    .collect();
+                Ok(text_rows(&["name", "setting"], rows))
+            }
+            LocalStatement::Show(name) => session
+                .show(name)
+                .map(|value| text_rows(&[name.as_str()], vec![vec![SqlValue::Text(value)]])),
+            LocalStatement::Info { column, value } => Ok(text_rows(
+                &[column.as_str()],
+                vec![vec![SqlValue::Text(value.clone())]],
+            )),
+            LocalStatement::Transaction(verb) => {
+                return self.transactions.control(session, verb).await;
+            }
+        };
+        outcome.unwrap_or_else(|error| Response::Error(session_error(&error)))
+    }
+}
+
+/// A result of text columns built here (SHOW, session information).
+fn text_rows(columns: &[&str], rows: Vec<Vec<SqlValue>>) -> Response {
+    let set = RowSet {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        types: vec!["text".to_string(); columns.len()],
+        values: rows,
+    };
+    let described: Vec<(String, PgType)> = set
+        .columns
+        .iter()
+        .map(|c| (c.clone(), PgType::Text))
+        .collect();
+    match encode_rows(&set, &described, &Format::UnifiedText) {
+        Ok(response) => Response::Query(response),
+        Err(error) => Response::Error(error),
+    }
+}
+
+pub fn session_of<C: ClientInfo>(client: &C) -> Arc<Session> {
+    client
+        .session_extensions()
+        .get_or_insert_with(Session::default)
+}
+
+/// An error for the client (boxed: `ErrorInfo` is large, and pgwire wants it boxed).
+pub fn error_info(code: &str, message: impl Into<String>) -> Box<ErrorInfo> {
+    Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        code.to_string(),
+        message.into(),
+    ))
+}
+
+fn session_error(error: &SessionError) -> Box<ErrorInfo> {
+    error_info(error.code, error.message.clone())
+}
+
+pub fn service_error(error: &ServiceError) -> Box<ErrorInfo> {
+    error_info(sqlstate::for_service_error(error), error.to_string())
+}
+
+fn statement_error(message: &str) -> Box<ErrorInfo> {
+    error_info(sqlstate::for_statement_error(message), message)
+}
+
+fn user_error(info: Box<ErrorInfo>) -> PgWireError {
+    PgWireError::UserError(info)
+}
+
+/// The command tag PostgreSQL sends for `sql` after `rows` rows were affected or returned.
+pub fn command_tag(sql: &str, rows: usize) -> Tag {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(4)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let first = words.first().map(String::as_str).unwrap_or("");
+    match first {
+        "INSERT" | "REPLACE" => Tag::new("INSERT").with_oid(0).with_rows(rows),
+        "UPDATE" | "DELETE" => Tag::new(first).with_rows(rows),
+        "SELECT" | "VALUES" | "WITH" | "PRAGMA" | "EXPLAIN" => Tag::new("SELECT").with_rows(rows),
+        "CREATE" | "DROP" | "ALTER" => {
+            // CREATE [UNIQUE|TEMP|TEMPORARY|VIRTUAL] TABLE|INDEX|VIEW|TRIGGER …
+            let object = words[1..]
+                .iter()
+                .find(|w| !matches!(w.as_str(), "UNIQUE" | "TEMP" | "TEMPORARY" | "VIRTUAL"))
+                .map(String::as_str)
+                .unwrap_or("");
+            Tag::new(format!("{first} {object}").trim())
+        }
+        "" => Tag::new("EMPTY"),
+        other => Tag::new(other),
+    }
+}
+
+/// Result rows as a QueryResponse, each value in its column's described type and format.
+fn encode_rows(
+    set: &RowSet,
+    described: &[(String, PgType)],
+    format: &Format,
+) -> Result<QueryResponse, Box<ErrorInfo>> {
+    if described.len() != set.columns.len() {
+        return Err(error_info(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!(
+                "the statement returned {} columns where it was described with {}; \
+                 prepare it again (did the schema change?)",
+                set.columns.len(),
+                described.len()
+            ),
+        ));
+    }
+    let mut fields = Vec::with_capacity(described.len());
+    for (index, (name, pg_type)) in described.iter().enumerate() {
+        let field_format = column_format(format, index)?;
+        fields.push(FieldInfo::new(
+            name.clone(),
+            None,
+            None,
+            wire_type(*pg_type),
+            field_format,
+        ));
+    }
+    let fields = Arc::new(fields);
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    let mut rows: Vec<PgWireResult<DataRow>> = Vec::with_capacity(set.values.len());
+    for row in &set.values {
+        for (index, value) in row.iter().enumerate() {
+            let (name, pg_type) = &described[index];
+            let encoded = match fields[index].format() {
+                FieldFormat::Text => encoder.encode_field(&text_format(*pg_type, value)),
+                FieldFormat::Binary => encode_binary(&mut encoder, name, *pg_type, value)?,
+            };
+            encoded.map_err(|e| error_info(sqlstate::INTERNAL_ERROR, e.to_string()))?;
+        }
+        rows.push(Ok(encoder.take_row()));
+    }
+    Ok(QueryResponse::new(fields, stream::iter(rows)))
+}
+
+/// Encodes `value` in binary format as `pg_type`, or explains why it cannot be.
+fn encode_binary(
+    encoder: &mut DataRowEncoder,
+    column: &str,
+    pg_type: PgType,
+    value: &SqlValue,
+) -> Result<PgWireResult<()>, Box<ErrorInfo>> {
+    Ok(match (pg_type, value) {
+        (_, SqlValue::Null) => encoder.encode_field(&None::<i64>),
+        (PgType::Int8, SqlValue::Integer(i)) => encoder.encode_field(i),
+        (PgType::Bool, SqlValue::Integer(i)) => encoder.encode_field(&(*i != 0)),
+        (PgType::Float8, SqlValue::Real(f)) => encoder.encode_field(f),
+        (PgType::Float8, SqlValue::Integer(i)) => encoder.encode_field(&(*i as f64)),
+        (PgType::Bytea, SqlValue::Blob(b)) => encoder.encode_field(b),
+        (PgType::Text, value) => encoder.encode_field(&text_format(PgType::Text, value)),
+        (pg_type, value) => {
+            return Err(error_info(
+                sqlstate::DATATYPE_MISMATCH,
+                format!(
+                    "column \"{column}\" holds a {} value that cannot be sent as {} in binary \
+                     format (SQLite columns may hold any type); cast it in the query",
+                    value.type_name(),
+                    wire_type(pg_type).name()
+                ),
+            ));
+        }
+    })
+}
+
+/// The format asked for result column `index`; a format list of the wrong length is an error,
+/// not a panic.
+fn column_format(format: &Format, index: usize) -> Result<FieldFormat, Box<ErrorInfo>> {
+    match format {
+        Format::Individual(formats) if index >= formats.len() => Err(error_info(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!(
+                "{} result formats were given for a statement with more columns",
+                formats.len()
+            ),
+        )),
+        _ => Ok(format.format_for(index)),
+    }
+}
+
+pub fn wire_type(pg_type: PgType) -> Type {
+    match pg_type {
+        PgType::Bool => Type::BOOL,
+        PgType::Int8 => Type::INT8,
+        PgType::Float8 => Type::FLOAT8,
+        PgType::Text => Type::TEXT,
+        PgType::Bytea => Type::BYTEA,
+    }
+}
+
+/// The response to one statement's result in the simple protocol, typing columns by their
+/// declarations and values.
+fn simple_response(sql: &str, result: StatementResult) -> Response {
+    if let Some(message) = &result.error {
+        return Response::Error(statement_error(message));
+    }
+    match &result.rows {
+        Some(set) => {
+            let described: Vec<(String, PgType)> = set
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(index, name)| {
+                    let declared = set.types.get(index).map(String::as_str).unwrap_or("");
+                    let values = set.values.iter().filter_map(move |row| row.get(index));
+                    (name.clone(), PgType::for_column(declared, values))
+                })
+                .collect();
+            rows_response(sql, set, &described, &Format::UnifiedText)
+        }
+        None => Response::Execution(command_tag(sql, result.rows_affected as usize)),
+    }
+}
+
+fn rows_response(
+    sql: &str,
+    set: &RowSet,
+    described: &[(String, PgType)],
+    format: &Format,
+) -> Response {
+    match encode_rows(set, described, format) {
+        Ok(mut response) => {
+            // INSERT … RETURNING completes as "INSERT 0 n", not "SELECT n".
+            let tag = command_tag(sql, 0);
+            let verb = format!("{tag:?}");
+            if verb.contains("\"INSERT\"") {
+                response.set_command_tag("INSERT 0");
+            } else if verb.contains("\"UPDATE\"") {
+                response.set_command_tag("UPDATE");
+            } else if verb.contains("\"DELETE\"") {
+                response.set_command_tag("DELETE");
+            }
+            Response::Query(response)
+        }
+        Err(error) => Response::Error(error),
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Backend {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session_of(client);
+        let statements = split_statements(query);
+        let mut responses = Vec::with_capacity(statements.len());
+        if let Some(refusal) = self.transactions.refuse_if_failed(&session, &statements) {
+            return Ok(vec![refusal]);
+        }
+        // Several statements without a transaction block run as one implicit transaction, as
+        // in PostgreSQL: one log entry, all or nothing.
+        let implicit = statements.len() > 1
+            && !session.in_transaction()
+            && statements.iter().all(|s| recognize(s, &session).is_none());
+        if implicit {
+            let batch = statements.iter().map(|s| Statement::plain(*s)).collect();
+            match self.run(&session, RequestKind::Unified, batch, true).await {
+                Ok(results) => {
+                    for (sql, result) in statements.iter().zip(results) {
+                        let response = simple_response(sql, result);
+                        let failed = matches!(response, Response::Error(_));
+                        responses.push(response);
+                        if failed {
+                            break;
+                        }
+                    }
+                }
+                Err(error) => responses.push(Response::Error(service_error(&error))),
+            }
+            return Ok(responses);
+        }
+        for sql in statements {
+            let response = match recognize(sql, &session) {
+                Some(local) => self.run_local(&session, &local).await,
+                None if session.in_transaction() => {
+                    let statement = Statement::plain(sql);
+                    match self.transactions.execute(&session, statement).await {
+                        Ok(result) => simple_response(sql, result),
+                        Err(info) => Response::Error(info),
+                    }
+                }
+                None => match self
+                    .run(
+                        &session,
+                        RequestKind::Unified,
+                        vec![Statement::plain(sql)],
+                        false,
+                    )
+                    .await
+                {
+                    Ok(mut results) if results.len() == 1 => {
+                        simple_response(sql, results.remove(0))
+                    }
+                    Ok(results) => Response::Error(error_info(
+                        sqlstate::INTERNAL_ERROR,
+                        format!("expected one result, got {}", results.len()),
+                    )),
+                    Err(error) => Response::Error(service_error(&error)),
+                },
+            };
+            let failed = matches!(response, Response::Error(_));
+            if failed {
+                self.transactions.fail(&session);
+            }
+            responses.push(response);
+            if failed {
+                break;
+            }
+        }
+        Ok(responses)
+    }
+}
+
+/// Prepares statements for the extended protocol: compiles them in SQLite (on this node) to
+/// learn their parameters and result columns.
+pub struct StatementParser {
+    service: Arc<Service>,
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = PreparedStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<PreparedStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session_of(client);
+        let statements = split_statements(sql);
+        let sql = match statements.as_slice() {
+            [] => return Ok(None),
+            [one] => *one,
+            _ => {
+                return Err(user_error(error_info(
+                    sqlstate::SYNTAX_ERROR,
+                    "cannot insert multiple commands into a prepared statement",
+                )));
+            }
+        };
+        if let Some(local) = recognize(sql, &session) {
+            let columns = match &local {
+                LocalStatement::Show(name) if name == "all" => vec![
+                    ("name".to_string(), PgType::Text),
+                    ("setting".to_string(), PgType::Text),
+                ],
+                LocalStatement::Show(name) => vec![(name.clone(), PgType::Text)],
+                LocalStatement::Info { column, .. } => vec![(column.clone(), PgType::Text)],
+                _ => Vec::new(),
+            };
+            return Ok(Some(PreparedStatement {
+                sql: sql.to_string(),
+                local: Some(local),
+                parameter_types: Vec::new(),
+                columns,
+                read_only: true,
+            }));
+        }
+        let rewritten = rewrite_parameters(sql);
+        // The session's own earlier writes are applied here first, so a statement naming a
+        // table it just created compiles on a follower too.
+        if let Some(index) = session.last_write_index() {
+            self.service
+                .wait_applied(index, session.request_options().timeout)
+                .await;
+        }
+        let transaction = Transactions::statements_so_far(&session);
+        let timeout = session.request_options().timeout;
+        let shape = self
+            .service
+            .describe(rewritten.clone(), transaction, timeout)
+            .await
+            .map_err(|error| user_error(service_error(&error)))?
+            .map_err(|message| user_error(statement_error(&message)))?;
+        let count = shape.parameter_count.max(types.len());
+        let inferred = parameter_declarations(&rewritten, &shape.tables, count);
+        let parameter_types = (0..count)
+            .map(|i| {
+                types.get(i).cloned().flatten().unwrap_or_else(|| {
+                    let declared = inferred.get(i).cloned().flatten();
+                    declared
+                        .as_deref()
+                        .and_then(PgType::for_declared)
+                        .map_or(Type::TEXT, wire_type)
+                })
+            })
+            .collect();
+        let expressions = expression_declarations(&rewritten, &shape.tables, shape.columns.len());
+        let columns = shape
+            .columns
+            .into_iter()
+            .zip(expressions)
+            .map(|((name, declared), expression)| {
+                let pg_type = declared
+                    .or(expression)
+                    .as_deref()
+                    .and_then(PgType::for_declared)
+                    .unwrap_or(PgType::Text);
+                (name, pg_type)
+            })
+            .collect();
+        Ok(Some(PreparedStatement {
+            sql: rewritten,
+            local: None,
+            parameter_types,
+            columns,
+            read_only: shape.read_only,
+        }))
+    }
+
+    fn get_parameter_types(&self, statement: &PreparedStatement) -> PgWireResult<Vec<Type>> {
+        Ok(statement.parameter_types.clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &PreparedStatement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        let format = format.cloned().unwrap_or(Format::UnifiedText);
+        statement
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(index, (name, pg_type))| {
+                let field_format = column_format(&format, index).map_err(user_error)?;
+                Ok(FieldInfo::new(
+                    name.clone(),
+                    None,
+                    None,
+                    wire_type(*pg_type),
+                    field_format,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The bound parameters of `portal` as SQLite values.
+fn bound_parameters(portal: &Portal<PreparedStatement>) -> Result<Vec<SqlValue>, Box<ErrorInfo>> {
+    let statement = &portal.statement;
+    let described = &statement.statement.parameter_types;
+    if let Format::Individual(formats) = &portal.parameter_format
+        && formats.len() != portal.parameters.len()
+    {
+        return Err(error_info(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!(
+                "bind message has {} parameter formats but {} parameters",
+                formats.len(),
+                portal.parameters.len()
+            ),
+        ));
+    }
+    portal
+        .parameters
+        .iter()
+        .enumerate()
+        .map(|(index, bytes)| {
+            let pg_type = statement
+                .parameter_types
+                .get(index)
+                .cloned()
+                .flatten()
+                .or_else(|| described.get(index).cloned())
+                .unwrap_or(Type::TEXT);
+            decode_parameter(
+                bytes.as_deref(),
+                &pg_type,
+                portal.parameter_format.is_binary(index),
+            )
+            .map_err(|message| error_info(sqlstate::INVALID_TEXT_REPRESENTATION, message))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Backend {
+    type Statement = PreparedStatement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<StatementParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PreparedStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = session_of(client);
+        let prepared = &portal.statement.statement;
+        let refusal = self
+            .transactions
+            .refuse_if_failed(&session, &[prepared.sql.as_str()]);
+        let response = match (refusal, &prepared.local) {
+            (Some(refusal), _) => refusal,
+            (None, Some(local)) => self.run_local(&session, local).await,
+            (None, None) => self.execute_prepared(&session, portal).await,
+        };
+        if let Response::Error(info) = response {
+            self.transactions.fail(&session);
+            return Err(PgWireError::UserError(info));
+        }
+        Ok(response)
+    }
+}
+
+impl Backend {
+    async fn execute_prepared(
+        &self,
+        session: &Session,
+        portal: &Portal<PreparedStatement>,
+    ) -> Response {
+        let prepared = &portal.statement.statement;
+        let params = match bound_parameters(portal) {
+            Ok(params) => params,
+            Err(info) => return Response::Error(info),
+        };
+        let statement = Statement {
+            sql: prepared.sql.clone(),
+            params: if params.is_empty() {
+                Params::None
+            } else {
+                Params::Positional(params)
+            },
+        };
+        let outcome = if session.in_transaction() {
+            self.transactions.execute(session, statement).await
+        } else {
+            let kind = if prepared.read_only {
+                RequestKind::Query
+            } else {
+                RequestKind::Execute
+            };
+            match self.run(session, kind, vec![statement], false).await {
+                Ok(mut results) if results.len() == 1 => Ok(results.remove(0)),
+                Ok(results) => Err(error_info(
+                    sqlstate::INTERNAL_ERROR,
+                    format!("expected one result, got {}", results.len()),
+                )),
+                Err(error) => Err(service_error(&error)),
+            }
+        };
+        let result = match outcome {
+            Ok(result) => result,
+            Err(info) => return Response::Error(info),
+        };
+        if let Some(message) = &result.error {
+            return Response::Error(statement_error(message));
+        }
+        match &result.rows {
+            Some(set) => rows_response(
+                &prepared.sql,
+                set,
+                &prepared.columns,
+                &portal.result_column_format,
+            ),
+            None if !prepared.columns.is_empty() => rows_response(
+                &prepared.sql,
+                &RowSet::default(),
+                &prepared.columns,
+                &portal.result_column_format,
+            ),
+            None => Response::Execution(command_tag(&prepared.sql, result.rows_affected as usize)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_tags_match_postgresql() {
+        let tag = |sql: &str, rows| format!("{:?}", command_tag(sql, rows));
+        assert!(tag("insert into t values(1)", 1).contains("\"INSERT\""));
+        assert!(tag("CREATE UNIQUE INDEX i ON t(x)", 0).contains("\"CREATE INDEX\""));
+        assert!(tag("drop table t", 0).contains("\"DROP TABLE\""));
+        assert!(tag("UPDATE t SET x = 1", 3).contains("rows: Some(3)"));
+    }
+}

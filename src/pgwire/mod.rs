@@ -1,0 +1,133 @@
+//! The PostgreSQL wire protocol endpoint: psql, psycopg, JDBC and other PostgreSQL clients
+//! talk to Shoal on every node (default 127.0.0.1:5433). Built on the `pgwire` crate, which
+//! does the message framing; Shoal supplies the handlers (`backend`), session settings
+//! (`session`), interactive transactions (`transaction`), type mapping (`types`, `params`) and
+//! error codes (`sqlstate`). Authentication is trust for now (the security work adds
+//! SCRAM-SHA-256 when users exist).
+
+pub mod backend;
+mod infer;
+mod params;
+pub mod session;
+mod split;
+pub mod sqlstate;
+pub mod transaction;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::pgwire::backend::Backend;
+use crate::service::Service;
+
+/// The handlers every connection uses (shared; per-session state lives in each connection).
+struct Handlers {
+    backend: Arc<Backend>,
+    startup: Arc<TrustStartup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        self.backend.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        self.backend.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Accepts every client (trust authentication) and registers it for cancel requests.
+struct TrustStartup {
+    connections: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for TrustStartup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+/// Serves PostgreSQL clients on `listener` until `shutdown` is set, with at most
+/// `connections_max` connections at once; clients beyond it are told so and disconnected.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    connections_max: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(ConnectionManager::new());
+    let handlers = Arc::new(Handlers {
+        backend: Arc::new(Backend::new(service)),
+        startup: Arc::new(TrustStartup {
+            connections: connections.clone(),
+        }),
+        cancel: Arc::new(DefaultCancelHandler::new(connections)),
+    });
+    let permits = Arc::new(Semaphore::new(connections_max));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, typically: wait instead of spinning.
+                tracing::warn!(%error, "PostgreSQL listener could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, connections_max, "PostgreSQL connection refused: too many clients");
+            tokio::spawn(refuse_too_many(socket));
+            continue;
+        };
+        let handlers = handlers.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, %error, "PostgreSQL connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Tells a client over the connection limit why it is turned away (FATAL 53300, as
+/// PostgreSQL does) and closes the connection.
+async fn refuse_too_many(mut socket: TcpStream) {
+    let mut fields = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "53300"),
+        (b'M', "sorry, too many clients already"),
+    ] {
+        fields.push(tag);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
+    message.extend_from_slice(&fields);
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&message)).await;
+}

@@ -1,0 +1,498 @@
+//! The PostgreSQL endpoint as PostgreSQL clients use it: the real `psql`, psycopg (Python) and
+//! tokio-postgres against a real 3-node cluster on loopback.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Cluster, ClusterSpec};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn three_voters() -> ClusterSpec {
+    ClusterSpec {
+        voters: 3,
+        ..Default::default()
+    }
+}
+
+/// A tokio-postgres session with node `node`.
+async fn connect(cluster: &Cluster, node: usize) -> Client {
+    let config = format!(
+        "host=127.0.0.1 port={} user=shoal dbname=shoal connect_timeout=5",
+        cluster.nodes[node].pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls)
+        .await
+        .expect("connect over the PostgreSQL protocol");
+    tokio::spawn(connection);
+    client
+}
+
+/// Runs `psql` against node `node` with `args`; returns (success, stdout, stderr).
+async fn psql(cluster: &Cluster, node: usize, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.nodes[node].pg_port.to_string(),
+            "-U",
+            "shoal",
+            "-d",
+            "shoal",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",
+        ])
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .await
+        .expect("psql runs (install postgresql-client)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p10_psql_creates_inserts_and_queries_through_a_follower() {
+    let cluster = Cluster::start(three_voters()).await;
+    let follower = (cluster.leader(SETTLE).await + 1) % 3;
+    let (ok, out, err) = psql(
+        &cluster,
+        follower,
+        &[
+            "-c",
+            "CREATE TABLE fruit(id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL, photo BLOB)",
+            "-c",
+            "INSERT INTO fruit(name, price, photo) VALUES ('apple', 1.5, x'00ff'), ('pear', NULL, NULL)",
+            "-c",
+            "SELECT id, name, price, photo FROM fruit ORDER BY id",
+        ],
+    )
+    .await;
+    assert!(ok, "psql failed: {err}");
+    assert!(out.contains("CREATE TABLE"), "{out}");
+    assert!(out.contains("INSERT 0 2"), "{out}");
+    assert!(out.contains("apple |   1.5 | \\x00ff"), "{out}");
+    assert!(out.contains("(2 rows)"), "{out}");
+    // The write went through the log: every node has it.
+    for node in 0..3 {
+        cluster
+            .wait_for_values(
+                node,
+                "SELECT count(*) FROM fruit",
+                &serde_json::json!([[2]]),
+                SETTLE,
+            )
+            .await;
+    }
+    // Errors carry a SQLSTATE psql shows, and change nothing.
+    let (ok, _, err) = psql(&cluster, follower, &["-c", "SELECT * FROM missing"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("42P01") && err.contains("no such table"),
+        "{err}"
+    );
+    let (ok, _, err) = psql(
+        &cluster,
+        follower,
+        &["-c", "INSERT INTO fruit(id, name) VALUES (1, 'dup')"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("23505"), "{err}");
+    // Several statements in one string are one implicit transaction: all or nothing.
+    let (ok, _, err) = psql(
+        &cluster,
+        follower,
+        &[
+            "-c",
+            "INSERT INTO fruit(name) VALUES ('fig'); INSERT INTO fruit(name) VALUES (NULL)",
+        ],
+    )
+    .await;
+    assert!(!ok && err.contains("23502"), "{err}");
+    let (_, out, _) = psql(
+        &cluster,
+        follower,
+        &["-At", "-c", "SELECT count(*) FROM fruit WHERE name = 'fig'"],
+    )
+    .await;
+    assert_eq!(out.trim(), "0");
+    // Session information psql and drivers ask for.
+    let (ok, out, err) = psql(&cluster, follower, &["-At", "-c", "SELECT version()"]).await;
+    assert!(ok && out.starts_with("PostgreSQL 16"), "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p20_prepared_statements_bind_parameters_and_return_binary_results() {
+    let cluster = Cluster::start(three_voters()).await;
+    let follower = (cluster.leader(SETTLE).await + 1) % 3;
+    let client = connect(&cluster, follower).await;
+    client
+        .batch_execute(
+            "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, \
+             data BLOB, done BOOLEAN)",
+        )
+        .await
+        .unwrap();
+    // The session reads its own DDL on the follower it is connected to.
+    let insert = client
+        .prepare_typed(
+            "INSERT INTO item(name, qty, price, data, done) VALUES ($1, $2, $3, $4, $5)",
+            &[
+                tokio_postgres::types::Type::TEXT,
+                tokio_postgres::types::Type::INT8,
+                tokio_postgres::types::Type::FLOAT8,
+                tokio_postgres::types::Type::BYTEA,
+                tokio_postgres::types::Type::BOOL,
+            ],
+        )
+        .await
+        .unwrap();
+    let inserted = client
+        .execute(&insert, &[&"it's", &7i64, &2.5f64, &vec![1u8, 2, 3], &true])
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    client
+        .execute(
+            &insert,
+            &[
+                &None::<String>,
+                &None::<i64>,
+                &None::<f64>,
+                &None::<Vec<u8>>,
+                &None::<bool>,
+            ],
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .query(
+            "SELECT id, name, qty, price, data, done FROM item WHERE qty = $1",
+            &[&7i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.get::<_, i64>("id"), 1);
+    assert_eq!(row.get::<_, String>("name"), "it's");
+    assert_eq!(row.get::<_, f64>("price"), 2.5);
+    assert_eq!(row.get::<_, Vec<u8>>("data"), vec![1, 2, 3]);
+    assert!(row.get::<_, bool>("done"));
+    let nulls = client
+        .query_one("SELECT name, qty FROM item WHERE id = $1", &[&2i64])
+        .await
+        .unwrap();
+    assert_eq!(nulls.get::<_, Option<String>>(0), None);
+    assert_eq!(nulls.get::<_, Option<i64>>(1), None);
+    // $N binds by position even when the text uses them out of order.
+    let ordered = client
+        .query_one("SELECT $2 || $1", &[&"a", &"b"])
+        .await
+        .unwrap();
+    assert_eq!(ordered.get::<_, String>(0), "ba");
+    // Constraint violations map to their SQLSTATE; nothing is written.
+    let duplicate = client
+        .execute("INSERT INTO item(id, name) VALUES ($1, $2)", &[&1i64, &"x"])
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let count = client
+        .query_one("SELECT count(*) FROM item", &[])
+        .await
+        .unwrap();
+    assert_eq!(count.get::<_, i64>(0), 2, "count(*) is described as int8");
+    // Expressions the select list does not type are text.
+    let sum = client
+        .query_one("SELECT qty + 1, upper(name) FROM item WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(sum.get::<_, String>(0), "8");
+    assert_eq!(sum.get::<_, String>(1), "IT'S");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p30_transactions_read_their_own_writes_and_commit_atomically() {
+    let cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    let mut alice = connect(&cluster, follower).await;
+    let bob = connect(&cluster, leader).await;
+    alice
+        .batch_execute("CREATE TABLE account(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+        .await
+        .unwrap();
+    alice
+        .batch_execute("INSERT INTO account VALUES (1, 100), (2, 0)")
+        .await
+        .unwrap();
+
+    // A transfer: both updates or neither; the transaction sees its own first update.
+    let transaction = alice.transaction().await.unwrap();
+    transaction
+        .execute(
+            "UPDATE account SET balance = balance - 30 WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let inside = transaction
+        .query_one("SELECT balance FROM account WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(inside.get::<_, i64>(0), 70);
+    let outside = bob
+        .query_one("SELECT balance FROM account WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        outside.get::<_, i64>(0),
+        100,
+        "uncommitted writes are invisible"
+    );
+    transaction
+        .execute(
+            "UPDATE account SET balance = balance + 30 WHERE id = 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    let total = bob
+        .query_one("SELECT sum(balance), min(balance) FROM account", &[])
+        .await
+        .unwrap();
+    assert_eq!(total.get::<_, i64>(0), 100);
+    assert_eq!(total.get::<_, i64>(1), 30);
+
+    // ROLLBACK leaves nothing behind.
+    let transaction = alice.transaction().await.unwrap();
+    transaction
+        .execute("DELETE FROM account", &[])
+        .await
+        .unwrap();
+    transaction.rollback().await.unwrap();
+    let rows = bob.query("SELECT id FROM account", &[]).await.unwrap();
+    assert_eq!(rows.len(), 2);
+
+    // An error fails the transaction: everything else is refused until it ends.
+    let transaction = alice.transaction().await.unwrap();
+    let error = transaction
+        .execute("INSERT INTO account VALUES (1, 5)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    let refused = transaction
+        .execute("INSERT INTO account VALUES (3, 5)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    transaction.rollback().await.unwrap();
+    assert_eq!(
+        bob.query("SELECT id FROM account", &[])
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p35_a_transaction_whose_reads_changed_fails_with_a_serialization_error() {
+    let cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let mut alice = connect(&cluster, leader).await;
+    let bob = connect(&cluster, (leader + 1) % 3).await;
+    alice
+        .batch_execute("CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO counter VALUES (1, 0)")
+        .await
+        .unwrap();
+    // Alice reads n, Bob changes it, Alice writes what she computed from her read: the lost
+    // update PostgreSQL's SERIALIZABLE prevents is refused here too.
+    let transaction = alice.transaction().await.unwrap();
+    let seen = transaction
+        .query_one("SELECT n FROM counter WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    bob.execute("UPDATE counter SET n = n + 10 WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let outcome = match transaction
+        .execute("UPDATE counter SET n = $1 WHERE id = 1", &[&(seen + 1)])
+        .await
+    {
+        Ok(_) => transaction.commit().await,
+        Err(error) => Err(error),
+    };
+    let error = outcome.expect_err("a transaction built on a stale read must not commit");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::T_R_SERIALIZATION_FAILURE),
+        "{error:?}"
+    );
+    let n = bob
+        .query_one("SELECT n FROM counter WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        n.get::<_, i64>(0),
+        10,
+        "Bob's update stands, Alice's did not apply"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p37_a_leadership_change_mid_transaction_rolls_it_back() {
+    let cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    let mut client = connect(&cluster, follower).await;
+    client
+        .batch_execute("CREATE TABLE t(x INTEGER)")
+        .await
+        .unwrap();
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .execute("INSERT INTO t VALUES (1)", &[])
+        .await
+        .unwrap();
+    let target = (leader + 2) % 3;
+    let (status, body) = cluster
+        .post(
+            leader,
+            "/leader",
+            serde_json::json!({"id": cluster.nodes[target].id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(cluster.leader(SETTLE).await, target);
+    let outcome = match transaction.execute("INSERT INTO t VALUES (2)", &[]).await {
+        Ok(_) => transaction.commit().await,
+        Err(error) => {
+            drop(transaction);
+            Err(error)
+        }
+    };
+    let error = outcome.expect_err("a transaction must not span two leaders");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::T_R_SERIALIZATION_FAILURE),
+        "{error:?}"
+    );
+    assert!(format!("{error:?}").contains("leader changed"), "{error:?}");
+    let rows = client.query("SELECT x FROM t", &[]).await.unwrap();
+    assert!(rows.is_empty(), "nothing of the transaction was applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p40_session_settings_choose_consistency_and_write_concern() {
+    let cluster = Cluster::start(three_voters()).await;
+    let client = connect(&cluster, 0).await;
+    client
+        .batch_execute(
+            "SET shoal.read_consistency = 'linearizable'; SET shoal.write_concern TO 'all'",
+        )
+        .await
+        .unwrap();
+    let shown = client
+        .query_one("SHOW shoal.write_concern", &[])
+        .await
+        .unwrap();
+    assert_eq!(shown.get::<_, String>(0), "all");
+    client
+        .batch_execute("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    // w=all: every node has applied the insert once it is acknowledged.
+    for node in 0..3 {
+        let values = cluster
+            .query(node, "SELECT count(*) FROM t", "level=none")
+            .await
+            .unwrap();
+        assert_eq!(values, serde_json::json!([[1]]), "node {}", node + 1);
+    }
+    let error = client
+        .batch_execute("SET shoal.read_consistency = 'eventual'")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+    assert!(error.to_string().contains("eventual") || format!("{error:?}").contains("eventual"));
+    let error = client
+        .batch_execute("SET no_such_thing = 1")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_OBJECT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p45_a_cancel_request_stops_a_long_query() {
+    let cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let client = connect(&cluster, leader).await;
+    client
+        .batch_execute("SET statement_timeout = '60s'")
+        .await
+        .unwrap();
+    let token = client.cancel_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await
+    });
+    let started = std::time::Instant::now();
+    let error = client
+        .query(
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) \
+             SELECT count(*) FROM n",
+            &[],
+        )
+        .await
+        .expect_err("an endless query must be cancelled");
+    assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "cancelled, not timed out: {:?}",
+        started.elapsed()
+    );
+    // The session goes on.
+    let one = client.query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(one.get::<_, i64>(0), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p50_psycopg_session_runs_unchanged() {
+    let cluster = Cluster::start(three_voters()).await;
+    let follower = (cluster.leader(SETTLE).await + 1) % 3;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/psycopg_session.py"
+    );
+    let output = tokio::process::Command::new("python3")
+        .args([script, &cluster.nodes[follower].pg_port.to_string()])
+        .output()
+        .await
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "psycopg session failed (install it with scripts/test.sh):\n{text}"
+    );
+    assert!(text.contains("psycopg session: ok"), "{text}");
+}
