@@ -69,8 +69,11 @@ class ShoalCluster:
     def url(self, node):
         return f"http://127.0.0.1:{node['http']}"
 
-    def pg_url(self, node):
-        return f"postgres://shoal@127.0.0.1:{node['pg']}/shoal"
+    def pg_url(self, node, read_consistency=None):
+        url = f"postgres://shoal@127.0.0.1:{node['pg']}/shoal"
+        if read_consistency:
+            url += f"?options=-c%20shoal.read_consistency%3D{read_consistency}"
+        return url
 
     def start_node(self, node, join):
         args = [str(SHOAL), "serve", "--node-id", str(node["id"]), "--data-dir", str(node["dir"]),
@@ -243,6 +246,8 @@ def main():
 
         leader = cluster.url(cluster.leader())
         follower = cluster.url(cluster.follower())
+        leader_pg = cluster.pg_url(cluster.leader())
+        follower_pg = cluster.pg_url(cluster.follower(), read_consistency="none")
         # (label, workload, clients, [(system, target, host, extra args)])
         plan = [
             ("INSERT, 64 clients", "insert", 64, [
@@ -268,6 +273,19 @@ def main():
             ("mixed 90% reads, 16 clients, leader", "mixed", 16, [
                 ("Shoal leader, level=weak", "shoal", leader, ("--consistency", "weak")),
                 ("PostgreSQL primary", "postgres", PG_PRIMARY, ()),
+            ]),
+            # The same client (tokio-postgres, prepared statements) against both servers.
+            ("INSERT, 64 clients, PostgreSQL protocol", "insert", 64, [
+                ("Shoal over pg wire (w=majority)", "postgres", leader_pg, ()),
+                ("PostgreSQL sync", "postgres", PG_PRIMARY, ()),
+            ]),
+            ("INSERT, 1 client, PostgreSQL protocol", "insert", 1, [
+                ("Shoal over pg wire (w=majority)", "postgres", leader_pg, ()),
+                ("PostgreSQL sync", "postgres", PG_PRIMARY, ()),
+            ]),
+            ("point SELECT, 16 clients, replica, PostgreSQL protocol", "point-select", 16, [
+                ("Shoal follower over pg wire, level=none", "postgres", follower_pg, ()),
+                ("PostgreSQL standby", "postgres", PG_STANDBY, ()),
             ]),
             ("batch INSERT of 100 rows, 16 clients", "batch-insert", 16, [
                 ("Shoal (w=majority)", "shoal", leader, ("--batch-size", "100")),

@@ -3,7 +3,7 @@
 # pyrqlite and psycopg client sessions and psql (installed here if missing). Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c 'import pyrqlite, psycopg' 2>/dev/null; then
+if ! python3 -c 'import pyrqlite, psycopg, sqlalchemy' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi
 # psql drives the PostgreSQL endpoint in the tests, as a user would.

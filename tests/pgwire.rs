@@ -135,6 +135,55 @@ async fn p10_psql_creates_inserts_and_queries_through_a_follower() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p12_psql_describes_tables_indexes_and_keys() {
+    let cluster = Cluster::start(three_voters()).await;
+    let (ok, _, err) = psql(
+        &cluster,
+        0,
+        &[
+            "-c",
+            "CREATE TABLE parent(id INTEGER PRIMARY KEY, code TEXT UNIQUE)",
+            "-c",
+            "CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id), \
+             name VARCHAR(20) NOT NULL DEFAULT 'x')",
+            "-c",
+            "CREATE INDEX child_name ON child(name)",
+            "-c",
+            "CREATE VIEW named AS SELECT id, name FROM child",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&cluster, 1, &["-c", "\\dt"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("public | child  | table | shoal"), "{out}");
+    assert!(out.contains("public | parent | table | shoal"), "{out}");
+    assert!(out.contains("(2 rows)"), "{out}");
+    let (ok, out, err) = psql(&cluster, 1, &["-c", "\\d child"]).await;
+    assert!(ok, "{err}");
+    for expected in [
+        "Table \"public.child\"",
+        "id        | integer     |           | not null |",
+        "name      | varchar(20) |           | not null | 'x'",
+        "\"child_pkey\" PRIMARY KEY, btree (id)",
+        "\"child_name\" btree (name)",
+        "FOREIGN KEY (parent_id) REFERENCES parent(id)",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let (ok, out, err) = psql(
+        &cluster,
+        2,
+        &["-c", "\\d parent", "-c", "\\dv", "-c", "\\l"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Referenced by:"), "{out}");
+    assert!(out.contains("public | named | view | shoal"), "{out}");
+    assert!(out.contains("shoal | shoal | UTF8"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p20_prepared_statements_bind_parameters_and_return_binary_results() {
     let cluster = Cluster::start(three_voters()).await;
     let follower = (cluster.leader(SETTLE).await + 1) % 3;
@@ -399,6 +448,44 @@ async fn p37_a_leadership_change_mid_transaction_rolls_it_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p38_a_transaction_whose_leader_is_killed_fails_and_applies_nothing() {
+    let mut cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    let mut client = connect(&cluster, follower).await;
+    client
+        .batch_execute("CREATE TABLE t(x INTEGER)")
+        .await
+        .unwrap();
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .execute("INSERT INTO t VALUES (1)", &[])
+        .await
+        .unwrap();
+    cluster.kill(leader); // SIGKILL
+    let new_leader = cluster.leader(SETTLE).await;
+    assert_ne!(new_leader, leader);
+    let outcome = match transaction.execute("INSERT INTO t VALUES (2)", &[]).await {
+        Ok(_) => transaction.commit().await,
+        Err(error) => {
+            drop(transaction);
+            Err(error)
+        }
+    };
+    let error = outcome.expect_err("a transaction must not survive its leader");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::T_R_SERIALIZATION_FAILURE),
+        "{error:?}"
+    );
+    let rows = client.query("SELECT x FROM t", &[]).await.unwrap();
+    assert!(
+        rows.is_empty(),
+        "nothing of the transaction was applied: {rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p40_session_settings_choose_consistency_and_write_concern() {
     let cluster = Cluster::start(three_voters()).await;
     let client = connect(&cluster, 0).await;
@@ -495,4 +582,29 @@ async fn p50_psycopg_session_runs_unchanged() {
         "psycopg session failed (install it with scripts/test.sh):\n{text}"
     );
     assert!(text.contains("psycopg session: ok"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p55_sqlalchemy_core_creates_inserts_and_selects() {
+    let cluster = Cluster::start(three_voters()).await;
+    let follower = (cluster.leader(SETTLE).await + 1) % 3;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/sqlalchemy_session.py"
+    );
+    let output = tokio::process::Command::new("python3")
+        .args([script, &cluster.nodes[follower].pg_port.to_string()])
+        .output()
+        .await
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "SQLAlchemy session failed (install it with scripts/test.sh):\n{text}"
+    );
+    assert!(text.contains("sqlalchemy session: ok"), "{text}");
 }

@@ -157,7 +157,9 @@ impl Database {
             if !batch.statements.is_empty() {
                 apply_pinned_or_plain(writer, batch, &self.path, None)?;
             }
-            Ok(statement_shape(&writer.connection, &writer.guard, sql))
+            Ok(writer
+                .guard
+                .with_user_savepoints(|| statement_shape(&writer.connection, &writer.guard, sql)))
         })
     }
 
@@ -267,6 +269,31 @@ impl Database {
         })
         .await
         .map_err(|error| DbError::Internal(format!("describe task failed: {error}")))?
+    }
+
+    /// Runs `inspect` on a read connection, in one snapshot, as Shoal's own code (the statement
+    /// guard lifted): for reading the schema, never for user statements.
+    pub async fn inspect<T: Send + 'static>(
+        self: &Arc<Self>,
+        inspect: impl FnOnce(&rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        let permit = self
+            .reader_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DbError::Closed)?;
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            database.with_reader(|reader| {
+                reader.in_snapshot(None, |connection, guard| {
+                    guard.internal(|| inspect(connection))
+                })
+            })
+        })
+        .await
+        .map_err(|error| DbError::Internal(format!("inspection task failed: {error}")))?
     }
 
     /// Whether every statement only reads, judged by SQLite on a read connection. Statements
@@ -546,7 +573,10 @@ fn apply_pinned_or_plain(
             .map_err(|e| sqlite_error(path, e))
     };
     internal("SAVEPOINT shoal_pinned")?;
-    let results = apply_batch(writer, batch, path)?;
+    // An interactive transaction may use savepoints of its own, nested in ours.
+    let results = writer
+        .guard
+        .with_user_savepoints(|| apply_batch(writer, batch, path))?;
     let term_changed = matches!((pinned.term, entry_term), (Some(seen), Some(now)) if seen != now);
     let results_changed = pinned
         .results_digest

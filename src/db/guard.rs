@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
+/// Savepoints Shoal uses itself start with this prefix; users may not name theirs so.
+pub const RESERVED_SAVEPOINT_PREFIX: &str = "shoal_";
+
 /// Tables whose name starts with this prefix belong to Shoal, not to users.
 pub const INTERNAL_TABLE_PREFIX: &str = "_shoal_";
 
@@ -30,6 +33,9 @@ pub struct StatementGuard {
     internal: AtomicBool,
     /// Why the last statement was refused, if it was.
     refusal: Mutex<Option<String>>,
+    /// While set, user SAVEPOINT, RELEASE and ROLLBACK TO run: inside an interactive
+    /// transaction they nest within the transaction's own savepoint.
+    user_savepoints: AtomicBool,
 }
 
 impl StatementGuard {
@@ -52,6 +58,14 @@ impl StatementGuard {
         result
     }
 
+    /// Runs `f` with user savepoints allowed (an interactive transaction's statements).
+    pub fn with_user_savepoints<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.user_savepoints.store(true, Ordering::SeqCst);
+        let result = f();
+        self.user_savepoints.store(false, Ordering::SeqCst);
+        result
+    }
+
     /// Takes the reason the last refused statement was refused.
     pub fn take_refusal(&self) -> Option<String> {
         self.refusal
@@ -64,7 +78,22 @@ impl StatementGuard {
         if self.internal.load(Ordering::SeqCst) {
             return Authorization::Allow;
         }
-        match refusal_reason(mode, &context.action) {
+        let reason = match &context.action {
+            AuthAction::Savepoint { savepoint_name, .. }
+                if self.user_savepoints.load(Ordering::SeqCst) =>
+            {
+                savepoint_name
+                    .to_ascii_lowercase()
+                    .starts_with(RESERVED_SAVEPOINT_PREFIX)
+                    .then(|| {
+                        format!(
+                            "savepoint names starting with {RESERVED_SAVEPOINT_PREFIX} are reserved for Shoal"
+                        )
+                    })
+            }
+            action => refusal_reason(mode, action),
+        };
+        match reason {
             None => Authorization::Allow,
             Some(reason) => {
                 if let Ok(mut refusal) = self.refusal.lock() {

@@ -17,12 +17,13 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 
 use crate::db::value::SqlValue;
+use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};
 use crate::pgwire::params::decode_parameter;
 use crate::pgwire::session::{LocalStatement, Session, SessionError, recognize};
-use crate::pgwire::split::{rewrite_parameters, split_statements};
+use crate::pgwire::split::{rewrite_parameters, split_statements, to_sqlite};
 use crate::pgwire::sqlstate;
-use crate::pgwire::transaction::Transactions;
+use crate::pgwire::transaction::{Transactions, is_rollback_to_savepoint};
 use crate::pgwire::types::{PgType, text_format};
 use crate::raft::types::{Params, RowSet, Statement, StatementBatch, StatementResult};
 use crate::service::Service;
@@ -38,6 +39,8 @@ pub struct PreparedStatement {
     sql: String,
     /// Set when the endpoint answers the statement itself.
     local: Option<LocalStatement>,
+    /// A query of PostgreSQL's catalogs, answered from the emulated catalog.
+    catalog: bool,
     /// Parameter types reported by Describe: the client's where it gave them, else text.
     parameter_types: Vec<Type>,
     /// Result columns as described: their values are sent in exactly these types.
@@ -95,6 +98,21 @@ impl Backend {
         Ok(response.results)
     }
 
+    /// Runs a (rewritten) catalog query on a catalog built from this node's schema.
+    async fn run_catalog(&self, statement: Statement) -> Result<StatementResult, Box<ErrorInfo>> {
+        self.service
+            .group
+            .database
+            .inspect(move |connection| {
+                Catalog::build(connection)
+                    .map(|catalog| catalog.run(&statement))
+                    .map_err(|e| format!("building the catalog: {e}"))
+            })
+            .await
+            .map_err(|e| error_info(sqlstate::INTERNAL_ERROR, e.to_string()))?
+            .map_err(|message| error_info(sqlstate::INTERNAL_ERROR, message))
+    }
+
     /// Answers a statement the endpoint handles itself.
     async fn run_local(&self, session: &Session, local: &LocalStatement) -> Response {
         let outcome = match local {
@@ -124,6 +142,11 @@ impl Backend {
                 &[column.as_str()],
                 vec![vec![SqlValue::Text(value.clone())]],
             )),
+            LocalStatement::Deallocate { all } => Ok(Response::Execution(Tag::new(if *all {
+                "DEALLOCATE ALL"
+            } else {
+                "DEALLOCATE"
+            }))),
             LocalStatement::Transaction(verb) => {
                 return self.transactions.control(session, verb).await;
             }
@@ -150,10 +173,42 @@ fn text_rows(columns: &[&str], rows: Vec<Vec<SqlValue>>) -> Response {
     }
 }
 
+/// The connection's session, created on first use with the settings the client sent at
+/// startup (`options=-c name=value …`, as libpq's PGOPTIONS, and `application_name`).
 pub fn session_of<C: ClientInfo>(client: &C) -> Arc<Session> {
-    client
-        .session_extensions()
-        .get_or_insert_with(Session::default)
+    client.session_extensions().get_or_insert_with(|| {
+        let session = Session::default();
+        let metadata = client.metadata();
+        if let Some(name) = metadata.get("application_name") {
+            let _ = session.set("application_name", Some(name));
+        }
+        if let Some(options) = metadata.get("options") {
+            for (name, value) in startup_options(options) {
+                if let Err(error) = session.set(&name, Some(&value)) {
+                    tracing::debug!(%name, message = %error.message, "startup option ignored");
+                }
+            }
+        }
+        session
+    })
+}
+
+/// `-c name=value` pairs (also `--name=value`) from a startup `options` string.
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let setting = match word {
+            "-c" => words.next(),
+            other => other
+                .strip_prefix("-c")
+                .or_else(|| other.strip_prefix("--")),
+        };
+        if let Some((name, value)) = setting.and_then(|s| s.split_once('=')) {
+            pairs.push((name.replace('-', "_"), value.to_string()));
+        }
+    }
+    pairs
 }
 
 /// An error for the client (boxed: `ErrorInfo` is large, and pgwire wants it boxed).
@@ -306,6 +361,15 @@ pub fn wire_type(pg_type: PgType) -> Type {
     }
 }
 
+/// A statement's response inside a transaction block: as outside, except that a successful
+/// `ROLLBACK TO` savepoint reports the block healthy again (status 'T' after 'E').
+fn in_transaction_response(sql: &str, result: StatementResult) -> Response {
+    if result.error.is_none() && is_rollback_to_savepoint(sql) {
+        return Response::TransactionStart(Tag::new("ROLLBACK"));
+    }
+    simple_response(sql, result)
+}
+
 /// The response to one statement's result in the simple protocol, typing columns by their
 /// declarations and values.
 fn simple_response(sql: &str, result: StatementResult) -> Response {
@@ -370,9 +434,14 @@ impl SimpleQueryHandler for Backend {
         // in PostgreSQL: one log entry, all or nothing.
         let implicit = statements.len() > 1
             && !session.in_transaction()
-            && statements.iter().all(|s| recognize(s, &session).is_none());
+            && statements
+                .iter()
+                .all(|s| recognize(s, &session).is_none() && !is_catalog_query(s));
         if implicit {
-            let batch = statements.iter().map(|s| Statement::plain(*s)).collect();
+            let batch = statements
+                .iter()
+                .map(|s| Statement::plain(to_sqlite(s)))
+                .collect();
             match self.run(&session, RequestKind::Unified, batch, true).await {
                 Ok(results) => {
                     for (sql, result) in statements.iter().zip(results) {
@@ -391,10 +460,19 @@ impl SimpleQueryHandler for Backend {
         for sql in statements {
             let response = match recognize(sql, &session) {
                 Some(local) => self.run_local(&session, &local).await,
-                None if session.in_transaction() => {
-                    let statement = Statement::plain(sql);
-                    match self.transactions.execute(&session, statement).await {
+                None if is_catalog_query(sql) => {
+                    match self
+                        .run_catalog(Statement::plain(catalog::rewrite(sql)))
+                        .await
+                    {
                         Ok(result) => simple_response(sql, result),
+                        Err(info) => Response::Error(info),
+                    }
+                }
+                None if session.in_transaction() => {
+                    let statement = Statement::plain(to_sqlite(sql));
+                    match self.transactions.execute(&session, statement).await {
+                        Ok(result) => in_transaction_response(sql, result),
                         Err(info) => Response::Error(info),
                     }
                 }
@@ -474,12 +552,52 @@ impl QueryParser for StatementParser {
             return Ok(Some(PreparedStatement {
                 sql: sql.to_string(),
                 local: Some(local),
+                catalog: false,
                 parameter_types: Vec::new(),
                 columns,
                 read_only: true,
             }));
         }
-        let rewritten = rewrite_parameters(sql);
+        if is_catalog_query(sql) {
+            let rewritten = rewrite_parameters(sql);
+            let rewritten = catalog::rewrite(&rewritten);
+            let query = rewritten.clone();
+            let shape = self
+                .service
+                .group
+                .database
+                .inspect(move |connection| {
+                    Catalog::build(connection)
+                        .map_err(|e| format!("building the catalog: {e}"))
+                        .and_then(|catalog| catalog.shape(&query))
+                })
+                .await
+                .map_err(|e| user_error(error_info(sqlstate::INTERNAL_ERROR, e.to_string())))?
+                .map_err(|message| user_error(statement_error(&message)))?;
+            let parameter_types = (0..shape.parameter_count.max(types.len()))
+                .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
+                .collect();
+            let columns = shape
+                .columns
+                .into_iter()
+                .map(|(name, declared)| {
+                    let pg_type = declared
+                        .as_deref()
+                        .and_then(PgType::for_declared)
+                        .unwrap_or(PgType::Text);
+                    (name, pg_type)
+                })
+                .collect();
+            return Ok(Some(PreparedStatement {
+                sql: rewritten,
+                local: None,
+                catalog: true,
+                parameter_types,
+                columns,
+                read_only: true,
+            }));
+        }
+        let rewritten = to_sqlite(&rewrite_parameters(sql));
         // The session's own earlier writes are applied here first, so a statement naming a
         // table it just created compiles on a follower too.
         if let Some(index) = session.last_write_index() {
@@ -525,6 +643,7 @@ impl QueryParser for StatementParser {
         Ok(Some(PreparedStatement {
             sql: rewritten,
             local: None,
+            catalog: false,
             parameter_types,
             columns,
             read_only: shape.read_only,
@@ -652,7 +771,9 @@ impl Backend {
                 Params::Positional(params)
             },
         };
-        let outcome = if session.in_transaction() {
+        let outcome = if prepared.catalog {
+            self.run_catalog(statement).await
+        } else if session.in_transaction() {
             self.transactions.execute(session, statement).await
         } else {
             let kind = if prepared.read_only {
@@ -676,6 +797,9 @@ impl Backend {
         if let Some(message) = &result.error {
             return Response::Error(statement_error(message));
         }
+        if session.in_transaction() && is_rollback_to_savepoint(&prepared.sql) {
+            return in_transaction_response(&prepared.sql, result);
+        }
         match &result.rows {
             Some(set) => rows_response(
                 &prepared.sql,
@@ -697,6 +821,17 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn startup_options_are_read_like_pgoptions() {
+        assert_eq!(
+            startup_options("-c shoal.read_consistency=none --statement-timeout=5s"),
+            vec![
+                ("shoal.read_consistency".to_string(), "none".to_string()),
+                ("statement_timeout".to_string(), "5s".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn command_tags_match_postgresql() {

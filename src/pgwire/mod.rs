@@ -6,6 +6,7 @@
 //! SCRAM-SHA-256 when users exist).
 
 pub mod backend;
+mod catalog;
 mod infer;
 mod params;
 pub mod session;

@@ -259,6 +259,11 @@ pub enum LocalStatement {
         column: String,
         value: String,
     },
+    /// `DEALLOCATE [PREPARE] name | ALL`: drivers send it to drop their prepared statements;
+    /// preparing a name again replaces the statement, so it has nothing left to do.
+    Deallocate {
+        all: bool,
+    },
 }
 
 /// Recognizes statements answered locally; `None` for everything SQLite should run.
@@ -273,7 +278,18 @@ pub fn recognize(sql: &str, session: &Session) -> Option<LocalStatement> {
             None => None,
         },
         "discard" if words.get(1) == Some(&"all") => Some(LocalStatement::Reset(None)),
-        "show" => Some(LocalStatement::Show(words[1..].join(" "))),
+        "deallocate" => Some(LocalStatement::Deallocate {
+            all: words.last() == Some(&"all"),
+        }),
+        "show" => {
+            let name = words[1..].join(" ");
+            // SQL-standard spellings of two settings.
+            Some(LocalStatement::Show(match name.as_str() {
+                "transaction isolation level" => "transaction_isolation".to_string(),
+                "time zone" => "timezone".to_string(),
+                _ => name,
+            }))
+        }
         "begin" | "start" => Some(LocalStatement::Transaction("BEGIN")),
         "commit" | "end" => Some(LocalStatement::Transaction("COMMIT")),
         // `ROLLBACK TO [SAVEPOINT] name` belongs to SQLite, inside the transaction.

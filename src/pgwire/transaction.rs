@@ -228,6 +228,7 @@ impl Transactions {
         session: &Session,
         statement: Statement,
     ) -> Result<StatementResult, Box<ErrorInfo>> {
+        let recovers = is_rollback_to_savepoint(&statement.sql);
         let (batch, seen_before, term) = Self::with_open(session, |open| {
             let open = open.as_mut().ok_or_else(|| {
                 error_info(
@@ -235,6 +236,11 @@ impl Transactions {
                     "no transaction is open",
                 )
             })?;
+            if recovers {
+                // ROLLBACK TO a savepoint undoes the failure: the failed statement was never
+                // recorded, and the ones since the savepoint are undone by replaying this.
+                open.failed = false;
+            }
             check_limits(open, &statement)?;
             let mut statements = open.statements.clone();
             statements.push(statement.clone());
@@ -296,6 +302,12 @@ impl Transactions {
         });
         Ok(result)
     }
+}
+
+/// `ROLLBACK TO [SAVEPOINT] name`.
+pub fn is_rollback_to_savepoint(sql: &str) -> bool {
+    let mut words = sql.split_whitespace().map(str::to_ascii_lowercase);
+    words.next().as_deref() == Some("rollback") && words.next().as_deref() == Some("to")
 }
 
 fn check_limits(open: &OpenTransaction, statement: &Statement) -> Result<(), Box<ErrorInfo>> {

@@ -97,18 +97,15 @@ pub struct Pinned {
 /// PostgreSQL clients get SQLSTATE 40001 and retry.
 pub const SERIALIZATION_FAILURE: &str = "could not serialize access";
 
-/// A digest of what statements returned, as a client sees it: errors, counts, ids and rows
-/// (not timings).
+/// A digest of what statements returned, as a PostgreSQL client sees it: errors, counts and
+/// rows. Not timings, and not `last_insert_id`, which PostgreSQL clients never see (it is the
+/// connection's last rowid, so a statement that inserts nothing would differ between the
+/// leader's rehearsal and the replicas' apply for no reason the client could observe).
 pub fn results_digest(results: &[StatementResult]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     for result in results {
-        let seen = (
-            &result.error,
-            result.rows_affected,
-            result.last_insert_id,
-            &result.rows,
-        );
+        let seen = (&result.error, result.rows_affected, &result.rows);
         // Encoding plain data into a Vec cannot fail; an empty digest input would only make
         // a mismatch more likely, never a false match of different results.
         hasher.update(postcard::to_stdvec(&seen).unwrap_or_default());
