@@ -486,6 +486,49 @@ async fn p38_a_transaction_whose_leader_is_killed_fails_and_applies_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p39_psycopg_transaction_fails_when_its_leader_is_killed() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/psycopg_leader_kill.py"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .args([script, &cluster.nodes[follower].pg_port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(SETTLE, stdout.next_line()).await;
+    assert!(
+        matches!(&ready, Ok(Ok(Some(line))) if line == "READY"),
+        "the script did not open its transaction: {ready:?}"
+    );
+    cluster.kill(leader); // SIGKILL, mid-transaction
+    assert_ne!(cluster.leader(SETTLE).await, leader);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").await.unwrap();
+    drop(stdin);
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = stdout.next_line().await {
+        rest.push(line);
+    }
+    let output = child.wait_with_output().await.unwrap();
+    let text = format!(
+        "{}\n{}",
+        rest.join("\n"),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("psycopg leader kill: ok"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p40_session_settings_choose_consistency_and_write_concern() {
     let cluster = Cluster::start(three_voters()).await;
     let client = connect(&cluster, 0).await;
