@@ -7,24 +7,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::stream;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::{ClientInfo, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::data::DataRow;
 
 use crate::db::value::SqlValue;
 use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};
 use crate::pgwire::params::decode_parameter;
-use crate::pgwire::session::{LocalStatement, Session, SessionError, recognize};
+use crate::pgwire::results::{
+    column_format, command_tag, in_transaction_response, rows_response, simple_response, text_rows,
+    wire_type,
+};
+use crate::pgwire::session::{LocalStatement, Session, recognize};
 use crate::pgwire::split::{rewrite_parameters, split_statements, to_sqlite};
-use crate::pgwire::sqlstate;
+use crate::pgwire::sqlstate::{
+    self, error_info, service_error, session_error, statement_error, user_error,
+};
 use crate::pgwire::transaction::{Transactions, is_rollback_to_savepoint};
-use crate::pgwire::types::{PgType, text_format};
+use crate::pgwire::types::PgType;
 use crate::raft::types::{Params, RowSet, Statement, StatementBatch, StatementResult};
 use crate::service::Service;
 use crate::service::request::{RequestKind, ServiceError, ServiceRequest};
@@ -155,24 +159,6 @@ impl Backend {
     }
 }
 
-/// A result of text columns built here (SHOW, session information).
-fn text_rows(columns: &[&str], rows: Vec<Vec<SqlValue>>) -> Response {
-    let set = RowSet {
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        types: vec!["text".to_string(); columns.len()],
-        values: rows,
-    };
-    let described: Vec<(String, PgType)> = set
-        .columns
-        .iter()
-        .map(|c| (c.clone(), PgType::Text))
-        .collect();
-    match encode_rows(&set, &described, &Format::UnifiedText) {
-        Ok(response) => Response::Query(response),
-        Err(error) => Response::Error(error),
-    }
-}
-
 /// The connection's session, created on first use with the settings the client sent at
 /// startup (`options=-c name=value …`, as libpq's PGOPTIONS, and `application_name`).
 pub fn session_of<C: ClientInfo>(client: &C) -> Arc<Session> {
@@ -209,213 +195,6 @@ fn startup_options(options: &str) -> Vec<(String, String)> {
         }
     }
     pairs
-}
-
-/// An error for the client (boxed: `ErrorInfo` is large, and pgwire wants it boxed).
-pub fn error_info(code: &str, message: impl Into<String>) -> Box<ErrorInfo> {
-    Box::new(ErrorInfo::new(
-        "ERROR".to_string(),
-        code.to_string(),
-        message.into(),
-    ))
-}
-
-fn session_error(error: &SessionError) -> Box<ErrorInfo> {
-    error_info(error.code, error.message.clone())
-}
-
-pub fn service_error(error: &ServiceError) -> Box<ErrorInfo> {
-    error_info(sqlstate::for_service_error(error), error.to_string())
-}
-
-fn statement_error(message: &str) -> Box<ErrorInfo> {
-    error_info(sqlstate::for_statement_error(message), message)
-}
-
-fn user_error(info: Box<ErrorInfo>) -> PgWireError {
-    PgWireError::UserError(info)
-}
-
-/// The command tag PostgreSQL sends for `sql` after `rows` rows were affected or returned.
-pub fn command_tag(sql: &str, rows: usize) -> Tag {
-    let words: Vec<String> = sql
-        .split_whitespace()
-        .take(4)
-        .map(|w| w.to_ascii_uppercase())
-        .collect();
-    let first = words.first().map(String::as_str).unwrap_or("");
-    match first {
-        "INSERT" | "REPLACE" => Tag::new("INSERT").with_oid(0).with_rows(rows),
-        "UPDATE" | "DELETE" => Tag::new(first).with_rows(rows),
-        "SELECT" | "VALUES" | "WITH" | "PRAGMA" | "EXPLAIN" => Tag::new("SELECT").with_rows(rows),
-        "CREATE" | "DROP" | "ALTER" => {
-            // CREATE [UNIQUE|TEMP|TEMPORARY|VIRTUAL] TABLE|INDEX|VIEW|TRIGGER …
-            let object = words[1..]
-                .iter()
-                .find(|w| !matches!(w.as_str(), "UNIQUE" | "TEMP" | "TEMPORARY" | "VIRTUAL"))
-                .map(String::as_str)
-                .unwrap_or("");
-            Tag::new(format!("{first} {object}").trim())
-        }
-        "" => Tag::new("EMPTY"),
-        other => Tag::new(other),
-    }
-}
-
-/// Result rows as a QueryResponse, each value in its column's described type and format.
-fn encode_rows(
-    set: &RowSet,
-    described: &[(String, PgType)],
-    format: &Format,
-) -> Result<QueryResponse, Box<ErrorInfo>> {
-    if described.len() != set.columns.len() {
-        return Err(error_info(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            format!(
-                "the statement returned {} columns where it was described with {}; \
-                 prepare it again (did the schema change?)",
-                set.columns.len(),
-                described.len()
-            ),
-        ));
-    }
-    let mut fields = Vec::with_capacity(described.len());
-    for (index, (name, pg_type)) in described.iter().enumerate() {
-        let field_format = column_format(format, index)?;
-        fields.push(FieldInfo::new(
-            name.clone(),
-            None,
-            None,
-            wire_type(*pg_type),
-            field_format,
-        ));
-    }
-    let fields = Arc::new(fields);
-    let mut encoder = DataRowEncoder::new(fields.clone());
-    let mut rows: Vec<PgWireResult<DataRow>> = Vec::with_capacity(set.values.len());
-    for row in &set.values {
-        for (index, value) in row.iter().enumerate() {
-            let (name, pg_type) = &described[index];
-            let encoded = match fields[index].format() {
-                FieldFormat::Text => encoder.encode_field(&text_format(*pg_type, value)),
-                FieldFormat::Binary => encode_binary(&mut encoder, name, *pg_type, value)?,
-            };
-            encoded.map_err(|e| error_info(sqlstate::INTERNAL_ERROR, e.to_string()))?;
-        }
-        rows.push(Ok(encoder.take_row()));
-    }
-    Ok(QueryResponse::new(fields, stream::iter(rows)))
-}
-
-/// Encodes `value` in binary format as `pg_type`, or explains why it cannot be.
-fn encode_binary(
-    encoder: &mut DataRowEncoder,
-    column: &str,
-    pg_type: PgType,
-    value: &SqlValue,
-) -> Result<PgWireResult<()>, Box<ErrorInfo>> {
-    Ok(match (pg_type, value) {
-        (_, SqlValue::Null) => encoder.encode_field(&None::<i64>),
-        (PgType::Int8, SqlValue::Integer(i)) => encoder.encode_field(i),
-        (PgType::Bool, SqlValue::Integer(i)) => encoder.encode_field(&(*i != 0)),
-        (PgType::Float8, SqlValue::Real(f)) => encoder.encode_field(f),
-        (PgType::Float8, SqlValue::Integer(i)) => encoder.encode_field(&(*i as f64)),
-        (PgType::Bytea, SqlValue::Blob(b)) => encoder.encode_field(b),
-        (PgType::Text, value) => encoder.encode_field(&text_format(PgType::Text, value)),
-        (pg_type, value) => {
-            return Err(error_info(
-                sqlstate::DATATYPE_MISMATCH,
-                format!(
-                    "column \"{column}\" holds a {} value that cannot be sent as {} in binary \
-                     format (SQLite columns may hold any type); cast it in the query",
-                    value.type_name(),
-                    wire_type(pg_type).name()
-                ),
-            ));
-        }
-    })
-}
-
-/// The format asked for result column `index`; a format list of the wrong length is an error,
-/// not a panic.
-fn column_format(format: &Format, index: usize) -> Result<FieldFormat, Box<ErrorInfo>> {
-    match format {
-        Format::Individual(formats) if index >= formats.len() => Err(error_info(
-            sqlstate::PROTOCOL_VIOLATION,
-            format!(
-                "{} result formats were given for a statement with more columns",
-                formats.len()
-            ),
-        )),
-        _ => Ok(format.format_for(index)),
-    }
-}
-
-pub fn wire_type(pg_type: PgType) -> Type {
-    match pg_type {
-        PgType::Bool => Type::BOOL,
-        PgType::Int8 => Type::INT8,
-        PgType::Float8 => Type::FLOAT8,
-        PgType::Text => Type::TEXT,
-        PgType::Bytea => Type::BYTEA,
-    }
-}
-
-/// A statement's response inside a transaction block: as outside, except that a successful
-/// `ROLLBACK TO` savepoint reports the block healthy again (status 'T' after 'E').
-fn in_transaction_response(sql: &str, result: StatementResult) -> Response {
-    if result.error.is_none() && is_rollback_to_savepoint(sql) {
-        return Response::TransactionStart(Tag::new("ROLLBACK"));
-    }
-    simple_response(sql, result)
-}
-
-/// The response to one statement's result in the simple protocol, typing columns by their
-/// declarations and values.
-fn simple_response(sql: &str, result: StatementResult) -> Response {
-    if let Some(message) = &result.error {
-        return Response::Error(statement_error(message));
-    }
-    match &result.rows {
-        Some(set) => {
-            let described: Vec<(String, PgType)> = set
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(index, name)| {
-                    let declared = set.types.get(index).map(String::as_str).unwrap_or("");
-                    let values = set.values.iter().filter_map(move |row| row.get(index));
-                    (name.clone(), PgType::for_column(declared, values))
-                })
-                .collect();
-            rows_response(sql, set, &described, &Format::UnifiedText)
-        }
-        None => Response::Execution(command_tag(sql, result.rows_affected as usize)),
-    }
-}
-
-fn rows_response(
-    sql: &str,
-    set: &RowSet,
-    described: &[(String, PgType)],
-    format: &Format,
-) -> Response {
-    match encode_rows(set, described, format) {
-        Ok(mut response) => {
-            // INSERT … RETURNING completes as "INSERT 0 n", not "SELECT n".
-            let tag = command_tag(sql, 0);
-            let verb = format!("{tag:?}");
-            if verb.contains("\"INSERT\"") {
-                response.set_command_tag("INSERT 0");
-            } else if verb.contains("\"UPDATE\"") {
-                response.set_command_tag("UPDATE");
-            } else if verb.contains("\"DELETE\"") {
-                response.set_command_tag("DELETE");
-            }
-            Response::Query(response)
-        }
-        Err(error) => Response::Error(error),
-    }
 }
 
 #[async_trait]
@@ -831,14 +610,5 @@ mod tests {
                 ("statement_timeout".to_string(), "5s".to_string()),
             ]
         );
-    }
-
-    #[test]
-    fn command_tags_match_postgresql() {
-        let tag = |sql: &str, rows| format!("{:?}", command_tag(sql, rows));
-        assert!(tag("insert into t values(1)", 1).contains("\"INSERT\""));
-        assert!(tag("CREATE UNIQUE INDEX i ON t(x)", 0).contains("\"CREATE INDEX\""));
-        assert!(tag("drop table t", 0).contains("\"DROP TABLE\""));
-        assert!(tag("UPDATE t SET x = 1", 3).contains("rows: Some(3)"));
     }
 }

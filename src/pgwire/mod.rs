@@ -9,6 +9,7 @@ pub mod backend;
 mod catalog;
 mod infer;
 mod params;
+mod results;
 pub mod session;
 mod split;
 pub mod sqlstate;

@@ -1,7 +1,10 @@
-//! SQLSTATE codes for what goes wrong, so PostgreSQL clients can tell a unique violation from
+//! SQLSTATE codes for what goes wrong, and the errors sent to clients with them, so PostgreSQL clients can tell a unique violation from
 //! a missing table or an unavailable node. SQLite reports errors as text with stable prefixes;
 //! these are matched here.
 
+use pgwire::error::{ErrorInfo, PgWireError};
+
+use crate::pgwire::session::SessionError;
 use crate::service::request::ServiceError;
 
 pub const SYNTAX_ERROR: &str = "42601";
@@ -74,6 +77,31 @@ pub fn for_service_error(error: &ServiceError) -> &'static str {
         ServiceError::Timeout(_) => QUERY_CANCELED,
         ServiceError::Internal(_) => INTERNAL_ERROR,
     }
+}
+
+/// An error for the client (boxed: `ErrorInfo` is large, and pgwire wants it boxed).
+pub fn error_info(code: &str, message: impl Into<String>) -> Box<ErrorInfo> {
+    Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        code.to_string(),
+        message.into(),
+    ))
+}
+
+pub fn session_error(error: &SessionError) -> Box<ErrorInfo> {
+    error_info(error.code, error.message.clone())
+}
+
+pub fn service_error(error: &ServiceError) -> Box<ErrorInfo> {
+    error_info(for_service_error(error), error.to_string())
+}
+
+pub fn statement_error(message: &str) -> Box<ErrorInfo> {
+    error_info(for_statement_error(message), message)
+}
+
+pub fn user_error(info: Box<ErrorInfo>) -> PgWireError {
+    PgWireError::UserError(info)
 }
 
 #[cfg(test)]

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::ErrorInfo;
 
-use crate::pgwire::backend::{error_info, service_error};
 use crate::pgwire::session::Session;
 use crate::pgwire::sqlstate;
+use crate::pgwire::sqlstate::{error_info, service_error};
 use crate::raft::types::{
     Pinned, SERIALIZATION_FAILURE, Statement, StatementBatch, StatementResult, results_digest,
 };

@@ -76,6 +76,7 @@ async fn run(config: RunConfig) -> RunReport {
     ];
     schema.extend(workloads::bank::schema().into_iter().map(Value::from));
     schema.extend(workloads::append::SCHEMA.iter().map(|s| json!(s)));
+    schema.extend(workloads::pgbank::schema().into_iter().map(Value::from));
     cluster.execute(0, Value::Array(schema)).await;
 
     let start = Instant::now();
@@ -83,6 +84,9 @@ async fn run(config: RunConfig) -> RunReport {
     let context = Arc::new(RunContext {
         client: DbClient::new(),
         targets: targets.clone(),
+        pg_ports: (0..cluster.nodes.len())
+            .map(|p| (cluster.url(p), cluster.nodes[p].pg_port))
+            .collect(),
         seed: config.seed,
         start,
         deadline: start + config.duration,
@@ -91,13 +95,15 @@ async fn run(config: RunConfig) -> RunReport {
     let bank = workloads::bank::Workload::new(&context);
     let set = workloads::set::Workload::new(&context);
     let append = workloads::append::Workload::new(&context);
+    let pgbank = workloads::pgbank::Workload::new(&context);
     let clients = {
-        let (context, register, bank, set, append) = (
+        let (context, register, bank, set, append, pgbank) = (
             context.clone(),
             register.clone(),
             bank.clone(),
             set.clone(),
             append.clone(),
+            pgbank.clone(),
         );
         tokio::spawn(async move {
             tokio::join!(
@@ -105,6 +111,7 @@ async fn run(config: RunConfig) -> RunReport {
                 workloads::run_clients(&context, 2, |c, id| bank.clone().client(c, id)),
                 workloads::run_clients(&context, 2, |c, id| set.clone().client(c, id)),
                 workloads::run_clients(&context, 2, |c, id| append.clone().client(c, id)),
+                workloads::run_clients(&context, 2, |c, id| pgbank.clone().client(c, id)),
             );
         })
     };
@@ -122,6 +129,7 @@ async fn run(config: RunConfig) -> RunReport {
     record(bank.check(&context).await);
     record(set.check(&context).await);
     record(append.check(&context).await);
+    record(pgbank.check(&context).await);
     record(replicas_identical(&cluster).await);
     RunReport {
         seed: config.seed,

@@ -3,6 +3,7 @@
 
 pub mod append;
 pub mod bank;
+pub mod pgbank;
 pub mod register;
 pub mod set;
 
@@ -22,6 +23,8 @@ pub const HISTORY_CAPACITY: usize = 2_000_000;
 pub struct RunContext {
     pub client: DbClient,
     pub targets: Targets,
+    /// PostgreSQL port of each node, by its HTTP URL (nodes added by faults have none).
+    pub pg_ports: std::collections::BTreeMap<String, u16>,
     pub seed: u64,
     pub start: Instant,
     pub deadline: Instant,
@@ -38,6 +41,11 @@ impl RunContext {
 
     pub fn running(&self) -> bool {
         Instant::now() < self.deadline
+    }
+
+    /// The PostgreSQL port of the node at `url`, if known.
+    pub fn pg_port(&self, url: &str) -> Option<u16> {
+        self.pg_ports.get(url).copied()
     }
 
     /// A random node's URL.

@@ -1,0 +1,485 @@
+//! Filling the emulated catalog from SQLite's schema: a `pg_class` row per table, view and
+//! index, `pg_attribute` and `pg_attrdef` per column, `pg_index` and `pg_constraint` for keys,
+//! `pg_trigger` for triggers. Object ids follow `sqlite_schema` order, so they stay the same
+//! between queries while the schema does (psql looks a table up, then asks by its oid).
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, params};
+
+use super::functions::Definitions;
+use crate::pgwire::types::PgType;
+
+/// First object id given to user tables, views and indexes (PostgreSQL's FirstNormalObjectId).
+const FIRST_OID: i64 = 16384;
+/// First object id given to constraints (kept apart from relations).
+const FIRST_CONSTRAINT_OID: i64 = 1_000_000;
+const PUBLIC_NAMESPACE: i64 = 2200;
+const OWNER: i64 = 10;
+const HEAP_AM: i64 = 2;
+
+/// One object of the user's schema, as SQLite describes it.
+pub struct SchemaObject {
+    pub kind: String,
+    pub name: String,
+    pub table: String,
+    pub sql: Option<String>,
+}
+
+/// The user's tables, views, indexes and triggers (Shoal's own and SQLite's left out).
+pub fn read_schema(source: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
+    let mut statement = source.prepare(
+        "SELECT type, name, tbl_name, sql FROM sqlite_schema \
+         WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_shoal\\_%' ESCAPE '\\' \
+         ORDER BY rowid",
+    )?;
+    statement
+        .query_map([], |row| {
+            Ok(SchemaObject {
+                kind: row.get(0)?,
+                name: row.get(1)?,
+                table: row.get(2)?,
+                sql: row.get(3)?,
+            })
+        })?
+        .collect()
+}
+
+struct Column {
+    name: String,
+    declared: String,
+    not_null: bool,
+    default: Option<String>,
+    primary_key: i64,
+}
+
+/// A table or view as entered into the catalog.
+struct Relation<'a> {
+    object: &'a SchemaObject,
+    oid: i64,
+    columns: Vec<Column>,
+}
+
+impl Relation<'_> {
+    /// The column number (`attnum`, 1-based) of `name`; 0 when unknown.
+    fn attnum(&self, name: &str) -> i64 {
+        self.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
+            .map_or(0, |p| p as i64 + 1)
+    }
+
+    fn declared(&self, name: &str) -> &str {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .map_or("", |c| c.declared.as_str())
+    }
+
+    /// The column that is the rowid, for a table whose primary key is `INTEGER PRIMARY KEY`.
+    fn rowid_key(&self) -> Option<&Column> {
+        let keys: Vec<&Column> = self.columns.iter().filter(|c| c.primary_key > 0).collect();
+        match keys.as_slice() {
+            [key]
+                if self.object.kind == "table" && key.declared.eq_ignore_ascii_case("INTEGER") =>
+            {
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Writes catalog rows and keeps the texts the catalog functions return.
+pub struct Filler<'a> {
+    catalog: &'a Connection,
+    source: &'a Connection,
+    oids: BTreeMap<String, i64>,
+    next_oid: i64,
+    next_constraint_oid: i64,
+    definitions: Definitions,
+}
+
+impl<'a> Filler<'a> {
+    pub fn new(catalog: &'a Connection, source: &'a Connection, objects: &[SchemaObject]) -> Self {
+        let mut filler = Filler {
+            catalog,
+            source,
+            oids: BTreeMap::new(),
+            next_oid: FIRST_OID,
+            next_constraint_oid: FIRST_CONSTRAINT_OID,
+            definitions: Definitions::default(),
+        };
+        for object in objects {
+            let oid = filler.new_oid(&object.name);
+            filler.oids.insert(object.name.to_lowercase(), oid);
+        }
+        filler
+    }
+
+    fn new_oid(&mut self, name: &str) -> i64 {
+        let oid = self.next_oid;
+        self.next_oid += 1;
+        self.definitions.relations.insert(oid, name.to_string());
+        oid
+    }
+
+    fn oid_of(&self, name: &str) -> i64 {
+        self.oids.get(&name.to_lowercase()).copied().unwrap_or(0)
+    }
+
+    /// Enters every object; returns what the catalog functions need.
+    pub fn fill(mut self, objects: &[SchemaObject]) -> rusqlite::Result<Definitions> {
+        for object in objects {
+            match object.kind.as_str() {
+                "table" | "view" => {
+                    let relation = self.relation(object)?;
+                    if let Some(key) = relation.rowid_key() {
+                        self.rowid_primary_key(&relation, &key.name, &key.declared)?;
+                    }
+                    self.indexes(&relation)?;
+                    self.foreign_keys(&relation)?;
+                }
+                "trigger" => self.trigger(object)?,
+                _ => {}
+            }
+        }
+        for (i, declared) in self.definitions.declared.iter().enumerate() {
+            self.catalog.execute(
+                "INSERT INTO shoal_declared_type(id, declared) VALUES (?1, ?2)",
+                params![i as i64, declared],
+            )?;
+        }
+        Ok(self.definitions)
+    }
+
+    /// `pg_class`, `pg_attribute` and `pg_attrdef` rows of a table or view.
+    fn relation<'o>(&mut self, object: &'o SchemaObject) -> rusqlite::Result<Relation<'o>> {
+        let columns: Vec<Column> = self
+            .source
+            .prepare(
+                "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_xinfo(?1) \
+                 WHERE hidden = 0",
+            )?
+            .query_map([&object.name], |row| {
+                Ok(Column {
+                    name: row.get(0)?,
+                    declared: row.get(1)?,
+                    not_null: row.get(2)?,
+                    default: row.get(3)?,
+                    primary_key: row.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let relation = Relation {
+            object,
+            oid: self.oid_of(&object.name),
+            columns,
+        };
+        let is_table = object.kind == "table";
+        let has_index: bool = self.source.query_row(
+            "SELECT count(*) > 0 FROM pragma_index_list(?1)",
+            [&object.name],
+            |row| row.get(0),
+        )?;
+        self.catalog.execute(
+            "INSERT INTO pg_class(oid, relname, relnamespace, reltype, reloftype, relowner, relam,
+               relfilenode, reltablespace, relpages, reltuples, relhasindex, relisshared,
+               relpersistence, relkind, relnatts, relchecks, relhasrules, relhastriggers,
+               relhassubclass, relrowsecurity, relforcerowsecurity, relispopulated, relreplident,
+               relispartition, relhasoids)
+             VALUES (?1, ?2, ?3, 0, 0, ?4, ?5, ?1, 0, 0, -1, ?6, 0, 'p', ?7, ?8, 0, 0, ?9, 0, 0,
+               0, 1, 'd', 0, 0)",
+            params![
+                relation.oid,
+                object.name,
+                PUBLIC_NAMESPACE,
+                OWNER,
+                if is_table { HEAP_AM } else { 0 },
+                has_index || relation.rowid_key().is_some(),
+                if is_table { "r" } else { "v" },
+                relation.columns.len() as i64,
+                // PostgreSQL implements foreign keys with triggers, and psql only looks for
+                // either when this is set.
+                is_table,
+            ],
+        )?;
+        let rowid = relation.rowid_key().map(|c| c.name.clone());
+        for (position, column) in relation.columns.iter().enumerate() {
+            let attnum = position as i64 + 1;
+            self.definitions
+                .declared
+                .push(column.declared.to_lowercase());
+            let typmod = self.definitions.declared.len() as i64 - 1;
+            self.catalog.execute(
+                "INSERT INTO pg_attribute(attrelid, attname, atttypid, attstattarget, attlen,
+                   attnum, attndims, atttypmod, attnotnull, atthasdef, atthasmissing,
+                   attidentity, attgenerated, attisdropped, attislocal, attinhcount,
+                   attcollation, attstorage, attcompression)
+                 VALUES (?1, ?2, ?3, -1, -1, ?4, 0, ?5, ?6, ?7, 0, '', '', 0, 1, 0, 0, 'x', '')",
+                params![
+                    relation.oid,
+                    column.name,
+                    type_oid(&column.declared),
+                    attnum,
+                    typmod,
+                    column.not_null || rowid.as_deref() == Some(column.name.as_str()),
+                    column.default.is_some(),
+                ],
+            )?;
+            if let Some(default) = &column.default {
+                self.catalog.execute(
+                    "INSERT INTO pg_attrdef(adrelid, adnum, adbin) VALUES (?1, ?2, ?3)",
+                    params![relation.oid, attnum, default],
+                )?;
+            }
+        }
+        Ok(relation)
+    }
+
+    /// An INTEGER PRIMARY KEY is the rowid: SQLite keeps no index for it, but PostgreSQL
+    /// clients expect the primary key's index (`<table>_pkey`).
+    fn rowid_primary_key(
+        &mut self,
+        relation: &Relation<'_>,
+        column: &str,
+        declared: &str,
+    ) -> rusqlite::Result<()> {
+        let name = format!("{}_pkey", relation.object.name);
+        let index_oid = self.new_oid(&name);
+        self.index(
+            relation,
+            index_oid,
+            &name,
+            true,
+            true,
+            &[column.to_string()],
+        )?;
+        self.index_column(index_oid, column, 1, declared)?;
+        self.constraint(
+            relation,
+            'p',
+            &name,
+            index_oid,
+            0,
+            &[column.to_string()],
+            None,
+        )
+    }
+
+    /// SQLite's indexes, with the constraints behind UNIQUE and PRIMARY KEY ones.
+    fn indexes(&mut self, relation: &Relation<'_>) -> rusqlite::Result<()> {
+        let indexes: Vec<(String, bool, String)> = self
+            .source
+            .prepare("SELECT name, \"unique\", origin FROM pragma_index_list(?1)")?
+            .query_map([&relation.object.name], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (name, unique, origin) in indexes {
+            let index_oid = match self.oids.get(&name.to_lowercase()) {
+                Some(oid) => *oid,
+                None => self.new_oid(&name), // automatic indexes are not in sqlite_schema
+            };
+            let columns: Vec<String> = self
+                .source
+                .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?
+                .query_map([&name], |row| row.get::<_, Option<String>>(0))?
+                .filter_map(|c| c.ok().flatten())
+                .collect();
+            let primary = origin == "pk";
+            self.index(relation, index_oid, &name, unique, primary, &columns)?;
+            for (position, column) in columns.iter().enumerate() {
+                let declared = relation.declared(column).to_string();
+                self.index_column(index_oid, column, position as i64 + 1, &declared)?;
+            }
+            if primary || origin == "u" {
+                let kind = if primary { 'p' } else { 'u' };
+                self.constraint(relation, kind, &name, index_oid, 0, &columns, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `pg_class` and `pg_index` rows of one index.
+    fn index(
+        &mut self,
+        relation: &Relation<'_>,
+        index_oid: i64,
+        name: &str,
+        unique: bool,
+        primary: bool,
+        columns: &[String],
+    ) -> rusqlite::Result<()> {
+        let key = columns
+            .iter()
+            .map(|c| relation.attnum(c).to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.catalog.execute(
+            "INSERT OR IGNORE INTO pg_class(oid, relname, relnamespace, reltype, reloftype,
+               relowner, relam, relfilenode, reltablespace, relpages, reltuples, relhasindex,
+               relisshared, relpersistence, relkind, relnatts, relchecks, relhasrules,
+               relhastriggers, relhassubclass, relrowsecurity, relforcerowsecurity,
+               relispopulated, relreplident, relispartition, relhasoids)
+             VALUES (?1, ?2, 2200, 0, 0, 10, 403, ?1, 0, 0, -1, 0, 0, 'p', 'i', ?3, 0, 0, 0, 0, 0,
+               0, 1, 'n', 0, 0)",
+            params![index_oid, name, columns.len() as i64],
+        )?;
+        self.catalog.execute(
+            "INSERT INTO pg_index(indexrelid, indrelid, indnatts, indnkeyatts, indisunique,
+               indnullsnotdistinct, indisprimary, indisexclusion, indimmediate, indisclustered,
+               indisvalid, indcheckxmin, indisready, indislive, indisreplident, indkey)
+             VALUES (?1, ?2, ?3, ?3, ?4, 0, ?5, 0, 1, 0, 1, 0, 1, 1, 0, ?6)",
+            params![
+                index_oid,
+                relation.oid,
+                columns.len() as i64,
+                unique,
+                primary,
+                key
+            ],
+        )?;
+        let definition = format!(
+            "CREATE {}INDEX {name} ON public.{} USING btree ({})",
+            if unique { "UNIQUE " } else { "" },
+            relation.object.name,
+            columns.join(", ")
+        );
+        self.definitions
+            .indexes
+            .insert(index_oid, (definition, columns.to_vec()));
+        Ok(())
+    }
+
+    /// A column of an index relation (psql lists them for `\d index`).
+    fn index_column(
+        &self,
+        index_oid: i64,
+        name: &str,
+        attnum: i64,
+        declared: &str,
+    ) -> rusqlite::Result<()> {
+        self.catalog.execute(
+            "INSERT INTO pg_attribute(attrelid, attname, atttypid, attstattarget, attlen, attnum,
+               attndims, atttypmod, attnotnull, atthasdef, atthasmissing, attidentity,
+               attgenerated, attisdropped, attislocal, attinhcount, attcollation, attstorage,
+               attcompression)
+             VALUES (?1, ?2, ?3, -1, -1, ?4, 0, -1, 0, 0, 0, '', '', 0, 1, 0, 0, 'x', '')",
+            params![index_oid, name, type_oid(declared), attnum],
+        )?;
+        Ok(())
+    }
+
+    /// A `pg_constraint` row: primary key (`p`), unique (`u`) or foreign key (`f`, with the
+    /// referenced table and columns).
+    #[allow(clippy::too_many_arguments)]
+    fn constraint(
+        &mut self,
+        relation: &Relation<'_>,
+        kind: char,
+        name: &str,
+        index_oid: i64,
+        referenced_oid: i64,
+        columns: &[String],
+        references: Option<(&str, &[String])>,
+    ) -> rusqlite::Result<()> {
+        let oid = self.next_constraint_oid;
+        self.next_constraint_oid += 1;
+        let definition = match (kind, references) {
+            ('f', Some((table, referenced))) => format!(
+                "FOREIGN KEY ({}) REFERENCES {table}({})",
+                columns.join(", "),
+                referenced.join(", ")
+            ),
+            ('p', _) => format!("PRIMARY KEY ({})", columns.join(", ")),
+            _ => format!("UNIQUE ({})", columns.join(", ")),
+        };
+        let key = format!(
+            "{{{}}}",
+            columns
+                .iter()
+                .map(|c| relation.attnum(c).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        self.catalog.execute(
+            "INSERT INTO pg_constraint(oid, conname, connamespace, contype, condeferrable,
+               condeferred, convalidated, conrelid, contypid, conindid, conparentid, confrelid,
+               confupdtype, confdeltype, confmatchtype, conislocal, coninhcount, connoinherit,
+               conkey, confkey, shoal_definition)
+             VALUES (?1, ?2, 2200, ?3, 0, 0, 1, ?4, 0, ?5, 0, ?6, 'a', 'a', 's', 1, 0, 1, ?7, '{}',
+               ?8)",
+            params![
+                oid,
+                name,
+                kind.to_string(),
+                relation.oid,
+                index_oid,
+                referenced_oid,
+                key,
+                definition
+            ],
+        )?;
+        self.definitions.constraints.insert(oid, definition);
+        Ok(())
+    }
+
+    fn foreign_keys(&mut self, relation: &Relation<'_>) -> rusqlite::Result<()> {
+        let rows: Vec<(i64, String, String, Option<String>)> = self
+            .source
+            .prepare(
+                "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) \
+                 ORDER BY id, seq",
+            )?
+            .query_map([&relation.object.name], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut keys: BTreeMap<i64, (String, Vec<String>, Vec<String>)> = BTreeMap::new();
+        for (id, table, from, to) in rows {
+            let key = keys
+                .entry(id)
+                .or_insert_with(|| (table, Vec::new(), Vec::new()));
+            key.1.push(from);
+            key.2.push(to.unwrap_or_default());
+        }
+        for (id, (table, from, to)) in keys {
+            let suffix = if id == 0 {
+                String::new()
+            } else {
+                id.to_string()
+            };
+            let name = format!("{}_fkey{suffix}", relation.object.name);
+            let referenced_oid = self.oid_of(&table);
+            self.constraint(
+                relation,
+                'f',
+                &name,
+                0,
+                referenced_oid,
+                &from,
+                Some((&table, &to)),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn trigger(&mut self, object: &SchemaObject) -> rusqlite::Result<()> {
+        let oid = self.oid_of(&object.name);
+        if let Some(sql) = &object.sql {
+            self.definitions.triggers.insert(oid, sql.clone());
+        }
+        self.catalog.execute(
+            "INSERT INTO pg_trigger(oid, tgrelid, tgparentid, tgname, tgenabled, tgisinternal,
+               shoal_definition) VALUES (?1, ?2, 0, ?3, 'O', 0, ?4)",
+            params![oid, self.oid_of(&object.table), object.name, object.sql],
+        )?;
+        Ok(())
+    }
+}
+
+/// The PostgreSQL type oid for a SQLite declared type (as `types::PgType` presents values).
+fn type_oid(declared: &str) -> i64 {
+    PgType::for_declared(declared).map_or(25, |t| i64::from(t.oid()))
+}

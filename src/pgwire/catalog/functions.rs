@@ -1,0 +1,208 @@
+//! The catalog functions psql and drivers call (`format_type`, `pg_get_indexdef`,
+//! `pg_table_is_visible`, …), registered on the in-memory catalog database.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use rusqlite::functions::FunctionFlags;
+
+/// Texts the catalog functions return, computed while filling the catalog.
+#[derive(Default)]
+pub struct Definitions {
+    /// Declared column types, indexed by the `atttypmod` given to each column.
+    pub declared: Vec<String>,
+    /// `pg_get_indexdef` by index oid, with the index's column names (`pg_get_indexdef(oid, n)`).
+    pub indexes: BTreeMap<i64, (String, Vec<String>)>,
+    /// `pg_get_constraintdef` by constraint oid.
+    pub constraints: BTreeMap<i64, String>,
+    /// Relation names by oid (`x::regclass`).
+    pub relations: BTreeMap<i64, String>,
+    /// `pg_get_triggerdef` by trigger oid.
+    pub triggers: BTreeMap<i64, String>,
+}
+
+/// The catalog functions psql and drivers call (any argument count, as PostgreSQL's have
+/// optional ones).
+pub fn register_functions(catalog: &Connection, definitions: Definitions) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    let any = -1;
+    catalog.create_scalar_function("regexp", 2, flags, |context| {
+        let pattern: Option<String> = context.get(0)?;
+        let text: Option<String> = context.get(1)?;
+        let (Some(pattern), Some(text)) = (pattern, text) else {
+            return Ok(None);
+        };
+        let regex = regex::Regex::new(&pattern).map_err(|e| {
+            rusqlite::Error::UserFunctionError(format!("invalid regular expression: {e}").into())
+        })?;
+        Ok(Some(regex.is_match(&text)))
+    })?;
+    let texts: &[(&str, &str)] = &[
+        ("pg_get_userbyid", "shoal"),
+        ("pg_encoding_to_char", "UTF8"),
+        ("current_schema", "public"),
+        ("current_database", "shoal"),
+        ("current_schemas", "{public}"),
+        ("pg_size_pretty", "0 bytes"),
+    ];
+    for &(name, value) in texts {
+        catalog.create_scalar_function(name, any, flags, move |_| Ok(value.to_string()))?;
+    }
+    let truths: &[(&str, bool)] = &[
+        ("pg_table_is_visible", true),
+        ("pg_type_is_visible", true),
+        ("has_table_privilege", true),
+        ("has_schema_privilege", true),
+        ("pg_has_role", true),
+        ("pg_relation_is_publishable", false),
+    ];
+    for &(name, value) in truths {
+        catalog.create_scalar_function(name, any, flags, move |_| Ok(value))?;
+    }
+    for name in ["obj_description", "col_description", "shobj_description"] {
+        catalog.create_scalar_function(name, any, flags, |_| Ok(None::<String>))?;
+    }
+    for name in ["array_upper", "array_length", "array_lower"] {
+        catalog.create_scalar_function(name, any, flags, |_| Ok(None::<i64>))?;
+    }
+    for name in [
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_table_size",
+    ] {
+        catalog.create_scalar_function(name, any, flags, |_| Ok(0i64))?;
+    }
+    // The first argument as is: expressions are stored as text, arrays as '{…}' strings.
+    for name in ["pg_get_expr", "array_to_string"] {
+        catalog
+            .create_scalar_function(name, any, flags, |context| context.get::<Option<String>>(0))?;
+    }
+    catalog.create_scalar_function("to_regtype", any, flags, |context| {
+        let name: Option<String> = context.get(0)?;
+        Ok(name.and_then(|n| builtin_type_oid(&n)))
+    })?;
+    catalog.create_scalar_function("quote_ident", 1, flags, |context| {
+        let name: String = context.get(0)?;
+        Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+    })?;
+    catalog.create_scalar_function("version", 0, flags, |_| {
+        Ok(format!(
+            "PostgreSQL {} (Shoal)",
+            crate::pgwire::session::SERVER_VERSION
+        ))
+    })?;
+    let Definitions {
+        declared,
+        indexes,
+        constraints,
+        relations,
+        triggers,
+    } = definitions;
+    catalog.create_scalar_function("pg_get_triggerdef", any, flags, move |context| {
+        let oid = oid_argument(context, 0)?;
+        Ok(oid.and_then(|oid| triggers.get(&oid).cloned()))
+    })?;
+    catalog.create_scalar_function("shoal_regclass", 1, flags, move |context| {
+        let oid = oid_argument(context, 0)?;
+        Ok(oid.map(|oid| {
+            relations
+                .get(&oid)
+                .cloned()
+                .unwrap_or_else(|| oid.to_string())
+        }))
+    })?;
+    // Partitioning does not exist here: a relation is its own only ancestor.
+    for name in ["pg_partition_ancestors", "pg_partition_root"] {
+        catalog.create_scalar_function(name, any, flags, |context| oid_argument(context, 0))?;
+    }
+    catalog.create_scalar_function("format_type", any, flags, move |context| {
+        let oid = oid_argument(context, 0)?;
+        let typmod = if context.len() > 1 {
+            oid_argument(context, 1)?
+        } else {
+            None
+        };
+        let declared = typmod
+            .and_then(|m| usize::try_from(m).ok())
+            .and_then(|m| declared.get(m).cloned())
+            .filter(|d| !d.is_empty());
+        Ok(declared.or_else(|| oid.and_then(builtin_type_name)))
+    })?;
+    catalog.create_scalar_function("pg_get_indexdef", any, flags, move |context| {
+        let oid = oid_argument(context, 0)?;
+        let column = if context.len() > 1 {
+            oid_argument(context, 1)?.unwrap_or(0)
+        } else {
+            0
+        };
+        let Some((definition, columns)) = oid.and_then(|oid| indexes.get(&oid)) else {
+            return Ok(None);
+        };
+        Ok(match usize::try_from(column) {
+            Ok(0) | Err(_) => Some(definition.clone()),
+            Ok(n) => columns.get(n - 1).cloned(),
+        })
+    })?;
+    catalog.create_scalar_function("pg_get_statisticsobjdef_columns", any, flags, |_| {
+        Ok(None::<String>)
+    })?;
+    catalog.create_scalar_function("pg_get_constraintdef", any, flags, move |context| {
+        let oid = oid_argument(context, 0)?;
+        Ok(oid.and_then(|oid| constraints.get(&oid).cloned()))
+    })?;
+    Ok(())
+}
+
+/// An oid argument, given as a number or as text (psql quotes oids: `'16384'`).
+fn oid_argument(
+    context: &rusqlite::functions::Context<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<i64>> {
+    use rusqlite::types::ValueRef;
+    Ok(match context.get_raw(index) {
+        ValueRef::Integer(i) => Some(i),
+        ValueRef::Real(f) => Some(f as i64),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|t| t.trim().parse().ok()),
+        ValueRef::Null | ValueRef::Blob(_) => None,
+    })
+}
+
+fn builtin_type_name(oid: i64) -> Option<String> {
+    let name = match oid {
+        16 => "boolean",
+        17 => "bytea",
+        20 => "bigint",
+        21 => "smallint",
+        23 => "integer",
+        25 => "text",
+        700 => "real",
+        701 => "double precision",
+        1043 => "character varying",
+        1082 => "date",
+        1114 => "timestamp without time zone",
+        1700 => "numeric",
+        _ => return None,
+    };
+    Some(name.to_string())
+}
+
+pub fn builtin_type_oid(name: &str) -> Option<i64> {
+    let oid = match name.to_ascii_lowercase().as_str() {
+        "bool" | "boolean" => 16,
+        "bytea" => 17,
+        "int8" | "bigint" => 20,
+        "int2" | "smallint" => 21,
+        "int4" | "integer" | "int" => 23,
+        "text" => 25,
+        "float4" | "real" => 700,
+        "float8" | "double precision" => 701,
+        "varchar" | "character varying" => 1043,
+        "date" => 1082,
+        "timestamp" => 1114,
+        "numeric" => 1700,
+        _ => return None,
+    };
+    Some(oid)
+}

@@ -1,0 +1,137 @@
+//! PostgreSQL's system catalogs (`pg_class`, `pg_attribute`, `pg_index`, …), emulated from
+//! SQLite's schema so psql's `\d`, `\dt`, `\l` and drivers' table lookups (SQLAlchemy's
+//! `has_table`) get sensible answers. A catalog query is rewritten into SQLite's dialect
+//! (`rewrite`) and run on a small in-memory database (`schema.sql`) filled from the real
+//! schema (`fill`) with the catalog functions registered (`functions`); it never touches the
+//! replicated database.
+
+mod fill;
+mod functions;
+mod rewrite;
+
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use crate::db::execute::{StatementShape, execute_statement, statement_shape};
+use crate::db::guard::{GuardMode, StatementGuard};
+use crate::raft::types::{Statement, StatementResult};
+pub use rewrite::rewrite;
+
+/// Whether `sql` reads PostgreSQL's catalogs rather than user tables.
+pub fn is_catalog_query(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    [
+        "pg_catalog.",
+        "pg_class",
+        "pg_namespace",
+        "pg_attribute",
+        "pg_type",
+        "pg_database",
+        "pg_index",
+        "pg_constraint",
+        "pg_roles",
+        "information_schema.",
+        "to_regtype(",
+        "to_regclass(",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+/// An emulated catalog: an in-memory database filled from the real one's schema.
+pub struct Catalog {
+    connection: Connection,
+    guard: Arc<StatementGuard>,
+}
+
+impl Catalog {
+    /// Builds the catalog from the schema of `source` (a read connection, guard lifted).
+    pub fn build(source: &Connection) -> rusqlite::Result<Catalog> {
+        let connection = Connection::open_in_memory()?;
+        rusqlite::vtab::series::load_module(&connection)?;
+        connection.execute_batch(include_str!("schema.sql"))?;
+        let objects = fill::read_schema(source)?;
+        let definitions = fill::Filler::new(&connection, source, &objects).fill(&objects)?;
+        functions::register_functions(&connection, definitions)?;
+        let guard = StatementGuard::install(&connection, GuardMode::Reader);
+        Ok(Catalog { connection, guard })
+    }
+
+    /// The shape of a (rewritten) catalog query.
+    pub fn shape(&self, sql: &str) -> Result<StatementShape, String> {
+        statement_shape(&self.connection, &self.guard, sql)
+    }
+
+    /// Runs a (rewritten) catalog query.
+    pub fn run(&self, statement: &Statement) -> StatementResult {
+        execute_statement(&self.connection, &self.guard, statement)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        let source = Connection::open_in_memory().unwrap();
+        source
+            .execute_batch(
+                "CREATE TABLE parent(id INTEGER PRIMARY KEY, code TEXT UNIQUE);
+                 CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id),
+                   name VARCHAR(20) NOT NULL DEFAULT 'x');
+                 CREATE INDEX child_name ON child(name);",
+            )
+            .unwrap();
+        Catalog::build(&source).unwrap()
+    }
+
+    fn rows(catalog: &Catalog, sql: &str) -> Vec<Vec<crate::db::value::SqlValue>> {
+        let result = catalog.run(&Statement::plain(rewrite(sql)));
+        assert_eq!(result.error, None, "{sql}");
+        result.rows.unwrap().values
+    }
+
+    #[test]
+    fn tables_columns_and_keys_appear_as_postgresql_describes_them() {
+        use crate::db::value::SqlValue::{Integer, Text};
+        let catalog = catalog();
+        assert_eq!(
+            rows(
+                &catalog,
+                "SELECT relname, relkind FROM pg_catalog.pg_class ORDER BY oid"
+            ),
+            vec![
+                vec![Text("parent".into()), Text("r".into())],
+                vec![Text("child".into()), Text("r".into())],
+                vec![Text("child_name".into()), Text("i".into())],
+                vec![Text("parent_pkey".into()), Text("i".into())],
+                vec![Text("sqlite_autoindex_parent_1".into()), Text("i".into())],
+                vec![Text("child_pkey".into()), Text("i".into())],
+            ]
+        );
+        assert_eq!(
+            rows(
+                &catalog,
+                "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull \
+                 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 WHERE c.relname = 'child' ORDER BY a.attnum"
+            ),
+            vec![
+                vec![Text("id".into()), Text("integer".into()), Integer(1)],
+                vec![Text("parent_id".into()), Text("integer".into()), Integer(0)],
+                vec![Text("name".into()), Text("varchar(20)".into()), Integer(1)],
+            ]
+        );
+        assert_eq!(
+            rows(
+                &catalog,
+                "SELECT pg_catalog.pg_get_constraintdef(oid, true) FROM pg_catalog.pg_constraint \
+                 WHERE contype = 'f'"
+            ),
+            vec![vec![Text(
+                "FOREIGN KEY (parent_id) REFERENCES parent(id)".into()
+            )]]
+        );
+    }
+}

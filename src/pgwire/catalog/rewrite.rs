@@ -1,0 +1,188 @@
+//! Rewriting a PostgreSQL catalog query into SQLite's dialect.
+
+/// Rewrites a PostgreSQL catalog query into SQLite's dialect: schema prefixes dropped, `~`
+/// operators as REGEXP, `::type` casts removed, `= ANY (ARRAY[…])` as `IN (…)`, `E'…'` strings
+/// unescaped, `COLLATE pg_catalog.default` dropped, `information_schema.x` as
+/// `information_schema_x`.
+pub fn rewrite(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    let mut code = String::new();
+    let flush = |code: &mut String, out: &mut String| {
+        out.push_str(&rewrite_code(code));
+        code.clear();
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let escaped_string = (c == 'E' || c == 'e')
+            && chars.get(i + 1) == Some(&'\'')
+            && !chars
+                .get(i.wrapping_sub(1))
+                .is_some_and(|p| p.is_alphanumeric() || *p == '_');
+        if c == '\'' || escaped_string {
+            flush(&mut code, &mut out);
+            let start = if escaped_string { i + 2 } else { i + 1 };
+            let mut j = start;
+            let mut text = String::new();
+            while j < chars.len() {
+                if chars[j] == '\'' && chars.get(j + 1) == Some(&'\'') {
+                    text.push_str("''");
+                    j += 2;
+                } else if chars[j] == '\'' {
+                    break;
+                } else if escaped_string && chars[j] == '\\' && j + 1 < chars.len() {
+                    text.push(match chars[j + 1] {
+                        'n' => '\n',
+                        't' => '\t',
+                        'r' => '\r',
+                        other => other,
+                    });
+                    j += 2;
+                } else {
+                    text.push(chars[j]);
+                    j += 1;
+                }
+            }
+            out.push('\'');
+            out.push_str(&text);
+            out.push('\'');
+            i = j + 1;
+        } else if c == '"' {
+            flush(&mut code, &mut out);
+            let mut j = i + 1;
+            while j < chars.len() && chars[j] != '"' {
+                j += 1;
+            }
+            out.extend(&chars[i..(j + 1).min(chars.len())]);
+            i = j + 1;
+        } else {
+            code.push(c);
+            i += 1;
+        }
+    }
+    flush(&mut code, &mut out);
+    rewrite_arrays(&out)
+}
+
+/// The rewrites of `rewrite` that apply to code (outside literals and quoted names).
+fn rewrite_code(code: &str) -> String {
+    let replacements: &[(&str, &str)] = &[
+        // An oid cast to regclass shows the relation's name.
+        (
+            r"(?i)\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*::\s*(?:pg_catalog\s*\.\s*)?regclass\b",
+            "shoal_regclass($1)",
+        ),
+        (
+            r"(?i)OPERATOR\s*\(\s*pg_catalog\s*\.\s*!~\*?\s*\)",
+            " NOT REGEXP ",
+        ),
+        (
+            r"(?i)OPERATOR\s*\(\s*pg_catalog\s*\.\s*~\*?\s*\)",
+            " REGEXP ",
+        ),
+        (r"(?i)\s+COLLATE\s+pg_catalog\s*\.\s*default", ""),
+        (r"(?i)\bpg_catalog\s*\.\s*", ""),
+        (r"(?i)\binformation_schema\s*\.\s*", "information_schema_"),
+        // A relation is its own only partition ancestor.
+        (
+            r"(?i)\bpg_partition_ancestors\s*\(([^()]*)\)\s+WITH\s+ORDINALITY\s+AS\s+(\w+)\s*\(\s*(\w+)\s*,\s*(\w+)\s*\)",
+            "(SELECT $1 AS $3, 1 AS $4) AS $2",
+        ),
+        // array(SELECT …) as a scalar subquery: the catalogs it reads here are empty or
+        // single-valued.
+        (r"(?i)\barray\s*\(\s*select\b", "(SELECT"),
+        (r"::\s*[A-Za-z_][A-Za-z0-9_]*(\s*\[\s*\])?", ""),
+        (r"!~\*?", " NOT REGEXP "),
+        (r"~\*?", " REGEXP "),
+    ];
+    let mut text = code.to_string();
+    for (pattern, replacement) in replacements {
+        if let Ok(regex) = regex::Regex::new(pattern) {
+            text = regex.replace_all(&text, *replacement).into_owned();
+        }
+    }
+    text
+}
+
+/// `x = ANY (ARRAY[a, b])` → `x IN (a, b)`; a remaining `ARRAY[a, b]` → `(a, b)`.
+fn rewrite_arrays(sql: &str) -> String {
+    let any = regex::Regex::new(r"(?i)(=|<>|!=)\s*ANY\s*\(\s*ARRAY\s*\[").ok();
+    let mut text = sql.to_string();
+    while let Some(found) = any.as_ref().and_then(|r| r.find(&text)) {
+        let negated = !found.as_str().starts_with('=');
+        let Some(close) = matching_bracket(&text, found.end()) else {
+            break;
+        };
+        // `]` then optional spaces then `)`.
+        let after = text[close + 1..].trim_start();
+        let rest = after.strip_prefix(')').unwrap_or(after).to_string();
+        let inside = text[found.end()..close].to_string();
+        let operator = if negated { "NOT IN" } else { "IN" };
+        text = format!("{}{operator} ({inside}){rest}", &text[..found.start()]);
+    }
+    // `x = ANY (list_column)`: membership in a one-element list.
+    if let Ok(any_list) = regex::Regex::new(r"(?i)=\s*ANY\s*\(") {
+        text = any_list.replace_all(&text, " IN (").into_owned();
+    }
+    let array = regex::Regex::new(r"(?i)\bARRAY\s*\[").ok();
+    while let Some(found) = array.as_ref().and_then(|r| r.find(&text)) {
+        let Some(close) = matching_bracket(&text, found.end()) else {
+            break;
+        };
+        let inside = text[found.end()..close].to_string();
+        text = format!("{}({inside}){}", &text[..found.start()], &text[close + 1..]);
+    }
+    // Array subscripts (`prattrs[s]`): the arrays here are single values or empty.
+    if let Ok(subscript) = regex::Regex::new(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\[[^\]']*\]") {
+        text = subscript.replace_all(&text, "$1").into_owned();
+    }
+    text
+}
+
+/// The index of the `]` closing a `[` that ends at `start`, skipping string literals.
+fn matching_bracket(text: &str, start: usize) -> Option<usize> {
+    let mut depth = 1;
+    let mut in_literal = false;
+    for (offset, c) in text[start..].char_indices() {
+        match c {
+            '\'' => in_literal = !in_literal,
+            '[' if !in_literal => depth += 1,
+            ']' if !in_literal => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(start + offset);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psql_operators_and_casts_become_sqlite() {
+        let rewritten = rewrite(
+            "SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c \
+             WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default \
+             AND n.nspname !~ '^pg_toast' AND c.relkind = ANY (ARRAY['r', 'p'])",
+        );
+        assert_eq!(
+            rewritten,
+            "SELECT shoal_regclass(c.oid) FROM pg_class c WHERE c.relname  REGEXP  '^(t)$' \
+             AND n.nspname  NOT REGEXP  '^pg_toast' AND c.relkind IN ('r', 'p')"
+        );
+    }
+
+    #[test]
+    fn escape_strings_are_unescaped_and_literals_left_alone() {
+        assert_eq!(
+            rewrite("SELECT E'a\\nb', 'x::int ~ y'"),
+            "SELECT 'a\nb', 'x::int ~ y'"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+-- PostgreSQL's catalog tables (the columns psql and drivers read), created in the in-memory
+-- catalog database; rows for user objects are added by fill.rs.
+CREATE TABLE pg_namespace(oid INTEGER PRIMARY KEY, nspname TEXT, nspowner INTEGER, nspacl TEXT);
+CREATE TABLE pg_class(oid INTEGER PRIMARY KEY, relname TEXT, relnamespace INTEGER, reltype INTEGER,
+  reloftype INTEGER, relowner INTEGER, relam INTEGER, relfilenode INTEGER, reltablespace INTEGER,
+  relpages INTEGER, reltuples REAL, relallvisible INTEGER, reltoastrelid INTEGER,
+  relhasindex BOOLEAN, relisshared BOOLEAN, relpersistence TEXT, relkind TEXT, relnatts INTEGER,
+  relchecks INTEGER, relhasrules BOOLEAN, relhastriggers BOOLEAN, relhassubclass BOOLEAN,
+  relrowsecurity BOOLEAN, relforcerowsecurity BOOLEAN, relispopulated BOOLEAN, relreplident TEXT,
+  relispartition BOOLEAN, relrewrite INTEGER, relfrozenxid INTEGER, relminmxid INTEGER,
+  relacl TEXT, reloptions TEXT, relpartbound TEXT, relhasoids BOOLEAN);
+CREATE TABLE pg_attribute(attrelid INTEGER, attname TEXT, atttypid INTEGER, attstattarget INTEGER,
+  attlen INTEGER, attnum INTEGER, attndims INTEGER, attcacheoff INTEGER, atttypmod INTEGER,
+  attbyval BOOLEAN, attalign TEXT, attstorage TEXT, attcompression TEXT, attnotnull BOOLEAN,
+  atthasdef BOOLEAN, atthasmissing BOOLEAN, attidentity TEXT, attgenerated TEXT,
+  attisdropped BOOLEAN, attislocal BOOLEAN, attinhcount INTEGER, attcollation INTEGER,
+  attacl TEXT, attoptions TEXT, attfdwoptions TEXT, attmissingval TEXT);
+CREATE TABLE pg_attrdef(oid INTEGER PRIMARY KEY, adrelid INTEGER, adnum INTEGER, adbin TEXT);
+CREATE TABLE pg_index(indexrelid INTEGER, indrelid INTEGER, indnatts INTEGER, indnkeyatts INTEGER,
+  indisunique BOOLEAN, indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN,
+  indimmediate BOOLEAN, indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN,
+  indisready BOOLEAN, indislive BOOLEAN, indisreplident BOOLEAN, indkey TEXT, indcollation TEXT,
+  indclass TEXT, indoption TEXT, indexprs TEXT, indpred TEXT);
+CREATE TABLE pg_constraint(oid INTEGER PRIMARY KEY, conname TEXT, connamespace INTEGER,
+  contype TEXT, condeferrable BOOLEAN, condeferred BOOLEAN, convalidated BOOLEAN,
+  conrelid INTEGER, contypid INTEGER, conindid INTEGER, conparentid INTEGER, confrelid INTEGER,
+  confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT, conislocal BOOLEAN,
+  coninhcount INTEGER, connoinherit BOOLEAN, conkey TEXT, confkey TEXT, conbin TEXT,
+  shoal_definition TEXT);
+CREATE TABLE pg_type(oid INTEGER PRIMARY KEY, typname TEXT, typnamespace INTEGER, typowner INTEGER,
+  typlen INTEGER, typbyval BOOLEAN, typtype TEXT, typcategory TEXT, typispreferred BOOLEAN,
+  typisdefined BOOLEAN, typdelim TEXT, typrelid INTEGER, typelem INTEGER, typarray INTEGER,
+  typinput TEXT, typoutput TEXT, typnotnull BOOLEAN, typbasetype INTEGER, typtypmod INTEGER,
+  typndims INTEGER, typcollation INTEGER, typdefault TEXT, typacl TEXT);
+CREATE TABLE pg_am(oid INTEGER PRIMARY KEY, amname TEXT, amhandler TEXT, amtype TEXT);
+CREATE TABLE pg_database(oid INTEGER PRIMARY KEY, datname TEXT, datdba INTEGER, encoding INTEGER,
+  datlocprovider TEXT, datistemplate BOOLEAN, datallowconn BOOLEAN, datconnlimit INTEGER,
+  datcollate TEXT, datctype TEXT, daticulocale TEXT, datcollversion TEXT, datacl TEXT,
+  dattablespace INTEGER);
+CREATE TABLE pg_roles(oid INTEGER PRIMARY KEY, rolname TEXT, rolsuper BOOLEAN, rolinherit BOOLEAN,
+  rolcreaterole BOOLEAN, rolcreatedb BOOLEAN, rolcanlogin BOOLEAN, rolreplication BOOLEAN,
+  rolconnlimit INTEGER, rolpassword TEXT, rolvaliduntil TEXT, rolbypassrls BOOLEAN,
+  rolconfig TEXT);
+CREATE VIEW pg_user AS SELECT rolname AS usename, oid AS usesysid, rolcreatedb AS usecreatedb,
+  rolsuper AS usesuper FROM pg_roles;
+CREATE VIEW pg_authid AS SELECT * FROM pg_roles;
+CREATE TABLE pg_description(objoid INTEGER, classoid INTEGER, objsubid INTEGER, description TEXT);
+CREATE TABLE pg_inherits(inhrelid INTEGER, inhparent INTEGER, inhseqno INTEGER,
+  inhdetachpending BOOLEAN);
+CREATE TABLE pg_trigger(oid INTEGER PRIMARY KEY, tgrelid INTEGER, tgparentid INTEGER, tgname TEXT,
+  tgenabled TEXT, tgisinternal BOOLEAN, shoal_definition TEXT);
+CREATE TABLE pg_policy(oid INTEGER PRIMARY KEY, polname TEXT, polrelid INTEGER, polcmd TEXT,
+  polpermissive BOOLEAN, polroles TEXT, polqual TEXT, polwithcheck TEXT);
+CREATE TABLE pg_statistic_ext(oid INTEGER PRIMARY KEY, stxrelid INTEGER, stxname TEXT,
+  stxnamespace INTEGER, stxowner INTEGER, stxstattarget INTEGER, stxkeys TEXT, stxkind TEXT);
+CREATE TABLE pg_publication(oid INTEGER PRIMARY KEY, pubname TEXT, puballtables BOOLEAN);
+CREATE TABLE pg_publication_rel(oid INTEGER PRIMARY KEY, prpubid INTEGER, prrelid INTEGER,
+  prqual TEXT, prattrs TEXT);
+CREATE TABLE pg_publication_namespace(oid INTEGER PRIMARY KEY, pnpubid INTEGER, pnnspid INTEGER);
+CREATE TABLE pg_foreign_table(ftrelid INTEGER, ftserver INTEGER, ftoptions TEXT);
+CREATE TABLE pg_partitioned_table(partrelid INTEGER, partstrat TEXT);
+CREATE TABLE pg_tablespace(oid INTEGER PRIMARY KEY, spcname TEXT);
+CREATE TABLE pg_collation(oid INTEGER PRIMARY KEY, collname TEXT, collnamespace INTEGER);
+CREATE TABLE pg_sequence(seqrelid INTEGER);
+CREATE TABLE pg_rewrite(oid INTEGER PRIMARY KEY, rulename TEXT, ev_class INTEGER);
+CREATE TABLE pg_extension(oid INTEGER PRIMARY KEY, extname TEXT, extversion TEXT);
+CREATE TABLE pg_settings(name TEXT, setting TEXT);
+CREATE TABLE pg_proc(oid INTEGER PRIMARY KEY, proname TEXT, pronamespace INTEGER);
+CREATE TABLE pg_enum(oid INTEGER PRIMARY KEY, enumtypid INTEGER, enumsortorder REAL, enumlabel TEXT);
+CREATE TABLE pg_range(rngtypid INTEGER, rngsubtype INTEGER);
+CREATE TABLE shoal_declared_type(id INTEGER PRIMARY KEY, declared TEXT);
+CREATE VIEW pg_tables AS SELECT n.nspname AS schemaname, c.relname AS tablename,
+  'shoal' AS tableowner, NULL AS tablespace, c.relhasindex AS hasindexes, 0 AS hasrules,
+  c.relhastriggers AS hastriggers, 0 AS rowsecurity
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r';
+CREATE VIEW pg_views AS SELECT n.nspname AS schemaname, c.relname AS viewname,
+  'shoal' AS viewowner, NULL AS definition
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'v';
+CREATE VIEW pg_indexes AS SELECT n.nspname AS schemaname, t.relname AS tablename,
+  c.relname AS indexname, NULL AS tablespace, NULL AS indexdef
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace;
+CREATE VIEW information_schema_tables AS SELECT 'shoal' AS table_catalog,
+  n.nspname AS table_schema, c.relname AS table_name,
+  CASE c.relkind WHEN 'v' THEN 'VIEW' ELSE 'BASE TABLE' END AS table_type
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'v');
+CREATE VIEW information_schema_columns AS SELECT 'shoal' AS table_catalog,
+  n.nspname AS table_schema, c.relname AS table_name, a.attname AS column_name,
+  a.attnum AS ordinal_position, d.adbin AS column_default,
+  CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable,
+  t.typname AS data_type, t.typname AS udt_name
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE c.relkind IN ('r', 'v') AND a.attnum > 0;
+CREATE VIEW information_schema_schemata AS SELECT 'shoal' AS catalog_name,
+  nspname AS schema_name, 'shoal' AS schema_owner FROM pg_namespace;
+INSERT INTO pg_namespace VALUES (11, 'pg_catalog', 10, NULL), (2200, 'public', 10, NULL),
+  (13000, 'information_schema', 10, NULL);
+INSERT INTO pg_am VALUES (2, 'heap', 'heap_tableam_handler', 't'),
+  (403, 'btree', 'bthandler', 'i');
+INSERT INTO pg_roles VALUES (10, 'shoal', 1, 1, 1, 1, 1, 0, -1, NULL, NULL, 0, NULL);
+INSERT INTO pg_database VALUES (16000, 'shoal', 10, 6, 'c', 0, 1, -1, 'C', 'C', NULL, NULL, NULL, 1663);
+INSERT INTO pg_tablespace VALUES (1663, 'pg_default');
+INSERT INTO pg_collation VALUES (100, 'default', 11);
+INSERT INTO pg_type(oid, typname, typnamespace, typowner, typlen, typbyval, typtype, typcategory,
+  typispreferred, typisdefined, typdelim, typrelid, typelem, typarray, typnotnull, typbasetype,
+  typtypmod, typndims, typcollation) VALUES
+  (16, 'bool', 11, 10, 1, 1, 'b', 'B', 1, 1, ',', 0, 0, 1000, 0, 0, -1, 0, 0),
+  (17, 'bytea', 11, 10, -1, 0, 'b', 'U', 0, 1, ',', 0, 0, 1001, 0, 0, -1, 0, 0),
+  (20, 'int8', 11, 10, 8, 1, 'b', 'N', 0, 1, ',', 0, 0, 1016, 0, 0, -1, 0, 0),
+  (21, 'int2', 11, 10, 2, 1, 'b', 'N', 0, 1, ',', 0, 0, 1005, 0, 0, -1, 0, 0),
+  (23, 'int4', 11, 10, 4, 1, 'b', 'N', 0, 1, ',', 0, 0, 1007, 0, 0, -1, 0, 0),
+  (25, 'text', 11, 10, -1, 0, 'b', 'S', 1, 1, ',', 0, 0, 1009, 0, 0, -1, 0, 100),
+  (700, 'float4', 11, 10, 4, 1, 'b', 'N', 0, 1, ',', 0, 0, 1021, 0, 0, -1, 0, 0),
+  (701, 'float8', 11, 10, 8, 1, 'b', 'N', 1, 1, ',', 0, 0, 1022, 0, 0, -1, 0, 0),
+  (1043, 'varchar', 11, 10, -1, 0, 'b', 'S', 0, 1, ',', 0, 0, 1015, 0, 0, -1, 0, 100),
+  (1082, 'date', 11, 10, 4, 1, 'b', 'D', 0, 1, ',', 0, 0, 1182, 0, 0, -1, 0, 0),
+  (1114, 'timestamp', 11, 10, 8, 1, 'b', 'D', 0, 1, ',', 0, 0, 1115, 0, 0, -1, 0, 0),
+  (1700, 'numeric', 11, 10, -1, 0, 'b', 'N', 0, 1, ',', 0, 0, 1231, 0, 0, -1, 0, 0);
