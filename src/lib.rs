@@ -2,6 +2,7 @@
 //! rqlite-compatible HTTP API in front.
 
 pub mod bench;
+pub mod config;
 pub mod db;
 pub mod http;
 pub mod node;

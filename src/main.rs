@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use shoal::node::{Node, NodeConfig};
 use shoal::raft::group::RaftSettings;
@@ -28,10 +28,24 @@ enum Command {
     Serve(ServeArgs),
     /// Load Shoal, PostgreSQL or etcd with a workload and print throughput and latency.
     Bench(shoal::bench::args::BenchArgs),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a commented sample configuration file with every setting and its default.
+    Example,
 }
 
 #[derive(Parser, Clone)]
+#[command(name = "serve")]
 struct ServeArgs {
+    /// Read settings from this TOML file (`shoal config example` prints one); flags and
+    /// SHOAL_… environment variables override it.
+    #[arg(long, env = "SHOAL_CONFIG")]
+    config: Option<PathBuf>,
     /// This node's id, unique in the cluster.
     #[arg(long, env = "SHOAL_NODE_ID", default_value_t = 1)]
     node_id: u64,
@@ -101,7 +115,15 @@ enum LogFormat {
     Json,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(error) = run() {
+        // One line: what failed and why (the causes joined), no backtrace noise.
+        eprintln!("shoal: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -109,9 +131,34 @@ fn main() -> anyhow::Result<()> {
         .context("start the async runtime")?;
     match cli.command {
         None => runtime.block_on(serve(ServeArgs::parse_from(["shoal"]))),
-        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Serve(args)) => {
+            let args = with_config_file(args).unwrap_or_else(|error| {
+                eprintln!("shoal: {error}");
+                std::process::exit(2);
+            });
+            runtime.block_on(serve(args))
+        }
         Some(Command::Bench(args)) => runtime.block_on(bench(args)),
+        Some(Command::Config(ConfigCommand::Example)) => {
+            print!("{}", shoal::config::example(&ServeArgs::command()));
+            Ok(())
+        }
     }
+}
+
+/// `args` with the settings of `--config FILE` filled in where no flag or environment
+/// variable gave them.
+fn with_config_file(args: ServeArgs) -> anyhow::Result<ServeArgs> {
+    let Some(path) = args.config.clone() else {
+        return Ok(args);
+    };
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let serve_at = raw.iter().position(|a| a == "serve").unwrap_or(raw.len());
+    let serve_args: Vec<std::ffi::OsString> = std::iter::once("serve".into())
+        .chain(raw.iter().skip(serve_at + 1).cloned())
+        .collect();
+    let layered = shoal::config::layer_file(&ServeArgs::command(), &serve_args, &path)?;
+    ServeArgs::try_parse_from(layered).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))
 }
 
 fn init_logging(format: LogFormat) {

@@ -52,9 +52,11 @@ struct NodeIdentity {
 pub enum NodeError {
     #[error("data directory {dir}: {message}")]
     DataDir { dir: PathBuf, message: String },
-    #[error("cannot listen on {what} address {addr}: {source}")]
+    #[error("cannot listen on {what} address {addr} (setting {setting}): {source}")]
     Bind {
         what: &'static str,
+        /// The setting that chose the address (`http_addr`, …).
+        setting: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -108,6 +110,7 @@ impl Node {
             .await
             .map_err(|source| NodeError::Bind {
                 what: "HTTP",
+                setting: "http_addr",
                 addr: config.http_addr,
                 source,
             })?;
@@ -115,6 +118,7 @@ impl Node {
             .await
             .map_err(|source| NodeError::Bind {
                 what: "Raft",
+                setting: "raft_addr",
                 addr: config.raft_addr,
                 source,
             })?;
@@ -125,6 +129,7 @@ impl Node {
                         .await
                         .map_err(|source| NodeError::Bind {
                             what: "PostgreSQL",
+                            setting: "pg_addr",
                             addr,
                             source,
                         })?,
