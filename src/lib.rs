@@ -9,4 +9,6 @@ pub mod node;
 pub mod pgwire;
 pub mod raft;
 pub mod service;
+pub mod shell;
+pub mod sqltext;
 pub mod unsafe_faults;

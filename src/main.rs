@@ -28,6 +28,8 @@ enum Command {
     Serve(ServeArgs),
     /// Load Shoal, PostgreSQL or etcd with a workload and print throughput and latency.
     Bench(shoal::bench::args::BenchArgs),
+    /// An SQL shell over the HTTP API (interactive, or `-c SQL` / SQL on stdin for scripts).
+    Shell(shoal::shell::ShellArgs),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -125,6 +127,10 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The shell is synchronous (line editing blocks): it runs without the async runtime.
+    if let Some(Command::Shell(args)) = cli.command {
+        std::process::exit(shoal::shell::run(args));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -139,6 +145,7 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(serve(args))
         }
         Some(Command::Bench(args)) => runtime.block_on(bench(args)),
+        Some(Command::Shell(_)) => Ok(()),
         Some(Command::Config(ConfigCommand::Example)) => {
             print!("{}", shoal::config::example(&ServeArgs::command()));
             Ok(())

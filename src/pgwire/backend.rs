@@ -23,7 +23,7 @@ use crate::pgwire::results::{
     wire_type,
 };
 use crate::pgwire::session::{LocalStatement, Session, recognize};
-use crate::pgwire::split::{rewrite_parameters, split_statements, to_sqlite};
+use crate::pgwire::split::{rewrite_parameters, to_sqlite};
 use crate::pgwire::sqlstate::{
     self, error_info, service_error, session_error, statement_error, user_error,
 };
@@ -32,6 +32,7 @@ use crate::pgwire::types::PgType;
 use crate::raft::types::{Params, RowSet, Statement, StatementBatch, StatementResult};
 use crate::service::Service;
 use crate::service::request::{RequestKind, ServiceError, ServiceRequest};
+use crate::sqltext::split_statements;
 
 /// How long a write concern beyond majority may take to be confirmed.
 const WRITE_CONCERN_TIMEOUT: Duration = Duration::from_secs(5);

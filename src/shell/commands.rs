@@ -1,0 +1,320 @@
+//! The shell's dot commands: schema browsing, output settings, consistency and write concern,
+//! the cluster's state and operations, reading and dumping SQL.
+
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use super::Shell;
+use super::render::{self, Mode};
+
+/// Extra dot commands (the demo adds `.kill N` and `.start N`).
+pub trait Extension {
+    /// Handles `.name args`; `None` when it is not one of its commands.
+    fn handle(&mut self, name: &str, args: &[&str]) -> Option<Result<String, String>>;
+    /// Lines for `.help`.
+    fn help(&self) -> String;
+}
+
+const HELP: &str = "\
+.help                  this list
+.tables                the tables
+.schema [TABLE]        CREATE statements (of one table)
+.indexes [TABLE]       the indexes (of one table)
+.mode MODE             table, csv, json or line
+.timer on|off          print how long each statement took
+.consistency LEVEL     read consistency: none, weak, linearizable, strong, auto
+.writeconcern W        write concern: majority, all, or a number of members
+.status                the cluster: leader, term, every member's role, health and lag
+.nodes                 the members and whether they are reachable
+.leader                who leads
+.stepdown [ID]         make the leader hand over (to node ID)
+.remove ID             remove node ID from the cluster
+.read FILE             run the SQL in FILE
+.dump [FILE]           the database as SQL (to FILE)
+.output [FILE]         send results to FILE (no FILE: back to the screen)
+.quit                  leave (also .exit, Ctrl-D)
+";
+
+/// Tables of the user's schema (not SQLite's or Shoal's own).
+const USER_OBJECTS: &str =
+    "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_shoal\\_%' ESCAPE '\\'";
+
+impl Shell {
+    pub(super) fn dot_command(&mut self, line: &str) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(name) = words.first().map(|w| w.trim_start_matches('.')) else {
+            return;
+        };
+        let args = &words[1..];
+        match (name, args) {
+            ("help", _) => {
+                let extra = self.extension.as_ref().map(|e| e.help()).unwrap_or_default();
+                self.print(&format!("{HELP}{extra}"));
+            }
+            ("quit" | "exit", _) => self.quit = true,
+            ("tables", _) => self.list(&format!(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND {USER_OBJECTS} ORDER BY name"
+            ), &[]),
+            ("schema", []) => self.list(&format!(
+                "SELECT sql || ';' FROM sqlite_schema WHERE sql IS NOT NULL AND {USER_OBJECTS} ORDER BY rowid"
+            ), &[]),
+            ("schema", [table]) => self.list(&format!(
+                "SELECT sql || ';' FROM sqlite_schema WHERE sql IS NOT NULL AND tbl_name = ?1 AND {USER_OBJECTS} ORDER BY rowid"
+            ), &[json!(table)]),
+            ("indexes" | "indices", []) => self.list(&format!(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND {USER_OBJECTS} ORDER BY name"
+            ), &[]),
+            ("indexes" | "indices", [table]) => self.list(&format!(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1 AND {USER_OBJECTS} ORDER BY name"
+            ), &[json!(table)]),
+            ("mode", [mode]) => match Mode::parse(mode) {
+                Ok(mode) => self.mode = mode,
+                Err(message) => self.error(&message),
+            },
+            ("timer", ["on"]) => self.timer = true,
+            ("timer", ["off"]) => self.timer = false,
+            ("consistency", [level]) => {
+                match crate::service::request::ReadLevel::parse(level) {
+                    Ok(_) => self.consistency = level.to_ascii_lowercase(),
+                    Err(message) => self.error(&message),
+                }
+            }
+            ("writeconcern", [w]) => match crate::service::request::WriteConcern::parse(w) {
+                Ok(_) => self.write_concern = w.to_ascii_lowercase(),
+                Err(message) => self.error(&message),
+            },
+            ("status", _) => self.status(),
+            ("nodes", _) => self.nodes(),
+            ("leader", _) => match self.client.get("/leader") {
+                Ok(reply) => {
+                    let leader = &reply["leader"];
+                    let text = if leader.is_null() {
+                        "no leader\n".to_string()
+                    } else {
+                        format!(
+                            "node {} at {} (term {})\n",
+                            leader["id"], leader["http_addr"].as_str().unwrap_or("?"), reply["term"]
+                        )
+                    };
+                    self.print(&text);
+                }
+                Err(failure) => self.error(&failure.to_string()),
+            },
+            ("stepdown", []) => self.cluster_call("/leader", json!({})),
+            ("stepdown", [id]) => match id.parse::<u64>() {
+                Ok(id) => self.cluster_call("/leader", json!({"id": id})),
+                Err(_) => self.error(&format!("node id expected, got {id:?}")),
+            },
+            ("remove", [id]) => match id.parse::<u64>() {
+                Ok(id) => self.cluster_call("/remove", json!({"id": id})),
+                Err(_) => self.error(&format!("node id expected, got {id:?}")),
+            },
+            ("read", [file]) => match std::fs::read_to_string(file) {
+                Ok(text) => {
+                    self.feed_text(&text);
+                    self.finish_pending();
+                }
+                Err(error) => self.error(&format!("cannot read {file}: {error}")),
+            },
+            ("dump", []) => self.dump(None),
+            ("dump", [file]) => self.dump(Some(file)),
+            ("output", []) => self.output = Box::new(std::io::stdout()),
+            ("output", [file]) => match std::fs::File::create(file) {
+                Ok(out) => self.output = Box::new(std::io::BufWriter::new(out)),
+                Err(error) => self.error(&format!("cannot write {file}: {error}")),
+            },
+            (name, args) => {
+                let handled = self.extension.as_mut().and_then(|e| e.handle(name, args));
+                match handled {
+                    Some(Ok(text)) => self.print(&text),
+                    Some(Err(message)) => self.error(&message),
+                    None => self.error(&format!(
+                        "unknown command or wrong arguments: .{name} {} (see .help)",
+                        args.join(" ")
+                    )),
+                }
+            }
+        }
+        let _ = self.output.flush();
+    }
+
+    /// Prints the single column of a query, one value per line.
+    fn list(&mut self, sql: &str, params: &[Value]) {
+        if let Some((_, rows)) = self.query_rows(sql, params) {
+            let text: String = rows
+                .iter()
+                .filter_map(|row| row.first()?.as_str().map(|s| format!("{s}\n")))
+                .collect();
+            self.print(&text);
+        }
+    }
+
+    fn cluster_call(&mut self, path: &str, body: Value) {
+        match self.client.post(path, &body) {
+            Ok(reply) => self.print(&format!("{reply}\n")),
+            Err(failure) => self.error(&failure.to_string()),
+        }
+    }
+
+    fn status(&mut self) {
+        let status = match self.client.get("/status") {
+            Ok(status) => status,
+            Err(failure) => return self.error(&failure.to_string()),
+        };
+        let node = &status["node"];
+        let leader = &node["leader"];
+        let mut text = format!(
+            "node {} ({}) at {}, term {}; leader: {}\n",
+            node["id"],
+            node["role"].as_str().unwrap_or("?"),
+            self.client.host(),
+            node["term"],
+            if leader.is_null() {
+                "none".to_string()
+            } else {
+                format!(
+                    "node {} at {}",
+                    leader["id"],
+                    leader["http_addr"].as_str().unwrap_or("?")
+                )
+            }
+        );
+        let columns: Vec<String> = [
+            "id",
+            "http",
+            "voter",
+            "role",
+            "health",
+            "applied",
+            "lag",
+            "last contact ms",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+        let rows: Vec<Vec<Value>> = status["members"]
+            .as_array()
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m["id"].clone(),
+                            m["http_addr"].clone(),
+                            json!(if m["voter"].as_bool() == Some(true) {
+                                "yes"
+                            } else {
+                                "replica"
+                            }),
+                            m["role"].clone(),
+                            json!(if m["health"] == json!(1) {
+                                "ok"
+                            } else {
+                                "unreachable"
+                            }),
+                            m["applied_index"].clone(),
+                            m["lag_entries"].clone(),
+                            m["last_contact_ms"].clone(),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        text.push_str(&render::render(Mode::Table, &columns, &rows));
+        self.print(&text);
+    }
+
+    fn nodes(&mut self) {
+        let nodes = match self.client.get("/nodes") {
+            Ok(nodes) => nodes,
+            Err(failure) => return self.error(&failure.to_string()),
+        };
+        let columns: Vec<String> = ["id", "api", "voter", "reachable", "leader"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let rows: Vec<Vec<Value>> = nodes
+            .as_object()
+            .map(|nodes| {
+                nodes
+                    .values()
+                    .map(|n| {
+                        vec![
+                            n["id"].clone(),
+                            n["api_addr"].clone(),
+                            n["voter"].clone(),
+                            n["reachable"].clone(),
+                            n["leader"].clone(),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let text = render::render(Mode::Table, &columns, &rows);
+        self.print(&text);
+    }
+
+    /// The database as SQL statements that recreate it (tables with their rows, then indexes,
+    /// triggers and views), like `sqlite3`'s `.dump`.
+    fn dump(&mut self, file: Option<&str>) {
+        let Some((_, objects)) = self.query_rows(
+            &format!("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL AND {USER_OBJECTS} ORDER BY type = 'table' DESC, rowid"),
+            &[],
+        ) else {
+            return;
+        };
+        let mut out = String::from("PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n");
+        for object in &objects {
+            let (kind, name, sql) = (
+                object[0].as_str().unwrap_or_default(),
+                object[1].as_str().unwrap_or_default(),
+                object[2].as_str().unwrap_or_default(),
+            );
+            out.push_str(sql);
+            out.push_str(";\n");
+            if kind != "table" {
+                continue;
+            }
+            let quoted = quote_identifier(name);
+            // SQLite's quote() writes each value as an SQL literal, blobs included.
+            let Some((columns, _)) =
+                self.query_rows(&format!("SELECT * FROM {quoted} LIMIT 0"), &[])
+            else {
+                return;
+            };
+            let literals: Vec<String> = columns
+                .iter()
+                .map(|c| format!("quote({})", quote_identifier(c)))
+                .collect();
+            let Some((_, rows)) = self.query_rows(
+                &format!("SELECT {} FROM {quoted}", literals.join(", ")),
+                &[],
+            ) else {
+                return;
+            };
+            for row in rows {
+                let values: Vec<&str> = row.iter().map(|v| v.as_str().unwrap_or("NULL")).collect();
+                out.push_str(&format!(
+                    "INSERT INTO {quoted} VALUES({});\n",
+                    values.join(",")
+                ));
+            }
+        }
+        out.push_str("COMMIT;\n");
+        match file {
+            None => self.print(&out),
+            Some(file) => {
+                let written =
+                    std::fs::File::create(file).and_then(|mut f| f.write_all(out.as_bytes()));
+                if let Err(error) = written {
+                    self.error(&format!("cannot write {file}: {error}"));
+                }
+            }
+        }
+    }
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
