@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod http;
 pub mod node;
 pub mod pgwire;

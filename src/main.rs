@@ -30,6 +30,8 @@ enum Command {
     Bench(shoal::bench::args::BenchArgs),
     /// An SQL shell over the HTTP API (interactive, or `-c SQL` / SQL on stdin for scripts).
     Shell(shoal::shell::ShellArgs),
+    /// A local cluster of child processes with the shell opened on it; removed on exit.
+    Demo(shoal::demo::DemoArgs),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -128,8 +130,10 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The shell is synchronous (line editing blocks): it runs without the async runtime.
-    if let Some(Command::Shell(args)) = cli.command {
-        std::process::exit(shoal::shell::run(args));
+    match cli.command {
+        Some(Command::Shell(args)) => std::process::exit(shoal::shell::run(args)),
+        Some(Command::Demo(args)) => std::process::exit(shoal::demo::run(args)),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -145,7 +149,7 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(serve(args))
         }
         Some(Command::Bench(args)) => runtime.block_on(bench(args)),
-        Some(Command::Shell(_)) => Ok(()),
+        Some(Command::Shell(_) | Command::Demo(_)) => Ok(()),
         Some(Command::Config(ConfigCommand::Example)) => {
             print!("{}", shoal::config::example(&ServeArgs::command()));
             Ok(())

@@ -150,6 +150,10 @@ impl Shell {
                     }
                     self.feed_line(&line);
                 }
+                // Ctrl-C abandons the statement being typed, or leaves at an empty prompt.
+                Err(rustyline::error::ReadlineError::Interrupted) if self.pending.is_empty() => {
+                    break;
+                }
                 Err(rustyline::error::ReadlineError::Interrupted) => self.pending.clear(),
                 Err(_) => break,
             }
