@@ -1,6 +1,7 @@
 //! Shoal: a replicated SQL database — SQLite for storage, Raft (openraft) for consensus, an
 //! rqlite-compatible HTTP API in front.
 
+pub mod admin;
 pub mod bench;
 pub mod config;
 pub mod db;

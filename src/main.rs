@@ -32,6 +32,8 @@ enum Command {
     Shell(shoal::shell::ShellArgs),
     /// A local cluster of child processes with the shell opened on it; removed on exit.
     Demo(shoal::demo::DemoArgs),
+    /// Cluster administration for scripts: status, nodes, join, remove, step-down, transfer.
+    Cluster(shoal::admin::ClusterArgs),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -133,6 +135,7 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Shell(args)) => std::process::exit(shoal::shell::run(args)),
         Some(Command::Demo(args)) => std::process::exit(shoal::demo::run(args)),
+        Some(Command::Cluster(args)) => std::process::exit(shoal::admin::run(args)),
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -149,7 +152,7 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(serve(args))
         }
         Some(Command::Bench(args)) => runtime.block_on(bench(args)),
-        Some(Command::Shell(_) | Command::Demo(_)) => Ok(()),
+        Some(Command::Shell(_) | Command::Demo(_) | Command::Cluster(_)) => Ok(()),
         Some(Command::Config(ConfigCommand::Example)) => {
             print!("{}", shoal::config::example(&ServeArgs::command()));
             Ok(())

@@ -161,3 +161,66 @@ async fn s40_cluster_commands_show_and_move_leadership() {
     let new_leader = cluster.leader(SETTLE).await;
     assert_ne!(new_leader, leader, "stepdown moved leadership");
 }
+
+/// Runs `shoal cluster …`; returns (exit code, stdout, stderr).
+fn cluster_command(args: &[String]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("cluster")
+        .args(args)
+        .env_remove("SHOAL_HOST")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s50_cluster_commands_for_scripts() {
+    let cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let target = (leader + 1) % 3;
+    let host = cluster.url((leader + 2) % 3);
+    let target_id = cluster.nodes[target].id;
+    let run = move |args: Vec<String>| {
+        let mut all = vec!["--host".to_string(), host.clone()];
+        all.extend(args);
+        cluster_command(&all)
+    };
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(vec!["status".into()])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("(3 rows)"), "{out}");
+    let (code, out, _) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(vec!["nodes".into(), "--json".into()])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0);
+    let nodes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(nodes.as_object().unwrap().len(), 3, "{out}");
+    let (code, out, err) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(vec!["transfer".into(), target_id.to_string()])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("node {target_id} leads"));
+    assert_eq!(cluster.leader(SETTLE).await, target);
+    let (code, _, err) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(vec!["transfer".into(), "99".into()])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "a transfer to a non-member fails");
+    assert!(err.contains("99"), "{err}");
+}

@@ -158,101 +158,20 @@ impl Shell {
     }
 
     fn status(&mut self) {
-        let status = match self.client.get("/status") {
-            Ok(status) => status,
-            Err(failure) => return self.error(&failure.to_string()),
-        };
-        let node = &status["node"];
-        let leader = &node["leader"];
-        let mut text = format!(
-            "node {} ({}) at {}, term {}; leader: {}\n",
-            node["id"],
-            node["role"].as_str().unwrap_or("?"),
-            self.client.host(),
-            node["term"],
-            if leader.is_null() {
-                "none".to_string()
-            } else {
-                format!(
-                    "node {} at {}",
-                    leader["id"],
-                    leader["http_addr"].as_str().unwrap_or("?")
-                )
+        match self.client.get("/status") {
+            Ok(status) => {
+                let text = status_text(&status, self.client.host());
+                self.print(&text);
             }
-        );
-        let columns: Vec<String> = [
-            "id",
-            "http",
-            "voter",
-            "role",
-            "health",
-            "applied",
-            "lag",
-            "last contact ms",
-        ]
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-        let rows: Vec<Vec<Value>> = status["members"]
-            .as_array()
-            .map(|members| {
-                members
-                    .iter()
-                    .map(|m| {
-                        vec![
-                            m["id"].clone(),
-                            m["http_addr"].clone(),
-                            json!(if m["voter"].as_bool() == Some(true) {
-                                "yes"
-                            } else {
-                                "replica"
-                            }),
-                            m["role"].clone(),
-                            json!(if m["health"] == json!(1) {
-                                "ok"
-                            } else {
-                                "unreachable"
-                            }),
-                            m["applied_index"].clone(),
-                            m["lag_entries"].clone(),
-                            m["last_contact_ms"].clone(),
-                        ]
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        text.push_str(&render::render(Mode::Table, &columns, &rows));
-        self.print(&text);
+            Err(failure) => self.error(&failure.to_string()),
+        }
     }
 
     fn nodes(&mut self) {
-        let nodes = match self.client.get("/nodes") {
-            Ok(nodes) => nodes,
-            Err(failure) => return self.error(&failure.to_string()),
-        };
-        let columns: Vec<String> = ["id", "api", "voter", "reachable", "leader"]
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        let rows: Vec<Vec<Value>> = nodes
-            .as_object()
-            .map(|nodes| {
-                nodes
-                    .values()
-                    .map(|n| {
-                        vec![
-                            n["id"].clone(),
-                            n["api_addr"].clone(),
-                            n["voter"].clone(),
-                            n["reachable"].clone(),
-                            n["leader"].clone(),
-                        ]
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let text = render::render(Mode::Table, &columns, &rows);
-        self.print(&text);
+        match self.client.get("/nodes") {
+            Ok(nodes) => self.print(&nodes_text(&nodes)),
+            Err(failure) => self.error(&failure.to_string()),
+        }
     }
 
     /// The database as SQL statements that recreate it (tables with their rows, then indexes,
@@ -317,4 +236,94 @@ impl Shell {
 
 fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `/status` for people: the node, the leader, and a table of the members.
+pub(crate) fn status_text(status: &Value, host: &str) -> String {
+    let node = &status["node"];
+    let leader = &node["leader"];
+    let mut text = format!(
+        "node {} ({}) at {host}, term {}; leader: {}\n",
+        node["id"],
+        node["role"].as_str().unwrap_or("?"),
+        node["term"],
+        if leader.is_null() {
+            "none".to_string()
+        } else {
+            format!(
+                "node {} at {}",
+                leader["id"],
+                leader["http_addr"].as_str().unwrap_or("?")
+            )
+        }
+    );
+    let columns: Vec<String> = [
+        "id",
+        "http",
+        "voter",
+        "role",
+        "health",
+        "applied",
+        "lag",
+        "last contact ms",
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    let rows: Vec<Vec<Value>> = status["members"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| {
+                    vec![
+                        m["id"].clone(),
+                        m["http_addr"].clone(),
+                        json!(if m["voter"].as_bool() == Some(true) {
+                            "yes"
+                        } else {
+                            "replica"
+                        }),
+                        m["role"].clone(),
+                        json!(if m["health"] == json!(1) {
+                            "ok"
+                        } else {
+                            "unreachable"
+                        }),
+                        m["applied_index"].clone(),
+                        m["lag_entries"].clone(),
+                        m["last_contact_ms"].clone(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    text.push_str(&render::render(Mode::Table, &columns, &rows));
+    text
+}
+
+/// `/nodes` for people: one row per member.
+pub(crate) fn nodes_text(nodes: &Value) -> String {
+    let columns: Vec<String> = ["id", "api", "voter", "reachable", "leader"]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let rows: Vec<Vec<Value>> = nodes
+        .as_object()
+        .map(|nodes| {
+            nodes
+                .values()
+                .map(|n| {
+                    vec![
+                        n["id"].clone(),
+                        n["api_addr"].clone(),
+                        n["voter"].clone(),
+                        n["reachable"].clone(),
+                        n["leader"].clone(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    render::render(Mode::Table, &columns, &rows)
 }

@@ -1,8 +1,8 @@
 //! `shoal shell`: an SQL shell over the HTTP API. Interactive (line editing, history,
 //! multi-line statements ending in `;`, dot commands) or for scripts (`-c SQL`, SQL on stdin).
 
-mod client;
-mod commands;
+pub(crate) mod client;
+pub(crate) mod commands;
 pub mod render;
 
 use std::io::{BufRead, IsTerminal, Write};
