@@ -113,6 +113,10 @@ struct ServeArgs {
     /// Log output format.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Log level: error, warn, info, debug or trace (SHOAL_LOG, a full tracing filter such as
+    /// `info,openraft=debug`, overrides it).
+    #[arg(long, env = "SHOAL_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -175,12 +179,21 @@ fn with_config_file(args: ServeArgs) -> anyhow::Result<ServeArgs> {
     ServeArgs::try_parse_from(layered).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, level: &str) {
+    use std::io::IsTerminal;
+    // openraft is chatty at info; its warnings and errors are what an operator needs.
+    let default = if level == "info" {
+        "info,openraft=warn".to_string()
+    } else {
+        level.to_string()
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal only, not for log files.
+        .with_ansi(std::io::stderr().is_terminal())
         // When stderr cannot be written (a log file on a full disk), the default reports the
         // failure with eprintln!, which panics in whatever task was logging: lose the line
         // instead of wedging the node.
@@ -192,7 +205,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+    init_logging(args.log_format, &args.log_level);
     if args.election_timeout_ms <= args.heartbeat_ms * 2 {
         anyhow::bail!(
             "--election-timeout-ms ({}) must exceed twice --heartbeat-ms ({})",
