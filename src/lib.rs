@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod http;
+pub mod metrics;
 pub mod node;
 pub mod pgwire;
 pub mod raft;

@@ -1014,3 +1014,78 @@ async fn t95_bench_smoke_prints_replicated_writes_per_second() {
     let refused = shoal::bench::run(impossible).await.unwrap_err();
     assert!(refused.contains("w=9 can never be met"), "{refused}");
 }
+
+/// The value of the metric line starting with `name` (labels included) in a scrape.
+fn metric(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t97_metrics_follow_load_and_a_paused_follower() {
+    let cluster = Cluster::start(spec(3, 0)).await;
+    cluster.execute(0, json!(["CREATE TABLE t(x)"])).await;
+    let leader = cluster.leader(SETTLE).await;
+    let paused = (leader + 1) % 3;
+    let paused_id = cluster.nodes[paused].id;
+    let scrape = |node: usize| {
+        let url = format!("{}/metrics", cluster.url(node));
+        let http = cluster.http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    for x in 0..20 {
+        cluster
+            .execute(leader, json!([["INSERT INTO t VALUES(?)", x]]))
+            .await;
+    }
+    let text = scrape(leader).await;
+    assert!(
+        text.contains("# TYPE shoal_raft_proposals counter"),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "shoal_raft_proposals_total").unwrap() >= 20.0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "shoal_raft_role{role=\"leader\"}"), Some(1.0));
+    assert!(metric(&text, "shoal_raft_term").unwrap() >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "shoal_http_requests_total{endpoint=\"/db/execute\",method=\"POST\",status=\"2xx\"}"
+        )
+        .unwrap()
+            >= 20.0,
+        "{text}"
+    );
+    assert!(metric(&text, "shoal_process_resident_memory_bytes").unwrap() > 1e6);
+    let lag = format!("shoal_member_replication_lag_entries{{member=\"{paused_id}\"}}");
+    assert_eq!(metric(&text, &lag), Some(0.0), "{text}");
+
+    cluster.nodes[paused].signal(libc::SIGSTOP);
+    for x in 0..30 {
+        cluster
+            .execute(leader, json!([["INSERT INTO t VALUES(?)", x]]))
+            .await;
+    }
+    let text = scrape(leader).await;
+    assert!(
+        metric(&text, &lag).unwrap() >= 30.0,
+        "lag rises while paused: {text}"
+    );
+    let up = format!("shoal_member_up{{member=\"{paused_id}\"}}");
+    assert_eq!(metric(&text, &up), Some(0.0), "{text}");
+
+    cluster.nodes[paused].signal(libc::SIGCONT);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let text = scrape(leader).await;
+        if metric(&text, &lag) == Some(0.0) && metric(&text, &up) == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lag never fell back: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -42,9 +42,15 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let (database, store) = (self.database.clone(), self.snapshots.clone());
+        let started = std::time::Instant::now();
         let (manifest, path) = tokio::task::spawn_blocking(move || store.build(&database))
             .await
             .map_err(blocking_error)??;
+        let metrics = crate::metrics::metrics();
+        metrics.snapshots.inc();
+        metrics
+            .snapshot_duration
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(last_log_id = ?manifest.meta.last_log_id, size_bytes = manifest.size_bytes, "snapshot built");
         let file = tokio::fs::File::open(&path).await?;
         Ok(Snapshot {

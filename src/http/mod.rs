@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod body;
+mod metrics;
 pub mod params;
 pub mod render;
 pub mod typed_values;
@@ -40,6 +41,8 @@ pub fn router(state: ApiState, body_bytes_max: usize) -> Router {
         .route("/db/query", get(query).post(query))
         .route("/db/request", post(unified))
         .merge(admin::routes())
+        .route("/metrics", get(metrics::scrape))
+        .layer(axum::middleware::from_fn(metrics::record_request))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
 }

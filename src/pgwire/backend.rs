@@ -204,11 +204,22 @@ impl SimpleQueryHandler for Backend {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let started = std::time::Instant::now();
         let session = session_of(client);
+        let responses = self.simple_query(&session, query).await;
+        let ok = responses.iter().all(|r| !matches!(r, Response::Error(_)));
+        crate::metrics::metrics().record_pg("simple", ok, started.elapsed());
+        Ok(responses)
+    }
+}
+
+impl Backend {
+    /// The responses to a simple-protocol query string, one per statement run.
+    async fn simple_query(&self, session: &Session, query: &str) -> Vec<Response> {
         let statements = split_statements(query);
         let mut responses = Vec::with_capacity(statements.len());
-        if let Some(refusal) = self.transactions.refuse_if_failed(&session, &statements) {
-            return Ok(vec![refusal]);
+        if let Some(refusal) = self.transactions.refuse_if_failed(session, &statements) {
+            return vec![refusal];
         }
         // Several statements without a transaction block run as one implicit transaction, as
         // in PostgreSQL: one log entry, all or nothing.
@@ -216,13 +227,13 @@ impl SimpleQueryHandler for Backend {
             && !session.in_transaction()
             && statements
                 .iter()
-                .all(|s| recognize(s, &session).is_none() && !is_catalog_query(s));
+                .all(|s| recognize(s, session).is_none() && !is_catalog_query(s));
         if implicit {
             let batch = statements
                 .iter()
                 .map(|s| Statement::plain(to_sqlite(s)))
                 .collect();
-            match self.run(&session, RequestKind::Unified, batch, true).await {
+            match self.run(session, RequestKind::Unified, batch, true).await {
                 Ok(results) => {
                     for (sql, result) in statements.iter().zip(results) {
                         let response = simple_response(sql, result);
@@ -235,11 +246,11 @@ impl SimpleQueryHandler for Backend {
                 }
                 Err(error) => responses.push(Response::Error(service_error(&error))),
             }
-            return Ok(responses);
+            return responses;
         }
         for sql in statements {
-            let response = match recognize(sql, &session) {
-                Some(local) => self.run_local(&session, &local).await,
+            let response = match recognize(sql, session) {
+                Some(local) => self.run_local(session, &local).await,
                 None if is_catalog_query(sql) => {
                     match self
                         .run_catalog(Statement::plain(catalog::rewrite(sql)))
@@ -251,14 +262,14 @@ impl SimpleQueryHandler for Backend {
                 }
                 None if session.in_transaction() => {
                     let statement = Statement::plain(to_sqlite(sql));
-                    match self.transactions.execute(&session, statement).await {
+                    match self.transactions.execute(session, statement).await {
                         Ok(result) => in_transaction_response(sql, result),
                         Err(info) => Response::Error(info),
                     }
                 }
                 None => match self
                     .run(
-                        &session,
+                        session,
                         RequestKind::Unified,
                         vec![Statement::plain(sql)],
                         false,
@@ -277,14 +288,14 @@ impl SimpleQueryHandler for Backend {
             };
             let failed = matches!(response, Response::Error(_));
             if failed {
-                self.transactions.fail(&session);
+                self.transactions.fail(session);
             }
             responses.push(response);
             if failed {
                 break;
             }
         }
-        Ok(responses)
+        responses
     }
 }
 
@@ -514,6 +525,7 @@ impl ExtendedQueryHandler for Backend {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        let started = std::time::Instant::now();
         let session = session_of(client);
         let prepared = &portal.statement.statement;
         let refusal = self
@@ -524,6 +536,8 @@ impl ExtendedQueryHandler for Backend {
             (None, Some(local)) => self.run_local(&session, local).await,
             (None, None) => self.execute_prepared(&session, portal).await,
         };
+        let ok = !matches!(response, Response::Error(_));
+        crate::metrics::metrics().record_pg("extended", ok, started.elapsed());
         if let Response::Error(info) = response {
             self.transactions.fail(&session);
             return Err(PgWireError::UserError(info));

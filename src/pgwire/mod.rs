@@ -106,9 +106,12 @@ pub async fn serve(
         let handlers = handlers.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let open = &crate::metrics::metrics().pg_connections_open;
+            open.inc();
             if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
                 tracing::debug!(%peer, %error, "PostgreSQL connection ended with an error");
             }
+            open.dec();
         });
     }
 }

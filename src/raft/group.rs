@@ -289,6 +289,12 @@ fn spawn_leader_watch(group: &Arc<RaftGroup>) {
             {
                 if epoch.leader != leader {
                     tracing::info!(group = group.id, ?leader, term, "leader changed");
+                    crate::metrics::metrics().leader_changes.inc();
+                }
+                if term > epoch.term {
+                    crate::metrics::metrics()
+                        .elections
+                        .inc_by(term - epoch.term);
                 }
                 *epoch = LeaderEpoch {
                     leader,

@@ -319,7 +319,19 @@ impl Service {
         {
             return Ok(self.acknowledge_before_commit(command));
         }
-        let written = match self.group.raft.client_write(command).await {
+        let proposed = std::time::Instant::now();
+        let metrics = crate::metrics::metrics();
+        metrics.proposals.inc();
+        let outcome = self.group.raft.client_write(command).await;
+        match &outcome {
+            Ok(_) => metrics
+                .proposal_duration
+                .observe(proposed.elapsed().as_secs_f64()),
+            Err(_) => {
+                metrics.proposal_failures.inc();
+            }
+        }
+        let written = match outcome {
             Ok(written) => written,
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 return self.send_to_leader(request).await;

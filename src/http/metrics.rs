@@ -1,0 +1,104 @@
+//! `GET /metrics` (Prometheus text format) and the middleware that counts and times every
+//! HTTP request by route, method and status class.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::http::ApiState;
+use crate::metrics::{HttpLabels, MemberLabels, RoleLabels, metrics};
+
+const ROLES: &[&str] = &["leader", "follower", "candidate", "learner", "shutdown"];
+
+/// Counts and times a request under its route (`/db/query`, not the raw path).
+pub async fn record_request(request: Request, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", |path| path.as_str())
+        .to_string();
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = HttpLabels {
+        endpoint,
+        method,
+        status: format!("{}xx", response.status().as_u16() / 100),
+    };
+    let metrics = metrics();
+    metrics.http_requests.get_or_create(&labels).inc();
+    metrics
+        .http_request_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Sets the scrape-time gauges from Raft's and the storage's state, then encodes everything.
+pub async fn scrape(State(state): State<ApiState>) -> Response {
+    let service = &state.service;
+    let group = &service.group;
+    let m = metrics();
+    let raft = group.metrics();
+    m.raft_term.set(raft.current_term as i64);
+    m.raft_leader_id
+        .set(raft.current_leader.map_or(0, |id| id as i64));
+    let me = service.own_state(state.started);
+    for role in ROLES {
+        m.raft_role
+            .get_or_create(&RoleLabels { role })
+            .set(i64::from(me.state == *role));
+    }
+    m.raft_commit_index
+        .set(raft.local_committed.map_or(0, |l| l.index as i64));
+    m.raft_applied_index
+        .set(raft.last_applied.map_or(0, |l| l.index as i64));
+    m.raft_last_log_index
+        .set(raft.last_log_index.map_or(0, |i| i as i64));
+    m.raft_snapshot_index
+        .set(raft.snapshot.map_or(0, |l| l.index as i64));
+    let members = service.member_states(state.started).await;
+    let newest_applied = members
+        .values()
+        .filter_map(|(_, _, s)| s.as_ref().and_then(|s| s.applied_index))
+        .max()
+        .unwrap_or(0);
+    for (id, (_, _, member)) in &members {
+        let labels = MemberLabels {
+            member: id.to_string(),
+        };
+        m.member_up
+            .get_or_create(&labels)
+            .set(i64::from(member.is_some()));
+        let applied = member.as_ref().and_then(|s| s.applied_index).unwrap_or(0);
+        m.member_lag_entries
+            .get_or_create(&labels)
+            .set(newest_applied.saturating_sub(applied) as i64);
+        let contact_ms = member
+            .as_ref()
+            .and_then(|s| s.since_leader_contact_ms)
+            .unwrap_or(0);
+        m.member_lag_seconds
+            .get_or_create(&labels)
+            .set(contact_ms as f64 / 1000.0);
+    }
+    let database = group.database.path();
+    let size = |path: std::path::PathBuf| std::fs::metadata(path).map_or(0, |f| f.len() as i64);
+    m.database_size.set(size(database.to_path_buf()));
+    m.wal_size
+        .set(size(format!("{}-wal", database.display()).into()));
+    m.log_size.set(group.log.disk_bytes() as i64);
+    m.log_entries.set(group.log.entry_count() as i64);
+    m.sample_process();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        m.encode(),
+    )
+        .into_response()
+}

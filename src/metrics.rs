@@ -1,0 +1,330 @@
+//! Prometheus metrics of this node (`GET /metrics`): counters and latency histograms updated
+//! where things happen (HTTP and PostgreSQL requests, proposals, leader changes, snapshots),
+//! and gauges set at scrape time from Raft's and the storage's state (`http::metrics`).
+//! Names follow Prometheus conventions: `shoal_` prefix, units in names, `_total` counters.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// Labels of an HTTP request: the route (not the raw path, which would explode the series),
+/// the method and the status class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub endpoint: String,
+    pub method: String,
+    pub status: String,
+}
+
+/// Labels of a PostgreSQL request: simple or extended protocol, ok or error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PgLabels {
+    pub protocol: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub role: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 50 µs to ~3 min.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 22))
+}
+
+/// Every metric of the node.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_request_duration: HistogramFamily<HttpLabels>,
+    pub pg_requests: Family<PgLabels, Counter>,
+    pub pg_request_duration: HistogramFamily<PgLabels>,
+    pub pg_connections_open: Gauge,
+    pub proposals: Counter,
+    pub proposal_failures: Counter,
+    pub proposal_duration: Histogram,
+    pub leader_changes: Counter,
+    pub elections: Counter,
+    pub snapshots: Counter,
+    pub snapshot_duration: Histogram,
+    // Set at scrape time.
+    pub raft_term: Gauge,
+    pub raft_leader_id: Gauge,
+    pub raft_role: Family<RoleLabels, Gauge>,
+    pub raft_commit_index: Gauge,
+    pub raft_applied_index: Gauge,
+    pub raft_last_log_index: Gauge,
+    pub raft_snapshot_index: Gauge,
+    pub member_up: Family<MemberLabels, Gauge>,
+    pub member_lag_entries: Family<MemberLabels, Gauge>,
+    pub member_lag_seconds: Family<MemberLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub database_size: Gauge,
+    pub wal_size: Gauge,
+    pub log_size: Gauge,
+    pub log_entries: Gauge,
+    pub process_resident_memory: Gauge,
+    pub process_cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("shoal");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by endpoint, method and status class",
+            http_requests.clone(),
+        );
+        let http_request_duration: HistogramFamily<HttpLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "HTTP request latency",
+            Unit::Seconds,
+            http_request_duration.clone(),
+        );
+        let pg_requests = Family::<PgLabels, Counter>::default();
+        registry.register(
+            "pg_requests",
+            "PostgreSQL protocol requests by protocol and outcome",
+            pg_requests.clone(),
+        );
+        let pg_request_duration: HistogramFamily<PgLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "pg_request_duration",
+            "PostgreSQL protocol request latency",
+            Unit::Seconds,
+            pg_request_duration.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let bytes = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register_with_unit(name, help, Unit::Bytes, gauge.clone());
+            gauge
+        };
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let pg_connections_open = gauge(
+            &mut registry,
+            "pg_connections_open",
+            "Open PostgreSQL protocol connections",
+        );
+        let proposals = counter(
+            &mut registry,
+            "raft_proposals",
+            "Writes proposed to the Raft log",
+        );
+        let proposal_failures = counter(
+            &mut registry,
+            "raft_proposal_failures",
+            "Proposals that failed (no leader, lost leadership, stopped)",
+        );
+        let proposal_duration = latency_histogram();
+        registry.register_with_unit(
+            "raft_proposal_duration",
+            "Time from proposing a write to its application",
+            Unit::Seconds,
+            proposal_duration.clone(),
+        );
+        let leader_changes = counter(
+            &mut registry,
+            "raft_leader_changes",
+            "Times this node saw the leader change",
+        );
+        let elections = counter(
+            &mut registry,
+            "raft_elections",
+            "Terms this node saw begin (each is an election)",
+        );
+        let snapshots = counter(&mut registry, "snapshots", "Snapshots built");
+        let snapshot_duration = Histogram::new(exponential_buckets(0.001, 2.0, 20));
+        registry.register_with_unit(
+            "snapshot_duration",
+            "Time to build a snapshot",
+            Unit::Seconds,
+            snapshot_duration.clone(),
+        );
+        let raft_term = gauge(&mut registry, "raft_term", "Current Raft term");
+        let raft_leader_id = gauge(
+            &mut registry,
+            "raft_leader_id",
+            "Id of the current leader (0: none known)",
+        );
+        let raft_role = Family::<RoleLabels, Gauge>::default();
+        registry.register(
+            "raft_role",
+            "1 for this node's current role, 0 for the others",
+            raft_role.clone(),
+        );
+        let raft_commit_index = gauge(
+            &mut registry,
+            "raft_commit_index",
+            "Last committed log index",
+        );
+        let raft_applied_index = gauge(
+            &mut registry,
+            "raft_applied_index",
+            "Last applied log index",
+        );
+        let raft_last_log_index = gauge(&mut registry, "raft_last_log_index", "Last log index");
+        let raft_snapshot_index = gauge(
+            &mut registry,
+            "raft_snapshot_index",
+            "Log index of the latest snapshot (0: none)",
+        );
+        let member_up = Family::<MemberLabels, Gauge>::default();
+        registry.register(
+            "member_up",
+            "1 when the member answered this node's probe",
+            member_up.clone(),
+        );
+        let member_lag_entries = Family::<MemberLabels, Gauge>::default();
+        registry.register(
+            "member_replication_lag_entries",
+            "Entries the member has applied fewer than the most up-to-date member",
+            member_lag_entries.clone(),
+        );
+        let member_lag_seconds = Family::default();
+        registry.register_with_unit(
+            "member_replication_lag",
+            "Time since the member last heard from the leader",
+            Unit::Seconds,
+            member_lag_seconds.clone(),
+        );
+        let database_size = bytes(&mut registry, "database_size", "SQLite database file size");
+        let wal_size = bytes(
+            &mut registry,
+            "wal_size",
+            "SQLite write-ahead log file size",
+        );
+        let log_size = bytes(
+            &mut registry,
+            "log_size",
+            "Raft log size on disk (unpurged)",
+        );
+        let log_entries = gauge(
+            &mut registry,
+            "log_entries",
+            "Raft log entries held (unpurged)",
+        );
+        let process_resident_memory = bytes(
+            &mut registry,
+            "process_resident_memory",
+            "Resident memory of this process",
+        );
+        let process_cpu_seconds = Counter::default();
+        registry.register_with_unit(
+            "process_cpu",
+            "CPU time (user + system) used by this process",
+            Unit::Seconds,
+            process_cpu_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_request_duration,
+            pg_requests,
+            pg_request_duration,
+            pg_connections_open,
+            proposals,
+            proposal_failures,
+            proposal_duration,
+            leader_changes,
+            elections,
+            snapshots,
+            snapshot_duration,
+            raft_term,
+            raft_leader_id,
+            raft_role,
+            raft_commit_index,
+            raft_applied_index,
+            raft_last_log_index,
+            raft_snapshot_index,
+            member_up,
+            member_lag_entries,
+            member_lag_seconds,
+            database_size,
+            wal_size,
+            log_size,
+            log_entries,
+            process_resident_memory,
+            process_cpu_seconds,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            text = format!("# encoding metrics failed: {error}\n");
+        }
+        text
+    }
+
+    pub fn record_pg(&self, protocol: &'static str, ok: bool, elapsed: Duration) {
+        let labels = PgLabels {
+            protocol,
+            outcome: if ok { "ok" } else { "error" },
+        };
+        self.pg_requests.get_or_create(&labels).inc();
+        self.pg_request_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Reads this process's resident memory and CPU time from /proc.
+    pub fn sample_process(&self) {
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+            && let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        {
+            self.process_resident_memory.set(kib * 1024);
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the parenthesized command name; utime and stime are 14th and 15th.
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            let ticks: f64 = fields
+                .get(11..13)
+                .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+                .unwrap_or(0.0);
+            // SAFETY: sysconf only reads a configuration value.
+            let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            // A counter only goes up: add what was used since the last sample.
+            let used = ticks / per_second - self.process_cpu_seconds.get();
+            if used > 0.0 {
+                self.process_cpu_seconds.inc_by(used);
+            }
+        }
+    }
+}
+
+/// The node's metrics (one set per process, as Prometheus scrapes a process).
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
