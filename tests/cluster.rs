@@ -1089,3 +1089,40 @@ async fn t97_metrics_follow_load_and_a_paused_follower() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t98_readyz_answers_for_load_balancers_with_lag_and_freshness_limits() {
+    let cluster = Cluster::start(spec(3, 0)).await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    let ready = |node: usize, query: &'static str| {
+        let url = format!("{}/readyz{query}", cluster.url(node));
+        let http = cluster.http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, text) = ready(follower, "?lag=0&freshness=5s").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("[+]lag ok") && text.contains("[+]freshness ok"),
+        "{text}"
+    );
+    // A follower cut off from the others (so no new leader can reach it either) is not
+    // fresh any more.
+    let others = [leader, (leader + 2) % 3];
+    for node in others {
+        cluster.nodes[node].signal(libc::SIGSTOP);
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, text) = ready(follower, "?freshness=200ms&noleader").await;
+    for node in others {
+        cluster.nodes[node].signal(libc::SIGCONT);
+    }
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("[-]freshness"), "{text}");
+    let (status, text) = ready(follower, "?lag=many").await;
+    assert_eq!(status, 503);
+    assert!(text.contains("not a number"), "{text}");
+}

@@ -206,6 +206,58 @@ async fn readyz(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
             ready = false;
         }
     }
+    let query_flags = flags(raw.as_deref());
+    let value = |name: &str| {
+        query_flags
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    // `lag=N`: applied within N entries of the commit index this node knows.
+    if let Some(text) = value("lag") {
+        match text.parse::<u64>() {
+            Ok(max) => {
+                let committed = metrics.local_committed.map_or(0, |l| l.index);
+                let applied = metrics.last_applied.map_or(0, |l| l.index);
+                let behind = committed.saturating_sub(applied);
+                if behind <= max {
+                    lines.push(format!("[+]lag ok ({behind} entries)"));
+                } else {
+                    lines.push(format!("[-]lag: {behind} entries behind, more than {max}"));
+                    ready = false;
+                }
+            }
+            Err(_) => {
+                lines.push(format!("[-]lag: {text:?} is not a number of entries"));
+                ready = false;
+            }
+        }
+    }
+    // `freshness=DURATION`: heard from the leader within DURATION (as reads at level=none).
+    if let Some(text) = value("freshness") {
+        match humantime::parse_duration(&text) {
+            Ok(max) => match state.service.group.since_leader_contact() {
+                Some(age) if age <= max => {
+                    lines.push(format!("[+]freshness ok ({} ms)", age.as_millis()));
+                }
+                Some(age) => {
+                    lines.push(format!(
+                        "[-]freshness: last heard from the leader {} ms ago, more than {text}",
+                        age.as_millis()
+                    ));
+                    ready = false;
+                }
+                None => {
+                    lines.push("[-]freshness: no contact with a leader yet".into());
+                    ready = false;
+                }
+            },
+            Err(error) => {
+                lines.push(format!("[-]freshness: {text:?}: {error}"));
+                ready = false;
+            }
+        }
+    }
     let store_ok = state
         .service
         .group
