@@ -2,6 +2,7 @@
 //! rqlite-compatible HTTP API in front.
 
 pub mod admin;
+pub mod alerts;
 pub mod bench;
 pub mod config;
 pub mod db;

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node (with no arguments: a durable single-node database in ./shoal-data).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load Shoal, PostgreSQL or etcd with a workload and print throughput and latency.
     Bench(shoal::bench::args::BenchArgs),
     /// An SQL shell over the HTTP API (interactive, or `-c SQL` / SQL on stdin for scripts).
@@ -107,6 +107,21 @@ struct ServeArgs {
     /// PostgreSQL connections served at once; more are refused with "too many clients".
     #[arg(long, env = "SHOAL_PG_MAX_CONNECTIONS", default_value_t = 100)]
     pg_max_connections: usize,
+    /// Webhook URL(s) receiving alert events (HTTP POST, JSON), comma-separated.
+    #[arg(long, env = "SHOAL_ALERT_WEBHOOK", value_delimiter = ',')]
+    alert_webhook: Vec<String>,
+    /// Alert when no leader is reachable for this long.
+    #[arg(long, env = "SHOAL_ALERT_NO_LEADER_AFTER", default_value = "5s", value_parser = humantime::parse_duration)]
+    alert_no_leader_after: Duration,
+    /// Alert when a member is unreachable for this long.
+    #[arg(long, env = "SHOAL_ALERT_MEMBER_UNREACHABLE_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
+    alert_member_unreachable_after: Duration,
+    /// Alert when a member is more than this many entries behind.
+    #[arg(long, env = "SHOAL_ALERT_LAG_ENTRIES", default_value_t = 10_000)]
+    alert_lag_entries: u64,
+    /// Alert when the data directory's file system has less free space than this, percent.
+    #[arg(long, env = "SHOAL_ALERT_DISK_FREE_PERCENT", default_value_t = 10.0)]
+    alert_disk_free_percent: f64,
     /// How long to keep trying to join, seconds.
     #[arg(long, env = "SHOAL_JOIN_TIMEOUT_S", default_value_t = 120)]
     join_timeout_s: u64,
@@ -149,7 +164,7 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         None => runtime.block_on(serve(ServeArgs::parse_from(["shoal"]))),
         Some(Command::Serve(args)) => {
-            let args = with_config_file(args).unwrap_or_else(|error| {
+            let args = with_config_file(*args).unwrap_or_else(|error| {
                 eprintln!("shoal: {error}");
                 std::process::exit(2);
             });
@@ -238,6 +253,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         join_timeout: Duration::from_secs(args.join_timeout_s),
         pg_addr: args.pg_addr.0,
         pg_connections_max: args.pg_max_connections.max(1),
+        alerts: shoal::alerts::AlertSettings {
+            webhooks: args.alert_webhook.clone(),
+            no_leader_after: args.alert_no_leader_after,
+            member_unreachable_after: args.alert_member_unreachable_after,
+            lag_entries_max: args.alert_lag_entries,
+            disk_free_percent_min: args.alert_disk_free_percent,
+            data_dir: args.data_dir.clone(),
+        },
     };
     let node = Node::start(config).await.context("shoal could not start")?;
     let advertised = node.advertised();

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub pg_addr: Option<SocketAddr>,
     /// PostgreSQL connections served at once.
     pub pg_connections_max: usize,
+    /// Alert rules' thresholds and webhooks.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// Identity recorded in the data directory on first start.
@@ -144,10 +146,12 @@ impl Node {
                 started,
                 config.http_body_bytes_max + 1024 * 1024,
             ));
+        let alerts = crate::alerts::Alerts::start(service.clone(), config.alerts.clone());
         let api_state = crate::http::ApiState {
             service: service.clone(),
             queue,
             started,
+            alerts,
         };
         let api_router = crate::http::router(api_state, config.http_body_bytes_max);
 

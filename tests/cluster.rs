@@ -1126,3 +1126,77 @@ async fn t98_readyz_answers_for_load_balancers_with_lag_and_freshness_limits() {
     assert_eq!(status, 503);
     assert!(text.contains("not a number"), "{text}");
 }
+
+/// An HTTP receiver on loopback collecting the JSON bodies POSTed to it.
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t99_losing_quorum_fires_the_no_leader_alert_and_regaining_it_resolves_it() {
+    let (url, received) = webhook_receiver().await;
+    let cluster = Cluster::start(spec_with_flags(
+        3,
+        &["--alert-webhook", &url, "--alert-no-leader-after", "1s"],
+    ))
+    .await;
+    let leader = cluster.leader(SETTLE).await;
+    let leader_id = cluster.nodes[leader].id;
+    let peers: Vec<usize> = (0..3).filter(|n| *n != leader).collect();
+    for peer in &peers {
+        cluster.nodes[*peer].signal(libc::SIGSTOP);
+    }
+    let events_of = |state: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["alert"] == "no_leader" && e["state"] == state && e["node"] == leader_id)
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let deadline = Instant::now() + SETTLE;
+    while events_of("firing").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no alert: {:?}",
+            received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let firing = events_of("firing").remove(0);
+    assert_eq!(firing["severity"], "critical");
+    assert!(firing["since"].as_f64().unwrap() > 1.7e9, "{firing}");
+    let listed = cluster.get_json(leader, "/alerts").await.unwrap();
+    assert_eq!(listed["firing"][0]["alert"], "no_leader", "{listed}");
+    for peer in &peers {
+        cluster.nodes[*peer].signal(libc::SIGCONT);
+    }
+    while events_of("resolved").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never resolved: {:?}",
+            received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(events_of("firing").len(), 1, "fired once");
+    let listed = cluster.get_json(leader, "/alerts").await.unwrap();
+    assert_eq!(listed["firing"], json!([]), "{listed}");
+}

@@ -32,6 +32,7 @@ pub struct ApiState {
     pub service: Arc<Service>,
     pub queue: Arc<WriteQueue>,
     pub started: Instant,
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// All client routes. `body_bytes_max` bounds every request body (HTTP 413 beyond it).
@@ -42,9 +43,19 @@ pub fn router(state: ApiState, body_bytes_max: usize) -> Router {
         .route("/db/request", post(unified))
         .merge(admin::routes())
         .route("/metrics", get(metrics::scrape))
+        .route("/alerts", get(firing_alerts))
         .layer(axum::middleware::from_fn(metrics::record_request))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
+}
+
+/// `GET /alerts`: the alerts firing on this node now.
+async fn firing_alerts(State(state): State<ApiState>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({"node": state.service.node_id(), "firing": state.alerts.firing()}),
+        true,
+    )
 }
 
 /// A JSON response, pretty-printed when asked.
