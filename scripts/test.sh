@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Runs Shoal's whole test suite: unit tests and the multi-process cluster tests, including the
-# pyrqlite and psycopg client sessions and psql (installed here if missing). Usage: scripts/test.sh [cargo test args]
+# pyrqlite, psycopg and SQLAlchemy sessions, psql and chromium (installed here if missing). Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c 'import pyrqlite, psycopg, sqlalchemy' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi
-# psql drives the PostgreSQL endpoint in the tests, as a user would.
-if ! command -v psql >/dev/null; then
+# psql drives the PostgreSQL endpoint in the tests, as a user would; chromium loads the
+# dashboard.
+missing=()
+command -v psql >/dev/null || missing+=(postgresql-client)
+command -v chromium >/dev/null || missing+=(chromium)
+if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "scripts/test.sh: psql is needed; install postgresql-client" >&2; exit 2
+    echo "scripts/test.sh: needs ${missing[*]} (Debian packages)" >&2; exit 2
   fi
 fi
 # SQLite's sqllogictest corpus stays outside git; fetch it when missing. Without network

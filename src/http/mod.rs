@@ -44,9 +44,22 @@ pub fn router(state: ApiState, body_bytes_max: usize) -> Router {
         .merge(admin::routes())
         .route("/metrics", get(metrics::scrape))
         .route("/alerts", get(firing_alerts))
+        .route("/dashboard", get(dashboard))
         .layer(axum::middleware::from_fn(metrics::record_request))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
+}
+
+/// `GET /dashboard`: the self-contained dashboard page (it polls /status, /alerts, /metrics).
+async fn dashboard() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        include_str!("dashboard/index.html"),
+    )
+        .into_response()
 }
 
 /// `GET /alerts`: the alerts firing on this node now.
