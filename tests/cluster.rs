@@ -1103,7 +1103,7 @@ async fn t98_readyz_answers_for_load_balancers_with_lag_and_freshness_limits() {
             (response.status().as_u16(), response.text().await.unwrap())
         }
     };
-    let (status, text) = ready(follower, "?lag=0&freshness=5s").await;
+    let (status, text) = ready(follower, "?lag=0&freshness=5s&level=linearizable").await;
     assert_eq!(status, 200, "{text}");
     assert!(
         text.contains("[+]lag ok") && text.contains("[+]freshness ok"),
@@ -1115,13 +1115,21 @@ async fn t98_readyz_answers_for_load_balancers_with_lag_and_freshness_limits() {
     for node in others {
         cluster.nodes[node].signal(libc::SIGSTOP);
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
     let (status, text) = ready(follower, "?freshness=200ms&noleader").await;
+    let (level_status, level_text) = ready(follower, "?level=linearizable&noleader").await;
+    let (local_status, local_text) = ready(follower, "?level=none&noleader").await;
     for node in others {
         cluster.nodes[node].signal(libc::SIGCONT);
     }
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("[-]freshness"), "{text}");
+    assert_eq!(level_status, 503, "{level_text}");
+    assert!(level_text.contains("[-]level linearizable"), "{level_text}");
+    assert_eq!(
+        local_status, 200,
+        "local reads need no leader: {local_text}"
+    );
     let (status, text) = ready(follower, "?lag=many").await;
     assert_eq!(status, 503);
     assert!(text.contains("not a number"), "{text}");

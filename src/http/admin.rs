@@ -213,6 +213,39 @@ async fn readyz(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
+    // `level=L`: reads at that consistency can be served through this node now: `none` needs
+    // only the local database; the others need a leader that can reach a quorum.
+    if let Some(text) = value("level") {
+        match crate::service::request::ReadLevel::parse(&text) {
+            Ok(crate::service::request::ReadLevel::None) => {
+                lines.push("[+]level none ok (local reads)".into());
+            }
+            Ok(_) => {
+                let group = &state.service.group;
+                let quiet = if group.raft.is_leader() {
+                    use openraft::Instant as _;
+                    metrics
+                        .last_quorum_acked
+                        .as_ref()
+                        .map_or(Duration::MAX, |acked| acked.elapsed())
+                } else {
+                    group.since_leader_contact().unwrap_or(Duration::MAX)
+                };
+                if metrics.current_leader.is_some() && quiet <= Duration::from_secs(1) {
+                    lines.push(format!("[+]level {text} ok"));
+                } else {
+                    lines.push(format!(
+                        "[-]level {text}: no leader with a quorum reachable"
+                    ));
+                    ready = false;
+                }
+            }
+            Err(error) => {
+                lines.push(format!("[-]level: {error}"));
+                ready = false;
+            }
+        }
+    }
     // `lag=N`: applied within N entries of the commit index this node knows.
     if let Some(text) = value("lag") {
         match text.parse::<u64>() {
