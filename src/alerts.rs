@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use openraft::Instant as _;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::service::Service;
 
-/// Events waiting for the webhook sender; beyond this the oldest are dropped (and counted).
+/// Events waiting for the webhook sender; an event arriving when the queue is full is dropped
+/// (with a warning in the log, which has every event anyway).
 const WEBHOOK_QUEUE_MAX: usize = 1_000;
 const WEBHOOK_ATTEMPTS: u32 = 4;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -119,14 +119,7 @@ impl Alerts {
         let mut conditions = Conditions::new();
         let group = &service.group;
         let metrics = group.metrics();
-        let quiet = if group.raft.is_leader() {
-            metrics
-                .last_quorum_acked
-                .as_ref()
-                .map_or(Duration::MAX, |acked| acked.elapsed())
-        } else {
-            group.since_leader_contact().unwrap_or(Duration::MAX)
-        };
+        let quiet = group.leader_quiet();
         // A leader is "there" when this node hears from it (or, leading, from a quorum)
         // within a second.
         if metrics.current_leader.is_none() || quiet > Duration::from_secs(1) {

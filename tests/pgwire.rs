@@ -129,6 +129,23 @@ async fn p10_psql_creates_inserts_and_queries_through_a_follower() {
     )
     .await;
     assert_eq!(out.trim(), "0");
+    // PostgreSQL spellings: `::` casts and SERIAL keys.
+    let (ok, out, err) = psql(
+        &cluster,
+        follower,
+        &[
+            "-At",
+            "-c",
+            "CREATE TABLE tagged(id SERIAL PRIMARY KEY, label TEXT)",
+            "-c",
+            "INSERT INTO tagged(label) VALUES ('a'), ('b')",
+            "-c",
+            "SELECT max(id)::text || '/' || ('41'::int + 1) FROM tagged",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("2/42"), "{out}");
     // Session information psql and drivers ask for.
     let (ok, out, err) = psql(&cluster, follower, &["-At", "-c", "SELECT version()"]).await;
     assert!(ok && out.starts_with("PostgreSQL 16"), "{out}{err}");

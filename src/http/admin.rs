@@ -56,9 +56,7 @@ async fn status(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
             member_json(*id, node, *voter, state.as_ref(), newest_applied)
         })
         .collect();
-    let db_size_bytes = std::fs::metadata(service.group.database.path())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let db_size_bytes = service.group.database.file_bytes();
     let body = json!({
         "node": {
             "id": me.id,
@@ -221,16 +219,7 @@ async fn readyz(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
                 lines.push("[+]level none ok (local reads)".into());
             }
             Ok(_) => {
-                let group = &state.service.group;
-                let quiet = if group.raft.is_leader() {
-                    use openraft::Instant as _;
-                    metrics
-                        .last_quorum_acked
-                        .as_ref()
-                        .map_or(Duration::MAX, |acked| acked.elapsed())
-                } else {
-                    group.since_leader_contact().unwrap_or(Duration::MAX)
-                };
+                let quiet = state.service.group.leader_quiet();
                 if metrics.current_leader.is_some() && quiet <= Duration::from_secs(1) {
                     lines.push(format!("[+]level {text} ok"));
                 } else {

@@ -20,7 +20,12 @@ pub async fn record_request(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("other", |path| path.as_str())
         .to_string();
-    let method = request.method().to_string();
+    // Only the standard methods get their own series: a client can send any method name.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+        _ => "other",
+    }
+    .to_string();
     let started = Instant::now();
     let response = next.run(request).await;
     let labels = HttpLabels {
@@ -85,11 +90,10 @@ pub async fn scrape(State(state): State<ApiState>) -> Response {
             .get_or_create(&labels)
             .set(contact_ms as f64 / 1000.0);
     }
-    let database = group.database.path();
-    let size = |path: std::path::PathBuf| std::fs::metadata(path).map_or(0, |f| f.len() as i64);
-    m.database_size.set(size(database.to_path_buf()));
+    m.database_size.set(group.database.file_bytes() as i64);
+    let wal = format!("{}-wal", group.database.path().display());
     m.wal_size
-        .set(size(format!("{}-wal", database.display()).into()));
+        .set(std::fs::metadata(wal).map_or(0, |f| f.len() as i64));
     m.log_size.set(group.log.disk_bytes() as i64);
     m.log_entries.set(group.log.entry_count() as i64);
     m.sample_process();

@@ -271,7 +271,7 @@ impl Backend {
                     .run(
                         session,
                         RequestKind::Unified,
-                        vec![Statement::plain(sql)],
+                        vec![Statement::plain(to_sqlite(sql))],
                         false,
                     )
                     .await

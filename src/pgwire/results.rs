@@ -34,6 +34,14 @@ pub fn text_rows(columns: &[&str], rows: Vec<Vec<SqlValue>>) -> Response {
     }
 }
 
+/// The statement's first word, upper-cased.
+fn leading_verb(sql: &str) -> String {
+    sql.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
 /// The command tag PostgreSQL sends for `sql` after `rows` rows were affected or returned.
 pub fn command_tag(sql: &str, rows: usize) -> Tag {
     let words: Vec<String> = sql
@@ -41,7 +49,8 @@ pub fn command_tag(sql: &str, rows: usize) -> Tag {
         .take(4)
         .map(|w| w.to_ascii_uppercase())
         .collect();
-    let first = words.first().map(String::as_str).unwrap_or("");
+    let verb = leading_verb(sql);
+    let first = verb.as_str();
     match first {
         "INSERT" | "REPLACE" => Tag::new("INSERT").with_oid(0).with_rows(rows),
         "UPDATE" | "DELETE" => Tag::new(first).with_rows(rows),
@@ -201,14 +210,10 @@ pub fn rows_response(
     match encode_rows(set, described, format) {
         Ok(mut response) => {
             // INSERT … RETURNING completes as "INSERT 0 n", not "SELECT n".
-            let tag = command_tag(sql, 0);
-            let verb = format!("{tag:?}");
-            if verb.contains("\"INSERT\"") {
-                response.set_command_tag("INSERT 0");
-            } else if verb.contains("\"UPDATE\"") {
-                response.set_command_tag("UPDATE");
-            } else if verb.contains("\"DELETE\"") {
-                response.set_command_tag("DELETE");
+            match leading_verb(sql).as_str() {
+                "INSERT" | "REPLACE" => response.set_command_tag("INSERT 0"),
+                verb @ ("UPDATE" | "DELETE") => response.set_command_tag(verb),
+                _ => {}
             }
             Response::Query(response)
         }

@@ -198,12 +198,7 @@ impl Transactions {
                     session.wrote_at(index);
                 }
                 if let Some(message) = response.results.iter().find_map(|r| r.error.clone()) {
-                    let code = if message.starts_with(SERIALIZATION_FAILURE) {
-                        sqlstate::SERIALIZATION_FAILURE
-                    } else {
-                        sqlstate::for_statement_error(&message)
-                    };
-                    return Response::Error(error_info(code, message));
+                    return Response::Error(sqlstate::statement_error(&message));
                 }
                 match response.write_concern_error {
                     Some(error) => Response::Error(error_info(

@@ -124,12 +124,7 @@ fn real_text(value: f64) -> String {
 
 /// bytea's hex output format: `\x` followed by two lower-case hex digits per byte.
 pub fn bytea_hex(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(2 + bytes.len() * 2);
-    text.push_str("\\x");
-    for byte in bytes {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text
+    format!("\\x{}", hex::encode(bytes))
 }
 
 #[cfg(test)]

@@ -187,6 +187,20 @@ impl RaftGroup {
             .map(|at| at.elapsed())
     }
 
+    /// How long this node has gone without hearing from a leader — or, when it leads,
+    /// without a quorum acknowledging it (`Duration::MAX`: never).
+    pub fn leader_quiet(&self) -> Duration {
+        use openraft::Instant as _;
+        if self.raft.is_leader() {
+            self.metrics()
+                .last_quorum_acked
+                .as_ref()
+                .map_or(Duration::MAX, |acked| acked.elapsed())
+        } else {
+            self.since_leader_contact().unwrap_or(Duration::MAX)
+        }
+    }
+
     pub fn leader_epoch(&self) -> LeaderEpoch {
         self.leader_epoch
             .lock()

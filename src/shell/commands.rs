@@ -36,6 +36,9 @@ const HELP: &str = "\
 .quit                  leave (also .exit, Ctrl-D)
 ";
 
+/// `.read` files nested within each other at most.
+const READ_DEPTH_MAX: usize = 16;
+
 /// Tables of the user's schema (not SQLite's or Shoal's own).
 const USER_OBJECTS: &str =
     "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_shoal\\_%' ESCAPE '\\'";
@@ -110,10 +113,15 @@ impl Shell {
                 Ok(id) => self.cluster_call("/remove", json!({"id": id})),
                 Err(_) => self.error(&format!("node id expected, got {id:?}")),
             },
+            ("read", [_]) if self.reading >= READ_DEPTH_MAX => self.error(&format!(
+                ".read nested more than {READ_DEPTH_MAX} deep (does a file read itself?)"
+            )),
             ("read", [file]) => match std::fs::read_to_string(file) {
                 Ok(text) => {
+                    self.reading += 1;
                     self.feed_text(&text);
                     self.finish_pending();
+                    self.reading -= 1;
                 }
                 Err(error) => self.error(&format!("cannot read {file}: {error}")),
             },

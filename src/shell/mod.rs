@@ -59,6 +59,8 @@ pub struct Shell {
     quit: bool,
     /// Extra dot commands of the demo (`.kill N`, `.start N`).
     extension: Option<Box<dyn commands::Extension>>,
+    /// `.read` files being read, innermost last (a file that reads itself stops at a bound).
+    reading: usize,
 }
 
 /// Runs the shell; returns the process exit status.
@@ -87,6 +89,7 @@ pub fn run_with(args: ShellArgs, extension: Option<Box<dyn commands::Extension>>
         bail: args.bail,
         quit: false,
         extension,
+        reading: 0,
     };
     if !args.command.is_empty() {
         for command in &args.command {

@@ -18,11 +18,11 @@ use crate::db::guard::{GuardMode, StatementGuard};
 use crate::raft::types::{Statement, StatementResult};
 pub use rewrite::rewrite;
 
-/// Whether `sql` reads PostgreSQL's catalogs rather than user tables.
+/// Whether `sql` reads PostgreSQL's catalogs rather than user tables: a catalog name as a
+/// whole word in its code (not in a literal, quoted name or comment).
 pub fn is_catalog_query(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    [
-        "pg_catalog.",
+    const CATALOG_WORDS: &[&str] = &[
+        "pg_catalog",
         "pg_class",
         "pg_namespace",
         "pg_attribute",
@@ -31,12 +31,14 @@ pub fn is_catalog_query(sql: &str) -> bool {
         "pg_index",
         "pg_constraint",
         "pg_roles",
-        "information_schema.",
-        "to_regtype(",
-        "to_regclass(",
-    ]
-    .iter()
-    .any(|needle| lower.contains(needle))
+        "information_schema",
+        "to_regtype",
+        "to_regclass",
+    ];
+    let mut code = String::with_capacity(sql.len());
+    crate::sqltext::for_each_code_char(sql, |_, c| code.push(c.to_ascii_lowercase()));
+    code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|word| CATALOG_WORDS.contains(&word))
 }
 
 /// An emulated catalog: an in-memory database filled from the real one's schema.
@@ -90,6 +92,16 @@ mod tests {
         let result = catalog.run(&Statement::plain(rewrite(sql)));
         assert_eq!(result.error, None, "{sql}");
         result.rows.unwrap().values
+    }
+
+    #[test]
+    fn only_catalog_names_in_code_make_a_catalog_query() {
+        assert!(is_catalog_query("SELECT relname FROM pg_catalog.pg_class"));
+        assert!(is_catalog_query("select * from PG_TYPE"));
+        assert!(!is_catalog_query(
+            "INSERT INTO notes VALUES ('see pg_type')"
+        ));
+        assert!(!is_catalog_query("SELECT * FROM app_pg_index -- pg_class"));
     }
 
     #[test]

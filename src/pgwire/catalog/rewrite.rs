@@ -32,12 +32,14 @@ pub fn rewrite(sql: &str) -> String {
                 } else if chars[j] == '\'' {
                     break;
                 } else if escaped_string && chars[j] == '\\' && j + 1 < chars.len() {
-                    text.push(match chars[j + 1] {
-                        'n' => '\n',
-                        't' => '\t',
-                        'r' => '\r',
-                        other => other,
-                    });
+                    match chars[j + 1] {
+                        'n' => text.push('\n'),
+                        't' => text.push('\t'),
+                        'r' => text.push('\r'),
+                        // A quote inside an SQL literal is written twice.
+                        '\'' => text.push_str("''"),
+                        other => text.push(other),
+                    }
                     j += 2;
                 } else {
                     text.push(chars[j]);
@@ -180,6 +182,7 @@ mod tests {
 
     #[test]
     fn escape_strings_are_unescaped_and_literals_left_alone() {
+        assert_eq!(rewrite("SELECT E'it\\'s'"), "SELECT 'it''s'");
         assert_eq!(
             rewrite("SELECT E'a\\nb', 'x::int ~ y'"),
             "SELECT 'a\nb', 'x::int ~ y'"

@@ -325,21 +325,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut records = Vec::new();
-        let mut first_index = None;
+        // Encode and check every entry before any is remembered: a refused batch leaves
+        // nothing behind.
+        let mut encoded = Vec::new();
+        for entry in entries {
+            let payload = postcard::to_stdvec(&entry)
+                .map_err(|e| io::Error::other(format!("encode log entry: {e}")))?;
+            if payload.len() > ENTRY_BYTES_MAX as usize {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("log entry of {} bytes exceeds the limit", payload.len()),
+                ));
+            }
+            encoded.push((entry, payload));
+        }
+        let first_index = encoded.first().map(|(entry, _)| entry.index());
+        let mut records = Vec::with_capacity(encoded.len());
         {
             let mut shared = self.shared.write().map_err(|_| poisoned())?;
-            for entry in entries {
-                let payload = postcard::to_stdvec(&entry)
-                    .map_err(|e| io::Error::other(format!("encode log entry: {e}")))?;
-                if payload.len() > ENTRY_BYTES_MAX as usize {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("log entry of {} bytes exceeds the limit", payload.len()),
-                    ));
-                }
+            for (entry, payload) in encoded {
                 let index = entry.index();
-                first_index.get_or_insert(index);
                 shared.remember(entry, payload.len());
                 records.push((index, payload));
             }
@@ -655,6 +660,41 @@ mod tests {
                 [11, 12]
             );
         }
+    }
+
+    /// A segment that does not continue the one before it (one whose removal was lost in a
+    /// power failure, say) is corruption, not entries to believe.
+    #[tokio::test]
+    async fn segments_that_do_not_continue_each_other_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("log");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let segment_of = |indexes: std::ops::RangeInclusive<u64>| {
+            let mut bytes = Vec::new();
+            for index in indexes {
+                let payload = postcard::to_stdvec(&blank(index)).unwrap();
+                segment::encode_record(&payload, &mut bytes);
+            }
+            bytes
+        };
+        std::fs::write(Segment::path_for(&log_dir, 1), segment_of(1..=5)).unwrap();
+        std::fs::write(Segment::path_for(&log_dir, 9), segment_of(9..=12)).unwrap();
+        let error = LogStore::open(&log_dir, MEMORY)
+            .err()
+            .expect("a gap between segments over live entries");
+        assert!(error.to_string().contains("starts at index 9"), "{error}");
+        // The same jump is fine where everything before it is purged.
+        write_state(
+            &log_dir,
+            &DurableState {
+                purged: Some(blank(8).log_id()),
+                ..DurableState::default()
+            },
+        )
+        .unwrap();
+        let mut store = LogStore::open(&log_dir, MEMORY).unwrap();
+        let entries = store.try_get_log_entries(..).await.unwrap();
+        assert_eq!(indexes(&entries), [9, 10, 11, 12]);
     }
 
     #[tokio::test]

@@ -230,6 +230,8 @@ pub(super) fn load_segments(
     paths.sort();
     let mut segments = Vec::new();
     let mut last_log_id = None;
+    // The index the next segment must start at (`None` before the first entry).
+    let mut previous_next: Option<u64> = None;
     let last_position = paths.len().saturating_sub(1);
     for (position, (first_index, path)) in paths.into_iter().enumerate() {
         let mut bytes = Vec::new();
@@ -241,6 +243,20 @@ pub(super) fn load_segments(
                 Ok((entry, length)) => {
                     let index = entry.index();
                     if segment.last_index().is_none() {
+                        // Segments continue each other, except where everything before the
+                        // jump is purged (a log that continued after a snapshot).
+                        if let Some(expected) = previous_next
+                            && index != expected
+                            && !purged.is_some_and(|p| expected <= p + 1 && index <= p + 1)
+                        {
+                            return Err(corrupt(
+                                &segment.path,
+                                offset as u64,
+                                format!(
+                                    "segment starts at index {index}, but the previous one ends before {expected}"
+                                ),
+                            ));
+                        }
                         segment.base = index;
                         segment.next_index = index;
                     } else if index != segment.next_index {
@@ -279,6 +295,9 @@ pub(super) fn load_segments(
             }
         }
         segment.size_bytes = offset as u64;
+        if segment.last_index().is_some() {
+            previous_next = Some(segment.next_index);
+        }
         if let Some(purged) = purged {
             segment.forget_up_to(purged);
         }

@@ -14,6 +14,8 @@ use super::segment::{RECORD_HEADER_BYTES, Segment, encode_record};
 use super::{DurableState, Shared, poisoned, write_state};
 use crate::raft::types::TypeConfig;
 
+/// Appends made durable by one fsync at most.
+const GROUP_COMMIT_APPENDS_MAX: usize = 1024;
 /// A new segment is started when the active one reaches this size.
 const SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
@@ -73,7 +75,8 @@ impl SegmentWriter {
         let mut waiting: Vec<IOFlushed<TypeConfig>> = Vec::new();
         while let Some(command) = receiver.blocking_recv() {
             let mut next = Some(command);
-            // Group commit: take every append already queued before syncing once.
+            // Group commit: take the appends already queued (up to a bound, so acknowledgements
+            // keep flowing under a steady stream) before syncing once.
             while let Some(command) = next.take() {
                 match command {
                     WriterCommand::Append {
@@ -85,7 +88,9 @@ impl SegmentWriter {
                             Ok(()) => waiting.push(flushed),
                             Err(error) => flushed.io_completed(Err(error)),
                         }
-                        next = receiver.try_recv().ok();
+                        if waiting.len() < GROUP_COMMIT_APPENDS_MAX {
+                            next = receiver.try_recv().ok();
+                        }
                     }
                     WriterCommand::Control(control) => {
                         self.sync_and_acknowledge(&mut waiting);
@@ -251,8 +256,14 @@ impl SegmentWriter {
             (removed, cut)
         };
         self.active = None;
+        let any_removed = !removed.is_empty();
         for path in removed {
             std::fs::remove_file(&path)?;
+        }
+        if any_removed {
+            // The removals are durable before the cut: after a power loss a removed segment
+            // must not come back next to a shortened one.
+            File::open(&self.dir)?.sync_all()?;
         }
         if let Some((path, offset)) = cut {
             let file = OpenOptions::new().write(true).open(&path)?;
