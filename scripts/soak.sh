@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Soak run of the fault-injection suite (tests/faults): every seed runs the register, bank,
-# set and append workloads under the full nemesis for the given time, then checks them.
+# set, append and PostgreSQL-bank workloads under the full nemesis for the given time, then
+# checks them.
 #   scripts/soak.sh [SECONDS_PER_SEED=600] [SEEDS=101,102,103]
 set -euo pipefail
 cd "$(dirname "$0")/.."
