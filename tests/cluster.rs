@@ -916,31 +916,13 @@ async fn t80_queued_writes_and_redirects() {
 async fn t90_pyrqlite_crud_session_runs_unchanged() {
     let cluster = Cluster::start(spec(3, 0)).await;
     let follower = (cluster.leader(SETTLE).await + 1) % 3;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/pyrqlite_crud.py"
-    );
-    let output = tokio::process::Command::new("python3")
-        .args([
-            script,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &cluster.nodes[follower].http_port.to_string(),
-        ])
-        .output()
-        .await
-        .expect("python3 runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "pyrqlite session failed (install it with scripts/test.sh):\n{text}"
-    );
-    assert!(text.contains("pyrqlite CRUD: ok"), "{text}");
+    let args = [
+        "--host".to_string(),
+        "127.0.0.1".to_string(),
+        "--port".to_string(),
+        cluster.nodes[follower].http_port.to_string(),
+    ];
+    support::run_client_script("pyrqlite_crud.py", &args, "pyrqlite CRUD: ok").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

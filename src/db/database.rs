@@ -252,23 +252,10 @@ impl Database {
         self: &Arc<Self>,
         sql: String,
     ) -> Result<Result<StatementShape, String>, DbError> {
-        let permit = self
-            .reader_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| DbError::Closed)?;
-        let database = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            database.with_reader(|reader| {
-                reader.in_snapshot(None, |connection, guard| {
-                    statement_shape(connection, guard, &sql)
-                })
-            })
+        self.in_read_snapshot("describe", move |connection, guard| {
+            statement_shape(connection, guard, &sql)
         })
         .await
-        .map_err(|error| DbError::Internal(format!("describe task failed: {error}")))?
     }
 
     /// Runs `inspect` on a read connection, in one snapshot, as Shoal's own code (the statement
@@ -276,6 +263,19 @@ impl Database {
     pub async fn inspect<T: Send + 'static>(
         self: &Arc<Self>,
         inspect: impl FnOnce(&rusqlite::Connection) -> T + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.in_read_snapshot("inspection", move |connection, guard| {
+            guard.internal(|| inspect(connection))
+        })
+        .await
+    }
+
+    /// Runs `work` on a pooled read connection inside one snapshot, on the blocking pool,
+    /// once a reader permit is free.
+    async fn in_read_snapshot<T: Send + 'static>(
+        self: &Arc<Self>,
+        what: &'static str,
+        work: impl FnOnce(&rusqlite::Connection, &StatementGuard) -> T + Send + 'static,
     ) -> Result<T, DbError> {
         let permit = self
             .reader_permits
@@ -286,14 +286,10 @@ impl Database {
         let database = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            database.with_reader(|reader| {
-                reader.in_snapshot(None, |connection, guard| {
-                    guard.internal(|| inspect(connection))
-                })
-            })
+            database.with_reader(|reader| reader.in_snapshot(None, work))
         })
         .await
-        .map_err(|error| DbError::Internal(format!("inspection task failed: {error}")))?
+        .map_err(|error| DbError::Internal(format!("{what} task failed: {error}")))?
     }
 
     /// Whether every statement only reads, judged by SQLite on a read connection. Statements
@@ -303,25 +299,12 @@ impl Database {
         self: &Arc<Self>,
         statements: &[Statement],
     ) -> Result<bool, DbError> {
-        let permit = self
-            .reader_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| DbError::Closed)?;
-        let database = self.clone();
         let sqls: Vec<String> = statements.iter().map(|s| s.sql.clone()).collect();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            database.with_reader(|reader| {
-                reader.in_snapshot(None, |connection, _| {
-                    sqls.iter()
-                        .all(|sql| is_read_only(connection, sql) == Some(true))
-                })
-            })
+        self.in_read_snapshot("classification", move |connection, _| {
+            sqls.iter()
+                .all(|sql| is_read_only(connection, sql) == Some(true))
         })
         .await
-        .map_err(|error| DbError::Internal(format!("classification task failed: {error}")))?
     }
 
     /// Writes a consistent copy of the database to `destination` (`VACUUM INTO` on its own read

@@ -4,7 +4,6 @@
 //! and command tags; errors carry a SQLSTATE.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use pgwire::api::portal::{Format, Portal};
@@ -31,11 +30,8 @@ use crate::pgwire::transaction::{Transactions, is_rollback_to_savepoint};
 use crate::pgwire::types::PgType;
 use crate::raft::types::{Params, RowSet, Statement, StatementBatch, StatementResult};
 use crate::service::Service;
-use crate::service::request::{RequestKind, ServiceError, ServiceRequest};
+use crate::service::request::{RequestKind, ServiceError};
 use crate::sqltext::split_statements;
-
-/// How long a write concern beyond majority may take to be confirmed.
-const WRITE_CONCERN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A statement prepared through the extended protocol.
 #[derive(Debug, Clone)]
@@ -80,16 +76,9 @@ impl Backend {
         statements: Vec<Statement>,
         transaction: bool,
     ) -> Result<Vec<StatementResult>, ServiceError> {
-        let options = session.request_options();
-        let request = ServiceRequest {
-            kind,
-            batches: vec![StatementBatch::new(statements, transaction)],
-            read: options.read,
-            write_concern: options.write_concern,
-            write_concern_timeout: WRITE_CONCERN_TIMEOUT,
-            timeout: options.timeout,
-            forward_to_leader: true,
-        };
+        let request = session
+            .request_options()
+            .request(kind, vec![StatementBatch::new(statements, transaction)]);
         let response = self.service.handle(request).await?;
         if let Some(index) = response.raft_index {
             session.wrote_at(index);

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use crate::pgwire::sqlstate;
 use crate::pgwire::transaction::OpenTransaction;
-use crate::service::request::{ReadConsistency, ReadLevel, WriteConcern};
+use crate::raft::types::StatementBatch;
+use crate::service::request::{
+    ReadConsistency, ReadLevel, RequestKind, ServiceRequest, WriteConcern,
+};
 
 /// The PostgreSQL version Shoal presents to clients (drivers switch features on it).
 pub const SERVER_VERSION: &str = "16.6";
@@ -81,6 +84,25 @@ pub struct RequestOptions {
     pub read: ReadConsistency,
     pub write_concern: WriteConcern,
     pub timeout: Duration,
+}
+
+/// How long a write concern beyond majority may take to be confirmed.
+const WRITE_CONCERN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RequestOptions {
+    /// A request of `kind` for `batches` with this session's options, forwarded to the leader
+    /// when it must run there.
+    pub fn request(&self, kind: RequestKind, batches: Vec<StatementBatch>) -> ServiceRequest {
+        ServiceRequest {
+            kind,
+            batches,
+            read: self.read,
+            write_concern: self.write_concern,
+            write_concern_timeout: WRITE_CONCERN_TIMEOUT,
+            timeout: self.timeout,
+            forward_to_leader: true,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -27,7 +27,7 @@ use crate::raft::types::{
     Pinned, SERIALIZATION_FAILURE, Statement, StatementBatch, StatementResult, results_digest,
 };
 use crate::service::Service;
-use crate::service::request::{RequestKind, ServiceRequest};
+use crate::service::request::RequestKind;
 
 /// Statements one transaction may hold.
 pub const TRANSACTION_STATEMENTS_MAX: usize = 1_000;
@@ -183,15 +183,7 @@ impl Transactions {
         }
         let mut batch = StatementBatch::new(open.statements.clone(), true);
         batch.pinned = Some(open.pinned(true));
-        let request = ServiceRequest {
-            kind: RequestKind::Execute,
-            batches: vec![batch],
-            read: options.read,
-            write_concern: options.write_concern,
-            write_concern_timeout: Duration::from_secs(5),
-            timeout: options.timeout,
-            forward_to_leader: true,
-        };
+        let request = options.request(RequestKind::Execute, vec![batch]);
         match self.service.handle(request).await {
             Ok(response) => {
                 if let Some(index) = response.raft_index {
@@ -245,15 +237,7 @@ impl Transactions {
         })
         .inspect_err(|_| self.fail(session))?;
         let options = session.request_options();
-        let request = ServiceRequest {
-            kind: RequestKind::Rehearse,
-            batches: vec![batch],
-            read: options.read,
-            write_concern: options.write_concern,
-            write_concern_timeout: Duration::from_secs(5),
-            timeout: options.timeout,
-            forward_to_leader: true,
-        };
+        let request = options.request(RequestKind::Rehearse, vec![batch]);
         let response = self.service.handle(request).await.map_err(|error| {
             self.fail(session);
             service_error(&error)

@@ -12,6 +12,28 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// Runs a client script from tests/clients with `python3` and requires it to succeed and to
+/// print `success_line` (stdout and stderr shown on failure).
+pub async fn run_client_script(script: &str, args: &[String], success_line: &str) {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .await
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "{script} failed (scripts/test.sh installs its client library):\n{text}"
+    );
+    assert!(text.contains(success_line), "{text}");
+}
+
 /// A port the OS just handed out; free unless another process races us for it.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
