@@ -33,6 +33,16 @@ async fn connect(cluster: &Cluster, node: usize) -> Client {
     client
 }
 
+/// One more statement in `transaction`, then COMMIT: the first error of either.
+async fn execute_then_commit(
+    transaction: tokio_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), tokio_postgres::Error> {
+    transaction.execute(sql, params).await?;
+    transaction.commit().await
+}
+
 /// Runs `psql` against node `node` with `args`; returns (success, stdout, stderr).
 async fn psql(cluster: &Cluster, node: usize, args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new("psql")
@@ -397,13 +407,12 @@ async fn p35_a_transaction_whose_reads_changed_fails_with_a_serialization_error(
     bob.execute("UPDATE counter SET n = n + 10 WHERE id = 1", &[])
         .await
         .unwrap();
-    let outcome = match transaction
-        .execute("UPDATE counter SET n = $1 WHERE id = 1", &[&(seen + 1)])
-        .await
-    {
-        Ok(_) => transaction.commit().await,
-        Err(error) => Err(error),
-    };
+    let outcome = execute_then_commit(
+        transaction,
+        "UPDATE counter SET n = $1 WHERE id = 1",
+        &[&(seen + 1)],
+    )
+    .await;
     let error = outcome.expect_err("a transaction built on a stale read must not commit");
     assert_eq!(
         error.code(),
@@ -446,13 +455,7 @@ async fn p37_a_leadership_change_mid_transaction_rolls_it_back() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(cluster.leader(SETTLE).await, target);
-    let outcome = match transaction.execute("INSERT INTO t VALUES (2)", &[]).await {
-        Ok(_) => transaction.commit().await,
-        Err(error) => {
-            drop(transaction);
-            Err(error)
-        }
-    };
+    let outcome = execute_then_commit(transaction, "INSERT INTO t VALUES (2)", &[]).await;
     let error = outcome.expect_err("a transaction must not span two leaders");
     assert_eq!(
         error.code(),
@@ -482,13 +485,7 @@ async fn p38_a_transaction_whose_leader_is_killed_fails_and_applies_nothing() {
     cluster.kill(leader); // SIGKILL
     let new_leader = cluster.leader(SETTLE).await;
     assert_ne!(new_leader, leader);
-    let outcome = match transaction.execute("INSERT INTO t VALUES (2)", &[]).await {
-        Ok(_) => transaction.commit().await,
-        Err(error) => {
-            drop(transaction);
-            Err(error)
-        }
-    };
+    let outcome = execute_then_commit(transaction, "INSERT INTO t VALUES (2)", &[]).await;
     let error = outcome.expect_err("a transaction must not survive its leader");
     assert_eq!(
         error.code(),

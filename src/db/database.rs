@@ -173,13 +173,7 @@ impl Database {
             .read()
             .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
         self.with_writer(|writer| {
-            let conn = &writer.connection;
-            let internal = |sql: &str| {
-                writer
-                    .guard
-                    .internal(|| conn.execute_batch(sql))
-                    .map_err(|e| sqlite_error(&self.path, e))
-            };
+            let internal = |sql: &str| run_internal(writer, &self.path, sql);
             internal("BEGIN IMMEDIATE")?;
             let outcome = work(writer);
             writer.clock.clock.clear();
@@ -481,13 +475,7 @@ fn apply_entries(
     let Some(last) = entries.last() else {
         return Ok(Vec::new());
     };
-    let conn = &writer.connection;
-    let internal = |sql: &str| {
-        writer
-            .guard
-            .internal(|| conn.execute_batch(sql))
-            .map_err(|e| sqlite_error(path, e))
-    };
+    let internal = |sql: &str| run_internal(writer, path, sql);
     internal("BEGIN IMMEDIATE")?;
     let outcome = (|| {
         let mut responses = Vec::with_capacity(entries.len());
@@ -548,13 +536,7 @@ fn apply_pinned_or_plain(
     };
     writer.clock.clock.set(pinned.timestamp_ms);
     writer.random.reseed_pinned(pinned.seed);
-    let conn = &writer.connection;
-    let internal = |sql: &str| {
-        writer
-            .guard
-            .internal(|| conn.prepare_cached(sql)?.execute([]).map(|_| ()))
-            .map_err(|e| sqlite_error(path, e))
-    };
+    let internal = |sql: &str| run_internal(writer, path, sql);
     internal("SAVEPOINT shoal_pinned")?;
     // An interactive transaction may use savepoints of its own, nested in ours.
     let results = writer
@@ -582,18 +564,28 @@ fn apply_pinned_or_plain(
     ))])
 }
 
+/// Runs one of Shoal's own statements (BEGIN, SAVEPOINT, COMMIT, …) on the writer, with the
+/// guard lifted; cached, as every entry runs them.
+fn run_internal(writer: &Writer, path: &Path, sql: &str) -> Result<(), DbError> {
+    writer
+        .guard
+        .internal(|| {
+            writer
+                .connection
+                .prepare_cached(sql)?
+                .execute([])
+                .map(|_| ())
+        })
+        .map_err(|e| sqlite_error(path, e))
+}
+
 fn apply_batch(
     writer: &Writer,
     batch: &crate::raft::types::StatementBatch,
     path: &Path,
 ) -> Result<Vec<StatementResult>, DbError> {
     let conn = &writer.connection;
-    let internal = |sql: &str| {
-        writer
-            .guard
-            .internal(|| conn.prepare_cached(sql)?.execute([]).map(|_| ()))
-            .map_err(|e| sqlite_error(path, e))
-    };
+    let internal = |sql: &str| run_internal(writer, path, sql);
     internal("SAVEPOINT shoal_batch")?;
     let mut results = Vec::with_capacity(batch.statements.len());
     let mut failed = false;
