@@ -152,6 +152,27 @@ impl Alerts {
                 ),
             );
         }
+        let metrics = crate::metrics::metrics();
+        if metrics.backup_last_ok.get() == 0 {
+            conditions.insert(
+                "backup_failed".to_string(),
+                (
+                    "critical",
+                    metrics.backup_failures.get().to_string(),
+                    "the last backup this node attempted failed".into(),
+                ),
+            );
+        }
+        if metrics.backup_last_verification_ok.get() == 0 {
+            conditions.insert(
+                "backup_verification_failed".to_string(),
+                (
+                    "critical",
+                    metrics.backup_verification_failures.get().to_string(),
+                    "the last backup verification failed: that backup would not restore".into(),
+                ),
+            );
+        }
         conditions
     }
 

@@ -34,6 +34,11 @@ enum Command {
     Demo(shoal::demo::DemoArgs),
     /// Cluster administration for scripts: status, nodes, join, remove, step-down, transfer.
     Cluster(shoal::admin::ClusterArgs),
+    /// Backups: create, list, show, verify, prune, restore.
+    Backup(shoal::backup::cli::BackupArgs),
+    /// Restore a backup into a new data directory or a running cluster, optionally to a
+    /// point in time.
+    Restore(shoal::backup::cli::RestoreCommandArgs),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -128,6 +133,8 @@ struct ServeArgs {
     /// Log output format.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    backup: shoal::backup::cli::BackupFlags,
     /// Log level: error, warn, info, debug or trace (SHOAL_LOG, a full tracing filter such as
     /// `info,openraft=debug`, overrides it).
     #[arg(long, env = "SHOAL_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
@@ -155,6 +162,10 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Shell(args)) => std::process::exit(shoal::shell::run(args)),
         Some(Command::Demo(args)) => std::process::exit(shoal::demo::run(args)),
         Some(Command::Cluster(args)) => std::process::exit(shoal::admin::run(args)),
+        Some(Command::Backup(args)) => std::process::exit(shoal::backup::cli::run(args)),
+        Some(Command::Restore(args)) => {
+            std::process::exit(shoal::backup::cli::run_restore_command(args))
+        }
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -171,7 +182,13 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(serve(args))
         }
         Some(Command::Bench(args)) => runtime.block_on(bench(args)),
-        Some(Command::Shell(_) | Command::Demo(_) | Command::Cluster(_)) => Ok(()),
+        Some(
+            Command::Shell(_)
+            | Command::Demo(_)
+            | Command::Cluster(_)
+            | Command::Backup(_)
+            | Command::Restore(_),
+        ) => Ok(()),
         Some(Command::Config(ConfigCommand::Example)) => {
             print!("{}", shoal::config::example(&ServeArgs::command()));
             Ok(())
@@ -261,6 +278,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             disk_free_percent_min: args.alert_disk_free_percent,
             data_dir: args.data_dir.clone(),
         },
+        backup: args.backup.to_config().map_err(anyhow::Error::msg)?,
     };
     let node = Node::start(config).await.context("shoal could not start")?;
     let advertised = node.advertised();

@@ -61,6 +61,21 @@ pub struct Metrics {
     pub elections: Counter,
     pub snapshots: Counter,
     pub snapshot_duration: Histogram,
+    pub backups: Counter,
+    pub backup_failures: Counter,
+    pub backup_duration: Histogram,
+    /// Unix time of the last successful backup this node took (0: none).
+    pub backup_last_success: Gauge,
+    /// 1 when the last backup this node attempted succeeded, 0 when it failed, -1: none yet.
+    pub backup_last_ok: Gauge,
+    /// 1 when the last verification this node ran passed, 0 when it failed, -1: none yet.
+    pub backup_last_verification_ok: Gauge,
+    pub backup_verifications: Counter,
+    pub backup_verification_failures: Counter,
+    /// Highest log index archived on every target (this node's view).
+    pub archived_index: Gauge,
+    pub archive_failures: Counter,
+    pub archive_gaps: Counter,
     // Set at scrape time.
     pub raft_term: Gauge,
     pub raft_leader_id: Gauge,
@@ -166,6 +181,61 @@ impl Metrics {
             Unit::Seconds,
             snapshot_duration.clone(),
         );
+        let backups = counter(&mut registry, "backups", "Backups this node took");
+        let backup_failures = counter(
+            &mut registry,
+            "backup_failures",
+            "Backups this node failed to take",
+        );
+        let backup_duration = Histogram::new(exponential_buckets(0.01, 2.0, 20));
+        registry.register_with_unit(
+            "backup_duration",
+            "Time to take a backup",
+            Unit::Seconds,
+            backup_duration.clone(),
+        );
+        let backup_last_success = gauge(
+            &mut registry,
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the last backup this node took (0: none)",
+        );
+        let backup_last_ok = gauge(
+            &mut registry,
+            "backup_last_ok",
+            "1 when the last backup this node attempted succeeded, 0 when it failed, -1 none",
+        );
+        backup_last_ok.set(-1);
+        let backup_last_verification_ok = gauge(
+            &mut registry,
+            "backup_last_verification_ok",
+            "1 when the last backup verification on this node passed, 0 when it failed, -1 none",
+        );
+        backup_last_verification_ok.set(-1);
+        let backup_verifications = counter(
+            &mut registry,
+            "backup_verifications",
+            "Backup verifications run on this node",
+        );
+        let backup_verification_failures = counter(
+            &mut registry,
+            "backup_verification_failures",
+            "Backup verifications that found a backup unusable",
+        );
+        let archived_index = gauge(
+            &mut registry,
+            "backup_archived_index",
+            "Highest log index archived on every backup target",
+        );
+        let archive_failures = counter(
+            &mut registry,
+            "backup_archive_failures",
+            "Failed uploads of archived log segments",
+        );
+        let archive_gaps = counter(
+            &mut registry,
+            "backup_archive_gaps",
+            "Log ranges purged before they were archived",
+        );
         let raft_term = gauge(&mut registry, "raft_term", "Current Raft term");
         let raft_leader_id = gauge(
             &mut registry,
@@ -255,6 +325,17 @@ impl Metrics {
             elections,
             snapshots,
             snapshot_duration,
+            backups,
+            backup_failures,
+            backup_duration,
+            backup_last_success,
+            backup_last_ok,
+            backup_last_verification_ok,
+            backup_verifications,
+            backup_verification_failures,
+            archived_index,
+            archive_failures,
+            archive_gaps,
             raft_term,
             raft_leader_id,
             raft_role,
@@ -281,6 +362,14 @@ impl Metrics {
             text = format!("# encoding metrics failed: {error}\n");
         }
         text
+    }
+
+    pub fn record_backup_verification(&self, ok: bool) {
+        self.backup_verifications.inc();
+        if !ok {
+            self.backup_verification_failures.inc();
+        }
+        self.backup_last_verification_ok.set(i64::from(ok));
     }
 
     pub fn record_pg(&self, protocol: &'static str, ok: bool, elapsed: Duration) {

@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub pg_connections_max: usize,
     /// Alert rules' thresholds and webhooks.
     pub alerts: crate::alerts::AlertSettings,
+    /// Backup targets, key, schedules and log archiving.
+    pub backup: crate::backup::BackupConfig,
 }
 
 /// Identity recorded in the data directory on first start.
@@ -105,6 +107,7 @@ impl Node {
             http.clone(),
         )
         .await?;
+        seed_restored_cluster(&config, &group).await?;
         let service = Service::new(group.clone(), http.clone());
         let queue = WriteQueue::start(service.clone(), config.queue.clone());
 
@@ -147,11 +150,14 @@ impl Node {
                 config.http_body_bytes_max + 1024 * 1024,
             ));
         let alerts = crate::alerts::Alerts::start(service.clone(), config.alerts.clone());
+        let backups =
+            crate::backup::agent::BackupAgent::start(config.backup.clone(), service.clone());
         let api_state = crate::http::ApiState {
             service: service.clone(),
             queue,
             started,
             alerts,
+            backups,
         };
         let api_router = crate::http::router(api_state, config.http_body_bytes_max);
 
@@ -198,6 +204,13 @@ impl Node {
             raft.initialize(members)
                 .await
                 .map_err(|e| NodeError::Other(format!("bootstrap: {e}")))?;
+            // The first command gives the new cluster its id (backups are labelled with it).
+            let group = self.service.group.clone();
+            tokio::spawn(async move {
+                if let Err(error) = propose_first_command(&group, Duration::from_secs(30)).await {
+                    tracing::warn!(%error, "could not propose the cluster's first command");
+                }
+            });
             return Ok(());
         }
         self.join().await
@@ -276,6 +289,87 @@ impl Node {
             let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
     }
+}
+
+/// Waits until this node leads, then commits an empty command (it fixes the cluster id).
+async fn propose_first_command(group: &RaftGroup, timeout: Duration) -> Result<(), NodeError> {
+    group
+        .raft
+        .wait(Some(timeout))
+        .current_leader(group.node_id, "bootstrap")
+        .await
+        .map_err(|e| NodeError::Other(format!("waiting for leadership: {e}")))?;
+    group
+        .raft
+        .client_write(crate::raft::types::Command {
+            timestamp_ms: crate::backup::now_ms(),
+            batches: Vec::new(),
+            load: None,
+        })
+        .await
+        .map_err(|e| NodeError::Other(format!("first command: {e}")))?;
+    Ok(())
+}
+
+/// A data directory made by `shoal restore --data-dir` holds a seed image (already loaded by
+/// the group). Before any listener opens, the node bootstraps a one-node cluster, snapshots
+/// the seeded database and purges the log, so every node that later joins receives the data
+/// as a snapshot and nothing can replicate onto an empty database.
+async fn seed_restored_cluster(config: &NodeConfig, group: &RaftGroup) -> Result<(), NodeError> {
+    let seed = group.dir.join(crate::backup::restore::SEED_FILE);
+    if !seed.exists() {
+        return Ok(());
+    }
+    let fail = |message: String| {
+        NodeError::Other(format!("starting from the restored database: {message}"))
+    };
+    let raft = &group.raft;
+    if !raft
+        .is_initialized()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+    {
+        if !config.join.is_empty() {
+            return Err(fail(
+                "a restored data directory starts a new cluster; start it without --join and                  join the other nodes to it"
+                    .into(),
+            ));
+        }
+        let members = std::collections::BTreeMap::from([(config.node_id, advertised(config))]);
+        raft.initialize(members)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    propose_first_command(group, Duration::from_secs(30)).await?;
+    let applied = group.metrics().last_applied.map_or(0, |l| l.index);
+    raft.trigger()
+        .snapshot()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    raft.wait(Some(Duration::from_secs(600)))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= applied),
+            "restored database snapshotted",
+        )
+        .await
+        .map_err(|e| fail(format!("snapshot: {e}")))?;
+    raft.trigger()
+        .purge_log(applied)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    raft.wait(Some(Duration::from_secs(60)))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= applied),
+            "log purged",
+        )
+        .await
+        .map_err(|e| fail(format!("purge: {e}")))?;
+    std::fs::remove_file(&seed).map_err(|e| fail(format!("{}: {e}", seed.display())))?;
+    tracing::info!(
+        log_index = applied,
+        "new cluster started from the restored database"
+    );
+    Ok(())
 }
 
 fn advertised(config: &NodeConfig) -> ShoalNode {

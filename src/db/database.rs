@@ -74,6 +74,24 @@ impl From<DbError> for std::io::Error {
 pub struct AppliedState {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+    /// The cluster's identity, fixed by the first command it applied (see [`cluster_id_for`]).
+    pub cluster_id: Option<String>,
+}
+
+/// The key under which the cluster id is stored in the state table.
+const CLUSTER_ID_KEY: &str = "cluster_id";
+
+/// The id a cluster takes from its first command: derived from that entry's log id and the
+/// leader's clock, so every replica records the same one without a separate agreement.
+fn cluster_id_for(log_id: &LogId, timestamp_ms: i64) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(log_id.leader_id.term.to_le_bytes())
+        .chain_update(log_id.leader_id.node_id.to_le_bytes())
+        .chain_update(log_id.index.to_le_bytes())
+        .chain_update(timestamp_ms.to_le_bytes())
+        .finalize();
+    hex::encode(&digest[..8])
 }
 
 struct Writer {
@@ -82,6 +100,8 @@ struct Writer {
     random: EntryRandom,
     clock: ClockVfs,
     progress_units: Arc<AtomicU64>,
+    /// Whether the database already records its cluster id.
+    has_cluster_id: bool,
 }
 
 /// One group's SQLite database.
@@ -134,7 +154,40 @@ impl Database {
             .file_lock
             .read()
             .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
-        self.with_writer(|writer| apply_entries(writer, entries, &self.path))
+        self.with_writer(|writer| {
+            // An entry that replaces the whole database is applied on its own, between the
+            // ordinary entries before and after it.
+            let mut responses = Vec::with_capacity(entries.len());
+            let mut rest = entries;
+            while !rest.is_empty() {
+                let load_at = rest.iter().position(
+                    |entry| matches!(&entry.payload, EntryPayload::Normal(c) if c.load.is_some()),
+                );
+                let (plain, from_load) = rest.split_at(load_at.unwrap_or(rest.len()));
+                responses.extend(apply_entries(writer, plain, &self.path)?);
+                let Some((entry, after)) = from_load.split_first() else {
+                    break;
+                };
+                if let EntryPayload::Normal(command) = &entry.payload
+                    && let Some(load) = &command.load
+                {
+                    let state = read_state(&writer.connection, &self.path)?;
+                    crate::db::load::replace_database(
+                        &mut writer.connection,
+                        &self.path,
+                        load,
+                        &entry.log_id(),
+                        &state,
+                    )?;
+                    writer.has_cluster_id = state.cluster_id.is_some();
+                    responses.push(CommandResponse {
+                        batches: vec![vec![StatementResult::default()]],
+                    });
+                }
+                rest = after;
+            }
+            Ok(responses)
+        })
     }
 
     /// Runs `batch` (an interactive transaction so far) on the writer connection exactly as
@@ -424,7 +477,7 @@ fn read_all(
     })
 }
 
-fn sqlite_error(path: &Path, source: rusqlite::Error) -> DbError {
+pub(crate) fn sqlite_error(path: &Path, source: rusqlite::Error) -> DbError {
     DbError::Sqlite {
         path: path.to_path_buf(),
         source,
@@ -455,12 +508,14 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
         WRITER_PROGRESS_STEP,
         Some(move || counter.fetch_add(1, Ordering::Relaxed) + 1 > WRITER_PROGRESS_UNITS_MAX),
     );
+    let has_cluster_id = read_state(&connection, path)?.cluster_id.is_some();
     Ok(Writer {
         connection,
         guard,
         random,
         clock: vfs.clone(),
         progress_units,
+        has_cluster_id,
     })
 }
 
@@ -480,6 +535,7 @@ fn apply_entries(
     let outcome = (|| {
         let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
+        let mut first_command = None;
         for entry in entries {
             let log_id = entry.log_id();
             let mut response = CommandResponse::default();
@@ -489,6 +545,7 @@ fn apply_entries(
                     membership = Some(StoredMembership::new(Some(log_id), new_membership.clone()));
                 }
                 EntryPayload::Normal(command) => {
+                    first_command.get_or_insert((log_id, command.timestamp_ms));
                     writer.clock.clock.set(command.timestamp_ms);
                     writer.random.reseed(log_id.index);
                     for batch in &command.batches {
@@ -507,11 +564,19 @@ fn apply_entries(
             responses.push(response);
         }
         save_state(writer, &last.log_id(), membership.as_ref(), path)?;
-        Ok(responses)
+        let mut cluster_id_saved = false;
+        if !writer.has_cluster_id
+            && let Some((log_id, timestamp_ms)) = first_command
+        {
+            save_cluster_id(writer, &cluster_id_for(&log_id, timestamp_ms), path)?;
+            cluster_id_saved = true;
+        }
+        Ok((responses, cluster_id_saved))
     })();
     match outcome {
-        Ok(responses) => {
+        Ok((responses, cluster_id_saved)) => {
             internal("COMMIT")?;
+            writer.has_cluster_id |= cluster_id_saved;
             Ok(responses)
         }
         Err(error) => {
@@ -662,6 +727,70 @@ fn save_state(
     })
 }
 
+/// Writes the applied log id, membership and cluster id into the state table of `connection`
+/// (an image about to replace a group's database).
+pub(crate) fn write_state(
+    connection: &Connection,
+    path: &Path,
+    applied: &LogId,
+    state: &AppliedState,
+) -> Result<(), DbError> {
+    let mut rows = vec![(
+        "applied",
+        serde_json::to_string(applied)
+            .map_err(|e| DbError::Internal(format!("encode log id: {e}")))?,
+    )];
+    rows.push((
+        "membership",
+        serde_json::to_string(&state.membership)
+            .map_err(|e| DbError::Internal(format!("encode membership: {e}")))?,
+    ));
+    if let Some(cluster_id) = &state.cluster_id {
+        rows.push((CLUSTER_ID_KEY, cluster_id.clone()));
+    }
+    connection
+        .execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {STATE_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
+             DELETE FROM {STATE_TABLE};"
+        ))
+        .map_err(|e| sqlite_error(path, e))?;
+    for (key, value) in rows {
+        connection
+            .execute(
+                &format!("INSERT INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"),
+                [key, value.as_str()],
+            )
+            .map_err(|e| sqlite_error(path, e))?;
+    }
+    Ok(())
+}
+
+fn save_cluster_id(writer: &Writer, cluster_id: &str, path: &Path) -> Result<(), DbError> {
+    writer.guard.internal(|| {
+        writer
+            .connection
+            .execute(
+                &format!("INSERT OR IGNORE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"),
+                [CLUSTER_ID_KEY, cluster_id],
+            )
+            .map_err(|e| sqlite_error(path, e))
+    })?;
+    Ok(())
+}
+
+/// Prepares a restored image to seed a new cluster: forgets the old cluster's log position,
+/// membership and id (the new cluster takes its own from its first command).
+pub fn forget_cluster_state(image: &Path) -> Result<(), DbError> {
+    let connection = Connection::open(image).map_err(|e| sqlite_error(image, e))?;
+    connection
+        .execute(
+            &format!("DELETE FROM {STATE_TABLE} WHERE key IN ('applied', 'membership', ?1)"),
+            [CLUSTER_ID_KEY],
+        )
+        .map_err(|e| sqlite_error(image, e))?;
+    Ok(())
+}
+
 fn read_state(connection: &Connection, path: &Path) -> Result<AppliedState, DbError> {
     let read = |key: &str| -> Result<Option<String>, DbError> {
         connection
@@ -692,6 +821,7 @@ fn read_state(connection: &Connection, path: &Path) -> Result<AppliedState, DbEr
     Ok(AppliedState {
         last_applied,
         membership,
+        cluster_id: read(CLUSTER_ID_KEY)?,
     })
 }
 

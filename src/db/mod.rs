@@ -4,8 +4,10 @@
 pub mod clock_vfs;
 pub mod database;
 pub mod determinism;
+pub mod dump;
 pub mod execute;
 pub mod guard;
+pub mod load;
 pub mod reader;
 pub mod snapshot_store;
 pub mod state_machine;

@@ -3,6 +3,7 @@
 //! type and renders the answers.
 
 pub mod admin;
+pub mod backup;
 pub mod body;
 mod metrics;
 pub mod params;
@@ -33,6 +34,7 @@ pub struct ApiState {
     pub queue: Arc<WriteQueue>,
     pub started: Instant,
     pub alerts: Arc<crate::alerts::Alerts>,
+    pub backups: Arc<crate::backup::agent::BackupAgent>,
 }
 
 /// All client routes. `body_bytes_max` bounds every request body (HTTP 413 beyond it).
@@ -42,6 +44,7 @@ pub fn router(state: ApiState, body_bytes_max: usize) -> Router {
         .route("/db/query", get(query).post(query))
         .route("/db/request", post(unified))
         .merge(admin::routes())
+        .merge(backup::routes())
         .route("/metrics", get(metrics::scrape))
         .route("/alerts", get(firing_alerts))
         .route("/dashboard", get(dashboard))

@@ -2,6 +2,7 @@
 //! out under `<data-dir>/groups/<group-id>/`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -77,6 +78,9 @@ pub struct RaftGroup {
     /// When this node last accepted entries or a heartbeat from a leader.
     leader_contact: Mutex<Option<Instant>>,
     leader_epoch: Mutex<LeaderEpoch>,
+    /// The highest log index that may be purged: entries after it are not archived yet
+    /// (`u64::MAX` when log archiving is off). Set by the backup archiver.
+    pub archive_hold: AtomicU64,
 }
 
 /// Errors starting a group.
@@ -119,6 +123,7 @@ impl RaftGroup {
                 .map_err(|e| storage(e.to_string()))?,
         );
         recover_from_snapshot(&snapshots, &database).map_err(|e| storage(e.to_string()))?;
+        seed_from_restore(&dir, &log, &database).map_err(|e| storage(e.to_string()))?;
 
         let config = Config {
             cluster_name: format!("shoal-group-{group}"),
@@ -127,9 +132,10 @@ impl RaftGroup {
             election_timeout_max: settings.election_timeout_max_ms,
             enable_pre_vote: Some(true),
             broadcast_submitted_on_append: Some(true),
-            // Built by `spawn_snapshot_policy`, which weighs the log against the database.
+            // Built by `spawn_snapshot_policy`, which weighs the log against the database, and
+            // also purges the log (keeping what is not archived yet), so openraft never does.
             snapshot_policy: SnapshotPolicy::Never,
-            max_in_snapshot_log_to_keep: settings.log_keep_entries,
+            max_in_snapshot_log_to_keep: u64::MAX,
             install_snapshot_timeout: 10_000,
             ..Default::default()
         }
@@ -162,6 +168,7 @@ impl RaftGroup {
                 term: 0,
                 since: SystemTime::now(),
             }),
+            archive_hold: AtomicU64::new(u64::MAX),
         });
         spawn_leader_watch(&group);
         spawn_snapshot_policy(&group, settings);
@@ -192,6 +199,10 @@ impl RaftGroup {
     pub fn leader_quiet(&self) -> Duration {
         use openraft::Instant as _;
         if self.raft.is_leader() {
+            // A lone voter is its own quorum: nothing acknowledges it, and nothing needs to.
+            if self.raft.voter_ids().count() <= 1 {
+                return Duration::ZERO;
+            }
             self.metrics()
                 .last_quorum_acked
                 .as_ref()
@@ -253,9 +264,17 @@ fn spawn_snapshot_policy(group: &Arc<RaftGroup>, settings: &RaftSettings) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_millis(250));
         let mut last_trigger: Option<Instant> = None;
+        let mut purge_requested = 0;
         loop {
             ticker.tick().await;
             let Some(group) = weak.upgrade() else { return };
+            let purge_to = purge_target(&group, &settings);
+            if purge_to > purge_requested {
+                if group.raft.trigger().purge_log(purge_to).await.is_err() {
+                    return;
+                }
+                purge_requested = purge_to;
+            }
             if last_trigger.is_some_and(|at| at.elapsed() < Duration::from_secs(2)) {
                 continue;
             }
@@ -285,6 +304,43 @@ fn spawn_snapshot_policy(group: &Arc<RaftGroup>, settings: &RaftSettings) {
             }
         }
     });
+}
+
+/// The index up to which the log may be purged: the snapshot keeps everything before it, less
+/// `log_keep_entries` for briefly lagging followers, and not past what the archiver has
+/// shipped — unless the log has grown past twice its bound, when disk space wins (the
+/// archiver reports the gap).
+fn purge_target(group: &RaftGroup, settings: &RaftSettings) -> u64 {
+    let snapshot = group
+        .raft
+        .metrics()
+        .borrow_watched()
+        .snapshot
+        .map_or(0, |l| l.index);
+    let wanted = snapshot.saturating_sub(settings.log_keep_entries);
+    let hold = group.archive_hold.load(Ordering::Relaxed);
+    if group.log.disk_bytes() > settings.log_bytes_max.saturating_mul(2) {
+        wanted
+    } else {
+        wanted.min(hold)
+    }
+}
+
+/// Loads a restored image (`shoal restore --data-dir`) into a group that has never run: the
+/// node then bootstraps a new cluster holding it (`Node::start` snapshots it at once, so
+/// joining nodes receive it as a snapshot). A group with a log or applied state ignores it.
+fn seed_from_restore(
+    dir: &Path,
+    log: &LogStore,
+    database: &Database,
+) -> Result<(), crate::db::database::DbError> {
+    let seed = dir.join(crate::backup::restore::SEED_FILE);
+    if !seed.exists() || log.entry_count() > 0 || database.applied_state()?.last_applied.is_some() {
+        return Ok(());
+    }
+    tracing::info!(seed = %seed.display(), "loading the restored database");
+    database.import_image(&seed)?;
+    Ok(())
 }
 
 /// Keeps `leader_epoch` current by watching openraft's metrics.

@@ -125,16 +125,35 @@ pub struct Command {
     pub timestamp_ms: i64,
     /// One or more client requests; queued writes put many requests in one entry.
     pub batches: Vec<StatementBatch>,
+    /// Replaces the whole database with an image (`/db/load`, restore into a cluster); an
+    /// entry carrying one has no batches.
+    pub load: Option<ImageLoad>,
 }
+
+/// A database image replacing the group's data, checked by the leader before it was proposed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageLoad {
+    /// The image, zstd-compressed.
+    pub image_zstd: Vec<u8>,
+    /// Its size and SHA-256 once decompressed: every replica checks both before using it.
+    pub image_bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+/// A compressed image in a log entry is at most this large (the Raft RPC body limit is
+/// larger, so an entry always fits in one append). Bigger databases are restored into a new
+/// data directory instead.
+pub const LOAD_COMPRESSED_BYTES_MAX: usize = 128 * 1024 * 1024;
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let statements: usize = self.batches.iter().map(|b| b.statements.len()).sum();
         write!(
             f,
-            "Command(batches={}, statements={}, at={}ms)",
+            "Command(batches={}, statements={}, load={}, at={}ms)",
             self.batches.len(),
             statements,
+            self.load.as_ref().map_or(0, |l| l.image_bytes),
             self.timestamp_ms
         )
     }

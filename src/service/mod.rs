@@ -313,6 +313,7 @@ impl Service {
         let command = Command {
             timestamp_ms: unix_now_ms(),
             batches: request.batches.clone(),
+            load: None,
         };
         if crate::unsafe_faults::active()
             == Some(crate::unsafe_faults::UnsafeFault::AckBeforeCommit)
@@ -449,6 +450,40 @@ impl Service {
             Err(ServiceError::NotLeader { .. }) => Err(ServiceError::NoLeader),
             other => other,
         }
+    }
+}
+
+impl Service {
+    /// The current leader's id and addresses, when one is known and it is not this node.
+    pub fn other_leader(&self) -> Option<(NodeId, crate::raft::types::ShoalNode)> {
+        let metrics = self.group.metrics();
+        let leader_id = metrics.current_leader.filter(|id| *id != self.node_id())?;
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader_id)
+            .cloned()?;
+        Some((leader_id, node))
+    }
+
+    /// Replaces the group's data with `load`'s image through the log (this node must lead).
+    /// Returns the entry's index once this node applied it.
+    pub async fn propose_load(
+        &self,
+        load: crate::raft::types::ImageLoad,
+    ) -> Result<u64, ServiceError> {
+        let command = Command {
+            timestamp_ms: unix_now_ms(),
+            batches: Vec::new(),
+            load: Some(load),
+        };
+        let written = self
+            .group
+            .raft
+            .client_write(command)
+            .await
+            .map_err(|error| self.write_error(error))?;
+        Ok(written.log_id.index)
     }
 }
 

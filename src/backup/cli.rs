@@ -1,0 +1,526 @@
+//! The backup settings of `shoal serve` (`--backup-*`) and the `shoal backup …` / `shoal
+//! restore` commands. Commands talk to a node's HTTP API (`--node`), or, given `--target`,
+//! work on the targets directly — so backups can be listed, verified and restored while no
+//! node runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::backup::catalog::{self, CatalogEntry};
+use crate::backup::fetch::locate;
+use crate::backup::key::{KeySource, read_passphrase_file};
+use crate::backup::restore::{place_seed, restore_image};
+use crate::backup::schedule::parse_cron;
+use crate::backup::target::{ConfiguredTarget, parse_target};
+use crate::backup::{BackupConfig, BackupError};
+
+/// The environment variable that may hold the backup passphrase (never a flag: command lines
+/// are visible to every user of the machine).
+pub const PASSPHRASE_ENV: &str = "SHOAL_BACKUP_PASSPHRASE";
+
+/// Where backups go and how they are protected (shared by `serve` and the commands).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TargetArgs {
+    /// Backup target(s), comma-separated: a directory, or
+    /// `s3://bucket/prefix?endpoint=URL&region=R` (credentials from AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY); each may add `keep_last=N`, `keep_daily=N`, `keep_weekly=N`,
+    /// `keep_monthly=N`.
+    #[arg(
+        long = "backup-target",
+        env = "SHOAL_BACKUP_TARGET",
+        value_delimiter = ','
+    )]
+    pub backup_target: Vec<String>,
+    /// File holding the 32-byte backup encryption key (raw or 64 hex characters).
+    #[arg(
+        long,
+        env = "SHOAL_BACKUP_KEY_FILE",
+        conflicts_with = "backup_passphrase_file"
+    )]
+    pub backup_key_file: Option<PathBuf>,
+    /// File whose first line is the backup passphrase (Argon2id derives the key; the
+    /// passphrase may also come from SHOAL_BACKUP_PASSPHRASE).
+    #[arg(long, env = "SHOAL_BACKUP_PASSPHRASE_FILE")]
+    pub backup_passphrase_file: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    pub fn targets(&self) -> Result<Vec<ConfiguredTarget>, String> {
+        self.backup_target
+            .iter()
+            .filter(|spec| !spec.trim().is_empty())
+            .map(|spec| parse_target(spec.trim()))
+            .collect()
+    }
+
+    pub fn key_source(&self) -> Result<KeySource, String> {
+        if let Some(path) = &self.backup_key_file {
+            return Ok(KeySource::KeyFile(path.clone()));
+        }
+        if let Some(path) = &self.backup_passphrase_file {
+            return Ok(KeySource::Passphrase(read_passphrase_file(path)?));
+        }
+        match std::env::var(PASSPHRASE_ENV) {
+            Ok(passphrase) if !passphrase.is_empty() => Ok(KeySource::Passphrase(passphrase)),
+            _ => Ok(KeySource::None),
+        }
+    }
+}
+
+/// `shoal serve`'s backup settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BackupFlags {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Cron schedule of backups, run by the leader (`0 20 * * *`: daily at 20:00 UTC; a
+    /// sixth, leading field gives seconds).
+    #[arg(long, env = "SHOAL_BACKUP_SCHEDULE")]
+    pub backup_schedule: Option<String>,
+    /// Cron schedule of verifications of the newest backup on each target.
+    #[arg(long, env = "SHOAL_BACKUP_VERIFY_SCHEDULE")]
+    pub backup_verify_schedule: Option<String>,
+    /// Random delay of up to this much added to each scheduled run.
+    #[arg(long, env = "SHOAL_BACKUP_JITTER", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub backup_jitter: Duration,
+    /// Take scheduled backups on a replica (read replicas first) to keep load off the leader.
+    #[arg(long, env = "SHOAL_BACKUP_FROM_REPLICA")]
+    pub backup_from_replica: bool,
+    /// Archive committed log entries to the targets continuously (point-in-time restore).
+    #[arg(long, env = "SHOAL_BACKUP_ARCHIVE_LOG")]
+    pub backup_archive_log: bool,
+    /// How often archived entries are shipped (the most a restore can lose).
+    #[arg(long, env = "SHOAL_BACKUP_ARCHIVE_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub backup_archive_interval: Duration,
+    /// zstd level for backup chunks (1 is fast; 19 is small).
+    #[arg(long, env = "SHOAL_BACKUP_COMPRESSION_LEVEL", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub backup_compression_level: i32,
+}
+
+impl BackupFlags {
+    pub fn to_config(&self) -> Result<BackupConfig, String> {
+        let targets = self.target.targets()?;
+        let needs_target = self.backup_schedule.is_some()
+            || self.backup_verify_schedule.is_some()
+            || self.backup_archive_log;
+        if needs_target && targets.is_empty() {
+            return Err("backup schedules and log archiving need a --backup-target".to_string());
+        }
+        Ok(BackupConfig {
+            targets,
+            key: self.target.key_source()?,
+            schedule: self
+                .backup_schedule
+                .as_deref()
+                .map(|c| parse_cron("--backup-schedule", c))
+                .transpose()?,
+            verify_schedule: self
+                .backup_verify_schedule
+                .as_deref()
+                .map(|c| parse_cron("--backup-verify-schedule", c))
+                .transpose()?,
+            jitter: self.backup_jitter,
+            from_replica: self.backup_from_replica,
+            archive_log: self.backup_archive_log,
+            archive_interval: self.backup_archive_interval,
+            compression_level: self.backup_compression_level,
+        })
+    }
+}
+
+/// `shoal backup …`
+#[derive(clap::Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// The node whose API to use (ignored when --backup-target names targets directly).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:4001")]
+    pub node: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(subcommand)]
+    pub operation: BackupOperation,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BackupOperation {
+    /// Take a backup now, on the node given by --node (a follower keeps load off the leader).
+    Create,
+    /// List the complete backups, oldest first, with their last verification.
+    List,
+    /// Show a backup's manifest.
+    Show { id: String },
+    /// Download a backup, check every checksum, decrypt, open it with SQLite, run the
+    /// integrity check and compare row counts; records the result beside the backup.
+    Verify { id: String },
+    /// Remove what each target's retention lets go.
+    Prune,
+    /// Restore a backup (see `shoal restore --help`).
+    Restore(RestoreArgs),
+}
+
+/// `shoal restore` / `shoal backup restore`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RestoreArgs {
+    /// The backup to restore (default: the newest good one before the requested point).
+    #[arg(long)]
+    pub backup: Option<String>,
+    /// Replay the archived log up to this moment (RFC 3339, e.g. 2026-11-21T20:15:03Z).
+    #[arg(long, conflicts_with = "to_index")]
+    pub to_time: Option<String>,
+    /// Replay the archived log up to this log index.
+    #[arg(long)]
+    pub to_index: Option<u64>,
+    /// Restore into this new data directory; `shoal serve --data-dir` then starts a new
+    /// cluster from it.
+    #[arg(
+        long,
+        required_unless_present = "into_cluster",
+        conflicts_with = "into_cluster"
+    )]
+    pub data_dir: Option<PathBuf>,
+    /// Restore into the running cluster at this URL, through its log (all or nothing).
+    #[arg(long)]
+    pub into_cluster: Option<String>,
+}
+
+/// `shoal restore` (the same as `shoal backup restore`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RestoreCommandArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub restore: RestoreArgs,
+}
+
+/// Runs `shoal restore`; returns the exit status.
+pub fn run_restore_command(args: RestoreCommandArgs) -> i32 {
+    run(BackupArgs {
+        node: String::new(),
+        json: args.json,
+        target: args.target,
+        operation: BackupOperation::Restore(args.restore),
+    })
+}
+
+/// Runs `shoal backup …`; returns the exit status.
+pub fn run(args: BackupArgs) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("shoal: cannot start the async runtime: {error}");
+            return 1;
+        }
+    };
+    match runtime.block_on(execute(&args)) {
+        Ok(output) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output).unwrap_or_default()
+                );
+            } else {
+                println!("{}", human(&args.operation, &output));
+            }
+            0
+        }
+        Err(error) => {
+            eprintln!("shoal: {error}");
+            1
+        }
+    }
+}
+
+async fn execute(args: &BackupArgs) -> Result<Value, String> {
+    let targets = args.target.targets()?;
+    let direct = !targets.is_empty();
+    let key = args.target.key_source()?;
+    let node = args.node.trim_end_matches('/');
+    let scratch = std::env::temp_dir();
+    match &args.operation {
+        BackupOperation::Restore(restore) => run_restore(restore, &targets, &key).await,
+        BackupOperation::Create => {
+            let spinner = spinner("taking the backup");
+            let result = call_node("POST", &format!("{node}/backup")).await;
+            spinner.finish_and_clear();
+            result
+        }
+        BackupOperation::List if direct => {
+            let mut all: Vec<CatalogEntry> = Vec::new();
+            for target in &targets {
+                all.extend(catalog::list_backups(target).await.map_err(text)?);
+            }
+            all.sort_by_key(|entry| entry.created_at_ms);
+            Ok(json!({"backups": all}))
+        }
+        BackupOperation::List => call_node("GET", &format!("{node}/backup")).await,
+        BackupOperation::Show { id } if direct => {
+            let (_, manifest) = locate(&targets, id).await.map_err(text)?;
+            Ok(json!(manifest))
+        }
+        BackupOperation::Show { id } => call_node("GET", &format!("{node}/backup/{id}")).await,
+        BackupOperation::Verify { id } if direct => {
+            let mut records = Vec::new();
+            for target in &targets {
+                match catalog::verify_backup(target, id, &key, &scratch).await {
+                    Ok(record) => records.push(record),
+                    Err(BackupError::NotFound(_)) => {}
+                    Err(error) => return Err(error.to_string()),
+                }
+            }
+            if records.is_empty() {
+                return Err(BackupError::NotFound(id.clone()).to_string());
+            }
+            let failed: Vec<String> = records.iter().filter_map(|r| r.error.clone()).collect();
+            if !failed.is_empty() {
+                return Err(format!(
+                    "backup {id} failed verification: {}",
+                    failed.join("; ")
+                ));
+            }
+            Ok(json!({"verifications": records}))
+        }
+        BackupOperation::Verify { id } => {
+            call_node("POST", &format!("{node}/backup/{id}/verify")).await
+        }
+        BackupOperation::Prune if direct => {
+            let mut pruned = Vec::new();
+            for target in &targets {
+                let removed = catalog::prune_target(target, &Default::default())
+                    .await
+                    .map_err(text)?;
+                pruned.push(json!({"target": target.target.name(), "removed": removed}));
+            }
+            Ok(json!({"pruned": pruned}))
+        }
+        BackupOperation::Prune => call_node("POST", &format!("{node}/backup/prune")).await,
+    }
+}
+
+fn text(error: BackupError) -> String {
+    error.to_string()
+}
+
+async fn run_restore(
+    args: &RestoreArgs,
+    targets: &[ConfiguredTarget],
+    key: &KeySource,
+) -> Result<Value, String> {
+    let point = crate::http::backup::restore_point(args.to_time.as_deref(), args.to_index)?;
+    if targets.is_empty() {
+        // The cluster restores from its own targets.
+        let Some(cluster) = &args.into_cluster else {
+            return Err("restoring into a data directory needs --backup-target".into());
+        };
+        let mut url = format!("{}/backup/restore?", cluster.trim_end_matches('/'));
+        let mut query = Vec::new();
+        if let Some(id) = &args.backup {
+            query.push(("id", id.clone()));
+        }
+        if let Some(time) = &args.to_time {
+            query.push(("to_time", time.clone()));
+        }
+        if let Some(index) = args.to_index {
+            query.push(("to_index", index.to_string()));
+        }
+        url.push_str(&serde_urlencoded::to_string(&query).map_err(|e| e.to_string())?);
+        let spinner = spinner("restoring");
+        let result = call_node("POST", &url).await;
+        spinner.finish_and_clear();
+        return result;
+    }
+    let scratch_parent = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            dir.clone()
+        }
+        None => std::env::temp_dir(),
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix(".restore-")
+        .tempdir_in(&scratch_parent)
+        .map_err(|e| format!("{}: {e}", scratch_parent.display()))?;
+    let image = scratch.path().join("image.db");
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} downloading {bytes} ({bytes_per_sec}) {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let progress = |bytes: u64| bar.inc(bytes);
+    let restored = restore_image(
+        targets,
+        key,
+        args.backup.as_deref(),
+        point,
+        &image,
+        &progress,
+    )
+    .await
+    .map_err(text)?;
+    bar.finish_and_clear();
+    let mut report = json!({"restored": restored});
+    if let Some(dir) = &args.data_dir {
+        let seed = place_seed(&image, dir, crate::raft::types::DEFAULT_DATA_GROUP).map_err(text)?;
+        report["seed"] = json!(seed.display().to_string());
+        report["next"] = json!(format!(
+            "start the new cluster: shoal serve --data-dir {}",
+            dir.display()
+        ));
+    } else if let Some(cluster) = &args.into_cluster {
+        let url = format!("{}/db/load", cluster.trim_end_matches('/'));
+        let loaded = upload(&image, &url).await?;
+        report["loaded"] = loaded;
+    }
+    Ok(report)
+}
+
+/// POSTs the file at `path` to `url` with a progress bar.
+async fn upload(path: &std::path::Path, url: &str) -> Result<Value, String> {
+    let length = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let bar = ProgressBar::new(length);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "uploading {bytes}/{total_bytes} ({bytes_per_sec}) {wide_bar}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let counted = bar.clone();
+    let stream =
+        futures_util::StreamExt::inspect(tokio_util::io::ReaderStream::new(file), move |chunk| {
+            if let Ok(chunk) = chunk {
+                counted.inc(chunk.len() as u64);
+            }
+        });
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(reqwest::Body::wrap_stream(stream))
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    bar.finish_and_clear();
+    answer(url, response).await
+}
+
+async fn call_node(method: &str, url: &str) -> Result<Value, String> {
+    let client = reqwest::Client::new();
+    let request = match method {
+        "GET" => client.get(url),
+        _ => client.post(url),
+    };
+    let response = request
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    answer(url, response).await
+}
+
+async fn answer(url: &str, response: reqwest::Response) -> Result<Value, String> {
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: unreadable answer: {e}"))?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let message = body
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            body.get("verifications")
+                .and_then(Value::as_array)
+                .map(|records| {
+                    records
+                        .iter()
+                        .filter_map(|r| r.get("error").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+        })
+        .unwrap_or_else(|| body.to_string());
+    Err(format!("{status}: {message}"))
+}
+
+fn spinner(message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// A few lines for people (the JSON has everything).
+fn human(operation: &BackupOperation, output: &Value) -> String {
+    let field = |value: &Value, name: &str| -> String {
+        match value.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => "-".into(),
+            Some(other) => other.to_string(),
+        }
+    };
+    match operation {
+        BackupOperation::List => {
+            let mut lines = vec![format!(
+                "{:<32} {:<25} {:>10} {:>12} {:<9} {}",
+                "BACKUP", "CREATED", "LOG INDEX", "BYTES", "VERIFIED", "TARGET"
+            )];
+            for backup in output["backups"].as_array().into_iter().flatten() {
+                let verified = match backup.get("last_verification") {
+                    Some(Value::Object(record)) => {
+                        if record.get("ok") == Some(&Value::Bool(true)) {
+                            "ok"
+                        } else {
+                            "FAILED"
+                        }
+                    }
+                    _ => "-",
+                };
+                lines.push(format!(
+                    "{:<32} {:<25} {:>10} {:>12} {:<9} {}",
+                    field(backup, "backup_id"),
+                    field(backup, "created_at"),
+                    field(backup, "log_index"),
+                    field(backup, "image_bytes"),
+                    verified,
+                    field(backup, "target"),
+                ));
+            }
+            lines.join("\n")
+        }
+        BackupOperation::Create => format!(
+            "backup {} taken on node {} ({}) at log index {}: {} bytes of image, {} stored, in {} ms, on {}",
+            field(output, "backup_id"),
+            field(output, "node_id"),
+            field(output, "taken_on"),
+            field(output, "log_index"),
+            field(output, "image_bytes"),
+            field(output, "stored_bytes"),
+            field(output, "duration_ms"),
+            output["targets"]
+                .as_array()
+                .map(|t| t
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+        ),
+        BackupOperation::Verify { id } => format!("backup {id} verified: every check passed"),
+        _ => serde_json::to_string_pretty(output).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,139 @@
+//! Replacing a group's whole database with an image (`POST /db/load`, restore into a running
+//! cluster). The leader checks and normalizes the image before proposing it
+//! ([`prepare_image`]); every replica then applies the same entry with SQLite's backup API in
+//! one write transaction ([`replace_database`]), so a crash leaves the old database or the new
+//! one, never a mixture.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+use sha2::{Digest, Sha256};
+
+use crate::db::database::{AppliedState, DbError, sqlite_error, write_state};
+use crate::raft::types::{ImageLoad, LOAD_COMPRESSED_BYTES_MAX, LogId};
+
+/// The first bytes of every SQLite database file.
+pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Compression of images in load entries: fast, as the leader compresses while the client
+/// waits.
+const LOAD_COMPRESSION_LEVEL: i32 = 3;
+
+/// Why an uploaded image cannot be loaded; said to the client as is.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadRefused(pub String);
+
+/// Checks the SQLite file at `upload` (a scratch copy the caller owns and may change), converts
+/// it to `page_size` and rollback-journal mode if needed, and compresses it for a log entry.
+pub fn prepare_image(upload: &Path, page_size: u64) -> Result<ImageLoad, LoadRefused> {
+    let refuse = |message: String| LoadRefused(message);
+    let mut header = [0u8; 16];
+    {
+        use std::io::Read;
+        let mut file = std::fs::File::open(upload).map_err(|e| refuse(e.to_string()))?;
+        file.read_exact(&mut header)
+            .map_err(|_| refuse("the upload is shorter than a SQLite header".into()))?;
+    }
+    if &header != SQLITE_HEADER {
+        return Err(refuse(
+            "the upload is neither a SQLite database file nor SQL text".into(),
+        ));
+    }
+    {
+        let connection = Connection::open_with_flags(upload, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| refuse(format!("SQLite cannot open the upload: {e}")))?;
+        let problems: Vec<String> = connection
+            .prepare("PRAGMA integrity_check(10)")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(|e| refuse(format!("the upload is not a usable SQLite database: {e}")))?;
+        if problems != ["ok"] {
+            return Err(refuse(format!(
+                "the upload fails SQLite's integrity check: {}",
+                problems.join("; ")
+            )));
+        }
+        let current: u64 = connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(|e| refuse(e.to_string()))?;
+        let journal: String = connection
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .map_err(|e| refuse(e.to_string()))?;
+        // The backup API cannot change the page size of a database in WAL mode, so the image
+        // takes the group's page size here, once, on the leader.
+        if current != page_size || journal.eq_ignore_ascii_case("wal") {
+            connection
+                .execute_batch(&format!(
+                    "PRAGMA journal_mode=DELETE; PRAGMA page_size={page_size}; VACUUM;"
+                ))
+                .map_err(|e| refuse(format!("converting the upload's page size: {e}")))?;
+        }
+    }
+    let image = std::fs::read(upload).map_err(|e| refuse(e.to_string()))?;
+    let image_zstd = zstd::bulk::compress(&image, LOAD_COMPRESSION_LEVEL)
+        .map_err(|e| refuse(format!("compressing the upload: {e}")))?;
+    if image_zstd.len() > LOAD_COMPRESSED_BYTES_MAX {
+        return Err(refuse(format!(
+            "the image compresses to {} bytes, more than the {LOAD_COMPRESSED_BYTES_MAX} a load \
+             through the log takes; restore it into a new data directory (shoal restore \
+             --data-dir) instead",
+            image_zstd.len()
+        )));
+    }
+    Ok(ImageLoad {
+        image_zstd,
+        image_bytes: image.len() as u64,
+        sha256: Sha256::digest(&image).into(),
+    })
+}
+
+/// Replaces the database behind `writer` with `load`'s image, recording `log_id` and the
+/// group's current membership and cluster id in it: one SQLite write transaction.
+pub fn replace_database(
+    writer: &mut Connection,
+    path: &Path,
+    load: &ImageLoad,
+    log_id: &LogId,
+    state: &AppliedState,
+) -> Result<(), DbError> {
+    let corrupt = |message: String| DbError::CorruptState {
+        path: path.to_path_buf(),
+        message,
+    };
+    let image = zstd::bulk::decompress(&load.image_zstd, load.image_bytes as usize)
+        .map_err(|e| corrupt(format!("load entry {}: {e}", log_id.index)))?;
+    if image.len() as u64 != load.image_bytes
+        || <[u8; 32]>::from(Sha256::digest(&image)) != load.sha256
+    {
+        return Err(corrupt(format!(
+            "load entry {}: the image does not match its checksum",
+            log_id.index
+        )));
+    }
+    let staging = path.with_extension("load");
+    std::fs::write(&staging, &image).map_err(|source| DbError::Io {
+        path: staging.clone(),
+        source,
+    })?;
+    drop(image);
+    let outcome = (|| {
+        let source = Connection::open(&staging).map_err(|e| sqlite_error(&staging, e))?;
+        write_state(&source, &staging, log_id, state)?;
+        let backup =
+            rusqlite::backup::Backup::new(&source, writer).map_err(|e| sqlite_error(path, e))?;
+        // One step copies every page in one write transaction on the destination.
+        match backup.step(-1).map_err(|e| sqlite_error(path, e))? {
+            rusqlite::backup::StepResult::Done => Ok(()),
+            other => Err(DbError::Internal(format!(
+                "replacing the database: backup step ended with {other:?}"
+            ))),
+        }
+    })();
+    let _ = std::fs::remove_file(&staging);
+    let _ = std::fs::remove_file(staging.with_extension("load-journal"));
+    outcome
+}

@@ -1,0 +1,443 @@
+//! Backup and load endpoints. rqlite's `GET /db/backup` (a consistent SQLite image of what
+//! this node applied, or `fmt=sql` for a SQL dump) and `POST /db/load` (a SQLite file replaces
+//! the data through the log; SQL text runs as one transaction), and Shoal's backup API:
+//! `POST /backup` (take one on this node), `GET /backup`, `GET /backup/{id}`,
+//! `POST /backup/{id}/verify`, `POST /backup/prune`, `POST /backup/restore`.
+
+use std::path::Path;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::backup::BackupError;
+use crate::backup::restore::RestorePoint;
+use crate::db::load::{SQLITE_HEADER, prepare_image};
+use crate::http::{ApiState, json_response};
+use crate::raft::types::{LOAD_COMPRESSED_BYTES_MAX, Statement, StatementBatch};
+use crate::service::{RequestKind, ServiceError, ServiceRequest};
+
+/// The largest upload `POST /db/load` accepts (a SQLite file is compressed before it enters
+/// the log, where [`LOAD_COMPRESSED_BYTES_MAX`] applies).
+const LOAD_UPLOAD_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/db/backup", get(db_backup))
+        .route("/db/load", post(db_load))
+        .route("/backup", get(list).post(create))
+        .route("/backup/prune", post(prune))
+        .route("/backup/restore", post(restore))
+        .route("/backup/{id}", get(show))
+        .route("/backup/{id}/verify", post(verify))
+}
+
+fn status_of(error: &BackupError) -> StatusCode {
+    match error {
+        BackupError::NotFound(_) => StatusCode::NOT_FOUND,
+        BackupError::Config(_) => StatusCode::BAD_REQUEST,
+        BackupError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        BackupError::Busy(_) => StatusCode::CONFLICT,
+        BackupError::Target(_) => StatusCode::BAD_GATEWAY,
+        BackupError::Database(_) | BackupError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn backup_error(error: BackupError) -> Response {
+    json_response(
+        status_of(&error),
+        &json!({"error": error.to_string()}),
+        true,
+    )
+}
+
+fn ok_json(value: serde_json::Value) -> Response {
+    json_response(StatusCode::OK, &value, true)
+}
+
+fn error_json(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    json_response(status, &json!({"error": message.to_string()}), true)
+}
+
+#[derive(Deserialize)]
+struct BackupQuery {
+    fmt: Option<String>,
+}
+
+/// `GET /db/backup`: streams a consistent image of this node's database (as of the log index
+/// in `X-Shoal-Log-Index`), or with `fmt=sql` a SQL dump of it.
+async fn db_backup(State(state): State<ApiState>, Query(query): Query<BackupQuery>) -> Response {
+    let sql = match query.fmt.as_deref() {
+        None | Some("binary") => false,
+        Some("sql") => true,
+        Some(other) => {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                format!("fmt={other:?} is not supported (binary or sql)"),
+            );
+        }
+    };
+    let database = state.service.group.database.clone();
+    let scratch = state.backups.scratch_dir().to_path_buf();
+    let produced = tokio::task::spawn_blocking(move || export(&database, &scratch, sql)).await;
+    let (file, log_index) = match produced {
+        Ok(Ok(done)) => done,
+        Ok(Err(message)) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, message),
+        Err(error) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, error),
+    };
+    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    let content_type = if sql {
+        "application/sql"
+    } else {
+        "application/octet-stream"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+            (
+                header::HeaderName::from_static("x-shoal-log-index"),
+                HeaderValue::from(log_index),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Writes the image (or its SQL dump) to an unlinked scratch file and returns it open.
+fn export(
+    database: &crate::db::database::Database,
+    scratch: &Path,
+    sql: bool,
+) -> Result<(std::fs::File, u64), String> {
+    std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let image = tempfile::Builder::new()
+        .prefix("export-")
+        .tempfile_in(scratch)
+        .map_err(|e| e.to_string())?
+        .into_temp_path();
+    let state = database.export_image(&image).map_err(|e| e.to_string())?;
+    let log_index = state.last_applied.map_or(0, |l| l.index);
+    if !sql {
+        // Open, then let the path go: the file lives while the response streams it.
+        let file = std::fs::File::open(&image).map_err(|e| e.to_string())?;
+        return Ok((file, log_index));
+    }
+    let mut dump = tempfile::tempfile_in(scratch).map_err(|e| e.to_string())?;
+    {
+        let connection = rusqlite::Connection::open_with_flags(
+            &image,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut writer = std::io::BufWriter::new(&mut dump);
+        crate::db::dump::dump_sql(&connection, &mut writer)?;
+        std::io::Write::flush(&mut writer).map_err(|e| e.to_string())?;
+    }
+    use std::io::Seek;
+    dump.rewind().map_err(|e| e.to_string())?;
+    Ok((dump, log_index))
+}
+
+/// `POST /db/load`: a SQLite database file replaces all data (through the log, all or
+/// nothing); SQL text (such as a dump) runs as one transaction. A follower passes the upload
+/// to the leader.
+async fn db_load(State(state): State<ApiState>, body: Body) -> Response {
+    let scratch = state.backups.scratch_dir().to_path_buf();
+    let upload = match receive_upload(body, &scratch).await {
+        Ok(upload) => upload,
+        Err((status, message)) => return error_json(status, message),
+    };
+    load_file(&state, &upload).await
+}
+
+/// Loads the file at `path` (a SQLite image or SQL text) into the cluster.
+async fn load_file(state: &ApiState, path: &Path) -> Response {
+    if !state.service.group.raft.is_leader() {
+        return forward_load(state, path).await;
+    }
+    let mut head = [0u8; 16];
+    let is_image = {
+        use std::io::Read;
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+            && &head == SQLITE_HEADER
+    };
+    if !is_image {
+        return load_sql(state, path).await;
+    }
+    let page_size: u64 = state
+        .service
+        .group
+        .database
+        .inspect(|connection| connection.query_row("PRAGMA page_size", [], |row| row.get(0)))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(4096);
+    let owned = path.to_path_buf();
+    let prepared = tokio::task::spawn_blocking(move || prepare_image(&owned, page_size)).await;
+    let load = match prepared {
+        Ok(Ok(load)) => load,
+        Ok(Err(refused)) => return error_json(StatusCode::BAD_REQUEST, refused),
+        Err(error) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, error),
+    };
+    let image_bytes = load.image_bytes;
+    match state.service.propose_load(load).await {
+        Ok(index) => {
+            tracing::info!(
+                image_bytes,
+                log_index = index,
+                "database replaced by a load"
+            );
+            ok_json(json!({"results": [{"loaded_bytes": image_bytes, "raft_index": index}]}))
+        }
+        Err(error) => error_json(crate::http::render::status_for(&error), error),
+    }
+}
+
+async fn load_sql(state: &ApiState, path: &Path) -> Response {
+    let length = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if length > LOAD_COMPRESSED_BYTES_MAX as u64 {
+        return error_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "a SQL load is at most {LOAD_COMPRESSED_BYTES_MAX} bytes (it runs as one \
+                 transaction); load a SQLite file instead"
+            ),
+        );
+    }
+    let text = match std::fs::read(path).map(String::from_utf8) {
+        Ok(Ok(text)) => text,
+        _ => {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                "the upload is neither a SQLite database file nor UTF-8 SQL text",
+            );
+        }
+    };
+    let statements: Vec<Statement> = crate::db::dump::load_statements(&text)
+        .into_iter()
+        .map(Statement::plain)
+        .collect();
+    if statements.is_empty() {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "the SQL upload holds no statements",
+        );
+    }
+    let count = statements.len();
+    let request = ServiceRequest {
+        kind: RequestKind::Execute,
+        batches: vec![StatementBatch::new(statements, true)],
+        read: Default::default(),
+        write_concern: crate::service::request::WriteConcern::Majority,
+        write_concern_timeout: std::time::Duration::from_secs(60),
+        timeout: std::time::Duration::from_secs(600),
+        forward_to_leader: true,
+    };
+    match state.service.handle(request).await {
+        Ok(response) => {
+            if let Some(failed) = response
+                .results
+                .iter()
+                .position(|result| result.error.is_some())
+            {
+                let message = response.results[failed].error.clone().unwrap_or_default();
+                return error_json(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "statement {} of the load failed, nothing was loaded: {message}",
+                        failed + 1
+                    ),
+                );
+            }
+            ok_json(json!({"results": [{"statements": count}]}))
+        }
+        Err(error) => error_json(crate::http::render::status_for(&error), error),
+    }
+}
+
+/// Sends the upload to the leader's `/db/load`, relaying its answer.
+async fn forward_load(state: &ApiState, path: &Path) -> Response {
+    let Some((_, leader)) = state.service.other_leader() else {
+        return error_json(StatusCode::SERVICE_UNAVAILABLE, ServiceError::NoLeader);
+    };
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(error) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, error),
+    };
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+    let url = format!("http://{}/db/load", leader.http_addr);
+    match reqwest::Client::new()
+        .post(&url)
+        .body(body)
+        .timeout(std::time::Duration::from_secs(3600))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let text = response.text().await.unwrap_or_default();
+            (
+                status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                text,
+            )
+                .into_response()
+        }
+        Err(error) => error_json(
+            StatusCode::BAD_GATEWAY,
+            format!("forwarding the load to the leader at {url}: {error}"),
+        ),
+    }
+}
+
+/// Streams a request body into a scratch file, refusing more than `LOAD_UPLOAD_BYTES_MAX`.
+async fn receive_upload(
+    body: Body,
+    scratch: &Path,
+) -> Result<tempfile::TempPath, (StatusCode, String)> {
+    use tokio::io::AsyncWriteExt;
+    let internal = |e: &dyn std::fmt::Display| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    std::fs::create_dir_all(scratch).map_err(|e| internal(&e))?;
+    let path = tempfile::Builder::new()
+        .prefix("upload-")
+        .tempfile_in(scratch)
+        .map_err(|e| internal(&e))?
+        .into_temp_path();
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut received: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the upload: {e}")))?;
+        received += chunk.len() as u64;
+        if received > LOAD_UPLOAD_BYTES_MAX {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the upload exceeds {LOAD_UPLOAD_BYTES_MAX} bytes"),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(|e| internal(&e))?;
+    }
+    file.flush().await.map_err(|e| internal(&e))?;
+    if received == 0 {
+        return Err((StatusCode::BAD_REQUEST, "the upload is empty".into()));
+    }
+    Ok(path)
+}
+
+/// `POST /backup`: takes a backup on this node now (a follower or read replica keeps the
+/// work off the leader).
+async fn create(State(state): State<ApiState>) -> Response {
+    match state.backups.create().await {
+        Ok(report) => ok_json(json!(report)),
+        Err(error) => backup_error(error),
+    }
+}
+
+/// `GET /backup`: every complete backup on every target.
+async fn list(State(state): State<ApiState>) -> Response {
+    match state.backups.list().await {
+        Ok(backups) => ok_json(json!({"backups": backups})),
+        Err(error) => backup_error(error),
+    }
+}
+
+/// `GET /backup/{id}`: the backup's manifest.
+async fn show(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> Response {
+    match state.backups.show(&id).await {
+        Ok(manifest) => ok_json(json!(manifest)),
+        Err(error) => backup_error(error),
+    }
+}
+
+/// `POST /backup/{id}/verify`: downloads and checks the backup on every target holding it.
+async fn verify(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> Response {
+    match state.backups.verify(&id).await {
+        Ok(records) => {
+            let status = if records.iter().all(|r| r.ok) {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            json_response(status, &json!({"verifications": records}), true)
+        }
+        Err(error) => backup_error(error),
+    }
+}
+
+/// `POST /backup/prune`: applies each target's retention now.
+async fn prune(State(state): State<ApiState>) -> Response {
+    match state.backups.prune().await {
+        Ok(removed) => {
+            let removed: Vec<_> = removed
+                .into_iter()
+                .map(|(target, ids)| json!({"target": target, "removed": ids}))
+                .collect();
+            ok_json(json!({"pruned": removed}))
+        }
+        Err(error) => backup_error(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct RestoreQuery {
+    id: Option<String>,
+    to_time: Option<String>,
+    to_index: Option<u64>,
+}
+
+/// Parses a restore point from `--to-time` (RFC 3339) or `--to-index`.
+pub fn restore_point(
+    to_time: Option<&str>,
+    to_index: Option<u64>,
+) -> Result<Option<RestorePoint>, String> {
+    match (to_time, to_index) {
+        (Some(_), Some(_)) => Err("give to_time or to_index, not both".into()),
+        (Some(time), None) => chrono::DateTime::parse_from_rfc3339(time)
+            .map(|t| Some(RestorePoint::Time(t.timestamp_millis())))
+            .map_err(|e| format!("to_time {time:?} is not an RFC 3339 time ({e})")),
+        (None, Some(index)) => Ok(Some(RestorePoint::Index(index))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `POST /backup/restore?id=…&to_time=…|to_index=…`: rebuilds the image from the backup (and
+/// the archived log) and loads it into this cluster through the log, all or nothing.
+async fn restore(State(state): State<ApiState>, Query(query): Query<RestoreQuery>) -> Response {
+    let point = match restore_point(query.to_time.as_deref(), query.to_index) {
+        Ok(point) => point,
+        Err(message) => return error_json(StatusCode::BAD_REQUEST, message),
+    };
+    let (image, restored) = match state
+        .backups
+        .restore_image(query.id.as_deref(), point)
+        .await
+    {
+        Ok(done) => done,
+        Err(error) => return backup_error(error),
+    };
+    let response = load_file(&state, &image).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    tracing::info!(backup = %restored.backup_id, log_index = restored.log_index, "restored into the cluster");
+    ok_json(json!({"restored": restored}))
+}
