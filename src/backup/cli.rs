@@ -31,19 +31,21 @@ pub struct TargetArgs {
     #[arg(
         long = "backup-target",
         env = "SHOAL_BACKUP_TARGET",
-        value_delimiter = ','
+        value_delimiter = ',',
+        global = true
     )]
     pub backup_target: Vec<String>,
     /// File holding the 32-byte backup encryption key (raw or 64 hex characters).
     #[arg(
         long,
         env = "SHOAL_BACKUP_KEY_FILE",
-        conflicts_with = "backup_passphrase_file"
+        conflicts_with = "backup_passphrase_file",
+        global = true
     )]
     pub backup_key_file: Option<PathBuf>,
     /// File whose first line is the backup passphrase (Argon2id derives the key; the
     /// passphrase may also come from SHOAL_BACKUP_PASSPHRASE).
-    #[arg(long, env = "SHOAL_BACKUP_PASSPHRASE_FILE")]
+    #[arg(long, env = "SHOAL_BACKUP_PASSPHRASE_FILE", global = true)]
     pub backup_passphrase_file: Option<PathBuf>,
 }
 

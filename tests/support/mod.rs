@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod network;
+pub mod s3;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
