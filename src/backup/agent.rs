@@ -200,8 +200,7 @@ impl BackupAgent {
         };
         let metrics = crate::metrics::metrics();
         let outcome = create_backup(
-            group.database.clone(),
-            &self.scratch_dir,
+            group.database.path().to_path_buf(),
             &self.config.targets,
             key,
             self.config.compression_level,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::backup::fetch::{check_image, download_image, key_for, read_manifest};
+use crate::backup::fetch::{Thoroughness, check_image, download_image, key_for, read_manifest};
 use crate::backup::key::KeySource;
 use crate::backup::manifest::{self, Manifest, VerifyRecord};
 use crate::backup::retention::{Candidate, to_prune};
@@ -193,7 +193,7 @@ async fn check_backup(
     )
     .await?;
     let path = scratch.path().to_path_buf();
-    tokio::task::spawn_blocking(move || check_image(&path, &manifest))
+    tokio::task::spawn_blocking(move || check_image(&path, &manifest, Thoroughness::Full))
         .await
         .map_err(|e| BackupError::Internal(e.to_string()))?
 }

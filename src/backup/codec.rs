@@ -83,9 +83,10 @@ pub fn encode(
     Ok(object)
 }
 
-/// SHA-256 (hex) of a stored object, as manifests record it.
-pub fn stored_sha256(object: &[u8]) -> String {
-    hex::encode(Sha256::digest(object))
+/// An object's SHA-256 as manifests record it: its trailer (the digest of everything before
+/// it), which [`decode`] checks against the content.
+pub fn object_digest(object: &[u8]) -> String {
+    hex::encode(&object[object.len().saturating_sub(DIGEST_BYTES)..])
 }
 
 /// Checks, opens and decompresses the object `name`, refusing one that would decompress to

@@ -1,29 +1,29 @@
-//! Taking a backup: a consistent image of the database (`VACUUM INTO` inside a read
-//! transaction, so writers continue), cut into chunks that are compressed and sealed on the
-//! blocking pool and uploaded to every target, then the manifest, last, on each target that
-//! received every chunk.
+//! Taking a backup: a consistent image of the database read page by page inside one read
+//! transaction (writers carry on; no copy is written first), cut into chunks that two
+//! low-priority threads compress and seal, uploaded to every target, then the manifest, last,
+//! on each target that received every chunk.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use crate::backup::codec::{self, ObjectKind};
+use crate::backup::image::{SnapshotImage, lower_thread_priority};
 use crate::backup::key::BackupKey;
 use crate::backup::manifest::{
     self, ChunkInfo, Compression, EncryptionInfo, FORMAT_VERSION, ImageInfo, Manifest,
 };
 use crate::backup::target::ConfiguredTarget;
-use crate::backup::{BackupError, CHUNK_BYTES, now_ms, rfc3339_ms};
-use crate::db::database::Database;
+use crate::backup::{BackupError, now_ms, rfc3339_ms};
+use crate::db::database::AppliedState;
 
-/// Chunks being compressed and sealed at once (the machine's cores do the work; more would
-/// only hold more memory).
-const CHUNKS_IN_FLIGHT: usize = 2;
+/// Threads compressing and sealing chunks (the machine's cores do the work; more would only
+/// hold more memory).
+const ENCODER_THREADS: usize = 2;
 
 /// Who takes the backup.
 #[derive(Debug, Clone)]
@@ -41,20 +41,19 @@ pub struct Created {
     pub failed: Vec<(String, String)>,
 }
 
-/// Removes the scratch image however the backup ends.
-struct ScratchFile(PathBuf);
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// What the snapshot reader reports once its read transaction is open.
+struct Opened {
+    backup_id: String,
+    created_at_ms: i64,
+    state: AppliedState,
+    page_size: u64,
+    bytes: u64,
+    tables: BTreeMap<String, u64>,
 }
 
-/// Takes a backup of `database` to every target. `scratch_dir` holds the image while it is
-/// uploaded (on the data directory's file system, so the copy is cheap).
+/// Takes a backup of the database at `database_path` to every target.
 pub async fn create_backup(
-    database: Arc<Database>,
-    scratch_dir: &Path,
+    database_path: PathBuf,
     targets: &[ConfiguredTarget],
     key: Option<BackupKey>,
     compression_level: i32,
@@ -65,40 +64,36 @@ pub async fn create_backup(
             "no backup target is configured (--backup-target)".into(),
         ));
     }
-    let created_at_ms = now_ms();
-    let backup_id = manifest::new_backup_id(created_at_ms);
-    std::fs::create_dir_all(scratch_dir)
-        .map_err(|e| BackupError::Internal(format!("{}: {e}", scratch_dir.display())))?;
-    let scratch = ScratchFile(scratch_dir.join(format!("backup-{backup_id}.db")));
-    let image_path = scratch.0.clone();
-    let (state, image) = tokio::task::spawn_blocking(move || {
-        let state = database.export_image(&image_path)?;
-        let image = describe_image(&image_path)?;
-        Ok::<_, BackupError>((state, image))
-    })
-    .await
-    .map_err(|e| BackupError::Internal(e.to_string()))??;
-    let (log_index, log_term) = state
-        .last_applied
-        .map_or((0, 0), |l| (l.index, l.leader_id.term));
+    // Reader thread → (bounded) → encoder threads → (bounded) → this task, which uploads:
+    // at most a handful of chunks are in memory at once.
+    let (opened_tx, opened_rx) = tokio::sync::oneshot::channel::<Result<Opened, BackupError>>();
+    let (plain_tx, plain_rx) = mpsc::sync_channel::<(String, usize, Vec<u8>)>(1);
+    let (encoded_tx, mut encoded_rx) =
+        tokio::sync::mpsc::channel::<Result<(ChunkInfo, Vec<u8>), BackupError>>(1);
+    let reader = std::thread::Builder::new()
+        .name("shoal-backup-read".into())
+        .spawn(move || read_snapshot(&database_path, opened_tx, plain_tx))
+        .map_err(|e| BackupError::Internal(format!("backup reader thread: {e}")))?;
+    let plain_rx = Arc::new(Mutex::new(plain_rx));
+    let key = key.map(Arc::new);
+    for number in 0..ENCODER_THREADS {
+        let (plain_rx, encoded_tx, key) = (plain_rx.clone(), encoded_tx.clone(), key.clone());
+        std::thread::Builder::new()
+            .name(format!("shoal-backup-encode-{number}"))
+            .spawn(move || encode_chunks(&plain_rx, &encoded_tx, key.as_deref(), compression_level))
+            .map_err(|e| BackupError::Internal(format!("backup encoder thread: {e}")))?;
+    }
+    drop(encoded_tx);
+    let opened = opened_rx
+        .await
+        .map_err(|_| BackupError::Internal("the backup reader stopped".into()))??;
+    let backup_id = opened.backup_id.clone();
 
     let mut written: Vec<bool> = vec![true; targets.len()];
     let mut failed: Vec<(String, String)> = Vec::new();
     let mut chunks = Vec::new();
-    let chunk_count = image.bytes.div_ceil(CHUNK_BYTES as u64).max(1) as usize;
-    let key = key.map(Arc::new);
-    let mut encoded = futures_util::stream::iter(0..chunk_count)
-        .map(|index| {
-            let path = scratch.0.clone();
-            let key = key.clone();
-            let backup_id = backup_id.clone();
-            tokio::task::spawn_blocking(move || {
-                encode_chunk(&path, &backup_id, index, key.as_deref(), compression_level)
-            })
-        })
-        .buffered(CHUNKS_IN_FLIGHT);
-    while let Some(result) = encoded.next().await {
-        let (info, object) = result.map_err(|e| BackupError::Internal(e.to_string()))??;
+    while let Some(result) = encoded_rx.recv().await {
+        let (info, object) = result?;
         let object = Bytes::from(object);
         let uploads = targets.iter().zip(&written).map(|(target, ok)| {
             let object = object.clone();
@@ -132,20 +127,34 @@ pub async fn create_backup(
         }
         chunks.push(info);
     }
-    drop(encoded);
+    // Dropping the receiver stops the encoders and then the reader if uploads failed.
+    drop(encoded_rx);
+    let image_sha256 = reader
+        .join()
+        .map_err(|_| BackupError::Internal("the backup reader panicked".into()))??;
+    chunks.sort_by_key(|chunk| chunk.offset);
     let stored_bytes = chunks.iter().map(|c| c.stored_bytes).sum();
+    let (log_index, log_term) = opened
+        .state
+        .last_applied
+        .map_or((0, 0), |l| (l.index, l.leader_id.term));
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         backup_id: backup_id.clone(),
-        cluster_id: state.cluster_id.clone().unwrap_or_default(),
+        cluster_id: opened.state.cluster_id.clone().unwrap_or_default(),
         group: origin.group,
         node_id: origin.node_id,
         taken_on: origin.role,
         log_index,
         log_term,
-        created_at: rfc3339_ms(created_at_ms),
-        created_at_ms,
-        image,
+        created_at: rfc3339_ms(opened.created_at_ms),
+        created_at_ms: opened.created_at_ms,
+        image: ImageInfo {
+            bytes: opened.bytes,
+            sha256: image_sha256,
+            page_size: opened.page_size,
+            tables: opened.tables,
+        },
         compression: Compression {
             algorithm: "zstd".into(),
             level: compression_level,
@@ -207,62 +216,85 @@ pub async fn create_backup(
     })
 }
 
-/// Reads chunk `index` of the image, and compresses, seals and checksums it.
-fn encode_chunk(
-    image: &Path,
-    backup_id: &str,
-    index: usize,
-    key: Option<&BackupKey>,
-    level: i32,
-) -> Result<(ChunkInfo, Vec<u8>), BackupError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let offset = (index * CHUNK_BYTES) as u64;
-    let mut file = std::fs::File::open(image)
-        .map_err(|e| BackupError::Internal(format!("{}: {e}", image.display())))?;
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| BackupError::Internal(format!("{}: {e}", image.display())))?;
-    let mut plain = Vec::with_capacity(CHUNK_BYTES);
-    file.take(CHUNK_BYTES as u64)
-        .read_to_end(&mut plain)
-        .map_err(|e| BackupError::Internal(format!("{}: {e}", image.display())))?;
-    let key_name = manifest::chunk_key(backup_id, index);
-    let object = codec::encode(
-        ObjectKind::ImageChunk,
-        &plain,
-        level,
-        key,
-        key_name.as_bytes(),
-    )?;
-    let info = ChunkInfo {
-        key: key_name,
-        offset,
-        plain_bytes: plain.len() as u64,
-        stored_bytes: object.len() as u64,
-        sha256: codec::stored_sha256(&object),
+/// The reader thread: opens the snapshot, reports it, then sends its chunks in order and
+/// returns the SHA-256 of the whole image.
+fn read_snapshot(
+    database: &Path,
+    opened_tx: tokio::sync::oneshot::Sender<Result<Opened, BackupError>>,
+    plain_tx: mpsc::SyncSender<(String, usize, Vec<u8>)>,
+) -> Result<String, BackupError> {
+    lower_thread_priority();
+    let image = match SnapshotImage::open(database) {
+        Ok(image) => image,
+        Err(error) => {
+            let message = error.to_string();
+            let _ = opened_tx.send(Err(error));
+            return Err(BackupError::Internal(message));
+        }
     };
-    Ok((info, object))
+    // Everything committed when the snapshot began is in it: the backup is "as of" now.
+    let created_at_ms = now_ms();
+    let backup_id = manifest::new_backup_id(created_at_ms);
+    let opened = Opened {
+        backup_id: backup_id.clone(),
+        created_at_ms,
+        state: image.state.clone(),
+        page_size: image.page_size,
+        bytes: image.bytes(),
+        tables: image.tables.clone(),
+    };
+    if opened_tx.send(Ok(opened)).is_err() {
+        return Err(BackupError::Internal("the backup was abandoned".into()));
+    }
+    let mut hasher = Sha256::new();
+    for index in 0..image.chunk_count() {
+        let plain = image.read_chunk(index)?;
+        hasher.update(&plain);
+        if plain_tx.send((backup_id.clone(), index, plain)).is_err() {
+            return Err(BackupError::Internal("the backup was abandoned".into()));
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
-/// Size, SHA-256, page size and row counts of an image file.
-pub fn describe_image(path: &Path) -> Result<ImageInfo, BackupError> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| BackupError::Internal(format!("{}: {e}", path.display())))?;
-    let mut hasher = Sha256::new();
-    let bytes = std::io::copy(&mut file, &mut hasher)
-        .map_err(|e| BackupError::Internal(format!("{}: {e}", path.display())))?;
-    let connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| BackupError::Database(format!("{}: {e}", path.display())))?;
-    let (page_size, tables) = table_row_counts(&connection)
-        .map_err(|e| BackupError::Database(format!("{}: {e}", path.display())))?;
-    Ok(ImageInfo {
-        bytes,
-        sha256: hex::encode(hasher.finalize()),
-        page_size,
-        tables,
-    })
+/// An encoder thread: compresses, seals and checksums chunks until there are none.
+fn encode_chunks(
+    plain_rx: &Mutex<mpsc::Receiver<(String, usize, Vec<u8>)>>,
+    encoded_tx: &tokio::sync::mpsc::Sender<Result<(ChunkInfo, Vec<u8>), BackupError>>,
+    key: Option<&BackupKey>,
+    level: i32,
+) {
+    lower_thread_priority();
+    loop {
+        let next = match plain_rx.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        let Ok((backup_id, index, plain)) = next else {
+            return;
+        };
+        let key_name = manifest::chunk_key(&backup_id, index);
+        let encoded = codec::encode(
+            ObjectKind::ImageChunk,
+            &plain,
+            level,
+            key,
+            key_name.as_bytes(),
+        )
+        .map(|object| {
+            let info = ChunkInfo {
+                key: key_name,
+                offset: (index * crate::backup::CHUNK_BYTES) as u64,
+                plain_bytes: plain.len() as u64,
+                stored_bytes: object.len() as u64,
+                sha256: codec::object_digest(&object),
+            };
+            (info, object)
+        });
+        if encoded_tx.blocking_send(encoded).is_err() {
+            return;
+        }
+    }
 }
 
 /// The page size and the rows of every user table (Shoal's own tables excluded).

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod codec;
 pub mod create;
 pub mod fetch;
+pub mod image;
 pub mod key;
 pub mod local;
 pub mod manifest;

@@ -9,7 +9,7 @@ use openraft::entry::RaftEntry;
 
 use crate::backup::archive::{self, entry_time_ms, parse_segment_key};
 use crate::backup::catalog::list_backups;
-use crate::backup::fetch::{check_image, download_image, key_for, locate};
+use crate::backup::fetch::{Thoroughness, check_image, download_image, key_for, locate};
 use crate::backup::key::{BackupKey, KeySource};
 use crate::backup::manifest::Manifest;
 use crate::backup::target::ConfiguredTarget;
@@ -67,7 +67,7 @@ pub async fn restore_image(
     .await?;
     let checked = image.to_path_buf();
     let for_check = manifest.clone();
-    tokio::task::spawn_blocking(move || check_image(&checked, &for_check))
+    tokio::task::spawn_blocking(move || check_image(&checked, &for_check, Thoroughness::Quick))
         .await
         .map_err(|e| BackupError::Internal(e.to_string()))??;
     let mut restored = Restored {
@@ -247,8 +247,12 @@ pub fn place_seed(image: &Path, data_dir: &Path, group: u64) -> Result<PathBuf, 
     crate::db::database::forget_cluster_state(image)?;
     let seed = group_dir.join(SEED_FILE);
     let staging = group_dir.join("seed.db.partial");
-    std::fs::copy(image, &staging)
-        .map_err(|e| BackupError::Internal(format!("{}: {e}", staging.display())))?;
+    // The image is usually on the same file system (restores build it inside the data
+    // directory): move it rather than copy a whole database.
+    if std::fs::rename(image, &staging).is_err() {
+        std::fs::copy(image, &staging)
+            .map_err(|e| BackupError::Internal(format!("{}: {e}", staging.display())))?;
+    }
     crate::db::database::sync_file(&staging)?;
     std::fs::rename(&staging, &seed)
         .map_err(|e| BackupError::Internal(format!("{}: {e}", seed.display())))?;

@@ -791,7 +791,7 @@ pub fn forget_cluster_state(image: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
-fn read_state(connection: &Connection, path: &Path) -> Result<AppliedState, DbError> {
+pub(crate) fn read_state(connection: &Connection, path: &Path) -> Result<AppliedState, DbError> {
     let read = |key: &str| -> Result<Option<String>, DbError> {
         connection
             .query_row(

@@ -105,6 +105,9 @@ impl StatementGuard {
     }
 }
 
+/// SQLite's raw page table (compiled in for backups, which read it without the guard).
+const RAW_PAGES_TABLE: &str = "sqlite_dbpage";
+
 /// The policy itself, a pure function of the action: `Some(reason)` refuses it.
 pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String> {
     let internal_table = |name: &str| name.to_ascii_lowercase().starts_with(INTERNAL_TABLE_PREFIX);
@@ -129,6 +132,17 @@ pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String
                 REPLICATED_PRAGMAS.join(" and ")
             ))
         }
+        AuthAction::Read { table_name, .. }
+        | AuthAction::Insert { table_name }
+        | AuthAction::Delete { table_name }
+        | AuthAction::Update { table_name, .. }
+            if table_name.eq_ignore_ascii_case(RAW_PAGES_TABLE) =>
+        {
+            Some(format!(
+                "{RAW_PAGES_TABLE} is not allowed: raw database pages differ per replica and \
+                 writing them would corrupt the database"
+            ))
+        }
         AuthAction::Insert { table_name }
         | AuthAction::Delete { table_name }
         | AuthAction::Update { table_name, .. }
@@ -149,6 +163,20 @@ pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String
 mod tests {
     use super::*;
     use rusqlite::hooks::TransactionOperation;
+
+    #[test]
+    fn raw_pages_are_refused_everywhere() {
+        let read = AuthAction::Read {
+            table_name: "sqlite_dbpage",
+            column_name: "data",
+        };
+        let write = AuthAction::Update {
+            table_name: "sqlite_dbpage",
+            column_name: "data",
+        };
+        assert!(refusal_reason(GuardMode::Reader, &read).is_some());
+        assert!(refusal_reason(GuardMode::Writer, &write).is_some());
+    }
 
     #[test]
     fn attach_is_refused_everywhere() {

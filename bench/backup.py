@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Backup and restore speed, and what a backup costs writers (run by bench/backup.sh).
+
+Starts a 3-voter Shoal cluster (release build) whose nodes back up to a local directory with
+encryption on, grows the database past 1 GiB, and measures:
+  1. backup throughput (image MB/s) on the leader and on a follower;
+  2. restore time and MB/s of that backup into a new data directory (download, checksums,
+     decryption, decompression, SQLite integrity check, row counts);
+  3. INSERT throughput (16 clients) without a backup, and while backups run back to back on
+     the leader and on a follower;
+  4. SQLite's two ways to copy a live database, VACUUM INTO and the online backup API, on
+     the same file.
+It writes the table into docs/benchmarks.md between the backup markers and stops every
+process it started, also on failure or Ctrl-C.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from compare import SHOAL, ShoalCluster, http_json, log, run_bench, write_into_docs
+from scaling import database_bytes, fill_to
+
+MB = 1_000_000
+
+
+class BackupCluster(ShoalCluster):
+    """The comparison cluster, with every node backing up to `target`."""
+
+    def __init__(self, workdir, target, key):
+        super().__init__(workdir)
+        self.backup_args = ["--backup-target", str(target), "--backup-key-file", str(key)]
+
+    def start_node(self, node, join):
+        args = [str(SHOAL), "serve", "--node-id", str(node["id"]), "--data-dir", str(node["dir"]),
+                "--http-addr", f"127.0.0.1:{node['http']}", "--raft-addr", f"127.0.0.1:{node['raft']}",
+                "--pg-addr", "off", *self.backup_args]
+        if join:
+            args += ["--join", ",".join(self.url(n) for n in self.nodes if n is not node)]
+        logfile = open(self.workdir / f"node{node['id']}.log", "ab")
+        node["process"] = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT)
+
+
+def post_json(url):
+    """POSTs an empty body; the JSON answer."""
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=3600) as response:
+        return json.loads(response.read())
+
+
+def backups_while(cluster, node, seconds):
+    """INSERT for `seconds` while `node` takes backups back to back; (summary, backups)."""
+    stop = threading.Event()
+    taken = []
+
+    def loop():
+        while not stop.is_set():
+            taken.append(post_json(cluster.url(node) + "/backup"))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    try:
+        summary = run_bench("shoal", cluster.url(cluster.leader()), "insert", 16, seconds)
+    finally:
+        stop.set()
+        thread.join()
+    return summary, taken
+
+
+def sqlite_copy_methods(database, scratch):
+    """Seconds for VACUUM INTO and for the online backup API on the same database file."""
+    timings = {}
+    source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    target = scratch / "vacuum.db"
+    started = time.time()
+    source.execute(f"VACUUM INTO '{target}'")
+    timings["VACUUM INTO"] = time.time() - started
+    target.unlink()
+    target = scratch / "backup-api.db"
+    destination = sqlite3.connect(target)
+    started = time.time()
+    source.backup(destination)
+    timings["backup API"] = time.time() - started
+    destination.close()
+    target.unlink()
+    source.close()
+    return timings
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1100, help="database size to reach")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each write run")
+    parser.add_argument("--no-write", action="store_true", help="print, do not edit docs")
+    options = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="shoal-backup-bench-"))
+    target = workdir / "backups"
+    key = workdir / "backup.key"
+    key.write_text(os.urandom(32).hex())
+    cluster = BackupCluster(workdir, target, key)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    lines = []
+    try:
+        log("starting Shoal (3 voters, backups to a local directory, encrypted)")
+        cluster.start()
+        log(f"filling the database to {options.size_mb} MB")
+        fill_to(cluster, options.size_mb * MB)
+        leader = cluster.leader()
+        follower = cluster.follower()
+        size = database_bytes(cluster, leader)
+
+        log("INSERT without a backup")
+        quiet = run_bench("shoal", cluster.url(leader), "insert", 16, options.seconds)
+        log("backup on the leader, nothing else running")
+        alone = post_json(cluster.url(leader) + "/backup")
+        log("backup on a follower, nothing else running")
+        on_follower = post_json(cluster.url(follower) + "/backup")
+        log("INSERT while the leader backs up")
+        busy_leader, leader_runs = backups_while(cluster, leader, options.seconds)
+        log("INSERT while a follower backs up")
+        busy_follower, follower_runs = backups_while(cluster, follower, options.seconds)
+
+        log("restoring the backup into a new data directory")
+        restore_dir = workdir / "restored"
+        started = time.time()
+        subprocess.run([str(SHOAL), "restore", "--backup-target", str(target), "--backup-key-file",
+                        str(key), "--backup", alone["backup_id"], "--data-dir", str(restore_dir),
+                        "--json"], check=True, capture_output=True, timeout=3600)
+        restore_seconds = time.time() - started
+
+        log("VACUUM INTO vs the backup API")
+        copies = sqlite_copy_methods(cluster.nodes[0]["dir"] / "groups" / "1" / "db.sqlite", workdir)
+
+        def rate(report):
+            return report["image_bytes"] / MB / (report["duration_ms"] / 1000)
+
+        def slowdown(summary):
+            return (1 - summary["operations_per_s"] / quiet["operations_per_s"]) * 100
+
+        image_mb = alone["image_bytes"] / MB
+        lines += [
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/backup.sh` "
+            f"(release build, 3 voters on loopback, one disk; database {size / MB:,.0f} MB of "
+            f"incompressible rows; zstd level 1, XChaCha20-Poly1305; target a local directory on "
+            f"the same disk).",
+            "",
+            "| measurement | figure | target |",
+            "|---|---|---|",
+            f"| backup on the leader, idle cluster | {rate(alone):,.0f} MB/s ({image_mb:,.0f} MB in "
+            f"{alone['duration_ms'] / 1000:.1f} s) | ≥ 400 MB/s |",
+            f"| backup on a follower, idle cluster | {rate(on_follower):,.0f} MB/s | |",
+            f"| restore into a new data directory (all checks) | {restore_seconds:.1f} s, "
+            f"{image_mb / restore_seconds:,.0f} MB/s | 1 GiB ≤ 5 s |",
+            f"| INSERT, 16 clients, no backup | {quiet['operations_per_s']:,.0f} ops/s | |",
+            f"| INSERT while the leader backs up ({len(leader_runs)} backups) | "
+            f"{busy_leader['operations_per_s']:,.0f} ops/s ({slowdown(busy_leader):+.0f}% slower) | ≤ 20 % |",
+            f"| INSERT while a follower backs up ({len(follower_runs)} backups) | "
+            f"{busy_follower['operations_per_s']:,.0f} ops/s ({slowdown(busy_follower):+.0f}% slower) | ≤ 20 % |",
+            f"| copying the live database: VACUUM INTO | {copies['VACUUM INTO']:.1f} s | |",
+            f"| copying the live database: SQLite backup API | {copies['backup API']:.1f} s | |",
+        ]
+        table = "\n".join(lines)
+        print(table)
+        if not options.no_write:
+            write_into_docs(table, script="backup.sh", heading="Backup and restore (bench/backup.sh)")
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
