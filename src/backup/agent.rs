@@ -204,6 +204,7 @@ impl BackupAgent {
             &self.config.targets,
             key,
             self.config.compression_level,
+            self.config.max_bytes_per_s,
             Origin {
                 node_id: group.node_id,
                 role: role.to_string(),
@@ -319,8 +320,12 @@ impl BackupAgent {
                     continue;
                 }
             };
-            if let Some(id) = newest {
-                let _ = self.verify_on(target, &id).await;
+            if let Some(id) = newest
+                && let Err(error) = self.verify_on(target, &id).await
+            {
+                // A manifest that cannot be read fails verification as surely as a bad chunk.
+                tracing::error!(backup = %id, target = target.target.name(), %error, "backup verification FAILED");
+                crate::metrics::metrics().record_backup_verification(false);
             }
         }
     }

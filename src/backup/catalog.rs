@@ -37,6 +37,10 @@ pub struct CatalogEntry {
     pub stored_bytes: u64,
     pub encryption: String,
     pub last_verification: Option<VerifyRecord>,
+    /// Set when the manifest cannot be read: the backup is listed (so the damage is seen)
+    /// but never restored or counted as good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl CatalogEntry {
@@ -54,12 +58,32 @@ impl CatalogEntry {
             stored_bytes: manifest.stored_bytes,
             encryption: manifest.encryption.algorithm.clone(),
             last_verification,
+            error: None,
+        }
+    }
+
+    fn unreadable(target: &str, backup_id: &str, error: &BackupError) -> Self {
+        let created_at_ms = created_ms_of(backup_id).unwrap_or_default();
+        CatalogEntry {
+            target: target.to_string(),
+            backup_id: backup_id.to_string(),
+            cluster_id: String::new(),
+            created_at: rfc3339_ms(created_at_ms),
+            created_at_ms,
+            log_index: 0,
+            taken_on: String::new(),
+            node_id: 0,
+            image_bytes: 0,
+            stored_bytes: 0,
+            encryption: String::new(),
+            last_verification: None,
+            error: Some(error.to_string()),
         }
     }
 
     /// Not known to be bad.
     pub fn good(&self) -> bool {
-        self.last_verification.as_ref().is_none_or(|v| v.ok)
+        self.error.is_none() && self.last_verification.as_ref().is_none_or(|v| v.ok)
     }
 }
 
@@ -96,15 +120,24 @@ async fn listing(target: &ConfiguredTarget) -> Result<BTreeMap<String, Listing>,
     Ok(backups)
 }
 
-/// Every complete backup on `target`, oldest first. A manifest that cannot be read is
-/// reported as an error: a catalog that silently skips damage hides it.
+/// Every complete backup on `target`, oldest first. A backup whose manifest cannot be read is
+/// listed with the error (a catalog that silently skipped damage would hide it).
 pub async fn list_backups(target: &ConfiguredTarget) -> Result<Vec<CatalogEntry>, BackupError> {
     let mut entries = Vec::new();
     for (id, listing) in listing(target).await? {
         if !listing.has_manifest {
             continue;
         }
-        let manifest = read_manifest(target.target.as_ref(), &id).await?;
+        let manifest = match read_manifest(target.target.as_ref(), &id).await {
+            Ok(manifest) => manifest,
+            // Removed between the listing and the read (pruned meanwhile): not there.
+            Err(BackupError::NotFound(_)) => continue,
+            Err(error @ BackupError::Invalid { .. }) => {
+                entries.push(CatalogEntry::unreadable(target.target.name(), &id, &error));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let verification = match &listing.newest_verify {
             Some(key) => read_verify_record(target, key).await,
             None => None,

@@ -59,11 +59,13 @@ impl TargetArgs {
     }
 
     pub fn key_source(&self) -> Result<KeySource, String> {
-        if let Some(path) = &self.backup_key_file {
-            return Ok(KeySource::KeyFile(path.clone()));
+        // An empty setting (as in the example configuration file) is no setting.
+        let given = |path: &Option<PathBuf>| path.clone().filter(|p| !p.as_os_str().is_empty());
+        if let Some(path) = given(&self.backup_key_file) {
+            return Ok(KeySource::KeyFile(path));
         }
-        if let Some(path) = &self.backup_passphrase_file {
-            return Ok(KeySource::Passphrase(read_passphrase_file(path)?));
+        if let Some(path) = given(&self.backup_passphrase_file) {
+            return Ok(KeySource::Passphrase(read_passphrase_file(&path)?));
         }
         match std::env::var(PASSPHRASE_ENV) {
             Ok(passphrase) if !passphrase.is_empty() => Ok(KeySource::Passphrase(passphrase)),
@@ -99,27 +101,32 @@ pub struct BackupFlags {
     /// zstd level for backup chunks (1 is fast; 19 is small).
     #[arg(long, env = "SHOAL_BACKUP_COMPRESSION_LEVEL", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub backup_compression_level: i32,
+    /// Read the image at most this fast, MB/s (0: no limit), to leave disk and CPU to writes.
+    #[arg(long, env = "SHOAL_BACKUP_MAX_MB_PER_S", default_value_t = 0)]
+    pub backup_max_mb_per_s: u64,
 }
 
 impl BackupFlags {
     pub fn to_config(&self) -> Result<BackupConfig, String> {
         let targets = self.target.targets()?;
-        let needs_target = self.backup_schedule.is_some()
-            || self.backup_verify_schedule.is_some()
-            || self.backup_archive_log;
+        let given = |cron: &Option<String>| cron.clone().filter(|c| !c.trim().is_empty());
+        let (schedule, verify_schedule) = (
+            given(&self.backup_schedule),
+            given(&self.backup_verify_schedule),
+        );
+        let needs_target =
+            schedule.is_some() || verify_schedule.is_some() || self.backup_archive_log;
         if needs_target && targets.is_empty() {
             return Err("backup schedules and log archiving need a --backup-target".to_string());
         }
         Ok(BackupConfig {
             targets,
             key: self.target.key_source()?,
-            schedule: self
-                .backup_schedule
+            schedule: schedule
                 .as_deref()
                 .map(|c| parse_cron("--backup-schedule", c))
                 .transpose()?,
-            verify_schedule: self
-                .backup_verify_schedule
+            verify_schedule: verify_schedule
                 .as_deref()
                 .map(|c| parse_cron("--backup-verify-schedule", c))
                 .transpose()?,
@@ -128,6 +135,8 @@ impl BackupFlags {
             archive_log: self.backup_archive_log,
             archive_interval: self.backup_archive_interval,
             compression_level: self.backup_compression_level,
+            max_bytes_per_s: (self.backup_max_mb_per_s > 0)
+                .then(|| self.backup_max_mb_per_s.saturating_mul(1_000_000)),
         })
     }
 }

@@ -1,29 +1,47 @@
 //! The stored form of every backup object (image chunks and archived log segments):
 //!
 //! ```text
-//! "SHOALOB1" | kind u8 | encryption u8 | nonce [24] | body | SHA-256 of everything before [32]
+//! "SHOALOB1" | kind u8 | encryption u8 | salt [24] | body | SHA-256 of everything before [32]
 //! ```
 //!
-//! The body is the zstd-compressed data, sealed with XChaCha20-Poly1305 when a key is
-//! configured (random 192-bit nonce per object, so nonces never repeat in practice). The
-//! associated data binds an object to its place (backup id and chunk number, or segment name),
-//! so a chunk moved between backups or positions fails authentication. The trailing SHA-256
-//! tells damage (a flipped bit, a truncated upload) apart from a wrong key.
+//! The body is the zstd-compressed data, sealed with AES-256-GCM when a key is configured.
+//! Each object is sealed with its own key, derived with HKDF-SHA256 from the backup key and
+//! the object's random 192-bit salt, so a (key, nonce) pair never repeats however many objects
+//! one backup key seals (AES-GCM's random-nonce limit does not apply), and AES runs on the
+//! CPU's AES instructions (about twice XChaCha20-Poly1305's speed here). The associated data
+//! binds an object to its place (backup id and chunk number, or segment name), so a chunk
+//! moved between backups or positions fails authentication. The trailing SHA-256 tells damage
+//! (a flipped bit, a truncated upload) apart from a wrong key.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
 use sha2::{Digest, Sha256};
 
 use crate::backup::BackupError;
 use crate::backup::key::BackupKey;
 
 const MAGIC: &[u8; 8] = b"SHOALOB1";
-const NONCE_BYTES: usize = 24;
-const HEADER_BYTES: usize = MAGIC.len() + 2 + NONCE_BYTES;
+const SALT_BYTES: usize = 24;
+const HEADER_BYTES: usize = MAGIC.len() + 2 + SALT_BYTES;
 const DIGEST_BYTES: usize = 32;
 
 const ENCRYPTION_NONE: u8 = 0;
-const ENCRYPTION_XCHACHA20POLY1305: u8 = 1;
+const ENCRYPTION_AES256GCM_HKDF: u8 = 1;
+
+/// The manifest's name for the encryption scheme.
+pub const ENCRYPTION_ALGORITHM: &str = "aes-256-gcm, per-object hkdf-sha256 key";
+
+/// The object key: HKDF-SHA256 of the backup key with the object's salt. Each derived key
+/// seals exactly one message, so its all-zero nonce is used once.
+fn object_cipher(key: &BackupKey, salt: &[u8; SALT_BYTES]) -> Result<Aes256Gcm, BackupError> {
+    let mut derived = [0u8; 32];
+    hkdf::Hkdf::<Sha256>::new(Some(salt), key.bytes())
+        .expand(b"shoal backup object v1", &mut derived)
+        .map_err(|_| BackupError::Internal("HKDF expansion failed".into()))?;
+    let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(derived));
+    derived.iter_mut().for_each(|b| *b = 0);
+    Ok(cipher)
+}
 
 /// What an object holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +54,7 @@ pub enum ObjectKind {
 /// The name of the encryption scheme a key gives, as manifests record it.
 pub fn algorithm_name(key: Option<&BackupKey>) -> &'static str {
     if key.is_some() {
-        "xchacha20poly1305"
+        ENCRYPTION_ALGORITHM
     } else {
         "none"
     }
@@ -58,23 +76,22 @@ pub fn encode(
     match key {
         None => {
             object.push(ENCRYPTION_NONE);
-            object.extend_from_slice(&[0u8; NONCE_BYTES]);
+            object.extend_from_slice(&[0u8; SALT_BYTES]);
             object.extend_from_slice(&compressed);
         }
         Some(key) => {
-            let nonce: [u8; NONCE_BYTES] = rand::random();
-            let cipher = XChaCha20Poly1305::new(&Key::from(*key.bytes()));
-            let sealed = cipher
+            let salt: [u8; SALT_BYTES] = rand::random();
+            let sealed = object_cipher(key, &salt)?
                 .encrypt(
-                    &XNonce::from(nonce),
+                    &Nonce::from([0u8; 12]),
                     Payload {
                         msg: &compressed,
                         aad: associated,
                     },
                 )
                 .map_err(|_| BackupError::Internal("encryption failed".into()))?;
-            object.push(ENCRYPTION_XCHACHA20POLY1305);
-            object.extend_from_slice(&nonce);
+            object.push(ENCRYPTION_AES256GCM_HKDF);
+            object.extend_from_slice(&salt);
             object.extend_from_slice(&sealed);
         }
     }
@@ -125,7 +142,7 @@ pub fn decode(
             kind
         )));
     }
-    let nonce: [u8; NONCE_BYTES] = content[MAGIC.len() + 2..HEADER_BYTES]
+    let salt: [u8; SALT_BYTES] = content[MAGIC.len() + 2..HEADER_BYTES]
         .try_into()
         .map_err(|_| invalid("short header"))?;
     let body = &content[HEADER_BYTES..];
@@ -138,17 +155,16 @@ pub fn decode(
                  substituted object)",
             ));
         }
-        (ENCRYPTION_XCHACHA20POLY1305, None) => {
+        (ENCRYPTION_AES256GCM_HKDF, None) => {
             return Err(invalid(
                 "object is encrypted and no backup key is configured (--backup-key-file or \
                  --backup-passphrase-file)",
             ));
         }
-        (ENCRYPTION_XCHACHA20POLY1305, Some(key)) => {
-            let cipher = XChaCha20Poly1305::new(&Key::from(*key.bytes()));
-            opened = cipher
+        (ENCRYPTION_AES256GCM_HKDF, Some(key)) => {
+            opened = object_cipher(key, &salt)?
                 .decrypt(
-                    &XNonce::from(nonce),
+                    &Nonce::from([0u8; 12]),
                     Payload {
                         msg: body,
                         aad: associated,
@@ -302,5 +318,46 @@ mod tests {
         assert!(message.contains("wrong backup key"), "{message}");
         assert!(check_key("m", &recorded, None).is_err());
         check_key("m", "", None).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    //! `cargo test --release --lib codec_speed -- --ignored --nocapture`: MB/s of each stage.
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn codec_speed() {
+        let plain: Vec<u8> = (0..64 * 1024 * 1024)
+            .map(|_| rand::random::<u8>())
+            .collect();
+        let key = {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("k");
+            std::fs::write(&path, [3u8; 32]).unwrap();
+            BackupKey::from_key_file(&path).unwrap()
+        };
+        let mb = plain.len() as f64 / 1e6;
+        let time = |label: &str, f: &mut dyn FnMut()| {
+            let started = std::time::Instant::now();
+            f();
+            println!("{label}: {:.0} MB/s", mb / started.elapsed().as_secs_f64());
+        };
+        time("sha256", &mut || {
+            Sha256::digest(&plain);
+        });
+        time("zstd 1", &mut || {
+            zstd::bulk::compress(&plain, 1).unwrap();
+        });
+        time("aes-256-gcm with a derived key", &mut || {
+            object_cipher(&key, &[1u8; SALT_BYTES])
+                .unwrap()
+                .encrypt(&Nonce::from([0u8; 12]), plain.as_slice())
+                .unwrap();
+        });
+        time("encode (all)", &mut || {
+            encode(ObjectKind::ImageChunk, &plain, 1, Some(&key), b"x").unwrap();
+        });
     }
 }

@@ -57,6 +57,7 @@ pub async fn create_backup(
     targets: &[ConfiguredTarget],
     key: Option<BackupKey>,
     compression_level: i32,
+    max_bytes_per_s: Option<u64>,
     origin: Origin,
 ) -> Result<Created, BackupError> {
     if targets.is_empty() {
@@ -72,7 +73,7 @@ pub async fn create_backup(
         tokio::sync::mpsc::channel::<Result<(ChunkInfo, Vec<u8>), BackupError>>(1);
     let reader = std::thread::Builder::new()
         .name("shoal-backup-read".into())
-        .spawn(move || read_snapshot(&database_path, opened_tx, plain_tx))
+        .spawn(move || read_snapshot(&database_path, max_bytes_per_s, opened_tx, plain_tx))
         .map_err(|e| BackupError::Internal(format!("backup reader thread: {e}")))?;
     let plain_rx = Arc::new(Mutex::new(plain_rx));
     let key = key.map(Arc::new);
@@ -220,6 +221,7 @@ pub async fn create_backup(
 /// returns the SHA-256 of the whole image.
 fn read_snapshot(
     database: &Path,
+    max_bytes_per_s: Option<u64>,
     opened_tx: tokio::sync::oneshot::Sender<Result<Opened, BackupError>>,
     plain_tx: mpsc::SyncSender<(String, usize, Vec<u8>)>,
 ) -> Result<String, BackupError> {
@@ -247,9 +249,18 @@ fn read_snapshot(
         return Err(BackupError::Internal("the backup was abandoned".into()));
     }
     let mut hasher = Sha256::new();
+    let started = std::time::Instant::now();
+    let mut read: u64 = 0;
     for index in 0..image.chunk_count() {
         let plain = image.read_chunk(index)?;
         hasher.update(&plain);
+        read += plain.len() as u64;
+        if let Some(rate) = max_bytes_per_s.filter(|r| *r > 0) {
+            let due = std::time::Duration::from_secs_f64(read as f64 / rate as f64);
+            if let Some(early) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(early);
+            }
+        }
         if plain_tx.send((backup_id.clone(), index, plain)).is_err() {
             return Err(BackupError::Internal("the backup was abandoned".into()));
         }

@@ -58,7 +58,7 @@ pub struct Compression {
 /// How chunks are encrypted: the algorithm and key derivation, never the key itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EncryptionInfo {
-    /// "xchacha20poly1305" or "none".
+    /// `codec::ENCRYPTION_ALGORITHM` or "none".
     pub algorithm: String,
     /// "raw-key" (a key file), "argon2id" (a passphrase) or "none".
     pub kdf: String,

@@ -40,8 +40,6 @@ pub enum BackupError {
     NotFound(String),
     #[error("{0}")]
     Config(String),
-    #[error("{0}")]
-    Busy(String),
     #[error("database: {0}")]
     Database(String),
     #[error("{0}")]
@@ -72,6 +70,8 @@ pub struct BackupConfig {
     /// How often archived log segments are flushed (the recovery point objective).
     pub archive_interval: Duration,
     pub compression_level: i32,
+    /// Image bytes read per second at most while taking a backup (`None`: as fast as it goes).
+    pub max_bytes_per_s: Option<u64>,
 }
 
 impl std::fmt::Debug for BackupConfig {

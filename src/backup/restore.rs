@@ -44,6 +44,10 @@ pub struct Restored {
     pub last_replayed_at: Option<String>,
     pub entries_replayed: u64,
     pub image_bytes: u64,
+    /// Where the time went: downloading and checking every object, SQLite's checks, replay.
+    pub download_ms: u64,
+    pub check_ms: u64,
+    pub replay_ms: u64,
 }
 
 /// Builds the restored image at `image` (inside `scratch_dir`'s file system).
@@ -57,6 +61,7 @@ pub async fn restore_image(
 ) -> Result<Restored, BackupError> {
     let (target, manifest) = choose_base(targets, backup_id, point).await?;
     let key = key_for(key_source, &manifest).await?;
+    let started = std::time::Instant::now();
     download_image(
         target.target.as_ref(),
         &manifest,
@@ -65,6 +70,8 @@ pub async fn restore_image(
         progress,
     )
     .await?;
+    let download_ms = started.elapsed().as_millis() as u64;
+    let started = std::time::Instant::now();
     let checked = image.to_path_buf();
     let for_check = manifest.clone();
     tokio::task::spawn_blocking(move || check_image(&checked, &for_check, Thoroughness::Quick))
@@ -78,10 +85,15 @@ pub async fn restore_image(
         last_replayed_at: None,
         entries_replayed: 0,
         image_bytes: manifest.image.bytes,
+        download_ms,
+        check_ms: started.elapsed().as_millis() as u64,
+        replay_ms: 0,
     };
     if let Some(point) = point {
+        let started = std::time::Instant::now();
         replay(target, &manifest, key.as_ref(), point, image, &mut restored).await?;
         restored.image_bytes = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
+        restored.replay_ms = started.elapsed().as_millis() as u64;
     }
     Ok(restored)
 }
@@ -111,6 +123,9 @@ async fn choose_base<'a>(
     let mut clusters = std::collections::BTreeSet::new();
     for target in targets {
         for entry in list_backups(target).await? {
+            if entry.error.is_some() {
+                continue;
+            }
             clusters.insert(entry.cluster_id.clone());
             let before = match point {
                 Some(RestorePoint::Index(index)) => entry.log_index <= index,

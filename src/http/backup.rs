@@ -43,7 +43,6 @@ fn status_of(error: &BackupError) -> StatusCode {
         BackupError::NotFound(_) => StatusCode::NOT_FOUND,
         BackupError::Config(_) => StatusCode::BAD_REQUEST,
         BackupError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        BackupError::Busy(_) => StatusCode::CONFLICT,
         BackupError::Target(_) => StatusCode::BAD_GATEWAY,
         BackupError::Database(_) | BackupError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
