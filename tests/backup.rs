@@ -442,6 +442,41 @@ async fn b30_a_backup_from_a_read_replica_restores_the_same_data() {
     );
 }
 
+/// b35: with `--backup-from-replica`, the leader's schedule has the read replica take the
+/// image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b35_scheduled_backups_from_a_replica_are_taken_on_the_read_replica() {
+    let work = tempfile::tempdir().expect("dir");
+    let local = work.path().join("backups");
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 2,
+        replicas: 1,
+        extra_args: vec![
+            format!("--backup-target={}", local.display()),
+            "--backup-schedule=*/2 * * * * *".into(),
+            "--backup-jitter=0s".into(),
+            "--backup-from-replica".into(),
+        ],
+        ..ClusterSpec::default()
+    })
+    .await;
+    let leader = cluster.leader(Duration::from_secs(10)).await;
+    cluster
+        .execute(leader, json!(["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let backups = loop {
+        let backups = listed(&cluster, leader).await;
+        if !backups.is_empty() {
+            break backups;
+        }
+        assert!(Instant::now() < deadline, "no scheduled backup");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(backups[0]["taken_on"], json!("learner"), "{backups:?}");
+    assert_eq!(backups[0]["node_id"], json!(cluster.nodes[2].id));
+}
+
 /// Flips one byte of `path` in place.
 fn flip_byte(path: &Path, at: usize) {
     let mut bytes = std::fs::read(path).expect("read");

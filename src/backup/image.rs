@@ -166,3 +166,37 @@ mod tests {
         assert_eq!(check, "ok");
     }
 }
+
+#[cfg(test)]
+mod speed {
+    //! `cargo test --release --lib image_speed -- --ignored --nocapture`: MB/s of reading a
+    //! snapshot's pages.
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn image_speed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; \
+                 CREATE TABLE _shoal_raft_state(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
+                 CREATE TABLE t(x); \
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000) \
+                 INSERT INTO t SELECT randomblob(1000) FROM n; PRAGMA wal_checkpoint(TRUNCATE);",
+            )
+            .unwrap();
+        let started = std::time::Instant::now();
+        let image = SnapshotImage::open(&path).unwrap();
+        println!("open (row counts): {:?}", started.elapsed());
+        let started = std::time::Instant::now();
+        let mut total = 0;
+        for index in 0..image.chunk_count() {
+            total += image.read_chunk(index).unwrap().len();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!("pages: {:.0} MB/s ({} MB)", total as f64 / 1e6 / seconds, total / 1_000_000);
+    }
+}
