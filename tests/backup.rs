@@ -462,7 +462,10 @@ async fn b35_scheduled_backups_from_a_replica_are_taken_on_the_read_replica() {
     .await;
     let leader = cluster.leader(Duration::from_secs(10)).await;
     cluster
-        .execute(leader, json!(["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]))
+        .execute(
+            leader,
+            json!(["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]),
+        )
         .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let backups = loop {

@@ -168,7 +168,7 @@ pub async fn run_archiver(group: std::sync::Weak<RaftGroup>, config: BackupConfi
         let leading = group.raft.is_leader();
         if !leading {
             // Another node archives; refresh what it has done now and then.
-            if ticks % HOLD_REFRESH_EVERY == 0 || archived.iter().any(Option::is_none) {
+            if ticks.is_multiple_of(HOLD_REFRESH_EVERY) || archived.iter().any(Option::is_none) {
                 for (slot, target) in archived.iter_mut().zip(&targets) {
                     if let Ok(up_to) = archived_up_to(target, cluster_id, group.id).await {
                         *slot = Some(up_to);

@@ -365,7 +365,11 @@ mod speed {
                 key,
                 1,
                 None,
-                Origin { node_id: 1, role: "leader".into(), group: 1 },
+                Origin {
+                    node_id: 1,
+                    role: "leader".into(),
+                    group: 1,
+                },
             )
             .await
             .unwrap();

@@ -197,6 +197,10 @@ mod speed {
             total += image.read_chunk(index).unwrap().len();
         }
         let seconds = started.elapsed().as_secs_f64();
-        println!("pages: {:.0} MB/s ({} MB)", total as f64 / 1e6 / seconds, total / 1_000_000);
+        println!(
+            "pages: {:.0} MB/s ({} MB)",
+            total as f64 / 1e6 / seconds,
+            total / 1_000_000
+        );
     }
 }
