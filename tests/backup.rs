@@ -478,6 +478,12 @@ async fn b35_scheduled_backups_from_a_replica_are_taken_on_the_read_replica() {
     };
     assert_eq!(backups[0]["taken_on"], json!("learner"), "{backups:?}");
     assert_eq!(backups[0]["node_id"], json!(cluster.nodes[2].id));
+    // On request, too: `shoal backup create --from-replica` against the leader.
+    let report = shoal_json(
+        &["backup", "--node", &cluster.url(leader), "create", "--from-replica", "--json"],
+        &[],
+    );
+    assert_eq!(report["taken_on"], json!("learner"), "{report}");
 }
 
 /// Flips one byte of `path` in place.

@@ -253,7 +253,7 @@ impl BackupAgent {
             );
             return;
         }
-        if self.config.from_replica && self.backup_on_a_replica().await {
+        if self.config.from_replica && self.backup_on_a_replica().await.is_some() {
             return;
         }
         if let Ok(report) = self.create().await {
@@ -267,9 +267,20 @@ impl BackupAgent {
         }
     }
 
+    /// Takes a backup on a replica when one answers (keeping the work off this node), else
+    /// here; the report of whichever took it.
+    pub async fn create_on_a_replica(&self) -> Result<serde_json::Value, BackupError> {
+        self.require_targets()?;
+        if let Some(report) = self.backup_on_a_replica().await {
+            return Ok(report);
+        }
+        let report = self.create().await?;
+        serde_json::to_value(report).map_err(|e| BackupError::Internal(e.to_string()))
+    }
+
     /// Asks replicas (read-only learners first, then followers) in turn to take the backup;
-    /// true when one did.
-    async fn backup_on_a_replica(&self) -> bool {
+    /// the report of the one that did.
+    async fn backup_on_a_replica(&self) -> Option<serde_json::Value> {
         let group = &self.service.group;
         let metrics = group.metrics();
         let membership = metrics.membership_config.membership();
@@ -290,8 +301,8 @@ impl BackupAgent {
                 .await
             {
                 Ok(response) if response.status().is_success() => {
-                    tracing::info!(replica = id, "scheduled backup taken on a replica");
-                    return true;
+                    tracing::info!(replica = id, "backup taken on a replica");
+                    return Some(response.json().await.unwrap_or_default());
                 }
                 Ok(response) => {
                     tracing::warn!(replica = id, status = %response.status(), "replica could not take the backup")
@@ -301,8 +312,8 @@ impl BackupAgent {
                 }
             }
         }
-        tracing::warn!("no replica took the scheduled backup; taking it on the leader");
-        false
+        tracing::warn!("no replica took the backup; taking it here");
+        None
     }
 
     fn verifying_now(&self) -> BTreeSet<String> {

@@ -159,7 +159,11 @@ pub struct BackupArgs {
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum BackupOperation {
     /// Take a backup now, on the node given by --node (a follower keeps load off the leader).
-    Create,
+    Create {
+        /// Have a replica of the cluster take it (read replicas first; --node if none can).
+        #[arg(long)]
+        from_replica: bool,
+    },
     /// List the complete backups, oldest first, with their last verification.
     List,
     /// Show a backup's manifest.
@@ -259,9 +263,10 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
     let scratch = std::env::temp_dir();
     match &args.operation {
         BackupOperation::Restore(restore) => run_restore(restore, &targets, &key).await,
-        BackupOperation::Create => {
+        BackupOperation::Create { from_replica } => {
             let spinner = spinner("taking the backup");
-            let result = call_node("POST", &format!("{node}/backup")).await;
+            let query = if *from_replica { "?from_replica=true" } else { "" };
+            let result = call_node("POST", &format!("{node}/backup{query}")).await;
             spinner.finish_and_clear();
             result
         }
@@ -513,7 +518,7 @@ fn human(operation: &BackupOperation, output: &Value) -> String {
             }
             lines.join("\n")
         }
-        BackupOperation::Create => format!(
+        BackupOperation::Create { .. } => format!(
             "backup {} taken on node {} ({}) at log index {}: {} bytes of image, {} stored, in {} ms, on {}",
             field(output, "backup_id"),
             field(output, "node_id"),

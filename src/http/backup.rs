@@ -342,9 +342,21 @@ async fn receive_upload(
     Ok(path)
 }
 
+#[derive(Deserialize)]
+struct CreateQuery {
+    #[serde(default)]
+    from_replica: bool,
+}
+
 /// `POST /backup`: takes a backup on this node now (a follower or read replica keeps the
-/// work off the leader).
-async fn create(State(state): State<ApiState>) -> Response {
+/// work off the leader); `?from_replica=true` has a replica take it (this node if none can).
+async fn create(State(state): State<ApiState>, Query(query): Query<CreateQuery>) -> Response {
+    if query.from_replica {
+        return match state.backups.create_on_a_replica().await {
+            Ok(report) => ok_json(report),
+            Err(error) => backup_error(error),
+        };
+    }
     match state.backups.create().await {
         Ok(report) => ok_json(json!(report)),
         Err(error) => backup_error(error),
