@@ -263,6 +263,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             snapshot_log_ratio: args.snapshot_log_ratio,
             log_bytes_max: args.log_bytes_max,
             log_cache_bytes: args.log_cache_bytes,
+            hold_log_for_archive: args.backup.backup_archive_log,
             ..RaftSettings::default()
         },
         queue: QueueSettings::default(),

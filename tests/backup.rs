@@ -480,7 +480,14 @@ async fn b35_scheduled_backups_from_a_replica_are_taken_on_the_read_replica() {
     assert_eq!(backups[0]["node_id"], json!(cluster.nodes[2].id));
     // On request, too: `shoal backup create --from-replica` against the leader.
     let report = shoal_json(
-        &["backup", "--node", &cluster.url(leader), "create", "--from-replica", "--json"],
+        &[
+            "backup",
+            "--node",
+            &cluster.url(leader),
+            "create",
+            "--from-replica",
+            "--json",
+        ],
         &[],
     );
     assert_eq!(report["taken_on"], json!("learner"), "{report}");
@@ -524,7 +531,7 @@ async fn b40_damaged_truncated_missing_and_wrongly_keyed_backups_are_refused() {
         )
         .await;
     let mut ids = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..6 {
         let (status, created) = post(&format!("{}/backup", cluster.url(leader))).await;
         assert_eq!(status, 200, "{created}");
         ids.push(created["backup_id"].as_str().expect("id").to_string());
@@ -539,6 +546,13 @@ async fn b40_damaged_truncated_missing_and_wrongly_keyed_backups_are_refused() {
         b"{\"format_version\": 1, \"backup_id\": ",
     )
     .expect("garble");
+    // A manifest altered by someone without the key (an earlier log index would make a
+    // point-in-time restore replay entries the image already holds).
+    let tampered_path = local.join(format!("backups/{}/manifest.json", ids[5]));
+    let mut tampered: Value =
+        serde_json::from_slice(&std::fs::read(&tampered_path).expect("manifest")).expect("json");
+    tampered["log_index"] = json!(1);
+    std::fs::write(&tampered_path, serde_json::to_vec(&tampered).expect("json")).expect("write");
 
     let target = local.to_str().expect("path");
     let key_arg = key.to_str().expect("path");
@@ -563,6 +577,7 @@ async fn b40_damaged_truncated_missing_and_wrongly_keyed_backups_are_refused() {
         (&ids[1], key_arg, "chunk-000000", "truncated"),
         (&ids[2], key_arg, &ids[2] as &str, "not found"),
         (&ids[3], key_arg, "manifest.json", "not valid JSON"),
+        (&ids[5], key_arg, "manifest.json", "MAC does not match"),
         (
             &ids[4],
             wrong_key.to_str().expect("path"),
@@ -619,11 +634,11 @@ async fn b40_damaged_truncated_missing_and_wrongly_keyed_backups_are_refused() {
     assert_eq!(cluster.table_dump(leader, "t").await, json!([[1, "kept"]]));
     // The verify schedule checks the newest backup: damage it, and the failure is recorded
     // beside it, raises an alert and shows in the metrics.
-    flip_byte(&chunk(&ids[4]), 60);
+    // (The newest, ids[5], has a tampered manifest; its verification fails on the MAC.)
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let backups = listed(&cluster, leader).await;
-        let newest = backups.iter().find(|b| b["backup_id"] == json!(ids[4]));
+        let newest = backups.iter().find(|b| b["backup_id"] == json!(ids[5]));
         if newest.is_some_and(|b| b["last_verification"]["ok"] == json!(false)) {
             break;
         }
@@ -800,6 +815,19 @@ async fn b60_db_backup_and_db_load_round_trip_between_clusters() {
             ]),
         )
         .await;
+    // Raw pages (which backups read) stay out of reach of statements, under any name.
+    for sql in [
+        "CREATE VIRTUAL TABLE pages USING sqlite_dbpage",
+        "UPDATE sqlite_dbpage SET data = zeroblob(4096) WHERE pgno = 1",
+        "SELECT data FROM sqlite_dbpage",
+    ] {
+        let (_, body) = source.post(leader, "/db/request", json!([sql])).await;
+        let error = body["results"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains("sqlite_dbpage"), "{sql}: {body}");
+    }
     let follower = (leader + 1) % 3;
     source
         .wait_for_values(

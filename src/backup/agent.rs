@@ -241,10 +241,22 @@ impl BackupAgent {
             .metrics()
             .last_applied
             .map_or(0, |l| l.index);
+        let cluster_id = self
+            .service
+            .group
+            .database
+            .applied_state()
+            .ok()
+            .and_then(|s| s.cluster_id)
+            .unwrap_or_default();
+        // Only this cluster's good backups count (a target may hold a restored cluster's
+        // predecessor, whose log indexes mean nothing here).
         if let Some(first) = self.config.targets.first()
             && let Ok(backups) = catalog::list_backups(first).await
             && backups
-                .last()
+                .iter()
+                .rev()
+                .find(|b| b.good() && b.cluster_id == cluster_id)
                 .is_some_and(|newest| newest.log_index >= applied)
         {
             tracing::info!(

@@ -30,6 +30,57 @@ const SEGMENT_PLAIN_BYTES_MAX: usize = 1024 * 1024 * 1024;
 /// How often a node that does not archive re-reads the targets' progress to update its hold.
 const HOLD_REFRESH_EVERY: u32 = 10;
 
+/// Encoded bytes of one segment at most (bounds the leader's memory and every reader's).
+const SEGMENT_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// How often the leader restates, while nothing new commits, that the archive is complete.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The archiver's progress marker (`wal/<cluster>/<group>/progress.json`): every entry up to
+/// `archived_index` is archived, and at `complete_at_ms` (leader clock) nothing committed was
+/// missing — what a point-in-time restore needs to know the archive reaches its moment.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub archived_index: u64,
+    pub complete_at_ms: i64,
+}
+
+pub fn progress_key(cluster_id: &str, group: u64) -> String {
+    format!("{}progress.json", segments_prefix(cluster_id, group))
+}
+
+/// The archive's progress marker on `target`, if there is a readable one.
+pub async fn read_progress(
+    target: &ConfiguredTarget,
+    cluster_id: &str,
+    group: u64,
+) -> Result<Option<Progress>, BackupError> {
+    match target
+        .target
+        .get(&progress_key(cluster_id, group), 4096)
+        .await
+    {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(crate::backup::target::TargetError::NotFound { .. }) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn write_progress(
+    target: &ConfiguredTarget,
+    cluster_id: &str,
+    group: u64,
+    progress: Progress,
+) -> Result<(), BackupError> {
+    let encoded = serde_json::to_vec(&progress)
+        .map_err(|e| BackupError::Internal(format!("encode progress: {e}")))?;
+    target
+        .target
+        .put(&progress_key(cluster_id, group), Bytes::from(encoded))
+        .await?;
+    Ok(())
+}
+
 pub fn segments_prefix(cluster_id: &str, group: u64) -> String {
     format!("wal/{cluster_id}/{group}/")
 }
@@ -45,8 +96,9 @@ pub fn segment_key(cluster_id: &str, group: u64, first: u64, last: u64) -> Strin
 pub fn parse_segment_key(key: &str) -> Option<(u64, u64)> {
     let name = key.rsplit('/').next()?.strip_suffix(".seg")?;
     let (first, last) = name.split_once('-')?;
-    let (first, last) = (first.parse().ok()?, last.parse().ok()?);
-    (first <= last).then_some((first, last))
+    let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+    // Shoal never writes a segment longer than SEGMENT_ENTRIES_MAX: anything else is not ours.
+    (first <= last && last - first < SEGMENT_ENTRIES_MAX).then_some((first, last))
 }
 
 /// The highest index archived on `target` for the cluster and group (0: none).
@@ -55,16 +107,32 @@ pub async fn archived_up_to(
     cluster_id: &str,
     group: u64,
 ) -> Result<u64, BackupError> {
+    // The marker is one small read; only without one is the (possibly long) listing needed.
+    if let Some(progress) = read_progress(target, cluster_id, group).await? {
+        return Ok(progress.archived_index);
+    }
     let objects = target
         .target
         .list(&segments_prefix(cluster_id, group))
         .await?;
-    Ok(objects
+    let mut ranges: Vec<(u64, u64)> = objects
         .iter()
         .filter_map(|o| parse_segment_key(&o.key))
-        .map(|(_, last)| last)
-        .max()
-        .unwrap_or(0))
+        .collect();
+    ranges.sort();
+    Ok(contiguous_end(&ranges))
+}
+
+/// The end of the run of segments that continues from the first one without a gap.
+fn contiguous_end(sorted: &[(u64, u64)]) -> u64 {
+    let mut end: Option<u64> = None;
+    for &(first, last) in sorted {
+        match end {
+            Some(e) if first > e.saturating_add(1) => break,
+            _ => end = Some(end.map_or(last, |e| e.max(last))),
+        }
+    }
+    end.unwrap_or(0)
 }
 
 /// Removes segments whose entries all precede `index` (every kept backup already holds them).
@@ -141,8 +209,9 @@ pub async fn run_archiver(group: std::sync::Weak<RaftGroup>, config: BackupConfi
     let mut ticker = tokio::time::interval(config.archive_interval.max(Duration::from_millis(100)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cluster: Option<(String, Option<Arc<BackupKey>>)> = None;
-    // Per target: the last index known to be archived there.
+    // Per target: the last index known to be archived there, and when that was last said.
     let mut archived: Vec<Option<u64>> = vec![None; targets.len()];
+    let mut stated: Vec<Option<(u64, std::time::Instant)>> = vec![None; targets.len()];
     let mut ticks: u32 = 0;
     loop {
         ticker.tick().await;
@@ -177,7 +246,7 @@ pub async fn run_archiver(group: std::sync::Weak<RaftGroup>, config: BackupConfi
             }
         } else {
             let applied = group.metrics().last_applied.map_or(0, |l| l.index);
-            for (slot, target) in archived.iter_mut().zip(&targets) {
+            for ((slot, target), said) in archived.iter_mut().zip(&targets).zip(stated.iter_mut()) {
                 if slot.is_none() {
                     match archived_up_to(target, cluster_id, group.id).await {
                         Ok(up_to) => *slot = Some(up_to),
@@ -192,12 +261,29 @@ pub async fn run_archiver(group: std::sync::Weak<RaftGroup>, config: BackupConfi
                     match ship_segment(&group, target, cluster_id, key.as_deref(), *done, applied)
                         .await
                     {
-                        Ok(last) => *done = last,
+                        Ok(last) if last > *done => *done = last,
+                        Ok(_) => break,
                         Err(error) => {
                             tracing::warn!(target = target.target.name(), %error, "log archiving failed; will retry");
                             crate::metrics::metrics().archive_failures.inc();
                             break;
                         }
+                    }
+                }
+                // Caught up: say so (at once after progress, else every few seconds), so a
+                // restore knows the archive is complete up to now.
+                let due =
+                    said.is_none_or(|(index, at)| index != *done || at.elapsed() >= PROGRESS_EVERY);
+                if *done >= applied && due {
+                    let progress = Progress {
+                        archived_index: *done,
+                        complete_at_ms: crate::backup::now_ms(),
+                    };
+                    if write_progress(target, cluster_id, group.id, progress)
+                        .await
+                        .is_ok()
+                    {
+                        *said = Some((*done, std::time::Instant::now()));
                     }
                 }
             }
@@ -233,20 +319,40 @@ async fn ship_segment(
         .await
         .map_err(|e| BackupError::Internal(format!("reading the log: {e}")))?;
     let Some(head) = entries.first() else {
+        // Everything asked for was purged already: skip to what the log still holds.
+        let purged = {
+            use openraft::storage::RaftLogStorage;
+            group
+                .log
+                .clone()
+                .get_log_state()
+                .await
+                .map_err(|e| BackupError::Internal(format!("reading the log state: {e}")))?
+                .last_purged_log_id
+                .map_or(0, |l| l.index)
+        };
+        if purged >= first {
+            report_gap(first, purged);
+            return Ok(purged.min(applied));
+        }
         return Ok(done);
     };
     if head.index() != first {
-        tracing::warn!(
-            missing_from = first,
-            missing_to = head.index() - 1,
-            "log entries were purged before they were archived: point-in-time restore \
-             cannot cross this gap (a new backup starts a new chain)"
-        );
-        crate::metrics::metrics().archive_gaps.inc();
+        report_gap(first, head.index() - 1);
     }
-    let (first, last) = (head.index(), entries.last().map_or(first, |e| e.index()));
-    let plain = postcard::to_stdvec(&entries)
+    let mut entries = entries;
+    let mut plain = postcard::to_stdvec(&entries)
         .map_err(|e| BackupError::Internal(format!("encoding entries: {e}")))?;
+    // Large entries: fewer per segment, so every segment stays readable in bounded memory.
+    while plain.len() > SEGMENT_BYTES_MAX && entries.len() > 1 {
+        entries.truncate(entries.len() / 2);
+        plain = postcard::to_stdvec(&entries)
+            .map_err(|e| BackupError::Internal(format!("encoding entries: {e}")))?;
+    }
+    let Some(head) = entries.first() else {
+        return Ok(done);
+    };
+    let (first, last) = (head.index(), entries.last().map_or(first, |e| e.index()));
     let key_name = segment_key(cluster_id, group.id, first, last);
     let key = key.cloned();
     let name = key_name.clone();
@@ -265,9 +371,26 @@ async fn ship_segment(
     Ok(last)
 }
 
+fn report_gap(from: u64, to: u64) {
+    tracing::warn!(
+        missing_from = from,
+        missing_to = to,
+        "log entries were purged before they were archived: point-in-time restore cannot \
+         cross this gap (a new backup starts a new chain)"
+    );
+    crate::metrics::metrics().archive_gaps.inc();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_archive_reaches_the_end_of_its_first_unbroken_run() {
+        assert_eq!(contiguous_end(&[]), 0);
+        assert_eq!(contiguous_end(&[(1, 5), (6, 9), (8, 12)]), 12);
+        assert_eq!(contiguous_end(&[(1, 5), (7, 9)]), 5);
+    }
 
     #[test]
     fn segment_names_sort_by_index_and_parse_back() {

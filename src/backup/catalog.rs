@@ -30,6 +30,8 @@ pub struct CatalogEntry {
     pub cluster_id: String,
     pub created_at: String,
     pub created_at_ms: i64,
+    /// Leader time of the last command the backup holds (0: none).
+    pub last_command_ms: i64,
     pub log_index: u64,
     pub taken_on: String,
     pub node_id: u64,
@@ -51,6 +53,7 @@ impl CatalogEntry {
             cluster_id: manifest.cluster_id.clone(),
             created_at: manifest.created_at.clone(),
             created_at_ms: manifest.created_at_ms,
+            last_command_ms: manifest.last_command_ms,
             log_index: manifest.log_index,
             taken_on: manifest.taken_on.clone(),
             node_id: manifest.node_id,
@@ -70,6 +73,7 @@ impl CatalogEntry {
             cluster_id: String::new(),
             created_at: rfc3339_ms(created_at_ms),
             created_at_ms,
+            last_command_ms: 0,
             log_index: 0,
             taken_on: String::new(),
             node_id: 0,
@@ -93,6 +97,8 @@ struct Listing {
     has_manifest: bool,
     newest_verify: Option<String>,
     objects: Vec<String>,
+    /// When the newest of its objects was written.
+    newest_write_ms: Option<i64>,
 }
 
 async fn listing(target: &ConfiguredTarget) -> Result<BTreeMap<String, Listing>, BackupError> {
@@ -103,6 +109,7 @@ async fn listing(target: &ConfiguredTarget) -> Result<BTreeMap<String, Listing>,
             continue;
         };
         let entry = backups.entry(id.to_string()).or_default();
+        entry.newest_write_ms = entry.newest_write_ms.max(object.modified_ms);
         if name == "manifest.json" {
             entry.has_manifest = true;
         } else if name.starts_with("verify-") && name.ends_with(".json") {
@@ -132,7 +139,14 @@ pub async fn list_backups(target: &ConfiguredTarget) -> Result<Vec<CatalogEntry>
             Ok(manifest) => manifest,
             // Removed between the listing and the read (pruned meanwhile): not there.
             Err(BackupError::NotFound(_)) => continue,
-            Err(error @ BackupError::Invalid { .. }) => {
+            // A name that is not a backup id: not one of ours.
+            Err(BackupError::Config(_)) => continue,
+            Err(
+                error @ (BackupError::Invalid { .. }
+                | BackupError::Target(crate::backup::target::TargetError::TooLarge {
+                    ..
+                })),
+            ) => {
                 entries.push(CatalogEntry::unreadable(target.target.name(), &id, &error));
                 continue;
             }
@@ -258,8 +272,11 @@ pub async fn prune_target(
     }
     let now = now_ms();
     for (id, entry) in &listing {
-        let abandoned = !entry.has_manifest
-            && created_ms_of(id).is_some_and(|created| now - created > ABANDONED_AFTER_MS);
+        // Judged by its newest object, not its id's time: a long (throttled) backup still
+        // writing chunks is not abandoned.
+        let last_write = entry.newest_write_ms.or_else(|| created_ms_of(id));
+        let abandoned =
+            !entry.has_manifest && last_write.is_some_and(|at| now - at > ABANDONED_AFTER_MS);
         if abandoned {
             remove_backup(target, id, &entry.objects).await?;
         }

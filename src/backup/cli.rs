@@ -265,7 +265,11 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
         BackupOperation::Restore(restore) => run_restore(restore, &targets, &key).await,
         BackupOperation::Create { from_replica } => {
             let spinner = spinner("taking the backup");
-            let query = if *from_replica { "?from_replica=true" } else { "" };
+            let query = if *from_replica {
+                "?from_replica=true"
+            } else {
+                ""
+            };
             let result = call_node("POST", &format!("{node}/backup{query}")).await;
             spinner.finish_and_clear();
             result

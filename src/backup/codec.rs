@@ -225,6 +225,20 @@ pub fn check_key(object: &str, recorded: &str, key: Option<&BackupKey>) -> Resul
 
 const KEY_CHECK_CONTEXT: &[u8] = b"shoal backup key check";
 
+/// HMAC-SHA256 (hex) of `bytes` under the backup key's manifest subkey.
+pub fn manifest_mac(key: &BackupKey, bytes: &[u8]) -> Result<String, BackupError> {
+    use hmac::Mac;
+    let mut subkey = [0u8; 32];
+    hkdf::Hkdf::<Sha256>::new(None, key.bytes())
+        .expand(b"shoal backup manifest mac v1", &mut subkey)
+        .map_err(|_| BackupError::Internal("HKDF expansion failed".into()))?;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&subkey)
+        .map_err(|_| BackupError::Internal("HMAC key".into()))?;
+    subkey.iter_mut().for_each(|b| *b = 0);
+    mac.update(bytes);
+    Ok(hex::encode(mac.finalize().into_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,7 +139,7 @@ pub async fn create_backup(
         .state
         .last_applied
         .map_or((0, 0), |l| (l.index, l.leader_id.term));
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         backup_id: backup_id.clone(),
         cluster_id: opened.state.cluster_id.clone().unwrap_or_default(),
@@ -150,6 +150,7 @@ pub async fn create_backup(
         log_term,
         created_at: rfc3339_ms(opened.created_at_ms),
         created_at_ms: opened.created_at_ms,
+        last_command_ms: opened.state.last_command_ms.unwrap_or_default(),
         image: ImageInfo {
             bytes: opened.bytes,
             sha256: image_sha256,
@@ -172,7 +173,9 @@ pub async fn create_backup(
         },
         chunks,
         stored_bytes,
+        mac: String::new(),
     };
+    manifest.sign(key.as_deref())?;
     let encoded_manifest = Bytes::from(
         serde_json::to_vec_pretty(&manifest)
             .map_err(|e| BackupError::Internal(format!("encode manifest: {e}")))?,
@@ -181,6 +184,22 @@ pub async fn create_backup(
     for (target, ok) in targets.iter().zip(&written) {
         if !ok {
             continue;
+        }
+        // Every chunk must still be there (nothing pruned it meanwhile) before the manifest
+        // makes the backup visible.
+        match missing_chunks(target, &manifest).await {
+            Ok(0) => {}
+            Ok(missing) => {
+                failed.push((
+                    target.target.name().to_string(),
+                    format!("{missing} chunks vanished before the manifest was written"),
+                ));
+                continue;
+            }
+            Err(error) => {
+                failed.push((target.target.name().to_string(), error.to_string()));
+                continue;
+            }
         }
         // The manifest goes last: a backup without one is invisible and never restored.
         match target
@@ -215,6 +234,25 @@ pub async fn create_backup(
         written_to,
         failed,
     })
+}
+
+/// How many of `manifest`'s chunks `target` does not hold (with their recorded size).
+async fn missing_chunks(
+    target: &ConfiguredTarget,
+    manifest: &Manifest,
+) -> Result<usize, BackupError> {
+    let present: std::collections::BTreeMap<String, u64> = target
+        .target
+        .list(&manifest::backup_prefix(&manifest.backup_id))
+        .await?
+        .into_iter()
+        .map(|object| (object.key, object.bytes))
+        .collect();
+    Ok(manifest
+        .chunks
+        .iter()
+        .filter(|chunk| present.get(&chunk.key) != Some(&chunk.stored_bytes))
+        .count())
 }
 
 /// The reader thread: opens the snapshot, reports it, then sends its chunks in order and

@@ -96,6 +96,7 @@ pub async fn key_for(
         }
     };
     codec::check_key(&object, &manifest.encryption.key_check, key.as_ref())?;
+    manifest.check_mac(&object, key.as_ref())?;
     Ok(key)
 }
 
@@ -122,7 +123,10 @@ pub async fn download_image(
                 check,
             };
             let object = target
-                .get(&chunk.key, chunk.stored_bytes + OBJECT_OVERHEAD_MAX)
+                .get(
+                    &chunk.key,
+                    chunk.stored_bytes.saturating_add(OBJECT_OVERHEAD_MAX),
+                )
                 .await?;
             if object.len() as u64 != chunk.stored_bytes {
                 return Err(invalid(format!(

@@ -81,9 +81,16 @@ fn list_under(root: &Path, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
                     pending.push(path);
                 }
             } else if file_type.is_file() && key.starts_with(prefix) && !key.contains("/.tmp") {
+                let metadata = entry.metadata()?;
+                let modified_ms = metadata
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as i64);
                 found.push(ObjectInfo {
                     key,
-                    bytes: entry.metadata()?.len(),
+                    bytes: metadata.len(),
+                    modified_ms,
                 });
                 if found.len() > LIST_OBJECTS_MAX {
                     return Err(std::io::Error::other(format!(

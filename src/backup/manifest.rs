@@ -27,15 +27,24 @@ pub struct Manifest {
     /// The Raft log position the image contains everything up to.
     pub log_index: u64,
     pub log_term: u64,
-    /// When the backup was taken (RFC 3339, UTC) and the same in milliseconds.
+    /// When the backup was taken (RFC 3339, UTC) and the same in milliseconds, by the clock
+    /// of the node that took it.
     pub created_at: String,
     pub created_at_ms: i64,
+    /// The leader timestamp of the last command the image holds (0: none): what a
+    /// point-in-time restore compares with, as the archived entries carry the same clock.
+    #[serde(default)]
+    pub last_command_ms: i64,
     pub image: ImageInfo,
     pub compression: Compression,
     pub encryption: EncryptionInfo,
     pub chunks: Vec<ChunkInfo>,
     /// Bytes stored on the target for all chunks.
     pub stored_bytes: u64,
+    /// HMAC-SHA256 of the manifest (with this field empty) under a key derived from the backup
+    /// key: with encryption on, nobody without the key can alter a manifest unnoticed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
 }
 
 /// The SQLite image a backup holds.
@@ -140,7 +149,62 @@ pub fn valid_backup_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Bounds on what a manifest may ask for, checked before anything is derived or allocated.
+const KDF_MEMORY_KIB_MAX: u32 = 1024 * 1024;
+const KDF_ITERATIONS_MAX: u32 = 16;
+const KDF_PARALLELISM_MAX: u32 = 16;
+
 impl Manifest {
+    /// The bytes the MAC covers: the manifest as JSON with the MAC left out.
+    pub fn signed_bytes(&self) -> Result<Vec<u8>, BackupError> {
+        let mut unsigned = self.clone();
+        unsigned.mac.clear();
+        serde_json::to_vec(&unsigned)
+            .map_err(|e| BackupError::Internal(format!("encode manifest: {e}")))
+    }
+
+    /// Signs the manifest with the backup key (no-op without one).
+    pub fn sign(&mut self, key: Option<&crate::backup::key::BackupKey>) -> Result<(), BackupError> {
+        self.mac = match key {
+            Some(key) => crate::backup::codec::manifest_mac(key, &self.signed_bytes()?)?,
+            None => String::new(),
+        };
+        Ok(())
+    }
+
+    /// Checks the MAC when a key is configured; `object` names the manifest in errors.
+    pub fn check_mac(
+        &self,
+        object: &str,
+        key: Option<&crate::backup::key::BackupKey>,
+    ) -> Result<(), BackupError> {
+        let Some(key) = key else { return Ok(()) };
+        let invalid = |check: &str| BackupError::Invalid {
+            object: object.to_string(),
+            check: check.to_string(),
+        };
+        if self.mac.is_empty() {
+            return Err(invalid(
+                "the manifest carries no MAC but a backup key is configured (refusing a possibly \
+                 substituted manifest)",
+            ));
+        }
+        let expected = crate::backup::codec::manifest_mac(key, &self.signed_bytes()?)?;
+        // Both are hex of the same length; compare without an early exit.
+        let differs = expected
+            .bytes()
+            .zip(self.mac.bytes())
+            .fold(expected.len() != self.mac.len(), |acc, (a, b)| {
+                acc | (a != b)
+            });
+        if differs {
+            return Err(invalid(
+                "the manifest's MAC does not match: it was altered, or the key is wrong",
+            ));
+        }
+        Ok(())
+    }
+
     /// Decodes and sanity-checks a manifest read from `key`.
     pub fn decode(key: &str, bytes: &[u8]) -> Result<Manifest, BackupError> {
         let invalid = |check: String| BackupError::Invalid {
@@ -166,8 +230,27 @@ impl Manifest {
                 "backup id has characters outside [A-Za-z0-9_-]".into(),
             ));
         }
-        let mut expected_offset = 0;
+        if let Some(params) = &manifest.encryption.kdf_params
+            && (params.memory_kib > KDF_MEMORY_KIB_MAX
+                || params.iterations > KDF_ITERATIONS_MAX
+                || params.parallelism > KDF_PARALLELISM_MAX
+                || params.salt.len() > 256)
+        {
+            return Err(invalid(format!(
+                "key derivation parameters out of range ({} KiB, {} passes, {} lanes)",
+                params.memory_kib, params.iterations, params.parallelism
+            )));
+        }
+        let chunk_stored_max = 2 * crate::backup::CHUNK_BYTES as u64;
+        let mut expected_offset: u64 = 0;
         for (index, chunk) in manifest.chunks.iter().enumerate() {
+            if chunk.plain_bytes > crate::backup::CHUNK_BYTES as u64
+                || chunk.stored_bytes > chunk_stored_max
+            {
+                return Err(invalid(format!(
+                    "chunk {index} is larger than any chunk is"
+                )));
+            }
             if chunk.key != chunk_key(&manifest.backup_id, index) {
                 return Err(invalid(format!(
                     "chunk {index} is named {:?}, not {:?}",
@@ -180,7 +263,9 @@ impl Manifest {
                     "chunk {index} does not follow the one before"
                 )));
             }
-            expected_offset += chunk.plain_bytes;
+            expected_offset = expected_offset
+                .checked_add(chunk.plain_bytes)
+                .ok_or_else(|| invalid("chunk sizes overflow".into()))?;
         }
         if expected_offset != manifest.image.bytes {
             return Err(invalid(format!(

@@ -108,7 +108,7 @@ async fn choose_base<'a>(
         let (target, manifest) = locate(targets, id).await?;
         let too_new = match point {
             Some(RestorePoint::Index(index)) => manifest.log_index > index,
-            Some(RestorePoint::Time(ms)) => manifest.created_at_ms > ms,
+            Some(RestorePoint::Time(ms)) => manifest.last_command_ms > ms,
             None => false,
         };
         if too_new {
@@ -129,7 +129,7 @@ async fn choose_base<'a>(
             clusters.insert(entry.cluster_id.clone());
             let before = match point {
                 Some(RestorePoint::Index(index)) => entry.log_index <= index,
-                Some(RestorePoint::Time(ms)) => entry.created_at_ms <= ms,
+                Some(RestorePoint::Time(ms)) => entry.last_command_ms <= ms,
                 None => true,
             };
             if before
@@ -228,13 +228,31 @@ async fn replay(
         }
     }
     restored.log_index = next - 1;
-    if let RestorePoint::Index(index) = point
-        && restored.log_index < index
-    {
-        return Err(BackupError::Config(format!(
-            "log index {index} is not archived yet: the archive ends at index {}",
-            restored.log_index
-        )));
+    match point {
+        RestorePoint::Index(index) if restored.log_index < index => {
+            return Err(BackupError::Config(format!(
+                "log index {index} is not archived yet: the archive ends at index {}",
+                restored.log_index
+            )));
+        }
+        // No archived entry came after the moment: the archive must be known complete up to
+        // it, or writes committed before it may be missing (an archiver that fell behind).
+        RestorePoint::Time(ms) if !reached_point => {
+            let progress =
+                archive::read_progress(target, &manifest.cluster_id, manifest.group).await?;
+            let complete_at = progress.map_or(i64::MIN, |p| p.complete_at_ms);
+            if complete_at < ms {
+                return Err(BackupError::Config(format!(
+                    "the archive is known complete only up to {} (index {}); a restore to {} \
+                     could miss writes committed after that: choose an earlier moment, or wait \
+                     for the archiver",
+                    progress.map_or("never".into(), |p| rfc3339_ms(p.complete_at_ms)),
+                    progress.map_or(0, |p| p.archived_index),
+                    rfc3339_ms(ms)
+                )));
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub enum TargetError {
 pub struct ObjectInfo {
     pub key: String,
     pub bytes: u64,
+    /// When the object was last written (ms since the Unix epoch), when the target says.
+    pub modified_ms: Option<i64>,
 }
 
 /// A place that stores backup objects under keys like `backups/<id>/chunk-000000`.
@@ -156,6 +158,7 @@ impl BackupTarget for S3Target {
                     .unwrap_or(meta.location.as_ref())
                     .to_string(),
                 bytes: meta.size,
+                modified_ms: Some(meta.last_modified.timestamp_millis()),
             })
             .try_collect()
             .await

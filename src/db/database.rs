@@ -76,10 +76,16 @@ pub struct AppliedState {
     pub membership: StoredMembership,
     /// The cluster's identity, fixed by the first command it applied (see [`cluster_id_for`]).
     pub cluster_id: Option<String>,
+    /// The leader timestamp of the last command applied: the moment the data is "as of"
+    /// (backups are chosen by it for a point-in-time restore).
+    pub last_command_ms: Option<i64>,
 }
 
 /// The key under which the cluster id is stored in the state table.
 const CLUSTER_ID_KEY: &str = "cluster_id";
+
+/// The key under which the last applied command's leader timestamp is stored.
+const LAST_COMMAND_KEY: &str = "last_command_ms";
 
 /// The id a cluster takes from its first command: derived from that entry's log id and the
 /// leader's clock, so every replica records the same one without a separate agreement.
@@ -171,7 +177,8 @@ impl Database {
                 if let EntryPayload::Normal(command) = &entry.payload
                     && let Some(load) = &command.load
                 {
-                    let state = read_state(&writer.connection, &self.path)?;
+                    let mut state = read_state(&writer.connection, &self.path)?;
+                    state.last_command_ms = Some(command.timestamp_ms);
                     crate::db::load::replace_database(
                         &mut writer.connection,
                         &self.path,
@@ -500,6 +507,11 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
              CREATE TABLE IF NOT EXISTS {STATE_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
         ))
         .map_err(|e| sqlite_error(path, e))?;
+    // Defensive mode: no writable schema, no writes to shadow tables or raw pages, whatever a
+    // statement tries (belt and braces beside the guard).
+    connection
+        .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+        .map_err(|e| sqlite_error(path, e))?;
     let guard = StatementGuard::install(&connection, GuardMode::Writer);
     let random = EntryRandom::install(&connection).map_err(|e| sqlite_error(path, e))?;
     let progress_units = Arc::new(AtomicU64::new(0));
@@ -536,6 +548,7 @@ fn apply_entries(
         let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
         let mut first_command = None;
+        let mut last_command_ms = None;
         for entry in entries {
             let log_id = entry.log_id();
             let mut response = CommandResponse::default();
@@ -546,6 +559,7 @@ fn apply_entries(
                 }
                 EntryPayload::Normal(command) => {
                     first_command.get_or_insert((log_id, command.timestamp_ms));
+                    last_command_ms = Some(command.timestamp_ms);
                     writer.clock.clock.set(command.timestamp_ms);
                     writer.random.reseed(log_id.index);
                     for batch in &command.batches {
@@ -564,6 +578,9 @@ fn apply_entries(
             responses.push(response);
         }
         save_state(writer, &last.log_id(), membership.as_ref(), path)?;
+        if let Some(at) = last_command_ms {
+            save_last_command(writer, at, path)?;
+        }
         let mut cluster_id_saved = false;
         if !writer.has_cluster_id
             && let Some((log_id, timestamp_ms)) = first_command
@@ -748,6 +765,9 @@ pub(crate) fn write_state(
     if let Some(cluster_id) = &state.cluster_id {
         rows.push((CLUSTER_ID_KEY, cluster_id.clone()));
     }
+    if let Some(at) = state.last_command_ms {
+        rows.push((LAST_COMMAND_KEY, at.to_string()));
+    }
     connection
         .execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {STATE_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
@@ -762,6 +782,19 @@ pub(crate) fn write_state(
             )
             .map_err(|e| sqlite_error(path, e))?;
     }
+    Ok(())
+}
+
+fn save_last_command(writer: &Writer, at_ms: i64, path: &Path) -> Result<(), DbError> {
+    writer.guard.internal(|| {
+        writer
+            .connection
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"
+            ))
+            .and_then(|mut upsert| upsert.execute([LAST_COMMAND_KEY, &at_ms.to_string()]))
+            .map_err(|e| sqlite_error(path, e))
+    })?;
     Ok(())
 }
 
@@ -784,8 +817,8 @@ pub fn forget_cluster_state(image: &Path) -> Result<(), DbError> {
     let connection = Connection::open(image).map_err(|e| sqlite_error(image, e))?;
     connection
         .execute(
-            &format!("DELETE FROM {STATE_TABLE} WHERE key IN ('applied', 'membership', ?1)"),
-            [CLUSTER_ID_KEY],
+            &format!("DELETE FROM {STATE_TABLE} WHERE key IN ('applied', 'membership', ?1, ?2)"),
+            [CLUSTER_ID_KEY, LAST_COMMAND_KEY],
         )
         .map_err(|e| sqlite_error(image, e))?;
     Ok(())
@@ -822,6 +855,7 @@ pub(crate) fn read_state(connection: &Connection, path: &Path) -> Result<Applied
         last_applied,
         membership,
         cluster_id: read(CLUSTER_ID_KEY)?,
+        last_command_ms: read(LAST_COMMAND_KEY)?.and_then(|text| text.parse().ok()),
     })
 }
 

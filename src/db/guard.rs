@@ -132,6 +132,14 @@ pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String
                 REPLICATED_PRAGMAS.join(" and ")
             ))
         }
+        AuthAction::CreateVtable { module_name, .. }
+            if module_name.eq_ignore_ascii_case(RAW_PAGES_TABLE) =>
+        {
+            Some(format!(
+                "virtual tables over {RAW_PAGES_TABLE} are not allowed: raw database pages \
+                 differ per replica"
+            ))
+        }
         AuthAction::Read { table_name, .. }
         | AuthAction::Insert { table_name }
         | AuthAction::Delete { table_name }
@@ -176,6 +184,11 @@ mod tests {
         };
         assert!(refusal_reason(GuardMode::Reader, &read).is_some());
         assert!(refusal_reason(GuardMode::Writer, &write).is_some());
+        let alias = AuthAction::CreateVtable {
+            table_name: "pages",
+            module_name: "SQLITE_DBPAGE",
+        };
+        assert!(refusal_reason(GuardMode::Writer, &alias).is_some());
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// waits.
 const LOAD_COMPRESSION_LEVEL: i32 = 3;
 
+/// The largest image a load entry may carry once decompressed: every replica writes it to a
+/// staging file, so this bounds disk, not memory.
+pub const LOAD_IMAGE_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+
 /// Why an uploaded image cannot be loaded; said to the client as is.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -57,6 +61,18 @@ pub fn prepare_image(upload: &Path, page_size: u64) -> Result<ImageLoad, LoadRef
                 problems.join("; ")
             )));
         }
+        let raw_pages: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%sqlite_dbpage%'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| refuse(e.to_string()))?;
+        if raw_pages > 0 {
+            return Err(refuse(
+                "the upload's schema uses sqlite_dbpage (raw pages differ per replica)".into(),
+            ));
+        }
         let current: u64 = connection
             .query_row("PRAGMA page_size", [], |row| row.get(0))
             .map_err(|e| refuse(e.to_string()))?;
@@ -73,8 +89,21 @@ pub fn prepare_image(upload: &Path, page_size: u64) -> Result<ImageLoad, LoadRef
                 .map_err(|e| refuse(format!("converting the upload's page size: {e}")))?;
         }
     }
-    let image = std::fs::read(upload).map_err(|e| refuse(e.to_string()))?;
-    let image_zstd = zstd::bulk::compress(&image, LOAD_COMPRESSION_LEVEL)
+    let image_bytes = std::fs::metadata(upload)
+        .map_err(|e| refuse(e.to_string()))?
+        .len();
+    if image_bytes > LOAD_IMAGE_BYTES_MAX {
+        return Err(refuse(format!(
+            "the image is {image_bytes} bytes, more than the {LOAD_IMAGE_BYTES_MAX} a load takes"
+        )));
+    }
+    // Streamed: the image is hashed and compressed without being held in memory.
+    let mut hashing = HashingReader {
+        inner: std::fs::File::open(upload).map_err(|e| refuse(e.to_string()))?,
+        hasher: Sha256::new(),
+    };
+    let mut image_zstd = Vec::new();
+    zstd::stream::copy_encode(&mut hashing, &mut image_zstd, LOAD_COMPRESSION_LEVEL)
         .map_err(|e| refuse(format!("compressing the upload: {e}")))?;
     if image_zstd.len() > LOAD_COMPRESSED_BYTES_MAX {
         return Err(refuse(format!(
@@ -86,9 +115,49 @@ pub fn prepare_image(upload: &Path, page_size: u64) -> Result<ImageLoad, LoadRef
     }
     Ok(ImageLoad {
         image_zstd,
-        image_bytes: image.len() as u64,
-        sha256: Sha256::digest(&image).into(),
+        image_bytes,
+        sha256: hashing.hasher.finalize().into(),
     })
+}
+
+/// Hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..read]);
+        Ok(read)
+    }
+}
+
+/// Hashes and counts what is written through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+    limit: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        if self.written + buffer.len() as u64 > self.limit {
+            return Err(std::io::Error::other(
+                "the image is larger than its entry says",
+            ));
+        }
+        let written = self.inner.write(buffer)?;
+        self.hasher.update(&buffer[..written]);
+        self.written += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Replaces the database behind `writer` with `load`'s image, recording `log_id` and the
@@ -104,22 +173,32 @@ pub fn replace_database(
         path: path.to_path_buf(),
         message,
     };
-    let image = zstd::bulk::decompress(&load.image_zstd, load.image_bytes as usize)
-        .map_err(|e| corrupt(format!("load entry {}: {e}", log_id.index)))?;
-    if image.len() as u64 != load.image_bytes
-        || <[u8; 32]>::from(Sha256::digest(&image)) != load.sha256
-    {
+    let staging = path.with_extension("load");
+    // Decompressed straight into the staging file (bounded by the entry's stated size), hashed
+    // on the way.
+    let io = |source: std::io::Error| DbError::Io {
+        path: staging.clone(),
+        source,
+    };
+    let mut sink = HashingWriter {
+        inner: std::io::BufWriter::new(std::fs::File::create(&staging).map_err(io)?),
+        hasher: Sha256::new(),
+        written: 0,
+        limit: load.image_bytes.min(LOAD_IMAGE_BYTES_MAX),
+    };
+    let decoded = zstd::stream::copy_decode(load.image_zstd.as_slice(), &mut sink)
+        .and_then(|()| std::io::Write::flush(&mut sink));
+    let intact = decoded.is_ok()
+        && sink.written == load.image_bytes
+        && <[u8; 32]>::from(sink.hasher.clone().finalize()) == load.sha256;
+    drop(sink);
+    if !intact {
+        let _ = std::fs::remove_file(&staging);
         return Err(corrupt(format!(
-            "load entry {}: the image does not match its checksum",
+            "load entry {}: the image does not match its size and checksum",
             log_id.index
         )));
     }
-    let staging = path.with_extension("load");
-    std::fs::write(&staging, &image).map_err(|source| DbError::Io {
-        path: staging.clone(),
-        source,
-    })?;
-    drop(image);
     let outcome = (|| {
         let source = Connection::open(&staging).map_err(|e| sqlite_error(&staging, e))?;
         write_state(&source, &staging, log_id, state)?;

@@ -39,6 +39,9 @@ pub struct RaftSettings {
     /// Encoded bytes of the newest log entries kept in memory for replication and apply;
     /// older entries are read back from disk.
     pub log_cache_bytes: usize,
+    /// The log is continuously archived (backups): purge nothing until the archiver says
+    /// what it shipped.
+    pub hold_log_for_archive: bool,
 }
 
 impl Default for RaftSettings {
@@ -53,6 +56,7 @@ impl Default for RaftSettings {
             log_keep_entries: 1024,
             readers_max: 8,
             log_cache_bytes: 16 * 1024 * 1024,
+            hold_log_for_archive: false,
         }
     }
 }
@@ -168,7 +172,11 @@ impl RaftGroup {
                 term: 0,
                 since: SystemTime::now(),
             }),
-            archive_hold: AtomicU64::new(u64::MAX),
+            archive_hold: AtomicU64::new(if settings.hold_log_for_archive {
+                0
+            } else {
+                u64::MAX
+            }),
         });
         spawn_leader_watch(&group);
         spawn_snapshot_policy(&group, settings);
@@ -242,18 +250,21 @@ impl RaftGroup {
 }
 
 /// Whether the log has grown enough, against the database, to be worth a snapshot.
+/// `purge_blocked`: the archive hold keeps the log from being purged past the last snapshot,
+/// so a new snapshot would not shrink it; then only the entry count and ratio may call for one.
 fn snapshot_due(
     settings: &RaftSettings,
     entries_since_snapshot: u64,
     log_bytes: u64,
     database_bytes: u64,
+    purge_blocked: bool,
 ) -> bool {
     if entries_since_snapshot == 0 {
         return false;
     }
     let worth_the_copy = entries_since_snapshot >= settings.snapshot_threshold_entries
         && log_bytes as f64 >= settings.snapshot_log_ratio * database_bytes as f64;
-    worth_the_copy || log_bytes > settings.log_bytes_max
+    worth_the_copy || (log_bytes > settings.log_bytes_max && !purge_blocked)
 }
 
 /// Triggers a snapshot (after which openraft purges the log) when `snapshot_due`, checking
@@ -289,7 +300,14 @@ fn spawn_snapshot_policy(group: &Arc<RaftGroup>, settings: &RaftSettings) {
             let entries_since_snapshot = applied.saturating_sub(snapshot);
             let log_bytes = group.log.disk_bytes();
             let database_bytes = group.database.file_bytes();
-            if snapshot_due(&settings, entries_since_snapshot, log_bytes, database_bytes) {
+            let purge_blocked = group.archive_hold.load(Ordering::Relaxed) < snapshot;
+            if snapshot_due(
+                &settings,
+                entries_since_snapshot,
+                log_bytes,
+                database_bytes,
+                purge_blocked,
+            ) {
                 tracing::debug!(
                     group = group.id,
                     entries_since_snapshot,
@@ -390,14 +408,22 @@ mod tests {
     fn a_snapshot_waits_for_enough_log_to_be_worth_copying_the_database() {
         let settings = RaftSettings::default(); // 8192 entries, ratio 0.5, 1 GiB
         // A small database: the entry threshold decides.
-        assert!(!snapshot_due(&settings, 8191, 2 * MB, MB));
-        assert!(snapshot_due(&settings, 8192, 2 * MB, MB));
+        assert!(!snapshot_due(&settings, 8191, 2 * MB, MB, false));
+        assert!(snapshot_due(&settings, 8192, 2 * MB, MB, false));
         // A large database: thousands of entries are not enough until the log is half its size.
-        assert!(!snapshot_due(&settings, 100_000, 100 * MB, 1024 * MB));
-        assert!(snapshot_due(&settings, 100_000, 512 * MB, 1024 * MB));
-        // A huge database or huge entries: the log's own bound decides.
-        assert!(snapshot_due(&settings, 10, 1025 * MB, 100_000 * MB));
+        assert!(!snapshot_due(
+            &settings,
+            100_000,
+            100 * MB,
+            1024 * MB,
+            false
+        ));
+        assert!(snapshot_due(&settings, 100_000, 512 * MB, 1024 * MB, false));
+        // A huge database or huge entries: the log's own bound decides...
+        assert!(snapshot_due(&settings, 10, 1025 * MB, 100_000 * MB, false));
+        // ...unless the archive holds the log back, when a snapshot would not shrink it.
+        assert!(!snapshot_due(&settings, 10, 1025 * MB, 100_000 * MB, true));
         // Nothing new since the last snapshot: never.
-        assert!(!snapshot_due(&settings, 0, 2048 * MB, MB));
+        assert!(!snapshot_due(&settings, 0, 2048 * MB, MB, false));
     }
 }
