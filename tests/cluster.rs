@@ -1022,6 +1022,12 @@ async fn t97_metrics_follow_load_and_a_paused_follower() {
             .execute(leader, json!([["INSERT INTO t VALUES(?)", x]]))
             .await;
     }
+    // A write commits on a majority: the third node may still be applying the last one.
+    for node in 0..3 {
+        cluster
+            .wait_for_values(node, "SELECT count(*) FROM t", &json!([[20]]), SETTLE)
+            .await;
+    }
     let text = scrape(leader).await;
     assert!(
         text.contains("# TYPE shoal_raft_proposals counter"),
