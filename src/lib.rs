@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod auth;
 pub mod backup;
 pub mod bench;
 pub mod config;

@@ -39,6 +39,8 @@ enum Command {
     /// Restore a backup into a new data directory or a running cluster, optionally to a
     /// point in time.
     Restore(shoal::backup::cli::RestoreCommandArgs),
+    /// Users: add, remove, passwd, grant, revoke, list.
+    User(shoal::auth::cli::UserArgs),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -163,6 +165,7 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Demo(args)) => std::process::exit(shoal::demo::run(args)),
         Some(Command::Cluster(args)) => std::process::exit(shoal::admin::run(args)),
         Some(Command::Backup(args)) => std::process::exit(shoal::backup::cli::run(args)),
+        Some(Command::User(args)) => std::process::exit(shoal::auth::cli::run(args)),
         Some(Command::Restore(args)) => {
             std::process::exit(shoal::backup::cli::run_restore_command(args))
         }
@@ -187,6 +190,7 @@ fn run() -> anyhow::Result<()> {
             | Command::Demo(_)
             | Command::Cluster(_)
             | Command::Backup(_)
+            | Command::User(_)
             | Command::Restore(_),
         ) => Ok(()),
         Some(Command::Config(ConfigCommand::Example)) => {

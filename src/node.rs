@@ -305,6 +305,7 @@ async fn propose_first_command(group: &RaftGroup, timeout: Duration) -> Result<(
             timestamp_ms: crate::backup::now_ms(),
             batches: Vec::new(),
             load: None,
+            users: None,
         })
         .await
         .map_err(|e| NodeError::Other(format!("first command: {e}")))?;

@@ -29,6 +29,9 @@ use crate::raft::types::{
 /// The table holding the last applied log id and membership, updated with every entry.
 const STATE_TABLE: &str = "_shoal_raft_state";
 
+/// The replicated users (`crate::auth`): name → JSON record with the Argon2id hash.
+const USERS_TABLE: &str = "_shoal_users";
+
 /// A write statement may run this many SQLite VM steps (counted in units of
 /// [`WRITER_PROGRESS_STEP`]) before it is interrupted. Counting steps, not time, keeps the
 /// outcome identical on every replica.
@@ -504,7 +507,8 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
     connection
         .execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-             CREATE TABLE IF NOT EXISTS {STATE_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+             CREATE TABLE IF NOT EXISTS {STATE_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
+             CREATE TABLE IF NOT EXISTS {USERS_TABLE}(name TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;"
         ))
         .map_err(|e| sqlite_error(path, e))?;
     // Defensive mode: no writable schema, no writes to shadow tables or raw pages, whatever a
@@ -573,6 +577,10 @@ fn apply_entries(
                         writer.clock.clock.set(command.timestamp_ms);
                     }
                     writer.clock.clock.clear();
+                    if let Some(change) = &command.users {
+                        apply_user_change(writer, change, path)?;
+                        response.batches.push(vec![StatementResult::default()]);
+                    }
                 }
             }
             responses.push(response);
@@ -783,6 +791,56 @@ pub(crate) fn write_state(
             .map_err(|e| sqlite_error(path, e))?;
     }
     Ok(())
+}
+
+fn apply_user_change(
+    writer: &Writer,
+    change: &crate::auth::UserChange,
+    path: &Path,
+) -> Result<(), DbError> {
+    writer.guard.internal(|| match change {
+        crate::auth::UserChange::Put(user) => {
+            let record = serde_json::to_string(user)
+                .map_err(|e| DbError::Internal(format!("encode user: {e}")))?;
+            writer
+                .connection
+                .execute(
+                    &format!("INSERT OR REPLACE INTO {USERS_TABLE}(name, record) VALUES (?1, ?2)"),
+                    [user.name.as_str(), record.as_str()],
+                )
+                .map(|_| ())
+                .map_err(|e| sqlite_error(path, e))
+        }
+        crate::auth::UserChange::Remove(name) => writer
+            .connection
+            .execute(
+                &format!("DELETE FROM {USERS_TABLE} WHERE name = ?1"),
+                [name],
+            )
+            .map(|_| ())
+            .map_err(|e| sqlite_error(path, e)),
+    })
+}
+
+/// The users recorded in a database (skipping a record that does not decode, with a warning).
+pub fn read_users(connection: &Connection) -> rusqlite::Result<crate::auth::Users> {
+    let mut statement = connection.prepare(&format!(
+        "SELECT name, record FROM {USERS_TABLE} ORDER BY name"
+    ))?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut users = crate::auth::Users::new();
+    for row in rows {
+        let (name, record) = row?;
+        match serde_json::from_str::<crate::auth::User>(&record) {
+            Ok(user) => {
+                users.insert(name, user);
+            }
+            Err(error) => tracing::warn!(user = %name, %error, "unreadable user record skipped"),
+        }
+    }
+    Ok(users)
 }
 
 fn save_last_command(writer: &Writer, at_ms: i64, path: &Path) -> Result<(), DbError> {

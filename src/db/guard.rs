@@ -105,6 +105,9 @@ impl StatementGuard {
     }
 }
 
+/// Users and their password hashes: not even readable by statements.
+const USERS_TABLE: &str = "_shoal_users";
+
 /// SQLite's raw page table (compiled in for backups, which read it without the guard).
 const RAW_PAGES_TABLE: &str = "sqlite_dbpage";
 
@@ -131,6 +134,9 @@ pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String
                  not replicated (only {} can be set)",
                 REPLICATED_PRAGMAS.join(" and ")
             ))
+        }
+        AuthAction::Read { table_name, .. } if table_name.eq_ignore_ascii_case(USERS_TABLE) => {
+            Some(format!("table {table_name} is internal to Shoal and cannot be read"))
         }
         AuthAction::CreateVtable { module_name, .. }
             if module_name.eq_ignore_ascii_case(RAW_PAGES_TABLE) =>

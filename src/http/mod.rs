@@ -45,6 +45,7 @@ pub fn router(state: ApiState, body_bytes_max: usize) -> Router {
         .route("/db/request", post(unified))
         .merge(admin::routes())
         .merge(backup::routes())
+        .merge(crate::auth::http::routes())
         .route("/metrics", get(metrics::scrape))
         .route("/alerts", get(firing_alerts))
         .route("/dashboard", get(dashboard))

@@ -128,6 +128,8 @@ pub struct Command {
     /// Replaces the whole database with an image (`/db/load`, restore into a cluster); an
     /// entry carrying one has no batches.
     pub load: Option<ImageLoad>,
+    /// Adds, changes or removes a user (`/users`); an entry carrying one has no batches.
+    pub users: Option<crate::auth::UserChange>,
 }
 
 /// A database image replacing the group's data, checked by the leader before it was proposed.

@@ -314,6 +314,7 @@ impl Service {
             timestamp_ms: unix_now_ms(),
             batches: request.batches.clone(),
             load: None,
+            users: None,
         };
         if crate::unsafe_faults::active()
             == Some(crate::unsafe_faults::UnsafeFault::AckBeforeCommit)
@@ -476,6 +477,28 @@ impl Service {
             timestamp_ms: unix_now_ms(),
             batches: Vec::new(),
             load: Some(load),
+            users: None,
+        };
+        let written = self
+            .group
+            .raft
+            .client_write(command)
+            .await
+            .map_err(|error| self.write_error(error))?;
+        Ok(written.log_id.index)
+    }
+
+    /// Adds, changes or removes a user through the log (this node must lead); returns the
+    /// entry's index once this node applied it.
+    pub async fn propose_user_change(
+        &self,
+        change: crate::auth::UserChange,
+    ) -> Result<u64, ServiceError> {
+        let command = Command {
+            timestamp_ms: unix_now_ms(),
+            batches: Vec::new(),
+            load: None,
+            users: Some(change),
         };
         let written = self
             .group

@@ -1,0 +1,184 @@
+//! `shoal user add|remove|passwd|grant|revoke|list`, on a node's `/users` API. A new password
+//! comes from `--password-file`, the SHOAL_NEW_PASSWORD environment variable, or the first
+//! line of standard input — never from a flag (command lines are visible to every user).
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// The environment variable a new password may come from.
+pub const NEW_PASSWORD_ENV: &str = "SHOAL_NEW_PASSWORD";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct UserArgs {
+    /// The node whose API to use.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:4001")]
+    pub host: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub operation: UserOperation,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GrantArgs {
+    /// Role(s) to grant or revoke: admin, writer, reader, operator, node.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Permission(s) to grant or revoke: read, write, ddl, admin, backup, restore, status,
+    /// join, join-replica.
+    #[arg(long = "permission")]
+    pub permissions: Vec<String>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum UserOperation {
+    /// Every user, with roles and permissions.
+    List,
+    /// Add a user (password from --password-file, SHOAL_NEW_PASSWORD or standard input).
+    Add {
+        name: String,
+        #[command(flatten)]
+        grants: GrantArgs,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Remove a user.
+    Remove { name: String },
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Give a user roles or permissions.
+    Grant {
+        name: String,
+        #[command(flatten)]
+        grants: GrantArgs,
+    },
+    /// Take roles or permissions from a user.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        grants: GrantArgs,
+    },
+}
+
+/// Runs one operation; returns the exit status.
+pub fn run(args: UserArgs) -> i32 {
+    match execute(&args) {
+        Ok(output) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output).unwrap_or_default()
+                );
+            } else if let UserOperation::List = args.operation {
+                for user in output["users"].as_array().into_iter().flatten() {
+                    let names = |field: &str| {
+                        user[field]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
+                            .unwrap_or_default()
+                    };
+                    println!(
+                        "{:<24} roles: {:<24} permissions: {}",
+                        user["name"].as_str().unwrap_or_default(),
+                        names("roles"),
+                        names("effective")
+                    );
+                }
+            } else {
+                println!("ok");
+            }
+            0
+        }
+        Err(message) => {
+            eprintln!("shoal: {message}");
+            1
+        }
+    }
+}
+
+fn new_password(file: &Option<PathBuf>) -> Result<String, String> {
+    if let Some(path) = file {
+        return crate::backup::key::read_passphrase_file(path);
+    }
+    if let Ok(password) = std::env::var(NEW_PASSWORD_ENV)
+        && !password.is_empty()
+    {
+        return Ok(password);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from standard input: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err(format!(
+            "no password: give --password-file, {NEW_PASSWORD_ENV}, or a line on standard input"
+        ));
+    }
+    Ok(password)
+}
+
+fn execute(args: &UserArgs) -> Result<Value, String> {
+    let host = args.host.trim_end_matches('/');
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let grants_body =
+        |grants: &GrantArgs| json!({"roles": grants.roles, "permissions": grants.permissions});
+    let request = match &args.operation {
+        UserOperation::List => client.get(format!("{host}/users")),
+        UserOperation::Add {
+            name,
+            grants,
+            password_file,
+        } => client.post(format!("{host}/users")).json(&json!({
+            "name": name,
+            "password": new_password(password_file)?,
+            "roles": grants.roles,
+            "permissions": grants.permissions,
+        })),
+        UserOperation::Remove { name } => client.delete(format!("{host}/users/{name}")),
+        UserOperation::Passwd {
+            name,
+            password_file,
+        } => client
+            .put(format!("{host}/users/{name}/password"))
+            .json(&json!({"password": new_password(password_file)?})),
+        UserOperation::Grant { name, grants } => client
+            .post(format!("{host}/users/{name}/grant"))
+            .json(&grants_body(grants)),
+        UserOperation::Revoke { name, grants } => client
+            .post(format!("{host}/users/{name}/revoke"))
+            .json(&grants_body(grants)),
+    };
+    let response = request.send().map_err(|e| format!("{host}: {e}"))?;
+    let status = response.status();
+    let body: Value = response
+        .json()
+        .map_err(|e| format!("{host}: unreadable answer: {e}"))?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!(
+            "{status}: {}",
+            body["error"]
+                .as_str()
+                .map_or_else(|| body.to_string(), str::to_string)
+        ))
+    }
+}

@@ -1,0 +1,301 @@
+//! The users API: `GET /users`, `POST /users`, `PUT /users/{name}/password`,
+//! `POST /users/{name}/grant`, `POST /users/{name}/revoke`, `DELETE /users/{name}`. Changes go
+//! through the log on the leader (a follower passes the request on); answers never carry a
+//! password or a hash.
+
+use std::collections::BTreeSet;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Permission, User, UserChange, Users, check_name, check_roles, hash_password};
+use crate::http::{ApiState, json_response};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/users", get(list).post(add))
+        .route("/users/{name}", axum::routing::delete(remove))
+        .route("/users/{name}/password", put(password))
+        .route("/users/{name}/grant", post(grant))
+        .route("/users/{name}/revoke", post(revoke))
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    json_response(status, &json!({"error": message.to_string()}), true)
+}
+
+/// A refusal on its way to becoming a response (small, unlike a `Response`).
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl std::fmt::Display) -> Refusal {
+        Refusal(status, message.to_string())
+    }
+
+    fn response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+async fn current_users(state: &ApiState) -> Result<Users, Refusal> {
+    state
+        .service
+        .group
+        .database
+        .inspect(crate::db::database::read_users)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+/// `GET /users`: every user with roles and permissions (as this node has applied them).
+async fn list(State(state): State<ApiState>) -> Response {
+    match current_users(&state).await {
+        Ok(users) => {
+            let public: Vec<_> = users.values().map(User::public).collect();
+            json_response(StatusCode::OK, &json!({"users": public}), true)
+        }
+        Err(refusal) => refusal.response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    roles: BTreeSet<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Grants {
+    #[serde(default)]
+    roles: BTreeSet<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+fn parse_permissions(names: &[String]) -> Result<BTreeSet<Permission>, String> {
+    names.iter().map(|name| Permission::parse(name)).collect()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    serde_json::from_slice(body)
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("body: {e}")))
+}
+
+/// Runs `change` through the log, on the leader (passing the original request on when this
+/// node does not lead).
+async fn propose(
+    state: &ApiState,
+    method: Method,
+    path: &str,
+    body: &[u8],
+    change: impl FnOnce(&Users) -> Result<UserChange, Refusal>,
+) -> Response {
+    if !state.service.group.raft.is_leader() {
+        return forward(state, method, path, body).await;
+    }
+    let users = match current_users(state).await {
+        Ok(users) => users,
+        Err(refusal) => return refusal.response(),
+    };
+    let change = match change(&users) {
+        Ok(change) => change,
+        Err(refusal) => return refusal.response(),
+    };
+    let (name, removed) = match &change {
+        UserChange::Put(user) => (user.name.clone(), false),
+        UserChange::Remove(name) => (name.clone(), true),
+    };
+    match state.service.propose_user_change(change).await {
+        Ok(index) => {
+            tracing::info!(target: "audit", user = %name, removed, "user changed");
+            json_response(
+                StatusCode::OK,
+                &json!({"user": name, "removed": removed, "raft_index": index}),
+                true,
+            )
+        }
+        Err(e) => error(crate::http::render::status_for(&e), e),
+    }
+}
+
+async fn forward(state: &ApiState, method: Method, path: &str, body: &[u8]) -> Response {
+    let Some((_, leader)) = state.service.other_leader() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no leader");
+    };
+    let url = format!("http://{}{path}", leader.http_addr);
+    let method =
+        reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+    match reqwest::Client::new()
+        .request(method, &url)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .timeout(std::time::Duration::from_secs(30))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            json_response(status, &body, true)
+        }
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("forwarding to the leader: {e}"),
+        ),
+    }
+}
+
+fn not_found(name: &str) -> Refusal {
+    Refusal::new(StatusCode::NOT_FOUND, format!("no user {name:?}"))
+}
+
+/// `POST /users` `{"name", "password", "roles": [...], "permissions": [...]}`.
+async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response {
+    let new: NewUser = match decode(&body) {
+        Ok(new) => new,
+        Err(refusal) => return refusal.response(),
+    };
+    let checked = check_name(&new.name)
+        .and_then(|()| check_roles(&new.roles))
+        .and_then(|()| parse_permissions(&new.permissions));
+    let permissions = match checked {
+        Ok(permissions) => permissions,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    if !state.service.group.raft.is_leader() {
+        return forward(&state, Method::POST, "/users", &body).await;
+    }
+    let password = new.password.clone();
+    let hash = match tokio::task::spawn_blocking(move || hash_password(&password)).await {
+        Ok(Ok(hash)) => hash,
+        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    propose(&state, Method::POST, "/users", &body, |users| {
+        if users.contains_key(&new.name) {
+            return Err(Refusal::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "user {:?} exists (change it with password, grant or revoke)",
+                    new.name
+                ),
+            ));
+        }
+        Ok(UserChange::Put(User {
+            name: new.name.clone(),
+            password_hash: hash,
+            roles: new.roles.clone(),
+            permissions,
+        }))
+    })
+    .await
+}
+
+/// `PUT /users/{name}/password` `{"password"}`.
+async fn password(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let new: NewPassword = match decode(&body) {
+        Ok(new) => new,
+        Err(refusal) => return refusal.response(),
+    };
+    let path = format!("/users/{name}/password");
+    if !state.service.group.raft.is_leader() {
+        return forward(&state, Method::PUT, &path, &body).await;
+    }
+    let hash = match tokio::task::spawn_blocking(move || hash_password(&new.password)).await {
+        Ok(Ok(hash)) => hash,
+        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    propose(&state, Method::PUT, &path, &body, |users| {
+        let mut user = users.get(&name).cloned().ok_or_else(|| not_found(&name))?;
+        user.password_hash = hash;
+        Ok(UserChange::Put(user))
+    })
+    .await
+}
+
+async fn change_grants(
+    state: ApiState,
+    name: String,
+    body: axum::body::Bytes,
+    granting: bool,
+) -> Response {
+    let grants: Grants = match decode(&body) {
+        Ok(grants) => grants,
+        Err(refusal) => return refusal.response(),
+    };
+    let permissions =
+        match check_roles(&grants.roles).and_then(|()| parse_permissions(&grants.permissions)) {
+            Ok(permissions) => permissions,
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        };
+    let path = format!(
+        "/users/{name}/{}",
+        if granting { "grant" } else { "revoke" }
+    );
+    propose(&state, Method::POST, &path, &body, |users| {
+        let mut user = users.get(&name).cloned().ok_or_else(|| not_found(&name))?;
+        if granting {
+            user.roles.extend(grants.roles.iter().cloned());
+            user.permissions.extend(permissions.iter().copied());
+        } else {
+            user.roles.retain(|role| !grants.roles.contains(role));
+            user.permissions.retain(|p| !permissions.contains(p));
+        }
+        Ok(UserChange::Put(user))
+    })
+    .await
+}
+
+/// `POST /users/{name}/grant` `{"roles": [...], "permissions": [...]}`.
+async fn grant(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    change_grants(state, name, body, true).await
+}
+
+/// `POST /users/{name}/revoke` `{"roles": [...], "permissions": [...]}`.
+async fn revoke(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    change_grants(state, name, body, false).await
+}
+
+/// `DELETE /users/{name}`.
+async fn remove(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    let path = format!("/users/{name}");
+    propose(&state, Method::DELETE, &path, b"", |users| {
+        if !users.contains_key(&name) {
+            return Err(not_found(&name));
+        }
+        Ok(UserChange::Remove(name.clone()))
+    })
+    .await
+}

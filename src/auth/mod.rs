@@ -1,0 +1,253 @@
+//! Users, roles and permissions, kept in the replicated state (every node agrees; Shoal's
+//! internal table `_shoal_users`, which statements cannot read or write). Passwords are
+//! stored only as Argon2id hashes, made on the node that received the password; the log and
+//! the table carry the hash, never the password.
+
+pub mod cli;
+pub mod http;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a user may do. Roles bundle them; a user holds roles and may hold extra permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Permission {
+    /// Queries.
+    Read,
+    /// INSERT, UPDATE, DELETE.
+    Write,
+    /// CREATE, DROP, ALTER.
+    Ddl,
+    /// Users, membership, leader operations.
+    Admin,
+    Backup,
+    Restore,
+    /// Status, nodes, metrics, alerts.
+    Status,
+    /// Joining as a voter.
+    Join,
+    /// Joining as a read replica.
+    JoinReplica,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 9] = [
+        Permission::Read,
+        Permission::Write,
+        Permission::Ddl,
+        Permission::Admin,
+        Permission::Backup,
+        Permission::Restore,
+        Permission::Status,
+        Permission::Join,
+        Permission::JoinReplica,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Ddl => "ddl",
+            Permission::Admin => "admin",
+            Permission::Backup => "backup",
+            Permission::Restore => "restore",
+            Permission::Status => "status",
+            Permission::Join => "join",
+            Permission::JoinReplica => "join-replica",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Permission, String> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.name() == text)
+            .ok_or_else(|| {
+                format!(
+                    "unknown permission {text:?} (one of {})",
+                    Permission::ALL.map(Permission::name).join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The built-in roles and what they grant.
+pub fn role_permissions(role: &str) -> Option<&'static [Permission]> {
+    use Permission::*;
+    match role {
+        "admin" => Some(&Permission::ALL),
+        "writer" => Some(&[Read, Write, Ddl, Status]),
+        "reader" => Some(&[Read, Status]),
+        "operator" => Some(&[Status, Backup, Restore, Join, JoinReplica]),
+        "node" => Some(&[Join, JoinReplica, Status]),
+        _ => None,
+    }
+}
+
+pub const ROLES: [&str; 5] = ["admin", "writer", "reader", "operator", "node"];
+
+/// A user as stored (replicated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    /// Argon2id, PHC string format (`$argon2id$v=19$m=…`).
+    pub password_hash: String,
+    pub roles: BTreeSet<String>,
+    pub permissions: BTreeSet<Permission>,
+}
+
+impl User {
+    /// Everything the user may do, through roles and directly.
+    pub fn effective_permissions(&self) -> BTreeSet<Permission> {
+        let mut all = self.permissions.clone();
+        for role in &self.roles {
+            all.extend(role_permissions(role).unwrap_or_default().iter().copied());
+        }
+        all
+    }
+
+    /// What the API shows: never the hash.
+    pub fn public(&self) -> PublicUser {
+        PublicUser {
+            name: self.name.clone(),
+            roles: self.roles.clone(),
+            permissions: self.permissions.clone(),
+            effective: self.effective_permissions(),
+        }
+    }
+}
+
+/// A user as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicUser {
+    pub name: String,
+    pub roles: BTreeSet<String>,
+    pub permissions: BTreeSet<Permission>,
+    pub effective: BTreeSet<Permission>,
+}
+
+/// A change to the users, proposed through the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserChange {
+    Put(User),
+    Remove(String),
+}
+
+/// Checks a user name: 1–64 characters of letters, digits, `_`, `-`, `.`, `@`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "user name {name:?} must be 1 to 64 letters, digits, '_', '-', '.' or '@'"
+        ))
+    }
+}
+
+/// Checks role names against the built-in roles.
+pub fn check_roles(roles: &BTreeSet<String>) -> Result<(), String> {
+    for role in roles {
+        if role_permissions(role).is_none() {
+            return Err(format!(
+                "unknown role {role:?} (one of {})",
+                ROLES.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Passwords shorter than this are refused.
+pub const PASSWORD_CHARS_MIN: usize = 8;
+/// Longer ones too (hashing cost and request size stay bounded).
+pub const PASSWORD_BYTES_MAX: usize = 1024;
+
+/// Hashes a password with Argon2id (default parameters: 19 MiB, 2 passes, a random salt).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::PasswordHasher;
+    if password.chars().count() < PASSWORD_CHARS_MIN {
+        return Err(format!(
+            "the password is shorter than {PASSWORD_CHARS_MIN} characters"
+        ));
+    }
+    if password.len() > PASSWORD_BYTES_MAX {
+        return Err(format!(
+            "the password is longer than {PASSWORD_BYTES_MAX} bytes"
+        ));
+    }
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| format!("hashing the password: {e}"))
+}
+
+/// Whether `password` matches the PHC `hash` (constant time in the password).
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordVerifier, phc::PasswordHash};
+    if password.len() > PASSWORD_BYTES_MAX {
+        return false;
+    }
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// The users in a database, by name.
+pub type Users = BTreeMap<String, User>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hashed_with_argon2id_and_verified() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("correct horse"));
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "correct horsf"));
+        assert!(!verify_password("not a hash", "correct horse"));
+        assert!(hash_password("short").is_err());
+        // The same password twice: different salts.
+        assert_ne!(hash, hash_password("correct horse").unwrap());
+    }
+
+    #[test]
+    fn roles_bundle_permissions() {
+        let user = User {
+            name: "ana".into(),
+            password_hash: String::new(),
+            roles: ["reader".to_string()].into(),
+            permissions: [Permission::Backup].into(),
+        };
+        let effective = user.effective_permissions();
+        assert!(effective.contains(&Permission::Read));
+        assert!(effective.contains(&Permission::Backup));
+        assert!(!effective.contains(&Permission::Write));
+        assert!(check_roles(&["nobody".to_string()].into()).is_err());
+        assert_eq!(
+            Permission::parse("join-replica"),
+            Ok(Permission::JoinReplica)
+        );
+        assert!(Permission::parse("root").is_err());
+        assert!(check_name("../x").is_err());
+        assert!(check_name("ana@example.com").is_ok());
+    }
+}
