@@ -137,6 +137,14 @@ struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     backup: shoal::backup::cli::BackupFlags,
+    /// Require credentials (HTTP Basic) and permissions on every client request (see
+    /// `shoal user`); a new cluster then needs the first admin's password.
+    #[arg(long, env = "SHOAL_AUTH")]
+    auth: bool,
+    /// File holding the first admin's password (or SHOAL_ADMIN_PASSWORD), used when this node
+    /// bootstraps a new cluster with --auth.
+    #[arg(long, env = "SHOAL_ADMIN_PASSWORD_FILE")]
+    admin_password_file: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace (SHOAL_LOG, a full tracing filter such as
     /// `info,openraft=debug`, overrides it).
     #[arg(long, env = "SHOAL_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
@@ -284,6 +292,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
         },
         backup: args.backup.to_config().map_err(anyhow::Error::msg)?,
+        auth: shoal::auth::AuthSettings {
+            enabled: args.auth,
+            admin_password: admin_password(&args).map_err(anyhow::Error::msg)?,
+        },
     };
     let node = Node::start(config).await.context("shoal could not start")?;
     let advertised = node.advertised();
@@ -300,6 +312,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
+}
+
+/// The first admin's password: from --admin-password-file, else SHOAL_ADMIN_PASSWORD (never
+/// a flag: command lines are visible to every user of the machine).
+fn admin_password(args: &ServeArgs) -> Result<Option<String>, String> {
+    if let Some(path) = args
+        .admin_password_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        return shoal::backup::key::read_passphrase_file(path).map(Some);
+    }
+    Ok(std::env::var("SHOAL_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty()))
 }
 
 async fn wait_for_signal() {

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub archived_index: Gauge,
     pub archive_failures: Counter,
     pub archive_gaps: Counter,
+    /// Failed logins (wrong or missing credentials) on this node.
+    pub auth_failures: Counter,
     // Set at scrape time.
     pub raft_term: Gauge,
     pub raft_leader_id: Gauge,
@@ -236,6 +238,11 @@ impl Metrics {
             "backup_archive_gaps",
             "Log ranges purged before they were archived",
         );
+        let auth_failures = counter(
+            &mut registry,
+            "auth_failures",
+            "Failed logins (missing or wrong credentials)",
+        );
         let raft_term = gauge(&mut registry, "raft_term", "Current Raft term");
         let raft_leader_id = gauge(
             &mut registry,
@@ -336,6 +343,7 @@ impl Metrics {
             archived_index,
             archive_failures,
             archive_gaps,
+            auth_failures,
             raft_term,
             raft_leader_id,
             raft_role,

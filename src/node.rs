@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub alerts: crate::alerts::AlertSettings,
     /// Backup targets, key, schedules and log archiving.
     pub backup: crate::backup::BackupConfig,
+    /// Authentication of client requests.
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// Identity recorded in the data directory on first start.
@@ -158,6 +160,8 @@ impl Node {
             started,
             alerts,
             backups,
+            gate: crate::auth::gate::Gate::new(config.auth.enabled),
+            body_bytes_max: config.http_body_bytes_max,
         };
         let api_router = crate::http::router(api_state, config.http_body_bytes_max);
 
@@ -199,6 +203,13 @@ impl Node {
             return Ok(());
         }
         if self.config.join.is_empty() {
+            if self.config.auth.enabled && self.config.auth.admin_password.is_none() {
+                return Err(NodeError::Other(
+                    "--auth on a new cluster needs the first admin's password \
+                     (SHOAL_ADMIN_PASSWORD or --admin-password-file); there is no default"
+                        .into(),
+                ));
+            }
             let members =
                 std::collections::BTreeMap::from([(self.config.node_id, self.advertised())]);
             raft.initialize(members)
@@ -206,9 +217,17 @@ impl Node {
                 .map_err(|e| NodeError::Other(format!("bootstrap: {e}")))?;
             // The first command gives the new cluster its id (backups are labelled with it).
             let group = self.service.group.clone();
+            let service = self.service.clone();
+            let admin_password = self.config.auth.admin_password.clone();
             tokio::spawn(async move {
                 if let Err(error) = propose_first_command(&group, Duration::from_secs(30)).await {
                     tracing::warn!(%error, "could not propose the cluster's first command");
+                    return;
+                }
+                if let Some(password) = admin_password
+                    && let Err(error) = create_first_admin(&service, password).await
+                {
+                    tracing::error!(%error, "could not create the first admin");
                 }
             });
             return Ok(());
@@ -312,6 +331,35 @@ async fn propose_first_command(group: &RaftGroup, timeout: Duration) -> Result<(
     Ok(())
 }
 
+/// Creates the user `admin` (role admin) on a new cluster that has no users yet.
+async fn create_first_admin(service: &Service, password: String) -> Result<(), String> {
+    let users = service
+        .group
+        .database
+        .inspect(crate::db::database::read_users)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if !users.is_empty() {
+        return Ok(());
+    }
+    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .map_err(|e| e.to_string())??;
+    let admin = crate::auth::User {
+        name: "admin".into(),
+        password_hash: hash,
+        roles: ["admin".to_string()].into(),
+        permissions: Default::default(),
+    };
+    service
+        .propose_user_change(crate::auth::UserChange::Put(admin))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(target: "audit", event = "user_created", user = "admin", "first admin created");
+    Ok(())
+}
+
 /// A data directory made by `shoal restore --data-dir` holds a seed image (already loaded by
 /// the group). Before any listener opens, the node bootstraps a one-node cluster, snapshots
 /// the seeded database and purges the log, so every node that later joins receives the data
@@ -395,7 +443,9 @@ fn serve(
         let stop = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         };
-        if let Err(error) = axum::serve(listener, router)
+        // Peer addresses reach the handlers (the audit log says where requests came from).
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        if let Err(error) = axum::serve(listener, service)
             .with_graceful_shutdown(stop)
             .await
         {

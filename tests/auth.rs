@@ -166,3 +166,371 @@ async fn u10_users_replicate_and_never_show_their_passwords() {
         );
     }
 }
+
+/// One request as a client sends it.
+struct Call {
+    method: &'static str,
+    path: &'static str,
+    body: Option<Value>,
+    /// A user who has the permission it needs (`None`: not run with permission, it would
+    /// change the cluster's membership or leadership).
+    allowed: Option<&'static str>,
+    /// A user who lacks it.
+    lacking: &'static str,
+}
+
+async fn send(
+    cluster: &Cluster,
+    node: usize,
+    call: &Call,
+    credentials: Option<(&str, &str)>,
+) -> (u16, String) {
+    let url = format!("{}{}", cluster.url(node), call.path);
+    // A client of its own: the cluster's helpers send the admin's credentials by default.
+    let client = reqwest::Client::new();
+    let mut request = match call.method {
+        "GET" => client.get(&url),
+        "DELETE" => client.delete(&url),
+        _ => client.post(&url),
+    };
+    if let Some(body) = &call.body {
+        request = request.json(body);
+    }
+    if let Some((user, password)) = credentials {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{} {}: {e}", call.method, call.path));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+const ADMIN_PASSWORD: &str = "admin password 1";
+const PASSWORD: &str = "user password 1";
+
+/// u20: with --auth, every endpoint × {no credentials, wrong password, a user lacking the
+/// permission, a user holding it}: 401, 401, 403, success; a refused write changes nothing;
+/// health probes stay open; repeated failures lock the user out and are audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u20_every_endpoint_needs_credentials_and_its_permission() {
+    let work = tempfile::tempdir().expect("dir");
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        extra_args: vec![
+            "--auth".into(),
+            format!("--backup-target={}", work.path().join("backups").display()),
+        ],
+        env: vec![("SHOAL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into())],
+        basic_auth: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..ClusterSpec::default()
+    })
+    .await;
+    // The first admin exists once the new cluster's first entries are applied.
+    let admin = Some(("admin", ADMIN_PASSWORD));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let create = |name: &'static str, roles: Vec<&'static str>, permissions: Vec<&'static str>| {
+        Call {
+            method: "POST",
+            path: "/users",
+            body: Some(
+                json!({"name": name, "password": PASSWORD, "roles": roles, "permissions": permissions}),
+            ),
+            allowed: Some("admin"),
+            lacking: "",
+        }
+    };
+    loop {
+        let (status, body) = send(
+            &cluster,
+            0,
+            &create("reader1", vec!["reader"], vec![]),
+            admin,
+        )
+        .await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admin never usable: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for call in [
+        create("writer1", vec!["writer"], vec![]),
+        create("dml", vec![], vec!["read", "write"]),
+        create("ops", vec!["operator"], vec![]),
+        create("nobody", vec![], vec![]),
+        create("spare0", vec!["admin"], vec![]),
+        create("spare1", vec!["admin"], vec![]),
+        create("spare2", vec!["admin"], vec![]),
+        create("spare3", vec!["admin"], vec![]),
+        create("spare4", vec!["admin"], vec![]),
+        create("victim", vec!["reader"], vec![]),
+    ] {
+        let (status, body) = send(&cluster, 0, &call, admin).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = send(
+        &cluster,
+        0,
+        &Call {
+            method: "POST",
+            path: "/db/execute",
+            body: Some(json!(["CREATE TABLE t(x)"])),
+            allowed: None,
+            lacking: "",
+        },
+        admin,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let calls = [
+        Call {
+            method: "GET",
+            path: "/status",
+            body: None,
+            allowed: Some("reader1"),
+            lacking: "nobody",
+        },
+        Call {
+            method: "GET",
+            path: "/nodes",
+            body: None,
+            allowed: Some("reader1"),
+            lacking: "nobody",
+        },
+        Call {
+            method: "GET",
+            path: "/metrics",
+            body: None,
+            allowed: Some("ops"),
+            lacking: "dml",
+        },
+        Call {
+            method: "GET",
+            path: "/alerts",
+            body: None,
+            allowed: Some("reader1"),
+            lacking: "nobody",
+        },
+        Call {
+            method: "GET",
+            path: "/leader",
+            body: None,
+            allowed: Some("reader1"),
+            lacking: "nobody",
+        },
+        Call {
+            method: "GET",
+            path: "/dashboard",
+            body: None,
+            allowed: Some("reader1"),
+            lacking: "nobody",
+        },
+        Call {
+            method: "POST",
+            path: "/db/query",
+            body: Some(json!(["SELECT count(*) FROM t"])),
+            allowed: Some("reader1"),
+            lacking: "ops",
+        },
+        Call {
+            method: "POST",
+            path: "/db/execute",
+            body: Some(json!(["INSERT INTO t VALUES(1)"])),
+            allowed: Some("dml"),
+            lacking: "reader1",
+        },
+        Call {
+            method: "POST",
+            path: "/db/execute",
+            body: Some(json!(["CREATE TABLE u(x)"])),
+            allowed: Some("writer1"),
+            lacking: "dml",
+        },
+        Call {
+            method: "POST",
+            path: "/db/request",
+            body: Some(json!(["SELECT 1"])),
+            allowed: Some("reader1"),
+            lacking: "nobody",
+        },
+        Call {
+            method: "POST",
+            path: "/db/request",
+            body: Some(json!(["INSERT INTO t VALUES(2)"])),
+            allowed: Some("dml"),
+            lacking: "reader1",
+        },
+        Call {
+            method: "GET",
+            path: "/users",
+            body: None,
+            allowed: Some("admin"),
+            lacking: "writer1",
+        },
+        Call {
+            method: "GET",
+            path: "/backup",
+            body: None,
+            allowed: Some("ops"),
+            lacking: "writer1",
+        },
+        Call {
+            method: "POST",
+            path: "/backup",
+            body: None,
+            allowed: Some("ops"),
+            lacking: "writer1",
+        },
+        Call {
+            method: "POST",
+            path: "/backup/prune",
+            body: None,
+            allowed: Some("ops"),
+            lacking: "reader1",
+        },
+        Call {
+            method: "GET",
+            path: "/db/backup",
+            body: None,
+            allowed: Some("ops"),
+            lacking: "writer1",
+        },
+        Call {
+            method: "POST",
+            path: "/db/load",
+            body: Some(json!("CREATE TABLE loaded(x)")),
+            allowed: Some("ops"),
+            lacking: "writer1",
+        },
+        Call {
+            method: "POST",
+            path: "/leader",
+            body: None,
+            allowed: None,
+            lacking: "ops",
+        },
+        Call {
+            method: "POST",
+            path: "/remove",
+            body: Some(json!({"id": 9})),
+            allowed: None,
+            lacking: "ops",
+        },
+        Call {
+            method: "POST",
+            path: "/join",
+            body: Some(json!({"id": 9, "addr": "127.0.0.1:1"})),
+            allowed: None,
+            lacking: "reader1",
+        },
+    ];
+    let rows = || async {
+        cluster
+            .query(0, "SELECT count(*) FROM t", "level=none")
+            .await
+            .expect("count")
+    };
+    for (n, call) in calls.iter().enumerate() {
+        let before = rows().await;
+        let spare = format!("spare{}", n % 5);
+        let (status, body) = send(&cluster, 0, call, None).await;
+        assert_eq!(
+            status, 401,
+            "{} {} without credentials: {body}",
+            call.method, call.path
+        );
+        let (status, body) = send(&cluster, 0, call, Some((&spare, "not the password"))).await;
+        assert_eq!(
+            status, 401,
+            "{} {} with a wrong password: {body}",
+            call.method, call.path
+        );
+        let (status, body) = send(&cluster, 0, call, Some((call.lacking, PASSWORD))).await;
+        assert_eq!(
+            status, 403,
+            "{} {} as {}: {body}",
+            call.method, call.path, call.lacking
+        );
+        assert!(body.contains("lacks the"), "{body}");
+        assert_eq!(
+            rows().await,
+            before,
+            "a refused {} {} changed data",
+            call.method,
+            call.path
+        );
+        if let Some(user) = call.allowed {
+            let password = if user == "admin" {
+                ADMIN_PASSWORD
+            } else {
+                PASSWORD
+            };
+            let (status, body) = send(&cluster, 0, call, Some((user, password))).await;
+            assert!(
+                status != 401 && status != 403 && status < 500,
+                "{} {} as {user}: {status} {body}",
+                call.method,
+                call.path
+            );
+        }
+    }
+    // Health probes need nothing.
+    for path in ["/livez", "/readyz"] {
+        let call = Call {
+            method: "GET",
+            path,
+            body: None,
+            allowed: None,
+            lacking: "",
+        };
+        assert_eq!(send(&cluster, 0, &call, None).await.0, 200, "{path}");
+    }
+    // Guessing: five wrong passwords lock the user out, even with the right one after.
+    let status_call = Call {
+        method: "GET",
+        path: "/status",
+        body: None,
+        allowed: None,
+        lacking: "",
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            send(&cluster, 0, &status_call, Some(("victim", "guess")))
+                .await
+                .0,
+            401
+        );
+    }
+    assert_eq!(
+        send(&cluster, 0, &status_call, Some(("victim", PASSWORD)))
+            .await
+            .0,
+        429
+    );
+    // Other users are not affected.
+    assert_eq!(
+        send(&cluster, 0, &status_call, Some(("reader1", PASSWORD)))
+            .await
+            .0,
+        200
+    );
+    let log = std::fs::read_to_string(cluster.nodes[0].log_path()).unwrap_or_default();
+    for event in [
+        "login_failed",
+        "permission_denied",
+        "login_locked_out",
+        "user_created",
+    ] {
+        assert!(log.contains(event), "no {event} in the audit log");
+    }
+    for secret in [PASSWORD, ADMIN_PASSWORD, "not the password"] {
+        assert!(!log.contains(secret), "a password in the log");
+    }
+}

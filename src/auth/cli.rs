@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 /// The environment variable a new password may come from.
 pub const NEW_PASSWORD_ENV: &str = "SHOAL_NEW_PASSWORD";
 
+/// The environment variable holding the password of `--user` (the caller's own).
+pub const PASSWORD_ENV: &str = "SHOAL_PASSWORD";
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct UserArgs {
     /// The node whose API to use.
@@ -19,6 +22,9 @@ pub struct UserArgs {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Authenticate as this user (password from SHOAL_PASSWORD) when the cluster runs --auth.
+    #[arg(long, global = true, env = "SHOAL_USER")]
+    pub user: Option<String>,
     #[command(subcommand)]
     pub operation: UserOperation,
 }
@@ -165,6 +171,10 @@ fn execute(args: &UserArgs) -> Result<Value, String> {
         UserOperation::Revoke { name, grants } => client
             .post(format!("{host}/users/{name}/revoke"))
             .json(&grants_body(grants)),
+    };
+    let request = match &args.user {
+        Some(user) => request.basic_auth(user, std::env::var(PASSWORD_ENV).ok()),
+        None => request,
     };
     let response = request.send().map_err(|e| format!("{host}: {e}"))?;
     let status = response.status();

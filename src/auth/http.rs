@@ -143,9 +143,13 @@ async fn forward(state: &ApiState, method: Method, path: &str, body: &[u8]) -> R
     let url = format!("http://{}{path}", leader.http_addr);
     let method =
         reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
-    match reqwest::Client::new()
+    let mut forwarded = reqwest::Client::new()
         .request(method, &url)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(authorization) = crate::auth::gate::caller_authorization() {
+        forwarded = forwarded.header(reqwest::header::AUTHORIZATION, authorization.as_bytes());
+    }
+    match forwarded
         .body(body.to_vec())
         .timeout(std::time::Duration::from_secs(30))
         .send()

@@ -3,13 +3,36 @@
 //! stored only as Argon2id hashes, made on the node that received the password; the log and
 //! the table carry the hash, never the password.
 
+pub mod access;
 pub mod cli;
+pub mod gate;
 pub mod http;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// Authentication settings of a node (`serve --auth`).
+#[derive(Clone, Default)]
+pub struct AuthSettings {
+    /// Every HTTP request needs credentials and the permission its route needs.
+    pub enabled: bool,
+    /// The first admin's password, used once when this node bootstraps a new cluster.
+    pub admin_password: Option<String>,
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("enabled", &self.enabled)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "redacted"),
+            )
+            .finish()
+    }
+}
 
 /// What a user may do. Roles bundle them; a user holds roles and may hold extra permissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

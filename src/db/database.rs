@@ -122,6 +122,9 @@ pub struct Database {
     reader_permits: Arc<Semaphore>,
     /// Shared by everything that uses the database file; taken exclusively to replace it.
     file_lock: RwLock<()>,
+    /// Bumped whenever the users may have changed (a users entry, a load, a new image), so
+    /// caches of them know to reload.
+    users_version: AtomicU64,
 }
 
 impl Database {
@@ -137,11 +140,17 @@ impl Database {
             idle_readers: Mutex::new(Vec::new()),
             reader_permits: Arc::new(Semaphore::new(readers_max.max(1))),
             file_lock: RwLock::new(()),
+            users_version: AtomicU64::new(1),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Changes whenever the replicated users may have changed.
+    pub fn users_version(&self) -> u64 {
+        self.users_version.load(Ordering::Acquire)
     }
 
     /// Bytes of the database file (what a snapshot copies, roughly; its write-ahead log is not
@@ -163,7 +172,10 @@ impl Database {
             .file_lock
             .read()
             .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
-        self.with_writer(|writer| {
+        let users_change = entries.iter().any(|entry| {
+            matches!(&entry.payload, EntryPayload::Normal(c) if c.users.is_some() || c.load.is_some())
+        });
+        let applied = self.with_writer(|writer| {
             // An entry that replaces the whole database is applied on its own, between the
             // ordinary entries before and after it.
             let mut responses = Vec::with_capacity(entries.len());
@@ -197,7 +209,11 @@ impl Database {
                 rest = after;
             }
             Ok(responses)
-        })
+        });
+        if users_change {
+            self.users_version.fetch_add(1, Ordering::AcqRel);
+        }
+        applied
     }
 
     /// Runs `batch` (an interactive transaction so far) on the writer connection exactly as
@@ -426,6 +442,7 @@ impl Database {
         sync_parent_dir(&self.path)?;
         let vfs = clock_vfs::register(&self.vfs_name).map_err(DbError::Internal)?;
         *writer_slot = Some(open_writer(&self.path, &vfs)?);
+        self.users_version.fetch_add(1, Ordering::AcqRel);
         Ok(state)
     }
 

@@ -277,8 +277,11 @@ async fn forward_load(state: &ApiState, path: &Path) -> Response {
     };
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
     let url = format!("http://{}/db/load", leader.http_addr);
-    match reqwest::Client::new()
-        .post(&url)
+    let mut forwarded = reqwest::Client::new().post(&url);
+    if let Some(authorization) = crate::auth::gate::caller_authorization() {
+        forwarded = forwarded.header(reqwest::header::AUTHORIZATION, authorization.as_bytes());
+    }
+    match forwarded
         .body(body)
         .timeout(std::time::Duration::from_secs(3600))
         .send()

@@ -35,6 +35,9 @@ pub struct ApiState {
     pub started: Instant,
     pub alerts: Arc<crate::alerts::Alerts>,
     pub backups: Arc<crate::backup::agent::BackupAgent>,
+    pub gate: Arc<crate::auth::gate::Gate>,
+    /// The request body limit (the gate reads SQL bodies to see what they need).
+    pub body_bytes_max: usize,
 }
 
 /// All client routes. `body_bytes_max` bounds every request body (HTTP 413 beyond it).
@@ -49,6 +52,10 @@ pub fn router(state: ApiState, body_bytes_max: usize) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/alerts", get(firing_alerts))
         .route("/dashboard", get(dashboard))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::gate::authorize,
+        ))
         .layer(axum::middleware::from_fn(metrics::record_request))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
@@ -289,6 +296,25 @@ async fn enqueue(
         &json!({"results": [], "sequence_number": sequence}),
         options.pretty,
     )
+}
+
+/// The statements of a `/db/*` request, as the gate needs them to decide what the request
+/// needs (unparseable input yields none; the handler then refuses it itself).
+pub fn statements_for_authorization(
+    raw_query: Option<&str>,
+    plain_text: bool,
+    body: &[u8],
+) -> Vec<Statement> {
+    let Ok(options) = parse_options(raw_query) else {
+        return Vec::new();
+    };
+    let call = DbCall {
+        uri: axum::http::Uri::from_static("/"),
+        raw_query: raw_query.map(str::to_string),
+        plain_text,
+        body: Bytes::copy_from_slice(body),
+    };
+    statements_of(&options, &call).unwrap_or_default()
 }
 
 /// Statements come from `q=` on `/db/query`, a text/plain body (one statement) or a JSON

@@ -140,6 +140,24 @@ pub struct ClusterSpec {
     pub controlled_network: bool,
     /// Extra environment for every node (e.g. a deliberate fault).
     pub env: Vec<(String, String)>,
+    /// Credentials the helpers send (for clusters running `--auth`).
+    pub basic_auth: Option<(String, String)>,
+}
+
+/// An HTTP client that sends `basic_auth` with every request, when given.
+fn client_with(basic_auth: Option<&(String, String)>) -> reqwest::Client {
+    use base64::Engine;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some((user, password)) = basic_auth {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&format!("Basic {token}")) {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
 }
 
 impl Cluster {
@@ -147,7 +165,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir: tempfile::tempdir().expect("temp dir"),
             nodes: Vec::new(),
-            http: reqwest::Client::new(),
+            http: client_with(spec.basic_auth.as_ref()),
             network: spec.controlled_network.then(network::Network::new),
             spec: spec.clone(),
         };

@@ -1,0 +1,385 @@
+//! Authentication and authorization of HTTP requests (`--auth`): HTTP Basic credentials
+//! checked against the replicated users (Argon2id), the route's rule from `access`, repeated
+//! failures locked out for a while, and every login, denial and lockout written to the audit
+//! log (tracing target `audit`) — who, what, from where; never a password.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::auth::access::{Rule, SqlEndpoint, is_ddl, rule_for};
+use crate::auth::{Permission, User, Users, verify_password};
+use crate::http::ApiState;
+
+/// Failed logins for one user before it is locked out (password guessing)...
+const USER_FAILURES_BEFORE_LOCKOUT: u32 = 5;
+/// ...and from one address, over any users (password spraying).
+const ADDRESS_FAILURES_BEFORE_LOCKOUT: u32 = 50;
+/// How long a lockout lasts.
+const LOCKOUT: Duration = Duration::from_secs(30);
+/// Failures older than this are forgotten.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// A verified password is trusted without rehashing for this long (Argon2id costs ~20 ms).
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Entries in each of the bounded caches.
+const CACHE_ENTRIES_MAX: usize = 10_000;
+
+tokio::task_local! {
+    /// The `Authorization` header of the request being handled: a node passing a request on
+    /// to the leader passes the caller's credentials with it.
+    static CALLER_AUTHORIZATION: Option<HeaderValue>;
+}
+
+/// The credentials of the request this task handles, to pass on when forwarding it.
+pub fn caller_authorization() -> Option<HeaderValue> {
+    CALLER_AUTHORIZATION.try_with(Clone::clone).ok().flatten()
+}
+
+/// The authentication state of one node.
+pub struct Gate {
+    enabled: bool,
+    users: Mutex<(u64, Arc<Users>)>,
+    /// (user, SHA-256 of password, password hash) → when verified.
+    verified: Mutex<HashMap<(String, [u8; 32]), Instant>>,
+    /// Failure counts by user and by address.
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+/// Recent failed logins for one user or address.
+struct Failures {
+    count: u32,
+    first: Instant,
+    locked_until: Option<Instant>,
+}
+
+impl Failures {
+    fn fresh(now: Instant) -> Failures {
+        Failures {
+            count: 0,
+            first: now,
+            locked_until: None,
+        }
+    }
+}
+
+impl Gate {
+    pub fn new(enabled: bool) -> Arc<Gate> {
+        Arc::new(Gate {
+            enabled,
+            users: Mutex::new((0, Arc::new(Users::new()))),
+            verified: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The replicated users, reloaded when they may have changed.
+    async fn users(&self, state: &ApiState) -> Result<Arc<Users>, String> {
+        let database = &state.service.group.database;
+        let version = database.users_version();
+        if let Ok(cached) = self.users.lock()
+            && cached.0 == version
+        {
+            return Ok(cached.1.clone());
+        }
+        let users = database
+            .inspect(crate::db::database::read_users)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let users = Arc::new(users);
+        if let Ok(mut cached) = self.users.lock() {
+            *cached = (version, users.clone());
+        }
+        // Passwords may have changed: verify again.
+        if let Ok(mut verified) = self.verified.lock() {
+            verified.clear();
+        }
+        Ok(users)
+    }
+
+    fn locked(&self, keys: &[&str]) -> bool {
+        let now = Instant::now();
+        self.failures.lock().is_ok_and(|failures| {
+            keys.iter().any(|key| {
+                failures
+                    .get(*key)
+                    .and_then(|f| f.locked_until)
+                    .is_some_and(|until| until > now)
+            })
+        })
+    }
+
+    /// Counts a failure against each key; true when one of them is now locked out.
+    fn fail(&self, keys: &[(&str, u32)]) -> bool {
+        let now = Instant::now();
+        let Ok(mut failures) = self.failures.lock() else {
+            return false;
+        };
+        if failures.len() >= CACHE_ENTRIES_MAX {
+            failures.retain(|_, f| {
+                now.duration_since(f.first) < FAILURE_WINDOW
+                    || f.locked_until.is_some_and(|u| u > now)
+            });
+        }
+        let mut locked = false;
+        for (key, threshold) in keys {
+            let entry = failures
+                .entry(key.to_string())
+                .or_insert_with(|| Failures::fresh(now));
+            if now.duration_since(entry.first) > FAILURE_WINDOW {
+                *entry = Failures::fresh(now);
+            }
+            entry.count += 1;
+            if entry.count >= *threshold {
+                entry.locked_until = Some(now + LOCKOUT);
+                locked = true;
+            }
+        }
+        locked
+    }
+
+    fn succeed(&self, keys: &[&str]) {
+        if let Ok(mut failures) = self.failures.lock() {
+            for key in keys {
+                failures.remove(*key);
+            }
+        }
+    }
+
+    /// Checks `password` for `user` (Argon2id, off the async threads; remembered briefly).
+    async fn check_password(&self, user: &User, password: &str) -> bool {
+        let key = (
+            user.name.clone(),
+            Sha256::digest(password.as_bytes()).into(),
+        );
+        if let Ok(verified) = self.verified.lock()
+            && verified
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < VERIFIED_FOR)
+        {
+            return true;
+        }
+        let (hash, password) = (user.password_hash.clone(), password.to_string());
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
+        if ok && let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= CACHE_ENTRIES_MAX {
+                verified.clear();
+            }
+            verified.insert(key, Instant::now());
+        }
+        ok
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        serde_json::json!({"error": message}).to_string(),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"shoal\""),
+        );
+    }
+    response
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(request: &Request) -> Option<(String, String)> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The middleware: every request passes the route's rule or is refused (401 without valid
+/// credentials, 403 without the permission, 429 while locked out).
+pub async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let gate = state.gate.clone();
+    if !gate.enabled() {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| request.uri().path().to_string());
+    let method = request.method().as_str().to_string();
+    let from = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or("unknown".to_string(), |info| info.0.ip().to_string());
+    let rule = rule_for(&method, &route);
+    if rule == Rule::Open {
+        return next.run(request).await;
+    }
+    let Some((name, password)) = basic_credentials(&request) else {
+        tracing::warn!(target: "audit", event = "login_failed", reason = "no credentials", %from, %method, %route);
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "authentication required (HTTP Basic)",
+        );
+    };
+    let address_key = format!("address:{from}");
+    let user_key = format!("user:{name}");
+    let keys = [address_key.as_str(), user_key.as_str()];
+    if gate.locked(&keys) {
+        tracing::warn!(target: "audit", event = "login_locked_out", user = %name, %from, %route);
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins: locked out for a while",
+        );
+    }
+    let users = match gate.users(&state).await {
+        Ok(users) => users,
+        Err(error) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("users unavailable: {error}"),
+            );
+        }
+    };
+    let user = match users.get(&name) {
+        Some(user) if gate.check_password(user, &password).await => user.clone(),
+        _ => {
+            let locked = gate.fail(&[
+                (address_key.as_str(), ADDRESS_FAILURES_BEFORE_LOCKOUT),
+                (user_key.as_str(), USER_FAILURES_BEFORE_LOCKOUT),
+            ]);
+            tracing::warn!(target: "audit", event = "login_failed", user = %name, %from, %method, %route, locked);
+            crate::metrics::metrics().auth_failures.inc();
+            return refuse(StatusCode::UNAUTHORIZED, "wrong user name or password");
+        }
+    };
+    gate.succeed(&[user_key.as_str()]);
+    let granted = user.effective_permissions();
+    let (needed, request) = match needed_permissions(&state, rule, request).await {
+        Ok(needed) => needed,
+        Err(response) => return response,
+    };
+    if let Some(missing) = needed.iter().find(|p| !granted.contains(p)) {
+        tracing::warn!(target: "audit", event = "permission_denied", user = %name, %from, %method, %route, permission = %missing);
+        return refuse(
+            StatusCode::FORBIDDEN,
+            &format!("user {name:?} lacks the {missing} permission for {method} {route}"),
+        );
+    }
+    if needed.iter().any(|p| {
+        matches!(
+            p,
+            Permission::Ddl | Permission::Admin | Permission::Restore | Permission::Backup
+        )
+    }) {
+        tracing::info!(target: "audit", event = "allowed", user = %name, %from, %method, %route, permissions = ?needed);
+    }
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    CALLER_AUTHORIZATION
+        .scope(authorization, next.run(request))
+        .await
+}
+
+/// What the request needs; SQL and join rules look at the body (put back for the handler).
+async fn needed_permissions(
+    state: &ApiState,
+    rule: Rule,
+    request: Request,
+) -> Result<(Vec<Permission>, Request), Response> {
+    match rule {
+        Rule::Open | Rule::Authenticated => Ok((Vec::new(), request)),
+        Rule::Needs(permission) => Ok((vec![permission], request)),
+        Rule::Unknown => Err(refuse(
+            StatusCode::FORBIDDEN,
+            "this endpoint has no permission rule: refused",
+        )),
+        Rule::Join => {
+            let (request, body) = buffer(request, state.body_bytes_max).await?;
+            let voter = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("voter").and_then(serde_json::Value::as_bool))
+                .unwrap_or(true);
+            let needed = if voter {
+                Permission::Join
+            } else {
+                Permission::JoinReplica
+            };
+            Ok((vec![needed], request))
+        }
+        Rule::Sql(endpoint) => {
+            let query = request.uri().query().map(str::to_string);
+            let plain_text = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("text/plain")
+                });
+            let (request, body) = buffer(request, state.body_bytes_max).await?;
+            let statements =
+                crate::http::statements_for_authorization(query.as_deref(), plain_text, &body);
+            let mut needed = vec![match endpoint {
+                SqlEndpoint::Query => Permission::Read,
+                SqlEndpoint::Execute => Permission::Write,
+                SqlEndpoint::Request => {
+                    let read_only = state
+                        .service
+                        .group
+                        .database
+                        .all_read_only(&statements)
+                        .await
+                        .unwrap_or(false);
+                    if read_only {
+                        Permission::Read
+                    } else {
+                        Permission::Write
+                    }
+                }
+            }];
+            if endpoint != SqlEndpoint::Query && statements.iter().any(|s| is_ddl(&s.sql)) {
+                needed.push(Permission::Ddl);
+            }
+            Ok((needed, request))
+        }
+    }
+}
+
+/// Reads the body (bounded) and returns the request with it put back.
+async fn buffer(request: Request, limit: usize) -> Result<(Request, bytes::Bytes), Response> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| refuse(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))?;
+    Ok((Request::from_parts(parts, Body::from(bytes.clone())), bytes))
+}
