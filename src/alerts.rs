@@ -35,6 +35,8 @@ pub struct AlertSettings {
     /// The data directory's file system with less free space than this, in percent.
     pub disk_free_percent_min: f64,
     pub data_dir: PathBuf,
+    /// More failed logins than this within a minute (someone guessing passwords).
+    pub auth_failures_per_minute_max: u64,
 }
 
 /// One alert event, as sent to webhooks.
@@ -67,6 +69,8 @@ pub struct Alerts {
     pending: Mutex<BTreeMap<String, (Instant, SystemTime)>>,
     firing: Mutex<BTreeMap<String, Firing>>,
     outbox: mpsc::Sender<AlertEvent>,
+    /// Failed-login counter readings of the last minute (one per evaluation).
+    auth_failure_readings: Mutex<std::collections::VecDeque<(Instant, u64)>>,
 }
 
 fn unix_seconds(time: SystemTime) -> f64 {
@@ -84,6 +88,7 @@ impl Alerts {
             pending: Mutex::new(BTreeMap::new()),
             firing: Mutex::new(BTreeMap::new()),
             outbox,
+            auth_failure_readings: Mutex::new(std::collections::VecDeque::new()),
         });
         tokio::spawn(send_webhooks(settings.webhooks.clone(), inbox));
         let weak = Arc::downgrade(&alerts);
@@ -153,6 +158,21 @@ impl Alerts {
             );
         }
         let metrics = crate::metrics::metrics();
+        let failed_logins = self.failed_logins_last_minute(metrics.auth_failures.get());
+        if failed_logins > self.settings.auth_failures_per_minute_max {
+            conditions.insert(
+                "auth_failures".to_string(),
+                (
+                    "warning",
+                    failed_logins.to_string(),
+                    format!(
+                        "{failed_logins} failed logins in the last minute (more than {}): \
+                         someone may be guessing passwords",
+                        self.settings.auth_failures_per_minute_max
+                    ),
+                ),
+            );
+        }
         if metrics.backup_last_ok.get() == 0 {
             conditions.insert(
                 "backup_failed".to_string(),
@@ -174,6 +194,25 @@ impl Alerts {
             );
         }
         conditions
+    }
+
+    /// Failed logins counted in the last minute, from the counter's readings (kept bounded:
+    /// one per evaluation, a minute's worth).
+    fn failed_logins_last_minute(&self, total: u64) -> u64 {
+        let Ok(mut readings) = self.auth_failure_readings.lock() else {
+            return 0;
+        };
+        let now = Instant::now();
+        readings.push_back((now, total));
+        while readings
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(60))
+        {
+            readings.pop_front();
+        }
+        readings
+            .front()
+            .map_or(0, |(_, oldest)| total.saturating_sub(*oldest))
     }
 
     /// Conditions from probing the members: unreachable, lagging.
@@ -334,6 +373,7 @@ mod tests {
             lag_entries_max: 10,
             disk_free_percent_min: 10.0,
             data_dir: PathBuf::from("."),
+            auth_failures_per_minute_max: 20,
         };
         let alerts = Alerts {
             node: 7,
@@ -341,6 +381,7 @@ mod tests {
             pending: Mutex::new(BTreeMap::new()),
             firing: Mutex::new(BTreeMap::new()),
             outbox,
+            auth_failure_readings: Mutex::new(std::collections::VecDeque::new()),
         };
         (alerts, inbox)
     }

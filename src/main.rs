@@ -129,6 +129,13 @@ struct ServeArgs {
     /// Alert when the data directory's file system has less free space than this, percent.
     #[arg(long, env = "SHOAL_ALERT_DISK_FREE_PERCENT", default_value_t = 10.0)]
     alert_disk_free_percent: f64,
+    /// Alert when more logins than this fail within a minute.
+    #[arg(
+        long,
+        env = "SHOAL_ALERT_AUTH_FAILURES_PER_MINUTE",
+        default_value_t = 20
+    )]
+    alert_auth_failures_per_minute: u64,
     /// How long to keep trying to join, seconds.
     #[arg(long, env = "SHOAL_JOIN_TIMEOUT_S", default_value_t = 120)]
     join_timeout_s: u64,
@@ -289,6 +296,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             member_unreachable_after: args.alert_member_unreachable_after,
             lag_entries_max: args.alert_lag_entries,
             disk_free_percent_min: args.alert_disk_free_percent,
+            auth_failures_per_minute_max: args.alert_auth_failures_per_minute,
             data_dir: args.data_dir.clone(),
         },
         backup: args.backup.to_config().map_err(anyhow::Error::msg)?,

@@ -270,6 +270,14 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
             );
         }
     };
+    if users.is_empty() {
+        // A new cluster creates its first admin moments after start: nothing can succeed yet,
+        // and nothing should count as a failed login.
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "authentication is on and no user exists yet (a new cluster creates its first admin at start-up)",
+        );
+    }
     let user = match users.get(&name) {
         Some(user) if gate.check_password(user, &password).await => user.clone(),
         _ => {

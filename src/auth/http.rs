@@ -125,7 +125,7 @@ async fn propose(
     };
     match state.service.propose_user_change(change).await {
         Ok(index) => {
-            tracing::info!(target: "audit", user = %name, removed, "user changed");
+            tracing::info!(target: "audit", event = "user_changed", user = %name, removed, "user changed");
             json_response(
                 StatusCode::OK,
                 &json!({"user": name, "removed": removed, "raft_index": index}),
