@@ -303,6 +303,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         auth: shoal::auth::AuthSettings {
             enabled: args.auth,
             admin_password: admin_password(&args).map_err(anyhow::Error::msg)?,
+            join_credentials: std::env::var("SHOAL_JOIN_USER")
+                .ok()
+                .filter(|user| !user.is_empty())
+                .map(|user| {
+                    (
+                        user,
+                        std::env::var("SHOAL_JOIN_PASSWORD").unwrap_or_default(),
+                    )
+                }),
         },
     };
     let node = Node::start(config).await.context("shoal could not start")?;

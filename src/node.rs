@@ -251,8 +251,11 @@ impl Node {
         while Instant::now() < deadline {
             for target in &self.config.join {
                 let url = format!("{}/join", target.trim_end_matches('/'));
-                match client
-                    .post(&url)
+                let mut request = client.post(&url);
+                if let Some((user, password)) = &self.config.auth.join_credentials {
+                    request = request.basic_auth(user, Some(password));
+                }
+                match request
                     .json(&body)
                     .timeout(Duration::from_secs(70))
                     .send()

@@ -551,3 +551,45 @@ async fn u20_every_endpoint_needs_credentials_and_its_permission() {
         assert!(!log.contains(secret), "a password in the log");
     }
 }
+
+/// u30: with --auth, nodes join with the credentials in SHOAL_JOIN_USER / SHOAL_JOIN_PASSWORD
+/// (a user with `join`), and users work on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u30_nodes_join_an_authenticated_cluster_with_join_credentials() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        extra_args: vec!["--auth".into()],
+        env: vec![
+            ("SHOAL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+            ("SHOAL_JOIN_USER".into(), "admin".into()),
+            ("SHOAL_JOIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        ],
+        basic_auth: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..ClusterSpec::default()
+    })
+    .await;
+    let leader = cluster.leader(Duration::from_secs(10)).await;
+    cluster
+        .execute(
+            leader,
+            json!(["CREATE TABLE t(x)", "INSERT INTO t VALUES(1)"]),
+        )
+        .await;
+    for node in 0..3 {
+        cluster
+            .wait_for_values(
+                node,
+                "SELECT count(*) FROM t",
+                &json!([[1]]),
+                Duration::from_secs(10),
+            )
+            .await;
+    }
+    // Without credentials, a follower refuses too.
+    let response = reqwest::Client::new()
+        .get(format!("{}/status", cluster.url((leader + 1) % 3)))
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(response.status().as_u16(), 401);
+}

@@ -20,6 +20,9 @@ pub struct AuthSettings {
     pub enabled: bool,
     /// The first admin's password, used once when this node bootstraps a new cluster.
     pub admin_password: Option<String>,
+    /// Credentials this node presents when it asks to join (a user with `join` or
+    /// `join-replica`).
+    pub join_credentials: Option<(String, String)>,
 }
 
 impl fmt::Debug for AuthSettings {
@@ -29,6 +32,10 @@ impl fmt::Debug for AuthSettings {
             .field(
                 "admin_password",
                 &self.admin_password.as_ref().map(|_| "redacted"),
+            )
+            .field(
+                "join_user",
+                &self.join_credentials.as_ref().map(|(user, _)| user),
             )
             .finish()
     }
