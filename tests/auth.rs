@@ -522,22 +522,9 @@ async fn u20_every_endpoint_needs_credentials_and_its_permission() {
         200
     );
     // Some 25 failed logins within a minute: the auth_failures alert fires.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let alerts = cluster.get_json(0, "/alerts").await.expect("alerts");
-        let firing = alerts["firing"].as_array().is_some_and(|a| {
-            a.iter()
-                .any(|alert| alert["alert"] == json!("auth_failures"))
-        });
-        if firing {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no auth_failures alert: {alerts}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cluster
+        .wait_for_alert(0, "auth_failures", Duration::from_secs(10))
+        .await;
     let log = std::fs::read_to_string(cluster.nodes[0].log_path()).unwrap_or_default();
     for event in [
         "login_failed",

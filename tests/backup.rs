@@ -654,19 +654,13 @@ async fn b40_damaged_truncated_missing_and_wrongly_keyed_backups_are_refused() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let alerts = cluster.get_json(leader, "/alerts").await.expect("alerts");
-        let firing = alerts["firing"].as_array().is_some_and(|a| {
-            a.iter()
-                .any(|alert| alert["alert"] == json!("backup_verification_failed"))
-        });
-        if firing {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no verification alert: {alerts}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cluster
+        .wait_for_alert(
+            leader,
+            "backup_verification_failed",
+            Duration::from_secs(10),
+        )
+        .await;
     let metrics = cluster.get_json(leader, "/metrics").await.expect("metrics");
     let text = metrics.as_str().unwrap_or_default();
     assert!(

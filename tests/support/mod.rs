@@ -453,6 +453,28 @@ impl Cluster {
         );
     }
 
+    /// Waits until `node` lists `alert` as firing.
+    pub async fn wait_for_alert(&self, node: usize, alert: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let alerts = self.get_json(node, "/alerts").await;
+            let firing = alerts.as_ref().is_ok_and(|alerts| {
+                alerts["firing"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|event| event["alert"] == json!(alert)))
+            });
+            if firing {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never fired {alert}: {alerts:?}",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn kill(&mut self, node: usize) {
         if let Some(mut child) = self.nodes[node].child.take() {
             let _ = child.kill(); // SIGKILL
