@@ -20,6 +20,9 @@ pub struct ClusterArgs {
     /// Print the reply as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Authenticate as this user (password from SHOAL_PASSWORD) on a cluster running --auth.
+    #[arg(long, global = true, env = "SHOAL_USER")]
+    pub user: Option<String>,
     #[command(subcommand)]
     pub operation: Operation,
 }
@@ -61,7 +64,8 @@ pub enum Operation {
 
 /// Runs one operation; returns the process exit status.
 pub fn run(args: ClusterArgs) -> i32 {
-    let mut client = match Client::new(args.host.clone()) {
+    let credentials = crate::auth::cli::credentials(args.user.as_deref());
+    let mut client = match Client::new(args.host.clone(), credentials) {
         Ok(client) => client,
         Err(message) => {
             eprintln!("shoal cluster: {message}");

@@ -345,6 +345,7 @@ fn start_and_run(args: DemoArgs) -> Result<i32, String> {
         write_concern: "majority".to_string(),
         mode: Mode::Table,
         bail: false,
+        user: None,
     };
     let code = crate::shell::run_with(shell, Some(Box::new(demo)));
     // The demo (and its nodes) were dropped with the shell; the directory goes now.

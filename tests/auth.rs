@@ -572,6 +572,52 @@ async fn u30_nodes_join_an_authenticated_cluster_with_join_credentials() {
             )
             .await;
     }
+    // The shell and `shoal cluster` authenticate with --user and SHOAL_PASSWORD.
+    let url = cluster.url((leader + 1) % 3);
+    let run = |args: &[&str], password: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+        command
+            .args(args)
+            .env_remove("SHOAL_PASSWORD")
+            .env_remove("SHOAL_USER");
+        if let Some(password) = password {
+            command.env("SHOAL_PASSWORD", password);
+        }
+        let output = command.output().expect("run shoal");
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (ok, text) = run(
+        &[
+            "shell",
+            "--host",
+            &url,
+            "--user",
+            "admin",
+            "-c",
+            "SELECT count(*) FROM t",
+        ],
+        Some(ADMIN_PASSWORD),
+    );
+    assert!(ok && text.contains('1'), "{text}");
+    let (ok, text) = run(
+        &["shell", "--host", &url, "-c", "SELECT count(*) FROM t"],
+        None,
+    );
+    assert!(!ok && text.contains("401"), "{text}");
+    let (ok, text) = run(
+        &[
+            "cluster", "--host", &url, "--user", "admin", "status", "--json",
+        ],
+        Some(ADMIN_PASSWORD),
+    );
+    assert!(ok && text.contains("leader"), "{text}");
     // Without credentials, a follower refuses too.
     let response = reqwest::Client::new()
         .get(format!("{}/status", cluster.url((leader + 1) % 3)))

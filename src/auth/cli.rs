@@ -14,6 +14,30 @@ pub const NEW_PASSWORD_ENV: &str = "SHOAL_NEW_PASSWORD";
 /// The environment variable holding the password of `--user` (the caller's own).
 pub const PASSWORD_ENV: &str = "SHOAL_PASSWORD";
 
+/// The caller's credentials for a cluster running `--auth`: `user` with the password in
+/// SHOAL_PASSWORD (never a flag).
+pub fn credentials(user: Option<&str>) -> Option<(String, String)> {
+    let user = user.filter(|u| !u.is_empty())?;
+    Some((
+        user.to_string(),
+        std::env::var(PASSWORD_ENV).unwrap_or_default(),
+    ))
+}
+
+/// The `Authorization` header for `credentials`, to install as a client default.
+pub fn authorization_header(credentials: Option<&(String, String)>) -> reqwest::header::HeaderMap {
+    use base64::Engine;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some((user, password)) = credentials {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Basic {token}")) {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+    }
+    headers
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct UserArgs {
     /// The node whose API to use.

@@ -150,6 +150,9 @@ pub struct BackupArgs {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Authenticate as this user (password from SHOAL_PASSWORD) on a cluster running --auth.
+    #[arg(long, global = true, env = "SHOAL_USER")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(subcommand)]
@@ -218,6 +221,7 @@ pub struct RestoreCommandArgs {
 pub fn run_restore_command(args: RestoreCommandArgs) -> i32 {
     run(BackupArgs {
         node: String::new(),
+        user: std::env::var("SHOAL_USER").ok(),
         json: args.json,
         target: args.target,
         operation: BackupOperation::Restore(args.restore),
@@ -260,9 +264,10 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
     let direct = !targets.is_empty();
     let key = args.target.key_source()?;
     let node = args.node.trim_end_matches('/');
+    let client = api_client(args.user.as_deref())?;
     let scratch = std::env::temp_dir();
     match &args.operation {
-        BackupOperation::Restore(restore) => run_restore(restore, &targets, &key).await,
+        BackupOperation::Restore(restore) => run_restore(restore, &targets, &key, &client).await,
         BackupOperation::Create { from_replica } => {
             let spinner = spinner("taking the backup");
             let query = if *from_replica {
@@ -270,7 +275,7 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
             } else {
                 ""
             };
-            let result = call_node("POST", &format!("{node}/backup{query}")).await;
+            let result = call_node(&client, "POST", &format!("{node}/backup{query}")).await;
             spinner.finish_and_clear();
             result
         }
@@ -282,12 +287,14 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
             all.sort_by_key(|entry| entry.created_at_ms);
             Ok(json!({"backups": all}))
         }
-        BackupOperation::List => call_node("GET", &format!("{node}/backup")).await,
+        BackupOperation::List => call_node(&client, "GET", &format!("{node}/backup")).await,
         BackupOperation::Show { id } if direct => {
             let (_, manifest) = locate(&targets, id).await.map_err(text)?;
             Ok(json!(manifest))
         }
-        BackupOperation::Show { id } => call_node("GET", &format!("{node}/backup/{id}")).await,
+        BackupOperation::Show { id } => {
+            call_node(&client, "GET", &format!("{node}/backup/{id}")).await
+        }
         BackupOperation::Verify { id } if direct => {
             let mut records = Vec::new();
             for target in &targets {
@@ -310,7 +317,7 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
             Ok(json!({"verifications": records}))
         }
         BackupOperation::Verify { id } => {
-            call_node("POST", &format!("{node}/backup/{id}/verify")).await
+            call_node(&client, "POST", &format!("{node}/backup/{id}/verify")).await
         }
         BackupOperation::Prune if direct => {
             let mut pruned = Vec::new();
@@ -322,7 +329,7 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
             }
             Ok(json!({"pruned": pruned}))
         }
-        BackupOperation::Prune => call_node("POST", &format!("{node}/backup/prune")).await,
+        BackupOperation::Prune => call_node(&client, "POST", &format!("{node}/backup/prune")).await,
     }
 }
 
@@ -334,6 +341,7 @@ async fn run_restore(
     args: &RestoreArgs,
     targets: &[ConfiguredTarget],
     key: &KeySource,
+    client: &reqwest::Client,
 ) -> Result<Value, String> {
     let point = crate::http::backup::restore_point(args.to_time.as_deref(), args.to_index)?;
     if targets.is_empty() {
@@ -354,7 +362,7 @@ async fn run_restore(
         }
         url.push_str(&serde_urlencoded::to_string(&query).map_err(|e| e.to_string())?);
         let spinner = spinner("restoring");
-        let result = call_node("POST", &url).await;
+        let result = call_node(client, "POST", &url).await;
         spinner.finish_and_clear();
         return result;
     }
@@ -398,14 +406,18 @@ async fn run_restore(
         ));
     } else if let Some(cluster) = &args.into_cluster {
         let url = format!("{}/db/load", cluster.trim_end_matches('/'));
-        let loaded = upload(&image, &url).await?;
+        let loaded = upload(client, &image, &url).await?;
         report["loaded"] = loaded;
     }
     Ok(report)
 }
 
 /// POSTs the file at `path` to `url` with a progress bar.
-async fn upload(path: &std::path::Path, url: &str) -> Result<Value, String> {
+async fn upload(
+    client: &reqwest::Client,
+    path: &std::path::Path,
+    url: &str,
+) -> Result<Value, String> {
     let length = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let bar = ProgressBar::new(length);
     bar.set_style(
@@ -424,7 +436,7 @@ async fn upload(path: &std::path::Path, url: &str) -> Result<Value, String> {
                 counted.inc(chunk.len() as u64);
             }
         });
-    let response = reqwest::Client::new()
+    let response = client
         .post(url)
         .body(reqwest::Body::wrap_stream(stream))
         .timeout(Duration::from_secs(3600))
@@ -435,8 +447,16 @@ async fn upload(path: &std::path::Path, url: &str) -> Result<Value, String> {
     answer(url, response).await
 }
 
-async fn call_node(method: &str, url: &str) -> Result<Value, String> {
-    let client = reqwest::Client::new();
+/// An HTTP client sending the caller's credentials (`--user` with SHOAL_PASSWORD), if any.
+fn api_client(user: Option<&str>) -> Result<reqwest::Client, String> {
+    let credentials = crate::auth::cli::credentials(user);
+    reqwest::Client::builder()
+        .default_headers(crate::auth::cli::authorization_header(credentials.as_ref()))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+async fn call_node(client: &reqwest::Client, method: &str, url: &str) -> Result<Value, String> {
     let request = match method {
         "GET" => client.get(url),
         _ => client.post(url),

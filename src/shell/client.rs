@@ -32,7 +32,11 @@ impl std::fmt::Display for Failure {
 }
 
 impl Client {
-    pub fn new(hosts: Vec<String>) -> Result<Client, String> {
+    /// A client for `hosts`, sending `credentials` (HTTP Basic) when given.
+    pub fn new(
+        hosts: Vec<String>,
+        credentials: Option<(String, String)>,
+    ) -> Result<Client, String> {
         if hosts.is_empty() {
             return Err("no --host given".to_string());
         }
@@ -48,6 +52,7 @@ impl Client {
             })
             .collect();
         let http = reqwest::blocking::Client::builder()
+            .default_headers(crate::auth::cli::authorization_header(credentials.as_ref()))
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
             .build()

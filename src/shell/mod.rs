@@ -42,6 +42,9 @@ pub struct ShellArgs {
     /// Stop at the first error (scripts; the exit status is 1 after an error either way).
     #[arg(long)]
     pub bail: bool,
+    /// Authenticate as this user (password from SHOAL_PASSWORD) on a cluster running --auth.
+    #[arg(long, env = "SHOAL_USER")]
+    pub user: Option<String>,
 }
 
 /// A shell session.
@@ -70,7 +73,8 @@ pub fn run(args: ShellArgs) -> i32 {
 
 /// Runs the shell with extra dot commands (the demo's).
 pub fn run_with(args: ShellArgs, extension: Option<Box<dyn commands::Extension>>) -> i32 {
-    let client = match Client::new(args.host.clone()) {
+    let credentials = crate::auth::cli::credentials(args.user.as_deref());
+    let client = match Client::new(args.host.clone(), credentials) {
         Ok(client) => client,
         Err(message) => {
             eprintln!("shoal shell: {message}");
