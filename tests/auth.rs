@@ -626,3 +626,80 @@ async fn u30_nodes_join_an_authenticated_cluster_with_join_credentials() {
         .expect("status");
     assert_eq!(response.status().as_u16(), 401);
 }
+
+/// u40: bearer tokens: issued to valid credentials, accepted by every node until they expire,
+/// refused when forged or once the password changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u40_bearer_tokens_expire_and_die_with_the_password() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        extra_args: vec!["--auth".into()],
+        env: vec![
+            ("SHOAL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+            ("SHOAL_JOIN_USER".into(), "admin".into()),
+            ("SHOAL_JOIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        ],
+        basic_auth: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..ClusterSpec::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let token_for = |ttl: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/auth/token?ttl={ttl}", cluster.url(0));
+        async move {
+            let answer: Value = client
+                .post(url)
+                .basic_auth("admin", Some(ADMIN_PASSWORD))
+                .send()
+                .await
+                .expect("token")
+                .json()
+                .await
+                .expect("json");
+            answer["token"].as_str().expect("a token").to_string()
+        }
+    };
+    let status_with = |node: usize, token: String| {
+        let client = client.clone();
+        let url = format!("{}/status", cluster.url(node));
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("status")
+                .status()
+                .as_u16()
+        }
+    };
+    let token = token_for("10m").await;
+    for node in 0..3 {
+        assert_eq!(
+            status_with(node, token.clone()).await,
+            200,
+            "node {}",
+            node + 1
+        );
+    }
+    let forged = format!("{}0", &token[..token.len() - 1]);
+    assert_eq!(status_with(1, forged).await, 401);
+    let short = token_for("1s").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status_with(2, short).await, 401);
+    // A new password revokes every earlier token, on every node.
+    let changed = client
+        .put(format!("{}/users/admin/password", cluster.url(0)))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"password": "a changed password"}))
+        .send()
+        .await
+        .expect("passwd");
+    assert_eq!(changed.status().as_u16(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_with(2, token.clone()).await != 401 {
+        assert!(Instant::now() < deadline, "the old token still works");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

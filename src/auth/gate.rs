@@ -205,13 +205,48 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     response
 }
 
-/// `Authorization: Basic base64(user:password)`.
-fn basic_credentials(request: &Request) -> Option<(String, String)> {
+/// What a request presents to prove who sends it.
+enum Presented {
+    /// `Authorization: Basic base64(user:password)`.
+    Password(String, String),
+    /// `Authorization: Bearer <token>` (from `POST /auth/token`).
+    Token(String),
+}
+
+impl Presented {
+    /// The user it claims to be (for lockouts and the audit log).
+    fn user(&self) -> String {
+        match self {
+            Presented::Password(user, _) => user.clone(),
+            Presented::Token(token) => {
+                crate::auth::token::claimed_user(token).unwrap_or_else(|| "?".into())
+            }
+        }
+    }
+}
+
+/// The identity the gate established, for handlers that need it (`/auth/token`).
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser(pub String);
+
+fn presented(request: &Request) -> Option<Presented> {
     let value = request
         .headers()
         .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?;
+    if let Some(token) = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+    {
+        return Some(Presented::Token(token.trim().to_string()));
+    }
+    let (name, password) = basic_credentials(value)?;
+    Some(Presented::Password(name, password))
+}
+
+/// The user and password of a `Basic` authorization value.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
     let encoded = value
         .strip_prefix("Basic ")
         .or_else(|| value.strip_prefix("basic "))?;
@@ -244,13 +279,14 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
     if rule == Rule::Open {
         return next.run(request).await;
     }
-    let Some((name, password)) = basic_credentials(&request) else {
+    let Some(credentials) = presented(&request) else {
         tracing::warn!(target: "audit", event = "login_failed", reason = "no credentials", %from, %method, %route);
         return refuse(
             StatusCode::UNAUTHORIZED,
-            "authentication required (HTTP Basic)",
+            "authentication required (HTTP Basic or a bearer token)",
         );
     };
+    let name = credentials.user();
     let address_key = format!("address:{from}");
     let user_key = format!("user:{name}");
     let keys = [address_key.as_str(), user_key.as_str()];
@@ -278,16 +314,22 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
             "authentication is on and no user exists yet (a new cluster creates its first admin at start-up)",
         );
     }
-    let user = match users.get(&name) {
-        Some(user) if gate.check_password(user, &password).await => user.clone(),
-        _ => {
+    let checked = match users.get(&name) {
+        Some(user) => proves(&gate, user, &credentials)
+            .await
+            .map(|()| user.clone()),
+        None => Err("wrong user name or password"),
+    };
+    let user = match checked {
+        Ok(user) => user,
+        Err(reason) => {
             let locked = gate.fail(&[
                 (address_key.as_str(), ADDRESS_FAILURES_BEFORE_LOCKOUT),
                 (user_key.as_str(), USER_FAILURES_BEFORE_LOCKOUT),
             ]);
-            tracing::warn!(target: "audit", event = "login_failed", user = %name, %from, %method, %route, locked);
+            tracing::warn!(target: "audit", event = "login_failed", user = %name, %from, %method, %route, reason, locked);
             crate::metrics::metrics().auth_failures.inc();
-            return refuse(StatusCode::UNAUTHORIZED, "wrong user name or password");
+            return refuse(StatusCode::UNAUTHORIZED, reason);
         }
     };
     gate.succeed(&[user_key.as_str()]);
@@ -311,10 +353,32 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
     }) {
         tracing::info!(target: "audit", event = "allowed", user = %name, %from, %method, %route, permissions = ?needed);
     }
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(AuthenticatedUser(user.name.clone()));
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
     CALLER_AUTHORIZATION
         .scope(authorization, next.run(request))
         .await
+}
+
+/// Whether `credentials` prove to be `user` (its password, or a valid unexpired token of
+/// it), or why not.
+async fn proves(gate: &Gate, user: &User, credentials: &Presented) -> Result<(), &'static str> {
+    match credentials {
+        Presented::Password(_, password) => {
+            if gate.check_password(user, password).await {
+                Ok(())
+            } else {
+                Err("wrong user name or password")
+            }
+        }
+        Presented::Token(token) => {
+            let one: Users = [(user.name.clone(), user.clone())].into();
+            crate::auth::token::verify(token, &one, crate::backup::now_ms()).map(|_| ())
+        }
+    }
 }
 
 /// What the request needs; SQL and join rules look at the body (put back for the handler).

@@ -18,6 +18,7 @@ use crate::http::{ApiState, json_response};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
+        .route("/auth/token", post(token))
         .route("/users", get(list).post(add))
         .route("/users/{name}", axum::routing::delete(remove))
         .route("/users/{name}/password", put(password))
@@ -51,6 +52,55 @@ async fn current_users(state: &ApiState) -> Result<Users, Refusal> {
         .await
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    ttl: Option<String>,
+}
+
+/// `POST /auth/token[?ttl=30m]`: a bearer token for the authenticated caller (default 1 h, at
+/// most 24 h), usable on every node until it expires or the password changes.
+async fn token(
+    State(state): State<ApiState>,
+    caller: Option<axum::Extension<crate::auth::gate::AuthenticatedUser>>,
+    axum::extract::Query(query): axum::extract::Query<TokenQuery>,
+) -> Response {
+    let Some(axum::Extension(caller)) = caller else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "authentication is off on this node (serve --auth): there is nobody to issue a token to",
+        );
+    };
+    let ttl = match query.ttl.as_deref().map(humantime::parse_duration) {
+        None => crate::auth::token::TTL_DEFAULT,
+        Some(Ok(ttl)) if ttl <= crate::auth::token::TTL_MAX && !ttl.is_zero() => ttl,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ttl must be a duration such as 30m, at most 24h",
+            );
+        }
+    };
+    let users = match current_users(&state).await {
+        Ok(users) => users,
+        Err(refusal) => return refusal.response(),
+    };
+    let Some(user) = users.get(&caller.0) else {
+        return error(StatusCode::UNAUTHORIZED, "the user no longer exists");
+    };
+    let expires_ms = crate::backup::now_ms() + ttl.as_millis() as i64;
+    match crate::auth::token::issue(user, expires_ms) {
+        Some(token) => {
+            tracing::info!(target: "audit", event = "token_issued", user = %user.name, ttl_s = ttl.as_secs());
+            json_response(
+                StatusCode::OK,
+                &json!({"token": token, "expires_at": crate::backup::rfc3339_ms(expires_ms)}),
+                true,
+            )
+        }
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, "could not sign a token"),
+    }
 }
 
 /// `GET /users`: every user with roles and permissions (as this node has applied them).

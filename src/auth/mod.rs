@@ -7,6 +7,7 @@ pub mod access;
 pub mod cli;
 pub mod gate;
 pub mod http;
+pub mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
