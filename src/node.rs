@@ -203,12 +203,16 @@ impl Node {
             return Ok(());
         }
         if self.config.join.is_empty() {
-            if self.config.auth.enabled && self.config.auth.admin_password.is_none() {
-                return Err(NodeError::Other(
-                    "--auth on a new cluster needs the first admin's password \
-                     (SHOAL_ADMIN_PASSWORD or --admin-password-file); there is no default"
-                        .into(),
-                ));
+            if self.config.auth.enabled {
+                let Some(password) = &self.config.auth.admin_password else {
+                    return Err(NodeError::Other(
+                        "--auth on a new cluster needs the first admin's password \
+                         (SHOAL_ADMIN_PASSWORD or --admin-password-file); there is no default"
+                            .into(),
+                    ));
+                };
+                crate::auth::check_password(password)
+                    .map_err(|e| NodeError::Other(format!("the first admin's password: {e}")))?;
             }
             let members =
                 std::collections::BTreeMap::from([(self.config.node_id, self.advertised())]);

@@ -481,6 +481,57 @@ async fn u20_every_endpoint_needs_credentials_and_its_permission() {
             );
         }
     }
+    // Loopholes stay shut: empty statements before DDL; a token minting tokens; the users'
+    // hashes leaving in /db/backup; an uploaded image bringing its own users.
+    let sneaky = Call {
+        method: "POST",
+        path: "/db/execute",
+        body: Some(json!([" ; ;/* x */; DROP TABLE t"])),
+        allowed: None,
+        lacking: "",
+    };
+    assert_eq!(
+        send(&cluster, 0, &sneaky, Some(("dml", PASSWORD))).await.0,
+        403
+    );
+    let image = reqwest::Client::new()
+        .get(format!("{}/db/backup", cluster.url(0)))
+        .basic_auth("ops", Some(PASSWORD))
+        .send()
+        .await
+        .expect("backup")
+        .bytes()
+        .await
+        .expect("image");
+    let exported = work.path().join("exported.db");
+    std::fs::write(&exported, &image).expect("write");
+    {
+        let connection = rusqlite::Connection::open(&exported).expect("open");
+        let users: i64 = connection
+            .query_row("SELECT count(*) FROM _shoal_users", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(users, 0, "the exported image carries no users");
+        connection
+            .execute(
+                "INSERT INTO _shoal_users VALUES('eve', '{\"name\":\"eve\",\"password_hash\":\"x\",\"roles\":[\"admin\"],\"permissions\":[]}')",
+                [],
+            )
+            .expect("plant a user");
+    }
+    let loaded = reqwest::Client::new()
+        .post(format!("{}/db/load", cluster.url(0)))
+        .basic_auth("ops", Some(PASSWORD))
+        .body(std::fs::read(&exported).expect("read"))
+        .send()
+        .await
+        .expect("load");
+    assert_eq!(loaded.status().as_u16(), 200);
+    let users = users_on(&cluster, 0).await;
+    assert!(users.iter().all(|u| u["name"] != json!("eve")), "{users:?}");
+    assert!(
+        users.iter().any(|u| u["name"] == json!("reader1")),
+        "{users:?}"
+    );
     // Health probes need nothing.
     for path in ["/livez", "/readyz"] {
         let call = Call {
@@ -683,6 +734,14 @@ async fn u40_bearer_tokens_expire_and_die_with_the_password() {
             node + 1
         );
     }
+    // A token cannot mint another (expiry would mean nothing).
+    let renewed = client
+        .post(format!("{}/auth/token", cluster.url(1)))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(renewed.status().as_u16(), 403);
     let forged = format!("{}0", &token[..token.len() - 1]);
     assert_eq!(status_with(1, forged).await, 401);
     let short = token_for("1s").await;

@@ -35,7 +35,7 @@ pub enum SqlEndpoint {
 pub fn rule_for(method: &str, path: &str) -> Rule {
     use Permission::*;
     match (method, path) {
-        ("GET", "/livez" | "/readyz") => Rule::Open,
+        ("GET" | "HEAD", "/livez" | "/readyz") => Rule::Open,
         (_, "/db/query") => Rule::Sql(SqlEndpoint::Query),
         ("POST", "/db/execute") => Rule::Sql(SqlEndpoint::Execute),
         ("POST", "/db/request") => Rule::Sql(SqlEndpoint::Request),
@@ -61,6 +61,9 @@ pub fn first_keyword(sql: &str) -> String {
             rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
         } else if let Some(after) = rest.strip_prefix("/*") {
             rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix(';') {
+            // SQLite skips empty statements before the real one.
+            rest = after.trim_start();
         } else {
             break;
         }
@@ -112,6 +115,7 @@ mod tests {
     fn schema_changes_are_told_apart_past_comments() {
         assert!(is_ddl("  -- make it\n/* really */ create table t(x)"));
         assert!(is_ddl("DROP TABLE t"));
+        assert!(is_ddl(" ; ;/*x*/; DROP TABLE t"));
         assert!(!is_ddl("INSERT INTO t VALUES(1)"));
         assert!(!is_ddl(
             "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x"

@@ -32,6 +32,12 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const VERIFIED_FOR: Duration = Duration::from_secs(60);
 /// Entries in each of the bounded caches.
 const CACHE_ENTRIES_MAX: usize = 10_000;
+/// Password verifications running at once (each Argon2id takes ~19 MiB and ~20 ms of a core):
+/// a flood of guesses queues here instead of exhausting memory, and each is counted before
+/// the next runs, so the lockout holds.
+const VERIFICATIONS_AT_ONCE: usize = 2;
+/// How long a login may wait for its turn before it is refused.
+const VERIFICATION_WAIT: Duration = Duration::from_secs(5);
 
 tokio::task_local! {
     /// The `Authorization` header of the request being handled: a node passing a request on
@@ -48,8 +54,10 @@ pub fn caller_authorization() -> Option<HeaderValue> {
 pub struct Gate {
     enabled: bool,
     users: Mutex<(u64, Arc<Users>)>,
-    /// (user, SHA-256 of password, password hash) → when verified.
-    verified: Mutex<HashMap<(String, [u8; 32]), Instant>>,
+    /// SHA-256 of (user, password, password hash) → when verified: a changed password never
+    /// matches an entry made for the old one.
+    verified: Mutex<HashMap<[u8; 32], Instant>>,
+    verifications: tokio::sync::Semaphore,
     /// Failure counts by user and by address.
     failures: Mutex<HashMap<String, Failures>>,
 }
@@ -77,6 +85,7 @@ impl Gate {
             enabled,
             users: Mutex::new((0, Arc::new(Users::new()))),
             verified: Mutex::new(HashMap::new()),
+            verifications: tokio::sync::Semaphore::new(VERIFICATIONS_AT_ONCE),
             failures: Mutex::new(HashMap::new()),
         })
     }
@@ -161,10 +170,14 @@ impl Gate {
 
     /// Checks `password` for `user` (Argon2id, off the async threads; remembered briefly).
     async fn check_password(&self, user: &User, password: &str) -> bool {
-        let key = (
-            user.name.clone(),
-            Sha256::digest(password.as_bytes()).into(),
-        );
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(user.name.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .chain_update([0])
+            .chain_update(user.password_hash.as_bytes())
+            .finalize()
+            .into();
         if let Ok(verified) = self.verified.lock()
             && verified
                 .get(&key)
@@ -225,9 +238,13 @@ impl Presented {
     }
 }
 
-/// The identity the gate established, for handlers that need it (`/auth/token`).
+/// The identity the gate established, for handlers that need it (`/auth/token`), and
+/// whether it was proven with the password (a token cannot mint tokens).
 #[derive(Debug, Clone)]
-pub struct AuthenticatedUser(pub String);
+pub struct AuthenticatedUser {
+    pub name: String,
+    pub by_password: bool,
+}
 
 fn presented(request: &Request) -> Option<Presented> {
     let value = request
@@ -291,7 +308,7 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
     let user_key = format!("user:{name}");
     let keys = [address_key.as_str(), user_key.as_str()];
     if gate.locked(&keys) {
-        tracing::warn!(target: "audit", event = "login_locked_out", user = %name, %from, %route);
+        tracing::warn!(target: "audit", event = "login_locked_out", user = ?name, %from, %route);
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed logins: locked out for a while",
@@ -314,6 +331,21 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
             "authentication is on and no user exists yet (a new cluster creates its first admin at start-up)",
         );
     }
+    // A bounded number of verifications at once; the lockout is checked again once it is
+    // this request's turn, so concurrent guesses cannot all slip past it.
+    let Ok(Ok(turn)) = tokio::time::timeout(VERIFICATION_WAIT, gate.verifications.acquire()).await
+    else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins at once: try again",
+        );
+    };
+    if gate.locked(&keys) {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins: locked out for a while",
+        );
+    }
     let checked = match users.get(&name) {
         Some(user) => proves(&gate, user, &credentials)
             .await
@@ -327,11 +359,12 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
                 (address_key.as_str(), ADDRESS_FAILURES_BEFORE_LOCKOUT),
                 (user_key.as_str(), USER_FAILURES_BEFORE_LOCKOUT),
             ]);
-            tracing::warn!(target: "audit", event = "login_failed", user = %name, %from, %method, %route, reason, locked);
+            tracing::warn!(target: "audit", event = "login_failed", user = ?name, %from, %method, %route, reason, locked);
             crate::metrics::metrics().auth_failures.inc();
             return refuse(StatusCode::UNAUTHORIZED, reason);
         }
     };
+    drop(turn);
     gate.succeed(&[user_key.as_str()]);
     let granted = user.effective_permissions();
     let (needed, request) = match needed_permissions(&state, rule, request).await {
@@ -339,7 +372,7 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
         Err(response) => return response,
     };
     if let Some(missing) = needed.iter().find(|p| !granted.contains(p)) {
-        tracing::warn!(target: "audit", event = "permission_denied", user = %name, %from, %method, %route, permission = %missing);
+        tracing::warn!(target: "audit", event = "permission_denied", user = ?name, %from, %method, %route, permission = %missing);
         return refuse(
             StatusCode::FORBIDDEN,
             &format!("user {name:?} lacks the {missing} permission for {method} {route}"),
@@ -351,12 +384,13 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
             Permission::Ddl | Permission::Admin | Permission::Restore | Permission::Backup
         )
     }) {
-        tracing::info!(target: "audit", event = "allowed", user = %name, %from, %method, %route, permissions = ?needed);
+        tracing::info!(target: "audit", event = "allowed", user = ?name, %from, %method, %route, permissions = ?needed);
     }
     let mut request = request;
-    request
-        .extensions_mut()
-        .insert(AuthenticatedUser(user.name.clone()));
+    request.extensions_mut().insert(AuthenticatedUser {
+        name: user.name.clone(),
+        by_password: matches!(credentials, Presented::Password(..)),
+    });
     let authorization = request.headers().get(header::AUTHORIZATION).cloned();
     CALLER_AUTHORIZATION
         .scope(authorization, next.run(request))

@@ -72,6 +72,12 @@ async fn token(
             "authentication is off on this node (serve --auth): there is nobody to issue a token to",
         );
     };
+    if !caller.by_password {
+        return error(
+            StatusCode::FORBIDDEN,
+            "tokens are issued for a password only (a token cannot renew itself)",
+        );
+    }
     let ttl = match query.ttl.as_deref().map(humantime::parse_duration) {
         None => crate::auth::token::TTL_DEFAULT,
         Some(Ok(ttl)) if ttl <= crate::auth::token::TTL_MAX && !ttl.is_zero() => ttl,
@@ -86,7 +92,7 @@ async fn token(
         Ok(users) => users,
         Err(refusal) => return refusal.response(),
     };
-    let Some(user) = users.get(&caller.0) else {
+    let Some(user) = users.get(&caller.name) else {
         return error(StatusCode::UNAUTHORIZED, "the user no longer exists");
     };
     let expires_ms = crate::backup::now_ms() + ttl.as_millis() as i64;

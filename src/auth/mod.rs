@@ -126,13 +126,24 @@ pub fn role_permissions(role: &str) -> Option<&'static [Permission]> {
 pub const ROLES: [&str; 5] = ["admin", "writer", "reader", "operator", "node"];
 
 /// A user as stored (replicated).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub name: String,
     /// Argon2id, PHC string format (`$argon2id$v=19$m=…`).
     pub password_hash: String,
     pub roles: BTreeSet<String>,
     pub permissions: BTreeSet<Permission>,
+}
+
+impl fmt::Debug for User {
+    /// Never the hash (log entries carrying users may be printed at debug level).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl User {
@@ -206,9 +217,8 @@ pub const PASSWORD_CHARS_MIN: usize = 8;
 /// Longer ones too (hashing cost and request size stay bounded).
 pub const PASSWORD_BYTES_MAX: usize = 1024;
 
-/// Hashes a password with Argon2id (default parameters: 19 MiB, 2 passes, a random salt).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    use argon2::password_hash::PasswordHasher;
+/// Checks a new password against the rules (length), without hashing it.
+pub fn check_password(password: &str) -> Result<(), String> {
     if password.chars().count() < PASSWORD_CHARS_MIN {
         return Err(format!(
             "the password is shorter than {PASSWORD_CHARS_MIN} characters"
@@ -219,6 +229,13 @@ pub fn hash_password(password: &str) -> Result<String, String> {
             "the password is longer than {PASSWORD_BYTES_MAX} bytes"
         ));
     }
+    Ok(())
+}
+
+/// Hashes a password with Argon2id (default parameters: 19 MiB, 2 passes, a random salt).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::PasswordHasher;
+    check_password(password)?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())

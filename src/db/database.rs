@@ -194,12 +194,17 @@ impl Database {
                 {
                     let mut state = read_state(&writer.connection, &self.path)?;
                     state.last_command_ms = Some(command.timestamp_ms);
+                    let users = writer
+                        .guard
+                        .internal(|| read_users(&writer.connection))
+                        .map_err(|e| sqlite_error(&self.path, e))?;
                     crate::db::load::replace_database(
                         &mut writer.connection,
                         &self.path,
                         load,
                         &entry.log_id(),
                         &state,
+                        &users,
                     )?;
                     writer.has_cluster_id = state.cluster_id.is_some();
                     responses.push(CommandResponse {
@@ -837,6 +842,43 @@ fn apply_user_change(
             .map(|_| ())
             .map_err(|e| sqlite_error(path, e)),
     })
+}
+
+/// Replaces the users recorded in `connection`'s database with `users` (a loaded image keeps
+/// the cluster's users, as it keeps its membership: a load must not change who may do what).
+pub(crate) fn write_users(
+    connection: &Connection,
+    path: &Path,
+    users: &crate::auth::Users,
+) -> Result<(), DbError> {
+    connection
+        .execute_batch(&format!(
+            "DROP TABLE IF EXISTS {USERS_TABLE}; \
+             CREATE TABLE {USERS_TABLE}(name TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;"
+        ))
+        .map_err(|e| sqlite_error(path, e))?;
+    for user in users.values() {
+        let record = serde_json::to_string(user)
+            .map_err(|e| DbError::Internal(format!("encode user: {e}")))?;
+        connection
+            .execute(
+                &format!("INSERT INTO {USERS_TABLE}(name, record) VALUES (?1, ?2)"),
+                [user.name.as_str(), record.as_str()],
+            )
+            .map_err(|e| sqlite_error(path, e))?;
+    }
+    Ok(())
+}
+
+/// Removes the users (and their password hashes, overwritten on disk) from an exported image
+/// that leaves the cluster (`GET /db/backup`).
+pub fn scrub_users(image: &Path) -> Result<(), DbError> {
+    let connection = Connection::open(image).map_err(|e| sqlite_error(image, e))?;
+    connection
+        .execute_batch(&format!(
+            "PRAGMA secure_delete = ON; DELETE FROM {USERS_TABLE};"
+        ))
+        .map_err(|e| sqlite_error(image, e))
 }
 
 /// The users recorded in a database (skipping a record that does not decode, with a warning).

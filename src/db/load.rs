@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
-use crate::db::database::{AppliedState, DbError, sqlite_error, write_state};
+use crate::db::database::{AppliedState, DbError, sqlite_error, write_state, write_users};
 use crate::raft::types::{ImageLoad, LOAD_COMPRESSED_BYTES_MAX, LogId};
 
 /// The first bytes of every SQLite database file.
@@ -168,6 +168,7 @@ pub fn replace_database(
     load: &ImageLoad,
     log_id: &LogId,
     state: &AppliedState,
+    users: &crate::auth::Users,
 ) -> Result<(), DbError> {
     let corrupt = |message: String| DbError::CorruptState {
         path: path.to_path_buf(),
@@ -202,6 +203,7 @@ pub fn replace_database(
     let outcome = (|| {
         let source = Connection::open(&staging).map_err(|e| sqlite_error(&staging, e))?;
         write_state(&source, &staging, log_id, state)?;
+        write_users(&source, &staging, users)?;
         let backup =
             rusqlite::backup::Backup::new(&source, writer).map_err(|e| sqlite_error(path, e))?;
         // One step copies every page in one write transaction on the destination.

@@ -124,6 +124,8 @@ fn export(
         .map_err(|e| e.to_string())?
         .into_temp_path();
     let state = database.export_image(&image).map_err(|e| e.to_string())?;
+    // The image leaves the cluster: not with the users' password hashes.
+    crate::db::database::scrub_users(&image).map_err(|e| e.to_string())?;
     let log_index = state.last_applied.map_or(0, |l| l.index);
     if !sql {
         // Open, then let the path go: the file lives while the response streams it.
