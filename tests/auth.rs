@@ -669,6 +669,29 @@ async fn u30_nodes_join_an_authenticated_cluster_with_join_credentials() {
         Some(ADMIN_PASSWORD),
     );
     assert!(ok && text.contains("leader"), "{text}");
+    // The last admin can be neither removed nor stripped of admin.
+    for (method, path, body) in [
+        ("DELETE", "/users/admin", None),
+        (
+            "POST",
+            "/users/admin/revoke",
+            Some(json!({"roles": ["admin"]})),
+        ),
+    ] {
+        let mut request = match method {
+            "DELETE" => reqwest::Client::new().delete(format!("{url}{path}")),
+            _ => reqwest::Client::new().post(format!("{url}{path}")),
+        };
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .expect("users");
+        assert_eq!(response.status().as_u16(), 409, "{method} {path}");
+    }
     // Without credentials, a follower refuses too.
     let response = reqwest::Client::new()
         .get(format!("{}/status", cluster.url((leader + 1) % 3)))

@@ -175,6 +175,13 @@ async fn propose(
         Ok(change) => change,
         Err(refusal) => return refusal.response(),
     };
+    if leaves_no_admin(&users, &change) {
+        return error(
+            StatusCode::CONFLICT,
+            "refused: this would leave no user with the admin permission (nobody could manage \
+             users any more); grant admin to another user first",
+        );
+    }
     let (name, removed) = match &change {
         UserChange::Put(user) => (user.name.clone(), false),
         UserChange::Remove(name) => (name.clone(), true),
@@ -190,6 +197,21 @@ async fn propose(
         }
         Err(e) => error(crate::http::render::status_for(&e), e),
     }
+}
+
+/// Whether applying `change` to `users` would leave users but none holding `admin`.
+fn leaves_no_admin(users: &Users, change: &UserChange) -> bool {
+    let mut after = users.clone();
+    match change {
+        UserChange::Put(user) => {
+            after.insert(user.name.clone(), user.clone());
+        }
+        UserChange::Remove(name) => {
+            after.remove(name);
+        }
+    }
+    let is_admin = |user: &User| user.effective_permissions().contains(&Permission::Admin);
+    users.values().any(is_admin) && !after.values().any(is_admin)
 }
 
 async fn forward(state: &ApiState, method: Method, path: &str, body: &[u8]) -> Response {
