@@ -121,11 +121,17 @@ impl Demo {
                 .send()
                 .ok()
                 .and_then(|r| r.json().ok());
-            let healthy = status
+            let members = status
                 .as_ref()
                 .and_then(|s| s["members"].as_array())
-                .map(|members| members.iter().filter(|m| m["health"] == 1).count());
-            if healthy == Some(self.nodes.len()) {
+                .cloned()
+                .unwrap_or_default();
+            let healthy = members.iter().filter(|m| m["health"] == 1).count();
+            // A joining voter is a learner until it has caught up: the demo is formed once
+            // every voter votes (killing the leader before that could leave no quorum).
+            let voters = members.iter().filter(|m| m["voter"] == true).count();
+            let voters_wanted = self.nodes.iter().filter(|n| n.voter).count();
+            if healthy == self.nodes.len() && voters == voters_wanted {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
