@@ -380,16 +380,7 @@ mod speed {
     async fn create_speed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; \
-                 CREATE TABLE _shoal_raft_state(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
-                 CREATE TABLE t(x); \
-                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000) \
-                 INSERT INTO t SELECT randomblob(1000) FROM n; PRAGMA wal_checkpoint(TRUNCATE);",
-            )
-            .unwrap();
+        let _writer = crate::backup::image::test_database(&path, 400_000, 1000);
         let memory = tempfile::tempdir_in("/dev/shm").unwrap();
         let target = crate::backup::target::parse_target(memory.path().to_str().unwrap()).unwrap();
         let key_path = dir.path().join("key");

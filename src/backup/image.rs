@@ -123,6 +123,23 @@ pub fn lower_thread_priority() {
     }
 }
 
+/// A Shoal-shaped test database in WAL mode: table `t` with `rows` random blobs of
+/// `row_bytes`, checkpointed; the open connection is returned for further writes.
+#[cfg(test)]
+pub(crate) fn test_database(path: &Path, rows: u64, row_bytes: u64) -> Connection {
+    let writer = Connection::open(path).unwrap();
+    writer
+        .execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; \
+             CREATE TABLE _shoal_raft_state(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
+             CREATE TABLE t(x); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows}) \
+             INSERT INTO t SELECT randomblob({row_bytes}) FROM n; PRAGMA wal_checkpoint(TRUNCATE);"
+        ))
+        .unwrap();
+    writer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,16 +148,7 @@ mod tests {
     fn the_pages_of_a_snapshot_are_the_database_as_of_that_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; \
-                 CREATE TABLE _shoal_raft_state(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
-                 CREATE TABLE t(x); \
-                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
-                 INSERT INTO t SELECT randomblob(3000) FROM n;",
-            )
-            .unwrap();
+        let writer = test_database(&path, 5000, 3000);
         let image = SnapshotImage::open(&path).unwrap();
         // Writes after the snapshot began are not in it.
         writer
@@ -178,16 +186,7 @@ mod speed {
     fn image_speed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; \
-                 CREATE TABLE _shoal_raft_state(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
-                 CREATE TABLE t(x); \
-                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000) \
-                 INSERT INTO t SELECT randomblob(1000) FROM n; PRAGMA wal_checkpoint(TRUNCATE);",
-            )
-            .unwrap();
+        let _writer = test_database(&path, 400_000, 1000);
         let started = std::time::Instant::now();
         let image = SnapshotImage::open(&path).unwrap();
         println!("open (row counts): {:?}", started.elapsed());
