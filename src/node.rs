@@ -154,13 +154,14 @@ impl Node {
         let alerts = crate::alerts::Alerts::start(service.clone(), config.alerts.clone());
         let backups =
             crate::backup::agent::BackupAgent::start(config.backup.clone(), service.clone());
+        let gate = crate::auth::gate::Gate::new(config.auth.enabled);
         let api_state = crate::http::ApiState {
             service: service.clone(),
             queue,
             started,
             alerts,
             backups,
-            gate: crate::auth::gate::Gate::new(config.auth.enabled),
+            gate: gate.clone(),
             body_bytes_max: config.http_body_bytes_max,
         };
         let api_router = crate::http::router(api_state, config.http_body_bytes_max);
@@ -174,6 +175,7 @@ impl Node {
             servers.push(tokio::spawn(crate::pgwire::serve(
                 listener,
                 service.clone(),
+                gate,
                 config.pg_connections_max,
                 shutdown.subscribe(),
             )));
@@ -350,12 +352,14 @@ async fn create_first_admin(service: &Service, password: String) -> Result<(), S
     if !users.is_empty() {
         return Ok(());
     }
-    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
-        .await
-        .map_err(|e| e.to_string())??;
+    let secrets =
+        tokio::task::spawn_blocking(move || crate::auth::PasswordSecrets::derive(&password))
+            .await
+            .map_err(|e| e.to_string())??;
     let admin = crate::auth::User {
         name: "admin".into(),
-        password_hash: hash,
+        password_hash: secrets.hash,
+        scram_verifier: secrets.scram_verifier,
         roles: ["admin".to_string()].into(),
         permissions: Default::default(),
     };

@@ -785,3 +785,184 @@ async fn u40_bearer_tokens_expire_and_die_with_the_password() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A tokio-postgres session as `user` with `password` on node 0, or the connection error.
+async fn pg_login(
+    cluster: &Cluster,
+    user: &str,
+    password: Option<&str>,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(cluster.nodes[0].pg_port)
+        .user(user)
+        .dbname("shoal")
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(password) = password {
+        config.password(password);
+    }
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// The SQLSTATE and message of a failed PostgreSQL call.
+fn pg_error<T: std::fmt::Debug>(result: Result<T, tokio_postgres::Error>) -> (String, String) {
+    let error = result.expect_err("the call should fail");
+    match error.as_db_error() {
+        Some(db) => (db.code().code().to_string(), db.message().to_string()),
+        None => (String::new(), error.to_string()),
+    }
+}
+
+/// u50: with `--auth`, PostgreSQL clients log in with SCRAM-SHA-256 (tokio-postgres and
+/// libpq's psql), and each statement needs the permission its HTTP twin needs: missing,
+/// wrong and unknown logins get the same FATAL 28P01, a lacking permission 42501, refused
+/// statements change nothing, a grant holds from the next statement of an open session, and
+/// repeated failures lock the user out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u50_postgres_clients_log_in_with_scram_and_need_permissions() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        extra_args: vec!["--auth".into()],
+        env: vec![("SHOAL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into())],
+        basic_auth: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..ClusterSpec::default()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let admin = loop {
+        match pg_login(&cluster, "admin", Some(ADMIN_PASSWORD)).await {
+            Ok(client) => break client,
+            Err(error) => assert!(Instant::now() < deadline, "admin never usable: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (name, roles, permissions) in [
+        ("reader1", vec!["reader"], vec![]),
+        ("dml", vec![], vec!["read", "write"]),
+        ("nobody", vec![], vec![]),
+        ("victim", vec!["reader"], vec![]),
+    ] {
+        let (status, body) = cluster
+            .post(
+                0,
+                "/users",
+                json!({"name": name, "password": PASSWORD, "roles": roles, "permissions": permissions}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    admin
+        .batch_execute("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1)")
+        .await
+        .expect("admin holds ddl and write");
+
+    // Logins that fail all look alike and end the connection.
+    let refused = "password authentication failed for user";
+    for (user, password) in [("admin", "wrong password"), ("ghost", PASSWORD)] {
+        let (code, message) = pg_error(pg_login(&cluster, user, Some(password)).await);
+        assert_eq!(code, "28P01", "{user}: {message}");
+        assert!(message.contains(refused), "{user}: {message}");
+    }
+    // Without a password the server's SCRAM request cannot be answered.
+    assert!(pg_login(&cluster, "admin", None).await.is_err());
+
+    // Each statement needs its permission; refusals change nothing.
+    let nobody = pg_login(&cluster, "nobody", Some(PASSWORD))
+        .await
+        .expect("login");
+    let reader = pg_login(&cluster, "reader1", Some(PASSWORD))
+        .await
+        .expect("login");
+    let dml = pg_login(&cluster, "dml", Some(PASSWORD))
+        .await
+        .expect("login");
+    for (client, sql, lacking) in [
+        (&nobody, "SELECT x FROM t", "read"),
+        (&nobody, "SELECT relname FROM pg_catalog.pg_class", "read"),
+        (&reader, "INSERT INTO t VALUES (2)", "write"),
+        (&reader, "SELECT 1; DELETE FROM t", "write"),
+        (&dml, "CREATE TABLE u(y)", "ddl"),
+        (&dml, "DROP TABLE t", "ddl"),
+    ] {
+        let (code, message) = pg_error(client.simple_query(sql).await);
+        assert_eq!(code, "42501", "{sql}: {message}");
+        assert!(
+            message.contains(&format!("lacks the {lacking} permission")),
+            "{sql}: {message}"
+        );
+    }
+    // The extended protocol (prepared statements with parameters) is checked the same way.
+    let (code, message) = pg_error(reader.execute("INSERT INTO t VALUES ($1)", &[&5i64]).await);
+    assert_eq!(code, "42501", "{message}");
+    let rows = reader
+        .query("SELECT count(*) FROM t WHERE x > $1", &[&0i64])
+        .await
+        .expect("read");
+    assert_eq!(
+        rows[0].get::<_, i64>(0),
+        1,
+        "refused statements changed nothing"
+    );
+    dml.execute("INSERT INTO t VALUES ($1)", &[&2i64])
+        .await
+        .expect("dml writes");
+    // A grant holds from the next statement of an already open session.
+    let (status, body) = cluster
+        .post(0, "/users/reader1/grant", json!({"permissions": ["write"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(error) = reader.simple_query("INSERT INTO t VALUES (3)").await {
+        assert!(Instant::now() < deadline, "grant never held: {error}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // libpq (psql) logs in with SCRAM too, and is refused without the password.
+    let psql = |password: &str| {
+        std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.nodes[0].pg_port.to_string(),
+            ])
+            .args(["-U", "reader1", "-d", "shoal", "-X", "-A", "-t", "-w"])
+            .args(["-c", "SELECT count(*) FROM t"])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .expect("run psql")
+    };
+    let output = psql(PASSWORD);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "3");
+    let output = psql("not the password");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(refused),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Guessing locks the user out, even for the right password, for a while.
+    for _ in 0..5 {
+        let _ = pg_login(&cluster, "victim", Some("guess guess")).await;
+    }
+    let (code, message) = pg_error(pg_login(&cluster, "victim", Some(PASSWORD)).await);
+    assert_eq!(code, "28000", "{message}");
+    assert!(message.contains("locked out"), "{message}");
+    let log = std::fs::read_to_string(cluster.nodes[0].log_path()).expect("node log");
+    assert!(
+        log.lines()
+            .any(|line| line.contains("login_locked_out") && line.contains("postgres")),
+        "the lockout was audited"
+    );
+    assert!(!log.contains(PASSWORD), "a password reached the log");
+}

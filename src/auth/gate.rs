@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::access::{Rule, SqlEndpoint, is_ddl, rule_for};
 use crate::auth::{Permission, User, Users, verify_password};
+use crate::db::database::Database;
 use crate::http::ApiState;
 
 /// Failed logins for one user before it is locked out (password guessing)...
@@ -95,8 +96,7 @@ impl Gate {
     }
 
     /// The replicated users, reloaded when they may have changed.
-    async fn users(&self, state: &ApiState) -> Result<Arc<Users>, String> {
-        let database = &state.service.group.database;
+    pub async fn users(&self, database: &Arc<Database>) -> Result<Arc<Users>, String> {
         let version = database.users_version();
         if let Ok(cached) = self.users.lock()
             && cached.0 == version
@@ -117,6 +117,40 @@ impl Gate {
             verified.clear();
         }
         Ok(users)
+    }
+
+    /// Whether logins as `user` or from `from` are locked out now.
+    pub fn login_locked(&self, user: &str, from: &str) -> bool {
+        self.locked(&[&address_key(from), &user_key(user)])
+    }
+
+    /// Counts a failed login as `user` from `from`; true when that locked one of them out.
+    pub fn login_failed(&self, user: &str, from: &str) -> bool {
+        crate::metrics::metrics().auth_failures.inc();
+        self.fail(&[
+            (&address_key(from), ADDRESS_FAILURES_BEFORE_LOCKOUT),
+            (&user_key(user), USER_FAILURES_BEFORE_LOCKOUT),
+        ])
+    }
+
+    /// Forgets `user`'s failures after it proved its password.
+    pub fn login_succeeded(&self, user: &str) {
+        self.succeed(&[&user_key(user)]);
+    }
+
+    /// The first of `needed` that `user` (as currently replicated) lacks.
+    pub async fn missing_permission(
+        &self,
+        database: &Arc<Database>,
+        user: &str,
+        needed: &[Permission],
+    ) -> Result<Option<Permission>, String> {
+        let users = self.users(database).await?;
+        let granted = users
+            .get(user)
+            .map(User::effective_permissions)
+            .unwrap_or_default();
+        Ok(needed.iter().find(|p| !granted.contains(p)).copied())
     }
 
     fn locked(&self, keys: &[&str]) -> bool {
@@ -197,6 +231,14 @@ impl Gate {
         }
         ok
     }
+}
+
+fn address_key(from: &str) -> String {
+    format!("address:{from}")
+}
+
+fn user_key(user: &str) -> String {
+    format!("user:{user}")
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -304,17 +346,14 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
         );
     };
     let name = credentials.user();
-    let address_key = format!("address:{from}");
-    let user_key = format!("user:{name}");
-    let keys = [address_key.as_str(), user_key.as_str()];
-    if gate.locked(&keys) {
+    if gate.login_locked(&name, &from) {
         tracing::warn!(target: "audit", event = "login_locked_out", user = ?name, %from, %route);
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed logins: locked out for a while",
         );
     }
-    let users = match gate.users(&state).await {
+    let users = match gate.users(&state.service.group.database).await {
         Ok(users) => users,
         Err(error) => {
             return refuse(
@@ -340,7 +379,7 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
             "too many logins at once: try again",
         );
     };
-    if gate.locked(&keys) {
+    if gate.login_locked(&name, &from) {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed logins: locked out for a while",
@@ -355,17 +394,13 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
     let user = match checked {
         Ok(user) => user,
         Err(reason) => {
-            let locked = gate.fail(&[
-                (address_key.as_str(), ADDRESS_FAILURES_BEFORE_LOCKOUT),
-                (user_key.as_str(), USER_FAILURES_BEFORE_LOCKOUT),
-            ]);
+            let locked = gate.login_failed(&name, &from);
             tracing::warn!(target: "audit", event = "login_failed", user = ?name, %from, %method, %route, reason, locked);
-            crate::metrics::metrics().auth_failures.inc();
             return refuse(StatusCode::UNAUTHORIZED, reason);
         }
     };
     drop(turn);
-    gate.succeed(&[user_key.as_str()]);
+    gate.login_succeeded(&name);
     let granted = user.effective_permissions();
     let (needed, request) = match needed_permissions(&state, rule, request).await {
         Ok(needed) => needed,

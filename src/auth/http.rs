@@ -13,7 +13,7 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Permission, User, UserChange, Users, check_name, check_roles, hash_password};
+use crate::auth::{PasswordSecrets, Permission, User, UserChange, Users, check_name, check_roles};
 use crate::http::{ApiState, json_response};
 
 pub fn routes() -> Router<ApiState> {
@@ -267,11 +267,12 @@ async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response
         return forward(&state, Method::POST, "/users", &body).await;
     }
     let password = new.password.clone();
-    let hash = match tokio::task::spawn_blocking(move || hash_password(&password)).await {
-        Ok(Ok(hash)) => hash,
-        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
+    let secrets =
+        match tokio::task::spawn_blocking(move || PasswordSecrets::derive(&password)).await {
+            Ok(Ok(secrets)) => secrets,
+            Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
     propose(&state, Method::POST, "/users", &body, |users| {
         if users.contains_key(&new.name) {
             return Err(Refusal::new(
@@ -284,7 +285,8 @@ async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response
         }
         Ok(UserChange::Put(User {
             name: new.name.clone(),
-            password_hash: hash,
+            password_hash: secrets.hash.clone(),
+            scram_verifier: secrets.scram_verifier.clone(),
             roles: new.roles.clone(),
             permissions,
         }))
@@ -306,14 +308,16 @@ async fn password(
     if !state.service.group.raft.is_leader() {
         return forward(&state, Method::PUT, &path, &body).await;
     }
-    let hash = match tokio::task::spawn_blocking(move || hash_password(&new.password)).await {
-        Ok(Ok(hash)) => hash,
-        Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
+    let secrets =
+        match tokio::task::spawn_blocking(move || PasswordSecrets::derive(&new.password)).await {
+            Ok(Ok(secrets)) => secrets,
+            Ok(Err(message)) => return error(StatusCode::BAD_REQUEST, message),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
     propose(&state, Method::PUT, &path, &body, |users| {
         let mut user = users.get(&name).cloned().ok_or_else(|| not_found(&name))?;
-        user.password_hash = hash;
+        user.password_hash = secrets.hash.clone();
+        user.scram_verifier = secrets.scram_verifier.clone();
         Ok(UserChange::Put(user))
     })
     .await

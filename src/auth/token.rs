@@ -81,6 +81,7 @@ mod tests {
         User {
             name: "ana".into(),
             password_hash: hash.into(),
+            scram_verifier: String::new(),
             roles: Default::default(),
             permissions: Default::default(),
         }

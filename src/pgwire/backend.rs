@@ -13,10 +13,14 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::{ClientInfo, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 
+use crate::auth::Permission;
+use crate::auth::access::is_ddl;
+use crate::auth::gate::Gate;
 use crate::db::value::SqlValue;
 use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};
 use crate::pgwire::params::decode_parameter;
+use crate::pgwire::privileges::{Privileges, needed};
 use crate::pgwire::results::{
     column_format, command_tag, in_transaction_response, rows_response, simple_response, text_rows,
     wire_type,
@@ -55,11 +59,13 @@ pub struct Backend {
     service: Arc<Service>,
     parser: Arc<StatementParser>,
     transactions: Transactions,
+    privileges: Privileges,
 }
 
 impl Backend {
-    pub fn new(service: Arc<Service>) -> Backend {
+    pub fn new(service: Arc<Service>, gate: Arc<Gate>) -> Backend {
         Backend {
+            privileges: Privileges::new(gate, service.group.database.clone()),
             parser: Arc::new(StatementParser {
                 service: service.clone(),
             }),
@@ -153,8 +159,13 @@ impl Backend {
 /// startup (`options=-c name=value …`, as libpq's PGOPTIONS, and `application_name`).
 pub fn session_of<C: ClientInfo>(client: &C) -> Arc<Session> {
     client.session_extensions().get_or_insert_with(|| {
-        let session = Session::default();
         let metadata = client.metadata();
+        let session = Session::for_user(
+            metadata
+                .get(pgwire::api::METADATA_USER)
+                .cloned()
+                .unwrap_or_default(),
+        );
         if let Some(name) = metadata.get("application_name") {
             let _ = session.set("application_name", Some(name));
         }
@@ -203,12 +214,38 @@ impl SimpleQueryHandler for Backend {
 }
 
 impl Backend {
+    /// Checks the user may run every statement of a simple query (with `--auth`).
+    async fn authorize_simple(
+        &self,
+        session: &Session,
+        statements: &[&str],
+    ) -> Result<(), Box<ErrorInfo>> {
+        let mut sqlite = Vec::new();
+        for sql in statements {
+            if recognize(sql, session).is_some() {
+                continue;
+            }
+            if is_catalog_query(sql) {
+                self.privileges
+                    .require(session, &[Permission::Read])
+                    .await?;
+            } else {
+                sqlite.push(to_sqlite(sql));
+            }
+        }
+        self.privileges.require_for(session, &sqlite).await
+    }
+
     /// The responses to a simple-protocol query string, one per statement run.
     async fn simple_query(&self, session: &Session, query: &str) -> Vec<Response> {
         let statements = split_statements(query);
         let mut responses = Vec::with_capacity(statements.len());
         if let Some(refusal) = self.transactions.refuse_if_failed(session, &statements) {
             return vec![refusal];
+        }
+        if let Err(info) = self.authorize_simple(session, &statements).await {
+            self.transactions.fail(session);
+            return vec![Response::Error(info)];
         }
         // Several statements without a transaction block run as one implicit transaction, as
         // in PostgreSQL: one log entry, all or nothing.
@@ -523,7 +560,17 @@ impl ExtendedQueryHandler for Backend {
         let response = match (refusal, &prepared.local) {
             (Some(refusal), _) => refusal,
             (None, Some(local)) => self.run_local(&session, local).await,
-            (None, None) => self.execute_prepared(&session, portal).await,
+            (None, None) => {
+                let needs = if prepared.catalog {
+                    vec![Permission::Read]
+                } else {
+                    needed(prepared.read_only, is_ddl(&prepared.sql))
+                };
+                match self.privileges.require(&session, &needs).await {
+                    Ok(()) => self.execute_prepared(&session, portal).await,
+                    Err(info) => Response::Error(info),
+                }
+            }
         };
         let ok = !matches!(response, Response::Error(_));
         crate::metrics::metrics().record_pg("extended", ok, started.elapsed());

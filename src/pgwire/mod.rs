@@ -2,13 +2,15 @@
 //! talk to Shoal on every node (default 127.0.0.1:5433). Built on the `pgwire` crate, which
 //! does the message framing; Shoal supplies the handlers (`backend`), session settings
 //! (`session`), interactive transactions (`transaction`), type mapping (`types`, `params`) and
-//! error codes (`sqlstate`). Authentication is trust for now (the security work adds
-//! SCRAM-SHA-256 when users exist).
+//! error codes (`sqlstate`) and who may connect (`login`: trust, or SCRAM-SHA-256 with
+//! `--auth`).
 
 pub mod backend;
 mod catalog;
 mod infer;
+mod login;
 mod params;
+mod privileges;
 mod results;
 pub mod session;
 mod split;
@@ -19,21 +21,21 @@ pub mod types;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
+use crate::auth::gate::Gate;
 use crate::pgwire::backend::Backend;
+use crate::pgwire::login::Login;
 use crate::service::Service;
 
 /// The handlers every connection uses (shared; per-session state lives in each connection).
 struct Handlers {
     backend: Arc<Backend>,
-    startup: Arc<TrustStartup>,
+    startup: Arc<Login>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
@@ -55,32 +57,23 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// Accepts every client (trust authentication) and registers it for cancel requests.
-struct TrustStartup {
-    connections: Arc<ConnectionManager>,
-}
-
-#[async_trait]
-impl NoopStartupHandler for TrustStartup {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.connections.clone())
-    }
-}
-
 /// Serves PostgreSQL clients on `listener` until `shutdown` is set, with at most
 /// `connections_max` connections at once; clients beyond it are told so and disconnected.
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
+    gate: Arc<Gate>,
     connections_max: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(ConnectionManager::new());
     let handlers = Arc::new(Handlers {
-        backend: Arc::new(Backend::new(service)),
-        startup: Arc::new(TrustStartup {
-            connections: connections.clone(),
-        }),
+        startup: Arc::new(Login::new(
+            gate.clone(),
+            service.group.database.clone(),
+            connections.clone(),
+        )),
+        backend: Arc::new(Backend::new(service, gate)),
         cancel: Arc::new(DefaultCancelHandler::new(connections)),
     });
     let permits = Arc::new(Semaphore::new(connections_max));

@@ -113,9 +113,19 @@ pub struct Session {
     last_write: AtomicU64,
     /// The open transaction block, if any.
     pub(crate) transaction: Mutex<Option<OpenTransaction>>,
+    /// The user the client logged in as (proven by SCRAM when `--auth` is on).
+    pub user: String,
 }
 
 impl Session {
+    /// A new session of `user`, with every setting at its default.
+    pub fn for_user(user: String) -> Session {
+        Session {
+            user,
+            ..Session::default()
+        }
+    }
+
     /// Records that this session's write was committed at `index`.
     pub fn wrote_at(&self, index: u64) {
         self.last_write.fetch_max(index, Ordering::Relaxed);

@@ -35,6 +35,9 @@ pub const INTERNAL_ERROR: &str = "XX000";
 pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
 pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+pub const INVALID_PASSWORD: &str = "28P01";
+pub const INVALID_AUTHORIZATION: &str = "28000";
 
 /// The SQLSTATE for an error SQLite reported while running a statement.
 pub fn for_statement_error(message: &str) -> &'static str {

@@ -1,0 +1,99 @@
+//! What a PostgreSQL session's user may run (with `--auth`): reads need `read`, anything
+//! SQLite does not call read-only needs `write`, schema changes also `ddl` — the same rules
+//! as the HTTP API's, checked on every statement against the users as replicated now (a
+//! revoked permission holds from the next statement). A refusal is SQLSTATE 42501 and is
+//! audited.
+
+use std::sync::Arc;
+
+use pgwire::error::ErrorInfo;
+
+use crate::auth::Permission;
+use crate::auth::access::is_ddl;
+use crate::auth::gate::Gate;
+use crate::db::database::Database;
+use crate::pgwire::session::Session;
+use crate::pgwire::sqlstate::{self, error_info};
+use crate::raft::types::Statement;
+
+pub struct Privileges {
+    gate: Arc<Gate>,
+    database: Arc<Database>,
+}
+
+impl Privileges {
+    pub fn new(gate: Arc<Gate>, database: Arc<Database>) -> Privileges {
+        Privileges { gate, database }
+    }
+
+    /// Refuses unless the session's user holds every one of `needed`.
+    pub async fn require(
+        &self,
+        session: &Session,
+        needed: &[Permission],
+    ) -> Result<(), Box<ErrorInfo>> {
+        if !self.gate.enabled() || needed.is_empty() {
+            return Ok(());
+        }
+        let missing = self
+            .gate
+            .missing_permission(&self.database, &session.user, needed)
+            .await
+            .map_err(|e| {
+                error_info(
+                    sqlstate::CANNOT_CONNECT_NOW,
+                    format!("users unavailable: {e}"),
+                )
+            })?;
+        match missing {
+            None => Ok(()),
+            Some(permission) => {
+                tracing::warn!(target: "audit", event = "permission_denied", user = ?session.user, route = "postgres", %permission);
+                Err(error_info(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!(
+                        "permission denied: user \"{}\" lacks the {permission} permission",
+                        session.user
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Refuses unless the user may run `statements` (SQLite's text): `read` when SQLite
+    /// says every one is read-only, else `write`; `ddl` too for a schema change.
+    pub async fn require_for(
+        &self,
+        session: &Session,
+        statements: &[String],
+    ) -> Result<(), Box<ErrorInfo>> {
+        if !self.gate.enabled() || statements.is_empty() {
+            return Ok(());
+        }
+        let plain: Vec<Statement> = statements
+            .iter()
+            .map(|s| Statement::plain(s.clone()))
+            .collect();
+        // A statement SQLite cannot compile (yet) is treated as a write: never less than it
+        // may turn out to need.
+        let read_only = self.database.all_read_only(&plain).await.unwrap_or(false);
+        self.require(
+            session,
+            &needed(read_only, statements.iter().any(|s| is_ddl(s))),
+        )
+        .await
+    }
+}
+
+/// The permissions a statement needs, given whether it only reads and changes the schema.
+pub fn needed(read_only: bool, ddl: bool) -> Vec<Permission> {
+    let mut needed = vec![if read_only {
+        Permission::Read
+    } else {
+        Permission::Write
+    }];
+    if ddl {
+        needed.push(Permission::Ddl);
+    }
+    needed
+}
