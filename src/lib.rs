@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod bench;
@@ -11,6 +12,7 @@ pub mod db;
 pub mod demo;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod node;
 pub mod pgwire;
 pub mod raft;

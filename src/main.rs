@@ -41,6 +41,8 @@ enum Command {
     Restore(shoal::backup::cli::RestoreCommandArgs),
     /// Users: add, remove, passwd, grant, revoke, list.
     User(shoal::auth::cli::UserArgs),
+    /// Development TLS certificates: a CA and node certificates.
+    Cert(shoal::net::cert::CertArgs),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -144,6 +146,8 @@ struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     backup: shoal::backup::cli::BackupFlags,
+    #[command(flatten)]
+    net: shoal::net::NetFlags,
     /// Require credentials (HTTP Basic) and permissions on every client request (see
     /// `shoal user`); a new cluster then needs the first admin's password.
     #[arg(long, env = "SHOAL_AUTH")]
@@ -152,6 +156,16 @@ struct ServeArgs {
     /// bootstraps a new cluster with --auth.
     #[arg(long, env = "SHOAL_ADMIN_PASSWORD_FILE")]
     admin_password_file: Option<PathBuf>,
+    /// Also write audit events (logins, denials, DDL, user and membership changes, backups,
+    /// restores) to this file, one JSON object per line, rotated by size.
+    #[arg(long, env = "SHOAL_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
+    /// Size at which the audit log file is rotated, MiB.
+    #[arg(long, env = "SHOAL_AUDIT_LOG_FILE_MB", default_value_t = 100)]
+    audit_log_file_mb: u64,
+    /// Rotated audit log files kept (FILE.1 … FILE.N).
+    #[arg(long, env = "SHOAL_AUDIT_LOG_FILES", default_value_t = 10)]
+    audit_log_files: u32,
     /// Log level: error, warn, info, debug or trace (SHOAL_LOG, a full tracing filter such as
     /// `info,openraft=debug`, overrides it).
     #[arg(long, env = "SHOAL_LOG_LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
@@ -173,6 +187,7 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
+    shoal::net::tls::install_default_provider();
     let cli = Cli::parse();
     // The shell is synchronous (line editing blocks): it runs without the async runtime.
     match cli.command {
@@ -181,6 +196,7 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Cluster(args)) => std::process::exit(shoal::admin::run(args)),
         Some(Command::Backup(args)) => std::process::exit(shoal::backup::cli::run(args)),
         Some(Command::User(args)) => std::process::exit(shoal::auth::cli::run(args)),
+        Some(Command::Cert(args)) => std::process::exit(shoal::net::cert::run(args)),
         Some(Command::Restore(args)) => {
             std::process::exit(shoal::backup::cli::run_restore_command(args))
         }
@@ -206,6 +222,7 @@ fn run() -> anyhow::Result<()> {
             | Command::Cluster(_)
             | Command::Backup(_)
             | Command::User(_)
+            | Command::Cert(_)
             | Command::Restore(_),
         ) => Ok(()),
         Some(Command::Config(ConfigCommand::Example)) => {
@@ -230,8 +247,11 @@ fn with_config_file(args: ServeArgs) -> anyhow::Result<ServeArgs> {
     ServeArgs::try_parse_from(layered).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+fn init_logging(format: LogFormat, level: &str, audit: Option<shoal::audit::RotatingFile>) {
     use std::io::IsTerminal;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // openraft is chatty at info; its warnings and errors are what an operator needs.
     let default = if level == "info" {
         "info,openraft=warn".to_string()
@@ -240,8 +260,7 @@ fn init_logging(format: LogFormat, level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colours for a terminal only, not for log files.
         .with_ansi(std::io::stderr().is_terminal())
@@ -249,14 +268,39 @@ fn init_logging(format: LogFormat, level: &str) {
         // failure with eprintln!, which panics in whatever task was logging: lose the line
         // instead of wedging the node.
         .log_internal_errors(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let log = match format {
+        LogFormat::Text => log.boxed(),
+        LogFormat::Json => log.json().boxed(),
+    };
+    let audit = audit.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::sync::Mutex::new(file))
+            .log_internal_errors(false)
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("audit", tracing::Level::TRACE),
+            )
+    });
+    tracing_subscriber::registry()
+        .with(log.with_filter(filter))
+        .with(audit)
+        .init();
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format, &args.log_level);
+    let audit = match &args.audit_log {
+        Some(path) => Some(
+            shoal::audit::RotatingFile::open(shoal::audit::AuditSettings {
+                path: path.clone(),
+                file_bytes_max: args.audit_log_file_mb.saturating_mul(1024 * 1024),
+                rotated_files: args.audit_log_files,
+            })
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    init_logging(args.log_format, &args.log_level, audit);
     if args.election_timeout_ms <= args.heartbeat_ms * 2 {
         anyhow::bail!(
             "--election-timeout-ms ({}) must exceed twice --heartbeat-ms ({})",
@@ -300,6 +344,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
         },
         backup: args.backup.to_config().map_err(anyhow::Error::msg)?,
+        net: args.net.to_config().map_err(anyhow::Error::msg)?,
         auth: shoal::auth::AuthSettings {
             enabled: args.auth,
             admin_password: admin_password(&args).map_err(anyhow::Error::msg)?,

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use axum::serve::ListenerExt;
+
+use crate::net::AllowList;
+use crate::net::listener::{Admission, Guarded};
+use crate::net::tls::{Facing, TlsContext};
 use crate::raft::group::{RaftGroup, RaftSettings};
 use crate::raft::server::Groups;
 use crate::raft::types::{DEFAULT_DATA_GROUP, NodeId, ShoalNode};
@@ -45,6 +50,8 @@ pub struct NodeConfig {
     pub backup: crate::backup::BackupConfig,
     /// Authentication of client requests.
     pub auth: crate::auth::AuthSettings,
+    /// TLS, allow-lists and connection limits of the listeners.
+    pub net: crate::net::NetConfig,
 }
 
 /// Identity recorded in the data directory on first start.
@@ -93,12 +100,25 @@ impl Node {
             reqwest::header::HeaderName::from_static(crate::raft::wire::FROM_NODE_HEADER),
             reqwest::header::HeaderValue::from(config.node_id),
         )]);
-        let http = reqwest::Client::builder()
+        let tls = match &config.net.tls {
+            Some(settings) => {
+                let context = TlsContext::load(settings.clone())
+                    .map_err(|e| NodeError::Other(format!("TLS: {e}")))?;
+                crate::net::use_https_between_nodes();
+                Some(context)
+            }
+            None => None,
+        };
+        let mut http = reqwest::Client::builder()
             .default_headers(sender)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(2));
+        if let Some(context) = &tls {
+            http = http.use_preconfigured_tls(context.client_config().map_err(NodeError::Other)?);
+        }
+        let http = http
             .build()
             .map_err(|e| NodeError::Other(format!("HTTP client: {e}")))?;
         let group = RaftGroup::start(
@@ -167,6 +187,26 @@ impl Node {
         let api_router = crate::http::router(api_state, config.http_body_bytes_max);
 
         let (shutdown, _) = watch::channel(false);
+        let net = &config.net;
+        let guard = |listener, name, allow: &AllowList, max, facing| {
+            let admission = Admission::new(name, allow.clone(), max);
+            Guarded::start(listener, admission, tls.clone().map(|c| (c, facing)))
+                .map_err(|e| NodeError::Other(format!("{name} listener: {e}")))
+        };
+        let http_listener = guard(
+            http_listener,
+            "HTTP",
+            &net.http_allow,
+            net.http_connections_max,
+            Facing::Clients,
+        )?;
+        let raft_listener = guard(
+            raft_listener,
+            "Raft",
+            &net.raft_allow,
+            net.raft_connections_max,
+            Facing::Nodes,
+        )?;
         let mut servers = vec![
             serve(http_listener, api_router, shutdown.subscribe()),
             serve(raft_listener, raft_router, shutdown.subscribe()),
@@ -176,9 +216,17 @@ impl Node {
                 listener,
                 service.clone(),
                 gate,
-                config.pg_connections_max,
+                Admission::new(
+                    "PostgreSQL",
+                    net.pg_allow.clone(),
+                    config.pg_connections_max,
+                ),
+                tls.clone(),
                 shutdown.subscribe(),
             )));
+        }
+        if let Some(context) = &tls {
+            servers.push(context.spawn_reloader(shutdown.subscribe()));
         }
         let node = Node {
             service,
@@ -244,7 +292,7 @@ impl Node {
     /// Asks the cluster (through any listed member) to add this node, retrying until the
     /// join timeout: members may still be starting.
     async fn join(&self) -> Result<(), NodeError> {
-        let client = reqwest::Client::new();
+        let client = self.service.peers.http().clone();
         let node = self.advertised();
         let body = serde_json::json!({
             "id": self.config.node_id,
@@ -282,7 +330,7 @@ impl Node {
                             });
                         }
                     }
-                    Err(error) => last_error = error.to_string(),
+                    Err(error) => last_error = crate::service::peer::with_causes(&error),
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -446,7 +494,7 @@ fn advertised(config: &NodeConfig) -> ShoalNode {
 }
 
 fn serve(
-    listener: TcpListener,
+    listener: Guarded,
     router: axum::Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -456,7 +504,8 @@ fn serve(
         };
         // Peer addresses reach the handlers (the audit log says where requests came from).
         let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(error) = axum::serve(listener, service)
+        // `tap_io` only gives the listener axum's peer-address plumbing.
+        if let Err(error) = axum::serve(listener.tap_io(|_| ()), service)
             .with_graceful_shutdown(stop)
             .await
         {

@@ -1,6 +1,6 @@
-//! Users and roles in the replicated state, driven the way an operator would: `shoal user`
-//! against one node, checked on the others. (Enforcing them on requests comes with the rest of
-//! the security work.)
+//! Users, roles and authentication, driven the way an operator and clients would: `shoal
+//! user` against one node, checked on the others; every HTTP endpoint and PostgreSQL login
+//! and statement with and without the credentials and permissions it needs.
 
 mod support;
 
@@ -823,9 +823,15 @@ fn pg_error<T: std::fmt::Debug>(result: Result<T, tokio_postgres::Error>) -> (St
 /// repeated failures lock the user out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn u50_postgres_clients_log_in_with_scram_and_need_permissions() {
+    let audit_dir = tempfile::tempdir().expect("dir");
+    let audit_log = audit_dir.path().join("audit.log");
     let cluster = Cluster::start(ClusterSpec {
         voters: 1,
-        extra_args: vec!["--auth".into()],
+        extra_args: vec![
+            "--auth".into(),
+            "--audit-log".into(),
+            audit_log.display().to_string(),
+        ],
         env: vec![("SHOAL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into())],
         basic_auth: Some(("admin".into(), ADMIN_PASSWORD.into())),
         ..ClusterSpec::default()
@@ -965,4 +971,43 @@ async fn u50_postgres_clients_log_in_with_scram_and_need_permissions() {
         "the lockout was audited"
     );
     assert!(!log.contains(PASSWORD), "a password reached the log");
+
+    // The audit file holds one JSON object per event: who, what, from where, when.
+    let audit = std::fs::read_to_string(&audit_log).expect("audit log");
+    assert!(!audit.contains(PASSWORD) && !audit.contains(ADMIN_PASSWORD));
+    let events: Vec<Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let has = |event: &str, check: &dyn Fn(&Value) -> bool| {
+        events.iter().any(|e| {
+            e["fields"]["event"] == event && check(&e["fields"]) && e["timestamp"].is_string()
+        })
+    };
+    assert!(
+        has("login", &|f| f["user"] == "reader1"
+            && f["route"] == "postgres"),
+        "{audit}"
+    );
+    assert!(
+        has("login_failed", &|f| f["user"] == "ghost"
+            && f["from"] == "127.0.0.1"),
+        "{audit}"
+    );
+    assert!(
+        has("login_locked_out", &|f| f["user"] == "victim"),
+        "{audit}"
+    );
+    assert!(
+        has("permission_denied", &|f| f["permission"] == "ddl"),
+        "{audit}"
+    );
+    assert!(
+        has("allowed", &|f| f["route"] == "postgres"),
+        "DDL is audited: {audit}"
+    );
+    assert!(
+        has("user_changed", &|f| f["user"].as_str().is_some()),
+        "{audit}"
+    );
 }

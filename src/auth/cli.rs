@@ -164,10 +164,11 @@ fn new_password(file: &Option<PathBuf>) -> Result<String, String> {
 
 fn execute(args: &UserArgs) -> Result<Value, String> {
     let host = args.host.trim_end_matches('/');
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
+    if let Some(tls) = crate::net::tls::client_config_from_env()? {
+        client = client.use_preconfigured_tls(tls);
+    }
+    let client = client.build().map_err(|e| e.to_string())?;
     let grants_body =
         |grants: &GrantArgs| json!({"roles": grants.roles, "permissions": grants.permissions});
     let request = match &args.operation {

@@ -218,10 +218,13 @@ async fn forward(state: &ApiState, method: Method, path: &str, body: &[u8]) -> R
     let Some((_, leader)) = state.service.other_leader() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no leader");
     };
-    let url = format!("http://{}{path}", leader.http_addr);
+    let url = format!("{}{path}", crate::net::node_url(&leader.http_addr));
     let method =
         reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
-    let mut forwarded = reqwest::Client::new()
+    let mut forwarded = state
+        .service
+        .peers
+        .http()
         .request(method, &url)
         .header("content-type", "application/json");
     if let Some(authorization) = crate::auth::gate::caller_authorization() {

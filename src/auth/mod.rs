@@ -282,6 +282,12 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A user name as written to logs: control characters and quotes escaped, so a name a
+/// client made up cannot forge log lines.
+pub fn shown(name: &str) -> String {
+    name.escape_debug().to_string()
+}
+
 /// The users in a database, by name.
 pub type Users = BTreeMap<String, User>;
 

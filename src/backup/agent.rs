@@ -213,7 +213,8 @@ impl BackupAgent {
         )
         .await;
         match &outcome {
-            Ok(_) => {
+            Ok(created) => {
+                tracing::info!(target: "audit", event = "backup_created", backup = %created.manifest.backup_id, log_index = created.manifest.log_index, node = group.node_id);
                 metrics.backups.inc();
                 metrics
                     .backup_duration
@@ -303,9 +304,9 @@ impl BackupAgent {
             .map(|(id, node)| (voters.contains(id), *id, node.http_addr.clone()))
             .collect();
         replicas.sort();
-        let client = reqwest::Client::new();
+        let client = self.service.peers.http().clone();
         for (_, id, http_addr) in replicas {
-            let url = format!("http://{http_addr}/backup");
+            let url = format!("{}/backup", crate::net::node_url(&http_addr));
             match client
                 .post(&url)
                 .timeout(REPLICA_BACKUP_TIMEOUT)
@@ -415,6 +416,9 @@ impl BackupAgent {
         for target in &self.config.targets {
             let verifying = self.verifying_now();
             let ids = catalog::prune_target(target, &verifying).await?;
+            if !ids.is_empty() {
+                tracing::info!(target: "audit", event = "backups_pruned", target = target.target.name(), backups = ?ids);
+            }
             removed.push((target.target.name().to_string(), ids));
         }
         Ok(removed)

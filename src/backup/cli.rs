@@ -450,10 +450,12 @@ async fn upload(
 /// An HTTP client sending the caller's credentials (`--user` with SHOAL_PASSWORD), if any.
 fn api_client(user: Option<&str>) -> Result<reqwest::Client, String> {
     let credentials = crate::auth::cli::credentials(user);
-    reqwest::Client::builder()
-        .default_headers(crate::auth::cli::authorization_header(credentials.as_ref()))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))
+    let mut builder = reqwest::Client::builder()
+        .default_headers(crate::auth::cli::authorization_header(credentials.as_ref()));
+    if let Some(tls) = crate::net::tls::client_config_from_env()? {
+        builder = builder.use_preconfigured_tls(tls);
+    }
+    builder.build().map_err(|e| format!("HTTP client: {e}"))
 }
 
 async fn call_node(client: &reqwest::Client, method: &str, url: &str) -> Result<Value, String> {

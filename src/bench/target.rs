@@ -88,11 +88,13 @@ impl Client {
 
 /// An HTTP client keeping one connection, as one database client would.
 fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .tcp_nodelay(true)
-        .pool_max_idle_per_host(1)
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))
+        .pool_max_idle_per_host(1);
+    if let Some(tls) = crate::net::tls::client_config_from_env()? {
+        builder = builder.use_preconfigured_tls(tls);
+    }
+    builder.build().map_err(|e| format!("HTTP client: {e}"))
 }
 
 /// Shoal's HTTP API (rqlite-compatible).

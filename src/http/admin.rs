@@ -169,7 +169,7 @@ async fn nodes(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respon
         }
         let entry = json!({
             "id": id.to_string(),
-            "api_addr": format!("http://{}", node.http_addr),
+            "api_addr": crate::net::node_url(&node.http_addr),
             "addr": node.raft_addr,
             "voter": voter,
             "reachable": member.is_some(),

@@ -196,6 +196,8 @@ async fn load_file(state: &ApiState, path: &Path) -> Response {
     match state.service.propose_load(load).await {
         Ok(index) => {
             tracing::info!(
+                target: "audit",
+                event = "database_loaded",
                 image_bytes,
                 log_index = index,
                 "database replaced by a load"
@@ -278,8 +280,8 @@ async fn forward_load(state: &ApiState, path: &Path) -> Response {
         Err(error) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, error),
     };
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-    let url = format!("http://{}/db/load", leader.http_addr);
-    let mut forwarded = reqwest::Client::new().post(&url);
+    let url = format!("{}/db/load", crate::net::node_url(&leader.http_addr));
+    let mut forwarded = state.service.peers.http().post(&url);
     if let Some(authorization) = crate::auth::gate::caller_authorization() {
         forwarded = forwarded.header(reqwest::header::AUTHORIZATION, authorization.as_bytes());
     }
@@ -454,6 +456,6 @@ async fn restore(State(state): State<ApiState>, Query(query): Query<RestoreQuery
     if response.status() != StatusCode::OK {
         return response;
     }
-    tracing::info!(backup = %restored.backup_id, log_index = restored.log_index, "restored into the cluster");
+    tracing::info!(target: "audit", event = "restored", backup = %restored.backup_id, log_index = restored.log_index, "restored into the cluster");
     ok_json(json!({"restored": restored}))
 }

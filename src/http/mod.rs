@@ -110,7 +110,7 @@ pub fn error_response(error: &ServiceError, uri: &axum::http::Uri, pretty: bool)
     } = error
     {
         let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let location = format!("http://{leader}{path_and_query}");
+        let location = format!("{}{path_and_query}", crate::net::node_url(leader));
         if let Ok(location) = HeaderValue::from_str(&location) {
             let mut response = json_response(
                 StatusCode::MOVED_PERMANENTLY,

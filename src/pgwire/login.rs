@@ -29,6 +29,8 @@ pub struct Login {
     database: Arc<Database>,
     trust: Trust,
     scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    /// Refuse clients that did not negotiate TLS (the node runs TLS).
+    tls_required: bool,
 }
 
 /// Accepts every client and registers it for cancel requests (no `--auth`).
@@ -48,6 +50,7 @@ impl Login {
         gate: Arc<Gate>,
         database: Arc<Database>,
         connections: Arc<ConnectionManager>,
+        tls_required: bool,
     ) -> Login {
         let mut decoy_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut decoy_secret);
@@ -65,6 +68,7 @@ impl Login {
             database,
             trust: Trust { connections },
             scram,
+            tls_required,
         }
     }
 }
@@ -81,6 +85,15 @@ impl StartupHandler for Login {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if self.tls_required
+            && !client.is_secure()
+            && matches!(message, PgWireFrontendMessage::Startup(_))
+        {
+            return Err(fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "this server requires TLS: connect with sslmode=require or verify-full",
+            ));
+        }
         if !self.gate.enabled() {
             return self.trust.on_startup(client, message).await;
         }
@@ -99,7 +112,7 @@ impl StartupHandler for Login {
         };
         if matches!(message, PgWireFrontendMessage::Startup(_)) {
             if self.gate.login_locked(&user, &from) {
-                tracing::warn!(target: "audit", event = "login_locked_out", user = ?user, %from, route = "postgres");
+                tracing::warn!(target: "audit", event = "login_locked_out", user = %crate::auth::shown(&user), %from, route = "postgres");
                 return Err(fatal(
                     sqlstate::INVALID_AUTHORIZATION,
                     "too many failed logins: locked out for a while",
@@ -123,14 +136,14 @@ impl StartupHandler for Login {
             Ok(()) => {
                 if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
                     self.gate.login_succeeded(&user);
-                    tracing::info!(target: "audit", event = "login", user = ?user, %from, route = "postgres");
+                    tracing::info!(target: "audit", event = "login", user = %crate::auth::shown(&user), %from, route = "postgres");
                 }
                 Ok(())
             }
             Err(error) => {
                 let locked = self.gate.login_failed(&user, &from);
                 let reason = error.to_string();
-                tracing::warn!(target: "audit", event = "login_failed", user = ?user, %from, route = "postgres", %reason, locked);
+                tracing::warn!(target: "audit", event = "login_failed", user = %crate::auth::shown(&user), %from, route = "postgres", %reason, locked);
                 Err(fatal(
                     sqlstate::INVALID_PASSWORD,
                     &format!("password authentication failed for user \"{user}\""),

@@ -25,9 +25,12 @@ use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::gate::Gate;
+use crate::net::listener::{Admission, Refusal};
+use crate::net::tls::{Facing, TlsContext};
 use crate::pgwire::backend::Backend;
 use crate::pgwire::login::Login;
 use crate::service::Service;
@@ -63,7 +66,8 @@ pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     gate: Arc<Gate>,
-    connections_max: usize,
+    admission: Admission,
+    tls: Option<Arc<TlsContext>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(ConnectionManager::new());
@@ -72,11 +76,11 @@ pub async fn serve(
             gate.clone(),
             service.group.database.clone(),
             connections.clone(),
+            tls.is_some(),
         )),
         backend: Arc::new(Backend::new(service, gate)),
         cancel: Arc::new(DefaultCancelHandler::new(connections)),
     });
-    let permits = Arc::new(Semaphore::new(connections_max));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -91,17 +95,23 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, connections_max, "PostgreSQL connection refused: too many clients");
-            tokio::spawn(refuse_too_many(socket));
-            continue;
+        let permit = match admission.admit(peer) {
+            Ok(permit) => permit,
+            Err(Refusal::TooMany) => {
+                tokio::spawn(refuse_too_many(socket));
+                continue;
+            }
+            Err(Refusal::NotAllowed) => continue,
         };
+        let acceptor = tls
+            .as_ref()
+            .map(|context| TlsAcceptor::from(context.server_config(Facing::Postgres)));
         let handlers = handlers.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let open = &crate::metrics::metrics().pg_connections_open;
             open.inc();
-            if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(error) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
                 tracing::debug!(%peer, %error, "PostgreSQL connection ended with an error");
             }
             open.dec();

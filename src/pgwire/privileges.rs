@@ -46,9 +46,14 @@ impl Privileges {
                 )
             })?;
         match missing {
-            None => Ok(()),
+            None => {
+                if needed.contains(&Permission::Ddl) {
+                    tracing::info!(target: "audit", event = "allowed", user = %crate::auth::shown(&session.user), route = "postgres", permissions = ?needed);
+                }
+                Ok(())
+            }
             Some(permission) => {
-                tracing::warn!(target: "audit", event = "permission_denied", user = ?session.user, route = "postgres", %permission);
+                tracing::warn!(target: "audit", event = "permission_denied", user = %crate::auth::shown(&session.user), route = "postgres", %permission);
                 Err(error_info(
                     sqlstate::INSUFFICIENT_PRIVILEGE,
                     format!(

@@ -63,7 +63,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &ShoalNode) -> PeerConnection {
         PeerConnection {
             http: self.http.clone(),
-            base_url: format!("http://{}/raft/v1/{}", node.raft_addr, self.group),
+            base_url: format!(
+                "{}/raft/v1/{}",
+                crate::net::node_url(&node.raft_addr),
+                self.group
+            ),
             target,
         }
     }

@@ -186,7 +186,17 @@ impl Service {
         let change = |what: &'static str| {
             move |e: String| ServiceError::Unavailable(format!("{what} node {id} failed: {e}"))
         };
+        let node_addr = node.raft_addr.clone();
         if existing.is_none() {
+            // The leader must reach the new node's Raft port (with TLS: it must present a
+            // certificate of the cluster CA) before it becomes a member at all.
+            if let Err(error) = self.peers.member_state(&node.raft_addr).await {
+                return Err(ServiceError::Unavailable(format!(
+                    "node {id}'s Raft address {} is not reachable from the leader ({error}); \
+                     with TLS, its certificate must be signed by the cluster CA",
+                    node.raft_addr
+                )));
+            }
             // Blocking: returns once the learner has caught up, so promoting it next cannot
             // stall the cluster on an unreachable node.
             tokio::time::timeout(
@@ -210,7 +220,7 @@ impl Service {
             .map_err(|_| ServiceError::Timeout(format!("promoting node {id} to voter did not finish within {MEMBERSHIP_CHANGE_TIMEOUT:?}")))?
             .map_err(|e| change("promoting")(e.to_string()))?;
         }
-        tracing::info!(id, voter, "node joined");
+        tracing::info!(target: "audit", event = "member_joined", id, voter, addr = %node_addr, "node joined");
         Ok(ClusterResponse::Joined {
             id,
             voter,
@@ -248,7 +258,7 @@ impl Service {
             ))
         })?
         .map_err(|e| ServiceError::Unavailable(format!("removing node {id} failed: {e}")))?;
-        tracing::info!(id, "node removed");
+        tracing::info!(target: "audit", event = "member_removed", id, "node removed");
         Ok(ClusterResponse::Removed { id })
     }
 
@@ -328,7 +338,7 @@ impl Service {
         match settled {
             Ok(m) => {
                 let to = m.current_leader.unwrap_or(target);
-                tracing::info!(from = me, to, "leadership transferred");
+                tracing::info!(target: "audit", event = "leader_transferred", from = me, to, "leadership transferred");
                 Ok(ClusterResponse::LeaderChanged { from: me, to })
             }
             Err(_) => {

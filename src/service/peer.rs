@@ -28,8 +28,17 @@ impl PeerClient {
         Self { http, group }
     }
 
+    /// The node's client for calls to other nodes (TLS-configured when TLS is on).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn url(&self, raft_addr: &str, action: &str) -> String {
-        format!("http://{raft_addr}/internal/v1/{}/{action}", self.group)
+        format!(
+            "{}/internal/v1/{}/{action}",
+            crate::net::node_url(raft_addr),
+            self.group
+        )
     }
 
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -49,10 +58,11 @@ impl PeerClient {
             .send()
             .await
             .map_err(|e| {
+                let cause = with_causes(&e);
                 if e.is_connect() {
-                    ServiceError::Unavailable(format!("cannot connect to {raft_addr}: {e}"))
+                    ServiceError::Unavailable(format!("cannot connect to {raft_addr}: {cause}"))
                 } else {
-                    ServiceError::OutcomeUnknown(format!("no reply from {raft_addr}: {e}"))
+                    ServiceError::OutcomeUnknown(format!("no reply from {raft_addr}: {cause}"))
                 }
             })?;
         let checksum = response
@@ -179,4 +189,16 @@ fn request_may_have_run(request: &ServiceRequest) -> bool {
         request.kind,
         RequestKind::Query | RequestKind::Rehearse | RequestKind::Describe
     )
+}
+
+/// An error with its chain of causes (reqwest's own message hides a TLS refusal's reason).
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

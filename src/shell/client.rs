@@ -51,12 +51,14 @@ impl Client {
                 }
             })
             .collect();
-        let http = reqwest::blocking::Client::builder()
+        let mut http = reqwest::blocking::Client::builder()
             .default_headers(crate::auth::cli::authorization_header(credentials.as_ref()))
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .connect_timeout(Duration::from_secs(2));
+        if let Some(tls) = crate::net::tls::client_config_from_env()? {
+            http = http.use_preconfigured_tls(tls);
+        }
+        let http = http.build().map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Client {
             http,
             hosts,

@@ -54,12 +54,14 @@ pub struct TestNode {
     pub data_dir: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// `https` when the node runs TLS.
+    pub scheme: &'static str,
     child: Option<Child>,
 }
 
 impl TestNode {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.http_port)
     }
 
     /// Where the node's stderr (its log) goes.
@@ -142,10 +144,43 @@ pub struct ClusterSpec {
     pub env: Vec<(String, String)>,
     /// Credentials the helpers send (for clusters running `--auth`).
     pub basic_auth: Option<(String, String)>,
+    /// A directory made by `shoal cert dev`: node N runs TLS with nodeN.crt and the helpers
+    /// trust its ca.crt.
+    pub tls: Option<PathBuf>,
+}
+
+/// Makes a CA and `nodes` node certificates in `dir` with `shoal cert dev`.
+pub fn make_certificates(dir: &std::path::Path, nodes: u32) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["cert", "dev", "--nodes", &nodes.to_string(), "--dir"])
+        .arg(dir)
+        .output()
+        .expect("run shoal cert");
+    assert!(
+        output.status.success(),
+        "shoal cert: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// An HTTP client trusting the CA in `tls_dir` (when given).
+pub fn https_client(tls_dir: Option<&std::path::Path>) -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut builder = reqwest::Client::builder();
+    if let Some(dir) = tls_dir {
+        let pem = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA certificate"));
+    }
+    builder
 }
 
 /// An HTTP client that sends `basic_auth` with every request, when given.
-fn client_with(basic_auth: Option<&(String, String)>) -> reqwest::Client {
+fn client_with(
+    basic_auth: Option<&(String, String)>,
+    tls_dir: Option<&std::path::Path>,
+) -> reqwest::Client {
     use base64::Engine;
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some((user, password)) = basic_auth {
@@ -154,7 +189,7 @@ fn client_with(basic_auth: Option<&(String, String)>) -> reqwest::Client {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
     }
-    reqwest::Client::builder()
+    https_client(tls_dir)
         .default_headers(headers)
         .build()
         .expect("HTTP client")
@@ -165,7 +200,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir: tempfile::tempdir().expect("temp dir"),
             nodes: Vec::new(),
-            http: client_with(spec.basic_auth.as_ref()),
+            http: client_with(spec.basic_auth.as_ref(), spec.tls.as_deref()),
             network: spec.controlled_network.then(network::Network::new),
             spec: spec.clone(),
         };
@@ -211,6 +246,16 @@ impl Cluster {
         if !voter {
             args.push("--non-voter".into());
         }
+        if let Some(dir) = &self.spec.tls {
+            for (flag, file) in [
+                ("--tls-cert", format!("node{id}.crt")),
+                ("--tls-key", format!("node{id}.key")),
+                ("--tls-ca", "ca.crt".to_string()),
+            ] {
+                args.push(flag.into());
+                args.push(dir.join(file).display().to_string());
+            }
+        }
         args.extend(self.spec.extra_args.iter().cloned());
         let mut node = TestNode {
             id,
@@ -221,6 +266,11 @@ impl Cluster {
             data_dir,
             args,
             env: self.spec.env.clone(),
+            scheme: if self.spec.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             child: None,
         };
         node.spawn();

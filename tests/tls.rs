@@ -1,0 +1,310 @@
+//! TLS end to end on real processes: a three-node cluster with certificates from `shoal cert
+//! dev` serves HTTPS and PostgreSQL over TLS, refuses plaintext and (with
+//! `--tls-min-version 1.3`) TLS 1.2, refuses Raft connections without a certificate of the
+//! cluster CA, keeps a node with a foreign certificate out, and picks up a renewed
+//! certificate without a restart. Allow-lists and connection limits refuse what they should.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{Cluster, ClusterSpec, free_port, https_client, make_certificates};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// A client presenting `cert`/`key` from `dir` and trusting `ca_dir`'s CA.
+fn client_with_identity(ca_dir: &Path, dir: &Path, name: &str) -> reqwest::Client {
+    let mut pem = std::fs::read(dir.join(format!("{name}.crt"))).expect("certificate");
+    pem.extend(std::fs::read(dir.join(format!("{name}.key"))).expect("key"));
+    https_client(Some(ca_dir))
+        .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+        .build()
+        .expect("client")
+}
+
+/// The DER of the certificate the server at `url` presents on a new connection.
+async fn served_certificate(ca_dir: &Path, url: &str) -> Vec<u8> {
+    let client = https_client(Some(ca_dir))
+        .tls_info(true)
+        .build()
+        .expect("client");
+    let response = client.get(url).send().await.expect("HTTPS request");
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("peer certificate")
+        .to_vec()
+}
+
+fn certificate_der(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_file(path)
+        .expect("PEM certificate")
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_tls_everywhere_with_node_certificates_from_the_cluster_ca() {
+    let certs = tempfile::tempdir().expect("dir");
+    make_certificates(certs.path(), 3);
+    let foreign = tempfile::tempdir().expect("dir");
+    make_certificates(foreign.path(), 1);
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        tls: Some(certs.path().to_path_buf()),
+        extra_args: vec!["--tls-min-version".into(), "1.3".into()],
+        ..ClusterSpec::default()
+    })
+    .await;
+    let leader = cluster.leader(SETTLE).await;
+    cluster
+        .execute(
+            leader,
+            json!(["CREATE TABLE t(x)", "INSERT INTO t VALUES (1)"]),
+        )
+        .await;
+    for node in 0..3 {
+        cluster
+            .wait_for_values(node, "SELECT count(*) FROM t", &json!([[1]]), SETTLE)
+            .await;
+    }
+    let node = &cluster.nodes[0];
+
+    // Plaintext HTTP to the HTTPS port gets no answer.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/status", node.http_port))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plaintext was answered: {plain:?}");
+    // TLS 1.2 is refused with --tls-min-version 1.3; TLS 1.3 is served.
+    let url = format!("{}/readyz", node.url());
+    let tls12 = https_client(Some(certs.path()))
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .expect("client")
+        .get(&url)
+        .send()
+        .await;
+    assert!(tls12.is_err(), "TLS 1.2 was accepted");
+    let tls13 = https_client(Some(certs.path()))
+        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+        .build()
+        .expect("client")
+        .get(&url)
+        .send()
+        .await
+        .expect("TLS 1.3 is served");
+    assert!(tls13.status().is_success());
+
+    // PostgreSQL: plaintext refused with a FATAL that says why; libpq with verify-full works.
+    let plain_pg = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=shoal dbname=shoal",
+            node.pg_port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    let error = plain_pg.err().expect("plaintext PostgreSQL refused");
+    let message = error.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("requires TLS")),
+        "{error:?}"
+    );
+    let psql = std::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=shoal dbname=shoal sslmode=verify-full sslrootcert={}",
+            node.pg_port,
+            certs.path().join("ca.crt").display()
+        ))
+        .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM t"])
+        .output()
+        .expect("run psql");
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&psql.stdout).trim(), "1");
+
+    // The Raft port takes only clients with a certificate of the cluster CA.
+    let raft_url = format!("https://127.0.0.1:{}/internal/v1/1/state", node.raft_port);
+    let anonymous = https_client(Some(certs.path()))
+        .build()
+        .expect("client")
+        .post(&raft_url)
+        .send()
+        .await;
+    assert!(
+        anonymous.is_err(),
+        "Raft port answered without a client certificate"
+    );
+    let outsider = client_with_identity(certs.path(), foreign.path(), "node1")
+        .post(&raft_url)
+        .send()
+        .await;
+    assert!(
+        outsider.is_err(),
+        "Raft port answered a foreign certificate"
+    );
+    let member = client_with_identity(certs.path(), certs.path(), "node2")
+        .post(&raft_url)
+        .send()
+        .await
+        .expect("a cluster certificate is admitted");
+    assert_ne!(member.status().as_u16(), 0);
+    let log = std::fs::read_to_string(node.log_path()).expect("log");
+    assert!(
+        log.contains("connection_refused") && log.contains("Raft"),
+        "refusals are audited"
+    );
+
+    // A node with a foreign certificate (trusting the cluster CA) cannot join.
+    let term_before =
+        cluster.get_json(leader, "/status").await.expect("status")["store"]["raft"]["term"].clone();
+    let outsider_dir = cluster.dir.path().join("outsider");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("serve")
+        .args(["--node-id", "9", "--join-timeout-s", "5"])
+        .arg("--data-dir")
+        .arg(&outsider_dir)
+        .arg("--http-addr")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--raft-addr")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(["--pg-addr", "off", "--join", &cluster.url(leader)])
+        .arg("--tls-cert")
+        .arg(foreign.path().join("node1.crt"))
+        .arg("--tls-key")
+        .arg(foreign.path().join("node1.key"))
+        .arg("--tls-ca")
+        .arg(certs.path().join("ca.crt"))
+        .output()
+        .await
+        .expect("run the outsider");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the outsider joined: {stderr}");
+    assert!(
+        stderr.contains("certificate must be signed by the cluster CA"),
+        "{stderr}"
+    );
+    let nodes = cluster.get_json(leader, "/nodes").await.expect("nodes");
+    assert_eq!(
+        nodes.as_object().map(|n| n.len()),
+        Some(3),
+        "membership changed: {nodes}"
+    );
+    let term_after =
+        cluster.get_json(leader, "/status").await.expect("status")["store"]["raft"]["term"].clone();
+    assert_eq!(
+        term_before, term_after,
+        "the outsider disturbed the cluster"
+    );
+
+    // A renewed certificate is served by new connections without a restart.
+    let renewed = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "cert",
+            "node",
+            "--name",
+            "renewed",
+            "--host",
+            "127.0.0.1",
+            "--dir",
+        ])
+        .arg(certs.path())
+        .output()
+        .expect("shoal cert node");
+    assert!(renewed.status.success());
+    let new_der = certificate_der(&certs.path().join("renewed.crt"));
+    assert_ne!(served_certificate(certs.path(), &url).await, new_der);
+    for (from, to) in [("renewed.key", "node1.key"), ("renewed.crt", "node1.crt")] {
+        let staged = certs.path().join(format!("{to}.new"));
+        std::fs::copy(certs.path().join(from), &staged).expect("stage");
+        std::fs::rename(&staged, certs.path().join(to)).expect("replace");
+    }
+    let deadline = Instant::now() + SETTLE;
+    while served_certificate(certs.path(), &url).await != new_der {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The node still talks to the others with it.
+    cluster
+        .execute(leader, json!(["INSERT INTO t VALUES (2)"]))
+        .await;
+    for node in 0..3 {
+        cluster
+            .wait_for_values(node, "SELECT count(*) FROM t", &json!([[2]]), SETTLE)
+            .await;
+    }
+}
+
+/// s20: an allow-list keeps other addresses out of each listener, and a connection limit
+/// closes connections over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s20_allow_lists_and_connection_limits() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        extra_args: vec![
+            "--pg-allow".into(),
+            "10.0.0.0/8".into(),
+            "--http-max-connections".into(),
+            "4".into(),
+        ],
+        ..ClusterSpec::default()
+    })
+    .await;
+    let node = &cluster.nodes[0];
+    let pg = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=shoal dbname=shoal connect_timeout=5",
+            node.pg_port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    assert!(pg.is_err(), "an address off the allow-list connected");
+    let log = std::fs::read_to_string(node.log_path()).expect("log");
+    assert!(log.contains("not on the allow-list"), "refusal audited");
+
+    // Four idle connections fill the HTTP listener; the fifth is closed unanswered.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", node.http_port))
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let over = reqwest::Client::new()
+        .get(format!("{}/status", node.url()))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(over.is_err(), "a connection over the limit was served");
+    drop(held);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let fresh = reqwest::Client::new()
+            .get(format!("{}/readyz", node.url()))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if fresh.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listener never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
