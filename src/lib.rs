@@ -10,6 +10,8 @@ pub mod bench;
 pub mod config;
 pub mod db;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod net;

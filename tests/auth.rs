@@ -1011,3 +1011,60 @@ async fn u50_postgres_clients_log_in_with_scram_and_need_permissions() {
         "{audit}"
     );
 }
+
+/// u60: an rqlite `-auth` file becomes Shoal users (`shoal user import-rqlite`); a file with
+/// one bad entry, or naming a user that exists, imports nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u60_rqlite_auth_files_import_whole_or_not_at_all() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let host = cluster.url(0);
+    let bad = write(
+        "bad.json",
+        r#"[{"username": "bob", "password": "secret one", "perms": ["all"]},
+            {"username": "eve", "password": "secret two", "perms": ["fly"]}]"#,
+    );
+    let (ok, _, stderr) = shoal_user(&["--host", &host, "import-rqlite", &bad], None);
+    assert!(
+        !ok && stderr.contains("entry 2") && stderr.contains("fly"),
+        "{stderr}"
+    );
+    assert!(
+        users_on(&cluster, 0).await.is_empty(),
+        "a bad file imported users"
+    );
+
+    let good = write(
+        "auth.json",
+        r#"[{"username": "bob", "password": "secret one", "perms": ["all"]},
+            {"username": "mary", "password": "secret two", "perms": ["query", "backup", "join"]},
+            {"username": "*", "perms": ["status", "ready"]}]"#,
+    );
+    let (ok, stdout, stderr) =
+        shoal_user(&["--host", &host, "--json", "import-rqlite", &good], None);
+    assert!(ok, "{stderr}");
+    let output: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(output["imported"], json!(["bob", "mary"]));
+    assert!(
+        stderr.contains("skipped"),
+        "the * entry is reported: {stderr}"
+    );
+    let users = users_on(&cluster, 0).await;
+    let mary = users.iter().find(|u| u["name"] == "mary").expect("mary");
+    assert_eq!(mary["permissions"], json!(["read", "backup", "join"]));
+    let bob = users.iter().find(|u| u["name"] == "bob").expect("bob");
+    assert_eq!(bob["roles"], json!(["admin"]));
+    // Importing again would duplicate users: refused, nothing changes.
+    let (ok, _, stderr) = shoal_user(&["--host", &host, "import-rqlite", &good], None);
+    assert!(!ok && stderr.contains("exist already"), "{stderr}");
+    assert_eq!(users_on(&cluster, 0).await.len(), 2);
+}

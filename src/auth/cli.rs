@@ -96,6 +96,9 @@ pub enum UserOperation {
         #[command(flatten)]
         grants: GrantArgs,
     },
+    /// Create the users of an rqlite `-auth` file (checked whole first: one bad entry and
+    /// nothing is created; users that exist already are refused).
+    ImportRqlite { file: PathBuf },
 }
 
 /// Runs one operation; returns the exit status.
@@ -162,13 +165,70 @@ fn new_password(file: &Option<PathBuf>) -> Result<String, String> {
     Ok(password)
 }
 
-fn execute(args: &UserArgs) -> Result<Value, String> {
-    let host = args.host.trim_end_matches('/');
+fn client() -> Result<reqwest::blocking::Client, String> {
     let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60));
     if let Some(tls) = crate::net::tls::client_config_from_env()? {
         client = client.use_preconfigured_tls(tls);
     }
-    let client = client.build().map_err(|e| e.to_string())?;
+    client.build().map_err(|e| e.to_string())
+}
+
+/// `shoal user import-rqlite FILE`: every entry checked, existing names refused, then one
+/// `POST /users` per user.
+fn import_rqlite(args: &UserArgs, file: &std::path::Path) -> Result<Value, String> {
+    let host = args.host.trim_end_matches('/');
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let (users, skipped) =
+        crate::auth::rqlite::parse(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    let client = client()?;
+    let existing = send(args, client.get(format!("{host}/users")))?;
+    let taken: Vec<&str> = existing["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["name"].as_str())
+        .filter(|name| users.iter().any(|u| u.name == *name))
+        .collect();
+    if !taken.is_empty() {
+        return Err(format!(
+            "{}: these users exist already, nothing imported: {}",
+            file.display(),
+            taken.join(", ")
+        ));
+    }
+    let mut imported = Vec::new();
+    for user in &users {
+        let request = client.post(format!("{host}/users")).json(&json!({
+            "name": user.name,
+            "password": user.password,
+            "roles": user.roles,
+            "permissions": user.permissions,
+        }));
+        send(args, request).map_err(|e| {
+            format!(
+                "creating {:?} failed after {} of {} users were created: {e}",
+                user.name,
+                imported.len(),
+                users.len()
+            )
+        })?;
+        for note in &user.notes {
+            eprintln!("{}: {note}", user.name);
+        }
+        imported.push(user.name.clone());
+    }
+    for note in &skipped {
+        eprintln!("{note}");
+    }
+    Ok(json!({"imported": imported, "skipped": skipped}))
+}
+
+fn execute(args: &UserArgs) -> Result<Value, String> {
+    if let UserOperation::ImportRqlite { file } = &args.operation {
+        return import_rqlite(args, file);
+    }
+    let host = args.host.trim_end_matches('/');
+    let client = client()?;
     let grants_body =
         |grants: &GrantArgs| json!({"roles": grants.roles, "permissions": grants.permissions});
     let request = match &args.operation {
@@ -196,7 +256,14 @@ fn execute(args: &UserArgs) -> Result<Value, String> {
         UserOperation::Revoke { name, grants } => client
             .post(format!("{host}/users/{name}/revoke"))
             .json(&grants_body(grants)),
+        UserOperation::ImportRqlite { .. } => unreachable!("handled above"),
     };
+    send(args, request)
+}
+
+/// Sends one request with the caller's credentials; the answer's JSON, or its error.
+fn send(args: &UserArgs, request: reqwest::blocking::RequestBuilder) -> Result<Value, String> {
+    let host = args.host.trim_end_matches('/');
     let request = match &args.user {
         Some(user) => request.basic_auth(user, std::env::var(PASSWORD_ENV).ok()),
         None => request,

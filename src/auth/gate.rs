@@ -309,7 +309,7 @@ fn presented(request: &Request) -> Option<Presented> {
 }
 
 /// The user and password of a `Basic` authorization value.
-fn basic_credentials(value: &str) -> Option<(String, String)> {
+pub fn basic_credentials(value: &str) -> Option<(String, String)> {
     let encoded = value
         .strip_prefix("Basic ")
         .or_else(|| value.strip_prefix("basic "))?;

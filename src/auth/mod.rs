@@ -7,6 +7,7 @@ pub mod access;
 pub mod cli;
 pub mod gate;
 pub mod http;
+pub mod rqlite;
 pub mod scram;
 pub mod token;
 

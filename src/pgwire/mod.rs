@@ -7,6 +7,8 @@
 
 pub mod backend;
 mod catalog;
+#[doc(hidden)]
+pub mod fuzzing;
 mod infer;
 mod login;
 mod params;

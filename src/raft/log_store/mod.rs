@@ -15,6 +15,15 @@
 mod segment;
 mod writer;
 
+/// Log record decoding, reachable from the fuzz targets (`crate::fuzzing`). Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes one record (length, CRC, entry) from bytes read back from a segment.
+    pub fn decode_record(bytes: &[u8]) {
+        let _ = super::segment::decode_record(bytes);
+    }
+}
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::File;
