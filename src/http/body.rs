@@ -11,6 +11,8 @@ use crate::raft::types::{Params, Statement};
 
 /// Most statements one request may carry.
 pub const STATEMENTS_PER_REQUEST_MAX: usize = 100_000;
+/// Most parameters one statement may carry (SQLite's own limit on variables).
+pub const PARAMETERS_PER_STATEMENT_MAX: usize = 32_766;
 
 /// Parses a request body; the error names what is wrong and where.
 pub fn parse_statements(body: &[u8]) -> Result<Vec<Statement>, String> {
@@ -53,6 +55,16 @@ fn parse_statement(index: usize, item: Value) -> Result<Statement, String> {
                 }
             };
             let rest: Vec<Value> = parts.collect();
+            let count = match rest.as_slice() {
+                [Value::Object(map)] => map.len(),
+                values => values.len(),
+            };
+            if count > PARAMETERS_PER_STATEMENT_MAX {
+                return Err(format!(
+                    "statement {index} has {count} parameters; the limit is \
+                     {PARAMETERS_PER_STATEMENT_MAX}"
+                ));
+            }
             let params = match rest.as_slice() {
                 [] => Params::None,
                 [Value::Object(map)] => Params::Named(
@@ -183,6 +195,21 @@ mod tests {
             parse_statements(br#"[[1, 2]]"#)
                 .unwrap_err()
                 .contains("SQL text")
+        );
+    }
+
+    #[test]
+    fn parameter_counts_are_bounded() {
+        let body = |count: usize| {
+            let params = vec!["1"; count].join(",");
+            format!(r#"[["SELECT 1", {params}]]"#)
+        };
+        assert!(parse_statements(body(PARAMETERS_PER_STATEMENT_MAX).as_bytes()).is_ok());
+        let error =
+            parse_statements(body(PARAMETERS_PER_STATEMENT_MAX + 1).as_bytes()).unwrap_err();
+        assert!(
+            error.contains("32767 parameters; the limit is 32766"),
+            "{error}"
         );
     }
 }

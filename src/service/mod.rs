@@ -9,7 +9,7 @@ pub mod queue;
 pub mod request;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::ReadPolicy;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
@@ -19,6 +19,11 @@ use crate::db::database::DbError;
 use crate::db::execute::StatementShape;
 use crate::raft::group::RaftGroup;
 use crate::raft::types::{Command, NodeId, StatementBatch, StatementResult, TypeConfig};
+
+/// How long a request forwarded to the leader waits for one while leadership moves (an
+/// election takes a few election timeouts at most).
+const LEADER_WAIT: Duration = Duration::from_secs(2);
+const LEADER_WAIT_STEP: Duration = Duration::from_millis(25);
 
 /// What `Raft::client_write` fails with.
 type ClientWriteFailure = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
@@ -422,7 +427,25 @@ impl Service {
         })
     }
 
+    /// Passes the request to the leader. While leadership moves (no leader known yet, or the
+    /// one this node knew says it no longer leads — neither ran the request) it waits for the
+    /// next leader, up to `LEADER_WAIT` within the request's timeout, instead of failing.
     async fn send_to_leader(
+        &self,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        let deadline = Instant::now() + LEADER_WAIT.min(request.timeout);
+        loop {
+            match self.send_to_known_leader(request.clone()).await {
+                Err(ServiceError::NoLeader) if Instant::now() < deadline => {
+                    tokio::time::sleep(LEADER_WAIT_STEP).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn send_to_known_leader(
         &self,
         request: ServiceRequest,
     ) -> Result<ServiceResponse, ServiceError> {
