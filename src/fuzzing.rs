@@ -63,6 +63,9 @@ pub fn pg_messages(data: &[u8]) {
     // Bounded: each decoded message consumes input; stop at the first error or need for more.
     for _ in 0..1024 {
         match PgWireFrontendMessage::decode(&mut buffer, &context) {
+            Ok(Some(PgWireFrontendMessage::PasswordMessageFamily(
+                pgwire::messages::startup::PasswordMessageFamily::Raw(body),
+            ))) => crate::pgwire::fuzzing::password_message(body),
             Ok(Some(_)) => {
                 context.awaiting_frontend_ssl = false;
                 context.awaiting_frontend_startup = false;

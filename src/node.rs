@@ -105,9 +105,24 @@ impl Node {
                 let context = TlsContext::load(settings.clone())
                     .map_err(|e| NodeError::Other(format!("TLS: {e}")))?;
                 crate::net::use_https_between_nodes();
+                // Join credentials must not cross the network in the clear.
+                if let Some(plain) = config.join.iter().find(|url| !url.starts_with("https://")) {
+                    return Err(NodeError::Other(format!(
+                        "--join {plain}: this node runs TLS; join through https:// URLs"
+                    )));
+                }
                 Some(context)
             }
-            None => None,
+            None => {
+                if config.auth.enabled {
+                    tracing::warn!(
+                        "--auth without TLS: passwords cross the network in the clear and the Raft \
+                         port trusts whoever connects; bind it to a private network (--raft-allow) \
+                         or turn TLS on (--tls-cert, --tls-key, --tls-ca)"
+                    );
+                }
+                None
+            }
         };
         let mut http = reqwest::Client::builder()
             .default_headers(sender)

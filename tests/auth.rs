@@ -807,6 +807,26 @@ async fn pg_login(
     Ok(client)
 }
 
+/// Sends a startup message for `user` and then a password message with `body` over a raw
+/// socket; returns what the server answered (as lossy text).
+async fn raw_pg_login(port: u16, user: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut startup = 196608u32.to_be_bytes().to_vec();
+    startup.extend(format!("user\0{user}\0database\0shoal\0\0").as_bytes());
+    let mut message = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend(startup);
+    message.push(b'p');
+    message.extend(((body.len() + 4) as u32).to_be_bytes());
+    message.extend(body);
+    socket.write_all(&message).await.expect("send");
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).to_string()
+}
+
 /// The SQLSTATE and message of a failed PostgreSQL call.
 fn pg_error<T: std::fmt::Debug>(result: Result<T, tokio_postgres::Error>) -> (String, String) {
     let error = result.expect_err("the call should fail");
@@ -955,6 +975,22 @@ async fn u50_postgres_clients_log_in_with_scram_and_need_permissions() {
         String::from_utf8_lossy(&output.stderr).contains(refused),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+
+    // A malformed SASL message is refused as a protocol violation, does not take the node's
+    // endpoint down and counts as no guess.
+    for _ in 0..6 {
+        let reply = raw_pg_login(cluster.nodes[0].pg_port, "reader1", b"password\0").await;
+        assert!(
+            reply.contains("08P01") && reply.contains("malformed"),
+            "{reply}"
+        );
+    }
+    let again = pg_login(&cluster, "reader1", Some(PASSWORD)).await;
+    assert!(
+        again.is_ok(),
+        "garbage locked the user out: {:?}",
+        again.err()
     );
 
     // Guessing locks the user out, even for the right password, for a while.

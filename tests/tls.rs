@@ -166,7 +166,8 @@ async fn s10_tls_everywhere_with_node_certificates_from_the_cluster_ca() {
         "refusals are audited"
     );
 
-    // A node with a foreign certificate (trusting the cluster CA) cannot join.
+    // A node of another CA cannot join (a node whose certificate does not match its own CA
+    // does not even start).
     let term_before =
         cluster.get_json(leader, "/status").await.expect("status")["store"]["raft"]["term"].clone();
     let outsider_dir = cluster.dir.path().join("outsider");
@@ -185,14 +186,14 @@ async fn s10_tls_everywhere_with_node_certificates_from_the_cluster_ca() {
         .arg("--tls-key")
         .arg(foreign.path().join("node1.key"))
         .arg("--tls-ca")
-        .arg(certs.path().join("ca.crt"))
+        .arg(foreign.path().join("ca.crt"))
         .output()
         .await
         .expect("run the outsider");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the outsider joined: {stderr}");
     assert!(
-        stderr.contains("certificate must be signed by the cluster CA"),
+        stderr.contains("could not join") && stderr.contains("certificate"),
         "{stderr}"
     );
     let nodes = cluster.get_json(leader, "/nodes").await.expect("nodes");
@@ -224,12 +225,33 @@ async fn s10_tls_everywhere_with_node_certificates_from_the_cluster_ca() {
         .expect("shoal cert node");
     assert!(renewed.status.success());
     let new_der = certificate_der(&certs.path().join("renewed.crt"));
-    assert_ne!(served_certificate(certs.path(), &url).await, new_der);
-    for (from, to) in [("renewed.key", "node1.key"), ("renewed.crt", "node1.crt")] {
-        let staged = certs.path().join(format!("{to}.new"));
-        std::fs::copy(certs.path().join(from), &staged).expect("stage");
-        std::fs::rename(&staged, certs.path().join(to)).expect("replace");
+    let old_der = served_certificate(certs.path(), &url).await;
+    assert_ne!(old_der, new_der);
+    let replace = |dir: &Path, name: &str| {
+        for (from, to) in [
+            (format!("{name}.key"), "node1.key"),
+            (format!("{name}.crt"), "node1.crt"),
+        ] {
+            let staged = certs.path().join(format!("{to}.new"));
+            std::fs::copy(dir.join(from), &staged).expect("stage");
+            std::fs::rename(&staged, certs.path().join(to)).expect("replace");
+        }
+    };
+    // A "renewal" the cluster CA did not sign is refused and the working one kept.
+    let original = tempfile::tempdir().expect("dir");
+    for file in ["node1.crt", "node1.key"] {
+        std::fs::copy(certs.path().join(file), original.path().join(file)).expect("keep");
     }
+    replace(foreign.path(), "node1");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(served_certificate(certs.path(), &url).await, old_der);
+    let log = std::fs::read_to_string(node.log_path()).expect("log");
+    assert!(
+        log.contains("keeping the previous ones"),
+        "the bad renewal was not reported"
+    );
+    replace(original.path(), "node1");
+    replace(certs.path(), "renewed");
     let deadline = Instant::now() + SETTLE;
     while served_certificate(certs.path(), &url).await != new_der {
         assert!(

@@ -196,6 +196,11 @@ fn import_rqlite(args: &UserArgs, file: &std::path::Path) -> Result<Value, Strin
             taken.join(", ")
         ));
     }
+    for user in &users {
+        for note in &user.notes {
+            eprintln!("{}: {note}", user.name);
+        }
+    }
     let mut imported = Vec::new();
     for user in &users {
         let request = client.post(format!("{host}/users")).json(&json!({
@@ -212,9 +217,6 @@ fn import_rqlite(args: &UserArgs, file: &std::path::Path) -> Result<Value, Strin
                 users.len()
             )
         })?;
-        for note in &user.notes {
-            eprintln!("{}: {note}", user.name);
-        }
         imported.push(user.name.clone());
     }
     for note in &skipped {

@@ -37,7 +37,7 @@ pub enum CertCommand {
         dir: PathBuf,
         #[arg(long, default_value = "Shoal development CA")]
         name: String,
-        #[arg(long, default_value_t = 3650)]
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
         days: u32,
     },
     /// A node certificate signed by DIR's CA (DIR/NAME.crt, DIR/NAME.key): valid for serving
@@ -49,7 +49,7 @@ pub enum CertCommand {
         name: String,
         #[arg(long = "host", required = true)]
         hosts: Vec<String>,
-        #[arg(long, default_value_t = 397)]
+        #[arg(long, default_value_t = 397, value_parser = clap::value_parser!(u32).range(1..=36500))]
         days: u32,
     },
 }

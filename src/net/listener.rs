@@ -1,27 +1,41 @@
 //! Admission to a listener: the address must be on the listener's allow-list, the listener
 //! must be under its connection limit, and with TLS the handshake must finish within a
-//! bounded time (in its own task, so a client that never speaks cannot stall the accept
-//! loop). `Guarded` hands admitted connections to axum; the PostgreSQL endpoint uses
-//! `Admission` directly (pgwire negotiates TLS itself).
+//! bounded time, in its own task (a client that never speaks cannot stall the accept loop),
+//! under a budget of handshakes at once and per address (unauthenticated clients cannot hold
+//! the slots of the listener's real connections). A connection with no traffic either way
+//! for `IDLE_TIMEOUT` is closed. Refusals are logged at a bounded rate. `Guarded` hands
+//! admitted connections to axum; the PostgreSQL endpoint uses `Admission` directly (pgwire
+//! negotiates TLS itself).
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::{Instant, Sleep};
 
 use crate::net::AllowList;
 use crate::net::tls::{Facing, TlsContext};
 
 /// A TLS handshake taking longer than this is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once on one listener...
+const HANDSHAKES_AT_ONCE: usize = 64;
+/// ...and from one address.
+const HANDSHAKES_PER_ADDRESS: u32 = 4;
+/// A connection with no bytes read or written for this long is closed (longer than any
+/// request may run without sending a byte).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Admitted connections waiting for the server to take them.
 const ADMITTED_QUEUE: usize = 128;
+/// Refusals logged per listener per second; the rest are counted in one line.
+const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
 
 /// Who may connect to one listener, and how many at once.
 #[derive(Clone)]
@@ -31,6 +45,39 @@ pub struct Admission {
     allow: AllowList,
     permits: Arc<Semaphore>,
     connections_max: usize,
+    refusals: Arc<RefusalLog>,
+}
+
+/// Rate limit of refusal log lines: a flood of refused connections must not flush the audit
+/// log's real events out through rotation.
+#[derive(Default)]
+struct RefusalLog {
+    /// (start of the current second, lines logged in it, lines suppressed in it).
+    window: Mutex<Option<(Instant, u32, u64)>>,
+}
+
+impl RefusalLog {
+    /// Runs `log` unless this second's budget is spent (then counts it); reports what the
+    /// previous second suppressed.
+    fn log(&self, listener: &'static str, log: impl FnOnce()) {
+        let now = Instant::now();
+        let Ok(mut window) = self.window.lock() else {
+            return;
+        };
+        let (start, logged, suppressed) = window.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            if *suppressed > 0 {
+                tracing::warn!(target: "audit", event = "connection_refused", listener, count = *suppressed, reason = "more refusals than logged");
+            }
+            (*start, *logged, *suppressed) = (now, 0, 0);
+        }
+        if *logged < REFUSALS_LOGGED_PER_SECOND {
+            *logged += 1;
+            log();
+        } else {
+            *suppressed += 1;
+        }
+    }
 }
 
 /// Why a connection was turned away.
@@ -47,20 +94,38 @@ impl Admission {
             allow,
             permits: Arc::new(Semaphore::new(connections_max)),
             connections_max,
+            refusals: Arc::default(),
         }
+    }
+
+    /// Whether `peer` may connect at all (the allow-list); refusals are audited.
+    pub fn allowed(&self, peer: SocketAddr) -> bool {
+        if self.allow.allows(peer.ip()) {
+            return true;
+        }
+        self.refusals.log(self.name, || {
+            tracing::warn!(target: "audit", event = "connection_refused", listener = self.name, from = %peer.ip(), reason = "not on the allow-list");
+        });
+        false
+    }
+
+    /// A place under the connection limit for `peer`, or `TooMany` (logged).
+    pub fn place(&self, peer: SocketAddr) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            self.refusals.log(self.name, || {
+                tracing::warn!(listener = self.name, from = %peer, connections_max = self.connections_max, "connection refused: too many connections");
+            });
+            Refusal::TooMany
+        })
     }
 
     /// Admits a connection from `peer` (the permit is its place under the limit) or says
     /// why not; refusals are logged, those by the allow-list to the audit log.
     pub fn admit(&self, peer: SocketAddr) -> Result<OwnedSemaphorePermit, Refusal> {
-        if !self.allow.allows(peer.ip()) {
-            tracing::warn!(target: "audit", event = "connection_refused", listener = self.name, from = %peer.ip(), reason = "not on the allow-list");
+        if !self.allowed(peer) {
             return Err(Refusal::NotAllowed);
         }
-        self.permits.clone().try_acquire_owned().map_err(|_| {
-            tracing::warn!(listener = self.name, from = %peer, connections_max = self.connections_max, "connection refused: too many connections");
-            Refusal::TooMany
-        })
+        self.place(peer)
     }
 }
 
@@ -119,6 +184,7 @@ async fn accept_loop(
     tls: Option<(Arc<TlsContext>, Facing)>,
     sender: mpsc::Sender<(Connection, SocketAddr)>,
 ) {
+    let handshakes = Arc::new(Handshakes::default());
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -129,40 +195,98 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = admission.admit(peer) else {
+        if !admission.allowed(peer) {
             continue;
-        };
+        }
         let _ = socket.set_nodelay(true);
         let Some((context, facing)) = &tls else {
-            let connection = Connection {
-                stream: Stream::Plain(socket),
-                _permit: permit,
+            let Ok(permit) = admission.place(peer) else {
+                continue;
             };
+            let connection = Connection::new(Stream::Plain(socket), permit);
             if sender.send((connection, peer)).await.is_err() {
                 return;
             }
             continue;
         };
+        // The listener's place is taken only once the handshake succeeded: a client that
+        // cannot finish one holds a handshake slot for at most HANDSHAKE_TIMEOUT.
+        let Some(slot) = handshakes.begin(peer.ip()) else {
+            admission.refusals.log(admission.name, || {
+                tracing::warn!(target: "audit", event = "connection_refused", listener = admission.name, from = %peer.ip(), reason = "too many TLS handshakes at once");
+            });
+            continue;
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(context.server_config(*facing));
-        let (sender, name, facing) = (sender.clone(), admission.name, *facing);
+        let (sender, admission, facing) = (sender.clone(), admission.clone(), *facing);
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await;
+            drop(slot);
+            let name = admission.name;
+            match handshake {
                 Ok(Ok(stream)) => {
-                    let connection = Connection {
-                        stream: Stream::Tls(Box::new(stream)),
-                        _permit: permit,
+                    let Ok(permit) = admission.place(peer) else {
+                        return;
                     };
+                    let connection = Connection::new(Stream::Tls(Box::new(stream)), permit);
                     let _ = sender.send((connection, peer)).await;
                 }
-                Ok(Err(error)) if facing == Facing::Nodes => {
+                Ok(Err(error)) if facing == Facing::Nodes => admission.refusals.log(name, || {
                     tracing::warn!(target: "audit", event = "connection_refused", listener = name, from = %peer.ip(), reason = %format!("TLS: {error}"));
-                }
-                Ok(Err(error)) => {
+                }),
+                Ok(Err(error)) => admission.refusals.log(name, || {
                     tracing::info!(listener = name, from = %peer, %error, "TLS handshake failed");
-                }
-                Err(_) => tracing::info!(listener = name, from = %peer, "TLS handshake timed out"),
+                }),
+                Err(_) => admission.refusals.log(name, || {
+                    tracing::info!(listener = name, from = %peer, "TLS handshake timed out");
+                }),
             }
         });
+    }
+}
+
+/// TLS handshakes in progress, in all and by address.
+#[derive(Default)]
+struct Handshakes {
+    by_address: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl Handshakes {
+    /// A slot for a handshake from `address`, within both budgets.
+    fn begin(self: &Arc<Self>, address: IpAddr) -> Option<HandshakeSlot> {
+        let mut by_address = self.by_address.lock().ok()?;
+        let total: u32 = by_address.values().sum();
+        let mine = by_address.entry(address).or_insert(0);
+        if total as usize >= HANDSHAKES_AT_ONCE || *mine >= HANDSHAKES_PER_ADDRESS {
+            if *mine == 0 {
+                by_address.remove(&address);
+            }
+            return None;
+        }
+        *mine += 1;
+        Some(HandshakeSlot {
+            handshakes: self.clone(),
+            address,
+        })
+    }
+}
+
+/// One handshake's place in the budget, given back when dropped.
+struct HandshakeSlot {
+    handshakes: Arc<Handshakes>,
+    address: IpAddr,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        if let Ok(mut by_address) = self.handshakes.by_address.lock()
+            && let Some(count) = by_address.get_mut(&self.address)
+        {
+            *count -= 1;
+            if *count == 0 {
+                by_address.remove(&self.address);
+            }
+        }
     }
 }
 
@@ -170,6 +294,34 @@ async fn accept_loop(
 pub struct Connection {
     stream: Stream,
     _permit: OwnedSemaphorePermit,
+    /// Fires after `IDLE_TIMEOUT` without a byte either way.
+    idle: Pin<Box<Sleep>>,
+}
+
+impl Connection {
+    fn new(stream: Stream, permit: OwnedSemaphorePermit) -> Connection {
+        Connection {
+            stream,
+            _permit: permit,
+            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+        }
+    }
+
+    /// Traffic: the idle deadline moves.
+    fn progressed(&mut self) {
+        self.idle.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
+    }
+
+    /// A pending operation: an error once the connection has been idle too long.
+    fn idle_expired<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection idle for too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 enum Stream {
@@ -183,9 +335,38 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        let filled = buf.filled().len();
+        let polled = match &mut this.stream {
             Stream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        };
+        match polled {
+            Poll::Pending => this.idle_expired(cx),
+            ready => {
+                if buf.filled().len() > filled {
+                    this.progressed();
+                }
+                ready
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Accounts a write's outcome against the idle deadline.
+    fn written(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Pending => self.idle_expired(cx),
+            Poll::Ready(Ok(written)) if written > 0 => {
+                self.progressed();
+                Poll::Ready(Ok(written))
+            }
+            ready => ready,
         }
     }
 }
@@ -196,10 +377,12 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        let polled = match &mut this.stream {
             Stream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
             Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
+        };
+        this.written(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -207,10 +390,12 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        let polled = match &mut this.stream {
             Stream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        };
+        this.written(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -232,5 +417,44 @@ impl AsyncWrite for Connection {
             Stream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
             Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshakes_are_budgeted_in_all_and_per_address() {
+        let handshakes = Arc::new(Handshakes::default());
+        let one: IpAddr = "10.0.0.1".parse().unwrap();
+        let mine: Vec<_> = (0..HANDSHAKES_PER_ADDRESS)
+            .map(|_| {
+                handshakes
+                    .begin(one)
+                    .expect("within the per-address budget")
+            })
+            .collect();
+        assert!(handshakes.begin(one).is_none(), "a fifth from one address");
+        drop(mine);
+        assert!(
+            handshakes.begin(one).is_some(),
+            "slots come back when dropped"
+        );
+        let others: Vec<_> = (0..HANDSHAKES_AT_ONCE as u32)
+            .filter_map(|i| {
+                handshakes.begin(IpAddr::from([10, 1, (i / 250) as u8, (i % 250) as u8]))
+            })
+            .collect();
+        assert_eq!(others.len(), HANDSHAKES_AT_ONCE, "every address gets one");
+        assert!(
+            handshakes.begin("10.9.9.9".parse().unwrap()).is_none(),
+            "over the total"
+        );
+        drop(others);
+        assert!(
+            handshakes.by_address.lock().unwrap().is_empty(),
+            "no entry left behind"
+        );
     }
 }

@@ -213,6 +213,17 @@ impl Material {
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .build()
                 .map_err(|e| format!("{}: {e}", settings.ca.display()))?;
+        // The node presents this certificate to the others: it must pass their check, or a
+        // renewal signed by the wrong CA (or already expired) would cut the node off.
+        client_verifier
+            .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+            .map_err(|e| {
+                format!(
+                    "{}: not usable with the CA in {}: {e}",
+                    settings.cert.display(),
+                    settings.ca.display()
+                )
+            })?;
         let versions = settings.min_version.versions();
         let base = || {
             ServerConfig::builder_with_provider(provider.clone())

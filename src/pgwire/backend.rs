@@ -59,15 +59,17 @@ pub struct Backend {
     service: Arc<Service>,
     parser: Arc<StatementParser>,
     transactions: Transactions,
-    privileges: Privileges,
+    privileges: Arc<Privileges>,
 }
 
 impl Backend {
     pub fn new(service: Arc<Service>, gate: Arc<Gate>) -> Backend {
+        let privileges = Arc::new(Privileges::new(gate, service.group.database.clone()));
         Backend {
-            privileges: Privileges::new(gate, service.group.database.clone()),
+            privileges: privileges.clone(),
             parser: Arc::new(StatementParser {
                 service: service.clone(),
+                privileges,
             }),
             transactions: Transactions::new(service.clone()),
             service,
@@ -329,6 +331,7 @@ impl Backend {
 /// learn their parameters and result columns.
 pub struct StatementParser {
     service: Arc<Service>,
+    privileges: Arc<Privileges>,
 }
 
 #[async_trait]
@@ -375,6 +378,12 @@ impl QueryParser for StatementParser {
                 read_only: true,
             }));
         }
+        // Describing a statement shows its columns: not for a user who may neither read nor
+        // write (running it is checked again with the exact permission).
+        self.privileges
+            .require_one_of(&session, &[Permission::Read, Permission::Write])
+            .await
+            .map_err(user_error)?;
         if is_catalog_query(sql) {
             let rewritten = rewrite_parameters(sql);
             let rewritten = catalog::rewrite(&rewritten);

@@ -17,6 +17,16 @@ pub fn rewrite(statement: &str) {
     }
 }
 
+/// A password message as the login handler takes it: checked by Shoal, then coerced by
+/// pgwire into a SASL initial response only when the check passed.
+pub fn password_message(body: bytes::BytesMut) {
+    use pgwire::messages::startup::PasswordMessageFamily;
+    if crate::pgwire::login::is_sasl_initial_response(&body) {
+        let _ = PasswordMessageFamily::Raw(body.clone()).into_sasl_initial_response();
+    }
+    let _ = PasswordMessageFamily::Raw(body).into_sasl_response();
+}
+
 /// Types whose parameter values the endpoint decodes.
 const TYPES: [Type; 12] = [
     Type::BOOL,

@@ -15,6 +15,7 @@ use pgwire::api::auth::sasl::scram::{ScramAuth, ScramSecret};
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, StartupHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER, PgWireConnectionState};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rand::RngCore;
 
@@ -132,6 +133,23 @@ impl StartupHandler for Login {
                 ));
             }
         }
+        if let PgWireFrontendMessage::PasswordMessageFamily(PasswordMessageFamily::Raw(body)) =
+            &message
+            && !client.metadata().contains_key(SASL_STARTED)
+        {
+            // pgwire decodes the initial response without bounds checks (a short or
+            // mis-sized message panics the connection's task): check its layout first.
+            if !is_sasl_initial_response(body) {
+                tracing::warn!(target: "audit", event = "login_failed", user = %crate::auth::shown(&user), %from, route = "postgres", reason = "malformed SASL initial response");
+                return Err(fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "malformed SASL initial response",
+                ));
+            }
+            client
+                .metadata_mut()
+                .insert(SASL_STARTED.to_string(), String::new());
+        }
         match self.scram.on_startup(client, message).await {
             Ok(()) => {
                 if matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
@@ -141,7 +159,10 @@ impl StartupHandler for Login {
                 Ok(())
             }
             Err(error) => {
-                let locked = self.gate.login_failed(&user, &from);
+                // Only a wrong proof is a guess; protocol garbage costs the sender nothing and
+                // must not lock a user out.
+                let guessed = matches!(error, PgWireError::InvalidPassword(_));
+                let locked = guessed && self.gate.login_failed(&user, &from);
                 let reason = error.to_string();
                 tracing::warn!(target: "audit", event = "login_failed", user = %crate::auth::shown(&user), %from, route = "postgres", %reason, locked);
                 Err(fatal(
@@ -151,6 +172,23 @@ impl StartupHandler for Login {
             }
         }
     }
+}
+
+/// Connection metadata key set once the SASL exchange has begun.
+const SASL_STARTED: &str = "shoal.sasl_started";
+
+/// Whether `body` is a well-formed SASLInitialResponse: a mechanism name ending in NUL, then
+/// a signed 32-bit length that is -1 or exactly the bytes that follow.
+pub(crate) fn is_sasl_initial_response(body: &[u8]) -> bool {
+    let Some(nul) = body.iter().position(|b| *b == 0) else {
+        return false;
+    };
+    let rest = &body[nul + 1..];
+    let Some(length) = rest.get(..4) else {
+        return false;
+    };
+    let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+    length == -1 || usize::try_from(length).is_ok_and(|length| length == rest.len() - 4)
 }
 
 /// A FATAL error: the client is told, then disconnected.
@@ -190,10 +228,38 @@ impl AuthSource for Verifiers {
             .users(&self.database)
             .await
             .map_err(|e| PgWireError::ApiError(e.into()))?;
-        let secret = users
-            .get(name)
-            .and_then(|user| parse_verifier(&user.scram_verifier))
-            .unwrap_or_else(|| decoy_verifier(&self.decoy_secret, name));
+        let secret = match users.get(name) {
+            Some(user) => parse_verifier(&user.scram_verifier).unwrap_or_else(|| {
+                tracing::warn!(user = %crate::auth::shown(name), "PostgreSQL login of a user without a SCRAM verifier (its password was set before they were kept): set a new password");
+                decoy_verifier(&self.decoy_secret, name)
+            }),
+            None => decoy_verifier(&self.decoy_secret, name),
+        };
         Ok((secret, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sasl_initial_responses_are_checked_before_pgwire_decodes_them() {
+        let mut good = b"SCRAM-SHA-256\0".to_vec();
+        good.extend(5i32.to_be_bytes());
+        good.extend(b"n,,n=");
+        assert!(is_sasl_initial_response(&good));
+        let mut no_data = b"SCRAM-SHA-256\0".to_vec();
+        no_data.extend((-1i32).to_be_bytes());
+        assert!(is_sasl_initial_response(&no_data));
+        for bad in [
+            &b"password\0"[..],
+            b"SCRAM-SHA-256",
+            b"SCRAM-SHA-256\0\0\0",
+            b"SCRAM-SHA-256\0\0\0\0\x09abc",
+            b"SCRAM-SHA-256\0\xff\xff\xff\xfeabc",
+        ] {
+            assert!(!is_sasl_initial_response(bad), "{bad:?}");
+        }
     }
 }

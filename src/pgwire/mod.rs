@@ -111,13 +111,28 @@ pub async fn serve(
         let handlers = handlers.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let open = &crate::metrics::metrics().pg_connections_open;
-            open.inc();
+            let _open = OpenConnection::counted();
             if let Err(error) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
                 tracing::debug!(%peer, %error, "PostgreSQL connection ended with an error");
             }
-            open.dec();
         });
+    }
+}
+
+/// Counts an open connection in `shoal_pg_connections_open` until dropped (also when the
+/// connection's task unwinds).
+struct OpenConnection;
+
+impl OpenConnection {
+    fn counted() -> OpenConnection {
+        crate::metrics::metrics().pg_connections_open.inc();
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        crate::metrics::metrics().pg_connections_open.dec();
     }
 }
 

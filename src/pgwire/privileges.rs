@@ -26,6 +26,23 @@ impl Privileges {
         Privileges { gate, database }
     }
 
+    /// The first of `needed` the session's user lacks, as replicated now.
+    async fn missing(
+        &self,
+        session: &Session,
+        needed: &[Permission],
+    ) -> Result<Option<Permission>, Box<ErrorInfo>> {
+        self.gate
+            .missing_permission(&self.database, &session.user, needed)
+            .await
+            .map_err(|e| {
+                error_info(
+                    sqlstate::CANNOT_CONNECT_NOW,
+                    format!("users unavailable: {e}"),
+                )
+            })
+    }
+
     /// Refuses unless the session's user holds every one of `needed`.
     pub async fn require(
         &self,
@@ -35,17 +52,7 @@ impl Privileges {
         if !self.gate.enabled() || needed.is_empty() {
             return Ok(());
         }
-        let missing = self
-            .gate
-            .missing_permission(&self.database, &session.user, needed)
-            .await
-            .map_err(|e| {
-                error_info(
-                    sqlstate::CANNOT_CONNECT_NOW,
-                    format!("users unavailable: {e}"),
-                )
-            })?;
-        match missing {
+        match self.missing(session, needed).await? {
             None => {
                 if needed.contains(&Permission::Ddl) {
                     tracing::info!(target: "audit", event = "allowed", user = %crate::auth::shown(&session.user), route = "postgres", permissions = ?needed);
@@ -63,6 +70,24 @@ impl Privileges {
                 ))
             }
         }
+    }
+
+    /// Refuses unless the session's user holds at least one of `any`.
+    pub async fn require_one_of(
+        &self,
+        session: &Session,
+        any: &[Permission],
+    ) -> Result<(), Box<ErrorInfo>> {
+        if !self.gate.enabled() {
+            return Ok(());
+        }
+        for permission in any {
+            if self.missing(session, &[*permission]).await?.is_none() {
+                return Ok(());
+            }
+        }
+        // None held: refused (and audited) as lacking the first.
+        self.require(session, &any[..any.len().min(1)]).await
     }
 
     /// Refuses unless the user may run `statements` (SQLite's text): `read` when SQLite
