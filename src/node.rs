@@ -10,8 +10,6 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use axum::serve::ListenerExt;
-
 use crate::net::AllowList;
 use crate::net::listener::{Admission, Guarded};
 use crate::net::tls::{Facing, TlsContext};
@@ -179,16 +177,17 @@ impl Node {
             }
             None => None,
         };
+        let backups =
+            crate::backup::agent::BackupAgent::start(config.backup.clone(), service.clone());
         let groups: Groups = Arc::new([(group.id, group.clone())].into_iter().collect());
-        let raft_router =
-            crate::raft::server::router(groups).merge(crate::service::internal::router(
+        let raft_router = crate::raft::server::router(groups)
+            .merge(crate::service::internal::router(
                 service.clone(),
                 started,
                 config.http_body_bytes_max + 1024 * 1024,
-            ));
+            ))
+            .merge(crate::backup::agent::internal_router(backups.clone()));
         let alerts = crate::alerts::Alerts::start(service.clone(), config.alerts.clone());
-        let backups =
-            crate::backup::agent::BackupAgent::start(config.backup.clone(), service.clone());
         let gate = crate::auth::gate::Gate::new(config.auth.enabled);
         let api_state = crate::http::ApiState {
             service: service.clone(),
@@ -511,22 +510,9 @@ fn advertised(config: &NodeConfig) -> ShoalNode {
 fn serve(
     listener: Guarded,
     router: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        };
-        // Peer addresses reach the handlers (the audit log says where requests came from).
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        // `tap_io` only gives the listener axum's peer-address plumbing.
-        if let Err(error) = axum::serve(listener.tap_io(|_| ()), service)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(%error, "server stopped");
-        }
-    })
+    tokio::spawn(crate::net::listener::serve_http(listener, router, shutdown))
 }
 
 /// Creates the data directory, takes its lock (one process per directory) and checks the node

@@ -18,6 +18,36 @@ use crate::backup::restore::{RestorePoint, Restored, restore_image};
 use crate::backup::{BackupConfig, BackupError, archive, schedule};
 use crate::service::Service;
 
+/// The Raft-port endpoint through which the leader asks a replica to take a backup.
+pub fn internal_router(agent: Arc<BackupAgent>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/internal/v1/{group}/backup",
+            axum::routing::post(backup_here),
+        )
+        .with_state(agent)
+}
+
+/// Takes a backup on this node; answers its report (JSON).
+async fn backup_here(
+    axum::extract::State(agent): axum::extract::State<Arc<BackupAgent>>,
+    axum::extract::Path(group): axum::extract::Path<crate::raft::types::GroupId>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if group != agent.service.group.id {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("group {group} does not run on this node"),
+        )
+            .into_response();
+    }
+    match agent.create().await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
 /// How long a replica may take to answer a scheduled backup request.
 const REPLICA_BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -301,12 +331,18 @@ impl BackupAgent {
         let mut replicas: Vec<(bool, u64, String)> = membership
             .nodes()
             .filter(|(id, _)| **id != group.node_id)
-            .map(|(id, node)| (voters.contains(id), *id, node.http_addr.clone()))
+            .map(|(id, node)| (voters.contains(id), *id, node.raft_addr.clone()))
             .collect();
         replicas.sort();
         let client = self.service.peers.http().clone();
-        for (_, id, http_addr) in replicas {
-            let url = format!("{}/backup", crate::net::node_url(&http_addr));
+        for (_, id, raft_addr) in replicas {
+            // Node to node, on the Raft port: no user's credentials are needed (with TLS,
+            // only nodes of the cluster CA reach it).
+            let url = format!(
+                "{}/internal/v1/{}/backup",
+                crate::net::node_url(&raft_addr),
+                group.id
+            );
             match client
                 .post(&url)
                 .timeout(REPLICA_BACKUP_TIMEOUT)

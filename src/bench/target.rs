@@ -86,9 +86,11 @@ impl Client {
     }
 }
 
-/// An HTTP client keeping one connection, as one database client would.
-fn http_client() -> Result<reqwest::Client, String> {
+/// An HTTP client keeping one connection, as one database client would, sending
+/// `credentials` with every request.
+fn http_client(credentials: Option<&(String, String)>) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
+        .default_headers(crate::auth::cli::authorization_header(credentials))
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1);
     if let Some(tls) = crate::net::tls::client_config_from_env()? {
@@ -120,7 +122,9 @@ struct ShoalResult {
 
 impl ShoalClient {
     fn new(config: &TargetConfig) -> Result<ShoalClient, String> {
-        let http = http_client()?;
+        // A cluster running --auth: SHOAL_USER with SHOAL_PASSWORD, as the other commands.
+        let user = std::env::var("SHOAL_USER").ok();
+        let http = http_client(crate::auth::cli::credentials(user.as_deref()).as_ref())?;
         let base = config.url.trim_end_matches('/');
         let query_options = config
             .consistency
@@ -341,7 +345,7 @@ pub struct EtcdClient {
 
 impl EtcdClient {
     fn new(config: &TargetConfig) -> Result<EtcdClient, String> {
-        let http = http_client()?;
+        let http = http_client(None)?;
         Ok(EtcdClient {
             http,
             base: config.url.trim_end_matches('/').to_string(),

@@ -2,10 +2,10 @@
 //! must be under its connection limit, and with TLS the handshake must finish within a
 //! bounded time, in its own task (a client that never speaks cannot stall the accept loop),
 //! under a budget of handshakes at once and per address (unauthenticated clients cannot hold
-//! the slots of the listener's real connections). A connection with no traffic either way
-//! for `IDLE_TIMEOUT` is closed. Refusals are logged at a bounded rate. `Guarded` hands
-//! admitted connections to axum; the PostgreSQL endpoint uses `Admission` directly (pgwire
-//! negotiates TLS itself).
+//! the slots of the listener's real connections). `serve_http` serves admitted connections
+//! with hyper, closing one that takes longer than `HEADER_READ_TIMEOUT` to send a request's
+//! headers — also an idle keep-alive connection. Refusals are logged at a bounded rate. The
+//! PostgreSQL endpoint uses `Admission` directly (pgwire negotiates TLS itself).
 
 use std::collections::HashMap;
 use std::io;
@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::net::AllowList;
 use crate::net::tls::{Facing, TlsContext};
@@ -29,9 +30,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKES_AT_ONCE: usize = 64;
 /// ...and from one address.
 const HANDSHAKES_PER_ADDRESS: u32 = 4;
-/// A connection with no bytes read or written for this long is closed (longer than any
-/// request may run without sending a byte).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A connection must send a request's headers within this long, also after keep-alive idling
+/// (hyper's header read timeout): a slot on the listener cannot be held by saying nothing.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping server lets requests in flight finish.
+const GRACEFUL_STOP: Duration = Duration::from_secs(2);
 /// Admitted connections waiting for the server to take them.
 const ADMITTED_QUEUE: usize = 128;
 /// Refusals logged per listener per second; the rest are counted in one line.
@@ -161,21 +164,56 @@ impl Drop for Guarded {
     }
 }
 
-impl axum::serve::Listener for Guarded {
-    type Io = Connection;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Connection, SocketAddr) {
-        match self.admitted.recv().await {
-            Some(admitted) => admitted,
-            // The accept loop ended (it only does when the runtime shuts down).
-            None => std::future::pending().await,
-        }
+impl Guarded {
+    /// The next admitted connection (`None` once the accept loop has ended).
+    async fn accept(&mut self) -> Option<(Connection, SocketAddr)> {
+        self.admitted.recv().await
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
+}
+
+/// Serves `router` over HTTP/1.1 on the admitted connections until `shutdown`, then lets
+/// requests in flight finish for a moment. Handlers see the peer as `ConnectInfo`.
+pub async fn serve_http(
+    mut listener: Guarded,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Some((connection, peer)) = accepted else {
+            break;
+        };
+        let router = router.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(request)
+            },
+        );
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(connection), service);
+        let served = graceful.watch(served);
+        tokio::spawn(async move {
+            if let Err(error) = served.await {
+                tracing::debug!(from = %peer, %error, "HTTP connection ended with an error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(GRACEFUL_STOP, graceful.shutdown()).await;
 }
 
 async fn accept_loop(
@@ -203,7 +241,10 @@ async fn accept_loop(
             let Ok(permit) = admission.place(peer) else {
                 continue;
             };
-            let connection = Connection::new(Stream::Plain(socket), permit);
+            let connection = Connection {
+                stream: Stream::Plain(socket),
+                _permit: permit,
+            };
             if sender.send((connection, peer)).await.is_err() {
                 return;
             }
@@ -228,7 +269,10 @@ async fn accept_loop(
                     let Ok(permit) = admission.place(peer) else {
                         return;
                     };
-                    let connection = Connection::new(Stream::Tls(Box::new(stream)), permit);
+                    let connection = Connection {
+                        stream: Stream::Tls(Box::new(stream)),
+                        _permit: permit,
+                    };
                     let _ = sender.send((connection, peer)).await;
                 }
                 Ok(Err(error)) if facing == Facing::Nodes => admission.refusals.log(name, || {
@@ -294,34 +338,6 @@ impl Drop for HandshakeSlot {
 pub struct Connection {
     stream: Stream,
     _permit: OwnedSemaphorePermit,
-    /// Fires after `IDLE_TIMEOUT` without a byte either way.
-    idle: Pin<Box<Sleep>>,
-}
-
-impl Connection {
-    fn new(stream: Stream, permit: OwnedSemaphorePermit) -> Connection {
-        Connection {
-            stream,
-            _permit: permit,
-            idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
-        }
-    }
-
-    /// Traffic: the idle deadline moves.
-    fn progressed(&mut self) {
-        self.idle.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
-    }
-
-    /// A pending operation: an error once the connection has been idle too long.
-    fn idle_expired<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.idle.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle for too long",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 enum Stream {
@@ -335,38 +351,9 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let filled = buf.filled().len();
-        let polled = match &mut this.stream {
+        match &mut self.get_mut().stream {
             Stream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        };
-        match polled {
-            Poll::Pending => this.idle_expired(cx),
-            ready => {
-                if buf.filled().len() > filled {
-                    this.progressed();
-                }
-                ready
-            }
-        }
-    }
-}
-
-impl Connection {
-    /// Accounts a write's outcome against the idle deadline.
-    fn written(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
-        match polled {
-            Poll::Pending => self.idle_expired(cx),
-            Poll::Ready(Ok(written)) if written > 0 => {
-                self.progressed();
-                Poll::Ready(Ok(written))
-            }
-            ready => ready,
         }
     }
 }
@@ -377,12 +364,10 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = match &mut this.stream {
+        match &mut self.get_mut().stream {
             Stream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
             Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        };
-        this.written(cx, polled)
+        }
     }
 
     fn poll_write_vectored(
@@ -390,12 +375,10 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = match &mut this.stream {
+        match &mut self.get_mut().stream {
             Stream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
-        };
-        this.written(cx, polled)
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
