@@ -222,8 +222,18 @@ impl Node {
             Facing::Nodes,
         )?;
         let mut servers = vec![
-            serve(http_listener, api_router, shutdown.subscribe()),
-            serve(raft_listener, raft_router, shutdown.subscribe()),
+            serve(
+                http_listener,
+                api_router,
+                net.idle_timeout,
+                shutdown.subscribe(),
+            ),
+            serve(
+                raft_listener,
+                raft_router,
+                net.idle_timeout,
+                shutdown.subscribe(),
+            ),
         ];
         if let Some(listener) = pg_listener {
             servers.push(tokio::spawn(crate::pgwire::serve(
@@ -510,9 +520,15 @@ fn advertised(config: &NodeConfig) -> ShoalNode {
 fn serve(
     listener: Guarded,
     router: axum::Router,
+    idle_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(crate::net::listener::serve_http(listener, router, shutdown))
+    tokio::spawn(crate::net::listener::serve_http(
+        listener,
+        router,
+        idle_timeout,
+        shutdown,
+    ))
 }
 
 /// Creates the data directory, takes its lock (one process per directory) and checks the node

@@ -3,8 +3,8 @@
 //! bounded time, in its own task (a client that never speaks cannot stall the accept loop),
 //! under a budget of handshakes at once and per address (unauthenticated clients cannot hold
 //! the slots of the listener's real connections). `serve_http` serves admitted connections
-//! with hyper, closing one that takes longer than `HEADER_READ_TIMEOUT` to send a request's
-//! headers — also an idle keep-alive connection. Refusals are logged at a bounded rate. The
+//! with hyper, closing one that takes longer than the idle timeout to send a request's
+//! headers — also an idle keep-alive connection (a place cannot be held by saying nothing). Refusals are logged at a bounded rate. The
 //! PostgreSQL endpoint uses `Admission` directly (pgwire negotiates TLS itself).
 
 use std::collections::HashMap;
@@ -30,9 +30,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKES_AT_ONCE: usize = 64;
 /// ...and from one address.
 const HANDSHAKES_PER_ADDRESS: u32 = 4;
-/// A connection must send a request's headers within this long, also after keep-alive idling
-/// (hyper's header read timeout): a slot on the listener cannot be held by saying nothing.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping server lets requests in flight finish.
 const GRACEFUL_STOP: Duration = Duration::from_secs(2);
 /// Admitted connections waiting for the server to take them.
@@ -176,10 +173,12 @@ impl Guarded {
 }
 
 /// Serves `router` over HTTP/1.1 on the admitted connections until `shutdown`, then lets
-/// requests in flight finish for a moment. Handlers see the peer as `ConnectInfo`.
+/// requests in flight finish for a moment. Handlers see the peer as `ConnectInfo`. A
+/// connection that sends no request headers for `idle_timeout` is closed.
 pub async fn serve_http(
     mut listener: Guarded,
     router: axum::Router,
+    idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -204,7 +203,7 @@ pub async fn serve_http(
         );
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(idle_timeout)
             .serve_connection(TokioIo::new(connection), service);
         let served = graceful.watch(served);
         tokio::spawn(async move {

@@ -46,6 +46,12 @@ pub struct NetFlags {
     /// Raft-port connections open at once.
     #[arg(long, env = "SHOAL_RAFT_MAX_CONNECTIONS", default_value_t = 256)]
     pub raft_max_connections: usize,
+    /// An HTTP or Raft connection that sends no request headers for this long (idle between
+    /// requests, or slow to send them) is closed, giving its place back. Keep it above the
+    /// clients' own idle timeouts (90 s for Go and reqwest), or they may reuse a connection
+    /// the server is closing.
+    #[arg(long, env = "SHOAL_CONNECTION_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub connection_idle_timeout: std::time::Duration,
 }
 
 impl NetFlags {
@@ -73,6 +79,7 @@ pub struct NetConfig {
     pub pg_allow: AllowList,
     pub http_connections_max: usize,
     pub raft_connections_max: usize,
+    pub idle_timeout: std::time::Duration,
 }
 
 impl NetFlags {
@@ -84,6 +91,9 @@ impl NetFlags {
             pg_allow: self.pg_allow.clone(),
             http_connections_max: self.http_max_connections.max(1),
             raft_connections_max: self.raft_max_connections.max(1),
+            idle_timeout: self
+                .connection_idle_timeout
+                .max(std::time::Duration::from_secs(1)),
         })
     }
 }
