@@ -635,3 +635,54 @@ async fn p55_sqlalchemy_core_creates_inserts_and_selects() {
     let port = [cluster.nodes[follower].pg_port.to_string()];
     support::run_client_script("sqlalchemy_session.py", &port, "sqlalchemy session: ok").await;
 }
+
+/// p60: a malformed message (a Bind whose parameter length runs past the message, which the
+/// protocol library cannot decode) ends only that client's connection; others are served
+/// and the node stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p60_a_malformed_message_ends_only_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let healthy = connect(&cluster, 0).await;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", cluster.nodes[0].pg_port))
+        .await
+        .expect("connect");
+    let mut startup = 196608u32.to_be_bytes().to_vec();
+    startup.extend(b"user\0shoal\0database\0shoal\0\0");
+    let mut message = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    message.extend(startup);
+    socket.write_all(&message).await.expect("startup");
+    let mut reply = vec![0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut reply)).await;
+    // Bind: portal "", statement "", no format codes, one parameter claiming 9,000 bytes.
+    let mut body = b"\0\0".to_vec();
+    body.extend(0u16.to_be_bytes());
+    body.extend(1u16.to_be_bytes());
+    body.extend(9000i32.to_be_bytes());
+    let mut bind = vec![b'B'];
+    bind.extend(((body.len() + 4) as u32).to_be_bytes());
+    bind.extend(body);
+    socket.write_all(&bind).await.expect("bind");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "the connection was not closed"
+    );
+    let one = healthy
+        .query_one("SELECT 1", &[])
+        .await
+        .expect("others are served");
+    assert_eq!(one.get::<_, i64>(0), 1);
+    connect(&cluster, 0)
+        .await
+        .simple_query("SELECT 1")
+        .await
+        .expect("new ones too");
+    let log = std::fs::read_to_string(cluster.nodes[0].log_path()).expect("log");
+    assert!(log.contains("malformed message"), "the closing is logged");
+}

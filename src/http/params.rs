@@ -133,7 +133,8 @@ pub fn parse_duration(key: &str, value: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(bad());
     }
-    let duration = Duration::from_secs_f64(seconds);
+    // Past Duration's range (about 584 billion years) is past any maximum too.
+    let duration = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
     if duration > TIMEOUT_MAX {
         return Err(format!(
             "parameter {key}={value} exceeds the maximum of {}s",
@@ -199,5 +200,12 @@ mod tests {
         assert_eq!(parse_duration("t", "3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("t", "-1s").is_err());
         assert!(parse_duration("t", "1000h").is_err());
+        // Found by the http_request fuzz target: a number past Duration's range panicked.
+        let huge = format!("{}s", "4".repeat(60));
+        assert!(
+            parse_duration("timeout", &huge)
+                .unwrap_err()
+                .contains("maximum")
+        );
     }
 }

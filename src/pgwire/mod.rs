@@ -112,8 +112,20 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let _open = OpenConnection::counted();
-            if let Err(error) = pgwire::tokio::process_socket(socket, acceptor, handlers).await {
-                tracing::debug!(%peer, %error, "PostgreSQL connection ended with an error");
+            // pgwire 0.42's message decoders index past some malformed messages (a Bind whose
+            // lengths disagree) and panic: that ends this connection only, said plainly.
+            let served = std::panic::AssertUnwindSafe(pgwire::tokio::process_socket(
+                socket, acceptor, handlers,
+            ));
+            match futures_util::FutureExt::catch_unwind(served).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "PostgreSQL connection ended with an error");
+                }
+                Err(_) => tracing::warn!(
+                    %peer,
+                    "PostgreSQL connection closed: the client sent a malformed message"
+                ),
             }
         });
     }
