@@ -19,13 +19,16 @@ for target in "${targets[@]}"; do
   echo "fuzzing $target for ${seconds}s"
   # -max_len bounds one input; -rss_limit_mb and -timeout turn a runaway into a finding.
   if ! (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
-      -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+      -max_total_time="$seconds" -max_len=8192 -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1) >"$log" 2>&1; then
     tail -40 "$log"
     echo "scripts/fuzz.sh: $target found a crash (see fuzz/artifacts/$target)" >&2
     exit 1
   fi
   runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+  # Keep only inputs that add coverage, so the committed corpus stays small.
+  (cd fuzz && cargo +nightly fuzz cmin "$target" "corpus/$target" -- -max_len=8192) >"$log" 2>&1 ||
+    { tail -20 "$log"; echo "scripts/fuzz.sh: minimising the $target corpus failed" >&2; exit 1; }
   files=$(find "fuzz/corpus/$target" -type f | wc -l)
   summary+=("$target: $runs executions in ${seconds}s, no crash, corpus $files inputs")
   rm -f "$log"
