@@ -26,6 +26,7 @@ for target in "${targets[@]}"; do
     exit 1
   fi
   runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+  echo "$target: $runs executions in ${seconds}s, no crash"
   # Keep only inputs that add coverage, so the committed corpus stays small.
   (cd fuzz && cargo +nightly fuzz cmin "$target" "corpus/$target" -- -max_len=8192) >"$log" 2>&1 ||
     { tail -20 "$log"; echo "scripts/fuzz.sh: minimising the $target corpus failed" >&2; exit 1; }

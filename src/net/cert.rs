@@ -40,6 +40,14 @@ pub enum CertCommand {
         #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
         days: u32,
     },
+    /// Revoke DIR/NAME.crt: adds its serial number to the CA's revocation list DIR/ca.crl
+    /// (replaced atomically; nodes started with --tls-crl pick it up within seconds).
+    Revoke {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
     /// A node certificate signed by DIR's CA (DIR/NAME.crt, DIR/NAME.key): valid for serving
     /// and for presenting to other nodes.
     Node {
@@ -67,6 +75,13 @@ pub fn run(args: CertArgs) -> i32 {
             hosts,
             days,
         } => make_node(&dir, &name, &hosts, days).map(|path| println!("{}", path.display())),
+        CertCommand::Revoke { dir, name } => revoke(&dir, &name).map(|revoked| {
+            println!(
+                "{} revoked ({revoked} certificate(s) in {})",
+                dir.join(format!("{name}.crt")).display(),
+                dir.join("ca.crl").display()
+            );
+        }),
     };
     match result {
         Ok(()) => 0,
@@ -85,10 +100,13 @@ fn dev(dir: &Path, nodes: u32, hosts: &[String]) -> Result<(), String> {
     for node in 1..=nodes {
         make_node(dir, &format!("node{node}"), hosts, 397)?;
     }
+    write_crl(dir, Vec::new())?;
     println!(
-        "CA and {nodes} node certificates in {}. Start node N with:\n  \
-         shoal serve --tls-cert {d}/nodeN.crt --tls-key {d}/nodeN.key --tls-ca {d}/ca.crt …\n\
-         Clients trust the CA with SHOAL_TLS_CA={d}/ca.crt (psql: sslrootcert={d}/ca.crt).",
+        "CA, revocation list and {nodes} node certificates in {}. Start node N with:\n  \
+         shoal serve --tls-cert {d}/nodeN.crt --tls-key {d}/nodeN.key --tls-ca {d}/ca.crt \
+         --tls-crl {d}/ca.crl …\n\
+         Clients trust the CA with SHOAL_TLS_CA={d}/ca.crt (psql: sslrootcert={d}/ca.crt).\n\
+         `shoal cert revoke --dir {d} --name nodeN` shuts a node's certificate out.",
         dir.display(),
         d = dir.display()
     );
@@ -162,6 +180,83 @@ fn make_node(dir: &Path, name: &str, hosts: &[String], days: u32) -> Result<Path
     let path = dir.join(format!("{name}.crt"));
     write_new(&path, &certificate.pem(), false)?;
     Ok(path)
+}
+
+/// Adds `name`'s certificate to the revocation list; returns how many it now holds.
+fn revoke(dir: &Path, name: &str) -> Result<usize, String> {
+    let cert_path = dir.join(format!("{name}.crt"));
+    let serial = certificate_serial(&cert_path)?;
+    let mut revoked = revoked_serials(&dir.join("ca.crl"))?;
+    if !revoked.contains(&serial) {
+        revoked.push(serial);
+    }
+    let count = revoked.len();
+    write_crl(dir, revoked)?;
+    Ok(count)
+}
+
+fn certificate_serial(path: &Path) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| format!("{}: not a certificate: {e}", path.display()))?;
+    Ok(certificate.raw_serial().to_vec())
+}
+
+/// The serial numbers already in the revocation list at `path` (none if it does not exist).
+fn revoked_serials(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let der = rustls_pki_types::CertificateRevocationListDer::from_pem_file(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, crl) = x509_parser::parse_x509_crl(&der)
+        .map_err(|e| format!("{}: not a revocation list: {e}", path.display()))?;
+    Ok(crl
+        .iter_revoked_certificates()
+        .map(|revoked| revoked.raw_serial().to_vec())
+        .collect())
+}
+
+/// Writes DIR/ca.crl, signed by DIR's CA, listing `serials` (temporary file, fsync, rename:
+/// a node reloading it never reads half a list).
+fn write_crl(dir: &Path, serials: Vec<Vec<u8>>) -> Result<(), String> {
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let ca_key = KeyPair::from_pem(&read("ca.key")?).map_err(|e| format!("ca.key: {e}"))?;
+    let issuer =
+        Issuer::from_ca_cert_pem(&read("ca.crt")?, ca_key).map_err(|e| format!("ca.crt: {e}"))?;
+    let now = time::OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::hours(1),
+        next_update: now + time::Duration::days(365),
+        // Increasing with time, so a newer list always has the larger number.
+        crl_number: rcgen::SerialNumber::from(now.unix_timestamp().max(0) as u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .into_iter()
+            .map(|serial| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&serial),
+                revocation_time: now,
+                reason_code: Some(rcgen::RevocationReason::Superseded),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params
+        .signed_by(&issuer)
+        .and_then(|crl| crl.pem())
+        .map_err(|e| format!("signing the revocation list: {e}"))?;
+    let path = dir.join("ca.crl");
+    let staged = dir.join("ca.crl.new");
+    let _ = std::fs::remove_file(&staged);
+    write_new(&staged, &crl, false)?;
+    std::fs::rename(&staged, &path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn distinguished_name(common_name: &str) -> DistinguishedName {

@@ -183,7 +183,6 @@ pub async fn serve_http(
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -201,18 +200,40 @@ pub async fn serve_http(
                 router.clone().oneshot(request)
             },
         );
+        let mut reloads = connection.reloads.clone();
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(idle_timeout)
             .serve_connection(TokioIo::new(connection), service);
-        let served = graceful.watch(served);
+        let mut stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(error) = served.await {
+            let mut served = std::pin::pin!(served);
+            let reloaded = async {
+                match reloads.as_mut() {
+                    Some(reloads) => {
+                        let _ = reloads.changed().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let outcome = tokio::select! {
+                outcome = served.as_mut() => outcome,
+                () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+                    served.as_mut().graceful_shutdown();
+                    tokio::time::timeout(GRACEFUL_STOP, served.as_mut()).await.unwrap_or(Ok(()))
+                }
+                () = reloaded => {
+                    // Certificates changed: finish the request in flight, then close; the
+                    // peer reconnects and is checked against the new ones.
+                    served.as_mut().graceful_shutdown();
+                    served.as_mut().await
+                }
+            };
+            if let Err(error) = outcome {
                 tracing::debug!(from = %peer, %error, "HTTP connection ended with an error");
             }
         });
     }
-    let _ = tokio::time::timeout(GRACEFUL_STOP, graceful.shutdown()).await;
 }
 
 async fn accept_loop(
@@ -243,6 +264,7 @@ async fn accept_loop(
             let connection = Connection {
                 stream: Stream::Plain(socket),
                 _permit: permit,
+                reloads: None,
             };
             if sender.send((connection, peer)).await.is_err() {
                 return;
@@ -258,6 +280,7 @@ async fn accept_loop(
             continue;
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(context.server_config(*facing));
+        let reloads = context.reloads();
         let (sender, admission, facing) = (sender.clone(), admission.clone(), *facing);
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await;
@@ -271,6 +294,7 @@ async fn accept_loop(
                     let connection = Connection {
                         stream: Stream::Tls(Box::new(stream)),
                         _permit: permit,
+                        reloads: Some(reloads),
                     };
                     let _ = sender.send((connection, peer)).await;
                 }
@@ -337,6 +361,8 @@ impl Drop for HandshakeSlot {
 pub struct Connection {
     stream: Stream,
     _permit: OwnedSemaphorePermit,
+    /// For a TLS connection: changes when the certificates are reloaded.
+    reloads: Option<watch::Receiver<u64>>,
 }
 
 enum Stream {

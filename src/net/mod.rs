@@ -27,6 +27,11 @@ pub struct NetFlags {
     /// The cluster CA's certificate (PEM): node certificates must be signed by it.
     #[arg(long, env = "SHOAL_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// The CA's certificate revocation list (PEM, `shoal cert revoke` keeps one): revoked
+    /// node certificates can no longer reach the Raft port or serve other nodes. Reloaded when
+    /// it changes.
+    #[arg(long, env = "SHOAL_TLS_CRL")]
+    pub tls_crl: Option<PathBuf>,
     /// Oldest TLS version accepted and spoken: 1.2 or 1.3.
     #[arg(long, env = "SHOAL_TLS_MIN_VERSION", default_value = "1.2", value_parser = TlsVersion::parse)]
     pub tls_min_version: TlsVersion,
@@ -58,11 +63,15 @@ impl NetFlags {
     /// The TLS settings: all three files, or none of them.
     pub fn tls(&self) -> Result<Option<TlsSettings>, String> {
         match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) if self.tls_crl.is_some() => {
+                Err("--tls-crl needs TLS (--tls-cert, --tls-key and --tls-ca)".into())
+            }
             (None, None, None) => Ok(None),
             (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsSettings {
                 cert: cert.clone(),
                 key: key.clone(),
                 ca: ca.clone(),
+                crl: self.tls_crl.clone(),
                 min_version: self.tls_min_version,
             })),
             _ => Err("TLS needs all of --tls-cert, --tls-key and --tls-ca".into()),

@@ -16,7 +16,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 
 /// How often the certificate files are checked for changes.
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -58,6 +60,8 @@ pub struct TlsSettings {
     pub key: PathBuf,
     /// PEM certificate(s) of the cluster CA.
     pub ca: PathBuf,
+    /// PEM certificate revocation list(s) of the CA: revoked node certificates are refused.
+    pub crl: Option<PathBuf>,
     pub min_version: TlsVersion,
 }
 
@@ -74,7 +78,7 @@ pub enum Facing {
 
 /// The material loaded from the files, and the configurations built from it.
 struct Material {
-    /// Modification times and sizes of the three files when they were read.
+    /// Modification times and sizes of the files when they were read.
     stamp: Vec<(SystemTime, u64)>,
     key: Arc<CertifiedKey>,
     server_verifier: Arc<WebPkiServerVerifier>,
@@ -88,6 +92,9 @@ pub struct TlsContext {
     settings: TlsSettings,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<Material>>,
+    /// Bumped at every reload: connections made under older material close (gracefully),
+    /// so a revoked or replaced certificate stops being trusted on open connections too.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl fmt::Debug for TlsContext {
@@ -107,6 +114,7 @@ impl TlsContext {
             settings,
             provider,
             current: RwLock::new(Arc::new(material)),
+            generation: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -151,7 +159,13 @@ impl TlsContext {
             Ok(mut current) => *current = Arc::new(material),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(material),
         }
+        self.generation.send_modify(|generation| *generation += 1);
         Ok(true)
+    }
+
+    /// Changes when the material is reloaded.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Checks the files every `RELOAD_CHECK_INTERVAL` until `shutdown`.
@@ -205,17 +219,28 @@ impl Material {
                 .map_err(|e| format!("{}: not a CA certificate: {e}", settings.ca.display()))?;
         }
         let roots = Arc::new(roots);
+        let crls = match &settings.crl {
+            Some(path) => read_crls(path)?,
+            None => Vec::new(),
+        };
         let server_verifier =
             WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .with_crls(crls.clone())
+                .only_check_end_entity_revocation()
                 .build()
                 .map_err(|e| format!("{}: {e}", settings.ca.display()))?;
         let client_verifier =
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .with_crls(crls)
+                .only_check_end_entity_revocation()
                 .build()
                 .map_err(|e| format!("{}: {e}", settings.ca.display()))?;
         // The node presents this certificate to the others: it must pass their check, or a
-        // renewal signed by the wrong CA (or already expired) would cut the node off.
-        client_verifier
+        // renewal signed by the wrong CA (or already expired) would cut the node off. (Not
+        // the revocation list: a revoked node still applies the list it is revoked by.)
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| format!("{}: {e}", settings.ca.display()))?
             .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
             .map_err(|e| {
                 format!(
@@ -256,6 +281,7 @@ impl Material {
 fn stamps(settings: &TlsSettings) -> Result<Vec<(SystemTime, u64)>, String> {
     [&settings.cert, &settings.key, &settings.ca]
         .into_iter()
+        .chain(settings.crl.as_ref())
         .map(|path| {
             let metadata =
                 std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -283,6 +309,17 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String
         return Err(format!("{}: no PEM certificate in it", path.display()));
     }
     Ok(certificates)
+}
+
+fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if crls.is_empty() {
+        return Err(format!("{}: no PEM revocation list in it", path.display()));
+    }
+    Ok(crls)
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {

@@ -251,6 +251,7 @@ impl Cluster {
                 ("--tls-cert", format!("node{id}.crt")),
                 ("--tls-key", format!("node{id}.key")),
                 ("--tls-ca", "ca.crt".to_string()),
+                ("--tls-crl", "ca.crl".to_string()),
             ] {
                 args.push(flag.into());
                 args.push(dir.join(file).display().to_string());
@@ -548,13 +549,17 @@ impl Cluster {
 
     /// The whole content of `table`, as node `node` holds it locally.
     pub async fn table_dump(&self, node: usize, table: &str) -> Value {
+        self.try_table_dump(node, table).await.expect("dump")
+    }
+
+    /// `table_dump`, or the node's error (a table it does not hold yet).
+    pub async fn try_table_dump(&self, node: usize, table: &str) -> Result<Value, String> {
         self.query(
             node,
             &format!("SELECT * FROM {table} ORDER BY rowid"),
             "level=none",
         )
         .await
-        .expect("dump")
     }
 }
 

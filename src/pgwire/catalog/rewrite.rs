@@ -67,51 +67,73 @@ pub fn rewrite(sql: &str) -> String {
     rewrite_arrays(&out)
 }
 
+/// Compiles `pattern` once per process (the patterns are constants, checked by the tests).
+macro_rules! cached_regex {
+    ($pattern:expr) => {{
+        static REGEX: std::sync::LazyLock<Option<regex::Regex>> =
+            std::sync::LazyLock::new(|| regex::Regex::new($pattern).ok());
+        REGEX.as_ref()
+    }};
+}
+
+/// The code rewrites of `rewrite_code`, compiled once.
+static CODE_REWRITES: std::sync::LazyLock<Vec<(regex::Regex, &'static str)>> =
+    std::sync::LazyLock::new(|| {
+        CODE_REPLACEMENTS
+            .iter()
+            .filter_map(|(pattern, replacement)| {
+                regex::Regex::new(pattern)
+                    .ok()
+                    .map(|regex| (regex, *replacement))
+            })
+            .collect()
+    });
+
 /// The rewrites of `rewrite` that apply to code (outside literals and quoted names).
 fn rewrite_code(code: &str) -> String {
-    let replacements: &[(&str, &str)] = &[
-        // An oid cast to regclass shows the relation's name.
-        (
-            r"(?i)\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*::\s*(?:pg_catalog\s*\.\s*)?regclass\b",
-            "shoal_regclass($1)",
-        ),
-        (
-            r"(?i)OPERATOR\s*\(\s*pg_catalog\s*\.\s*!~\*?\s*\)",
-            " NOT REGEXP ",
-        ),
-        (
-            r"(?i)OPERATOR\s*\(\s*pg_catalog\s*\.\s*~\*?\s*\)",
-            " REGEXP ",
-        ),
-        (r"(?i)\s+COLLATE\s+pg_catalog\s*\.\s*default", ""),
-        (r"(?i)\bpg_catalog\s*\.\s*", ""),
-        (r"(?i)\binformation_schema\s*\.\s*", "information_schema_"),
-        // A relation is its own only partition ancestor.
-        (
-            r"(?i)\bpg_partition_ancestors\s*\(([^()]*)\)\s+WITH\s+ORDINALITY\s+AS\s+(\w+)\s*\(\s*(\w+)\s*,\s*(\w+)\s*\)",
-            "(SELECT $1 AS $3, 1 AS $4) AS $2",
-        ),
-        // array(SELECT …) as a scalar subquery: the catalogs it reads here are empty or
-        // single-valued.
-        (r"(?i)\barray\s*\(\s*select\b", "(SELECT"),
-        (r"::\s*[A-Za-z_][A-Za-z0-9_]*(\s*\[\s*\])?", ""),
-        (r"!~\*?", " NOT REGEXP "),
-        (r"~\*?", " REGEXP "),
-    ];
     let mut text = code.to_string();
-    for (pattern, replacement) in replacements {
-        if let Ok(regex) = regex::Regex::new(pattern) {
-            text = regex.replace_all(&text, *replacement).into_owned();
-        }
+    for (regex, replacement) in CODE_REWRITES.iter() {
+        text = regex.replace_all(&text, *replacement).into_owned();
     }
     text
 }
 
+/// Patterns and replacements applied to code, in order.
+const CODE_REPLACEMENTS: &[(&str, &str)] = &[
+    // An oid cast to regclass shows the relation's name.
+    (
+        r"(?i)\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*::\s*(?:pg_catalog\s*\.\s*)?regclass\b",
+        "shoal_regclass($1)",
+    ),
+    (
+        r"(?i)OPERATOR\s*\(\s*pg_catalog\s*\.\s*!~\*?\s*\)",
+        " NOT REGEXP ",
+    ),
+    (
+        r"(?i)OPERATOR\s*\(\s*pg_catalog\s*\.\s*~\*?\s*\)",
+        " REGEXP ",
+    ),
+    (r"(?i)\s+COLLATE\s+pg_catalog\s*\.\s*default", ""),
+    (r"(?i)\bpg_catalog\s*\.\s*", ""),
+    (r"(?i)\binformation_schema\s*\.\s*", "information_schema_"),
+    // A relation is its own only partition ancestor.
+    (
+        r"(?i)\bpg_partition_ancestors\s*\(([^()]*)\)\s+WITH\s+ORDINALITY\s+AS\s+(\w+)\s*\(\s*(\w+)\s*,\s*(\w+)\s*\)",
+        "(SELECT $1 AS $3, 1 AS $4) AS $2",
+    ),
+    // array(SELECT …) as a scalar subquery: the catalogs it reads here are empty or
+    // single-valued.
+    (r"(?i)\barray\s*\(\s*select\b", "(SELECT"),
+    (r"::\s*[A-Za-z_][A-Za-z0-9_]*(\s*\[\s*\])?", ""),
+    (r"!~\*?", " NOT REGEXP "),
+    (r"~\*?", " REGEXP "),
+];
+
 /// `x = ANY (ARRAY[a, b])` → `x IN (a, b)`; a remaining `ARRAY[a, b]` → `(a, b)`.
 fn rewrite_arrays(sql: &str) -> String {
-    let any = regex::Regex::new(r"(?i)(=|<>|!=)\s*ANY\s*\(\s*ARRAY\s*\[").ok();
+    let any = cached_regex!(r"(?i)(=|<>|!=)\s*ANY\s*\(\s*ARRAY\s*\[");
     let mut text = sql.to_string();
-    while let Some(found) = any.as_ref().and_then(|r| r.find(&text)) {
+    while let Some(found) = any.and_then(|r| r.find(&text)) {
         let negated = !found.as_str().starts_with('=');
         let Some(close) = matching_bracket(&text, found.end()) else {
             break;
@@ -124,11 +146,11 @@ fn rewrite_arrays(sql: &str) -> String {
         text = format!("{}{operator} ({inside}){rest}", &text[..found.start()]);
     }
     // `x = ANY (list_column)`: membership in a one-element list.
-    if let Ok(any_list) = regex::Regex::new(r"(?i)=\s*ANY\s*\(") {
+    if let Some(any_list) = cached_regex!(r"(?i)=\s*ANY\s*\(") {
         text = any_list.replace_all(&text, " IN (").into_owned();
     }
-    let array = regex::Regex::new(r"(?i)\bARRAY\s*\[").ok();
-    while let Some(found) = array.as_ref().and_then(|r| r.find(&text)) {
+    let array = cached_regex!(r"(?i)\bARRAY\s*\[");
+    while let Some(found) = array.and_then(|r| r.find(&text)) {
         let Some(close) = matching_bracket(&text, found.end()) else {
             break;
         };
@@ -136,7 +158,7 @@ fn rewrite_arrays(sql: &str) -> String {
         text = format!("{}({inside}){}", &text[..found.start()], &text[close + 1..]);
     }
     // Array subscripts (`prattrs[s]`): the arrays here are single values or empty.
-    if let Ok(subscript) = regex::Regex::new(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\[[^\]']*\]") {
+    if let Some(subscript) = cached_regex!(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\[[^\]']*\]") {
         text = subscript.replace_all(&text, "$1").into_owned();
     }
     text
@@ -165,6 +187,11 @@ fn matching_bracket(text: &str, start: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert_eq!(CODE_REWRITES.len(), CODE_REPLACEMENTS.len());
+    }
 
     #[test]
     fn psql_operators_and_casts_become_sqlite() {
