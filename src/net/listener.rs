@@ -209,11 +209,13 @@ pub async fn serve_http(
         tokio::spawn(async move {
             let mut served = std::pin::pin!(served);
             let reloaded = async {
-                match reloads.as_mut() {
-                    Some(reloads) => {
-                        let _ = reloads.changed().await;
-                    }
-                    None => std::future::pending().await,
+                let changed = match reloads.as_mut() {
+                    Some(reloads) => reloads.changed().await.is_ok(),
+                    None => false,
+                };
+                // (A context dropped without a reload is no reason to close.)
+                if !changed {
+                    std::future::pending::<()>().await;
                 }
             };
             let outcome = tokio::select! {

@@ -496,19 +496,13 @@ impl Service {
         &self,
         load: crate::raft::types::ImageLoad,
     ) -> Result<u64, ServiceError> {
-        let command = Command {
+        self.propose(Command {
             timestamp_ms: unix_now_ms(),
             batches: Vec::new(),
             load: Some(load),
             users: None,
-        };
-        let written = self
-            .group
-            .raft
-            .client_write(command)
-            .await
-            .map_err(|error| self.write_error(error))?;
-        Ok(written.log_id.index)
+        })
+        .await
     }
 
     /// Adds, changes or removes a user through the log (this node must lead); returns the
@@ -517,12 +511,17 @@ impl Service {
         &self,
         change: crate::auth::UserChange,
     ) -> Result<u64, ServiceError> {
-        let command = Command {
+        self.propose(Command {
             timestamp_ms: unix_now_ms(),
             batches: Vec::new(),
             load: None,
             users: Some(change),
-        };
+        })
+        .await
+    }
+
+    /// Proposes `command` on this node (it must lead); its index once this node applied it.
+    async fn propose(&self, command: Command) -> Result<u64, ServiceError> {
         let written = self
             .group
             .raft
