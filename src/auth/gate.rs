@@ -514,15 +514,7 @@ async fn needed_permissions(
         }
         Rule::Sql(endpoint) => {
             let query = request.uri().query().map(str::to_string);
-            let plain_text = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| {
-                    v.trim_start()
-                        .to_ascii_lowercase()
-                        .starts_with("text/plain")
-                });
+            let plain_text = crate::http::is_plain_text(request.headers());
             let (request, body) = buffer(request, state.body_bytes_max).await?;
             let statements =
                 crate::http::statements_for_authorization(query.as_deref(), plain_text, &body);

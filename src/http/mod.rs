@@ -148,14 +148,7 @@ impl DbCall {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Self {
-        let plain_text = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/plain")
-            });
+        let plain_text = is_plain_text(headers);
         Self {
             uri,
             raw_query,
@@ -338,4 +331,16 @@ fn statements_of(options: &RequestOptions, call: &DbCall) -> Result<Vec<Statemen
         .into_iter()
         .filter(|s| !s.sql.trim().is_empty())
         .collect())
+}
+
+/// Whether the request body is plain text (`/db/request` then takes it as SQL).
+pub fn is_plain_text(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/plain")
+        })
 }

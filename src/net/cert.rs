@@ -143,13 +143,7 @@ fn make_node(dir: &Path, name: &str, hosts: &[String], days: u32) -> Result<Path
             "node name {name:?}: 1 to 64 letters, digits, '-' or '_'"
         ));
     }
-    let read = |file: &str| {
-        let path = dir.join(file);
-        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let ca_key = KeyPair::from_pem(&read("ca.key")?).map_err(|e| format!("ca.key: {e}"))?;
-    let issuer =
-        Issuer::from_ca_cert_pem(&read("ca.crt")?, ca_key).map_err(|e| format!("ca.crt: {e}"))?;
+    let issuer = load_issuer(dir)?;
     let key = KeyPair::generate().map_err(|e| format!("generating the node key: {e}"))?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     params.distinguished_name = distinguished_name(name);
@@ -223,13 +217,7 @@ fn revoked_serials(path: &Path) -> Result<Vec<Vec<u8>>, String> {
 /// Writes DIR/ca.crl, signed by DIR's CA, listing `serials` (temporary file, fsync, rename:
 /// a node reloading it never reads half a list).
 fn write_crl(dir: &Path, serials: Vec<Vec<u8>>) -> Result<(), String> {
-    let read = |file: &str| {
-        let path = dir.join(file);
-        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let ca_key = KeyPair::from_pem(&read("ca.key")?).map_err(|e| format!("ca.key: {e}"))?;
-    let issuer =
-        Issuer::from_ca_cert_pem(&read("ca.crt")?, ca_key).map_err(|e| format!("ca.crt: {e}"))?;
+    let issuer = load_issuer(dir)?;
     let now = time::OffsetDateTime::now_utc();
     let params = rcgen::CertificateRevocationListParams {
         this_update: now - time::Duration::hours(1),
@@ -257,6 +245,16 @@ fn write_crl(dir: &Path, serials: Vec<Vec<u8>>) -> Result<(), String> {
     let _ = std::fs::remove_file(&staged);
     write_new(&staged, &crl, false)?;
     std::fs::rename(&staged, &path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// DIR's CA (ca.crt and ca.key), to sign certificates and revocation lists with.
+fn load_issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, String> {
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let ca_key = KeyPair::from_pem(&read("ca.key")?).map_err(|e| format!("ca.key: {e}"))?;
+    Issuer::from_ca_cert_pem(&read("ca.crt")?, ca_key).map_err(|e| format!("ca.crt: {e}"))
 }
 
 fn distinguished_name(common_name: &str) -> DistinguishedName {
