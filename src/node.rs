@@ -122,18 +122,8 @@ impl Node {
                 None
             }
         };
-        let mut http = reqwest::Client::builder()
-            .default_headers(sender)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .connect_timeout(Duration::from_secs(2));
-        if let Some(context) = &tls {
-            http = http.use_preconfigured_tls(context.client_config().map_err(NodeError::Other)?);
-        }
-        let http = http
-            .build()
-            .map_err(|e| NodeError::Other(format!("HTTP client: {e}")))?;
+        let http = crate::net::node_client::NodeClient::new(sender, tls.as_ref())
+            .map_err(NodeError::Other)?;
         let group = RaftGroup::start(
             &config.data_dir,
             DEFAULT_DATA_GROUP,
@@ -316,7 +306,7 @@ impl Node {
     /// Asks the cluster (through any listed member) to add this node, retrying until the
     /// join timeout: members may still be starting.
     async fn join(&self) -> Result<(), NodeError> {
-        let client = self.service.peers.http().clone();
+        let client = self.service.peers.http();
         let node = self.advertised();
         let body = serde_json::json!({
             "id": self.config.node_id,

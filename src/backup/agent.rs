@@ -334,7 +334,7 @@ impl BackupAgent {
             .map(|(id, node)| (voters.contains(id), *id, node.raft_addr.clone()))
             .collect();
         replicas.sort();
-        let client = self.service.peers.http().clone();
+        let client = self.service.peers.http();
         for (_, id, raft_addr) in replicas {
             // Node to node, on the Raft port: no user's credentials are needed (with TLS,
             // only nodes of the cluster CA reach it).

@@ -3,6 +3,7 @@
 
 pub mod cert;
 pub mod listener;
+pub mod node_client;
 pub mod tls;
 
 use std::net::IpAddr;

@@ -109,7 +109,7 @@ impl RaftGroup {
         group: GroupId,
         node_id: NodeId,
         settings: &RaftSettings,
-        http: reqwest::Client,
+        http: crate::net::node_client::NodeClient,
     ) -> Result<Arc<RaftGroup>, GroupError> {
         let dir = data_dir.join("groups").join(group.to_string());
         let storage = |message: String| GroupError::Storage {

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::db::snapshot_store::SnapshotFile;
+use crate::net::node_client::NodeClient;
 use crate::raft::types::{GroupId, NodeId, ShoalNode, SnapshotMeta, TypeConfig, Vote};
 use crate::raft::wire::{self, CHECKSUM_HEADER, SNAPSHOT_HEADER};
 
@@ -47,12 +48,12 @@ impl SnapshotHeader {
 /// Creates connections to peers for one group.
 #[derive(Clone)]
 pub struct NetworkFactory {
-    http: reqwest::Client,
+    http: NodeClient,
     group: GroupId,
 }
 
 impl NetworkFactory {
-    pub fn new(http: reqwest::Client, group: GroupId) -> Self {
+    pub fn new(http: NodeClient, group: GroupId) -> Self {
         Self { http, group }
     }
 }
@@ -75,7 +76,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 /// openraft's handle on one peer.
 pub struct PeerConnection {
-    http: reqwest::Client,
+    http: NodeClient,
     base_url: String,
     target: NodeId,
 }
@@ -109,6 +110,7 @@ impl PeerConnection {
         let (body, checksum) = wire::encode(request).map_err(CallError::Network)?;
         let response = self
             .http
+            .client()
             .post(format!("{}/{action}", self.base_url))
             .header(CHECKSUM_HEADER, checksum.to_string())
             .timeout(timeout)
@@ -215,6 +217,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         ));
         let send = self
             .http
+            .client()
             .post(format!("{}/snapshot", self.base_url))
             .header(SNAPSHOT_HEADER, header)
             .body(body)

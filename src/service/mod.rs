@@ -37,7 +37,7 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(group: Arc<RaftGroup>, http: reqwest::Client) -> Arc<Service> {
+    pub fn new(group: Arc<RaftGroup>, http: crate::net::node_client::NodeClient) -> Arc<Service> {
         Arc::new(Service {
             peers: PeerClient::new(http, group.id),
             group,

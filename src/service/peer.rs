@@ -8,6 +8,7 @@ use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::net::node_client::NodeClient;
 use crate::raft::types::{GroupId, NodeId};
 use crate::raft::wire::{self, CHECKSUM_HEADER};
 use crate::service::cluster::{ClusterRequest, ClusterResponse, MemberState};
@@ -16,7 +17,7 @@ use crate::service::{ServiceError, ServiceRequest, ServiceResponse};
 /// Client for other nodes' internal endpoints.
 #[derive(Clone)]
 pub struct PeerClient {
-    http: reqwest::Client,
+    http: NodeClient,
     group: GroupId,
 }
 
@@ -24,13 +25,14 @@ pub struct PeerClient {
 pub const MEMBER_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 impl PeerClient {
-    pub fn new(http: reqwest::Client, group: GroupId) -> Self {
+    pub fn new(http: NodeClient, group: GroupId) -> Self {
         Self { http, group }
     }
 
-    /// The node's client for calls to other nodes (TLS-configured when TLS is on).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The node's client for calls to other nodes (TLS-configured when TLS is on), as of
+    /// now: hold it for one call.
+    pub fn http(&self) -> reqwest::Client {
+        self.http.client()
     }
 
     fn url(&self, raft_addr: &str, action: &str) -> String {
@@ -51,6 +53,7 @@ impl PeerClient {
         let (body, checksum) = wire::encode(request).map_err(ServiceError::Internal)?;
         let response = self
             .http
+            .client()
             .post(self.url(raft_addr, action))
             .header(CHECKSUM_HEADER, checksum.to_string())
             .timeout(timeout)

@@ -1,0 +1,97 @@
+//! The HTTP client a node calls other nodes with. With TLS it is rebuilt at every reload of
+//! the node's TLS material, so pooled connections never outlive a revoked or replaced
+//! certificate: a connection is only checked at its handshake, and a pool kept busy by
+//! heartbeats never idles one out.
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use crate::net::tls::TlsContext;
+
+/// Idle pooled connections are closed after this long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle pooled connections kept per peer.
+const POOL_IDLE_PER_PEER: usize = 64;
+/// Time allowed to open a connection to a peer (a down peer must fail fast: Raft retries).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A cheap handle on the current client; clone freely.
+#[derive(Clone)]
+pub struct NodeClient {
+    current: Arc<RwLock<reqwest::Client>>,
+}
+
+impl NodeClient {
+    /// A client sending `headers` on every call, presenting `tls`'s certificate when TLS is
+    /// on (and rebuilt whenever it is reloaded).
+    pub fn new(
+        headers: reqwest::header::HeaderMap,
+        tls: Option<&Arc<TlsContext>>,
+    ) -> Result<NodeClient, String> {
+        let node_client = NodeClient {
+            current: Arc::new(RwLock::new(build(&headers, tls)?)),
+        };
+        if let Some(context) = tls {
+            spawn_rebuilder(
+                Arc::downgrade(&node_client.current),
+                headers,
+                context.clone(),
+            );
+        }
+        Ok(node_client)
+    }
+
+    /// The client as of now; hold it for one call, not longer (a reload replaces it).
+    pub fn client(&self) -> reqwest::Client {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+fn build(
+    headers: &reqwest::header::HeaderMap,
+    tls: Option<&Arc<TlsContext>>,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .default_headers(headers.clone())
+        .tcp_nodelay(true)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_IDLE_PER_PEER)
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(context) = tls {
+        builder = builder.use_preconfigured_tls(context.client_config()?);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("HTTP client for other nodes: {e}"))
+}
+
+/// Replaces the client after each reload of `context` until the client's last handle is
+/// dropped or the context is. The old client's pool closes its connections once the calls
+/// still using them are answered.
+fn spawn_rebuilder(
+    current: Weak<RwLock<reqwest::Client>>,
+    headers: reqwest::header::HeaderMap,
+    context: Arc<TlsContext>,
+) {
+    let mut reloads = context.reloads();
+    let context = Arc::downgrade(&context);
+    tokio::spawn(async move {
+        while reloads.changed().await.is_ok() {
+            let (Some(current), Some(context)) = (current.upgrade(), context.upgrade()) else {
+                return;
+            };
+            match build(&headers, Some(&context)) {
+                Ok(client) => match current.write() {
+                    Ok(mut slot) => *slot = client,
+                    Err(poisoned) => *poisoned.into_inner() = client,
+                },
+                Err(error) => {
+                    tracing::error!(%error, "could not rebuild the client for other nodes after a TLS reload; keeping its open connections");
+                }
+            }
+        }
+    });
+}
