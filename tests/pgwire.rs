@@ -181,6 +181,17 @@ async fn p12_psql_describes_tables_indexes_and_keys() {
     )
     .await;
     assert!(ok, "{err}");
+    // Other nodes describe what they have applied: wait until they hold the new schema.
+    for node in [1, 2] {
+        cluster
+            .wait_for_values(
+                node,
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('parent', 'child', 'child_name', 'named')",
+                &serde_json::json!([[4]]),
+                SETTLE,
+            )
+            .await;
+    }
     let (ok, out, err) = psql(&cluster, 1, &["-c", "\\dt"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("public | child  | table | shoal"), "{out}");
@@ -454,7 +465,9 @@ async fn p37_a_leadership_change_mid_transaction_rolls_it_back() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(cluster.leader(SETTLE).await, target);
+    cluster
+        .wait_for_leader(|leader| leader == target, SETTLE)
+        .await;
     let outcome = execute_then_commit(transaction, "INSERT INTO t VALUES (2)", &[]).await;
     let error = outcome.expect_err("a transaction must not span two leaders");
     assert_eq!(
@@ -592,9 +605,13 @@ async fn p45_a_cancel_request_stops_a_long_query() {
         .await
         .unwrap();
     let token = client.cancel_token();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        token.cancel_query(NoTls).await
+    // A cancel that arrives before the query started cancels nothing (as in PostgreSQL):
+    // repeat it until the query has ended.
+    let canceller = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = token.cancel_query(NoTls).await;
+        }
     });
     let started = std::time::Instant::now();
     let error = client
@@ -605,6 +622,7 @@ async fn p45_a_cancel_request_stops_a_long_query() {
         )
         .await
         .expect_err("an endless query must be cancelled");
+    canceller.abort();
     assert_eq!(error.code(), Some(&SqlState::QUERY_CANCELED), "{error:?}");
     assert!(
         started.elapsed() < Duration::from_secs(30),

@@ -158,8 +158,10 @@ async fn s40_cluster_commands_show_and_move_leadership() {
         out.contains("BEGIN TRANSACTION;") && out.contains("COMMIT;"),
         "{out}"
     );
-    let new_leader = cluster.leader(SETTLE).await;
-    assert_ne!(new_leader, leader, "stepdown moved leadership");
+    // Stepdown moved leadership.
+    cluster
+        .wait_for_leader(|new_leader| new_leader != leader, SETTLE)
+        .await;
 }
 
 /// Runs `shoal cluster …`; returns (exit code, stdout, stderr).
@@ -214,7 +216,9 @@ async fn s50_cluster_commands_for_scripts() {
     .unwrap();
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), format!("node {target_id} leads"));
-    assert_eq!(cluster.leader(SETTLE).await, target);
+    cluster
+        .wait_for_leader(|leader| leader == target, SETTLE)
+        .await;
     let (code, _, err) = tokio::task::spawn_blocking({
         let run = run.clone();
         move || run(vec!["transfer".into(), "99".into()])

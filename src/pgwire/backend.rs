@@ -101,7 +101,15 @@ impl Backend {
     }
 
     /// Runs a (rewritten) catalog query on a catalog built from this node's schema.
-    async fn run_catalog(&self, statement: Statement) -> Result<StatementResult, Box<ErrorInfo>> {
+    /// Answers a catalog query (psql's \d, drivers' introspection) from this node's schema,
+    /// once the session's own earlier writes are applied here (DDL run on a follower's
+    /// session is then visible to that session's next \d).
+    async fn run_catalog(
+        &self,
+        session: &Session,
+        statement: Statement,
+    ) -> Result<StatementResult, Box<ErrorInfo>> {
+        wait_for_own_writes(&self.service, session).await;
         self.service
             .group
             .database
@@ -281,7 +289,7 @@ impl Backend {
                 Some(local) => self.run_local(session, &local).await,
                 None if is_catalog_query(sql) => {
                     match self
-                        .run_catalog(Statement::plain(catalog::rewrite(sql)))
+                        .run_catalog(session, Statement::plain(catalog::rewrite(sql)))
                         .await
                     {
                         Ok(result) => simple_response(sql, result),
@@ -426,11 +434,7 @@ impl QueryParser for StatementParser {
         let rewritten = to_sqlite(&rewrite_parameters(sql));
         // The session's own earlier writes are applied here first, so a statement naming a
         // table it just created compiles on a follower too.
-        if let Some(index) = session.last_write_index() {
-            self.service
-                .wait_applied(index, session.request_options().timeout)
-                .await;
-        }
+        wait_for_own_writes(&self.service, &session).await;
         let transaction = Transactions::statements_so_far(&session);
         let timeout = session.request_options().timeout;
         let shape = self
@@ -611,7 +615,7 @@ impl Backend {
             },
         };
         let outcome = if prepared.catalog {
-            self.run_catalog(statement).await
+            self.run_catalog(session, statement).await
         } else if session.in_transaction() {
             self.transactions.execute(session, statement).await
         } else {
@@ -654,6 +658,15 @@ impl Backend {
             ),
             None => Response::Execution(command_tag(&prepared.sql, result.rows_affected as usize)),
         }
+    }
+}
+
+/// Waits (up to the session's timeout) until this node has applied the session's last write.
+async fn wait_for_own_writes(service: &Service, session: &Session) {
+    if let Some(index) = session.last_write_index() {
+        service
+            .wait_applied(index, session.request_options().timeout)
+            .await;
     }
 }
 

@@ -66,6 +66,7 @@ async fn run(config: RunConfig) -> RunReport {
     let mut cluster = Cluster::start(ClusterSpec {
         voters: 3,
         controlled_network: true,
+        fast_elections: true,
         env: config.env.clone(),
         ..Default::default()
     })
