@@ -44,7 +44,7 @@ async fn wait_for_users(
     node: usize,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let users = users_on(cluster, node).await;
         if check(&users) {
@@ -131,12 +131,15 @@ async fn u10_users_replicate_and_never_show_their_passwords() {
         )
         .0
     );
-    let users = wait_for_users(&cluster, follower, |u| {
-        u.first()
-            .is_some_and(|u| u["roles"] == json!(["reader", "writer"]))
-    })
-    .await;
-    assert_eq!(users[0]["permissions"], json!([]));
+    // Both changes reach every node (a follower may apply the second a moment later).
+    for node in [follower, other] {
+        wait_for_users(&cluster, node, |u| {
+            u.first().is_some_and(|u| {
+                u["roles"] == json!(["reader", "writer"]) && u["permissions"] == json!([])
+            })
+        })
+        .await;
+    }
     let (ok, stdout, _) = shoal_user(&["--host", &host, "list"], None);
     assert!(
         ok && stdout.contains("ana") && stdout.contains("reader,writer"),

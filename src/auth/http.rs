@@ -214,6 +214,9 @@ fn leaves_no_admin(users: &Users, change: &UserChange) -> bool {
     users.values().any(is_admin) && !after.values().any(is_admin)
 }
 
+/// How long a node that passed a user change on waits to apply it itself before answering.
+const FORWARDED_CHANGE_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn forward(state: &ApiState, method: Method, path: &str, body: &[u8]) -> Response {
     let Some((_, leader)) = state.service.other_leader() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no leader");
@@ -240,6 +243,14 @@ async fn forward(state: &ApiState, method: Method, path: &str, body: &[u8]) -> R
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let body: Value = response.json().await.unwrap_or(Value::Null);
+            // The change is applied here too before the caller hears of it, so the next
+            // `shoal user list` through this node shows it.
+            if let Some(index) = body["raft_index"].as_u64().filter(|_| status.is_success()) {
+                state
+                    .service
+                    .wait_applied(index, FORWARDED_CHANGE_APPLY_WAIT)
+                    .await;
+            }
             json_response(status, &body, true)
         }
         Err(e) => error(
