@@ -424,6 +424,7 @@ async fn create_first_admin(service: &Service, password: String) -> Result<(), S
         scram_verifier: secrets.scram_verifier,
         roles: ["admin".to_string()].into(),
         permissions: Default::default(),
+        tables: Default::default(),
     };
     service
         .propose_user_change(crate::auth::UserChange::Put(admin))

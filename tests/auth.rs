@@ -1118,3 +1118,190 @@ async fn u60_rqlite_auth_files_import_whole_or_not_at_all() {
     assert!(!ok && stderr.contains("exist already"), "{stderr}");
     assert_eq!(users_on(&cluster, 0).await.len(), 2);
 }
+
+/// u70: per-table grants: a user without cluster-wide read or write reads and writes exactly
+/// the tables granted to it — over HTTP and PostgreSQL, through joins, views and
+/// INSERT … SELECT — and nothing else; grants are managed with `shoal user` and hold from the
+/// next statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u70_table_grants_open_exactly_the_tables_granted() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        extra_args: vec!["--auth".into()],
+        env: vec![("SHOAL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into())],
+        basic_auth: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..ClusterSpec::default()
+    })
+    .await;
+    let host = cluster.url(0);
+    // `shoal user` as the admin; `password` is the new user's.
+    let admin_cli = |args: &[&str], password: Option<&str>| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["user", "--host", &host, "--user", "admin"])
+            .args(args)
+            .env("SHOAL_PASSWORD", ADMIN_PASSWORD)
+            .env("SHOAL_NEW_PASSWORD", password.unwrap_or_default())
+            .output()
+            .expect("run shoal user");
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _) = cluster
+            .post(
+                0,
+                "/db/execute",
+                json!([
+                    "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT)",
+                    "CREATE TABLE secrets(id INTEGER PRIMARY KEY, code TEXT)",
+                    "CREATE VIEW leaked AS SELECT code FROM secrets",
+                    "INSERT INTO orders(item) VALUES ('tea')",
+                    "INSERT INTO secrets(code) VALUES ('s3cr3t')"
+                ]),
+            )
+            .await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the admin never got in");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, text) = admin_cli(&["add", "clerk", "--table", "Orders=read"], Some(PASSWORD));
+    assert!(ok, "{text}");
+    let sql = |path: &'static str, statements: Value| Call {
+        method: "POST",
+        path,
+        body: Some(statements),
+        allowed: None,
+        lacking: "",
+    };
+    let cluster_ref = &cluster;
+    let as_clerk =
+        |call: Call| async move { send(cluster_ref, 0, &call, Some(("clerk", PASSWORD))).await };
+
+    let (status, body) = as_clerk(sql("/db/query", json!(["SELECT item FROM orders"]))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tea"), "{body}");
+    // A view needs read on itself and on what it reads (named in that order here).
+    for (refused, table) in [
+        ("SELECT code FROM secrets", "secrets"),
+        ("SELECT * FROM leaked", "leaked"),
+        ("SELECT item, code FROM orders, secrets", "secrets"),
+        (
+            "SELECT item FROM orders WHERE id IN (SELECT id FROM secrets)",
+            "secrets",
+        ),
+    ] {
+        let (status, body) = as_clerk(sql("/db/query", json!([refused]))).await;
+        assert_eq!(status, 403, "{refused}: {body}");
+        assert!(
+            body.contains(&format!("read permission on table \\\"{table}\\\"")),
+            "{refused}: {body}"
+        );
+    }
+    let (status, body) = as_clerk(sql(
+        "/db/execute",
+        json!(["INSERT INTO orders(item) VALUES ('jam')"]),
+    ))
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("write permission on table"), "{body}");
+
+    let (ok, text) = admin_cli(&["grant", "clerk", "--table", "orders=write"], None);
+    assert!(ok, "{text}");
+    let (ok, text) = admin_cli(&["list"], None);
+    assert!(ok && text.contains("tables: orders=read,write"), "{text}");
+    let (status, body) = as_clerk(sql(
+        "/db/execute",
+        json!(["INSERT INTO orders(item) VALUES ('jam')"]),
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for (refused, permission) in [
+        ("INSERT INTO secrets(code) VALUES ('mine')", "write"),
+        ("INSERT INTO orders(item) SELECT code FROM secrets", "read"),
+        ("UPDATE secrets SET code = 'x'", "write"),
+    ] {
+        let (status, body) = as_clerk(sql("/db/execute", json!([refused]))).await;
+        assert_eq!(status, 403, "{refused}: {body}");
+        assert!(
+            body.contains(&format!("{permission} permission on table \\\"secrets\\\"")),
+            "{refused}: {body}"
+        );
+    }
+    // Schema changes have no table form: ddl is needed.
+    let (status, body) = as_clerk(sql("/db/execute", json!(["CREATE TABLE mine(x)"]))).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("ddl"), "{body}");
+    // Refused statements changed nothing.
+    assert_eq!(
+        cluster
+            .query(0, "SELECT count(*) FROM orders", "level=strong")
+            .await
+            .expect("count"),
+        json!([[2]])
+    );
+    assert_eq!(
+        cluster
+            .query(0, "SELECT code FROM secrets", "level=strong")
+            .await
+            .expect("secrets"),
+        json!([["s3cr3t"]])
+    );
+
+    // PostgreSQL: the same rules, simple and extended protocol.
+    let clerk = pg_login(&cluster, "clerk", Some(PASSWORD))
+        .await
+        .expect("clerk logs in");
+    let rows = clerk
+        .query("SELECT item FROM orders WHERE id = $1", &[&1i64])
+        .await
+        .expect("granted table");
+    assert_eq!(rows.len(), 1);
+    let error = clerk
+        .simple_query("SELECT code FROM secrets")
+        .await
+        .expect_err("not granted");
+    let db_error = error.as_db_error().expect("a server error");
+    assert_eq!(db_error.code().code(), "42501", "{db_error:?}");
+    assert!(db_error.message().contains("secrets"), "{db_error:?}");
+    clerk
+        .execute("INSERT INTO orders(item) VALUES ($1)", &[&"pg"])
+        .await
+        .expect("granted write");
+
+    // Revoked: refused from the next statement, in the open session too.
+    let (ok, text) = admin_cli(&["revoke", "clerk", "--table", "orders=write"], None);
+    assert!(ok, "{text}");
+    let error = clerk
+        .execute("INSERT INTO orders(item) VALUES ($1)", &[&"late"])
+        .await
+        .expect_err("revoked");
+    assert_eq!(
+        error.as_db_error().map(|e| e.code().code()),
+        Some("42501"),
+        "{error:?}"
+    );
+    // Bad grants are refused, naming what is wrong.
+    for (args, expected) in [
+        (
+            vec!["grant", "clerk", "--table", "orders=ddl"],
+            "read or write only",
+        ),
+        (vec!["grant", "clerk", "--table", "orders"], "TABLE=read"),
+        (
+            vec!["grant", "clerk", "--table", "orders=everything"],
+            "unknown permission",
+        ),
+    ] {
+        let (ok, text) = admin_cli(&args, None);
+        assert!(!ok && text.contains(expected), "{args:?}: {text}");
+    }
+}

@@ -62,6 +62,42 @@ pub struct GrantArgs {
     /// join, join-replica.
     #[arg(long = "permission")]
     pub permissions: Vec<String>,
+    /// Read or write on one table, for a user without the permission cluster-wide:
+    /// `--table orders=read,write` (repeatable).
+    #[arg(long = "table", value_parser = parse_table_grant)]
+    pub tables: Vec<(String, Vec<String>)>,
+}
+
+impl GrantArgs {
+    /// The request body's fields for these grants.
+    fn body(&self) -> Value {
+        let mut tables = serde_json::Map::new();
+        for (table, permissions) in &self.tables {
+            let entry = tables
+                .entry(table.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(held) = entry {
+                held.extend(permissions.iter().cloned().map(Value::String));
+            }
+        }
+        json!({"roles": self.roles, "permissions": self.permissions, "tables": tables})
+    }
+}
+
+/// `orders=read,write` → ("orders", ["read", "write"]).
+fn parse_table_grant(text: &str) -> Result<(String, Vec<String>), String> {
+    let (table, permissions) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--table {text:?}: expected TABLE=read[,write]"))?;
+    let permissions: Vec<String> = permissions
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if table.is_empty() || permissions.is_empty() {
+        return Err(format!("--table {text:?}: expected TABLE=read[,write]"));
+    }
+    Ok((table.to_string(), permissions))
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -84,13 +120,13 @@ pub enum UserOperation {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
-    /// Give a user roles or permissions.
+    /// Give a user roles, permissions or table grants.
     Grant {
         name: String,
         #[command(flatten)]
         grants: GrantArgs,
     },
-    /// Take roles or permissions from a user.
+    /// Take roles, permissions or table grants from a user.
     Revoke {
         name: String,
         #[command(flatten)]
@@ -123,8 +159,27 @@ pub fn run(args: UserArgs) -> i32 {
                             })
                             .unwrap_or_default()
                     };
+                    let tables: Vec<String> = user["tables"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(table, held)| {
+                            let held: Vec<&str> = held
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .collect();
+                            format!("{table}={}", held.join(","))
+                        })
+                        .collect();
+                    let tables = if tables.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" tables: {}", tables.join(" "))
+                    };
                     println!(
-                        "{:<24} roles: {:<24} permissions: {}",
+                        "{:<24} roles: {:<24} permissions: {}{tables}",
                         user["name"].as_str().unwrap_or_default(),
                         names("roles"),
                         names("effective")
@@ -231,20 +286,18 @@ fn execute(args: &UserArgs) -> Result<Value, String> {
     }
     let host = args.host.trim_end_matches('/');
     let client = client()?;
-    let grants_body =
-        |grants: &GrantArgs| json!({"roles": grants.roles, "permissions": grants.permissions});
     let request = match &args.operation {
         UserOperation::List => client.get(format!("{host}/users")),
         UserOperation::Add {
             name,
             grants,
             password_file,
-        } => client.post(format!("{host}/users")).json(&json!({
-            "name": name,
-            "password": new_password(password_file)?,
-            "roles": grants.roles,
-            "permissions": grants.permissions,
-        })),
+        } => {
+            let mut body = grants.body();
+            body["name"] = json!(name);
+            body["password"] = json!(new_password(password_file)?);
+            client.post(format!("{host}/users")).json(&body)
+        }
         UserOperation::Remove { name } => client.delete(format!("{host}/users/{name}")),
         UserOperation::Passwd {
             name,
@@ -254,10 +307,10 @@ fn execute(args: &UserArgs) -> Result<Value, String> {
             .json(&json!({"password": new_password(password_file)?})),
         UserOperation::Grant { name, grants } => client
             .post(format!("{host}/users/{name}/grant"))
-            .json(&grants_body(grants)),
+            .json(&grants.body()),
         UserOperation::Revoke { name, grants } => client
             .post(format!("{host}/users/{name}/revoke"))
-            .json(&grants_body(grants)),
+            .json(&grants.body()),
         UserOperation::ImportRqlite { .. } => unreachable!("handled above"),
     };
     send(args, request)

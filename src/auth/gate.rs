@@ -20,6 +20,7 @@ use crate::auth::access::{Rule, SqlEndpoint, is_ddl, rule_for};
 use crate::auth::{Permission, User, Users, verify_password};
 use crate::db::database::Database;
 use crate::http::ApiState;
+use crate::raft::types::Statement;
 
 /// Failed logins for one user before it is locked out (password guessing)...
 const USER_FAILURES_BEFORE_LOCKOUT: u32 = 5;
@@ -139,6 +140,11 @@ impl Gate {
     }
 
     /// The first of `needed` that `user` (as currently replicated) lacks.
+    /// The user `name` as replicated now, if it exists.
+    pub async fn user(&self, database: &Arc<Database>, name: &str) -> Result<Option<User>, String> {
+        Ok(self.users(database).await?.get(name).cloned())
+    }
+
     pub async fn missing_permission(
         &self,
         database: &Arc<Database>,
@@ -412,16 +418,19 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
     };
     drop(turn);
     gate.login_succeeded(&name);
-    let granted = user.effective_permissions();
-    let (needed, request) = match needed_permissions(&state, rule, request).await {
+    let (needed, statements, request) = match needed_permissions(&state, rule, request).await {
         Ok(needed) => needed,
         Err(response) => return response,
     };
-    if let Some(missing) = needed.iter().find(|p| !granted.contains(p)) {
-        tracing::warn!(target: "audit", event = "permission_denied", user = %crate::auth::shown(&name), %from, %method, %route, permission = %missing);
+    let database = &state.service.group.database;
+    if let Some(refusal) =
+        crate::auth::grants::sql_refusal(database, &user, &needed, &statements).await
+    {
+        let table = refusal.table.as_deref().unwrap_or_default();
+        tracing::warn!(target: "audit", event = "permission_denied", user = %crate::auth::shown(&name), %from, %method, %route, permission = %refusal.permission, table);
         return refuse(
             StatusCode::FORBIDDEN,
-            &format!("user {name:?} lacks the {missing} permission for {method} {route}"),
+            &format!("{} for {method} {route}", refusal.describe(&name)),
         );
     }
     if needed.iter().any(|p| {
@@ -486,15 +495,17 @@ async fn proves(
     }
 }
 
-/// What the request needs; SQL and join rules look at the body (put back for the handler).
+/// What the request needs, with an SQL request's statements (for users holding table grants,
+/// the tables they touch decide); SQL and join rules look at the body (put back for the
+/// handler).
 async fn needed_permissions(
     state: &ApiState,
     rule: Rule,
     request: Request,
-) -> Result<(Vec<Permission>, Request), Response> {
+) -> Result<(Vec<Permission>, Vec<Statement>, Request), Response> {
     match rule {
-        Rule::Open | Rule::Authenticated => Ok((Vec::new(), request)),
-        Rule::Needs(permission) => Ok((vec![permission], request)),
+        Rule::Open | Rule::Authenticated => Ok((Vec::new(), Vec::new(), request)),
+        Rule::Needs(permission) => Ok((vec![permission], Vec::new(), request)),
         Rule::Unknown => Err(refuse(
             StatusCode::FORBIDDEN,
             "this endpoint has no permission rule: refused",
@@ -510,7 +521,7 @@ async fn needed_permissions(
             } else {
                 Permission::JoinReplica
             };
-            Ok((vec![needed], request))
+            Ok((vec![needed], Vec::new(), request))
         }
         Rule::Sql(endpoint) => {
             let query = request.uri().query().map(str::to_string);
@@ -539,7 +550,7 @@ async fn needed_permissions(
             if endpoint != SqlEndpoint::Query && statements.iter().any(|s| is_ddl(&s.sql)) {
                 needed.push(Permission::Ddl);
             }
-            Ok((needed, request))
+            Ok((needed, statements, request))
         }
     }
 }

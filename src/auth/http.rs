@@ -3,7 +3,7 @@
 //! through the log on the leader (a follower passes the request on); answers never carry a
 //! password or a hash.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -13,6 +13,7 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::grants::{self, TableGrants};
 use crate::auth::{PasswordSecrets, Permission, User, UserChange, Users, check_name, check_roles};
 use crate::http::{ApiState, json_response};
 
@@ -129,6 +130,8 @@ struct NewUser {
     roles: BTreeSet<String>,
     #[serde(default)]
     permissions: Vec<String>,
+    #[serde(default)]
+    tables: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -144,10 +147,38 @@ struct Grants {
     roles: BTreeSet<String>,
     #[serde(default)]
     permissions: Vec<String>,
+    /// Table → ["read", "write"].
+    #[serde(default)]
+    tables: BTreeMap<String, Vec<String>>,
 }
 
 fn parse_permissions(names: &[String]) -> Result<BTreeSet<Permission>, String> {
     names.iter().map(|name| Permission::parse(name)).collect()
+}
+
+/// `{"orders": ["read", "write"]}` → checked grants with lower-case table names.
+fn parse_table_grants(sent: &BTreeMap<String, Vec<String>>) -> Result<TableGrants, String> {
+    let parsed = sent
+        .iter()
+        .map(|(table, names)| Ok((table.clone(), parse_permissions(names)?)))
+        .collect::<Result<TableGrants, String>>()?;
+    grants::normalize(&parsed)
+}
+
+/// Refuses a change that would leave `user` with more table grants than a user may hold.
+fn check_table_grant_count(user: &User) -> Result<(), Refusal> {
+    if user.tables.len() > grants::TABLE_GRANTS_MAX {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "user {:?} would hold grants on {} tables: at most {}",
+                user.name,
+                user.tables.len(),
+                grants::TABLE_GRANTS_MAX
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
@@ -272,9 +303,10 @@ async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response
     };
     let checked = check_name(&new.name)
         .and_then(|()| check_roles(&new.roles))
-        .and_then(|()| parse_permissions(&new.permissions));
-    let permissions = match checked {
-        Ok(permissions) => permissions,
+        .and_then(|()| parse_permissions(&new.permissions))
+        .and_then(|permissions| Ok((permissions, parse_table_grants(&new.tables)?)));
+    let (permissions, tables) = match checked {
+        Ok(checked) => checked,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     if !state.service.group.raft.is_leader() {
@@ -303,6 +335,7 @@ async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response
             scram_verifier: secrets.scram_verifier.clone(),
             roles: new.roles.clone(),
             permissions,
+            tables,
         }))
     })
     .await
@@ -347,11 +380,13 @@ async fn change_grants(
         Ok(grants) => grants,
         Err(refusal) => return refusal.response(),
     };
-    let permissions =
-        match check_roles(&grants.roles).and_then(|()| parse_permissions(&grants.permissions)) {
-            Ok(permissions) => permissions,
-            Err(message) => return error(StatusCode::BAD_REQUEST, message),
-        };
+    let checked = check_roles(&grants.roles)
+        .and_then(|()| parse_permissions(&grants.permissions))
+        .and_then(|permissions| Ok((permissions, parse_table_grants(&grants.tables)?)));
+    let (permissions, tables) = match checked {
+        Ok(checked) => checked,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     let path = format!(
         "/users/{name}/{}",
         if granting { "grant" } else { "revoke" }
@@ -361,16 +396,29 @@ async fn change_grants(
         if granting {
             user.roles.extend(grants.roles.iter().cloned());
             user.permissions.extend(permissions.iter().copied());
+            for (table, held) in &tables {
+                user.tables
+                    .entry(table.clone())
+                    .or_default()
+                    .extend(held.iter().copied());
+            }
+            check_table_grant_count(&user)?;
         } else {
             user.roles.retain(|role| !grants.roles.contains(role));
             user.permissions.retain(|p| !permissions.contains(p));
+            for (table, revoked) in &tables {
+                if let Some(held) = user.tables.get_mut(table) {
+                    held.retain(|p| !revoked.contains(p));
+                }
+            }
+            user.tables.retain(|_, held| !held.is_empty());
         }
         Ok(UserChange::Put(user))
     })
     .await
 }
 
-/// `POST /users/{name}/grant` `{"roles": [...], "permissions": [...]}`.
+/// `POST /users/{name}/grant` `{"roles": [...], "permissions": [...], "tables": {"t": ["read"]}}`.
 async fn grant(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -379,7 +427,7 @@ async fn grant(
     change_grants(state, name, body, true).await
 }
 
-/// `POST /users/{name}/revoke` `{"roles": [...], "permissions": [...]}`.
+/// `POST /users/{name}/revoke` `{"roles": [...], "permissions": [...], "tables": {"t": ["write"]}}`.
 async fn revoke(
     State(state): State<ApiState>,
     Path(name): Path<String>,

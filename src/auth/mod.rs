@@ -6,6 +6,7 @@
 pub mod access;
 pub mod cli;
 pub mod gate;
+pub mod grants;
 pub mod http;
 pub mod rqlite;
 pub mod scram;
@@ -139,6 +140,10 @@ pub struct User {
     pub scram_verifier: String,
     pub roles: BTreeSet<String>,
     pub permissions: BTreeSet<Permission>,
+    /// Read/write on named tables, for what `permissions` and `roles` do not grant
+    /// cluster-wide (`grants`).
+    #[serde(default)]
+    pub tables: grants::TableGrants,
 }
 
 impl fmt::Debug for User {
@@ -148,6 +153,7 @@ impl fmt::Debug for User {
             .field("name", &self.name)
             .field("roles", &self.roles)
             .field("permissions", &self.permissions)
+            .field("tables", &self.tables)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +175,7 @@ impl User {
             roles: self.roles.clone(),
             permissions: self.permissions.clone(),
             effective: self.effective_permissions(),
+            tables: self.tables.clone(),
         }
     }
 }
@@ -180,6 +187,9 @@ pub struct PublicUser {
     pub roles: BTreeSet<String>,
     pub permissions: BTreeSet<Permission>,
     pub effective: BTreeSet<Permission>,
+    /// Per-table grants (table → read/write).
+    #[serde(default)]
+    pub tables: grants::TableGrants,
 }
 
 /// A change to the users, proposed through the log.
@@ -317,6 +327,7 @@ mod tests {
             scram_verifier: String::new(),
             roles: ["reader".to_string()].into(),
             permissions: [Permission::Backup].into(),
+            tables: Default::default(),
         };
         let effective = user.effective_permissions();
         assert!(effective.contains(&Permission::Read));

@@ -84,6 +84,7 @@ mod tests {
             scram_verifier: String::new(),
             roles: Default::default(),
             permissions: Default::default(),
+            tables: Default::default(),
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use crate::db::clock_vfs::{self, ClockVfs};
 use crate::db::determinism::EntryRandom;
 use crate::db::execute::{StatementShape, execute_statement, is_read_only, statement_shape};
-use crate::db::guard::{GuardMode, StatementGuard};
+use crate::db::guard::{GuardMode, StatementGuard, TableAccess};
 use crate::db::reader::Reader;
 use crate::raft::types::{
     CommandResponse, Entry, GroupId, LogId, SERIALIZATION_FAILURE, Statement, StatementBatch,
@@ -381,6 +381,24 @@ impl Database {
         self.in_read_snapshot("classification", move |connection, _| {
             sqls.iter()
                 .all(|sql| is_read_only(connection, sql) == Some(true))
+        })
+        .await
+    }
+
+    /// The tables `statements` read and write, as SQLite reports them compiling each on a read
+    /// connection; `None` when one does not compile here (it names a table an earlier
+    /// statement creates, or is not one statement), so what it touches is unknown.
+    pub async fn table_access(
+        self: &Arc<Self>,
+        statements: &[Statement],
+    ) -> Result<Option<TableAccess>, DbError> {
+        let sqls: Vec<String> = statements.iter().map(|s| s.sql.clone()).collect();
+        self.in_read_snapshot("table access", move |connection, guard| {
+            let (compiled, access) = guard.recording_tables(|| {
+                sqls.iter()
+                    .all(|sql| is_read_only(connection, sql).is_some())
+            });
+            compiled.then_some(access)
         })
         .await
     }

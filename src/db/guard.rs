@@ -2,6 +2,7 @@
 //! deterministically or would touch Shoal's own bookkeeping, and remembers why, so the client
 //! gets a sentence instead of SQLite's bare "not authorized".
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +37,33 @@ pub struct StatementGuard {
     /// While set, user SAVEPOINT, RELEASE and ROLLBACK TO run: inside an interactive
     /// transaction they nest within the transaction's own savepoint.
     user_savepoints: AtomicBool,
+    /// While set, the tables statements compiled read and write are noted here.
+    recording: Mutex<Option<TableAccess>>,
+}
+
+/// The tables statements read and write, as SQLite reports them while compiling them (views
+/// and triggers included: what they read and write is reported too). Names are lower-case,
+/// as SQLite compares them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableAccess {
+    pub read: BTreeSet<String>,
+    pub written: BTreeSet<String>,
+}
+
+impl TableAccess {
+    fn note(&mut self, action: &AuthAction<'_>) {
+        match action {
+            AuthAction::Read { table_name, .. } => {
+                self.read.insert(table_name.to_ascii_lowercase());
+            }
+            AuthAction::Insert { table_name }
+            | AuthAction::Delete { table_name }
+            | AuthAction::Update { table_name, .. } => {
+                self.written.insert(table_name.to_ascii_lowercase());
+            }
+            _ => {}
+        }
+    }
 }
 
 impl StatementGuard {
@@ -66,6 +94,21 @@ impl StatementGuard {
         result
     }
 
+    /// Runs `f` (which compiles statements) noting the tables they read and write.
+    pub fn recording_tables<T>(&self, f: impl FnOnce() -> T) -> (T, TableAccess) {
+        if let Ok(mut recording) = self.recording.lock() {
+            *recording = Some(TableAccess::default());
+        }
+        let result = f();
+        let access = self
+            .recording
+            .lock()
+            .ok()
+            .and_then(|mut recording| recording.take())
+            .unwrap_or_default();
+        (result, access)
+    }
+
     /// Takes the reason the last refused statement was refused.
     pub fn take_refusal(&self) -> Option<String> {
         self.refusal
@@ -77,6 +120,11 @@ impl StatementGuard {
     fn authorize(&self, mode: GuardMode, context: &AuthContext<'_>) -> Authorization {
         if self.internal.load(Ordering::SeqCst) {
             return Authorization::Allow;
+        }
+        if let Ok(mut recording) = self.recording.lock()
+            && let Some(access) = recording.as_mut()
+        {
+            access.note(&context.action);
         }
         let reason = match &context.action {
             AuthAction::Savepoint { savepoint_name, .. }
@@ -236,6 +284,42 @@ mod tests {
         assert!(refusal_reason(GuardMode::Writer, &set_journal).is_some());
         assert!(refusal_reason(GuardMode::Writer, &set_version).is_none());
         assert!(refusal_reason(GuardMode::Writer, &read_info).is_none());
+    }
+
+    #[test]
+    fn compiling_statements_reports_the_tables_they_read_and_write() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE orders(id INTEGER PRIMARY KEY, item TEXT);
+                 CREATE TABLE Secrets(id INTEGER PRIMARY KEY, code TEXT);
+                 CREATE TABLE log(note TEXT);
+                 CREATE VIEW leaked AS SELECT code FROM secrets;
+                 CREATE TRIGGER noted AFTER INSERT ON orders BEGIN
+                   INSERT INTO log VALUES (new.item);
+                 END;",
+            )
+            .unwrap();
+        let guard = StatementGuard::install(&connection, GuardMode::Reader);
+        let access_of = |sql: &str| {
+            let (compiled, access) = guard.recording_tables(|| connection.prepare(sql).is_ok());
+            assert!(compiled, "{sql}");
+            access
+        };
+        let names = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>();
+        // No column read still reads the table.
+        let count = access_of("SELECT count(*) FROM orders");
+        assert_eq!(names(&count.read), ["orders"]);
+        assert!(count.written.is_empty());
+        // Through a view: the table behind it.
+        assert!(access_of("SELECT * FROM leaked").read.contains("secrets"));
+        // A trigger's writes are the statement's writes.
+        let insert = access_of("INSERT INTO orders(item) SELECT code FROM secrets");
+        assert_eq!(names(&insert.written), ["log", "orders"]);
+        assert!(insert.read.contains("secrets"));
+        // Nothing is noted once recording stops.
+        let (_, after) = guard.recording_tables(|| ());
+        assert_eq!(after, TableAccess::default());
     }
 
     #[test]

@@ -236,8 +236,9 @@ impl Backend {
                 continue;
             }
             if is_catalog_query(sql) {
+                // The schema, not rows: read, or a grant on some table.
                 self.privileges
-                    .require(session, &[Permission::Read])
+                    .require_one_of(session, &[Permission::Read])
                     .await?;
             } else {
                 sqlite.push(to_sqlite(sql));
@@ -574,12 +575,18 @@ impl ExtendedQueryHandler for Backend {
             (Some(refusal), _) => refusal,
             (None, Some(local)) => self.run_local(&session, local).await,
             (None, None) => {
-                let needs = if prepared.catalog {
-                    vec![Permission::Read]
+                let allowed = if prepared.catalog {
+                    self.privileges
+                        .require_one_of(&session, &[Permission::Read])
+                        .await
                 } else {
-                    needed(prepared.read_only, is_ddl(&prepared.sql))
+                    let needs = needed(prepared.read_only, is_ddl(&prepared.sql));
+                    let statement = [Statement::plain(prepared.sql.clone())];
+                    self.privileges
+                        .require_with_tables(&session, &needs, &statement)
+                        .await
                 };
-                match self.privileges.require(&session, &needs).await {
+                match allowed {
                     Ok(()) => self.execute_prepared(&session, portal).await,
                     Err(info) => Response::Error(info),
                 }

@@ -1,0 +1,234 @@
+//! Per-table grants: `read` or `write` on named tables, for users who lack the cluster-wide
+//! permission. Which tables a statement touches is SQLite's own account of it (the authorizer
+//! reports every table read or written while the statement compiles, through views and
+//! triggers too), so no SQL is parsed here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::auth::{Permission, User};
+use crate::db::database::Database;
+use crate::db::guard::TableAccess;
+use crate::raft::types::Statement;
+
+/// Table name → `read` and/or `write`. Names are kept lower-case: SQLite compares them so.
+pub type TableGrants = BTreeMap<String, BTreeSet<Permission>>;
+
+/// Tables one user may hold grants on, at most (the user record stays small).
+pub const TABLE_GRANTS_MAX: usize = 1000;
+
+/// SQLite's schema tables: describing the schema is not reading anybody's rows.
+const SCHEMA_TABLES: [&str; 3] = ["sqlite_master", "sqlite_schema", "sqlite_temp_master"];
+
+/// Checks grants as a client sent them and returns them with lower-case table names.
+pub fn normalize(grants: &TableGrants) -> Result<TableGrants, String> {
+    if grants.len() > TABLE_GRANTS_MAX {
+        return Err(format!(
+            "{} table grants: at most {TABLE_GRANTS_MAX} per user",
+            grants.len()
+        ));
+    }
+    let mut normalized = TableGrants::new();
+    for (table, permissions) in grants {
+        let valid_name = !table.is_empty()
+            && table.len() <= 128
+            && !table.chars().any(|c| c.is_control() || c == '"');
+        if !valid_name {
+            return Err(format!(
+                "table name {table:?} must be 1 to 128 characters, without quotes or control characters"
+            ));
+        }
+        if let Some(other) = permissions
+            .iter()
+            .find(|p| !matches!(p, Permission::Read | Permission::Write))
+        {
+            return Err(format!(
+                "table {table:?}: {other} cannot be granted on a table (read or write only)"
+            ));
+        }
+        if permissions.is_empty() {
+            return Err(format!(
+                "table {table:?}: no permission named (read, write)"
+            ));
+        }
+        normalized
+            .entry(table.to_ascii_lowercase())
+            .or_default()
+            .extend(permissions.iter().copied());
+    }
+    Ok(normalized)
+}
+
+/// Why a user may not run some statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlRefusal {
+    pub permission: Permission,
+    /// The table it lacks `permission` on, when table grants were considered.
+    pub table: Option<String>,
+}
+
+impl SqlRefusal {
+    /// A sentence naming the user, the permission and the table.
+    pub fn describe(&self, user: &str) -> String {
+        match &self.table {
+            Some(table) => format!(
+                "user {user:?} lacks the {} permission on table {table:?}",
+                self.permission
+            ),
+            None => format!("user {user:?} lacks the {} permission", self.permission),
+        }
+    }
+}
+
+/// Whether `user` may run `statements`, which need `needed` cluster-wide. A user lacking
+/// `read` or `write` cluster-wide may still run them when its table grants cover every table
+/// they read and write; other permissions (`ddl`) have no table form.
+pub async fn sql_refusal(
+    database: &Arc<Database>,
+    user: &User,
+    needed: &[Permission],
+    statements: &[Statement],
+) -> Option<SqlRefusal> {
+    let granted = user.effective_permissions();
+    let missing: Vec<Permission> = needed
+        .iter()
+        .copied()
+        .filter(|p| !granted.contains(p))
+        .collect();
+    let first = *missing.first()?;
+    // A missing permission no table grant stands in for (ddl) is the one to name.
+    if let Some(&cluster_only) = missing
+        .iter()
+        .find(|p| !matches!(p, Permission::Read | Permission::Write))
+    {
+        return Some(SqlRefusal {
+            permission: cluster_only,
+            table: None,
+        });
+    }
+    if user.tables.is_empty() || statements.is_empty() {
+        return Some(SqlRefusal {
+            permission: first,
+            table: None,
+        });
+    }
+    match database.table_access(statements).await {
+        Ok(Some(access)) => refused_table(&granted, &user.tables, &access),
+        // What the statements touch is unknown: only the cluster-wide permission will do.
+        _ => Some(SqlRefusal {
+            permission: first,
+            table: None,
+        }),
+    }
+}
+
+/// The first table in `access` neither `granted` cluster-wide nor by `tables` covers.
+pub fn refused_table(
+    granted: &BTreeSet<Permission>,
+    tables: &TableGrants,
+    access: &TableAccess,
+) -> Option<SqlRefusal> {
+    let allowed = |permission: Permission, table: &str| {
+        granted.contains(&permission)
+            || tables
+                .get(table)
+                .is_some_and(|held| held.contains(&permission))
+    };
+    let reads = access
+        .read
+        .iter()
+        .filter(|table| !SCHEMA_TABLES.contains(&table.as_str()))
+        .map(|table| (Permission::Read, table));
+    let writes = access
+        .written
+        .iter()
+        .map(|table| (Permission::Write, table));
+    reads
+        .chain(writes)
+        .find(|(permission, table)| !allowed(*permission, table))
+        .map(|(permission, table)| SqlRefusal {
+            permission,
+            table: Some(table.clone()),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(read: &[&str], written: &[&str]) -> TableAccess {
+        TableAccess {
+            read: read.iter().map(|t| t.to_string()).collect(),
+            written: written.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn grants(entries: &[(&str, &[Permission])]) -> TableGrants {
+        entries
+            .iter()
+            .map(|(table, held)| (table.to_string(), held.iter().copied().collect()))
+            .collect()
+    }
+
+    #[test]
+    fn every_table_touched_must_be_covered() {
+        let tables = grants(&[
+            ("orders", &[Permission::Read, Permission::Write]),
+            ("items", &[Permission::Read]),
+        ]);
+        let none = BTreeSet::new();
+        assert_eq!(
+            refused_table(&none, &tables, &access(&["orders", "items"], &[])),
+            None
+        );
+        assert_eq!(
+            refused_table(&none, &tables, &access(&["orders"], &["orders"])),
+            None
+        );
+        assert_eq!(
+            refused_table(&none, &tables, &access(&["items"], &["items"])),
+            Some(SqlRefusal {
+                permission: Permission::Write,
+                table: Some("items".into())
+            })
+        );
+        assert_eq!(
+            refused_table(&none, &tables, &access(&["secrets"], &["orders"])),
+            Some(SqlRefusal {
+                permission: Permission::Read,
+                table: Some("secrets".into())
+            })
+        );
+        // Reading the schema is not reading rows.
+        assert_eq!(
+            refused_table(&none, &tables, &access(&["sqlite_master"], &[])),
+            None
+        );
+    }
+
+    #[test]
+    fn a_cluster_wide_permission_covers_every_table() {
+        let tables = grants(&[("orders", &[Permission::Write])]);
+        let read = BTreeSet::from([Permission::Read]);
+        assert_eq!(
+            refused_table(&read, &tables, &access(&["secrets", "orders"], &["orders"])),
+            None
+        );
+        assert!(refused_table(&read, &tables, &access(&[], &["secrets"])).is_some());
+    }
+
+    #[test]
+    fn grants_are_checked_and_lower_cased() {
+        let sent = grants(&[("Orders", &[Permission::Read])]);
+        assert_eq!(
+            normalize(&sent).unwrap(),
+            grants(&[("orders", &[Permission::Read])])
+        );
+        let ddl = grants(&[("orders", &[Permission::Ddl])]);
+        assert!(normalize(&ddl).unwrap_err().contains("read or write only"));
+        let empty = grants(&[("orders", &[])]);
+        assert!(normalize(&empty).unwrap_err().contains("no permission"));
+        let quoted = grants(&[("a\"b", &[Permission::Read])]);
+        assert!(normalize(&quoted).unwrap_err().contains("table name"));
+    }
+}
