@@ -1236,6 +1236,47 @@ async fn u70_table_grants_open_exactly_the_tables_granted() {
             "{refused}: {body}"
         );
     }
+    // A change that touches no table still changes the database: write is needed.
+    let (status, body) = as_clerk(sql("/db/execute", json!(["PRAGMA user_version = 7"]))).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("lacks the write permission"), "{body}");
+    // A user holding write cluster-wide but read only on orders cannot read other tables
+    // through a write: RETURNING, INSERT … SELECT and a WHERE clause read too.
+    let (ok, text) = admin_cli(
+        &[
+            "add",
+            "scribe",
+            "--permission",
+            "write",
+            "--table",
+            "orders=read",
+        ],
+        Some(PASSWORD),
+    );
+    assert!(ok, "{text}");
+    let as_scribe = |statements: Value| async move {
+        send(
+            cluster_ref,
+            0,
+            &sql("/db/execute", statements),
+            Some(("scribe", PASSWORD)),
+        )
+        .await
+    };
+    for refused in [
+        "UPDATE secrets SET code = code RETURNING code",
+        "INSERT INTO orders(item) SELECT code FROM secrets",
+        "DELETE FROM secrets WHERE code LIKE 's%'",
+    ] {
+        let (status, body) = as_scribe(json!([refused])).await;
+        assert_eq!(status, 403, "{refused}: {body}");
+        assert!(
+            body.contains("read permission on table \\\"secrets\\\""),
+            "{refused}: {body}"
+        );
+    }
+    let (status, body) = as_scribe(json!(["INSERT INTO secrets(code) VALUES ('blind')"])).await;
+    assert_eq!(status, 200, "a blind write needs no read: {body}");
     // Schema changes have no table form: ddl is needed.
     let (status, body) = as_clerk(sql("/db/execute", json!(["CREATE TABLE mine(x)"]))).await;
     assert_eq!(status, 403, "{body}");
@@ -1250,10 +1291,10 @@ async fn u70_table_grants_open_exactly_the_tables_granted() {
     );
     assert_eq!(
         cluster
-            .query(0, "SELECT code FROM secrets", "level=strong")
+            .query(0, "SELECT code FROM secrets ORDER BY id", "level=strong")
             .await
             .expect("secrets"),
-        json!([["s3cr3t"]])
+        json!([["s3cr3t"], ["blind"]])
     );
 
     // PostgreSQL: the same rules, simple and extended protocol.

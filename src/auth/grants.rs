@@ -63,26 +63,43 @@ pub fn normalize(grants: &TableGrants) -> Result<TableGrants, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlRefusal {
     pub permission: Permission,
-    /// The table it lacks `permission` on, when table grants were considered.
+    /// The table it lacks `permission` on, when tables were looked at.
     pub table: Option<String>,
+    /// The statements' tables were needed but could not be told (one does not compile here).
+    pub tables_unknown: bool,
 }
 
 impl SqlRefusal {
+    fn cluster_wide(permission: Permission) -> SqlRefusal {
+        SqlRefusal {
+            permission,
+            table: None,
+            tables_unknown: false,
+        }
+    }
+
     /// A sentence naming the user, the permission and the table.
     pub fn describe(&self, user: &str) -> String {
-        match &self.table {
-            Some(table) => format!(
-                "user {user:?} lacks the {} permission on table {table:?}",
-                self.permission
-            ),
-            None => format!("user {user:?} lacks the {} permission", self.permission),
+        let mut sentence = format!("user {user:?} lacks the {} permission", self.permission);
+        if let Some(table) = &self.table {
+            sentence.push_str(&format!(" on table {table:?}"));
         }
+        if self.tables_unknown {
+            sentence.push_str(
+                " (its table grants cannot be checked: a statement does not compile on this node, \
+                 e.g. it names a table the same request creates)",
+            );
+        }
+        sentence
     }
 }
 
-/// Whether `user` may run `statements`, which need `needed` cluster-wide. A user lacking
-/// `read` or `write` cluster-wide may still run them when its table grants cover every table
-/// they read and write; other permissions (`ddl`) have no table form.
+/// Whether `user` may run `statements`, which need `needed` cluster-wide. A user holding
+/// both `read` and `write` cluster-wide needs nothing more. Otherwise the tables the
+/// statements touch decide, whatever the endpoint asked for (a write reads through RETURNING,
+/// a WHERE clause or INSERT … SELECT): each table read needs `read`, each written `write`,
+/// cluster-wide or granted on it; a statement that changes something but no table (PRAGMA
+/// user_version = …) needs `write` cluster-wide. Other permissions (`ddl`) have no table form.
 pub async fn sql_refusal(
     database: &Arc<Database>,
     user: &User,
@@ -90,39 +107,44 @@ pub async fn sql_refusal(
     statements: &[Statement],
 ) -> Option<SqlRefusal> {
     let granted = user.effective_permissions();
-    let missing: Vec<Permission> = needed
+    let row_permission = |p: &Permission| matches!(p, Permission::Read | Permission::Write);
+    if let Some(&cluster_only) = needed
         .iter()
-        .copied()
-        .filter(|p| !granted.contains(p))
-        .collect();
-    let first = *missing.first()?;
-    // A missing permission no table grant stands in for (ddl) is the one to name.
-    if let Some(&cluster_only) = missing
-        .iter()
-        .find(|p| !matches!(p, Permission::Read | Permission::Write))
+        .find(|p| !row_permission(p) && !granted.contains(p))
     {
+        return Some(SqlRefusal::cluster_wide(cluster_only));
+    }
+    if granted.contains(&Permission::Read) && granted.contains(&Permission::Write) {
+        return None;
+    }
+    let missing = needed.iter().copied().find(|p| !granted.contains(p));
+    if statements.is_empty() || (missing.is_some() && user.tables.is_empty()) {
+        // No grant could stand in for what is missing.
+        return missing.map(SqlRefusal::cluster_wide);
+    }
+    let Ok(Some((access, read_only))) = database.table_access(statements).await else {
+        // What the statements touch is unknown: only both cluster-wide permissions will do.
+        let lacking = [Permission::Read, Permission::Write]
+            .into_iter()
+            .find(|p| !granted.contains(p))
+            .unwrap_or(Permission::Read);
         return Some(SqlRefusal {
-            permission: cluster_only,
+            permission: missing.unwrap_or(lacking),
             table: None,
+            tables_unknown: true,
         });
+    };
+    if let Some(refusal) = refused_table(&granted, &user.tables, &access) {
+        return Some(refusal);
     }
-    if user.tables.is_empty() || statements.is_empty() {
-        return Some(SqlRefusal {
-            permission: first,
-            table: None,
-        });
+    if !read_only && access.written.is_empty() && !granted.contains(&Permission::Write) {
+        return Some(SqlRefusal::cluster_wide(Permission::Write));
     }
-    match database.table_access(statements).await {
-        Ok(Some(access)) => refused_table(&granted, &user.tables, &access),
-        // What the statements touch is unknown: only the cluster-wide permission will do.
-        _ => Some(SqlRefusal {
-            permission: first,
-            table: None,
-        }),
-    }
+    None
 }
 
-/// The first table in `access` neither `granted` cluster-wide nor by `tables` covers.
+/// The first table in `access` neither `granted` cluster-wide nor by `tables` covers. Writes
+/// to SQLite's schema tables (schema changes) need `write` cluster-wide.
 pub fn refused_table(
     granted: &BTreeSet<Permission>,
     tables: &TableGrants,
@@ -130,9 +152,10 @@ pub fn refused_table(
 ) -> Option<SqlRefusal> {
     let allowed = |permission: Permission, table: &str| {
         granted.contains(&permission)
-            || tables
-                .get(table)
-                .is_some_and(|held| held.contains(&permission))
+            || (!SCHEMA_TABLES.contains(&table)
+                && tables
+                    .get(table)
+                    .is_some_and(|held| held.contains(&permission)))
     };
     let reads = access
         .read
@@ -148,7 +171,8 @@ pub fn refused_table(
         .find(|(permission, table)| !allowed(*permission, table))
         .map(|(permission, table)| SqlRefusal {
             permission,
-            table: Some(table.clone()),
+            table: (!SCHEMA_TABLES.contains(&table.as_str())).then(|| table.clone()),
+            tables_unknown: false,
         })
 }
 
@@ -189,20 +213,27 @@ mod tests {
             refused_table(&none, &tables, &access(&["items"], &["items"])),
             Some(SqlRefusal {
                 permission: Permission::Write,
-                table: Some("items".into())
+                table: Some("items".into()),
+                tables_unknown: false,
             })
         );
         assert_eq!(
             refused_table(&none, &tables, &access(&["secrets"], &["orders"])),
             Some(SqlRefusal {
                 permission: Permission::Read,
-                table: Some("secrets".into())
+                table: Some("secrets".into()),
+                tables_unknown: false,
             })
         );
-        // Reading the schema is not reading rows.
+        // Reading the schema is not reading rows; changing it needs write cluster-wide.
         assert_eq!(
             refused_table(&none, &tables, &access(&["sqlite_master"], &[])),
             None
+        );
+        let schema_grant = grants(&[("sqlite_master", &[Permission::Write])]);
+        assert_eq!(
+            refused_table(&none, &schema_grant, &access(&[], &["sqlite_master"])),
+            Some(SqlRefusal::cluster_wide(Permission::Write))
         );
     }
 

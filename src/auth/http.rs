@@ -213,10 +213,8 @@ async fn propose(
              users any more); grant admin to another user first",
         );
     }
-    let (name, removed) = match &change {
-        UserChange::Put(user) => (user.name.clone(), false),
-        UserChange::Remove(name) => (name.clone(), true),
-    };
+    let name = change.user_name().to_string();
+    let removed = matches!(change, UserChange::Remove(_));
     match state.service.propose_user_change(change).await {
         Ok(index) => {
             tracing::info!(target: "audit", event = "user_changed", user = %name, removed, "user changed");
@@ -233,12 +231,12 @@ async fn propose(
 /// Whether applying `change` to `users` would leave users but none holding `admin`.
 fn leaves_no_admin(users: &Users, change: &UserChange) -> bool {
     let mut after = users.clone();
-    match change {
-        UserChange::Put(user) => {
-            after.insert(user.name.clone(), user.clone());
+    match change.put_user() {
+        Some(user) => {
+            after.insert(user.name.clone(), user);
         }
-        UserChange::Remove(name) => {
-            after.remove(name);
+        None => {
+            after.remove(change.user_name());
         }
     }
     let is_admin = |user: &User| user.effective_permissions().contains(&Permission::Admin);

@@ -192,11 +192,71 @@ pub struct PublicUser {
     pub tables: grants::TableGrants,
 }
 
-/// A change to the users, proposed through the log.
+/// A change to the users, proposed through the log. Log entries are postcard-encoded (fields
+/// by position, no names), so a layout once written is never changed: a user with new fields
+/// is a new variant, appended, and older entries still decode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserChange {
-    Put(User),
+    /// A user in the first layout (no SCRAM verifier, no table grants): decoded from older
+    /// logs and archives, never proposed now.
+    PutFirstLayout(FirstLayoutUser),
     Remove(String),
+    /// A user in the current layout.
+    Put(User),
+}
+
+impl UserChange {
+    /// The name of the user the change is about.
+    pub fn user_name(&self) -> &str {
+        match self {
+            UserChange::Put(user) => &user.name,
+            UserChange::PutFirstLayout(user) => &user.name,
+            UserChange::Remove(name) => name,
+        }
+    }
+
+    /// The user a put stores, in the current layout.
+    pub fn put_user(&self) -> Option<User> {
+        match self {
+            UserChange::Put(user) => Some(user.clone()),
+            UserChange::PutFirstLayout(old) => Some(old.clone().into()),
+            UserChange::Remove(_) => None,
+        }
+    }
+}
+
+/// [`User`] as the first log entries carry it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstLayoutUser {
+    pub name: String,
+    pub password_hash: String,
+    pub roles: BTreeSet<String>,
+    pub permissions: BTreeSet<Permission>,
+}
+
+impl fmt::Debug for FirstLayoutUser {
+    /// Never the hash.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FirstLayoutUser")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<FirstLayoutUser> for User {
+    /// No SCRAM verifier (PostgreSQL logins need a new password) and no table grants.
+    fn from(old: FirstLayoutUser) -> User {
+        User {
+            name: old.name,
+            password_hash: old.password_hash,
+            scram_verifier: String::new(),
+            roles: old.roles,
+            permissions: old.permissions,
+            tables: Default::default(),
+        }
+    }
 }
 
 /// Checks a user name: 1–64 characters of letters, digits, `_`, `-`, `.`, `@`.
@@ -317,6 +377,45 @@ mod tests {
         assert!(hash_password("short").is_err());
         // The same password twice: different salts.
         assert_ne!(hash, hash_password("correct horse").unwrap());
+    }
+
+    #[test]
+    fn user_changes_written_in_the_first_layout_still_decode() {
+        // The layout the first log entries were written in (postcard: fields by position).
+        #[derive(Serialize)]
+        struct OldUser {
+            name: String,
+            password_hash: String,
+            roles: BTreeSet<String>,
+            permissions: BTreeSet<Permission>,
+        }
+        #[derive(Serialize)]
+        enum OldChange {
+            Put(OldUser),
+            Remove(String),
+        }
+        let old = OldChange::Put(OldUser {
+            name: "ana".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$x$y".into(),
+            roles: ["reader".to_string()].into(),
+            permissions: [Permission::Backup].into(),
+        });
+        let decoded: UserChange =
+            postcard::from_bytes(&postcard::to_stdvec(&old).unwrap()).unwrap();
+        let user = decoded.put_user().expect("a put");
+        assert_eq!(user.name, "ana");
+        assert_eq!(user.roles, ["reader".to_string()].into());
+        assert_eq!(user.permissions, [Permission::Backup].into());
+        assert!(user.scram_verifier.is_empty() && user.tables.is_empty());
+        let removed: UserChange =
+            postcard::from_bytes(&postcard::to_stdvec(&OldChange::Remove("ana".into())).unwrap())
+                .unwrap();
+        assert_eq!(removed, UserChange::Remove("ana".into()));
+        // The current layout round-trips.
+        let current = UserChange::Put(user);
+        let again: UserChange =
+            postcard::from_bytes(&postcard::to_stdvec(&current).unwrap()).unwrap();
+        assert_eq!(again, current);
     }
 
     #[test]

@@ -386,19 +386,21 @@ impl Database {
     }
 
     /// The tables `statements` read and write, as SQLite reports them compiling each on a read
-    /// connection; `None` when one does not compile here (it names a table an earlier
-    /// statement creates, or is not one statement), so what it touches is unknown.
+    /// connection, and whether every one only reads; `None` when one does not compile here (it
+    /// names a table an earlier statement creates, or is not one statement), so what it
+    /// touches is unknown.
     pub async fn table_access(
         self: &Arc<Self>,
         statements: &[Statement],
-    ) -> Result<Option<TableAccess>, DbError> {
+    ) -> Result<Option<(TableAccess, bool)>, DbError> {
         let sqls: Vec<String> = statements.iter().map(|s| s.sql.clone()).collect();
         self.in_read_snapshot("table access", move |connection, guard| {
-            let (compiled, access) = guard.recording_tables(|| {
+            let (read_only, access) = guard.recording_tables(|| {
                 sqls.iter()
-                    .all(|sql| is_read_only(connection, sql).is_some())
+                    .map(|sql| is_read_only(connection, sql))
+                    .try_fold(true, |all, one| Some(all && one?))
             });
-            compiled.then_some(access)
+            Some((access?, read_only?))
         })
         .await
     }
@@ -838,9 +840,9 @@ fn apply_user_change(
     change: &crate::auth::UserChange,
     path: &Path,
 ) -> Result<(), DbError> {
-    writer.guard.internal(|| match change {
-        crate::auth::UserChange::Put(user) => {
-            let record = serde_json::to_string(user)
+    writer.guard.internal(|| match change.put_user() {
+        Some(user) => {
+            let record = serde_json::to_string(&user)
                 .map_err(|e| DbError::Internal(format!("encode user: {e}")))?;
             writer
                 .connection
@@ -851,11 +853,11 @@ fn apply_user_change(
                 .map(|_| ())
                 .map_err(|e| sqlite_error(path, e))
         }
-        crate::auth::UserChange::Remove(name) => writer
+        None => writer
             .connection
             .execute(
                 &format!("DELETE FROM {USERS_TABLE} WHERE name = ?1"),
-                [name],
+                [change.user_name()],
             )
             .map(|_| ())
             .map_err(|e| sqlite_error(path, e)),

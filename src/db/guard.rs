@@ -94,18 +94,23 @@ impl StatementGuard {
         result
     }
 
-    /// Runs `f` (which compiles statements) noting the tables they read and write.
-    pub fn recording_tables<T>(&self, f: impl FnOnce() -> T) -> (T, TableAccess) {
-        if let Ok(mut recording) = self.recording.lock() {
-            *recording = Some(TableAccess::default());
-        }
+    /// Runs `f` (which compiles statements) noting the tables they read and write; `None` when
+    /// nothing could be noted (a poisoned lock), so what they touch is unknown.
+    pub fn recording_tables<T>(&self, f: impl FnOnce() -> T) -> (T, Option<TableAccess>) {
+        let started = match self.recording.lock() {
+            Ok(mut recording) => {
+                *recording = Some(TableAccess::default());
+                true
+            }
+            Err(_) => false,
+        };
         let result = f();
         let access = self
             .recording
             .lock()
             .ok()
             .and_then(|mut recording| recording.take())
-            .unwrap_or_default();
+            .filter(|_| started);
         (result, access)
     }
 
@@ -304,7 +309,7 @@ mod tests {
         let access_of = |sql: &str| {
             let (compiled, access) = guard.recording_tables(|| connection.prepare(sql).is_ok());
             assert!(compiled, "{sql}");
-            access
+            access.expect("recorded")
         };
         let names = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>();
         // No column read still reads the table.
@@ -317,9 +322,12 @@ mod tests {
         let insert = access_of("INSERT INTO orders(item) SELECT code FROM secrets");
         assert_eq!(names(&insert.written), ["log", "orders"]);
         assert!(insert.read.contains("secrets"));
-        // Nothing is noted once recording stops.
+        // RETURNING reads what it returns.
+        let returning = access_of("UPDATE orders SET item = 'x' RETURNING id");
+        assert!(returning.read.contains("orders"));
+        // Each recording starts afresh.
         let (_, after) = guard.recording_tables(|| ());
-        assert_eq!(after, TableAccess::default());
+        assert_eq!(after, Some(TableAccess::default()));
     }
 
     #[test]

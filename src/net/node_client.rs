@@ -28,14 +28,17 @@ impl NodeClient {
         headers: reqwest::header::HeaderMap,
         tls: Option<&Arc<TlsContext>>,
     ) -> Result<NodeClient, String> {
+        // Watched before the first build, so a reload in between is not missed.
+        let reloads = tls.map(|context| context.reloads());
         let node_client = NodeClient {
             current: Arc::new(RwLock::new(build(&headers, tls)?)),
         };
-        if let Some(context) = tls {
+        if let (Some(context), Some(reloads)) = (tls, reloads) {
             spawn_rebuilder(
                 Arc::downgrade(&node_client.current),
                 headers,
                 context.clone(),
+                reloads,
             );
         }
         Ok(node_client)
@@ -75,8 +78,8 @@ fn spawn_rebuilder(
     current: Weak<RwLock<reqwest::Client>>,
     headers: reqwest::header::HeaderMap,
     context: Arc<TlsContext>,
+    mut reloads: tokio::sync::watch::Receiver<u64>,
 ) {
-    let mut reloads = context.reloads();
     let context = Arc::downgrade(&context);
     tokio::spawn(async move {
         while reloads.changed().await.is_ok() {
