@@ -139,24 +139,9 @@ impl Gate {
         self.succeed(&[&user_key(user)]);
     }
 
-    /// The first of `needed` that `user` (as currently replicated) lacks.
     /// The user `name` as replicated now, if it exists.
     pub async fn user(&self, database: &Arc<Database>, name: &str) -> Result<Option<User>, String> {
         Ok(self.users(database).await?.get(name).cloned())
-    }
-
-    pub async fn missing_permission(
-        &self,
-        database: &Arc<Database>,
-        user: &str,
-        needed: &[Permission],
-    ) -> Result<Option<Permission>, String> {
-        let users = self.users(database).await?;
-        let granted = users
-            .get(user)
-            .map(User::effective_permissions)
-            .unwrap_or_default();
-        Ok(needed.iter().find(|p| !granted.contains(p)).copied())
     }
 
     fn locked(&self, keys: &[&str]) -> bool {

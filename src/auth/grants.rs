@@ -70,7 +70,8 @@ pub struct SqlRefusal {
 }
 
 impl SqlRefusal {
-    fn cluster_wide(permission: Permission) -> SqlRefusal {
+    /// Lacking `permission` cluster-wide, no table involved.
+    pub fn cluster_wide(permission: Permission) -> SqlRefusal {
         SqlRefusal {
             permission,
             table: None,

@@ -10,7 +10,7 @@ use pgwire::error::ErrorInfo;
 
 use crate::auth::access::is_ddl;
 use crate::auth::gate::Gate;
-use crate::auth::grants;
+use crate::auth::grants::{self, SqlRefusal};
 use crate::auth::{Permission, User};
 use crate::db::database::Database;
 use crate::pgwire::session::Session;
@@ -27,52 +27,6 @@ impl Privileges {
         Privileges { gate, database }
     }
 
-    /// The first of `needed` the session's user lacks, as replicated now.
-    async fn missing(
-        &self,
-        session: &Session,
-        needed: &[Permission],
-    ) -> Result<Option<Permission>, Box<ErrorInfo>> {
-        self.gate
-            .missing_permission(&self.database, &session.user, needed)
-            .await
-            .map_err(|e| {
-                error_info(
-                    sqlstate::CANNOT_CONNECT_NOW,
-                    format!("users unavailable: {e}"),
-                )
-            })
-    }
-
-    /// Refuses unless the session's user holds every one of `needed`.
-    pub async fn require(
-        &self,
-        session: &Session,
-        needed: &[Permission],
-    ) -> Result<(), Box<ErrorInfo>> {
-        if !self.gate.enabled() || needed.is_empty() {
-            return Ok(());
-        }
-        match self.missing(session, needed).await? {
-            None => {
-                if needed.contains(&Permission::Ddl) {
-                    tracing::info!(target: "audit", event = "allowed", user = %crate::auth::shown(&session.user), route = "postgres", permissions = ?needed);
-                }
-                Ok(())
-            }
-            Some(permission) => {
-                tracing::warn!(target: "audit", event = "permission_denied", user = %crate::auth::shown(&session.user), route = "postgres", %permission);
-                Err(error_info(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!(
-                        "permission denied: user \"{}\" lacks the {permission} permission",
-                        session.user
-                    ),
-                ))
-            }
-        }
-    }
-
     /// Refuses unless the session's user holds at least one of `any` (`read` and `write` are
     /// held by a user with grants on some table, too).
     pub async fn require_one_of(
@@ -80,26 +34,24 @@ impl Privileges {
         session: &Session,
         any: &[Permission],
     ) -> Result<(), Box<ErrorInfo>> {
+        let Some(&first) = any.first() else {
+            return Ok(());
+        };
         if !self.gate.enabled() {
             return Ok(());
         }
-        if any
-            .iter()
-            .any(|p| matches!(p, Permission::Read | Permission::Write))
-            && self
-                .session_user(session)
-                .await?
-                .is_some_and(|user| !user.tables.is_empty())
-        {
-            return Ok(());
-        }
-        for permission in any {
-            if self.missing(session, &[*permission]).await?.is_none() {
-                return Ok(());
-            }
-        }
+        let user = self.session_user(session).await?;
+        let holds_some_table = user.as_ref().is_some_and(|user| !user.tables.is_empty());
+        let granted = user
+            .map(|user| user.effective_permissions())
+            .unwrap_or_default();
+        let held = any.iter().any(|p| {
+            granted.contains(p)
+                || (holds_some_table && matches!(p, Permission::Read | Permission::Write))
+        });
         // None held: refused (and audited) as lacking the first.
-        self.require(session, &any[..any.len().min(1)]).await
+        let refusal = (!held).then(|| SqlRefusal::cluster_wide(first));
+        conclude(session, &[first], refusal)
     }
 
     /// Refuses unless the user may run `statements` (SQLite's text): `read` when SQLite
@@ -134,26 +86,12 @@ impl Privileges {
         if !self.gate.enabled() || needed.is_empty() {
             return Ok(());
         }
-        let Some(user) = self.session_user(session).await? else {
+        let refusal = match self.session_user(session).await? {
+            Some(user) => grants::sql_refusal(&self.database, &user, needed, statements).await,
             // Removed since it logged in: it holds nothing.
-            return self.require(session, needed).await;
+            None => Some(SqlRefusal::cluster_wide(needed[0])),
         };
-        match grants::sql_refusal(&self.database, &user, needed, statements).await {
-            None => {
-                if needed.contains(&Permission::Ddl) {
-                    tracing::info!(target: "audit", event = "allowed", user = %crate::auth::shown(&session.user), route = "postgres", permissions = ?needed);
-                }
-                Ok(())
-            }
-            Some(refusal) => {
-                let table = refusal.table.as_deref().unwrap_or_default();
-                tracing::warn!(target: "audit", event = "permission_denied", user = %crate::auth::shown(&session.user), route = "postgres", permission = %refusal.permission, table);
-                Err(error_info(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("permission denied: {}", refusal.describe(&session.user)),
-                ))
-            }
-        }
+        conclude(session, needed, refusal)
     }
 
     /// The session's user as replicated now (`None` once removed).
@@ -167,6 +105,31 @@ impl Privileges {
                     format!("users unavailable: {e}"),
                 )
             })
+    }
+}
+
+/// Audits the decision on a statement needing `needed` and turns a refusal into 42501.
+fn conclude(
+    session: &Session,
+    needed: &[Permission],
+    refusal: Option<SqlRefusal>,
+) -> Result<(), Box<ErrorInfo>> {
+    let user = crate::auth::shown(&session.user);
+    match refusal {
+        None => {
+            if needed.contains(&Permission::Ddl) {
+                tracing::info!(target: "audit", event = "allowed", %user, route = "postgres", permissions = ?needed);
+            }
+            Ok(())
+        }
+        Some(refusal) => {
+            let table = refusal.table.as_deref().unwrap_or_default();
+            tracing::warn!(target: "audit", event = "permission_denied", %user, route = "postgres", permission = %refusal.permission, table);
+            Err(error_info(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("permission denied: {}", refusal.describe(&session.user)),
+            ))
+        }
     }
 }
 
