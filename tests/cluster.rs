@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Cluster, ClusterSpec};
+use support::{Cluster, ClusterSpec, metric_value};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -1026,9 +1026,6 @@ async fn t95_bench_smoke_prints_replicated_writes_per_second() {
 }
 
 /// The value of the metric line starting with `name` (labels included) in a scrape.
-fn metric(scrape: &str, name: &str) -> Option<f64> {
-    support::metric_value(scrape, name)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t97_metrics_follow_load_and_a_paused_follower() {
@@ -1059,13 +1056,16 @@ async fn t97_metrics_follow_load_and_a_paused_follower() {
         "{text}"
     );
     assert!(
-        metric(&text, "shoal_raft_proposals_total").unwrap() >= 20.0,
+        metric_value(&text, "shoal_raft_proposals_total").unwrap() >= 20.0,
         "{text}"
     );
-    assert_eq!(metric(&text, "shoal_raft_role{role=\"leader\"}"), Some(1.0));
-    assert!(metric(&text, "shoal_raft_term").unwrap() >= 1.0);
+    assert_eq!(
+        metric_value(&text, "shoal_raft_role{role=\"leader\"}"),
+        Some(1.0)
+    );
+    assert!(metric_value(&text, "shoal_raft_term").unwrap() >= 1.0);
     assert!(
-        metric(
+        metric_value(
             &text,
             "shoal_http_requests_total{endpoint=\"/db/execute\",method=\"POST\",status=\"2xx\"}"
         )
@@ -1073,7 +1073,7 @@ async fn t97_metrics_follow_load_and_a_paused_follower() {
             >= 20.0,
         "{text}"
     );
-    assert!(metric(&text, "shoal_process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(metric_value(&text, "shoal_process_resident_memory_bytes").unwrap() > 1e6);
     // Lag is measured from what each member reports it applied, a moment after its rows
     // became visible.
     let lag = format!("shoal_member_replication_lag_entries{{member=\"{paused_id}\"}}");
@@ -1099,7 +1099,7 @@ async fn t97_metrics_follow_load_and_a_paused_follower() {
     let deadline = Instant::now() + SETTLE;
     loop {
         let text = scrape(leader).await;
-        if metric(&text, &lag) == Some(0.0) && metric(&text, &up) == Some(1.0) {
+        if metric_value(&text, &lag) == Some(0.0) && metric_value(&text, &up) == Some(1.0) {
             break;
         }
         assert!(Instant::now() < deadline, "lag never fell back: {text}");

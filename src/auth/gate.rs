@@ -480,9 +480,9 @@ async fn proves(
     }
 }
 
-/// What the request needs, with an SQL request's statements (for users holding table grants,
-/// the tables they touch decide); SQL and join rules look at the body (put back for the
-/// handler).
+/// What the request needs, with an SQL request's statements (for users lacking read or write
+/// cluster-wide, the tables they touch decide); SQL and join rules look at the body (put back
+/// for the handler).
 async fn needed_permissions(
     state: &ApiState,
     rule: Rule,

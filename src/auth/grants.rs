@@ -151,9 +151,10 @@ pub fn refused_table(
     tables: &TableGrants,
     access: &TableAccess,
 ) -> Option<SqlRefusal> {
+    let is_schema = |table: &str| SCHEMA_TABLES.contains(&table);
     let allowed = |permission: Permission, table: &str| {
         granted.contains(&permission)
-            || (!SCHEMA_TABLES.contains(&table)
+            || (!is_schema(table)
                 && tables
                     .get(table)
                     .is_some_and(|held| held.contains(&permission)))
@@ -161,7 +162,7 @@ pub fn refused_table(
     let reads = access
         .read
         .iter()
-        .filter(|table| !SCHEMA_TABLES.contains(&table.as_str()))
+        .filter(|table| !is_schema(table))
         .map(|table| (Permission::Read, table));
     let writes = access
         .written
@@ -172,7 +173,7 @@ pub fn refused_table(
         .find(|(permission, table)| !allowed(*permission, table))
         .map(|(permission, table)| SqlRefusal {
             permission,
-            table: (!SCHEMA_TABLES.contains(&table.as_str())).then(|| table.clone()),
+            table: (!is_schema(table)).then(|| table.clone()),
             tables_unknown: false,
         })
 }
