@@ -375,6 +375,14 @@ impl Node {
         if let Err(error) = service.group.raft.shutdown().await {
             tracing::warn!(%error, "Raft shutdown");
         }
+        // Only after Raft stopped applying: the clean-shutdown marker lets the next start
+        // trust the database instead of rebuilding it.
+        let database = service.group.database.clone();
+        match tokio::task::spawn_blocking(move || database.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "closing the database"),
+            Err(error) => tracing::warn!(%error, "closing the database"),
+        }
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
@@ -407,9 +415,8 @@ async fn create_first_admin(service: &Service, password: String) -> Result<(), S
     let users = service
         .group
         .database
-        .inspect(crate::db::database::read_users)
+        .users()
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     if !users.is_empty() {
         return Ok(());

@@ -104,11 +104,7 @@ impl Gate {
         {
             return Ok(cached.1.clone());
         }
-        let users = database
-            .inspect(crate::db::database::read_users)
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let users = database.users().await.map_err(|e| e.to_string())?;
         let users = Arc::new(users);
         if let Ok(mut cached) = self.users.lock() {
             *cached = (version, users.clone());

@@ -49,9 +49,8 @@ async fn current_users(state: &ApiState) -> Result<Users, Refusal> {
         .service
         .group
         .database
-        .inspect(crate::db::database::read_users)
+        .users()
         .await
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 

@@ -227,6 +227,8 @@ async fn replay(
             break;
         }
     }
+    // The replayed file becomes an image again, its state inside it.
+    tokio::task::block_in_place(|| database.into_image())?;
     restored.log_index = next - 1;
     match point {
         RestorePoint::Index(index) if restored.log_index < index => {

@@ -2,9 +2,10 @@
 //! entries deterministically, a bounded pool of read-only connections, and whole-image
 //! export/import for snapshots.
 //!
-//! Architecture invariant: the applied log id and membership are stored in the same SQLite
-//! transaction as the data each entry changes, so a crash can never apply an entry twice or
-//! skip one.
+//! Architecture invariant: the applied log id and membership are written in the same write
+//! step as the data each entry changes, into the companion state file
+//! ([`crate::db::state_file`]); after any stop but a clean shutdown both files are rebuilt from
+//! the snapshot and the log, so a crash can never apply an entry twice or skip one.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,16 +22,11 @@ use crate::db::determinism::EntryRandom;
 use crate::db::execute::{StatementShape, execute_statement, is_read_only, statement_shape};
 use crate::db::guard::{GuardMode, StatementGuard, TableAccess};
 use crate::db::reader::Reader;
+use crate::db::state_file::{self, STATE_TABLE, USERS_TABLE};
 use crate::raft::types::{
     CommandResponse, Entry, GroupId, LogId, SERIALIZATION_FAILURE, Statement, StatementBatch,
     StatementResult, StoredMembership, results_digest,
 };
-
-/// The table holding the last applied log id and membership, updated with every entry.
-const STATE_TABLE: &str = "_shoal_raft_state";
-
-/// The replicated users (`crate::auth`): name → JSON record with the Argon2id hash.
-const USERS_TABLE: &str = "_shoal_users";
 
 /// A write statement may run this many SQLite VM steps (counted in units of
 /// [`WRITER_PROGRESS_STEP`]) before it is interrupted. Counting steps, not time, keeps the
@@ -104,7 +100,10 @@ fn cluster_id_for(log_id: &LogId, timestamp_ms: i64) -> String {
 }
 
 struct Writer {
+    /// The user's database.
     connection: Connection,
+    /// Shoal's state for it (applied log id, membership, users): see [`state_file`].
+    state: Connection,
     guard: Arc<StatementGuard>,
     random: EntryRandom,
     clock: ClockVfs,
@@ -132,6 +131,8 @@ impl Database {
     pub fn open(path: &Path, group: GroupId, readers_max: usize) -> Result<Database, DbError> {
         let vfs =
             clock_vfs::register(&format!("shoal-clock-g{group}")).map_err(DbError::Internal)?;
+        let opening = state_file::prepare(path)?;
+        tracing::debug!(database = %path.display(), ?opening, "opening the database");
         let writer = open_writer(path, &vfs)?;
         Ok(Database {
             path: path.to_path_buf(),
@@ -162,7 +163,88 @@ impl Database {
 
     /// The last applied log id and membership stored in the database.
     pub fn applied_state(&self) -> Result<AppliedState, DbError> {
-        self.with_writer(|writer| read_state(&writer.connection, &self.path))
+        self.with_writer(|writer| read_state(&writer.state, &self.path))
+    }
+
+    /// The replicated users (read from the state file, off the async threads).
+    pub async fn users(self: &Arc<Self>) -> Result<crate::auth::Users, DbError> {
+        let database = self.clone();
+        tokio::task::spawn_blocking(move || {
+            database.with_writer(|writer| {
+                read_users(&writer.state).map_err(|e| sqlite_error(&database.path, e))
+            })
+        })
+        .await
+        .map_err(|e| DbError::Internal(format!("reading users: {e}")))?
+    }
+
+    /// Stops the database cleanly: syncs the user's database, then leaves the clean-shutdown
+    /// marker in the state file, so the next start trusts both files (see [`state_file`]).
+    /// Nothing is applied afterwards.
+    pub fn close(&self) -> Result<(), DbError> {
+        let _file = self
+            .file_lock
+            .write()
+            .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
+        self.idle_readers
+            .lock()
+            .map_err(|_| DbError::Internal("reader pool poisoned".into()))?
+            .clear();
+        let mut slot = self
+            .writer
+            .lock()
+            .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
+        let Some(writer) = slot.take() else {
+            return Ok(());
+        };
+        writer
+            .guard
+            .internal(|| state_file::checkpoint_and_sync(&writer.connection, &self.path))?;
+        state_file::mark_clean(&writer.state, &self.path)
+    }
+
+    /// Puts the state back inside the database file and removes the state file: the file is
+    /// an image again (a restore's replay ends so). Nothing is applied afterwards.
+    pub fn into_image(&self) -> Result<(), DbError> {
+        let _file = self
+            .file_lock
+            .write()
+            .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
+        self.idle_readers
+            .lock()
+            .map_err(|_| DbError::Internal("reader pool poisoned".into()))?
+            .clear();
+        let mut slot = self
+            .writer
+            .lock()
+            .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
+        let Some(writer) = slot.take() else {
+            return Err(DbError::Closed);
+        };
+        let state = read_state(&writer.state, &self.path)?;
+        let users = read_users(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
+        let Writer {
+            connection,
+            state: state_connection,
+            guard,
+            ..
+        } = writer;
+        drop(state_connection);
+        guard.internal(|| -> Result<(), DbError> {
+            write_state(&connection, &self.path, &state)?;
+            write_users(&connection, &self.path, &users)
+        })?;
+        guard.internal(|| state_file::checkpoint_and_sync(&connection, &self.path))?;
+        drop(connection);
+        let state_path = state_file::state_path(&self.path);
+        for file in [
+            state_path.clone(),
+            state_file::sidecar(&state_path, "-wal"),
+            state_file::sidecar(&state_path, "-shm"),
+        ] {
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(())
     }
 
     /// Applies committed entries in order, in one SQLite transaction together with the new
@@ -192,20 +274,18 @@ impl Database {
                 if let EntryPayload::Normal(command) = &entry.payload
                     && let Some(load) = &command.load
                 {
-                    let mut state = read_state(&writer.connection, &self.path)?;
+                    let mut state = read_state(&writer.state, &self.path)?;
                     state.last_command_ms = Some(command.timestamp_ms);
-                    let users = writer
-                        .guard
-                        .internal(|| read_users(&writer.connection))
-                        .map_err(|e| sqlite_error(&self.path, e))?;
+                    state.last_applied = Some(entry.log_id());
                     crate::db::load::replace_database(
                         &mut writer.connection,
                         &self.path,
                         load,
                         &entry.log_id(),
-                        &state,
-                        &users,
                     )?;
+                    // The load keeps the cluster's users, membership and id; only the applied
+                    // position moves.
+                    save_state_rows(&writer.state, &self.path, &state)?;
                     writer.has_cluster_id = state.cluster_id.is_some();
                     responses.push(CommandResponse {
                         batches: vec![vec![StatementResult::default()]],
@@ -405,9 +485,27 @@ impl Database {
         .await
     }
 
-    /// Writes a consistent copy of the database to `destination` (`VACUUM INTO` on its own read
-    /// transaction, so writers continue) and returns the applied state recorded in the copy.
+    /// Writes a consistent copy of the database to `destination` in image form (the state
+    /// and users inside it, see [`state_file`]) and returns the applied state of the copy.
     pub fn export_image(&self, destination: &Path) -> Result<AppliedState, DbError> {
+        let (state, users) = self.export_user_image(destination)?;
+        let image = Connection::open(destination).map_err(|e| sqlite_error(destination, e))?;
+        write_state(&image, destination, &state)?;
+        write_users(&image, destination, &users)?;
+        drop(image);
+        sync_file(destination)?;
+        Ok(state)
+    }
+
+    /// Writes a consistent copy of the user's database alone to `destination` (what leaves
+    /// the cluster: `GET /db/backup`), in rollback-journal mode, and returns the applied state
+    /// and users as of the copy. The copy runs on its own read transaction, so applies go on;
+    /// the writer is held only while that transaction starts, so the state read with it
+    /// belongs to the same moment.
+    pub fn export_user_image(
+        &self,
+        destination: &Path,
+    ) -> Result<(AppliedState, crate::auth::Users), DbError> {
         let _file = self
             .file_lock
             .read()
@@ -417,22 +515,54 @@ impl Database {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|source| sqlite_error(&self.path, source))?;
-        let _ = std::fs::remove_file(destination);
-        let target = destination
-            .to_str()
-            .ok_or_else(|| DbError::Internal(format!("path {destination:?} is not UTF-8")))?;
-        source
-            .execute("VACUUM INTO ?1", [target])
-            .map_err(|source| sqlite_error(&self.path, source))?;
+        let (state, users) = self.with_writer(|writer| {
+            source
+                .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+                .map_err(|e| sqlite_error(&self.path, e))?;
+            let state = read_state(&writer.state, &self.path)?;
+            let users = read_users(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
+            Ok((state, users))
+        })?;
+        match std::fs::remove_file(destination) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(DbError::Io {
+                    path: destination.to_path_buf(),
+                    source,
+                });
+            }
+        }
+        let mut target = Connection::open(destination).map_err(|e| sqlite_error(destination, e))?;
+        {
+            let backup = rusqlite::backup::Backup::new(&source, &mut target)
+                .map_err(|e| sqlite_error(destination, e))?;
+            // One step: every page from the source's one read transaction.
+            match backup.step(-1).map_err(|e| sqlite_error(destination, e))? {
+                rusqlite::backup::StepResult::Done => {}
+                other => {
+                    return Err(DbError::Internal(format!(
+                        "exporting the database: backup step ended with {other:?}"
+                    )));
+                }
+            }
+        }
+        target
+            .query_row("PRAGMA journal_mode=DELETE", [], |_| Ok(()))
+            .map_err(|e| sqlite_error(destination, e))?;
+        drop(target);
+        let _ = source.execute_batch("COMMIT");
         drop(source);
         sync_file(destination)?;
-        read_image_state(destination)
+        Ok((state, users))
     }
 
     /// Replaces the whole database with the image at `image` (already verified by the caller).
-    /// Waits for in-flight reads, closes every connection, swaps the file, and reopens.
+    /// Waits for in-flight reads, closes every connection, swaps the file without the state
+    /// tables, reopens, and records the image's state and users in the state file.
     pub fn import_image(&self, image: &Path) -> Result<AppliedState, DbError> {
         let state = read_image_state(image)?;
+        let users = read_image_users(image)?;
         let _file = self
             .file_lock
             .write()
@@ -451,9 +581,10 @@ impl Database {
             path: staging.clone(),
             source,
         })?;
+        strip_state_tables(&staging)?;
         sync_file(&staging)?;
         for suffix in ["-wal", "-shm"] {
-            let side = PathBuf::from(format!("{}{suffix}", self.path.display()));
+            let side = state_file::sidecar(&self.path, suffix);
             match std::fs::remove_file(&side) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -466,7 +597,11 @@ impl Database {
         })?;
         sync_parent_dir(&self.path)?;
         let vfs = clock_vfs::register(&self.vfs_name).map_err(DbError::Internal)?;
-        *writer_slot = Some(open_writer(&self.path, &vfs)?);
+        let mut writer = open_writer(&self.path, &vfs)?;
+        save_state_rows(&writer.state, &self.path, &state)?;
+        writer.has_cluster_id = state.cluster_id.is_some();
+        replace_users(&writer.state, &self.path, &users)?;
+        *writer_slot = Some(writer);
         self.users_version.fetch_add(1, Ordering::AcqRel);
         Ok(state)
     }
@@ -542,17 +677,13 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags_and_vfs(path, flags, vfs.name.as_str())
         .map_err(|e| sqlite_error(path, e))?;
-    // WITHOUT ROWID: writing the state table leaves last_insert_rowid() to the user's statements.
     // WAL lets readers proceed while the writer applies. synchronous=NORMAL is enough: the
-    // Raft log is the durability point, and entries lost from a torn WAL tail are re-applied
-    // from the log because the applied log id is rolled back with them.
+    // Raft log is the durability point, and after anything but a clean shutdown the database
+    // is rebuilt from the snapshot and the log (see `state_file`).
     connection
-        .execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-             CREATE TABLE IF NOT EXISTS {STATE_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
-             CREATE TABLE IF NOT EXISTS {USERS_TABLE}(name TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;"
-        ))
+        .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
         .map_err(|e| sqlite_error(path, e))?;
+    let state = state_file::open_state(path)?;
     // Defensive mode: no writable schema, no writes to shadow tables or raw pages, whatever a
     // statement tries (belt and braces beside the guard).
     connection
@@ -566,9 +697,10 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
         WRITER_PROGRESS_STEP,
         Some(move || counter.fetch_add(1, Ordering::Relaxed) + 1 > WRITER_PROGRESS_UNITS_MAX),
     );
-    let has_cluster_id = read_state(&connection, path)?.cluster_id.is_some();
+    let has_cluster_id = read_state(&state, path)?.cluster_id.is_some();
     Ok(Writer {
         connection,
+        state,
         guard,
         random,
         clock: vfs.clone(),
@@ -577,9 +709,10 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
     })
 }
 
-/// Applies `entries` in one SQLite transaction that also records the last one's log id (and
-/// any membership among them): the whole group commits or none of it does, so a crash can
-/// neither apply an entry twice nor skip one, and the commit cost is paid once per group.
+/// Applies `entries` in one SQLite transaction on the user's database and one on the state
+/// file, which records the last one's log id (and any membership among them): the data commits
+/// first and the state right after, or neither on an error; the commit cost is paid once per
+/// group. A crash between the two is covered by the rebuild after an unclean stop.
 fn apply_entries(
     writer: &mut Writer,
     entries: &[Entry],
@@ -589,7 +722,20 @@ fn apply_entries(
         return Ok(Vec::new());
     };
     let internal = |sql: &str| run_internal(writer, path, sql);
+    let state_path = state_file::state_path(path);
+    let on_state = |sql: &str| {
+        writer
+            .state
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map(|_| ())
+            .map_err(|e| sqlite_error(&state_path, e))
+    };
     internal("BEGIN IMMEDIATE")?;
+    if let Err(error) = on_state("BEGIN IMMEDIATE") {
+        let _ = internal("ROLLBACK");
+        return Err(error);
+    }
     let outcome = (|| {
         let mut responses = Vec::with_capacity(entries.len());
         let mut membership = None;
@@ -642,13 +788,18 @@ fn apply_entries(
     })();
     match outcome {
         Ok((responses, cluster_id_saved)) => {
-            internal("COMMIT")?;
+            if let Err(error) = internal("COMMIT") {
+                let _ = on_state("ROLLBACK");
+                return Err(error);
+            }
+            on_state("COMMIT")?;
             writer.has_cluster_id |= cluster_id_saved;
             Ok(responses)
         }
         Err(error) => {
             writer.clock.clock.clear();
             let _ = internal("ROLLBACK");
+            let _ = on_state("ROLLBACK");
             Err(error)
         }
     }
@@ -773,40 +924,40 @@ fn save_state(
 ) -> Result<(), DbError> {
     let applied = serde_json::to_string(log_id)
         .map_err(|e| DbError::Internal(format!("encode log id: {e}")))?;
-    writer.guard.internal(|| -> Result<(), DbError> {
-        let mut upsert = writer
-            .connection
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"
-            ))
-            .map_err(|e| sqlite_error(path, e))?;
+    let mut upsert = writer
+        .state
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"
+        ))
+        .map_err(|e| sqlite_error(path, e))?;
+    upsert
+        .execute(["applied", applied.as_str()])
+        .map_err(|e| sqlite_error(path, e))?;
+    if let Some(membership) = membership {
+        let encoded = serde_json::to_string(membership)
+            .map_err(|e| DbError::Internal(format!("encode membership: {e}")))?;
         upsert
-            .execute(["applied", applied.as_str()])
+            .execute(["membership", encoded.as_str()])
             .map_err(|e| sqlite_error(path, e))?;
-        if let Some(membership) = membership {
-            let encoded = serde_json::to_string(membership)
-                .map_err(|e| DbError::Internal(format!("encode membership: {e}")))?;
-            upsert
-                .execute(["membership", encoded.as_str()])
-                .map_err(|e| sqlite_error(path, e))?;
-        }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 /// Writes the applied log id, membership and cluster id into the state table of `connection`
-/// (an image about to replace a group's database).
+/// (an image, or the state file), replacing what it held.
 pub(crate) fn write_state(
     connection: &Connection,
     path: &Path,
-    applied: &LogId,
     state: &AppliedState,
 ) -> Result<(), DbError> {
-    let mut rows = vec![(
-        "applied",
-        serde_json::to_string(applied)
-            .map_err(|e| DbError::Internal(format!("encode log id: {e}")))?,
-    )];
+    let mut rows = Vec::new();
+    if let Some(applied) = &state.last_applied {
+        rows.push((
+            "applied",
+            serde_json::to_string(applied)
+                .map_err(|e| DbError::Internal(format!("encode log id: {e}")))?,
+        ));
+    }
     rows.push((
         "membership",
         serde_json::to_string(&state.membership)
@@ -835,17 +986,86 @@ pub(crate) fn write_state(
     Ok(())
 }
 
+/// Replaces the state rows of the state file with `state`, in one transaction.
+fn save_state_rows(
+    state_file: &Connection,
+    path: &Path,
+    state: &AppliedState,
+) -> Result<(), DbError> {
+    let state_path = state_file::state_path(path);
+    state_file
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| sqlite_error(&state_path, e))?;
+    let outcome = write_state(state_file, &state_path, state);
+    let end = if outcome.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    state_file
+        .execute_batch(end)
+        .map_err(|e| sqlite_error(&state_path, e))?;
+    outcome
+}
+
+/// Replaces the users of the state file with `users`, in one transaction.
+fn replace_users(
+    state_file: &Connection,
+    path: &Path,
+    users: &crate::auth::Users,
+) -> Result<(), DbError> {
+    let state_path = state_file::state_path(path);
+    state_file
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| sqlite_error(&state_path, e))?;
+    let outcome = write_users(state_file, &state_path, users);
+    let end = if outcome.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    state_file
+        .execute_batch(end)
+        .map_err(|e| sqlite_error(&state_path, e))?;
+    outcome
+}
+
+/// Removes the state tables from an image about to become a group's live database, leaving
+/// no trace of the password hashes in its free pages.
+fn strip_state_tables(image: &Path) -> Result<(), DbError> {
+    let connection = Connection::open(image).map_err(|e| sqlite_error(image, e))?;
+    connection
+        .execute_batch(&format!(
+            "PRAGMA secure_delete = ON; BEGIN; DROP TABLE IF EXISTS {STATE_TABLE}; \
+             DROP TABLE IF EXISTS {USERS_TABLE}; COMMIT;"
+        ))
+        .map_err(|e| sqlite_error(image, e))
+}
+
+/// The users recorded inside an image (none when it has no users table).
+fn read_image_users(image: &Path) -> Result<crate::auth::Users, DbError> {
+    let connection = Connection::open_with_flags(
+        image,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sqlite_error(image, e))?;
+    if !state_file::has_table(&connection, image, USERS_TABLE)? {
+        return Ok(crate::auth::Users::new());
+    }
+    read_users(&connection).map_err(|e| sqlite_error(image, e))
+}
+
 fn apply_user_change(
     writer: &Writer,
     change: &crate::auth::UserChange,
     path: &Path,
 ) -> Result<(), DbError> {
-    writer.guard.internal(|| match change.put_user() {
+    match change.put_user() {
         Some(user) => {
             let record = serde_json::to_string(&user)
                 .map_err(|e| DbError::Internal(format!("encode user: {e}")))?;
             writer
-                .connection
+                .state
                 .execute(
                     &format!("INSERT OR REPLACE INTO {USERS_TABLE}(name, record) VALUES (?1, ?2)"),
                     [user.name.as_str(), record.as_str()],
@@ -854,14 +1074,14 @@ fn apply_user_change(
                 .map_err(|e| sqlite_error(path, e))
         }
         None => writer
-            .connection
+            .state
             .execute(
                 &format!("DELETE FROM {USERS_TABLE} WHERE name = ?1"),
                 [change.user_name()],
             )
             .map(|_| ())
             .map_err(|e| sqlite_error(path, e)),
-    })
+    }
 }
 
 /// Replaces the users recorded in `connection`'s database with `users` (a loaded image keeps
@@ -890,17 +1110,6 @@ pub(crate) fn write_users(
     Ok(())
 }
 
-/// Removes the users (and their password hashes, overwritten on disk) from an exported image
-/// that leaves the cluster (`GET /db/backup`).
-pub fn scrub_users(image: &Path) -> Result<(), DbError> {
-    let connection = Connection::open(image).map_err(|e| sqlite_error(image, e))?;
-    connection
-        .execute_batch(&format!(
-            "PRAGMA secure_delete = ON; DELETE FROM {USERS_TABLE};"
-        ))
-        .map_err(|e| sqlite_error(image, e))
-}
-
 /// The users recorded in a database (skipping a record that does not decode, with a warning).
 pub fn read_users(connection: &Connection) -> rusqlite::Result<crate::auth::Users> {
     let mut statement = connection.prepare(&format!(
@@ -923,28 +1132,24 @@ pub fn read_users(connection: &Connection) -> rusqlite::Result<crate::auth::User
 }
 
 fn save_last_command(writer: &Writer, at_ms: i64, path: &Path) -> Result<(), DbError> {
-    writer.guard.internal(|| {
-        writer
-            .connection
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"
-            ))
-            .and_then(|mut upsert| upsert.execute([LAST_COMMAND_KEY, &at_ms.to_string()]))
-            .map_err(|e| sqlite_error(path, e))
-    })?;
+    writer
+        .state
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"
+        ))
+        .and_then(|mut upsert| upsert.execute([LAST_COMMAND_KEY, &at_ms.to_string()]))
+        .map_err(|e| sqlite_error(path, e))?;
     Ok(())
 }
 
 fn save_cluster_id(writer: &Writer, cluster_id: &str, path: &Path) -> Result<(), DbError> {
-    writer.guard.internal(|| {
-        writer
-            .connection
-            .execute(
-                &format!("INSERT OR IGNORE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"),
-                [CLUSTER_ID_KEY, cluster_id],
-            )
-            .map_err(|e| sqlite_error(path, e))
-    })?;
+    writer
+        .state
+        .execute(
+            &format!("INSERT OR IGNORE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"),
+            [CLUSTER_ID_KEY, cluster_id],
+        )
+        .map_err(|e| sqlite_error(path, e))?;
     Ok(())
 }
 

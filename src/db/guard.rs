@@ -18,6 +18,30 @@ pub const INTERNAL_TABLE_PREFIX: &str = "_shoal_";
 /// Pragmas that change what is stored in the database file itself, so they replicate like data.
 const REPLICATED_PRAGMAS: &[&str] = &["user_version", "application_id"];
 
+/// Read-only pragmas whose argument names what to report on (a table, an index, a row limit),
+/// not a setting: `PRAGMA table_info(t)` and `pragma_table_info('t')` only read the schema.
+/// SQLite hands the argument to the authorizer exactly as it hands a new setting's value, so
+/// these are told apart by name.
+const ARGUMENT_QUERY_PRAGMAS: &[&str] = &[
+    "foreign_key_check",
+    "foreign_key_list",
+    "index_info",
+    "index_list",
+    "index_xinfo",
+    "integrity_check",
+    "quick_check",
+    "table_info",
+    "table_list",
+    "table_xinfo",
+];
+
+/// Whether `PRAGMA name(argument)` only reads: its argument is a question, not a new value.
+fn pragma_argument_is_a_query(pragma_name: &str) -> bool {
+    ARGUMENT_QUERY_PRAGMAS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(pragma_name))
+}
+
 /// Which connection the guard protects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuardMode {
@@ -180,7 +204,8 @@ pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String
                 .to_string(),
         ),
         AuthAction::Pragma { pragma_name, pragma_value: Some(_) }
-            if !REPLICATED_PRAGMAS.iter().any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+            if !REPLICATED_PRAGMAS.iter().any(|p| p.eq_ignore_ascii_case(pragma_name))
+                && !pragma_argument_is_a_query(pragma_name) =>
         {
             Some(format!(
                 "PRAGMA {pragma_name} = … is not allowed: it changes one connection's settings, which are \
@@ -289,6 +314,47 @@ mod tests {
         assert!(refusal_reason(GuardMode::Writer, &set_journal).is_some());
         assert!(refusal_reason(GuardMode::Writer, &set_version).is_none());
         assert!(refusal_reason(GuardMode::Writer, &read_info).is_none());
+    }
+
+    #[test]
+    fn pragmas_whose_argument_is_a_question_are_reads() {
+        for (pragma_name, argument) in [
+            ("table_info", "t"),
+            ("TABLE_XINFO", "t"),
+            ("index_list", "t"),
+            ("index_info", "t_idx"),
+            ("foreign_key_list", "t"),
+            ("foreign_key_check", "t"),
+            ("integrity_check", "5"),
+            ("quick_check", "t"),
+            ("table_list", "t"),
+        ] {
+            let read = AuthAction::Pragma {
+                pragma_name,
+                pragma_value: Some(argument),
+            };
+            for mode in [GuardMode::Reader, GuardMode::Writer] {
+                assert_eq!(
+                    refusal_reason(mode, &read),
+                    None,
+                    "PRAGMA {pragma_name}({argument})"
+                );
+            }
+        }
+        for (pragma_name, value) in [
+            ("foreign_keys", "on"),
+            ("wal_checkpoint", "truncate"),
+            ("cache_size", "1"),
+        ] {
+            let setting = AuthAction::Pragma {
+                pragma_name,
+                pragma_value: Some(value),
+            };
+            assert!(
+                refusal_reason(GuardMode::Reader, &setting).is_some(),
+                "PRAGMA {pragma_name} = {value}"
+            );
+        }
     }
 
     #[test]

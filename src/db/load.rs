@@ -9,7 +9,8 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
-use crate::db::database::{AppliedState, DbError, sqlite_error, write_state, write_users};
+use crate::db::database::{DbError, sqlite_error};
+use crate::db::state_file::{STATE_TABLE, USERS_TABLE};
 use crate::raft::types::{ImageLoad, LOAD_COMPRESSED_BYTES_MAX, LogId};
 
 /// The first bytes of every SQLite database file.
@@ -73,6 +74,18 @@ pub fn prepare_image(upload: &Path, page_size: u64) -> Result<ImageLoad, LoadRef
                 "the upload's schema uses sqlite_dbpage (raw pages differ per replica)".into(),
             ));
         }
+        // A backup downloaded from an earlier version holds Shoal's state tables: they are
+        // not the user's data, and a load never changes the cluster's own state.
+        connection
+            .execute_batch(&format!(
+                "PRAGMA secure_delete = ON; DROP TABLE IF EXISTS {STATE_TABLE}; \
+                 DROP TABLE IF EXISTS {USERS_TABLE};"
+            ))
+            .map_err(|e| {
+                refuse(format!(
+                    "removing Shoal's state tables from the upload: {e}"
+                ))
+            })?;
         let current: u64 = connection
             .query_row("PRAGMA page_size", [], |row| row.get(0))
             .map_err(|e| refuse(e.to_string()))?;
@@ -160,15 +173,13 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
     }
 }
 
-/// Replaces the database behind `writer` with `load`'s image, recording `log_id` and the
-/// group's current membership and cluster id in it: one SQLite write transaction.
+/// Replaces the database behind `writer` with `load`'s image (entry `log_id`): one SQLite
+/// write transaction. The caller records the new applied position in the state file.
 pub fn replace_database(
     writer: &mut Connection,
     path: &Path,
     load: &ImageLoad,
     log_id: &LogId,
-    state: &AppliedState,
-    users: &crate::auth::Users,
 ) -> Result<(), DbError> {
     let corrupt = |message: String| DbError::CorruptState {
         path: path.to_path_buf(),
@@ -202,8 +213,13 @@ pub fn replace_database(
     }
     let outcome = (|| {
         let source = Connection::open(&staging).map_err(|e| sqlite_error(&staging, e))?;
-        write_state(&source, &staging, log_id, state)?;
-        write_users(&source, &staging, users)?;
+        // An image from an earlier version may carry Shoal's state tables: the state of
+        // this group is its own, never a loaded file's.
+        source
+            .execute_batch(&format!(
+                "DROP TABLE IF EXISTS {STATE_TABLE}; DROP TABLE IF EXISTS {USERS_TABLE};"
+            ))
+            .map_err(|e| sqlite_error(&staging, e))?;
         let backup =
             rusqlite::backup::Backup::new(&source, writer).map_err(|e| sqlite_error(path, e))?;
         // One step copies every page in one write transaction on the destination.

@@ -10,5 +10,6 @@ pub mod guard;
 pub mod load;
 pub mod reader;
 pub mod snapshot_store;
+pub mod state_file;
 pub mod state_machine;
 pub mod value;

@@ -123,9 +123,11 @@ fn export(
         .tempfile_in(scratch)
         .map_err(|e| e.to_string())?
         .into_temp_path();
-    let state = database.export_image(&image).map_err(|e| e.to_string())?;
-    // The image leaves the cluster: not with the users' password hashes.
-    crate::db::database::scrub_users(&image).map_err(|e| e.to_string())?;
+    // The image leaves the cluster: the user's database alone, without Shoal's state and the
+    // users' password hashes.
+    let (state, _users) = database
+        .export_user_image(&image)
+        .map_err(|e| e.to_string())?;
     let log_index = state.last_applied.map_or(0, |l| l.index);
     if !sql {
         // Open, then let the path go: the file lives while the response streams it.

@@ -1,0 +1,611 @@
+//! rqlite drop-in behaviour as a new user meets it: SQLite's introspection pragmas answer as in
+//! plain SQLite on every node, Shoal's own state stays out of the user's database through every
+//! door, a downloaded backup round-trips through `sqlite3 .dump` and `/db/load`, and a node
+//! killed at any moment comes back with every acknowledged write exactly once.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Cluster, ClusterSpec};
+
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn voters(count: usize) -> ClusterSpec {
+    ClusterSpec {
+        voters: count,
+        ..Default::default()
+    }
+}
+
+/// A schema that exercises what the introspection pragmas report: defaults, NOT NULL, a
+/// composite and a WITHOUT ROWID primary key, a generated column, foreign keys with actions,
+/// unique, partial and expression indexes, a view, a trigger, and a dangling foreign key.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE author(id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT 'anon', born DATE, \
+     score REAL DEFAULT 1.5, UNIQUE(name, born))",
+    "CREATE TABLE book(isbn TEXT, edition INTEGER, author_id INTEGER REFERENCES author(id) \
+     ON DELETE CASCADE, title TEXT COLLATE NOCASE, pages INTEGER CHECK (pages > 0), \
+     words INTEGER GENERATED ALWAYS AS (pages * 300) VIRTUAL, PRIMARY KEY(isbn, edition))",
+    "CREATE TABLE tag(name TEXT PRIMARY KEY, book_isbn TEXT, book_edition INTEGER, \
+     FOREIGN KEY(book_isbn, book_edition) REFERENCES book(isbn, edition)) WITHOUT ROWID",
+    "CREATE TABLE orphan(id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES missing(id))",
+    "CREATE INDEX book_title ON book(title DESC, pages)",
+    "CREATE UNIQUE INDEX book_long ON book(pages) WHERE pages > 500",
+    "CREATE INDEX author_lower ON author(lower(name))",
+    "CREATE VIEW long_books AS SELECT title FROM book WHERE pages > 500",
+    "CREATE TRIGGER author_named AFTER INSERT ON author BEGIN SELECT 1; END",
+    "INSERT INTO author(id, name, born) VALUES (1, 'Ann', '1970-01-02'), (2, 'Bo', NULL)",
+    "INSERT INTO book(isbn, edition, author_id, title, pages) VALUES ('x1', 1, 1, 'Alpha', 100), \
+     ('x2', 1, 2, 'Beta', 700)",
+    "PRAGMA user_version = 7",
+];
+
+/// Pragmas that describe the database (its schema and contents): every form of each must give
+/// exactly plain SQLite's rows.
+fn describing_pragmas() -> Vec<String> {
+    let mut statements = Vec::new();
+    for (pragma, argument) in [
+        ("table_info", "author"),
+        ("table_info", "book"),
+        ("table_xinfo", "book"),
+        ("table_info", "long_books"),
+        ("index_info", "book_title"),
+        ("index_xinfo", "book_title"),
+        ("index_info", "author_lower"),
+        ("index_list", "author"),
+        ("index_list", "book"),
+        ("index_list", "tag"),
+        ("foreign_key_list", "book"),
+        ("foreign_key_list", "tag"),
+        ("foreign_key_check", "orphan"),
+        ("integrity_check", "book"),
+        ("quick_check", "author"),
+        ("table_list", "book"),
+    ] {
+        statements.push(format!("PRAGMA {pragma}({argument})"));
+        statements.push(format!("PRAGMA {pragma}('{argument}')"));
+        statements.push(format!("PRAGMA main.{pragma}({argument})"));
+        statements.push(format!("SELECT * FROM pragma_{pragma}('{argument}')"));
+        if pragma != "table_list" {
+            // The second argument of a pragma function is the schema (table_list takes none).
+            statements.push(format!(
+                "SELECT * FROM pragma_{pragma}('{argument}', 'main')"
+            ));
+        }
+    }
+    for pragma in [
+        "table_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+        "user_version",
+        "application_id",
+        "schema_version",
+        "encoding",
+        "auto_vacuum",
+        "collation_list",
+    ] {
+        statements.push(format!("PRAGMA {pragma}"));
+        statements.push(format!("PRAGMA main.{pragma}"));
+    }
+    statements.push("PRAGMA integrity_check(5)".into());
+    statements.push("PRAGMA main.quick_check(3)".into());
+    statements.push("SELECT name, type FROM pragma_table_list ORDER BY name".into());
+    statements.push(
+        "SELECT m.name, p.name, p.type, p.pk FROM sqlite_schema AS m \
+         JOIN pragma_table_info(m.name) AS p WHERE m.type = 'table' ORDER BY 1, p.cid"
+            .into(),
+    );
+    statements
+}
+
+/// Pragmas that report the connection or the file (journal mode, page counts, compile
+/// options): they must answer, though the values are the node's own.
+const REPORTING_PRAGMAS: &[&str] = &[
+    "PRAGMA compile_options",
+    "PRAGMA database_list",
+    "PRAGMA data_version",
+    "PRAGMA function_list",
+    "PRAGMA module_list",
+    "PRAGMA pragma_list",
+    "PRAGMA page_count",
+    "PRAGMA page_size",
+    "PRAGMA freelist_count",
+    "PRAGMA journal_mode",
+    "PRAGMA foreign_keys",
+    "PRAGMA cache_size",
+    "PRAGMA busy_timeout",
+    "PRAGMA recursive_triggers",
+    "PRAGMA secure_delete",
+    "PRAGMA synchronous",
+    "PRAGMA temp_store",
+    "PRAGMA max_page_count",
+];
+
+/// `connection`'s answer to `sql` as rqlite's JSON presents values.
+fn plain_sqlite_rows(connection: &rusqlite::Connection, sql: &str) -> Value {
+    let mut statement = connection.prepare(sql).unwrap();
+    let columns = statement.column_count();
+    let rows: Vec<Value> = statement
+        .query_map([], |row| {
+            Ok(Value::Array(
+                (0..columns)
+                    .map(|i| match row.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Null => Value::Null,
+                        rusqlite::types::ValueRef::Integer(v) => json!(v),
+                        rusqlite::types::ValueRef::Real(v) => json!(v),
+                        rusqlite::types::ValueRef::Text(v) => {
+                            json!(String::from_utf8_lossy(v))
+                        }
+                        rusqlite::types::ValueRef::Blob(_) => panic!("no pragma answers a blob"),
+                    })
+                    .collect(),
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    Value::Array(rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_read_only_pragmas_answer_as_plain_sqlite_on_every_node_at_every_level() {
+    let cluster = Cluster::start(voters(3)).await;
+    let (status, body) = cluster
+        .post(0, "/db/execute?transaction", json!(SCHEMA))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.to_string().contains("error"), "{body}");
+    let plain = rusqlite::Connection::open_in_memory().unwrap();
+    for statement in SCHEMA {
+        plain.execute_batch(statement).unwrap();
+    }
+    let describing = describing_pragmas();
+    let expected: Vec<Value> = describing
+        .iter()
+        .map(|sql| plain_sqlite_rows(&plain, sql))
+        .collect();
+    cluster
+        .wait_for_values(2, "SELECT count(*) FROM book", &json!([[2]]), SETTLE)
+        .await;
+    for node in 0..3 {
+        for level in ["none", "weak", "strong", "linearizable"] {
+            let (status, body) = cluster
+                .post(node, &format!("/db/query?level={level}"), json!(describing))
+                .await;
+            assert_eq!(status, 200, "node {} level {level}: {body}", node + 1);
+            for (position, sql) in describing.iter().enumerate() {
+                let result = &body["results"][position];
+                assert_eq!(
+                    result.get("error"),
+                    None,
+                    "node {} level {level}: {sql}",
+                    node + 1
+                );
+                assert_eq!(
+                    result.get("values").cloned().unwrap_or(json!([])),
+                    expected[position],
+                    "node {} level {level}: {sql} answers as in plain SQLite",
+                    node + 1
+                );
+            }
+            let (status, body) = cluster
+                .post(
+                    node,
+                    &format!("/db/query?level={level}"),
+                    json!(REPORTING_PRAGMAS),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            for (position, sql) in REPORTING_PRAGMAS.iter().enumerate() {
+                assert_eq!(
+                    body["results"][position].get("error"),
+                    None,
+                    "node {} level {level}: {sql}",
+                    node + 1
+                );
+            }
+        }
+    }
+    // Pragmas that change one connection's settings stay refused, with a sentence.
+    for sql in [
+        "PRAGMA foreign_keys = OFF",
+        "PRAGMA journal_mode = DELETE",
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+    ] {
+        let (_, body) = cluster.post(1, "/db/execute", json!([sql])).await;
+        let error = body["results"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains("is not allowed"), "{sql}: {body}");
+    }
+    // The replicated ones replicate.
+    cluster
+        .execute(1, json!(["PRAGMA application_id = 99"]))
+        .await;
+    cluster
+        .wait_for_values(2, "PRAGMA application_id", &json!([[99]]), SETTLE)
+        .await;
+}
+
+/// Every name the user's database shows through SQL.
+async fn schema_names(cluster: &Cluster, node: usize) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for sql in [
+        "SELECT name FROM sqlite_master",
+        "SELECT name FROM sqlite_schema",
+        "SELECT tbl_name FROM main.sqlite_master",
+        "SELECT name FROM pragma_table_list",
+    ] {
+        for row in cluster
+            .query(node, sql, "level=none")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+        {
+            names.insert(row[0].as_str().unwrap().to_string());
+        }
+    }
+    let (_, body) = cluster
+        .post(node, "/db/query?level=none", json!(["PRAGMA table_list"]))
+        .await;
+    for row in body["results"][0]["values"].as_array().unwrap() {
+        names.insert(row[1].as_str().unwrap().to_string());
+    }
+    names
+}
+
+fn assert_only_user_objects(door: &str, text: &str) {
+    assert!(
+        !text.to_ascii_lowercase().contains("_shoal"),
+        "{door} shows Shoal's internal state: {text}"
+    );
+}
+
+async fn download(cluster: &Cluster, node: usize, path: &str) -> Vec<u8> {
+    let response = cluster
+        .http
+        .get(format!("{}{path}", cluster.url(node)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.bytes().await.unwrap().to_vec()
+}
+
+fn run(program: &str, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r20_shoal_state_is_invisible_through_every_door() {
+    let cluster = Cluster::start(voters(3)).await;
+    cluster
+        .execute(
+            0,
+            json!([
+                "CREATE TABLE fruit(id INTEGER PRIMARY KEY, name TEXT)",
+                "CREATE INDEX fruit_name ON fruit(name)",
+                "INSERT INTO fruit(name) VALUES ('apple'), ('pear')"
+            ]),
+        )
+        .await;
+    cluster
+        .wait_for_values(2, "SELECT count(*) FROM fruit", &json!([[2]]), SETTLE)
+        .await;
+    for node in 0..3 {
+        let names = schema_names(&cluster, node).await;
+        let expected: BTreeSet<String> =
+            ["fruit", "fruit_name", "sqlite_schema", "sqlite_temp_schema"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+        assert_eq!(
+            names,
+            expected,
+            "node {}: the schema holds the user's objects only",
+            node + 1
+        );
+    }
+    // A client's "drop every table" teardown works.
+    let tables = cluster
+        .query(0, "SELECT name FROM sqlite_master WHERE type = 'table'", "")
+        .await
+        .unwrap();
+    let drops: Vec<String> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| format!("DROP TABLE {}", row[0].as_str().unwrap()))
+        .collect();
+    let (status, body) = cluster.post(0, "/db/execute", json!(drops)).await;
+    assert_eq!(status, 200);
+    assert!(!body.to_string().contains("error"), "{body}");
+    cluster
+        .execute(
+            0,
+            json!([
+                "CREATE TABLE fruit(id INTEGER PRIMARY KEY, name TEXT)",
+                "INSERT INTO fruit(name) VALUES ('fig')"
+            ]),
+        )
+        .await;
+    cluster
+        .wait_for_values(1, "SELECT name FROM fruit", &json!([["fig"]]), SETTLE)
+        .await;
+
+    // The shell's .tables, .schema and .dump.
+    let host = cluster.url(1);
+    for command in [".tables", ".schema", ".dump"] {
+        let out = run(
+            env!("CARGO_BIN_EXE_shoal"),
+            &["shell", "--host", &host, "-c", command],
+            "",
+        );
+        assert!(out.contains("fruit"), "{command}: {out}");
+        assert_only_user_objects(command, &out);
+    }
+    // psql's \dt.
+    let pg_port = cluster.nodes[2].pg_port.to_string();
+    let out = run(
+        "psql",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg_port,
+            "-U",
+            "shoal",
+            "-d",
+            "shoal",
+            "-X",
+            "-c",
+            "\\dt",
+        ],
+        "",
+    );
+    assert!(out.contains("fruit"), "\\dt: {out}");
+    assert_only_user_objects("psql \\dt", &out);
+    // Both /db/backup formats.
+    let dump = String::from_utf8(download(&cluster, 0, "/db/backup?fmt=sql").await).unwrap();
+    assert!(dump.contains("fruit"), "{dump}");
+    assert_only_user_objects("/db/backup?fmt=sql", &dump);
+    let image = download(&cluster, 2, "/db/backup").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("backup.sqlite");
+    std::fs::write(&file, &image).unwrap();
+    let downloaded = rusqlite::Connection::open(&file).unwrap();
+    let names: Vec<String> = downloaded
+        .prepare("SELECT name FROM sqlite_master ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        names,
+        ["fruit"],
+        "the downloaded database holds the user's objects only"
+    );
+    let journal: String = downloaded
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        journal, "delete",
+        "a downloaded file opens without its -wal"
+    );
+    // Not even in free pages: the password hashes and the Raft state never left the cluster.
+    assert!(
+        !image.windows(6).any(|w| w == b"_shoal"),
+        "the downloaded file carries Shoal's state somewhere in its pages"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r30_backup_dump_and_load_round_trip_binary_and_sql() {
+    let cluster = Cluster::start(voters(3)).await;
+    cluster
+        .execute(
+            0,
+            json!([
+                "CREATE TABLE note(id INTEGER PRIMARY KEY, body TEXT, weight REAL, raw BLOB)",
+                "INSERT INTO note(body, weight, raw) VALUES ('it''s', 1.25, x'00ff'), (NULL, -2, NULL)",
+                "CREATE VIEW heavy AS SELECT body FROM note WHERE weight > 1"
+            ]),
+        )
+        .await;
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("backup.sqlite");
+    std::fs::write(&file, download(&cluster, 1, "/db/backup").await).unwrap();
+    // download → sqlite3 .dump → POST /db/load, the everyday round trip.
+    let dump = run("sqlite3", &[file.to_str().unwrap(), ".dump"], "");
+    // As with rqlite, a dump runs as statements: into a database without its tables.
+    cluster
+        .execute(0, json!(["DROP VIEW heavy", "DROP TABLE note"]))
+        .await;
+    let response = cluster
+        .http
+        .post(format!("{}/db/load", cluster.url(0)))
+        .header("Content-Type", "application/octet-stream")
+        .body(dump)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.to_string().contains("error"), "{body}");
+    for node in 0..3 {
+        cluster
+            .wait_for_values(
+                node,
+                "SELECT count(*), sum(weight) FROM note",
+                &json!([[2, -0.75]]),
+                SETTLE,
+            )
+            .await;
+    }
+    assert_eq!(
+        cluster
+            .query(2, "SELECT * FROM heavy", "level=none")
+            .await
+            .unwrap(),
+        json!([["it's"]])
+    );
+    // The binary file loads back as well.
+    cluster.execute(0, json!(["DELETE FROM note"])).await;
+    let response = cluster
+        .http
+        .post(format!("{}/db/load", cluster.url(2)))
+        .header("Content-Type", "application/octet-stream")
+        .body(std::fs::read(&file).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    for node in 0..3 {
+        cluster
+            .wait_for_values(node, "SELECT count(*) FROM note", &json!([[2]]), SETTLE)
+            .await;
+        let names = schema_names(&cluster, node).await;
+        assert!(
+            names.iter().all(|name| !name.contains("shoal")),
+            "{names:?}"
+        );
+    }
+    // The cluster's state survived the load: it still takes writes.
+    cluster
+        .execute(
+            1,
+            json!(["INSERT INTO note(body) VALUES ('after the load')"]),
+        )
+        .await;
+    cluster
+        .wait_for_values(0, "SELECT count(*) FROM note", &json!([[3]]), SETTLE)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r40_a_node_killed_at_any_moment_keeps_every_acknowledged_write_exactly_once() {
+    let mut cluster = Cluster::start(voters(1)).await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE event(seq INTEGER NOT NULL, note TEXT)"]),
+        )
+        .await;
+    let mut acknowledged = Vec::new();
+    let mut next = 0u64;
+    for round in 0..6u64 {
+        // Writes race the kill: the node dies while entries are being applied.
+        let writes_ms = 150 + 90 * round;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(writes_ms) {
+            next += 1;
+            let (status, body) = cluster
+                .post(
+                    0,
+                    "/db/execute",
+                    json!([
+                        format!("INSERT INTO event VALUES ({next}, 'first')"),
+                        format!("INSERT INTO event VALUES ({next}, 'second')")
+                    ]),
+                )
+                .await;
+            if status == 200 && !body.to_string().contains("error") {
+                acknowledged.push(next);
+            }
+        }
+        let racing = {
+            let http = cluster.http.clone();
+            let url = format!("{}/db/execute", cluster.url(0));
+            let first = next + 1;
+            tokio::spawn(async move {
+                for seq in first..first + 200 {
+                    let _ = http
+                        .post(&url)
+                        .json(&json!([
+                            format!("INSERT INTO event VALUES ({seq}, 'first')"),
+                            format!("INSERT INTO event VALUES ({seq}, 'second')")
+                        ]))
+                        .send()
+                        .await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20 + 7 * round)).await;
+        cluster.restart(0).await; // SIGKILL, then start again
+        racing.abort();
+        next += 200;
+        cluster.leader(Duration::from_secs(30)).await;
+        let rows = cluster
+            .query(
+                0,
+                "SELECT seq, count(*) FROM event GROUP BY seq HAVING count(*) != 2 \
+                 OR sum(note = 'first') != 1",
+                "level=strong",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            json!([]),
+            "round {round}: an entry was applied twice or in part"
+        );
+        let present: BTreeSet<u64> = cluster
+            .query(0, "SELECT DISTINCT seq FROM event", "level=strong")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row[0].as_u64().unwrap())
+            .collect();
+        let lost: Vec<u64> = acknowledged
+            .iter()
+            .copied()
+            .filter(|seq| !present.contains(seq))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: acknowledged writes lost: {lost:?}"
+        );
+        let log = std::fs::read_to_string(cluster.nodes[0].log_path()).unwrap_or_default();
+        assert!(
+            log.contains("did not stop cleanly"),
+            "a killed node rebuilds its database instead of trusting it"
+        );
+    }
+    assert!(
+        acknowledged.len() > 20,
+        "the test wrote too little: {}",
+        acknowledged.len()
+    );
+}
