@@ -1,6 +1,8 @@
 //! The `shoal` command: `serve` runs a node, `bench` loads Shoal (or a peer) with a workload.
 
 use std::net::SocketAddr;
+
+use shoal::net::addr::{ListenAddr, parse_listen_addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,12 +69,13 @@ struct ServeArgs {
     /// Where the node keeps its log, database and snapshots.
     #[arg(long, env = "SHOAL_DATA_DIR", default_value = "shoal-data")]
     data_dir: PathBuf,
-    /// Client HTTP API listen address.
-    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "127.0.0.1:4001")]
-    http_addr: SocketAddr,
-    /// Raft (node-to-node) listen address.
-    #[arg(long, env = "SHOAL_RAFT_ADDR", default_value = "127.0.0.1:4002")]
-    raft_addr: SocketAddr,
+    /// Client HTTP API listen address: an IP address or a host name, with a port
+    /// (`localhost:4001`); a host name is advertised as written.
+    #[arg(long, env = "SHOAL_HTTP_ADDR", default_value = "127.0.0.1:4001", value_parser = parse_listen_addr)]
+    http_addr: ListenAddr,
+    /// Raft (node-to-node) listen address: an IP address or a host name, with a port.
+    #[arg(long, env = "SHOAL_RAFT_ADDR", default_value = "127.0.0.1:4002", value_parser = parse_listen_addr)]
+    raft_addr: ListenAddr,
     /// HTTP address advertised to clients and other nodes, if not the listen address.
     #[arg(long, env = "SHOAL_HTTP_ADVERTISE_ADDR")]
     http_advertise_addr: Option<String>,
@@ -110,9 +113,11 @@ struct ServeArgs {
     /// Largest accepted HTTP request body, bytes.
     #[arg(long, env = "SHOAL_HTTP_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     http_max_body_bytes: usize,
-    /// Where PostgreSQL clients connect; `off` disables the PostgreSQL endpoint.
-    #[arg(long, env = "SHOAL_PG_ADDR", default_value = "127.0.0.1:5433", value_parser = parse_optional_addr)]
-    pg_addr: OptionalAddr,
+    /// Where PostgreSQL clients connect; `off` disables the PostgreSQL endpoint. Unset, the
+    /// node takes 127.0.0.1:5433, or the next free port above it when other nodes on the host
+    /// hold it (printed at start).
+    #[arg(long, env = "SHOAL_PG_ADDR", value_parser = parse_optional_addr)]
+    pg_addr: Option<OptionalAddr>,
     /// PostgreSQL connections served at once; more are refused with "too many clients".
     #[arg(long, env = "SHOAL_PG_MAX_CONNECTIONS", default_value_t = 100)]
     pg_max_connections: usize,
@@ -311,10 +316,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = NodeConfig {
         node_id: args.node_id,
         data_dir: args.data_dir.clone(),
-        http_addr: args.http_addr,
-        raft_addr: args.raft_addr,
-        http_advertise_addr: args.http_advertise_addr.clone(),
-        raft_advertise_addr: args.raft_advertise_addr.clone(),
+        http_addr: args.http_addr.resolved,
+        raft_addr: args.raft_addr.resolved,
+        http_advertise_addr: Some(
+            args.http_advertise_addr
+                .clone()
+                .unwrap_or_else(|| args.http_addr.advertised()),
+        ),
+        raft_advertise_addr: Some(
+            args.raft_advertise_addr
+                .clone()
+                .unwrap_or_else(|| args.raft_addr.advertised()),
+        ),
         join: args.join.clone(),
         non_voter: args.non_voter,
         raft: RaftSettings {
@@ -332,7 +345,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue: QueueSettings::default(),
         http_body_bytes_max: args.http_max_body_bytes,
         join_timeout: Duration::from_secs(args.join_timeout_s),
-        pg_addr: args.pg_addr.0,
+        pg_addr: match args.pg_addr {
+            Some(OptionalAddr(addr)) => addr,
+            None => Some(SocketAddr::from(([127, 0, 0, 1], PG_DEFAULT_PORT))),
+        },
+        pg_port_attempts: match args.pg_addr {
+            Some(_) => 1,
+            None => shoal::net::addr::PG_DEFAULT_PORT_ATTEMPTS,
+        },
         pg_connections_max: args.pg_max_connections.max(1),
         alerts: shoal::alerts::AlertSettings {
             webhooks: args.alert_webhook.clone(),
@@ -365,7 +385,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         node_id = args.node_id,
         http = %advertised.http_addr,
         raft = %advertised.raft_addr,
-        postgres = %args.pg_addr.0.map_or("off".to_string(), |a| a.to_string()),
+        postgres = %node.pg_addr().map_or("off".to_string(), |a| a.to_string()),
         data_dir = %args.data_dir.display(),
         role = if args.non_voter { "read replica" } else { "voter" },
         "shoal node serving"
@@ -441,7 +461,10 @@ fn parse_optional_addr(text: &str) -> Result<OptionalAddr, String> {
     if text.eq_ignore_ascii_case("off") || text.is_empty() {
         return Ok(OptionalAddr(None));
     }
-    text.parse()
-        .map(|addr| OptionalAddr(Some(addr)))
-        .map_err(|e| format!("expected host:port or off, got {text:?}: {e}"))
+    parse_listen_addr(text)
+        .map(|addr| OptionalAddr(Some(addr.resolved)))
+        .map_err(|e| format!("{e}, or off"))
 }
+
+/// The PostgreSQL port a node tries first when --pg-addr is not set.
+const PG_DEFAULT_PORT: u16 = 5433;

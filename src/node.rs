@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub join_timeout: Duration,
     /// Where PostgreSQL clients connect (`None`: no PostgreSQL endpoint).
     pub pg_addr: Option<SocketAddr>,
+    /// Ports tried from `pg_addr` upwards while they are taken (1: that port or nothing).
+    pub pg_port_attempts: u16,
     /// PostgreSQL connections served at once.
     pub pg_connections_max: usize,
     /// Alert rules' thresholds and webhooks.
@@ -63,13 +65,14 @@ struct NodeIdentity {
 pub enum NodeError {
     #[error("data directory {dir}: {message}")]
     DataDir { dir: PathBuf, message: String },
-    #[error("cannot listen on {what} address {addr} (setting {setting}): {source}")]
+    #[error("cannot listen on {what} address {addr} (setting {setting}): {error}")]
     Bind {
         what: &'static str,
         /// The setting that chose the address (`http_addr`, …).
         setting: &'static str,
         addr: SocketAddr,
-        source: std::io::Error,
+        /// Not `source`: the message already says it, and error chains would say it twice.
+        error: std::io::Error,
     },
     #[error(transparent)]
     Group(#[from] crate::raft::group::GroupError),
@@ -83,6 +86,8 @@ pub enum NodeError {
 pub struct Node {
     pub service: Arc<Service>,
     pub config: NodeConfig,
+    /// Where the PostgreSQL endpoint listens (the port may be above the one configured).
+    pg_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     _lock: std::fs::File,
@@ -122,6 +127,41 @@ impl Node {
                 None
             }
         };
+        // Listeners first: a node that cannot serve stops before touching its database.
+        let http_listener =
+            TcpListener::bind(config.http_addr)
+                .await
+                .map_err(|error| NodeError::Bind {
+                    what: "HTTP",
+                    setting: "http_addr",
+                    addr: config.http_addr,
+                    error,
+                })?;
+        let raft_listener =
+            TcpListener::bind(config.raft_addr)
+                .await
+                .map_err(|error| NodeError::Bind {
+                    what: "Raft",
+                    setting: "raft_addr",
+                    addr: config.raft_addr,
+                    error,
+                })?;
+        let pg_listener = match config.pg_addr {
+            Some(addr) => Some(
+                crate::net::addr::bind_first_free(addr, config.pg_port_attempts)
+                    .await
+                    .map_err(|error| NodeError::Bind {
+                        what: "PostgreSQL",
+                        setting: "pg_addr",
+                        addr,
+                        error,
+                    })?,
+            ),
+            None => None,
+        };
+        let pg_addr = pg_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok());
         let http = crate::net::node_client::NodeClient::new(sender, tls.as_ref())
             .map_err(NodeError::Other)?;
         let group = RaftGroup::start(
@@ -136,37 +176,6 @@ impl Node {
         let service = Service::new(group.clone(), http.clone());
         let queue = WriteQueue::start(service.clone(), config.queue.clone());
 
-        let http_listener = TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| NodeError::Bind {
-                what: "HTTP",
-                setting: "http_addr",
-                addr: config.http_addr,
-                source,
-            })?;
-        let raft_listener = TcpListener::bind(config.raft_addr)
-            .await
-            .map_err(|source| NodeError::Bind {
-                what: "Raft",
-                setting: "raft_addr",
-                addr: config.raft_addr,
-                source,
-            })?;
-        let pg_listener = match config.pg_addr {
-            Some(addr) => {
-                Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| NodeError::Bind {
-                            what: "PostgreSQL",
-                            setting: "pg_addr",
-                            addr,
-                            source,
-                        })?,
-                )
-            }
-            None => None,
-        };
         let backups =
             crate::backup::agent::BackupAgent::start(config.backup.clone(), service.clone());
         let groups: Groups = Arc::new([(group.id, group.clone())].into_iter().collect());
@@ -245,12 +254,18 @@ impl Node {
         let node = Node {
             service,
             config,
+            pg_addr,
             shutdown,
             servers,
             _lock: lock,
         };
         node.bootstrap_or_join().await?;
         Ok(node)
+    }
+
+    /// Where the PostgreSQL endpoint listens, if it runs.
+    pub fn pg_addr(&self) -> Option<SocketAddr> {
+        self.pg_addr
     }
 
     pub fn advertised(&self) -> ShoalNode {

@@ -229,8 +229,18 @@ impl BackupAgent {
             }
         };
         let metrics = crate::metrics::metrics();
+        // The live database holds the user's data only (`db::state_file`); a backup is an
+        // image, with the state and users inside it, so it is read from a consistent copy.
+        // (Reading the live pages and storing the state as an object of its own would save
+        // this copy; the backup format would change with it.)
+        let staging = group.database.path().with_extension("backup-image");
+        let database = group.database.clone();
+        let image = staging.clone();
+        tokio::task::spawn_blocking(move || database.export_image(&image))
+            .await
+            .map_err(|e| BackupError::Internal(format!("copying the database: {e}")))??;
         let outcome = create_backup(
-            group.database.path().to_path_buf(),
+            staging.clone(),
             &self.config.targets,
             key,
             self.config.compression_level,
@@ -242,6 +252,12 @@ impl BackupAgent {
             },
         )
         .await;
+        for file in [
+            staging.clone(),
+            crate::db::state_file::sidecar(&staging, "-journal"),
+        ] {
+            let _ = std::fs::remove_file(file);
+        }
         match &outcome {
             Ok(created) => {
                 tracing::info!(target: "audit", event = "backup_created", backup = %created.manifest.backup_id, log_index = created.manifest.log_index, node = group.node_id);

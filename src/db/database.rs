@@ -124,6 +124,8 @@ pub struct Database {
     /// Bumped whenever the users may have changed (a users entry, a load, a new image), so
     /// caches of them know to reload.
     users_version: AtomicU64,
+    /// What opening found on disk (a rebuild after an unclean stop, say).
+    opening: state_file::Opening,
 }
 
 impl Database {
@@ -142,11 +144,17 @@ impl Database {
             reader_permits: Arc::new(Semaphore::new(readers_max.max(1))),
             file_lock: RwLock::new(()),
             users_version: AtomicU64::new(1),
+            opening,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What opening found on disk.
+    pub fn opening(&self) -> state_file::Opening {
+        self.opening
     }
 
     /// Changes whenever the replicated users may have changed.

@@ -42,8 +42,12 @@ pub enum Opening {
     /// Both files as a clean shutdown left them.
     CleanRestart,
     /// The node did not stop cleanly: both files were discarded, to be rebuilt from the
-    /// snapshot and the log.
-    Discarded,
+    /// snapshot and the log. `applied_before` is the last entry the discarded state file
+    /// recorded as applied: it was committed, so the rebuild re-applies at least that far
+    /// before the node serves (a restarted leader must not answer from less than it had).
+    Discarded {
+        applied_before: Option<crate::raft::types::LogId>,
+    },
 }
 
 /// The state file that belongs to the database at `database`.
@@ -90,8 +94,28 @@ pub fn prepare(database: &Path) -> Result<Opening, DbError> {
     if state.exists() && take_clean_marker(database)? {
         return Ok(Opening::CleanRestart);
     }
+    let applied_before = if state.exists() {
+        recorded_applied(database)
+    } else {
+        None
+    };
     discard(database)?;
-    Ok(Opening::Discarded)
+    Ok(Opening::Discarded { applied_before })
+}
+
+/// The applied log id the state file records, if it can be read at all (a torn file gives
+/// none: the rebuild then goes only as far as openraft knows the log committed).
+fn recorded_applied(database: &Path) -> Option<crate::raft::types::LogId> {
+    let path = state_path(database);
+    let connection = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE).ok()?;
+    let text: String = connection
+        .query_row(
+            &format!("SELECT value FROM {STATE_TABLE} WHERE key = 'applied'"),
+            [],
+            |row| row.get(0),
+        )
+        .ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Whether the SQLite file at `path` keeps Shoal's state inside it (an image, or a database

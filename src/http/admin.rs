@@ -27,6 +27,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/join", post(join))
         .route("/remove", delete(remove).post(remove))
         .route("/leader", get(leader).post(step_down))
+        .route("/snapshot", post(snapshot))
 }
 
 fn flags(raw: Option<&str>) -> Vec<(String, String)> {
@@ -154,27 +155,68 @@ fn member_json(
     })
 }
 
+/// rqlite's `POST /snapshot[?trailing_logs=N]`: build a snapshot on this node now, then keep
+/// only `N` log entries behind it. 200 once the snapshot is built.
+async fn snapshot(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Response {
+    let pairs = flags(raw.as_deref());
+    let trailing_logs = match pairs.iter().find(|(key, _)| key == "trailing_logs") {
+        None => None,
+        Some((_, value)) => match value.parse::<u64>() {
+            Ok(count) => Some(count),
+            Err(_) => {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": format!("trailing_logs must be a whole number, got {value:?}")}),
+                    false,
+                );
+            }
+        },
+    };
+    match state
+        .service
+        .group
+        .snapshot_now(trailing_logs, Duration::from_secs(120))
+        .await
+    {
+        Ok(index) => json_response(
+            StatusCode::OK,
+            &json!({"snapshot_index": index}),
+            has_flag(raw.as_deref(), "pretty"),
+        ),
+        Err(error) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": error}),
+            false,
+        ),
+    }
+}
+
 /// rqlite's `/nodes`: voters by default, read replicas too with `nonvoters`; `ver=2` for a list.
 async fn nodes(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Response {
     let pairs = flags(raw.as_deref());
     let include_non_voters = pairs.iter().any(|(k, _)| k == "nonvoters");
     let list_form = pairs.iter().any(|(k, v)| k == "ver" && v == "2");
-    let members = state.service.member_states(state.started).await;
+    let members = state.service.member_probes(state.started).await;
     let leader = state.service.group.metrics().current_leader;
     let mut by_id = serde_json::Map::new();
     let mut list = Vec::new();
-    for (id, (node, voter, member)) in members {
-        if !voter && !include_non_voters {
+    for (id, probe) in members {
+        if !probe.voter && !include_non_voters {
             continue;
         }
-        let entry = json!({
+        let mut entry = json!({
             "id": id.to_string(),
-            "api_addr": crate::net::node_url(&node.http_addr),
-            "addr": node.raft_addr,
-            "voter": voter,
-            "reachable": member.is_some(),
+            "api_addr": crate::net::node_url(&probe.node.http_addr),
+            "addr": probe.node.raft_addr,
+            "voter": probe.voter,
+            "reachable": probe.state.is_ok(),
             "leader": leader == Some(id),
+            "time": probe.took.as_secs_f64(),
+            "time_s": format!("{:?}", probe.took),
         });
+        if let (Err(error), Some(fields)) = (&probe.state, entry.as_object_mut()) {
+            fields.insert("error".into(), json!(error));
+        }
         list.push(entry.clone());
         by_id.insert(id.to_string(), entry);
     }

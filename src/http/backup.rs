@@ -240,7 +240,7 @@ async fn load_sql(state: &ApiState, path: &Path) -> Response {
             "the SQL upload holds no statements",
         );
     }
-    let count = statements.len();
+    let started = std::time::Instant::now();
     let request = ServiceRequest {
         kind: RequestKind::Execute,
         batches: vec![StatementBatch::new(statements, true)],
@@ -266,7 +266,18 @@ async fn load_sql(state: &ApiState, path: &Path) -> Response {
                     ),
                 );
             }
-            ok_json(json!({"results": [{"statements": count}]}))
+            // As rqlite answers a SQL load: one result per statement, as /db/execute would.
+            let options = crate::http::render::RenderOptions {
+                timings: false,
+                associative: false,
+                blob_array: false,
+                raft_index: false,
+            };
+            ok_json(crate::http::render::render_response(
+                &response,
+                options,
+                started.elapsed().as_secs_f64(),
+            ))
         }
         Err(error) => error_json(crate::http::render::status_for(&error), error),
     }

@@ -82,10 +82,10 @@ async fn firing_alerts(State(state): State<ApiState>) -> Response {
     )
 }
 
-/// A JSON response, pretty-printed when asked.
+/// A JSON response, pretty-printed when asked (indented by four spaces, as rqlite does).
 pub fn json_response(status: StatusCode, body: &Value, pretty: bool) -> Response {
     let text = if pretty {
-        serde_json::to_string_pretty(body)
+        pretty_json(body)
     } else {
         serde_json::to_string(body)
     };
@@ -99,6 +99,15 @@ pub fn json_response(status: StatusCode, body: &Value, pretty: bool) -> Response
         text,
     )
         .into_response()
+}
+
+/// `body` indented by four spaces per level, as rqlite's `pretty` answers are.
+pub fn pretty_json(body: &Value) -> Result<String, serde_json::Error> {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    serde::Serialize::serialize(body, &mut serializer)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// An error response: `{"error": "..."}` with the status for its kind; a redirect to the

@@ -51,12 +51,25 @@ fn parse_time_text(text: &str) -> Option<String> {
         .map(|midnight| rfc3339(midnight.and_utc()))
 }
 
-/// RFC 3339 with as many fraction digits as needed and `Z` for UTC, like Go's RFC3339Nano.
+/// RFC 3339 with as many fraction digits as needed and `Z` for UTC, like Go's RFC3339Nano:
+/// trailing zeros of the fraction are dropped (`.5`, not `.500`), as rqlite's answers show.
 fn rfc3339<Tz: TimeZone>(time: DateTime<Tz>) -> String
 where
     Tz::Offset: std::fmt::Display,
 {
-    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    let text = time.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    let Some(dot) = text.find('.') else {
+        return text;
+    };
+    let zone_at = text[dot..]
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or(text.len(), |at| dot + at);
+    let fraction = text[dot + 1..zone_at].trim_end_matches('0');
+    if fraction.is_empty() {
+        format!("{}{}", &text[..dot], &text[zone_at..])
+    } else {
+        format!("{}.{fraction}{}", &text[..dot], &text[zone_at..])
+    }
 }
 
 fn unix_to_rfc3339(value: i64) -> Option<String> {
@@ -79,12 +92,16 @@ mod tests {
     #[test]
     fn sqlite_timestamps_become_rfc3339() {
         assert_eq!(
+            present_typed(&text("2026-12-04 13:40:29.082180"), "timestamp"),
+            Some(Value::from("2026-12-04T13:40:29.08218Z"))
+        );
+        assert_eq!(
             present_typed(&text("2024-01-02 03:04:05"), "timestamp"),
             Some(Value::from("2024-01-02T03:04:05Z"))
         );
         assert_eq!(
             present_typed(&text("2024-01-02 03:04:05.500"), "datetime"),
-            Some(Value::from("2024-01-02T03:04:05.500Z"))
+            Some(Value::from("2024-01-02T03:04:05.5Z"))
         );
         assert_eq!(
             present_typed(&text("2024-01-02T03:04:05+01:00"), "timestamp"),

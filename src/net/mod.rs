@@ -1,6 +1,7 @@
 //! What reaches a node's listeners: TLS (`tls`), address allow-lists and connection limits
 //! (`listener`), and development certificates (`cert`, `shoal cert`).
 
+pub mod addr;
 pub mod cert;
 pub mod listener;
 pub mod node_client;

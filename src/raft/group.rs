@@ -127,6 +127,8 @@ impl RaftGroup {
                 .map_err(|e| storage(e.to_string()))?,
         );
         recover_from_snapshot(&snapshots, &database).map_err(|e| storage(e.to_string()))?;
+        note_rebuild_target(&log, &database)
+            .map_err(|e| storage(format!("rebuilding the database: {e}")))?;
         seed_from_restore(&dir, &log, &database).map_err(|e| storage(e.to_string()))?;
 
         let config = Config {
@@ -324,6 +326,51 @@ fn spawn_snapshot_policy(group: &Arc<RaftGroup>, settings: &RaftSettings) {
     });
 }
 
+impl RaftGroup {
+    /// Builds a snapshot now (rqlite's `POST /snapshot`) and waits for it, up to `timeout`;
+    /// with `trailing_logs`, then purges the log up to that many entries before it (never
+    /// past what the archiver has not shipped). Returns the snapshot's log index.
+    pub async fn snapshot_now(
+        &self,
+        trailing_logs: Option<u64>,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        let applied = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map_or(0, |l| l.index);
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| format!("starting a snapshot: {e}"))?;
+        let metrics = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "snapshot built",
+            )
+            .await
+            .map_err(|e| format!("waiting for the snapshot: {e}"))?;
+        let index = metrics.snapshot.map_or(0, |s| s.index);
+        if let Some(trailing) = trailing_logs {
+            let hold = self.archive_hold.load(Ordering::Relaxed);
+            let purge_to = index.saturating_sub(trailing).min(hold);
+            if purge_to > 0 {
+                self.raft
+                    .trigger()
+                    .purge_log(purge_to)
+                    .await
+                    .map_err(|e| format!("purging the log: {e}"))?;
+            }
+        }
+        Ok(index)
+    }
+}
+
 /// The index up to which the log may be purged: the snapshot keeps everything before it, less
 /// `log_keep_entries` for briefly lagging followers, and not past what the archiver has
 /// shipped — unless the log has grown past twice its bound, when disk space wins (the
@@ -342,6 +389,24 @@ fn purge_target(group: &RaftGroup, settings: &RaftSettings) -> u64 {
     } else {
         wanted.min(hold)
     }
+}
+
+/// After an unclean stop discarded the database, tells openraft that the log is committed at
+/// least up to the last entry the discarded state recorded as applied (it was), so openraft
+/// re-applies the log up to it before the node serves: a node restored as leader would
+/// otherwise answer linearizable reads from less than it had applied (and acknowledged).
+fn note_rebuild_target(log: &LogStore, database: &Database) -> std::io::Result<()> {
+    if let crate::db::state_file::Opening::Discarded {
+        applied_before: Some(target),
+    } = database.opening()
+    {
+        tracing::info!(
+            index = target.index,
+            "re-applying the log up to where the database was"
+        );
+        log.set_committed_floor(Some(target))?;
+    }
+    Ok(())
 }
 
 /// Loads a restored image (`shoal restore --data-dir`) into a group that has never run: the

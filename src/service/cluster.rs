@@ -74,6 +74,17 @@ pub fn role_name(state: ServerState, is_voter: bool) -> &'static str {
     }
 }
 
+/// One member as a probe found it.
+#[derive(Debug, Clone)]
+pub struct MemberProbe {
+    pub node: ShoalNode,
+    pub voter: bool,
+    /// Its state, or why it could not be reached.
+    pub state: Result<MemberState, String>,
+    /// How long the probe took.
+    pub took: Duration,
+}
+
 impl Service {
     /// This node's state, as [`MemberState`].
     pub fn own_state(&self, started: std::time::Instant) -> MemberState {
@@ -102,17 +113,40 @@ impl Service {
         &self,
         started: std::time::Instant,
     ) -> BTreeMap<NodeId, (ShoalNode, bool, Option<MemberState>)> {
+        self.member_probes(started)
+            .await
+            .into_iter()
+            .map(|(id, probe)| (id, (probe.node, probe.voter, probe.state.ok())))
+            .collect()
+    }
+
+    /// Every member, probed at once: its state, or why it could not be reached, and how long
+    /// the probe took (rqlite's `/nodes` reports both).
+    pub async fn member_probes(
+        &self,
+        started: std::time::Instant,
+    ) -> BTreeMap<NodeId, MemberProbe> {
         let metrics = self.group.metrics();
         let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
         let probes = metrics.membership_config.nodes().map(|(id, node)| {
             let (id, node, voter) = (*id, node.clone(), voters.contains(id));
             async move {
+                let probe_started = std::time::Instant::now();
                 let state = if id == self.node_id() {
-                    Some(self.own_state(started))
+                    Ok(self.own_state(started))
                 } else {
-                    self.peers.member_state(&node.raft_addr).await.ok()
+                    self.peers
+                        .member_state(&node.raft_addr)
+                        .await
+                        .map_err(|error| error.to_string())
                 };
-                (id, (node, voter, state))
+                let probe = MemberProbe {
+                    node,
+                    voter,
+                    state,
+                    took: probe_started.elapsed(),
+                };
+                (id, probe)
             }
         });
         join_all(probes).await.into_iter().collect()

@@ -60,6 +60,10 @@ struct CachedEntry {
 /// What the store's handles and its writer thread share, behind one lock.
 struct Shared {
     state: DurableState,
+    /// An entry known committed at start (the last one the state machine had applied before
+    /// an unclean stop discarded its database): reported as committed, so openraft re-applies
+    /// the log up to it before the node serves. Not persisted.
+    committed_floor: Option<LogId>,
     /// The last entry appended and not truncated (`None`: nothing beyond the purge point).
     last_log_id: Option<LogId>,
     /// The newest entries, a contiguous run ending at `last_log_id`: every entry not yet
@@ -199,6 +203,14 @@ fn writer_gone() -> io::Error {
 }
 
 impl LogStore {
+    /// Tells openraft at start that the log is committed at least up to `log_id` (see
+    /// `Shared::committed_floor`); call before the Raft instance starts.
+    pub fn set_committed_floor(&self, log_id: Option<LogId>) -> io::Result<()> {
+        let mut shared = self.shared.write().map_err(|_| poisoned())?;
+        shared.committed_floor = log_id;
+        Ok(())
+    }
+
     /// Opens the log in `dir`, verifying every record, and starts its writer thread. At most
     /// `memory_budget` bytes of encoded entries are kept in memory.
     pub fn open(dir: &Path, memory_budget: usize) -> io::Result<LogStore> {
@@ -217,6 +229,7 @@ impl LogStore {
         })?;
         let shared = Arc::new(RwLock::new(Shared {
             state,
+            committed_floor: None,
             last_log_id: loaded.last_log_id,
             memory,
             memory_bytes,
@@ -302,6 +315,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        let shared = self.shared.read().map_err(|_| poisoned())?;
+        Ok(shared.committed_floor)
+    }
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let shared = self.shared.read().map_err(|_| poisoned())?;
