@@ -901,3 +901,73 @@ async fn r60_rqlite_answers_pretty_nodes_probes_sql_loads_and_snapshots() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r70_a_data_directory_of_the_earlier_layout_is_migrated_on_start() {
+    let mut cluster = Cluster::start(voters(1)).await;
+    cluster
+        .execute(
+            0,
+            json!([
+                "CREATE TABLE kept(n INTEGER)",
+                "INSERT INTO kept VALUES (1), (2)"
+            ]),
+        )
+        .await;
+    // A clean stop, then the layout every earlier version wrote: the state tables inside the
+    // user's database, no companion file.
+    cluster.nodes[0].signal(libc::SIGTERM);
+    let deadline = Instant::now() + SETTLE;
+    while cluster.get_json(0, "/livez").await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let group = cluster.nodes[0].data_dir.join("groups").join("1");
+    let state_file = group.join("db.sqlite-shoal");
+    {
+        let data = rusqlite::Connection::open(group.join("db.sqlite")).unwrap();
+        data.execute_batch(&format!(
+            "ATTACH '{}' AS state;
+             CREATE TABLE _shoal_raft_state(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE _shoal_users(name TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO _shoal_raft_state SELECT * FROM state._shoal_raft_state WHERE key != 'clean_shutdown';
+             INSERT INTO _shoal_users SELECT * FROM state._shoal_users;
+             DETACH state;",
+            state_file.display()
+        ))
+        .unwrap();
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", state_file.display()));
+    }
+    cluster.restart(0).await;
+    cluster.leader(SETTLE).await;
+    let log = std::fs::read_to_string(cluster.nodes[0].log_path()).unwrap_or_default();
+    assert!(
+        log.contains("moving Shoal's state out of the user's database"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("did not stop cleanly"),
+        "a migrated directory is trusted, not rebuilt"
+    );
+    cluster
+        .wait_for_values(0, "SELECT count(*) FROM kept", &json!([[2]]), SETTLE)
+        .await;
+    let names = schema_names(&cluster, 0).await;
+    assert!(
+        names.iter().all(|name| !name.contains("shoal")),
+        "{names:?}"
+    );
+    cluster
+        .execute(0, json!(["INSERT INTO kept VALUES (3)"]))
+        .await;
+    cluster
+        .wait_for_values(0, "SELECT sum(n) FROM kept", &json!([[6]]), SETTLE)
+        .await;
+    assert!(state_file.exists(), "the state moved into its own file");
+}

@@ -35,6 +35,24 @@ pub async fn run_client_script(script: &str, args: &[String], success_line: &str
     assert!(text.contains(success_line), "{text}");
 }
 
+/// Ports held open until dropped, so nothing in this process (a proxy binding port 0, the
+/// next `free_port`) is handed the same number before the node binds it.
+pub struct ReservedPorts(Vec<std::net::TcpListener>);
+
+impl ReservedPorts {
+    pub fn new(count: usize) -> ReservedPorts {
+        ReservedPorts(
+            (0..count)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+                .collect(),
+        )
+    }
+
+    pub fn port(&self, position: usize) -> u16 {
+        self.0[position].local_addr().expect("bound port").port()
+    }
+}
+
 /// A port the OS just handed out; free unless another process races us for it.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -225,7 +243,9 @@ impl Cluster {
     pub async fn add_node(&mut self, voter: bool) -> usize {
         let position = self.nodes.len();
         let id = self.nodes.last().map_or(1, |n| n.id + 1);
-        let (http_port, raft_port, pg_port) = (free_port(), free_port(), free_port());
+        let reserved = ReservedPorts::new(3);
+        let (http_port, raft_port, pg_port) =
+            (reserved.port(0), reserved.port(1), reserved.port(2));
         let raft_advertise = match &mut self.network {
             Some(network) => format!("127.0.0.1:{}", network.add_node(id, raft_port).await),
             None => format!("127.0.0.1:{raft_port}"),
@@ -287,6 +307,7 @@ impl Cluster {
             },
             child: None,
         };
+        drop(reserved);
         node.spawn();
         self.nodes.push(node);
         self.wait_member(position, voter, Duration::from_secs(30))
