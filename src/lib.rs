@@ -18,6 +18,7 @@ pub mod net;
 pub mod node;
 pub mod pgwire;
 pub mod raft;
+pub mod recover;
 pub mod service;
 pub mod shell;
 pub mod sqltext;

@@ -45,6 +45,9 @@ enum Command {
     User(shoal::auth::cli::UserArgs),
     /// Development TLS certificates: a CA and node certificates.
     Cert(shoal::net::cert::CertArgs),
+    /// After a quorum is lost for good: make this stopped node's data directory the seed of
+    /// a new single-node cluster holding all its data (refused while a quorum is alive).
+    Recover(shoal::recover::RecoverArgs),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -88,6 +91,10 @@ struct ServeArgs {
     /// Join as a read replica (a non-voting Raft learner).
     #[arg(long, env = "SHOAL_NON_VOTER")]
     non_voter: bool,
+    /// On a graceful stop (SIGTERM, SIGINT), leave the cluster: the leader removes this node
+    /// from the membership (rqlite's -raft-cluster-remove-shutdown; for autoscaled replicas).
+    #[arg(long, env = "SHOAL_LEAVE_ON_SHUTDOWN")]
+    leave_on_shutdown: bool,
     /// Leader heartbeat interval, milliseconds.
     #[arg(long, env = "SHOAL_HEARTBEAT_MS", default_value_t = 50)]
     heartbeat_ms: u64,
@@ -202,6 +209,7 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Backup(args)) => std::process::exit(shoal::backup::cli::run(args)),
         Some(Command::User(args)) => std::process::exit(shoal::auth::cli::run(args)),
         Some(Command::Cert(args)) => std::process::exit(shoal::net::cert::run(args)),
+        Some(Command::Recover(args)) => std::process::exit(shoal::recover::run(args)),
         Some(Command::Restore(args)) => {
             std::process::exit(shoal::backup::cli::run_restore_command(args))
         }
@@ -228,6 +236,7 @@ fn run() -> anyhow::Result<()> {
             | Command::Backup(_)
             | Command::User(_)
             | Command::Cert(_)
+            | Command::Recover(_)
             | Command::Restore(_),
         ) => Ok(()),
         Some(Command::Config(ConfigCommand::Example)) => {
@@ -330,6 +339,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         join: args.join.clone(),
         non_voter: args.non_voter,
+        leave_on_shutdown: args.leave_on_shutdown,
         raft: RaftSettings {
             heartbeat_interval_ms: args.heartbeat_ms,
             election_timeout_min_ms: args.election_timeout_ms,

@@ -2,7 +2,7 @@
 //! bootstraps the cluster, and shuts down gracefully (handing leadership over first).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,8 @@ pub struct NodeConfig {
     pub pg_addr: Option<SocketAddr>,
     /// Ports tried from `pg_addr` upwards while they are taken (1: that port or nothing).
     pub pg_port_attempts: u16,
+    /// Leave the cluster (be removed from its membership) on a graceful stop.
+    pub leave_on_shutdown: bool,
     /// PostgreSQL connections served at once.
     pub pg_connections_max: usize,
     /// Alert rules' thresholds and webhooks.
@@ -279,7 +281,10 @@ impl Node {
             .await
             .map_err(|e| NodeError::Other(e.to_string()))?;
         if initialized {
-            return Ok(());
+            if self.config.join.is_empty() {
+                return Ok(());
+            }
+            return self.rejoin().await;
         }
         if self.config.join.is_empty() {
             if self.config.auth.enabled {
@@ -320,16 +325,70 @@ impl Node {
 
     /// Asks the cluster (through any listed member) to add this node, retrying until the
     /// join timeout: members may still be starting.
+    /// A node that is already a member and was started with `--join`, as rqlite users start
+    /// every node: asks the cluster to confirm it, so a data directory of another cluster is
+    /// refused, and a member that comes back on new addresses is re-registered (it cannot
+    /// take part until it is). When the cluster does not answer (it may be restarting as a
+    /// whole), a node at its recorded addresses starts anyway.
+    async fn rejoin(&self) -> Result<(), NodeError> {
+        let node = self.advertised();
+        let recorded = self
+            .service
+            .group
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&self.config.node_id)
+            .cloned();
+        let moved = recorded.as_ref().is_some_and(|recorded| recorded != &node);
+        let cluster_id = {
+            let database = self.service.group.database.clone();
+            tokio::task::spawn_blocking(move || database.applied_state())
+                .await
+                .map_err(|e| NodeError::Other(e.to_string()))?
+                .map_err(|e| NodeError::Other(e.to_string()))?
+                .cluster_id
+        };
+        if moved {
+            tracing::info!(
+                from = ?recorded,
+                to = ?node,
+                "this member's addresses changed; asking the cluster to re-register it"
+            );
+            return self.join_with(cluster_id, self.config.join_timeout).await;
+        }
+        match self.join_with(cluster_id, REJOIN_CHECK_TIMEOUT).await {
+            Err(NodeError::Join { message, .. }) if !message.starts_with("400") => {
+                tracing::warn!(%message, "could not confirm membership through --join; starting from the data directory");
+                Ok(())
+            }
+            outcome => outcome,
+        }
+    }
+
     async fn join(&self) -> Result<(), NodeError> {
+        self.join_with(None, self.config.join_timeout).await
+    }
+
+    /// Asks the `--join` targets to add this node (or confirm it), until `timeout`; a 400
+    /// answer ends the attempts at once.
+    async fn join_with(
+        &self,
+        cluster_id: Option<String>,
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
         let client = self.service.peers.http();
         let node = self.advertised();
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "id": self.config.node_id,
             "addr": node.raft_addr,
             "http_addr": node.http_addr,
             "voter": !self.config.non_voter,
         });
-        let deadline = Instant::now() + self.config.join_timeout;
+        if let (Some(cluster_id), Some(fields)) = (cluster_id, body.as_object_mut()) {
+            fields.insert("cluster_id".into(), serde_json::Value::String(cluster_id));
+        }
+        let deadline = Instant::now() + timeout;
         let mut last_error = String::from("no attempt made");
         while Instant::now() < deadline {
             for target in &self.config.join {
@@ -370,6 +429,34 @@ impl Node {
         })
     }
 
+    /// Asks the leader (this node has handed leadership over already) to remove this node
+    /// from the cluster; waits at most `LEAVE_TIMEOUT`, and a failure only stops the leaving.
+    async fn leave(&self) {
+        let id = self.config.node_id;
+        let request = ClusterRequest::Remove { id };
+        let deadline = Instant::now() + LEAVE_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, self.service.cluster(request.clone())).await {
+                Ok(Ok(_)) => {
+                    tracing::info!(target: "audit", event = "member_left", id, "left the cluster on shutdown");
+                    return;
+                }
+                Ok(Err(crate::service::ServiceError::NoLeader)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "could not leave the cluster on shutdown");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("leaving the cluster on shutdown timed out");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Graceful stop: a leader hands leadership to an up-to-date voter first, so writes
     /// continue without waiting for an election timeout.
     pub async fn shutdown(self) {
@@ -385,6 +472,9 @@ impl Node {
                 Ok(Err(error)) => tracing::warn!(%error, "could not hand leadership over"),
                 Err(_) => tracing::warn!("handing leadership over timed out"),
             }
+        }
+        if self.config.leave_on_shutdown {
+            self.leave().await;
         }
         let _ = self.shutdown.send(true);
         if let Err(error) = service.group.raft.shutdown().await {
@@ -403,6 +493,13 @@ impl Node {
         }
     }
 }
+
+/// How long a node leaving the cluster on shutdown waits for the leader to remove it.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a member started with `--join` tries to have the cluster confirm it before it
+/// starts from its data directory anyway.
+const REJOIN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Waits until this node leads, then commits an empty command (it fixes the cluster id).
 async fn propose_first_command(group: &RaftGroup, timeout: Duration) -> Result<(), NodeError> {
@@ -552,6 +649,34 @@ fn prepare_data_dir(config: &NodeConfig) -> Result<std::fs::File, NodeError> {
         dir: dir.clone(),
         message,
     };
+    let lock = lock_data_dir(dir)?;
+    match recorded_node_id(dir)? {
+        Some(node_id) if node_id != config.node_id => {
+            return Err(fail(format!(
+                "it belongs to node {node_id}, but this node was started with --node-id {}",
+                config.node_id
+            )));
+        }
+        Some(_) => {}
+        None => {
+            let identity = serde_json::to_vec(&NodeIdentity {
+                node_id: config.node_id,
+            })
+            .map_err(|e| fail(e.to_string()))?;
+            std::fs::write(dir.join("node.json"), identity)
+                .map_err(|e| fail(format!("node.json: {e}")))?;
+        }
+    }
+    Ok(lock)
+}
+
+/// Creates `dir` if needed and takes its lock: one process per data directory (held while the
+/// returned file is open).
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
+    let fail = |message: String| NodeError::DataDir {
+        dir: dir.to_path_buf(),
+        message,
+    };
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -565,27 +690,22 @@ fn prepare_data_dir(config: &NodeConfig) -> Result<std::fs::File, NodeError> {
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(fail("another shoal process is using it".into()));
     }
-    let identity_path = dir.join("node.json");
-    match std::fs::read(&identity_path) {
+    Ok(lock)
+}
+
+/// The node id `dir` belongs to (its `node.json`), if any.
+pub fn recorded_node_id(dir: &Path) -> Result<Option<NodeId>, NodeError> {
+    let fail = |message: String| NodeError::DataDir {
+        dir: dir.to_path_buf(),
+        message,
+    };
+    match std::fs::read(dir.join("node.json")) {
         Ok(bytes) => {
             let identity: NodeIdentity =
                 serde_json::from_slice(&bytes).map_err(|e| fail(format!("node.json: {e}")))?;
-            if identity.node_id != config.node_id {
-                return Err(fail(format!(
-                    "it belongs to node {}, but this node was started with --node-id {}",
-                    identity.node_id, config.node_id
-                )));
-            }
+            Ok(Some(identity.node_id))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let identity = serde_json::to_vec(&NodeIdentity {
-                node_id: config.node_id,
-            })
-            .map_err(|e| fail(e.to_string()))?;
-            std::fs::write(&identity_path, identity)
-                .map_err(|e| fail(format!("node.json: {e}")))?;
-        }
-        Err(error) => return Err(fail(format!("node.json: {error}"))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(fail(format!("node.json: {error}"))),
     }
-    Ok(lock)
 }

@@ -971,3 +971,275 @@ async fn r70_a_data_directory_of_the_earlier_layout_is_migrated_on_start() {
         .await;
     assert!(state_file.exists(), "the state moved into its own file");
 }
+
+/// Replaces the value after `flag` in `args`.
+fn set_flag(args: &mut [String], flag: &str, value: String) {
+    let at = args
+        .iter()
+        .position(|arg| arg == flag)
+        .unwrap_or_else(|| panic!("{flag} in {args:?}"));
+    args[at + 1] = value;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r80_a_member_restarted_on_new_addresses_is_re_registered_and_catches_up() {
+    let mut cluster = Cluster::start(voters(3)).await;
+    cluster
+        .execute(0, json!(["CREATE TABLE before_move(x)"]))
+        .await;
+    cluster.kill(2);
+    let reserved = support::ReservedPorts::new(3);
+    let (http_port, raft_port, pg_port) = (reserved.port(0), reserved.port(1), reserved.port(2));
+    drop(reserved);
+    {
+        let node = &mut cluster.nodes[2];
+        node.http_port = http_port;
+        node.raft_port = raft_port;
+        node.pg_port = pg_port;
+        node.raft_advertise = format!("127.0.0.1:{raft_port}");
+        set_flag(
+            &mut node.args,
+            "--http-addr",
+            format!("127.0.0.1:{http_port}"),
+        );
+        set_flag(
+            &mut node.args,
+            "--raft-addr",
+            format!("127.0.0.1:{raft_port}"),
+        );
+        set_flag(
+            &mut node.args,
+            "--raft-advertise-addr",
+            format!("127.0.0.1:{raft_port}"),
+        );
+        set_flag(&mut node.args, "--pg-addr", format!("127.0.0.1:{pg_port}"));
+    }
+    cluster.restart(2).await;
+    // The leader now knows node 3 by its new addresses, and reaches it there.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let nodes = cluster.get_json(0, "/nodes").await.unwrap();
+        if nodes["3"]["addr"] == json!(format!("127.0.0.1:{raft_port}"))
+            && nodes["3"]["reachable"] == json!(true)
+            && nodes["3"]["api_addr"] == json!(format!("http://127.0.0.1:{http_port}"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 was not re-registered: {nodes}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster
+        .execute(
+            0,
+            json!([
+                "CREATE TABLE after_move(x)",
+                "INSERT INTO after_move VALUES (1)"
+            ]),
+        )
+        .await;
+    cluster
+        .wait_for_values(2, "SELECT count(*) FROM after_move", &json!([[1]]), SETTLE)
+        .await;
+    // A different node claiming node 3's id from yet another address is refused.
+    let (status, body) = cluster
+        .post(
+            0,
+            "/join",
+            json!({"id": 3, "addr": format!("127.0.0.1:{}", support::free_port()), "http_addr": "127.0.0.1:1"}),
+        )
+        .await;
+    assert!(status == 400 || status == 503, "{status} {body}");
+    let nodes = cluster.get_json(0, "/nodes").await.unwrap();
+    assert_eq!(
+        nodes["3"]["addr"],
+        json!(format!("127.0.0.1:{raft_port}")),
+        "{nodes}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r85_joining_with_a_data_directory_of_another_cluster_is_refused() {
+    let cluster = Cluster::start(voters(2)).await;
+    let mut other = Cluster::start(voters(1)).await;
+    other.execute(0, json!(["CREATE TABLE mine(x)"])).await;
+    other.kill(0);
+    let mut args = other.nodes[0].args.clone();
+    args.push("--join".into());
+    args.push(cluster.url(0));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("serve")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + SETTLE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a node of another cluster was not refused");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("belongs to another cluster"), "{stderr}");
+    let nodes = cluster.get_json(0, "/nodes").await.unwrap();
+    assert_eq!(nodes.as_object().unwrap().len(), 2, "{nodes}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r90_a_node_started_to_leave_on_shutdown_leaves_the_cluster_on_sigterm() {
+    let spec = ClusterSpec {
+        voters: 3,
+        replicas: 1,
+        extra_args: vec!["--leave-on-shutdown".into()],
+        ..Default::default()
+    };
+    let cluster = Cluster::start(spec).await;
+    for (node, remaining) in [(3usize, 3usize), (0, 2)] {
+        cluster.nodes[node].signal(libc::SIGTERM);
+        let survivor = if node == 0 { 1 } else { 0 };
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            if let Ok(nodes) = cluster.get_json(survivor, "/nodes?nonvoters").await
+                && nodes.as_object().is_some_and(|members| {
+                    members.len() == remaining
+                        && !members.contains_key(&cluster.nodes[node].id.to_string())
+                })
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {} did not leave", node + 1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The two that stayed form the whole cluster and still take writes.
+    cluster
+        .execute(1, json!(["CREATE TABLE after_leaving(x)"]))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r95_boot_loads_a_sqlite_file_into_a_single_node_only() {
+    let single = Cluster::start(voters(1)).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("seed.sqlite");
+    {
+        let seed = rusqlite::Connection::open(&file).unwrap();
+        seed.execute_batch("CREATE TABLE seeded(x); INSERT INTO seeded VALUES (1), (2), (3);")
+            .unwrap();
+    }
+    let post = |cluster: &Cluster, body: Vec<u8>| {
+        let request = cluster
+            .http
+            .post(format!("{}/boot", cluster.url(0)))
+            .header("Content-Type", "application/octet-stream")
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, body) = post(&single, std::fs::read(&file).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        single
+            .query(0, "SELECT sum(x) FROM seeded", "level=strong")
+            .await
+            .unwrap(),
+        json!([[6]])
+    );
+    let (status, body) = post(&single, b"CREATE TABLE t(x);".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    let three = Cluster::start(voters(3)).await;
+    let (status, body) = post(&three, std::fs::read(&file).unwrap()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("single-node"), "{body}");
+}
+
+fn recover(data_dir: &std::path::Path) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["recover", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r99_after_losing_the_quorum_one_survivor_recovers_all_its_data() {
+    let mut cluster = Cluster::start(voters(3)).await;
+    cluster
+        .execute(0, json!(["CREATE TABLE precious(n INTEGER)"]))
+        .await;
+    for n in 0..20 {
+        cluster
+            .execute(n % 3, json!([["INSERT INTO precious VALUES (?)", n]]))
+            .await;
+    }
+    cluster
+        .wait_for_values(2, "SELECT count(*) FROM precious", &json!([[20]]), SETTLE)
+        .await;
+    let survivor_dir = cluster.nodes[2].data_dir.clone();
+    let (ok, out) = recover(&survivor_dir);
+    assert!(
+        !ok && out.contains("another shoal process"),
+        "a running node is not recovered: {out}"
+    );
+    cluster.kill(2);
+    let (ok, out) = recover(&survivor_dir);
+    assert!(
+        !ok && out.contains("a quorum of the cluster is alive"),
+        "{out}"
+    );
+    assert!(
+        survivor_dir.join("groups/1/log").exists(),
+        "a refused recovery changes nothing"
+    );
+    cluster.kill(0);
+    cluster.kill(1);
+    let (ok, out) = recover(&survivor_dir);
+    assert!(ok, "{out}");
+    assert!(out.contains("single-node cluster"), "{out}");
+    // The recovered node starts a new cluster of one, holding everything it had.
+    let args = &mut cluster.nodes[2].args;
+    if let Some(at) = args.iter().position(|arg| arg == "--join") {
+        args.drain(at..at + 2);
+    }
+    cluster.restart(2).await;
+    cluster.leader(SETTLE).await;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match cluster
+            .query(2, "SELECT count(*), sum(n) FROM precious", "level=strong")
+            .await
+        {
+            Ok(rows) => {
+                assert_eq!(rows, json!([[20, 190]]));
+                break;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "{error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster
+        .execute(2, json!(["INSERT INTO precious VALUES (20)"]))
+        .await;
+    let nodes = cluster.get_json(2, "/nodes").await.unwrap();
+    assert_eq!(nodes.as_object().unwrap().len(), 1, "{nodes}");
+}

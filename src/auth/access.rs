@@ -47,7 +47,7 @@ pub fn rule_for(method: &str, path: &str) -> Rule {
         (_, path) if path == "/users" || path.starts_with("/users/") => Rule::Needs(Admin),
         ("GET", "/db/backup" | "/backup" | "/backup/{id}")
         | ("POST", "/backup" | "/backup/{id}/verify" | "/backup/prune") => Rule::Needs(Backup),
-        ("POST", "/db/load" | "/backup/restore") => Rule::Needs(Restore),
+        ("POST", "/db/load" | "/boot" | "/backup/restore") => Rule::Needs(Restore),
         ("POST", "/auth/token") => Rule::Authenticated,
         _ => Rule::Unknown,
     }

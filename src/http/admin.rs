@@ -379,6 +379,10 @@ struct JoinBody {
     http_addr: Option<String>,
     #[serde(default = "default_true")]
     voter: bool,
+    /// The cluster the joining node's data directory belongs to, when it has one: a node
+    /// of another cluster is refused (rqlite refuses to start such a node).
+    #[serde(default)]
+    cluster_id: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -419,6 +423,24 @@ async fn join(
             raft_addr: body.addr,
             http_addr: body.http_addr.unwrap_or_default(),
         };
+        if let Some(theirs) = &body.cluster_id {
+            let database = state.service.group.database.clone();
+            let ours = tokio::task::spawn_blocking(move || database.applied_state())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|applied| applied.cluster_id);
+            if let Some(ours) = ours
+                && &ours != theirs
+            {
+                return Err(ServiceError::BadRequest(format!(
+                    "node {}'s data directory belongs to another cluster ({theirs}); this \
+                     cluster is {ours}. Start it on an empty data directory to join, or \
+                     without --join to run its own cluster",
+                    body.id.id()?
+                )));
+            }
+        }
         state
             .service
             .cluster(ClusterRequest::Join {

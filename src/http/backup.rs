@@ -31,6 +31,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/db/backup", get(db_backup))
         .route("/db/load", post(db_load))
+        .route("/boot", post(boot))
         .route("/backup", get(list).post(create))
         .route("/backup/prune", post(prune))
         .route("/backup/restore", post(restore))
@@ -159,6 +160,49 @@ async fn db_load(State(state): State<ApiState>, body: Body) -> Response {
         Ok(upload) => upload,
         Err((status, message)) => return error_json(status, message),
     };
+    load_file(&state, &upload).await
+}
+
+/// rqlite's `POST /boot` (8.10): load a SQLite file into a single-node cluster, the way one
+/// seeds a new node before others join. Shoal's load is fast enough through the log, so
+/// `/boot` is `/db/load` restricted as rqlite restricts it: one member, a SQLite file.
+async fn boot(State(state): State<ApiState>, body: Body) -> Response {
+    let members = state
+        .service
+        .group
+        .metrics()
+        .membership_config
+        .membership()
+        .nodes()
+        .count();
+    if members != 1 {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "/boot loads a single-node cluster and this one has {members} members; use \
+                 /db/load, which replaces the data on every member"
+            ),
+        );
+    }
+    let scratch = state.backups.scratch_dir().to_path_buf();
+    let upload = match receive_upload(body, &scratch).await {
+        Ok(upload) => upload,
+        Err((status, message)) => return error_json(status, message),
+    };
+    let mut head = [0u8; 16];
+    let is_image = {
+        use std::io::Read;
+        std::fs::File::open(&upload)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+            && &head == SQLITE_HEADER
+    };
+    if !is_image {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "/boot takes a SQLite database file; load SQL text with /db/load",
+        );
+    }
     load_file(&state, &upload).await
 }
 

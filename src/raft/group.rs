@@ -148,10 +148,11 @@ impl RaftGroup {
         .validate()
         .map_err(|e| GroupError::Config(e.to_string()))?;
         let state_machine = StateMachine::new(database.clone(), snapshots.clone());
+        let addresses = crate::raft::network::AddressBook::default();
         let raft = Raft::new(
             node_id,
             Arc::new(config),
-            NetworkFactory::new(http, group),
+            NetworkFactory::new(http, group, addresses.clone()),
             log.clone(),
             state_machine,
         )
@@ -180,7 +181,7 @@ impl RaftGroup {
                 u64::MAX
             }),
         });
-        spawn_leader_watch(&group);
+        spawn_leader_watch(&group, addresses);
         spawn_snapshot_policy(&group, settings);
         Ok(group)
     }
@@ -427,7 +428,7 @@ fn seed_from_restore(
 }
 
 /// Keeps `leader_epoch` current by watching openraft's metrics.
-fn spawn_leader_watch(group: &Arc<RaftGroup>) {
+fn spawn_leader_watch(group: &Arc<RaftGroup>, addresses: crate::raft::network::AddressBook) {
     let weak = Arc::downgrade(group);
     let mut metrics = group.raft.metrics();
     tokio::spawn(async move {
@@ -435,6 +436,16 @@ fn spawn_leader_watch(group: &Arc<RaftGroup>) {
             let Some(group) = weak.upgrade() else { return };
             let (leader, term) = {
                 let m = metrics.borrow_watched();
+                let current: std::collections::BTreeMap<NodeId, String> = m
+                    .membership_config
+                    .nodes()
+                    .map(|(id, node)| (*id, node.raft_addr.clone()))
+                    .collect();
+                if let Ok(mut book) = addresses.write()
+                    && *book != current
+                {
+                    *book = current;
+                }
                 (m.current_leader, m.current_term)
             };
             if let Ok(mut epoch) = group.leader_epoch.lock()

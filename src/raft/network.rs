@@ -1,7 +1,9 @@
 //! The Raft client side: openraft's network traits over HTTP to peers' Raft ports, one
 //! connection pool shared by all groups; every URL names the group.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -45,16 +47,26 @@ impl SnapshotHeader {
     }
 }
 
+/// Each member's current Raft address, kept up to date from the group's membership: openraft
+/// keeps a peer's connection across a membership change that only moves the peer to a new
+/// address, so connections look the address up at every call.
+pub type AddressBook = Arc<std::sync::RwLock<BTreeMap<NodeId, String>>>;
+
 /// Creates connections to peers for one group.
 #[derive(Clone)]
 pub struct NetworkFactory {
     http: NodeClient,
     group: GroupId,
+    addresses: AddressBook,
 }
 
 impl NetworkFactory {
-    pub fn new(http: NodeClient, group: GroupId) -> Self {
-        Self { http, group }
+    pub fn new(http: NodeClient, group: GroupId, addresses: AddressBook) -> Self {
+        Self {
+            http,
+            group,
+            addresses,
+        }
     }
 }
 
@@ -64,11 +76,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &ShoalNode) -> PeerConnection {
         PeerConnection {
             http: self.http.clone(),
-            base_url: format!(
-                "{}/raft/v1/{}",
-                crate::net::node_url(&node.raft_addr),
-                self.group
-            ),
+            group: self.group,
+            addresses: self.addresses.clone(),
+            raft_addr_at_creation: node.raft_addr.clone(),
             target,
         }
     }
@@ -77,7 +87,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// openraft's handle on one peer.
 pub struct PeerConnection {
     http: NodeClient,
-    base_url: String,
+    group: GroupId,
+    addresses: AddressBook,
+    /// The address openraft gave when it made the connection; used until the address book
+    /// knows the peer.
+    raft_addr_at_creation: String,
     target: NodeId,
 }
 
@@ -101,6 +115,21 @@ impl<E: std::error::Error> From<CallError> for RPCError<TypeConfig, E> {
 }
 
 impl PeerConnection {
+    /// The peer's Raft URL for this group, at its current address.
+    fn base_url(&self) -> String {
+        let current = self
+            .addresses
+            .read()
+            .ok()
+            .and_then(|book| book.get(&self.target).cloned());
+        let raft_addr = current.unwrap_or_else(|| self.raft_addr_at_creation.clone());
+        format!(
+            "{}/raft/v1/{}",
+            crate::net::node_url(&raft_addr),
+            self.group
+        )
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         action: &str,
@@ -111,7 +140,7 @@ impl PeerConnection {
         let response = self
             .http
             .client()
-            .post(format!("{}/{action}", self.base_url))
+            .post(format!("{}/{action}", self.base_url()))
             .header(CHECKSUM_HEADER, checksum.to_string())
             .timeout(timeout)
             .body(body)
@@ -218,7 +247,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         let send = self
             .http
             .client()
-            .post(format!("{}/snapshot", self.base_url))
+            .post(format!("{}/snapshot", self.base_url()))
             .header(SNAPSHOT_HEADER, header)
             .body(body)
             .send();

@@ -203,11 +203,8 @@ impl Service {
         let existing = membership.get_node(&id).cloned();
         let is_voter = membership.voter_ids().any(|v| v == id);
         if let Some(existing) = &existing {
-            if existing.raft_addr != node.raft_addr {
-                return Err(ServiceError::BadRequest(format!(
-                    "node id {id} is already a member at {}; remove it first or pick another id",
-                    existing.raft_addr
-                )));
+            if existing.raft_addr != node.raft_addr || existing.http_addr != node.http_addr {
+                self.readdress(id, existing, node.clone()).await?;
             }
             if is_voter || !voter {
                 return Ok(ClusterResponse::Joined {
@@ -260,6 +257,63 @@ impl Service {
             voter,
             already_member: false,
         })
+    }
+
+    /// A member that comes back on new addresses (a container restarted on another IP) is
+    /// re-registered, as rqlite does, through a membership change like any other — once the
+    /// node at the new Raft address says it is that member, so a mistyped id cannot take over
+    /// another node's place.
+    async fn readdress(
+        &self,
+        id: NodeId,
+        existing: &ShoalNode,
+        node: ShoalNode,
+    ) -> Result<(), ServiceError> {
+        let reached = self
+            .peers
+            .member_state(&node.raft_addr)
+            .await
+            .map_err(|error| {
+                ServiceError::Unavailable(format!(
+                    "node {id} asks to move from {} to {}, which the leader cannot reach ({error})",
+                    existing.raft_addr, node.raft_addr
+                ))
+            })?;
+        if reached.id != id {
+            return Err(ServiceError::BadRequest(format!(
+                "node id {id} is already a member at {}; the node at {} is node {}, not {id}: \
+                 remove {id} first or pick another id",
+                existing.raft_addr, node.raft_addr, reached.id
+            )));
+        }
+        let (old_raft, old_http) = (existing.raft_addr.clone(), existing.http_addr.clone());
+        let (new_raft, new_http) = (node.raft_addr.clone(), node.http_addr.clone());
+        tokio::time::timeout(
+            MEMBERSHIP_CHANGE_TIMEOUT,
+            self.group
+                .raft
+                .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), false),
+        )
+        .await
+        .map_err(|_| {
+            ServiceError::Timeout(format!(
+                "changing node {id}'s addresses did not finish within {MEMBERSHIP_CHANGE_TIMEOUT:?}"
+            ))
+        })?
+        .map_err(|e| {
+            ServiceError::Unavailable(format!("changing node {id}'s addresses failed: {e}"))
+        })?;
+        tracing::info!(
+            target: "audit",
+            event = "member_readdressed",
+            id,
+            from_raft = %old_raft,
+            to_raft = %new_raft,
+            from_http = %old_http,
+            to_http = %new_http,
+            "member re-registered at new addresses"
+        );
+        Ok(())
     }
 
     async fn remove(&self, id: NodeId) -> Result<ClusterResponse, ServiceError> {
