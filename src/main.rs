@@ -164,6 +164,11 @@ struct ServeArgs {
     /// `shoal user`); a new cluster then needs the first admin's password.
     #[arg(long, env = "SHOAL_AUTH")]
     auth: bool,
+    /// rqlite's `-auth` file (a JSON array of users): turns --auth on, and the users it lists
+    /// are created or set back to what it says whenever this node leads. Give every node
+    /// the same file.
+    #[arg(long, env = "SHOAL_AUTH_FILE")]
+    auth_file: Option<PathBuf>,
     /// File holding the first admin's password (or SHOAL_ADMIN_PASSWORD), used when this node
     /// bootstraps a new cluster with --auth.
     #[arg(long, env = "SHOAL_ADMIN_PASSWORD_FILE")]
@@ -376,7 +381,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         backup: args.backup.to_config().map_err(anyhow::Error::msg)?,
         net: args.net.to_config().map_err(anyhow::Error::msg)?,
         auth: shoal::auth::AuthSettings {
-            enabled: args.auth,
+            enabled: args.auth || args.auth_file.is_some(),
+            file_users: match &args.auth_file {
+                Some(path) => {
+                    let (users, notes) =
+                        shoal::auth::file_users::load(path).map_err(anyhow::Error::msg)?;
+                    for note in notes {
+                        tracing::warn!(file = %path.display(), "{note}");
+                    }
+                    users
+                }
+                None => Vec::new(),
+            },
             admin_password: admin_password(&args).map_err(anyhow::Error::msg)?,
             join_credentials: std::env::var("SHOAL_JOIN_USER")
                 .ok()

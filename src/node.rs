@@ -253,6 +253,9 @@ impl Node {
         if let Some(context) = &tls {
             servers.push(context.spawn_reloader(shutdown.subscribe()));
         }
+        if !config.auth.file_users.is_empty() {
+            crate::auth::file_users::spawn_keeper(service.clone(), config.auth.file_users.clone());
+        }
         let node = Node {
             service,
             config,
@@ -287,7 +290,7 @@ impl Node {
             return self.rejoin().await;
         }
         if self.config.join.is_empty() {
-            if self.config.auth.enabled {
+            if self.config.auth.enabled && self.config.auth.file_users.is_empty() {
                 let Some(password) = &self.config.auth.admin_password else {
                     return Err(NodeError::Other(
                         "--auth on a new cluster needs the first admin's password \
@@ -442,7 +445,12 @@ impl Node {
                     tracing::info!(target: "audit", event = "member_left", id, "left the cluster on shutdown");
                     return;
                 }
-                Ok(Err(crate::service::ServiceError::NoLeader)) if Instant::now() < deadline => {
+                // Leadership is moving (this node may have just handed it over): ask again.
+                Ok(Err(
+                    crate::service::ServiceError::NoLeader
+                    | crate::service::ServiceError::NotLeader { .. }
+                    | crate::service::ServiceError::Unavailable(_),
+                )) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Ok(Err(error)) => {

@@ -1243,3 +1243,69 @@ async fn r99_after_losing_the_quorum_one_survivor_recovers_all_its_data() {
     let nodes = cluster.get_json(2, "/nodes").await.unwrap();
     assert_eq!(nodes.as_object().unwrap().len(), 1, "{nodes}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r97_an_rqlite_auth_file_given_at_start_is_the_users_of_the_cluster() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("auth.json");
+    std::fs::write(
+        &file,
+        r#"[{"username": "fiona", "password": "fiona's long password", "perms": ["all"]},
+            {"username": "bob", "password": "bob's long password", "perms": ["query"]}]"#,
+    )
+    .unwrap();
+    let spec = ClusterSpec {
+        voters: 3,
+        extra_args: vec!["--auth-file".into(), file.display().to_string()],
+        env: vec![
+            ("SHOAL_JOIN_USER".into(), "fiona".into()),
+            ("SHOAL_JOIN_PASSWORD".into(), "fiona's long password".into()),
+        ],
+        basic_auth: Some(("fiona".into(), "fiona's long password".into())),
+        ..Default::default()
+    };
+    let cluster = Cluster::start(spec).await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE guarded(x)", "INSERT INTO guarded VALUES (1)"]),
+        )
+        .await;
+    let plain = reqwest::Client::new();
+    let call = |user: Option<(&str, &str)>, path: &str, body: Value| {
+        let mut request = plain.post(format!("{}{path}", cluster.url(1))).json(&body);
+        if let Some((name, password)) = user {
+            request = request.basic_auth(name, Some(password));
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let bob = Some(("bob", "bob's long password"));
+    assert_eq!(
+        call(
+            bob,
+            "/db/query?level=strong",
+            json!(["SELECT * FROM guarded"])
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        call(
+            bob,
+            "/db/execute",
+            json!(["INSERT INTO guarded VALUES (2)"])
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        call(
+            Some(("bob", "wrong password")),
+            "/db/query",
+            json!(["SELECT 1"])
+        )
+        .await,
+        401
+    );
+    assert_eq!(call(None, "/db/query", json!(["SELECT 1"])).await, 401);
+}

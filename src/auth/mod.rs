@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod cli;
+pub mod file_users;
 pub mod gate;
 pub mod grants;
 pub mod http;
@@ -27,6 +28,9 @@ pub struct AuthSettings {
     /// Credentials this node presents when it asks to join (a user with `join` or
     /// `join-replica`).
     pub join_credentials: Option<(String, String)>,
+    /// The users of `--auth-file` (rqlite's `-auth`), kept as the file says while this node
+    /// leads (`file_users`).
+    pub file_users: Vec<crate::auth::rqlite::Imported>,
 }
 
 impl fmt::Debug for AuthSettings {
@@ -41,6 +45,7 @@ impl fmt::Debug for AuthSettings {
                 "join_user",
                 &self.join_credentials.as_ref().map(|(user, _)| user),
             )
+            .field("file_users", &self.file_users)
             .finish()
     }
 }

@@ -22,7 +22,7 @@ struct Entry {
 }
 
 /// A user to create, as `POST /users` takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Imported {
     pub name: String,
     pub password: String,
@@ -30,6 +30,18 @@ pub struct Imported {
     pub permissions: BTreeSet<Permission>,
     /// What the mapping changed or dropped, for the operator to read.
     pub notes: Vec<String>,
+}
+
+impl std::fmt::Debug for Imported {
+    /// Never the password (start-up settings may be printed).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Imported")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("permissions", &self.permissions)
+            .field("notes", &self.notes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The users of an rqlite auth file, or the first problem found (naming the entry).
