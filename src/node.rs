@@ -395,7 +395,7 @@ impl Node {
         let mut last_error = String::from("no attempt made");
         while Instant::now() < deadline {
             for target in &self.config.join {
-                let url = format!("{}/join", target.trim_end_matches('/'));
+                let url = format!("{}/join", join_base_url(target));
                 let mut request = client.post(&url);
                 if let Some((user, password)) = &self.config.auth.join_credentials {
                     request = request.basic_auth(user, Some(password));
@@ -418,6 +418,16 @@ impl Node {
                             return Err(NodeError::Join {
                                 join: target.clone(),
                                 message: last_error,
+                            });
+                        }
+                        if status == reqwest::StatusCode::NOT_FOUND {
+                            return Err(NodeError::Join {
+                                join: target.clone(),
+                                message: format!(
+                                    "{status}: {target} is not a node's HTTP API address (a Raft \
+                                     address, as rqlite 8 takes?); Shoal joins through the HTTP \
+                                     API: give a member's --http-addr"
+                                ),
                             });
                         }
                     }
@@ -499,6 +509,17 @@ impl Node {
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }
+    }
+}
+
+/// The base URL of a `--join` target: a URL as given, or `host:port` (rqlite's form) with the
+/// scheme nodes use between them.
+fn join_base_url(target: &str) -> String {
+    let target = target.trim().trim_end_matches('/');
+    if target.contains("://") {
+        target.to_string()
+    } else {
+        crate::net::node_url(target)
     }
 }
 
@@ -715,5 +736,17 @@ pub fn recorded_node_id(dir: &Path) -> Result<Option<NodeId>, NodeError> {
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(fail(format!("node.json: {error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_targets_take_urls_or_rqlite_host_port() {
+        assert_eq!(join_base_url("http://n1:4001/"), "http://n1:4001");
+        assert_eq!(join_base_url("https://n1:4001"), "https://n1:4001");
+        assert_eq!(join_base_url("localhost:4001"), "http://localhost:4001");
     }
 }

@@ -89,6 +89,15 @@ fn describing_pragmas() -> Vec<String> {
         "encoding",
         "auto_vacuum",
         "collation_list",
+        // Connection settings that change what statements mean: as in plain SQLite.
+        "foreign_keys",
+        "recursive_triggers",
+        "reverse_unordered_selects",
+        "automatic_index",
+        "legacy_alter_table",
+        "defer_foreign_keys",
+        "ignore_check_constraints",
+        "page_size",
     ] {
         statements.push(format!("PRAGMA {pragma}"));
         statements.push(format!("PRAGMA main.{pragma}"));
@@ -114,17 +123,32 @@ const REPORTING_PRAGMAS: &[&str] = &[
     "PRAGMA module_list",
     "PRAGMA pragma_list",
     "PRAGMA page_count",
-    "PRAGMA page_size",
     "PRAGMA freelist_count",
     "PRAGMA journal_mode",
-    "PRAGMA foreign_keys",
     "PRAGMA cache_size",
     "PRAGMA busy_timeout",
-    "PRAGMA recursive_triggers",
     "PRAGMA secure_delete",
     "PRAGMA synchronous",
     "PRAGMA temp_store",
     "PRAGMA max_page_count",
+    "PRAGMA analysis_limit",
+    "PRAGMA cache_spill",
+    "PRAGMA cell_size_check",
+    "PRAGMA checkpoint_fullfsync",
+    "PRAGMA fullfsync",
+    "PRAGMA hard_heap_limit",
+    "PRAGMA journal_size_limit",
+    "PRAGMA locking_mode",
+    "PRAGMA mmap_size",
+    "PRAGMA query_only",
+    "PRAGMA read_uncommitted",
+    "PRAGMA soft_heap_limit",
+    "PRAGMA threads",
+    "PRAGMA trusted_schema",
+    "PRAGMA wal_autocheckpoint",
+    "PRAGMA main.freelist_count",
+    "SELECT * FROM pragma_compile_options",
+    "SELECT * FROM pragma_function_list",
 ];
 
 /// `connection`'s answer to `sql` as rqlite's JSON presents values.
@@ -697,7 +721,12 @@ async fn r50_three_nodes_on_one_host_start_the_rqlite_way_and_each_serves_postgr
     let mut nodes = vec![first];
     printed_pg_addr(&nodes[0]).await;
     for (position, (http_port, raft_port)) in ports.iter().enumerate().skip(1) {
-        let join = nodes[0].http.clone();
+        // A URL, or rqlite's host:port form.
+        let join = if position == 1 {
+            nodes[0].http.clone()
+        } else {
+            format!("localhost:{}", ports[0].0)
+        };
         nodes.push(start_plain(
             dir.path(),
             position as u64 + 1,
@@ -760,6 +789,24 @@ async fn r50_three_nodes_on_one_host_start_the_rqlite_way_and_each_serves_postgr
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // A Raft address (what rqlite 8 takes) is refused with a sentence, not retried forever.
+    let mut wrong = start_plain(
+        dir.path(),
+        9,
+        support::free_port(),
+        support::free_port(),
+        Some(&format!("localhost:{}", ports[0].1)),
+    );
+    let deadline = Instant::now() + SETTLE;
+    while wrong.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "a join through a Raft address was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&wrong.log).unwrap();
+    assert!(log.contains("not a node's HTTP API address"), "{log}");
     // The host names are what the cluster advertises.
     let members: Value = http
         .get(format!("{}/nodes?ver=2", nodes[2].http))
