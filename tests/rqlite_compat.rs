@@ -1356,3 +1356,99 @@ async fn r97_an_rqlite_auth_file_given_at_start_is_the_users_of_the_cluster() {
     );
     assert_eq!(call(None, "/db/query", json!(["SELECT 1"])).await, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r75_a_data_directory_written_by_the_previous_version_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/data-dir-v0.1-cf9e447.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reserved = support::ReservedPorts::new(3);
+    let (http_port, raft_port, pg_port) = (reserved.port(0), reserved.port(1), reserved.port(2));
+    drop(reserved);
+    let log = dir.path().join("node1.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("serve")
+        .args(["--node-id", "1", "--auth"])
+        .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+        .args(["--raft-addr", &format!("127.0.0.1:{raft_port}")])
+        .args(["--pg-addr", &format!("127.0.0.1:{pg_port}")])
+        .arg("--data-dir")
+        .arg(dir.path().join("node1"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let node = PlainNode {
+        child,
+        http: format!("http://127.0.0.1:{http_port}"),
+        log: log.clone(),
+    };
+    let http = reqwest::Client::new();
+    let query = |user: &'static str, password: &'static str, sql: &'static str| {
+        let request = http
+            .post(format!("{}/db/query?level=strong", node.http))
+            .basic_auth(user, Some(password))
+            .json(&json!([sql]));
+        async move {
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body: Value = response.json().await.map_err(|e| e.to_string())?;
+            if status != 200 {
+                return Err(format!("{status}: {body}"));
+            }
+            Ok(body["results"][0]["values"].clone())
+        }
+    };
+    // The reader created by the old version logs in with its password, and the data is there.
+    let deadline = Instant::now() + SETTLE;
+    let rows = loop {
+        match query(
+            "reader",
+            "reader fixture password",
+            "SELECT name, price FROM fruit ORDER BY id",
+        )
+        .await
+        {
+            Ok(rows) => break rows,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{error}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(rows, json!([["apple", 1.5], ["pear", 2.25], ["fig", null]]));
+    let names = query(
+        "reader",
+        "reader fixture password",
+        "SELECT name FROM sqlite_master ORDER BY name",
+    )
+    .await
+    .unwrap();
+    assert_eq!(names, json!([["fruit"], ["fruit_name"]]));
+    let written = http
+        .post(format!("{}/db/execute", node.http))
+        .basic_auth("admin", Some("fixture admin password"))
+        .json(&json!(["INSERT INTO fruit(name) VALUES ('kiwi')"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 200);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("moving Shoal's state out of the user's database"),
+        "{text}"
+    );
+    assert!(dir.path().join("node1/groups/1/db.sqlite-shoal").exists());
+}
