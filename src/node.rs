@@ -109,9 +109,15 @@ impl Node {
             Some(settings) => {
                 let context = TlsContext::load(settings.clone())
                     .map_err(|e| NodeError::Other(format!("TLS: {e}")))?;
-                crate::net::use_https_between_nodes();
-                // Join credentials must not cross the network in the clear.
-                if let Some(plain) = config.join.iter().find(|url| !url.starts_with("https://")) {
+                let nodes_only = config.net.tls_nodes_only;
+                crate::net::use_https_between_nodes(nodes_only);
+                // Join credentials must not cross the network in the clear (unless the
+                // operator chose clear HTTP with --tls-nodes-only).
+                if let Some(plain) = config
+                    .join
+                    .iter()
+                    .find(|url| !nodes_only && url.contains("://") && !url.starts_with("https://"))
+                {
                     return Err(NodeError::Other(format!(
                         "--join {plain}: this node runs TLS; join through https:// URLs"
                     )));
@@ -203,9 +209,15 @@ impl Node {
 
         let (shutdown, _) = watch::channel(false);
         let net = &config.net;
+        // With --tls-nodes-only, clients (HTTP, PostgreSQL) connect in the clear.
+        let client_tls = tls.clone().filter(|_| !net.tls_nodes_only);
         let guard = |listener, name, allow: &AllowList, max, facing| {
+            let context = match facing {
+                Facing::Clients | Facing::Postgres => client_tls.clone(),
+                Facing::Nodes => tls.clone(),
+            };
             let admission = Admission::new(name, allow.clone(), max);
-            Guarded::start(listener, admission, tls.clone().map(|c| (c, facing)))
+            Guarded::start(listener, admission, context.map(|c| (c, facing)))
                 .map_err(|e| NodeError::Other(format!("{name} listener: {e}")))
         };
         let http_listener = guard(
@@ -246,7 +258,7 @@ impl Node {
                     net.pg_allow.clone(),
                     config.pg_connections_max,
                 ),
-                tls.clone(),
+                client_tls.clone(),
                 shutdown.subscribe(),
             )));
         }

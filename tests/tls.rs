@@ -410,3 +410,87 @@ async fn s20_allow_lists_and_connection_limits() {
         );
     }
 }
+
+/// s30: `--tls-nodes-only` (rqlite's -node-cert without -http-cert): nodes talk TLS with
+/// certificates of the cluster CA, clients use plain HTTP and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s30_tls_between_nodes_only_leaves_clients_in_the_clear() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    make_certificates(certs.path(), 1);
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let spec = ClusterSpec {
+        voters: 3,
+        extra_args: vec![
+            "--tls-cert".into(),
+            file("node1.crt"),
+            "--tls-key".into(),
+            file("node1.key"),
+            "--tls-ca".into(),
+            file("ca.crt"),
+            "--tls-nodes-only".into(),
+        ],
+        ..Default::default()
+    };
+    let cluster = Cluster::start(spec).await;
+    // Plain HTTP writes on a follower reach every node through the TLS-only Raft ports.
+    cluster
+        .execute(
+            1,
+            json!(["CREATE TABLE plain(x)", "INSERT INTO plain VALUES (1)"]),
+        )
+        .await;
+    for node in 0..3 {
+        cluster
+            .wait_for_values(node, "SELECT count(*) FROM plain", &json!([[1]]), SETTLE)
+            .await;
+    }
+    // psql connects without TLS.
+    let output = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.nodes[2].pg_port.to_string(),
+        ])
+        .args([
+            "-U",
+            "shoal",
+            "-d",
+            "shoal",
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT x FROM plain",
+        ])
+        .env("PGSSLMODE", "disable")
+        .output()
+        .expect("psql runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "1",
+        "{output:?}"
+    );
+    // The Raft port still admits only TLS with a certificate of the cluster CA.
+    let raft = format!("127.0.0.1:{}", cluster.nodes[0].raft_port);
+    let plain = reqwest::Client::new()
+        .post(format!("http://{raft}/internal/v1/1/state"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP reached the Raft port: {plain:?}"
+    );
+    let anonymous = https_client(Some(certs.path()))
+        .build()
+        .expect("client")
+        .post(format!("https://{raft}/internal/v1/1/state"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        anonymous.is_err(),
+        "a client without a certificate reached the Raft port"
+    );
+}

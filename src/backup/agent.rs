@@ -356,7 +356,7 @@ impl BackupAgent {
             // only nodes of the cluster CA reach it).
             let url = format!(
                 "{}/internal/v1/{}/backup",
-                crate::net::node_url(&raft_addr),
+                crate::net::raft_url(&raft_addr),
                 group.id
             );
             match client

@@ -34,6 +34,11 @@ pub struct NetFlags {
     /// it changes.
     #[arg(long, env = "SHOAL_TLS_CRL")]
     pub tls_crl: Option<PathBuf>,
+    /// TLS between nodes only (the Raft port and this node's calls to others); the HTTP API and
+    /// the PostgreSQL endpoint stay in the clear (rqlite's -node-cert without -http-cert).
+    /// Needs the --tls-* files.
+    #[arg(long, env = "SHOAL_TLS_NODES_ONLY")]
+    pub tls_nodes_only: bool,
     /// Oldest TLS version accepted and spoken: 1.2 or 1.3.
     #[arg(long, env = "SHOAL_TLS_MIN_VERSION", default_value = "1.2", value_parser = TlsVersion::parse)]
     pub tls_min_version: TlsVersion,
@@ -68,6 +73,9 @@ impl NetFlags {
             (None, None, None) if self.tls_crl.is_some() => {
                 Err("--tls-crl needs TLS (--tls-cert, --tls-key and --tls-ca)".into())
             }
+            (None, None, None) if self.tls_nodes_only => {
+                Err("--tls-nodes-only needs TLS (--tls-cert, --tls-key and --tls-ca)".into())
+            }
             (None, None, None) => Ok(None),
             (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsSettings {
                 cert: cert.clone(),
@@ -85,6 +93,8 @@ impl NetFlags {
 #[derive(Debug, Clone, Default)]
 pub struct NetConfig {
     pub tls: Option<TlsSettings>,
+    /// TLS on the Raft port and between nodes only; clients connect in the clear.
+    pub tls_nodes_only: bool,
     pub http_allow: AllowList,
     pub raft_allow: AllowList,
     pub pg_allow: AllowList,
@@ -97,6 +107,7 @@ impl NetFlags {
     pub fn to_config(&self) -> Result<NetConfig, String> {
         Ok(NetConfig {
             tls: self.tls()?,
+            tls_nodes_only: self.tls_nodes_only,
             http_allow: self.http_allow.clone(),
             raft_allow: self.raft_allow.clone(),
             pg_allow: self.pg_allow.clone(),
@@ -109,18 +120,31 @@ impl NetFlags {
     }
 }
 
-/// URL scheme of this process's calls to other nodes: every node of a cluster runs TLS or
-/// none does (a node started with TLS sets it once, before it calls anyone).
+/// URL scheme of this process's calls to other nodes' HTTP APIs: every node of a cluster
+/// runs TLS or none does (a node started with TLS sets it once, before it calls anyone).
 static SCHEME: OnceLock<&'static str> = OnceLock::new();
 
-/// Makes this process call other nodes over `https`.
-pub fn use_https_between_nodes() {
-    let _ = SCHEME.set("https");
+/// URL scheme of this process's calls to other nodes' Raft ports (TLS there also with
+/// `--tls-nodes-only`).
+static RAFT_SCHEME: OnceLock<&'static str> = OnceLock::new();
+
+/// Makes this process call other nodes over `https`: their HTTP APIs unless `nodes_only`,
+/// their Raft ports always.
+pub fn use_https_between_nodes(nodes_only: bool) {
+    if !nodes_only {
+        let _ = SCHEME.set("https");
+    }
+    let _ = RAFT_SCHEME.set("https");
 }
 
-/// `http` or `https`: the scheme of URLs to other nodes.
+/// `http` or `https`: the scheme of URLs to other nodes' HTTP APIs.
 pub fn scheme() -> &'static str {
     SCHEME.get().copied().unwrap_or("http")
+}
+
+/// `scheme://addr` for another node's Raft port at `addr` (host:port).
+pub fn raft_url(addr: &str) -> String {
+    format!("{}://{addr}", RAFT_SCHEME.get().copied().unwrap_or("http"))
 }
 
 /// `scheme://addr`: the base URL of another node's listener at `addr` (host:port).

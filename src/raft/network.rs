@@ -125,7 +125,7 @@ impl PeerConnection {
         let raft_addr = current.unwrap_or_else(|| self.raft_addr_at_creation.clone());
         format!(
             "{}/raft/v1/{}",
-            crate::net::node_url(&raft_addr),
+            crate::net::raft_url(&raft_addr),
             self.group
         )
     }

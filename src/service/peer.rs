@@ -38,7 +38,7 @@ impl PeerClient {
     fn url(&self, raft_addr: &str, action: &str) -> String {
         format!(
             "{}/internal/v1/{}/{action}",
-            crate::net::node_url(raft_addr),
+            crate::net::raft_url(raft_addr),
             self.group
         )
     }
