@@ -494,3 +494,56 @@ async fn s30_tls_between_nodes_only_leaves_clients_in_the_clear() {
         "a client without a certificate reached the Raft port"
     );
 }
+
+/// s40: `--tls-node-names` admits to the Raft port only node certificates with one of the
+/// given common names, even when another certificate of the same CA is presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s40_the_raft_port_admits_only_the_named_node_certificates() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    make_certificates(certs.path(), 2);
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let spec = ClusterSpec {
+        voters: 2,
+        extra_args: vec![
+            "--tls-cert".into(),
+            file("node1.crt"),
+            "--tls-key".into(),
+            file("node1.key"),
+            "--tls-ca".into(),
+            file("ca.crt"),
+            "--tls-nodes-only".into(),
+            "--tls-node-names".into(),
+            "node1".into(),
+        ],
+        ..Default::default()
+    };
+    let cluster = Cluster::start(spec).await;
+    cluster.execute(1, json!(["CREATE TABLE named(x)"])).await;
+    let raft = format!(
+        "https://127.0.0.1:{}/internal/v1/1/state",
+        cluster.nodes[0].raft_port
+    );
+    let named = client_with_identity(certs.path(), certs.path(), "node1")
+        .post(&raft)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        named.is_ok(),
+        "the named certificate was refused: {named:?}"
+    );
+    let other = client_with_identity(certs.path(), certs.path(), "node2")
+        .post(&raft)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        other.is_err(),
+        "a certificate of the CA with another name reached the Raft port"
+    );
+    let log = std::fs::read_to_string(cluster.nodes[0].log_path()).unwrap_or_default();
+    assert!(
+        log.contains("is not one of --tls-node-names"),
+        "the refusal is audited"
+    );
+}

@@ -284,12 +284,27 @@ async fn accept_loop(
         let acceptor = tokio_rustls::TlsAcceptor::from(context.server_config(*facing));
         let reloads = context.reloads();
         let (sender, admission, facing) = (sender.clone(), admission.clone(), *facing);
+        let context = context.clone();
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await;
             drop(slot);
             let name = admission.name;
             match handshake {
                 Ok(Ok(stream)) => {
+                    if facing == Facing::Nodes {
+                        let certificate = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .map(|der| der.as_ref().to_vec());
+                        if let Err(reason) = context.admits_node_certificate(certificate.as_deref()) {
+                            admission.refusals.log(name, || {
+                                tracing::warn!(target: "audit", event = "connection_refused", listener = name, from = %peer.ip(), %reason);
+                            });
+                            return;
+                        }
+                    }
                     let Ok(permit) = admission.place(peer) else {
                         return;
                     };

@@ -39,6 +39,11 @@ pub struct NetFlags {
     /// Needs the --tls-* files.
     #[arg(long, env = "SHOAL_TLS_NODES_ONLY")]
     pub tls_nodes_only: bool,
+    /// Common names (comma-separated) a node certificate must carry for the Raft port to
+    /// admit it, beyond being signed by the cluster CA (rqlite's -node-verify-common-name);
+    /// empty: any certificate of the CA.
+    #[arg(long, env = "SHOAL_TLS_NODE_NAMES", value_delimiter = ',')]
+    pub tls_node_names: Vec<String>,
     /// Oldest TLS version accepted and spoken: 1.2 or 1.3.
     #[arg(long, env = "SHOAL_TLS_MIN_VERSION", default_value = "1.2", value_parser = TlsVersion::parse)]
     pub tls_min_version: TlsVersion,
@@ -73,6 +78,9 @@ impl NetFlags {
             (None, None, None) if self.tls_crl.is_some() => {
                 Err("--tls-crl needs TLS (--tls-cert, --tls-key and --tls-ca)".into())
             }
+            (None, None, None) if !self.tls_node_names.is_empty() => {
+                Err("--tls-node-names needs TLS (--tls-cert, --tls-key and --tls-ca)".into())
+            }
             (None, None, None) if self.tls_nodes_only => {
                 Err("--tls-nodes-only needs TLS (--tls-cert, --tls-key and --tls-ca)".into())
             }
@@ -83,6 +91,12 @@ impl NetFlags {
                 ca: ca.clone(),
                 crl: self.tls_crl.clone(),
                 min_version: self.tls_min_version,
+                node_names: self
+                    .tls_node_names
+                    .iter()
+                    .map(|name| name.trim().to_string())
+                    .filter(|name| !name.is_empty())
+                    .collect(),
             })),
             _ => Err("TLS needs all of --tls-cert, --tls-key and --tls-ca".into()),
         }

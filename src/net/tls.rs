@@ -63,6 +63,9 @@ pub struct TlsSettings {
     /// PEM certificate revocation list(s) of the CA: revoked node certificates are refused.
     pub crl: Option<PathBuf>,
     pub min_version: TlsVersion,
+    /// Common names a certificate must carry for the Raft port to admit it (empty: any
+    /// certificate of the CA), as rqlite's -node-verify-common-name checks.
+    pub node_names: Vec<String>,
 }
 
 /// Who is on the other side of a listener: each gets its own server configuration.
@@ -95,6 +98,44 @@ pub struct TlsContext {
     /// Bumped at every reload: connections made under older material close (gracefully),
     /// so a revoked or replaced certificate stops being trusted on open connections too.
     generation: tokio::sync::watch::Sender<u64>,
+}
+
+/// The subject common name of a DER certificate.
+fn common_name(der: &[u8]) -> Result<String, String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("unreadable certificate: {e}"))?;
+    let name = certificate
+        .subject()
+        .iter_common_name()
+        .next()
+        .ok_or("the certificate has no common name")?
+        .as_str()
+        .map_err(|e| format!("unreadable common name: {e}"))?;
+    Ok(name.to_string())
+}
+
+impl TlsContext {
+    /// Whether a node presenting `der` (already checked against the CA) may use the Raft
+    /// port: `Err` says why not.
+    pub fn admits_node_certificate(&self, der: Option<&[u8]>) -> Result<(), String> {
+        if self.settings.node_names.is_empty() {
+            return Ok(());
+        }
+        let der = der.ok_or("no client certificate")?;
+        let name = common_name(der)?;
+        if self
+            .settings
+            .node_names
+            .iter()
+            .any(|allowed| allowed == &name)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "certificate common name {name:?} is not one of --tls-node-names"
+            ))
+        }
+    }
 }
 
 impl fmt::Debug for TlsContext {
