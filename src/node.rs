@@ -355,7 +355,15 @@ impl Node {
             .membership()
             .get_node(&self.config.node_id)
             .cloned();
-        let moved = recorded.as_ref().is_some_and(|recorded| recorded != &node);
+        let Some(recorded) = recorded else {
+            // Removed (or left on shutdown): joining again is the operator's decision.
+            tracing::warn!(
+                "this node is no longer a member of its cluster (removed, or it left): --join \
+                 is not used; start it on an empty data directory to join again"
+            );
+            return Ok(());
+        };
+        let moved = recorded != node;
         let cluster_id = {
             let database = self.service.group.database.clone();
             tokio::task::spawn_blocking(move || database.applied_state())
@@ -412,12 +420,11 @@ impl Node {
                 if let Some((user, password)) = &self.config.auth.join_credentials {
                     request = request.basic_auth(user, Some(password));
                 }
-                match request
-                    .json(&body)
-                    .timeout(Duration::from_secs(70))
-                    .send()
-                    .await
-                {
+                // Never past the deadline: a start waits at most `timeout` for the cluster.
+                let remaining = deadline
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_secs(1), JOIN_REQUEST_TIMEOUT);
+                match request.json(&body).timeout(remaining).send().await {
                     Ok(response) if response.status().is_success() => {
                         tracing::info!(through = %target, "joined the cluster");
                         return Ok(());
@@ -537,6 +544,9 @@ fn join_base_url(target: &str) -> String {
 
 /// How long a node leaving the cluster on shutdown waits for the leader to remove it.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The longest one join request may take (adding a learner waits until it caught up).
+const JOIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(70);
 
 /// How long a member started with `--join` tries to have the cluster confirm it before it
 /// starts from its data directory anyway.

@@ -106,8 +106,13 @@ pub async fn recover(data_dir: &Path) -> Result<Recovered, String> {
 
     // Rebuild beside the directory: from the snapshot (or nothing) and the whole local log.
     let image = data_dir.join("recovery-image.db");
-    for leftover in [image.clone(), crate::db::state_file::state_path(&image)] {
-        let _ = std::fs::remove_file(leftover);
+    // Whatever an interrupted earlier attempt left (a stale WAL would be replayed onto the
+    // fresh copy).
+    let state = crate::db::state_file::state_path(&image);
+    for base in [&image, &state] {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(crate::db::state_file::sidecar(base, suffix));
+        }
     }
     if let Some((_, snapshot)) = snapshots.current().map_err(|e| e.to_string())? {
         std::fs::copy(&snapshot, &image).map_err(|e| format!("copying the snapshot: {e}"))?;
@@ -129,7 +134,21 @@ pub async fn recover(data_dir: &Path) -> Result<Recovered, String> {
     let seed =
         crate::backup::restore::place_seed(&image, data_dir, GROUP).map_err(|e| e.to_string());
     std::fs::copy(&kept_identity, &identity).map_err(|e| format!("node.json: {e}"))?;
-    let seed = seed?;
+    let seed = match seed {
+        Ok(seed) => seed,
+        Err(error) => {
+            // Put the old files back: the directory is as it was before.
+            let _ = std::fs::remove_dir_all(data_dir.join("groups"));
+            return match std::fs::rename(&kept, data_dir.join("groups")) {
+                Ok(()) => Err(format!("placing the seed: {error}; nothing was changed")),
+                Err(undo) => Err(format!(
+                    "placing the seed: {error}; the old files are in {} (moving them back \
+                     failed: {undo})",
+                    kept.display()
+                )),
+            };
+        }
+    };
     Ok(Recovered {
         replayed_to_index,
         kept_old_files_in: kept,

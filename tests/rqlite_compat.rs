@@ -385,6 +385,48 @@ async fn r20_shoal_state_is_invisible_through_every_door() {
         .wait_for_values(1, "SELECT name FROM fruit", &json!([["fig"]]), SETTLE)
         .await;
 
+    // Names of Shoal's own tables cannot be taken, not even by a rename (SQLite's authorizer
+    // never sees a rename's new name), and nothing changes.
+    for sql in [
+        "ALTER TABLE fruit RENAME TO _shoal_users",
+        "CREATE TABLE _shoal_raft_state(key TEXT, value TEXT)",
+        "CREATE VIEW _shoal_view AS SELECT 1",
+        "CREATE INDEX _shoal_index ON fruit(name)",
+    ] {
+        let (_, body) = cluster.post(0, "/db/execute", json!([sql])).await;
+        let error = body["results"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            error.contains("reserved") || error.contains("internal to Shoal"),
+            "{sql}: {body}"
+        );
+    }
+    let (_, body) = cluster
+        .post(
+            0,
+            "/db/execute?transaction",
+            json!([
+                "CREATE TABLE staging(x)",
+                "ALTER TABLE staging RENAME TO _shoal_users"
+            ]),
+        )
+        .await;
+    assert!(body.to_string().contains("reserved"), "{body}");
+    assert_eq!(
+        cluster
+            .query(
+                0,
+                "SELECT name FROM sqlite_master ORDER BY name",
+                "level=strong"
+            )
+            .await
+            .unwrap(),
+        json!([["fruit"]]),
+        "the refused statements changed nothing"
+    );
+
     // The shell's .tables, .schema and .dump.
     let host = cluster.url(1);
     for command in [".tables", ".schema", ".dump"] {
@@ -1105,6 +1147,15 @@ async fn r80_a_member_restarted_on_new_addresses_is_re_registered_and_catches_up
         json!(format!("127.0.0.1:{raft_port}")),
         "{nodes}"
     );
+    // A Raft RPC meant for another node (an address since taken by this one) is refused.
+    let misdirected = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{raft_port}/raft/v1/1/vote"))
+        .header("x-shoal-to-node", "2")
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(misdirected.status().as_u16(), 421);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

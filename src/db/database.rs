@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use crate::db::clock_vfs::{self, ClockVfs};
 use crate::db::determinism::EntryRandom;
 use crate::db::execute::{StatementShape, execute_statement, is_read_only, statement_shape};
-use crate::db::guard::{GuardMode, StatementGuard, TableAccess};
+use crate::db::guard::{GuardMode, INTERNAL_TABLE_PREFIX, StatementGuard, TableAccess};
 use crate::db::reader::Reader;
 use crate::db::state_file::{self, STATE_TABLE, USERS_TABLE};
 use crate::raft::types::{
@@ -110,6 +110,9 @@ struct Writer {
     progress_units: Arc<AtomicU64>,
     /// Whether the database already records its cluster id.
     has_cluster_id: bool,
+    /// Set when the data committed but its state did not (a full disk, say): the files no
+    /// longer agree, so they must not be marked clean.
+    files_disagree: bool,
 }
 
 /// One group's SQLite database.
@@ -126,6 +129,8 @@ pub struct Database {
     users_version: AtomicU64,
     /// What opening found on disk (a rebuild after an unclean stop, say).
     opening: state_file::Opening,
+    /// Set by [`Database::close`]: nothing may reopen or replace the files afterwards.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Database {
@@ -145,6 +150,7 @@ impl Database {
             file_lock: RwLock::new(()),
             users_version: AtomicU64::new(1),
             opening,
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -202,9 +208,17 @@ impl Database {
             .writer
             .lock()
             .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
+        self.closed.store(true, Ordering::SeqCst);
         let Some(writer) = slot.take() else {
             return Ok(());
         };
+        if writer.files_disagree {
+            tracing::warn!(
+                "the database and its state file disagree after a failed commit: not marking \
+                 them clean, the next start rebuilds them"
+            );
+            return Ok(());
+        }
         writer
             .guard
             .internal(|| state_file::checkpoint_and_sync(&writer.connection, &self.path))?;
@@ -293,7 +307,10 @@ impl Database {
                     )?;
                     // The load keeps the cluster's users, membership and id; only the applied
                     // position moves.
-                    save_state_rows(&writer.state, &self.path, &state)?;
+                    if let Err(error) = save_state_rows(&writer.state, &self.path, &state) {
+                        writer.files_disagree = true;
+                        return Err(error);
+                    }
                     writer.has_cluster_id = state.cluster_id.is_some();
                     responses.push(CommandResponse {
                         batches: vec![vec![StatementResult::default()]],
@@ -569,6 +586,9 @@ impl Database {
     /// Waits for in-flight reads, closes every connection, swaps the file without the state
     /// tables, reopens, and records the image's state and users in the state file.
     pub fn import_image(&self, image: &Path) -> Result<AppliedState, DbError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(DbError::Closed);
+        }
         let state = read_image_state(image)?;
         let users = read_image_users(image)?;
         let _file = self
@@ -579,6 +599,9 @@ impl Database {
             .writer
             .lock()
             .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(DbError::Closed);
+        }
         self.idle_readers
             .lock()
             .map_err(|_| DbError::Internal("reader pool poisoned".into()))?
@@ -714,6 +737,7 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
         clock: vfs.clone(),
         progress_units,
         has_cluster_id,
+        files_disagree: false,
     })
 }
 
@@ -774,22 +798,22 @@ fn apply_entries(
                     }
                     writer.clock.clock.clear();
                     if let Some(change) = &command.users {
-                        apply_user_change(writer, change, path)?;
+                        apply_user_change(writer, change, &state_path)?;
                         response.batches.push(vec![StatementResult::default()]);
                     }
                 }
             }
             responses.push(response);
         }
-        save_state(writer, &last.log_id(), membership.as_ref(), path)?;
+        save_state(writer, &last.log_id(), membership.as_ref(), &state_path)?;
         if let Some(at) = last_command_ms {
-            save_last_command(writer, at, path)?;
+            save_last_command(writer, at, &state_path)?;
         }
         let mut cluster_id_saved = false;
         if !writer.has_cluster_id
             && let Some((log_id, timestamp_ms)) = first_command
         {
-            save_cluster_id(writer, &cluster_id_for(&log_id, timestamp_ms), path)?;
+            save_cluster_id(writer, &cluster_id_for(&log_id, timestamp_ms), &state_path)?;
             cluster_id_saved = true;
         }
         Ok((responses, cluster_id_saved))
@@ -797,10 +821,15 @@ fn apply_entries(
     match outcome {
         Ok((responses, cluster_id_saved)) => {
             if let Err(error) = internal("COMMIT") {
+                let _ = internal("ROLLBACK");
                 let _ = on_state("ROLLBACK");
                 return Err(error);
             }
-            on_state("COMMIT")?;
+            if let Err(error) = on_state("COMMIT") {
+                let _ = on_state("ROLLBACK");
+                writer.files_disagree = true;
+                return Err(error);
+            }
             writer.has_cluster_id |= cluster_id_saved;
             Ok(responses)
         }
@@ -870,6 +899,23 @@ fn run_internal(writer: &Writer, path: &Path, sql: &str) -> Result<(), DbError> 
         .map_err(|e| sqlite_error(path, e))
 }
 
+/// A schema object of the user's database named like Shoal's own tables, if any (a statement
+/// that made one fails and is undone).
+fn reserved_schema_name(writer: &Writer, path: &Path) -> Result<Option<String>, DbError> {
+    writer
+        .guard
+        .internal(|| {
+            writer
+                .connection
+                .prepare_cached(
+                    "SELECT name FROM sqlite_schema WHERE name LIKE '\\_shoal\\_%' ESCAPE '\\' LIMIT 1",
+                )?
+                .query_row([], |row| row.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(|e| sqlite_error(path, e))
+}
+
 fn apply_batch(
     writer: &Writer,
     batch: &crate::raft::types::StatementBatch,
@@ -892,7 +938,17 @@ fn apply_batch(
             internal("SAVEPOINT shoal_statement")?;
         }
         writer.progress_units.store(0, Ordering::Relaxed);
+        writer.guard.take_schema_touched();
         let mut result = execute_statement(conn, &writer.guard, statement);
+        if result.error.is_none()
+            && writer.guard.take_schema_touched()
+            && let Some(name) = reserved_schema_name(writer, path)?
+        {
+            result = StatementResult::failed(format!(
+                "the name {name} is reserved: names starting with {INTERNAL_TABLE_PREFIX} \
+                 belong to Shoal; choose another"
+            ));
+        }
         if writer.progress_units.load(Ordering::Relaxed) > WRITER_PROGRESS_UNITS_MAX {
             result.error = Some(format!(
                 "statement interrupted: it exceeded the write budget of {} SQLite steps",

@@ -63,6 +63,10 @@ pub struct StatementGuard {
     user_savepoints: AtomicBool,
     /// While set, the tables statements compiled read and write are noted here.
     recording: Mutex<Option<TableAccess>>,
+    /// Set when a statement was allowed to create, rename or alter a schema object: the
+    /// authorizer sees the old name of `ALTER TABLE … RENAME TO`, never the new one, so the
+    /// caller checks the schema afterwards ([`StatementGuard::take_schema_touched`]).
+    schema_touched: AtomicBool,
 }
 
 /// The tables statements read and write, as SQLite reports them while compiling them (views
@@ -138,6 +142,11 @@ impl StatementGuard {
         (result, access)
     }
 
+    /// Whether a statement created, renamed or altered a schema object since the last call.
+    pub fn take_schema_touched(&self) -> bool {
+        self.schema_touched.swap(false, Ordering::SeqCst)
+    }
+
     /// Takes the reason the last refused statement was refused.
     pub fn take_refusal(&self) -> Option<String> {
         self.refusal
@@ -154,6 +163,19 @@ impl StatementGuard {
             && let Some(access) = recording.as_mut()
         {
             access.note(&context.action);
+        }
+        if matches!(
+            context.action,
+            AuthAction::AlterTable { .. }
+                | AuthAction::CreateTable { .. }
+                | AuthAction::CreateTempTable { .. }
+                | AuthAction::CreateView { .. }
+                | AuthAction::CreateTempView { .. }
+                | AuthAction::CreateIndex { .. }
+                | AuthAction::CreateTrigger { .. }
+                | AuthAction::CreateVtable { .. }
+        ) {
+            self.schema_touched.store(true, Ordering::SeqCst);
         }
         let reason = match &context.action {
             AuthAction::Savepoint { savepoint_name, .. }
@@ -243,6 +265,10 @@ pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String
         | AuthAction::AlterTable { table_name, .. }
         | AuthAction::CreateIndex { table_name, .. }
         | AuthAction::CreateTrigger { table_name, .. }
+        | AuthAction::CreateVtable { table_name, .. }
+        | AuthAction::CreateView {
+            view_name: table_name,
+        }
             if mode == GuardMode::Writer && internal_table(table_name) =>
         {
             Some(format!("table {table_name} is internal to Shoal and cannot be changed"))

@@ -84,15 +84,22 @@ pub fn open_state(database: &Path) -> Result<Connection, DbError> {
 pub fn prepare(database: &Path) -> Result<Opening, DbError> {
     let state = state_path(database);
     let data_exists = database.exists();
-    if data_exists && holds_state_tables(database)? {
+    // Only a database that has never had a state file is migrated: once one exists, tables
+    // of these names in the user's file are not Shoal's (and statements cannot make them).
+    if data_exists && !state.exists() && holds_state_tables(database)? {
         migrate(database)?;
         return Ok(Opening::Migrated);
     }
     if !data_exists && !state.exists() {
         return Ok(Opening::Fresh);
     }
-    if state.exists() && take_clean_marker(database)? {
-        return Ok(Opening::CleanRestart);
+    // A file that cannot be read as clean is not clean: the rebuild below repairs it.
+    if data_exists && state.exists() {
+        match take_clean_marker(database) {
+            Ok(true) => return Ok(Opening::CleanRestart),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "the state file is unreadable"),
+        }
     }
     let applied_before = if state.exists() {
         recorded_applied(database)

@@ -423,32 +423,43 @@ async fn join(
             raft_addr: body.addr,
             http_addr: body.http_addr.unwrap_or_default(),
         };
+        let id = body.id.id()?;
+        let mut member_of_this_cluster = false;
         if let Some(theirs) = &body.cluster_id {
             let database = state.service.group.database.clone();
+            // Fails closed: a cluster id that cannot be read (the database is being replaced
+            // or closed) decides nothing.
             let ours = tokio::task::spawn_blocking(move || database.applied_state())
                 .await
-                .ok()
-                .and_then(Result::ok)
-                .and_then(|applied| applied.cluster_id);
-            if let Some(ours) = ours
-                && &ours != theirs
-            {
-                return Err(ServiceError::BadRequest(format!(
-                    "node {}'s data directory belongs to another cluster ({theirs}); this \
-                     cluster is {ours}. Start it on an empty data directory to join, or \
-                     without --join to run its own cluster",
-                    body.id.id()?
-                )));
+                .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+                .map_err(|e| ServiceError::Unavailable(format!("reading the cluster id: {e}")))?
+                .cluster_id;
+            match ours {
+                Some(ours) if &ours != theirs => {
+                    return Err(ServiceError::BadRequest(format!(
+                        "node {id}'s data directory belongs to another cluster ({theirs}); this \
+                         cluster is {ours}. Start it on an empty data directory to join, or \
+                         without --join to run its own cluster"
+                    )));
+                }
+                Some(_) => member_of_this_cluster = true,
+                None => {}
             }
         }
-        state
-            .service
-            .cluster(ClusterRequest::Join {
-                id: body.id.id()?,
+        let request = if member_of_this_cluster {
+            ClusterRequest::Rejoin {
+                id,
                 node,
                 voter: body.voter,
-            })
-            .await
+            }
+        } else {
+            ClusterRequest::Join {
+                id,
+                node,
+                voter: body.voter,
+            }
+        };
+        state.service.cluster(request).await
     }
     .await;
     cluster_reply(outcome, &uri)

@@ -128,8 +128,9 @@ impl RaftGroup {
         );
         recover_from_snapshot(&snapshots, &database).map_err(|e| storage(e.to_string()))?;
         note_rebuild_target(&log, &database)
+            .await
             .map_err(|e| storage(format!("rebuilding the database: {e}")))?;
-        seed_from_restore(&dir, &log, &database).map_err(|e| storage(e.to_string()))?;
+        seed_from_restore(&dir, &database).map_err(|e| storage(e.to_string()))?;
 
         let config = Config {
             cluster_name: format!("shoal-group-{group}"),
@@ -396,30 +397,48 @@ fn purge_target(group: &RaftGroup, settings: &RaftSettings) -> u64 {
 /// least up to the last entry the discarded state recorded as applied (it was), so openraft
 /// re-applies the log up to it before the node serves: a node restored as leader would
 /// otherwise answer linearizable reads from less than it had applied (and acknowledged).
-fn note_rebuild_target(log: &LogStore, database: &Database) -> std::io::Result<()> {
-    if let crate::db::state_file::Opening::Discarded {
+async fn note_rebuild_target(log: &LogStore, database: &Database) -> std::io::Result<()> {
+    let crate::db::state_file::Opening::Discarded {
         applied_before: Some(target),
     } = database.opening()
-    {
-        tracing::info!(
+    else {
+        return Ok(());
+    };
+    // The state may record an entry the log had not yet made durable when the node died
+    // (applies read entries still in memory): only an entry the log holds, with that log
+    // id, is a floor openraft can re-apply up to.
+    let mut reader = log.clone();
+    let held = openraft::storage::RaftLogReader::try_get_log_entries(
+        &mut reader,
+        target.index..target.index + 1,
+    )
+    .await?;
+    match held.first() {
+        Some(entry) if entry.log_id == target => {
+            tracing::info!(
+                index = target.index,
+                "re-applying the log up to where the database was"
+            );
+            log.set_committed_floor(Some(target))?;
+        }
+        _ => tracing::warn!(
             index = target.index,
-            "re-applying the log up to where the database was"
-        );
-        log.set_committed_floor(Some(target))?;
+            "the log does not hold the last entry the discarded database had applied; \
+             re-applying only what openraft knows is committed"
+        ),
     }
     Ok(())
 }
 
 /// Loads a restored image (`shoal restore --data-dir`) into a group that has never run: the
 /// node then bootstraps a new cluster holding it (`Node::start` snapshots it at once, so
-/// joining nodes receive it as a snapshot). A group with a log or applied state ignores it.
-fn seed_from_restore(
-    dir: &Path,
-    log: &LogStore,
-    database: &Database,
-) -> Result<(), crate::db::database::DbError> {
+/// joining nodes receive it as a snapshot). A group with applied state ignores it.
+fn seed_from_restore(dir: &Path, database: &Database) -> Result<(), crate::db::database::DbError> {
     let seed = dir.join(crate::backup::restore::SEED_FILE);
-    if !seed.exists() || log.entry_count() > 0 || database.applied_state()?.last_applied.is_some() {
+    // Not "the log is empty": a first start killed between importing the seed and
+    // snapshotting it has log entries but, after the rebuild, an empty database; the seed
+    // (deleted only once a snapshot holds it) is imported again and the log re-applied.
+    if !seed.exists() || database.applied_state()?.last_applied.is_some() {
         return Ok(());
     }
     tracing::info!(seed = %seed.display(), "loading the restored database");

@@ -141,6 +141,7 @@ impl PeerConnection {
             .http
             .client()
             .post(format!("{}/{action}", self.base_url()))
+            .header(wire::TO_NODE_HEADER, self.target.to_string())
             .header(CHECKSUM_HEADER, checksum.to_string())
             .timeout(timeout)
             .body(body)
@@ -248,6 +249,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             .http
             .client()
             .post(format!("{}/snapshot", self.base_url()))
+            .header(wire::TO_NODE_HEADER, self.target.to_string())
             .header(SNAPSHOT_HEADER, header)
             .body(body)
             .send();

@@ -63,6 +63,26 @@ fn find(groups: &Groups, id: GroupId) -> Result<Arc<RaftGroup>, Rejection> {
     })
 }
 
+/// A refusal when the RPC names another node as its recipient (an RPC without the header,
+/// from a node of an earlier version, is taken as meant for this one).
+fn misdirected(group: &RaftGroup, headers: &HeaderMap) -> Option<Rejection> {
+    let meant_for = headers
+        .get(wire::TO_NODE_HEADER)?
+        .to_str()
+        .ok()?
+        .parse::<crate::raft::types::NodeId>()
+        .ok()?;
+    (meant_for != group.node_id).then(|| {
+        Rejection(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this is node {}, not node {meant_for}: the sender's address for node {meant_for} is stale",
+                group.node_id
+            ),
+        )
+    })
+}
+
 fn reply<T: Serialize>(value: &T) -> Response {
     match wire::encode(value) {
         Ok((body, checksum)) => ([(CHECKSUM_HEADER, checksum.to_string())], body).into_response(),
@@ -87,6 +107,9 @@ where
         Ok(group) => group,
         Err(rejection) => return rejection.into_response(),
     };
+    if let Some(rejection) = misdirected(&group, headers) {
+        return rejection.into_response();
+    }
     let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
     let request = match wire::decode(body, checksum) {
         Ok(request) => request,
@@ -177,6 +200,9 @@ async fn snapshot(
         Ok(group) => group,
         Err(rejection) => return rejection.into_response(),
     };
+    if let Some(rejection) = misdirected(&group, &headers) {
+        return rejection.into_response();
+    }
     let header = match headers
         .get(SNAPSHOT_HEADER)
         .and_then(|v| v.to_str().ok())

@@ -11,6 +11,11 @@ pub const SNAPSHOT_HEADER: &str = "x-shoal-snapshot";
 /// Header naming the node that sent a node-to-node request (for logs, and for the test
 /// harness's network proxy, which partitions links per pair of nodes).
 pub const FROM_NODE_HEADER: &str = "x-shoal-from-node";
+
+/// Header naming the node a Raft RPC is meant for: a node that is not it refuses the RPC, so
+/// a message sent to an address another node has since taken (a container restarted on a
+/// reused IP) is never counted as the intended node's answer.
+pub const TO_NODE_HEADER: &str = "x-shoal-to-node";
 /// Largest node-to-node message body other than a snapshot stream.
 pub const RPC_BODY_BYTES_MAX: usize = 512 * 1024 * 1024;
 

@@ -31,6 +31,14 @@ pub enum ClusterRequest {
     StepDown {
         to: Option<NodeId>,
     },
+    /// A member of this cluster (the node proved it: its data directory carries this
+    /// cluster's id) asking to join, possibly from new addresses. Appended last: entries
+    /// are encoded by position, so the earlier variants keep their encoding.
+    Rejoin {
+        id: NodeId,
+        node: ShoalNode,
+        voter: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,17 +194,22 @@ impl Service {
             return Err(ServiceError::NoLeader);
         }
         match request {
-            ClusterRequest::Join { id, node, voter } => self.join(id, node, voter).await,
+            ClusterRequest::Join { id, node, voter } => self.join(id, node, voter, false).await,
+            ClusterRequest::Rejoin { id, node, voter } => self.join(id, node, voter, true).await,
             ClusterRequest::Remove { id } => self.remove(id).await,
             ClusterRequest::StepDown { to } => self.step_down(to).await,
         }
     }
 
+    /// Adds node `id` (or confirms it). A member's addresses are replaced only when
+    /// `member_of_this_cluster` (its data directory carries this cluster's id): a new node
+    /// that merely reuses a member's id must not take over its place and its log progress.
     async fn join(
         &self,
         id: NodeId,
         node: ShoalNode,
         voter: bool,
+        member_of_this_cluster: bool,
     ) -> Result<ClusterResponse, ServiceError> {
         let metrics = self.group.metrics();
         let membership = metrics.membership_config.membership();
@@ -204,6 +217,13 @@ impl Service {
         let is_voter = membership.voter_ids().any(|v| v == id);
         if let Some(existing) = &existing {
             if existing.raft_addr != node.raft_addr || existing.http_addr != node.http_addr {
+                if !member_of_this_cluster {
+                    return Err(ServiceError::BadRequest(format!(
+                        "node id {id} is already a member at {}; remove it first or pick \
+                         another id",
+                        existing.raft_addr
+                    )));
+                }
                 self.readdress(id, existing, node.clone()).await?;
             }
             if is_voter || !voter {
