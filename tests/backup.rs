@@ -338,6 +338,11 @@ async fn b20_point_in_time_restore_to_a_second_and_to_an_index() {
         query_url(&url, "SELECT v FROM t ORDER BY id").await,
         json!([["base"], ["before"], ["before-2"]])
     );
+    // A restore is a door too: the restored database holds the user's objects only.
+    assert_eq!(
+        query_url(&url, "SELECT name FROM sqlite_master ORDER BY name").await,
+        json!([["t"]])
+    );
     // The restored cluster is a new cluster: it takes writes.
     let response: Value = reqwest::Client::new()
         .post(format!("{url}/db/execute"))

@@ -181,12 +181,17 @@ impl Database {
     }
 
     /// The replicated users (read from the state file, off the async threads).
+    /// The replicated users, read on a connection of their own (not the writer's: an auth
+    /// reload must not wait behind a long apply, and works while the node shuts down).
     pub async fn users(self: &Arc<Self>) -> Result<crate::auth::Users, DbError> {
-        let database = self.clone();
+        let state_path = state_file::state_path(&self.path);
         tokio::task::spawn_blocking(move || {
-            database.with_writer(|writer| {
-                read_users(&writer.state).map_err(|e| sqlite_error(&database.path, e))
-            })
+            let connection = Connection::open_with_flags(
+                &state_path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| sqlite_error(&state_path, e))?;
+            read_users(&connection).map_err(|e| sqlite_error(&state_path, e))
         })
         .await
         .map_err(|e| DbError::Internal(format!("reading users: {e}")))?
