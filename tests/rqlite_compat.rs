@@ -1503,3 +1503,44 @@ async fn r75_a_data_directory_written_by_the_previous_version_keeps_working() {
     );
     assert!(dir.path().join("node1/groups/1/db.sqlite-shoal").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r68_a_queued_write_that_finds_no_leader_lands_once_there_is_one() {
+    let mut cluster = Cluster::start(voters(3)).await;
+    cluster.execute(0, json!(["CREATE TABLE queued(x)"])).await;
+    let leader = cluster.leader(SETTLE).await;
+    let survivor = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    cluster
+        .wait_for_values(
+            survivor,
+            "SELECT count(*) FROM queued",
+            &json!([[0]]),
+            SETTLE,
+        )
+        .await;
+    cluster.kill(leader);
+    cluster.kill(other);
+    // No quorum: the write is queued (rqlite acknowledges it with a sequence number) and
+    // tried again until a leader is back, as rqlite does.
+    let (status, body) = cluster
+        .post(
+            survivor,
+            "/db/execute?queue",
+            json!(["INSERT INTO queued VALUES (1)"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["sequence_number"].as_u64().is_some(), "{body}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.restart(leader).await;
+    cluster.restart(other).await;
+    cluster
+        .wait_for_values(
+            survivor,
+            "SELECT count(*) FROM queued",
+            &json!([[1]]),
+            Duration::from_secs(60),
+        )
+        .await;
+}

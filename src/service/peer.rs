@@ -14,6 +14,20 @@ use crate::raft::wire::{self, CHECKSUM_HEADER};
 use crate::service::cluster::{ClusterRequest, ClusterResponse, MemberState};
 use crate::service::{ServiceError, ServiceRequest, ServiceResponse};
 
+/// How an error that never reached the other node begins: the request certainly did not run
+/// there (see [`never_reached_the_leader`]).
+const CANNOT_CONNECT: &str = "cannot connect to";
+
+/// Whether `error` says a forwarded request never reached the node (so trying again cannot
+/// run it twice).
+pub fn never_reached_the_leader(error: &ServiceError) -> bool {
+    match error {
+        ServiceError::NoLeader | ServiceError::NotLeader { .. } => true,
+        ServiceError::Unavailable(message) => message.starts_with(CANNOT_CONNECT),
+        _ => false,
+    }
+}
+
 /// Client for other nodes' internal endpoints.
 #[derive(Clone)]
 pub struct PeerClient {
@@ -63,7 +77,7 @@ impl PeerClient {
             .map_err(|e| {
                 let cause = with_causes(&e);
                 if e.is_connect() {
-                    ServiceError::Unavailable(format!("cannot connect to {raft_addr}: {cause}"))
+                    ServiceError::Unavailable(format!("{CANNOT_CONNECT} {raft_addr}: {cause}"))
                 } else {
                     ServiceError::OutcomeUnknown(format!("no reply from {raft_addr}: {cause}"))
                 }

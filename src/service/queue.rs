@@ -23,6 +23,11 @@ pub struct QueueSettings {
     pub linger: Duration,
     /// Time allowed to write one batch.
     pub write_timeout: Duration,
+    /// How long a batch that found no leader is tried again (every `retry_interval`), as
+    /// rqlite retries queued writes until they land; other failures are not retried (the
+    /// write may have been applied).
+    pub retry_for: Duration,
+    pub retry_interval: Duration,
 }
 
 impl Default for QueueSettings {
@@ -32,6 +37,8 @@ impl Default for QueueSettings {
             batch_max: 512,
             linger: Duration::from_millis(10),
             write_timeout: Duration::from_secs(30),
+            retry_for: Duration::from_secs(120),
+            retry_interval: Duration::from_secs(1),
         }
     }
 }
@@ -96,6 +103,29 @@ impl WriteQueue {
     }
 }
 
+/// Writes `request`, trying again while no leader is known or the known one cannot be
+/// reached (the write certainly did not run), up to `settings.retry_for`.
+async fn write_retrying(
+    service: &Service,
+    request: ServiceRequest,
+    settings: &QueueSettings,
+) -> Result<(), ServiceError> {
+    let give_up_at = tokio::time::Instant::now() + settings.retry_for;
+    loop {
+        match service.handle(request.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(error)
+                if crate::service::peer::never_reached_the_leader(&error)
+                    && tokio::time::Instant::now() + settings.retry_interval < give_up_at =>
+            {
+                tracing::debug!("queued writes found no leader; trying again");
+                tokio::time::sleep(settings.retry_interval).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 async fn flush_loop(
     service: Arc<Service>,
     mut receiver: mpsc::Receiver<Queued>,
@@ -119,7 +149,7 @@ async fn flush_loop(
             timeout: settings.write_timeout,
             forward_to_leader: true,
         };
-        let outcome = service.handle(request).await.map(|_| ());
+        let outcome = write_retrying(&service, request, &settings).await;
         let (first, last) = (pending[0].sequence, pending[pending.len() - 1].sequence);
         match &outcome {
             Ok(()) => tracing::debug!(
