@@ -214,7 +214,6 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Backup(args)) => std::process::exit(shoal::backup::cli::run(args)),
         Some(Command::User(args)) => std::process::exit(shoal::auth::cli::run(args)),
         Some(Command::Cert(args)) => std::process::exit(shoal::net::cert::run(args)),
-        Some(Command::Recover(args)) => std::process::exit(shoal::recover::run(args)),
         Some(Command::Restore(args)) => {
             std::process::exit(shoal::backup::cli::run_restore_command(args))
         }
@@ -234,6 +233,9 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(serve(args))
         }
         Some(Command::Bench(args)) => runtime.block_on(bench(args)),
+        Some(Command::Recover(args)) => {
+            std::process::exit(runtime.block_on(shoal::recover::run(args)))
+        }
         Some(
             Command::Shell(_)
             | Command::Demo(_)
@@ -241,7 +243,6 @@ fn run() -> anyhow::Result<()> {
             | Command::Backup(_)
             | Command::User(_)
             | Command::Cert(_)
-            | Command::Recover(_)
             | Command::Restore(_),
         ) => Ok(()),
         Some(Command::Config(ConfigCommand::Example)) => {

@@ -52,18 +52,8 @@ pub struct Recovered {
 }
 
 /// Runs `shoal recover`; returns the exit status.
-pub fn run(args: RecoverArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("shoal: cannot start the async runtime: {error}");
-            return 1;
-        }
-    };
-    match runtime.block_on(recover(&args.data_dir)) {
+pub async fn run(args: RecoverArgs) -> i32 {
+    match recover(&args.data_dir).await {
         Ok(done) => {
             println!(
                 "recovered: the database holds every entry of this node's log (up to index {}).\n\

@@ -411,24 +411,29 @@ async fn s20_allow_lists_and_connection_limits() {
     }
 }
 
+/// `serve` flags for TLS between nodes only, every node with node1's certificate from `certs`.
+fn tls_between_nodes_only(certs: &Path) -> Vec<String> {
+    let file = |name: &str| certs.join(name).display().to_string();
+    vec![
+        "--tls-cert".into(),
+        file("node1.crt"),
+        "--tls-key".into(),
+        file("node1.key"),
+        "--tls-ca".into(),
+        file("ca.crt"),
+        "--tls-nodes-only".into(),
+    ]
+}
+
 /// s30: `--tls-nodes-only` (rqlite's -node-cert without -http-cert): nodes talk TLS with
 /// certificates of the cluster CA, clients use plain HTTP and PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s30_tls_between_nodes_only_leaves_clients_in_the_clear() {
     let certs = tempfile::tempdir().expect("temp dir");
     make_certificates(certs.path(), 1);
-    let file = |name: &str| certs.path().join(name).display().to_string();
     let spec = ClusterSpec {
         voters: 3,
-        extra_args: vec![
-            "--tls-cert".into(),
-            file("node1.crt"),
-            "--tls-key".into(),
-            file("node1.key"),
-            "--tls-ca".into(),
-            file("ca.crt"),
-            "--tls-nodes-only".into(),
-        ],
+        extra_args: tls_between_nodes_only(certs.path()),
         ..Default::default()
     };
     let cluster = Cluster::start(spec).await;
@@ -501,20 +506,11 @@ async fn s30_tls_between_nodes_only_leaves_clients_in_the_clear() {
 async fn s40_the_raft_port_admits_only_the_named_node_certificates() {
     let certs = tempfile::tempdir().expect("temp dir");
     make_certificates(certs.path(), 2);
-    let file = |name: &str| certs.path().join(name).display().to_string();
+    let mut extra_args = tls_between_nodes_only(certs.path());
+    extra_args.extend(["--tls-node-names".into(), "node1".into()]);
     let spec = ClusterSpec {
         voters: 2,
-        extra_args: vec![
-            "--tls-cert".into(),
-            file("node1.crt"),
-            "--tls-key".into(),
-            file("node1.key"),
-            "--tls-ca".into(),
-            file("ca.crt"),
-            "--tls-nodes-only".into(),
-            "--tls-node-names".into(),
-            "node1".into(),
-        ],
+        extra_args,
         ..Default::default()
     };
     let cluster = Cluster::start(spec).await;

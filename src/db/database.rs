@@ -201,20 +201,7 @@ impl Database {
     /// marker in the state file, so the next start trusts both files (see [`state_file`]).
     /// Nothing is applied afterwards.
     pub fn close(&self) -> Result<(), DbError> {
-        let _file = self
-            .file_lock
-            .write()
-            .map_err(|_| DbError::Internal("file lock poisoned".into()))?;
-        self.idle_readers
-            .lock()
-            .map_err(|_| DbError::Internal("reader pool poisoned".into()))?
-            .clear();
-        let mut slot = self
-            .writer
-            .lock()
-            .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
-        self.closed.store(true, Ordering::SeqCst);
-        let Some(writer) = slot.take() else {
+        let Some(writer) = self.retire_writer()? else {
             return Ok(());
         };
         if writer.files_disagree {
@@ -230,9 +217,9 @@ impl Database {
         state_file::mark_clean(&writer.state, &self.path)
     }
 
-    /// Puts the state back inside the database file and removes the state file: the file is
-    /// an image again (a restore's replay ends so). Nothing is applied afterwards.
-    pub fn into_image(&self) -> Result<(), DbError> {
+    /// Takes the writer for good, once in-flight applies and reads are done: afterwards
+    /// nothing applies, imports or reopens (`None` when it was taken already).
+    fn retire_writer(&self) -> Result<Option<Writer>, DbError> {
         let _file = self
             .file_lock
             .write()
@@ -245,7 +232,14 @@ impl Database {
             .writer
             .lock()
             .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
-        let Some(writer) = slot.take() else {
+        self.closed.store(true, Ordering::SeqCst);
+        Ok(slot.take())
+    }
+
+    /// Puts the state back inside the database file and removes the state file: the file is
+    /// an image again (a restore's replay ends so). Nothing is applied afterwards.
+    pub fn into_image(&self) -> Result<(), DbError> {
+        let Some(writer) = self.retire_writer()? else {
             return Err(DbError::Closed);
         };
         let state = read_state(&writer.state, &self.path)?;
@@ -312,7 +306,9 @@ impl Database {
                     )?;
                     // The load keeps the cluster's users, membership and id; only the applied
                     // position moves.
-                    if let Err(error) = save_state_rows(&writer.state, &self.path, &state) {
+                    if let Err(error) = in_state_transaction(&writer.state, &self.path, |at| {
+                        write_state(&writer.state, at, &state)
+                    }) {
                         writer.files_disagree = true;
                         return Err(error);
                     }
@@ -634,9 +630,12 @@ impl Database {
         sync_parent_dir(&self.path)?;
         let vfs = clock_vfs::register(&self.vfs_name).map_err(DbError::Internal)?;
         let mut writer = open_writer(&self.path, &vfs)?;
-        save_state_rows(&writer.state, &self.path, &state)?;
+        // The image's state and users replace the old ones together.
+        in_state_transaction(&writer.state, &self.path, |at| {
+            write_state(&writer.state, at, &state)?;
+            write_users(&writer.state, at, &users)
+        })?;
         writer.has_cluster_id = state.cluster_id.is_some();
-        replace_users(&writer.state, &self.path, &users)?;
         *writer_slot = Some(writer);
         self.users_version.fetch_add(1, Ordering::AcqRel);
         Ok(state)
@@ -1055,39 +1054,18 @@ pub(crate) fn write_state(
     Ok(())
 }
 
-/// Replaces the state rows of the state file with `state`, in one transaction.
-fn save_state_rows(
+/// Runs `work` (given the state file's path, for errors) in one write transaction on the
+/// state file: committed when it succeeds, rolled back otherwise.
+fn in_state_transaction(
     state_file: &Connection,
     path: &Path,
-    state: &AppliedState,
+    work: impl FnOnce(&Path) -> Result<(), DbError>,
 ) -> Result<(), DbError> {
     let state_path = state_file::state_path(path);
     state_file
         .execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| sqlite_error(&state_path, e))?;
-    let outcome = write_state(state_file, &state_path, state);
-    let end = if outcome.is_ok() {
-        "COMMIT"
-    } else {
-        "ROLLBACK"
-    };
-    state_file
-        .execute_batch(end)
-        .map_err(|e| sqlite_error(&state_path, e))?;
-    outcome
-}
-
-/// Replaces the users of the state file with `users`, in one transaction.
-fn replace_users(
-    state_file: &Connection,
-    path: &Path,
-    users: &crate::auth::Users,
-) -> Result<(), DbError> {
-    let state_path = state_file::state_path(path);
-    state_file
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| sqlite_error(&state_path, e))?;
-    let outcome = write_users(state_file, &state_path, users);
+    let outcome = work(&state_path);
     let end = if outcome.is_ok() {
         "COMMIT"
     } else {
@@ -1103,12 +1081,7 @@ fn replace_users(
 /// no trace of the password hashes in its free pages.
 fn strip_state_tables(image: &Path) -> Result<(), DbError> {
     let connection = Connection::open(image).map_err(|e| sqlite_error(image, e))?;
-    connection
-        .execute_batch(&format!(
-            "PRAGMA secure_delete = ON; BEGIN; DROP TABLE IF EXISTS {STATE_TABLE}; \
-             DROP TABLE IF EXISTS {USERS_TABLE}; COMMIT;"
-        ))
-        .map_err(|e| sqlite_error(image, e))
+    state_file::drop_state_tables(&connection).map_err(|e| sqlite_error(image, e))
 }
 
 /// The users recorded inside an image (none when it has no users table).

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use crate::db::database::{DbError, sqlite_error};
-use crate::db::state_file::{STATE_TABLE, USERS_TABLE};
+use crate::db::state_file::drop_state_tables;
 use crate::raft::types::{ImageLoad, LOAD_COMPRESSED_BYTES_MAX, LogId};
 
 /// The first bytes of every SQLite database file.
@@ -76,16 +76,11 @@ pub fn prepare_image(upload: &Path, page_size: u64) -> Result<ImageLoad, LoadRef
         }
         // A backup downloaded from an earlier version holds Shoal's state tables: they are
         // not the user's data, and a load never changes the cluster's own state.
-        connection
-            .execute_batch(&format!(
-                "PRAGMA secure_delete = ON; DROP TABLE IF EXISTS {STATE_TABLE}; \
-                 DROP TABLE IF EXISTS {USERS_TABLE};"
+        drop_state_tables(&connection).map_err(|e| {
+            refuse(format!(
+                "removing Shoal's state tables from the upload: {e}"
             ))
-            .map_err(|e| {
-                refuse(format!(
-                    "removing Shoal's state tables from the upload: {e}"
-                ))
-            })?;
+        })?;
         let current: u64 = connection
             .query_row("PRAGMA page_size", [], |row| row.get(0))
             .map_err(|e| refuse(e.to_string()))?;
@@ -215,11 +210,7 @@ pub fn replace_database(
         let source = Connection::open(&staging).map_err(|e| sqlite_error(&staging, e))?;
         // An image from an earlier version may carry Shoal's state tables: the state of
         // this group is its own, never a loaded file's.
-        source
-            .execute_batch(&format!(
-                "DROP TABLE IF EXISTS {STATE_TABLE}; DROP TABLE IF EXISTS {USERS_TABLE};"
-            ))
-            .map_err(|e| sqlite_error(&staging, e))?;
+        drop_state_tables(&source).map_err(|e| sqlite_error(&staging, e))?;
         let backup =
             rusqlite::backup::Backup::new(&source, writer).map_err(|e| sqlite_error(path, e))?;
         // One step copies every page in one write transaction on the destination.

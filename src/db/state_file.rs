@@ -189,14 +189,18 @@ fn migrate(database: &Path) -> Result<(), DbError> {
         transaction.commit().map_err(|e| sqlite_error(&path, e))?;
         checkpoint_and_sync(&state, &path)?;
     }
-    // secure_delete: the password hashes do not linger in free pages of the user's file.
-    source
-        .execute_batch(&format!(
-            "PRAGMA secure_delete = ON; BEGIN; DROP TABLE IF EXISTS {STATE_TABLE}; \
-             DROP TABLE IF EXISTS {USERS_TABLE}; COMMIT;"
-        ))
-        .map_err(|e| sqlite_error(database, e))?;
+    drop_state_tables(&source).map_err(|e| sqlite_error(database, e))?;
     checkpoint_and_sync(&source, database)
+}
+
+/// Drops the state tables from the database behind `connection` (an image becoming a live
+/// database, an upload, a migrated file) in one transaction, with secure_delete so the
+/// password hashes do not linger in its free pages.
+pub fn drop_state_tables(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(&format!(
+        "PRAGMA secure_delete = ON; BEGIN; DROP TABLE IF EXISTS {STATE_TABLE}; \
+         DROP TABLE IF EXISTS {USERS_TABLE}; COMMIT;"
+    ))
 }
 
 /// Removes the clean-shutdown marker if there is one, durably, and says whether there was.
