@@ -99,16 +99,31 @@ impl Demo {
         self.nodes
             .iter()
             .filter(|n| n.child.is_some())
-            .find_map(|node| {
-                let reply: Value = self
-                    .http
-                    .get(format!("{}/leader", node.url()))
-                    .send()
-                    .ok()?
-                    .json()
-                    .ok()?;
-                reply["leader"]["id"].as_u64()
-            })
+            .find_map(|node| self.leader_named_by(node))
+    }
+
+    /// The leader `node` names (`None`: none known, or no answer).
+    fn leader_named_by(&self, node: &DemoNode) -> Option<u64> {
+        let reply: Value = self
+            .http
+            .get(format!("{}/leader", node.url()))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        reply["leader"]["id"].as_u64()
+    }
+
+    /// The leader every running node names, once they all name the same one: a failover is
+    /// over for the user when any node they ask gives the same answer.
+    fn agreed_leader(&self) -> Option<u64> {
+        let mut named = self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|node| self.leader_named_by(node));
+        let first = named.next()??;
+        named.all(|id| id == Some(first)).then_some(first)
     }
 
     fn wait_formed(&self) -> Result<(), String> {
@@ -166,7 +181,7 @@ impl Extension for Demo {
                 }
                 let killed_at = Instant::now();
                 loop {
-                    match self.leader() {
+                    match self.agreed_leader() {
                         Some(new) if new != id => {
                             break Ok(format!(
                                 "node {id} (the leader) killed; node {new} leads after {} ms\n",
