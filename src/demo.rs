@@ -3,7 +3,6 @@
 //! (processes, temporary directory) is removed on exit — also when the demo is killed: the
 //! nodes die with their parent (PR_SET_PDEATHSIG) and a watcher removes the directory.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +16,8 @@ use crate::shell::{Extension, ShellArgs, render::Mode};
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a new leader after `.kill` of the leader.
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines of each node's log shown when the cluster does not form.
+const LOG_TAIL_LINES: usize = 25;
 /// Voters and replicas one demo may start.
 const NODES_MAX: usize = 9;
 
@@ -90,10 +91,6 @@ struct Demo {
     http: reqwest::blocking::Client,
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Demo {
     fn leader(&self) -> Option<u64> {
         self.nodes
@@ -126,10 +123,27 @@ impl Demo {
         named.all(|id| id == Some(first)).then_some(first)
     }
 
-    fn wait_formed(&self) -> Result<(), String> {
+    /// Waits until every node is a healthy member and every voter votes; on failure the
+    /// error carries the end of each node's log (the logs go with the demo's directory).
+    fn wait_formed(&mut self) -> Result<(), String> {
+        self.wait_formed_or_stopped()
+            .map_err(|problem| format!("{problem}\n{}", self.log_tails()))
+    }
+
+    fn wait_formed_or_stopped(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + FORM_TIMEOUT;
         let first = self.nodes[0].url();
         while Instant::now() < deadline {
+            for node in &mut self.nodes {
+                if let Some(child) = &mut node.child
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    return Err(format!(
+                        "node {} stopped while starting ({status})",
+                        node.id
+                    ));
+                }
+            }
             let status: Option<Value> = self
                 .http
                 .get(format!("{first}/status"))
@@ -152,9 +166,27 @@ impl Demo {
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(format!(
-            "the cluster did not form within {} s; see the node logs",
+            "the cluster did not form within {} s",
             FORM_TIMEOUT.as_secs()
         ))
+    }
+
+    /// The last lines of every node's log, for an error message.
+    fn log_tails(&self) -> String {
+        let mut text = String::new();
+        for node in &self.nodes {
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            text.push_str(&format!(
+                "--- node {} log ({}, last {} lines) ---\n{}\n",
+                node.id,
+                node.log.display(),
+                tail.len(),
+                tail.join("\n")
+            ));
+        }
+        text
     }
 }
 
@@ -287,7 +319,9 @@ fn start_and_run(args: DemoArgs) -> Result<i32, String> {
         nodes: Vec::new(),
         http,
     };
-    let port = || free_port().map_err(|e| format!("finding a free port: {e}"));
+    let port = || {
+        crate::net::ports::unused_loopback_port().map_err(|e| format!("finding a free port: {e}"))
+    };
     let mut first_url = String::new();
     for position in 0..total {
         let id = position as u64 + 1;

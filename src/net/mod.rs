@@ -1,10 +1,12 @@
 //! What reaches a node's listeners: TLS (`tls`), address allow-lists and connection limits
-//! (`listener`), and development certificates (`cert`, `shoal cert`).
+//! (`listener`), development certificates (`cert`, `shoal cert`), and free loopback ports for
+//! local clusters (`ports`).
 
 pub mod addr;
 pub mod cert;
 pub mod listener;
 pub mod node_client;
+pub mod ports;
 pub mod tls;
 
 use std::net::IpAddr;

@@ -35,30 +35,24 @@ pub async fn run_client_script(script: &str, args: &[String], success_line: &str
     assert!(text.contains(success_line), "{text}");
 }
 
-/// Ports held open until dropped, so nothing in this process (a proxy binding port 0, the
-/// next `free_port`) is handed the same number before the node binds it.
-pub struct ReservedPorts(Vec<std::net::TcpListener>);
+/// Ports for one node, handed out by [`free_port`].
+pub struct ReservedPorts(Vec<u16>);
 
 impl ReservedPorts {
     pub fn new(count: usize) -> ReservedPorts {
-        ReservedPorts(
-            (0..count)
-                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
-                .collect(),
-        )
+        ReservedPorts((0..count).map(|_| free_port()).collect())
     }
 
     pub fn port(&self, position: usize) -> u16 {
-        self.0[position].local_addr().expect("bound port").port()
+        self.0[position]
     }
 }
 
-/// A port the OS just handed out; free unless another process races us for it.
+/// A free loopback port outside the kernel's ephemeral range (so no outgoing connection can
+/// take it before a node binds it, or while a stopped node waits to restart on it), never
+/// handed out twice in this process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    shoal::net::ports::unused_loopback_port().expect("free port")
 }
 
 pub struct TestNode {
@@ -659,7 +653,11 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // Keep the nodes' data and logs of a failed test for a post-mortem.
+            // The end of each node's log goes to the test's output, so a flake in CI can be
+            // read from the CI log alone; data and whole logs are kept for a post-mortem.
+            for node in &self.nodes {
+                eprintln!("{}", log_tail(node.id, &node.log_path()));
+            }
             if let Ok(spare) = tempfile::tempdir() {
                 let kept = std::mem::replace(&mut self.dir, spare).keep();
                 eprintln!("test failed: node data and logs kept in {}", kept.display());
@@ -674,6 +672,22 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// Lines of a node's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// The last lines of node `id`'s log at `path`, headed by its name.
+fn log_tail(id: u64, path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(unreadable: {e})"));
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    format!(
+        "--- node {id} log {} (last {} lines) ---\n{}",
+        path.display(),
+        tail.len(),
+        tail.join("\n")
+    )
 }
 
 /// The value of the sample `name` (labels included, if any) in a Prometheus text scrape.
