@@ -54,6 +54,12 @@ pub struct Metrics {
     pub pg_requests: Family<PgLabels, Counter>,
     pub pg_request_duration: HistogramFamily<PgLabels>,
     pub pg_connections_open: Gauge,
+    /// Peer streams this node has open to other nodes.
+    pub peer_links_open: Gauge,
+    /// Peer streams this node opened (reconnections included).
+    pub peer_links_opened: Counter,
+    /// Frames this node wrote to peer streams, both directions' writers.
+    pub peer_frames_sent: Counter,
     pub proposals: Counter,
     pub proposal_failures: Counter,
     pub proposal_duration: Histogram,
@@ -147,6 +153,21 @@ impl Metrics {
             &mut registry,
             "pg_connections_open",
             "Open PostgreSQL protocol connections",
+        );
+        let peer_links_open = gauge(
+            &mut registry,
+            "peer_links_open",
+            "Peer streams open from this node to other nodes (one per peer, shared by every group)",
+        );
+        let peer_links_opened = counter(
+            &mut registry,
+            "peer_links_opened",
+            "Peer streams opened to other nodes, reconnections included",
+        );
+        let peer_frames_sent = counter(
+            &mut registry,
+            "peer_frames_sent",
+            "Frames written to peer streams (calls, replies, appends and their results)",
         );
         let proposals = counter(
             &mut registry,
@@ -325,6 +346,9 @@ impl Metrics {
             pg_requests,
             pg_request_duration,
             pg_connections_open,
+            peer_links_open,
+            peer_links_opened,
+            peer_frames_sent,
             proposals,
             proposal_failures,
             proposal_duration,

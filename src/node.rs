@@ -172,12 +172,13 @@ impl Node {
             .and_then(|listener| listener.local_addr().ok());
         let http = crate::net::node_client::NodeClient::new(sender, tls.as_ref())
             .map_err(NodeError::Other)?;
+        let links = crate::raft::peer_stream::client::PeerLinks::new(http.clone());
         let group = RaftGroup::start(
             &config.data_dir,
             DEFAULT_DATA_GROUP,
             config.node_id,
             &config.raft,
-            http.clone(),
+            links,
         )
         .await?;
         seed_restored_cluster(&config, &group).await?;

@@ -1,5 +1,6 @@
-//! Deliberate safety violations for proving that the fault-injection suite's checkers can
-//! fail. Switched on by `SHOAL_UNSAFE_TEST_FAULT` in debug builds only; release builds ignore it.
+//! Deliberate deviations for tests: safety violations proving that the fault-injection
+//! suite's checkers can fail, and an older node's behaviour for mixed-version clusters.
+//! Switched on by `SHOAL_UNSAFE_TEST_FAULT` in debug builds only; release builds ignore it.
 
 use std::sync::OnceLock;
 
@@ -12,6 +13,9 @@ pub enum UnsafeFault {
     /// The leader acknowledges a write as soon as it has proposed it, before it commits: a
     /// leader cut off from its followers acknowledges writes that are later thrown away.
     AckBeforeCommit,
+    /// The node behaves as one from before the peer stream: its Raft port refuses the upgrade
+    /// (404) and it calls every peer over per-request HTTP.
+    OlderPeerTransport,
 }
 
 /// The fault this process runs with, if any (read once).
@@ -30,6 +34,12 @@ pub fn active() -> Option<UnsafeFault> {
                      this node WILL lose acknowledged writes"
                 );
                 Some(UnsafeFault::AckBeforeCommit)
+            }
+            "older-peer-transport" => {
+                tracing::warn!(
+                    "{ENV_VAR}=older-peer-transport: Raft traffic over per-request HTTP only"
+                );
+                Some(UnsafeFault::OlderPeerTransport)
             }
             other => {
                 tracing::warn!("{ENV_VAR}={other} is not a known fault; running normally");

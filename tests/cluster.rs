@@ -213,6 +213,121 @@ async fn t20_acknowledged_writes_survive_sigkill_of_the_leader() {
         .await;
 }
 
+/// Raft traffic between nodes of this version goes over one peer stream per pair of nodes; a
+/// node of an earlier version (which refuses the stream's upgrade and calls over per-request
+/// HTTP) still replicates, votes and takes over as leader in a cluster with newer nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t16_a_node_of_the_earlier_transport_takes_part_over_per_request_http() {
+    let mut cluster = Cluster::start(spec(3, 0)).await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER)"]),
+        )
+        .await;
+    let links_open = |text: Value| {
+        metric_value(text.as_str().unwrap_or_default(), "shoal_peer_links_open")
+            .expect("shoal_peer_links_open in /metrics")
+    };
+    let leader = cluster.leader(SETTLE).await;
+    assert_eq!(
+        links_open(cluster.get_json(leader, "/metrics").await.unwrap()),
+        2.0,
+        "the leader streams to both followers"
+    );
+    // Node 2 comes back as a node of the earlier version.
+    let older = (leader + 1) % 3;
+    cluster.nodes[older].env.push((
+        shoal::unsafe_faults::ENV_VAR.to_string(),
+        "older-peer-transport".to_string(),
+    ));
+    cluster.restart(older).await;
+    for n in 0..20 {
+        cluster
+            .execute(leader, json!([["INSERT INTO t(n) VALUES(?)", n]]))
+            .await;
+    }
+    cluster
+        .wait_for_values(older, "SELECT count(*) FROM t", &json!([[20]]), SETTLE)
+        .await;
+    assert_eq!(
+        links_open(cluster.get_json(older, "/metrics").await.unwrap()),
+        0.0,
+        "the earlier version opens no peer stream"
+    );
+    // The newer leader dies: the earlier node and the other newer one elect a leader between
+    // them and go on taking writes.
+    cluster.kill(leader);
+    let survivor = (0..3).find(|&p| p != leader && p != older).unwrap();
+    cluster
+        .write_until_accepted(
+            older,
+            json!([["INSERT INTO t(n) VALUES(?)", 100]]),
+            Instant::now(),
+            SETTLE,
+        )
+        .await;
+    cluster.restart(leader).await;
+    for node in [leader, older, survivor] {
+        cluster
+            .wait_for_values(node, "SELECT count(*) FROM t", &json!([[21]]), SETTLE)
+            .await;
+    }
+}
+
+/// A write that reaches a survivor while the election after a leader's death runs is held
+/// until a leader is known, then runs there — on the survivor itself when it was elected,
+/// or on the other one — instead of being refused because the old leader cannot be reached
+/// or because the survivor still waits for a leader it has itself become.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t21_writes_sent_to_survivors_during_the_election_are_acknowledged() {
+    let mut cluster = Cluster::start(spec(3, 0)).await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE ledger(id INTEGER PRIMARY KEY, n INTEGER)"]),
+        )
+        .await;
+    for round in 0..3 {
+        let leader = cluster.leader(SETTLE).await;
+        cluster.kill(leader);
+        let survivors: Vec<usize> = (0..3).filter(|&p| p != leader).collect();
+        let writes = survivors.iter().map(|&survivor| {
+            let n = round * 10 + survivor;
+            let cluster = &cluster;
+            async move {
+                let reply = cluster
+                    .post(
+                        survivor,
+                        "/db/execute",
+                        json!([["INSERT INTO ledger(n) VALUES(?)", n]]),
+                    )
+                    .await;
+                (survivor, n, reply)
+            }
+        });
+        for (survivor, n, (status, body)) in futures_util::future::join_all(writes).await {
+            assert_eq!(
+                (status, body["results"][0].get("error")),
+                (200, None),
+                "round {round}: the write of {n} sent to node {} right after the leader's SIGKILL: {body}",
+                survivor + 1
+            );
+        }
+        cluster.restart(leader).await;
+    }
+    let new_leader = cluster.leader(SETTLE).await;
+    let values = cluster
+        .query(
+            new_leader,
+            "SELECT count(*) FROM ledger",
+            "level=linearizable",
+        )
+        .await
+        .unwrap();
+    assert_eq!(values, json!([[6]]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t22_whole_cluster_killed_and_restarted_keeps_every_acknowledged_write() {
     let mut cluster = Cluster::start(spec(3, 0)).await;

@@ -172,9 +172,20 @@ impl Guarded {
     }
 }
 
+/// What a connection taken over by an HTTP upgrade (a peer stream) must watch itself, since
+/// hyper no longer does: certificate reloads (close, so the peer reconnects and is checked
+/// against the new ones), the node's shutdown, and the idle limit.
+#[derive(Clone)]
+pub struct ConnectionEvents {
+    pub reloads: Option<watch::Receiver<u64>>,
+    pub shutdown: watch::Receiver<bool>,
+    pub idle_timeout: Duration,
+}
+
 /// Serves `router` over HTTP/1.1 on the admitted connections until `shutdown`, then lets
 /// requests in flight finish for a moment. Handlers see the peer as `ConnectInfo`. A
 /// connection that sends no request headers for `idle_timeout` is closed.
+/// Handlers also see the connection's [`ConnectionEvents`], for upgrades.
 pub async fn serve_http(
     mut listener: Guarded,
     router: axum::Router,
@@ -192,11 +203,17 @@ pub async fn serve_http(
             break;
         };
         let router = router.clone();
+        let events = ConnectionEvents {
+            reloads: connection.reloads.clone(),
+            shutdown: shutdown.clone(),
+            idle_timeout,
+        };
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
+                request.extensions_mut().insert(events.clone());
                 router.clone().oneshot(request)
             },
         );
@@ -204,7 +221,8 @@ pub async fn serve_http(
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(idle_timeout)
-            .serve_connection(TokioIo::new(connection), service);
+            .serve_connection(TokioIo::new(connection), service)
+            .with_upgrades();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let mut served = std::pin::pin!(served);

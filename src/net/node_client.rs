@@ -3,6 +3,7 @@
 //! certificate: a connection is only checked at its handshake, and a pool kept busy by
 //! heartbeats never idles one out.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct NodeClient {
     current: Arc<RwLock<reqwest::Client>>,
+    /// Counts the rebuilds: long-lived connections opened with an older client (peer
+    /// streams) are closed and reopened with the current one.
+    generation: Arc<AtomicU64>,
 }
 
 impl NodeClient {
@@ -32,16 +36,23 @@ impl NodeClient {
         let reloads = tls.map(|context| context.reloads());
         let node_client = NodeClient {
             current: Arc::new(RwLock::new(build(&headers, tls)?)),
+            generation: Arc::new(AtomicU64::new(0)),
         };
         if let (Some(context), Some(reloads)) = (tls, reloads) {
             spawn_rebuilder(
                 Arc::downgrade(&node_client.current),
+                node_client.generation.clone(),
                 headers,
                 context.clone(),
                 reloads,
             );
         }
         Ok(node_client)
+    }
+
+    /// How many times the client was rebuilt (after TLS reloads).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The client as of now; hold it for one call, not longer (a reload replaces it).
@@ -76,6 +87,7 @@ fn build(
 /// still using them are answered.
 fn spawn_rebuilder(
     current: Weak<RwLock<reqwest::Client>>,
+    generation: Arc<AtomicU64>,
     headers: reqwest::header::HeaderMap,
     context: Arc<TlsContext>,
     mut reloads: tokio::sync::watch::Receiver<u64>,
@@ -87,10 +99,13 @@ fn spawn_rebuilder(
                 return;
             };
             match build(&headers, Some(&context)) {
-                Ok(client) => match current.write() {
-                    Ok(mut slot) => *slot = client,
-                    Err(poisoned) => *poisoned.into_inner() = client,
-                },
+                Ok(client) => {
+                    match current.write() {
+                        Ok(mut slot) => *slot = client,
+                        Err(poisoned) => *poisoned.into_inner() = client,
+                    }
+                    generation.fetch_add(1, Ordering::AcqRel);
+                }
                 Err(error) => {
                     tracing::error!(%error, "could not rebuild the client for other nodes after a TLS reload; keeping its open connections");
                 }

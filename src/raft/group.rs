@@ -109,7 +109,7 @@ impl RaftGroup {
         group: GroupId,
         node_id: NodeId,
         settings: &RaftSettings,
-        http: crate::net::node_client::NodeClient,
+        links: Arc<crate::raft::peer_stream::client::PeerLinks>,
     ) -> Result<Arc<RaftGroup>, GroupError> {
         let dir = data_dir.join("groups").join(group.to_string());
         let storage = |message: String| GroupError::Storage {
@@ -153,7 +153,7 @@ impl RaftGroup {
         let raft = Raft::new(
             node_id,
             Arc::new(config),
-            NetworkFactory::new(http, group, addresses.clone()),
+            NetworkFactory::new(links, group, addresses.clone()),
             log.clone(),
             state_machine,
         )

@@ -1,5 +1,6 @@
-//! The Raft client side: openraft's network traits over HTTP to peers' Raft ports, one
-//! connection pool shared by all groups; every URL names the group.
+//! The Raft client side: openraft's network traits over the peer stream (`peer_stream`), one
+//! link per peer shared by all groups, with AppendEntries pipelined; over per-request HTTP to
+//! peers that do not speak it, and for snapshots, which stream as HTTP requests of their own.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -7,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use futures_util::StreamExt;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::network::{RPCOption, RaftNetworkFactory, stream_append_sequential};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
@@ -18,7 +21,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::db::snapshot_store::SnapshotFile;
-use crate::net::node_client::NodeClient;
+use crate::raft::peer_stream::append::{AppendResult, pipelined_appends};
+use crate::raft::peer_stream::client::{LinkError, PeerLinks, Route};
+use crate::raft::peer_stream::frame::{Call, Reply};
 use crate::raft::types::{GroupId, NodeId, ShoalNode, SnapshotMeta, TypeConfig, Vote};
 use crate::raft::wire::{self, CHECKSUM_HEADER, SNAPSHOT_HEADER};
 
@@ -55,15 +60,15 @@ pub type AddressBook = Arc<std::sync::RwLock<BTreeMap<NodeId, String>>>;
 /// Creates connections to peers for one group.
 #[derive(Clone)]
 pub struct NetworkFactory {
-    http: NodeClient,
+    links: Arc<PeerLinks>,
     group: GroupId,
     addresses: AddressBook,
 }
 
 impl NetworkFactory {
-    pub fn new(http: NodeClient, group: GroupId, addresses: AddressBook) -> Self {
+    pub fn new(links: Arc<PeerLinks>, group: GroupId, addresses: AddressBook) -> Self {
         Self {
-            http,
+            links,
             group,
             addresses,
         }
@@ -75,7 +80,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &ShoalNode) -> PeerConnection {
         PeerConnection {
-            http: self.http.clone(),
+            links: self.links.clone(),
             group: self.group,
             addresses: self.addresses.clone(),
             raft_addr_at_creation: node.raft_addr.clone(),
@@ -86,7 +91,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 /// openraft's handle on one peer.
 pub struct PeerConnection {
-    http: NodeClient,
+    links: Arc<PeerLinks>,
     group: GroupId,
     addresses: AddressBook,
     /// The address openraft gave when it made the connection; used until the address book
@@ -114,20 +119,68 @@ impl<E: std::error::Error> From<CallError> for RPCError<TypeConfig, E> {
     }
 }
 
+impl From<LinkError> for CallError {
+    fn from(error: LinkError) -> Self {
+        match error {
+            LinkError::Unreachable(message) => CallError::Unreachable(message),
+            LinkError::Broken(message) => CallError::Network(message),
+        }
+    }
+}
+
 impl PeerConnection {
-    /// The peer's Raft URL for this group, at its current address.
-    fn base_url(&self) -> String {
+    /// The peer's current Raft address.
+    fn raft_addr(&self) -> String {
         let current = self
             .addresses
             .read()
             .ok()
             .and_then(|book| book.get(&self.target).cloned());
-        let raft_addr = current.unwrap_or_else(|| self.raft_addr_at_creation.clone());
+        current.unwrap_or_else(|| self.raft_addr_at_creation.clone())
+    }
+
+    /// The peer's Raft URL for this group, at its current address.
+    fn base_url(&self) -> String {
         format!(
             "{}/raft/v1/{}",
-            crate::net::raft_url(&raft_addr),
+            crate::net::raft_url(&self.raft_addr()),
             self.group
         )
+    }
+
+    async fn route(&self) -> Result<Route, CallError> {
+        Ok(self.links.route(self.target, &self.raft_addr()).await?)
+    }
+
+    /// Runs `call` over the peer stream, or over HTTP as `action` when the peer does not
+    /// speak it.
+    async fn exchange(
+        &self,
+        call: Call,
+        action: &str,
+        timeout: Duration,
+    ) -> Result<Reply, CallError> {
+        match self.route().await? {
+            Route::Stream(link) => Ok(link.call(self.group, call, timeout).await?),
+            Route::Http => match call {
+                Call::Vote(request) | Call::PreVote(request) => {
+                    Ok(Reply::Vote(self.call(action, &request, timeout).await?))
+                }
+                Call::TransferLeader(request) => Ok(Reply::TransferLeader(
+                    self.call(action, &request, timeout).await?,
+                )),
+                Call::Append(request) => {
+                    Ok(Reply::Append(self.call(action, &request, timeout).await?))
+                }
+            },
+        }
+    }
+
+    fn unexpected(&self, reply: Reply, wanted: &str) -> CallError {
+        CallError::Network(format!(
+            "node {} answered {wanted} with {reply:?}",
+            self.target
+        ))
     }
 
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -138,7 +191,8 @@ impl PeerConnection {
     ) -> Result<Resp, CallError> {
         let (body, checksum) = wire::encode(request).map_err(CallError::Network)?;
         let response = self
-            .http
+            .links
+            .http()
             .client()
             .post(format!("{}/{action}", self.base_url()))
             .header(wire::TO_NODE_HEADER, self.target.to_string())
@@ -195,7 +249,39 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Ok(self.call("append", &request, option.hard_ttl()).await?)
+        match self
+            .exchange(Call::Append(request), "append", option.hard_ttl())
+            .await?
+        {
+            Reply::Append(response) => Ok(response),
+            other => Err(self.unexpected(other, "append").into()),
+        }
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, AppendResult>, RPCError<TypeConfig>>>
+    where
+        S: futures_util::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
+    {
+        Box::pin(async move {
+            // The first request first: openraft's request stream waits out its backoff after
+            // errors before yielding, so a peer that is down is not redialled in a busy loop.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                return Ok(Box::pin(futures_util::stream::empty()) as BoxStream<'s, AppendResult>);
+            };
+            let input = futures_util::stream::iter([first]).chain(input);
+            match self.route().await? {
+                Route::Stream(link) => Ok(pipelined_appends(link, self.group, input, &option)),
+                Route::Http => stream_append_sequential(self, input, option).await,
+            }
+        })
     }
 
     async fn vote(
@@ -203,7 +289,13 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Ok(self.call("vote", &request, option.hard_ttl()).await?)
+        match self
+            .exchange(Call::Vote(request), "vote", option.hard_ttl())
+            .await?
+        {
+            Reply::Vote(response) => Ok(response),
+            other => Err(self.unexpected(other, "vote").into()),
+        }
     }
 
     async fn pre_vote(
@@ -211,7 +303,13 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Ok(self.call("pre-vote", &request, option.hard_ttl()).await?)
+        match self
+            .exchange(Call::PreVote(request), "pre-vote", option.hard_ttl())
+            .await?
+        {
+            Reply::Vote(response) => Ok(response),
+            other => Err(self.unexpected(other, "pre-vote").into()),
+        }
     }
 
     async fn transfer_leader(
@@ -219,9 +317,17 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         request: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Ok(self
-            .call("transfer-leader", &request, option.hard_ttl())
-            .await?)
+        match self
+            .exchange(
+                Call::TransferLeader(request),
+                "transfer-leader",
+                option.hard_ttl(),
+            )
+            .await?
+        {
+            Reply::TransferLeader(response) => Ok(response),
+            other => Err(self.unexpected(other, "transfer-leader").into()),
+        }
     }
 
     async fn full_snapshot(
@@ -246,7 +352,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
             256 * 1024,
         ));
         let send = self
-            .http
+            .links
+            .http()
             .client()
             .post(format!("{}/snapshot", self.base_url()))
             .header(wire::TO_NODE_HEADER, self.target.to_string())

@@ -1,5 +1,6 @@
 //! The Raft server side: HTTP routes on the Raft port that hand peers' messages to the right
-//! group's openraft instance, verifying every body's checksum first.
+//! group's openraft instance, verifying every body's checksum first — the peer stream's
+//! upgrade (`peer_stream::server`), and per-request routes for snapshots and older nodes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub fn router(groups: Groups) -> Router {
         .route("/raft/v1/{group}/vote", post(vote))
         .route("/raft/v1/{group}/pre-vote", post(pre_vote))
         .route("/raft/v1/{group}/transfer-leader", post(transfer_leader))
+        .route(
+            "/raft/v2/stream",
+            post(crate::raft::peer_stream::server::accept),
+        )
         .layer(DefaultBodyLimit::max(RPC_BODY_BYTES_MAX))
         .route(
             "/raft/v1/{group}/snapshot",

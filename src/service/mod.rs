@@ -24,6 +24,8 @@ use crate::raft::types::{Command, NodeId, StatementBatch, StatementResult, TypeC
 /// election takes a few election timeouts at most).
 const LEADER_WAIT: Duration = Duration::from_secs(2);
 const LEADER_WAIT_STEP: Duration = Duration::from_millis(25);
+/// How often a leader whose lease is not yet established tries a write again.
+const LEASE_WAIT_STEP: Duration = Duration::from_millis(2);
 
 /// What `Raft::client_write` fails with.
 type ClientWriteFailure = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
@@ -315,7 +317,7 @@ impl Service {
             .write_concern
             .members_required(members)
             .map_err(ServiceError::BadRequest)?;
-        let command = Command {
+        let command = || Command {
             timestamp_ms: unix_now_ms(),
             batches: request.batches.clone(),
             load: None,
@@ -324,12 +326,26 @@ impl Service {
         if crate::unsafe_faults::active()
             == Some(crate::unsafe_faults::UnsafeFault::AckBeforeCommit)
         {
-            return Ok(self.acknowledge_before_commit(command));
+            return Ok(self.acknowledge_before_commit(command()));
         }
         let proposed = std::time::Instant::now();
         let metrics = crate::metrics::metrics();
         metrics.proposals.inc();
-        let outcome = self.group.raft.client_write(command).await;
+        let lease_deadline = proposed + LEADER_WAIT.min(request.timeout);
+        let outcome = loop {
+            let outcome = self.group.raft.client_write(command()).await;
+            match outcome {
+                // A leader just elected takes writes once a quorum has acknowledged it (its
+                // lease), a moment after the election: the request waits here rather than
+                // for another leader.
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
+                    if self.group.raft.is_leader() && Instant::now() < lease_deadline =>
+                {
+                    tokio::time::sleep(LEASE_WAIT_STEP).await;
+                }
+                outcome => break outcome,
+            }
+        };
         match &outcome {
             Ok(_) => metrics
                 .proposal_duration
@@ -427,18 +443,42 @@ impl Service {
         })
     }
 
-    /// Passes the request to the leader. While leadership moves (no leader known yet, or the
-    /// one this node knew says it no longer leads — neither ran the request) it waits for the
-    /// next leader, up to `LEADER_WAIT` within the request's timeout, instead of failing.
+    /// Passes the request to the leader. While leadership moves (no leader known yet, the one
+    /// this node knew cannot be reached or says it no longer leads — none of which ran the
+    /// request) it waits for the next leader, up to `LEADER_WAIT` within the request's timeout,
+    /// and goes on the moment one is known: to it, or here when this node was elected.
     async fn send_to_leader(
         &self,
         request: ServiceRequest,
     ) -> Result<ServiceResponse, ServiceError> {
         let deadline = Instant::now() + LEADER_WAIT.min(request.timeout);
+        // When this node's view on arrival says it leads, the view is stale (Raft refused the
+        // request as not leading): only a later election of this node runs the request here,
+        // so each nested `route` needs a leadership gained meanwhile.
+        let led_on_arrival = self.group.raft.is_leader();
         loop {
+            if self.group.raft.is_leader() && !led_on_arrival {
+                // Elected while the request waited: it runs here (boxed: `route` comes back
+                // here if leadership moves on again).
+                return Box::pin(self.route(request)).await;
+            }
+            let leader_tried = self.group.metrics().current_leader;
             match self.send_to_known_leader(request.clone()).await {
-                Err(ServiceError::NoLeader) if Instant::now() < deadline => {
-                    tokio::time::sleep(LEADER_WAIT_STEP).await;
+                Err(error) if peer::never_reached_the_leader(&error) => {
+                    if matches!(error, ServiceError::NotLeader { .. }) || Instant::now() >= deadline
+                    {
+                        return Err(error);
+                    }
+                    // On as soon as this node knows another leader (or none any more), or
+                    // after a step to try an unreachable one again.
+                    let step =
+                        LEADER_WAIT_STEP.min(deadline.saturating_duration_since(Instant::now()));
+                    let _ = self
+                        .group
+                        .raft
+                        .wait(Some(step))
+                        .metrics(|m| m.current_leader != leader_tried, "a leader change")
+                        .await;
                 }
                 outcome => return outcome,
             }

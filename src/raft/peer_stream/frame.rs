@@ -1,0 +1,207 @@
+//! The peer stream's wire format: length-prefixed, CRC-32C-checked frames, each carrying one
+//! postcard-encoded [`Frame`] tagged with its group, so every group of a node shares one
+//! connection to each peer.
+//!
+//! Layout of one frame: `len: u32 LE | crc32c(payload): u32 LE | payload (len bytes)`. The
+//! protocol's version is the HTTP upgrade token ([`PROTOCOL`]); a change to [`Frame`] that an
+//! older node could not decode takes a new token, and nodes fall back to the older one.
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::raft::types::{GroupId, TypeConfig};
+use crate::raft::wire::RPC_BODY_BYTES_MAX;
+
+/// The HTTP upgrade token naming this version of the protocol.
+pub const PROTOCOL: &str = "shoal-peer/1";
+/// Bytes before each payload: its length and its checksum.
+const HEADER_BYTES: usize = 8;
+
+/// One message on a peer stream. Calls and replies pair up by `id`; an append stream's
+/// requests and results by `stream`, in order.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Frame {
+    /// A request expecting one reply.
+    Call { id: u64, group: GroupId, call: Call },
+    /// The answer to the call `id`; `Err` carries why the receiver could not run it.
+    Reply {
+        id: u64,
+        reply: Result<Reply, String>,
+    },
+    /// The next AppendEntries of pipelined stream `stream` for `group`.
+    Append {
+        stream: u64,
+        group: GroupId,
+        request: AppendEntriesRequest<TypeConfig>,
+    },
+    /// The result of the next AppendEntries of `stream`, in the order they were sent; `Err`
+    /// ends the stream (the receiver's group stopped, or does not run here).
+    Appended {
+        stream: u64,
+        result: Result<StreamAppendResult<TypeConfig>, String>,
+    },
+    /// The sender has no more requests for `stream` (or stopped reading its results).
+    EndStream { stream: u64 },
+}
+
+/// The single-reply requests.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Call {
+    Vote(VoteRequest<TypeConfig>),
+    PreVote(VoteRequest<TypeConfig>),
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+    Append(AppendEntriesRequest<TypeConfig>),
+}
+
+/// Their answers.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Reply {
+    Vote(VoteResponse<TypeConfig>),
+    TransferLeader(TransferLeaderResponse<TypeConfig>),
+    Append(AppendEntriesResponse<TypeConfig>),
+}
+
+impl Call {
+    /// Its name in errors and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::Vote(_) => "vote",
+            Call::PreVote(_) => "pre-vote",
+            Call::TransferLeader(_) => "transfer-leader",
+            Call::Append(_) => "append",
+        }
+    }
+}
+
+/// Appends `frame`, encoded and framed, to `out`.
+pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) -> Result<(), String> {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    *out = postcard::to_extend(frame, std::mem::take(out))
+        .map_err(|e| format!("encode peer frame: {e}"))?;
+    let payload_len = out.len() - start - HEADER_BYTES;
+    if payload_len > RPC_BODY_BYTES_MAX {
+        return Err(format!(
+            "peer frame of {payload_len} bytes exceeds the {RPC_BODY_BYTES_MAX}-byte limit"
+        ));
+    }
+    let checksum = crc32c::crc32c(&out[start + HEADER_BYTES..]);
+    out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
+    Ok(())
+}
+
+/// Reads the next frame; `Ok(None)` at a clean end of stream (between frames). `buffer` is
+/// reused from call to call.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut Vec<u8>,
+) -> Result<Option<Frame>, String> {
+    let mut header = [0u8; HEADER_BYTES];
+    match reader.read_exact(&mut header[..1]).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(format!("read peer frame: {error}")),
+    }
+    reader
+        .read_exact(&mut header[1..])
+        .await
+        .map_err(|e| format!("read peer frame header: {e}"))?;
+    let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+    let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+    let expected = u32::from_le_bytes([c0, c1, c2, c3]);
+    if len > RPC_BODY_BYTES_MAX {
+        return Err(format!(
+            "peer frame announces {len} bytes, over the {RPC_BODY_BYTES_MAX}-byte limit"
+        ));
+    }
+    buffer.clear();
+    buffer.resize(len, 0);
+    reader
+        .read_exact(buffer)
+        .await
+        .map_err(|e| format!("read peer frame of {len} bytes: {e}"))?;
+    let actual = crc32c::crc32c(buffer);
+    if actual != expected {
+        return Err(format!(
+            "peer frame checksum mismatch: header says {expected}, payload hashes to {actual}"
+        ));
+    }
+    postcard::from_bytes(buffer)
+        .map(Some)
+        .map_err(|e| format!("decode peer frame: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Frame {
+        Frame::EndStream { stream: 7 }
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_back_to_back() {
+        let mut bytes = Vec::new();
+        encode_into(&sample(), &mut bytes).unwrap();
+        encode_into(
+            &Frame::Reply {
+                id: 3,
+                reply: Err("group 9 does not run on this node".into()),
+            },
+            &mut bytes,
+        )
+        .unwrap();
+        let mut reader = bytes.as_slice();
+        let mut buffer = Vec::new();
+        assert!(matches!(
+            read_frame(&mut reader, &mut buffer).await,
+            Ok(Some(Frame::EndStream { stream: 7 }))
+        ));
+        match read_frame(&mut reader, &mut buffer).await {
+            Ok(Some(Frame::Reply {
+                id: 3,
+                reply: Err(message),
+            })) => {
+                assert!(message.contains("group 9"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            read_frame(&mut reader, &mut buffer).await,
+            Ok(None)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_flipped_bit_or_a_cut_frame_is_an_error_not_a_message() {
+        let mut bytes = Vec::new();
+        encode_into(&sample(), &mut bytes).unwrap();
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let error = read_frame(&mut flipped.as_slice(), &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(error.contains("checksum mismatch"), "{error}");
+        let cut = &bytes[..bytes.len() - 1];
+        assert!(read_frame(&mut &cut[..], &mut Vec::new()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_is_refused_before_reading() {
+        let mut bytes = ((RPC_BODY_BYTES_MAX + 1) as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 4]);
+        let error = read_frame(&mut bytes.as_slice(), &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(error.contains("limit"), "{error}");
+    }
+}
