@@ -2,12 +2,12 @@
 # A/B of two shoal binaries on the same workload: for each round, a fresh 3-voter loopback
 # cluster of one binary, then of the other, and `shoal bench --workload insert` with 1 and 16
 # clients against its leader. Prints one line per run; compare the medians of the rounds.
-# The cluster uses ports BASE+11 … BASE+33 (default base 46000).
+# The cluster uses ports BASE+11 … BASE+33 (default base 20000, below the kernel's ephemeral range).
 #   bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [BASE_PORT]
 # Example (before/after a change): build the older commit in a worktree with its own
 # CARGO_TARGET_DIR, `cargo build --release`, then bench/ab.sh old/shoal target/release/shoal 3
 set -uo pipefail
-old=$1 new=$2 rounds=${3:-3} base=${4:-46000}
+old=$1 new=$2 rounds=${3:-3} base=${4:-20000}
 work=$(mktemp -d)
 pids=()
 stop_cluster() {

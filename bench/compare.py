@@ -214,7 +214,12 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per workload")
     parser.add_argument("--kills", type=int, default=20, help="leader kills for failover")
     parser.add_argument("--no-write", action="store_true", help="print, do not edit docs")
+    parser.add_argument("--quick", action="store_true",
+                        help="the regression guard: the target rows against PostgreSQL only, "
+                             "short runs, 5 kills; one line appended to the history table")
     options = parser.parse_args()
+    if options.quick:
+        options.seconds, options.rounds, options.kills = 3, 1, 5
 
     workdir = Path(tempfile.mkdtemp(prefix="shoal-compare-"))
     cluster = ShoalCluster(workdir)
@@ -237,10 +242,11 @@ def main():
         subprocess.run([str(PEERS / "postgres-sync.sh"), "stop"], capture_output=True)
         peers_started.append("postgres-sync.sh")
         subprocess.run([str(PEERS / "postgres-sync.sh"), "start"], check=True)
-        log("starting etcd (3 members)")
-        subprocess.run([str(PEERS / "etcd-3node.sh"), "stop"], capture_output=True)
-        peers_started.append("etcd-3node.sh")
-        subprocess.run([str(PEERS / "etcd-3node.sh"), "start"], check=True)
+        if not options.quick:
+            log("starting etcd (3 members)")
+            subprocess.run([str(PEERS / "etcd-3node.sh"), "stop"], capture_output=True)
+            peers_started.append("etcd-3node.sh")
+            subprocess.run([str(PEERS / "etcd-3node.sh"), "start"], check=True)
         time.sleep(2)
         idle_rss = cluster.rss_mib()
 
@@ -292,6 +298,8 @@ def main():
                 ("PostgreSQL sync", "postgres", PG_PRIMARY, ("--batch-size", "100")),
             ]),
         ]
+        if options.quick:
+            plan = quick_plan(plan)
         results = []
         for label, workload, clients, systems in plan:
             rounds = {system: [] for system, *_ in systems}
@@ -306,10 +314,84 @@ def main():
     finally:
         cleanup()
 
+    if options.quick:
+        line = quick_line(results, failovers, idle_rss)
+        print(line)
+        if not options.no_write:
+            append_history(line)
+        return
     table = render(results, failovers, idle_rss, loaded_rss, fsync_ms, options)
     print(table)
     if not options.no_write:
         write_into_docs(table)
+
+
+# The rows the regression guard runs, against PostgreSQL only: (label in the full plan, short name).
+QUICK_ROWS = [
+    ("INSERT, 1 client", "ins1 http"),
+    ("INSERT, 1 client, PostgreSQL protocol", "ins1 pg"),
+    ("INSERT, 64 clients", "ins64 http"),
+    ("INSERT, 64 clients, PostgreSQL protocol", "ins64 pg"),
+    ("point SELECT, 16 clients, replica", "sel follower http"),
+    ("point SELECT, 16 clients, replica, PostgreSQL protocol", "sel follower pg"),
+    ("point SELECT, 16 clients, leader", "sel leader http"),
+    ("mixed 90% reads, 16 clients, leader", "mixed"),
+]
+
+
+def quick_plan(plan):
+    by_label = {label: (label, workload, clients, systems) for label, workload, clients, systems in plan}
+    quick = []
+    for label, _ in QUICK_ROWS:
+        label, workload, clients, systems = by_label[label]
+        quick.append((label, workload, clients, [s for s in systems if s[1] != "etcd"]))
+    return quick
+
+
+def quick_line(results, failovers, idle_rss):
+    """One line of ratios against PostgreSQL: p50 latency ratios for one client (lower is
+    better), throughput ratios for the rest (higher is better)."""
+    by_label = {label: (systems, rounds) for label, systems, rounds in results}
+    cells = []
+    for label, short in QUICK_ROWS:
+        systems, rounds = by_label[label]
+        shoal, peer = systems[0][0], systems[1][0]
+        if label.startswith("INSERT, 1 client"):
+            ratio = median_of_p50(rounds[shoal]) / median_of_p50(rounds[peer])
+            cells.append(f"{short} p50 {ratio:.2f}× PG")
+        else:
+            ratio = median_of(rounds[shoal], "operations_per_s") / median_of(rounds[peer], "operations_per_s")
+            cells.append(f"{short} {ratio:.2f}×")
+    cells.append(f"failover median {statistics.median(failovers):.0f} ms, max {max(failovers):.0f} ms")
+    cells.append("idle RSS " + "/".join(f"{r:.0f}" for r in idle_rss) + " MiB")
+    return "; ".join(cells)
+
+
+def median_of_p50(runs):
+    return statistics.median(r["latency_ms"]["p50"] for r in runs)
+
+
+def append_history(line):
+    """Appends `line` with the date and commit to the history table in docs/benchmarks.md."""
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    row = f"| {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} | {commit}{'+' if dirty else ''} | {line} |"
+    marker = "<!-- quick.sh:history -->"
+    if marker not in text:
+        text = text.rstrip("\n") + (
+            "\n\n## Regression guard history (bench/quick.sh)\n\n"
+            "Each row: one `bench/quick.sh` run (3 s per system and workload, 5 leader kills), "
+            "Shoal ÷ PostgreSQL with two quorum-synchronous standbys on this machine. Single-client "
+            "INSERT rows compare p50 latency (lower is better); the others throughput (higher is "
+            "better). A `+` after the commit: uncommitted changes were measured.\n\n"
+            "| when (UTC) | commit | ratios |\n|---|---|---|\n" + marker + "\n")
+    text = text.replace(marker, row + "\n" + marker)
+    path.write_text(text)
+    log(f"appended to the history in {path}")
 
 
 def render(results, failovers, idle_rss, loaded_rss, fsync_ms, options):

@@ -90,10 +90,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if batch.is_empty() {
             return Ok(());
         }
-        let database = self.database.clone();
-        let responses = tokio::task::spawn_blocking(move || database.apply(&batch))
-            .await
-            .map_err(blocking_error)??;
+        let responses = if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            // On this thread: a hand-off to the blocking pool and back cost more than applying
+            // a small entry. `block_in_place` moves this worker's other tasks to another
+            // thread first, so a long apply stalls no heartbeat.
+            tokio::task::block_in_place(|| self.database.apply(&batch))?
+        } else {
+            let database = self.database.clone();
+            tokio::task::spawn_blocking(move || database.apply(&batch))
+                .await
+                .map_err(blocking_error)??
+        };
         for (responder, response) in responders.into_iter().zip(responses) {
             if let Some(responder) = responder {
                 responder.send(response);

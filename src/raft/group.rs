@@ -2,7 +2,7 @@
 //! out under `<data-dir>/groups/<group-id>/`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -82,6 +82,10 @@ pub struct RaftGroup {
     /// When this node last accepted entries or a heartbeat from a leader.
     leader_contact: Mutex<Option<Instant>>,
     leader_epoch: Mutex<LeaderEpoch>,
+    /// This node's role as of openraft's latest metrics, kept by the leader watch so that the
+    /// read path never takes the metrics lock RaftCore writes under.
+    leading: AtomicBool,
+    voting: AtomicBool,
     /// The highest log index that may be purged: entries after it are not archived yet
     /// (`u64::MAX` when log archiving is off). Set by the backup archiver.
     pub archive_hold: AtomicU64,
@@ -171,6 +175,8 @@ impl RaftGroup {
             snapshots,
             dir,
             leader_contact: Mutex::new(None),
+            leading: AtomicBool::new(false),
+            voting: AtomicBool::new(false),
             leader_epoch: Mutex::new(LeaderEpoch {
                 leader: None,
                 term: 0,
@@ -194,9 +200,20 @@ impl RaftGroup {
         }
     }
 
+    /// Whether this node leads, as of the latest metrics the leader watch saw (lock-free; for
+    /// decisions that tolerate a moment's lag, never for safety).
+    pub fn leads(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    /// Whether this node is a voter, as of the latest membership the leader watch saw.
+    pub fn votes(&self) -> bool {
+        self.voting.load(Ordering::Acquire)
+    }
+
     /// Time since this node last heard from a leader; zero on the leader itself.
     pub fn since_leader_contact(&self) -> Option<Duration> {
-        if self.raft.is_leader() {
+        if self.leads() {
             return Some(Duration::ZERO);
         }
         self.leader_contact
@@ -446,27 +463,41 @@ fn seed_from_restore(dir: &Path, database: &Database) -> Result<(), crate::db::d
     Ok(())
 }
 
-/// Keeps `leader_epoch` current by watching openraft's metrics.
+/// Keeps `leader_epoch`, the cached role and the address book current by watching openraft's
+/// metrics. The metrics change at every step of RaftCore; the work here is a few comparisons
+/// unless the leader, the term or the membership changed.
 fn spawn_leader_watch(group: &Arc<RaftGroup>, addresses: crate::raft::network::AddressBook) {
     let weak = Arc::downgrade(group);
     let mut metrics = group.raft.metrics();
     tokio::spawn(async move {
+        let mut membership_seen = None;
         loop {
             let Some(group) = weak.upgrade() else { return };
-            let (leader, term) = {
+            let (leader, term, leading) = {
                 let m = metrics.borrow_watched();
-                let current: std::collections::BTreeMap<NodeId, String> = m
-                    .membership_config
-                    .nodes()
-                    .map(|(id, node)| (*id, node.raft_addr.clone()))
-                    .collect();
-                if let Ok(mut book) = addresses.write()
-                    && *book != current
-                {
-                    *book = current;
+                let membership_id = m.membership_config.log_id().clone();
+                if membership_seen.as_ref() != Some(&membership_id) {
+                    let current: std::collections::BTreeMap<NodeId, String> = m
+                        .membership_config
+                        .nodes()
+                        .map(|(id, node)| (*id, node.raft_addr.clone()))
+                        .collect();
+                    if let Ok(mut book) = addresses.write()
+                        && *book != current
+                    {
+                        *book = current;
+                    }
+                    let voting = m
+                        .membership_config
+                        .membership()
+                        .voter_ids()
+                        .any(|id| id == group.node_id);
+                    group.voting.store(voting, Ordering::Release);
+                    membership_seen = Some(membership_id);
                 }
-                (m.current_leader, m.current_term)
+                (m.current_leader, m.current_term, m.state.is_leader())
             };
+            group.leading.store(leading, Ordering::Release);
             if let Ok(mut epoch) = group.leader_epoch.lock()
                 && (epoch.leader != leader || epoch.term != term)
             {

@@ -192,7 +192,7 @@ impl Service {
     }
 
     fn is_voter(&self) -> bool {
-        self.group.raft.voter_ids().any(|id| id == self.node_id())
+        self.group.votes()
     }
 
     async fn read(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
