@@ -475,7 +475,7 @@ fn spawn_leader_watch(group: &Arc<RaftGroup>, addresses: crate::raft::network::A
             let Some(group) = weak.upgrade() else { return };
             let (leader, term, leading) = {
                 let m = metrics.borrow_watched();
-                let membership_id = m.membership_config.log_id().clone();
+                let membership_id = *m.membership_config.log_id();
                 if membership_seen.as_ref() != Some(&membership_id) {
                     let current: std::collections::BTreeMap<NodeId, String> = m
                         .membership_config
