@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A/B of two shoal binaries on the same workload: for each round, a fresh 3-voter loopback
-# cluster of one binary, then of the other, and `shoal bench --workload insert` with 1 and 16
-# clients against its leader. Prints one line per run; compare the medians of the rounds.
+# A/B of two shoal binaries on the same workloads: for each round, a fresh 3-voter loopback
+# cluster of one binary, then of the other; `shoal bench` INSERTs with 1, 16 and 64 clients on
+# the leader, point SELECTs with 16 clients on a follower (level=none) and on the leader
+# (level=weak), AB_SECONDS (default 5) each. Prints one line per run; compare the medians.
 # The cluster uses ports BASE+11 … BASE+33 (default base 20000, below the kernel's ephemeral range).
 #   bench/ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [BASE_PORT]
 # Example (before/after a change): build the older commit in a worktree with its own
@@ -37,13 +38,18 @@ for round in $(seq 1 "$rounds"); do
     bin=$old
     [[ $which == new ]] && bin=$new
     start_cluster "$bin" "$work/$which"
-    for clients in 1 16; do
-      "$new" bench --host "http://127.0.0.1:$((base + 11))" --workload insert \
-        --clients "$clients" --duration 8s --json --no-progress 2>/dev/null |
+    # workload clients node consistency
+    for run in "insert 1 1 weak" "insert 16 1 weak" "insert 64 1 weak" \
+      "point-select 16 2 none" "point-select 16 1 weak"; do
+      read -r workload clients node consistency <<<"$run"
+      "$new" bench --host "http://127.0.0.1:$((base + node * 10 + 1))" --workload "$workload" \
+        --clients "$clients" --consistency "$consistency" --duration "${AB_SECONDS:-5}s" --json \
+        --no-progress 2>/dev/null |
         python3 -c 'import json, sys
 d = json.load(sys.stdin)
-print("%s %s insert clients=%s ops/s=%.0f p50_ms=%.3f p99_ms=%.3f" % (sys.argv[1], sys.argv[2], sys.argv[3],
-      d["operations_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"]))' "$round" "$which" "$clients"
+print("%s %s %s clients=%s node=%s level=%s ops/s=%.0f p50_ms=%.3f p99_ms=%.3f" % (*sys.argv[1:7],
+      d["operations_per_s"], d["latency_ms"]["p50"], d["latency_ms"]["p99"]))' \
+        "$round" "$which" "$workload" "$clients" "$node" "$consistency"
     done
     stop_cluster
   done

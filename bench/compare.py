@@ -356,6 +356,9 @@ def quick_line(results, failovers, idle_rss):
     for label, short in QUICK_ROWS:
         systems, rounds = by_label[label]
         shoal, peer = systems[0][0], systems[1][0]
+        for system in (shoal, peer):
+            log(f"  {short}: {system}: {median_of(rounds[system], 'operations_per_s'):,.0f} ops/s, "
+                f"p50 {median_of_p50(rounds[system]):.2f} ms")
         if label.startswith("INSERT, 1 client"):
             ratio = median_of_p50(rounds[shoal]) / median_of_p50(rounds[peer])
             cells.append(f"{short} p50 {ratio:.2f}× PG")

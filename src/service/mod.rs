@@ -6,13 +6,14 @@ pub mod cluster;
 pub mod internal;
 pub mod peer;
 pub mod queue;
+pub mod read_confirm;
 pub mod request;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::ReadPolicy;
-use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::errors::{ClientWriteError, RaftError};
 use openraft::raft::linearizable_read::LinearizerOption;
 
 use crate::db::database::DbError;
@@ -30,18 +31,31 @@ const LEASE_WAIT_STEP: Duration = Duration::from_millis(2);
 /// What `Raft::client_write` fails with.
 type ClientWriteFailure = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
 use peer::PeerClient;
+use read_confirm::SharedConfirmations;
 pub use request::*;
 
 /// The service of one node (one data group today).
 pub struct Service {
     pub group: Arc<RaftGroup>,
     pub peers: PeerClient,
+    /// `level=weak` reads: the leader lease, shared by concurrent reads.
+    lease_reads: Arc<SharedConfirmations>,
+    /// `level=linearizable` reads: a quorum round (ReadIndex), shared by concurrent reads.
+    read_index_reads: Arc<SharedConfirmations>,
 }
 
 impl Service {
     pub fn new(group: Arc<RaftGroup>, http: crate::net::node_client::NodeClient) -> Arc<Service> {
         Arc::new(Service {
             peers: PeerClient::new(http, group.id),
+            lease_reads: SharedConfirmations::new(
+                group.raft.clone(),
+                LinearizerOption::new(None, true),
+            ),
+            read_index_reads: SharedConfirmations::new(
+                group.raft.clone(),
+                ReadPolicy::ReadIndex.into(),
+            ),
             group,
         })
     }
@@ -204,12 +218,9 @@ impl Service {
             {
                 return self.send_to_leader(request).await;
             }
-            ReadLevel::Weak => {
-                self.confirm_leadership(LinearizerOption::new(None, true), &request)
-                    .await?
-            }
+            ReadLevel::Weak => self.confirm_leadership(&self.lease_reads, &request).await?,
             ReadLevel::Linearizable => {
-                self.confirm_leadership(ReadPolicy::ReadIndex.into(), &request)
+                self.confirm_leadership(&self.read_index_reads, &request)
                     .await?
             }
             ReadLevel::Strong => {
@@ -277,25 +288,15 @@ impl Service {
         Ok(())
     }
 
+    /// Confirms this node may serve `request` as a leader read: a confirmation shared with
+    /// the reads that arrived with it (`read_confirm`), then the wait until this node has
+    /// applied up to its read index.
     async fn confirm_leadership(
         &self,
-        option: LinearizerOption,
+        confirmations: &Arc<SharedConfirmations>,
         request: &ServiceRequest,
     ) -> Result<(), ServiceError> {
-        let linearizer =
-            self.group
-                .raft
-                .get_read_linearizer(option)
-                .await
-                .map_err(|e| match e {
-                    RaftError::APIError(LinearizableReadError::ForwardToLeader(_)) => {
-                        ServiceError::NoLeader
-                    }
-                    RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => {
-                        ServiceError::Unavailable(format!("leader cannot reach a quorum: {q}"))
-                    }
-                    RaftError::Fatal(f) => ServiceError::Unavailable(f.to_string()),
-                })?;
+        let linearizer = confirmations.confirm().await?;
         match linearizer
             .try_await_ready(&self.group.raft, Some(request.timeout))
             .await
