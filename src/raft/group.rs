@@ -200,6 +200,27 @@ impl RaftGroup {
         }
     }
 
+    /// Hands a leader's AppendEntries to openraft; an accepted one counts as contact with
+    /// the leader (for `freshness`).
+    pub async fn receive_append(
+        &self,
+        request: openraft::raft::AppendEntriesRequest<crate::raft::types::TypeConfig>,
+    ) -> Result<openraft::raft::AppendEntriesResponse<crate::raft::types::TypeConfig>, String> {
+        let response = self
+            .raft
+            .append_entries(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        if matches!(
+            response,
+            openraft::raft::AppendEntriesResponse::Success
+                | openraft::raft::AppendEntriesResponse::PartialSuccess(_)
+        ) {
+            self.note_leader_contact();
+        }
+        Ok(response)
+    }
+
     /// Whether this node leads, as of the latest metrics the leader watch saw (lock-free; for
     /// decisions that tolerate a moment's lag, never for safety).
     pub fn leads(&self) -> bool {

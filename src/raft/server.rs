@@ -22,7 +22,6 @@ use crate::raft::group::RaftGroup;
 use crate::raft::network::SnapshotHeader;
 use crate::raft::types::{GroupId, TypeConfig};
 use crate::raft::wire::{self, CHECKSUM_HEADER, RPC_BODY_BYTES_MAX, SNAPSHOT_HEADER};
-use openraft::raft::AppendEntriesResponse;
 
 /// The groups this node runs, by id.
 pub type Groups = Arc<HashMap<GroupId, Arc<RaftGroup>>>;
@@ -133,18 +132,7 @@ async fn append(
     body: Bytes,
 ) -> Response {
     rpc(&groups, id, &headers, &body, |group, request| async move {
-        let response = group
-            .raft
-            .append_entries(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        if matches!(
-            response,
-            AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
-        ) {
-            group.note_leader_contact();
-        }
-        Ok(response)
+        group.receive_append(request).await
     })
     .await
 }

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use hyper_util::rt::TokioIo;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
+use openraft::raft::AppendEntriesRequest;
 use tokio::sync::mpsc;
 
 use crate::net::listener::ConnectionEvents;
@@ -219,20 +219,7 @@ async fn run_call(group: &RaftGroup, call: Call) -> Result<Reply, String> {
             .await
             .map(Reply::TransferLeader)
             .map_err(|e| e.to_string()),
-        Call::Append(request) => {
-            let response = group
-                .raft
-                .append_entries(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            if matches!(
-                response,
-                AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
-            ) {
-                group.note_leader_contact();
-            }
-            Ok(Reply::Append(response))
-        }
+        Call::Append(request) => group.receive_append(request).await.map(Reply::Append),
     }
 }
 
