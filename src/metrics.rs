@@ -17,9 +17,10 @@ use prometheus_client::registry::{Registry, Unit};
 /// the method and the status class.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub endpoint: String,
-    pub method: String,
-    pub status: String,
+    /// A route's path, interned once per route (`http::metrics::route_label`).
+    pub endpoint: &'static str,
+    pub method: &'static str,
+    pub status: &'static str,
 }
 
 /// Labels of a PostgreSQL request: simple or extended protocol, ok or error.

@@ -18,20 +18,26 @@ pub async fn record_request(request: Request, next: Next) -> Response {
     let endpoint = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("other", |path| path.as_str())
-        .to_string();
+        .map_or("other", |path| route_label(path.as_str()));
     // Only the standard methods get their own series: a client can send any method name.
     let method = match request.method().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
         _ => "other",
-    }
-    .to_string();
+    };
     let started = Instant::now();
     let response = next.run(request).await;
+    const CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    let class = usize::from(response.status().as_u16() / 100);
     let labels = HttpLabels {
         endpoint,
         method,
-        status: format!("{}xx", response.status().as_u16() / 100),
+        status: CLASSES.get(class).copied().unwrap_or("other"),
     };
     let metrics = metrics();
     metrics.http_requests.get_or_create(&labels).inc();
@@ -40,6 +46,24 @@ pub async fn record_request(request: Request, next: Next) -> Response {
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Routes interned for labels: a request costs a lookup, not three string allocations.
+/// Matched paths come from the router's fixed set of routes, so the set is bounded; a path
+/// beyond [`ROUTES_MAX`] is labelled `other`.
+fn route_label(path: &str) -> &'static str {
+    static ROUTES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    const ROUTES_MAX: usize = 256;
+    let mut routes = ROUTES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = routes.iter().find(|known| **known == path) {
+        return known;
+    }
+    if routes.len() >= ROUTES_MAX {
+        return "other";
+    }
+    let interned: &'static str = Box::leak(path.to_string().into_boxed_str());
+    routes.push(interned);
+    interned
 }
 
 /// Sets the scrape-time gauges from Raft's and the storage's state, then encodes everything.
