@@ -213,6 +213,69 @@ async fn t20_acknowledged_writes_survive_sigkill_of_the_leader() {
         .await;
 }
 
+/// Concurrent writes share log entries on the leader, yet each request gets exactly its own
+/// results and keeps its own all-or-nothing rule: a request whose transaction fails changes
+/// nothing, whatever else was proposed beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t14_concurrent_writes_keep_their_own_results_and_atomicity() {
+    let cluster = Cluster::start(spec(3, 0)).await;
+    let leader = cluster.leader(SETTLE).await;
+    cluster
+        .execute(
+            leader,
+            json!(["CREATE TABLE t(id INTEGER PRIMARY KEY, who INTEGER)"]),
+        )
+        .await;
+    let requests = (0..48).map(|who| {
+        let cluster = &cluster;
+        async move {
+            // Odd requests insert a row and then the same key again, in a transaction: the
+            // second statement fails, so their first row must not remain either.
+            let body = if who % 2 == 0 {
+                json!([["INSERT INTO t(id, who) VALUES(?, ?)", 1000 + who, who]])
+            } else {
+                json!([
+                    ["INSERT INTO t(id, who) VALUES(?, ?)", 1000 + who, who],
+                    ["INSERT INTO t(id, who) VALUES(?, ?)", 1000 + who, who]
+                ])
+            };
+            let path = if who % 2 == 0 {
+                "/db/execute"
+            } else {
+                "/db/execute?transaction"
+            };
+            (who, cluster.post(leader, path, body).await)
+        }
+    });
+    for (who, (status, body)) in futures_util::future::join_all(requests).await {
+        assert_eq!(status, 200, "request {who}: {body}");
+        let results = body["results"].as_array().expect("results");
+        if who % 2 == 0 {
+            assert_eq!(results.len(), 1, "request {who}: {body}");
+            assert_eq!(
+                results[0]["last_insert_id"],
+                json!(1000 + who),
+                "request {who}: {body}"
+            );
+        } else {
+            assert!(
+                results.iter().any(|r| r.get("error").is_some()),
+                "request {who} should fail on its duplicate key: {body}"
+            );
+        }
+    }
+    let rows = cluster
+        .query(leader, "SELECT who FROM t ORDER BY who", "level=strong")
+        .await
+        .unwrap();
+    let expected: Vec<Value> = (0..48).filter(|w| w % 2 == 0).map(|w| json!([w])).collect();
+    assert_eq!(
+        rows,
+        json!(expected),
+        "failed transactions left rows behind"
+    );
+}
+
 /// Raft traffic between nodes of this version goes over one peer stream per pair of nodes; a
 /// node of an earlier version (which refuses the stream's upgrade and calls over per-request
 /// HTTP) still replicates, votes and takes over as leader in a cluster with newer nodes.

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod internal;
 pub mod peer;
+pub mod proposals;
 pub mod queue;
 pub mod read_confirm;
 pub mod request;
@@ -31,6 +32,7 @@ const LEASE_WAIT_STEP: Duration = Duration::from_millis(2);
 /// What `Raft::client_write` fails with.
 type ClientWriteFailure = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
 use peer::PeerClient;
+use proposals::Proposals;
 use read_confirm::SharedConfirmations;
 pub use request::*;
 
@@ -42,6 +44,8 @@ pub struct Service {
     lease_reads: Arc<SharedConfirmations>,
     /// `level=linearizable` reads: a quorum round (ReadIndex), shared by concurrent reads.
     read_index_reads: Arc<SharedConfirmations>,
+    /// Writes waiting to be proposed together.
+    proposals: Proposals,
 }
 
 impl Service {
@@ -56,6 +60,7 @@ impl Service {
                 group.raft.clone(),
                 ReadPolicy::ReadIndex.into(),
             ),
+            proposals: Proposals::new(group.raft.clone()),
             group,
         })
     }
@@ -334,7 +339,7 @@ impl Service {
         metrics.proposals.inc();
         let lease_deadline = proposed + LEADER_WAIT.min(request.timeout);
         let outcome = loop {
-            let outcome = self.group.raft.client_write(command()).await;
+            let outcome = self.proposals.propose(request.batches.clone()).await;
             match outcome {
                 // A leader just elected takes writes once a quorum has acknowledged it (its
                 // lease), a moment after the election: the request waits here rather than
@@ -362,8 +367,7 @@ impl Service {
             }
             Err(error) => return Err(self.write_error(error)),
         };
-        let index = written.log_id.index;
-        let results: Vec<StatementResult> = written.data.batches.into_iter().flatten().collect();
+        let (index, results) = (written.index, written.results);
         let write_concern_error = match required {
             Some(required) if required > 1 => {
                 self.await_write_concern(index, required, request.write_concern_timeout)
