@@ -14,6 +14,7 @@ Standard library only, so it runs on a fresh machine.
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,10 +38,29 @@ def log(message):
     print(f"[compare {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range (where port 0 would come from):
+    a killed node is restarted on its ports, and an outgoing connection may take an ephemeral
+    one meanwhile. Never the same port twice in one run."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(2000):
+        port = random.randrange(10000, max(low, 10001))
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def http_json(url, body=None, timeout=2.0):
