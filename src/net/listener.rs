@@ -182,6 +182,19 @@ pub struct ConnectionEvents {
     pub idle_timeout: Duration,
 }
 
+/// Resolves at the next reload of the certificates a connection was admitted under; never for
+/// a connection without TLS (nor when the TLS context is dropped without a reload, which is no
+/// reason to close).
+pub async fn next_reload(reloads: &mut Option<watch::Receiver<u64>>) {
+    let changed = match reloads.as_mut() {
+        Some(reloads) => reloads.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Serves `router` over HTTP/1.1 on the admitted connections until `shutdown`, then lets
 /// requests in flight finish for a moment. Handlers see the peer as `ConnectInfo`. A
 /// connection that sends no request headers for `idle_timeout` is closed.
@@ -226,16 +239,7 @@ pub async fn serve_http(
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let mut served = std::pin::pin!(served);
-            let reloaded = async {
-                let changed = match reloads.as_mut() {
-                    Some(reloads) => reloads.changed().await.is_ok(),
-                    None => false,
-                };
-                // (A context dropped without a reload is no reason to close.)
-                if !changed {
-                    std::future::pending::<()>().await;
-                }
-            };
+            let reloaded = next_reload(&mut reloads);
             let outcome = tokio::select! {
                 outcome = served.as_mut() => outcome,
                 () = async { let _ = stop.wait_for(|stop| *stop).await; } => {

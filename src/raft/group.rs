@@ -221,6 +221,11 @@ impl RaftGroup {
         Ok(response)
     }
 
+    /// The leader this node knows of, read in place (no copy of the whole metrics).
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
     /// Whether this node leads, as of the latest metrics the leader watch saw (lock-free; for
     /// decisions that tolerate a moment's lag, never for safety).
     pub fn leads(&self) -> bool {

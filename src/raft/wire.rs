@@ -1,5 +1,6 @@
-//! How node-to-node messages are encoded: postcard bodies over persistent HTTP/1.1
-//! connections, each body carrying a CRC-32C in a header that the receiver verifies.
+//! How node-to-node HTTP requests are encoded (forwarded client requests, snapshots, and Raft
+//! RPCs to peers without the peer stream): postcard bodies, each carrying a CRC-32C in a
+//! header that the receiver verifies. The peer stream frames its own messages (`peer_stream::frame`).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

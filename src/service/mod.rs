@@ -323,16 +323,15 @@ impl Service {
             .write_concern
             .members_required(members)
             .map_err(ServiceError::BadRequest)?;
-        let command = || Command {
-            timestamp_ms: unix_now_ms(),
-            batches: request.batches.clone(),
-            load: None,
-            users: None,
-        };
         if crate::unsafe_faults::active()
             == Some(crate::unsafe_faults::UnsafeFault::AckBeforeCommit)
         {
-            return Ok(self.acknowledge_before_commit(command()));
+            return Ok(self.acknowledge_before_commit(Command {
+                timestamp_ms: unix_now_ms(),
+                batches: request.batches.clone(),
+                load: None,
+                users: None,
+            }));
         }
         let proposed = std::time::Instant::now();
         let metrics = crate::metrics::metrics();
@@ -467,7 +466,7 @@ impl Service {
                 // here if leadership moves on again).
                 return Box::pin(self.route(request)).await;
             }
-            let leader_tried = self.group.metrics().current_leader;
+            let leader_tried = self.group.current_leader();
             match self.send_to_known_leader(request.clone()).await {
                 Err(error) if peer::never_reached_the_leader(&error) => {
                     if matches!(error, ServiceError::NotLeader { .. }) || Instant::now() >= deadline

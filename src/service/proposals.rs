@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use openraft::errors::{ClientWriteError, RaftError};
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::raft::types::{Command, Raft, StatementBatch, StatementResult, TypeConfig};
+use crate::raft::types::{Command, Raft, StatementBatch, StatementResult};
+use crate::service::ClientWriteFailure;
 
 /// Entries proposed and not yet applied at once. openraft already writes every waiting entry
 /// in one append; with 4 slots 16 clients lost 14 % (less pipelining) while 64 gained 7 %,
@@ -22,9 +23,6 @@ const IN_FLIGHT_MAX: usize = 16;
 /// Requests and statement batches one entry gathers at most.
 const REQUESTS_PER_ENTRY_MAX: usize = 256;
 const BATCHES_PER_ENTRY_MAX: usize = 4096;
-
-/// Why a proposal failed: openraft's error for the whole entry.
-pub type ProposalFailure = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
 
 /// A request's part of an applied entry.
 pub struct Proposed {
@@ -37,7 +35,7 @@ struct Waiting {
     /// Tells a caller's own request from others' in an entry it drained.
     id: u64,
     batches: Vec<StatementBatch>,
-    reply: oneshot::Sender<Result<Proposed, ProposalFailure>>,
+    reply: oneshot::Sender<Result<Proposed, ClientWriteFailure>>,
 }
 
 /// The leader's proposal queue for one group. There is no batching task: a caller that finds
@@ -65,7 +63,10 @@ impl Proposals {
     /// requests are waiting, and returns this request's results once the entry is applied here.
     /// Waiting requests are bounded by the requests the node admits at once (connection limits
     /// and request timeouts): each caller waits on its own request.
-    pub async fn propose(&self, batches: Vec<StatementBatch>) -> Result<Proposed, ProposalFailure> {
+    pub async fn propose(
+        &self,
+        batches: Vec<StatementBatch>,
+    ) -> Result<Proposed, ClientWriteFailure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, mut answer) = oneshot::channel();
         self.lock().push_back(Waiting { id, batches, reply });
@@ -122,7 +123,7 @@ impl Proposals {
 }
 
 /// What a caller gets when its request can no longer be proposed here.
-fn stopped() -> ProposalFailure {
+fn stopped() -> ClientWriteFailure {
     RaftError::APIError(ClientWriteError::ForwardToLeader(
         openraft::errors::ForwardToLeader::empty(),
     ))

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use openraft::raft::AppendEntriesRequest;
 use tokio::sync::mpsc;
 
-use crate::net::listener::ConnectionEvents;
+use crate::net::listener::{ConnectionEvents, next_reload};
 use crate::raft::group::RaftGroup;
 use crate::raft::peer_stream::frame::{self, Call, Frame, PROTOCOL, Reply};
 use crate::raft::peer_stream::{OUTGOING_FRAMES_MAX, write_frames};
@@ -101,16 +101,8 @@ where
     let writing = tokio::spawn(write_frames(frames, writer));
     let mut streams: HashMap<u64, mpsc::Sender<AppendEntriesRequest<TypeConfig>>> = HashMap::new();
     let mut buffer = Vec::new();
-    let reloaded = async {
-        let changed = match events.reloads.as_mut() {
-            Some(reloads) => reloads.changed().await.is_ok(),
-            None => false,
-        };
-        if !changed {
-            std::future::pending::<()>().await;
-        }
-    };
-    let mut reloaded = std::pin::pin!(reloaded);
+    let mut reloads = events.reloads.take();
+    let mut reloaded = std::pin::pin!(next_reload(&mut reloads));
     let outcome = loop {
         let next = tokio::select! {
             next = tokio::time::timeout(events.idle_timeout, frame::read_frame(&mut reader, &mut buffer)) => next,
