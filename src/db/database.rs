@@ -19,7 +19,9 @@ use tokio::sync::Semaphore;
 
 use crate::db::clock_vfs::{self, ClockVfs};
 use crate::db::determinism::EntryRandom;
-use crate::db::execute::{StatementShape, execute_statement, is_read_only, statement_shape};
+use crate::db::execute::{
+    StatementShape, execute_read, execute_statement, is_read_only, statement_shape,
+};
 use crate::db::guard::{GuardMode, INTERNAL_TABLE_PREFIX, StatementGuard, TableAccess};
 use crate::db::reader::Reader;
 use crate::db::state_file::{self, STATE_TABLE, USERS_TABLE};
@@ -449,7 +451,11 @@ impl Database {
         inspect: impl FnOnce(&rusqlite::Connection) -> T + Send + 'static,
     ) -> Result<T, DbError> {
         self.in_read_snapshot("inspection", move |connection, guard| {
-            guard.internal(|| inspect(connection))
+            let inspected = guard.internal(|| inspect(connection));
+            // What `inspect` cached was compiled with the guard lifted; a user statement of
+            // the same text must not reuse it (see `reader::OWN_STATEMENT_MARK`).
+            connection.flush_prepared_statement_cache();
+            inspected
         })
         .await
     }
@@ -694,7 +700,7 @@ fn read_all(
     reader.in_snapshot(Some(deadline), |connection, guard| {
         statements
             .iter()
-            .map(|s| execute_statement(connection, guard, s))
+            .map(|s| execute_read(connection, guard, s))
             .collect()
     })
 }

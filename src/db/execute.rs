@@ -6,6 +6,7 @@ use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::{Batch, Connection};
 
 use crate::db::guard::StatementGuard;
+use crate::db::reader::is_own_statement_text;
 use crate::db::value::SqlValue;
 use crate::raft::types::{Params, RowSet, Statement, StatementResult};
 
@@ -20,10 +21,81 @@ pub fn execute_statement(
     guard: &StatementGuard,
     statement: &Statement,
 ) -> StatementResult {
+    execute(connection, guard, statement, Compile::Fresh)
+}
+
+/// [`execute_statement`] on a reader connection, reusing the statement compiled for an earlier
+/// request of the same text. Only for readers: their guard judges every user statement the
+/// same way, and Shoal's own cached statements there are marked
+/// ([`crate::db::reader::OWN_STATEMENT_MARK`]), so a reused entry is always one compiled
+/// under the guard for a user.
+pub fn execute_read(
+    connection: &Connection,
+    guard: &StatementGuard,
+    statement: &Statement,
+) -> StatementResult {
+    execute(connection, guard, statement, Compile::Reuse)
+}
+
+/// Whether a statement is compiled for this execution alone or taken from the cache.
+#[derive(Clone, Copy)]
+enum Compile {
+    /// Compiled each time: the writer's cache holds Shoal's own statements (BEGIN, SAVEPOINT,
+    /// the state upsert) compiled with the guard lifted, and its guard's verdict depends on the
+    /// surrounding batch (user savepoints) and records what each compile touches.
+    Fresh,
+    Reuse,
+}
+
+/// A compiled statement, owned or borrowed from the connection's cache.
+enum Compiled<'c> {
+    Fresh(rusqlite::Statement<'c>),
+    Cached(rusqlite::CachedStatement<'c>),
+}
+
+impl<'c> std::ops::Deref for Compiled<'c> {
+    type Target = rusqlite::Statement<'c>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Compiled::Fresh(statement) => statement,
+            Compiled::Cached(statement) => statement,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Compiled<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Compiled::Fresh(statement) => statement,
+            Compiled::Cached(statement) => statement,
+        }
+    }
+}
+
+fn compile<'c>(
+    connection: &'c Connection,
+    sql: &str,
+    how: Compile,
+) -> rusqlite::Result<Compiled<'c>> {
+    match how {
+        Compile::Reuse if !is_own_statement_text(sql) => {
+            connection.prepare_cached(sql).map(Compiled::Cached)
+        }
+        _ => connection.prepare(sql).map(Compiled::Fresh),
+    }
+}
+
+fn execute(
+    connection: &Connection,
+    guard: &StatementGuard,
+    statement: &Statement,
+    how: Compile,
+) -> StatementResult {
     let started = Instant::now();
     // A reason left over from an earlier refused prepare must not explain this statement.
     let _ = guard.take_refusal();
-    let mut result = match run(connection, guard, statement) {
+    let mut result = match run(connection, guard, statement, how) {
         Ok(result) => result,
         Err(error) => StatementResult::failed(describe_error(guard, error)),
     };
@@ -130,11 +202,9 @@ fn run(
     connection: &Connection,
     guard: &StatementGuard,
     statement: &Statement,
+    how: Compile,
 ) -> rusqlite::Result<StatementResult> {
-    // Deliberately not `prepare_cached`: Shoal's own statements (BEGIN, SAVEPOINT, COMMIT, the
-    // state-table upsert) are cached after being compiled with the guard lifted, and a user
-    // statement with the same text must not reuse them and skip the guard.
-    let mut prepared = match connection.prepare(&statement.sql) {
+    let mut prepared = match compile(connection, &statement.sql, how) {
         Ok(prepared) => prepared,
         Err(rusqlite::Error::MultipleStatement) => {
             return run_script(connection, guard, statement);

@@ -21,6 +21,30 @@ use crate::db::guard::{GuardMode, StatementGuard};
 /// SQLite VM steps between two checks of a reader's deadline.
 const DEADLINE_CHECK_STEPS: i32 = 1_000;
 
+/// Compiled user statements kept per reader, so a repeated query is not parsed again.
+const CACHED_STATEMENTS_MAX: usize = 64;
+
+/// The text every statement Shoal itself caches on a reader starts with (see [`own_sql`]).
+///
+/// A reader's statement cache is keyed by SQL text and a cached statement is not authorized
+/// again when reused, so a user statement must never be served an entry Shoal compiled with
+/// the statement guard lifted: user statements with this prefix are compiled afresh
+/// ([`is_own_statement_text`]), and [`crate::db::database::Database::inspect`], which runs
+/// Shoal's code on a reader, empties the cache afterwards.
+pub const OWN_STATEMENT_MARK: &str = "/* shoal */ ";
+
+/// One of Shoal's own statements on a reader, marked with [`OWN_STATEMENT_MARK`] at compile time.
+macro_rules! own_sql {
+    ($sql:literal) => {
+        concat!("/* shoal */ ", $sql)
+    };
+}
+
+/// Whether `sql` carries Shoal's own statements' mark, so must not be looked up in the cache.
+pub fn is_own_statement_text(sql: &str) -> bool {
+    sql.starts_with(OWN_STATEMENT_MARK)
+}
+
 /// When a running read must stop.
 #[derive(Default)]
 struct ReadLimits {
@@ -60,6 +84,7 @@ impl Reader {
         let connection = Connection::open_with_flags(path, flags)?;
         connection.execute_batch("PRAGMA query_only=1;")?;
         connection.busy_timeout(Duration::from_secs(5))?;
+        connection.set_prepared_statement_cache_capacity(CACHED_STATEMENTS_MAX);
         let guard = StatementGuard::install(&connection, GuardMode::Reader);
         let limits: Arc<Mutex<ReadLimits>> = Arc::default();
         let watched = limits.clone();
@@ -93,7 +118,7 @@ impl Reader {
         work: impl FnOnce(&Connection, &StatementGuard) -> T,
     ) -> rusqlite::Result<T> {
         self.deadline_fired.store(false, Ordering::Relaxed);
-        self.internal("BEGIN DEFERRED")?;
+        self.internal(own_sql!("BEGIN DEFERRED"))?;
         let outcome = self.refresh_schema().map(|()| {
             self.set_deadline(deadline);
             let result = work(&self.connection, &self.guard);
@@ -102,7 +127,7 @@ impl Reader {
         });
         // `work` may itself have ended the transaction (a read-only COMMIT is allowed here).
         if !self.connection.is_autocommit() {
-            self.internal("ROLLBACK")?;
+            self.internal(own_sql!("ROLLBACK"))?;
         }
         outcome
     }
@@ -112,7 +137,7 @@ impl Reader {
     fn refresh_schema(&self) -> rusqlite::Result<()> {
         let current: i64 = self.guard.internal(|| {
             self.connection
-                .prepare_cached("PRAGMA schema_version")?
+                .prepare_cached(own_sql!("PRAGMA schema_version"))?
                 .query_row([], |row| row.get(0))
         })?;
         if self.schema_version.get() != Some(current) {
@@ -133,8 +158,10 @@ impl Reader {
         self.deadline_fired.load(Ordering::Relaxed)
     }
 
-    /// Runs one of Shoal's own statements; cached, as every request runs them.
-    fn internal(&self, sql: &str) -> rusqlite::Result<()> {
+    /// Runs one of Shoal's own statements (text from [`own_sql`]); cached, as every request
+    /// runs them.
+    fn internal(&self, sql: &'static str) -> rusqlite::Result<()> {
+        debug_assert!(is_own_statement_text(sql), "unmarked own statement {sql}");
         self.guard
             .internal(|| self.connection.prepare_cached(sql)?.execute([]).map(|_| ()))
     }
@@ -156,14 +183,15 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::execute::{execute_statement, is_read_only};
+    use crate::db::execute::{execute_read, execute_statement, is_read_only};
+    use crate::db::state_file::USERS_TABLE;
     use crate::db::value::SqlValue;
     use crate::raft::types::Statement;
 
     fn query(reader: &Reader, sql: &str) -> Result<Vec<Vec<SqlValue>>, String> {
         let result = reader
             .in_snapshot(None, |connection, guard| {
-                execute_statement(connection, guard, &Statement::plain(sql))
+                execute_read(connection, guard, &Statement::plain(sql))
             })
             .map_err(|e| e.to_string())?;
         match result.error {
@@ -206,6 +234,72 @@ mod tests {
             })
             .unwrap();
         assert_eq!(classified, Some(true));
+    }
+
+    /// A query compiled for an earlier request is reused, and still answers from the table
+    /// as it is now after another connection recreated it with other columns.
+    #[test]
+    fn a_reused_query_follows_a_recreated_table() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; CREATE TABLE t(a, b); INSERT INTO t VALUES (1, 2);",
+            )
+            .unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let all = "SELECT * FROM t";
+        assert_eq!(
+            query(&reader, all),
+            Ok(vec![vec![SqlValue::Integer(1), SqlValue::Integer(2)]])
+        );
+        writer
+            .execute_batch("DROP TABLE t; CREATE TABLE t(x); INSERT INTO t VALUES ('new');")
+            .unwrap();
+        assert_eq!(
+            query(&reader, all),
+            Ok(vec![vec![SqlValue::Text("new".into())]])
+        );
+    }
+
+    /// A user statement whose text equals one Shoal compiled for itself with the guard lifted
+    /// (and cached) is compiled afresh, under the guard: it is refused.
+    #[test]
+    fn a_user_statement_never_reuses_one_of_shoals_own() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; CREATE TABLE {USERS_TABLE}(name); INSERT INTO {USERS_TABLE} VALUES ('admin');"
+            ))
+            .unwrap();
+        let reader = Reader::open(&path).unwrap();
+        let own = format!("{OWN_STATEMENT_MARK}SELECT name FROM {USERS_TABLE}");
+        let read_by_shoal = reader
+            .in_snapshot(None, |connection, guard| {
+                guard.internal(|| {
+                    connection
+                        .prepare_cached(&own)?
+                        .query_row([], |row| row.get::<_, String>(0))
+                })
+            })
+            .unwrap();
+        assert_eq!(read_by_shoal.unwrap(), "admin");
+        let error = query(&reader, &own).unwrap_err();
+        assert!(error.contains("internal to Shoal"), "{error}");
+        let error = query(&reader, &format!("SELECT name FROM {USERS_TABLE}")).unwrap_err();
+        assert!(error.contains("internal to Shoal"), "{error}");
+    }
+
+    #[test]
+    fn own_statements_carry_the_mark() {
+        assert_eq!(
+            own_sql!("ROLLBACK"),
+            format!("{OWN_STATEMENT_MARK}ROLLBACK")
+        );
+        assert!(is_own_statement_text(own_sql!("BEGIN DEFERRED")));
     }
 
     /// Every statement of one request sees the same snapshot, even while another connection
