@@ -96,10 +96,10 @@ struct ServeArgs {
     #[arg(long, env = "SHOAL_LEAVE_ON_SHUTDOWN")]
     leave_on_shutdown: bool,
     /// Leader heartbeat interval, milliseconds.
-    #[arg(long, env = "SHOAL_HEARTBEAT_MS", default_value_t = 50)]
+    #[arg(long, env = "SHOAL_HEARTBEAT_MS", default_value_t = 40)]
     heartbeat_ms: u64,
-    /// Minimum election timeout, milliseconds (the maximum is twice this).
-    #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 150)]
+    /// Minimum election timeout, milliseconds (the maximum is 1.5 times this).
+    #[arg(long, env = "SHOAL_ELECTION_TIMEOUT_MS", default_value_t = 120)]
     election_timeout_ms: u64,
     /// Entries since the last snapshot before another is considered.
     #[arg(long, env = "SHOAL_SNAPSHOT_THRESHOLD", default_value_t = 8192)]
@@ -349,7 +349,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         raft: RaftSettings {
             heartbeat_interval_ms: args.heartbeat_ms,
             election_timeout_min_ms: args.election_timeout_ms,
-            election_timeout_max_ms: args.election_timeout_ms * 2,
+            election_timeout_max_ms: RaftSettings::election_timeout_max_for(
+                args.election_timeout_ms,
+            ),
             snapshot_threshold_entries: args.snapshot_threshold,
             log_keep_entries: args.log_keep,
             snapshot_log_ratio: args.snapshot_log_ratio,

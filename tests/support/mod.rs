@@ -159,8 +159,8 @@ pub struct ClusterSpec {
     /// A directory made by `shoal cert dev`: node N runs TLS with nodeN.crt and the helpers
     /// trust its ca.crt.
     pub tls: Option<PathBuf>,
-    /// Run the production election timing (heartbeat 50 ms, elections after 150–300 ms of
-    /// silence). Otherwise nodes use calmer timing (100 ms, 500–1000 ms): on a shared 2-core
+    /// Run the production election timing (heartbeat 40 ms, elections after 120–180 ms of
+    /// silence past the 180 ms lease). Otherwise nodes use calmer timing (100 ms, 500–750 ms): on a shared 2-core
     /// machine a node descheduled for 300 ms would start elections nobody asked for, and most
     /// tests are about something other than leader changes. The fault suite keeps production
     /// timing.
