@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::{Config, SnapshotPolicy};
 
@@ -14,7 +15,10 @@ use crate::db::snapshot_store::{SnapshotStore, recover_from_snapshot};
 use crate::db::state_machine::StateMachine;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
-use crate::raft::types::{GroupId, NodeId, Raft};
+use crate::raft::types::{GroupId, NodeId, Raft, TypeConfig};
+
+/// The clock openraft keeps its leader lease by.
+type RaftInstant = openraft::type_config::alias::InstantOf<TypeConfig>;
 
 /// Consensus timing and log retention.
 #[derive(Debug, Clone)]
@@ -100,6 +104,8 @@ pub struct RaftGroup {
     /// read path never takes the metrics lock RaftCore writes under.
     leading: AtomicBool,
     voting: AtomicBool,
+    /// Leader-lease reads decided without RaftCore (see [`RaftGroup::lease_covers_now`]).
+    lease: ReadLease,
     /// The highest log index that may be purged: entries after it are not archived yet
     /// (`u64::MAX` when log archiving is off). Set by the backup archiver.
     pub archive_hold: AtomicU64,
@@ -191,6 +197,7 @@ impl RaftGroup {
             leader_contact: Mutex::new(None),
             leading: AtomicBool::new(false),
             voting: AtomicBool::new(false),
+            lease: ReadLease::new(Duration::from_millis(settings.election_timeout_max_ms)),
             leader_epoch: Mutex::new(LeaderEpoch {
                 leader: None,
                 term: 0,
@@ -246,6 +253,21 @@ impl RaftGroup {
         self.leading.load(Ordering::Acquire)
     }
 
+    /// Whether a read arriving now may be answered from this node's applied state under the
+    /// leader lease, without a round trip to RaftCore.
+    ///
+    /// True when, as of metrics the leader watch saw, this node leads, has applied an entry of
+    /// its own term (so everything an earlier leader acknowledged), and a quorum acknowledged
+    /// a message it sent less than the lease ago. Every write this leader acknowledged was
+    /// applied here first, and no other node can be elected before the lease runs out
+    /// (followers refuse to vote for that long after hearing from it), so no write
+    /// acknowledged before the read arrived is missing. Stale metrics only make the lease look
+    /// older. openraft's own lease read (`get_read_linearizer` with a lease) decides the
+    /// same way, inside RaftCore.
+    pub fn lease_covers_now(&self) -> bool {
+        self.lease.covers(RaftInstant::now())
+    }
+
     /// Whether this node is a voter, as of the latest membership the leader watch saw.
     pub fn votes(&self) -> bool {
         self.voting.load(Ordering::Acquire)
@@ -266,7 +288,6 @@ impl RaftGroup {
     /// How long this node has gone without hearing from a leader — or, when it leads,
     /// without a quorum acknowledging it (`Duration::MAX`: never).
     pub fn leader_quiet(&self) -> Duration {
-        use openraft::Instant as _;
         if self.raft.is_leader() {
             // A lone voter is its own quorum: nothing acknowledges it, and nothing needs to.
             if self.raft.voter_ids().count() <= 1 {
@@ -535,6 +556,16 @@ fn spawn_leader_watch(group: &Arc<RaftGroup>, addresses: crate::raft::network::A
                     group.voting.store(voting, Ordering::Release);
                     membership_seen = Some(membership_id);
                 }
+                let renewed = m
+                    .last_quorum_acked
+                    .filter(|_| m.state.is_leader())
+                    .filter(|_| {
+                        m.last_applied
+                            .as_ref()
+                            .is_some_and(|applied| applied.leader_id.term == m.current_term)
+                    })
+                    .map(|acked| *acked);
+                group.lease.renewed(renewed);
                 (m.current_leader, m.current_term, m.state.is_leader())
             };
             group.leading.store(leading, Ordering::Release);
@@ -564,11 +595,59 @@ fn spawn_leader_watch(group: &Arc<RaftGroup>, addresses: crate::raft::network::A
     });
 }
 
+/// When a quorum last acknowledged this leader, for reads under its lease: nanoseconds since
+/// `base` of the sending time of the newest message a quorum acknowledged, 0 for none (not
+/// leading, or no entry of its own term applied yet).
+struct ReadLease {
+    base: RaftInstant,
+    duration: Duration,
+    renewed_at: AtomicU64,
+}
+
+impl ReadLease {
+    fn new(duration: Duration) -> ReadLease {
+        ReadLease {
+            base: RaftInstant::now(),
+            duration,
+            renewed_at: AtomicU64::new(0),
+        }
+    }
+
+    /// Records the newest quorum acknowledgement (`None`: no lease).
+    fn renewed(&self, acked: Option<RaftInstant>) {
+        let nanos = acked.map_or(0, |at| {
+            u64::try_from((at - self.base).as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1)
+        });
+        self.renewed_at.store(nanos, Ordering::Release);
+    }
+
+    fn covers(&self, now: RaftInstant) -> bool {
+        match self.renewed_at.load(Ordering::Acquire) {
+            0 => false,
+            nanos => now < self.base + Duration::from_nanos(nanos) + self.duration,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MB: u64 = 1024 * 1024;
+
+    #[test]
+    fn a_read_lease_lasts_its_duration_from_the_quorum_acknowledgement() {
+        let lease = ReadLease::new(Duration::from_millis(180));
+        let now = RaftInstant::now();
+        assert!(!lease.covers(now), "no acknowledgement yet: no lease");
+        lease.renewed(Some(now));
+        assert!(lease.covers(now + Duration::from_millis(179)));
+        assert!(!lease.covers(now + Duration::from_millis(180)));
+        lease.renewed(None);
+        assert!(!lease.covers(now), "stepped down: no lease");
+    }
 
     #[test]
     fn a_snapshot_waits_for_enough_log_to_be_worth_copying_the_database() {

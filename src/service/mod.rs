@@ -223,6 +223,7 @@ impl Service {
             {
                 return self.send_to_leader(request).await;
             }
+            ReadLevel::Weak if self.group.lease_covers_now() => {}
             ReadLevel::Weak => self.confirm_leadership(&self.lease_reads, &request).await?,
             ReadLevel::Linearizable => {
                 self.confirm_leadership(&self.read_index_reads, &request)
