@@ -20,7 +20,8 @@ use tokio::sync::Semaphore;
 use crate::db::clock_vfs::{self, ClockVfs};
 use crate::db::determinism::EntryRandom;
 use crate::db::execute::{
-    StatementShape, execute_read, execute_statement, is_read_only, statement_shape,
+    StatementShape, execute_read, execute_statement, is_read_only, is_read_only_reusing,
+    statement_shape,
 };
 use crate::db::guard::{GuardMode, INTERNAL_TABLE_PREFIX, StatementGuard, TableAccess};
 use crate::db::reader::Reader;
@@ -418,18 +419,27 @@ impl Database {
         &self,
         statements: &[Statement],
     ) -> Option<Result<Vec<StatementResult>, DbError>> {
-        let _permit = self.reader_permits.try_acquire().ok()?;
-        let _file = self.file_lock.try_read().ok()?;
-        let reader = self.idle_readers.lock().ok()?.pop()?;
-        let outcome = read_all(&reader, Instant::now() + INLINE_READ_BUDGET, statements);
-        let cut_short = reader.deadline_fired();
-        if let Ok(mut idle) = self.idle_readers.lock() {
-            idle.push(reader);
-        }
+        let (outcome, cut_short) = self.with_idle_reader(|reader| {
+            let outcome = read_all(reader, Instant::now() + INLINE_READ_BUDGET, statements);
+            (outcome, reader.deadline_fired())
+        })?;
         if cut_short {
             return None;
         }
         Some(outcome.map_err(|e| sqlite_error(&self.path, e)))
+    }
+
+    /// Runs `work` on an idle reader on the calling thread; `None` when that would mean
+    /// waiting (no idle reader, the file being replaced).
+    fn with_idle_reader<T>(&self, work: impl FnOnce(&Reader) -> T) -> Option<T> {
+        let _permit = self.reader_permits.try_acquire().ok()?;
+        let _file = self.file_lock.try_read().ok()?;
+        let reader = self.idle_readers.lock().ok()?.pop()?;
+        let outcome = work(&reader);
+        if let Ok(mut idle) = self.idle_readers.lock() {
+            idle.push(reader);
+        }
+        Some(outcome)
     }
 
     /// The shape of `sql` (parameters, result columns), from compiling it on a read connection;
@@ -485,14 +495,26 @@ impl Database {
     /// Whether every statement only reads, judged by SQLite on a read connection. Statements
     /// that do not compile here (for instance naming a table created earlier in the same
     /// request) count as writes, so they go through the log.
+    ///
+    /// Compiling is quick, so it runs on the calling thread when a reader is idle, and the
+    /// compiled statements stay in the reader's cache for the read that usually follows.
     pub async fn all_read_only(
         self: &Arc<Self>,
         statements: &[Statement],
     ) -> Result<bool, DbError> {
+        if let Some(outcome) = self.with_idle_reader(|reader| {
+            reader.in_snapshot(None, |connection, _| {
+                statements
+                    .iter()
+                    .all(|s| is_read_only_reusing(connection, &s.sql) == Some(true))
+            })
+        }) {
+            return outcome.map_err(|e| sqlite_error(&self.path, e));
+        }
         let sqls: Vec<String> = statements.iter().map(|s| s.sql.clone()).collect();
         self.in_read_snapshot("classification", move |connection, _| {
             sqls.iter()
-                .all(|sql| is_read_only(connection, sql) == Some(true))
+                .all(|sql| is_read_only_reusing(connection, sql) == Some(true))
         })
         .await
     }

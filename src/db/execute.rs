@@ -112,6 +112,14 @@ pub fn is_read_only(connection: &Connection, sql: &str) -> Option<bool> {
         .map(|statement| statement.readonly())
 }
 
+/// [`is_read_only`] on a reader connection, through its cache of compiled user statements
+/// (see [`execute_read`]): the read that follows reuses the compilation.
+pub fn is_read_only_reusing(connection: &Connection, sql: &str) -> Option<bool> {
+    compile(connection, sql, Compile::Reuse)
+        .ok()
+        .map(|statement| statement.readonly())
+}
+
 /// What a statement needs and returns, learned by compiling it without running it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatementShape {
