@@ -114,7 +114,7 @@ fn c10_the_example_configuration_uncommented_is_valid() {
         .filter(|line| line.contains(" = "))
         .map(|line| format!("{line}\n"))
         .collect();
-    assert!(uncommented.contains("heartbeat_ms = 50"), "{uncommented}");
+    assert!(uncommented.contains("heartbeat_ms = 40"), "{uncommented}");
     let file = dir.path().join("shoal.toml");
     std::fs::write(&file, uncommented).unwrap();
     // Flags win over the file: the node listens on free ports, not the defaults.
