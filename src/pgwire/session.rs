@@ -105,10 +105,26 @@ impl RequestOptions {
     }
 }
 
+/// A session's settings and what Shoal derives from them for each statement.
+#[derive(Debug, Default)]
+struct Settings {
+    /// Values set in this session, by lower-case name.
+    values: BTreeMap<String, String>,
+    /// [`Session::request_options`] as derived from `values`, until they change.
+    options: Option<RequestOptions>,
+}
+
+impl Settings {
+    /// The values, to change them (what was derived from them is dropped).
+    fn change(&mut self) -> &mut BTreeMap<String, String> {
+        self.options = None;
+        &mut self.values
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Session {
-    /// Values set in this session, by lower-case name.
-    settings: Mutex<BTreeMap<String, String>>,
+    settings: Mutex<Settings>,
     /// Log index of this session's latest write (0: none yet).
     last_write: AtomicU64,
     /// The open transaction block, if any.
@@ -144,7 +160,7 @@ impl Session {
             .unwrap_or(false)
     }
 
-    fn settings(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+    fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
         // A panic while holding this lock leaves plain strings behind: still usable.
         self.settings
             .lock()
@@ -168,20 +184,20 @@ impl Session {
             ));
         }
         let Some(value) = value else {
-            self.settings().remove(&name);
+            self.settings().change().remove(&name);
             return Ok(());
         };
         validate(&name, value)?;
-        self.settings().insert(name, value.to_string());
+        self.settings().change().insert(name, value.to_string());
         Ok(())
     }
 
     /// `RESET name`, or `RESET ALL` / `DISCARD ALL` with `None`.
     pub fn reset(&self, name: Option<&str>) {
         match name {
-            Some(name) => self.settings().remove(&name.to_ascii_lowercase()),
+            Some(name) => self.settings().change().remove(&name.to_ascii_lowercase()),
             None => {
-                self.settings().clear();
+                self.settings().change().clear();
                 None
             }
         };
@@ -190,7 +206,7 @@ impl Session {
     /// The value `SHOW name` reports.
     pub fn show(&self, name: &str) -> Result<String, SessionError> {
         let name = name.to_ascii_lowercase();
-        if let Some(value) = self.settings().get(&name) {
+        if let Some(value) = self.settings().values.get(&name) {
             return Ok(value.clone());
         }
         DEFAULTS
@@ -212,13 +228,22 @@ impl Session {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
-        all.extend(settings.iter().map(|(n, v)| (n.clone(), v.clone())));
+        all.extend(settings.values.iter().map(|(n, v)| (n.clone(), v.clone())));
         all.into_iter().collect()
     }
 
     /// The read consistency, write concern and timeout this session's statements run with.
     pub fn request_options(&self) -> RequestOptions {
-        let settings = self.settings();
+        let mut settings = self.settings();
+        if let Some(options) = settings.options {
+            return options;
+        }
+        let options = Self::options_from(&settings.values);
+        settings.options = Some(options);
+        options
+    }
+
+    fn options_from(settings: &BTreeMap<String, String>) -> RequestOptions {
         let mut read = ReadConsistency::default();
         if let Some(level) = settings.get("shoal.read_consistency") {
             read.level = ReadLevel::parse(level).unwrap_or(read.level);
@@ -467,6 +492,7 @@ mod tests {
         );
         session.reset(None);
         assert_eq!(session.show("shoal.read_consistency").unwrap(), "weak");
+        assert_eq!(session.request_options().read.level, ReadLevel::Weak);
     }
 
     #[test]

@@ -313,6 +313,16 @@ impl RaftGroup {
             })
     }
 
+    /// Members (voters and read replicas) of the membership in effect, counted in place.
+    pub fn member_count(&self) -> usize {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .nodes()
+            .count()
+    }
+
     pub fn metrics(&self) -> openraft::RaftMetrics<crate::raft::types::TypeConfig> {
         self.raft.metrics().borrow_watched().clone()
     }

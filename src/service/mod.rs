@@ -319,7 +319,7 @@ impl Service {
         if !self.group.raft.is_leader() {
             return self.send_to_leader(request).await;
         }
-        let members = self.group.metrics().membership_config.nodes().count();
+        let members = self.group.member_count();
         let required = request
             .write_concern
             .members_required(members)
