@@ -55,6 +55,25 @@ pub enum Params {
     Named(Vec<(String, SqlValue)>),
 }
 
+impl Params {
+    /// The values' size, roughly: text and blob lengths, 8 bytes per number, names included.
+    pub fn approximate_bytes(&self) -> usize {
+        let value_bytes = |value: &SqlValue| match value {
+            SqlValue::Text(text) => text.len(),
+            SqlValue::Blob(bytes) => bytes.len(),
+            _ => 8,
+        };
+        match self {
+            Params::None => 0,
+            Params::Positional(values) => values.iter().map(value_bytes).sum(),
+            Params::Named(pairs) => pairs
+                .iter()
+                .map(|(name, value)| name.len() + value_bytes(value))
+                .sum(),
+        }
+    }
+}
+
 /// The statements of one client request, applied atomically when `transaction` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatementBatch {
