@@ -188,6 +188,18 @@ mod tests {
     use crate::db::value::SqlValue;
     use crate::raft::types::Statement;
 
+    /// A WAL database in a temporary directory (kept while the first value lives), made by
+    /// `setup` on the returned writer connection, and a reader of it.
+    fn wal_database(setup: &str) -> (tempfile::TempDir, Connection, Reader) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("db.sqlite");
+        let writer = Connection::open(&path).unwrap();
+        writer.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+        writer.execute_batch(setup).unwrap();
+        let reader = Reader::open(&path).unwrap();
+        (directory, writer, reader)
+    }
+
     fn query(reader: &Reader, sql: &str) -> Result<Vec<Vec<SqlValue>>, String> {
         let result = reader
             .in_snapshot(None, |connection, guard| {
@@ -204,13 +216,8 @@ mod tests {
     /// compile against the new schema work on a reader that cached the old one.
     #[test]
     fn reader_compiles_against_a_schema_changed_by_another_connection() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("db.sqlite");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t1(a, b, c); INSERT INTO t1 VALUES (1, 2, 3);")
-            .unwrap();
-        let reader = Reader::open(&path).unwrap();
+        let (_directory, writer, reader) =
+            wal_database("CREATE TABLE t1(a, b, c); INSERT INTO t1 VALUES (1, 2, 3);");
         assert_eq!(
             query(&reader, "SELECT * FROM t1"),
             Ok(vec![vec![
@@ -240,15 +247,8 @@ mod tests {
     /// as it is now after another connection recreated it with other columns.
     #[test]
     fn a_reused_query_follows_a_recreated_table() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("db.sqlite");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode=WAL; CREATE TABLE t(a, b); INSERT INTO t VALUES (1, 2);",
-            )
-            .unwrap();
-        let reader = Reader::open(&path).unwrap();
+        let (_directory, writer, reader) =
+            wal_database("CREATE TABLE t(a, b); INSERT INTO t VALUES (1, 2);");
         let all = "SELECT * FROM t";
         assert_eq!(
             query(&reader, all),
@@ -267,15 +267,9 @@ mod tests {
     /// (and cached) is compiled afresh, under the guard: it is refused.
     #[test]
     fn a_user_statement_never_reuses_one_of_shoals_own() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("db.sqlite");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(&format!(
-                "PRAGMA journal_mode=WAL; CREATE TABLE {USERS_TABLE}(name); INSERT INTO {USERS_TABLE} VALUES ('admin');"
-            ))
-            .unwrap();
-        let reader = Reader::open(&path).unwrap();
+        let (_directory, _writer, reader) = wal_database(&format!(
+            "CREATE TABLE {USERS_TABLE}(name); INSERT INTO {USERS_TABLE} VALUES ('admin');"
+        ));
         let own = format!("{OWN_STATEMENT_MARK}SELECT name FROM {USERS_TABLE}");
         let read_by_shoal = reader
             .in_snapshot(None, |connection, guard| {
@@ -306,13 +300,8 @@ mod tests {
     /// commits between them.
     #[test]
     fn statements_of_one_request_share_a_snapshot() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("db.sqlite");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
-            .unwrap();
-        let reader = Reader::open(&path).unwrap();
+        let (_directory, writer, reader) =
+            wal_database("CREATE TABLE t(x); INSERT INTO t VALUES (1);");
         let counts = reader
             .in_snapshot(None, |connection, guard| {
                 let count = || {
@@ -340,13 +329,7 @@ mod tests {
     /// A request that ends the read transaction itself leaves the connection usable.
     #[test]
     fn a_commit_inside_a_request_is_harmless() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("db.sqlite");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("CREATE TABLE t(x)")
-            .unwrap();
-        let reader = Reader::open(&path).unwrap();
+        let (_directory, _writer, reader) = wal_database("CREATE TABLE t(x)");
         let _ = query(&reader, "COMMIT");
         assert_eq!(
             query(&reader, "SELECT count(*) FROM t"),
@@ -357,13 +340,7 @@ mod tests {
     /// A read nobody waits for any more stops at the next progress check, not at its deadline.
     #[test]
     fn an_abandoned_read_stops_at_once() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("db.sqlite");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x)")
-            .unwrap();
-        let reader = Reader::open(&path).unwrap();
+        let (_directory, _writer, reader) = wal_database("CREATE TABLE t(x)");
         let abandoned = Arc::new(AtomicBool::new(false));
         reader.set_abandoned(Some(abandoned.clone()));
         let flag = abandoned.clone();

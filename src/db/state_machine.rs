@@ -167,6 +167,38 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// Most statements, and bytes of SQL text and parameters, a batch may carry and still be
+/// applied on the async worker itself (see `apply`): a few single-row statements, which apply
+/// in tens of microseconds. Statement text is no bound on running time (one short UPDATE can
+/// visit every row), but the writer's runaway-statement limit bounds each statement, and
+/// only one worker is held at a time.
+const INLINE_APPLY_STATEMENTS_MAX: usize = 64;
+const INLINE_APPLY_BYTES_MAX: usize = 64 * 1024;
+
+/// Whether `batch` is small enough to apply without leaving the async worker.
+fn is_small(batch: &[Entry]) -> bool {
+    let mut statements = 0usize;
+    let mut bytes = 0usize;
+    for entry in batch {
+        match &entry.payload {
+            EntryPayload::Blank | EntryPayload::Membership(_) => {}
+            EntryPayload::Normal(command) => {
+                if command.load.is_some() || command.users.is_some() {
+                    return false;
+                }
+                for statement in command.batches.iter().flat_map(|b| &b.statements) {
+                    statements += 1;
+                    bytes += statement.sql.len() + statement.params.approximate_bytes();
+                }
+            }
+        }
+        if statements > INLINE_APPLY_STATEMENTS_MAX || bytes > INLINE_APPLY_BYTES_MAX {
+            return false;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,36 +309,4 @@ mod tests {
             crate::db::value::SqlValue::Integer(1)
         );
     }
-}
-
-/// Most statements, and bytes of SQL text and parameters, a batch may carry and still be
-/// applied on the async worker itself (see `apply`): a few single-row statements, which apply
-/// in tens of microseconds. Statement text is no bound on running time (one short UPDATE can
-/// visit every row), but the writer's runaway-statement limit bounds each statement, and
-/// only one worker is held at a time.
-const INLINE_APPLY_STATEMENTS_MAX: usize = 64;
-const INLINE_APPLY_BYTES_MAX: usize = 64 * 1024;
-
-/// Whether `batch` is small enough to apply without leaving the async worker.
-fn is_small(batch: &[Entry]) -> bool {
-    let mut statements = 0usize;
-    let mut bytes = 0usize;
-    for entry in batch {
-        match &entry.payload {
-            EntryPayload::Blank | EntryPayload::Membership(_) => {}
-            EntryPayload::Normal(command) => {
-                if command.load.is_some() || command.users.is_some() {
-                    return false;
-                }
-                for statement in command.batches.iter().flat_map(|b| &b.statements) {
-                    statements += 1;
-                    bytes += statement.sql.len() + statement.params.approximate_bytes();
-                }
-            }
-        }
-        if statements > INLINE_APPLY_STATEMENTS_MAX || bytes > INLINE_APPLY_BYTES_MAX {
-            return false;
-        }
-    }
-    true
 }
