@@ -127,6 +127,9 @@ pub struct Database {
     reader_permits: Arc<Semaphore>,
     /// Shared by everything that uses the database file; taken exclusively to replace it.
     file_lock: RwLock<()>,
+    /// Advanced after every use of the writer. A reader's kept read transaction begun at the
+    /// current value still shows the latest committed data (`Reader::in_current_snapshot`).
+    generation: AtomicU64,
     /// Bumped whenever the users may have changed (a users entry, a load, a new image), so
     /// caches of them know to reload.
     users_version: AtomicU64,
@@ -151,6 +154,7 @@ impl Database {
             idle_readers: Mutex::new(Vec::new()),
             reader_permits: Arc::new(Semaphore::new(readers_max.max(1))),
             file_lock: RwLock::new(()),
+            generation: AtomicU64::new(0),
             users_version: AtomicU64::new(1),
             opening,
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -404,7 +408,8 @@ impl Database {
             let deadline = Instant::now() + timeout;
             database.with_reader(|reader| {
                 reader.set_abandoned(Some(flag));
-                let results = read_all(reader, deadline, &statements);
+                let generation = database.generation.load(Ordering::Acquire);
+                let results = read_all(reader, deadline, generation, &statements);
                 reader.set_abandoned(None);
                 results
             })
@@ -420,7 +425,12 @@ impl Database {
         statements: &[Statement],
     ) -> Option<Result<Vec<StatementResult>, DbError>> {
         let (outcome, cut_short) = self.with_idle_reader(|reader| {
-            let outcome = read_all(reader, Instant::now() + INLINE_READ_BUDGET, statements);
+            let outcome = read_all(
+                reader,
+                Instant::now() + INLINE_READ_BUDGET,
+                self.generation.load(Ordering::Acquire),
+                statements,
+            );
             (outcome, reader.deadline_fired())
         })?;
         if cut_short {
@@ -503,7 +513,8 @@ impl Database {
         statements: &[Statement],
     ) -> Result<bool, DbError> {
         if let Some(outcome) = self.with_idle_reader(|reader| {
-            reader.in_snapshot(None, |connection, _| {
+            let generation = self.generation.load(Ordering::Acquire);
+            reader.in_current_snapshot(None, generation, |connection, _| {
                 statements
                     .iter()
                     .all(|s| is_read_only_reusing(connection, &s.sql) == Some(true))
@@ -673,12 +684,24 @@ impl Database {
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let mut slot = self
-            .writer
-            .lock()
-            .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
-        let writer = slot.as_mut().ok_or(DbError::Closed)?;
-        f(writer)
+        let outcome = {
+            let mut slot = self
+                .writer
+                .lock()
+                .map_err(|_| DbError::Internal("writer lock poisoned".into()))?;
+            let writer = slot.as_mut().ok_or(DbError::Closed)?;
+            f(writer)
+        };
+        // Whatever the writer did may have changed the data: read transactions kept open
+        // (`Reader::in_current_snapshot`) are stale from here on. The idle ones are ended now,
+        // so they do not hold back checkpoints; a busy one is at its next request.
+        self.generation.fetch_add(1, Ordering::Release);
+        if let Ok(idle) = self.idle_readers.try_lock() {
+            for reader in idle.iter() {
+                let _ = reader.end_snapshot();
+            }
+        }
+        outcome
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Reader) -> rusqlite::Result<T>) -> Result<T, DbError> {
@@ -717,9 +740,10 @@ impl Drop for AbandonOnDrop {
 fn read_all(
     reader: &Reader,
     deadline: Instant,
+    generation: u64,
     statements: &[Statement],
 ) -> rusqlite::Result<Vec<StatementResult>> {
-    reader.in_snapshot(Some(deadline), |connection, guard| {
+    reader.in_current_snapshot(Some(deadline), generation, |connection, guard| {
         statements
             .iter()
             .map(|s| execute_read(connection, guard, s))

@@ -75,6 +75,8 @@ pub struct Reader {
     /// The schema cookie (`PRAGMA schema_version`) the connection's cached schema belongs to;
     /// `None` until the first request.
     schema_version: Cell<Option<i64>>,
+    /// The database generation the read transaction kept open began at; `None` when none is.
+    snapshot_at: Cell<Option<u64>>,
 }
 
 impl Reader {
@@ -106,6 +108,7 @@ impl Reader {
             limits,
             deadline_fired,
             schema_version: Cell::new(None),
+            snapshot_at: Cell::new(None),
         })
     }
 
@@ -118,18 +121,69 @@ impl Reader {
         work: impl FnOnce(&Connection, &StatementGuard) -> T,
     ) -> rusqlite::Result<T> {
         self.deadline_fired.store(false, Ordering::Relaxed);
-        self.internal(own_sql!("BEGIN DEFERRED"))?;
-        let outcome = self.refresh_schema().map(|()| {
-            self.set_deadline(deadline);
-            let result = work(&self.connection, &self.guard);
-            self.set_deadline(None);
-            result
-        });
-        // `work` may itself have ended the transaction (a read-only COMMIT is allowed here).
+        self.end_snapshot()?;
+        self.begin_snapshot(None)?;
+        let outcome = self.run(deadline, work);
+        self.end_snapshot()?;
+        Ok(outcome)
+    }
+
+    /// [`Reader::in_snapshot`] on the read transaction this reader kept open from an earlier
+    /// request when the database is still at `generation` (see
+    /// `Database::generation`: nothing was written since that transaction began, so it shows
+    /// the latest committed data), or on a new one otherwise, which stays open afterwards.
+    /// Starting and ending a read transaction (SQLite's WAL read lock, the schema-cookie check)
+    /// cost about a quarter of a small read. The caller reads `generation` after deciding the
+    /// read may be served, so every write acknowledged before is in it.
+    pub fn in_current_snapshot<T>(
+        &self,
+        deadline: Option<Instant>,
+        generation: u64,
+        work: impl FnOnce(&Connection, &StatementGuard) -> T,
+    ) -> rusqlite::Result<T> {
+        self.deadline_fired.store(false, Ordering::Relaxed);
+        if self.snapshot_at.get() != Some(generation) || self.connection.is_autocommit() {
+            self.end_snapshot()?;
+            self.begin_snapshot(Some(generation))?;
+        }
+        let outcome = self.run(deadline, work);
+        // `work` may itself have ended the transaction (a read-only COMMIT is allowed here);
+        // a statement cut short by the deadline leaves nothing worth keeping either.
+        if self.connection.is_autocommit() || self.deadline_fired() {
+            self.end_snapshot()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Ends the read transaction kept open by [`Reader::in_current_snapshot`], if any, so it
+    /// no longer holds back checkpoints.
+    pub fn end_snapshot(&self) -> rusqlite::Result<()> {
+        self.snapshot_at.set(None);
         if !self.connection.is_autocommit() {
             self.internal(own_sql!("ROLLBACK"))?;
         }
-        outcome
+        Ok(())
+    }
+
+    fn begin_snapshot(&self, generation: Option<u64>) -> rusqlite::Result<()> {
+        self.internal(own_sql!("BEGIN DEFERRED"))?;
+        if let Err(error) = self.refresh_schema() {
+            let _ = self.end_snapshot();
+            return Err(error);
+        }
+        self.snapshot_at.set(generation);
+        Ok(())
+    }
+
+    fn run<T>(
+        &self,
+        deadline: Option<Instant>,
+        work: impl FnOnce(&Connection, &StatementGuard) -> T,
+    ) -> T {
+        self.set_deadline(deadline);
+        let result = work(&self.connection, &self.guard);
+        self.set_deadline(None);
+        result
     }
 
     /// Starts the read transaction's snapshot and, when its schema cookie differs from the one
@@ -294,6 +348,49 @@ mod tests {
             format!("{OWN_STATEMENT_MARK}ROLLBACK")
         );
         assert!(is_own_statement_text(own_sql!("BEGIN DEFERRED")));
+    }
+
+    /// A read transaction kept from an earlier request is reused while the generation the
+    /// caller passes is the one it began at (nothing was written since, as far as the caller
+    /// knows), and replaced by a fresh one when the generation moved on.
+    #[test]
+    fn a_kept_snapshot_serves_until_the_generation_moves() {
+        let (_directory, writer, reader) =
+            wal_database("CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+        let count = |generation| {
+            reader
+                .in_current_snapshot(None, generation, |connection, guard| {
+                    execute_read(
+                        connection,
+                        guard,
+                        &Statement::plain("SELECT count(*) FROM t"),
+                    )
+                    .rows
+                    .unwrap()
+                    .values
+                })
+                .unwrap()
+        };
+        assert_eq!(count(0), vec![vec![SqlValue::Integer(1)]]);
+        writer.execute_batch("INSERT INTO t VALUES (2)").unwrap();
+        assert_eq!(
+            count(0),
+            vec![vec![SqlValue::Integer(1)]],
+            "same generation: the kept snapshot"
+        );
+        assert_eq!(count(1), vec![vec![SqlValue::Integer(2)]]);
+        reader.end_snapshot().unwrap();
+        assert!(
+            reader.connection.is_autocommit(),
+            "ended: no read lock held"
+        );
+        // A request that is not about the kept snapshot never sees it.
+        writer.execute_batch("INSERT INTO t VALUES (3)").unwrap();
+        assert_eq!(count(1), vec![vec![SqlValue::Integer(3)]]);
+        assert_eq!(
+            query(&reader, "SELECT count(*) FROM t"),
+            Ok(vec![vec![SqlValue::Integer(3)]])
+        );
     }
 
     /// Every statement of one request sees the same snapshot, even while another connection
