@@ -642,10 +642,13 @@ impl Database {
         if self.closed.load(Ordering::SeqCst) {
             return Err(DbError::Closed);
         }
+        // The readers go with their kept read transactions; the generation moves too, so no
+        // reader opened before the swap could count as current after it.
         self.idle_readers
             .lock()
             .map_err(|_| DbError::Internal("reader pool poisoned".into()))?
             .clear();
+        self.generation.fetch_add(1, Ordering::Release);
         *writer_slot = None;
         let staging = self.path.with_extension("incoming");
         std::fs::copy(image, &staging).map_err(|source| DbError::Io {
