@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
+use crate::db::state_file::USERS_TABLE;
+
 /// Savepoints Shoal uses itself start with this prefix; users may not name theirs so.
 pub const RESERVED_SAVEPOINT_PREFIX: &str = "shoal_";
 
@@ -204,9 +206,6 @@ impl StatementGuard {
     }
 }
 
-/// Users and their password hashes: not even readable by statements.
-const USERS_TABLE: &str = "_shoal_users";
-
 /// SQLite's raw page table (compiled in for backups, which read it without the guard).
 const RAW_PAGES_TABLE: &str = "sqlite_dbpage";
 
@@ -235,6 +234,7 @@ pub fn refusal_reason(mode: GuardMode, action: &AuthAction<'_>) -> Option<String
                 REPLICATED_PRAGMAS.join(" and ")
             ))
         }
+        // Users and their password hashes: not even readable by statements.
         AuthAction::Read { table_name, .. } if table_name.eq_ignore_ascii_case(USERS_TABLE) => {
             Some(format!("table {table_name} is internal to Shoal and cannot be read"))
         }
