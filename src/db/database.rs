@@ -512,20 +512,23 @@ impl Database {
         self: &Arc<Self>,
         statements: &[Statement],
     ) -> Result<bool, DbError> {
+        fn all_reads<'s>(
+            connection: &rusqlite::Connection,
+            mut sqls: impl Iterator<Item = &'s str>,
+        ) -> bool {
+            sqls.all(|sql| is_read_only_reusing(connection, sql) == Some(true))
+        }
         if let Some(outcome) = self.with_idle_reader(|reader| {
             let generation = self.generation.load(Ordering::Acquire);
             reader.in_current_snapshot(None, generation, |connection, _| {
-                statements
-                    .iter()
-                    .all(|s| is_read_only_reusing(connection, &s.sql) == Some(true))
+                all_reads(connection, statements.iter().map(|s| s.sql.as_str()))
             })
         }) {
             return outcome.map_err(|e| sqlite_error(&self.path, e));
         }
         let sqls: Vec<String> = statements.iter().map(|s| s.sql.clone()).collect();
         self.in_read_snapshot("classification", move |connection, _| {
-            sqls.iter()
-                .all(|sql| is_read_only_reusing(connection, sql) == Some(true))
+            all_reads(connection, sqls.iter().map(String::as_str))
         })
         .await
     }
@@ -697,7 +700,8 @@ impl Database {
         };
         // Whatever the writer did may have changed the data: read transactions kept open
         // (`Reader::in_current_snapshot`) are stale from here on. The idle ones are ended now,
-        // so they do not hold back checkpoints; a busy one is at its next request.
+        // so they do not hold back checkpoints (when the pool is locked this moment, after a
+        // later use); one busy now ends its own at its next request or is ended here later.
         self.generation.fetch_add(1, Ordering::Release);
         if let Ok(idle) = self.idle_readers.try_lock() {
             for reader in idle.iter() {

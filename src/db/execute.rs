@@ -106,8 +106,7 @@ fn execute(
 /// Whether `sql` only reads (SQLite's own judgement, `sqlite3_stmt_readonly`). `None` when the
 /// statement does not compile here, e.g. it names a table an earlier statement creates.
 pub fn is_read_only(connection: &Connection, sql: &str) -> Option<bool> {
-    connection
-        .prepare(sql)
+    compile(connection, sql, Compile::Fresh)
         .ok()
         .map(|statement| statement.readonly())
 }

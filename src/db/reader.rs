@@ -254,6 +254,18 @@ mod tests {
         (directory, writer, reader)
     }
 
+    /// `SELECT count(*) FROM t`'s rows, run on `connection` within a request.
+    fn count_of_t(connection: &Connection, guard: &StatementGuard) -> Vec<Vec<SqlValue>> {
+        execute_read(
+            connection,
+            guard,
+            &Statement::plain("SELECT count(*) FROM t"),
+        )
+        .rows
+        .unwrap()
+        .values
+    }
+
     fn query(reader: &Reader, sql: &str) -> Result<Vec<Vec<SqlValue>>, String> {
         let result = reader
             .in_snapshot(None, |connection, guard| {
@@ -359,16 +371,7 @@ mod tests {
             wal_database("CREATE TABLE t(x); INSERT INTO t VALUES (1);");
         let count = |generation| {
             reader
-                .in_current_snapshot(None, generation, |connection, guard| {
-                    execute_read(
-                        connection,
-                        guard,
-                        &Statement::plain("SELECT count(*) FROM t"),
-                    )
-                    .rows
-                    .unwrap()
-                    .values
-                })
+                .in_current_snapshot(None, generation, count_of_t)
                 .unwrap()
         };
         assert_eq!(count(0), vec![vec![SqlValue::Integer(1)]]);
@@ -401,16 +404,7 @@ mod tests {
             wal_database("CREATE TABLE t(x); INSERT INTO t VALUES (1);");
         let counts = reader
             .in_snapshot(None, |connection, guard| {
-                let count = || {
-                    execute_statement(
-                        connection,
-                        guard,
-                        &Statement::plain("SELECT count(*) FROM t"),
-                    )
-                    .rows
-                    .unwrap()
-                    .values
-                };
+                let count = || count_of_t(connection, guard);
                 let first = count();
                 writer.execute_batch("INSERT INTO t VALUES (2)").unwrap();
                 (first, count())
