@@ -39,7 +39,7 @@ pub fn sql_text(data: &[u8]) {
     };
     let _ = crate::sqltext::is_complete(sql);
     let range = sql.as_ptr() as usize..sql.as_ptr() as usize + sql.len() + 1;
-    let session = crate::pgwire::session::Session::for_user("fuzz".into());
+    let session = crate::pgwire::session::Session::for_user("fuzz".into(), "shoal".into());
     for statement in crate::sqltext::split_statements(sql) {
         assert!(
             range.contains(&(statement.as_ptr() as usize)),

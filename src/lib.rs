@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod bench;
+pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod demo;

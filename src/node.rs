@@ -14,7 +14,6 @@ use crate::net::AllowList;
 use crate::net::listener::{Admission, Guarded};
 use crate::net::tls::{Facing, TlsContext};
 use crate::raft::group::{RaftGroup, RaftSettings};
-use crate::raft::server::Groups;
 use crate::raft::types::{DEFAULT_DATA_GROUP, NodeId, ShoalNode};
 use crate::service::Service;
 use crate::service::cluster::ClusterRequest;
@@ -86,7 +85,10 @@ pub enum NodeError {
 
 /// A started node.
 pub struct Node {
+    /// The default database's service.
     pub service: Arc<Service>,
+    /// Every database by name, and this node's group replicas.
+    pub databases: Arc<crate::catalog::databases::Databases>,
     pub config: NodeConfig,
     /// Where the PostgreSQL endpoint listens (the port may be above the one configured).
     pg_addr: Option<SocketAddr>,
@@ -173,24 +175,33 @@ impl Node {
         let http = crate::net::node_client::NodeClient::new(sender, tls.as_ref())
             .map_err(NodeError::Other)?;
         let links = crate::raft::peer_stream::client::PeerLinks::new(http.clone());
-        let group = RaftGroup::start(
-            &config.data_dir,
-            DEFAULT_DATA_GROUP,
+        let host = crate::catalog::host::GroupHost::new(
+            config.data_dir.clone(),
             config.node_id,
-            &config.raft,
+            config.raft.clone(),
             links,
-        )
-        .await?;
-        seed_restored_cluster(&config, &group).await?;
-        let service = Service::new(group.clone(), http.clone());
+            http.clone(),
+        );
+        let service = host.start(DEFAULT_DATA_GROUP).await?;
+        seed_restored_cluster(&config, &service.group).await?;
+        // The catalog runs on every node (a data directory from before it gains one here).
+        host.start(crate::catalog::CATALOG_GROUP).await?;
+        for group in host.groups_on_disk() {
+            if group > DEFAULT_DATA_GROUP
+                && let Err(error) = host.start(group).await
+            {
+                tracing::error!(group, %error, "cannot start a group replica found on disk");
+            }
+        }
+        let databases =
+            crate::catalog::databases::Databases::new(host.clone(), service.clone(), http.clone());
         let queue = WriteQueue::start(service.clone(), config.queue.clone());
 
         let backups =
             crate::backup::agent::BackupAgent::start(config.backup.clone(), service.clone());
-        let groups: Groups = Arc::new([(group.id, group.clone())].into_iter().collect());
-        let raft_router = crate::raft::server::router(groups)
+        let raft_router = crate::raft::server::router(host.groups.clone())
             .merge(crate::service::internal::router(
-                service.clone(),
+                host.services.clone(),
                 started,
                 config.http_body_bytes_max + 1024 * 1024,
             ))
@@ -199,6 +210,7 @@ impl Node {
         let gate = crate::auth::gate::Gate::new(config.auth.enabled);
         let api_state = crate::http::ApiState {
             service: service.clone(),
+            databases: databases.clone(),
             queue,
             started,
             alerts,
@@ -252,7 +264,7 @@ impl Node {
         if let Some(listener) = pg_listener {
             servers.push(tokio::spawn(crate::pgwire::serve(
                 listener,
-                service.clone(),
+                databases.clone(),
                 gate,
                 Admission::new(
                     "PostgreSQL",
@@ -269,8 +281,13 @@ impl Node {
         if !config.auth.file_users.is_empty() {
             crate::auth::file_users::spawn_keeper(service.clone(), config.auth.file_users.clone());
         }
+        servers.push(crate::catalog::reconcile::spawn(
+            databases.clone(),
+            shutdown.subscribe(),
+        ));
         let node = Node {
             service,
+            databases,
             config,
             pg_addr,
             shutdown,
@@ -498,34 +515,42 @@ impl Node {
     /// Graceful stop: a leader hands leadership to an up-to-date voter first, so writes
     /// continue without waiting for an election timeout.
     pub async fn shutdown(self) {
-        let service = &self.service;
-        if service.group.raft.is_leader() && service.group.raft.voter_ids().count() > 1 {
-            match tokio::time::timeout(
-                Duration::from_secs(5),
-                service.cluster_on_leader(ClusterRequest::StepDown { to: None }),
-            )
-            .await
-            {
-                Ok(Ok(_)) => tracing::info!("handed leadership over before shutting down"),
-                Ok(Err(error)) => tracing::warn!(%error, "could not hand leadership over"),
-                Err(_) => tracing::warn!("handing leadership over timed out"),
-            }
-        }
+        let handovers =
+            self.databases
+                .host()
+                .services
+                .all()
+                .into_iter()
+                .map(|service| async move {
+                    if !service.group.raft.is_leader()
+                        || service.group.raft.voter_ids().count() <= 1
+                    {
+                        return;
+                    }
+                    let group = service.group.id;
+                    match tokio::time::timeout(
+                        Duration::from_secs(5),
+                        service.cluster_on_leader(ClusterRequest::StepDown { to: None }),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => {
+                            tracing::info!(group, "handed leadership over before shutting down")
+                        }
+                        Ok(Err(error)) => {
+                            tracing::warn!(group, %error, "could not hand leadership over")
+                        }
+                        Err(_) => tracing::warn!(group, "handing leadership over timed out"),
+                    }
+                });
+        futures_util::future::join_all(handovers).await;
         if self.config.leave_on_shutdown {
             self.leave().await;
         }
         let _ = self.shutdown.send(true);
-        if let Err(error) = service.group.raft.shutdown().await {
-            tracing::warn!(%error, "Raft shutdown");
-        }
-        // Only after Raft stopped applying: the clean-shutdown marker lets the next start
-        // trust the database instead of rebuilding it.
-        let database = service.group.database.clone();
-        match tokio::task::spawn_blocking(move || database.close()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "closing the database"),
-            Err(error) => tracing::warn!(%error, "closing the database"),
-        }
+        // Raft stops before each database closes: the clean-shutdown marker lets the next
+        // start trust the database instead of rebuilding it.
+        self.databases.host().stop_all().await;
         for server in self.servers {
             let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
         }

@@ -30,7 +30,10 @@ use render::{RenderOptions, render_response, status_for};
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct ApiState {
+    /// The default database's service (cluster endpoints, users, backups).
     pub service: Arc<Service>,
+    /// Databases by name (`db=`), and the statements that manage them.
+    pub databases: Arc<crate::catalog::databases::Databases>,
     pub queue: Arc<WriteQueue>,
     pub started: Instant,
     pub alerts: Arc<crate::alerts::Alerts>,
@@ -222,8 +225,33 @@ async fn run(state: ApiState, call: DbCall, kind: RequestKind) -> Response {
         Ok(statements) => statements,
         Err(message) => return bad_request(message, options.pretty),
     };
+    match database_statement(&statements, kind) {
+        Ok(Some(statement)) => {
+            let outcome = state.databases.run(statement).await.map(|result| {
+                crate::service::ServiceResponse {
+                    results: vec![result],
+                    served_by: state.service.node_id(),
+                    ..Default::default()
+                }
+            });
+            return render(outcome, &options, &call.uri, started);
+        }
+        Ok(None) => {}
+        Err(message) => return bad_request(message, options.pretty),
+    }
     let batch = StatementBatch::new(statements, options.transaction);
     if options.queue {
+        let default = crate::catalog::view::DEFAULT_DATABASE;
+        if options
+            .database
+            .as_deref()
+            .is_some_and(|name| name != default)
+        {
+            return bad_request(
+                "queue=true writes to the default database only".into(),
+                options.pretty,
+            );
+        }
         if kind != RequestKind::Execute {
             return bad_request(
                 "queue is only supported on /db/execute".into(),
@@ -241,7 +269,48 @@ async fn run(state: ApiState, call: DbCall, kind: RequestKind) -> Response {
         timeout: options.timeout,
         forward_to_leader: !options.redirect,
     };
-    match state.service.handle(request).await {
+    let outcome = state
+        .databases
+        .handle(options.database.as_deref(), request)
+        .await;
+    render(outcome, &options, &call.uri, started)
+}
+
+/// The database statement (`CREATE DATABASE` …) a request consists of, if it is one; an
+/// error when one is mixed with other statements or sent where it cannot run.
+fn database_statement(
+    statements: &[Statement],
+    kind: RequestKind,
+) -> Result<Option<crate::catalog::sql::DatabaseStatement>, String> {
+    use crate::catalog::sql::{DatabaseStatement, parse};
+    let mut found = None;
+    for statement in statements {
+        if let Some(parsed) = parse(&statement.sql) {
+            if statements.len() > 1 {
+                return Err(format!(
+                    "{:?} manages databases and must be sent alone, not with other statements",
+                    statement.sql.trim()
+                ));
+            }
+            found = Some(parsed?);
+        }
+    }
+    match found {
+        Some(statement) if kind == RequestKind::Query && statement != DatabaseStatement::Show => {
+            Err("a statement that changes databases goes to /db/execute or /db/request".into())
+        }
+        found => Ok(found),
+    }
+}
+
+/// The rqlite JSON answer for a request's outcome.
+fn render(
+    outcome: Result<crate::service::ServiceResponse, ServiceError>,
+    options: &RequestOptions,
+    uri: &axum::http::Uri,
+    started: Instant,
+) -> Response {
+    match outcome {
         Ok(response) => {
             let render = RenderOptions {
                 timings: options.timings,
@@ -255,7 +324,7 @@ async fn run(state: ApiState, call: DbCall, kind: RequestKind) -> Response {
                 options.pretty,
             )
         }
-        Err(error) => error_response(&error, &call.uri, options.pretty),
+        Err(error) => error_response(&error, uri, options.pretty),
     }
 }
 

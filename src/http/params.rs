@@ -29,6 +29,8 @@ pub struct RequestOptions {
     pub write_concern_timeout: Duration,
     /// `q=` of `GET /db/query`.
     pub query: Option<String>,
+    /// `db=`: the database the statements run in (the default database when absent).
+    pub database: Option<String>,
 }
 
 impl Default for RequestOptions {
@@ -48,6 +50,7 @@ impl Default for RequestOptions {
             write_concern: WriteConcern::Majority,
             write_concern_timeout: DEFAULT_WRITE_CONCERN_TIMEOUT,
             query: None,
+            database: None,
         }
     }
 }
@@ -87,6 +90,7 @@ pub fn parse_options(raw_query: Option<&str>) -> Result<RequestOptions, String> 
             "freshness_strict" => options.read.freshness_strict = flag()?,
             "timeout" => options.timeout = parse_duration(&key, &value)?,
             "freshness" => options.read.freshness = Some(parse_duration(&key, &value)?),
+            "db" => options.database = Some(value),
             "level" => options.read.level = ReadLevel::parse(&value)?,
             "w" => options.write_concern = WriteConcern::parse(&value)?,
             "wtimeout" => options.write_concern_timeout = parse_duration(&key, &value)?,

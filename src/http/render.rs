@@ -152,6 +152,7 @@ pub fn status_for(error: &ServiceError) -> StatusCode {
         | ServiceError::OutcomeUnknown(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ServiceError::UnknownDatabase(_) => StatusCode::NOT_FOUND,
     }
 }
 

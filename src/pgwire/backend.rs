@@ -16,6 +16,10 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use crate::auth::Permission;
 use crate::auth::access::is_ddl;
 use crate::auth::gate::Gate;
+use crate::catalog::databases::{
+    DatabaseHandle, Databases, SHOW_COLUMNS as SHOW_DATABASES_COLUMNS,
+};
+use crate::catalog::sql::DatabaseStatement;
 use crate::db::value::SqlValue;
 use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};
@@ -33,7 +37,6 @@ use crate::pgwire::sqlstate::{
 use crate::pgwire::transaction::{Transactions, is_rollback_to_savepoint};
 use crate::pgwire::types::PgType;
 use crate::raft::types::{Params, RowSet, Statement, StatementBatch, StatementResult};
-use crate::service::Service;
 use crate::service::request::{RequestKind, ServiceError};
 use crate::sqltext::split_statements;
 
@@ -56,23 +59,25 @@ pub struct PreparedStatement {
 /// The handlers of every connection; per-session state lives in the connection's session
 /// extensions.
 pub struct Backend {
-    service: Arc<Service>,
+    databases: Arc<Databases>,
     parser: Arc<StatementParser>,
     transactions: Transactions,
     privileges: Arc<Privileges>,
 }
 
 impl Backend {
-    pub fn new(service: Arc<Service>, gate: Arc<Gate>) -> Backend {
-        let privileges = Arc::new(Privileges::new(gate, service.group.database.clone()));
+    pub fn new(databases: Arc<Databases>, gate: Arc<Gate>) -> Backend {
+        // Users live in the default database's state.
+        let users = databases.default_service().group.database.clone();
+        let privileges = Arc::new(Privileges::new(gate, users));
         Backend {
             privileges: privileges.clone(),
             parser: Arc::new(StatementParser {
-                service: service.clone(),
+                databases: databases.clone(),
                 privileges,
             }),
-            transactions: Transactions::new(service.clone()),
-            service,
+            transactions: Transactions::new(databases.clone()),
+            databases,
         }
     }
 
@@ -87,7 +92,10 @@ impl Backend {
         let request = session
             .request_options()
             .request(kind, vec![StatementBatch::new(statements, transaction)]);
-        let response = self.service.handle(request).await?;
+        let response = session_database(&self.databases, session)
+            .await?
+            .handle(request)
+            .await?;
         if let Some(index) = response.raft_index {
             session.wrote_at(index);
         }
@@ -109,18 +117,14 @@ impl Backend {
         session: &Session,
         statement: Statement,
     ) -> Result<StatementResult, Box<ErrorInfo>> {
-        wait_for_own_writes(&self.service, session).await;
-        self.service
-            .group
-            .database
-            .inspect(move |connection| {
-                Catalog::build(connection)
-                    .map(|catalog| catalog.run(&statement))
-                    .map_err(|e| format!("building the catalog: {e}"))
-            })
+        let database = session_database(&self.databases, session)
             .await
-            .map_err(|e| error_info(sqlstate::INTERNAL_ERROR, e.to_string()))?
-            .map_err(|message| error_info(sqlstate::INTERNAL_ERROR, message))
+            .map_err(|error| service_error(&error))?;
+        wait_for_own_writes(&database, session).await;
+        with_catalog(&self.databases, &database, session, move |catalog| {
+            catalog.run(&statement)
+        })
+        .await
     }
 
     /// Answers a statement the endpoint handles itself.
@@ -160,8 +164,63 @@ impl Backend {
             LocalStatement::Transaction(verb) => {
                 return self.transactions.control(session, verb).await;
             }
+            LocalStatement::Database(statement) => {
+                return self
+                    .run_database_statement(session, statement.clone())
+                    .await
+                    .unwrap_or_else(Response::Error);
+            }
         };
         outcome.unwrap_or_else(|error| Response::Error(session_error(&error)))
+    }
+
+    /// Creates, drops, renames or lists databases (through the cluster catalog).
+    async fn run_database_statement(
+        &self,
+        session: &Session,
+        statement: Result<DatabaseStatement, String>,
+    ) -> Result<Response, Box<ErrorInfo>> {
+        let statement = statement.map_err(|message| error_info(sqlstate::SYNTAX_ERROR, message))?;
+        let (tag, changes) = match &statement {
+            DatabaseStatement::Show => ("SHOW", false),
+            DatabaseStatement::Create { .. } => ("CREATE DATABASE", true),
+            DatabaseStatement::Drop { .. } => ("DROP DATABASE", true),
+            DatabaseStatement::Rename { .. } => ("ALTER DATABASE", true),
+        };
+        if changes && session.in_transaction() {
+            return Err(error_info(
+                sqlstate::ACTIVE_SQL_TRANSACTION,
+                format!("{tag} cannot run inside a transaction block"),
+            ));
+        }
+        let needed = if changes {
+            Permission::Ddl
+        } else {
+            Permission::Read
+        };
+        self.privileges.require_one_of(session, &[needed]).await?;
+        let result = self
+            .databases
+            .run(statement)
+            .await
+            .map_err(|error| service_error(&error))?;
+        let Some(set) = result.rows else {
+            return Ok(Response::Execution(Tag::new(tag)));
+        };
+        // Every column as text: the extended protocol described them so.
+        let rows = set
+            .values
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|value| match value {
+                        SqlValue::Integer(number) => SqlValue::Text(number.to_string()),
+                        other => other,
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(text_rows(SHOW_DATABASES_COLUMNS, rows))
     }
 }
 
@@ -175,6 +234,10 @@ pub fn session_of<C: ClientInfo>(client: &C) -> Arc<Session> {
                 .get(pgwire::api::METADATA_USER)
                 .cloned()
                 .unwrap_or_default(),
+            metadata
+                .get(crate::pgwire::login::SESSION_DATABASE)
+                .cloned()
+                .unwrap_or_else(|| crate::catalog::view::DEFAULT_DATABASE.to_string()),
         );
         if let Some(name) = metadata.get("application_name") {
             let _ = session.set("application_name", Some(name));
@@ -339,7 +402,7 @@ impl Backend {
 /// Prepares statements for the extended protocol: compiles them in SQLite (on this node) to
 /// learn their parameters and result columns.
 pub struct StatementParser {
-    service: Arc<Service>,
+    databases: Arc<Databases>,
     privileges: Arc<Privileges>,
 }
 
@@ -376,6 +439,10 @@ impl QueryParser for StatementParser {
                 ],
                 LocalStatement::Show(name) => vec![(name.clone(), PgType::Text)],
                 LocalStatement::Info { column, .. } => vec![(column.clone(), PgType::Text)],
+                LocalStatement::Database(Ok(DatabaseStatement::Show)) => SHOW_DATABASES_COLUMNS
+                    .iter()
+                    .map(|name| (name.to_string(), PgType::Text))
+                    .collect(),
                 _ => Vec::new(),
             };
             return Ok(Some(PreparedStatement {
@@ -397,18 +464,15 @@ impl QueryParser for StatementParser {
             let rewritten = rewrite_parameters(sql);
             let rewritten = catalog::rewrite(&rewritten);
             let query = rewritten.clone();
-            let shape = self
-                .service
-                .group
-                .database
-                .inspect(move |connection| {
-                    Catalog::build(connection)
-                        .map_err(|e| format!("building the catalog: {e}"))
-                        .and_then(|catalog| catalog.shape(&query))
-                })
+            let database = session_database(&self.databases, &session)
                 .await
-                .map_err(|e| user_error(error_info(sqlstate::INTERNAL_ERROR, e.to_string())))?
-                .map_err(|message| user_error(statement_error(&message)))?;
+                .map_err(|error| user_error(service_error(&error)))?;
+            let shape = with_catalog(&self.databases, &database, &session, move |catalog| {
+                catalog.shape(&query)
+            })
+            .await
+            .map_err(user_error)?
+            .map_err(|message| user_error(statement_error(&message)))?;
             let parameter_types = (0..shape.parameter_count.max(types.len()))
                 .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
                 .collect();
@@ -435,11 +499,13 @@ impl QueryParser for StatementParser {
         let rewritten = to_sqlite(&rewrite_parameters(sql));
         // The session's own earlier writes are applied here first, so a statement naming a
         // table it just created compiles on a follower too.
-        wait_for_own_writes(&self.service, &session).await;
+        let database = session_database(&self.databases, &session)
+            .await
+            .map_err(|error| user_error(service_error(&error)))?;
+        wait_for_own_writes(&database, &session).await;
         let transaction = Transactions::statements_so_far(&session);
         let timeout = session.request_options().timeout;
-        let shape = self
-            .service
+        let shape = database
             .describe(rewritten.clone(), transaction, timeout)
             .await
             .map_err(|error| user_error(service_error(&error)))?
@@ -668,13 +734,74 @@ impl Backend {
     }
 }
 
-/// Waits (up to the session's timeout) until this node has applied the session's last write.
-async fn wait_for_own_writes(service: &Service, session: &Session) {
-    if let Some(index) = session.last_write_index() {
+/// Waits (up to the session's timeout) until this node has applied the session's last write
+/// (when the session's database has a replica here; otherwise its requests go to a replica
+/// elsewhere, read at the session's consistency).
+async fn wait_for_own_writes(database: &DatabaseHandle, session: &Session) {
+    if let (Some(index), Some(service)) = (session.last_write_index(), database.local()) {
         service
             .wait_applied(index, session.request_options().timeout)
             .await;
     }
+}
+
+/// The database `session` is connected to.
+pub async fn session_database(
+    databases: &Databases,
+    session: &Session,
+) -> Result<DatabaseHandle, ServiceError> {
+    databases.resolve_fresh(Some(&session.database)).await
+}
+
+/// Runs `work` on the emulated PostgreSQL catalog of the session's database: built from the
+/// local replica's schema, or, where no replica runs here, from the schema read from one.
+async fn with_catalog<T: Send + 'static>(
+    databases: &Databases,
+    database: &DatabaseHandle,
+    session: &Session,
+    work: impl FnOnce(&Catalog) -> T + Send + 'static,
+) -> Result<T, Box<ErrorInfo>> {
+    let mut names = crate::pgwire::catalog::DatabaseNames {
+        current: database.name.clone(),
+        all: databases.view().databases.keys().cloned().collect(),
+    };
+    if !names.all.contains(&names.current) {
+        names.all.push(names.current.clone());
+    }
+    let internal = |message: String| error_info(sqlstate::INTERNAL_ERROR, message);
+    if let Some(service) = database.local() {
+        return service
+            .group
+            .database
+            .inspect(move |connection| {
+                Catalog::build(connection, &names)
+                    .map(|catalog| work(&catalog))
+                    .map_err(|e| format!("building the catalog: {e}"))
+            })
+            .await
+            .map_err(|e| internal(e.to_string()))?
+            .map_err(internal);
+    }
+    let options = session.request_options();
+    let schema = database
+        .schema(options.read, options.timeout)
+        .await
+        .map_err(|error| service_error(&error))?;
+    tokio::task::spawn_blocking(move || {
+        let source =
+            rusqlite::Connection::open_in_memory().map_err(|e| format!("a schema copy: {e}"))?;
+        for sql in &schema {
+            source
+                .execute_batch(sql)
+                .map_err(|e| format!("copying the schema ({sql}): {e}"))?;
+        }
+        Catalog::build(&source, &names)
+            .map(|catalog| work(&catalog))
+            .map_err(|e| format!("building the catalog: {e}"))
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(internal)
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::{ScramAuth, ScramSecret};
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, StartupHandler};
-use pgwire::api::{ClientInfo, ConnectionManager, METADATA_USER, PgWireConnectionState};
+use pgwire::api::{
+    ClientInfo, ConnectionManager, METADATA_DATABASE, METADATA_USER, PgWireConnectionState,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -21,13 +23,24 @@ use rand::RngCore;
 
 use crate::auth::gate::Gate;
 use crate::auth::scram::{decoy_verifier, parse_verifier};
+use crate::catalog::databases::Databases;
 use crate::db::database::Database;
 use crate::pgwire::sqlstate;
 
 /// The startup handler of every connection.
+/// The metadata key under which login records the database a connection uses (the name the
+/// client gave, or the default database for the names clients send by default).
+pub const SESSION_DATABASE: &str = "shoal.database";
+
+/// Names clients send when the user named no database (libpq's default is the user name;
+/// tools connect to `postgres` or `template1`): they mean the default database, unless a
+/// database of that name exists.
+const DEFAULT_DATABASE_ALIASES: &[&str] = &["postgres", "template0", "template1"];
+
 pub struct Login {
     gate: Arc<Gate>,
     database: Arc<Database>,
+    databases: Arc<Databases>,
     trust: Trust,
     scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
     /// Refuse clients that did not negotiate TLS (the node runs TLS).
@@ -49,10 +62,12 @@ impl NoopStartupHandler for Trust {
 impl Login {
     pub fn new(
         gate: Arc<Gate>,
-        database: Arc<Database>,
+        databases: Arc<Databases>,
         connections: Arc<ConnectionManager>,
         tls_required: bool,
     ) -> Login {
+        // Users live in the default database's state.
+        let database = databases.default_service().group.database.clone();
         let mut decoy_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut decoy_secret);
         let source = Arc::new(Verifiers {
@@ -67,6 +82,7 @@ impl Login {
         Login {
             gate,
             database,
+            databases,
             trust: Trust { connections },
             scram,
             tls_required,
@@ -94,6 +110,34 @@ impl StartupHandler for Login {
                 sqlstate::INVALID_AUTHORIZATION,
                 "this server requires TLS: connect with sslmode=require or verify-full",
             ));
+        }
+        let connecting_to = match &message {
+            PgWireFrontendMessage::Startup(startup) => Some(
+                connection_database(
+                    &self.databases,
+                    startup
+                        .parameters
+                        .get(METADATA_DATABASE)
+                        .map(String::as_str),
+                    startup
+                        .parameters
+                        .get(METADATA_USER)
+                        .map_or("", String::as_str),
+                )
+                .await
+                .map_err(|name| {
+                    fatal(
+                        sqlstate::INVALID_CATALOG_NAME,
+                        &format!("database \"{name}\" does not exist"),
+                    )
+                })?,
+            ),
+            _ => None,
+        };
+        if let Some(name) = connecting_to {
+            client
+                .metadata_mut()
+                .insert(SESSION_DATABASE.to_string(), name);
         }
         if !self.gate.enabled() {
             return self.trust.on_startup(client, message).await;
@@ -192,6 +236,36 @@ pub(crate) fn is_sasl_initial_response(body: &[u8]) -> bool {
 }
 
 /// A FATAL error: the client is told, then disconnected.
+/// The database a connection asking for `requested` uses, or the unknown name it asked for.
+async fn connection_database(
+    databases: &Databases,
+    requested: Option<&str>,
+    user: &str,
+) -> Result<String, String> {
+    let default = crate::catalog::view::DEFAULT_DATABASE;
+    let Some(requested) = requested.filter(|name| !name.is_empty()) else {
+        return Ok(default.to_string());
+    };
+    if requested == default {
+        return Ok(requested.to_string());
+    }
+    let mut view = databases.view();
+    if view.databases.contains_key(requested) {
+        return Ok(requested.to_string());
+    }
+    if DEFAULT_DATABASE_ALIASES.contains(&requested) || requested == user {
+        return Ok(default.to_string());
+    }
+    // Perhaps created through another node a moment ago.
+    view = databases.catch_up().await.unwrap_or(view);
+    if view.databases.contains_key(requested) || !view.ready {
+        // Not listed while the catalog is not read yet: the session's statements are refused
+        // until it lists the name.
+        return Ok(requested.to_string());
+    }
+    Err(requested.to_string())
+}
+
 fn fatal(code: &str, message: &str) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "FATAL".to_string(),

@@ -31,11 +31,11 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::gate::Gate;
+use crate::catalog::databases::Databases;
 use crate::net::listener::{Admission, Refusal};
 use crate::net::tls::{Facing, TlsContext};
 use crate::pgwire::backend::Backend;
 use crate::pgwire::login::Login;
-use crate::service::Service;
 
 /// The handlers every connection uses (shared; per-session state lives in each connection).
 struct Handlers {
@@ -66,7 +66,7 @@ impl PgWireServerHandlers for Handlers {
 /// `connections_max` connections at once; clients beyond it are told so and disconnected.
 pub async fn serve(
     listener: TcpListener,
-    service: Arc<Service>,
+    databases: Arc<Databases>,
     gate: Arc<Gate>,
     admission: Admission,
     tls: Option<Arc<TlsContext>>,
@@ -76,11 +76,11 @@ pub async fn serve(
     let handlers = Arc::new(Handlers {
         startup: Arc::new(Login::new(
             gate.clone(),
-            service.group.database.clone(),
+            databases.clone(),
             connections.clone(),
             tls.is_some(),
         )),
-        backend: Arc::new(Backend::new(service, gate)),
+        backend: Arc::new(Backend::new(databases, gate)),
         cancel: Arc::new(DefaultCancelHandler::new(connections)),
     });
     loop {

@@ -131,13 +131,16 @@ pub struct Session {
     pub(crate) transaction: Mutex<Option<OpenTransaction>>,
     /// The user the client logged in as (proven by SCRAM when `--auth` is on).
     pub user: String,
+    /// The database the session is connected to (resolved at login).
+    pub database: String,
 }
 
 impl Session {
     /// A new session of `user`, with every setting at its default.
-    pub fn for_user(user: String) -> Session {
+    pub fn for_user(user: String, database: String) -> Session {
         Session {
             user,
+            database,
             ..Session::default()
         }
     }
@@ -321,10 +324,16 @@ pub enum LocalStatement {
     Deallocate {
         all: bool,
     },
+    /// `CREATE DATABASE`, `DROP DATABASE`, `ALTER DATABASE … RENAME TO`, `SHOW DATABASES`
+    /// (or what is wrong with one).
+    Database(Result<crate::catalog::sql::DatabaseStatement, String>),
 }
 
 /// Recognizes statements answered locally; `None` for everything SQLite should run.
 pub fn recognize(sql: &str, session: &Session) -> Option<LocalStatement> {
+    if let Some(parsed) = crate::catalog::sql::parse(sql) {
+        return Some(LocalStatement::Database(parsed));
+    }
     let normalized = normalize(sql);
     let words: Vec<&str> = normalized.split(' ').collect();
     match words.first().copied()? {
@@ -447,7 +456,7 @@ fn info_query(normalized: &str, session: &Session) -> Option<LocalStatement> {
                 rusqlite::version()
             ),
         ),
-        "current_database()" => ("current_database", "shoal".to_string()),
+        "current_database()" => ("current_database", session.database.clone()),
         "current_schema()" | "current_schema" => ("current_schema", "public".to_string()),
         "current_user" | "session_user" | "user" => (expression.as_str(), "shoal".to_string()),
         _ => {

@@ -38,6 +38,8 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const INVALID_PASSWORD: &str = "28P01";
 pub const INVALID_AUTHORIZATION: &str = "28000";
+pub const INVALID_CATALOG_NAME: &str = "3D000";
+pub const DUPLICATE_DATABASE: &str = "42P04";
 
 /// The SQLSTATE for an error SQLite reported while running a statement.
 pub fn for_statement_error(message: &str) -> &'static str {
@@ -71,7 +73,13 @@ pub fn for_statement_error(message: &str) -> &'static str {
 /// The SQLSTATE for a request the service could not answer.
 pub fn for_service_error(error: &ServiceError) -> &'static str {
     match error {
+        ServiceError::BadRequest(message)
+            if message.starts_with("database ") && message.ends_with("already exists") =>
+        {
+            DUPLICATE_DATABASE
+        }
         ServiceError::BadRequest(message) => for_statement_error(message),
+        ServiceError::UnknownDatabase(_) => INVALID_CATALOG_NAME,
         ServiceError::NotLeader { .. }
         | ServiceError::NoLeader
         | ServiceError::StaleRead(_)

@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::ErrorInfo;
 
+use crate::catalog::databases::Databases;
+use crate::pgwire::backend::session_database;
 use crate::pgwire::session::Session;
 use crate::pgwire::sqlstate;
 use crate::pgwire::sqlstate::{error_info, service_error};
 use crate::raft::types::{
     Pinned, SERIALIZATION_FAILURE, Statement, StatementBatch, StatementResult, results_digest,
 };
-use crate::service::Service;
 use crate::service::request::RequestKind;
 
 /// Statements one transaction may hold.
@@ -78,7 +79,7 @@ impl OpenTransaction {
 
 /// Runs the transactions of every session of one endpoint.
 pub struct Transactions {
-    service: Arc<Service>,
+    databases: Arc<Databases>,
 }
 
 fn statement_bytes(statement: &Statement) -> usize {
@@ -86,8 +87,8 @@ fn statement_bytes(statement: &Statement) -> usize {
 }
 
 impl Transactions {
-    pub fn new(service: Arc<Service>) -> Self {
-        Self { service }
+    pub fn new(databases: Arc<Databases>) -> Self {
+        Self { databases }
     }
 
     fn with_open<T>(session: &Session, f: impl FnOnce(&mut Option<OpenTransaction>) -> T) -> T {
@@ -169,13 +170,20 @@ impl Transactions {
             return Response::TransactionEnd(Tag::new("COMMIT"));
         }
         let options = session.request_options();
-        let all_read_only = self
-            .service
-            .group
-            .database
-            .all_read_only(&open.statements)
-            .await
-            .unwrap_or(false);
+        let database = match session_database(&self.databases, session).await {
+            Ok(database) => database,
+            Err(error) => return Response::Error(service_error(&error)),
+        };
+        // Judged on a local replica; without one, the commit goes through the log.
+        let all_read_only = match database.local() {
+            Some(service) => service
+                .group
+                .database
+                .all_read_only(&open.statements)
+                .await
+                .unwrap_or(false),
+            None => false,
+        };
         if all_read_only {
             // Every statement's result was checked together in the last rehearsal: the reads
             // saw one state of the database, and there is nothing to write.
@@ -184,7 +192,7 @@ impl Transactions {
         let mut batch = StatementBatch::new(open.statements.clone(), true);
         batch.pinned = Some(open.pinned(true));
         let request = options.request(RequestKind::Execute, vec![batch]);
-        match self.service.handle(request).await {
+        match database.handle(request).await {
             Ok(response) => {
                 if let Some(index) = response.raft_index {
                     session.wrote_at(index);
@@ -238,7 +246,13 @@ impl Transactions {
         .inspect_err(|_| self.fail(session))?;
         let options = session.request_options();
         let request = options.request(RequestKind::Rehearse, vec![batch]);
-        let response = self.service.handle(request).await.map_err(|error| {
+        let database = session_database(&self.databases, session)
+            .await
+            .map_err(|error| {
+                self.fail(session);
+                service_error(&error)
+            })?;
+        let response = database.handle(request).await.map_err(|error| {
             self.fail(session);
             service_error(&error)
         })?;

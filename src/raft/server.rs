@@ -2,7 +2,6 @@
 //! group's openraft instance, verifying every body's checksum first — the peer stream's
 //! upgrade (`peer_stream::server`), and per-request routes for snapshots and older nodes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -24,7 +23,7 @@ use crate::raft::types::{GroupId, TypeConfig};
 use crate::raft::wire::{self, CHECKSUM_HEADER, RPC_BODY_BYTES_MAX, SNAPSHOT_HEADER};
 
 /// The groups this node runs, by id.
-pub type Groups = Arc<HashMap<GroupId, Arc<RaftGroup>>>;
+pub type Groups = Arc<crate::raft::registry::GroupRegistry>;
 
 /// Routes for Raft traffic between nodes.
 pub fn router(groups: Groups) -> Router {
@@ -59,7 +58,7 @@ impl IntoResponse for Rejection {
 }
 
 fn find(groups: &Groups, id: GroupId) -> Result<Arc<RaftGroup>, Rejection> {
-    groups.get(&id).cloned().ok_or_else(|| {
+    groups.get(id).ok_or_else(|| {
         Rejection(
             StatusCode::NOT_FOUND,
             format!("group {id} does not run on this node"),

@@ -16,26 +16,28 @@ use serde::de::DeserializeOwned;
 use crate::raft::server::Rejection;
 use crate::raft::types::GroupId;
 use crate::raft::wire::{self, CHECKSUM_HEADER};
+use crate::service::ServiceRequest;
 use crate::service::cluster::ClusterRequest;
-use crate::service::{Service, ServiceRequest};
+use crate::service::registry::Services;
 
 /// Longest a member waits in `await-applied` before answering "not yet".
 const AWAIT_APPLIED_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 struct Internal {
-    service: Arc<Service>,
+    services: Arc<Services>,
     started: Instant,
 }
 
-pub fn router(service: Arc<Service>, started: Instant, body_bytes_max: usize) -> Router {
+pub fn router(services: Arc<Services>, started: Instant, body_bytes_max: usize) -> Router {
     Router::new()
         .route("/internal/v1/{group}/request", post(request))
         .route("/internal/v1/{group}/cluster", post(cluster))
         .route("/internal/v1/{group}/state", post(state))
         .route("/internal/v1/{group}/await-applied", post(await_applied))
+        .route("/internal/v1/{group}/initialized", post(initialized))
         .layer(DefaultBodyLimit::max(body_bytes_max))
-        .with_state(Internal { service, started })
+        .with_state(Internal { services, started })
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
@@ -45,20 +47,23 @@ fn reply<T: Serialize>(value: &T) -> Response {
     }
 }
 
+/// The service of `group` and the decoded call, or why the call is refused.
 fn decode<T: DeserializeOwned>(
     internal: &Internal,
     group: GroupId,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<T, Rejection> {
-    if group != internal.service.group.id {
-        return Err(Rejection(
+) -> Result<(Arc<crate::service::Service>, T), Rejection> {
+    let service = internal.services.get(group).ok_or_else(|| {
+        Rejection(
             StatusCode::NOT_FOUND,
             format!("group {group} does not run on this node"),
-        ));
-    }
+        )
+    })?;
     let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
-    wire::decode(body, checksum).map_err(|message| Rejection(StatusCode::BAD_REQUEST, message))
+    let call = wire::decode(body, checksum)
+        .map_err(|message| Rejection(StatusCode::BAD_REQUEST, message))?;
+    Ok((service, call))
 }
 
 async fn request(
@@ -68,7 +73,7 @@ async fn request(
     body: Bytes,
 ) -> Response {
     match decode::<ServiceRequest>(&internal, group, &headers, &body) {
-        Ok(request) => reply(&internal.service.handle(request).await),
+        Ok((service, request)) => reply(&service.handle(request).await),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -80,7 +85,7 @@ async fn cluster(
     body: Bytes,
 ) -> Response {
     match decode::<ClusterRequest>(&internal, group, &headers, &body) {
-        Ok(request) => reply(&internal.service.cluster_on_leader(request).await),
+        Ok((service, request)) => reply(&service.cluster_on_leader(request).await),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -92,7 +97,7 @@ async fn state(
     body: Bytes,
 ) -> Response {
     match decode::<()>(&internal, group, &headers, &body) {
-        Ok(()) => reply(&internal.service.own_state(internal.started)),
+        Ok((service, ())) => reply(&service.own_state(internal.started)),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -104,10 +109,9 @@ async fn await_applied(
     body: Bytes,
 ) -> Response {
     match decode::<(u64, u64)>(&internal, group, &headers, &body) {
-        Ok((index, wait_ms)) => {
+        Ok((service, (index, wait_ms))) => {
             let wait = Duration::from_millis(wait_ms).min(AWAIT_APPLIED_MAX);
-            let applied = internal
-                .service
+            let applied = service
                 .group
                 .raft
                 .wait(Some(wait))
@@ -115,6 +119,20 @@ async fn await_applied(
                 .await;
             reply(&applied.is_ok())
         }
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Whether this node's replica of the group holds a membership (it was initialized or has
+/// received a leader's log): asked before founding the catalog group on an upgraded cluster.
+async fn initialized(
+    State(internal): State<Internal>,
+    Path(group): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match decode::<()>(&internal, group, &headers, &body) {
+        Ok((service, ())) => reply(&service.group.raft.is_initialized().await.ok()),
         Err(rejection) => rejection.into_response(),
     }
 }

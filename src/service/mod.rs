@@ -8,6 +8,7 @@ pub mod peer;
 pub mod proposals;
 pub mod queue;
 pub mod read_confirm;
+pub mod registry;
 pub mod request;
 
 use std::sync::Arc;

@@ -143,6 +143,13 @@ impl PeerClient {
         .await?
     }
 
+    /// Whether the member's replica of this group is initialized: `None` when the member
+    /// runs no such group or answered nothing useful.
+    pub async fn initialized(&self, raft_addr: &str) -> Result<Option<bool>, ServiceError> {
+        self.call(raft_addr, "initialized", &(), MEMBER_PROBE_TIMEOUT)
+            .await
+    }
+
     /// A member's own view of its state.
     pub async fn member_state(&self, raft_addr: &str) -> Result<MemberState, ServiceError> {
         self.call(raft_addr, "state", &(), MEMBER_PROBE_TIMEOUT)
@@ -197,6 +204,12 @@ impl PeerClient {
         }
         confirmed
     }
+}
+
+/// Whether `error` says the node called does not run the group (404): the request did not
+/// run there, and another replica (or a refreshed placement) should be tried.
+pub fn group_not_there(error: &ServiceError) -> bool {
+    matches!(error, ServiceError::Unavailable(message) if message.contains(" answered 404"))
 }
 
 /// A write forwarded to the leader may have been applied even if the reply was lost.

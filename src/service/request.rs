@@ -191,6 +191,10 @@ pub enum ServiceError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request names a database the catalog does not list. Appended last: errors are
+    /// encoded by position between nodes.
+    #[error("database {0:?} does not exist")]
+    UnknownDatabase(String),
 }
 
 #[cfg(test)]

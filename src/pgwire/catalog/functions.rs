@@ -23,7 +23,11 @@ pub struct Definitions {
 
 /// The catalog functions psql and drivers call (any argument count, as PostgreSQL's have
 /// optional ones).
-pub fn register_functions(catalog: &Connection, definitions: Definitions) -> rusqlite::Result<()> {
+pub fn register_functions(
+    catalog: &Connection,
+    definitions: Definitions,
+    current_database: &str,
+) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     let any = -1;
     catalog.create_scalar_function("regexp", 2, flags, |context| {
@@ -41,13 +45,14 @@ pub fn register_functions(catalog: &Connection, definitions: Definitions) -> rus
         ("pg_get_userbyid", "shoal"),
         ("pg_encoding_to_char", "UTF8"),
         ("current_schema", "public"),
-        ("current_database", "shoal"),
         ("current_schemas", "{public}"),
         ("pg_size_pretty", "0 bytes"),
     ];
     for &(name, value) in texts {
         catalog.create_scalar_function(name, any, flags, move |_| Ok(value.to_string()))?;
     }
+    let current = current_database.to_string();
+    catalog.create_scalar_function("current_database", any, flags, move |_| Ok(current.clone()))?;
     let truths: &[(&str, bool)] = &[
         ("pg_table_is_visible", true),
         ("pg_type_is_visible", true),

@@ -47,15 +47,40 @@ pub struct Catalog {
     guard: Arc<StatementGuard>,
 }
 
+/// The databases `pg_database` lists, and the one the session is connected to.
+#[derive(Debug, Clone)]
+pub struct DatabaseNames {
+    pub current: String,
+    pub all: Vec<String>,
+}
+
+impl Default for DatabaseNames {
+    fn default() -> Self {
+        let name = crate::catalog::view::DEFAULT_DATABASE.to_string();
+        DatabaseNames {
+            current: name.clone(),
+            all: vec![name],
+        }
+    }
+}
+
 impl Catalog {
     /// Builds the catalog from the schema of `source` (a read connection, guard lifted).
-    pub fn build(source: &Connection) -> rusqlite::Result<Catalog> {
+    pub fn build(source: &Connection, names: &DatabaseNames) -> rusqlite::Result<Catalog> {
         let connection = Connection::open_in_memory()?;
         rusqlite::vtab::series::load_module(&connection)?;
         connection.execute_batch(include_str!("schema.sql"))?;
+        connection.execute("DELETE FROM pg_database", [])?;
+        for (offset, name) in names.all.iter().enumerate() {
+            connection.execute(
+                "INSERT INTO pg_database VALUES (?1, ?2, 10, 6, 'c', 0, 1, -1, 'C', 'C', NULL, \
+                 NULL, NULL, 1663)",
+                rusqlite::params![16000 + offset as i64, name],
+            )?;
+        }
         let objects = fill::read_schema(source)?;
         let definitions = fill::Filler::new(&connection, source, &objects).fill(&objects)?;
-        functions::register_functions(&connection, definitions)?;
+        functions::register_functions(&connection, definitions, &names.current)?;
         let guard = StatementGuard::install(&connection, GuardMode::Reader);
         Ok(Catalog { connection, guard })
     }
@@ -85,7 +110,7 @@ mod tests {
                  CREATE INDEX child_name ON child(name);",
             )
             .unwrap();
-        Catalog::build(&source).unwrap()
+        Catalog::build(&source, &DatabaseNames::default()).unwrap()
     }
 
     fn rows(catalog: &Catalog, sql: &str) -> Vec<Vec<crate::db::value::SqlValue>> {

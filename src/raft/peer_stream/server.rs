@@ -44,13 +44,7 @@ pub async fn accept(State(groups): State<Groups>, mut request: Request) -> Respo
         )
             .into_response();
     }
-    let Some(this_node) = groups.values().next().map(|group| group.node_id) else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no group runs on this node",
-        )
-            .into_response();
-    };
+    let this_node = groups.node_id();
     let meant_for = request
         .headers()
         .get(TO_NODE_HEADER)
@@ -186,8 +180,7 @@ where
 
 fn find(groups: &Groups, id: u64) -> Result<Arc<RaftGroup>, String> {
     groups
-        .get(&id)
-        .cloned()
+        .get(id)
         .ok_or_else(|| format!("group {id} does not run on this node"))
 }
 

@@ -1,0 +1,425 @@
+//! The statements that manage databases — `CREATE DATABASE`, `DROP DATABASE`,
+//! `ALTER DATABASE … RENAME TO`, `SHOW DATABASES` — recognized in what clients send over any
+//! protocol and parsed here. SQLite has no such statements, so no SQL parser knows them;
+//! the grammar is a handful of words, tokenized by hand.
+
+/// Most replicas (voters or read replicas) a database may ask for.
+pub const REPLICAS_MAX: u32 = 9;
+/// Longest database name, as PostgreSQL's (NAMEDATALEN - 1).
+pub const NAME_BYTES_MAX: usize = 63;
+
+/// A database statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseStatement {
+    Create {
+        name: String,
+        if_not_exists: bool,
+        replicas: Option<u32>,
+        read_replicas: u32,
+    },
+    Drop {
+        name: String,
+        if_exists: bool,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Show,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// An unquoted word, lower-cased (PostgreSQL folds unquoted names).
+    Word(String),
+    /// A double-quoted name, as written.
+    Quoted(String),
+    Number(String),
+    Symbol(char),
+}
+
+/// The database statement `sql` is, if it is one: `None` for any other statement (SQLite's
+/// to run), `Some(Err)` for a database statement that is malformed, naming what is wrong.
+pub fn parse(sql: &str) -> Option<Result<DatabaseStatement, String>> {
+    // Every statement a client sends passes here: look at two words before reading more.
+    let opening = tokenize(sql, 2).ok()?;
+    let ours = matches!(
+        &opening[..],
+        [Token::Word(a), Token::Word(b)]
+            if matches!((a.as_str(), b.as_str()),
+                ("create" | "drop" | "alter", "database") | ("show", "databases"))
+    );
+    if !ours {
+        return None;
+    }
+    let tokens = match tokenize(sql, usize::MAX) {
+        Ok(tokens) => tokens,
+        Err(message) => return Some(Err(message)),
+    };
+    let mut words = Parser { tokens, at: 0 };
+    let first = words.word()?;
+    let second = words.word();
+    let statement = match (first.as_str(), second.as_deref()) {
+        ("create", Some("database")) => words.create(),
+        ("drop", Some("database")) => words.drop(),
+        ("alter", Some("database")) => words.rename(),
+        ("show", Some("databases")) => Ok(DatabaseStatement::Show),
+        _ => return None,
+    };
+    Some(statement.and_then(|statement| {
+        words.eat_symbol(';');
+        match words.peek() {
+            None => Ok(statement),
+            Some(token) => Err(format!(
+                "unexpected {} after the database statement",
+                describe(token)
+            )),
+        }
+    }))
+}
+
+fn describe(token: &Token) -> String {
+    match token {
+        Token::Word(word) => format!("`{word}`"),
+        Token::Quoted(name) => format!("\"{name}\""),
+        Token::Number(number) => format!("`{number}`"),
+        Token::Symbol(symbol) => format!("`{symbol}`"),
+    }
+}
+
+/// The first `limit` tokens of `sql`.
+fn tokenize(sql: &str, limit: usize) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = sql.char_indices().peekable();
+    while tokens.len() < limit
+        && let Some((at, c)) = chars.next()
+    {
+        match c {
+            c if c.is_whitespace() => {}
+            '-' if chars.peek().is_some_and(|(_, n)| *n == '-') => {
+                for (_, n) in chars.by_ref() {
+                    if n == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, n)| *n == '*') => {
+                chars.next();
+                let mut previous = ' ';
+                let mut closed = false;
+                for (_, n) in chars.by_ref() {
+                    if previous == '*' && n == '/' {
+                        closed = true;
+                        break;
+                    }
+                    previous = n;
+                }
+                if !closed {
+                    return Err("unterminated /* comment".into());
+                }
+            }
+            '"' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some((_, '"')) if chars.peek().is_some_and(|(_, n)| *n == '"') => {
+                            chars.next();
+                            name.push('"');
+                        }
+                        Some((_, '"')) => break,
+                        Some((_, n)) => name.push(n),
+                        None => return Err(format!("unterminated quoted name at byte {at}")),
+                    }
+                }
+                tokens.push(Token::Quoted(name));
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some((_, n)) = chars.peek().copied() {
+                    if n.is_ascii_alphanumeric() || n == '_' || n == '$' {
+                        word.push(n);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                tokens.push(Token::Word(word.to_ascii_lowercase()));
+            }
+            c if c.is_ascii_digit() => {
+                let mut number = String::from(c);
+                while let Some((_, n)) = chars.peek().copied() {
+                    if n.is_ascii_digit() {
+                        number.push(n);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                tokens.push(Token::Number(number));
+            }
+            '(' | ')' | '=' | ',' | ';' => tokens.push(Token::Symbol(c)),
+            other => return Err(format!("unexpected character {other:?} at byte {at}")),
+        }
+    }
+    Ok(tokens)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn word(&mut self) -> Option<String> {
+        match self.peek() {
+            Some(Token::Word(word)) => {
+                let word = word.clone();
+                self.at += 1;
+                Some(word)
+            }
+            _ => None,
+        }
+    }
+
+    fn eat_word(&mut self, wanted: &str) -> bool {
+        if matches!(self.peek(), Some(Token::Word(word)) if word == wanted) {
+            self.at += 1;
+            return true;
+        }
+        false
+    }
+
+    fn eat_symbol(&mut self, wanted: char) -> bool {
+        if self.peek() == Some(&Token::Symbol(wanted)) {
+            self.at += 1;
+            return true;
+        }
+        false
+    }
+
+    fn expect_word(&mut self, wanted: &str) -> Result<(), String> {
+        if self.eat_word(wanted) {
+            return Ok(());
+        }
+        Err(match self.peek() {
+            Some(token) => format!(
+                "expected {}, found {}",
+                wanted.to_uppercase(),
+                describe(token)
+            ),
+            None => format!("expected {} at the end", wanted.to_uppercase()),
+        })
+    }
+
+    /// A database name: a word or a quoted name, checked.
+    fn name(&mut self) -> Result<String, String> {
+        let name = match self.peek() {
+            Some(Token::Word(word)) | Some(Token::Quoted(word)) => word.clone(),
+            Some(token) => {
+                return Err(format!(
+                    "expected a database name, found {}",
+                    describe(token)
+                ));
+            }
+            None => return Err("expected a database name".into()),
+        };
+        self.at += 1;
+        check_name(&name)?;
+        Ok(name)
+    }
+
+    fn create(&mut self) -> Result<DatabaseStatement, String> {
+        let if_not_exists = if self.eat_word("if") {
+            self.expect_word("not")?;
+            self.expect_word("exists")?;
+            true
+        } else {
+            false
+        };
+        let name = self.name()?;
+        let (mut replicas, mut read_replicas) = (None, 0);
+        self.eat_word("with");
+        let parenthesized = self.eat_symbol('(');
+        while let Some(option) = self.word() {
+            self.eat_symbol('=');
+            let value = match self.peek() {
+                Some(Token::Number(number)) => number.parse::<u32>().ok(),
+                _ => None,
+            };
+            let value = value
+                .filter(|v| *v <= REPLICAS_MAX)
+                .ok_or_else(|| format!("{option} takes a whole number from 0 to {REPLICAS_MAX}"))?;
+            self.at += 1;
+            match option.as_str() {
+                "replicas" if value == 0 => {
+                    return Err("replicas must be at least 1".into());
+                }
+                "replicas" => replicas = Some(value),
+                "read_replicas" => read_replicas = value,
+                other => {
+                    return Err(format!(
+                        "unknown database option {other:?}: Shoal takes replicas and read_replicas"
+                    ));
+                }
+            }
+            if !self.eat_symbol(',') && parenthesized {
+                break;
+            }
+        }
+        if parenthesized && !self.eat_symbol(')') {
+            return Err("the option list is missing its closing parenthesis".into());
+        }
+        Ok(DatabaseStatement::Create {
+            name,
+            if_not_exists,
+            replicas,
+            read_replicas,
+        })
+    }
+
+    fn drop(&mut self) -> Result<DatabaseStatement, String> {
+        let if_exists = if self.eat_word("if") {
+            self.expect_word("exists")?;
+            true
+        } else {
+            false
+        };
+        let name = self.name()?;
+        // PostgreSQL's `WITH (FORCE)`: connections to a dropped database end anyway here.
+        if self.eat_word("with") || self.peek() == Some(&Token::Symbol('(')) {
+            let parenthesized = self.eat_symbol('(');
+            self.expect_word("force")?;
+            if parenthesized && !self.eat_symbol(')') {
+                return Err("WITH (FORCE is missing its closing parenthesis".into());
+            }
+        }
+        Ok(DatabaseStatement::Drop { name, if_exists })
+    }
+
+    fn rename(&mut self) -> Result<DatabaseStatement, String> {
+        let from = self.name()?;
+        self.expect_word("rename")?;
+        self.expect_word("to")?;
+        let to = self.name()?;
+        Ok(DatabaseStatement::Rename { from, to })
+    }
+}
+
+/// A database name: 1 to 63 bytes of letters, digits, `_` and `-`, not starting with a digit
+/// or `-`, and not `_shoal…` (Shoal's own).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(format!(
+            "database name {name:?} must be 1 to {NAME_BYTES_MAX} bytes long"
+        ));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!(
+            "database name {name:?} may hold letters, digits, _ and - and must start with a \
+             letter or _"
+        ));
+    }
+    if name.to_ascii_lowercase().starts_with("_shoal") {
+        return Err(format!(
+            "database name {name:?}: names starting with _shoal are Shoal's own"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(sql: &str) -> DatabaseStatement {
+        parse(sql).expect("a database statement").expect("valid")
+    }
+
+    fn err(sql: &str) -> String {
+        parse(sql)
+            .expect("a database statement")
+            .expect_err("invalid")
+    }
+
+    #[test]
+    fn other_statements_are_sqlites() {
+        for sql in [
+            "SELECT 1",
+            "CREATE TABLE database (x)",
+            "create view databases as select 1",
+            "ATTACH DATABASE 'x' AS y",
+            "DROP TABLE database",
+            "INSERT INTO t VALUES ('create database x')",
+        ] {
+            assert_eq!(parse(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn create_takes_the_issue_and_postgresql_spellings() {
+        let expected = DatabaseStatement::Create {
+            name: "orders".into(),
+            if_not_exists: false,
+            replicas: Some(3),
+            read_replicas: 1,
+        };
+        assert_eq!(
+            ok("CREATE DATABASE orders WITH (replicas = 3, read_replicas = 1);"),
+            expected
+        );
+        assert_eq!(
+            ok("create database Orders with replicas 3 read_replicas=1"),
+            expected
+        );
+        assert_eq!(
+            ok("/* c */ CREATE DATABASE IF NOT EXISTS \"Mixed\" -- x\n"),
+            DatabaseStatement::Create {
+                name: "Mixed".into(),
+                if_not_exists: true,
+                replicas: None,
+                read_replicas: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn drop_rename_and_show() {
+        assert_eq!(
+            ok("DROP DATABASE IF EXISTS a WITH (FORCE)"),
+            DatabaseStatement::Drop {
+                name: "a".into(),
+                if_exists: true
+            }
+        );
+        assert_eq!(
+            ok("ALTER DATABASE a RENAME TO b"),
+            DatabaseStatement::Rename {
+                from: "a".into(),
+                to: "b".into()
+            }
+        );
+        assert_eq!(ok("show databases;"), DatabaseStatement::Show);
+    }
+
+    #[test]
+    fn malformed_statements_say_what_is_wrong() {
+        assert!(err("CREATE DATABASE").contains("expected a database name"));
+        assert!(err("CREATE DATABASE x WITH (replicas = 0)").contains("at least 1"));
+        assert!(err("CREATE DATABASE x WITH (replicas = 99)").contains("0 to 9"));
+        assert!(err("CREATE DATABASE x WITH (owner = 1)").contains("unknown database option"));
+        assert!(err("CREATE DATABASE x WITH (replicas = 3").contains("closing parenthesis"));
+        assert!(err("CREATE DATABASE \"1x\"").contains("must start with a letter"));
+        assert!(err("CREATE DATABASE _shoal_x").contains("Shoal's own"));
+        assert!(err("ALTER DATABASE a OWNER TO b").contains("expected RENAME"));
+        assert!(err("DROP DATABASE a; SELECT 1").contains("unexpected `select`"));
+        assert!(err("CREATE DATABASE x ~").contains("unexpected character"));
+    }
+}

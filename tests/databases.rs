@@ -1,0 +1,594 @@
+//! Many databases in one cluster, as clients use them: `CREATE DATABASE … WITH (replicas = N)`
+//! over HTTP and PostgreSQL, `db=` on the HTTP API and the connection's database over
+//! PostgreSQL, through every node (a node without a replica forwards), renames and drops,
+//! placement spread over the nodes, a killed node, and a cluster from before the catalog.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Cluster, ClusterSpec};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn voters(count: usize) -> ClusterSpec {
+    ClusterSpec {
+        voters: count,
+        ..Default::default()
+    }
+}
+
+/// POSTs statements to `/db/execute` with `options` (`db=…`); the status and body.
+async fn execute(cluster: &Cluster, node: usize, options: &str, statements: Value) -> (u16, Value) {
+    cluster
+        .post(node, &format!("/db/execute?{options}"), statements)
+        .await
+}
+
+/// Runs `statements` on `node` until they succeed (a new database's group may still be
+/// electing, a killed node's groups re-electing); panics after [`SETTLE`].
+async fn execute_ok(cluster: &Cluster, node: usize, options: &str, statements: Value) -> Value {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (status, body) = execute(cluster, node, options, statements.clone()).await;
+        let failed = body["results"]
+            .as_array()
+            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
+        if status == 200 && !failed {
+            return body;
+        }
+        assert!(
+            status == 503 && Instant::now() < deadline,
+            "{statements} on node {} with {options}: {status} {body}",
+            node + 1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The rows of `sql` on `node` with `options`, retried while the answer is "unavailable".
+async fn rows(cluster: &Cluster, node: usize, options: &str, sql: &str) -> Value {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match cluster.query(node, sql, options).await {
+            Ok(values) => return values,
+            Err(error) if error.starts_with("503") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("{sql} on node {} with {options}: {error}", node + 1),
+        }
+    }
+}
+
+/// `SHOW DATABASES` as node `node` answers it: name → (group, voters).
+async fn show_databases(cluster: &Cluster, node: usize) -> BTreeMap<String, (u64, Vec<u64>)> {
+    let values = rows(cluster, node, "", "SHOW DATABASES").await;
+    values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let voters = row[4]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .filter_map(|id| id.parse().ok())
+                .collect();
+            (
+                row[0].as_str().unwrap().to_string(),
+                (row[1].as_u64().unwrap(), voters),
+            )
+        })
+        .collect()
+}
+
+/// A tokio-postgres session with `node`, connected to `database`.
+async fn pg(
+    cluster: &Cluster,
+    node: usize,
+    database: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let config = format!(
+        "host=127.0.0.1 port={} user=shoal dbname={database} connect_timeout=5",
+        cluster.nodes[node].pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&config, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_are_created_used_renamed_and_dropped_through_both_protocols() {
+    let cluster = Cluster::start(voters(3)).await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE DATABASE orders WITH (replicas = 3)"]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        1,
+        "db=orders",
+        json!(["CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT)"]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        2,
+        "db=orders",
+        json!([["INSERT INTO item(name) VALUES (?)", "pear"]]),
+    )
+    .await;
+    assert_eq!(
+        rows(&cluster, 0, "db=orders&level=weak", "SELECT name FROM item").await,
+        json!([["pear"]])
+    );
+    // Databases are apart: the default database has no such table.
+    let (status, body) = execute(
+        &cluster,
+        0,
+        "",
+        json!(["INSERT INTO item(name) VALUES ('x')"]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such table"),
+        "{body}"
+    );
+
+    // One replica: the two other nodes forward its requests, over both protocols.
+    let client = pg(&cluster, 0, "postgres").await.unwrap();
+    client
+        .batch_execute("CREATE DATABASE small WITH (replicas = 1)")
+        .await
+        .unwrap();
+    let databases = show_databases(&cluster, 1).await;
+    let (_, small_voters) = &databases["small"];
+    assert_eq!(small_voters.len(), 1, "{databases:?}");
+    execute_ok(
+        &cluster,
+        0,
+        "db=small",
+        json!(["CREATE TABLE note(body TEXT)"]),
+    )
+    .await;
+    for node in 0..3 {
+        let client = pg(&cluster, node, "small").await.unwrap();
+        client
+            .execute(
+                "INSERT INTO note VALUES ($1)",
+                &[&format!("from node {}", node + 1)],
+            )
+            .await
+            .unwrap();
+        let current: String = client
+            .query_one("SELECT current_database()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(current, "small");
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM note", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, node as i64 + 1);
+        // psql's \l: every database listed.
+        let listed: Vec<String> = client
+            .query("SELECT datname FROM pg_catalog.pg_database ORDER BY 1", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(listed, ["orders", "shoal", "small"]);
+    }
+    for node in 0..3 {
+        assert_eq!(
+            rows(
+                &cluster,
+                node,
+                "db=small&level=strong",
+                "SELECT count(*) FROM note"
+            )
+            .await,
+            json!([[3]])
+        );
+    }
+
+    // Mistakes are refused, naming what is wrong, and change nothing.
+    let refusals = [
+        ("CREATE DATABASE orders", "already exists"),
+        (
+            "CREATE DATABASE big WITH (replicas = 4)",
+            "need 4 nodes; the cluster has 3",
+        ),
+        ("DROP DATABASE shoal", "cannot be dropped"),
+        ("ALTER DATABASE orders RENAME TO shoal", "keeps its name"),
+        ("DROP DATABASE nothing", "does not exist"),
+        (
+            "CREATE DATABASE x WITH (colour = 1)",
+            "unknown database option",
+        ),
+    ];
+    for (sql, expected) in refusals {
+        let (status, body) = execute(&cluster, 1, "", json!([sql])).await;
+        assert!(status == 400 || status == 404, "{sql}: {status} {body}");
+        assert!(body.to_string().contains(expected), "{sql}: {body}");
+    }
+    let (status, body) = execute(&cluster, 1, "", json!(["CREATE DATABASE y", "SELECT 1"])).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("must be sent alone"),
+        "{body}"
+    );
+    let error = pg(&cluster, 2, "nowhere").await.expect_err("refused");
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::INVALID_CATALOG_NAME),
+        "{error}"
+    );
+    let error = client
+        .batch_execute("CREATE DATABASE orders")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::DUPLICATE_DATABASE), "{error}");
+    assert_eq!(
+        show_databases(&cluster, 2).await.keys().collect::<Vec<_>>(),
+        ["orders", "shoal", "small"]
+    );
+
+    // Renamed: the data goes with the name.
+    execute_ok(
+        &cluster,
+        2,
+        "",
+        json!(["ALTER DATABASE small RENAME TO tiny"]),
+    )
+    .await;
+    assert_eq!(
+        rows(&cluster, 1, "db=tiny", "SELECT count(*) FROM note").await,
+        json!([[3]])
+    );
+    let (status, body) = execute(
+        &cluster,
+        1,
+        "db=small",
+        json!(["INSERT INTO note VALUES ('x')"]),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+
+    // Dropped: gone from every node, its files removed where its replica was.
+    let (group, holders) = show_databases(&cluster, 0).await["tiny"].clone();
+    execute_ok(&cluster, 0, "", json!(["DROP DATABASE tiny"])).await;
+    let (status, _) = execute(&cluster, 2, "db=tiny", json!(["SELECT 1"])).await;
+    assert_eq!(status, 404);
+    let holder = &cluster.nodes[holders[0] as usize - 1];
+    let files = holder.data_dir.join("groups").join(group.to_string());
+    let deadline = Instant::now() + SETTLE;
+    while files.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} still exists",
+            files.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new database never reuses a dropped one's group.
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE DATABASE tiny WITH (replicas = 1)"]),
+    )
+    .await;
+    let (new_group, _) = show_databases(&cluster, 0).await["tiny"].clone();
+    assert!(
+        new_group > group,
+        "group {new_group} after dropped group {group}"
+    );
+    assert_eq!(
+        rows(&cluster, 2, "db=tiny", "SELECT count(*) FROM sqlite_schema").await,
+        json!([[0]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_databases_on_five_nodes_are_spread_and_outlive_a_killed_node() {
+    let mut cluster = Cluster::start(voters(5)).await;
+    let names: Vec<String> = (1..=12).map(|n| format!("db{n:02}")).collect();
+    for (n, name) in names.iter().enumerate() {
+        execute_ok(
+            &cluster,
+            n % 5,
+            "",
+            json!([format!("CREATE DATABASE {name} WITH (replicas = 3)")]),
+        )
+        .await;
+        execute_ok(
+            &cluster,
+            (n + 1) % 5,
+            &format!("db={name}"),
+            json!(["CREATE TABLE t(node INTEGER, db TEXT)"]),
+        )
+        .await;
+    }
+    // Replicas per node differ by at most one.
+    let databases = show_databases(&cluster, 3).await;
+    let mut per_node: BTreeMap<u64, usize> = BTreeMap::new();
+    for name in &names {
+        let (_, voters) = &databases[name];
+        assert_eq!(voters.len(), 3, "{name}: {voters:?}");
+        for node in voters {
+            *per_node.entry(*node).or_default() += 1;
+        }
+    }
+    let (min, max) = (
+        per_node.values().min().unwrap(),
+        per_node.values().max().unwrap(),
+    );
+    assert!(
+        per_node.len() == 5 && max - min <= 1,
+        "replicas per node: {per_node:?}"
+    );
+
+    // Every database written through every node (HTTP), read back through every node, and
+    // through PostgreSQL on a node chosen per database.
+    for name in &names {
+        for node in 0..5 {
+            execute_ok(
+                &cluster,
+                node,
+                &format!("db={name}"),
+                json!([["INSERT INTO t VALUES (?, ?)", node + 1, name]]),
+            )
+            .await;
+        }
+    }
+    for (n, name) in names.iter().enumerate() {
+        for node in 0..5 {
+            assert_eq!(
+                rows(
+                    &cluster,
+                    node,
+                    &format!("db={name}&level=weak"),
+                    "SELECT count(*), min(db), max(db) FROM t"
+                )
+                .await,
+                json!([[5, name, name]]),
+                "{name} through node {}",
+                node + 1
+            );
+        }
+        let client = pg(&cluster, n % 5, name).await.unwrap();
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(count, 5);
+    }
+
+    // SIGKILL a node: every database it held elects again where needed and takes writes;
+    // nothing acknowledged is lost.
+    cluster.kill(4);
+    for name in &names {
+        execute_ok(
+            &cluster,
+            0,
+            &format!("db={name}"),
+            json!([["INSERT INTO t VALUES (?, ?)", 0, name]]),
+        )
+        .await;
+    }
+    for (n, name) in names.iter().enumerate() {
+        assert_eq!(
+            rows(
+                &cluster,
+                n % 4,
+                &format!("db={name}&level=strong"),
+                "SELECT count(*) FROM t"
+            )
+            .await,
+            json!([[6]]),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_from_before_the_catalog_keeps_its_data_and_gains_databases() {
+    let mut cluster = Cluster::start(voters(3)).await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE TABLE kept(x)", "INSERT INTO kept VALUES (1)"]),
+    )
+    .await;
+    // Every node stopped, and its catalog removed: the data directories are as a version
+    // before the catalog left them (the default database's group is unchanged by it).
+    for node in 0..3 {
+        cluster.kill(node);
+    }
+    for node in 0..3 {
+        std::fs::remove_dir_all(cluster.nodes[node].data_dir.join("groups/0")).unwrap();
+    }
+    for node in 0..3 {
+        cluster.restart(node).await;
+    }
+    assert_eq!(
+        rows(&cluster, 2, "level=strong", "SELECT x FROM kept").await,
+        json!([[1]])
+    );
+    execute_ok(
+        &cluster,
+        1,
+        "",
+        json!(["CREATE DATABASE fresh WITH (replicas = 3)"]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        2,
+        "db=fresh",
+        json!(["CREATE TABLE t(x)", "INSERT INTO t VALUES (2)"]),
+    )
+    .await;
+    assert_eq!(
+        rows(&cluster, 0, "db=fresh&level=strong", "SELECT x FROM t").await,
+        json!([[2]])
+    );
+    // One catalog, founded once: every node lists the same databases.
+    for node in 0..3 {
+        let databases = show_databases(&cluster, node).await;
+        assert_eq!(
+            databases.keys().collect::<Vec<_>>(),
+            ["fresh", "shoal"],
+            "node {}",
+            node + 1
+        );
+    }
+}
+
+/// A node process started on a given data directory, killed when dropped.
+struct FixtureNode {
+    child: std::process::Child,
+    http: String,
+    log: std::path::PathBuf,
+}
+
+impl FixtureNode {
+    fn start(data_dir: &std::path::Path) -> FixtureNode {
+        let reserved = support::ReservedPorts::new(3);
+        let (http, raft, pg) = (reserved.port(0), reserved.port(1), reserved.port(2));
+        drop(reserved);
+        let log = data_dir.with_extension("log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .arg("serve")
+            .args(["--node-id", "1"])
+            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .args(["--raft-addr", &format!("127.0.0.1:{raft}")])
+            .args(["--pg-addr", &format!("127.0.0.1:{pg}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        FixtureNode {
+            child,
+            http: format!("http://127.0.0.1:{http}"),
+            log,
+        }
+    }
+
+    /// POSTs `sql` to `path` until the node answers 200; the body.
+    async fn post_ok(&self, path: &str, sql: &str) -> Value {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let response = reqwest::Client::new()
+                .post(format!("{}{path}", self.http))
+                .json(&json!([sql]))
+                .send()
+                .await;
+            if let Ok(response) = response
+                && response.status() == 200
+            {
+                let body: Value = response.json().await.unwrap();
+                if body["results"][0].get("error").is_none() {
+                    return body;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sql} never succeeded; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn stop(mut self) {
+        // SAFETY: SIGTERM to a child we own: a graceful stop.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FixtureNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_written_before_the_catalog_starts_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/data-dir-v0.2-c69c788.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let data_dir = dir.path().join("node1");
+    assert!(!data_dir.join("groups/0").exists());
+    let node = FixtureNode::start(&data_dir);
+    let fruit = node
+        .post_ok(
+            "/db/query?level=strong",
+            "SELECT name, price FROM fruit ORDER BY id",
+        )
+        .await;
+    assert_eq!(
+        fruit["results"][0]["values"],
+        json!([["apple", 1.5], ["pear", 2.25], ["fig", null]])
+    );
+    node.post_ok("/db/execute", "CREATE DATABASE added WITH (replicas = 1)")
+        .await;
+    node.post_ok("/db/execute?db=added", "CREATE TABLE t(x)")
+        .await;
+    node.stop();
+    // Restarted: the catalog it gained and both databases are there.
+    let node = FixtureNode::start(&data_dir);
+    let listed = node.post_ok("/db/query", "SHOW DATABASES").await;
+    let names: Vec<&str> = listed["results"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["added", "shoal"]);
+    let schema = node
+        .post_ok(
+            "/db/query?db=added&level=strong",
+            "SELECT name FROM sqlite_schema",
+        )
+        .await;
+    assert_eq!(schema["results"][0]["values"], json!([["t"]]));
+    let count = node
+        .post_ok("/db/query?level=strong", "SELECT count(*) FROM fruit")
+        .await;
+    assert_eq!(count["results"][0]["values"], json!([[3]]));
+}
