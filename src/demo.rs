@@ -397,6 +397,7 @@ fn start_and_run(args: DemoArgs) -> Result<i32, String> {
         host: demo.nodes.iter().map(DemoNode::url).collect(),
         command: Vec::new(),
         consistency: "weak".to_string(),
+        database: None,
         write_concern: "majority".to_string(),
         mode: Mode::Table,
         bail: false,

@@ -35,6 +35,14 @@ pub struct MemberLabels {
     pub member: String,
 }
 
+/// One group replica on this node: its group id and the database it serves (`catalog` for
+/// the catalog group).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+    pub database: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoleLabels {
     pub role: &'static str,
@@ -87,6 +95,13 @@ pub struct Metrics {
     pub auth_failures: Counter,
     // Set at scrape time.
     pub raft_term: Gauge,
+    /// Per group replica on this node (set at scrape time; a dropped group's series go).
+    pub group_leader: Family<GroupLabels, Gauge>,
+    pub group_term: Family<GroupLabels, Gauge>,
+    pub group_applied_index: Family<GroupLabels, Gauge>,
+    pub group_commit_index: Family<GroupLabels, Gauge>,
+    pub group_members: Family<GroupLabels, Gauge>,
+    pub group_database_size: Family<GroupLabels, Gauge>,
     pub raft_leader_id: Gauge,
     pub raft_role: Family<RoleLabels, Gauge>,
     pub raft_commit_index: Gauge,
@@ -266,6 +281,30 @@ impl Metrics {
             "Failed logins (missing or wrong credentials)",
         );
         let raft_term = gauge(&mut registry, "raft_term", "Current Raft term");
+        let mut group_family = |name: &str, help: &str| {
+            let family = Family::<GroupLabels, Gauge>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let group_leader = group_family(
+            "group_leader",
+            "1 when this node leads the group, per group replica on this node",
+        );
+        let group_term = group_family("group_term", "The group's current Raft term");
+        let group_applied_index =
+            group_family("group_applied_index", "Last log index the replica applied");
+        let group_commit_index = group_family(
+            "group_commit_index",
+            "Last log index the replica knows committed",
+        );
+        let group_members = group_family(
+            "group_members",
+            "Members (voters and read replicas) of the group's membership",
+        );
+        let group_database_size = group_family(
+            "group_database_size_bytes",
+            "Size of the replica's database file",
+        );
         let raft_leader_id = gauge(
             &mut registry,
             "raft_leader_id",
@@ -370,6 +409,12 @@ impl Metrics {
             archive_gaps,
             auth_failures,
             raft_term,
+            group_leader,
+            group_term,
+            group_applied_index,
+            group_commit_index,
+            group_members,
+            group_database_size,
             raft_leader_id,
             raft_role,
             raft_commit_index,

@@ -1143,6 +1143,7 @@ async fn t95_bench_smoke_prints_replicated_writes_per_second() {
             url: cluster.url(leader),
             consistency: Some("weak".into()),
             write_concern: Some("majority".into()),
+            database: None,
         },
         workload,
         clients: 8,

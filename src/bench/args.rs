@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// Write concern (shoal only: majority, all, or a number of nodes).
     #[arg(long)]
     pub write_concern: Option<String>,
+    /// The database to run in (shoal only; the default database when absent). For
+    /// PostgreSQL targets the database is the URL's path.
+    #[arg(long)]
+    pub database: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -172,12 +176,20 @@ impl BenchArgs {
                 ));
             }
         }
+        if self.database.is_some() && kind != TargetKind::Shoal {
+            return Err(format!(
+                "--database applies to --target shoal only, not {}: name the database in the \
+                 --host URL instead",
+                kind.name()
+            ));
+        }
         Ok(BenchConfig {
             target: TargetConfig {
                 kind,
                 url: self.host,
                 consistency: self.consistency,
                 write_concern: self.write_concern,
+                database: self.database,
             },
             workload,
             clients: self.clients,

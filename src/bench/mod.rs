@@ -251,6 +251,7 @@ mod tests {
                 url: "http://127.0.0.1:1".into(),
                 consistency: None,
                 write_concern: None,
+                database: None,
             },
             workload: Workload::Insert,
             clients: 1,

@@ -40,6 +40,8 @@ pub struct TargetConfig {
     pub consistency: Option<String>,
     /// Shoal: the `w=` of writes.
     pub write_concern: Option<String>,
+    /// Shoal: the `db=` of every request.
+    pub database: Option<String>,
 }
 
 /// One connection to the target.
@@ -126,16 +128,34 @@ impl ShoalClient {
         let user = std::env::var("SHOAL_USER").ok();
         let http = http_client(crate::auth::cli::credentials(user.as_deref()).as_ref())?;
         let base = config.url.trim_end_matches('/');
-        let query_options = config
-            .consistency
-            .as_ref()
-            .map(|level| format!("?level={level}"))
-            .unwrap_or_default();
-        let execute_options = config
-            .write_concern
-            .as_ref()
-            .map(|w| format!("?w={w}"))
-            .unwrap_or_default();
+        let database = config.database.as_ref().map(|name| ("db", name.as_str()));
+        let query_string = |pairs: Vec<(&str, &str)>| {
+            if pairs.is_empty() {
+                return String::new();
+            }
+            format!(
+                "?{}",
+                serde_urlencoded::to_string(pairs).unwrap_or_default()
+            )
+        };
+        let query_options = query_string(
+            config
+                .consistency
+                .as_ref()
+                .map(|level| ("level", level.as_str()))
+                .into_iter()
+                .chain(database)
+                .collect(),
+        );
+        let execute_options = query_string(
+            config
+                .write_concern
+                .as_ref()
+                .map(|w| ("w", w.as_str()))
+                .into_iter()
+                .chain(database)
+                .collect(),
+        );
         Ok(ShoalClient {
             http,
             execute_url: format!("{base}/db/execute{execute_options}"),

@@ -86,6 +86,7 @@ async fn status(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
             "log_memory_bytes": service.group.log.memory_bytes(),
             "snapshot_index": service.group.metrics().snapshot.map(|l| l.index),
         },
+        "groups": groups_json(&state.databases),
         "version": env!("CARGO_PKG_VERSION"),
         "time": unix_seconds(SystemTime::now()),
         // The keys rqlite clients read from rqlite's own /status (gorqlite finds the leader here).
@@ -93,6 +94,55 @@ async fn status(State(state): State<ApiState>, RawQuery(raw): RawQuery) -> Respo
         "build": {"version": env!("CARGO_PKG_VERSION")},
     });
     json_response(StatusCode::OK, &body, has_flag(raw.as_deref(), "pretty"))
+}
+
+/// The group replicas on this node: which database each serves, this node's role, the
+/// leader and term, how far it applied, and on a leader each member's lag in entries.
+fn groups_json(databases: &crate::catalog::databases::Databases) -> Value {
+    let view = databases.view();
+    databases
+        .host()
+        .services
+        .all()
+        .iter()
+        .map(|service| {
+            let group = &service.group;
+            let metrics = group.metrics();
+            let membership = metrics.membership_config.membership();
+            let voters: Vec<NodeId> = membership.voter_ids().collect();
+            let replicas: Vec<NodeId> = membership.learner_ids().collect();
+            let database = if group.id == crate::catalog::CATALOG_GROUP {
+                Value::Null
+            } else {
+                view.by_group(group.id)
+                    .map_or(Value::Null, |entry| json!(entry.name))
+            };
+            let last = metrics.last_log_index.unwrap_or(0);
+            let lag: serde_json::Map<String, Value> = metrics
+                .replication
+                .iter()
+                .flatten()
+                .map(|(id, matched)| {
+                    let behind = last.saturating_sub(matched.as_ref().map_or(0, |m| m.index));
+                    (id.to_string(), json!(behind))
+                })
+                .collect();
+            let is_voter = voters.contains(&group.node_id);
+            json!({
+                "group": group.id,
+                "catalog": group.id == crate::catalog::CATALOG_GROUP,
+                "database": database,
+                "role": crate::service::cluster::role_name(metrics.state, is_voter),
+                "term": metrics.current_term,
+                "leader": metrics.current_leader,
+                "voters": voters,
+                "read_replicas": replicas,
+                "applied_index": metrics.last_applied.map(|l| l.index),
+                "commit_index": metrics.local_committed.map(|l| l.index),
+                "lag_entries": if lag.is_empty() { Value::Null } else { Value::Object(lag) },
+            })
+        })
+        .collect()
 }
 
 fn rqlite_store_section(

@@ -9,7 +9,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::http::ApiState;
-use crate::metrics::{HttpLabels, MemberLabels, RoleLabels, metrics};
+use openraft::async_runtime::WatchReceiver;
+
+use crate::metrics::{GroupLabels, HttpLabels, MemberLabels, RoleLabels, metrics};
 
 const ROLES: &[&str] = &["leader", "follower", "candidate", "learner", "shutdown"];
 
@@ -67,6 +69,57 @@ fn route_label(path: &str) -> &'static str {
 }
 
 /// Sets the scrape-time gauges from Raft's and the storage's state, then encodes everything.
+/// The `shoal_group_*` gauges, one series per group replica on this node.
+fn record_groups(databases: &crate::catalog::databases::Databases) {
+    let m = metrics();
+    let families = [
+        &m.group_leader,
+        &m.group_term,
+        &m.group_applied_index,
+        &m.group_commit_index,
+        &m.group_members,
+        &m.group_database_size,
+    ];
+    // Groups stopped since the last scrape leave no series behind.
+    for family in families {
+        family.clear();
+    }
+    let view = databases.view();
+    for service in databases.host().services.all() {
+        let group = &service.group;
+        let database = if group.id == crate::catalog::CATALOG_GROUP {
+            "catalog".to_string()
+        } else {
+            view.by_group(group.id)
+                .map_or_else(|| format!("group-{}", group.id), |entry| entry.name.clone())
+        };
+        let labels = GroupLabels {
+            group: group.id.to_string(),
+            database,
+        };
+        let raft = group.raft.metrics();
+        let raft = raft.borrow_watched();
+        m.group_leader
+            .get_or_create(&labels)
+            .set(i64::from(group.leads()));
+        m.group_term
+            .get_or_create(&labels)
+            .set(raft.current_term as i64);
+        m.group_applied_index
+            .get_or_create(&labels)
+            .set(raft.last_applied.map_or(0, |l| l.index as i64));
+        m.group_commit_index
+            .get_or_create(&labels)
+            .set(raft.local_committed.map_or(0, |l| l.index as i64));
+        m.group_members
+            .get_or_create(&labels)
+            .set(raft.membership_config.nodes().count() as i64);
+        m.group_database_size
+            .get_or_create(&labels)
+            .set(group.database.file_bytes() as i64);
+    }
+}
+
 pub async fn scrape(State(state): State<ApiState>) -> Response {
     let service = &state.service;
     let group = &service.group;
@@ -120,6 +173,7 @@ pub async fn scrape(State(state): State<ApiState>) -> Response {
         .set(std::fs::metadata(wal).map_or(0, |f| f.len() as i64));
     m.log_size.set(group.log.disk_bytes() as i64);
     m.log_entries.set(group.log.entry_count() as i64);
+    record_groups(&state.databases);
     m.sample_process();
     (
         [(

@@ -24,6 +24,8 @@ const HELP: &str = "\
 .mode MODE             table, csv, json or line
 .timer on|off          print how long each statement took
 .consistency LEVEL     read consistency: none, weak, linearizable, strong, auto
+.databases             the databases of the cluster (SHOW DATABASES)
+.open NAME             run statements in database NAME from now on
 .writeconcern W        write concern: majority, all, or a number of members
 .status                the cluster: leader, term, every member's role, health and lag
 .nodes                 the members and whether they are reachable
@@ -87,6 +89,8 @@ impl Shell {
                 Ok(_) => self.write_concern = w.to_ascii_lowercase(),
                 Err(message) => self.error(&message),
             },
+            ("databases", []) => self.execute("SHOW DATABASES"),
+            ("open", [name]) => self.open(name),
             ("status", _) => self.status(),
             ("nodes", _) => self.nodes(),
             ("leader", _) => match self.client.get("/leader") {
@@ -155,6 +159,14 @@ impl Shell {
                 .filter_map(|row| row.first()?.as_str().map(|s| format!("{s}\n")))
                 .collect();
             self.print(&text);
+        }
+    }
+
+    /// Switches to database `name` once the cluster confirms it exists.
+    fn open(&mut self, name: &str) {
+        let previous = self.database.replace(name.to_string());
+        if self.query_rows("SELECT 1", &[]).is_none() {
+            self.database = previous;
         }
     }
 
@@ -307,6 +319,54 @@ pub(crate) fn status_text(status: &Value, host: &str) -> String {
         })
         .unwrap_or_default();
     text.push_str(&render::render(Mode::Table, &columns, &rows));
+    if let Some(groups) = status["groups"].as_array().filter(|g| !g.is_empty()) {
+        text.push_str("\ngroups on this node:\n");
+        let columns: Vec<String> = [
+            "group",
+            "database",
+            "role",
+            "leader",
+            "term",
+            "applied",
+            "voters",
+            "read replicas",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+        let ids = |list: &Value| {
+            json!(
+                list.as_array()
+                    .map(|ids| ids
+                        .iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default()
+            )
+        };
+        let rows: Vec<Vec<Value>> = groups
+            .iter()
+            .map(|g| {
+                let database = if g["catalog"] == json!(true) {
+                    json!("(catalog)")
+                } else {
+                    g["database"].clone()
+                };
+                vec![
+                    g["group"].clone(),
+                    database,
+                    g["role"].clone(),
+                    g["leader"].clone(),
+                    g["term"].clone(),
+                    g["applied_index"].clone(),
+                    ids(&g["voters"]),
+                    ids(&g["read_replicas"]),
+                ]
+            })
+            .collect();
+        text.push_str(&render::render(Mode::Table, &columns, &rows));
+    }
     text
 }
 

@@ -33,6 +33,9 @@ pub struct ShellArgs {
     /// Read consistency for queries: none, weak, linearizable, strong or auto.
     #[arg(long, default_value = "weak")]
     pub consistency: String,
+    /// The database statements run in (the default database when not given; `.open` changes it).
+    #[arg(short = 'd', long)]
+    pub database: Option<String>,
     /// Write concern for writes: majority, all or a number of members.
     #[arg(long, default_value = "majority")]
     pub write_concern: String,
@@ -54,6 +57,8 @@ pub struct Shell {
     timer: bool,
     consistency: String,
     write_concern: String,
+    /// `db=` of every statement: the database `.open` chose (the default one when `None`).
+    database: Option<String>,
     output: Box<dyn Write>,
     /// Statement text typed so far (a statement may span lines).
     pending: String,
@@ -87,6 +92,7 @@ pub fn run_with(args: ShellArgs, extension: Option<Box<dyn commands::Extension>>
         timer: false,
         consistency: args.consistency.clone(),
         write_concern: args.write_concern.clone(),
+        database: args.database.clone(),
         output: Box::new(std::io::stdout()),
         pending: String::new(),
         errors: 0,
@@ -229,8 +235,10 @@ impl Shell {
     fn execute(&mut self, sql: &str) {
         let started = Instant::now();
         let path = format!(
-            "/db/request?level={}&w={}",
-            self.consistency, self.write_concern
+            "/db/request?level={}&w={}{}",
+            self.consistency,
+            self.write_concern,
+            self.database_option()
         );
         let outcome = self.client.post(&path, &json!([sql]));
         let elapsed = started.elapsed();
@@ -241,6 +249,18 @@ impl Shell {
         if self.timer {
             self.print(&format!("Run Time: {:.3} s\n", elapsed.as_secs_f64()));
         }
+    }
+
+    /// `&db=NAME` for the database `.open` chose; nothing for the default one.
+    fn database_option(&self) -> String {
+        self.database
+            .as_deref()
+            .map(|name| {
+                let encoded: String =
+                    serde_urlencoded::to_string([("db", name)]).unwrap_or_default();
+                format!("&{encoded}")
+            })
+            .unwrap_or_default()
     }
 
     fn show_result(&mut self, result: &Value) {
@@ -275,7 +295,11 @@ impl Shell {
     ) -> Option<(Vec<String>, Vec<Vec<Value>>)> {
         let mut statement = vec![json!(sql)];
         statement.extend(params.iter().cloned());
-        let path = format!("/db/query?level={}", self.consistency);
+        let path = format!(
+            "/db/query?level={}{}",
+            self.consistency,
+            self.database_option()
+        );
         match self.client.post(&path, &json!([statement])) {
             Ok(reply) => {
                 let result = &reply["results"][0];
