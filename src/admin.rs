@@ -53,6 +53,11 @@ pub enum Operation {
         /// The node's id.
         id: u64,
     },
+    /// Move every database replica off node ID (then it can be removed).
+    Drain {
+        /// The node's id.
+        id: u64,
+    },
     /// Make the leader hand leadership to another up-to-date voter.
     StepDown,
     /// Make the leader hand leadership to node ID.
@@ -85,6 +90,7 @@ pub fn run(args: ClusterArgs) -> i32 {
             &json!({"id": id, "addr": raft_addr, "http_addr": http_addr, "voter": !non_voter}),
         ),
         Operation::Remove { id } => client.post("/remove", &json!({"id": id})),
+        Operation::Drain { id } => client.post("/drain", &json!({"id": id})),
         Operation::StepDown => client.post("/leader", &json!({})),
         Operation::Transfer { id } => client.post("/leader", &json!({"id": id})),
     };
@@ -113,5 +119,9 @@ fn render(args: &ClusterArgs, reply: &Value, host: &str) -> String {
         },
         Operation::Join { id, .. } => format!("node {id} joined"),
         Operation::Remove { id } => format!("node {id} removed"),
+        Operation::Drain { id } => format!(
+            "node {id} draining: {} replicas still placed on it (remove it once none are)",
+            reply["replicas_placed"]
+        ),
     }
 }

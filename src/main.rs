@@ -153,6 +153,10 @@ struct ServeArgs {
     /// How long to keep trying to join, seconds.
     #[arg(long, env = "SHOAL_JOIN_TIMEOUT_S", default_value_t = 120)]
     join_timeout_s: u64,
+    /// A node silent this long is gone: the catalog's leader places its replicas on other
+    /// nodes, seconds.
+    #[arg(long, env = "SHOAL_NODE_DEAD_AFTER_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    node_dead_after_s: u64,
     /// Log output format.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -363,6 +367,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue: QueueSettings::default(),
         http_body_bytes_max: args.http_max_body_bytes,
         join_timeout: Duration::from_secs(args.join_timeout_s),
+        placement: shoal::catalog::balance::PlacementSettings {
+            node_dead_after: Duration::from_secs(args.node_dead_after_s),
+        },
         pg_addr: match args.pg_addr {
             Some(OptionalAddr(addr)) => addr,
             None => Some(SocketAddr::from(([127, 0, 0, 1], PG_DEFAULT_PORT))),

@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub http_body_bytes_max: usize,
     /// How long to keep trying to join before giving up.
     pub join_timeout: Duration,
+    /// How the catalog's leader judges nodes when it places replicas.
+    pub placement: crate::catalog::balance::PlacementSettings,
     /// Where PostgreSQL clients connect (`None`: no PostgreSQL endpoint).
     pub pg_addr: Option<SocketAddr>,
     /// Ports tried from `pg_addr` upwards while they are taken (1: that port or nothing).
@@ -193,8 +195,12 @@ impl Node {
                 tracing::error!(group, %error, "cannot start a group replica found on disk");
             }
         }
-        let databases =
-            crate::catalog::databases::Databases::new(host.clone(), service.clone(), http.clone());
+        let databases = crate::catalog::databases::Databases::new(
+            host.clone(),
+            service.clone(),
+            http.clone(),
+            config.placement.clone(),
+        );
         let queue = WriteQueue::start(service.clone(), config.queue.clone());
 
         let backups =

@@ -592,3 +592,245 @@ async fn a_data_directory_written_before_the_catalog_starts_unchanged() {
         .await;
     assert_eq!(count["results"][0]["values"], json!([[3]]));
 }
+
+/// Nodes' `/status` groups: per node position, (group, leads, voters, learners).
+async fn groups_on(cluster: &Cluster, node: usize) -> Vec<(u64, bool, Vec<u64>, Vec<u64>)> {
+    let status = cluster.get_json(node, "/status").await.unwrap_or_default();
+    let id = cluster.nodes[node].id;
+    let ids = |value: &Value| -> Vec<u64> {
+        value
+            .as_array()
+            .map(|ids| ids.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default()
+    };
+    status["groups"]
+        .as_array()
+        .map(|groups| {
+            groups
+                .iter()
+                .map(|g| {
+                    (
+                        g["group"].as_u64().unwrap_or(0),
+                        g["leader"].as_u64() == Some(id),
+                        ids(&g["voters"]),
+                        ids(&g["read_replicas"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `done` holds, checking every 200 ms; panics with `what` after `timeout`.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match done().await {
+            Ok(()) => return,
+            Err(state) if Instant::now() < deadline => {
+                let _ = state;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(state) => panic!("{what} within {timeout:?}: {state}"),
+        }
+    }
+}
+
+/// Replicas per node id in the catalog's placement.
+async fn placed_per_node(cluster: &Cluster, node: usize) -> BTreeMap<u64, usize> {
+    let mut count = BTreeMap::new();
+    for (name, (_, voters)) in show_databases(cluster, node).await {
+        if name != "shoal" {
+            for id in voters {
+                *count.entry(id).or_default() += 1;
+            }
+        }
+    }
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_move_onto_a_new_node_off_a_drained_one_and_off_a_dead_one_under_load() {
+    let mut spec = voters(4);
+    spec.extra_args = vec!["--node-dead-after-s".into(), "3".into()];
+    let mut cluster = Cluster::start(spec).await;
+    let names: Vec<String> = (1..=6).map(|n| format!("m{n}")).collect();
+    for name in &names {
+        execute_ok(
+            &cluster,
+            0,
+            "",
+            json!([format!("CREATE DATABASE {name} WITH (replicas = 3)")]),
+        )
+        .await;
+        execute_ok(
+            &cluster,
+            0,
+            &format!("db={name}"),
+            json!(["CREATE TABLE t(k INTEGER PRIMARY KEY)"]),
+        )
+        .await;
+    }
+    // A write load on every database through node 1 (never stopped) the whole time; only
+    // retryable refusals (503) are allowed, and every acknowledged write must be there.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (http, url, names, stop) = (
+            cluster.http.clone(),
+            cluster.url(0),
+            names.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut acknowledged: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            let mut key = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                key += 1;
+                let name = &names[key as usize % names.len()];
+                let response = http
+                    .post(format!("{url}/db/execute?db={name}"))
+                    .json(&json!([["INSERT INTO t(k) VALUES (?)", key]]))
+                    .timeout(Duration::from_secs(15))
+                    .send()
+                    .await;
+                let Ok(response) = response else { continue };
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or_default();
+                if status == 200 && body["results"][0].get("error").is_none() {
+                    acknowledged.entry(name.clone()).or_default().push(key);
+                } else {
+                    assert_eq!(
+                        status, 503,
+                        "a write to {name} failed without being retryable: {body}"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            acknowledged
+        })
+    };
+
+    // A fifth node: replicas move onto it until no node holds two more than another, and
+    // leaders even out too.
+    cluster.add_node(true).await;
+    let fifth = cluster.nodes[4].id;
+    eventually(
+        "replicas balanced onto the new node",
+        SETTLE * 2,
+        || async {
+            let placed = placed_per_node(&cluster, 1).await;
+            let (min, max) = (
+                placed.values().min().copied().unwrap_or(0),
+                placed.values().max().copied().unwrap_or(0),
+            );
+            let hosted = groups_on(&cluster, 4)
+                .await
+                .iter()
+                .filter(|g| g.0 >= 2 && g.2.contains(&fifth))
+                .count();
+            if placed.len() == 5 && max - min <= 1 && hosted == placed[&fifth] {
+                Ok(())
+            } else {
+                Err(format!(
+                    "placed {placed:?}, node 5 votes in {hosted} groups"
+                ))
+            }
+        },
+    )
+    .await;
+    eventually("leaders balanced", SETTLE * 2, || async {
+        let mut leading = Vec::new();
+        for node in 0..5 {
+            leading.push(
+                groups_on(&cluster, node)
+                    .await
+                    .iter()
+                    .filter(|g| g.0 >= 2 && g.1)
+                    .count(),
+            );
+        }
+        let (min, max) = (leading.iter().min().unwrap(), leading.iter().max().unwrap());
+        if leading.iter().sum::<usize>() == names.len() && max - min <= 1 {
+            Ok(())
+        } else {
+            Err(format!("leaders per node {leading:?}"))
+        }
+    })
+    .await;
+
+    // Drained: nothing stays on it, and its moved replicas' files go.
+    let (status, body) = cluster.post(1, "/drain", json!({"id": fifth})).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("node 5 drained", SETTLE * 2, || async {
+        let placed = placed_per_node(&cluster, 2).await;
+        let hosted: Vec<u64> = groups_on(&cluster, 4)
+            .await
+            .iter()
+            .map(|g| g.0)
+            .filter(|g| *g >= 2)
+            .collect();
+        if !placed.contains_key(&fifth) && hosted.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "placed {placed:?}; node 5 still runs groups {hosted:?}"
+            ))
+        }
+    })
+    .await;
+
+    // SIGKILL node 4: after --node-dead-after-s its replicas are placed on the others.
+    let fourth = cluster.nodes[3].id;
+    cluster.kill(3);
+    eventually("node 4's replicas re-placed", SETTLE * 2, || async {
+        let placed = placed_per_node(&cluster, 1).await;
+        let voters_ok = {
+            let mut ok = true;
+            for g in groups_on(&cluster, 0).await.iter().filter(|g| g.0 >= 2) {
+                ok &= !g.2.contains(&fourth) && g.2.len() == 3;
+            }
+            ok
+        };
+        if !placed.contains_key(&fourth) && voters_ok {
+            Ok(())
+        } else {
+            Err(format!("placed {placed:?}"))
+        }
+    })
+    .await;
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged = writer.await.unwrap();
+    for name in &names {
+        let keys: Vec<i64> = rows(
+            &cluster,
+            1,
+            &format!("db={name}&level=strong"),
+            "SELECT k FROM t ORDER BY k",
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_i64().unwrap())
+        .collect();
+        let missing: Vec<&i64> = acknowledged
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|k| !keys.contains(k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{name} lost acknowledged writes {missing:?}"
+        );
+        assert!(
+            acknowledged.get(name).is_some_and(|k| k.len() > 3),
+            "{name}: too few writes went through"
+        );
+    }
+}

@@ -43,7 +43,9 @@ pub fn rule_for(method: &str, path: &str) -> Rule {
             Rule::Needs(Status)
         }
         ("POST", "/join") => Rule::Join,
-        ("POST" | "DELETE", "/remove") | ("POST", "/leader" | "/snapshot") => Rule::Needs(Admin),
+        ("POST" | "DELETE", "/remove") | ("POST", "/leader" | "/snapshot" | "/drain") => {
+            Rule::Needs(Admin)
+        }
         (_, path) if path == "/users" || path.starts_with("/users/") => Rule::Needs(Admin),
         ("GET", "/db/backup" | "/backup" | "/backup/{id}")
         | ("POST", "/backup" | "/backup/{id}/verify" | "/backup/prune") => Rule::Needs(Backup),

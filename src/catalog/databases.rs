@@ -44,6 +44,7 @@ pub const SHOW_COLUMNS: &[&str] = &[
 /// The databases of the cluster as this node sees them.
 pub struct Databases {
     host: Arc<GroupHost>,
+    placement: crate::catalog::balance::PlacementSettings,
     default: Arc<Service>,
     http: NodeClient,
     view: RwLock<Arc<CatalogView>>,
@@ -173,9 +174,15 @@ impl DatabaseHandle {
 }
 
 impl Databases {
-    pub fn new(host: Arc<GroupHost>, default: Arc<Service>, http: NodeClient) -> Arc<Databases> {
+    pub fn new(
+        host: Arc<GroupHost>,
+        default: Arc<Service>,
+        http: NodeClient,
+        placement: crate::catalog::balance::PlacementSettings,
+    ) -> Arc<Databases> {
         Arc::new(Databases {
             host,
+            placement,
             default,
             http,
             view: RwLock::new(Arc::new(CatalogView::default())),
@@ -189,6 +196,36 @@ impl Databases {
 
     pub fn host(&self) -> &Arc<GroupHost> {
         &self.host
+    }
+
+    pub fn placement_settings(&self) -> &crate::catalog::balance::PlacementSettings {
+        &self.placement
+    }
+
+    /// Marks node `id` as draining: the placement loop moves its replicas to other nodes;
+    /// once `SHOW DATABASES` places nothing on it, it can be removed.
+    pub async fn drain(&self, id: NodeId) -> Result<(), ServiceError> {
+        if !self.nodes().contains_key(&id) {
+            return Err(ServiceError::BadRequest(format!(
+                "node {id} is not a member of the cluster"
+            )));
+        }
+        self.write_catalog(vec![positional(
+            "INSERT OR REPLACE INTO node_states (node_id, state) VALUES (?1, 'draining')",
+            vec![SqlValue::Integer(id as i64)],
+        )])
+        .await?;
+        tracing::info!(target: "audit", event = "node_draining", id, "node draining: its replicas move elsewhere");
+        Ok(())
+    }
+
+    /// Replicas placed on node `id` (what a drain still has to move).
+    pub fn placed_on(&self, id: NodeId) -> usize {
+        self.view()
+            .databases
+            .values()
+            .filter(|entry| entry.placed_on(id).is_some())
+            .count()
     }
 
     /// The client for calls to other nodes about `group`.
@@ -577,7 +614,7 @@ impl Databases {
 
     /// Commits `statements` to the catalog as one transaction and waits until this node's
     /// replica applied them (so this node's next resolution sees the change).
-    async fn write_catalog(
+    pub(crate) async fn write_catalog(
         &self,
         statements: Vec<Statement>,
     ) -> Result<Vec<StatementResult>, CatalogWriteError> {
@@ -607,7 +644,7 @@ fn already_exists(name: &str) -> ServiceError {
 }
 
 /// Why a catalog write did not happen.
-enum CatalogWriteError {
+pub(crate) enum CatalogWriteError {
     Service(ServiceError),
     /// A statement failed (a name taken meanwhile): nothing of the transaction was applied.
     Statement(String),

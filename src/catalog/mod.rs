@@ -8,6 +8,7 @@
 //! SQLite state machine (`db`). `host` starts and stops this node's group replicas,
 //! `reconcile` keeps them in step with the catalog, `placement` chooses nodes.
 
+pub mod balance;
 pub mod databases;
 pub mod host;
 pub mod placement;

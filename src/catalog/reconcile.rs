@@ -11,13 +11,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 
 use crate::catalog::CATALOG_GROUP;
+use crate::catalog::balance::{Balancer, Round};
 use crate::catalog::databases::Databases;
 use crate::catalog::view::{self, CatalogView, Role};
 use crate::raft::group::RaftGroup;
@@ -26,6 +27,8 @@ use crate::service::{ReadConsistency, RequestKind, ServiceRequest, WriteConcern}
 
 /// How often the node compares itself with the catalog.
 const TICK: Duration = Duration::from_millis(200);
+/// How often the catalog's leader runs a placement round.
+const BALANCE_EVERY: Duration = Duration::from_secs(1);
 /// Most voters the catalog group has; other nodes follow it as read replicas.
 pub const CATALOG_VOTERS_MAX: usize = 5;
 /// A learner is promoted once it is at most this many entries behind the leader.
@@ -46,6 +49,8 @@ pub fn spawn(
             return;
         };
         let mut catalog_metrics = catalog.group.raft.metrics();
+        let mut balancer: Option<Balancer> = None;
+        let mut last_balance = Instant::now();
         loop {
             let seen = catalog.group.metrics().last_applied;
             let catalog_changed = async {
@@ -64,7 +69,14 @@ pub fn spawn(
             };
             let outcome = tokio::select! {
                 () = stopping => return,
-                _ = tokio::time::sleep(TICK) => tick(&databases).await,
+                _ = tokio::time::sleep(TICK) => {
+                    let outcome = tick(&databases).await;
+                    if last_balance.elapsed() >= BALANCE_EVERY {
+                        last_balance = Instant::now();
+                        balance(&databases, &mut balancer).await;
+                    }
+                    outcome
+                }
                 _ = catalog_changed => follow_catalog(&databases).await,
             };
             if let Err(message) = outcome {
@@ -72,6 +84,27 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// A placement round when this node leads the catalog (the balancer's memory starts afresh
+/// whenever leadership comes back here).
+async fn balance(databases: &Databases, balancer: &mut Option<Balancer>) {
+    let leads = databases.catalog().is_ok_and(|c| c.group.leads());
+    if !leads {
+        *balancer = None;
+        return;
+    }
+    let view = databases.view();
+    if !view.ready {
+        return;
+    }
+    let balancer =
+        balancer.get_or_insert_with(|| Balancer::new(databases.placement_settings().clone()));
+    match balancer.round(databases, &view).await {
+        Ok(Round::Balanced | Round::Waiting) => {}
+        Ok(round) => tracing::debug!(?round, "placement round"),
+        Err(message) => tracing::warn!(%message, "placement round"),
+    }
 }
 
 /// Starts and stops this node's replicas as the catalog just changed.
@@ -252,6 +285,57 @@ async fn host_placed_groups(databases: &Databases, view: &CatalogView) {
     for &group in &view.dropped {
         if host.service(group).is_some() || host.groups_on_disk().contains(&group) {
             host.stop(group, true).await;
+        }
+    }
+    remove_moved_replicas(databases, view).await;
+}
+
+/// Removes the replicas of groups that moved off this node: not placed here, and no longer a
+/// member as the group's leader reports its membership (so a replica is never deleted while it
+/// still counts toward the group's quorum or redundancy).
+async fn remove_moved_replicas(databases: &Databases, view: &CatalogView) {
+    let host = databases.host();
+    let me = host.node_id();
+    let nodes = databases.nodes();
+    for group in host.groups.all() {
+        let Some(entry) = view.by_group(group.id) else {
+            continue;
+        };
+        if entry.everywhere() || entry.placed_on(me).is_some() {
+            continue;
+        }
+        let local = group.metrics();
+        let member_here = local.membership_config.membership().get_node(&me).is_some();
+        let leader = local.current_leader.filter(|leader| *leader != me);
+        let removed = if !member_here {
+            true
+        } else {
+            // This replica may have missed its removal: ask the placed nodes which of them
+            // leads, and what membership it holds.
+            let mut removed = false;
+            for placement in &entry.placements {
+                let Some(node) = nodes.get(&placement.node) else {
+                    continue;
+                };
+                let Ok(reports) = databases
+                    .peers(CATALOG_GROUP)
+                    .group_reports(&node.raft_addr)
+                    .await
+                else {
+                    continue;
+                };
+                if let Some(report) = reports.iter().find(|r| r.group == group.id && r.leads) {
+                    removed = !report.voters.contains(&me)
+                        && !report.learners.contains(&me)
+                        && !report.joint;
+                    break;
+                }
+            }
+            removed
+        };
+        if removed {
+            tracing::info!(database = %entry.name, group = group.id, ?leader, "removing a replica that moved to another node");
+            host.stop(group.id, true).await;
         }
     }
 }

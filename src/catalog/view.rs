@@ -35,6 +35,9 @@ pub fn layout_statements(now_ms: i64) -> Vec<Statement> {
              role TEXT NOT NULL CHECK (role IN ('voter', 'replica')),
              initial INTEGER NOT NULL,
              PRIMARY KEY (group_id, node_id))",
+        "CREATE TABLE IF NOT EXISTS node_states (
+             node_id INTEGER PRIMARY KEY,
+             state TEXT NOT NULL CHECK (state IN ('draining')))",
         "CREATE TABLE IF NOT EXISTS dropped_groups (
              group_id INTEGER PRIMARY KEY,
              name TEXT NOT NULL,
@@ -131,6 +134,8 @@ pub struct CatalogView {
     pub databases: BTreeMap<String, DatabaseEntry>,
     /// Groups of dropped databases: never reused, removed wherever they still run.
     pub dropped: BTreeSet<GroupId>,
+    /// Nodes being drained (`shoal cluster drain`): their replicas move elsewhere.
+    pub draining: BTreeSet<NodeId>,
 }
 
 impl CatalogView {
@@ -238,11 +243,19 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         .map_err(fail)?
         .collect::<Result<BTreeSet<_>, _>>()
         .map_err(fail)?;
+    let draining = connection
+        .prepare("SELECT node_id FROM node_states WHERE state = 'draining'")
+        .map_err(fail)?
+        .query_map([], |row| row.get::<_, i64>(0).map(|n| n as NodeId))
+        .map_err(fail)?
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(fail)?;
     Ok(CatalogView {
         ready: true,
         applied,
         databases,
         dropped,
+        draining,
     })
 }
 

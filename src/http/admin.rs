@@ -28,6 +28,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/remove", delete(remove).post(remove))
         .route("/leader", get(leader).post(step_down))
         .route("/snapshot", post(snapshot))
+        .route("/drain", post(drain))
 }
 
 fn flags(raw: Option<&str>) -> Vec<(String, String)> {
@@ -529,6 +530,30 @@ async fn remove(
     }
     .await;
     cluster_reply(outcome, &uri)
+}
+
+/// `POST /drain {"id": N}`: moves every replica off node N (`shoal cluster drain N`); the
+/// answer says how many replicas are still placed there (0: it can be removed).
+async fn drain(
+    State(state): State<ApiState>,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    let outcome = async {
+        let body: RemoveBody = parse_body(&body, r#"{"id": 2}"#)?;
+        let id = body.id.id()?;
+        state.databases.drain(id).await?;
+        Ok::<_, ServiceError>((id, state.databases.placed_on(id)))
+    }
+    .await;
+    match outcome {
+        Ok((id, remaining)) => json_response(
+            StatusCode::OK,
+            &json!({"draining": id, "replicas_placed": remaining}),
+            false,
+        ),
+        Err(error) => error_response(&error, &uri, false),
+    }
 }
 
 async fn step_down(

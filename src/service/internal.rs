@@ -36,6 +36,7 @@ pub fn router(services: Arc<Services>, started: Instant, body_bytes_max: usize) 
         .route("/internal/v1/{group}/state", post(state))
         .route("/internal/v1/{group}/await-applied", post(await_applied))
         .route("/internal/v1/{group}/initialized", post(initialized))
+        .route("/internal/v1/{group}/groups", post(groups))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(Internal { services, started })
 }
@@ -133,6 +134,20 @@ async fn initialized(
 ) -> Response {
     match decode::<()>(&internal, group, &headers, &body) {
         Ok((service, ())) => reply(&service.group.raft.is_initialized().await.ok()),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Every group running on this node (asked through the catalog group, which every node runs):
+/// what the catalog leader balances replicas and leaders with.
+async fn groups(
+    State(internal): State<Internal>,
+    Path(group): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match decode::<()>(&internal, group, &headers, &body) {
+        Ok((_, ())) => reply(&internal.services.reports()),
         Err(rejection) => rejection.into_response(),
     }
 }

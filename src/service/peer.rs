@@ -150,6 +150,15 @@ impl PeerClient {
             .await
     }
 
+    /// Every group running on the node at `raft_addr`.
+    pub async fn group_reports(
+        &self,
+        raft_addr: &str,
+    ) -> Result<Vec<crate::service::registry::GroupReport>, ServiceError> {
+        self.call(raft_addr, "groups", &(), MEMBER_PROBE_TIMEOUT)
+            .await
+    }
+
     /// A member's own view of its state.
     pub async fn member_state(&self, raft_addr: &str) -> Result<MemberState, ServiceError> {
         self.call(raft_addr, "state", &(), MEMBER_PROBE_TIMEOUT)

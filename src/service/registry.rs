@@ -5,8 +5,24 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::raft::types::GroupId;
+use serde::{Deserialize, Serialize};
+
+use crate::raft::types::{GroupId, NodeId};
 use crate::service::Service;
+
+/// One group replica on a node as that node sees it: whether it leads, and the membership in
+/// effect (the leader's report is the group's membership). Encoded by position between
+/// nodes: new fields go last, in a new type if they change meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub group: GroupId,
+    pub leads: bool,
+    pub leader: Option<NodeId>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    /// A membership change is half done (joint configuration).
+    pub joint: bool,
+}
 
 /// One [`Service`] per group running here; kept in step with the Raft group registry by
 /// whoever starts and stops groups (the catalog's reconciler).
@@ -37,6 +53,26 @@ impl Services {
         let mut services: Vec<_> = self.read().values().cloned().collect();
         services.sort_by_key(|service| service.group.id);
         services
+    }
+
+    /// A report of every group running here.
+    pub fn reports(&self) -> Vec<GroupReport> {
+        self.all()
+            .iter()
+            .map(|service| {
+                let group = &service.group;
+                let metrics = group.metrics();
+                let membership = metrics.membership_config.membership();
+                GroupReport {
+                    group: group.id,
+                    leads: group.leads(),
+                    leader: metrics.current_leader,
+                    voters: membership.voter_ids().collect(),
+                    learners: membership.learner_ids().collect(),
+                    joint: membership.get_joint_config().len() > 1,
+                }
+            })
+            .collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, Arc<Service>>> {

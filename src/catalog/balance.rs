@@ -1,0 +1,294 @@
+//! The placement loop, on the catalog's leader: keeps every created database's replicas on
+//! live nodes and spread evenly, and its leaders spread evenly. Each round it asks every node
+//! which groups it runs (and, on each group's leader, the group's membership), then does at
+//! most one kind of change, and none while an earlier move is still under way:
+//! 1. replicas on a node that is gone (no answer for `node_dead_after`), draining, or no longer
+//!    in the cluster are placed on the least loaded live node instead;
+//! 2. else one replica moves from the most to the least loaded node while they differ by more
+//!    than one;
+//! 3. else one group's leadership moves from the node leading most to the node leading
+//!    fewest while they differ by more than one.
+//!
+//! Placement changes are catalog writes; each group's leader then carries them out one step at
+//! a time (`reconcile::follow_placement`). Both survive any node's crash: the placement is in
+//! the catalog and the progress in the group's membership, so a restarted loop resumes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use crate::catalog::CATALOG_GROUP;
+use crate::catalog::databases::Databases;
+use crate::catalog::view::{CatalogView, DatabaseEntry, Role, positional};
+use crate::db::value::SqlValue;
+use crate::raft::types::{GroupId, NodeId, ShoalNode};
+use crate::service::cluster::ClusterRequest;
+use crate::service::registry::GroupReport;
+
+/// Groups re-placed off gone nodes in one round (each then moves on its own).
+const REPLACEMENTS_PER_ROUND: usize = 16;
+/// How long a leadership transfer may take before the next round.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the placement loop judges nodes.
+#[derive(Debug, Clone)]
+pub struct PlacementSettings {
+    /// A node that has not answered for this long is gone: its replicas are placed elsewhere.
+    pub node_dead_after: Duration,
+}
+
+impl Default for PlacementSettings {
+    fn default() -> Self {
+        PlacementSettings {
+            node_dead_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The loop's memory between rounds: when each node last answered.
+pub struct Balancer {
+    settings: PlacementSettings,
+    /// When this node started balancing: a node never heard from counts as heard then, so a
+    /// new catalog leader gives every node the full grace period.
+    since: Instant,
+    last_answer: HashMap<NodeId, Instant>,
+}
+
+/// What one round did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Round {
+    /// A move is under way (a group's membership differs from its placement).
+    Waiting,
+    Replaced(usize),
+    Moved {
+        group: GroupId,
+        from: NodeId,
+        to: NodeId,
+    },
+    Transferred {
+        group: GroupId,
+        from: NodeId,
+        to: NodeId,
+    },
+    Balanced,
+}
+
+impl Balancer {
+    pub fn new(settings: PlacementSettings) -> Balancer {
+        Balancer {
+            settings,
+            since: Instant::now(),
+            last_answer: HashMap::new(),
+        }
+    }
+
+    /// One round (this node leads the catalog).
+    pub async fn round(
+        &mut self,
+        databases: &Databases,
+        view: &CatalogView,
+    ) -> Result<Round, String> {
+        let nodes = databases.nodes();
+        let reports = self.gather(databases, &nodes).await;
+        let now = Instant::now();
+        let live: BTreeSet<NodeId> = nodes
+            .keys()
+            .copied()
+            .filter(|id| {
+                let heard = self.last_answer.get(id).copied().unwrap_or(self.since);
+                now.duration_since(heard) < self.settings.node_dead_after
+            })
+            .collect();
+        let active: BTreeSet<NodeId> = live.difference(&view.draining).copied().collect();
+        let memberships: BTreeMap<GroupId, &GroupReport> = reports
+            .values()
+            .flatten()
+            .flatten()
+            .filter(|report| report.leads)
+            .map(|report| (report.group, report))
+            .collect();
+        let placed: Vec<&DatabaseEntry> = view
+            .databases
+            .values()
+            .filter(|d| !d.everywhere())
+            .collect();
+        if placed.iter().any(|entry| {
+            memberships
+                .get(&entry.group)
+                .is_some_and(|m| !matches_placement(m, entry))
+        }) {
+            return Ok(Round::Waiting);
+        }
+        let mut load: BTreeMap<NodeId, usize> = active.iter().map(|id| (*id, 0)).collect();
+        for placement in placed.iter().flat_map(|d| &d.placements) {
+            if let Some(count) = load.get_mut(&placement.node) {
+                *count += 1;
+            }
+        }
+        // 1. Off nodes that are gone or draining.
+        let mut replacements = Vec::new();
+        for entry in &placed {
+            for placement in entry
+                .placements
+                .iter()
+                .filter(|p| !active.contains(&p.node))
+            {
+                if replacements.len() >= REPLACEMENTS_PER_ROUND {
+                    break;
+                }
+                let Some(to) = least_loaded(&load, entry) else {
+                    continue;
+                };
+                *load.entry(to).or_default() += 1;
+                replacements.push((entry.group, placement.node, to));
+            }
+        }
+        if !replacements.is_empty() {
+            let count = replacements.len();
+            write_moves(databases, &replacements).await?;
+            return Ok(Round::Replaced(count));
+        }
+        // 2. Even out replicas.
+        if let (Some((&fullest, &most)), Some((&emptiest, &fewest))) = (
+            load.iter()
+                .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id))),
+            load.iter().min_by_key(|(id, n)| (**n, **id)),
+        ) && most > fewest + 1
+            && let Some(entry) = placed.iter().find(|entry| {
+                entry.placed_on(fullest).is_some() && entry.placed_on(emptiest).is_none()
+            })
+        {
+            write_moves(databases, &[(entry.group, fullest, emptiest)]).await?;
+            return Ok(Round::Moved {
+                group: entry.group,
+                from: fullest,
+                to: emptiest,
+            });
+        }
+        // 3. Even out leaders.
+        let mut leading: BTreeMap<NodeId, Vec<&GroupReport>> =
+            active.iter().map(|id| (*id, Vec::new())).collect();
+        for (node, node_reports) in &reports {
+            if let (Some(list), Some(node_reports)) = (leading.get_mut(node), node_reports) {
+                list.extend(
+                    node_reports
+                        .iter()
+                        .filter(|r| r.leads && placed.iter().any(|entry| entry.group == r.group)),
+                );
+            }
+        }
+        let busiest = leading
+            .iter()
+            .max_by_key(|(id, l)| (l.len(), std::cmp::Reverse(**id)));
+        let idlest = leading.iter().min_by_key(|(id, l)| (l.len(), **id));
+        if let (Some((&from, led)), Some((&to, fewer))) = (busiest, idlest)
+            && led.len() > fewer.len() + 1
+            && let Some(report) = led.iter().find(|r| r.voters.contains(&to))
+            && let Some(node) = nodes.get(&from)
+        {
+            let group = report.group;
+            let outcome = tokio::time::timeout(
+                TRANSFER_TIMEOUT,
+                databases.peers(group).cluster(
+                    &node.raft_addr,
+                    &ClusterRequest::StepDown { to: Some(to) },
+                    TRANSFER_TIMEOUT,
+                ),
+            )
+            .await;
+            match outcome {
+                Ok(Ok(_)) => {
+                    tracing::info!(
+                        group,
+                        from,
+                        to,
+                        "moved a group's leadership to even out leaders"
+                    );
+                    return Ok(Round::Transferred { group, from, to });
+                }
+                Ok(Err(error)) => {
+                    return Err(format!("moving group {group}'s leadership: {error}"));
+                }
+                Err(_) => return Err(format!("moving group {group}'s leadership timed out")),
+            }
+        }
+        Ok(Round::Balanced)
+    }
+
+    /// Every node's group reports, asked at once; `None` for nodes that did not answer.
+    async fn gather(
+        &mut self,
+        databases: &Databases,
+        nodes: &BTreeMap<NodeId, ShoalNode>,
+    ) -> BTreeMap<NodeId, Option<Vec<GroupReport>>> {
+        let peers = databases.peers(CATALOG_GROUP);
+        let asks = nodes.iter().map(|(id, node)| {
+            let peers = peers.clone();
+            async move { (*id, peers.group_reports(&node.raft_addr).await.ok()) }
+        });
+        let answers: BTreeMap<NodeId, Option<Vec<GroupReport>>> =
+            join_all(asks).await.into_iter().collect();
+        let now = Instant::now();
+        for (id, answer) in &answers {
+            if answer.is_some() {
+                self.last_answer.insert(*id, now);
+            }
+        }
+        answers
+    }
+}
+
+/// Whether the group's membership (its leader's report) is what the catalog places.
+fn matches_placement(report: &GroupReport, entry: &DatabaseEntry) -> bool {
+    let placed = |role: Role| -> BTreeSet<NodeId> {
+        entry
+            .placements
+            .iter()
+            .filter(|p| p.role == role)
+            .map(|p| p.node)
+            .collect()
+    };
+    !report.joint
+        && report.voters.iter().copied().collect::<BTreeSet<_>>() == placed(Role::Voter)
+        && report.learners.iter().copied().collect::<BTreeSet<_>>() == placed(Role::Replica)
+}
+
+/// The least loaded node (ties to the lower id) that holds none of `entry`'s replicas.
+fn least_loaded(load: &BTreeMap<NodeId, usize>, entry: &DatabaseEntry) -> Option<NodeId> {
+    load.iter()
+        .filter(|(id, _)| entry.placed_on(**id).is_none())
+        .min_by_key(|(id, n)| (**n, **id))
+        .map(|(id, _)| *id)
+}
+
+/// Re-places replicas: `(group, from, to)` each, in one catalog transaction (all or none: a
+/// stale view fails on the placement key and is retried next round).
+async fn write_moves(
+    databases: &Databases,
+    moves: &[(GroupId, NodeId, NodeId)],
+) -> Result<(), String> {
+    let statements = moves
+        .iter()
+        .map(|(group, from, to)| {
+            positional(
+                "UPDATE placements SET node_id = ?3, initial = 0 WHERE group_id = ?1 AND node_id = ?2",
+                vec![
+                    SqlValue::Integer(*group as i64),
+                    SqlValue::Integer(*from as i64),
+                    SqlValue::Integer(*to as i64),
+                ],
+            )
+        })
+        .collect();
+    databases.write_catalog(statements).await.map_err(|e| {
+        format!(
+            "re-placing replicas: {}",
+            crate::service::ServiceError::from(e)
+        )
+    })?;
+    for (group, from, to) in moves {
+        tracing::info!(target: "audit", event = "replica_moved", group, from, to, "replica placed on another node");
+    }
+    Ok(())
+}
