@@ -68,6 +68,9 @@ async fn b10_the_dashboard_shows_members_and_charts_in_a_browser() {
             .unwrap()
     };
     assert_eq!(dom.matches("class=\"member\"").count(), 3, "{dom}");
+    // The groups view: the catalog and the default database's group on this node.
+    assert_eq!(dom.matches("class=\"group\"").count(), 2, "{dom}");
+    assert!(dom.contains("<td>(catalog)</td>"), "{dom}");
     assert!(
         dom.contains("(leader) · term"),
         "the summary line renders: {dom}"

@@ -834,3 +834,117 @@ async fn replicas_move_onto_a_new_node_off_a_drained_one_and_off_a_dead_one_unde
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_completes_when_its_target_and_the_group_leader_are_killed_midway() {
+    let mut cluster = Cluster::start(voters(4)).await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE DATABASE moving WITH (replicas = 3)"]),
+    )
+    .await;
+    // Enough data that a new replica takes a moment to catch up.
+    execute_ok(
+        &cluster,
+        0,
+        "db=moving",
+        json!([
+            "CREATE TABLE t(k INTEGER PRIMARY KEY, body BLOB)",
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 4000) \
+             INSERT INTO t SELECT x, randomblob(1000) FROM n"
+        ]),
+    )
+    .await;
+    let (group, placed) = show_databases(&cluster, 0).await["moving"].clone();
+    let all: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+    let target = *all.iter().find(|id| !placed.contains(id)).unwrap();
+    let drained = *placed.iter().find(|id| **id != 1).unwrap();
+    let (status, body) = cluster.post(0, "/drain", json!({"id": drained})).await;
+    assert_eq!(status, 200, "{body}");
+    // The target dies once the move has begun (it runs a replica of the group), and comes
+    // back.
+    let target_position = all.iter().position(|id| *id == target).unwrap();
+    eventually("the move began", SETTLE, || async {
+        let hosted = groups_on(&cluster, target_position).await;
+        if hosted.iter().any(|g| g.0 == group) {
+            Ok(())
+        } else {
+            Err(format!("node {target} runs {hosted:?}"))
+        }
+    })
+    .await;
+    cluster.kill(target_position);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.restart(target_position).await;
+    // The group's leader dies too, and comes back.
+    let leader = loop {
+        let mut found = None;
+        for node in 0..4 {
+            if cluster.is_running(node)
+                && groups_on(&cluster, node)
+                    .await
+                    .iter()
+                    .any(|g| g.0 == group && g.1)
+            {
+                found = Some(node);
+            }
+        }
+        if let Some(node) = found {
+            break node;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    cluster.kill(leader);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.restart(leader).await;
+    // The move completes: the group's members are what the catalog places, never fewer than
+    // three voters on the way, and nothing was lost.
+    let observer = (0..4).find(|p| all[*p] != drained && *p != leader).unwrap();
+    eventually("the move completed", SETTLE * 2, || async {
+        let placed = show_databases(&cluster, observer).await["moving"].1.clone();
+        let mut voters = None;
+        for node in 0..4 {
+            if let Some(g) = groups_on(&cluster, node)
+                .await
+                .into_iter()
+                .find(|g| g.0 == group && g.1)
+            {
+                assert!(g.2.len() >= 3, "group {group} fell to voters {:?}", g.2);
+                voters = Some(g.2);
+            }
+        }
+        let mut sorted = placed.clone();
+        sorted.sort_unstable();
+        match voters {
+            Some(mut voters) if !placed.contains(&drained) => {
+                voters.sort_unstable();
+                if voters == sorted {
+                    Ok(())
+                } else {
+                    Err(format!("voters {voters:?}, placed {sorted:?}"))
+                }
+            }
+            other => Err(format!("leader's voters {other:?}, placed {sorted:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        rows(
+            &cluster,
+            observer,
+            "db=moving&level=strong",
+            "SELECT count(*), sum(length(body)) FROM t"
+        )
+        .await,
+        json!([[4000, 4_000_000]])
+    );
+    let target_rows = rows(
+        &cluster,
+        target_position,
+        "db=moving&level=none",
+        "SELECT count(*) FROM t",
+    );
+    assert_eq!(target_rows.await, json!([[4000]]));
+}
