@@ -10,10 +10,12 @@
 
 pub mod balance;
 pub mod databases;
+pub mod handle;
 pub mod host;
 pub mod placement;
 pub mod reconcile;
 pub mod sql;
+pub mod statements;
 pub mod view;
 
 use crate::raft::types::GroupId;

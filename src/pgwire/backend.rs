@@ -16,10 +16,10 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use crate::auth::Permission;
 use crate::auth::access::is_ddl;
 use crate::auth::gate::Gate;
-use crate::catalog::databases::{
-    DatabaseHandle, Databases, SHOW_COLUMNS as SHOW_DATABASES_COLUMNS,
-};
+use crate::catalog::databases::Databases;
+use crate::catalog::handle::DatabaseHandle;
 use crate::catalog::sql::DatabaseStatement;
+use crate::catalog::statements::SHOW_COLUMNS as SHOW_DATABASES_COLUMNS;
 use crate::db::value::SqlValue;
 use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};

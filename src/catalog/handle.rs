@@ -1,0 +1,136 @@
+//! One database's destination: the service of the replica on this node, or the nodes holding
+//! one (voters first), and what endpoints ask of it — requests, statement shapes, its schema.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::db::value::SqlValue;
+use crate::raft::types::{GroupId, NodeId, Statement, StatementBatch};
+use crate::service::peer::{PeerClient, group_not_there, never_reached_the_leader};
+use crate::service::{
+    ReadConsistency, RequestKind, Service, ServiceError, ServiceRequest, ServiceResponse,
+    WriteConcern,
+};
+
+/// Where one database's requests go.
+#[derive(Clone)]
+pub struct DatabaseHandle {
+    pub name: String,
+    pub group: GroupId,
+    pub(crate) target: Target,
+}
+
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// A replica runs here: its service routes the request (forwarding to its leader).
+    Local(Arc<Service>),
+    /// No replica here: the request goes to a node holding one (voters first).
+    Remote {
+        peers: PeerClient,
+        replicas: Vec<(NodeId, String)>,
+    },
+}
+
+impl DatabaseHandle {
+    /// The service of the replica on this node, if there is one.
+    pub fn local(&self) -> Option<&Arc<Service>> {
+        match &self.target {
+            Target::Local(service) => Some(service),
+            Target::Remote { .. } => None,
+        }
+    }
+
+    /// Runs `request` against this database.
+    pub async fn handle(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
+        let (peers, replicas) = match &self.target {
+            Target::Local(service) => return service.handle(request).await,
+            Target::Remote { peers, replicas } => (peers, replicas),
+        };
+        let mut last = None;
+        for (node, raft_addr) in replicas {
+            match peers.forward(raft_addr, &request).await {
+                Err(error) if group_not_there(&error) || never_reached_the_leader(&error) => {
+                    tracing::debug!(database = %self.name, node, %error, "trying the next replica");
+                    last = Some(error);
+                }
+                outcome => return outcome,
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ServiceError::Unavailable(format!(
+                "database {:?} has no replica this node knows the address of",
+                self.name
+            ))
+        }))
+    }
+}
+
+impl DatabaseHandle {
+    /// The shape of `sql` (parameters, result columns) for a client preparing it: compiled
+    /// by the local replica's service when there is one, else by the group's leader.
+    pub async fn describe(
+        &self,
+        sql: String,
+        transaction: Option<StatementBatch>,
+        timeout: Duration,
+    ) -> Result<Result<crate::db::execute::StatementShape, String>, ServiceError> {
+        if let Target::Local(service) = &self.target {
+            return service.describe(sql, transaction, timeout).await;
+        }
+        let mut batch = transaction.unwrap_or_else(|| StatementBatch::new(Vec::new(), true));
+        batch.statements.push(Statement::plain(sql));
+        let request = ServiceRequest {
+            kind: RequestKind::Describe,
+            batches: vec![batch],
+            read: ReadConsistency::default(),
+            write_concern: WriteConcern::Majority,
+            write_concern_timeout: timeout,
+            timeout,
+            forward_to_leader: true,
+        };
+        self.handle(request).await?.shape.ok_or_else(|| {
+            ServiceError::Internal("the leader did not describe the statement".into())
+        })
+    }
+
+    /// The statements that create the database's schema (its `sqlite_schema` in creation
+    /// order), read from a replica at `read` consistency: for endpoints that rebuild the
+    /// schema where no replica runs (PostgreSQL catalog queries).
+    pub async fn schema(
+        &self,
+        read: ReadConsistency,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ServiceError> {
+        let request = ServiceRequest {
+            kind: RequestKind::Query,
+            batches: vec![StatementBatch::new(
+                vec![Statement::plain(
+                    "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid",
+                )],
+                false,
+            )],
+            read,
+            write_concern: WriteConcern::Majority,
+            write_concern_timeout: timeout,
+            timeout,
+            forward_to_leader: true,
+        };
+        let response = self.handle(request).await?;
+        let result = response.results.into_iter().next().unwrap_or_default();
+        if let Some(message) = result.error {
+            return Err(ServiceError::Internal(format!(
+                "reading the schema: {message}"
+            )));
+        }
+        Ok(result
+            .rows
+            .map(|rows| rows.values)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| match row.into_iter().next() {
+                Some(SqlValue::Text(sql)) => Some(sql),
+                _ => None,
+            })
+            .collect())
+    }
+}
