@@ -157,6 +157,10 @@ struct ServeArgs {
     /// nodes, seconds.
     #[arg(long, env = "SHOAL_NODE_DEAD_AFTER_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     node_dead_after_s: u64,
+    /// This node's zone (rack, availability zone): each database's voters are spread over
+    /// zones so that losing one keeps every database's majority.
+    #[arg(long, env = "SHOAL_ZONE")]
+    zone: Option<String>,
     /// Log output format.
     #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -369,6 +373,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         join_timeout: Duration::from_secs(args.join_timeout_s),
         placement: shoal::catalog::balance::PlacementSettings {
             node_dead_after: Duration::from_secs(args.node_dead_after_s),
+            zone: args.zone.clone(),
         },
         pg_addr: match args.pg_addr {
             Some(OptionalAddr(addr)) => addr,

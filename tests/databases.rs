@@ -948,3 +948,85 @@ async fn a_move_completes_when_its_target_and_the_group_leader_are_killed_midway
     );
     assert_eq!(target_rows.await, json!([[4000]]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voters_spread_over_zones_so_losing_a_zone_keeps_every_database_writable() {
+    let zones = ["a", "a", "b", "b", "c", "c"];
+    let mut spec = voters(6);
+    spec.zones = zones.iter().map(|z| z.to_string()).collect();
+    let mut cluster = Cluster::start(spec).await;
+    let zone_of = |id: u64| zones[id as usize - 1];
+    // Every node registered its zone before databases are placed.
+    eventually("zones registered", SETTLE, || async {
+        let (code, body) = execute(
+            &cluster,
+            0,
+            "",
+            json!(["CREATE DATABASE probe WITH (replicas = 3)"]),
+        )
+        .await;
+        if code != 200 {
+            return Err(format!("{code} {body}"));
+        }
+        let voters = show_databases(&cluster, 0).await["probe"].1.clone();
+        execute_ok(&cluster, 0, "", json!(["DROP DATABASE probe"])).await;
+        let spread: std::collections::BTreeSet<&str> =
+            voters.iter().map(|id| zone_of(*id)).collect();
+        if spread.len() == 3 {
+            Ok(())
+        } else {
+            Err(format!("probe placed on {voters:?}"))
+        }
+    })
+    .await;
+    let names: Vec<String> = (1..=4).map(|n| format!("z{n}")).collect();
+    for name in &names {
+        execute_ok(
+            &cluster,
+            0,
+            "",
+            json!([format!("CREATE DATABASE {name} WITH (replicas = 3)")]),
+        )
+        .await;
+        execute_ok(
+            &cluster,
+            2,
+            &format!("db={name}"),
+            json!(["CREATE TABLE t(x)", "INSERT INTO t VALUES (1)"]),
+        )
+        .await;
+    }
+    let databases = show_databases(&cluster, 0).await;
+    for name in &names {
+        let voters = &databases[name].1;
+        let spread: std::collections::BTreeSet<&str> =
+            voters.iter().map(|id| zone_of(*id)).collect();
+        assert_eq!(
+            spread.len(),
+            3,
+            "{name} voters {voters:?} are not one per zone"
+        );
+    }
+    // Zone a lost (both its nodes SIGKILLed): every database still has a majority.
+    cluster.kill(0);
+    cluster.kill(1);
+    for name in &names {
+        execute_ok(
+            &cluster,
+            2,
+            &format!("db={name}"),
+            json!(["INSERT INTO t VALUES (2)"]),
+        )
+        .await;
+        assert_eq!(
+            rows(
+                &cluster,
+                4,
+                &format!("db={name}&level=strong"),
+                "SELECT count(*) FROM t"
+            )
+            .await,
+            json!([[2]])
+        );
+    }
+}

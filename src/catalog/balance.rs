@@ -4,9 +4,12 @@
 //! most one kind of change, and none while an earlier move is still under way:
 //! 1. replicas on a node that is gone (no answer for `node_dead_after`), draining, or no longer
 //!    in the cluster are placed on the least loaded live node instead;
-//! 2. else one replica moves from the most to the least loaded node while they differ by more
-//!    than one;
-//! 3. else one group's leadership moves from the node leading most to the node leading
+//! 2. else one voter moves out of a zone holding so many of its group's voters that losing the
+//!    zone would lose the group's majority (zones are `--zone` labels; an unlabelled node is a
+//!    zone of its own);
+//! 3. else one replica moves from the most to the least loaded node while they differ by more
+//!    than one, where that keeps the zones safe;
+//! 4. else one group's leadership moves from the node leading most to the node leading
 //!    fewest while they differ by more than one.
 //!
 //! Placement changes are catalog writes; each group's leader then carries them out one step at
@@ -20,6 +23,7 @@ use futures_util::future::join_all;
 
 use crate::catalog::CATALOG_GROUP;
 use crate::catalog::databases::Databases;
+use crate::catalog::placement::{Zones, survives_a_zone, zone_of};
 use crate::catalog::view::{CatalogView, DatabaseEntry, Role, positional};
 use crate::db::value::SqlValue;
 use crate::raft::types::{GroupId, NodeId, ShoalNode};
@@ -31,17 +35,20 @@ const REPLACEMENTS_PER_ROUND: usize = 16;
 /// How long a leadership transfer may take before the next round.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How the placement loop judges nodes.
+/// How the placement loop judges nodes, and this node's place.
 #[derive(Debug, Clone)]
 pub struct PlacementSettings {
     /// A node that has not answered for this long is gone: its replicas are placed elsewhere.
     pub node_dead_after: Duration,
+    /// This node's zone (`--zone`), registered in the catalog.
+    pub zone: Option<String>,
 }
 
 impl Default for PlacementSettings {
     fn default() -> Self {
         PlacementSettings {
             node_dead_after: Duration::from_secs(30),
+            zone: None,
         }
     }
 }
@@ -127,6 +134,11 @@ impl Balancer {
             }
         }
         // 1. Off nodes that are gone or draining.
+        let zone_count = active
+            .iter()
+            .map(|node| zone_of(&view.zones, *node))
+            .collect::<BTreeSet<_>>()
+            .len();
         let mut replacements = Vec::new();
         for entry in &placed {
             for placement in entry
@@ -137,7 +149,8 @@ impl Balancer {
                 if replacements.len() >= REPLACEMENTS_PER_ROUND {
                     break;
                 }
-                let Some(to) = least_loaded(&load, entry) else {
+                let Some(to) = best_target(&load, entry, placement.node, &view.zones, zone_count)
+                else {
                     continue;
                 };
                 *load.entry(to).or_default() += 1;
@@ -149,14 +162,48 @@ impl Balancer {
             write_moves(databases, &replacements).await?;
             return Ok(Round::Replaced(count));
         }
-        // 2. Even out replicas.
+        // 2. Voters that a zone's loss would leave without a majority (zones added since).
+        for entry in &placed {
+            let voters = voters_of(entry);
+            if survives_a_zone(&voters, &view.zones, zone_count) {
+                continue;
+            }
+            let mut per_zone: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
+            for node in &voters {
+                per_zone
+                    .entry(zone_of(&view.zones, *node))
+                    .or_default()
+                    .push(*node);
+            }
+            let Some(crowded) = per_zone.values().max_by_key(|nodes| nodes.len()) else {
+                continue;
+            };
+            let from = crowded[crowded.len() - 1];
+            if let Some(to) = best_target(&load, entry, from, &view.zones, zone_count)
+                && survives_a_zone(&swapped(&voters, from, to), &view.zones, zone_count)
+            {
+                write_moves(databases, &[(entry.group, from, to)]).await?;
+                return Ok(Round::Moved {
+                    group: entry.group,
+                    from,
+                    to,
+                });
+            }
+        }
+        // 3. Even out replicas, never against the zones.
         if let (Some((&fullest, &most)), Some((&emptiest, &fewest))) = (
             load.iter()
                 .max_by_key(|(id, n)| (**n, std::cmp::Reverse(**id))),
             load.iter().min_by_key(|(id, n)| (**n, **id)),
         ) && most > fewest + 1
             && let Some(entry) = placed.iter().find(|entry| {
-                entry.placed_on(fullest).is_some() && entry.placed_on(emptiest).is_none()
+                entry.placed_on(fullest).is_some()
+                    && entry.placed_on(emptiest).is_none()
+                    && survives_a_zone(
+                        &swapped(&voters_of(entry), fullest, emptiest),
+                        &view.zones,
+                        zone_count,
+                    )
             })
         {
             write_moves(databases, &[(entry.group, fullest, emptiest)]).await?;
@@ -166,7 +213,7 @@ impl Balancer {
                 to: emptiest,
             });
         }
-        // 3. Even out leaders.
+        // 4. Even out leaders.
         let mut leading: BTreeMap<NodeId, Vec<&GroupReport>> =
             active.iter().map(|id| (*id, Vec::new())).collect();
         for (node, node_reports) in &reports {
@@ -254,12 +301,43 @@ fn matches_placement(report: &GroupReport, entry: &DatabaseEntry) -> bool {
         && report.learners.iter().copied().collect::<BTreeSet<_>>() == placed(Role::Replica)
 }
 
-/// The least loaded node (ties to the lower id) that holds none of `entry`'s replicas.
-fn least_loaded(load: &BTreeMap<NodeId, usize>, entry: &DatabaseEntry) -> Option<NodeId> {
+/// Where `from`'s replica of `entry` should go: a node holding none of the group's replicas,
+/// keeping the group's voters safe from a zone's loss where possible, then the least loaded
+/// (ties to the lower id).
+fn best_target(
+    load: &BTreeMap<NodeId, usize>,
+    entry: &DatabaseEntry,
+    from: NodeId,
+    zones: &Zones,
+    zone_count: usize,
+) -> Option<NodeId> {
+    let voters = voters_of(entry);
+    let moves_a_voter = voters.contains(&from);
     load.iter()
         .filter(|(id, _)| entry.placed_on(**id).is_none())
-        .min_by_key(|(id, n)| (**n, **id))
+        .min_by_key(|(id, n)| {
+            let unsafe_for_zones =
+                moves_a_voter && !survives_a_zone(&swapped(&voters, from, **id), zones, zone_count);
+            (unsafe_for_zones, **n, **id)
+        })
         .map(|(id, _)| *id)
+}
+
+fn voters_of(entry: &DatabaseEntry) -> Vec<NodeId> {
+    entry
+        .placements
+        .iter()
+        .filter(|p| p.role == Role::Voter)
+        .map(|p| p.node)
+        .collect()
+}
+
+/// `voters` with `from` replaced by `to` (unchanged when `from` is not among them).
+fn swapped(voters: &[NodeId], from: NodeId, to: NodeId) -> Vec<NodeId> {
+    voters
+        .iter()
+        .map(|node| if *node == from { to } else { *node })
+        .collect()
 }
 
 /// Re-places replicas: `(group, from, to)` each, in one catalog transaction (all or none: a

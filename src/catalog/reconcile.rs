@@ -137,6 +137,14 @@ async fn tick(databases: &Databases) -> Result<(), String> {
     if !view.ready {
         return Ok(());
     }
+    if let Some(zone) = &databases.placement_settings().zone
+        && view.zones.get(&databases.host().node_id()) != Some(zone)
+    {
+        databases
+            .register_zone(zone)
+            .await
+            .map_err(|e| format!("registering this node's zone: {e}"))?;
+    }
     host_placed_groups(databases, &view).await;
     let nodes = databases.nodes();
     for group in databases.host().groups.all() {

@@ -47,6 +47,21 @@ impl Databases {
         Ok(())
     }
 
+    /// Records this node's `--zone` in the catalog (placement spreads voters over zones).
+    pub async fn register_zone(&self, zone: &str) -> Result<(), ServiceError> {
+        let me = self.host().node_id();
+        self.write_catalog(vec![positional(
+            "INSERT OR REPLACE INTO node_zones (node_id, zone) VALUES (?1, ?2)",
+            vec![
+                SqlValue::Integer(me as i64),
+                SqlValue::Text(zone.to_string()),
+            ],
+        )])
+        .await?;
+        tracing::info!(zone, "registered this node's zone in the catalog");
+        Ok(())
+    }
+
     /// Replicas placed on node `id` (what a drain still has to move).
     pub fn placed_on(&self, id: NodeId) -> usize {
         self.view()
@@ -141,6 +156,7 @@ impl Databases {
         let chosen = placement::choose(
             &nodes,
             &view.load_per_node(),
+            &view.zones,
             replicas,
             read_replicas as usize,
         )

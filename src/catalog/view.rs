@@ -38,6 +38,9 @@ pub fn layout_statements(now_ms: i64) -> Vec<Statement> {
         "CREATE TABLE IF NOT EXISTS node_states (
              node_id INTEGER PRIMARY KEY,
              state TEXT NOT NULL CHECK (state IN ('draining')))",
+        "CREATE TABLE IF NOT EXISTS node_zones (
+             node_id INTEGER PRIMARY KEY,
+             zone TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS dropped_groups (
              group_id INTEGER PRIMARY KEY,
              name TEXT NOT NULL,
@@ -136,6 +139,8 @@ pub struct CatalogView {
     pub dropped: BTreeSet<GroupId>,
     /// Nodes being drained (`shoal cluster drain`): their replicas move elsewhere.
     pub draining: BTreeSet<NodeId>,
+    /// Each node's `--zone`, as it registered it.
+    pub zones: BTreeMap<NodeId, String>,
 }
 
 impl CatalogView {
@@ -250,12 +255,22 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         .map_err(fail)?
         .collect::<Result<BTreeSet<_>, _>>()
         .map_err(fail)?;
+    let zones = connection
+        .prepare("SELECT node_id, zone FROM node_zones")
+        .map_err(fail)?
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)? as NodeId, row.get::<_, String>(1)?))
+        })
+        .map_err(fail)?
+        .collect::<Result<BTreeMap<_, _>, _>>()
+        .map_err(fail)?;
     Ok(CatalogView {
         ready: true,
         applied,
         databases,
         dropped,
         draining,
+        zones,
     })
 }
 

@@ -165,6 +165,8 @@ pub struct ClusterSpec {
     /// tests are about something other than leader changes. The fault suite keeps production
     /// timing.
     pub fast_elections: bool,
+    /// `--zone` of each node, by position (nodes beyond the list have none).
+    pub zones: Vec<String>,
 }
 
 /// Raft timing for clusters that are not testing election speed (see
@@ -285,6 +287,9 @@ impl Cluster {
             args.extend(CALM_ELECTION_ARGS.iter().map(|arg| arg.to_string()));
         }
         args.extend(self.spec.extra_args.iter().cloned());
+        if let Some(zone) = self.spec.zones.get(position) {
+            args.extend(["--zone".to_string(), zone.clone()]);
+        }
         let mut node = TestNode {
             id,
             http_port,
