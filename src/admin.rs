@@ -33,6 +33,8 @@ pub enum Operation {
     Status,
     /// The members and whether they are reachable.
     Nodes,
+    /// The databases: their groups, replica counts and the nodes holding them.
+    Databases,
     /// Add a node to the cluster (it must be running with the same node id).
     Join {
         /// The new node's id.
@@ -80,6 +82,7 @@ pub fn run(args: ClusterArgs) -> i32 {
     let outcome = match &args.operation {
         Operation::Status => client.get("/status"),
         Operation::Nodes => client.get("/nodes"),
+        Operation::Databases => client.post("/db/query", &json!(["SHOW DATABASES"])),
         Operation::Join {
             id,
             raft_addr,
@@ -106,6 +109,30 @@ pub fn run(args: ClusterArgs) -> i32 {
     }
 }
 
+/// `SHOW DATABASES` as a table.
+fn databases_text(reply: &Value) -> String {
+    let result = &reply["results"][0];
+    let columns: Vec<String> = result["columns"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|n| n.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows: Vec<Vec<Value>> = result["values"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.as_array().cloned().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    crate::shell::render::render(crate::shell::render::Mode::Table, &columns, &rows)
+        .trim_end()
+        .to_string()
+}
+
 fn render(args: &ClusterArgs, reply: &Value, host: &str) -> String {
     if args.json {
         return serde_json::to_string_pretty(reply).unwrap_or_else(|_| reply.to_string());
@@ -113,6 +140,7 @@ fn render(args: &ClusterArgs, reply: &Value, host: &str) -> String {
     match &args.operation {
         Operation::Status => status_text(reply, host).trim_end().to_string(),
         Operation::Nodes => nodes_text(reply).trim_end().to_string(),
+        Operation::Databases => databases_text(reply),
         Operation::StepDown | Operation::Transfer { .. } => match reply["leader"].as_u64() {
             Some(leader) => format!("node {leader} leads"),
             None => reply.to_string(),

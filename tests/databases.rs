@@ -161,7 +161,10 @@ async fn databases_are_created_used_renamed_and_dropped_through_both_protocols()
         &cluster,
         0,
         "db=small",
-        json!(["CREATE TABLE note(body TEXT)"]),
+        json!([
+            "CREATE TABLE note(body TEXT)",
+            "CREATE TABLE counter(id INTEGER PRIMARY KEY AUTOINCREMENT)"
+        ]),
     )
     .await;
     for node in 0..3 {
@@ -194,6 +197,19 @@ async fn databases_are_created_used_renamed_and_dropped_through_both_protocols()
             .map(|row| row.get(0))
             .collect();
         assert_eq!(listed, ["orders", "shoal", "small"]);
+        // Table introspection (psql's \d, drivers) works on nodes without a replica too, with
+        // SQLite's own sqlite_sequence in the schema.
+        let tables: Vec<String> = client
+            .query(
+                "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relkind = 'r' ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(tables, ["counter", "note"], "through node {}", node + 1);
     }
     for node in 0..3 {
         assert_eq!(
@@ -253,7 +269,12 @@ async fn databases_are_created_used_renamed_and_dropped_through_both_protocols()
         ["orders", "shoal", "small"]
     );
 
-    // Renamed: the data goes with the name.
+    // Renamed: the data goes with the name. A session opened before keeps its database's
+    // group: once the name means another database, its statements are refused.
+    let held = pg(&cluster, 1, "small").await.unwrap();
+    held.query_one("SELECT count(*) FROM note", &[])
+        .await
+        .unwrap();
     execute_ok(
         &cluster,
         2,
@@ -273,6 +294,20 @@ async fn databases_are_created_used_renamed_and_dropped_through_both_protocols()
     )
     .await;
     assert_eq!(status, 404, "{body}");
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE DATABASE small WITH (replicas = 1)"]),
+    )
+    .await;
+    let error = held.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::INVALID_CATALOG_NAME),
+        "{error}"
+    );
+    execute_ok(&cluster, 0, "", json!(["DROP DATABASE small"])).await;
 
     // Dropped: gone from every node, its files removed where its replica was.
     let (group, holders) = show_databases(&cluster, 0).await["tiny"].clone();

@@ -120,47 +120,61 @@ impl Balancer {
             .values()
             .filter(|d| !d.everywhere())
             .collect();
-        if placed.iter().any(|entry| {
+        let moving = placed.iter().any(|entry| {
             memberships
                 .get(&entry.group)
                 .is_some_and(|m| !matches_placement(m, entry))
-        }) {
-            return Ok(Round::Waiting);
-        }
+        });
         let mut load: BTreeMap<NodeId, usize> = active.iter().map(|id| (*id, 0)).collect();
         for placement in placed.iter().flat_map(|d| &d.placements) {
             if let Some(count) = load.get_mut(&placement.node) {
                 *count += 1;
             }
         }
-        // 1. Off nodes that are gone or draining.
+        // 1. Off nodes that are gone or draining — even while other moves are under way, as one
+        //    of them may be stuck on such a node.
         let zone_count = active
             .iter()
             .map(|node| zone_of(&view.zones, *node))
             .collect::<BTreeSet<_>>()
             .len();
-        let mut replacements = Vec::new();
+        let mut replaced = 0;
         for entry in &placed {
-            for placement in entry
+            if replaced >= REPLACEMENTS_PER_ROUND {
+                break;
+            }
+            // Targets chosen for this group in this round: two replicas never land together.
+            let mut entry = (*entry).clone();
+            let mut moves = Vec::new();
+            let gone: Vec<NodeId> = entry
                 .placements
                 .iter()
-                .filter(|p| !active.contains(&p.node))
-            {
-                if replacements.len() >= REPLACEMENTS_PER_ROUND {
-                    break;
-                }
-                let Some(to) = best_target(&load, entry, placement.node, &view.zones, zone_count)
-                else {
+                .map(|p| p.node)
+                .filter(|node| !active.contains(node))
+                .collect();
+            for from in gone {
+                let Some(to) = best_target(&load, &entry, from, &view.zones, zone_count) else {
                     continue;
                 };
                 *load.entry(to).or_default() += 1;
-                replacements.push((entry.group, placement.node, to));
+                if let Some(placement) = entry.placements.iter_mut().find(|p| p.node == from) {
+                    placement.node = to;
+                }
+                moves.push((entry.group, from, to));
+            }
+            if !moves.is_empty() {
+                replaced += moves.len();
+                // One transaction per group: a stale view fails one group, not the round.
+                if let Err(message) = write_moves(databases, &moves).await {
+                    tracing::warn!(group = entry.group, %message, "re-placing replicas");
+                }
             }
         }
-        if !replacements.is_empty() {
-            let count = replacements.len();
-            write_moves(databases, &replacements).await?;
-            return Ok(Round::Replaced(count));
+        if replaced > 0 {
+            return Ok(Round::Replaced(replaced));
+        }
+        if moving {
+            return Ok(Round::Waiting);
         }
         // 2. Voters that a zone's loss would leave without a majority (zones added since).
         for entry in &placed {

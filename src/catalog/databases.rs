@@ -70,7 +70,7 @@ impl Databases {
     /// Reads the catalog from this node's replica again (after it applied a change).
     pub async fn refresh(&self) -> Result<Arc<CatalogView>, ServiceError> {
         let catalog = self.catalog()?;
-        let applied = catalog.group.metrics().last_applied.map_or(0, |l| l.index);
+        let applied = catalog.group.applied_index().unwrap_or(0);
         let current = self.view();
         if current.ready && current.applied == applied {
             return Ok(current);
@@ -84,7 +84,10 @@ impl Databases {
             .map_err(ServiceError::Unavailable)?;
         let read = Arc::new(read);
         if let Ok(mut view) = self.view.write() {
-            *view = read.clone();
+            // Concurrent refreshes may finish out of order: the view never goes back.
+            if !view.ready || view.applied <= read.applied {
+                *view = read.clone();
+            }
         }
         Ok(read)
     }
@@ -127,14 +130,25 @@ impl Databases {
                     .get_node(&id)
                     .cloned()
             });
-            if let Some(leader) = leader
-                && let Ok(state) = self
-                    .peers(CATALOG_GROUP)
-                    .member_state(&leader.raft_addr)
-                    .await
-                && let Some(index) = state.committed_index
-            {
+            let unavailable = |why: String| {
+                ServiceError::Unavailable(format!(
+                    "cannot catch up with the cluster catalog ({why}); retry shortly"
+                ))
+            };
+            let leader = leader.ok_or_else(|| unavailable("no catalog leader known".into()))?;
+            let state = self
+                .peers(CATALOG_GROUP)
+                .member_state(&leader.raft_addr)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            if let Some(index) = state.committed_index {
                 catalog.wait_applied(index, CATCH_UP_TIMEOUT).await;
+                let applied = catalog.group.metrics().last_applied.map_or(0, |l| l.index);
+                if applied < index {
+                    return Err(unavailable(format!(
+                        "applied {applied} of the leader's {index} within {CATCH_UP_TIMEOUT:?}"
+                    )));
+                }
             }
         }
         self.refresh().await
@@ -143,6 +157,14 @@ impl Databases {
     /// [`Databases::resolve`], catching up with the catalog first when the name is unknown
     /// here (it may have been created through another node a moment ago).
     pub async fn resolve_fresh(&self, name: Option<&str>) -> Result<DatabaseHandle, ServiceError> {
+        // This node's replica applied a catalog change the view has not read yet (a rename,
+        // a drop): read it first, so a name never resolves to a group it no longer names.
+        let catalog_applied = self.catalog().ok().and_then(|c| c.group.applied_index());
+        if name.is_some_and(|n| n != DEFAULT_DATABASE)
+            && catalog_applied > Some(self.view().applied)
+        {
+            self.refresh().await?;
+        }
         match self.resolve(name) {
             Err(ServiceError::UnknownDatabase(_)) => {
                 self.catch_up().await?;
@@ -196,7 +218,11 @@ impl Databases {
             }
             return Err(ServiceError::UnknownDatabase(name.to_string()));
         };
-        if let Some(service) = self.host.service(entry.group) {
+        // A replica here serves only while it is placed here (one that moved away is about to
+        // be removed).
+        if entry.placed_on(self.host.node_id()).is_some()
+            && let Some(service) = self.host.service(entry.group)
+        {
             return Ok(DatabaseHandle {
                 name: name.to_string(),
                 group: entry.group,

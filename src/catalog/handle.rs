@@ -105,7 +105,10 @@ impl DatabaseHandle {
             kind: RequestKind::Query,
             batches: vec![StatementBatch::new(
                 vec![Statement::plain(
-                    "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid",
+                    // SQLite's own tables (sqlite_sequence, sqlite_stat1) cannot be created by
+                    // statements: they are made by the statements that need them.
+                    "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL \
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
                 )],
                 false,
             )],

@@ -29,6 +29,8 @@ pub struct GroupHost {
     pub services: Arc<Services>,
     /// One start or stop at a time: a group is never started twice or stopped mid-start.
     changing: tokio::sync::Mutex<()>,
+    /// Set by [`GroupHost::stop_all`] (node shutdown): no group starts after it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl GroupHost {
@@ -48,6 +50,7 @@ impl GroupHost {
             groups: GroupRegistry::new(node_id),
             services: Services::new(),
             changing: tokio::sync::Mutex::new(()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -65,6 +68,12 @@ impl GroupHost {
         let _changing = self.changing.lock().await;
         if let Some(service) = self.services.get(id) {
             return Ok(service);
+        }
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(GroupError::Start {
+                group: id,
+                message: "the node is shutting down".into(),
+            });
         }
         if self.groups.all().len() >= GROUPS_PER_NODE_MAX {
             return Err(GroupError::Start {
@@ -107,6 +116,8 @@ impl GroupHost {
     /// Stops every group (node shutdown).
     pub async fn stop_all(&self) {
         let _changing = self.changing.lock().await;
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         for group in self.groups.all() {
             self.services.remove(group.id);
             self.groups.remove(group.id);

@@ -1,10 +1,10 @@
-//! Keeps this node in step with the catalog, once per tick:
+//! Keeps this node in step with the catalog (see [`spawn`] for the two loops doing it):
 //! - founds the catalog group on a cluster that has none yet (a new cluster, or a data
 //!   directory of a version before the catalog), on the default group's leader;
 //! - on the catalog's leader: creates the catalog's tables, and keeps the catalog's
 //!   membership following the cluster's (every node a member, up to five voters);
 //! - starts the replicas placed on this node (the group's first voters initialize it) and
-//!   removes the replicas of dropped databases;
+//!   removes the replicas of dropped databases, and of groups that moved off this node;
 //! - on each group's leader: changes the group's membership toward its placement, one step
 //!   at a time — add a learner, promote it once caught up, demote, remove — so a group never
 //!   has fewer voters than placed while a replica moves.
@@ -36,54 +36,77 @@ const CAUGHT_UP_ENTRIES: u64 = 64;
 /// Longest one membership change may take before the next tick tries again.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the reconciler until `shutdown` is set: a whole pass every [`TICK`], and at once
-/// when this node's catalog replica applies a change (so a dropped database's replica stops
-/// serving within moments of the drop, not a tick later).
+/// Runs the reconciler until `shutdown` is set, as two loops so that slow network work never
+/// delays the local reaction to a catalog change:
+/// - hosting: every [`TICK`] and at once when this node's catalog replica applies a change —
+///   founds the catalog where due, starts the replicas placed here and stops dropped ones (a
+///   dropped database's replica stops serving within moments of the drop);
+/// - membership: every [`TICK`] — on the catalog's leader the catalog's tables and membership,
+///   the zone registration, removal of replicas that moved away, each led group's membership
+///   moved toward its placement, and a placement round every [`BALANCE_EVERY`].
 pub fn spawn(
     databases: Arc<Databases>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    let hosting = tokio::spawn(hosting_loop(databases.clone(), shutdown.clone()));
+    let membership = tokio::spawn(membership_loop(databases, shutdown));
     tokio::spawn(async move {
-        let Ok(catalog) = databases.catalog() else {
-            tracing::error!("the catalog group does not run: databases cannot be managed");
-            return;
-        };
-        let mut catalog_metrics = catalog.group.raft.metrics();
-        let mut balancer: Option<Balancer> = None;
-        let mut last_balance = Instant::now();
-        loop {
-            let seen = catalog.group.metrics().last_applied;
-            let catalog_changed = async {
-                loop {
-                    if catalog_metrics.changed().await.is_err() {
-                        // The catalog's Raft stopped (shutdown): only the tick remains.
-                        std::future::pending::<()>().await;
-                    }
-                    if catalog_metrics.borrow_watched().last_applied != seen {
-                        return;
-                    }
-                }
-            };
-            let stopping = async {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            };
-            let outcome = tokio::select! {
-                () = stopping => return,
-                _ = tokio::time::sleep(TICK) => {
-                    let outcome = tick(&databases).await;
-                    if last_balance.elapsed() >= BALANCE_EVERY {
-                        last_balance = Instant::now();
-                        balance(&databases, &mut balancer).await;
-                    }
-                    outcome
-                }
-                _ = catalog_changed => follow_catalog(&databases).await,
-            };
-            if let Err(message) = outcome {
-                tracing::debug!(%message, "catalog reconciliation");
-            }
-        }
+        let _ = tokio::join!(hosting, membership);
     })
+}
+
+async fn hosting_loop(databases: Arc<Databases>, mut shutdown: watch::Receiver<bool>) {
+    let Ok(catalog) = databases.catalog() else {
+        tracing::error!("the catalog group does not run: databases cannot be managed");
+        return;
+    };
+    let mut catalog_metrics = catalog.group.raft.metrics();
+    loop {
+        let seen = catalog.group.metrics().last_applied;
+        let catalog_changed = async {
+            loop {
+                if catalog_metrics.changed().await.is_err() {
+                    // The catalog's Raft stopped (shutdown): only the tick remains.
+                    std::future::pending::<()>().await;
+                }
+                if catalog_metrics.borrow_watched().last_applied != seen {
+                    return;
+                }
+            }
+        };
+        let stopping = async {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::select! {
+            () = stopping => return,
+            _ = tokio::time::sleep(TICK) => {}
+            _ = catalog_changed => {}
+        }
+        if let Err(message) = host_step(&databases).await {
+            tracing::debug!(%message, "hosting the placed replicas");
+        }
+    }
+}
+
+async fn membership_loop(databases: Arc<Databases>, mut shutdown: watch::Receiver<bool>) {
+    let mut balancer: Option<Balancer> = None;
+    let mut last_balance = Instant::now();
+    loop {
+        let stopping = async {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::select! {
+            () = stopping => return,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        if let Err(message) = membership_step(&databases).await {
+            tracing::debug!(%message, "moving memberships toward the catalog");
+        }
+        if last_balance.elapsed() >= BALANCE_EVERY {
+            last_balance = Instant::now();
+            balance(&databases, &mut balancer).await;
+        }
+    }
 }
 
 /// A placement round when this node leads the catalog (the balancer's memory starts afresh
@@ -107,16 +130,8 @@ async fn balance(databases: &Databases, balancer: &mut Option<Balancer>) {
     }
 }
 
-/// Starts and stops this node's replicas as the catalog just changed.
-async fn follow_catalog(databases: &Databases) -> Result<(), String> {
-    let view = databases.refresh().await.map_err(|e| e.to_string())?;
-    if view.ready {
-        host_placed_groups(databases, &view).await;
-    }
-    Ok(())
-}
-
-async fn tick(databases: &Databases) -> Result<(), String> {
+/// Founds the catalog where due, then starts the replicas placed here and stops dropped ones.
+async fn host_step(databases: &Databases) -> Result<(), String> {
     let catalog = databases.catalog().map_err(|e| e.to_string())?;
     let initialized = catalog
         .group
@@ -127,6 +142,17 @@ async fn tick(databases: &Databases) -> Result<(), String> {
     if !initialized {
         return found_catalog(databases).await;
     }
+    let view = databases.refresh().await.map_err(|e| e.to_string())?;
+    if view.ready {
+        host_placed_groups(databases, &view).await;
+    }
+    Ok(())
+}
+
+/// The catalog's own tables and membership (on its leader), this node's zone, replicas that
+/// moved away, and one membership step of every group this node leads.
+async fn membership_step(databases: &Databases) -> Result<(), String> {
+    let catalog = databases.catalog().map_err(|e| e.to_string())?;
     let view = databases.refresh().await.map_err(|e| e.to_string())?;
     if catalog.group.leads() {
         if !view.ready {
@@ -145,7 +171,7 @@ async fn tick(databases: &Databases) -> Result<(), String> {
             .await
             .map_err(|e| format!("registering this node's zone: {e}"))?;
     }
-    host_placed_groups(databases, &view).await;
+    remove_moved_replicas(databases, &view).await;
     let nodes = databases.nodes();
     for group in databases.host().groups.all() {
         if group.id <= crate::raft::types::DEFAULT_DATA_GROUP || !group.leads() {
@@ -290,17 +316,18 @@ async fn host_placed_groups(databases: &Databases, view: &CatalogView) {
             initialize_group(databases, &service.group, entry.group, view).await;
         }
     }
+    let on_disk = host.groups_on_disk();
     for &group in &view.dropped {
-        if host.service(group).is_some() || host.groups_on_disk().contains(&group) {
+        if host.service(group).is_some() || on_disk.contains(&group) {
             host.stop(group, true).await;
         }
     }
-    remove_moved_replicas(databases, view).await;
 }
 
-/// Removes the replicas of groups that moved off this node: not placed here, and no longer a
-/// member as the group's leader reports its membership (so a replica is never deleted while it
-/// still counts toward the group's quorum or redundancy).
+/// Removes the replicas of groups that moved off this node: not placed here, and — as the
+/// group's leader reports it — no longer a member in a committed membership, so a replica is
+/// never deleted while it still counts toward the group's quorum or could count again. The
+/// placement is read afresh right before the deletion.
 async fn remove_moved_replicas(databases: &Databases, view: &CatalogView) {
     let host = databases.host();
     let me = host.node_id();
@@ -309,40 +336,36 @@ async fn remove_moved_replicas(databases: &Databases, view: &CatalogView) {
         let Some(entry) = view.by_group(group.id) else {
             continue;
         };
-        if entry.everywhere() || entry.placed_on(me).is_some() {
+        if entry.everywhere() || entry.placed_on(me).is_some() || group.leads() {
             continue;
         }
-        let local = group.metrics();
-        let member_here = local.membership_config.membership().get_node(&me).is_some();
-        let leader = local.current_leader.filter(|leader| *leader != me);
-        let removed = if !member_here {
-            true
-        } else {
-            // This replica may have missed its removal: ask the placed nodes which of them
-            // leads, and what membership it holds.
-            let mut removed = false;
-            for placement in &entry.placements {
-                let Some(node) = nodes.get(&placement.node) else {
-                    continue;
-                };
-                let Ok(reports) = databases
-                    .peers(CATALOG_GROUP)
-                    .group_reports(&node.raft_addr)
-                    .await
-                else {
-                    continue;
-                };
-                if let Some(report) = reports.iter().find(|r| r.group == group.id && r.leads) {
-                    removed = !report.voters.contains(&me)
-                        && !report.learners.contains(&me)
-                        && !report.joint;
-                    break;
-                }
+        let mut removed = false;
+        for placement in &entry.placements {
+            let Some(node) = nodes.get(&placement.node) else {
+                continue;
+            };
+            let Ok(reports) = databases
+                .peers(CATALOG_GROUP)
+                .group_reports(&node.raft_addr)
+                .await
+            else {
+                continue;
+            };
+            if let Some(report) = reports.iter().find(|r| r.group == group.id && r.leads) {
+                removed = report.committed
+                    && !report.joint
+                    && !report.voters.contains(&me)
+                    && !report.learners.contains(&me);
+                break;
             }
-            removed
-        };
-        if removed {
-            tracing::info!(database = %entry.name, group = group.id, ?leader, "removing a replica that moved to another node");
+        }
+        let still_unplaced = databases.refresh().await.is_ok_and(|fresh| {
+            fresh
+                .by_group(group.id)
+                .is_some_and(|entry| entry.placed_on(me).is_none())
+        });
+        if removed && still_unplaced {
+            tracing::info!(database = %entry.name, group = group.id, "removing a replica that moved to another node");
             host.stop(group.id, true).await;
         }
     }

@@ -289,7 +289,8 @@ impl Parser {
             false
         };
         let name = self.name()?;
-        // PostgreSQL's `WITH (FORCE)`: connections to a dropped database end anyway here.
+        // PostgreSQL's `WITH (FORCE)` is accepted: sessions connected to a dropped database
+        // are not ended, but every statement they send afterwards is refused.
         if self.eat_word("with") || self.peek() == Some(&Token::Symbol('(')) {
             let parenthesized = self.eat_symbol('(');
             self.expect_word("force")?;

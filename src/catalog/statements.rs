@@ -151,7 +151,12 @@ impl Databases {
                 Err(already_exists(&name))
             };
         }
-        let nodes: Vec<NodeId> = self.nodes().into_keys().collect();
+        // Draining nodes take no new replicas.
+        let nodes: Vec<NodeId> = self
+            .nodes()
+            .into_keys()
+            .filter(|node| !view.draining.contains(node))
+            .collect();
         let replicas = replicas.map_or(DEFAULT_REPLICAS.min(nodes.len()), |r| r as usize);
         let chosen = placement::choose(
             &nodes,

@@ -750,7 +750,15 @@ pub async fn session_database(
     databases: &Databases,
     session: &Session,
 ) -> Result<DatabaseHandle, ServiceError> {
-    databases.resolve_fresh(Some(&session.database)).await
+    let database = databases.resolve_fresh(Some(&session.database)).await?;
+    let bound = *session.database_group.get_or_init(|| database.group);
+    if bound != database.group {
+        return Err(ServiceError::UnknownDatabase(format!(
+            "{} (the database this session connected to was dropped or renamed; reconnect)",
+            session.database
+        )));
+    }
+    Ok(database)
 }
 
 /// Runs `work` on the emulated PostgreSQL catalog of the session's database: built from the

@@ -256,8 +256,12 @@ async fn connection_database(
     if DEFAULT_DATABASE_ALIASES.contains(&requested) || requested == user {
         return Ok(default.to_string());
     }
-    // Perhaps created through another node a moment ago.
-    view = databases.catch_up().await.unwrap_or(view);
+    // Perhaps created through another node a moment ago. When the catalog cannot be asked,
+    // the session starts and its statements are refused until the name resolves.
+    match databases.catch_up().await {
+        Ok(fresh) => view = fresh,
+        Err(_) => return Ok(requested.to_string()),
+    }
     if view.databases.contains_key(requested) || !view.ready {
         // Not listed while the catalog is not read yet: the session's statements are refused
         // until it lists the name.

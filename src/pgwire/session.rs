@@ -133,6 +133,9 @@ pub struct Session {
     pub user: String,
     /// The database the session is connected to (resolved at login).
     pub database: String,
+    /// The group that database lived in at the session's first statement: a rename or a drop
+    /// and re-create under the same name never moves an open session to another group.
+    pub database_group: std::sync::OnceLock<u64>,
 }
 
 impl Session {

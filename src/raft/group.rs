@@ -242,6 +242,16 @@ impl RaftGroup {
         Ok(response)
     }
 
+    /// The last log index this replica applied, read in place (no copy of the whole metrics).
+    pub fn applied_index(&self) -> Option<u64> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .as_ref()
+            .map(|l| l.index)
+    }
+
     /// The leader this node knows of, read in place (no copy of the whole metrics).
     pub fn current_leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow_watched().current_leader

@@ -22,6 +22,9 @@ pub struct GroupReport {
     pub learners: Vec<NodeId>,
     /// A membership change is half done (joint configuration).
     pub joint: bool,
+    /// The membership reported is committed (as far as this node knows): a leader's
+    /// uncommitted membership could still be undone by the next leader.
+    pub committed: bool,
 }
 
 /// One [`Service`] per group running here; kept in step with the Raft group registry by
@@ -70,6 +73,8 @@ impl Services {
                     voters: membership.voter_ids().collect(),
                     learners: membership.learner_ids().collect(),
                     joint: membership.get_joint_config().len() > 1,
+                    committed: metrics.membership_config.log_id().as_ref().map(|l| l.index)
+                        <= metrics.local_committed.map(|l| l.index),
                 }
             })
             .collect()
