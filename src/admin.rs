@@ -111,23 +111,8 @@ pub fn run(args: ClusterArgs) -> i32 {
 
 /// `SHOW DATABASES` as a table.
 fn databases_text(reply: &Value) -> String {
-    let result = &reply["results"][0];
-    let columns: Vec<String> = result["columns"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .map(|n| n.as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    let rows: Vec<Vec<Value>> = result["values"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| r.as_array().cloned().unwrap_or_default())
-                .collect()
-        })
-        .unwrap_or_default();
+    let (columns, rows) =
+        crate::shell::render::result_rows(&reply["results"][0]).unwrap_or_default();
     crate::shell::render::render(crate::shell::render::Mode::Table, &columns, &rows)
         .trim_end()
         .to_string()

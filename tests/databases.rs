@@ -382,6 +382,8 @@ async fn twelve_databases_on_five_nodes_are_spread_and_outlive_a_killed_node() {
         per_node.len() == 5 && max - min <= 1,
         "replicas per node: {per_node:?}"
     );
+    // Leaders even out too (the catalog's leader moves leaderships).
+    leaders_even_out(&cluster, 5, names.len()).await;
 
     // Every database written through every node (HTTP), read back through every node, and
     // through PostgreSQL on a node chosen per database.
@@ -675,6 +677,25 @@ where
     }
 }
 
+/// Waits until the first `nodes` nodes lead the `groups` created databases' groups between
+/// them, no node leading two more than another.
+async fn leaders_even_out(cluster: &Cluster, nodes: usize, groups: usize) {
+    eventually("leaders balanced", SETTLE * 2, || async {
+        let mut leading = Vec::new();
+        for node in 0..nodes {
+            let led = groups_on(cluster, node).await;
+            leading.push(led.iter().filter(|g| g.0 >= 2 && g.1).count());
+        }
+        let (min, max) = (leading.iter().min().unwrap(), leading.iter().max().unwrap());
+        if leading.iter().sum::<usize>() == groups && max - min <= 1 {
+            Ok(())
+        } else {
+            Err(format!("leaders per node {leading:?}"))
+        }
+    })
+    .await;
+}
+
 /// Replicas per node id in the catalog's placement.
 async fn placed_per_node(cluster: &Cluster, node: usize) -> BTreeMap<u64, usize> {
     let mut count = BTreeMap::new();
@@ -777,25 +798,7 @@ async fn replicas_move_onto_a_new_node_off_a_drained_one_and_off_a_dead_one_unde
         },
     )
     .await;
-    eventually("leaders balanced", SETTLE * 2, || async {
-        let mut leading = Vec::new();
-        for node in 0..5 {
-            leading.push(
-                groups_on(&cluster, node)
-                    .await
-                    .iter()
-                    .filter(|g| g.0 >= 2 && g.1)
-                    .count(),
-            );
-        }
-        let (min, max) = (leading.iter().min().unwrap(), leading.iter().max().unwrap());
-        if leading.iter().sum::<usize>() == names.len() && max - min <= 1 {
-            Ok(())
-        } else {
-            Err(format!("leaders per node {leading:?}"))
-        }
-    })
-    .await;
+    leaders_even_out(&cluster, 5, names.len()).await;
 
     // Drained: nothing stays on it, and its moved replicas' files go.
     let (status, body) = cluster.post(1, "/drain", json!({"id": fifth})).await;

@@ -77,17 +77,7 @@ impl DatabaseHandle {
         if let Target::Local(service) = &self.target {
             return service.describe(sql, transaction, timeout).await;
         }
-        let mut batch = transaction.unwrap_or_else(|| StatementBatch::new(Vec::new(), true));
-        batch.statements.push(Statement::plain(sql));
-        let request = ServiceRequest {
-            kind: RequestKind::Describe,
-            batches: vec![batch],
-            read: ReadConsistency::default(),
-            write_concern: WriteConcern::Majority,
-            write_concern_timeout: timeout,
-            timeout,
-            forward_to_leader: true,
-        };
+        let request = ServiceRequest::describe(sql, transaction, timeout);
         self.handle(request).await?.shape.ok_or_else(|| {
             ServiceError::Internal("the leader did not describe the statement".into())
         })

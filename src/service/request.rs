@@ -142,6 +142,26 @@ pub struct ServiceRequest {
     pub forward_to_leader: bool,
 }
 
+impl ServiceRequest {
+    /// A request for the shape of `sql` compiled on the leader after `transaction`'s
+    /// statements (an open transaction; none: an empty one) ran and were rolled back.
+    pub fn describe(sql: String, transaction: Option<StatementBatch>, timeout: Duration) -> Self {
+        let mut batch = transaction.unwrap_or_else(|| StatementBatch::new(Vec::new(), true));
+        batch
+            .statements
+            .push(crate::raft::types::Statement::plain(sql));
+        ServiceRequest {
+            kind: RequestKind::Describe,
+            batches: vec![batch],
+            read: ReadConsistency::default(),
+            write_concern: WriteConcern::Majority,
+            write_concern_timeout: timeout,
+            timeout,
+            forward_to_leader: true,
+        }
+    }
+}
+
 /// The write concern could not be confirmed in time; the write itself is committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WriteConcernError {

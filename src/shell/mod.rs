@@ -268,21 +268,9 @@ impl Shell {
             self.error(message);
             return;
         }
-        let Some(columns) = result["columns"].as_array() else {
+        let Some((columns, rows)) = render::result_rows(result) else {
             return;
         };
-        let columns: Vec<String> = columns
-            .iter()
-            .map(|c| c.as_str().unwrap_or_default().to_string())
-            .collect();
-        let rows: Vec<Vec<Value>> = result["values"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|row| row.as_array().cloned().unwrap_or_default())
-                    .collect()
-            })
-            .unwrap_or_default();
         let text = render::render(self.mode, &columns, &rows);
         self.print(&text);
     }

@@ -149,6 +149,25 @@ fn line(columns: &[String], rows: &[Vec<Value>]) -> String {
     blocks.join("\n")
 }
 
+/// The columns and rows of one rqlite JSON result (`{"columns": […], "values": [[…]]}`);
+/// `None` when it has no columns (a statement without a result set).
+pub fn result_rows(result: &Value) -> Option<(Vec<String>, Vec<Vec<Value>>)> {
+    let columns: Vec<String> = result["columns"]
+        .as_array()?
+        .iter()
+        .map(|c| c.as_str().unwrap_or_default().to_string())
+        .collect();
+    let rows: Vec<Vec<Value>> = result["values"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|row| row.as_array().cloned().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((columns, rows))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
