@@ -66,6 +66,12 @@ async fn rows(cluster: &Cluster, node: usize, options: &str, sql: &str) -> Value
     }
 }
 
+/// `CREATE DATABASE name WITH (replicas = N)` through `node`, retried while unavailable.
+async fn create_database(cluster: &Cluster, node: usize, name: &str, replicas: u32) {
+    let sql = format!("CREATE DATABASE {name} WITH (replicas = {replicas})");
+    execute_ok(cluster, node, "", json!([sql])).await;
+}
+
 /// `SHOW DATABASES` as node `node` answers it: name → (group, voters).
 async fn show_databases(cluster: &Cluster, node: usize) -> BTreeMap<String, (u64, Vec<u64>)> {
     let values = rows(cluster, node, "", "SHOW DATABASES").await;
@@ -349,13 +355,7 @@ async fn twelve_databases_on_five_nodes_are_spread_and_outlive_a_killed_node() {
     let mut cluster = Cluster::start(voters(5)).await;
     let names: Vec<String> = (1..=12).map(|n| format!("db{n:02}")).collect();
     for (n, name) in names.iter().enumerate() {
-        execute_ok(
-            &cluster,
-            n % 5,
-            "",
-            json!([format!("CREATE DATABASE {name} WITH (replicas = 3)")]),
-        )
-        .await;
+        create_database(&cluster, n % 5, name, 3).await;
         execute_ok(
             &cluster,
             (n + 1) % 5,
@@ -716,13 +716,7 @@ async fn replicas_move_onto_a_new_node_off_a_drained_one_and_off_a_dead_one_unde
     let mut cluster = Cluster::start(spec).await;
     let names: Vec<String> = (1..=6).map(|n| format!("m{n}")).collect();
     for name in &names {
-        execute_ok(
-            &cluster,
-            0,
-            "",
-            json!([format!("CREATE DATABASE {name} WITH (replicas = 3)")]),
-        )
-        .await;
+        create_database(&cluster, 0, name, 3).await;
         execute_ok(
             &cluster,
             0,
@@ -1019,13 +1013,7 @@ async fn voters_spread_over_zones_so_losing_a_zone_keeps_every_database_writable
     .await;
     let names: Vec<String> = (1..=4).map(|n| format!("z{n}")).collect();
     for name in &names {
-        execute_ok(
-            &cluster,
-            0,
-            "",
-            json!([format!("CREATE DATABASE {name} WITH (replicas = 3)")]),
-        )
-        .await;
+        create_database(&cluster, 0, name, 3).await;
         execute_ok(
             &cluster,
             2,
