@@ -814,12 +814,21 @@ async fn pg_login(
     user: &str,
     password: Option<&str>,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    pg_login_to(cluster, "shoal", user, password).await
+}
+
+async fn pg_login_to(
+    cluster: &Cluster,
+    database: &str,
+    user: &str,
+    password: Option<&str>,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
     config
         .host("127.0.0.1")
         .port(cluster.nodes[0].pg_port)
         .user(user)
-        .dbname("shoal")
+        .dbname(database)
         .connect_timeout(Duration::from_secs(5));
     if let Some(password) = password {
         config.password(password);
@@ -914,6 +923,23 @@ async fn u50_postgres_clients_log_in_with_scram_and_need_permissions() {
         assert_eq!(code, "28P01", "{user}: {message}");
         assert!(message.contains(refused), "{user}: {message}");
     }
+    // Before logging in, nobody learns which databases exist: a wrong password fails alike
+    // for a database that does not exist, and a logged-in user is told at the first statement.
+    let (code, message) =
+        pg_error(pg_login_to(&cluster, "nosuchdb", "admin", Some("wrong password")).await);
+    assert_eq!(code, "28P01", "{message}");
+    let lost = pg_login_to(&cluster, "nosuchdb", "admin", Some(ADMIN_PASSWORD))
+        .await
+        .expect("login");
+    let error = lost
+        .simple_query("SELECT 1")
+        .await
+        .expect_err("no such database");
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME),
+        "{error}"
+    );
     // Without a password the server's SCRAM request cannot be answered.
     assert!(pg_login(&cluster, "admin", None).await.is_err());
 

@@ -112,8 +112,8 @@ impl StartupHandler for Login {
             ));
         }
         let connecting_to = match &message {
-            PgWireFrontendMessage::Startup(startup) => Some(
-                connection_database(
+            PgWireFrontendMessage::Startup(startup) => {
+                let resolved = connection_database(
                     &self.databases,
                     startup
                         .parameters
@@ -124,14 +124,20 @@ impl StartupHandler for Login {
                         .get(METADATA_USER)
                         .map_or("", String::as_str),
                 )
-                .await
-                .map_err(|name| {
-                    fatal(
-                        sqlstate::INVALID_CATALOG_NAME,
-                        &format!("database \"{name}\" does not exist"),
-                    )
-                })?,
-            ),
+                .await;
+                match resolved {
+                    Ok(name) => Some(name),
+                    // With --auth, who has not logged in yet learns nothing about which
+                    // databases exist: the session's statements are refused (3D000) instead.
+                    Err(name) if self.gate.enabled() => Some(name),
+                    Err(name) => {
+                        return Err(fatal(
+                            sqlstate::INVALID_CATALOG_NAME,
+                            &format!("database \"{name}\" does not exist"),
+                        ));
+                    }
+                }
+            }
             _ => None,
         };
         if let Some(name) = connecting_to {
