@@ -592,6 +592,24 @@ async fn t37_a_full_disk_stops_a_node_cleanly_and_it_recovers_after_restart() {
     cluster
         .wait_for_values(full, "SELECT count(*) FROM t", &json!([[0]]), SETTLE)
         .await;
+    // …including entries after the table (members joining, the catalog's founding settling).
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let committed = cluster.get_json(leader, "/status").await.unwrap()["node"]["commit_index"]
+            .as_u64()
+            .unwrap_or(0);
+        let applied = cluster.get_json(full, "/status").await.unwrap()["node"]["applied_index"]
+            .as_u64()
+            .unwrap_or(0);
+        if applied >= committed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node applied {applied} of {committed}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.nodes[full].limit_file_size(Some(0));
     // The other two still form a majority: every write is acknowledged.
     for id in 1..=50 {
