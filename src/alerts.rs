@@ -58,6 +58,49 @@ struct Firing {
     event: AlertEvent,
 }
 
+/// `group_no_leader:<database>` for every other group on this node (the catalog, created
+/// databases) that has not heard from a leader — or, leading, from a quorum — for a second:
+/// that database's writes cannot be committed.
+fn group_conditions(databases: &crate::catalog::databases::Databases) -> Conditions {
+    let view = databases.view();
+    let mut conditions = Conditions::new();
+    for service in databases.host().services.all() {
+        let group = &service.group;
+        if group.id == crate::raft::types::DEFAULT_DATA_GROUP {
+            continue;
+        }
+        let name = if group.id == crate::catalog::CATALOG_GROUP {
+            "catalog".to_string()
+        } else {
+            match view.by_group(group.id) {
+                Some(entry) => entry.name.clone(),
+                None => continue,
+            }
+        };
+        let quiet = group.leader_quiet();
+        if group.current_leader().is_none() || quiet > Duration::from_secs(1) {
+            let value = if quiet == Duration::MAX {
+                "never".to_string()
+            } else {
+                format!("{} ms", quiet.as_millis())
+            };
+            conditions.insert(
+                format!("group_no_leader:{name}"),
+                (
+                    "critical",
+                    value,
+                    format!(
+                        "database {name} (group {}): no leader reachable from this node, its \
+                         writes cannot be committed",
+                        group.id
+                    ),
+                ),
+            );
+        }
+    }
+    conditions
+}
+
 /// What the rules found in one evaluation: alert key → (severity, value, summary).
 type Conditions = BTreeMap<String, (&'static str, String, String)>;
 
@@ -79,8 +122,13 @@ fn unix_seconds(time: SystemTime) -> f64 {
 }
 
 impl Alerts {
-    /// Starts evaluating `service`'s state every second and sending events to the webhooks.
-    pub fn start(service: Arc<Service>, settings: AlertSettings) -> Arc<Alerts> {
+    /// Starts evaluating `service`'s state (the default database's group) and every other
+    /// group running here (through `databases`) every second, sending events to the webhooks.
+    pub fn start(
+        service: Arc<Service>,
+        databases: Arc<crate::catalog::databases::Databases>,
+        settings: AlertSettings,
+    ) -> Arc<Alerts> {
         let (outbox, inbox) = mpsc::channel(WEBHOOK_QUEUE_MAX);
         let alerts = Arc::new(Alerts {
             node: service.node_id(),
@@ -104,6 +152,7 @@ impl Alerts {
                     probed_at = Some(Instant::now());
                 }
                 let mut conditions = alerts.local_conditions(&service);
+                conditions.extend(group_conditions(&databases));
                 conditions.extend(members.clone());
                 alerts.update(conditions);
             }
@@ -257,7 +306,7 @@ impl Alerts {
     /// The delay before a condition fires.
     fn delay(&self, key: &str) -> Duration {
         match key.split(':').next().unwrap_or_default() {
-            "no_leader" => self.settings.no_leader_after,
+            "no_leader" | "group_no_leader" => self.settings.no_leader_after,
             "member_unreachable" => self.settings.member_unreachable_after,
             _ => Duration::ZERO,
         }

@@ -212,7 +212,8 @@ impl Node {
                 config.http_body_bytes_max + 1024 * 1024,
             ))
             .merge(crate::backup::agent::internal_router(backups.clone()));
-        let alerts = crate::alerts::Alerts::start(service.clone(), config.alerts.clone());
+        let alerts =
+            crate::alerts::Alerts::start(service.clone(), databases.clone(), config.alerts.clone());
         let gate = crate::auth::gate::Gate::new(config.auth.enabled);
         let api_state = crate::http::ApiState {
             service: service.clone(),

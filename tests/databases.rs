@@ -1056,3 +1056,53 @@ async fn voters_spread_over_zones_so_losing_a_zone_keeps_every_database_writable
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_a_leader_fires_its_own_alert_and_resolves_it() {
+    let mut spec = voters(3);
+    spec.extra_args = vec!["--alert-no-leader-after".into(), "1s".into()];
+    let mut cluster = Cluster::start(spec).await;
+    create_database(&cluster, 0, "watched", 3).await;
+    execute_ok(&cluster, 0, "db=watched", json!(["CREATE TABLE t(x)"])).await;
+    let firing = |alerts: &Value| -> Vec<String> {
+        alerts["firing"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["alert"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        !firing(&cluster.get_json(0, "/alerts").await.unwrap())
+            .contains(&"group_no_leader:watched".to_string()),
+        "nothing fires while the database has its leader"
+    );
+    cluster.kill(1);
+    cluster.kill(2);
+    cluster
+        .wait_for_alert(0, "group_no_leader:watched", SETTLE)
+        .await;
+    cluster.restart(1).await;
+    cluster.restart(2).await;
+    execute_ok(
+        &cluster,
+        0,
+        "db=watched",
+        json!(["INSERT INTO t VALUES (1)"]),
+    )
+    .await;
+    eventually("the alert resolved", SETTLE, || async {
+        let alerts = cluster.get_json(0, "/alerts").await?;
+        if firing(&alerts)
+            .iter()
+            .any(|a| a.starts_with("group_no_leader:"))
+        {
+            Err(format!("{alerts}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+}
