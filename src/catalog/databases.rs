@@ -102,17 +102,12 @@ impl Databases {
     /// Every node of the cluster and its addresses, as the catalog group's membership holds
     /// them (every node is a voter or read replica of the catalog).
     pub fn nodes(&self) -> BTreeMap<NodeId, ShoalNode> {
-        let source = self.catalog().ok();
-        let group = source.as_ref().map_or(&self.default.group, |s| &s.group);
-        let metrics = group.metrics();
-        let mut nodes: BTreeMap<NodeId, ShoalNode> = metrics
-            .membership_config
-            .nodes()
-            .map(|(id, node)| (*id, node.clone()))
-            .collect();
+        let mut nodes = self
+            .catalog()
+            .map_or_else(|_| BTreeMap::new(), |catalog| catalog.group.members());
         // A node that joined the default group before the catalog added it.
-        for (id, node) in self.default.group.metrics().membership_config.nodes() {
-            nodes.entry(*id).or_insert_with(|| node.clone());
+        for (id, node) in self.default.group.members() {
+            nodes.entry(id).or_insert(node);
         }
         nodes
     }

@@ -188,13 +188,10 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         ));
     }
     let mut placements: BTreeMap<GroupId, Vec<Placement>> = BTreeMap::new();
-    let mut statement = connection
-        .prepare(
-            "SELECT group_id, node_id, role, initial FROM placements ORDER BY group_id, node_id",
-        )
-        .map_err(fail)?;
-    let rows = statement
-        .query_map([], |row| {
+    let placed = rows(
+        connection,
+        "SELECT group_id, node_id, role, initial FROM placements ORDER BY group_id, node_id",
+        |row| {
             let role: String = row.get(2)?;
             Ok((
                 row.get::<_, i64>(0)? as GroupId,
@@ -208,62 +205,49 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
                     initial: row.get::<_, i64>(3)? != 0,
                 },
             ))
-        })
-        .map_err(fail)?;
-    for row in rows {
-        let (group, placement) = row.map_err(fail)?;
+        },
+    )
+    .map_err(fail)?;
+    for (group, placement) in placed {
         placements.entry(group).or_default().push(placement);
     }
-    let mut databases = BTreeMap::new();
-    let mut statement = connection
-        .prepare("SELECT name, group_id, replicas, read_replicas FROM databases")
-        .map_err(fail)?;
-    let rows = statement
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)? as GroupId,
-                row.get::<_, i64>(2)? as u32,
-                row.get::<_, i64>(3)? as u32,
-            ))
-        })
-        .map_err(fail)?;
-    for row in rows {
-        let (name, group, replicas, read_replicas) = row.map_err(fail)?;
-        databases.insert(
-            name.clone(),
-            DatabaseEntry {
-                name,
+    let databases = rows(
+        connection,
+        "SELECT name, group_id, replicas, read_replicas FROM databases",
+        |row| {
+            let group = row.get::<_, i64>(1)? as GroupId;
+            Ok(DatabaseEntry {
+                name: row.get(0)?,
                 group,
-                replicas,
-                read_replicas,
+                replicas: row.get::<_, i64>(2)? as u32,
+                read_replicas: row.get::<_, i64>(3)? as u32,
                 placements: placements.remove(&group).unwrap_or_default(),
-            },
-        );
-    }
-    let dropped = connection
-        .prepare("SELECT group_id FROM dropped_groups")
+            })
+        },
+    )
+    .map_err(fail)?
+    .into_iter()
+    .map(|entry| (entry.name.clone(), entry))
+    .collect();
+    let id = |row: &rusqlite::Row| row.get::<_, i64>(0).map(|n| n as u64);
+    let dropped = rows(connection, "SELECT group_id FROM dropped_groups", id)
         .map_err(fail)?
-        .query_map([], |row| row.get::<_, i64>(0).map(|g| g as GroupId))
-        .map_err(fail)?
-        .collect::<Result<BTreeSet<_>, _>>()
-        .map_err(fail)?;
-    let draining = connection
-        .prepare("SELECT node_id FROM node_states WHERE state = 'draining'")
-        .map_err(fail)?
-        .query_map([], |row| row.get::<_, i64>(0).map(|n| n as NodeId))
-        .map_err(fail)?
-        .collect::<Result<BTreeSet<_>, _>>()
-        .map_err(fail)?;
-    let zones = connection
-        .prepare("SELECT node_id, zone FROM node_zones")
-        .map_err(fail)?
-        .query_map([], |row| {
-            Ok((row.get::<_, i64>(0)? as NodeId, row.get::<_, String>(1)?))
-        })
-        .map_err(fail)?
-        .collect::<Result<BTreeMap<_, _>, _>>()
-        .map_err(fail)?;
+        .into_iter()
+        .collect();
+    let draining = rows(
+        connection,
+        "SELECT node_id FROM node_states WHERE state = 'draining'",
+        id,
+    )
+    .map_err(fail)?
+    .into_iter()
+    .collect();
+    let zones = rows(connection, "SELECT node_id, zone FROM node_zones", |row| {
+        Ok((row.get::<_, i64>(0)? as NodeId, row.get::<_, String>(1)?))
+    })
+    .map_err(fail)?
+    .into_iter()
+    .collect();
     Ok(CatalogView {
         ready: true,
         applied,
@@ -272,6 +256,15 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         draining,
         zones,
     })
+}
+
+/// Every row of `sql`, mapped.
+fn rows<T>(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    map: impl FnMut(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    connection.prepare(sql)?.query_map([], map)?.collect()
 }
 
 #[cfg(test)]

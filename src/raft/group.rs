@@ -252,6 +252,17 @@ impl RaftGroup {
             .map(|l| l.index)
     }
 
+    /// The members of the membership in effect with their addresses, read in place.
+    pub fn members(&self) -> std::collections::BTreeMap<NodeId, crate::raft::types::ShoalNode> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .nodes()
+            .map(|(id, node)| (*id, node.clone()))
+            .collect()
+    }
+
     /// The leader this node knows of, read in place (no copy of the whole metrics).
     pub fn current_leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow_watched().current_leader
