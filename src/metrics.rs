@@ -69,6 +69,8 @@ pub struct Metrics {
     pub peer_links_opened: Counter,
     /// Frames this node wrote to peer streams, both directions' writers.
     pub peer_frames_sent: Counter,
+    pub groups_quiesced: Gauge,
+    pub group_wakes: Counter,
     pub proposals: Counter,
     pub proposal_failures: Counter,
     pub proposal_duration: Histogram,
@@ -184,6 +186,16 @@ impl Metrics {
             &mut registry,
             "peer_frames_sent",
             "Frames written to peer streams (calls, replies, appends and their results)",
+        );
+        let groups_quiesced = gauge(
+            &mut registry,
+            "raft_groups_quiesced",
+            "Group replicas on this node whose Raft timers are stopped because the group is idle",
+        );
+        let group_wakes = counter(
+            &mut registry,
+            "raft_group_wakes",
+            "Times a quiesced group replica on this node woke (activity, or a leader gone quiet)",
         );
         let proposals = counter(
             &mut registry,
@@ -389,6 +401,8 @@ impl Metrics {
             peer_links_open,
             peer_links_opened,
             peer_frames_sent,
+            groups_quiesced,
+            group_wakes,
             proposals,
             proposal_failures,
             proposal_duration,

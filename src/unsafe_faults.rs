@@ -16,6 +16,9 @@ pub enum UnsafeFault {
     /// The node behaves as one from before the peer stream: its Raft port refuses the upgrade
     /// (404) and it calls every peer over per-request HTTP.
     OlderPeerTransport,
+    /// The node behaves as one of the first peer-stream version (`shoal-peer/1`): it opens
+    /// and accepts only that version, so it never quiesces a group.
+    OlderPeerStream,
 }
 
 /// The fault this process runs with, if any (read once).
@@ -40,6 +43,10 @@ pub fn active() -> Option<UnsafeFault> {
                     "{ENV_VAR}=older-peer-transport: Raft traffic over per-request HTTP only"
                 );
                 Some(UnsafeFault::OlderPeerTransport)
+            }
+            "older-peer-stream" => {
+                tracing::warn!("{ENV_VAR}=older-peer-stream: peer streams of version 1 only");
+                Some(UnsafeFault::OlderPeerStream)
             }
             other => {
                 tracing::warn!("{ENV_VAR}={other} is not a known fault; running normally");

@@ -41,13 +41,15 @@ impl GroupHost {
         links: Arc<PeerLinks>,
         http: NodeClient,
     ) -> Arc<GroupHost> {
+        let groups = GroupRegistry::new(node_id);
+        crate::raft::quiesce::spawn(&groups, links.clone(), &settings);
         Arc::new(GroupHost {
             data_dir,
             node_id,
             settings,
             links,
             http,
-            groups: GroupRegistry::new(node_id),
+            groups,
             services: Services::new(),
             changing: tokio::sync::Mutex::new(()),
             closed: std::sync::atomic::AtomicBool::new(false),

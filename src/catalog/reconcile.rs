@@ -425,7 +425,7 @@ async fn follow_placement(
     let change = |what: String| move |e: String| format!("{what}: {e}");
     for (id, _) in placed.iter().filter(|(id, _)| !members.contains_key(id)) {
         let Some(node) = nodes.get(id) else { continue };
-        return timed(raft.add_learner(*id, node.clone(), false))
+        return timed(group, raft.add_learner(*id, node.clone(), false))
             .await
             .map(|_| ())
             .map_err(change(format!("adding node {id} as a learner")));
@@ -438,10 +438,13 @@ async fn follow_placement(
         })
         .collect();
     if !moved.is_empty() {
-        return timed(raft.change_membership(ChangeMembers::SetNodes(moved), false))
-            .await
-            .map(|_| ())
-            .map_err(change("updating addresses".into()));
+        return timed(
+            group,
+            raft.change_membership(ChangeMembers::SetNodes(moved), false),
+        )
+        .await
+        .map(|_| ())
+        .map_err(change("updating addresses".into()));
     }
     let placed_voters: BTreeSet<NodeId> = placed
         .iter()
@@ -462,20 +465,26 @@ async fn follow_placement(
         .copied()
         .collect();
     if !promotable.is_empty() {
-        return timed(raft.change_membership(ChangeMembers::AddVoterIds(promotable), false))
-            .await
-            .map(|_| ())
-            .map_err(change("promoting caught-up learners".into()));
+        return timed(
+            group,
+            raft.change_membership(ChangeMembers::AddVoterIds(promotable), false),
+        )
+        .await
+        .map(|_| ())
+        .map_err(change("promoting caught-up learners".into()));
     }
     if !placed_voters.is_subset(&voters) {
         return Ok(());
     }
     let demoted: BTreeSet<NodeId> = voters.difference(&placed_voters).copied().collect();
     if !demoted.is_empty() {
-        return timed(raft.change_membership(ChangeMembers::RemoveVoters(demoted), true))
-            .await
-            .map(|_| ())
-            .map_err(change("demoting voters no longer placed as voters".into()));
+        return timed(
+            group,
+            raft.change_membership(ChangeMembers::RemoveVoters(demoted), true),
+        )
+        .await
+        .map(|_| ())
+        .map_err(change("demoting voters no longer placed as voters".into()));
     }
     let removed: BTreeSet<NodeId> = members
         .keys()
@@ -483,17 +492,23 @@ async fn follow_placement(
         .copied()
         .collect();
     if !removed.is_empty() {
-        return timed(raft.change_membership(ChangeMembers::RemoveNodes(removed), false))
-            .await
-            .map(|_| ())
-            .map_err(change("removing replicas no longer placed".into()));
+        return timed(
+            group,
+            raft.change_membership(ChangeMembers::RemoveNodes(removed), false),
+        )
+        .await
+        .map(|_| ())
+        .map_err(change("removing replicas no longer placed".into()));
     }
     Ok(())
 }
 
 async fn timed<T, E: std::fmt::Display>(
+    group: &RaftGroup,
     change: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
+    // A quiesced group's leader takes no membership change until a quorum answers it again.
+    group.wake_for_write().await;
     match tokio::time::timeout(CHANGE_TIMEOUT, change).await {
         Ok(outcome) => outcome.map_err(|e| e.to_string()),
         Err(_) => Err(format!("did not finish within {CHANGE_TIMEOUT:?}")),

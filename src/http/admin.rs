@@ -141,6 +141,8 @@ fn groups_json(databases: &crate::catalog::databases::Databases) -> Value {
                 "applied_index": metrics.last_applied.map(|l| l.index),
                 "commit_index": metrics.local_committed.map(|l| l.index),
                 "lag_entries": if lag.is_empty() { Value::Null } else { Value::Object(lag) },
+                // Idle: Raft timers stopped, liveness checked per node pair (raft::quiesce).
+                "quiesced": group.is_quiesced(),
             })
         })
         .collect()

@@ -109,6 +109,8 @@ pub struct RaftGroup {
     /// The highest log index that may be purged: entries after it are not archived yet
     /// (`u64::MAX` when log archiving is off). Set by the backup archiver.
     pub archive_hold: AtomicU64,
+    /// Whether the group's timers are stopped because it is idle (`raft::quiesce`).
+    pub(crate) quiet: crate::raft::quiesce::Quiet,
 }
 
 /// Errors starting a group.
@@ -208,14 +210,23 @@ impl RaftGroup {
             } else {
                 u64::MAX
             }),
+            quiet: Default::default(),
         });
         spawn_leader_watch(&group, addresses);
         spawn_snapshot_policy(&group, settings);
         Ok(group)
     }
 
-    /// Records that a leader's append (or heartbeat) was accepted just now.
+    /// Records that a leader's append (or heartbeat) was accepted just now; a quiesced
+    /// replica wakes (its leader is active again).
     pub fn note_leader_contact(&self) {
+        self.note_leader_contact_while_quiesced();
+        self.wake("the leader sent entries or a heartbeat");
+    }
+
+    /// Records contact with the leader without waking: a quiesced leader confirmed it still
+    /// leads, with nothing new (so this replica is as fresh as an active one).
+    pub(crate) fn note_leader_contact_while_quiesced(&self) {
         if let Ok(mut contact) = self.leader_contact.lock() {
             *contact = Some(Instant::now());
         }
@@ -309,6 +320,11 @@ impl RaftGroup {
     /// How long this node has gone without hearing from a leader — or, when it leads,
     /// without a quorum acknowledging it (`Duration::MAX`: never).
     pub fn leader_quiet(&self) -> Duration {
+        if let Some(silence) = self.quiesced_silence() {
+            // Quiesced: no heartbeats to acknowledge, but every member checks in on the leader
+            // (and the group wakes if one stops).
+            return silence;
+        }
         if self.raft.is_leader() {
             // A lone voter is its own quorum: nothing acknowledges it, and nothing needs to.
             if self.raft.voter_ids().count() <= 1 {
@@ -392,6 +408,10 @@ fn spawn_snapshot_policy(group: &Arc<RaftGroup>, settings: &RaftSettings) {
         loop {
             ticker.tick().await;
             let Some(group) = weak.upgrade() else { return };
+            if group.is_quiesced() {
+                // Nothing is applied while quiesced: nothing to snapshot or purge until it wakes.
+                continue;
+            }
             let purge_to = purge_target(&group, &settings);
             if purge_to > purge_requested {
                 if group.raft.trigger().purge_log(purge_to).await.is_err() {
@@ -597,6 +617,7 @@ fn spawn_leader_watch(group: &Arc<RaftGroup>, addresses: crate::raft::network::A
                     })
                     .map(|acked| *acked);
                 group.lease.renewed(renewed);
+                group.wake_if_moved(m.current_term, m.current_leader, m.last_log_index);
                 (m.current_leader, m.current_term, m.state.is_leader())
             };
             group.leading.store(leading, Ordering::Release);

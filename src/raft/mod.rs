@@ -5,6 +5,7 @@ pub mod group;
 pub mod log_store;
 pub mod network;
 pub mod peer_stream;
+pub mod quiesce;
 pub mod registry;
 pub mod server;
 pub mod types;

@@ -172,6 +172,10 @@ impl PeerConnection {
                 Call::Append(request) => {
                     Ok(Reply::Append(self.call(action, &request, timeout).await?))
                 }
+                Call::Quiesce(_) | Call::Liveness(_) => Err(CallError::Network(format!(
+                    "node {} speaks no peer stream, so it cannot quiesce",
+                    self.target
+                ))),
             },
         }
     }

@@ -211,6 +211,7 @@ impl Service {
         voter: bool,
         member_of_this_cluster: bool,
     ) -> Result<ClusterResponse, ServiceError> {
+        self.group.wake_for_write().await;
         let metrics = self.group.metrics();
         let membership = metrics.membership_config.membership();
         let existing = membership.get_node(&id).cloned();
@@ -337,6 +338,7 @@ impl Service {
     }
 
     async fn remove(&self, id: NodeId) -> Result<ClusterResponse, ServiceError> {
+        self.group.wake_for_write().await;
         let metrics = self.group.metrics();
         let membership = metrics.membership_config.membership();
         if membership.get_node(&id).is_none() {

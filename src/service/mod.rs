@@ -221,6 +221,7 @@ impl Service {
             ReadLevel::Strong => {
                 // A blank entry through the log: once it is applied, everything committed
                 // before the read arrived is applied too.
+                self.group.wake_for_write().await;
                 self.group
                     .raft
                     .write_blank()
@@ -291,6 +292,9 @@ impl Service {
         confirmations: &Arc<SharedConfirmations>,
         request: &ServiceRequest,
     ) -> Result<(), ServiceError> {
+        // A quiesced leader has no fresh quorum acknowledgement: reads resume its heartbeats,
+        // so the next ones are served under its lease again.
+        self.group.wake("a read needs the leader's quorum");
         let linearizer = confirmations.confirm().await?;
         match linearizer
             .try_await_ready(&self.group.raft, Some(request.timeout))
@@ -323,6 +327,7 @@ impl Service {
                 users: None,
             }));
         }
+        self.group.wake_for_write().await;
         let proposed = std::time::Instant::now();
         let metrics = crate::metrics::metrics();
         metrics.proposals.inc();
@@ -336,6 +341,8 @@ impl Service {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))
                     if self.group.raft.is_leader() && Instant::now() < lease_deadline =>
                 {
+                    // (Quiesced again since the check above: wake, so heartbeats renew it.)
+                    self.group.wake_for_write().await;
                     tokio::time::sleep(LEASE_WAIT_STEP).await;
                 }
                 outcome => break outcome,
@@ -556,6 +563,7 @@ impl Service {
 
     /// Proposes `command` on this node (it must lead); its index once this node applied it.
     async fn propose(&self, command: Command) -> Result<u64, ServiceError> {
+        self.group.wake_for_write().await;
         let written = self
             .group
             .raft

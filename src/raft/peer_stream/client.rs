@@ -12,7 +12,7 @@ use reqwest::header;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::net::node_client::NodeClient;
-use crate::raft::peer_stream::frame::{self, Call, Frame, PROTOCOL, Reply};
+use crate::raft::peer_stream::frame::{self, Call, Frame, PROTOCOL, PROTOCOL_V1, Reply};
 use crate::raft::peer_stream::{OUTGOING_FRAMES_MAX, write_frames};
 use crate::raft::types::{GroupId, NodeId, TypeConfig};
 use crate::raft::wire::TO_NODE_HEADER;
@@ -24,6 +24,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a peer that refused the upgrade is called over per-request HTTP before it is
 /// asked again (it may have been upgraded meanwhile).
 const FALLBACK_RETRY: Duration = Duration::from_secs(30);
+/// Marks a refusal of the upgrade token itself (the peer speaks an older version).
+const UPGRADE_REFUSED: &str = "refused the upgrade token";
 /// Results of one append stream waiting to be read by its replication task.
 const STREAM_RESULTS: usize = 256;
 
@@ -95,7 +97,7 @@ impl PeerLinks {
         if slot.http_until.is_some_and(|until| Instant::now() < until) {
             return Ok(Route::Http);
         }
-        match Link::open(&self.http, target, raft_addr, generation).await {
+        match Link::open_any_version(&self.http, target, raft_addr, generation).await {
             Ok(Some(link)) => {
                 slot.http_until = None;
                 slot.link = Some(link.clone());
@@ -132,6 +134,8 @@ pub struct Link {
     target: NodeId,
     raft_addr: String,
     generation: u64,
+    /// The protocol version the peer accepted (1 or 2).
+    version: u8,
     outgoing: mpsc::Sender<Frame>,
     calls: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, String>>>>,
     streams: Mutex<HashMap<u64, mpsc::Sender<PeerAppendResult>>>,
@@ -141,19 +145,44 @@ pub struct Link {
 }
 
 impl Link {
-    /// Opens a peer stream to `target`; `None` when the peer does not know the upgrade.
+    /// Opens a peer stream to `target` in the newest version it speaks; `None` when the peer
+    /// does not know the upgrade at all.
+    async fn open_any_version(
+        http: &NodeClient,
+        target: NodeId,
+        raft_addr: &str,
+        generation: u64,
+    ) -> Result<Option<Arc<Link>>, LinkError> {
+        if crate::unsafe_faults::active() == Some(UnsafeFault::OlderPeerStream) {
+            return Link::open(http, target, raft_addr, generation, PROTOCOL_V1).await;
+        }
+        match Link::open(http, target, raft_addr, generation, PROTOCOL).await {
+            Err(LinkError::Unreachable(refusal)) if refusal.contains(UPGRADE_REFUSED) => {
+                // A node of version 1 answers an unknown token with 400.
+                tracing::info!(
+                    node = target,
+                    "node does not speak {PROTOCOL}; using {PROTOCOL_V1} (no quiescence)"
+                );
+                Link::open(http, target, raft_addr, generation, PROTOCOL_V1).await
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a peer stream to `target` asking for protocol `token`.
     async fn open(
         http: &NodeClient,
         target: NodeId,
         raft_addr: &str,
         generation: u64,
+        token: &'static str,
     ) -> Result<Option<Arc<Link>>, LinkError> {
         let url = format!("{}/raft/v2/stream", crate::net::raft_url(raft_addr));
         let request = http
             .client()
             .post(url)
             .header(header::CONNECTION, "upgrade")
-            .header(header::UPGRADE, PROTOCOL)
+            .header(header::UPGRADE, token)
             .header(TO_NODE_HEADER, target.to_string())
             .send();
         let response = match tokio::time::timeout(OPEN_TIMEOUT, request).await {
@@ -173,12 +202,19 @@ impl Link {
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            let text = response.text().await.unwrap_or_default();
+            return Err(LinkError::Unreachable(format!(
+                "node {target} at {raft_addr}: {UPGRADE_REFUSED} {token} ({status}): {text}"
+            )));
+        }
         if status != reqwest::StatusCode::SWITCHING_PROTOCOLS {
             let text = response.text().await.unwrap_or_default();
             return Err(LinkError::Unreachable(format!(
                 "node {target} at {raft_addr} refused a peer stream ({status}): {text}"
             )));
         }
+        let version = frame::version_of(token).unwrap_or(1);
         let upgraded = response.upgrade().await.map_err(|e| {
             LinkError::Unreachable(format!("peer stream to node {target} at {raft_addr}: {e}"))
         })?;
@@ -188,6 +224,7 @@ impl Link {
             target,
             raft_addr: raft_addr.to_string(),
             generation,
+            version,
             outgoing,
             calls: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
@@ -344,6 +381,11 @@ impl Link {
 
     pub fn target(&self) -> NodeId {
         self.target
+    }
+
+    /// Whether the peer takes part in quiescence (protocol version 2 or later).
+    pub fn quiesces(&self) -> bool {
+        self.version >= 2
     }
 }
 

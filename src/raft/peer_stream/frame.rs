@@ -5,6 +5,10 @@
 //! Layout of one frame: `len: u32 LE | crc32c(payload): u32 LE | payload (len bytes)`. The
 //! protocol's version is the HTTP upgrade token ([`PROTOCOL`]); a change to [`Frame`] that an
 //! older node could not decode takes a new token, and nodes fall back to the older one.
+//!
+//! Versions: `shoal-peer/1` carries votes, leader transfers and appends; `shoal-peer/2` adds
+//! the quiescence calls ([`Call::Quiesce`], [`Call::Liveness`]), appended at the end of their
+//! enums so that every frame of version 1 encodes exactly as before.
 
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult, TransferLeaderRequest,
@@ -17,7 +21,21 @@ use crate::raft::types::{GroupId, TypeConfig};
 use crate::raft::wire::RPC_BODY_BYTES_MAX;
 
 /// The HTTP upgrade token naming this version of the protocol.
-pub const PROTOCOL: &str = "shoal-peer/1";
+pub const PROTOCOL: &str = "shoal-peer/2";
+/// The token of the first version (no quiescence), still spoken to and accepted from nodes
+/// that know only it.
+pub const PROTOCOL_V1: &str = "shoal-peer/1";
+
+/// The protocol version an upgrade token names, if this node speaks it.
+pub fn version_of(token: &str) -> Option<u8> {
+    if token.eq_ignore_ascii_case(PROTOCOL) {
+        Some(2)
+    } else if token.eq_ignore_ascii_case(PROTOCOL_V1) {
+        Some(1)
+    } else {
+        None
+    }
+}
 /// Bytes before each payload: its length and its checksum.
 const HEADER_BYTES: usize = 8;
 
@@ -57,6 +75,29 @@ pub enum Call {
     PreVote(VoteRequest<TypeConfig>),
     TransferLeader(TransferLeaderRequest<TypeConfig>),
     Append(AppendEntriesRequest<TypeConfig>),
+    /// (Version 2.) The group's leader asks a member to stop its Raft timers: the group is
+    /// idle, and everything up to `index` is replicated, committed and applied everywhere.
+    Quiesce(QuiesceRequest),
+    /// (Version 2.) One call per node pair standing in for the heartbeats of every quiesced
+    /// group the sender follows the receiver in, whatever group the frame names.
+    Liveness(LivenessRequest),
+}
+
+/// A quiesced follower's periodic check that its leaders are alive and still quiesced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LivenessRequest {
+    pub from: crate::raft::types::NodeId,
+    /// `(group, term)`: the groups the sender follows the receiver in, quiesced in that term.
+    pub groups: Vec<(GroupId, u64)>,
+}
+
+/// A leader's request that a member quiesce.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuiesceRequest {
+    pub term: u64,
+    pub leader: crate::raft::types::NodeId,
+    /// The last log index, replicated and applied on every member.
+    pub index: Option<u64>,
 }
 
 /// Their answers.
@@ -66,6 +107,10 @@ pub enum Reply {
     Vote(VoteResponse<TypeConfig>),
     TransferLeader(TransferLeaderResponse<TypeConfig>),
     Append(AppendEntriesResponse<TypeConfig>),
+    /// Whether the member quiesced.
+    Quiesce(bool),
+    /// The groups the receiver still leads, quiesced, in the term named.
+    Liveness(Vec<GroupId>),
 }
 
 impl Call {
@@ -76,6 +121,8 @@ impl Call {
             Call::PreVote(_) => "pre-vote",
             Call::TransferLeader(_) => "transfer-leader",
             Call::Append(_) => "append",
+            Call::Quiesce(_) => "quiesce",
+            Call::Liveness(_) => "liveness",
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::net::listener::{ConnectionEvents, next_reload};
 use crate::raft::group::RaftGroup;
-use crate::raft::peer_stream::frame::{self, Call, Frame, PROTOCOL, Reply};
+use crate::raft::peer_stream::frame::{self, Call, Frame, PROTOCOL, PROTOCOL_V1, Reply};
 use crate::raft::peer_stream::{OUTGOING_FRAMES_MAX, write_frames};
 use crate::raft::server::Groups;
 use crate::raft::types::{NodeId, TypeConfig};
@@ -37,13 +37,24 @@ pub async fn accept(State(groups): State<Groups>, mut request: Request) -> Respo
         .headers()
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok());
-    if !wanted.is_some_and(|w| w.eq_ignore_ascii_case(PROTOCOL)) {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!("a peer stream needs `Upgrade: {PROTOCOL}`, got {wanted:?}"),
-        )
-            .into_response();
-    }
+    let older_only =
+        crate::unsafe_faults::active() == Some(crate::unsafe_faults::UnsafeFault::OlderPeerStream);
+    let accepted = match wanted.and_then(frame::version_of) {
+        Some(2) if !older_only => PROTOCOL,
+        Some(1) => PROTOCOL_V1,
+        _ => {
+            let known = if older_only {
+                PROTOCOL_V1.to_string()
+            } else {
+                format!("{PROTOCOL} or {PROTOCOL_V1}")
+            };
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("a peer stream needs `Upgrade: {known}`, got {wanted:?}"),
+            )
+                .into_response();
+        }
+    };
     let this_node = groups.node_id();
     let meant_for = request
         .headers()
@@ -80,7 +91,7 @@ pub async fn accept(State(groups): State<Groups>, mut request: Request) -> Respo
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
+    headers.insert(header::UPGRADE, HeaderValue::from_static(accepted));
     response
 }
 
@@ -110,6 +121,20 @@ where
             Ok(Ok(Some(frame))) => frame,
         };
         match frame {
+            Frame::Call {
+                id,
+                call: Call::Liveness(asked),
+                ..
+            } => {
+                let answer = crate::raft::quiesce::answer_liveness(&groups, &asked);
+                let reply = Frame::Reply {
+                    id,
+                    reply: Ok(Reply::Liveness(answer)),
+                };
+                if outgoing.send(reply).await.is_err() {
+                    break Err("the writer stopped".into());
+                }
+            }
             Frame::Call { id, group, call } => {
                 let found = find(&groups, group);
                 let outgoing = outgoing.clone();
@@ -198,13 +223,19 @@ async fn run_call(group: &RaftGroup, call: Call) -> Result<Reply, String> {
             .await
             .map(Reply::Vote)
             .map_err(|e| e.to_string()),
-        Call::TransferLeader(request) => group
-            .raft
-            .handle_transfer_leader(request)
-            .await
-            .map(Reply::TransferLeader)
-            .map_err(|e| e.to_string()),
+        Call::TransferLeader(request) => {
+            // The leader hands over: this member has to be awake to campaign and then lead.
+            group.wake("leadership is handed to this node");
+            group
+                .raft
+                .handle_transfer_leader(request)
+                .await
+                .map(Reply::TransferLeader)
+                .map_err(|e| e.to_string())
+        }
         Call::Append(request) => group.receive_append(request).await.map(Reply::Append),
+        Call::Quiesce(request) => Ok(Reply::Quiesce(group.quiesce_as_follower(&request))),
+        Call::Liveness(_) => Err("a liveness call is answered by the peer stream itself".into()),
     }
 }
 
