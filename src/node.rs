@@ -204,7 +204,8 @@ impl Node {
         let queue = WriteQueue::start(service.clone(), config.queue.clone());
 
         let backups =
-            crate::backup::agent::BackupAgent::start(config.backup.clone(), service.clone());
+            crate::backup::agents::BackupAgents::start(config.backup.clone(), service.clone());
+        backups.follow(databases.clone());
         let raft_router = crate::raft::server::router(host.groups.clone())
             .merge(crate::service::internal::router(
                 host.services.clone(),

@@ -965,3 +965,187 @@ async fn b60_db_backup_and_db_load_round_trip_between_clusters() {
         )
         .await;
 }
+
+/// Runs `statements` in database `db` through `node` until they succeed (a new database's
+/// group may still be electing).
+async fn execute_in(cluster: &Cluster, node: usize, db: &str, statements: Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = cluster
+            .post(node, &format!("/db/execute?db={db}"), statements.clone())
+            .await;
+        let failed = body["results"]
+            .as_array()
+            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
+        if status == 200 && !failed {
+            return;
+        }
+        assert!(
+            status == 503 && Instant::now() < deadline,
+            "{statements} in {db}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The backups of database `db` as node `node` lists them.
+async fn listed_in(cluster: &Cluster, node: usize, db: &str) -> Vec<Value> {
+    let list = cluster
+        .get_json(node, &format!("/backup?db={db}"))
+        .await
+        .expect("GET /backup?db=");
+    list["backups"].as_array().cloned().unwrap_or_default()
+}
+
+/// b70: every database is backed up on schedule into its own folder of the targets, listed,
+/// taken and restored by name — through a node without a replica of it as well — and a
+/// restore of one database leaves the others alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b70_every_database_is_backed_up_on_schedule_and_restores_alone() {
+    let dir = tempfile::tempdir().expect("dir");
+    let target = dir.path().join("backups");
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 4,
+        extra_args: vec![
+            format!("--backup-target={}", target.display()),
+            "--backup-schedule=*/2 * * * * *".into(),
+            "--backup-jitter=0s".into(),
+        ],
+        ..ClusterSpec::default()
+    })
+    .await;
+    cluster
+        .execute(
+            0,
+            json!(["CREATE TABLE d(v TEXT)", "INSERT INTO d VALUES('default')"]),
+        )
+        .await;
+    let (status, body) = cluster
+        .post(
+            0,
+            "/db/execute",
+            json!(["CREATE DATABASE orders WITH (replicas = 3)"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    execute_in(
+        &cluster,
+        1,
+        "orders",
+        json!([
+            "CREATE TABLE o(id INTEGER PRIMARY KEY, v TEXT)",
+            "INSERT INTO o(v) VALUES('a'), ('b')"
+        ]),
+    )
+    .await;
+
+    // Scheduled backups cover both databases, each in its own place.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let first = loop {
+        let orders = listed_in(&cluster, 0, "orders").await;
+        if !orders.is_empty() && !listed(&cluster, 0).await.is_empty() {
+            break orders[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled backup of each database"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        target.join("databases/orders/backups").is_dir(),
+        "orders' backups live under databases/orders/"
+    );
+    let first_id = first["backup_id"].as_str().expect("id").to_string();
+    assert!(
+        listed(&cluster, 0)
+            .await
+            .iter()
+            .all(|b| b["backup_id"] != json!(first_id)),
+        "the default database's listing holds only its own backups"
+    );
+
+    // The node without a replica of orders lists its backups and has a replica take one.
+    let databases = cluster
+        .query(0, "SHOW DATABASES", "")
+        .await
+        .expect("SHOW DATABASES");
+    let voters: Vec<u64> = databases
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|row| row[0] == json!("orders"))
+        .and_then(|row| row[4].as_str())
+        .expect("orders' voters")
+        .split(',')
+        .filter_map(|id| id.parse().ok())
+        .collect();
+    let outside = (0..4)
+        .find(|&n| !voters.contains(&cluster.nodes[n].id))
+        .expect("a node without orders");
+    let inside = (0..4)
+        .find(|&n| voters.contains(&cluster.nodes[n].id))
+        .expect("a node with orders");
+    assert!(
+        listed_in(&cluster, outside, "orders")
+            .await
+            .iter()
+            .any(|b| b["backup_id"] == json!(first_id))
+    );
+    let (status, taken) = post(&format!("{}/backup?db=orders", cluster.url(outside))).await;
+    assert_eq!(status, 200, "{taken}");
+    assert!(
+        voters.contains(&taken["node_id"].as_u64().expect("node_id")),
+        "taken on a node holding orders: {taken}"
+    );
+
+    // More rows, then orders is restored to its first backup: its rows go back, the default
+    // database keeps what it has.
+    execute_in(
+        &cluster,
+        inside,
+        "orders",
+        json!(["INSERT INTO o(v) VALUES('c')"]),
+    )
+    .await;
+    cluster
+        .execute(0, json!(["INSERT INTO d VALUES('later')"]))
+        .await;
+    let (status, body) = post(&format!(
+        "{}/backup/restore?db=orders&id={first_id}",
+        cluster.url(outside)
+    ))
+    .await;
+    assert_eq!(
+        status, 421,
+        "a restore goes to a node holding a replica: {body}"
+    );
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("orders")),
+        "{body}"
+    );
+    let (status, body) = post(&format!(
+        "{}/backup/restore?db=orders&id={first_id}",
+        cluster.url(inside)
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let orders = cluster
+        .query(
+            inside,
+            "SELECT v FROM o ORDER BY id",
+            "db=orders&level=strong",
+        )
+        .await
+        .expect("orders after the restore");
+    assert_eq!(orders, json!([["a"], ["b"]]));
+    let default = cluster
+        .query(0, "SELECT v FROM d ORDER BY rowid", "level=strong")
+        .await
+        .expect("default after the restore");
+    assert_eq!(default, json!([["default"], ["later"]]));
+
+    // A database that does not exist is named in a 404.
+    let (status, body) = post(&format!("{}/backup?db=nosuch", cluster.url(0))).await;
+    assert_eq!(status, 404, "{body}");
+}

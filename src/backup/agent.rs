@@ -1,6 +1,8 @@
-//! The node's backup agent: takes backups of its group on request or on schedule (the leader
-//! runs the schedules; with `--backup-from-replica` it asks a healthy replica to take the
-//! image), verifies and prunes them, archives the log, and restores images for `/db/load`.
+//! A database's backup agent on this node: takes backups of its group on request or on
+//! schedule (the leader runs the schedules; with `--backup-from-replica` it asks a healthy
+//! replica to take the image), verifies and prunes them, archives the log, and restores images
+//! for `/db/load`. A node without a replica of the database gets an agent for its targets only
+//! (listing, verifying, pruning, restoring images).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -19,29 +21,29 @@ use crate::backup::{BackupConfig, BackupError, archive, schedule};
 use crate::service::Service;
 
 /// The Raft-port endpoint through which the leader asks a replica to take a backup.
-pub fn internal_router(agent: Arc<BackupAgent>) -> axum::Router {
+pub fn internal_router(agents: Arc<crate::backup::agents::BackupAgents>) -> axum::Router {
     axum::Router::new()
         .route(
             "/internal/v1/{group}/backup",
             axum::routing::post(backup_here),
         )
-        .with_state(agent)
+        .with_state(agents)
 }
 
-/// Takes a backup on this node; answers its report (JSON).
+/// Takes a backup of group `group` on this node; answers its report (JSON).
 async fn backup_here(
-    axum::extract::State(agent): axum::extract::State<Arc<BackupAgent>>,
+    axum::extract::State(agents): axum::extract::State<Arc<crate::backup::agents::BackupAgents>>,
     axum::extract::Path(group): axum::extract::Path<crate::raft::types::GroupId>,
 ) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    if group != agent.service.group.id {
+    let Some(agent) = agents.hosted(group) else {
         return (
             StatusCode::NOT_FOUND,
             format!("group {group} does not run on this node"),
         )
             .into_response();
-    }
+    };
     match agent.create().await {
         Ok(report) => axum::Json(report).into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
@@ -98,8 +100,12 @@ enum ScheduledJob {
 
 pub struct BackupAgent {
     config: BackupConfig,
-    service: Arc<Service>,
+    /// The database's group on this node; `None` on a node without a replica of it.
+    service: Option<Arc<Service>>,
     scratch_dir: PathBuf,
+    /// Dropped with the agent: its log archiver stops (the group may run on under a new agent,
+    /// after a rename).
+    lifetime: Arc<()>,
     /// One backup, verification or restore at a time on a node: each reads or writes a whole
     /// image.
     exclusive: tokio::sync::Mutex<()>,
@@ -109,15 +115,18 @@ pub struct BackupAgent {
 }
 
 impl BackupAgent {
-    /// Creates the agent and starts its schedules and log archiver (when configured).
+    /// Creates the agent of a group running here and starts its schedules and log archiver
+    /// (when configured).
     pub fn start(config: BackupConfig, service: Arc<Service>) -> Arc<BackupAgent> {
         let scratch_dir = service.group.dir.join("backup-scratch");
         // Leftovers of a backup or restore interrupted by a crash.
         let _ = std::fs::remove_dir_all(&scratch_dir);
+        let group = Arc::downgrade(&service.group);
         let agent = Arc::new(BackupAgent {
             config: config.clone(),
-            service,
+            service: Some(service),
             scratch_dir,
+            lifetime: Arc::new(()),
             exclusive: tokio::sync::Mutex::new(()),
             verifying: Mutex::new(BTreeSet::new()),
             key: Mutex::new(None),
@@ -127,7 +136,8 @@ impl BackupAgent {
         }
         if config.archive_log {
             tokio::spawn(archive::run_archiver(
-                Arc::downgrade(&agent.service.group),
+                group,
+                Arc::downgrade(&agent.lifetime),
                 config.clone(),
             ));
         }
@@ -146,8 +156,12 @@ impl BackupAgent {
         tokio::spawn(async move {
             let alive = || weak.strong_count() > 0;
             let leading = || {
-                weak.upgrade()
-                    .is_some_and(|agent| agent.service.group.raft.is_leader())
+                weak.upgrade().is_some_and(|agent| {
+                    agent
+                        .service
+                        .as_ref()
+                        .is_some_and(|service| service.group.raft.is_leader())
+                })
             };
             let run = || {
                 let agent = weak.upgrade();
@@ -167,8 +181,32 @@ impl BackupAgent {
         });
     }
 
+    /// An agent for the targets of a database without a replica on this node: it lists,
+    /// shows, verifies and prunes backups and restores images, but takes none.
+    pub fn for_targets(config: BackupConfig, scratch_dir: PathBuf) -> Arc<BackupAgent> {
+        Arc::new(BackupAgent {
+            config,
+            service: None,
+            scratch_dir,
+            lifetime: Arc::new(()),
+            exclusive: tokio::sync::Mutex::new(()),
+            verifying: Mutex::new(BTreeSet::new()),
+            key: Mutex::new(None),
+        })
+    }
+
     pub fn config(&self) -> &BackupConfig {
         &self.config
+    }
+
+    /// The group this agent backs up, when it runs here.
+    fn service(&self) -> Result<&Arc<Service>, BackupError> {
+        self.service.as_ref().ok_or_else(|| {
+            BackupError::Config(
+                "the database has no replica on this node: a backup is taken by a node holding one"
+                    .into(),
+            )
+        })
     }
 
     fn require_targets(&self) -> Result<(), BackupError> {
@@ -206,7 +244,7 @@ impl BackupAgent {
         self.require_targets()?;
         let _exclusive = self.exclusive.lock().await;
         let started = Instant::now();
-        let group = &self.service.group;
+        let group = &self.service()?.group;
         let cluster_id = group
             .database
             .applied_state()?
@@ -282,14 +320,9 @@ impl BackupAgent {
     /// A scheduled backup: skipped when nothing was applied since the newest backup; taken on
     /// a healthy replica when so configured, else here.
     async fn scheduled_backup(self: Arc<Self>) {
-        let applied = self
-            .service
-            .group
-            .metrics()
-            .last_applied
-            .map_or(0, |l| l.index);
-        let cluster_id = self
-            .service
+        let Ok(service) = self.service() else { return };
+        let applied = service.group.metrics().last_applied.map_or(0, |l| l.index);
+        let cluster_id = service
             .group
             .database
             .applied_state()
@@ -340,7 +373,8 @@ impl BackupAgent {
     /// Asks replicas (read-only learners first, then followers) in turn to take the backup;
     /// the report of the one that did.
     async fn backup_on_a_replica(&self) -> Option<serde_json::Value> {
-        let group = &self.service.group;
+        let service = self.service().ok()?;
+        let group = &service.group;
         let metrics = group.metrics();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -350,7 +384,7 @@ impl BackupAgent {
             .map(|(id, node)| (voters.contains(id), *id, node.raft_addr.clone()))
             .collect();
         replicas.sort();
-        let client = self.service.peers.http();
+        let client = service.peers.http();
         for (_, id, raft_addr) in replicas {
             // Node to node, on the Raft port: no user's credentials are needed (with TLS,
             // only nodes of the cluster CA reach it).

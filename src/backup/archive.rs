@@ -203,8 +203,13 @@ pub fn entry_time_ms(entry: &Entry) -> Option<i64> {
 }
 
 /// Ships committed entries to the targets while this node leads; on other nodes keeps the
-/// archive hold in step with what the targets hold. Ends when the group is gone.
-pub async fn run_archiver(group: std::sync::Weak<RaftGroup>, config: BackupConfig) {
+/// archive hold in step with what the targets hold. Ends when the group is gone or its agent
+/// (`agent_alive`) is.
+pub async fn run_archiver(
+    group: std::sync::Weak<RaftGroup>,
+    agent_alive: std::sync::Weak<()>,
+    config: BackupConfig,
+) {
     let targets = config.targets.clone();
     let mut ticker = tokio::time::interval(config.archive_interval.max(Duration::from_millis(100)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,6 +222,9 @@ pub async fn run_archiver(group: std::sync::Weak<RaftGroup>, config: BackupConfi
         ticker.tick().await;
         ticks = ticks.wrapping_add(1);
         let Some(group) = group.upgrade() else { return };
+        if agent_alive.strong_count() == 0 {
+            return;
+        }
         if cluster.is_none() {
             // The cluster id (and so the passphrase key's salt) exists once a command applied.
             if let Ok(Some(cluster_id)) = group.database.applied_state().map(|s| s.cluster_id) {

@@ -5,6 +5,7 @@
 //! a point in time). docs/backup.md describes the format and the guarantees.
 
 pub mod agent;
+pub mod agents;
 pub mod archive;
 pub mod catalog;
 pub mod cli;
@@ -93,6 +94,30 @@ impl std::fmt::Debug for BackupConfig {
 impl BackupConfig {
     pub fn enabled(&self) -> bool {
         !self.targets.is_empty()
+    }
+
+    /// The settings for database `name`'s backups: the same, with every target seen through
+    /// its folder `databases/<name>/` (the default database keeps the targets' root, where
+    /// backups were before there were databases).
+    pub fn for_database(&self, name: &str) -> BackupConfig {
+        if name == crate::catalog::view::DEFAULT_DATABASE {
+            return self.clone();
+        }
+        let folder = format!("databases/{name}");
+        BackupConfig {
+            targets: self
+                .targets
+                .iter()
+                .map(|configured| target::ConfiguredTarget {
+                    target: std::sync::Arc::new(target::ScopedTarget::new(
+                        configured.target.clone(),
+                        &folder,
+                    )),
+                    retention: configured.retention,
+                })
+                .collect(),
+            ..self.clone()
+        }
     }
 }
 

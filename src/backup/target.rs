@@ -59,6 +59,62 @@ pub trait BackupTarget: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), TargetError>;
 }
 
+/// A target seen through a folder of another: every key is under `prefix` (each database but
+/// the default one keeps its backups under `databases/<name>/` of the node's targets).
+pub struct ScopedTarget {
+    inner: Arc<dyn BackupTarget>,
+    /// Ends with `/`.
+    prefix: String,
+    name: String,
+}
+
+impl ScopedTarget {
+    pub fn new(inner: Arc<dyn BackupTarget>, folder: &str) -> ScopedTarget {
+        let prefix = format!("{}/", folder.trim_matches('/'));
+        let name = format!("{}/{}", inner.name().trim_end_matches('/'), folder);
+        ScopedTarget {
+            inner,
+            prefix,
+            name,
+        }
+    }
+
+    fn key(&self, key: &str) -> Result<String, TargetError> {
+        check_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+}
+
+#[async_trait]
+impl BackupTarget for ScopedTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), TargetError> {
+        self.inner.put(&self.key(key)?, data).await
+    }
+
+    async fn get(&self, key: &str, bytes_max: u64) -> Result<Bytes, TargetError> {
+        self.inner.get(&self.key(key)?, bytes_max).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, TargetError> {
+        let listed = self.inner.list(&format!("{}{prefix}", self.prefix)).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|mut object| {
+                object.key = object.key.strip_prefix(&self.prefix)?.to_string();
+                Some(object)
+            })
+            .collect())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), TargetError> {
+        self.inner.delete(&self.key(key)?).await
+    }
+}
+
 /// Object keys are relative paths of plain parts: nothing can escape the target's root.
 pub fn check_key(key: &str) -> Result<(), TargetError> {
     let valid = !key.is_empty()
@@ -272,6 +328,36 @@ mod tests {
         for bad in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a/"] {
             assert!(check_key(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_scoped_target_keeps_its_objects_in_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = parse_target(dir.path().to_str().unwrap()).unwrap().target;
+        let scoped = ScopedTarget::new(root.clone(), "databases/orders");
+        scoped
+            .put("backups/b1/manifest.json", Bytes::from_static(b"m"))
+            .await
+            .unwrap();
+        root.put("backups/b0/manifest.json", Bytes::from_static(b"d"))
+            .await
+            .unwrap();
+        let listed = scoped.list("backups/").await.unwrap();
+        let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["backups/b1/manifest.json"], "only its own folder");
+        let got = root
+            .get("databases/orders/backups/b1/manifest.json", 10)
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"m");
+        assert!(
+            scoped.name().ends_with("/databases/orders"),
+            "{}",
+            scoped.name()
+        );
+        assert!(scoped.put("../escape", Bytes::new()).await.is_err());
+        scoped.delete("backups/b1/manifest.json").await.unwrap();
+        assert!(scoped.list("").await.unwrap().is_empty());
     }
 
     #[test]

@@ -40,6 +40,15 @@ impl DatabaseHandle {
         }
     }
 
+    /// The nodes holding a replica (voters first) with their Raft addresses, when none runs
+    /// here; empty when one does.
+    pub fn remote_replicas(&self) -> &[(NodeId, String)] {
+        match &self.target {
+            Target::Local(_) => &[],
+            Target::Remote { replicas, .. } => replicas,
+        }
+    }
+
     /// Runs `request` against this database.
     pub async fn handle(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
         let (peers, replicas) = match &self.target {

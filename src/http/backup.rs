@@ -16,12 +16,15 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use std::sync::Arc;
+
 use crate::backup::BackupError;
+use crate::backup::agent::BackupAgent;
 use crate::backup::restore::RestorePoint;
 use crate::db::load::{SQLITE_HEADER, prepare_image};
 use crate::http::{ApiState, json_response};
 use crate::raft::types::{LOAD_COMPRESSED_BYTES_MAX, Statement, StatementBatch};
-use crate::service::{RequestKind, ServiceError, ServiceRequest};
+use crate::service::{RequestKind, Service, ServiceError, ServiceRequest};
 
 /// The largest upload `POST /db/load` accepts (a SQLite file is compressed before it enters
 /// the log, where [`LOAD_COMPRESSED_BYTES_MAX`] applies).
@@ -68,6 +71,59 @@ fn error_json(status: StatusCode, message: impl std::fmt::Display) -> Response {
 #[derive(Deserialize)]
 struct BackupQuery {
     fmt: Option<String>,
+    db: Option<String>,
+}
+
+/// `db=`: the database an endpoint acts on (the default one when absent).
+#[derive(Deserialize, Default)]
+struct DbQuery {
+    db: Option<String>,
+}
+
+/// Database `name` as this node routes it; an unknown name is a 404 naming it.
+async fn resolve(
+    state: &ApiState,
+    name: Option<&str>,
+) -> Result<crate::catalog::handle::DatabaseHandle, Response> {
+    state
+        .databases
+        .resolve_fresh(name)
+        .await
+        .map_err(|error| error_json(crate::http::render::status_for(&error), error))
+}
+
+/// The service of database `name`'s replica on this node; a clear error when it has none
+/// here (an image is read or loaded where a replica runs).
+async fn local_replica(
+    state: &ApiState,
+    name: Option<&str>,
+) -> Result<(String, Arc<Service>), Response> {
+    let database = resolve(state, name).await?;
+    match database.local() {
+        Some(service) => Ok((database.name.clone(), service.clone())),
+        None => {
+            let nodes: Vec<String> = database
+                .remote_replicas()
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect();
+            Err(error_json(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "database {:?} has no replica on this node; send this to a node holding                      one (nodes {})",
+                    database.name,
+                    nodes.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// The backup agent for database `name`: the running one where its group runs here, else
+/// one for its targets (listing, verifying, pruning).
+async fn agent_for(state: &ApiState, name: Option<&str>) -> Result<Arc<BackupAgent>, Response> {
+    let database = resolve(state, name).await?;
+    Ok(state.backups.for_database(&database.name, database.group))
 }
 
 /// `GET /db/backup`: streams a consistent image of this node's database (as of the log index
@@ -83,8 +139,12 @@ async fn db_backup(State(state): State<ApiState>, Query(query): Query<BackupQuer
             );
         }
     };
-    let database = state.service.group.database.clone();
-    let scratch = state.backups.scratch_dir().to_path_buf();
+    let (_, service) = match local_replica(&state, query.db.as_deref()).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let database = service.group.database.clone();
+    let scratch = state.backups.scratch_dir();
     let produced = tokio::task::spawn_blocking(move || export(&database, &scratch, sql)).await;
     let (file, log_index) = match produced {
         Ok(Ok(done)) => done,
@@ -154,13 +214,21 @@ fn export(
 /// `POST /db/load`: a SQLite database file replaces all data (through the log, all or
 /// nothing); SQL text (such as a dump) runs as one transaction. A follower passes the upload
 /// to the leader.
-async fn db_load(State(state): State<ApiState>, body: Body) -> Response {
-    let scratch = state.backups.scratch_dir().to_path_buf();
+async fn db_load(
+    State(state): State<ApiState>,
+    Query(query): Query<DbQuery>,
+    body: Body,
+) -> Response {
+    let (name, service) = match local_replica(&state, query.db.as_deref()).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let scratch = state.backups.scratch_dir();
     let upload = match receive_upload(body, &scratch).await {
         Ok(upload) => upload,
         Err((status, message)) => return error_json(status, message),
     };
-    load_file(&state, &upload).await
+    load_file(&service, &name, &upload).await
 }
 
 /// rqlite's `POST /boot` (8.10): load a SQLite file into a single-node cluster, the way one
@@ -184,7 +252,7 @@ async fn boot(State(state): State<ApiState>, body: Body) -> Response {
             ),
         );
     }
-    let scratch = state.backups.scratch_dir().to_path_buf();
+    let scratch = state.backups.scratch_dir();
     let upload = match receive_upload(body, &scratch).await {
         Ok(upload) => upload,
         Err((status, message)) => return error_json(status, message),
@@ -203,13 +271,15 @@ async fn boot(State(state): State<ApiState>, body: Body) -> Response {
             "/boot takes a SQLite database file; load SQL text with /db/load",
         );
     }
-    load_file(&state, &upload).await
+    let database = crate::catalog::view::DEFAULT_DATABASE;
+    load_file(&state.service, database, &upload).await
 }
 
-/// Loads the file at `path` (a SQLite image or SQL text) into the cluster.
-async fn load_file(state: &ApiState, path: &Path) -> Response {
-    if !state.service.group.raft.is_leader() {
-        return forward_load(state, path).await;
+/// Loads the file at `path` (a SQLite image or SQL text) into `database` (whose replica here
+/// is `service`).
+async fn load_file(service: &Arc<Service>, database: &str, path: &Path) -> Response {
+    if !service.group.raft.is_leader() {
+        return forward_load(service, database, path).await;
     }
     let mut head = [0u8; 16];
     let is_image = {
@@ -220,10 +290,9 @@ async fn load_file(state: &ApiState, path: &Path) -> Response {
             && &head == SQLITE_HEADER
     };
     if !is_image {
-        return load_sql(state, path).await;
+        return load_sql(service, path).await;
     }
-    let page_size: u64 = state
-        .service
+    let page_size: u64 = service
         .group
         .database
         .inspect(|connection| connection.query_row("PRAGMA page_size", [], |row| row.get(0)))
@@ -239,11 +308,12 @@ async fn load_file(state: &ApiState, path: &Path) -> Response {
         Err(error) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, error),
     };
     let image_bytes = load.image_bytes;
-    match state.service.propose_load(load).await {
+    match service.propose_load(load).await {
         Ok(index) => {
             tracing::info!(
                 target: "audit",
                 event = "database_loaded",
+                database,
                 image_bytes,
                 log_index = index,
                 "database replaced by a load"
@@ -254,7 +324,7 @@ async fn load_file(state: &ApiState, path: &Path) -> Response {
     }
 }
 
-async fn load_sql(state: &ApiState, path: &Path) -> Response {
+async fn load_sql(service: &Service, path: &Path) -> Response {
     let length = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if length > LOAD_COMPRESSED_BYTES_MAX as u64 {
         return error_json(
@@ -294,7 +364,7 @@ async fn load_sql(state: &ApiState, path: &Path) -> Response {
         timeout: std::time::Duration::from_secs(600),
         forward_to_leader: true,
     };
-    match state.service.handle(request).await {
+    match service.handle(request).await {
         Ok(response) => {
             if let Some(failed) = response
                 .results
@@ -327,9 +397,9 @@ async fn load_sql(state: &ApiState, path: &Path) -> Response {
     }
 }
 
-/// Sends the upload to the leader's `/db/load`, relaying its answer.
-async fn forward_load(state: &ApiState, path: &Path) -> Response {
-    let Some((_, leader)) = state.service.other_leader() else {
+/// Sends the upload to the leader's `/db/load?db=…`, relaying its answer.
+async fn forward_load(service: &Service, database: &str, path: &Path) -> Response {
+    let Some((_, leader)) = service.other_leader() else {
         return error_json(StatusCode::SERVICE_UNAVAILABLE, ServiceError::NoLeader);
     };
     let file = match tokio::fs::File::open(path).await {
@@ -337,8 +407,12 @@ async fn forward_load(state: &ApiState, path: &Path) -> Response {
         Err(error) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, error),
     };
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-    let url = format!("{}/db/load", crate::net::node_url(&leader.http_addr));
-    let mut forwarded = state.service.peers.http().post(&url);
+    // (Database names are letters, digits, `_` and `-`: nothing to escape in a URL.)
+    let url = format!(
+        "{}/db/load?db={database}",
+        crate::net::node_url(&leader.http_addr)
+    );
+    let mut forwarded = service.peers.http().post(&url);
     if let Some(authorization) = crate::auth::gate::caller_authorization() {
         forwarded = forwarded.header(reqwest::header::AUTHORIZATION, authorization.as_bytes());
     }
@@ -410,42 +484,116 @@ async fn receive_upload(
 struct CreateQuery {
     #[serde(default)]
     from_replica: bool,
+    db: Option<String>,
 }
 
-/// `POST /backup`: takes a backup on this node now (a follower or read replica keeps the
-/// work off the leader); `?from_replica=true` has a replica take it (this node if none can).
+/// `POST /backup[?db=name]`: takes a backup of the database on this node now (a follower or
+/// read replica keeps the work off the leader); `?from_replica=true` has a replica take it
+/// (this node if none can). A node without a replica of the database has one that holds it
+/// take the backup.
 async fn create(State(state): State<ApiState>, Query(query): Query<CreateQuery>) -> Response {
+    let database = match resolve(&state, query.db.as_deref()).await {
+        Ok(database) => database,
+        Err(response) => return response,
+    };
+    if database.local().is_none() {
+        return create_elsewhere(&state, &database).await;
+    }
+    let agent = state.backups.for_database(&database.name, database.group);
     if query.from_replica {
-        return match state.backups.create_on_a_replica().await {
+        return match agent.create_on_a_replica().await {
             Ok(report) => ok_json(report),
             Err(error) => backup_error(error),
         };
     }
-    match state.backups.create().await {
+    match agent.create().await {
         Ok(report) => ok_json(json!(report)),
         Err(error) => backup_error(error),
     }
 }
 
-/// `GET /backup`: every complete backup on every target.
-async fn list(State(state): State<ApiState>) -> Response {
-    match state.backups.list().await {
+/// Has a node holding a replica of `database` take the backup (node to node, on the Raft
+/// port); its report, or why none could.
+async fn create_elsewhere(
+    state: &ApiState,
+    database: &crate::catalog::handle::DatabaseHandle,
+) -> Response {
+    if !state.backups.config().enabled() {
+        return backup_error(BackupError::Config(
+            "no backup target is configured on this node (--backup-target)".into(),
+        ));
+    }
+    let client = state.service.peers.http();
+    let mut failures = Vec::new();
+    for (node, raft_addr) in database.remote_replicas() {
+        let url = format!(
+            "{}/internal/v1/{}/backup",
+            crate::net::raft_url(raft_addr),
+            database.group
+        );
+        match client
+            .post(&url)
+            .timeout(std::time::Duration::from_secs(3600))
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => {
+                return ok_json(response.json().await.unwrap_or_default());
+            }
+            Ok(response) => failures.push(format!("node {node}: {}", response.status())),
+            Err(error) => failures.push(format!("node {node}: {error}")),
+        }
+    }
+    error_json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "no node holding database {:?} took the backup ({})",
+            database.name,
+            failures.join("; ")
+        ),
+    )
+}
+
+/// `GET /backup[?db=name]`: every complete backup of the database on every target.
+async fn list(State(state): State<ApiState>, Query(query): Query<DbQuery>) -> Response {
+    let agent = match agent_for(&state, query.db.as_deref()).await {
+        Ok(agent) => agent,
+        Err(response) => return response,
+    };
+    match agent.list().await {
         Ok(backups) => ok_json(json!({"backups": backups})),
         Err(error) => backup_error(error),
     }
 }
 
-/// `GET /backup/{id}`: the backup's manifest.
-async fn show(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> Response {
-    match state.backups.show(&id).await {
+/// `GET /backup/{id}[?db=name]`: the backup's manifest.
+async fn show(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<DbQuery>,
+) -> Response {
+    let agent = match agent_for(&state, query.db.as_deref()).await {
+        Ok(agent) => agent,
+        Err(response) => return response,
+    };
+    match agent.show(&id).await {
         Ok(manifest) => ok_json(json!(manifest)),
         Err(error) => backup_error(error),
     }
 }
 
-/// `POST /backup/{id}/verify`: downloads and checks the backup on every target holding it.
-async fn verify(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> Response {
-    match state.backups.verify(&id).await {
+/// `POST /backup/{id}/verify[?db=name]`: downloads and checks the backup on every target
+/// holding it.
+async fn verify(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<DbQuery>,
+) -> Response {
+    let agent = match agent_for(&state, query.db.as_deref()).await {
+        Ok(agent) => agent,
+        Err(response) => return response,
+    };
+    match agent.verify(&id).await {
         Ok(records) => {
             let status = if records.iter().all(|r| r.ok) {
                 StatusCode::OK
@@ -458,9 +606,14 @@ async fn verify(State(state): State<ApiState>, UrlPath(id): UrlPath<String>) -> 
     }
 }
 
-/// `POST /backup/prune`: applies each target's retention now.
-async fn prune(State(state): State<ApiState>) -> Response {
-    match state.backups.prune().await {
+/// `POST /backup/prune[?db=name]`: applies each target's retention to the database's backups
+/// now.
+async fn prune(State(state): State<ApiState>, Query(query): Query<DbQuery>) -> Response {
+    let agent = match agent_for(&state, query.db.as_deref()).await {
+        Ok(agent) => agent,
+        Err(response) => return response,
+    };
+    match agent.prune().await {
         Ok(removed) => {
             let removed: Vec<_> = removed
                 .into_iter()
@@ -477,6 +630,7 @@ struct RestoreQuery {
     id: Option<String>,
     to_time: Option<String>,
     to_index: Option<u64>,
+    db: Option<String>,
 }
 
 /// Parses a restore point from `--to-time` (RFC 3339) or `--to-index`.
@@ -494,25 +648,27 @@ pub fn restore_point(
     }
 }
 
-/// `POST /backup/restore?id=…&to_time=…|to_index=…`: rebuilds the image from the backup (and
-/// the archived log) and loads it into this cluster through the log, all or nothing.
+/// `POST /backup/restore?id=…&to_time=…|to_index=…[&db=name]`: rebuilds the database's image
+/// from its backup (and archived log) and loads it into the database through its log, all or
+/// nothing; on a node holding a replica of it.
 async fn restore(State(state): State<ApiState>, Query(query): Query<RestoreQuery>) -> Response {
     let point = match restore_point(query.to_time.as_deref(), query.to_index) {
         Ok(point) => point,
         Err(message) => return error_json(StatusCode::BAD_REQUEST, message),
     };
-    let (image, restored) = match state
-        .backups
-        .restore_image(query.id.as_deref(), point)
-        .await
-    {
+    let (name, service) = match local_replica(&state, query.db.as_deref()).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let agent = state.backups.for_database(&name, service.group.id);
+    let (image, restored) = match agent.restore_image(query.id.as_deref(), point).await {
         Ok(done) => done,
         Err(error) => return backup_error(error),
     };
-    let response = load_file(&state, &image).await;
+    let response = load_file(&service, &name, &image).await;
     if response.status() != StatusCode::OK {
         return response;
     }
-    tracing::info!(target: "audit", event = "restored", backup = %restored.backup_id, log_index = restored.log_index, "restored into the cluster");
+    tracing::info!(target: "audit", event = "restored", database = %name, backup = %restored.backup_id, log_index = restored.log_index, "restored into the cluster");
     ok_json(json!({"restored": restored}))
 }

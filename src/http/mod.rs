@@ -37,7 +37,7 @@ pub struct ApiState {
     pub queue: Arc<WriteQueue>,
     pub started: Instant,
     pub alerts: Arc<crate::alerts::Alerts>,
-    pub backups: Arc<crate::backup::agent::BackupAgent>,
+    pub backups: Arc<crate::backup::agents::BackupAgents>,
     pub gate: Arc<crate::auth::gate::Gate>,
     /// The request body limit (the gate reads SQL bodies to see what they need).
     pub body_bytes_max: usize,
