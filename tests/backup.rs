@@ -1148,4 +1148,47 @@ async fn b70_every_database_is_backed_up_on_schedule_and_restores_alone() {
     // A database that does not exist is named in a 404.
     let (status, body) = post(&format!("{}/backup?db=nosuch", cluster.url(0))).await;
     assert_eq!(status, 404, "{body}");
+
+    // Straight from the target, with no node: the command line lists orders' backups and
+    // restores one into a new data directory, where it is the new cluster's default database.
+    let target_flag = format!("--backup-target={}", target.display());
+    let from_target = shoal_json(
+        &[
+            "backup",
+            "list",
+            "--database",
+            "orders",
+            &target_flag,
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        from_target["backups"]
+            .as_array()
+            .expect("backups")
+            .iter()
+            .any(|b| b["backup_id"] == json!(first_id)),
+        "{from_target}"
+    );
+    let restored_dir = dir.path().join("orders-restored");
+    shoal_json(
+        &[
+            "restore",
+            "--database",
+            "orders",
+            &target_flag,
+            "--backup",
+            &first_id,
+            "--data-dir",
+            restored_dir.to_str().expect("path"),
+            "--json",
+        ],
+        &[],
+    );
+    let (url, _restored) = boot_restored(&restored_dir).await;
+    assert_eq!(
+        query_url(&url, "SELECT v FROM o ORDER BY id").await,
+        json!([["a"], ["b"]])
+    );
 }

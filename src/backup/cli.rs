@@ -153,6 +153,10 @@ pub struct BackupArgs {
     /// Authenticate as this user (password from SHOAL_PASSWORD) on a cluster running --auth.
     #[arg(long, global = true, env = "SHOAL_USER")]
     pub user: Option<String>,
+    /// The database whose backups to act on (default: `shoal`, the default database); with
+    /// --backup-target, its folder `databases/<name>/` of each target.
+    #[arg(long, global = true)]
+    pub database: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(subcommand)]
@@ -211,6 +215,10 @@ pub struct RestoreCommandArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The database to restore (default: `shoal`, the default database). Into a data
+    /// directory, it becomes that new cluster's default database.
+    #[arg(long)]
+    pub database: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -223,6 +231,7 @@ pub fn run_restore_command(args: RestoreCommandArgs) -> i32 {
         node: String::new(),
         user: std::env::var("SHOAL_USER").ok(),
         json: args.json,
+        database: args.database,
         target: args.target,
         operation: BackupOperation::Restore(args.restore),
     })
@@ -260,20 +269,29 @@ pub fn run(args: BackupArgs) -> i32 {
 }
 
 async fn execute(args: &BackupArgs) -> Result<Value, String> {
-    let targets = args.target.targets()?;
+    let database = args
+        .database
+        .as_deref()
+        .unwrap_or(crate::catalog::view::DEFAULT_DATABASE);
+    crate::catalog::sql::check_name(database).map_err(|e| format!("--database: {e}"))?;
+    let targets = crate::backup::targets_of_database(&args.target.targets()?, database);
     let direct = !targets.is_empty();
     let key = args.target.key_source()?;
     let node = args.node.trim_end_matches('/');
+    // `db=` on every call to a node (names are letters, digits, `_` and `-`).
+    let db = |query_start: char| format!("{query_start}db={database}");
     let client = api_client(args.user.as_deref())?;
     let scratch = std::env::temp_dir();
     match &args.operation {
-        BackupOperation::Restore(restore) => run_restore(restore, &targets, &key, &client).await,
+        BackupOperation::Restore(restore) => {
+            run_restore(restore, database, &targets, &key, &client).await
+        }
         BackupOperation::Create { from_replica } => {
             let spinner = spinner("taking the backup");
             let query = if *from_replica {
-                "?from_replica=true"
+                format!("?from_replica=true{}", db('&'))
             } else {
-                ""
+                db('?')
             };
             let result = call_node(&client, "POST", &format!("{node}/backup{query}")).await;
             spinner.finish_and_clear();
@@ -287,13 +305,15 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
             all.sort_by_key(|entry| entry.created_at_ms);
             Ok(json!({"backups": all}))
         }
-        BackupOperation::List => call_node(&client, "GET", &format!("{node}/backup")).await,
+        BackupOperation::List => {
+            call_node(&client, "GET", &format!("{node}/backup{}", db('?'))).await
+        }
         BackupOperation::Show { id } if direct => {
             let (_, manifest) = locate(&targets, id).await.map_err(text)?;
             Ok(json!(manifest))
         }
         BackupOperation::Show { id } => {
-            call_node(&client, "GET", &format!("{node}/backup/{id}")).await
+            call_node(&client, "GET", &format!("{node}/backup/{id}{}", db('?'))).await
         }
         BackupOperation::Verify { id } if direct => {
             let mut records = Vec::new();
@@ -317,7 +337,8 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
             Ok(json!({"verifications": records}))
         }
         BackupOperation::Verify { id } => {
-            call_node(&client, "POST", &format!("{node}/backup/{id}/verify")).await
+            let url = format!("{node}/backup/{id}/verify{}", db('?'));
+            call_node(&client, "POST", &url).await
         }
         BackupOperation::Prune if direct => {
             let mut pruned = Vec::new();
@@ -329,7 +350,9 @@ async fn execute(args: &BackupArgs) -> Result<Value, String> {
             }
             Ok(json!({"pruned": pruned}))
         }
-        BackupOperation::Prune => call_node(&client, "POST", &format!("{node}/backup/prune")).await,
+        BackupOperation::Prune => {
+            call_node(&client, "POST", &format!("{node}/backup/prune{}", db('?'))).await
+        }
     }
 }
 
@@ -339,6 +362,7 @@ fn text(error: BackupError) -> String {
 
 async fn run_restore(
     args: &RestoreArgs,
+    database: &str,
     targets: &[ConfiguredTarget],
     key: &KeySource,
     client: &reqwest::Client,
@@ -350,7 +374,7 @@ async fn run_restore(
             return Err("restoring into a data directory needs --backup-target".into());
         };
         let mut url = format!("{}/backup/restore?", cluster.trim_end_matches('/'));
-        let mut query = Vec::new();
+        let mut query = vec![("db", database.to_string())];
         if let Some(id) = &args.backup {
             query.push(("id", id.clone()));
         }

@@ -97,28 +97,36 @@ impl BackupConfig {
     }
 
     /// The settings for database `name`'s backups: the same, with every target seen through
-    /// its folder `databases/<name>/` (the default database keeps the targets' root, where
-    /// backups were before there were databases).
+    /// its folder (see [`targets_of_database`]).
     pub fn for_database(&self, name: &str) -> BackupConfig {
-        if name == crate::catalog::view::DEFAULT_DATABASE {
-            return self.clone();
-        }
-        let folder = format!("databases/{name}");
         BackupConfig {
-            targets: self
-                .targets
-                .iter()
-                .map(|configured| target::ConfiguredTarget {
-                    target: std::sync::Arc::new(target::ScopedTarget::new(
-                        configured.target.clone(),
-                        &folder,
-                    )),
-                    retention: configured.retention,
-                })
-                .collect(),
+            targets: targets_of_database(&self.targets, name),
             ..self.clone()
         }
     }
+}
+
+/// `targets` as database `name`'s backups see them: through the folder `databases/<name>/`
+/// of each, except for the default database, which keeps the targets' root (where backups
+/// were before there were databases).
+pub fn targets_of_database(
+    targets: &[target::ConfiguredTarget],
+    name: &str,
+) -> Vec<target::ConfiguredTarget> {
+    if name == crate::catalog::view::DEFAULT_DATABASE {
+        return targets.to_vec();
+    }
+    let folder = format!("databases/{name}");
+    targets
+        .iter()
+        .map(|configured| target::ConfiguredTarget {
+            target: std::sync::Arc::new(target::ScopedTarget::new(
+                configured.target.clone(),
+                &folder,
+            )),
+            retention: configured.retention,
+        })
+        .collect()
 }
 
 /// The current time in milliseconds since the Unix epoch.
