@@ -21,6 +21,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import urllib.error
 import threading
 import time
 import urllib.request
@@ -87,7 +88,7 @@ def mean(samples, key):
 def create_databases(cluster, first, last):
     url = cluster.url(cluster.nodes[0]) + "/db/execute?timeout=60s"
     for n in range(first, last + 1):
-        reply = http_json(url, [f"CREATE DATABASE idle{n:03} WITH (replicas = 3)"], timeout=90)
+        reply = create_database(url, f"idle{n:03}")
         if any("error" in r for r in reply.get("results", [])) or "error" in reply:
             raise RuntimeError(f"CREATE DATABASE idle{n:03}: {reply}")
 
@@ -130,10 +131,23 @@ def leader_url(cluster, database):
     raise RuntimeError(f"{database} has no leader")
 
 
+def create_database(url, name, attempts=150):
+    """CREATE DATABASE, retried while the answer is 503 (a cluster started a moment ago has
+    not founded its catalog yet)."""
+    for _ in range(attempts):
+        try:
+            return http_json(url, [f"CREATE DATABASE {name} WITH (replicas = 3)"], timeout=90)
+        except urllib.error.HTTPError as error:
+            if error.code != 503:
+                raise
+            time.sleep(0.2)
+    raise RuntimeError(f"CREATE DATABASE {name}: still unavailable")
+
+
 def insert_table(cluster, seconds):
     url = cluster.url(cluster.nodes[0]) + "/db/execute?timeout=60s"
     for n in range(1, max(WRITERS) + 1):
-        http_json(url, [f"CREATE DATABASE load{n} WITH (replicas = 3)"], timeout=90)
+        create_database(url, f"load{n}")
     # The placement loop spreads the new groups' leaders over the nodes (one move a second).
     time.sleep(8)
     lines = [

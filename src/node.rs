@@ -629,6 +629,7 @@ async fn create_first_admin(service: &Service, password: String) -> Result<(), S
         roles: ["admin".to_string()].into(),
         permissions: Default::default(),
         tables: Default::default(),
+        databases: Default::default(),
     };
     service
         .propose_user_change(crate::auth::UserChange::Put(admin))

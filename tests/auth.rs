@@ -1380,3 +1380,200 @@ async fn u70_table_grants_open_exactly_the_tables_granted() {
         assert!(!ok && text.contains(expected), "{args:?}: {text}");
     }
 }
+
+/// u80: grants in one database. A user granted `read` in `orders` reads it — over HTTP with
+/// `db=orders` and over PostgreSQL connected to it — and nothing else: not another database,
+/// not the default one, no writes until `write` is granted there. `ddl` in a database changes
+/// its schema but does not manage databases (cluster-wide). The grants follow a rename and do
+/// not carry over to a dropped database's name reused later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u80_database_grants_open_exactly_the_database_granted() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        extra_args: vec!["--auth".into()],
+        env: vec![("SHOAL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into())],
+        basic_auth: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..ClusterSpec::default()
+    })
+    .await;
+    let host = cluster.url(0);
+    let admin_cli = |args: &[&str], password: Option<&str>| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["user", "--host", &host, "--user", "admin"])
+            .args(args)
+            .env("SHOAL_PASSWORD", ADMIN_PASSWORD)
+            .env("SHOAL_NEW_PASSWORD", password.unwrap_or_default())
+            .output()
+            .expect("run shoal user");
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    // As the admin: the default database and two others, each with a table and a row.
+    let admin_run = |path: String, statements: Value| {
+        let cluster = &cluster;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (status, body) = cluster.post(0, &path, statements.clone()).await;
+                let failed = body["results"]
+                    .as_array()
+                    .is_none_or(|r| r.iter().any(|r| r.get("error").is_some()));
+                if status == 200 && !failed {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{path} {statements}: {status} {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    admin_run(
+        "/db/execute".into(),
+        json!(["CREATE TABLE t(v TEXT)", "INSERT INTO t VALUES ('default')"]),
+    )
+    .await;
+    for name in ["orders", "hr"] {
+        admin_run(
+            "/db/execute".into(),
+            json!([format!("CREATE DATABASE {name} WITH (replicas = 1)")]),
+        )
+        .await;
+        admin_run(
+            format!("/db/execute?db={name}"),
+            json!([
+                "CREATE TABLE t(v TEXT)",
+                format!("INSERT INTO t VALUES ('{name}')")
+            ]),
+        )
+        .await;
+    }
+    let (ok, text) = admin_cli(
+        &["add", "clerk", "--database", "orders=read"],
+        Some(PASSWORD),
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = admin_cli(
+        &["add", "ghost", "--database", "nosuch=read"],
+        Some(PASSWORD),
+    );
+    assert!(
+        !ok && text.contains("nosuch"),
+        "an unknown database is named: {text}"
+    );
+    let (ok, text) = admin_cli(&["grant", "clerk", "--database", "orders=admin"], None);
+    assert!(
+        !ok && text.contains("cannot be granted in one database"),
+        "{text}"
+    );
+
+    let as_clerk = |path: String, statements: Value| {
+        let url = format!("{}{path}", cluster.url(0));
+        async move {
+            let response = reqwest::Client::new()
+                .post(&url)
+                .basic_auth("clerk", Some(PASSWORD))
+                .json(&statements)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = as_clerk("/db/query?db=orders".into(), json!(["SELECT v FROM t"])).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("orders"), "{body}");
+    for refused in ["/db/query?db=hr", "/db/query"] {
+        let (status, body) = as_clerk(refused.into(), json!(["SELECT v FROM t"])).await;
+        assert_eq!(status, 403, "{refused}: {body}");
+        assert!(body.contains("read permission"), "{refused}: {body}");
+    }
+    let insert = json!(["INSERT INTO t VALUES ('clerk')"]);
+    let (status, body) = as_clerk("/db/execute?db=orders".into(), insert.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("write permission"), "{body}");
+
+    // Over PostgreSQL: the same, by the database the session connected to.
+    let orders = pg_login_to(&cluster, "orders", "clerk", Some(PASSWORD))
+        .await
+        .expect("clerk logs in to orders");
+    let rows = orders
+        .query("SELECT v FROM t", &[])
+        .await
+        .expect("read orders");
+    assert_eq!(rows[0].get::<_, String>(0), "orders");
+    let (code, message) = pg_error(orders.execute("INSERT INTO t VALUES ('pg')", &[]).await);
+    assert_eq!(code, "42501", "{message}");
+    let hr = pg_login_to(&cluster, "hr", "clerk", Some(PASSWORD))
+        .await
+        .expect("clerk logs in to hr");
+    let (code, message) = pg_error(hr.query("SELECT v FROM t", &[]).await);
+    assert_eq!(code, "42501", "{message}");
+
+    // write and ddl in orders: writes and schema changes there, but no database management.
+    let (ok, text) = admin_cli(&["grant", "clerk", "--database", "orders=write,ddl"], None);
+    assert!(ok, "{text}");
+    let (ok, text) = admin_cli(&["list"], None);
+    assert!(
+        ok && text.contains("databases: orders=read,write,ddl"),
+        "{text}"
+    );
+    let (status, body) = as_clerk("/db/execute?db=orders".into(), insert.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    orders
+        .execute("INSERT INTO t VALUES ('pg')", &[])
+        .await
+        .expect("a grant holds from the next statement");
+    let (status, body) = as_clerk(
+        "/db/execute?db=orders".into(),
+        json!(["CREATE TABLE more(x)"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = as_clerk(
+        "/db/execute?db=orders".into(),
+        json!(["CREATE DATABASE mine"]),
+    )
+    .await;
+    assert_eq!(status, 403, "managing databases is cluster-wide: {body}");
+    let (code, message) = pg_error(orders.execute("CREATE DATABASE mine", &[]).await);
+    assert_eq!(code, "42501", "{message}");
+
+    // Renamed, the database keeps its grants; dropped and its name reused, the new one has
+    // none.
+    admin_run(
+        "/db/execute".into(),
+        json!(["ALTER DATABASE orders RENAME TO sales"]),
+    )
+    .await;
+    let (status, body) = as_clerk(
+        "/db/query?db=sales".into(),
+        json!(["SELECT count(*) FROM t"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (ok, text) = admin_cli(&["list"], None);
+    assert!(ok && text.contains("databases: sales="), "{text}");
+    admin_run("/db/execute".into(), json!(["DROP DATABASE sales"])).await;
+    admin_run(
+        "/db/execute".into(),
+        json!(["CREATE DATABASE sales WITH (replicas = 1)"]),
+    )
+    .await;
+    admin_run(
+        "/db/execute?db=sales".into(),
+        json!(["CREATE TABLE t(v TEXT)"]),
+    )
+    .await;
+    let (status, body) = as_clerk("/db/query?db=sales".into(), json!(["SELECT v FROM t"])).await;
+    assert_eq!(status, 403, "a new database of an old name: {body}");
+}

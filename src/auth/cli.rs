@@ -66,22 +66,40 @@ pub struct GrantArgs {
     /// `--table orders=read,write` (repeatable).
     #[arg(long = "table", value_parser = parse_table_grant)]
     pub tables: Vec<(String, Vec<String>)>,
+    /// Permissions in one database only (read, write, ddl, backup, restore):
+    /// `--database orders=read,write` (repeatable).
+    #[arg(long = "database", value_parser = parse_database_grant)]
+    pub databases: Vec<(String, Vec<String>)>,
 }
 
 impl GrantArgs {
     /// The request body's fields for these grants.
     fn body(&self) -> Value {
-        let mut tables = serde_json::Map::new();
-        for (table, permissions) in &self.tables {
-            let entry = tables
-                .entry(table.clone())
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(held) = entry {
-                held.extend(permissions.iter().cloned().map(Value::String));
+        let grouped = |grants: &[(String, Vec<String>)]| {
+            let mut by_name = serde_json::Map::new();
+            for (name, permissions) in grants {
+                let entry = by_name
+                    .entry(name.clone())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(held) = entry {
+                    held.extend(permissions.iter().cloned().map(Value::String));
+                }
             }
-        }
-        json!({"roles": self.roles, "permissions": self.permissions, "tables": tables})
+            by_name
+        };
+        json!({
+            "roles": self.roles,
+            "permissions": self.permissions,
+            "tables": grouped(&self.tables),
+            "databases": grouped(&self.databases),
+        })
     }
+}
+
+/// `orders=read,write` → ("orders", ["read", "write"]).
+fn parse_database_grant(text: &str) -> Result<(String, Vec<String>), String> {
+    parse_table_grant(text)
+        .map_err(|_| format!("--database {text:?}: expected DATABASE=read[,write,ddl,…]"))
 }
 
 /// `orders=read,write` → ("orders", ["read", "write"]).
@@ -159,27 +177,30 @@ pub fn run(args: UserArgs) -> i32 {
                             })
                             .unwrap_or_default()
                     };
-                    let tables: Vec<String> = user["tables"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(table, held)| {
-                            let held: Vec<&str> = held
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(Value::as_str)
-                                .collect();
-                            format!("{table}={}", held.join(","))
-                        })
-                        .collect();
-                    let tables = if tables.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" tables: {}", tables.join(" "))
+                    let grants = |field: &str| {
+                        let listed: Vec<String> = user[field]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(name, held)| {
+                                let held: Vec<&str> = held
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .filter_map(Value::as_str)
+                                    .collect();
+                                format!("{name}={}", held.join(","))
+                            })
+                            .collect();
+                        if listed.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {field}: {}", listed.join(" "))
+                        }
                     };
+                    let (tables, databases) = (grants("tables"), grants("databases"));
                     println!(
-                        "{:<24} roles: {:<24} permissions: {}{tables}",
+                        "{:<24} roles: {:<24} permissions: {}{tables}{databases}",
                         user["name"].as_str().unwrap_or_default(),
                         names("roles"),
                         names("effective")

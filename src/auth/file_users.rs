@@ -88,7 +88,11 @@ async fn keep(service: &Service, users: &[Imported]) -> Result<usize, String> {
             scram_verifier: secrets.scram_verifier,
             roles: wanted.roles.clone(),
             permissions: wanted.permissions.clone(),
-            tables: existing.map(|user| user.tables).unwrap_or_default(),
+            tables: existing
+                .as_ref()
+                .map(|user| user.tables.clone())
+                .unwrap_or_default(),
+            databases: existing.map(|user| user.databases).unwrap_or_default(),
         };
         service
             .propose_user_change(UserChange::Put(user))

@@ -399,11 +399,26 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
     };
     drop(turn);
     gate.login_succeeded(&name);
-    let (needed, statements, request) = match needed_permissions(&state, rule, request).await {
-        Ok(needed) => needed,
-        Err(response) => return response,
+    let target = target_database(&state, rule, &route, request.uri().query()).await;
+    let (needed, statements, request) =
+        match needed_permissions(&state, rule, request, target.as_ref()).await {
+            Ok(needed) => needed,
+            Err(response) => return response,
+        };
+    // A request in one database sees the user with the grants it holds there — except a
+    // statement managing databases (CREATE/DROP/ALTER DATABASE), which is cluster-wide.
+    let manages_databases = statements
+        .iter()
+        .any(|s| crate::catalog::sql::parse(&s.sql).is_some());
+    let user = match &target {
+        Some(target) if !manages_databases => user.in_database(target.group),
+        _ => user,
     };
-    let database = &state.service.group.database;
+    let database = target
+        .as_ref()
+        .and_then(|t| t.database.clone())
+        .unwrap_or_else(|| state.service.group.database.clone());
+    let database = &database;
     if let Some(refusal) =
         crate::auth::grants::sql_refusal(database, &user, &needed, &statements).await
     {
@@ -483,6 +498,7 @@ async fn needed_permissions(
     state: &ApiState,
     rule: Rule,
     request: Request,
+    target: Option<&TargetDatabase>,
 ) -> Result<(Vec<Permission>, Vec<Statement>, Request), Response> {
     match rule {
         Rule::Open | Rule::Authenticated => Ok((Vec::new(), Vec::new(), request)),
@@ -514,13 +530,10 @@ async fn needed_permissions(
                 SqlEndpoint::Query => Permission::Read,
                 SqlEndpoint::Execute => Permission::Write,
                 SqlEndpoint::Request => {
-                    let read_only = state
-                        .service
-                        .group
-                        .database
-                        .all_read_only(&statements)
-                        .await
-                        .unwrap_or(false);
+                    let database = target
+                        .and_then(|t| t.database.as_ref())
+                        .unwrap_or(&state.service.group.database);
+                    let read_only = database.all_read_only(&statements).await.unwrap_or(false);
                     if read_only {
                         Permission::Read
                     } else {
@@ -534,6 +547,46 @@ async fn needed_permissions(
             Ok((needed, statements, request))
         }
     }
+}
+
+/// The database a request acts on, for its grants.
+struct TargetDatabase {
+    group: crate::raft::types::GroupId,
+    /// Its replica on this node (to tell the tables statements touch), if there is one.
+    database: Option<Arc<Database>>,
+}
+
+/// The database named by `db=` (the default one when absent) for routes that act on one
+/// database — SQL, loads and backups; `None` for cluster-wide routes and unknown names (the
+/// handler answers 404 for those).
+async fn target_database(
+    state: &ApiState,
+    rule: Rule,
+    route: &str,
+    query: Option<&str>,
+) -> Option<TargetDatabase> {
+    let per_database = matches!(rule, Rule::Sql(_))
+        || route == "/db/backup"
+        || route == "/db/load"
+        || route == "/backup"
+        || route.starts_with("/backup/");
+    if !per_database {
+        return None;
+    }
+    let name = query.and_then(|q| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .ok()?
+            .into_iter()
+            .find(|(key, _)| key == "db")
+            .map(|(_, value)| value)
+    });
+    let resolved = state.databases.resolve_fresh(name.as_deref()).await.ok()?;
+    Some(TargetDatabase {
+        group: resolved.group,
+        database: resolved
+            .local()
+            .map(|service| service.group.database.clone()),
+    })
 }
 
 /// Reads the body (bounded) and returns the request with it put back.

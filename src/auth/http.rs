@@ -14,7 +14,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::grants::{self, TableGrants};
-use crate::auth::{PasswordSecrets, Permission, User, UserChange, Users, check_name, check_roles};
+use crate::auth::{
+    DATABASE_GRANTS_MAX, DATABASE_PERMISSIONS, DatabaseGrants, PasswordSecrets, Permission, User,
+    UserChange, Users, check_name, check_roles,
+};
 use crate::http::{ApiState, json_response};
 
 pub fn routes() -> Router<ApiState> {
@@ -113,7 +116,7 @@ async fn token(
 async fn list(State(state): State<ApiState>) -> Response {
     match current_users(&state).await {
         Ok(users) => {
-            let public: Vec<_> = users.values().map(User::public).collect();
+            let public: Vec<_> = users.values().map(|u| shown_user(&state, u)).collect();
             json_response(StatusCode::OK, &json!({"users": public}), true)
         }
         Err(refusal) => refusal.response(),
@@ -131,6 +134,8 @@ struct NewUser {
     permissions: Vec<String>,
     #[serde(default)]
     tables: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    databases: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +154,9 @@ struct Grants {
     /// Table → ["read", "write"].
     #[serde(default)]
     tables: BTreeMap<String, Vec<String>>,
+    /// Database → ["read", "write", "ddl", "backup", "restore"].
+    #[serde(default)]
+    databases: BTreeMap<String, Vec<String>>,
 }
 
 fn parse_permissions(names: &[String]) -> Result<BTreeSet<Permission>, String> {
@@ -162,6 +170,71 @@ fn parse_table_grants(sent: &BTreeMap<String, Vec<String>>) -> Result<TableGrant
         .map(|(table, names)| Ok((table.clone(), parse_permissions(names)?)))
         .collect::<Result<TableGrants, String>>()?;
     grants::normalize(&parsed)
+}
+
+/// `{"orders": ["read", "write"]}` → grants by the databases' groups. Each database must
+/// exist (`#<group>` names one by its group, for revoking grants in a dropped database);
+/// only [`DATABASE_PERMISSIONS`] can be granted in one database.
+async fn parse_database_grants(
+    state: &ApiState,
+    sent: &BTreeMap<String, Vec<String>>,
+) -> Result<DatabaseGrants, String> {
+    if sent.len() > DATABASE_GRANTS_MAX {
+        return Err(format!(
+            "grants in {} databases: at most {DATABASE_GRANTS_MAX}",
+            sent.len()
+        ));
+    }
+    let mut parsed = DatabaseGrants::new();
+    for (name, names) in sent {
+        let permissions = parse_permissions(names)?;
+        if permissions.is_empty() {
+            return Err(format!("database {name:?}: no permission named"));
+        }
+        if let Some(other) = permissions
+            .iter()
+            .find(|p| !DATABASE_PERMISSIONS.contains(p))
+        {
+            return Err(format!(
+                "database {name:?}: {other} cannot be granted in one database (one of {})",
+                DATABASE_PERMISSIONS.map(Permission::name).join(", ")
+            ));
+        }
+        let group = match name.strip_prefix('#').map(str::parse::<u64>) {
+            Some(Ok(group)) => group,
+            Some(Err(_)) => return Err(format!("{name:?} is not a database's group number")),
+            None => {
+                state
+                    .databases
+                    .resolve_fresh(Some(name))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .group
+            }
+        };
+        parsed.entry(group).or_default().extend(permissions);
+    }
+    Ok(parsed)
+}
+
+/// A user as the API shows it, each database grant under its database's name.
+fn shown_user(state: &ApiState, user: &User) -> crate::auth::PublicUser {
+    let mut public = user.public();
+    let view = state.databases.view();
+    public.databases = user
+        .databases
+        .iter()
+        .map(|(group, permissions)| {
+            let name = if *group == crate::raft::types::DEFAULT_DATA_GROUP {
+                crate::catalog::view::DEFAULT_DATABASE.to_string()
+            } else {
+                view.by_group(*group)
+                    .map_or_else(|| format!("#{group}"), |entry| entry.name.clone())
+            };
+            (name, permissions.clone())
+        })
+        .collect();
+    public
 }
 
 /// Refuses a change that would leave `user` with more table grants than a user may hold.
@@ -306,6 +379,10 @@ async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response
         Ok(checked) => checked,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
+    let databases = match parse_database_grants(&state, &new.databases).await {
+        Ok(databases) => databases,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     if !state.service.group.raft.is_leader() {
         return forward(&state, Method::POST, "/users", &body).await;
     }
@@ -333,6 +410,7 @@ async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response
             roles: new.roles.clone(),
             permissions,
             tables,
+            databases,
         }))
     })
     .await
@@ -384,6 +462,10 @@ async fn change_grants(
         Ok(checked) => checked,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
+    let databases = match parse_database_grants(&state, &grants.databases).await {
+        Ok(databases) => databases,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     let path = format!(
         "/users/{name}/{}",
         if granting { "grant" } else { "revoke" }
@@ -399,7 +481,19 @@ async fn change_grants(
                     .or_default()
                     .extend(held.iter().copied());
             }
+            for (group, held) in &databases {
+                user.databases
+                    .entry(*group)
+                    .or_default()
+                    .extend(held.iter().copied());
+            }
             check_table_grant_count(&user)?;
+            if user.databases.len() > DATABASE_GRANTS_MAX {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("user {name:?} would hold grants in more than {DATABASE_GRANTS_MAX} databases"),
+                ));
+            }
         } else {
             user.roles.retain(|role| !grants.roles.contains(role));
             user.permissions.retain(|p| !permissions.contains(p));
@@ -409,13 +503,20 @@ async fn change_grants(
                 }
             }
             user.tables.retain(|_, held| !held.is_empty());
+            for (group, revoked) in &databases {
+                if let Some(held) = user.databases.get_mut(group) {
+                    held.retain(|p| !revoked.contains(p));
+                }
+            }
+            user.databases.retain(|_, held| !held.is_empty());
         }
         Ok(UserChange::Put(user))
     })
     .await
 }
 
-/// `POST /users/{name}/grant` `{"roles": [...], "permissions": [...], "tables": {"t": ["read"]}}`.
+/// `POST /users/{name}/grant` `{"roles": [...], "permissions": [...], "tables": {"t": ["read"]},
+/// "databases": {"orders": ["read", "write"]}}`.
 async fn grant(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -424,7 +525,8 @@ async fn grant(
     change_grants(state, name, body, true).await
 }
 
-/// `POST /users/{name}/revoke` `{"roles": [...], "permissions": [...], "tables": {"t": ["write"]}}`.
+/// `POST /users/{name}/revoke` `{"roles": [...], "permissions": [...], "tables": {"t": ["write"]},
+/// "databases": {"orders": ["write"]}}`.
 async fn revoke(
     State(state): State<ApiState>,
     Path(name): Path<String>,

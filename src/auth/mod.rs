@@ -149,7 +149,26 @@ pub struct User {
     /// cluster-wide (`grants`).
     #[serde(default)]
     pub tables: grants::TableGrants,
+    /// Permissions in one database only, by the database's group (so a renamed database keeps
+    /// its grants, and a dropped one's name reused later starts with none).
+    #[serde(default)]
+    pub databases: DatabaseGrants,
 }
+
+/// Group of a database → what the user may do in it beyond its cluster-wide permissions.
+pub type DatabaseGrants = BTreeMap<u64, BTreeSet<Permission>>;
+
+/// The permissions that can be granted in one database.
+pub const DATABASE_PERMISSIONS: [Permission; 5] = [
+    Permission::Read,
+    Permission::Write,
+    Permission::Ddl,
+    Permission::Backup,
+    Permission::Restore,
+];
+
+/// Databases one user may hold grants in, at most (the user record stays small).
+pub const DATABASE_GRANTS_MAX: usize = 1000;
 
 impl fmt::Debug for User {
     /// Never the hash (log entries carrying users may be printed at debug level).
@@ -159,11 +178,22 @@ impl fmt::Debug for User {
             .field("roles", &self.roles)
             .field("permissions", &self.permissions)
             .field("tables", &self.tables)
+            .field("databases", &self.databases)
             .finish_non_exhaustive()
     }
 }
 
 impl User {
+    /// The user as requests to the database of group `group` see it: its cluster-wide
+    /// permissions plus those granted in that database.
+    pub fn in_database(&self, group: u64) -> User {
+        let mut seen = self.clone();
+        if let Some(granted) = self.databases.get(&group) {
+            seen.permissions.extend(granted.iter().copied());
+        }
+        seen
+    }
+
     /// Everything the user may do, through roles and directly.
     pub fn effective_permissions(&self) -> BTreeSet<Permission> {
         let mut all = self.permissions.clone();
@@ -181,6 +211,11 @@ impl User {
             permissions: self.permissions.clone(),
             effective: self.effective_permissions(),
             tables: self.tables.clone(),
+            databases: self
+                .databases
+                .iter()
+                .map(|(group, permissions)| (group.to_string(), permissions.clone()))
+                .collect(),
         }
     }
 }
@@ -195,6 +230,10 @@ pub struct PublicUser {
     /// Per-table grants (table → read/write).
     #[serde(default)]
     pub tables: grants::TableGrants,
+    /// Per-database grants (database name → permissions; the API names each database, a
+    /// dropped one shows as `#<group>`).
+    #[serde(default)]
+    pub databases: BTreeMap<String, BTreeSet<Permission>>,
 }
 
 /// A change to the users, proposed through the log. Log entries are postcard-encoded (fields
@@ -206,6 +245,9 @@ pub enum UserChange {
     /// logs and archives, never proposed now.
     PutFirstLayout(FirstLayoutUser),
     Remove(String),
+    /// A user in the second layout (no database grants): decoded from older logs and
+    /// archives, never proposed now.
+    PutSecondLayout(SecondLayoutUser),
     /// A user in the current layout.
     Put(User),
 }
@@ -215,6 +257,7 @@ impl UserChange {
     pub fn user_name(&self) -> &str {
         match self {
             UserChange::Put(user) => &user.name,
+            UserChange::PutSecondLayout(user) => &user.name,
             UserChange::PutFirstLayout(user) => &user.name,
             UserChange::Remove(name) => name,
         }
@@ -224,8 +267,47 @@ impl UserChange {
     pub fn put_user(&self) -> Option<User> {
         match self {
             UserChange::Put(user) => Some(user.clone()),
+            UserChange::PutSecondLayout(old) => Some(old.clone().into()),
             UserChange::PutFirstLayout(old) => Some(old.clone().into()),
             UserChange::Remove(_) => None,
+        }
+    }
+}
+
+/// [`User`] as log entries carried it before database grants.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondLayoutUser {
+    pub name: String,
+    pub password_hash: String,
+    pub scram_verifier: String,
+    pub roles: BTreeSet<String>,
+    pub permissions: BTreeSet<Permission>,
+    pub tables: grants::TableGrants,
+}
+
+impl fmt::Debug for SecondLayoutUser {
+    /// Never the hash.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecondLayoutUser")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("permissions", &self.permissions)
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<SecondLayoutUser> for User {
+    /// No database grants.
+    fn from(old: SecondLayoutUser) -> User {
+        User {
+            name: old.name,
+            password_hash: old.password_hash,
+            scram_verifier: old.scram_verifier,
+            roles: old.roles,
+            permissions: old.permissions,
+            tables: old.tables,
+            databases: Default::default(),
         }
     }
 }
@@ -260,6 +342,7 @@ impl From<FirstLayoutUser> for User {
             roles: old.roles,
             permissions: old.permissions,
             tables: Default::default(),
+            databases: Default::default(),
         }
     }
 }
@@ -416,7 +499,39 @@ mod tests {
             postcard::from_bytes(&postcard::to_stdvec(&OldChange::Remove("ana".into())).unwrap())
                 .unwrap();
         assert_eq!(removed, UserChange::Remove("ana".into()));
+        // The second layout (before database grants), at the variant index `Put` had then.
+        #[derive(Serialize)]
+        struct SecondUser {
+            name: String,
+            password_hash: String,
+            scram_verifier: String,
+            roles: BTreeSet<String>,
+            permissions: BTreeSet<Permission>,
+            tables: grants::TableGrants,
+        }
+        #[derive(Serialize)]
+        enum SecondChange {
+            _First(OldUser),
+            _Remove(String),
+            Put(SecondUser),
+        }
+        let second = SecondChange::Put(SecondUser {
+            name: "bo".into(),
+            password_hash: "h".into(),
+            scram_verifier: "v".into(),
+            roles: Default::default(),
+            permissions: [Permission::Read].into(),
+            tables: [("t".to_string(), [Permission::Write].into())].into(),
+        });
+        let decoded: UserChange =
+            postcard::from_bytes(&postcard::to_stdvec(&second).unwrap()).unwrap();
+        let bo = decoded.put_user().expect("a put");
+        assert_eq!(bo.scram_verifier, "v");
+        assert_eq!(bo.tables.len(), 1);
+        assert!(bo.databases.is_empty());
         // The current layout round-trips.
+        let mut user = user;
+        user.databases = [(7, [Permission::Write].into())].into();
         let current = UserChange::Put(user);
         let again: UserChange =
             postcard::from_bytes(&postcard::to_stdvec(&current).unwrap()).unwrap();
@@ -432,8 +547,24 @@ mod tests {
             roles: ["reader".to_string()].into(),
             permissions: [Permission::Backup].into(),
             tables: Default::default(),
+            databases: [(7, [Permission::Write].into())].into(),
         };
         let effective = user.effective_permissions();
+        assert!(
+            !effective.contains(&Permission::Write),
+            "only in database 7"
+        );
+        assert!(
+            user.in_database(7)
+                .effective_permissions()
+                .contains(&Permission::Write)
+        );
+        assert!(
+            !user
+                .in_database(8)
+                .effective_permissions()
+                .contains(&Permission::Write)
+        );
         assert!(effective.contains(&Permission::Read));
         assert!(effective.contains(&Permission::Backup));
         assert!(!effective.contains(&Permission::Write));

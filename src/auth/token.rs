@@ -85,6 +85,7 @@ mod tests {
             roles: Default::default(),
             permissions: Default::default(),
             tables: Default::default(),
+            databases: Default::default(),
         }
     }
 

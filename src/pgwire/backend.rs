@@ -67,9 +67,7 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(databases: Arc<Databases>, gate: Arc<Gate>) -> Backend {
-        // Users live in the default database's state.
-        let users = databases.default_service().group.database.clone();
-        let privileges = Arc::new(Privileges::new(gate, users));
+        let privileges = Arc::new(Privileges::new(gate, databases.clone()));
         Backend {
             privileges: privileges.clone(),
             parser: Arc::new(StatementParser {
@@ -193,12 +191,16 @@ impl Backend {
                 format!("{tag} cannot run inside a transaction block"),
             ));
         }
-        let needed = if changes {
-            Permission::Ddl
+        if changes {
+            // Databases are managed cluster-wide: a grant in one database does not do.
+            self.privileges
+                .require_cluster_wide(session, Permission::Ddl)
+                .await?;
         } else {
-            Permission::Read
-        };
-        self.privileges.require_one_of(session, &[needed]).await?;
+            self.privileges
+                .require_one_of(session, &[Permission::Read])
+                .await?;
+        }
         let result = self
             .databases
             .run(statement)

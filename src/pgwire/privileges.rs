@@ -12,6 +12,7 @@ use crate::auth::access::is_ddl;
 use crate::auth::gate::Gate;
 use crate::auth::grants::{self, SqlRefusal};
 use crate::auth::{Permission, User};
+use crate::catalog::databases::Databases;
 use crate::db::database::Database;
 use crate::pgwire::session::Session;
 use crate::pgwire::sqlstate::{self, error_info};
@@ -19,12 +20,47 @@ use crate::raft::types::Statement;
 
 pub struct Privileges {
     gate: Arc<Gate>,
-    database: Arc<Database>,
+    /// The database holding the users (the default database's replica here).
+    users: Arc<Database>,
+    databases: Arc<Databases>,
 }
 
 impl Privileges {
-    pub fn new(gate: Arc<Gate>, database: Arc<Database>) -> Privileges {
-        Privileges { gate, database }
+    pub fn new(gate: Arc<Gate>, databases: Arc<Databases>) -> Privileges {
+        Privileges {
+            users: databases.default_service().group.database.clone(),
+            gate,
+            databases,
+        }
+    }
+
+    /// The session's database's replica on this node, where the tables statements touch are
+    /// told; the default database's when it has none here (statements that do not compile
+    /// there then need `read` and `write` outright).
+    fn tables_database(&self, session: &Session) -> Arc<Database> {
+        self.databases
+            .resolve(Some(&session.database))
+            .ok()
+            .and_then(|database| database.local().map(|s| s.group.database.clone()))
+            .unwrap_or_else(|| self.users.clone())
+    }
+
+    /// Refuses unless the session's user holds `permission` cluster-wide (managing databases:
+    /// grants in one database do not count).
+    pub async fn require_cluster_wide(
+        &self,
+        session: &Session,
+        permission: Permission,
+    ) -> Result<(), Box<ErrorInfo>> {
+        if !self.gate.enabled() {
+            return Ok(());
+        }
+        let held = self
+            .session_user(session, false)
+            .await?
+            .is_some_and(|user| user.effective_permissions().contains(&permission));
+        let refusal = (!held).then(|| SqlRefusal::cluster_wide(permission));
+        conclude(session, &[permission], refusal)
     }
 
     /// Refuses unless the session's user holds at least one of `any` (`read` and `write` are
@@ -40,7 +76,7 @@ impl Privileges {
         if !self.gate.enabled() {
             return Ok(());
         }
-        let user = self.session_user(session).await?;
+        let user = self.session_user(session, true).await?;
         let holds_some_table = user.as_ref().is_some_and(|user| !user.tables.is_empty());
         let granted = user
             .map(|user| user.effective_permissions())
@@ -70,7 +106,8 @@ impl Privileges {
             .collect();
         // A statement SQLite cannot compile (yet) is treated as a write: never less than it
         // may turn out to need.
-        let read_only = self.database.all_read_only(&plain).await.unwrap_or(false);
+        let tables = self.tables_database(session);
+        let read_only = tables.all_read_only(&plain).await.unwrap_or(false);
         let needed = needed(read_only, statements.iter().any(|s| is_ddl(s)));
         self.require_with_tables(session, &needed, &plain).await
     }
@@ -86,25 +123,45 @@ impl Privileges {
         if !self.gate.enabled() || needed.is_empty() {
             return Ok(());
         }
-        let refusal = match self.session_user(session).await? {
-            Some(user) => grants::sql_refusal(&self.database, &user, needed, statements).await,
+        let tables = self.tables_database(session);
+        let refusal = match self.session_user(session, true).await? {
+            Some(user) => grants::sql_refusal(&tables, &user, needed, statements).await,
             // Removed since it logged in: it holds nothing.
             None => Some(SqlRefusal::cluster_wide(needed[0])),
         };
         conclude(session, needed, refusal)
     }
 
-    /// The session's user as replicated now (`None` once removed).
-    async fn session_user(&self, session: &Session) -> Result<Option<User>, Box<ErrorInfo>> {
-        self.gate
-            .user(&self.database, &session.user)
+    /// The session's user as replicated now (`None` once removed); `in_database`: with the
+    /// grants it holds in the session's database.
+    async fn session_user(
+        &self,
+        session: &Session,
+        in_database: bool,
+    ) -> Result<Option<User>, Box<ErrorInfo>> {
+        let user = self
+            .gate
+            .user(&self.users, &session.user)
             .await
             .map_err(|e| {
                 error_info(
                     sqlstate::CANNOT_CONNECT_NOW,
                     format!("users unavailable: {e}"),
                 )
-            })
+            })?;
+        if !in_database {
+            return Ok(user);
+        }
+        let group = session.database_group.get().copied().or_else(|| {
+            self.databases
+                .resolve(Some(&session.database))
+                .ok()
+                .map(|database| database.group)
+        });
+        Ok(match (user, group) {
+            (Some(user), Some(group)) => Some(user.in_database(group)),
+            (user, _) => user,
+        })
     }
 }
 
