@@ -8,7 +8,6 @@ pub mod cli;
 pub mod file_users;
 pub mod gate;
 pub mod grants;
-pub mod http;
 pub mod rqlite;
 pub mod scram;
 pub mod token;

@@ -367,7 +367,7 @@ async fn run_restore(
     key: &KeySource,
     client: &reqwest::Client,
 ) -> Result<Value, String> {
-    let point = crate::http::backup::restore_point(args.to_time.as_deref(), args.to_index)?;
+    let point = crate::backup::restore::restore_point(args.to_time.as_deref(), args.to_index)?;
     if targets.is_empty() {
         // The cluster restores from its own targets.
         let Some(cluster) = &args.into_cluster else {

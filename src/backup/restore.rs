@@ -16,9 +16,24 @@ use crate::backup::target::ConfiguredTarget;
 use crate::backup::{BackupError, rfc3339_ms};
 use crate::db::database::Database;
 
-/// The name of the restored image a new data directory boots from
-/// (`<data-dir>/groups/<group>/seed.db`).
-pub const SEED_FILE: &str = "seed.db";
+/// The name of the restored image a new data directory boots from (defined where the group
+/// reads it).
+pub use crate::raft::group::SEED_FILE;
+
+/// Parses a restore point from `--to-time` (RFC 3339) or `--to-index`.
+pub fn restore_point(
+    to_time: Option<&str>,
+    to_index: Option<u64>,
+) -> Result<Option<RestorePoint>, String> {
+    match (to_time, to_index) {
+        (Some(_), Some(_)) => Err("give to_time or to_index, not both".into()),
+        (Some(time), None) => chrono::DateTime::parse_from_rfc3339(time)
+            .map(|t| Some(RestorePoint::Time(t.timestamp_millis())))
+            .map_err(|e| format!("to_time {time:?} is not an RFC 3339 time ({e})")),
+        (None, Some(index)) => Ok(Some(RestorePoint::Index(index))),
+        (None, None) => Ok(None),
+    }
+}
 
 /// The group id replays run under (never a real group's).
 const REPLAY_GROUP: u64 = u64::MAX;

@@ -18,7 +18,5 @@ pub mod sql;
 pub mod statements;
 pub mod view;
 
-use crate::raft::types::GroupId;
-
-/// The catalog's own Raft group.
-pub const CATALOG_GROUP: GroupId = 0;
+/// The catalog's own Raft group (defined with the other reserved group ids).
+pub use crate::raft::types::CATALOG_GROUP;

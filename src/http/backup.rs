@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::backup::BackupError;
 use crate::backup::agent::BackupAgent;
-use crate::backup::restore::RestorePoint;
+use crate::backup::restore::restore_point;
 use crate::db::load::{SQLITE_HEADER, prepare_image};
 use crate::http::{ApiState, json_response};
 use crate::raft::types::{LOAD_COMPRESSED_BYTES_MAX, Statement, StatementBatch};
@@ -631,21 +631,6 @@ struct RestoreQuery {
     to_time: Option<String>,
     to_index: Option<u64>,
     db: Option<String>,
-}
-
-/// Parses a restore point from `--to-time` (RFC 3339) or `--to-index`.
-pub fn restore_point(
-    to_time: Option<&str>,
-    to_index: Option<u64>,
-) -> Result<Option<RestorePoint>, String> {
-    match (to_time, to_index) {
-        (Some(_), Some(_)) => Err("give to_time or to_index, not both".into()),
-        (Some(time), None) => chrono::DateTime::parse_from_rfc3339(time)
-            .map(|t| Some(RestorePoint::Time(t.timestamp_millis())))
-            .map_err(|e| format!("to_time {time:?} is not an RFC 3339 time ({e})")),
-        (None, Some(index)) => Ok(Some(RestorePoint::Index(index))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// `POST /backup/restore?id=…&to_time=…|to_index=…[&db=name]`: rebuilds the database's image

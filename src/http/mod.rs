@@ -3,12 +3,14 @@
 //! type and renders the answers.
 
 pub mod admin;
+pub mod authorize;
 pub mod backup;
 pub mod body;
 mod metrics;
 pub mod params;
 pub mod render;
 pub mod typed_values;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,13 +53,13 @@ pub fn router(state: ApiState, body_bytes_max: usize) -> Router {
         .route("/db/request", post(unified))
         .merge(admin::routes())
         .merge(backup::routes())
-        .merge(crate::auth::http::routes())
+        .merge(crate::http::users::routes())
         .route("/metrics", get(metrics::scrape))
         .route("/alerts", get(firing_alerts))
         .route("/dashboard", get(dashboard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::gate::authorize,
+            crate::http::authorize::authorize,
         ))
         .layer(axum::middleware::from_fn(metrics::record_request))
         .layer(DefaultBodyLimit::max(body_bytes_max))

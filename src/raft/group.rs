@@ -17,6 +17,10 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::types::{GroupId, NodeId, Raft, TypeConfig};
 
+/// The name of a restored image a new data directory boots from
+/// (`<data-dir>/groups/<group>/seed.db`, written by `shoal restore`).
+pub const SEED_FILE: &str = "seed.db";
+
 /// The clock openraft keeps its leader lease by.
 type RaftInstant = openraft::type_config::alias::InstantOf<TypeConfig>;
 
@@ -563,7 +567,7 @@ async fn note_rebuild_target(log: &LogStore, database: &Database) -> std::io::Re
 /// node then bootstraps a new cluster holding it (`Node::start` snapshots it at once, so
 /// joining nodes receive it as a snapshot). A group with applied state ignores it.
 fn seed_from_restore(dir: &Path, database: &Database) -> Result<(), crate::db::database::DbError> {
-    let seed = dir.join(crate::backup::restore::SEED_FILE);
+    let seed = dir.join(SEED_FILE);
     // Not "the log is empty": a first start killed between importing the seed and
     // snapshotting it has log entries but, after the rebuild, an empty database; the seed
     // (deleted only once a snapshot holds it) is imported again and the log re-applied.

@@ -391,7 +391,7 @@ async fn check_leader(
     };
     let Ok(Reply::Liveness(confirmed)) = link
         .call(
-            crate::catalog::CATALOG_GROUP,
+            crate::raft::types::CATALOG_GROUP,
             Call::Liveness(request),
             timeout,
         )

@@ -6,11 +6,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::value::SqlValue;
 
-/// Identifies one Raft group on a node. Group 0 is reserved for the cluster catalog (sharding);
-/// the single data group that exists today is [`DEFAULT_DATA_GROUP`].
+/// Identifies one Raft group on a node: [`CATALOG_GROUP`], the default database's
+/// [`DEFAULT_DATA_GROUP`], and one per other database (never reused).
 pub type GroupId = u64;
 
-/// The data group every table lives in until sharding distributes tables over more groups.
+/// The cluster catalog's group (databases and where their groups are placed).
+pub const CATALOG_GROUP: GroupId = 0;
+
+/// The default database's group (`shoal`, on every node).
 pub const DEFAULT_DATA_GROUP: GroupId = 1;
 
 /// Identifies a node in the cluster (`--node-id`).
