@@ -31,6 +31,10 @@ pub const QUIESCE_AFTER: Duration = Duration::from_secs(2);
 const QUIESCE_CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest wait, before a write on a quiesced leader, for a quorum to acknowledge it again.
 const WAKE_FOR_WRITE_MAX: Duration = Duration::from_secs(1);
+/// Longest wait for a leader to answer a liveness call. Longer than the election timeout: a
+/// slow answer is not a lost leader (the silence check decides that from the last answer),
+/// and a call that times out closes the whole peer link, every group's streams with it.
+const LIVENESS_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Quiesce attempts in flight at once on one node.
 const ATTEMPTS_MAX: usize = 64;
 
@@ -377,7 +381,6 @@ async fn check_leader(
     leader: NodeId,
     raft_addr: String,
     asked: Vec<(GroupId, u64)>,
-    timeout: Duration,
 ) {
     let link = match links.route(leader, &raft_addr).await {
         Ok(Route::Stream(link)) if link.quiesces() => link,
@@ -517,7 +520,7 @@ pub fn spawn(groups: &Arc<GroupRegistry>, links: Arc<PeerLinks>, settings: &Raft
                 }
                 let (groups, links, checking) = (groups.clone(), links.clone(), checking.clone());
                 tokio::spawn(async move {
-                    check_leader(groups, links, leader, raft_addr, asked, lost_after).await;
+                    check_leader(groups, links, leader, raft_addr, asked).await;
                     checking
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
