@@ -396,7 +396,7 @@ async fn check_leader(
         .call(
             crate::raft::types::CATALOG_GROUP,
             Call::Liveness(request),
-            timeout,
+            LIVENESS_CALL_TIMEOUT,
         )
         .await
     else {
