@@ -23,4 +23,5 @@ pub mod recover;
 pub mod service;
 pub mod shell;
 pub mod sqltext;
+pub mod types;
 pub mod unsafe_faults;

@@ -218,9 +218,28 @@ pub fn run(args: UserArgs) -> i32 {
     }
 }
 
+/// The largest password file read (a password is at most `PASSWORD_BYTES_MAX`; the file may
+/// hold a trailing newline or comments after the first line).
+const PASSWORD_FILE_BYTES_MAX: u64 = 64 * 1024;
+
+/// The first line of a password file.
+fn read_password_file(path: &std::path::Path) -> Result<String, String> {
+    let shown = path.display();
+    let length = std::fs::metadata(path)
+        .map_err(|e| format!("{shown}: {e}"))?
+        .len();
+    if length > PASSWORD_FILE_BYTES_MAX {
+        return Err(format!(
+            "{shown}: {length} bytes is too large for a password file"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
 fn new_password(file: &Option<PathBuf>) -> Result<String, String> {
     if let Some(path) = file {
-        return crate::backup::key::read_passphrase_file(path);
+        return read_password_file(path);
     }
     if let Ok(password) = std::env::var(NEW_PASSWORD_ENV)
         && !password.is_empty()

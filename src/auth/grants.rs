@@ -3,7 +3,7 @@
 //! reports every table read or written while the statement compiles, through views and
 //! triggers too), so no SQL is parsed here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::auth::{Permission, User};
@@ -11,8 +11,7 @@ use crate::db::database::Database;
 use crate::db::guard::TableAccess;
 use crate::raft::types::Statement;
 
-/// Table name → `read` and/or `write`. Names are kept lower-case: SQLite compares them so.
-pub type TableGrants = BTreeMap<String, BTreeSet<Permission>>;
+pub use crate::types::users::TableGrants;
 
 /// Tables one user may hold grants on, at most (the user record stays small).
 pub const TABLE_GRANTS_MAX: usize = 1000;

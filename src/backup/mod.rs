@@ -130,12 +130,7 @@ pub fn targets_of_database(
 }
 
 /// The current time in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
+pub use crate::types::now_ms;
 
 /// RFC 3339 (UTC, milliseconds) for a time in milliseconds since the epoch.
 pub fn rfc3339_ms(ms: i64) -> String {

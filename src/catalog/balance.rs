@@ -25,10 +25,10 @@ use crate::catalog::CATALOG_GROUP;
 use crate::catalog::databases::Databases;
 use crate::catalog::placement::{Zones, survives_a_zone, zone_of};
 use crate::catalog::view::{CatalogView, DatabaseEntry, Role, positional};
-use crate::db::value::SqlValue;
 use crate::raft::types::{GroupId, NodeId, ShoalNode};
 use crate::service::cluster::ClusterRequest;
 use crate::service::registry::GroupReport;
+use crate::types::value::SqlValue;
 
 /// Groups re-placed off gone nodes in one round (each then moves on its own).
 const REPLACEMENTS_PER_ROUND: usize = 16;

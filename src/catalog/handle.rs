@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::db::value::SqlValue;
 use crate::raft::types::{GroupId, NodeId, Statement, StatementBatch};
 use crate::service::peer::{PeerClient, group_not_there, never_reached_the_leader};
 use crate::service::{
     ReadConsistency, RequestKind, Service, ServiceError, ServiceRequest, ServiceResponse,
     WriteConcern,
 };
+use crate::types::value::SqlValue;
 
 /// Where one database's requests go.
 #[derive(Clone)]

@@ -7,11 +7,11 @@ use crate::catalog::databases::Databases;
 use crate::catalog::placement;
 use crate::catalog::sql::DatabaseStatement;
 use crate::catalog::view::{self, CatalogView, DEFAULT_DATABASE, Role, positional};
-use crate::db::value::SqlValue;
 use crate::raft::types::{NodeId, RowSet, Statement, StatementBatch, StatementResult};
 use crate::service::{
     ReadConsistency, ReadLevel, RequestKind, ServiceError, ServiceRequest, WriteConcern,
 };
+use crate::types::value::SqlValue;
 
 /// Voters of a database created without `replicas` (fewer on a smaller cluster).
 pub const DEFAULT_REPLICAS: usize = 3;

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::db::value::SqlValue;
 use crate::raft::types::{GroupId, NodeId, Statement};
+use crate::types::value::SqlValue;
 
 /// The layout of the catalog's tables. A node refuses (and says so) a catalog written by a
 /// newer layout; an older one is brought up to this one by the catalog leader.

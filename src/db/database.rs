@@ -26,7 +26,7 @@ use crate::db::execute::{
 use crate::db::guard::{GuardMode, INTERNAL_TABLE_PREFIX, StatementGuard, TableAccess};
 use crate::db::reader::Reader;
 use crate::db::state_file::{self, STATE_TABLE, USERS_TABLE};
-use crate::raft::types::{
+use crate::types::{
     CommandResponse, Entry, GroupId, LogId, SERIALIZATION_FAILURE, Statement, StatementBatch,
     StatementResult, StoredMembership, results_digest,
 };
@@ -190,7 +190,7 @@ impl Database {
     /// The replicated users (read from the state file, off the async threads).
     /// The replicated users, read on a connection of their own (not the writer's: an auth
     /// reload must not wait behind a long apply, and works while the node shuts down).
-    pub async fn users(self: &Arc<Self>) -> Result<crate::auth::Users, DbError> {
+    pub async fn users(self: &Arc<Self>) -> Result<crate::types::users::Users, DbError> {
         let state_path = state_file::state_path(&self.path);
         tokio::task::spawn_blocking(move || {
             let connection = Connection::open_with_flags(
@@ -573,7 +573,7 @@ impl Database {
     pub fn export_user_image(
         &self,
         destination: &Path,
-    ) -> Result<(AppliedState, crate::auth::Users), DbError> {
+    ) -> Result<(AppliedState, crate::types::users::Users), DbError> {
         let _file = self
             .file_lock
             .read()
@@ -910,7 +910,7 @@ fn apply_entries(
 /// `entry_term` is `None` for a rehearsal, which is rolled back by the caller anyway.
 fn apply_pinned_or_plain(
     writer: &Writer,
-    batch: &crate::raft::types::StatementBatch,
+    batch: &crate::types::StatementBatch,
     path: &Path,
     entry_term: Option<u64>,
 ) -> Result<Vec<StatementResult>, DbError> {
@@ -981,7 +981,7 @@ fn reserved_schema_name(writer: &Writer, path: &Path) -> Result<Option<String>, 
 
 fn apply_batch(
     writer: &Writer,
-    batch: &crate::raft::types::StatementBatch,
+    batch: &crate::types::StatementBatch,
     path: &Path,
 ) -> Result<Vec<StatementResult>, DbError> {
     let conn = &writer.connection;
@@ -1144,21 +1144,21 @@ fn strip_state_tables(image: &Path) -> Result<(), DbError> {
 }
 
 /// The users recorded inside an image (none when it has no users table).
-fn read_image_users(image: &Path) -> Result<crate::auth::Users, DbError> {
+fn read_image_users(image: &Path) -> Result<crate::types::users::Users, DbError> {
     let connection = Connection::open_with_flags(
         image,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| sqlite_error(image, e))?;
     if !state_file::has_table(&connection, image, USERS_TABLE)? {
-        return Ok(crate::auth::Users::new());
+        return Ok(crate::types::users::Users::new());
     }
     read_users(&connection).map_err(|e| sqlite_error(image, e))
 }
 
 fn apply_user_change(
     writer: &Writer,
-    change: &crate::auth::UserChange,
+    change: &crate::types::users::UserChange,
     path: &Path,
 ) -> Result<(), DbError> {
     match change.put_user() {
@@ -1190,7 +1190,7 @@ fn apply_user_change(
 pub(crate) fn write_users(
     connection: &Connection,
     path: &Path,
-    users: &crate::auth::Users,
+    users: &crate::types::users::Users,
 ) -> Result<(), DbError> {
     connection
         .execute_batch(&format!(
@@ -1212,17 +1212,17 @@ pub(crate) fn write_users(
 }
 
 /// The users recorded in a database (skipping a record that does not decode, with a warning).
-pub fn read_users(connection: &Connection) -> rusqlite::Result<crate::auth::Users> {
+pub fn read_users(connection: &Connection) -> rusqlite::Result<crate::types::users::Users> {
     let mut statement = connection.prepare(&format!(
         "SELECT name, record FROM {USERS_TABLE} ORDER BY name"
     ))?;
     let rows = statement.query_map([], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
     })?;
-    let mut users = crate::auth::Users::new();
+    let mut users = crate::types::users::Users::new();
     for row in rows {
         let (name, record) = row?;
-        match serde_json::from_str::<crate::auth::User>(&record) {
+        match serde_json::from_str::<crate::types::users::User>(&record) {
             Ok(user) => {
                 users.insert(name, user);
             }
@@ -1345,7 +1345,7 @@ pub fn sync_parent_dir(path: &Path) -> Result<(), DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::value::SqlValue;
+    use crate::types::value::SqlValue;
 
     fn count_to(n: u64) -> Statement {
         Statement::plain(format!(

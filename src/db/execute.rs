@@ -7,8 +7,8 @@ use rusqlite::{Batch, Connection};
 
 use crate::db::guard::StatementGuard;
 use crate::db::reader::is_own_statement_text;
-use crate::db::value::SqlValue;
-use crate::raft::types::{Params, RowSet, Statement, StatementResult};
+use crate::types::value::SqlValue;
+use crate::types::{Params, RowSet, Statement, StatementResult};
 
 /// Upper bound on the values (rows × columns) one statement may return, so one query cannot
 /// exhaust the node's memory. Clients page with LIMIT/OFFSET beyond it.

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::database::{DbError, sqlite_error};
 use crate::db::state_file::drop_state_tables;
-use crate::raft::types::{ImageLoad, LOAD_COMPRESSED_BYTES_MAX, LogId};
+use crate::types::{ImageLoad, LOAD_COMPRESSED_BYTES_MAX, LogId};
 
 /// The first bytes of every SQLite database file.
 pub const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";

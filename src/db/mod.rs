@@ -12,4 +12,3 @@ pub mod reader;
 pub mod snapshot_store;
 pub mod state_file;
 pub mod state_machine;
-pub mod value;

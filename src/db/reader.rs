@@ -239,8 +239,8 @@ mod tests {
     use super::*;
     use crate::db::execute::{execute_read, execute_statement, is_read_only};
     use crate::db::state_file::USERS_TABLE;
-    use crate::db::value::SqlValue;
-    use crate::raft::types::Statement;
+    use crate::types::Statement;
+    use crate::types::value::SqlValue;
 
     /// A WAL database in a temporary directory (kept while the first value lives), made by
     /// `setup` on the returned writer connection, and a reader of it.

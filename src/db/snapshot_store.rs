@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 
 use crate::db::database::{AppliedState, Database, DbError, sync_file, sync_parent_dir};
-use crate::raft::types::SnapshotMeta;
+use crate::types::SnapshotMeta;
 
 /// The data half of an openraft snapshot: an open image file and what it must hash to.
 #[derive(Debug)]

@@ -46,7 +46,7 @@ pub enum Opening {
     /// recorded as applied: it was committed, so the rebuild re-applies at least that far
     /// before the node serves (a restarted leader must not answer from less than it had).
     Discarded {
-        applied_before: Option<crate::raft::types::LogId>,
+        applied_before: Option<crate::types::LogId>,
     },
 }
 
@@ -112,7 +112,7 @@ pub fn prepare(database: &Path) -> Result<Opening, DbError> {
 
 /// The applied log id the state file records, if it can be read at all (a torn file gives
 /// none: the rebuild then goes only as far as openraft knows the log committed).
-fn recorded_applied(database: &Path) -> Option<crate::raft::types::LogId> {
+fn recorded_applied(database: &Path) -> Option<crate::types::LogId> {
     let path = state_path(database);
     let connection = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE).ok()?;
     let text: String = connection
@@ -226,7 +226,7 @@ pub fn mark_clean(state: &Connection, database: &Path) -> Result<(), DbError> {
     state
         .execute(
             &format!("INSERT OR REPLACE INTO {STATE_TABLE}(key, value) VALUES (?1, ?2)"),
-            [CLEAN_SHUTDOWN_KEY, &crate::backup::now_ms().to_string()],
+            [CLEAN_SHUTDOWN_KEY, &crate::types::now_ms().to_string()],
         )
         .map_err(|e| sqlite_error(&path, e))?;
     checkpoint_and_sync(state, &path)

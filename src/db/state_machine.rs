@@ -9,7 +9,7 @@ use openraft::{EntryPayload, OptionalSend};
 
 use crate::db::database::Database;
 use crate::db::snapshot_store::{SnapshotFile, SnapshotStore, hash_file};
-use crate::raft::types::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::types::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
 
@@ -202,7 +202,7 @@ fn is_small(batch: &[Entry]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::StoredMembership;
+    use crate::types::StoredMembership;
 
     fn machine(dir: &std::path::Path) -> StateMachine {
         let database = Database::open(&dir.join("db.sqlite"), 98, 2).expect("db");
@@ -211,8 +211,8 @@ mod tests {
     }
 
     /// How many tables named `only_on_source` the machine's database holds (0 or 1).
-    async fn source_tables(machine: &StateMachine) -> crate::db::value::SqlValue {
-        let statements = vec![crate::raft::types::Statement::plain(
+    async fn source_tables(machine: &StateMachine) -> crate::types::value::SqlValue {
+        let statements = vec![crate::types::Statement::plain(
             "SELECT count(*) FROM sqlite_master WHERE name = 'only_on_source'",
         )];
         machine
@@ -227,11 +227,11 @@ mod tests {
             .clone()
     }
 
-    fn entry_of(statements: Vec<crate::raft::types::Statement>) -> Entry {
+    fn entry_of(statements: Vec<crate::types::Statement>) -> Entry {
         let mut entry = openraft::testing::blank_ent::<TypeConfig>(1, 1, 1);
-        entry.payload = EntryPayload::Normal(crate::raft::types::Command {
+        entry.payload = EntryPayload::Normal(crate::types::Command {
             timestamp_ms: 0,
-            batches: vec![crate::raft::types::StatementBatch::new(statements, false)],
+            batches: vec![crate::types::StatementBatch::new(statements, false)],
             load: None,
             users: None,
         });
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn single_row_writes_apply_on_the_worker_and_big_batches_do_not() {
-        use crate::raft::types::Statement;
+        use crate::types::Statement;
         let insert = || Statement::plain("INSERT INTO t VALUES (1)");
         assert!(is_small(&[
             entry_of(vec![insert()]),
@@ -289,7 +289,7 @@ mod tests {
         assert!(error.to_string().contains("checksum"), "{error}");
         assert_eq!(
             source_tables(&target).await,
-            crate::db::value::SqlValue::Integer(0)
+            crate::types::value::SqlValue::Integer(0)
         );
         // The intact image installs (from a copy: installing consumes the file).
         let copy = target_dir.path().join("incoming.db");
@@ -306,7 +306,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             source_tables(&target).await,
-            crate::db::value::SqlValue::Integer(1)
+            crate::types::value::SqlValue::Integer(1)
         );
     }
 }

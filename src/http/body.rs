@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use crate::db::value::SqlValue;
 use crate::raft::types::{Params, Statement};
+use crate::types::value::SqlValue;
 
 /// Most statements one request may carry.
 pub const STATEMENTS_PER_REQUEST_MAX: usize = 100_000;

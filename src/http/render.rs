@@ -5,10 +5,10 @@ use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use crate::db::value::SqlValue;
 use crate::http::typed_values::present_typed;
 use crate::raft::types::StatementResult;
 use crate::service::{ServiceError, ServiceResponse};
+use crate::types::value::SqlValue;
 
 /// How to shape results.
 #[derive(Debug, Clone, Copy, Default)]

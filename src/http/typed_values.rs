@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::Value;
 
-use crate::db::value::SqlValue;
+use crate::types::value::SqlValue;
 
 /// Integers above this many seconds are taken as milliseconds, as rqlite's driver does.
 const MILLISECONDS_THRESHOLD: i64 = 1_000_000_000_000;

@@ -20,7 +20,6 @@ use crate::catalog::databases::Databases;
 use crate::catalog::handle::DatabaseHandle;
 use crate::catalog::sql::DatabaseStatement;
 use crate::catalog::statements::SHOW_COLUMNS as SHOW_DATABASES_COLUMNS;
-use crate::db::value::SqlValue;
 use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};
 use crate::pgwire::params::decode_parameter;
@@ -39,6 +38,7 @@ use crate::pgwire::types::PgType;
 use crate::raft::types::{Params, RowSet, Statement, StatementBatch, StatementResult};
 use crate::service::request::{RequestKind, ServiceError};
 use crate::sqltext::split_statements;
+use crate::types::value::SqlValue;
 
 /// A statement prepared through the extended protocol.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use pgwire::api::Type;
 
-use crate::db::value::SqlValue;
+use crate::types::value::SqlValue;
 
 /// The value of one parameter (`None` bytes: SQL NULL).
 pub fn decode_parameter(

@@ -10,11 +10,11 @@ use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse
 use pgwire::error::{ErrorInfo, PgWireResult};
 use pgwire::messages::data::DataRow;
 
-use crate::db::value::SqlValue;
 use crate::pgwire::sqlstate::{self, error_info, statement_error};
 use crate::pgwire::transaction::is_rollback_to_savepoint;
 use crate::pgwire::types::{PgType, text_format};
 use crate::raft::types::{RowSet, StatementResult};
+use crate::types::value::SqlValue;
 
 /// A result of text columns built here (SHOW, session information).
 pub fn text_rows(columns: &[&str], rows: Vec<Vec<SqlValue>>) -> Response {

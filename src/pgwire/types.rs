@@ -2,7 +2,7 @@
 //! comes from its declared type (SQLite's affinity rules) or, for expressions, from the values
 //! it holds; every value is then rendered in that type, text or binary.
 
-use crate::db::value::SqlValue;
+use crate::types::value::SqlValue;
 
 /// The PostgreSQL types Shoal's result columns and parameters use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -550,7 +550,7 @@ impl Service {
     /// entry's index once this node applied it.
     pub async fn propose_user_change(
         &self,
-        change: crate::auth::UserChange,
+        change: crate::types::users::UserChange,
     ) -> Result<u64, ServiceError> {
         self.propose(Command {
             timestamp_ms: unix_now_ms(),

@@ -113,7 +113,7 @@ mod tests {
         Catalog::build(&source, &DatabaseNames::default()).unwrap()
     }
 
-    fn rows(catalog: &Catalog, sql: &str) -> Vec<Vec<crate::db::value::SqlValue>> {
+    fn rows(catalog: &Catalog, sql: &str) -> Vec<Vec<crate::types::value::SqlValue>> {
         let result = catalog.run(&Statement::plain(rewrite(sql)));
         assert_eq!(result.error, None, "{sql}");
         result.rows.unwrap().values
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn tables_columns_and_keys_appear_as_postgresql_describes_them() {
-        use crate::db::value::SqlValue::{Integer, Text};
+        use crate::types::value::SqlValue::{Integer, Text};
         let catalog = catalog();
         assert_eq!(
             rows(
