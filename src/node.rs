@@ -287,7 +287,10 @@ impl Node {
             servers.push(context.spawn_reloader(shutdown.subscribe()));
         }
         if !config.auth.file_users.is_empty() {
-            crate::auth::file_users::spawn_keeper(service.clone(), config.auth.file_users.clone());
+            crate::auth::file_users::spawn_keeper(
+                databases.clone(),
+                config.auth.file_users.clone(),
+            );
         }
         servers.push(crate::catalog::reconcile::spawn(
             databases.clone(),

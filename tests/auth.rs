@@ -1577,3 +1577,123 @@ async fn u80_database_grants_open_exactly_the_database_granted() {
     let (status, body) = as_clerk("/db/query?db=sales".into(), json!(["SELECT v FROM t"])).await;
     assert_eq!(status, 403, "a new database of an old name: {body}");
 }
+
+/// u90: the users move from the default database into the cluster catalog: the first admin a
+/// new cluster creates (in the default database, before the catalog exists) is copied there,
+/// `GET /users` says where they are kept, and from then on changes go to the catalog — a user
+/// added through any node logs in everywhere, a removed one stays removed (the copy never
+/// brings it back), and they survive a restart of every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u90_users_move_into_the_catalog_and_stay_changed_there() {
+    let mut cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        extra_args: vec!["--auth".into()],
+        env: vec![
+            ("SHOAL_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+            ("SHOAL_JOIN_USER".into(), "admin".into()),
+            ("SHOAL_JOIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        ],
+        basic_auth: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        ..ClusterSpec::default()
+    })
+    .await;
+    let kept_in = |cluster: &Cluster, node: usize| {
+        let url = format!("{}/users", cluster.url(node));
+        async move {
+            let response = reqwest::Client::new()
+                .get(&url)
+                .basic_auth("admin", Some(ADMIN_PASSWORD))
+                .send()
+                .await
+                .ok()?;
+            let body: Value = response.json().await.ok()?;
+            body["kept_in"].as_str().map(str::to_string)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for node in 0..3 {
+        while kept_in(&cluster, node).await.as_deref() != Some("catalog") {
+            assert!(
+                Instant::now() < deadline,
+                "node {}: the users never moved into the catalog",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // (The nodes keep their addresses across restarts.)
+    let urls: Vec<String> = (0..3).map(|node| cluster.url(node)).collect();
+    let add = |node: usize, name: &'static str| {
+        let url = format!("{}/users", urls[node]);
+        async move {
+            reqwest::Client::new()
+                .post(&url)
+                .basic_auth("admin", Some(ADMIN_PASSWORD))
+                .json(&json!({"name": name, "password": PASSWORD, "roles": ["reader"]}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(add(1, "reader2").await, 200);
+    assert_eq!(add(2, "gone").await, 200);
+    let logs_in = |node: usize, name: &'static str| {
+        let url = format!("{}/db/query", urls[node]);
+        async move {
+            reqwest::Client::new()
+                .post(&url)
+                .basic_auth(name, Some(PASSWORD))
+                .json(&json!(["SELECT 1"]))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    for node in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while logs_in(node, "reader2").await != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "reader2 cannot log in on node {}",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let removed = reqwest::Client::new()
+        .delete(format!("{}/users/gone", urls[0]))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("DELETE /users/gone")
+        .status();
+    assert_eq!(removed, 200);
+    // Several rounds of the catalog leader's copy later, it is still gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in 0..3 {
+        assert_eq!(logs_in(node, "gone").await, 401, "node {}", node + 1);
+        let names: Vec<String> = users_on(&cluster, node)
+            .await
+            .iter()
+            .filter_map(|u| u["name"].as_str().map(str::to_string))
+            .collect();
+        assert!(!names.contains(&"gone".to_string()), "{names:?}");
+    }
+    for node in 0..3 {
+        cluster.restart(node).await;
+    }
+    for node in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while logs_in(node, "reader2").await != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "reader2 cannot log in on node {} after the restart",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(kept_in(&cluster, node).await.as_deref(), Some("catalog"));
+    }
+}

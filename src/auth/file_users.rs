@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::auth::rqlite::Imported;
 use crate::auth::{PasswordSecrets, User, UserChange, verify_password};
+use crate::catalog::databases::Databases;
 use crate::service::Service;
 
 /// How often a node checks whether it leads (and so whether the file's users need keeping).
@@ -20,17 +21,21 @@ pub fn load(path: &Path) -> Result<(Vec<Imported>, Vec<String>), String> {
     crate::auth::rqlite::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Keeps the file's users while this node leads, once per term it leads in; runs until the
-/// service's group stops.
-pub fn spawn_keeper(service: Arc<Service>, users: Vec<Imported>) {
+/// Keeps the file's users while this node leads the group the users are kept in (the
+/// catalog's, or the default database's before they moved), once per term it leads in; runs
+/// until that group stops.
+pub fn spawn_keeper(databases: Arc<Databases>, users: Vec<Imported>) {
     tokio::spawn(async move {
         let mut kept_in_term = None;
         loop {
             tokio::time::sleep(LEADERSHIP_CHECK_INTERVAL).await;
+            let Ok(service) = databases.users_service() else {
+                continue; // moving into the catalog: next round
+            };
             if service.group.stopped().is_some() {
                 return;
             }
-            let term = service.group.metrics().current_term;
+            let term = (service.group.id, service.group.metrics().current_term);
             if !service.group.raft.is_leader() || kept_in_term == Some(term) {
                 continue;
             }

@@ -56,7 +56,9 @@ pub async fn with_caller_authorization<F: std::future::Future>(
 /// The authentication state of one node.
 pub struct Gate {
     enabled: bool,
-    users: Mutex<(u64, Arc<Users>)>,
+    /// The users last read: from which database (its address: the users move from the
+    /// default database into the catalog once), at which version.
+    users: Mutex<(usize, u64, Arc<Users>)>,
     /// SHA-256 of (user, password, password hash) → when verified: a changed password never
     /// matches an entry made for the old one.
     verified: Mutex<HashMap<[u8; 32], Instant>>,
@@ -87,7 +89,7 @@ impl Gate {
     pub fn new(enabled: bool) -> Arc<Gate> {
         Arc::new(Gate {
             enabled,
-            users: Mutex::new((0, Arc::new(Users::new()))),
+            users: Mutex::new((0, 0, Arc::new(Users::new()))),
             verified: Mutex::new(HashMap::new()),
             verifications: tokio::sync::Semaphore::new(VERIFICATIONS_AT_ONCE),
             failures: Mutex::new(HashMap::new()),
@@ -100,16 +102,18 @@ impl Gate {
 
     /// The replicated users, reloaded when they may have changed.
     pub async fn users(&self, database: &Arc<Database>) -> Result<Arc<Users>, String> {
+        let source = Arc::as_ptr(database) as usize;
         let version = database.users_version();
         if let Ok(cached) = self.users.lock()
-            && cached.0 == version
+            && cached.0 == source
+            && cached.1 == version
         {
-            return Ok(cached.1.clone());
+            return Ok(cached.2.clone());
         }
         let users = database.users().await.map_err(|e| e.to_string())?;
         let users = Arc::new(users);
         if let Ok(mut cached) = self.users.lock() {
-            *cached = (version, users.clone());
+            *cached = (source, version, users.clone());
         }
         // Passwords may have changed: verify again.
         if let Ok(mut verified) = self.verified.lock() {

@@ -112,40 +112,76 @@ impl Databases {
         nodes
     }
 
-    /// Brings this node's view of the catalog up to what the catalog's leader had committed
-    /// when asked (a node's own replica may lag a moment behind a change made elsewhere).
-    pub async fn catch_up(&self) -> Result<Arc<CatalogView>, ServiceError> {
-        let catalog = self.catalog()?;
-        if !catalog.group.leads() {
-            let metrics = catalog.group.metrics();
-            let leader = metrics.current_leader.and_then(|id| {
+    /// Waits until this node's replica of `service`'s group has applied what the group's
+    /// leader had committed when asked (nothing to wait for on the leader itself).
+    pub(crate) async fn catch_up_replica(&self, service: &Service) -> Result<(), String> {
+        if service.group.leads() {
+            return Ok(());
+        }
+        let metrics = service.group.metrics();
+        let leader = metrics
+            .current_leader
+            .and_then(|id| {
                 metrics
                     .membership_config
                     .membership()
                     .get_node(&id)
                     .cloned()
-            });
-            let unavailable = |why: String| {
-                ServiceError::Unavailable(format!(
-                    "cannot catch up with the cluster catalog ({why}); retry shortly"
-                ))
-            };
-            let leader = leader.ok_or_else(|| unavailable("no catalog leader known".into()))?;
-            let state = self
-                .peers(CATALOG_GROUP)
-                .member_state(&leader.raft_addr)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            if let Some(index) = state.committed_index {
-                catalog.wait_applied(index, CATCH_UP_TIMEOUT).await;
-                let applied = catalog.group.metrics().last_applied.map_or(0, |l| l.index);
-                if applied < index {
-                    return Err(unavailable(format!(
-                        "applied {applied} of the leader's {index} within {CATCH_UP_TIMEOUT:?}"
-                    )));
-                }
+            })
+            .ok_or("no leader known")?;
+        let state = self
+            .peers(service.group.id)
+            .member_state(&leader.raft_addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(index) = state.committed_index {
+            service.wait_applied(index, CATCH_UP_TIMEOUT).await;
+            let applied = service.group.applied_index().unwrap_or(0);
+            if applied < index {
+                return Err(format!(
+                    "applied {applied} of the leader's {index} within {CATCH_UP_TIMEOUT:?}"
+                ));
             }
         }
+        Ok(())
+    }
+
+    /// Where the users are kept, for reading them: the catalog's replica here once the users
+    /// moved into the catalog, the default database's before (`catalog::users`).
+    pub fn users_store(&self) -> Arc<Service> {
+        if self.view().users_in_catalog
+            && let Ok(catalog) = self.catalog()
+        {
+            return catalog;
+        }
+        self.default.clone()
+    }
+
+    /// The group user changes go to: the catalog once the users moved there, the default
+    /// database's group in a cluster without a catalog yet; unavailable while they are moving
+    /// (a change made meanwhile could be left behind).
+    pub fn users_service(&self) -> Result<Arc<Service>, ServiceError> {
+        let view = self.view();
+        if view.users_in_catalog {
+            return self.catalog();
+        }
+        if view.ready {
+            return Err(ServiceError::Unavailable(
+                "the users are moving into the cluster catalog; retry in a moment".into(),
+            ));
+        }
+        Ok(self.default.clone())
+    }
+
+    /// Brings this node's view of the catalog up to what the catalog's leader had committed
+    /// when asked (a node's own replica may lag a moment behind a change made elsewhere).
+    pub async fn catch_up(&self) -> Result<Arc<CatalogView>, ServiceError> {
+        let catalog = self.catalog()?;
+        self.catch_up_replica(&catalog).await.map_err(|why| {
+            ServiceError::Unavailable(format!(
+                "cannot catch up with the cluster catalog ({why}); retry shortly"
+            ))
+        })?;
         self.refresh().await
     }
 

@@ -16,6 +16,7 @@ pub mod placement;
 pub mod reconcile;
 pub mod sql;
 pub mod statements;
+pub mod users;
 pub mod view;
 
 /// The catalog's own Raft group (defined with the other reserved group ids).

@@ -91,6 +91,7 @@ async fn hosting_loop(databases: Arc<Databases>, mut shutdown: watch::Receiver<b
 async fn membership_loop(databases: Arc<Databases>, mut shutdown: watch::Receiver<bool>) {
     let mut balancer: Option<Balancer> = None;
     let mut last_balance = Instant::now();
+    let mut users_seen = None;
     loop {
         let stopping = async {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -101,6 +102,11 @@ async fn membership_loop(databases: Arc<Databases>, mut shutdown: watch::Receive
         }
         if let Err(message) = membership_step(&databases).await {
             tracing::debug!(%message, "moving memberships toward the catalog");
+        }
+        if let Err(message) =
+            crate::catalog::users::move_into_catalog(&databases, &mut users_seen).await
+        {
+            tracing::warn!(%message, "moving the users into the catalog");
         }
         if last_balance.elapsed() >= BALANCE_EVERY {
             last_balance = Instant::now();

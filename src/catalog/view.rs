@@ -141,6 +141,11 @@ pub struct CatalogView {
     pub draining: BTreeSet<NodeId>,
     /// Each node's `--zone`, as it registered it.
     pub zones: BTreeMap<NodeId, String>,
+    /// The users are kept in the catalog (`catalog::users`); before, in the default database.
+    pub users_in_catalog: bool,
+    /// Users copied from the default database into the catalog (never copied again: a user
+    /// removed since stays removed).
+    pub users_copied: BTreeSet<String>,
 }
 
 impl CatalogView {
@@ -248,6 +253,32 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
     .map_err(fail)?
     .into_iter()
     .collect();
+    let users_in_catalog = rows(
+        connection,
+        "SELECT value FROM catalog_meta WHERE key = 'users_in_catalog'",
+        |row| row.get::<_, i64>(0),
+    )
+    .map_err(fail)?
+    .first()
+    .is_some_and(|moved| *moved != 0);
+    // (A table the move creates: absent in a catalog whose users never moved.)
+    let copied_table: bool = connection
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'users_copied'",
+            [],
+            |row| row.get::<_, i64>(0).map(|n| n > 0),
+        )
+        .map_err(fail)?;
+    let users_copied = if copied_table {
+        rows(connection, "SELECT name FROM users_copied", |row| {
+            row.get(0)
+        })
+        .map_err(fail)?
+        .into_iter()
+        .collect()
+    } else {
+        BTreeSet::new()
+    };
     Ok(CatalogView {
         ready: true,
         applied,
@@ -255,6 +286,8 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         dropped,
         draining,
         zones,
+        users_in_catalog,
+        users_copied,
     })
 }
 

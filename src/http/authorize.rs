@@ -113,7 +113,10 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
             "too many failed logins: locked out for a while",
         );
     }
-    let users = match gate.users(&state.service.group.database).await {
+    let users = match gate
+        .users(&state.databases.users_store().group.database)
+        .await
+    {
         Ok(users) => users,
         Err(error) => {
             return refuse(

@@ -4,6 +4,7 @@
 //! password or a hash.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -19,6 +20,7 @@ use crate::auth::{
     UserChange, Users, check_name, check_roles,
 };
 use crate::http::{ApiState, json_response};
+use crate::service::Service;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -49,12 +51,33 @@ impl Refusal {
 
 async fn current_users(state: &ApiState) -> Result<Users, Refusal> {
     state
-        .service
+        .databases
+        .users_store()
         .group
         .database
         .users()
         .await
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+/// Whether this node leads the group user changes go to (the catalog's, or the default
+/// database's in a cluster whose users have not moved yet); otherwise the answer to send: the
+/// request forwarded to that leader, or 503 while the users are moving.
+async fn lead_or_forward(
+    state: &ApiState,
+    method: Method,
+    path: &str,
+    body: &[u8],
+) -> Result<Arc<Service>, Box<Response>> {
+    let users = match state.databases.users_service() {
+        Ok(users) => users,
+        Err(e) => return Err(Box::new(error(crate::http::render::status_for(&e), e))),
+    };
+    if users.group.raft.is_leader() {
+        Ok(users)
+    } else {
+        Err(Box::new(forward(state, &users, method, path, body).await))
+    }
 }
 
 #[derive(Deserialize)]
@@ -117,7 +140,16 @@ async fn list(State(state): State<ApiState>) -> Response {
     match current_users(&state).await {
         Ok(users) => {
             let public: Vec<_> = users.values().map(|u| shown_user(&state, u)).collect();
-            json_response(StatusCode::OK, &json!({"users": public}), true)
+            let kept_in = if state.databases.view().users_in_catalog {
+                "catalog"
+            } else {
+                "default database"
+            };
+            json_response(
+                StatusCode::OK,
+                &json!({"users": public, "kept_in": kept_in}),
+                true,
+            )
         }
         Err(refusal) => refusal.response(),
     }
@@ -267,12 +299,13 @@ async fn propose(
     body: &[u8],
     change: impl FnOnce(&Users) -> Result<UserChange, Refusal>,
 ) -> Response {
-    if !state.service.group.raft.is_leader() {
-        return forward(state, method, path, body).await;
-    }
-    let users = match current_users(state).await {
+    let group = match lead_or_forward(state, method, path, body).await {
+        Ok(group) => group,
+        Err(answer) => return *answer,
+    };
+    let users = match group.group.database.users().await {
         Ok(users) => users,
-        Err(refusal) => return refusal.response(),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let change = match change(&users) {
         Ok(change) => change,
@@ -287,7 +320,7 @@ async fn propose(
     }
     let name = change.user_name().to_string();
     let removed = matches!(change, UserChange::Remove(_));
-    match state.service.propose_user_change(change).await {
+    match group.propose_user_change(change).await {
         Ok(index) => {
             tracing::info!(target: "audit", event = "user_changed", user = %name, removed, "user changed");
             json_response(
@@ -318,8 +351,14 @@ fn leaves_no_admin(users: &Users, change: &UserChange) -> bool {
 /// How long a node that passed a user change on waits to apply it itself before answering.
 const FORWARDED_CHANGE_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn forward(state: &ApiState, method: Method, path: &str, body: &[u8]) -> Response {
-    let Some((_, leader)) = state.service.other_leader() else {
+async fn forward(
+    state: &ApiState,
+    users: &Service,
+    method: Method,
+    path: &str,
+    body: &[u8],
+) -> Response {
+    let Some((_, leader)) = users.other_leader() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no leader");
     };
     let url = format!("{}{path}", crate::net::node_url(&leader.http_addr));
@@ -347,10 +386,7 @@ async fn forward(state: &ApiState, method: Method, path: &str, body: &[u8]) -> R
             // The change is applied here too before the caller hears of it, so the next
             // `shoal user list` through this node shows it.
             if let Some(index) = body["raft_index"].as_u64().filter(|_| status.is_success()) {
-                state
-                    .service
-                    .wait_applied(index, FORWARDED_CHANGE_APPLY_WAIT)
-                    .await;
+                users.wait_applied(index, FORWARDED_CHANGE_APPLY_WAIT).await;
             }
             json_response(status, &body, true)
         }
@@ -383,8 +419,8 @@ async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response
         Ok(databases) => databases,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    if !state.service.group.raft.is_leader() {
-        return forward(&state, Method::POST, "/users", &body).await;
+    if let Err(answer) = lead_or_forward(&state, Method::POST, "/users", &body).await {
+        return *answer;
     }
     let password = new.password.clone();
     let secrets =
@@ -427,8 +463,8 @@ async fn password(
         Err(refusal) => return refusal.response(),
     };
     let path = format!("/users/{name}/password");
-    if !state.service.group.raft.is_leader() {
-        return forward(&state, Method::PUT, &path, &body).await;
+    if let Err(answer) = lead_or_forward(&state, Method::PUT, &path, &body).await {
+        return *answer;
     }
     let secrets =
         match tokio::task::spawn_blocking(move || PasswordSecrets::derive(&new.password)).await {

@@ -24,7 +24,6 @@ use rand::RngCore;
 use crate::auth::gate::Gate;
 use crate::auth::scram::{decoy_verifier, parse_verifier};
 use crate::catalog::databases::Databases;
-use crate::db::database::Database;
 use crate::pgwire::sqlstate;
 
 /// The startup handler of every connection.
@@ -39,7 +38,6 @@ const DEFAULT_DATABASE_ALIASES: &[&str] = &["postgres", "template0", "template1"
 
 pub struct Login {
     gate: Arc<Gate>,
-    database: Arc<Database>,
     databases: Arc<Databases>,
     trust: Trust,
     scram: SASLAuthStartupHandler<DefaultServerParameterProvider>,
@@ -66,13 +64,11 @@ impl Login {
         connections: Arc<ConnectionManager>,
         tls_required: bool,
     ) -> Login {
-        // Users live in the default database's state.
-        let database = databases.default_service().group.database.clone();
         let mut decoy_secret = [0u8; 32];
         rand::rng().fill_bytes(&mut decoy_secret);
         let source = Arc::new(Verifiers {
             gate: gate.clone(),
-            database: database.clone(),
+            databases: databases.clone(),
             decoy_secret,
         });
         let scram =
@@ -81,7 +77,6 @@ impl Login {
                 .with_connection_manager(connections.clone());
         Login {
             gate,
-            database,
             databases,
             trust: Trust { connections },
             scram,
@@ -171,7 +166,7 @@ impl StartupHandler for Login {
             }
             let no_users = self
                 .gate
-                .users(&self.database)
+                .users(&self.databases.users_store().group.database)
                 .await
                 .map(|users| users.is_empty())
                 .unwrap_or(true);
@@ -287,7 +282,7 @@ fn fatal(code: &str, message: &str) -> PgWireError {
 /// The SCRAM verifiers of the replicated users.
 struct Verifiers {
     gate: Arc<Gate>,
-    database: Arc<Database>,
+    databases: Arc<Databases>,
     /// Keys the decoy verifiers of unknown users (random per process).
     decoy_secret: [u8; 32],
 }
@@ -309,7 +304,7 @@ impl AuthSource for Verifiers {
         let name = login.user().unwrap_or_default();
         let users = self
             .gate
-            .users(&self.database)
+            .users(&self.databases.users_store().group.database)
             .await
             .map_err(|e| PgWireError::ApiError(e.into()))?;
         let secret = match users.get(name) {

@@ -20,18 +20,12 @@ use crate::raft::types::Statement;
 
 pub struct Privileges {
     gate: Arc<Gate>,
-    /// The database holding the users (the default database's replica here).
-    users: Arc<Database>,
     databases: Arc<Databases>,
 }
 
 impl Privileges {
     pub fn new(gate: Arc<Gate>, databases: Arc<Databases>) -> Privileges {
-        Privileges {
-            users: databases.default_service().group.database.clone(),
-            gate,
-            databases,
-        }
+        Privileges { gate, databases }
     }
 
     /// The session's database's replica on this node, where the tables statements touch are
@@ -42,7 +36,7 @@ impl Privileges {
             .resolve(Some(&session.database))
             .ok()
             .and_then(|database| database.local().map(|s| s.group.database.clone()))
-            .unwrap_or_else(|| self.users.clone())
+            .unwrap_or_else(|| self.databases.default_service().group.database.clone())
     }
 
     /// Refuses unless the session's user holds `permission` cluster-wide (managing databases:
@@ -141,7 +135,7 @@ impl Privileges {
     ) -> Result<Option<User>, Box<ErrorInfo>> {
         let user = self
             .gate
-            .user(&self.users, &session.user)
+            .user(&self.databases.users_store().group.database, &session.user)
             .await
             .map_err(|e| {
                 error_info(
