@@ -1153,6 +1153,26 @@ async fn u60_rqlite_auth_files_import_whole_or_not_at_all() {
     assert_eq!(users_on(&cluster, 0).await.len(), 2);
 }
 
+/// Runs `shoal user …` against `host` as the admin; `password` is a new user's. Returns
+/// (success, stdout and stderr).
+fn shoal_user_as_admin(host: &str, args: &[&str], password: Option<&str>) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["user", "--host", host, "--user", "admin"])
+        .args(args)
+        .env("SHOAL_PASSWORD", ADMIN_PASSWORD)
+        .env("SHOAL_NEW_PASSWORD", password.unwrap_or_default())
+        .output()
+        .expect("run shoal user");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
 /// u70: per-table grants: a user without cluster-wide read or write reads and writes exactly
 /// the tables granted to it — over HTTP and PostgreSQL, through joins, views and
 /// INSERT … SELECT — and nothing else; grants are managed with `shoal user` and hold from the
@@ -1168,24 +1188,8 @@ async fn u70_table_grants_open_exactly_the_tables_granted() {
     })
     .await;
     let host = cluster.url(0);
-    // `shoal user` as the admin; `password` is the new user's.
-    let admin_cli = |args: &[&str], password: Option<&str>| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["user", "--host", &host, "--user", "admin"])
-            .args(args)
-            .env("SHOAL_PASSWORD", ADMIN_PASSWORD)
-            .env("SHOAL_NEW_PASSWORD", password.unwrap_or_default())
-            .output()
-            .expect("run shoal user");
-        (
-            output.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    };
+    let admin_cli =
+        |args: &[&str], password: Option<&str>| shoal_user_as_admin(&host, args, password);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, _) = cluster
@@ -1397,23 +1401,8 @@ async fn u80_database_grants_open_exactly_the_database_granted() {
     })
     .await;
     let host = cluster.url(0);
-    let admin_cli = |args: &[&str], password: Option<&str>| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["user", "--host", &host, "--user", "admin"])
-            .args(args)
-            .env("SHOAL_PASSWORD", ADMIN_PASSWORD)
-            .env("SHOAL_NEW_PASSWORD", password.unwrap_or_default())
-            .output()
-            .expect("run shoal user");
-        (
-            output.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    };
+    let admin_cli =
+        |args: &[&str], password: Option<&str>| shoal_user_as_admin(&host, args, password);
     // As the admin: the default database and two others, each with a table and a row.
     let admin_run = |path: String, statements: Value| {
         let cluster = &cluster;

@@ -969,23 +969,14 @@ async fn b60_db_backup_and_db_load_round_trip_between_clusters() {
 /// Runs `statements` in database `db` through `node` until they succeed (a new database's
 /// group may still be electing).
 async fn execute_in(cluster: &Cluster, node: usize, db: &str, statements: Value) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = cluster
-            .post(node, &format!("/db/execute?db={db}"), statements.clone())
-            .await;
-        let failed = body["results"]
-            .as_array()
-            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
-        if status == 200 && !failed {
-            return;
-        }
-        assert!(
-            status == 503 && Instant::now() < deadline,
-            "{statements} in {db}: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster
+        .execute_until_ok(
+            node,
+            &format!("db={db}"),
+            statements,
+            Duration::from_secs(30),
+        )
+        .await;
 }
 
 /// The backups of database `db` as node `node` lists them.

@@ -17,24 +17,9 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 /// Runs `statements` on `node` with `options` until they succeed; panics after [`SETTLE`].
 async fn execute_ok(cluster: &Cluster, node: usize, options: &str, statements: Value) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let (status, body) = cluster
-            .post(node, &format!("/db/execute?{options}"), statements.clone())
-            .await;
-        let failed = body["results"]
-            .as_array()
-            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
-        if status == 200 && !failed {
-            return;
-        }
-        assert!(
-            status == 503 && Instant::now() < deadline,
-            "{statements} on node {} with {options}: {status} {body}",
-            node + 1
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster
+        .execute_until_ok(node, options, statements, SETTLE)
+        .await;
 }
 
 /// Waits until `node`'s replica of `database` holds `rows` rows in `t`.

@@ -191,6 +191,32 @@ struct Grants {
     databases: BTreeMap<String, Vec<String>>,
 }
 
+/// Roles, permissions and grants as a request sent them.
+struct SentGrants<'a> {
+    roles: &'a BTreeSet<String>,
+    permissions: &'a [String],
+    tables: &'a BTreeMap<String, Vec<String>>,
+    databases: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// The same, checked: known roles and permissions, valid table names, existing databases.
+struct CheckedGrants {
+    permissions: BTreeSet<Permission>,
+    tables: TableGrants,
+    databases: DatabaseGrants,
+}
+
+impl SentGrants<'_> {
+    async fn check(&self, state: &ApiState) -> Result<CheckedGrants, String> {
+        check_roles(self.roles)?;
+        Ok(CheckedGrants {
+            permissions: parse_permissions(self.permissions)?,
+            tables: parse_table_grants(self.tables)?,
+            databases: parse_database_grants(state, self.databases).await?,
+        })
+    }
+}
+
 fn parse_permissions(names: &[String]) -> Result<BTreeSet<Permission>, String> {
     names.iter().map(|name| Permission::parse(name)).collect()
 }
@@ -407,16 +433,22 @@ async fn add(State(state): State<ApiState>, body: axum::body::Bytes) -> Response
         Ok(new) => new,
         Err(refusal) => return refusal.response(),
     };
-    let checked = check_name(&new.name)
-        .and_then(|()| check_roles(&new.roles))
-        .and_then(|()| parse_permissions(&new.permissions))
-        .and_then(|permissions| Ok((permissions, parse_table_grants(&new.tables)?)));
-    let (permissions, tables) = match checked {
-        Ok(checked) => checked,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    let sent = SentGrants {
+        roles: &new.roles,
+        permissions: &new.permissions,
+        tables: &new.tables,
+        databases: &new.databases,
     };
-    let databases = match parse_database_grants(&state, &new.databases).await {
-        Ok(databases) => databases,
+    let checked = match check_name(&new.name) {
+        Ok(()) => sent.check(&state).await,
+        Err(message) => Err(message),
+    };
+    let CheckedGrants {
+        permissions,
+        tables,
+        databases,
+    } = match checked {
+        Ok(checked) => checked,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     if let Err(answer) = lead_or_forward(&state, Method::POST, "/users", &body).await {
@@ -491,15 +523,18 @@ async fn change_grants(
         Ok(grants) => grants,
         Err(refusal) => return refusal.response(),
     };
-    let checked = check_roles(&grants.roles)
-        .and_then(|()| parse_permissions(&grants.permissions))
-        .and_then(|permissions| Ok((permissions, parse_table_grants(&grants.tables)?)));
-    let (permissions, tables) = match checked {
-        Ok(checked) => checked,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    let sent = SentGrants {
+        roles: &grants.roles,
+        permissions: &grants.permissions,
+        tables: &grants.tables,
+        databases: &grants.databases,
     };
-    let databases = match parse_database_grants(&state, &grants.databases).await {
-        Ok(databases) => databases,
+    let CheckedGrants {
+        permissions,
+        tables,
+        databases,
+    } = match sent.check(&state).await {
+        Ok(checked) => checked,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let path = format!(

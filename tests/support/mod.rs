@@ -411,6 +411,36 @@ impl Cluster {
         body
     }
 
+    /// Executes `statements` on `node` with query options `options` (`db=…`), retried while
+    /// the answer is 503 (a new database's group may still be electing, a catalog being
+    /// founded); panics on any other failure or after `timeout`.
+    pub async fn execute_until_ok(
+        &self,
+        node: usize,
+        options: &str,
+        statements: Value,
+        timeout: Duration,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = self
+                .post(node, &format!("/db/execute?{options}"), statements.clone())
+                .await;
+            let failed = body["results"]
+                .as_array()
+                .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
+            if status == 200 && !failed {
+                return;
+            }
+            assert!(
+                status == 503 && Instant::now() < deadline,
+                "{statements} on node {} with {options}: {status} {body}",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Retries `statements` on `node` until a write is acknowledged; returns the time since
     /// `since` (e.g. since a leader was killed).
     pub async fn write_until_accepted(
