@@ -21,6 +21,7 @@ pub mod pgwire;
 pub mod raft;
 pub mod recover;
 pub mod service;
+pub mod shard;
 pub mod shell;
 pub mod sqltext;
 pub mod types;

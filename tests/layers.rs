@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "audit",
         "config",
     ],
-    &["net"],
+    &["net", "shard"],
     &["db"],
     &["raft"],
     &["service"],
