@@ -146,6 +146,8 @@ impl GroupHost {
 }
 
 async fn stop_group(group: &Arc<RaftGroup>) {
+    // Out of quiescence first, so the node's count of quiesced groups stays true.
+    group.wake("the replica stops");
     if let Err(error) = group.raft.shutdown().await {
         tracing::warn!(group = group.id, %error, "Raft shutdown");
     }
