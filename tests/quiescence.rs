@@ -267,3 +267,79 @@ async fn a_node_of_the_first_peer_stream_version_keeps_its_groups_awake_and_work
     cluster.restart(2).await;
     wait_until_quiesced(&cluster, &[0, 1, 2], true).await;
 }
+
+/// The node leading a quiesced group is cut off from the others: they stop hearing its
+/// liveness answers, wake, elect a leader among themselves and take writes; once the network
+/// heals, the cut-off node follows the new leader and has every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiesced_leader_cut_off_by_a_partition_is_replaced() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        fast_elections: true,
+        controlled_network: true,
+        ..Default::default()
+    })
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE DATABASE cut WITH (replicas = 3)"]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "db=cut",
+        json!([
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+            "INSERT INTO t(v) VALUES('before')"
+        ]),
+    )
+    .await;
+    let all = [0, 1, 2];
+    wait_until_quiesced(&cluster, &all, true).await;
+    let group_of_cut = |groups: &[Value]| {
+        groups
+            .iter()
+            .find(|g| g["database"] == json!("cut"))
+            .cloned()
+            .expect("the group of database cut")
+    };
+    let leader_id = group_of_cut(&groups(&cluster, 0).await)["leader"]
+        .as_u64()
+        .expect("a leader");
+    let ids = cluster.ids();
+    let leader = ids.iter().position(|&id| id == leader_id).unwrap();
+    let other = (leader + 1) % 3;
+    cluster.network().isolate(leader_id, &ids);
+    let cut_at = Instant::now();
+    execute_ok(
+        &cluster,
+        other,
+        "db=cut",
+        json!(["INSERT INTO t(v) VALUES('during')"]),
+    )
+    .await;
+    println!(
+        "a write was taken {:?} after the quiesced leader was cut off",
+        cut_at.elapsed()
+    );
+    let new_leader = group_of_cut(&groups(&cluster, other).await)["leader"].clone();
+    assert_ne!(new_leader, json!(leader_id), "the cut-off node still leads");
+    cluster.network().heal();
+    wait_for_count(&cluster, leader, "cut", 2).await;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let seen = group_of_cut(&groups(&cluster, leader).await);
+        if seen["role"] == json!("follower") && seen["leader"] != json!(leader_id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {} after the heal: {seen}",
+            leader + 1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
