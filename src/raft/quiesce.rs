@@ -13,7 +13,7 @@
 //! costs an election or some heartbeats, never a write.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,13 +52,33 @@ pub struct Quiesced {
 
 /// One group replica's quiescence: whether its timers are stopped, and since when it heard
 /// from whom.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Quiet {
     /// Mirrors `state.is_some()`, for the lock-free checks on every request and append.
     flag: AtomicBool,
     state: Mutex<Option<Quiesced>>,
     woken_at: Mutex<Option<Instant>>,
+    /// When this replica last served a leader read (ms since `base`, coarse): a group read
+    /// through its leader is not idle, though its log stays put.
+    read_at_ms: AtomicU64,
+    base: Instant,
 }
+
+impl Default for Quiet {
+    fn default() -> Self {
+        Quiet {
+            flag: AtomicBool::new(false),
+            state: Mutex::new(None),
+            woken_at: Mutex::new(None),
+            read_at_ms: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
+}
+
+/// Leader reads closer together than this record their time once (one atomic load per read
+/// otherwise).
+const READ_NOTE_GRANULARITY_MS: u64 = 100;
 
 impl Quiet {
     pub fn is_quiesced(&self) -> bool {
@@ -96,6 +116,26 @@ impl Quiet {
             return None;
         }
         self.lock().clone()
+    }
+
+    /// Records a leader read now (coarsely).
+    fn note_read(&self) {
+        let now = self.base.elapsed().as_millis() as u64 + 1;
+        let last = self.read_at_ms.load(Ordering::Relaxed);
+        if last == 0 || now.saturating_sub(last) >= READ_NOTE_GRANULARITY_MS {
+            self.read_at_ms.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a leader read was served within `span`.
+    fn read_within(&self, span: Duration) -> bool {
+        match self.read_at_ms.load(Ordering::Relaxed) {
+            0 => false,
+            at => {
+                (self.base.elapsed().as_millis() as u64 + 1).saturating_sub(at)
+                    < span.as_millis() as u64
+            }
+        }
     }
 
     fn woken_within(&self, span: Duration) -> bool {
@@ -184,6 +224,16 @@ impl RaftGroup {
 
     pub fn is_quiesced(&self) -> bool {
         self.quiet.is_quiesced()
+    }
+
+    /// A read served by this leader: a quiesced group wakes (its lease needs heartbeats), an
+    /// awake one counts as in use and is not quiesced meanwhile.
+    pub fn note_leader_read(&self) {
+        if self.quiet.is_quiesced() {
+            self.wake("a read needs the leader's quorum");
+        } else {
+            self.quiet.note_read();
+        }
     }
 
     /// Before a write or a membership change on this leader. openraft takes writes only under a
@@ -486,7 +536,10 @@ pub fn spawn(groups: &Arc<GroupRegistry>, links: Arc<PeerLinks>, settings: &Raft
                     continue;
                 }
                 let last = group.raft.metrics().borrow_watched().last_log_index;
-                if !idleness.idle(group.id, last, now) || group.quiet.woken_within(QUIESCE_AFTER) {
+                if !idleness.idle(group.id, last, now)
+                    || group.quiet.woken_within(QUIESCE_AFTER)
+                    || group.quiet.read_within(QUIESCE_AFTER)
+                {
                     continue;
                 }
                 let Some(request) = ready_to_quiesce(group) else {
@@ -596,6 +649,15 @@ mod tests {
         assert!(quiet.current().is_none());
         assert!(quiet.woken_within(Duration::from_secs(1)));
         assert!(!quiet.leave());
+    }
+
+    #[test]
+    fn leader_reads_keep_a_group_in_use() {
+        let quiet = Quiet::default();
+        assert!(!quiet.read_within(Duration::from_secs(2)), "never read");
+        quiet.note_read();
+        assert!(quiet.read_within(Duration::from_secs(2)));
+        assert!(!quiet.read_within(Duration::ZERO));
     }
 
     #[test]

@@ -212,7 +212,7 @@ impl Service {
             {
                 return self.send_to_leader(request).await;
             }
-            ReadLevel::Weak if self.group.lease_covers_now() => {}
+            ReadLevel::Weak if self.group.lease_covers_now() => self.group.note_leader_read(),
             ReadLevel::Weak => self.confirm_leadership(&self.lease_reads, &request).await?,
             ReadLevel::Linearizable => {
                 self.confirm_leadership(&self.read_index_reads, &request)
@@ -293,8 +293,8 @@ impl Service {
         request: &ServiceRequest,
     ) -> Result<(), ServiceError> {
         // A quiesced leader has no fresh quorum acknowledgement: reads resume its heartbeats,
-        // so the next ones are served under its lease again.
-        self.group.wake("a read needs the leader's quorum");
+        // so the next ones are served under its lease again (and keep it from quiescing).
+        self.group.note_leader_read();
         let linearizer = confirmations.confirm().await?;
         match linearizer
             .try_await_ready(&self.group.raft, Some(request.timeout))
