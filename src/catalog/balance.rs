@@ -239,13 +239,7 @@ impl Balancer {
                 );
             }
         }
-        let busiest = leading
-            .iter()
-            .max_by_key(|(id, l)| (l.len(), std::cmp::Reverse(**id)));
-        let idlest = leading.iter().min_by_key(|(id, l)| (l.len(), **id));
-        if let (Some((&from, led)), Some((&to, fewer))) = (busiest, idlest)
-            && led.len() > fewer.len() + 1
-            && let Some(report) = led.iter().find(|r| r.voters.contains(&to))
+        if let Some((from, to, report)) = leadership_move(&leading)
             && let Some(node) = nodes.get(&from)
         {
             let group = report.group;
@@ -298,6 +292,29 @@ impl Balancer {
         }
         answers
     }
+}
+
+/// The leadership move that evens out leaders most: from the node leading most to the node
+/// leading fewest that is a voter of one of its groups — trying the next-busiest and
+/// next-idlest nodes when the extremes share no group (the busiest node's groups may have no
+/// voter on the idlest node) — as long as they differ by more than one.
+fn leadership_move<'a>(
+    leading: &BTreeMap<NodeId, Vec<&'a GroupReport>>,
+) -> Option<(NodeId, NodeId, &'a GroupReport)> {
+    let mut by_load: Vec<(&NodeId, &Vec<&GroupReport>)> = leading.iter().collect();
+    // Busiest first (ties to the lower id); the idlest are walked from the other end.
+    by_load.sort_by_key(|(id, led)| (std::cmp::Reverse(led.len()), **id));
+    for (from, led) in &by_load {
+        for (to, fewer) in by_load.iter().rev() {
+            if led.len() <= fewer.len() + 1 {
+                break; // the rest lead at least as many: no move from `from` evens anything
+            }
+            if let Some(report) = led.iter().find(|r| r.voters.contains(to)) {
+                return Some((**from, **to, report));
+            }
+        }
+    }
+    None
 }
 
 /// Whether the group's membership (its leader's report) is what the catalog places.
@@ -383,4 +400,65 @@ async fn write_moves(
         tracing::info!(target: "audit", event = "replica_moved", group, from, to, "replica placed on another node");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn led(group: GroupId, voters: &[NodeId]) -> GroupReport {
+        GroupReport {
+            group,
+            leads: true,
+            leader: voters.first().copied(),
+            voters: voters.to_vec(),
+            learners: Vec::new(),
+            joint: false,
+            committed: true,
+        }
+    }
+
+    #[test]
+    fn leadership_moves_to_the_idlest_node_that_votes_in_one_of_the_busiest_groups() {
+        let reports = [
+            led(2, &[1, 2, 3]),
+            led(3, &[2, 3, 5]),
+            led(4, &[2, 3, 5]),
+            led(5, &[3, 2, 5]),
+            led(6, &[3, 2, 5]),
+            led(7, &[5, 2, 3]),
+            led(8, &[5, 2, 3]),
+            led(9, &[4, 2, 3]),
+            led(10, &[4, 3, 5]),
+            led(11, &[4, 2, 5]),
+            led(12, &[4, 5, 3]),
+        ];
+        let by_node = |node: NodeId, groups: &[usize]| {
+            (
+                node,
+                groups.iter().map(|&i| &reports[i]).collect::<Vec<_>>(),
+            )
+        };
+        // Node 4 leads four groups, none with a voter on node 1, the idlest (one group): the
+        // move goes to the next idlest that votes in one of them (each leads two).
+        let leading: BTreeMap<NodeId, Vec<&GroupReport>> = [
+            by_node(1, &[0]),
+            by_node(2, &[1, 2]),
+            by_node(3, &[3, 4]),
+            by_node(4, &[7, 8, 9, 10]),
+            by_node(5, &[5, 6]),
+        ]
+        .into_iter()
+        .collect();
+        let (from, to, report) = leadership_move(&leading).expect("a move");
+        assert_eq!(from, 4);
+        assert_ne!(to, 1, "node 1 votes in none of node 4's groups");
+        assert!(report.voters.contains(&to) && report.leader == Some(4));
+        // Balanced to within one: no move.
+        let even: BTreeMap<NodeId, Vec<&GroupReport>> =
+            [by_node(1, &[0]), by_node(2, &[1, 2]), by_node(3, &[3])]
+                .into_iter()
+                .collect();
+        assert!(leadership_move(&even).is_none());
+    }
 }
