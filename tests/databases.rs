@@ -352,14 +352,7 @@ async fn databases_are_created_used_renamed_and_dropped_through_both_protocols()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twelve_databases_on_five_nodes_are_spread_and_outlive_a_killed_node() {
-    let mut cluster = Cluster::start(ClusterSpec {
-        env: vec![(
-            "SHOAL_LOG".into(),
-            "info,openraft=warn,shoal::catalog=debug".into(),
-        )],
-        ..voters(5)
-    })
-    .await;
+    let mut cluster = Cluster::start(voters(5)).await;
     let names: Vec<String> = (1..=12).map(|n| format!("db{n:02}")).collect();
     for (n, name) in names.iter().enumerate() {
         create_database(&cluster, n % 5, name, 3).await;
