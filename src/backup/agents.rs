@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::backup::BackupConfig;
 use crate::backup::agent::BackupAgent;
 use crate::catalog::databases::Databases;
-use crate::raft::types::GroupId;
+use crate::raft::types::{CATALOG_GROUP, DEFAULT_DATA_GROUP, GroupId};
 use crate::service::Service;
 
 /// How often the agents are matched against the groups running here.
@@ -45,14 +45,10 @@ impl BackupAgents {
 
     /// The agent of group `group` when it runs on this node.
     pub fn hosted(&self, group: GroupId) -> Option<Arc<BackupAgent>> {
-        if group == self.default_group() {
+        if group == DEFAULT_DATA_GROUP {
             return Some(self.default.clone());
         }
         self.lock().get(&group).map(|(_, agent)| agent.clone())
-    }
-
-    fn default_group(&self) -> GroupId {
-        crate::raft::types::DEFAULT_DATA_GROUP
     }
 
     /// The agent for database `name` (group `group`): the running one when the group runs
@@ -78,7 +74,7 @@ impl BackupAgents {
         let mut wanted: HashMap<GroupId, (String, Arc<Service>)> = HashMap::new();
         for service in databases.host().services.all() {
             let id = service.group.id;
-            if id == crate::catalog::CATALOG_GROUP || id == self.default_group() {
+            if id == CATALOG_GROUP || id == DEFAULT_DATA_GROUP {
                 continue;
             }
             if let Some(entry) = view.by_group(id) {

@@ -7,9 +7,9 @@
 //! is copied once only, so a user removed in the catalog is never brought back by the copy.
 
 use crate::catalog::databases::Databases;
-use crate::catalog::statements::CatalogWriteError;
 use crate::catalog::view::positional;
 use crate::raft::types::Statement;
+use crate::service::ServiceError;
 use crate::types::users::UserChange;
 use crate::types::value::SqlValue;
 
@@ -64,7 +64,13 @@ pub async fn move_into_catalog(
                 ),
             ])
             .await
-            .map_err(|e| format!("recording user {:?} as copied: {}", user.name, described(e)))?;
+            .map_err(|e| {
+                format!(
+                    "recording user {:?} as copied: {}",
+                    user.name,
+                    ServiceError::from(e)
+                )
+            })?;
         copied += 1;
     }
     if !view.users_in_catalog {
@@ -76,7 +82,12 @@ pub async fn move_into_catalog(
                 ),
             ])
             .await
-            .map_err(|e| format!("marking the users as kept in the catalog: {}", described(e)))?;
+            .map_err(|e| {
+                format!(
+                    "marking the users as kept in the catalog: {}",
+                    ServiceError::from(e)
+                )
+            })?;
         tracing::info!(target: "audit", event = "users_moved", copied, "the users are kept in the cluster catalog from now on");
     } else if copied > 0 {
         tracing::info!(
@@ -86,13 +97,6 @@ pub async fn move_into_catalog(
     }
     *seen_version = Some(version);
     Ok(())
-}
-
-fn described(error: CatalogWriteError) -> String {
-    match error {
-        CatalogWriteError::Service(error) => error.to_string(),
-        CatalogWriteError::Statement(message) => message,
-    }
 }
 
 const CREATE_COPIED_TABLE: &str = "CREATE TABLE IF NOT EXISTS users_copied (name TEXT PRIMARY KEY)";

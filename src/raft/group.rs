@@ -22,7 +22,7 @@ use crate::raft::types::{GroupId, NodeId, Raft, TypeConfig};
 pub const SEED_FILE: &str = "seed.db";
 
 /// The clock openraft keeps its leader lease by.
-type RaftInstant = openraft::type_config::alias::InstantOf<TypeConfig>;
+pub(crate) type RaftInstant = openraft::type_config::alias::InstantOf<TypeConfig>;
 
 /// Consensus timing and log retention.
 #[derive(Debug, Clone)]
@@ -265,6 +265,17 @@ impl RaftGroup {
             .last_applied
             .as_ref()
             .map(|l| l.index)
+    }
+
+    /// The Raft address of member `node`, read in place (no copy of the membership).
+    pub fn raft_addr_of(&self, node: NodeId) -> Option<String> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&node)
+            .map(|member| member.raft_addr.clone())
     }
 
     /// The members of the membership in effect with their addresses, read in place.

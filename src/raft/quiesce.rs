@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 
-use crate::raft::group::{RaftGroup, RaftSettings};
+use crate::raft::group::{RaftGroup, RaftInstant, RaftSettings};
 use crate::raft::peer_stream::client::{PeerLinks, Route};
 use crate::raft::peer_stream::frame::{Call, LivenessRequest, QuiesceRequest, Reply};
 use crate::raft::registry::GroupRegistry;
@@ -248,9 +248,7 @@ impl RaftGroup {
         if quiesced.leader != self.node_id || quiesced.heard.is_empty() {
             return; // a follower forwards; a lone voter is its own quorum
         }
-        let asked_at = openraft::Instant::now();
-        let asked_at: openraft::type_config::alias::InstantOf<crate::raft::types::TypeConfig> =
-            asked_at;
+        let asked_at = <RaftInstant as openraft::Instant>::now();
         if self.raft.trigger().heartbeat().await.is_err() {
             return;
         }
@@ -522,13 +520,17 @@ pub fn spawn(groups: &Arc<GroupRegistry>, links: Arc<PeerLinks>, settings: &Raft
                 if let Some(quiesced) = group.quiet.current() {
                     if let Some(why) = group.quiet.lost(me, now, lost_after) {
                         group.wake(&why);
-                    } else if quiesced.leader != me
-                        && let Some(node) = group.members().get(&quiesced.leader)
-                    {
-                        asks.entry(quiesced.leader)
-                            .or_insert_with(|| (node.raft_addr.clone(), Vec::new()))
-                            .1
-                            .push((group.id, quiesced.term));
+                    } else if quiesced.leader != me {
+                        let entry = match asks.entry(quiesced.leader) {
+                            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                            std::collections::btree_map::Entry::Vacant(entry) => {
+                                let Some(raft_addr) = group.raft_addr_of(quiesced.leader) else {
+                                    continue;
+                                };
+                                entry.insert((raft_addr, Vec::new()))
+                            }
+                        };
+                        entry.1.push((group.id, quiesced.term));
                     }
                     continue;
                 }

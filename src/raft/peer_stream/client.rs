@@ -24,8 +24,6 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a peer that refused the upgrade is called over per-request HTTP before it is
 /// asked again (it may have been upgraded meanwhile).
 const FALLBACK_RETRY: Duration = Duration::from_secs(30);
-/// Marks a refusal of the upgrade token itself (the peer speaks an older version).
-const UPGRADE_REFUSED: &str = "refused the upgrade token";
 /// Results of one append stream waiting to be read by its replication task.
 const STREAM_RESULTS: usize = 256;
 
@@ -129,6 +127,28 @@ impl Drop for PeerLinks {
     }
 }
 
+/// What asking a peer for a peer stream in one protocol version gave.
+enum Opened {
+    Link(Arc<Link>),
+    /// The peer does not know the upgrade at all (404): a node from before the peer stream.
+    NoUpgrade,
+    /// The peer knows the upgrade but not this version's token (400): an older version.
+    TokenRefused(String),
+}
+
+impl Opened {
+    /// The link of the only version left to try (`None`: no peer stream at all).
+    fn into_link(self, target: NodeId, raft_addr: &str) -> Result<Option<Arc<Link>>, LinkError> {
+        match self {
+            Opened::Link(link) => Ok(Some(link)),
+            Opened::NoUpgrade => Ok(None),
+            Opened::TokenRefused(refusal) => Err(LinkError::Unreachable(format!(
+                "node {target} at {raft_addr} refused a peer stream: {refusal}"
+            ))),
+        }
+    }
+}
+
 /// One open peer stream to a peer.
 pub struct Link {
     target: NodeId,
@@ -154,18 +174,23 @@ impl Link {
         generation: u64,
     ) -> Result<Option<Arc<Link>>, LinkError> {
         if crate::unsafe_faults::active() == Some(UnsafeFault::OlderPeerStream) {
-            return Link::open(http, target, raft_addr, generation, PROTOCOL_V1).await;
+            return Link::open(http, target, raft_addr, generation, PROTOCOL_V1)
+                .await?
+                .into_link(target, raft_addr);
         }
-        match Link::open(http, target, raft_addr, generation, PROTOCOL).await {
-            Err(LinkError::Unreachable(refusal)) if refusal.contains(UPGRADE_REFUSED) => {
+        match Link::open(http, target, raft_addr, generation, PROTOCOL).await? {
+            Opened::Link(link) => Ok(Some(link)),
+            Opened::NoUpgrade => Ok(None),
+            Opened::TokenRefused(_) => {
                 // A node of version 1 answers an unknown token with 400.
                 tracing::info!(
                     node = target,
                     "node does not speak {PROTOCOL}; using {PROTOCOL_V1} (no quiescence)"
                 );
-                Link::open(http, target, raft_addr, generation, PROTOCOL_V1).await
+                Link::open(http, target, raft_addr, generation, PROTOCOL_V1)
+                    .await?
+                    .into_link(target, raft_addr)
             }
-            other => other,
         }
     }
 
@@ -176,7 +201,7 @@ impl Link {
         raft_addr: &str,
         generation: u64,
         token: &'static str,
-    ) -> Result<Option<Arc<Link>>, LinkError> {
+    ) -> Result<Opened, LinkError> {
         let url = format!("{}/raft/v2/stream", crate::net::raft_url(raft_addr));
         let request = http
             .client()
@@ -200,13 +225,11 @@ impl Link {
         };
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+            return Ok(Opened::NoUpgrade);
         }
         if status == reqwest::StatusCode::BAD_REQUEST {
             let text = response.text().await.unwrap_or_default();
-            return Err(LinkError::Unreachable(format!(
-                "node {target} at {raft_addr}: {UPGRADE_REFUSED} {token} ({status}): {text}"
-            )));
+            return Ok(Opened::TokenRefused(format!("{token} ({status}): {text}")));
         }
         if status != reqwest::StatusCode::SWITCHING_PROTOCOLS {
             let text = response.text().await.unwrap_or_default();
@@ -249,7 +272,7 @@ impl Link {
         let metrics = crate::metrics::metrics();
         metrics.peer_links_opened.inc();
         metrics.peer_links_open.inc();
-        Ok(Some(link))
+        Ok(Opened::Link(link))
     }
 
     fn is_usable(&self, raft_addr: &str, generation: u64) -> bool {
