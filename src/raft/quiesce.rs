@@ -401,16 +401,20 @@ fn ready_to_quiesce(group: &RaftGroup) -> Option<QuiesceRequest> {
     })
 }
 
-/// Asks every other member of `group` to quiesce, then quiesces the leader if all agreed. A
+/// Asks every other member of `group` to quiesce, then quiesces the leader if all agreed. No
+/// member is asked unless every one can take part (a member of an earlier version, or one
+/// unreachable, keeps the group awake without stopping anyone's timers for a moment); a
 /// member that agreed while another refused wakes on the leader's next heartbeat.
 async fn attempt(group: Arc<RaftGroup>, links: Arc<PeerLinks>, request: QuiesceRequest) {
     let members = other_members(&group);
+    let mut streams = Vec::with_capacity(members.len());
     for (node, raft_addr) in &members {
-        let link = match links.route(*node, raft_addr).await {
-            Ok(Route::Stream(link)) if link.quiesces() => link,
-            // A member of an earlier version, or unreachable: the group stays awake.
+        match links.route(*node, raft_addr).await {
+            Ok(Route::Stream(link)) if link.quiesces() => streams.push(link),
             _ => return,
-        };
+        }
+    }
+    for link in &streams {
         let call = Call::Quiesce(request.clone());
         match link.call(group.id, call, QUIESCE_CALL_TIMEOUT).await {
             Ok(Reply::Quiesce(true)) => {}
