@@ -111,6 +111,7 @@ pub fn raft_rpc(data: &[u8]) {
     for kind in [
         crate::backup::codec::ObjectKind::ImageChunk,
         crate::backup::codec::ObjectKind::LogSegment,
+        crate::backup::codec::ObjectKind::LogSegmentV2,
     ] {
         let _ = crate::backup::codec::decode("fuzz/object", data, kind, None, b"fuzz", 1 << 20);
     }

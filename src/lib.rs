@@ -20,6 +20,7 @@ pub mod node;
 pub mod pgwire;
 pub mod raft;
 pub mod recover;
+pub mod router;
 pub mod service;
 pub mod shard;
 pub mod shell;

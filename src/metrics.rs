@@ -73,6 +73,11 @@ pub struct Metrics {
     pub group_wakes: Counter,
     pub proposals: Counter,
     pub proposal_failures: Counter,
+    /// Cross-group (two-phase) transactions this node coordinated, and those that aborted.
+    pub shard_transactions: Counter,
+    pub shard_transactions_aborted: Counter,
+    /// Prepared transactions this node's resolver finished for a coordinator that did not.
+    pub shard_transactions_resolved: Counter,
     pub proposal_duration: Histogram,
     pub leader_changes: Counter,
     pub elections: Counter,
@@ -206,6 +211,21 @@ impl Metrics {
             &mut registry,
             "raft_proposal_failures",
             "Proposals that failed (no leader, lost leadership, stopped)",
+        );
+        let shard_transactions = counter(
+            &mut registry,
+            "shard_transactions",
+            "Cross-shard (two-phase) transactions this node coordinated",
+        );
+        let shard_transactions_aborted = counter(
+            &mut registry,
+            "shard_transactions_aborted",
+            "Cross-shard transactions this node coordinated that aborted",
+        );
+        let shard_transactions_resolved = counter(
+            &mut registry,
+            "shard_transactions_resolved",
+            "Prepared cross-shard transactions this node's resolver finished",
         );
         let proposal_duration = latency_histogram();
         registry.register_with_unit(
@@ -405,6 +425,9 @@ impl Metrics {
             group_wakes,
             proposals,
             proposal_failures,
+            shard_transactions,
+            shard_transactions_aborted,
+            shard_transactions_resolved,
             proposal_duration,
             leader_changes,
             elections,

@@ -296,6 +296,10 @@ impl Node {
             databases.clone(),
             shutdown.subscribe(),
         ));
+        servers.push(crate::router::resolver::spawn(
+            databases.clone(),
+            shutdown.subscribe(),
+        ));
         let node = Node {
             service,
             databases,
@@ -604,6 +608,7 @@ async fn propose_first_command(group: &RaftGroup, timeout: Duration) -> Result<(
             batches: Vec::new(),
             load: None,
             users: None,
+            shard: None,
         })
         .await
         .map_err(|e| NodeError::Other(format!("first command: {e}")))?;

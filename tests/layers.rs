@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["raft"],
     &["service"],
     &["catalog"],
+    &["router"],
     &["auth", "alerts"],
     &["backup"],
     &["http", "pgwire", "shell", "bench"],

@@ -20,6 +20,7 @@ use crate::backup::target::ConfiguredTarget;
 use crate::backup::{BackupConfig, BackupError};
 use crate::raft::group::RaftGroup;
 use crate::raft::types::Entry;
+use crate::types::layout::{CommandLayout, with_layout};
 
 /// Entries per segment at most (bounds the memory of one upload and of one replay step).
 const SEGMENT_ENTRIES_MAX: u64 = 4096;
@@ -167,18 +168,24 @@ pub async fn read_segment(
         .get(key_name, SEGMENT_PLAIN_BYTES_MAX as u64)
         .await?;
     let name = format!("{}/{key_name}", target.target.name());
+    // Segments archived before command layout 2 keep their kind and decode in layout 1.
+    let (kind, layout) = match ObjectKind::claimed_by(&object) {
+        Some(ObjectKind::LogSegment) => (ObjectKind::LogSegment, CommandLayout::V1),
+        _ => (ObjectKind::LogSegmentV2, CommandLayout::V2),
+    };
     let plain = codec::decode(
         &name,
         &object,
-        ObjectKind::LogSegment,
+        kind,
         key,
         key_name.as_bytes(),
         SEGMENT_PLAIN_BYTES_MAX,
     )?;
-    let entries: Vec<Entry> = postcard::from_bytes(&plain).map_err(|e| BackupError::Invalid {
-        object: name.clone(),
-        check: format!("entries do not decode: {e}"),
-    })?;
+    let entries: Vec<Entry> =
+        with_layout(layout, || postcard::from_bytes(&plain)).map_err(|e| BackupError::Invalid {
+            object: name.clone(),
+            check: format!("entries do not decode: {e}"),
+        })?;
     let indexes_match = entries
         .iter()
         .zip(first..=last)
@@ -366,7 +373,7 @@ async fn ship_segment(
     let name = key_name.clone();
     let object = tokio::task::spawn_blocking(move || {
         codec::encode(
-            ObjectKind::LogSegment,
+            ObjectKind::LogSegmentV2,
             &plain,
             3,
             key.as_ref(),

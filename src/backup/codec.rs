@@ -48,7 +48,22 @@ fn object_cipher(key: &BackupKey, salt: &[u8; SALT_BYTES]) -> Result<Aes256Gcm, 
 #[repr(u8)]
 pub enum ObjectKind {
     ImageChunk = 1,
+    /// Log entries whose commands use layout 1 (`types::layout`): archived before layout 2.
     LogSegment = 2,
+    /// Log entries whose commands use layout 2: every segment archived since.
+    LogSegmentV2 = 3,
+}
+
+impl ObjectKind {
+    /// The kind an object says it is (unchecked: [`decode`] verifies it), if it says one.
+    pub fn claimed_by(object: &[u8]) -> Option<ObjectKind> {
+        match object.get(MAGIC.len())? {
+            1 => Some(ObjectKind::ImageChunk),
+            2 => Some(ObjectKind::LogSegment),
+            3 => Some(ObjectKind::LogSegmentV2),
+            _ => None,
+        }
+    }
 }
 
 /// The name of the encryption scheme a key gives, as manifests record it.

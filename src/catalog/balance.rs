@@ -115,11 +115,8 @@ impl Balancer {
             .filter(|report| report.leads)
             .map(|report| (report.group, report))
             .collect();
-        let placed: Vec<&DatabaseEntry> = view
-            .databases
-            .values()
-            .filter(|d| !d.everywhere())
-            .collect();
+        let placed: Vec<&DatabaseEntry> =
+            view.groups.values().filter(|d| !d.everywhere()).collect();
         let moving = placed.iter().any(|entry| {
             memberships
                 .get(&entry.group)

@@ -249,16 +249,36 @@ impl Databases {
             }
             return Err(ServiceError::UnknownDatabase(name.to_string()));
         };
+        Ok(self.handle_of_entry(entry))
+    }
+
+    /// Where the requests of one group of a database go (a shard group, say).
+    pub fn resolve_group(&self, group: GroupId) -> Result<DatabaseHandle, ServiceError> {
+        if group == DEFAULT_DATA_GROUP {
+            return self.resolve(None);
+        }
+        let view = self.view();
+        let entry = view.by_group(group).ok_or_else(|| {
+            ServiceError::Unavailable(format!(
+                "group {group} is not in this node's view of the catalog (dropped, or created \
+                 a moment ago); retry shortly"
+            ))
+        })?;
+        Ok(self.handle_of_entry(entry))
+    }
+
+    fn handle_of_entry(&self, entry: &crate::catalog::view::DatabaseEntry) -> DatabaseHandle {
+        let name = entry.name.as_str();
         // A replica here serves only while it is placed here (one that moved away is about to
         // be removed).
         if entry.placed_on(self.host.node_id()).is_some()
             && let Some(service) = self.host.service(entry.group)
         {
-            return Ok(DatabaseHandle {
+            return DatabaseHandle {
                 name: name.to_string(),
                 group: entry.group,
                 target: Target::Local(service),
-            });
+            };
         }
         let nodes = self.nodes();
         let mut placements = entry.placements.clone();
@@ -267,13 +287,13 @@ impl Databases {
             .iter()
             .filter_map(|p| Some((p.node, nodes.get(&p.node)?.raft_addr.clone())))
             .collect();
-        Ok(DatabaseHandle {
+        DatabaseHandle {
             name: name.to_string(),
             group: entry.group,
             target: Target::Remote {
                 peers: self.peers(entry.group),
                 replicas,
             },
-        })
+        }
     }
 }

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::raft::types::{GroupId, NodeId, Statement, StatementBatch};
+use crate::raft::types::{GroupId, NodeId, Statement, StatementBatch, StatementResult};
 use crate::service::peer::{PeerClient, group_not_there, never_reached_the_leader};
 use crate::service::{
     ReadConsistency, RequestKind, Service, ServiceError, ServiceRequest, ServiceResponse,
     WriteConcern,
 };
+use crate::types::shard::ShardStep;
 use crate::types::value::SqlValue;
 
 /// Where one database's requests go.
@@ -75,6 +76,35 @@ impl DatabaseHandle {
 }
 
 impl DatabaseHandle {
+    /// Applies a cross-group transaction step in this group, on its leader: through the
+    /// replica here, or a node holding one.
+    pub async fn apply_step(
+        &self,
+        step: &ShardStep,
+        timeout: Duration,
+    ) -> Result<Vec<StatementResult>, ServiceError> {
+        let (peers, replicas) = match &self.target {
+            Target::Local(service) => return service.apply_step(step, timeout).await,
+            Target::Remote { peers, replicas } => (peers, replicas),
+        };
+        let mut last = None;
+        for (node, raft_addr) in replicas {
+            match peers.step(raft_addr, step, true, timeout).await {
+                Err(error) if group_not_there(&error) || never_reached_the_leader(&error) => {
+                    tracing::debug!(group = self.group, node, %error, "trying the next replica");
+                    last = Some(error);
+                }
+                outcome => return outcome,
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ServiceError::Unavailable(format!(
+                "group {} has no replica this node knows the address of",
+                self.group
+            ))
+        }))
+    }
+
     /// The shape of `sql` (parameters, result columns) for a client preparing it: compiled
     /// by the local replica's service when there is one, else by the group's leader.
     pub async fn describe(

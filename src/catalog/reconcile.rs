@@ -161,7 +161,8 @@ async fn membership_step(databases: &Databases) -> Result<(), String> {
     let catalog = databases.catalog().map_err(|e| e.to_string())?;
     let view = databases.refresh().await.map_err(|e| e.to_string())?;
     if catalog.group.leads() {
-        if !view.ready {
+        // (Again once the catalog predates the sharding tables: the statements are idempotent.)
+        if !view.ready || !view.has_shard_tables {
             return write_layout(&catalog).await;
         }
         follow_cluster(databases, &catalog.group).await?;
@@ -303,7 +304,7 @@ async fn follow_cluster(databases: &Databases, catalog: &RaftGroup) -> Result<()
 async fn host_placed_groups(databases: &Databases, view: &CatalogView) {
     let host = databases.host();
     let me = host.node_id();
-    for entry in view.databases.values() {
+    for entry in view.groups.values() {
         if entry.everywhere() || host.service(entry.group).is_some() {
             continue;
         }

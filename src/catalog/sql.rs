@@ -5,6 +5,8 @@
 
 /// Most replicas (voters or read replicas) a database may ask for.
 pub const REPLICAS_MAX: u32 = 9;
+/// Most shard groups a database may have.
+pub const SHARDS_MAX: u32 = 64;
 /// Longest database name, as PostgreSQL's (NAMEDATALEN - 1).
 pub const NAME_BYTES_MAX: usize = 63;
 
@@ -16,6 +18,11 @@ pub enum DatabaseStatement {
         if_not_exists: bool,
         replicas: Option<u32>,
         read_replicas: u32,
+        /// Shard groups (1: not sharded).
+        shards: u32,
+        /// Every table created in it is distributed by its rowid or primary key
+        /// (`distribute = all`), unless made a reference table.
+        distribute_all: bool,
     },
     Drop {
         name: String,
@@ -241,11 +248,35 @@ impl Parser {
             false
         };
         let name = self.name()?;
-        let (mut replicas, mut read_replicas) = (None, 0);
+        let (mut replicas, mut read_replicas, mut shards, mut distribute_all) = (None, 0, 1, false);
         self.eat_word("with");
         let parenthesized = self.eat_symbol('(');
         while let Some(option) = self.word() {
             self.eat_symbol('=');
+            if option == "distribute" {
+                distribute_all = match self.word().as_deref() {
+                    Some("all") => true,
+                    Some("none") => false,
+                    _ => return Err("distribute takes all or none".into()),
+                };
+                if !self.eat_symbol(',') && parenthesized {
+                    break;
+                }
+                continue;
+            }
+            if option == "shards" {
+                shards = match self.peek() {
+                    Some(Token::Number(number)) => number.parse::<u32>().ok(),
+                    _ => None,
+                }
+                .filter(|n| (1..=SHARDS_MAX).contains(n))
+                .ok_or_else(|| format!("shards takes a whole number from 1 to {SHARDS_MAX}"))?;
+                self.at += 1;
+                if !self.eat_symbol(',') && parenthesized {
+                    break;
+                }
+                continue;
+            }
             let value = match self.peek() {
                 Some(Token::Number(number)) => number.parse::<u32>().ok(),
                 _ => None,
@@ -262,7 +293,8 @@ impl Parser {
                 "read_replicas" => read_replicas = value,
                 other => {
                     return Err(format!(
-                        "unknown database option {other:?}: Shoal takes replicas and read_replicas"
+                        "unknown database option {other:?}: Shoal takes replicas, \
+                         read_replicas, shards and distribute"
                     ));
                 }
             }
@@ -273,11 +305,16 @@ impl Parser {
         if parenthesized && !self.eat_symbol(')') {
             return Err("the option list is missing its closing parenthesis".into());
         }
+        if distribute_all && shards == 1 {
+            return Err("distribute = all needs shards of 2 or more".into());
+        }
         Ok(DatabaseStatement::Create {
             name,
             if_not_exists,
             replicas,
             read_replicas,
+            shards,
+            distribute_all,
         })
     }
 
@@ -371,6 +408,8 @@ mod tests {
             if_not_exists: false,
             replicas: Some(3),
             read_replicas: 1,
+            shards: 1,
+            distribute_all: false,
         };
         assert_eq!(
             ok("CREATE DATABASE orders WITH (replicas = 3, read_replicas = 1);"),
@@ -387,6 +426,19 @@ mod tests {
                 if_not_exists: true,
                 replicas: None,
                 read_replicas: 0,
+                shards: 1,
+                distribute_all: false,
+            }
+        );
+        assert_eq!(
+            ok("CREATE DATABASE shop WITH (shards = 4, distribute = all)"),
+            DatabaseStatement::Create {
+                name: "shop".into(),
+                if_not_exists: false,
+                replicas: None,
+                read_replicas: 0,
+                shards: 4,
+                distribute_all: true,
             }
         );
     }
@@ -416,6 +468,10 @@ mod tests {
         assert!(err("CREATE DATABASE x WITH (replicas = 0)").contains("at least 1"));
         assert!(err("CREATE DATABASE x WITH (replicas = 99)").contains("0 to 9"));
         assert!(err("CREATE DATABASE x WITH (owner = 1)").contains("unknown database option"));
+        assert!(err("CREATE DATABASE x WITH (shards = 0)").contains("1 to 64"));
+        assert!(err("CREATE DATABASE x WITH (shards = 65)").contains("1 to 64"));
+        assert!(err("CREATE DATABASE x WITH (distribute = some)").contains("all or none"));
+        assert!(err("CREATE DATABASE x WITH (distribute = all)").contains("shards of 2"));
         assert!(err("CREATE DATABASE x WITH (replicas = 3").contains("closing parenthesis"));
         assert!(err("CREATE DATABASE \"1x\"").contains("must start with a letter"));
         assert!(err("CREATE DATABASE _shoal_x").contains("Shoal's own"));

@@ -27,7 +27,16 @@ pub const SHOW_COLUMNS: &[&str] = &[
     "read_replicas",
     "voters",
     "read_replicas_on",
+    "shards",
 ];
+
+/// What `CREATE DATABASE` asks for besides the name.
+struct Shape {
+    replicas: Option<u32>,
+    read_replicas: u32,
+    shards: u32,
+    distribute_all: bool,
+}
 
 impl Databases {
     /// Marks node `id` as draining: the placement loop moves its replicas to other nodes;
@@ -65,7 +74,7 @@ impl Databases {
     /// Replicas placed on node `id` (what a drain still has to move).
     pub fn placed_on(&self, id: NodeId) -> usize {
         self.view()
-            .databases
+            .groups
             .values()
             .filter(|entry| entry.placed_on(id).is_some())
             .count()
@@ -88,9 +97,16 @@ impl Databases {
                 if_not_exists,
                 replicas,
                 read_replicas,
+                shards,
+                distribute_all,
             } => {
-                self.create(&view, name, if_not_exists, replicas, read_replicas)
-                    .await
+                let shape = Shape {
+                    replicas,
+                    read_replicas,
+                    shards,
+                    distribute_all,
+                };
+                self.create(&view, name, if_not_exists, shape).await
             }
             DatabaseStatement::Drop { name, if_exists } => self.drop(name, if_exists).await,
             DatabaseStatement::Rename { from, to } => self.rename(from, to).await,
@@ -122,10 +138,13 @@ impl Databases {
                         list(entry, Role::Voter)
                     },
                     list(entry, Role::Replica),
+                    SqlValue::Integer(entry.groups.len() as i64),
                 ]
             })
             .collect();
-        let types = ["text", "integer", "integer", "integer", "text", "text"];
+        let types = [
+            "text", "integer", "integer", "integer", "text", "text", "integer",
+        ];
         StatementResult {
             rows: Some(RowSet {
                 columns: SHOW_COLUMNS.iter().map(|c| c.to_string()).collect(),
@@ -141,9 +160,14 @@ impl Databases {
         view: &CatalogView,
         name: String,
         if_not_exists: bool,
-        replicas: Option<u32>,
-        read_replicas: u32,
+        shape: Shape,
     ) -> Result<StatementResult, ServiceError> {
+        let Shape {
+            replicas,
+            read_replicas,
+            shards,
+            distribute_all,
+        } = shape;
         if view.databases.contains_key(&name) {
             return if if_not_exists {
                 Ok(StatementResult::default())
@@ -158,14 +182,20 @@ impl Databases {
             .filter(|node| !view.draining.contains(node))
             .collect();
         let replicas = replicas.map_or(DEFAULT_REPLICAS.min(nodes.len()), |r| r as usize);
-        let chosen = placement::choose(
-            &nodes,
-            &view.load_per_node(),
-            &view.zones,
-            replicas,
-            read_replicas as usize,
-        )
-        .map_err(ServiceError::BadRequest)?;
+        // Each shard group is placed like a database of its own, the load counting the
+        // groups placed before it, so the shards' replicas (and leaders) spread.
+        let mut load = view.load_per_node();
+        let mut chosen_per_shard = Vec::with_capacity(shards as usize);
+        for _ in 0..shards {
+            let chosen =
+                placement::choose(&nodes, &load, &view.zones, replicas, read_replicas as usize)
+                    .map_err(ServiceError::BadRequest)?;
+            for placement in &chosen {
+                *load.entry(placement.node).or_default() += 1;
+            }
+            chosen_per_shard.push(chosen);
+        }
+        let chosen = chosen_per_shard.first().cloned().unwrap_or_default();
         let name_value = SqlValue::Text(name.clone());
         let mut statements = vec![positional(
             "INSERT INTO databases (name, group_id, replicas, read_replicas, created_ms)
@@ -189,8 +219,41 @@ impl Databases {
                 ],
             ));
         }
-        statements.push(Statement::plain(
-            "UPDATE catalog_meta SET value = value + 1 WHERE key = 'next_group'",
+        for (shard, chosen) in chosen_per_shard.iter().enumerate().skip(1) {
+            let shard_value = SqlValue::Integer(shard as i64);
+            statements.push(positional(
+                "INSERT INTO shard_groups (database_group, shard, group_id)
+                 SELECT group_id, ?2, group_id + ?2 FROM databases WHERE name = ?1",
+                vec![name_value.clone(), shard_value.clone()],
+            ));
+            for placement in chosen {
+                statements.push(positional(
+                    "INSERT INTO placements (group_id, node_id, role, initial)
+                     SELECT group_id + ?2, ?3, ?4, ?5 FROM databases WHERE name = ?1",
+                    vec![
+                        name_value.clone(),
+                        shard_value.clone(),
+                        SqlValue::Integer(placement.node as i64),
+                        SqlValue::Text(placement.role.as_str().into()),
+                        SqlValue::Integer(placement.initial as i64),
+                    ],
+                ));
+            }
+        }
+        if shards > 1 {
+            statements.push(positional(
+                "INSERT INTO database_options (database_group, distribute_all)
+                 SELECT group_id, ?2 FROM databases WHERE name = ?1",
+                vec![name_value.clone(), SqlValue::Integer(distribute_all as i64)],
+            ));
+            statements.push(positional(
+                "UPDATE catalog_meta SET value = ?1 WHERE key = 'layout' AND value < ?1",
+                vec![SqlValue::Integer(view::SHARDED_LAYOUT)],
+            ));
+        }
+        statements.push(positional(
+            "UPDATE catalog_meta SET value = value + ?1 WHERE key = 'next_group'",
+            vec![SqlValue::Integer(shards as i64)],
         ));
         let outcome = self.write_catalog(statements).await;
         match outcome {
@@ -205,7 +268,7 @@ impl Databases {
             Ok(_) => {}
         }
         let nodes: Vec<String> = chosen.iter().map(|p| p.node.to_string()).collect();
-        tracing::info!(target: "audit", event = "database_created", database = %name, replicas, read_replicas, nodes = %nodes.join(","), "database created");
+        tracing::info!(target: "audit", event = "database_created", database = %name, replicas, read_replicas, shards, nodes = %nodes.join(","), "database created");
         self.await_usable(&name).await;
         Ok(StatementResult::default())
     }
@@ -249,7 +312,8 @@ impl Databases {
             )));
         }
         let name_value = SqlValue::Text(name.clone());
-        let statements = vec![
+        let first = "(SELECT group_id FROM databases WHERE name = ?1)";
+        let mut statements = vec![
             positional(
                 "INSERT INTO dropped_groups (group_id, name, dropped_ms)
                  SELECT group_id, name, ?2 FROM databases WHERE name = ?1",
@@ -259,11 +323,46 @@ impl Databases {
                 ],
             ),
             positional(
-                "DELETE FROM placements WHERE group_id = (SELECT group_id FROM databases WHERE name = ?1)",
+                &format!("DELETE FROM placements WHERE group_id = {first}"),
                 vec![name_value.clone()],
             ),
-            positional("DELETE FROM databases WHERE name = ?1", vec![name_value]),
         ];
+        // Its shard groups and sharding records (absent in a catalog that predates them).
+        if self.view().has_shard_tables {
+            statements.push(positional(
+                &format!(
+                    "INSERT INTO dropped_groups (group_id, name, dropped_ms)
+                     SELECT group_id, ?1 || '#' || shard, ?2 FROM shard_groups
+                     WHERE database_group = {first}"
+                ),
+                vec![
+                    name_value.clone(),
+                    SqlValue::Integer(crate::service::unix_now_ms()),
+                ],
+            ));
+            statements.push(positional(
+                &format!(
+                    "DELETE FROM placements WHERE group_id IN
+                     (SELECT group_id FROM shard_groups WHERE database_group = {first})"
+                ),
+                vec![name_value.clone()],
+            ));
+            for table in [
+                "shard_groups",
+                "database_options",
+                "table_kinds",
+                "table_sequences",
+            ] {
+                statements.push(positional(
+                    &format!("DELETE FROM {table} WHERE database_group = {first}"),
+                    vec![name_value.clone()],
+                ));
+            }
+        }
+        statements.push(positional(
+            "DELETE FROM databases WHERE name = ?1",
+            vec![name_value],
+        ));
         let results = self.write_catalog(statements).await?;
         if results.last().is_none_or(|r| r.rows_affected == 0) && !if_exists {
             return Err(ServiceError::UnknownDatabase(name));

@@ -8,7 +8,15 @@ use crate::types::value::SqlValue;
 
 /// The layout of the catalog's tables. A node refuses (and says so) a catalog written by a
 /// newer layout; an older one is brought up to this one by the catalog leader.
-pub const CATALOG_LAYOUT: i64 = 1;
+///
+/// Layout 2 adds sharding (`shard_groups`, `table_kinds`, `database_options`,
+/// `table_sequences`). Their tables exist in every catalog, but the layout is raised to 2 only
+/// when the first sharded database is created: until then nodes of layout 1 keep reading the
+/// catalog, and afterwards they refuse it rather than route a sharded database's requests to
+/// one of its groups.
+pub const CATALOG_LAYOUT: i64 = 2;
+/// The layout a catalog needs once it records a sharded database.
+pub const SHARDED_LAYOUT: i64 = 2;
 
 /// The database every node holds and clients use when they name none (`db=` absent); it is
 /// the data group that existed before the catalog, so a data directory of an earlier version
@@ -45,6 +53,28 @@ pub fn layout_statements(now_ms: i64) -> Vec<Statement> {
              group_id INTEGER PRIMARY KEY,
              name TEXT NOT NULL,
              dropped_ms INTEGER NOT NULL)",
+        // A sharded database's groups after its first (shard 0 is `databases.group_id`).
+        "CREATE TABLE IF NOT EXISTS shard_groups (
+             database_group INTEGER NOT NULL,
+             shard INTEGER NOT NULL CHECK (shard >= 1),
+             group_id INTEGER NOT NULL UNIQUE,
+             PRIMARY KEY (database_group, shard))",
+        "CREATE TABLE IF NOT EXISTS database_options (
+             database_group INTEGER PRIMARY KEY,
+             distribute_all INTEGER NOT NULL)",
+        // Distributed and reference tables (every other table is local), by lower-cased name.
+        "CREATE TABLE IF NOT EXISTS table_kinds (
+             database_group INTEGER NOT NULL,
+             table_name TEXT NOT NULL,
+             kind TEXT NOT NULL CHECK (kind IN ('distributed', 'reference')),
+             key_column TEXT,
+             PRIMARY KEY (database_group, table_name))",
+        // The next rowid handed out for a distributed table's new rows.
+        "CREATE TABLE IF NOT EXISTS table_sequences (
+             database_group INTEGER NOT NULL,
+             table_name TEXT NOT NULL,
+             next INTEGER NOT NULL,
+             PRIMARY KEY (database_group, table_name))",
     ]
     .into_iter()
     .map(Statement::plain)
@@ -104,11 +134,31 @@ pub struct Placement {
     pub initial: bool,
 }
 
-/// One database as the catalog records it.
+/// How a table's rows are spread over a sharded database's groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableKind {
+    /// Each row in the group owning the slot of its shard key: the column `key`, or the
+    /// rowid when `None`.
+    Distributed { key: Option<String> },
+    /// A full copy in every group.
+    Reference,
+}
+
+/// One group of a database as the catalog records it (a database that is not sharded has
+/// one; `databases` lists each database's first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseEntry {
     pub name: String,
     pub group: GroupId,
+    /// This group's place among the database's groups (0: the first, which holds its local
+    /// tables).
+    pub shard: u32,
+    /// The database's groups in shard order (one when it is not sharded).
+    pub groups: Vec<GroupId>,
+    /// Its distributed and reference tables by lower-cased name.
+    pub tables: BTreeMap<String, TableKind>,
+    /// New tables are distributed by their rowid or primary key (`distribute = all`).
+    pub distribute_all: bool,
     /// Voters wanted; 0 for the default database, which every node holds.
     pub replicas: u32,
     pub read_replicas: u32,
@@ -125,6 +175,11 @@ impl DatabaseEntry {
     pub fn everywhere(&self) -> bool {
         self.replicas == 0
     }
+
+    /// Whether the database has more than one group.
+    pub fn sharded(&self) -> bool {
+        self.groups.len() > 1
+    }
 }
 
 /// What this node's replica of the catalog says, as of `applied`.
@@ -135,6 +190,11 @@ pub struct CatalogView {
     /// The catalog log index this view was read at.
     pub applied: u64,
     pub databases: BTreeMap<String, DatabaseEntry>,
+    /// Every group of every database (a sharded database's first group is also in
+    /// `databases`).
+    pub groups: BTreeMap<GroupId, DatabaseEntry>,
+    /// The sharding tables exist (created by a catalog leader of this version).
+    pub has_shard_tables: bool,
     /// Groups of dropped databases: never reused, removed wherever they still run.
     pub dropped: BTreeSet<GroupId>,
     /// Nodes being drained (`shoal cluster drain`): their replicas move elsewhere.
@@ -150,13 +210,13 @@ pub struct CatalogView {
 
 impl CatalogView {
     pub fn by_group(&self, group: GroupId) -> Option<&DatabaseEntry> {
-        self.databases.values().find(|d| d.group == group)
+        self.groups.get(&group)
     }
 
     /// Replicas placed per node (voters and read replicas), for choosing where a new group goes.
     pub fn load_per_node(&self) -> BTreeMap<NodeId, usize> {
         let mut load = BTreeMap::new();
-        for placement in self.databases.values().flat_map(|d| &d.placements) {
+        for placement in self.groups.values().flat_map(|d| &d.placements) {
             *load.entry(placement.node).or_default() += 1;
         }
         load
@@ -216,7 +276,13 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
     for (group, placement) in placed {
         placements.entry(group).or_default().push(placement);
     }
-    let databases = rows(
+    let has_shard_tables = has_table(connection, "table_sequences").map_err(fail)?;
+    let sharding = if has_shard_tables {
+        read_sharding(connection).map_err(fail)?
+    } else {
+        Sharding::default()
+    };
+    let firsts = rows(
         connection,
         "SELECT name, group_id, replicas, read_replicas FROM databases",
         |row| {
@@ -224,16 +290,36 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
             Ok(DatabaseEntry {
                 name: row.get(0)?,
                 group,
+                shard: 0,
+                groups: vec![group],
+                tables: BTreeMap::new(),
+                distribute_all: false,
                 replicas: row.get::<_, i64>(2)? as u32,
                 read_replicas: row.get::<_, i64>(3)? as u32,
                 placements: placements.remove(&group).unwrap_or_default(),
             })
         },
     )
-    .map_err(fail)?
-    .into_iter()
-    .map(|entry| (entry.name.clone(), entry))
-    .collect();
+    .map_err(fail)?;
+    let mut databases = BTreeMap::new();
+    let mut groups = BTreeMap::new();
+    for mut entry in firsts {
+        let first = entry.group;
+        entry
+            .groups
+            .extend(sharding.groups.get(&first).into_iter().flatten().copied());
+        entry.tables = sharding.tables.get(&first).cloned().unwrap_or_default();
+        entry.distribute_all = sharding.distribute_all.contains(&first);
+        for (shard, group) in entry.groups.iter().enumerate().skip(1) {
+            let mut member = entry.clone();
+            member.group = *group;
+            member.shard = shard as u32;
+            member.placements = placements.remove(group).unwrap_or_default();
+            groups.insert(*group, member);
+        }
+        groups.insert(first, entry.clone());
+        databases.insert(entry.name.clone(), entry);
+    }
     let id = |row: &rusqlite::Row| row.get::<_, i64>(0).map(|n| n as u64);
     let dropped = rows(connection, "SELECT group_id FROM dropped_groups", id)
         .map_err(fail)?
@@ -283,12 +369,77 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         ready: true,
         applied,
         databases,
+        groups,
+        has_shard_tables,
         dropped,
         draining,
         zones,
         users_in_catalog,
         users_copied,
     })
+}
+
+/// What the sharding tables say, per database (by its first group).
+#[derive(Default)]
+struct Sharding {
+    /// Groups after the first, in shard order.
+    groups: BTreeMap<GroupId, Vec<GroupId>>,
+    tables: BTreeMap<GroupId, BTreeMap<String, TableKind>>,
+    distribute_all: BTreeSet<GroupId>,
+}
+
+fn read_sharding(connection: &rusqlite::Connection) -> rusqlite::Result<Sharding> {
+    let mut sharding = Sharding::default();
+    for (database, group) in rows(
+        connection,
+        "SELECT database_group, group_id FROM shard_groups ORDER BY database_group, shard",
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)? as GroupId,
+                row.get::<_, i64>(1)? as GroupId,
+            ))
+        },
+    )? {
+        sharding.groups.entry(database).or_default().push(group);
+    }
+    for (database, table, kind, key) in rows(
+        connection,
+        "SELECT database_group, table_name, kind, key_column FROM table_kinds",
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)? as GroupId,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
+        },
+    )? {
+        let kind = match kind.as_str() {
+            "reference" => TableKind::Reference,
+            _ => TableKind::Distributed { key },
+        };
+        sharding
+            .tables
+            .entry(database)
+            .or_default()
+            .insert(table, kind);
+    }
+    sharding.distribute_all = rows(
+        connection,
+        "SELECT database_group FROM database_options WHERE distribute_all != 0",
+        |row| row.get::<_, i64>(0).map(|g| g as GroupId),
+    )?
+    .into_iter()
+    .collect();
+    Ok(sharding)
+}
+
+fn has_table(connection: &rusqlite::Connection, name: &str) -> rusqlite::Result<bool> {
+    connection.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [name],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )
 }
 
 /// Every row of `sql`, mapped.

@@ -26,6 +26,8 @@ use crate::db::execute::{
 use crate::db::guard::{GuardMode, INTERNAL_TABLE_PREFIX, StatementGuard, TableAccess};
 use crate::db::reader::Reader;
 use crate::db::state_file::{self, STATE_TABLE, USERS_TABLE};
+use crate::db::twopc;
+use crate::types::shard::{GROUP_HELD_BY_PREPARED, Xid};
 use crate::types::{
     CommandResponse, Entry, GroupId, LogId, SERIALIZATION_FAILURE, Statement, StatementBatch,
     StatementResult, StoredMembership, results_digest,
@@ -121,6 +123,9 @@ struct Writer {
 /// One group's SQLite database.
 pub struct Database {
     path: PathBuf,
+    /// The group whose data this is (a cross-group transaction's coordinator records its
+    /// decision).
+    group: GroupId,
     vfs_name: String,
     writer: Mutex<Option<Writer>>,
     idle_readers: Mutex<Vec<Reader>>,
@@ -135,6 +140,9 @@ pub struct Database {
     users_version: AtomicU64,
     /// What opening found on disk (a rebuild after an unclean stop, say).
     opening: state_file::Opening,
+    /// Whether a cross-group transaction is prepared here (as of the last apply): writes
+    /// wait for its decision instead of being refused.
+    holding: std::sync::atomic::AtomicBool,
     /// Set by [`Database::close`]: nothing may reopen or replace the files afterwards.
     closed: std::sync::atomic::AtomicBool,
 }
@@ -147,8 +155,12 @@ impl Database {
         let opening = state_file::prepare(path)?;
         tracing::debug!(database = %path.display(), ?opening, "opening the database");
         let writer = open_writer(path, &vfs)?;
+        let holding = twopc::held(&writer.state)
+            .map_err(|e| sqlite_error(path, e))?
+            .is_some();
         Ok(Database {
             path: path.to_path_buf(),
+            group,
             vfs_name: vfs.name.clone(),
             writer: Mutex::new(Some(writer)),
             idle_readers: Mutex::new(Vec::new()),
@@ -157,7 +169,20 @@ impl Database {
             generation: AtomicU64::new(0),
             users_version: AtomicU64::new(1),
             opening,
+            holding: std::sync::atomic::AtomicBool::new(holding),
             closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Whether a cross-group transaction is prepared in this group (ordinary writes wait).
+    pub fn holds_prepared(&self) -> bool {
+        self.holding.load(Ordering::Acquire)
+    }
+
+    /// The prepared cross-group transactions with the time each was prepared (entry clock).
+    pub fn prepared_transactions(&self) -> Result<Vec<(Xid, i64)>, DbError> {
+        self.with_writer(|writer| {
+            twopc::prepared(&writer.state).map_err(|e| sqlite_error(&self.path, e))
         })
     }
 
@@ -285,6 +310,9 @@ impl Database {
         let users_change = entries.iter().any(|entry| {
             matches!(&entry.payload, EntryPayload::Normal(c) if c.users.is_some() || c.load.is_some())
         });
+        let steps = entries
+            .iter()
+            .any(|entry| matches!(&entry.payload, EntryPayload::Normal(c) if c.shard.is_some()));
         let applied = self.with_writer(|writer| {
             // An entry that replaces the whole database is applied on its own, between the
             // ordinary entries before and after it.
@@ -295,13 +323,30 @@ impl Database {
                     |entry| matches!(&entry.payload, EntryPayload::Normal(c) if c.load.is_some()),
                 );
                 let (plain, from_load) = rest.split_at(load_at.unwrap_or(rest.len()));
-                responses.extend(apply_entries(writer, plain, &self.path)?);
+                responses.extend(apply_entries(writer, plain, &self.path, self.group)?);
                 let Some((entry, after)) = from_load.split_first() else {
                     break;
                 };
                 if let EntryPayload::Normal(command) = &entry.payload
                     && let Some(load) = &command.load
                 {
+                    // A prepared transaction was checked against the data a load would
+                    // replace: the load waits for its decision (the entry applies as a no-op).
+                    if twopc::held(&writer.state)
+                        .map_err(|e| sqlite_error(&self.path, e))?
+                        .is_some()
+                    {
+                        let mut state = read_state(&writer.state, &self.path)?;
+                        state.last_applied = Some(entry.log_id());
+                        in_state_transaction(&writer.state, &self.path, |at| {
+                            write_state(&writer.state, at, &state)
+                        })?;
+                        responses.push(CommandResponse {
+                            batches: vec![vec![StatementResult::failed(GROUP_HELD_BY_PREPARED)]],
+                        });
+                        rest = after;
+                        continue;
+                    }
                     let mut state = read_state(&writer.state, &self.path)?;
                     state.last_command_ms = Some(command.timestamp_ms);
                     state.last_applied = Some(entry.log_id());
@@ -325,6 +370,11 @@ impl Database {
                     });
                 }
                 rest = after;
+            }
+            if steps {
+                let holding =
+                    twopc::held(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
+                self.holding.store(holding.is_some(), Ordering::Release);
             }
             Ok(responses)
         });
@@ -556,10 +606,11 @@ impl Database {
     /// Writes a consistent copy of the database to `destination` in image form (the state
     /// and users inside it, see [`state_file`]) and returns the applied state of the copy.
     pub fn export_image(&self, destination: &Path) -> Result<AppliedState, DbError> {
-        let (state, users) = self.export_user_image(destination)?;
+        let (state, users, transactions) = self.export_image_and_state(destination)?;
         let image = Connection::open(destination).map_err(|e| sqlite_error(destination, e))?;
         write_state(&image, destination, &state)?;
         write_users(&image, destination, &users)?;
+        twopc::copy_tables(&transactions, &image).map_err(|e| sqlite_error(destination, e))?;
         drop(image);
         sync_file(destination)?;
         Ok(state)
@@ -574,6 +625,16 @@ impl Database {
         &self,
         destination: &Path,
     ) -> Result<(AppliedState, crate::types::users::Users), DbError> {
+        self.export_image_and_state(destination)
+            .map(|(state, users, _)| (state, users))
+    }
+
+    /// [`Database::export_user_image`], and also the cross-group transaction tables as of the
+    /// copy (in an in-memory database).
+    fn export_image_and_state(
+        &self,
+        destination: &Path,
+    ) -> Result<(AppliedState, crate::types::users::Users, Connection), DbError> {
         let _file = self
             .file_lock
             .read()
@@ -583,13 +644,16 @@ impl Database {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|source| sqlite_error(&self.path, source))?;
-        let (state, users) = self.with_writer(|writer| {
+        let (state, users, transactions) = self.with_writer(|writer| {
             source
                 .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
                 .map_err(|e| sqlite_error(&self.path, e))?;
             let state = read_state(&writer.state, &self.path)?;
             let users = read_users(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
-            Ok((state, users))
+            let transactions = Connection::open_in_memory()
+                .and_then(|copy| twopc::copy_tables(&writer.state, &copy).map(|()| copy))
+                .map_err(|e| sqlite_error(&self.path, e))?;
+            Ok((state, users, transactions))
         })?;
         match std::fs::remove_file(destination) {
             Ok(()) => {}
@@ -622,7 +686,7 @@ impl Database {
         let _ = source.execute_batch("COMMIT");
         drop(source);
         sync_file(destination)?;
-        Ok((state, users))
+        Ok((state, users, transactions))
     }
 
     /// Replaces the whole database with the image at `image` (already verified by the caller).
@@ -634,6 +698,16 @@ impl Database {
         }
         let state = read_image_state(image)?;
         let users = read_image_users(image)?;
+        // The image's cross-group transactions (none in one written before them).
+        let transactions = Connection::open_in_memory()
+            .and_then(|copy| {
+                let source = Connection::open_with_flags(
+                    image,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                twopc::copy_tables(&source, &copy).map(|()| copy)
+            })
+            .map_err(|e| sqlite_error(image, e))?;
         let _file = self
             .file_lock
             .write()
@@ -678,9 +752,12 @@ impl Database {
         // The image's state and users replace the old ones together.
         in_state_transaction(&writer.state, &self.path, |at| {
             write_state(&writer.state, at, &state)?;
-            write_users(&writer.state, at, &users)
+            write_users(&writer.state, at, &users)?;
+            twopc::copy_tables(&transactions, &writer.state).map_err(|e| sqlite_error(at, e))
         })?;
         writer.has_cluster_id = state.cluster_id.is_some();
+        let holding = twopc::held(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
+        self.holding.store(holding.is_some(), Ordering::Release);
         *writer_slot = Some(writer);
         self.users_version.fetch_add(1, Ordering::AcqRel);
         Ok(state)
@@ -812,6 +889,7 @@ fn apply_entries(
     writer: &mut Writer,
     entries: &[Entry],
     path: &Path,
+    group: GroupId,
 ) -> Result<Vec<CommandResponse>, DbError> {
     let Some(last) = entries.last() else {
         return Ok(Vec::new());
@@ -849,7 +927,31 @@ fn apply_entries(
                     last_command_ms = Some(command.timestamp_ms);
                     writer.clock.clock.set(command.timestamp_ms);
                     writer.random.reseed(log_id.index);
+                    if let Some(step) = &command.shard {
+                        let mut runner = HeldBatchRunner {
+                            writer: &*writer,
+                            path,
+                        };
+                        response.batches.push(twopc::apply_step(
+                            &writer.state,
+                            group,
+                            step,
+                            command.timestamp_ms,
+                            &mut runner,
+                        )?);
+                    }
+                    let held = if command.batches.is_empty() {
+                        None
+                    } else {
+                        twopc::held(&writer.state).map_err(|e| sqlite_error(path, e))?
+                    };
                     for batch in &command.batches {
+                        if held.is_some() {
+                            response
+                                .batches
+                                .push(vec![StatementResult::failed(GROUP_HELD_BY_PREPARED)]);
+                            continue;
+                        }
                         let term = log_id.leader_id.term;
                         response.batches.push(apply_pinned_or_plain(
                             writer,
@@ -902,6 +1004,34 @@ fn apply_entries(
             let _ = on_state("ROLLBACK");
             Err(error)
         }
+    }
+}
+
+/// Runs a cross-group transaction's batch for its steps (`twopc::apply_step`).
+struct HeldBatchRunner<'w> {
+    writer: &'w Writer,
+    path: &'w Path,
+}
+
+impl twopc::BatchRunner for HeldBatchRunner<'_> {
+    type Error = DbError;
+
+    fn run(&mut self, batch: &StatementBatch, keep: bool) -> Result<Vec<StatementResult>, DbError> {
+        if keep {
+            return apply_pinned_or_plain(self.writer, batch, self.path, None);
+        }
+        let internal = |sql: &str| run_internal(self.writer, self.path, sql);
+        internal("SAVEPOINT shoal_prepare")?;
+        let results = apply_pinned_or_plain(self.writer, batch, self.path, None);
+        internal("ROLLBACK TO shoal_prepare")?;
+        internal("RELEASE shoal_prepare")?;
+        results
+    }
+}
+
+impl From<twopc::StepError> for DbError {
+    fn from(error: twopc::StepError) -> Self {
+        DbError::Internal(format!("applying a cross-group transaction step: {error}"))
     }
 }
 

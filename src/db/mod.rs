@@ -12,3 +12,4 @@ pub mod reader;
 pub mod snapshot_store;
 pub mod state_file;
 pub mod state_machine;
+pub mod twopc;

@@ -1,5 +1,5 @@
-//! Shoal's own state for one group's database — the applied log id, membership, cluster id and
-//! users — kept in a companion SQLite file beside the user's database, so that the user's file
+//! Shoal's own state for one group's database — the applied log id, membership, cluster id,
+//! users and cross-group transactions (`twopc`) — kept in a companion SQLite file beside the user's database, so that the user's file
 //! holds only the user's objects (`sqlite_schema`, `PRAGMA table_list`, `/db/backup`, dumps).
 //!
 //! Architecture invariant: the user's database and its state file are trusted together only
@@ -10,14 +10,15 @@
 //! snapshot and its log, which can neither apply an entry twice nor skip one.
 //!
 //! Images (snapshots, backups, restores) keep the state inside the file in the tables
-//! [`STATE_TABLE`] and [`USERS_TABLE`], as every earlier version wrote them; the live database
-//! never does. A data directory of an earlier version is migrated on open.
+//! [`STATE_TABLE`] and [`USERS_TABLE`] (and the `twopc` tables), as every earlier version wrote
+//! them; the live database never does. A data directory of an earlier version is migrated on open.
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::db::database::{DbError, sqlite_error, sync_file, sync_parent_dir};
+use crate::db::twopc::{DECISIONS_TABLE, PREPARED_TABLE};
 
 /// The table holding the applied log id, membership, cluster id and last command time.
 pub const STATE_TABLE: &str = "_shoal_raft_state";
@@ -75,6 +76,7 @@ pub fn open_state(database: &Path) -> Result<Connection, DbError> {
              PRAGMA user_version = {STATE_LAYOUT_VERSION};"
         ))
         .map_err(|e| sqlite_error(&path, e))?;
+    crate::db::twopc::create_tables(&connection).map_err(|e| sqlite_error(&path, e))?;
     Ok(connection)
 }
 
@@ -199,7 +201,8 @@ fn migrate(database: &Path) -> Result<(), DbError> {
 pub fn drop_state_tables(connection: &Connection) -> rusqlite::Result<()> {
     connection.execute_batch(&format!(
         "PRAGMA secure_delete = ON; BEGIN; DROP TABLE IF EXISTS {STATE_TABLE}; \
-         DROP TABLE IF EXISTS {USERS_TABLE}; COMMIT;"
+         DROP TABLE IF EXISTS {USERS_TABLE}; DROP TABLE IF EXISTS {PREPARED_TABLE}; \
+         DROP TABLE IF EXISTS {DECISIONS_TABLE}; COMMIT;"
     ))
 }
 

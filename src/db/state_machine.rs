@@ -234,6 +234,7 @@ mod tests {
             batches: vec![crate::types::StatementBatch::new(statements, false)],
             load: None,
             users: None,
+            shard: None,
         });
         entry
     }

@@ -26,6 +26,7 @@ use crate::raft::peer_stream::client::{LinkError, PeerLinks, Route};
 use crate::raft::peer_stream::frame::{Call, Reply};
 use crate::raft::types::{GroupId, NodeId, ShoalNode, SnapshotMeta, TypeConfig, Vote};
 use crate::raft::wire::{self, CHECKSUM_HEADER, SNAPSHOT_HEADER};
+use crate::types::layout::{CommandLayout, with_layout};
 
 type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
 
@@ -193,7 +194,10 @@ impl PeerConnection {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, CallError> {
-        let (body, checksum) = wire::encode(request).map_err(CallError::Network)?;
+        // Only a node older than the peer stream is called over HTTP: it reads command
+        // layout 1 (an entry it cannot hold fails to encode, naming why).
+        let (body, checksum) =
+            with_layout(CommandLayout::V1, || wire::encode(request)).map_err(CallError::Network)?;
         let response = self
             .links
             .http()

@@ -21,6 +21,7 @@ use crate::raft::group::RaftGroup;
 use crate::raft::network::SnapshotHeader;
 use crate::raft::types::{GroupId, TypeConfig};
 use crate::raft::wire::{self, CHECKSUM_HEADER, RPC_BODY_BYTES_MAX, SNAPSHOT_HEADER};
+use crate::types::layout::{CommandLayout, with_layout};
 
 /// The groups this node runs, by id.
 pub type Groups = Arc<crate::raft::registry::GroupRegistry>;
@@ -114,7 +115,10 @@ where
         return rejection.into_response();
     }
     let checksum = headers.get(CHECKSUM_HEADER).and_then(|v| v.to_str().ok());
-    let request = match wire::decode(body, checksum) {
+    // Raft RPCs come over HTTP only from nodes older than the peer stream: their entries are
+    // in command layout 1.
+    let decoded = with_layout(CommandLayout::V1, || wire::decode(body, checksum));
+    let request = match decoded {
         Ok(request) => request,
         Err(message) => return failure(StatusCode::BAD_REQUEST, message),
     };

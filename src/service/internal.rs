@@ -22,6 +22,8 @@ use crate::service::registry::Services;
 
 /// Longest a member waits in `await-applied` before answering "not yet".
 const AWAIT_APPLIED_MAX: Duration = Duration::from_secs(60);
+/// Longest a forwarded cross-group transaction step waits for the group's leader.
+const STEP_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 struct Internal {
@@ -37,6 +39,7 @@ pub fn router(services: Arc<Services>, started: Instant, body_bytes_max: usize) 
         .route("/internal/v1/{group}/await-applied", post(await_applied))
         .route("/internal/v1/{group}/initialized", post(initialized))
         .route("/internal/v1/{group}/groups", post(groups))
+        .route("/internal/v1/{group}/step", post(step))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(Internal { services, started })
 }
@@ -75,6 +78,28 @@ async fn request(
 ) -> Response {
     match decode::<ServiceRequest>(&internal, group, &headers, &body) {
         Ok((service, request)) => reply(&service.handle(request).await),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// A cross-group transaction step from a coordinator (`PeerClient::step`).
+async fn step(
+    State(internal): State<Internal>,
+    Path(group): Path<GroupId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    type Call = (crate::types::shard::ShardStep, bool, u64);
+    match decode::<Call>(&internal, group, &headers, &body) {
+        Ok((service, (step, forward, timeout_ms))) => {
+            let timeout = Duration::from_millis(timeout_ms).min(STEP_TIMEOUT_MAX);
+            let outcome = if forward {
+                service.apply_step(&step, timeout).await
+            } else {
+                service.apply_step_here(&step).await
+            };
+            reply(&outcome)
+        }
         Err(rejection) => rejection.into_response(),
     }
 }

@@ -10,6 +10,7 @@ pub mod queue;
 pub mod read_confirm;
 pub mod registry;
 pub mod request;
+pub mod steps;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,13 +23,16 @@ use crate::db::database::DbError;
 use crate::db::execute::StatementShape;
 use crate::raft::group::RaftGroup;
 use crate::raft::types::{Command, NodeId, StatementBatch, StatementResult, TypeConfig};
+use crate::types::shard::GROUP_HELD_BY_PREPARED;
 
 /// How long a request forwarded to the leader waits for one while leadership moves (an
 /// election takes a few election timeouts at most).
 const LEADER_WAIT: Duration = Duration::from_secs(2);
-const LEADER_WAIT_STEP: Duration = Duration::from_millis(25);
+pub(crate) const LEADER_WAIT_STEP: Duration = Duration::from_millis(25);
 /// How often a leader whose lease is not yet established tries a write again.
 const LEASE_WAIT_STEP: Duration = Duration::from_millis(2);
+/// How often a write waiting for a prepared cross-group transaction's decision looks again.
+const HELD_POLL: Duration = Duration::from_millis(5);
 
 /// What `Raft::client_write` fails with.
 type ClientWriteFailure = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
@@ -308,7 +312,32 @@ impl Service {
         }
     }
 
+    /// Runs a write. While the group holds a prepared cross-group transaction, writes wait
+    /// for its decision; one that reached the log meanwhile was refused whole (nothing of it
+    /// applied) and is proposed again, until the request's time is up.
     async fn write(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
+        let deadline = Instant::now() + request.timeout;
+        loop {
+            self.wait_while_holding(deadline).await;
+            let response = self.write_once(request.clone()).await?;
+            let refused = response
+                .results
+                .iter()
+                .any(|r| r.error.as_deref() == Some(GROUP_HELD_BY_PREPARED));
+            if !refused || Instant::now() >= deadline {
+                return Ok(response);
+            }
+        }
+    }
+
+    /// Waits (until `deadline`) while this replica holds a prepared cross-group transaction.
+    async fn wait_while_holding(&self, deadline: Instant) {
+        while self.group.database.holds_prepared() && Instant::now() < deadline {
+            tokio::time::sleep(HELD_POLL).await;
+        }
+    }
+
+    async fn write_once(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
         if !self.group.raft.is_leader() {
             return self.send_to_leader(request).await;
         }
@@ -325,6 +354,7 @@ impl Service {
                 batches: request.batches.clone(),
                 load: None,
                 users: None,
+                shard: None,
             }));
         }
         self.group.wake_for_write().await;
@@ -542,6 +572,7 @@ impl Service {
             batches: Vec::new(),
             load: Some(load),
             users: None,
+            shard: None,
         })
         .await
     }
@@ -557,6 +588,7 @@ impl Service {
             batches: Vec::new(),
             load: None,
             users: Some(change),
+            shard: None,
         })
         .await
     }

@@ -127,6 +127,25 @@ impl PeerClient {
         }
     }
 
+    /// Applies a cross-group transaction step in this group on the node at `raft_addr`: on
+    /// its leader, through it when `forward` (a replica that is not the leader), else only if
+    /// it leads.
+    pub async fn step(
+        &self,
+        raft_addr: &str,
+        step: &crate::types::shard::ShardStep,
+        forward: bool,
+        timeout: Duration,
+    ) -> Result<Vec<crate::raft::types::StatementResult>, ServiceError> {
+        self.call::<_, Result<Vec<crate::raft::types::StatementResult>, ServiceError>>(
+            raft_addr,
+            "step",
+            &(step, forward, timeout.as_millis() as u64),
+            timeout + Duration::from_secs(1),
+        )
+        .await?
+    }
+
     /// Runs a cluster operation on the leader.
     pub async fn cluster(
         &self,

@@ -139,6 +139,7 @@ async fn propose_entry(raft: &Raft, mut entry: Vec<Waiting>) {
             .collect(),
         load: None,
         users: None,
+        shard: None,
     };
     match raft.client_write(command).await {
         Ok(written) => {

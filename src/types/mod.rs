@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod layout;
+pub mod shard;
 pub mod users;
 pub mod value;
 
@@ -154,7 +156,9 @@ pub fn results_digest(results: &[StatementResult]) -> [u8; 32] {
 /// Everything a replica needs to compute the same result as the leader is in here: the
 /// statements and the leader's wall-clock time, which becomes "now" for SQLite's date/time
 /// functions while the entry is applied. `random()` is seeded from the entry's log id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Encoded by hand in one of its layouts (`layout`): entries of every layout stay readable.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Command {
     /// Leader wall-clock time when the entry was proposed, in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
@@ -165,6 +169,8 @@ pub struct Command {
     pub load: Option<ImageLoad>,
     /// Adds, changes or removes a user (`/users`); an entry carrying one has no batches.
     pub users: Option<crate::types::users::UserChange>,
+    /// A step of a cross-group transaction (layout 2); an entry carrying one has no batches.
+    pub shard: Option<crate::types::shard::ShardStep>,
 }
 
 /// A database image replacing the group's data, checked by the leader before it was proposed.

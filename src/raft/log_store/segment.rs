@@ -2,7 +2,10 @@
 //! finds an entry inside them, and the verification that runs when a log is opened.
 //!
 //! A record is `[payload length: u32 LE][CRC-32C of payload: u32 LE][payload]`, the payload a
-//! postcard-encoded entry. A segment holds consecutive indexes; its file is named after the
+//! postcard-encoded entry. The length's top bit says the entry's command layout
+//! (`types::layout`): clear in records written before layout 2 (lengths never reach it), set
+//! in every record written since; an older node reading one refuses it as over-long instead
+//! of misreading it. A segment holds consecutive indexes; its file is named after the
 //! first index it was started for (`NNNNNNNNNNNNNNNNNNNN.seg`).
 
 use std::fs::{File, OpenOptions};
@@ -13,10 +16,22 @@ use std::path::{Path, PathBuf};
 use openraft::entry::RaftEntry;
 
 use crate::raft::types::{Entry, LogId};
+use crate::types::layout::{CommandLayout, with_layout};
 
 /// One entry may not exceed this size on disk (bounded by the HTTP body limit long before).
 pub(super) const ENTRY_BYTES_MAX: u32 = 256 * 1024 * 1024;
 pub(super) const RECORD_HEADER_BYTES: u64 = 8;
+/// Set in a record's length field when its entry uses command layout 2.
+const LAYOUT_2_FLAG: u32 = 1 << 31;
+
+/// A record's payload length and its entry's command layout, from its length field.
+fn length_and_layout(field: u32) -> (u32, CommandLayout) {
+    if field & LAYOUT_2_FLAG != 0 {
+        (field & !LAYOUT_2_FLAG, CommandLayout::V2)
+    } else {
+        (field, CommandLayout::V1)
+    }
+}
 /// The index keeps the byte offset of every `INDEX_STRIDE`-th entry only: finding an entry
 /// reads at most this many records, and the index costs 8 bytes per stride instead of 8 bytes
 /// per entry (a log of millions of small entries stays cheap to hold).
@@ -190,8 +205,11 @@ impl Segment {
 }
 
 /// Appends the record for `payload` to `buffer`; returns the record's length.
+///
+/// `payload` is an entry encoded in the current command layout (2), as everything this node
+/// writes.
 pub(super) fn encode_record(payload: &[u8], buffer: &mut Vec<u8>) -> u64 {
-    buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buffer.extend_from_slice(&(payload.len() as u32 | LAYOUT_2_FLAG).to_le_bytes());
     buffer.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     buffer.extend_from_slice(payload);
     RECORD_HEADER_BYTES + payload.len() as u64
@@ -316,8 +334,8 @@ fn is_torn_tail(rest: &[u8]) -> bool {
     if rest.len() < RECORD_HEADER_BYTES as usize {
         return true;
     }
-    let length = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    RECORD_HEADER_BYTES as usize + length >= rest.len()
+    let (length, _) = length_and_layout(u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]));
+    RECORD_HEADER_BYTES as usize + length as usize >= rest.len()
 }
 
 pub(super) fn corrupt(path: &Path, offset: u64, reason: String) -> io::Error {
@@ -335,7 +353,9 @@ fn record_length(bytes: &[u8]) -> Result<usize, String> {
     let header = bytes
         .get(..RECORD_HEADER_BYTES as usize)
         .ok_or("record header is incomplete")?;
-    let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let (length, _) = length_and_layout(u32::from_le_bytes([
+        header[0], header[1], header[2], header[3],
+    ]));
     if length > ENTRY_BYTES_MAX {
         return Err(format!("record length {length} exceeds the limit"));
     }
@@ -354,7 +374,66 @@ pub(super) fn decode_record(bytes: &[u8]) -> Result<(Entry, usize), String> {
     if crc32c::crc32c(payload) != checksum {
         return Err("record checksum mismatch".to_string());
     }
-    let entry =
-        postcard::from_bytes(payload).map_err(|e| format!("record does not decode: {e}"))?;
+    let (_, layout) =
+        length_and_layout(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    let entry = with_layout(layout, || postcard::from_bytes(payload))
+        .map_err(|e| format!("record does not decode: {e}"))?;
     Ok((entry, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::EntryPayload;
+
+    use super::*;
+    use crate::types::{Command, Statement, StatementBatch, TypeConfig};
+
+    fn entry(index: u64, shard: Option<crate::types::shard::ShardStep>) -> Entry {
+        let mut entry: Entry = openraft::testing::blank_ent::<TypeConfig>(1, 1, index);
+        entry.payload = EntryPayload::Normal(Command {
+            timestamp_ms: 7,
+            batches: vec![StatementBatch::new(
+                vec![Statement::plain("SELECT 1")],
+                false,
+            )],
+            load: None,
+            users: None,
+            shard,
+        });
+        entry
+    }
+
+    #[test]
+    fn records_written_before_layout_2_still_decode() {
+        // An older node wrote layout-1 payloads with a plain length.
+        let old = entry(3, None);
+        let payload = with_layout(CommandLayout::V1, || postcard::to_stdvec(&old)).unwrap();
+        let mut record = Vec::new();
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        record.extend_from_slice(&payload);
+        let (decoded, length) = decode_record(&record).unwrap();
+        assert_eq!(decoded, old);
+        assert_eq!(length, record.len());
+    }
+
+    #[test]
+    fn records_written_now_carry_their_layout() {
+        let new = entry(
+            4,
+            Some(crate::types::shard::ShardStep::Abort {
+                xid: crate::types::shard::Xid {
+                    coordinator: 2,
+                    id: 1,
+                },
+            }),
+        );
+        let payload = postcard::to_stdvec(&new).unwrap();
+        let mut record = Vec::new();
+        encode_record(&payload, &mut record);
+        assert_ne!(record[3] & 0x80, 0, "the layout flag is set");
+        assert_eq!(decode_record(&record).unwrap().0, new);
+        // The flag is not read as length: a cut record is the torn tail of a crash.
+        assert!(is_torn_tail(&record[..record.len() - 1]));
+    }
 }

@@ -12,7 +12,9 @@ use reqwest::header;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::net::node_client::NodeClient;
-use crate::raft::peer_stream::frame::{self, Call, Frame, PROTOCOL, PROTOCOL_V1, Reply};
+use crate::raft::peer_stream::frame::{
+    self, Call, Frame, PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Reply,
+};
 use crate::raft::peer_stream::{OUTGOING_FRAMES_MAX, write_frames};
 use crate::raft::types::{GroupId, NodeId, TypeConfig};
 use crate::raft::wire::TO_NODE_HEADER;
@@ -154,7 +156,7 @@ pub struct Link {
     target: NodeId,
     raft_addr: String,
     generation: u64,
-    /// The protocol version the peer accepted (1 or 2).
+    /// The protocol version the peer accepted (1 to 3).
     version: u8,
     outgoing: mpsc::Sender<Frame>,
     calls: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, String>>>>,
@@ -178,20 +180,26 @@ impl Link {
                 .await?
                 .into_link(target, raft_addr);
         }
-        match Link::open(http, target, raft_addr, generation, PROTOCOL).await? {
-            Opened::Link(link) => Ok(Some(link)),
-            Opened::NoUpgrade => Ok(None),
-            Opened::TokenRefused(_) => {
-                // A node of version 1 answers an unknown token with 400.
-                tracing::info!(
-                    node = target,
-                    "node does not speak {PROTOCOL}; using {PROTOCOL_V1} (no quiescence)"
-                );
-                Link::open(http, target, raft_addr, generation, PROTOCOL_V1)
-                    .await?
-                    .into_link(target, raft_addr)
+        // An older node answers a token it does not know with 400: try the next older one.
+        for token in [PROTOCOL, PROTOCOL_V2] {
+            match Link::open(http, target, raft_addr, generation, token).await? {
+                Opened::Link(link) => return Ok(Some(link)),
+                Opened::NoUpgrade => return Ok(None),
+                Opened::TokenRefused(_) => {
+                    tracing::info!(
+                        node = target,
+                        "node does not speak {token}; trying an older version"
+                    );
+                }
             }
         }
+        tracing::info!(
+            node = target,
+            "node speaks only {PROTOCOL_V1}: no quiescence, no cross-group transactions"
+        );
+        Link::open(http, target, raft_addr, generation, PROTOCOL_V1)
+            .await?
+            .into_link(target, raft_addr)
     }
 
     /// Opens a peer stream to `target` asking for protocol `token`.
@@ -259,7 +267,7 @@ impl Link {
             let mut closed = link.closed.subscribe();
             async move {
                 tokio::select! {
-                    written = write_frames(frames, writer) => {
+                    written = write_frames(frames, writer, frame::layout_of(version)) => {
                         if let Err(error) = written {
                             link.close(&error);
                         }
@@ -416,10 +424,11 @@ impl Link {
 /// breaks or is closed.
 async fn read_replies<R: tokio::io::AsyncRead + Unpin>(link: Arc<Link>, mut reader: R) {
     let mut buffer = Vec::new();
+    let layout = frame::layout_of(link.version);
     let mut closed = link.closed.subscribe();
     let why = loop {
         let next = tokio::select! {
-            next = frame::read_frame(&mut reader, &mut buffer) => next,
+            next = frame::read_frame(&mut reader, &mut buffer, layout) => next,
             _ = closed.wait_for(|closed| *closed) => break "closed".to_string(),
         };
         match next {

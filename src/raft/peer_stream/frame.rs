@@ -8,7 +8,9 @@
 //!
 //! Versions: `shoal-peer/1` carries votes, leader transfers and appends; `shoal-peer/2` adds
 //! the quiescence calls ([`Call::Quiesce`], [`Call::Liveness`]), appended at the end of their
-//! enums so that every frame of version 1 encodes exactly as before.
+//! enums so that every frame of version 1 encodes exactly as before; `shoal-peer/3` carries
+//! log entries in command layout 2 (`types::layout`: cross-group transaction steps), versions
+//! 1 and 2 in layout 1.
 
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult, TransferLeaderRequest,
@@ -19,21 +21,39 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::raft::types::{GroupId, TypeConfig};
 use crate::raft::wire::RPC_BODY_BYTES_MAX;
+use crate::types::layout::{CommandLayout, with_layout};
 
 /// The HTTP upgrade token naming this version of the protocol.
-pub const PROTOCOL: &str = "shoal-peer/2";
-/// The token of the first version (no quiescence), still spoken to and accepted from nodes
-/// that know only it.
+pub const PROTOCOL: &str = "shoal-peer/3";
+/// The token of the second version (command layout 1), spoken to and accepted from nodes
+/// that know no newer one.
+pub const PROTOCOL_V2: &str = "shoal-peer/2";
+/// The token of the first version (no quiescence either).
 pub const PROTOCOL_V1: &str = "shoal-peer/1";
 
 /// The protocol version an upgrade token names, if this node speaks it.
 pub fn version_of(token: &str) -> Option<u8> {
-    if token.eq_ignore_ascii_case(PROTOCOL) {
-        Some(2)
-    } else if token.eq_ignore_ascii_case(PROTOCOL_V1) {
-        Some(1)
+    [(PROTOCOL, 3), (PROTOCOL_V2, 2), (PROTOCOL_V1, 1)]
+        .into_iter()
+        .find(|(known, _)| token.eq_ignore_ascii_case(known))
+        .map(|(_, version)| version)
+}
+
+/// The upgrade token of protocol `version`.
+pub fn token_of(version: u8) -> &'static str {
+    match version {
+        3.. => PROTOCOL,
+        2 => PROTOCOL_V2,
+        _ => PROTOCOL_V1,
+    }
+}
+
+/// The command layout log entries travel in under protocol `version`.
+pub fn layout_of(version: u8) -> CommandLayout {
+    if version >= 3 {
+        CommandLayout::V2
     } else {
-        None
+        CommandLayout::V1
     }
 }
 /// Bytes before each payload: its length and its checksum.
@@ -127,12 +147,13 @@ impl Call {
     }
 }
 
-/// Appends `frame`, encoded and framed, to `out`.
-pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) -> Result<(), String> {
+/// Appends `frame`, encoded (its entries in `layout`) and framed, to `out`. On an error
+/// `out` is left empty (the link it was for is closed).
+pub fn encode_into(frame: &Frame, out: &mut Vec<u8>, layout: CommandLayout) -> Result<(), String> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
-    *out = postcard::to_extend(frame, std::mem::take(out))
-        .map_err(|e| format!("encode peer frame: {e}"))?;
+    *out = with_layout(layout, || postcard::to_extend(frame, std::mem::take(out)))
+        .map_err(|e| format!("encode peer frame in command {layout:?}: {e}"))?;
     let payload_len = out.len() - start - HEADER_BYTES;
     if payload_len > RPC_BODY_BYTES_MAX {
         return Err(format!(
@@ -145,11 +166,12 @@ pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the next frame; `Ok(None)` at a clean end of stream (between frames). `buffer` is
-/// reused from call to call.
+/// Reads the next frame (its entries in `layout`); `Ok(None)` at a clean end of stream
+/// (between frames). `buffer` is reused from call to call.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     buffer: &mut Vec<u8>,
+    layout: CommandLayout,
 ) -> Result<Option<Frame>, String> {
     let mut header = [0u8; HEADER_BYTES];
     match reader.read_exact(&mut header[..1]).await {
@@ -181,7 +203,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             "peer frame checksum mismatch: header says {expected}, payload hashes to {actual}"
         ));
     }
-    postcard::from_bytes(buffer)
+    with_layout(layout, || postcard::from_bytes(buffer))
         .map(Some)
         .map_err(|e| format!("decode peer frame: {e}"))
 }
@@ -197,22 +219,23 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_back_to_back() {
         let mut bytes = Vec::new();
-        encode_into(&sample(), &mut bytes).unwrap();
+        encode_into(&sample(), &mut bytes, CommandLayout::CURRENT).unwrap();
         encode_into(
             &Frame::Reply {
                 id: 3,
                 reply: Err("group 9 does not run on this node".into()),
             },
             &mut bytes,
+            CommandLayout::CURRENT,
         )
         .unwrap();
         let mut reader = bytes.as_slice();
         let mut buffer = Vec::new();
         assert!(matches!(
-            read_frame(&mut reader, &mut buffer).await,
+            read_frame(&mut reader, &mut buffer, CommandLayout::CURRENT).await,
             Ok(Some(Frame::EndStream { stream: 7 }))
         ));
-        match read_frame(&mut reader, &mut buffer).await {
+        match read_frame(&mut reader, &mut buffer, CommandLayout::CURRENT).await {
             Ok(Some(Frame::Reply {
                 id: 3,
                 reply: Err(message),
@@ -222,7 +245,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            read_frame(&mut reader, &mut buffer).await,
+            read_frame(&mut reader, &mut buffer, CommandLayout::CURRENT).await,
             Ok(None)
         ));
     }
@@ -230,25 +253,37 @@ mod tests {
     #[tokio::test]
     async fn a_flipped_bit_or_a_cut_frame_is_an_error_not_a_message() {
         let mut bytes = Vec::new();
-        encode_into(&sample(), &mut bytes).unwrap();
+        encode_into(&sample(), &mut bytes, CommandLayout::CURRENT).unwrap();
         let mut flipped = bytes.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        let error = read_frame(&mut flipped.as_slice(), &mut Vec::new())
-            .await
-            .unwrap_err();
+        let error = read_frame(
+            &mut flipped.as_slice(),
+            &mut Vec::new(),
+            CommandLayout::CURRENT,
+        )
+        .await
+        .unwrap_err();
         assert!(error.contains("checksum mismatch"), "{error}");
         let cut = &bytes[..bytes.len() - 1];
-        assert!(read_frame(&mut &cut[..], &mut Vec::new()).await.is_err());
+        assert!(
+            read_frame(&mut &cut[..], &mut Vec::new(), CommandLayout::CURRENT)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
     async fn an_oversized_length_is_refused_before_reading() {
         let mut bytes = ((RPC_BODY_BYTES_MAX + 1) as u32).to_le_bytes().to_vec();
         bytes.extend_from_slice(&[0; 4]);
-        let error = read_frame(&mut bytes.as_slice(), &mut Vec::new())
-            .await
-            .unwrap_err();
+        let error = read_frame(
+            &mut bytes.as_slice(),
+            &mut Vec::new(),
+            CommandLayout::CURRENT,
+        )
+        .await
+        .unwrap_err();
         assert!(error.contains("limit"), "{error}");
     }
 }

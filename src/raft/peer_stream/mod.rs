@@ -3,7 +3,7 @@
 //! their replies, and AppendEntries pipelined through openraft's `stream_append`.
 //!
 //! It begins as an HTTP/1.1 upgrade on the Raft port (`POST /raft/v2/stream`,
-//! `Upgrade: shoal-peer/1`), so TLS, the Raft allow-list, connection limits and certificate
+//! `Upgrade: shoal-peer/3`, older versions still spoken), so TLS, the Raft allow-list, connection limits and certificate
 //! reloads apply to it exactly as to the Raft port's other requests, and the test network's
 //! proxy attributes it to its sender by the request head. A peer that does not know the
 //! upgrade (an older node) is called over per-request HTTP instead (`client`). Snapshots stay
@@ -30,16 +30,17 @@ const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 pub async fn write_frames<W: AsyncWrite + Unpin>(
     mut frames: mpsc::Receiver<Frame>,
     mut writer: W,
+    layout: crate::types::layout::CommandLayout,
 ) -> Result<(), String> {
     let mut buffer = Vec::with_capacity(64 * 1024);
     let sent = &crate::metrics::metrics().peer_frames_sent;
     while let Some(frame) = frames.recv().await {
         buffer.clear();
-        frame::encode_into(&frame, &mut buffer)?;
+        frame::encode_into(&frame, &mut buffer, layout)?;
         let mut count = 1;
         while buffer.len() < WRITE_BATCH_BYTES {
             match frames.try_recv() {
-                Ok(frame) => frame::encode_into(&frame, &mut buffer)?,
+                Ok(frame) => frame::encode_into(&frame, &mut buffer, layout)?,
                 Err(_) => break,
             }
             count += 1;

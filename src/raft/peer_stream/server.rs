@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 
 use crate::net::listener::{ConnectionEvents, next_reload};
 use crate::raft::group::RaftGroup;
-use crate::raft::peer_stream::frame::{self, Call, Frame, PROTOCOL, PROTOCOL_V1, Reply};
+use crate::raft::peer_stream::frame::{
+    self, Call, Frame, PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, Reply,
+};
 use crate::raft::peer_stream::{OUTGOING_FRAMES_MAX, write_frames};
 use crate::raft::server::Groups;
 use crate::raft::types::{NodeId, TypeConfig};
@@ -39,14 +41,14 @@ pub async fn accept(State(groups): State<Groups>, mut request: Request) -> Respo
         .and_then(|v| v.to_str().ok());
     let older_only =
         crate::unsafe_faults::active() == Some(crate::unsafe_faults::UnsafeFault::OlderPeerStream);
-    let accepted = match wanted.and_then(frame::version_of) {
-        Some(2) if !older_only => PROTOCOL,
-        Some(1) => PROTOCOL_V1,
+    let version = match wanted.and_then(frame::version_of) {
+        Some(version) if !older_only => version,
+        Some(1) => 1,
         _ => {
             let known = if older_only {
                 PROTOCOL_V1.to_string()
             } else {
-                format!("{PROTOCOL} or {PROTOCOL_V1}")
+                format!("{PROTOCOL}, {PROTOCOL_V2} or {PROTOCOL_V1}")
             };
             return (
                 StatusCode::BAD_REQUEST,
@@ -81,7 +83,7 @@ pub async fn accept(State(groups): State<Groups>, mut request: Request) -> Respo
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                if let Err(error) = serve(TokioIo::new(upgraded), groups, events).await {
+                if let Err(error) = serve(TokioIo::new(upgraded), groups, events, version).await {
                     tracing::debug!(%error, "peer stream ended");
                 }
             }
@@ -91,26 +93,35 @@ pub async fn accept(State(groups): State<Groups>, mut request: Request) -> Respo
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static(accepted));
+    headers.insert(
+        header::UPGRADE,
+        HeaderValue::from_static(frame::token_of(version)),
+    );
     response
 }
 
 /// Serves one peer stream until the peer closes it, it breaks, the node stops, the
 /// certificates are reloaded, or nothing arrives for the idle limit.
-async fn serve<S>(io: S, groups: Groups, mut events: ConnectionEvents) -> Result<(), String>
+async fn serve<S>(
+    io: S,
+    groups: Groups,
+    mut events: ConnectionEvents,
+    version: u8,
+) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let (mut reader, writer) = tokio::io::split(io);
     let (outgoing, frames) = mpsc::channel(OUTGOING_FRAMES_MAX);
-    let writing = tokio::spawn(write_frames(frames, writer));
+    let layout = frame::layout_of(version);
+    let writing = tokio::spawn(write_frames(frames, writer, layout));
     let mut streams: HashMap<u64, mpsc::Sender<AppendEntriesRequest<TypeConfig>>> = HashMap::new();
     let mut buffer = Vec::new();
     let mut reloads = events.reloads.take();
     let mut reloaded = std::pin::pin!(next_reload(&mut reloads));
     let outcome = loop {
         let next = tokio::select! {
-            next = tokio::time::timeout(events.idle_timeout, frame::read_frame(&mut reader, &mut buffer)) => next,
+            next = tokio::time::timeout(events.idle_timeout, frame::read_frame(&mut reader, &mut buffer, layout)) => next,
             () = &mut reloaded => break Ok(()),
             _ = events.shutdown.wait_for(|stop| *stop) => break Ok(()),
         };

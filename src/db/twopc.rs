@@ -1,0 +1,502 @@
+//! A group's side of a cross-group (two-phase) commit: the prepared transaction it holds and,
+//! on a coordinator group, the decisions it recorded — both in the state file, so they are
+//! replicated, survive restarts and travel in snapshots — and how each step is applied.
+//!
+//! While a transaction is prepared the group applies no other write (they fail with
+//! [`GROUP_HELD_BY_PREPARED`], and the service proposes them again once it is decided): a
+//! prepared batch was checked against the data as it is, and must still apply exactly so at
+//! commit. One transaction is prepared at a time; another's prepare answers `Busy`.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::types::shard::{ShardStep, StepOutcome, Xid};
+use crate::types::{GroupId, StatementBatch, StatementResult};
+
+/// The prepared transaction (at most one row): its id, its batch (postcard), when prepared.
+pub const PREPARED_TABLE: &str = "_shoal_prepared";
+/// The outcome of each transaction this group coordinated, kept [`DECISIONS_KEPT_MS`].
+pub const DECISIONS_TABLE: &str = "_shoal_decisions";
+
+/// How long a coordinator keeps a decision: a participant that holds a prepared transaction
+/// asks for it (`shard::resolver`), so it must outlive any participant's outage that is not a
+/// rebuild. A participant asking after it was pruned would be told "aborted".
+pub const DECISIONS_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Creates the tables in a state file (or an image) that lacks them.
+pub fn create_tables(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {PREPARED_TABLE}(xid TEXT PRIMARY KEY, batch BLOB NOT NULL, \
+             prepared_ms INTEGER NOT NULL) WITHOUT ROWID; \
+         CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE}(xid TEXT PRIMARY KEY, outcome TEXT NOT NULL, \
+             decided_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    ))
+}
+
+/// Why a step could not be applied (the state file failed, or holds what this version
+/// cannot read): the entry is not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the prepared transaction {xid} does not decode: {reason}")]
+    Undecodable { xid: String, reason: String },
+}
+
+/// The transaction prepared in this group, if any.
+pub fn held(state: &Connection) -> rusqlite::Result<Option<Xid>> {
+    let xid: Option<String> = state
+        .prepare_cached(&format!("SELECT xid FROM {PREPARED_TABLE} LIMIT 1"))?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    // An id that does not parse was not written by Shoal; it still holds the group.
+    Ok(xid.map(|text| {
+        text.parse().unwrap_or(Xid {
+            coordinator: GroupId::MAX,
+            id: 0,
+        })
+    }))
+}
+
+/// Every prepared transaction with the time it was prepared (the resolver's work list).
+pub fn prepared(state: &Connection) -> rusqlite::Result<Vec<(Xid, i64)>> {
+    let mut statement =
+        state.prepare_cached(&format!("SELECT xid, prepared_ms FROM {PREPARED_TABLE}"))?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (xid, at) = row?;
+        if let Ok(xid) = xid.parse() {
+            found.push((xid, at));
+        }
+    }
+    Ok(found)
+}
+
+fn decision(state: &Connection, xid: Xid) -> rusqlite::Result<Option<StepOutcome>> {
+    let outcome: Option<String> = state
+        .prepare_cached(&format!(
+            "SELECT outcome FROM {DECISIONS_TABLE} WHERE xid = ?1"
+        ))?
+        .query_row([xid.to_string()], |row| row.get(0))
+        .optional()?;
+    Ok(outcome.and_then(|text| StepOutcome::parse(&text)))
+}
+
+fn record_decision(
+    state: &Connection,
+    xid: Xid,
+    outcome: StepOutcome,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    state
+        .prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {DECISIONS_TABLE}(xid, outcome, decided_ms) VALUES (?1, ?2, ?3)"
+        ))?
+        .execute(rusqlite::params![xid.to_string(), outcome.as_str(), now_ms])?;
+    // Pruned by the entries' own clock, so every replica keeps the same decisions.
+    state
+        .prepare_cached(&format!(
+            "DELETE FROM {DECISIONS_TABLE} WHERE decided_ms < ?1"
+        ))?
+        .execute([now_ms.saturating_sub(DECISIONS_KEPT_MS)])?;
+    Ok(())
+}
+
+/// Removes and returns the batch prepared for `xid`, if it is held.
+fn release(state: &Connection, xid: Xid) -> Result<Option<StatementBatch>, StepError> {
+    let key = xid.to_string();
+    let stored: Option<Vec<u8>> = state
+        .prepare_cached(&format!(
+            "SELECT batch FROM {PREPARED_TABLE} WHERE xid = ?1"
+        ))?
+        .query_row([&key], |row| row.get(0))
+        .optional()?;
+    let Some(bytes) = stored else {
+        return Ok(None);
+    };
+    state
+        .prepare_cached(&format!("DELETE FROM {PREPARED_TABLE} WHERE xid = ?1"))?
+        .execute([&key])?;
+    postcard::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| StepError::Undecodable {
+            xid: key,
+            reason: e.to_string(),
+        })
+}
+
+/// How a step runs its transaction's batch on the group's data: `keep` false runs it and
+/// undoes it (the prepare's check), true applies it (the commit).
+pub trait BatchRunner {
+    type Error: From<StepError>;
+    fn run(
+        &mut self,
+        batch: &StatementBatch,
+        keep: bool,
+    ) -> Result<Vec<StatementResult>, Self::Error>;
+}
+
+/// Applies `step` in group `group` at the entry's time `now_ms`: the step's outcome first,
+/// then the batch's results when it ran.
+pub fn apply_step<R: BatchRunner>(
+    state: &Connection,
+    group: GroupId,
+    step: &ShardStep,
+    now_ms: i64,
+    runner: &mut R,
+) -> Result<Vec<StatementResult>, R::Error> {
+    let sql = |e: rusqlite::Error| R::Error::from(StepError::Sqlite(e));
+    let xid = step.xid();
+    let coordinates = xid.coordinator == group;
+    match step {
+        ShardStep::Prepare { batch, .. } => {
+            if coordinates && let Some(outcome) = decision(state, xid).map_err(sql)? {
+                return Ok(vec![outcome.result()]);
+            }
+            match held(state).map_err(sql)? {
+                Some(other) if other == xid => return Ok(vec![StepOutcome::Prepared.result()]),
+                Some(_) => return Ok(vec![StepOutcome::Busy.result()]),
+                None => {}
+            }
+            let results = runner.run(batch, false)?;
+            if results.iter().any(|r| r.error.is_some()) {
+                return Ok(with_outcome(StepOutcome::Refused, results));
+            }
+            let encoded = postcard::to_stdvec(batch).map_err(|e| {
+                R::Error::from(StepError::Undecodable {
+                    xid: xid.to_string(),
+                    reason: e.to_string(),
+                })
+            })?;
+            state
+                .prepare_cached(&format!(
+                    "INSERT INTO {PREPARED_TABLE}(xid, batch, prepared_ms) VALUES (?1, ?2, ?3)"
+                ))
+                .and_then(|mut insert| {
+                    insert.execute(rusqlite::params![xid.to_string(), encoded, now_ms])
+                })
+                .map_err(sql)?;
+            Ok(with_outcome(StepOutcome::Prepared, results))
+        }
+        ShardStep::Commit { .. } => {
+            if coordinates && let Some(outcome) = decision(state, xid).map_err(sql)? {
+                return Ok(vec![outcome.result()]);
+            }
+            let Some(batch) = release(state, xid)? else {
+                return Ok(vec![StepOutcome::Unknown.result()]);
+            };
+            let results = runner.run(&batch, true)?;
+            // It applied at prepare on this same data, with the same clock and seed; a
+            // failure now would be a bug, reported as what it did here.
+            let outcome = if results.iter().any(|r| r.error.is_some()) {
+                StepOutcome::Aborted
+            } else {
+                StepOutcome::Committed
+            };
+            if coordinates {
+                record_decision(state, xid, outcome, now_ms).map_err(sql)?;
+            }
+            Ok(with_outcome(outcome, results))
+        }
+        ShardStep::Abort { .. } => {
+            if coordinates {
+                if let Some(outcome) = decision(state, xid).map_err(sql)? {
+                    if outcome == StepOutcome::Aborted {
+                        release(state, xid)?;
+                    }
+                    return Ok(vec![outcome.result()]);
+                }
+                record_decision(state, xid, StepOutcome::Aborted, now_ms).map_err(sql)?;
+            }
+            release(state, xid)?;
+            Ok(vec![StepOutcome::Aborted.result()])
+        }
+    }
+}
+
+fn with_outcome(outcome: StepOutcome, results: Vec<StatementResult>) -> Vec<StatementResult> {
+    let mut all = Vec::with_capacity(results.len() + 1);
+    all.push(outcome.result());
+    all.extend(results);
+    all
+}
+
+/// Copies the prepared transaction and the decisions from `from` into `to` (state file and
+/// image, either way), replacing what `to` had; `from` may lack the tables (an image written
+/// before them).
+pub fn copy_tables(from: &Connection, to: &Connection) -> rusqlite::Result<()> {
+    to.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {PREPARED_TABLE}; DROP TABLE IF EXISTS {DECISIONS_TABLE};"
+    ))?;
+    create_tables(to)?;
+    let exists = |name: &str| -> rusqlite::Result<bool> {
+        from.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [name],
+            |row| row.get::<_, i64>(0).map(|n| n > 0),
+        )
+    };
+    if exists(PREPARED_TABLE)? {
+        let mut rows = from.prepare(&format!(
+            "SELECT xid, batch, prepared_ms FROM {PREPARED_TABLE}"
+        ))?;
+        let mut insert = to.prepare(&format!(
+            "INSERT INTO {PREPARED_TABLE}(xid, batch, prepared_ms) VALUES (?1, ?2, ?3)"
+        ))?;
+        let mut found = rows.query([])?;
+        while let Some(row) = found.next()? {
+            insert.execute(rusqlite::params![
+                row.get::<_, String>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, i64>(2)?
+            ])?;
+        }
+    }
+    if exists(DECISIONS_TABLE)? {
+        let mut rows = from.prepare(&format!(
+            "SELECT xid, outcome, decided_ms FROM {DECISIONS_TABLE}"
+        ))?;
+        let mut insert = to.prepare(&format!(
+            "INSERT INTO {DECISIONS_TABLE}(xid, outcome, decided_ms) VALUES (?1, ?2, ?3)"
+        ))?;
+        let mut found = rows.query([])?;
+        while let Some(row) = found.next()? {
+            insert.execute(rusqlite::params![
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use openraft::EntryPayload;
+
+    use super::*;
+    use crate::db::database::Database;
+    use crate::types::shard::GROUP_HELD_BY_PREPARED;
+    use crate::types::value::SqlValue;
+    use crate::types::{Command, Entry, Statement, TypeConfig};
+
+    const GROUP: GroupId = 5;
+
+    struct Replica {
+        _dir: tempfile::TempDir,
+        database: Arc<Database>,
+        next_index: u64,
+    }
+
+    impl Replica {
+        fn new() -> Replica {
+            let dir = tempfile::tempdir().unwrap();
+            let database =
+                Arc::new(Database::open(&dir.path().join("db.sqlite"), GROUP, 2).unwrap());
+            let mut replica = Replica {
+                _dir: dir,
+                database,
+                next_index: 1,
+            };
+            replica.write("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+            replica
+        }
+
+        fn apply(&mut self, command: Command) -> Vec<StatementResult> {
+            let mut entry: Entry =
+                openraft::testing::blank_ent::<TypeConfig>(1, 1, self.next_index);
+            self.next_index += 1;
+            entry.payload = EntryPayload::Normal(command);
+            let mut responses = self.database.apply(&[entry]).unwrap();
+            responses.remove(0).batches.into_iter().flatten().collect()
+        }
+
+        fn write(&mut self, sql: &str) -> Vec<StatementResult> {
+            self.apply(Command {
+                timestamp_ms: 1_000,
+                batches: vec![StatementBatch::new(vec![Statement::plain(sql)], false)],
+                load: None,
+                users: None,
+                shard: None,
+            })
+        }
+
+        fn step(&mut self, step: ShardStep) -> (StepOutcome, Vec<StatementResult>) {
+            let mut results = self.apply(Command {
+                timestamp_ms: 2_000,
+                batches: Vec::new(),
+                load: None,
+                users: None,
+                shard: Some(step),
+            });
+            let outcome = StepOutcome::of(&results.remove(0)).expect("an outcome first");
+            (outcome, results)
+        }
+
+        async fn rows(&self) -> i64 {
+            let results = self
+                .database
+                .query(
+                    vec![Statement::plain("SELECT count(*) FROM t")],
+                    std::time::Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            match &results[0].rows.as_ref().unwrap().values[0][0] {
+                SqlValue::Integer(n) => *n,
+                other => panic!("count is {other:?}"),
+            }
+        }
+    }
+
+    fn xid(coordinator: GroupId, id: u64) -> Xid {
+        Xid { coordinator, id }
+    }
+
+    fn insert(sql: &str) -> StatementBatch {
+        StatementBatch::new(vec![Statement::plain(sql)], true)
+    }
+
+    #[tokio::test]
+    async fn a_prepared_batch_is_held_invisible_and_applies_at_commit() {
+        let mut replica = Replica::new();
+        let (outcome, results) = replica.step(ShardStep::Prepare {
+            xid: xid(9, 1),
+            batch: insert("INSERT INTO t VALUES (1, 'a'), (2, 'b')"),
+        });
+        assert_eq!(outcome, StepOutcome::Prepared);
+        assert_eq!(
+            results[0].rows_affected, 2,
+            "the prepare reports what it would do"
+        );
+        assert_eq!(replica.rows().await, 0, "nothing applied yet");
+        assert!(replica.database.holds_prepared());
+
+        let refused = replica.write("INSERT INTO t VALUES (3, 'c')");
+        assert_eq!(refused[0].error.as_deref(), Some(GROUP_HELD_BY_PREPARED));
+
+        let (outcome, results) = replica.step(ShardStep::Commit { xid: xid(9, 1) });
+        assert_eq!(outcome, StepOutcome::Committed);
+        assert_eq!(results[0].rows_affected, 2);
+        assert_eq!(replica.rows().await, 2);
+        assert!(!replica.database.holds_prepared());
+        assert!(
+            replica.write("INSERT INTO t VALUES (3, 'c')")[0]
+                .error
+                .is_none()
+        );
+        // A repeated commit changes nothing (it was finished here).
+        assert_eq!(
+            replica.step(ShardStep::Commit { xid: xid(9, 1) }).0,
+            StepOutcome::Unknown
+        );
+        assert_eq!(replica.rows().await, 3);
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_is_refused_and_nothing_is_held() {
+        let mut replica = Replica::new();
+        let (outcome, results) = replica.step(ShardStep::Prepare {
+            xid: xid(9, 1),
+            batch: insert("INSERT INTO t VALUES (1, NULL)"),
+        });
+        assert_eq!(outcome, StepOutcome::Refused);
+        assert!(results[0].error.as_deref().unwrap().contains("NOT NULL"));
+        assert!(!replica.database.holds_prepared());
+        assert_eq!(replica.rows().await, 0);
+    }
+
+    #[tokio::test]
+    async fn one_transaction_is_prepared_at_a_time() {
+        let mut replica = Replica::new();
+        let first = ShardStep::Prepare {
+            xid: xid(9, 1),
+            batch: insert("INSERT INTO t VALUES (1, 'a')"),
+        };
+        assert_eq!(replica.step(first.clone()).0, StepOutcome::Prepared);
+        assert_eq!(
+            replica.step(first).0,
+            StepOutcome::Prepared,
+            "a repeated prepare holds still"
+        );
+        let (outcome, _) = replica.step(ShardStep::Prepare {
+            xid: xid(9, 2),
+            batch: insert("INSERT INTO t VALUES (2, 'b')"),
+        });
+        assert_eq!(outcome, StepOutcome::Busy);
+        assert_eq!(
+            replica.step(ShardStep::Abort { xid: xid(9, 1) }).0,
+            StepOutcome::Aborted
+        );
+        assert_eq!(replica.rows().await, 0);
+        assert!(!replica.database.holds_prepared());
+    }
+
+    #[tokio::test]
+    async fn the_coordinator_group_keeps_the_first_decision() {
+        // Committed first: a late abort (a resolver's) learns it and changes nothing.
+        let mut replica = Replica::new();
+        let committed = xid(GROUP, 1);
+        replica.step(ShardStep::Prepare {
+            xid: committed,
+            batch: insert("INSERT INTO t VALUES (1, 'a')"),
+        });
+        assert_eq!(
+            replica.step(ShardStep::Commit { xid: committed }).0,
+            StepOutcome::Committed
+        );
+        assert_eq!(
+            replica.step(ShardStep::Abort { xid: committed }).0,
+            StepOutcome::Committed
+        );
+        assert_eq!(replica.rows().await, 1);
+
+        // Aborted first: the coordinator's late commit learns it, and a late prepare too.
+        let aborted = xid(GROUP, 2);
+        replica.step(ShardStep::Prepare {
+            xid: aborted,
+            batch: insert("INSERT INTO t VALUES (2, 'b')"),
+        });
+        assert_eq!(
+            replica.step(ShardStep::Abort { xid: aborted }).0,
+            StepOutcome::Aborted
+        );
+        assert_eq!(
+            replica.step(ShardStep::Commit { xid: aborted }).0,
+            StepOutcome::Aborted
+        );
+        let (late, _) = replica.step(ShardStep::Prepare {
+            xid: aborted,
+            batch: insert("INSERT INTO t VALUES (2, 'b')"),
+        });
+        assert_eq!(late, StepOutcome::Aborted);
+        assert_eq!(replica.rows().await, 1);
+        assert!(!replica.database.holds_prepared());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_carries_the_prepared_transaction() {
+        let mut source = Replica::new();
+        source.step(ShardStep::Prepare {
+            xid: xid(9, 1),
+            batch: insert("INSERT INTO t VALUES (1, 'a')"),
+        });
+        let image = source._dir.path().join("image.sqlite");
+        source.database.export_image(&image).unwrap();
+
+        let mut target = Replica::new();
+        target.database.import_image(&image).unwrap();
+        assert!(target.database.holds_prepared());
+        target.next_index = 10;
+        assert_eq!(
+            target.step(ShardStep::Commit { xid: xid(9, 1) }).0,
+            StepOutcome::Committed
+        );
+        assert_eq!(target.rows().await, 1);
+    }
+}
