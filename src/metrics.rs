@@ -78,6 +78,12 @@ pub struct Metrics {
     pub shard_transactions_aborted: Counter,
     /// Prepared transactions this node's resolver finished for a coordinator that did not.
     pub shard_transactions_resolved: Counter,
+    /// Statements of sharded databases this node's router ran, by tier, and the groups
+    /// they touched.
+    pub router_single: Counter,
+    pub router_scatter: Counter,
+    pub router_gather: Counter,
+    pub router_groups_touched: Counter,
     pub proposal_duration: Histogram,
     pub leader_changes: Counter,
     pub elections: Counter,
@@ -226,6 +232,26 @@ impl Metrics {
             &mut registry,
             "shard_transactions_resolved",
             "Prepared cross-shard transactions this node's resolver finished",
+        );
+        let router_single = counter(
+            &mut registry,
+            "router_single",
+            "Statements of sharded databases sent to one group unchanged",
+        );
+        let router_scatter = counter(
+            &mut registry,
+            "router_scatter",
+            "Statements of sharded databases written to several groups (split inserts, broadcast writes, schema changes)",
+        );
+        let router_gather = counter(
+            &mut registry,
+            "router_gather",
+            "Statements of sharded databases answered by gathering rows from their groups",
+        );
+        let router_groups_touched = counter(
+            &mut registry,
+            "router_groups_touched",
+            "Groups touched by statements of sharded databases (sum)",
         );
         let proposal_duration = latency_histogram();
         registry.register_with_unit(
@@ -428,6 +454,10 @@ impl Metrics {
             shard_transactions,
             shard_transactions_aborted,
             shard_transactions_resolved,
+            router_single,
+            router_scatter,
+            router_gather,
+            router_groups_touched,
             proposal_duration,
             leader_changes,
             elections,

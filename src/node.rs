@@ -296,6 +296,10 @@ impl Node {
             databases.clone(),
             shutdown.subscribe(),
         ));
+        databases.set_sharded_requests(crate::router::Router::new(
+            databases.clone(),
+            crate::router::GatherLimits::default(),
+        ));
         servers.push(crate::router::resolver::spawn(
             databases.clone(),
             shutdown.subscribe(),

@@ -26,6 +26,19 @@ pub struct Databases {
     default: Arc<Service>,
     http: NodeClient,
     view: RwLock<Arc<CatalogView>>,
+    /// What runs the requests of sharded databases (the router, set once at start-up; the
+    /// catalog cannot name it: the router sits above it).
+    sharded: std::sync::OnceLock<Arc<dyn ShardedRequests>>,
+}
+
+/// Runs a request of a sharded database over its groups (implemented by `router::Router`).
+#[async_trait::async_trait]
+pub trait ShardedRequests: Send + Sync {
+    async fn handle(
+        &self,
+        database: Arc<crate::catalog::view::DatabaseEntry>,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError>;
 }
 
 impl Databases {
@@ -41,7 +54,13 @@ impl Databases {
             default,
             http,
             view: RwLock::new(Arc::new(CatalogView::default())),
+            sharded: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs what runs sharded databases' requests (once; later calls change nothing).
+    pub fn set_sharded_requests(&self, router: Arc<dyn ShardedRequests>) {
+        let _ = self.sharded.set(router);
     }
 
     /// The default database's service (every node holds it).
@@ -249,7 +268,24 @@ impl Databases {
             }
             return Err(ServiceError::UnknownDatabase(name.to_string()));
         };
-        Ok(self.handle_of_entry(entry))
+        let handle = self.handle_of_entry(entry);
+        if entry.sharded() {
+            let router = self.sharded.get().cloned().ok_or_else(|| {
+                ServiceError::Unavailable(format!(
+                    "database {name:?} is sharded and this node's router is not running"
+                ))
+            })?;
+            return Ok(DatabaseHandle {
+                name: handle.name.clone(),
+                group: handle.group,
+                target: Target::Sharded {
+                    router,
+                    database: Arc::new(entry.clone()),
+                    first: Box::new(handle),
+                },
+            });
+        }
+        Ok(handle)
     }
 
     /// Where the requests of one group of a database go (a shard group, say).

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::databases::ShardedRequests;
+use crate::catalog::view::DatabaseEntry;
 use crate::raft::types::{GroupId, NodeId, Statement, StatementBatch, StatementResult};
 use crate::service::peer::{PeerClient, group_not_there, never_reached_the_leader};
 use crate::service::{
@@ -30,6 +32,13 @@ pub(crate) enum Target {
         peers: PeerClient,
         replicas: Vec<(NodeId, String)>,
     },
+    /// A sharded database: requests go to its router; `first` is its first group (what
+    /// describes statements and holds the schema every group shares).
+    Sharded {
+        router: Arc<dyn ShardedRequests>,
+        database: Arc<DatabaseEntry>,
+        first: Box<DatabaseHandle>,
+    },
 }
 
 impl DatabaseHandle {
@@ -37,7 +46,15 @@ impl DatabaseHandle {
     pub fn local(&self) -> Option<&Arc<Service>> {
         match &self.target {
             Target::Local(service) => Some(service),
-            Target::Remote { .. } => None,
+            Target::Remote { .. } | Target::Sharded { .. } => None,
+        }
+    }
+
+    /// The database's catalog entry when it is sharded.
+    pub fn sharded(&self) -> Option<&Arc<DatabaseEntry>> {
+        match &self.target {
+            Target::Sharded { database, .. } => Some(database),
+            _ => None,
         }
     }
 
@@ -47,6 +64,7 @@ impl DatabaseHandle {
         match &self.target {
             Target::Local(_) => &[],
             Target::Remote { replicas, .. } => replicas,
+            Target::Sharded { first, .. } => first.remote_replicas(),
         }
     }
 
@@ -55,6 +73,9 @@ impl DatabaseHandle {
         let (peers, replicas) = match &self.target {
             Target::Local(service) => return service.handle(request).await,
             Target::Remote { peers, replicas } => (peers, replicas),
+            Target::Sharded {
+                router, database, ..
+            } => return router.handle(database.clone(), request).await,
         };
         let mut last = None;
         for (node, raft_addr) in replicas {
@@ -86,6 +107,9 @@ impl DatabaseHandle {
         let (peers, replicas) = match &self.target {
             Target::Local(service) => return service.apply_step(step, timeout).await,
             Target::Remote { peers, replicas } => (peers, replicas),
+            Target::Sharded { first, .. } => {
+                return Box::pin(first.apply_step(step, timeout)).await;
+            }
         };
         let mut last = None;
         for (node, raft_addr) in replicas {
@@ -115,6 +139,10 @@ impl DatabaseHandle {
     ) -> Result<Result<crate::db::execute::StatementShape, String>, ServiceError> {
         if let Target::Local(service) = &self.target {
             return service.describe(sql, transaction, timeout).await;
+        }
+        // Every group of a sharded database has the same schema: its first one describes.
+        if let Target::Sharded { first, .. } = &self.target {
+            return Box::pin(first.describe(sql, transaction, timeout)).await;
         }
         let request = ServiceRequest::describe(sql, transaction, timeout);
         self.handle(request).await?.shape.ok_or_else(|| {

@@ -59,9 +59,12 @@ pub fn layout_statements(now_ms: i64) -> Vec<Statement> {
              shard INTEGER NOT NULL CHECK (shard >= 1),
              group_id INTEGER NOT NULL UNIQUE,
              PRIMARY KEY (database_group, shard))",
+        // A sharded database's options, and the count of its schema changes (routers
+        // reload the schema they analyse statements with when it moves).
         "CREATE TABLE IF NOT EXISTS database_options (
              database_group INTEGER PRIMARY KEY,
-             distribute_all INTEGER NOT NULL)",
+             distribute_all INTEGER NOT NULL,
+             schema_epoch INTEGER NOT NULL DEFAULT 0)",
         // Distributed and reference tables (every other table is local), by lower-cased name.
         "CREATE TABLE IF NOT EXISTS table_kinds (
              database_group INTEGER NOT NULL,
@@ -159,6 +162,8 @@ pub struct DatabaseEntry {
     pub tables: BTreeMap<String, TableKind>,
     /// New tables are distributed by their rowid or primary key (`distribute = all`).
     pub distribute_all: bool,
+    /// Bumped by every schema change made through a router (sharded databases).
+    pub schema_epoch: u64,
     /// Voters wanted; 0 for the default database, which every node holds.
     pub replicas: u32,
     pub read_replicas: u32,
@@ -294,6 +299,7 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
                 groups: vec![group],
                 tables: BTreeMap::new(),
                 distribute_all: false,
+                schema_epoch: 0,
                 replicas: row.get::<_, i64>(2)? as u32,
                 read_replicas: row.get::<_, i64>(3)? as u32,
                 placements: placements.remove(&group).unwrap_or_default(),
@@ -309,7 +315,10 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
             .groups
             .extend(sharding.groups.get(&first).into_iter().flatten().copied());
         entry.tables = sharding.tables.get(&first).cloned().unwrap_or_default();
-        entry.distribute_all = sharding.distribute_all.contains(&first);
+        if let Some((distribute_all, epoch)) = sharding.options.get(&first) {
+            entry.distribute_all = *distribute_all;
+            entry.schema_epoch = *epoch;
+        }
         for (shard, group) in entry.groups.iter().enumerate().skip(1) {
             let mut member = entry.clone();
             member.group = *group;
@@ -385,7 +394,8 @@ struct Sharding {
     /// Groups after the first, in shard order.
     groups: BTreeMap<GroupId, Vec<GroupId>>,
     tables: BTreeMap<GroupId, BTreeMap<String, TableKind>>,
-    distribute_all: BTreeSet<GroupId>,
+    /// `distribute_all` and `schema_epoch`.
+    options: BTreeMap<GroupId, (bool, u64)>,
 }
 
 fn read_sharding(connection: &rusqlite::Connection) -> rusqlite::Result<Sharding> {
@@ -424,10 +434,15 @@ fn read_sharding(connection: &rusqlite::Connection) -> rusqlite::Result<Sharding
             .or_default()
             .insert(table, kind);
     }
-    sharding.distribute_all = rows(
+    sharding.options = rows(
         connection,
-        "SELECT database_group FROM database_options WHERE distribute_all != 0",
-        |row| row.get::<_, i64>(0).map(|g| g as GroupId),
+        "SELECT database_group, distribute_all, schema_epoch FROM database_options",
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)? as GroupId,
+                (row.get::<_, i64>(1)? != 0, row.get::<_, i64>(2)? as u64),
+            ))
+        },
     )?
     .into_iter()
     .collect();

@@ -1,5 +1,189 @@
-//! The router of sharded databases: what runs a statement over a database's groups, and the
-//! cross-group transactions that make writes to several of them atomic.
+//! The router of sharded databases, on every node: each statement sent to a sharded database
+//! is planned (`plan`) — to one group when it touches only local or reference tables or pins
+//! one shard key, gathered (`gather`) when it reads distributed tables more widely, split row
+//! by row (`insert`) or sent to every group for writes — and writes that reach several
+//! groups commit atomically (`commit`, two-phase through each group's log, finished by
+//! `resolver` when a coordinator dies).
 
+pub mod batch;
 pub mod commit;
+pub mod ddl;
+pub mod functions;
+pub mod gather;
+pub mod insert;
+pub mod pinning;
+pub mod plan;
 pub mod resolver;
+pub mod schema;
+pub mod sequence;
+pub mod slots;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::catalog::databases::{Databases, ShardedRequests};
+use crate::catalog::handle::DatabaseHandle;
+use crate::catalog::view::DatabaseEntry;
+use crate::raft::types::{GroupId, Statement, StatementBatch, StatementResult};
+use crate::service::{
+    ReadConsistency, ReadLevel, RequestKind, ServiceError, ServiceRequest, ServiceResponse,
+};
+use schema::Schema;
+
+/// How long reading a database's schema for the router may take.
+const SCHEMA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds on what a gather may bring into one node's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct GatherLimits {
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+impl Default for GatherLimits {
+    fn default() -> Self {
+        GatherLimits {
+            rows: 1_000_000,
+            bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The router of this node.
+pub struct Router {
+    databases: Arc<Databases>,
+    /// Each sharded database's schema, by its first group.
+    schemas: Mutex<HashMap<GroupId, Arc<Schema>>>,
+    sequences: sequence::Sequences,
+    limits: GatherLimits,
+}
+
+impl Router {
+    pub fn new(databases: Arc<Databases>, limits: GatherLimits) -> Arc<Router> {
+        Arc::new(Router {
+            databases,
+            schemas: Mutex::new(HashMap::new()),
+            sequences: sequence::Sequences::default(),
+            limits,
+        })
+    }
+
+    pub fn databases(&self) -> &Arc<Databases> {
+        &self.databases
+    }
+
+    /// Where requests to one group go.
+    pub fn group(&self, group: GroupId) -> Result<DatabaseHandle, ServiceError> {
+        self.databases.resolve_group(group)
+    }
+
+    /// The schema of `database` as of its catalog epoch (read from its first group when the
+    /// one held is older, or when `reload`).
+    pub async fn schema(
+        &self,
+        database: &DatabaseEntry,
+        reload: bool,
+    ) -> Result<Arc<Schema>, ServiceError> {
+        if !reload
+            && let Some(schema) = self.cached_schema(database.group)
+            && schema.epoch >= database.schema_epoch
+        {
+            return Ok(schema);
+        }
+        let statements = self
+            .group(database.group)?
+            .schema(
+                ReadConsistency {
+                    level: ReadLevel::Weak,
+                    ..Default::default()
+                },
+                SCHEMA_TIMEOUT,
+            )
+            .await?;
+        let schema = Arc::new(
+            Schema::build(database.schema_epoch, statements).map_err(ServiceError::Internal)?,
+        );
+        if let Ok(mut schemas) = self.schemas.lock() {
+            schemas.insert(database.group, schema.clone());
+        }
+        Ok(schema)
+    }
+
+    fn cached_schema(&self, group: GroupId) -> Option<Arc<Schema>> {
+        self.schemas.lock().ok()?.get(&group).cloned()
+    }
+
+    /// Forgets the schema held for `database` (after a schema change through this node).
+    pub fn forget_schema(&self, database: GroupId) {
+        if let Ok(mut schemas) = self.schemas.lock() {
+            schemas.remove(&database);
+        }
+    }
+
+    /// The catalog entry of the database whose first group is `group`, as this node sees it
+    /// now (after a change to its table kinds).
+    pub fn fresh_entry(&self, group: GroupId) -> Option<DatabaseEntry> {
+        self.databases.view().by_group(group).cloned()
+    }
+}
+
+#[async_trait::async_trait]
+impl ShardedRequests for Router {
+    async fn handle(
+        &self,
+        database: Arc<DatabaseEntry>,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        match request.kind {
+            RequestKind::Describe => return self.group(database.group)?.handle(request).await,
+            RequestKind::Rehearse => {
+                return Err(ServiceError::BadRequest(format!(
+                    "database {:?} is sharded: its transactions are sent whole (a transaction \
+                     batch, or statements in autocommit), not statement by statement yet",
+                    database.name
+                )));
+            }
+            _ => {}
+        }
+        let mut results = Vec::new();
+        for batch in &request.batches {
+            results.extend(batch::run(self, &database, &request, batch).await?);
+        }
+        Ok(ServiceResponse {
+            results,
+            served_by: self.databases.host().node_id(),
+            ..Default::default()
+        })
+    }
+}
+
+/// A request to one group on behalf of `request`, running `statements` (as one transaction
+/// when `transaction`). Always forwarded to the group's leader when it must run there: the
+/// client cannot be redirected to a group.
+pub fn group_request(
+    request: &ServiceRequest,
+    kind: RequestKind,
+    statements: Vec<Statement>,
+    transaction: bool,
+) -> ServiceRequest {
+    ServiceRequest {
+        kind,
+        batches: vec![StatementBatch::new(statements, transaction)],
+        read: request.read,
+        write_concern: request.write_concern,
+        write_concern_timeout: request.write_concern_timeout,
+        timeout: request.timeout,
+        forward_to_leader: true,
+    }
+}
+
+/// The results of `response`, or a failed result when it has none.
+pub fn results_of(response: ServiceResponse, expected: usize) -> Vec<StatementResult> {
+    let mut results = response.results;
+    results.resize_with(expected.max(results.len()), || {
+        StatementResult::failed("the group returned no result for the statement")
+    });
+    results
+}

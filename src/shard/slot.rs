@@ -104,6 +104,12 @@ impl Slotter {
     }
 }
 
+/// The slot of a key already stored by its column (read back from a table): its affinity is
+/// applied, so only the canonical form and the hash remain.
+pub fn slot_of_stored(stored: &SqlValue) -> Result<u32, KeyError> {
+    Ok(crc32c::crc32c(&canonical_bytes(stored)?) % SLOTS)
+}
+
 /// The canonical bytes of a stored key: a tag, then the value. Values SQLite compares equal
 /// give the same bytes (an integral REAL within the 64-bit range is its INTEGER; -0.0 is 0).
 pub fn canonical_bytes(stored: &SqlValue) -> Result<Vec<u8>, KeyError> {

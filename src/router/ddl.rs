@@ -1,0 +1,233 @@
+//! Schema changes of a sharded database: applied to every group atomically (one cross-group
+//! transaction), with the catalog's table kinds kept in step — a table created in a database
+//! that distributes every table is recorded as distributed before it exists (so no router
+//! ever sees it as local), a dropped or renamed table's kind follows it — and the schema
+//! epoch moved, so every router reloads the schema it plans with.
+
+use crate::catalog::view::{DatabaseEntry, TableKind, positional};
+use crate::raft::types::{Statement, StatementBatch, StatementResult};
+use crate::router::Router;
+use crate::router::commit::{Participant, commit_across};
+use crate::router::functions::{check_distributable, default_key, shape_in};
+use crate::router::schema::{Analysis, Schema};
+use crate::router::tokens::tokenize;
+use crate::service::{ServiceError, ServiceRequest};
+use crate::types::value::SqlValue;
+
+/// Runs schema change `statement` on every group of `database`.
+pub async fn run(
+    router: &Router,
+    database: &DatabaseEntry,
+    schema: &Schema,
+    request: &ServiceRequest,
+    statement: &Statement,
+    analysis: &Analysis,
+) -> Result<StatementResult, ServiceError> {
+    let group = SqlValue::Integer(database.group as i64);
+    let epoch = || {
+        positional(
+            "UPDATE database_options SET schema_epoch = schema_epoch + 1 WHERE database_group = ?1",
+            vec![SqlValue::Integer(database.group as i64)],
+        )
+    };
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let mut recorded = None;
+    if let Some(created) = &analysis.created_table
+        && database.distribute_all
+        && !database.tables.contains_key(created)
+        && schema
+            .table(created)
+            .map_err(ServiceError::Internal)?
+            .is_none()
+    {
+        let scratch = schema.scratch().map_err(ServiceError::Internal)?;
+        if let Err(error) = scratch.execute_batch(&statement.sql) {
+            return Ok(StatementResult::failed(error.to_string()));
+        }
+        if let Some(shape) = shape_in(&scratch, created).map_err(ServiceError::Internal)? {
+            let key = default_key(&scratch, &shape)
+                .map_err(|e| ServiceError::Internal(format!("choosing a shard key: {e}")))?;
+            if let Err(refusal) =
+                check_distributable(&scratch, database, &statement.sql, &shape, key.as_deref())
+            {
+                return Ok(StatementResult::failed(format!(
+                    "{refusal} (database {} distributes every table it creates)",
+                    database.name
+                )));
+            }
+            before.push(positional(
+                "INSERT OR REPLACE INTO table_kinds (database_group, table_name, kind, key_column)
+                 VALUES (?1, ?2, 'distributed', ?3)",
+                vec![
+                    group.clone(),
+                    SqlValue::Text(created.clone()),
+                    key.map_or(SqlValue::Null, SqlValue::Text),
+                ],
+            ));
+            recorded = Some(created.clone());
+        }
+    }
+    if let Some(dropped) = &analysis.dropped_table
+        && database.tables.contains_key(dropped)
+    {
+        after.push(positional(
+            "DELETE FROM table_kinds WHERE database_group = ?1 AND table_name = ?2",
+            vec![group.clone(), SqlValue::Text(dropped.clone())],
+        ));
+    }
+    if let Some(altered) = &analysis.altered_table
+        && let Some(kind) = database.tables.get(altered)
+    {
+        match alteration(&statement.sql) {
+            Some(Alteration::RenameTable(to)) => after.push(positional(
+                "UPDATE table_kinds SET table_name = ?3 WHERE database_group = ?1 AND table_name = ?2",
+                vec![group.clone(), SqlValue::Text(altered.clone()), SqlValue::Text(to)],
+            )),
+            Some(Alteration::RenameColumn(from, to)) => {
+                if matches!(kind, TableKind::Distributed { key: Some(k) } if k.eq_ignore_ascii_case(&from)) {
+                    after.push(positional(
+                        "UPDATE table_kinds SET key_column = ?3 WHERE database_group = ?1 AND table_name = ?2",
+                        vec![group.clone(), SqlValue::Text(altered.clone()), SqlValue::Text(to)],
+                    ));
+                }
+            }
+            Some(Alteration::DropColumn(column)) => {
+                if matches!(kind, TableKind::Distributed { key: Some(k) } if k.eq_ignore_ascii_case(&column)) {
+                    return Ok(StatementResult::failed(format!(
+                        "column {altered}.{column} is the table's shard key and cannot be dropped"
+                    )));
+                }
+            }
+            Some(Alteration::Other) | None => {}
+        }
+    }
+    if !before.is_empty() {
+        before.push(epoch());
+        write(router, before).await?;
+    }
+    let participants = database
+        .groups
+        .iter()
+        .map(|group| Participant {
+            group: *group,
+            batch: StatementBatch::new(vec![statement.clone()], true),
+        })
+        .collect();
+    let outcome = commit_across(router.databases(), participants, request.timeout).await;
+    let undo = |recorded: Option<String>| {
+        recorded.map(|table| {
+            vec![
+                positional(
+                    "DELETE FROM table_kinds WHERE database_group = ?1 AND table_name = ?2",
+                    vec![
+                        SqlValue::Integer(database.group as i64),
+                        SqlValue::Text(table),
+                    ],
+                ),
+                epoch(),
+            ]
+        })
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            if let Some(statements) = undo(recorded) {
+                let _ = write(router, statements).await;
+            }
+            router.forget_schema(database.group);
+            return Err(error);
+        }
+    };
+    if !outcome.committed {
+        if let Some(statements) = undo(recorded) {
+            write(router, statements).await?;
+        }
+        let failed = outcome
+            .results
+            .into_iter()
+            .flatten()
+            .find(|r| r.error.is_some())
+            .unwrap_or_else(|| StatementResult::failed("the schema change was not applied"));
+        return Ok(failed);
+    }
+    after.push(epoch());
+    write(router, after).await?;
+    router.forget_schema(database.group);
+    Ok(outcome
+        .results
+        .into_iter()
+        .next()
+        .and_then(|results| results.into_iter().next())
+        .unwrap_or_default())
+}
+
+async fn write(router: &Router, statements: Vec<Statement>) -> Result<(), ServiceError> {
+    router
+        .databases()
+        .write_catalog(statements)
+        .await
+        .map_err(ServiceError::from)?;
+    router.databases().refresh().await?;
+    Ok(())
+}
+
+/// What an ALTER TABLE does, as far as table kinds care.
+#[derive(Debug, PartialEq)]
+enum Alteration {
+    RenameTable(String),
+    RenameColumn(String, String),
+    DropColumn(String),
+    Other,
+}
+
+fn alteration(sql: &str) -> Option<Alteration> {
+    let tokens = tokenize(sql)?;
+    let at = tokens
+        .iter()
+        .position(|t| t.is("rename") || t.is("drop") || t.is("add"))?;
+    let rest = &tokens[at..];
+    Some(match rest {
+        [rename, to, name, ..] if rename.is("rename") && to.is("to") => {
+            Alteration::RenameTable(name.name()?)
+        }
+        [rename, column, from, to, name, ..]
+            if rename.is("rename") && column.is("column") && to.is("to") =>
+        {
+            Alteration::RenameColumn(from.name()?, name.name()?)
+        }
+        [rename, from, to, name, ..] if rename.is("rename") && to.is("to") => {
+            Alteration::RenameColumn(from.name()?, name.name()?)
+        }
+        [drop, column, name, ..] if drop.is("drop") && column.is("column") => {
+            Alteration::DropColumn(name.name()?)
+        }
+        [drop, name, ..] if drop.is("drop") => Alteration::DropColumn(name.name()?),
+        _ => Alteration::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alterations_are_read_from_the_statement() {
+        assert_eq!(
+            alteration("ALTER TABLE t RENAME TO \"U\""),
+            Some(Alteration::RenameTable("u".into()))
+        );
+        assert_eq!(
+            alteration("alter table t rename column a to b"),
+            Some(Alteration::RenameColumn("a".into(), "b".into()))
+        );
+        assert_eq!(
+            alteration("ALTER TABLE t DROP COLUMN k"),
+            Some(Alteration::DropColumn("k".into()))
+        );
+        assert_eq!(
+            alteration("ALTER TABLE t ADD COLUMN x"),
+            Some(Alteration::Other)
+        );
+    }
+}

@@ -1,0 +1,569 @@
+//! Shoal's own functions on a sharded database, recognized by the router before SQLite sees
+//! the statement: `SELECT shoal_distribute('t', 'column')`, `SELECT shoal_reference('t')`
+//! and `SELECT * FROM shoal_plan('statement')`; and the checks a table passes before it is
+//! distributed (constraints a group cannot enforce alone are refused by name).
+
+use futures_util::future::join_all;
+use rusqlite::Connection;
+
+use crate::catalog::view::{DatabaseEntry, TableKind, positional};
+use crate::raft::types::{RowSet, Statement, StatementResult};
+use crate::router::schema::{Schema, TableShape, table_shape};
+use crate::router::tokens::{Token, tokenize};
+use crate::router::{Router, group_request};
+use crate::service::{RequestKind, ServiceError, ServiceRequest};
+use crate::types::Params;
+use crate::types::value::SqlValue;
+
+/// A call of one of Shoal's functions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Distribute { table: String, column: String },
+    Reference { table: String },
+    Plan { sql: String },
+}
+
+/// The call `statement` makes, if it is one: `Ok(None)` for any other statement.
+pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String> {
+    let Some(tokens) = tokenize(&statement.sql) else {
+        return Ok(None);
+    };
+    let mut tokens: &[Token] = &tokens;
+    while let [rest @ .., last] = tokens
+        && last.is_symbol(";")
+    {
+        tokens = rest;
+    }
+    let argument = |token: &Token| -> Option<String> {
+        match token {
+            Token::Text(text) => Some(text.clone()),
+            Token::Param(param) => match param_text(param, &statement.params) {
+                Some(SqlValue::Text(text)) => Some(text),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let (name, args) = match tokens {
+        [select, Token::Word(name), open, args @ .., close]
+            if select.is("select") && open.is_symbol("(") && close.is_symbol(")") =>
+        {
+            (name.as_str(), args)
+        }
+        [
+            select,
+            star,
+            from,
+            Token::Word(name),
+            open,
+            args @ ..,
+            close,
+        ] if select.is("select")
+            && star.is_symbol("*")
+            && from.is("from")
+            && open.is_symbol("(")
+            && close.is_symbol(")")
+            && name == "shoal_plan" =>
+        {
+            (name.as_str(), args)
+        }
+        _ => return Ok(None),
+    };
+    let args: Vec<Option<String>> = args
+        .split(|t| t.is_symbol(","))
+        .map(|arg| match arg {
+            [one] => argument(one),
+            _ => None,
+        })
+        .collect();
+    let text_args = || -> Result<Vec<String>, String> {
+        args.iter()
+            .map(|a| {
+                a.clone()
+                    .ok_or_else(|| format!("{name} takes text arguments"))
+            })
+            .collect()
+    };
+    let column_name = statement.sql.trim().trim_end_matches(';').trim();
+    let column_name = column_name
+        .get(6..)
+        .map(str::trim)
+        .unwrap_or(name)
+        .to_string();
+    let call = match name {
+        "shoal_distribute" => match text_args()?.as_slice() {
+            [table, column] => Call::Distribute {
+                table: table.clone(),
+                column: column.clone(),
+            },
+            _ => return Err("shoal_distribute(table, column) takes two arguments".into()),
+        },
+        "shoal_reference" => match text_args()?.as_slice() {
+            [table] => Call::Reference {
+                table: table.clone(),
+            },
+            _ => return Err("shoal_reference(table) takes one argument".into()),
+        },
+        "shoal_plan" => match text_args()?.as_slice() {
+            [sql] => Call::Plan { sql: sql.clone() },
+            _ => return Err("shoal_plan(statement) takes one argument".into()),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some((call, column_name)))
+}
+
+fn param_text(param: &str, params: &Params) -> Option<SqlValue> {
+    match params {
+        Params::Positional(values) => {
+            let number: usize = match param.strip_prefix('?')? {
+                "" => 1,
+                n => n.parse().ok()?,
+            };
+            values.get(number.checked_sub(1)?).cloned()
+        }
+        Params::Named(pairs) => {
+            let name = param.get(1..)?;
+            pairs
+                .iter()
+                .find(|(given, _)| given.trim_start_matches([':', '@', '$']) == name)
+                .map(|(_, value)| value.clone())
+        }
+        Params::None => None,
+    }
+}
+
+/// The shard key a table gets in a database that distributes every table: its INTEGER
+/// PRIMARY KEY or rowid (`None`), or the first column of a primary key that is not the rowid.
+pub fn default_key(
+    connection: &Connection,
+    shape: &TableShape,
+) -> rusqlite::Result<Option<String>> {
+    if shape.rowid_alias.is_some() {
+        return Ok(None);
+    }
+    let first_pk: Option<String> = connection
+        .prepare("SELECT name FROM pragma_table_info(?1) WHERE pk = 1")?
+        .query_row([&shape.name], |row| row.get(0))
+        .ok();
+    Ok(first_pk)
+}
+
+/// Whether `shape` can be distributed by `key` (`None`: its rowid): every UNIQUE and
+/// PRIMARY KEY constraint includes the key, no AUTOINCREMENT, a text key compares with
+/// BINARY, and each foreign key is to a reference table or co-located on the key.
+pub fn check_distributable(
+    connection: &Connection,
+    database: &DatabaseEntry,
+    create_sql: &str,
+    shape: &TableShape,
+    key: Option<&str>,
+) -> Result<(), String> {
+    let table = &shape.name;
+    let sqlite = |e: rusqlite::Error| format!("checking table {table}: {e}");
+    if tokenize(create_sql).is_some_and(|t| t.iter().any(|t| t.is("autoincrement"))) {
+        return Err(format!(
+            "AUTOINCREMENT on {table} cannot be kept across shards (each group would count on \
+             its own): drop AUTOINCREMENT; Shoal gives the new rows of a distributed table \
+             rowids from one sequence for the whole database"
+        ));
+    }
+    let key_name = key.map(str::to_string);
+    if let Some(column) = &key_name {
+        if !shape
+            .columns
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(column))
+        {
+            return Err(format!(
+                "table {table} has no column {column:?} to distribute by"
+            ));
+        }
+        let (_, collation, ..) = connection
+            .column_metadata(None::<&str>, table.as_str(), column.as_str())
+            .map_err(sqlite)?;
+        let collation = collation
+            .map(|c| c.to_string_lossy().to_string())
+            .unwrap_or_else(|| "BINARY".into());
+        if !collation.eq_ignore_ascii_case("binary") {
+            return Err(format!(
+                "shard key {table}.{column} compares with COLLATE {collation}: keys equal under \
+                 it can hash apart; distribute by a column with the default BINARY collation"
+            ));
+        }
+    }
+    let key_label = key_name.clone().unwrap_or_else(|| "rowid".into());
+    let indexes: Vec<(String, String)> = connection
+        .prepare("SELECT name, origin FROM pragma_index_list(?1) WHERE \"unique\"")
+        .and_then(|mut s| {
+            s.query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .map_err(sqlite)?;
+    for (index, origin) in indexes {
+        let columns: Vec<String> = connection
+            .prepare("SELECT coalesce(name, '<expression>') FROM pragma_index_info(?1)")
+            .and_then(|mut s| s.query_map([&index], |row| row.get(0))?.collect())
+            .map_err(sqlite)?;
+        let holds_key = key_name
+            .as_ref()
+            .is_some_and(|k| columns.iter().any(|c| c.eq_ignore_ascii_case(k)));
+        if !holds_key {
+            let what = if origin == "pk" {
+                "PRIMARY KEY"
+            } else {
+                "UNIQUE"
+            };
+            return Err(format!(
+                "{what} ({}) on {table} cannot be enforced across shards: it does not include \
+                 the shard key {key_label}; include the shard key in it, distribute by one of \
+                 its columns, or make {table} a reference table",
+                columns.join(", ")
+            ));
+        }
+    }
+    let foreign: Vec<(String, String, Option<String>)> = connection
+        .prepare("SELECT \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1)")
+        .and_then(|mut s| {
+            s.query_map([table], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect()
+        })
+        .map_err(sqlite)?;
+    for (parent, from, to) in foreign {
+        let parent_lower = parent.to_ascii_lowercase();
+        let self_reference = parent_lower == table.to_ascii_lowercase();
+        let parent_key = if self_reference {
+            Some(TableKind::Distributed {
+                key: key_name.clone(),
+            })
+        } else {
+            database.tables.get(&parent_lower).cloned()
+        };
+        let co_located = match &parent_key {
+            Some(TableKind::Reference) => true,
+            Some(TableKind::Distributed {
+                key: Some(parent_column),
+            }) => {
+                key_name
+                    .as_ref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(&from))
+                    && to
+                        .as_ref()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(parent_column))
+            }
+            _ => false,
+        };
+        if !co_located {
+            return Err(format!(
+                "FOREIGN KEY ({from}) REFERENCES {parent} on {table} cannot be enforced across \
+                 shards: {parent} must be a reference table, or be distributed by the \
+                 referenced column while {table} is distributed by {from}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a call; its one result.
+pub async fn run(
+    router: &Router,
+    database: &DatabaseEntry,
+    request: &ServiceRequest,
+    call: Call,
+    column_name: String,
+) -> Result<StatementResult, ServiceError> {
+    match call {
+        Call::Plan { sql } => crate::router::batch::explain(router, database, &sql).await,
+        Call::Distribute { table, column } => {
+            let key = if ["rowid", "_rowid_", "oid"].contains(&column.to_ascii_lowercase().as_str())
+            {
+                None
+            } else {
+                Some(column)
+            };
+            set_kind(
+                router,
+                database,
+                request,
+                &table,
+                TableKind::Distributed { key },
+                column_name,
+            )
+            .await
+        }
+        Call::Reference { table } => {
+            set_kind(
+                router,
+                database,
+                request,
+                &table,
+                TableKind::Reference,
+                column_name,
+            )
+            .await
+        }
+    }
+}
+
+async fn set_kind(
+    router: &Router,
+    database: &DatabaseEntry,
+    request: &ServiceRequest,
+    table: &str,
+    kind: TableKind,
+    column_name: String,
+) -> Result<StatementResult, ServiceError> {
+    let schema: std::sync::Arc<Schema> = router.schema(database, true).await?;
+    let Some(shape) = schema.table(table).map_err(ServiceError::Internal)? else {
+        return Ok(StatementResult::failed(format!("no such table: {table}")));
+    };
+    let lower = shape.name.to_ascii_lowercase();
+    if let Some(existing) = database.tables.get(&lower) {
+        if *existing == kind {
+            return Ok(done(column_name));
+        }
+        return Ok(StatementResult::failed(format!(
+            "table {} is already {}; a table's kind is set once, while it is empty",
+            shape.name,
+            describe(existing)
+        )));
+    }
+    if let TableKind::Distributed { key } = &kind {
+        let create_sql = schema
+            .statements
+            .iter()
+            .find(|sql| {
+                table_shape_name(sql).is_some_and(|name| name.eq_ignore_ascii_case(&shape.name))
+            })
+            .cloned()
+            .unwrap_or_default();
+        let checked = schema
+            .with_connection(|connection| {
+                let key = match key.as_deref() {
+                    Some(column)
+                        if shape
+                            .rowid_alias
+                            .as_deref()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(column)) =>
+                    {
+                        None
+                    }
+                    other => other,
+                };
+                check_distributable(connection, database, &create_sql, &shape, key)
+            })
+            .map_err(ServiceError::Internal)?;
+        if let Err(refusal) = checked {
+            return Ok(StatementResult::failed(refusal));
+        }
+    }
+    // Only an empty table changes kind: rows already written stay where they are.
+    let count_sql = format!(
+        "SELECT count(*) FROM {}",
+        crate::router::gather::quote(&shape.name)
+    );
+    let counts = join_all(database.groups.iter().map(|group| {
+        let query = group_request(
+            request,
+            RequestKind::Query,
+            vec![Statement::plain(count_sql.clone())],
+            false,
+        );
+        async move { router.group(*group)?.handle(query).await }
+    }))
+    .await;
+    for response in counts {
+        let result = response?.results.into_iter().next().unwrap_or_default();
+        let rows = match result
+            .rows
+            .as_ref()
+            .and_then(|r| r.values.first())
+            .and_then(|r| r.first())
+        {
+            Some(SqlValue::Integer(n)) => *n,
+            _ => -1,
+        };
+        if rows != 0 {
+            return Ok(StatementResult::failed(format!(
+                "table {} holds rows: a table becomes {} while it is empty (create it, set its \
+                 kind, then fill it)",
+                shape.name,
+                describe(&kind)
+            )));
+        }
+    }
+    let (kind_text, key_column) = match &kind {
+        TableKind::Reference => ("reference", SqlValue::Null),
+        TableKind::Distributed { key } => (
+            "distributed",
+            key.clone().map_or(SqlValue::Null, SqlValue::Text),
+        ),
+    };
+    let group = SqlValue::Integer(database.group as i64);
+    router
+        .databases()
+        .write_catalog(vec![
+            positional(
+                "INSERT INTO table_kinds (database_group, table_name, kind, key_column)
+                 VALUES (?1, ?2, ?3, ?4)",
+                vec![group.clone(), SqlValue::Text(lower), SqlValue::Text(kind_text.into()), key_column],
+            ),
+            positional(
+                "UPDATE database_options SET schema_epoch = schema_epoch + 1 WHERE database_group = ?1",
+                vec![group],
+            ),
+        ])
+        .await
+        .map_err(ServiceError::from)?;
+    router.databases().refresh().await?;
+    router.forget_schema(database.group);
+    tracing::info!(target: "audit", event = "table_kind_set", database = %database.name, table = %shape.name, kind = kind_text, "table kind set");
+    Ok(done(column_name))
+}
+
+fn describe(kind: &TableKind) -> String {
+    match kind {
+        TableKind::Reference => "a reference table".into(),
+        TableKind::Distributed { key } => {
+            format!("distributed by {}", key.as_deref().unwrap_or("rowid"))
+        }
+    }
+}
+
+/// The name a CREATE TABLE statement creates.
+fn table_shape_name(sql: &str) -> Option<String> {
+    let tokens = tokenize(sql)?;
+    let at = tokens.iter().position(|t| t.is("table"))?;
+    let mut rest = &tokens[at + 1..];
+    if rest.len() >= 3 && rest[0].is("if") && rest[1].is("not") && rest[2].is("exists") {
+        rest = &rest[3..];
+    }
+    match rest {
+        [_, dot, name, ..] if dot.is_symbol(".") => name.name(),
+        [name, ..] => name.name(),
+        _ => None,
+    }
+}
+
+/// The result of a call that set a table's kind: one row, one NULL, named as written.
+fn done(column_name: String) -> StatementResult {
+    StatementResult {
+        rows: Some(RowSet {
+            columns: vec![column_name],
+            types: vec![String::new()],
+            values: vec![vec![SqlValue::Null]],
+        }),
+        ..Default::default()
+    }
+}
+
+/// The shape of a table in a scratch connection, for checks before it exists anywhere.
+pub fn shape_in(connection: &Connection, table: &str) -> Result<Option<TableShape>, String> {
+    table_shape(connection, table).map_err(|e| format!("reading table {table}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(sql: &str) -> Statement {
+        Statement::plain(sql)
+    }
+
+    #[test]
+    fn calls_are_recognized_with_their_arguments() {
+        assert_eq!(
+            recognize(&statement(
+                "SELECT shoal_distribute('orders', 'customer_id');"
+            ))
+            .unwrap(),
+            Some((
+                Call::Distribute {
+                    table: "orders".into(),
+                    column: "customer_id".into()
+                },
+                "shoal_distribute('orders', 'customer_id')".into()
+            ))
+        );
+        assert!(matches!(
+            recognize(&statement("select * from shoal_plan('SELECT 1')")).unwrap(),
+            Some((Call::Plan { .. }, _))
+        ));
+        assert_eq!(recognize(&statement("SELECT shoal_x(1)")).unwrap(), None);
+        assert_eq!(recognize(&statement("SELECT 1")).unwrap(), None);
+        assert!(recognize(&statement("SELECT shoal_reference(1)")).is_err());
+    }
+
+    fn refusal(create: &str, key: Option<&str>, database: &DatabaseEntry) -> Option<String> {
+        let schema = Schema::build(0, vec![create.into()]).unwrap();
+        let shape = schema.table("t").unwrap().unwrap();
+        schema
+            .with_connection(|c| check_distributable(c, database, create, &shape, key))
+            .unwrap()
+            .err()
+    }
+
+    fn database() -> DatabaseEntry {
+        DatabaseEntry {
+            name: "shop".into(),
+            group: 2,
+            shard: 0,
+            groups: vec![2, 3],
+            tables: Default::default(),
+            distribute_all: false,
+            schema_epoch: 0,
+            replicas: 3,
+            read_replicas: 0,
+            placements: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn unenforceable_constraints_are_refused_by_name() {
+        let db = database();
+        assert_eq!(
+            refusal(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, c INTEGER)",
+                None,
+                &db
+            ),
+            None
+        );
+        assert_eq!(
+            refusal(
+                "CREATE TABLE t (c INTEGER, e TEXT, UNIQUE (c, e))",
+                Some("c"),
+                &db
+            ),
+            None
+        );
+        let unique = refusal("CREATE TABLE t (c INTEGER, e TEXT UNIQUE)", Some("c"), &db).unwrap();
+        assert!(
+            unique.contains("UNIQUE (e)") && unique.contains("shard key c"),
+            "{unique}"
+        );
+        let pk = refusal(
+            "CREATE TABLE t (c INTEGER, e TEXT PRIMARY KEY)",
+            Some("c"),
+            &db,
+        )
+        .unwrap();
+        assert!(pk.contains("PRIMARY KEY (e)"), "{pk}");
+        let auto = refusal(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)",
+            None,
+            &db,
+        )
+        .unwrap();
+        assert!(auto.contains("AUTOINCREMENT"), "{auto}");
+        let nocase = refusal("CREATE TABLE t (c TEXT COLLATE NOCASE)", Some("c"), &db).unwrap();
+        assert!(nocase.contains("COLLATE NOCASE"), "{nocase}");
+        let fk = refusal(
+            "CREATE TABLE t (c INTEGER REFERENCES other(id))",
+            Some("c"),
+            &db,
+        )
+        .unwrap();
+        assert!(fk.contains("FOREIGN KEY (c) REFERENCES other"), "{fk}");
+    }
+}

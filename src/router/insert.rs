@@ -1,0 +1,345 @@
+//! INSERT into a distributed table: the rows it inserts are computed here — the statement
+//! runs on a scratch copy of the schema (with the rows it reads gathered into it), where a
+//! temporary trigger captures each new row as its table stores it — then rowids the table
+//! did not get from the statement are taken from the database's sequence, and each row goes
+//! to the group owning the slot of its key, as an INSERT of explicit values.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use crate::catalog::view::{DatabaseEntry, TableKind};
+use crate::raft::types::{GroupId, Params, Statement};
+use crate::router::Router;
+use crate::router::gather::{self, quote, row_columns};
+use crate::router::schema::{Schema, TableShape};
+use crate::router::slots::SlotMap;
+use crate::router::tokens::{Token, tokenize};
+use crate::service::{ServiceError, ServiceRequest};
+use crate::shard::slot::slot_of_stored;
+use crate::types::value::SqlValue;
+
+/// The rowid of the placeholder row put in the scratch table first: rowids SQLite chooses
+/// for new rows come after it, which tells them from rowids the statement gave.
+const SENTINEL_ROWID: i64 = 1 << 62;
+/// Most values one routed INSERT statement binds (SQLite allows 32766).
+const VALUES_PER_STATEMENT_MAX: usize = 30_000;
+
+/// The statements that insert a statement's rows, per group.
+#[derive(Debug, Default)]
+pub struct RoutedRows {
+    pub parts: BTreeMap<GroupId, Vec<Statement>>,
+    pub rows: usize,
+    pub last_rowid: i64,
+}
+
+/// Routes the rows `statement` inserts into distributed `table`. `Ok(Err(message))` when
+/// the statement fails (as SQLite says) or cannot run on a sharded database.
+pub async fn route(
+    router: &Router,
+    database: &DatabaseEntry,
+    schema: &Schema,
+    request: &ServiceRequest,
+    table: &str,
+    statement: &Statement,
+    reads: &std::collections::BTreeSet<String>,
+) -> Result<Result<RoutedRows, String>, ServiceError> {
+    let Some(TableKind::Distributed { key }) = database.tables.get(table) else {
+        return Ok(Err(format!("table {table} is not distributed")));
+    };
+    let Some(shape) = schema.table(table).map_err(ServiceError::Internal)? else {
+        return Ok(Err(format!("no such table: {table}")));
+    };
+    let tokens = tokenize(&statement.sql).unwrap_or_default();
+    if tokens.iter().any(|t| t.is("returning")) {
+        return Ok(Err(format!(
+            "INSERT … RETURNING into distributed table {table} is not supported yet: read the \
+             rows back with a SELECT"
+        )));
+    }
+    let verb = conflict_verb(&tokens);
+    // The rows it reads (INSERT … SELECT) are gathered first; a VALUES list reads none.
+    let scratch = if !reads.is_empty() {
+        match gather::gather(router, database, schema, request, reads).await? {
+            Ok(scratch) => scratch,
+            Err(refusal) => return Ok(Err(refusal)),
+        }
+    } else {
+        schema.scratch().map_err(ServiceError::Internal)?
+    };
+    let evaluated = {
+        let shape = shape.clone();
+        let statement = statement.clone();
+        tokio::task::spawn_blocking(move || evaluate(&scratch, &shape, &statement))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("evaluating an INSERT: {e}")))?
+    };
+    let mut rows = match evaluated {
+        Ok(rows) => rows,
+        Err(message) => return Ok(Err(message)),
+    };
+    let columns = row_columns(&shape);
+    let rowid_at = rowid_position(&shape);
+    // Rowids SQLite chose (after the placeholder) come from the cluster-wide sequence.
+    if let Some(at) = rowid_at {
+        let chosen = rows
+            .iter()
+            .filter(|row| matches!(row[at], SqlValue::Integer(r) if r > SENTINEL_ROWID))
+            .count();
+        if chosen > 0 {
+            let mut next = router
+                .sequences
+                .take(router.databases(), database.group, table, chosen)
+                .await?;
+            for row in rows.iter_mut() {
+                if matches!(row[at], SqlValue::Integer(r) if r > SENTINEL_ROWID) {
+                    row[at] = SqlValue::Integer(next);
+                    next += 1;
+                }
+            }
+        }
+    }
+    let key_at = match key {
+        None => rowid_at,
+        Some(column) => shape
+            .stored_columns()
+            .position(|c| c.name.eq_ignore_ascii_case(column))
+            .map(|at| at + usize::from(columns.len() > shape.stored_columns().count())),
+    };
+    let Some(key_at) = key_at else {
+        return Ok(Err(format!(
+            "distributed table {table} has no column {:?} (its shard key)",
+            key.as_deref().unwrap_or("rowid")
+        )));
+    };
+    let map = SlotMap::even(&database.groups);
+    let mut routed = RoutedRows {
+        rows: rows.len(),
+        last_rowid: rowid_at
+            .and_then(|at| match rows.last().map(|row| &row[at]) {
+                Some(SqlValue::Integer(r)) => Some(*r),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut per_group: BTreeMap<GroupId, Vec<Vec<SqlValue>>> = BTreeMap::new();
+    for row in rows {
+        let slot = match slot_of_stored(&row[key_at]) {
+            Ok(slot) => slot,
+            Err(error) => {
+                return Ok(Err(format!(
+                    "inserting into distributed table {table}: {error} (column {})",
+                    key.as_deref().unwrap_or("rowid")
+                )));
+            }
+        };
+        per_group.entry(map.group_of(slot)).or_default().push(row);
+    }
+    let per_statement = (VALUES_PER_STATEMENT_MAX / columns.len().max(1)).clamp(1, 500);
+    for (group, rows) in per_group {
+        let statements = rows
+            .chunks(per_statement)
+            .map(|chunk| insert_statement(&verb, &shape, &columns, chunk))
+            .collect();
+        routed.parts.insert(group, statements);
+    }
+    Ok(Ok(routed))
+}
+
+/// The INSERT's conflict clause as it opens the routed statements (`INSERT OR REPLACE`…).
+fn conflict_verb(tokens: &[Token]) -> String {
+    match tokens {
+        [first, ..] if first.is("replace") => "REPLACE".into(),
+        [first, or, Token::Word(word), ..] if first.is("insert") && or.is("or") => {
+            format!("INSERT OR {}", word.to_ascii_uppercase())
+        }
+        _ => "INSERT".into(),
+    }
+}
+
+/// Where the rowid is among [`row_columns`], if the table has one.
+fn rowid_position(shape: &TableShape) -> Option<usize> {
+    if shape.without_rowid {
+        return None;
+    }
+    match &shape.rowid_alias {
+        None => Some(0),
+        Some(alias) => shape
+            .stored_columns()
+            .position(|c| c.name.eq_ignore_ascii_case(alias)),
+    }
+}
+
+fn insert_statement(
+    verb: &str,
+    shape: &TableShape,
+    columns: &[String],
+    rows: &[Vec<SqlValue>],
+) -> Statement {
+    let mut values = Vec::with_capacity(rows.len() * columns.len());
+    let mut tuples = Vec::with_capacity(rows.len());
+    for row in rows {
+        let marks: Vec<String> = (0..row.len())
+            .map(|i| format!("?{}", values.len() + i + 1))
+            .collect();
+        tuples.push(format!("({})", marks.join(", ")));
+        values.extend(row.iter().cloned());
+    }
+    Statement {
+        sql: format!(
+            "{verb} INTO {} ({}) VALUES {}",
+            quote(&shape.name),
+            columns.join(", "),
+            tuples.join(", ")
+        ),
+        params: Params::Positional(values),
+    }
+}
+
+/// Runs the INSERT on `scratch` and returns each row it inserted into the table, as stored
+/// ([`row_columns`] order); `Err` with SQLite's message when the statement fails.
+fn evaluate(
+    scratch: &Connection,
+    shape: &TableShape,
+    statement: &Statement,
+) -> Result<Vec<Vec<SqlValue>>, String> {
+    let fail = |e: rusqlite::Error| format!("evaluating the INSERT: {e}");
+    gather::drop_triggers(scratch).map_err(fail)?;
+    let columns = row_columns(shape);
+    let table = quote(&shape.name);
+    if !shape.without_rowid {
+        // The placeholder: random blobs satisfy NOT NULL and UNIQUE; its CHECKs are not
+        // evaluated (they are for the statement's own rows).
+        let values: Vec<String> = columns
+            .iter()
+            .map(|column| {
+                let is_rowid = column == "_rowid_"
+                    || shape
+                        .rowid_alias
+                        .as_deref()
+                        .is_some_and(|alias| quote(alias) == *column);
+                if is_rowid {
+                    SENTINEL_ROWID.to_string()
+                } else {
+                    "randomblob(8)".into()
+                }
+            })
+            .collect();
+        scratch
+            .execute_batch(&format!(
+                "PRAGMA ignore_check_constraints = ON;
+                 INSERT INTO {table} ({}) VALUES ({});
+                 PRAGMA ignore_check_constraints = OFF;",
+                columns.join(", "),
+                values.join(", ")
+            ))
+            .map_err(fail)?;
+    }
+    let captured: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+    let news: Vec<String> = columns.iter().map(|c| format!("new.{c}")).collect();
+    scratch
+        .execute_batch(&format!(
+            "CREATE TEMP TABLE shoal_captured ({});
+             CREATE TEMP TRIGGER shoal_capture AFTER INSERT ON main.{table}
+             BEGIN INSERT INTO shoal_captured VALUES ({}); END;",
+            captured.join(", "),
+            news.join(", ")
+        ))
+        .map_err(fail)?;
+    let guard =
+        crate::db::guard::StatementGuard::install(scratch, crate::db::guard::GuardMode::Writer);
+    let result = crate::db::execute::execute_statement(scratch, &guard, statement);
+    if let Some(error) = result.error {
+        return Err(error);
+    }
+    let mut select = scratch
+        .prepare("SELECT * FROM temp.shoal_captured ORDER BY rowid")
+        .map_err(fail)?;
+    let rows = select
+        .query_map([], |row| {
+            (0..columns.len())
+                .map(|i| row.get_ref(i).map(SqlValue::from))
+                .collect::<rusqlite::Result<Vec<SqlValue>>>()
+        })
+        .map_err(fail)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(fail)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::schema::Schema;
+
+    fn shape_and_scratch(create: &str) -> (TableShape, Connection) {
+        let schema = Schema::build(0, vec![create.to_string()]).unwrap();
+        (
+            schema.table("t").unwrap().unwrap(),
+            schema.scratch().unwrap(),
+        )
+    }
+
+    #[test]
+    fn rows_come_back_as_stored_with_chosen_rowids_after_the_placeholder() {
+        let (shape, scratch) = shape_and_scratch("CREATE TABLE t (a INTEGER, b TEXT DEFAULT 'd')");
+        let rows = evaluate(
+            &scratch,
+            &shape,
+            &Statement::plain("INSERT INTO t (a) VALUES ('7'), (8.0)"),
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(matches!(rows[0][0], SqlValue::Integer(r) if r > SENTINEL_ROWID));
+        assert_eq!(
+            rows[0][1..],
+            [SqlValue::Integer(7), SqlValue::Text("d".into())]
+        );
+        assert_eq!(rows[1][1], SqlValue::Integer(8));
+    }
+
+    #[test]
+    fn given_keys_stay_and_constraint_errors_are_sqlites() {
+        let (shape, scratch) = shape_and_scratch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL CHECK (v != 'x'))",
+        );
+        assert_eq!(shape.rowid_alias.as_deref(), Some("id"));
+        let rows = evaluate(
+            &scratch,
+            &shape,
+            &Statement::plain("INSERT INTO t VALUES (5, 'a')"),
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![SqlValue::Integer(5), SqlValue::Text("a".into())]]
+        );
+        let (shape, scratch) = shape_and_scratch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL CHECK (v != 'x'))",
+        );
+        let error = evaluate(
+            &scratch,
+            &shape,
+            &Statement::plain("INSERT INTO t (v) VALUES ('x')"),
+        )
+        .unwrap_err();
+        assert!(error.contains("CHECK constraint failed"), "{error}");
+    }
+
+    #[test]
+    fn the_conflict_clause_is_kept() {
+        assert_eq!(
+            conflict_verb(&tokenize("INSERT OR REPLACE INTO t VALUES (1)").unwrap()),
+            "INSERT OR REPLACE"
+        );
+        assert_eq!(
+            conflict_verb(&tokenize("replace into t values (1)").unwrap()),
+            "REPLACE"
+        );
+        assert_eq!(
+            conflict_verb(&tokenize("INSERT INTO t VALUES (1)").unwrap()),
+            "INSERT"
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! How one statement of a sharded database runs: the tier it takes and the groups it
+//! touches, decided from what compiling it against the schema shows (`schema::Analysis`), the
+//! catalog's table kinds, and — for shard-key pinning — its text.
+
+use std::collections::BTreeSet;
+
+use crate::catalog::view::{DatabaseEntry, TableKind};
+use crate::raft::types::{GroupId, Statement};
+use crate::router::pinning::pinned_keys;
+use crate::router::schema::{Analysis, Schema};
+use crate::router::slots::SlotMap;
+use crate::router::tokens::{Token, tokenize};
+use crate::shard::slot::{Affinity, Slotter};
+
+/// What running a statement takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Sent unchanged to one group.
+    Single { group: GroupId, write: bool },
+    /// The rows of `tables` gathered from their groups into an in-memory copy of the schema,
+    /// where the statement runs unchanged.
+    Gather { tables: BTreeSet<String> },
+    /// An INSERT into a distributed table: its rows computed here and sent to the groups
+    /// owning their keys.
+    Insert { table: String },
+    /// Sent unchanged to each of `groups`, atomically.
+    Broadcast { groups: Vec<GroupId> },
+    /// A schema change: to every group, atomically, with the catalog's table kinds.
+    Schema,
+    /// Not runnable on a sharded database; the message says why and what to do instead.
+    Refused(String),
+}
+
+impl Plan {
+    /// The tier's name as `shoal_plan` reports it.
+    pub fn tier(&self) -> &'static str {
+        match self {
+            Plan::Single { .. } => "single",
+            Plan::Gather { .. } => "gather",
+            Plan::Insert { .. } | Plan::Broadcast { .. } | Plan::Schema => "scatter",
+            Plan::Refused(_) => "refused",
+        }
+    }
+}
+
+/// The kind of `table` in `database` (local when the catalog names none).
+pub fn kind_of<'d>(database: &'d DatabaseEntry, table: &str) -> Option<&'d TableKind> {
+    database.tables.get(table)
+}
+
+fn is_distributed(database: &DatabaseEntry, table: &str) -> bool {
+    matches!(
+        kind_of(database, table),
+        Some(TableKind::Distributed { .. })
+    )
+}
+
+/// Plans `statement`, analysed as `analysis` against `schema`.
+pub fn plan(
+    database: &DatabaseEntry,
+    schema: &Schema,
+    statement: &Statement,
+    analysis: &Analysis,
+) -> Plan {
+    let first = database.group;
+    let all: Vec<GroupId> = database.groups.clone();
+    if analysis.transaction_control {
+        return Plan::Single {
+            group: first,
+            write: true,
+        };
+    }
+    if analysis.changes_schema {
+        return Plan::Schema;
+    }
+    let distributed_read: BTreeSet<String> = analysis
+        .read
+        .iter()
+        .filter(|t| is_distributed(database, t))
+        .cloned()
+        .collect();
+    let written = analysis.written();
+    let tokens = tokenize(&statement.sql);
+    if written.is_empty() {
+        if distributed_read.is_empty() {
+            return Plan::Single {
+                group: first,
+                write: !analysis.read_only,
+            };
+        }
+        if analysis.read.len() == 1
+            && let Some(table) = distributed_read.iter().next()
+            && let Some(group) = pinned_group(database, schema, table, tokens.as_deref(), statement)
+        {
+            return Plan::Single {
+                group,
+                write: !analysis.read_only,
+            };
+        }
+        if !analysis.read_only {
+            return Plan::Refused(
+                "this statement reads distributed tables and is not read-only (a PRAGMA that \
+                 changes something?): it cannot be gathered"
+                    .into(),
+            );
+        }
+        return Plan::Gather {
+            tables: analysis.read.clone(),
+        };
+    }
+    let kinds: Vec<Option<&TableKind>> = written.iter().map(|t| kind_of(database, t)).collect();
+    if kinds.iter().all(Option::is_none) {
+        if !distributed_read.is_empty() {
+            return Plan::Refused(format!(
+                "writing local table {} from distributed table {} is not supported: a local \
+                 table lives in one group, which holds only its share of the distributed rows",
+                names(&written),
+                names(&distributed_read)
+            ));
+        }
+        return Plan::Single {
+            group: first,
+            write: true,
+        };
+    }
+    if written.len() > 1 {
+        return Plan::Refused(format!(
+            "this statement writes several tables ({}), some distributed or reference (through \
+             a trigger?): write each with its own statement",
+            names(&written)
+        ));
+    }
+    let Some(table) = written.iter().next().cloned() else {
+        return Plan::Refused("this statement writes no table it names".into());
+    };
+    match kind_of(database, &table) {
+        Some(TableKind::Reference) => {
+            if !distributed_read.is_empty() {
+                return Plan::Refused(format!(
+                    "writing reference table {table} from distributed table {} is not \
+                     supported: every group would write its own share",
+                    names(&distributed_read)
+                ));
+            }
+            Plan::Broadcast { groups: all }
+        }
+        Some(TableKind::Distributed { key }) => {
+            if analysis.inserted.contains(&table) {
+                if analysis.deleted.contains(&table) || analysis.updated.contains_key(&table) {
+                    return Plan::Refused(format!(
+                        "INSERT … ON CONFLICT DO UPDATE into distributed table {table} is not \
+                         supported yet: use INSERT OR REPLACE, or UPDATE"
+                    ));
+                }
+                return Plan::Insert { table };
+            }
+            if let Some(columns) = analysis.updated.get(&table) {
+                let key_names = key_names(schema, &table, key.as_deref());
+                if let Some(changed) = columns.iter().find(|c| key_names.contains(c)) {
+                    return Plan::Refused(format!(
+                        "changing a row's shard key ({table}.{changed}) is not supported: it \
+                         would move the row to another group; delete the row and insert it \
+                         with the new key"
+                    ));
+                }
+            }
+            let subquery = tokens
+                .as_deref()
+                .is_none_or(|t| t.iter().any(|t| t.is("select")));
+            let others: BTreeSet<&String> =
+                distributed_read.iter().filter(|t| **t != table).collect();
+            if !others.is_empty() || (subquery && !distributed_read.is_empty()) {
+                return Plan::Refused(format!(
+                    "this {} of distributed table {table} reads distributed rows through a \
+                     subquery or a join: each group would see only its own share; compute the \
+                     values first (a SELECT), then write them",
+                    if analysis.deleted.contains(&table) {
+                        "DELETE"
+                    } else {
+                        "UPDATE"
+                    }
+                ));
+            }
+            match pinned_group(database, schema, &table, tokens.as_deref(), statement) {
+                Some(group) => Plan::Broadcast {
+                    groups: vec![group],
+                },
+                None => Plan::Broadcast { groups: all },
+            }
+        }
+        None => Plan::Refused(format!(
+            "this statement writes local table {table} and a distributed or reference table: \
+             write each with its own statement"
+        )),
+    }
+}
+
+/// The ways a table's shard key can be written in a statement (lower-case).
+pub fn key_names(schema: &Schema, table: &str, key: Option<&str>) -> Vec<String> {
+    let rowid = || {
+        let mut names: Vec<String> = ["rowid", "_rowid_", "oid"].map(String::from).to_vec();
+        if let Ok(Some(shape)) = schema.table(table)
+            && let Some(alias) = shape.rowid_alias
+        {
+            names.push(alias.to_ascii_lowercase());
+        }
+        names
+    };
+    match key {
+        None => rowid(),
+        Some(column) => {
+            let column = column.to_ascii_lowercase();
+            let is_alias = schema
+                .table(table)
+                .ok()
+                .flatten()
+                .and_then(|shape| shape.rowid_alias)
+                .is_some_and(|alias| alias.eq_ignore_ascii_case(&column));
+            if is_alias { rowid() } else { vec![column] }
+        }
+    }
+}
+
+/// The affinity of `table`'s shard key.
+pub fn key_affinity(schema: &Schema, table: &str, key: Option<&str>) -> Affinity {
+    let Some(key) = key else {
+        return Affinity::Integer;
+    };
+    schema
+        .table(table)
+        .ok()
+        .flatten()
+        .and_then(|shape| {
+            shape
+                .columns
+                .into_iter()
+                .find(|c| c.name.eq_ignore_ascii_case(key))
+        })
+        .map_or(Affinity::Blob, |column| {
+            Affinity::of_declared_type(&column.declared_type)
+        })
+}
+
+/// The one group owning every key the statement pins, if it pins keys of `table`.
+fn pinned_group(
+    database: &DatabaseEntry,
+    schema: &Schema,
+    table: &str,
+    tokens: Option<&[Token]>,
+    statement: &Statement,
+) -> Option<GroupId> {
+    let Some(TableKind::Distributed { key }) = kind_of(database, table) else {
+        return None;
+    };
+    let names = key_names(schema, table, key.as_deref());
+    let values = pinned_keys(tokens?, &names, &statement.params)?;
+    let affinity = key_affinity(schema, table, key.as_deref());
+    let map = SlotMap::even(&database.groups);
+    let mut groups = BTreeSet::new();
+    for value in &values {
+        // A NULL never equals a key: no group holds a match; the first answers "none".
+        match slot_of(value, affinity) {
+            Some(slot) => groups.insert(map.group_of(slot)),
+            None => groups.insert(database.group),
+        };
+    }
+    (groups.len() == 1)
+        .then(|| groups.into_iter().next())
+        .flatten()
+}
+
+thread_local! {
+    /// One slotter per thread: it holds a small in-memory database, costly to open per query.
+    static SLOTTER: std::cell::RefCell<Option<Slotter>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The slot of `value` as a key of `affinity` (`None` for NULL, or if SQLite fails).
+pub fn slot_of(value: &crate::types::value::SqlValue, affinity: Affinity) -> Option<u32> {
+    SLOTTER.with(|cell| {
+        let mut slotter = cell.borrow_mut();
+        if slotter.is_none() {
+            *slotter = Slotter::new().ok();
+        }
+        slotter.as_ref()?.slot(value, affinity).ok()
+    })
+}
+
+fn names(tables: &BTreeSet<String>) -> String {
+    tables.iter().cloned().collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,292 @@
+//! A sharded database's schema as the router holds it: an in-memory SQLite database with
+//! the same objects and no rows. Statements are compiled against it to learn what they read
+//! and write (SQLite's authorizer reports every table, through views and triggers too), and
+//! copies of it receive gathered rows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::{Connection, OptionalExtension};
+
+/// What compiling a statement showed it touches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Analysis {
+    /// Tables read (lower-case), including those read through views.
+    pub read: BTreeSet<String>,
+    pub inserted: BTreeSet<String>,
+    pub deleted: BTreeSet<String>,
+    /// Tables updated, with the columns set (lower-case).
+    pub updated: BTreeMap<String, BTreeSet<String>>,
+    /// The statement creates, drops or alters a schema object.
+    pub changes_schema: bool,
+    /// A table it creates or drops (the one named by CREATE/DROP TABLE).
+    pub created_table: Option<String>,
+    pub dropped_table: Option<String>,
+    /// The table ALTER TABLE changes.
+    pub altered_table: Option<String>,
+    /// BEGIN, COMMIT, ROLLBACK or SAVEPOINT.
+    pub transaction_control: bool,
+    /// SQLite judges it read-only.
+    pub read_only: bool,
+}
+
+impl Analysis {
+    /// The tables it writes rows of.
+    pub fn written(&self) -> BTreeSet<String> {
+        let mut written: BTreeSet<String> = self.inserted.union(&self.deleted).cloned().collect();
+        written.extend(self.updated.keys().cloned());
+        written
+    }
+
+    fn note(&mut self, action: &AuthAction<'_>) {
+        let lower = |name: &str| name.to_ascii_lowercase();
+        match action {
+            AuthAction::Read { table_name, .. } => {
+                self.read.insert(lower(table_name));
+            }
+            AuthAction::Insert { table_name } => {
+                self.inserted.insert(lower(table_name));
+            }
+            AuthAction::Delete { table_name } => {
+                self.deleted.insert(lower(table_name));
+            }
+            AuthAction::Update {
+                table_name,
+                column_name,
+            } => {
+                self.updated
+                    .entry(lower(table_name))
+                    .or_default()
+                    .insert(lower(column_name));
+            }
+            AuthAction::CreateTable { table_name } => {
+                self.changes_schema = true;
+                self.created_table = Some(lower(table_name));
+            }
+            AuthAction::DropTable { table_name } => {
+                self.changes_schema = true;
+                self.dropped_table = Some(lower(table_name));
+            }
+            AuthAction::AlterTable { table_name, .. } => {
+                self.changes_schema = true;
+                self.altered_table = Some(lower(table_name));
+            }
+            AuthAction::CreateIndex { .. }
+            | AuthAction::CreateTrigger { .. }
+            | AuthAction::CreateView { .. }
+            | AuthAction::CreateVtable { .. }
+            | AuthAction::DropIndex { .. }
+            | AuthAction::DropTrigger { .. }
+            | AuthAction::DropView { .. }
+            | AuthAction::DropVtable { .. }
+            | AuthAction::CreateTempTable { .. }
+            | AuthAction::CreateTempIndex { .. }
+            | AuthAction::CreateTempTrigger { .. }
+            | AuthAction::CreateTempView { .. }
+            | AuthAction::DropTempTable { .. }
+            | AuthAction::DropTempIndex { .. }
+            | AuthAction::DropTempTrigger { .. }
+            | AuthAction::DropTempView { .. } => self.changes_schema = true,
+            AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => {
+                self.transaction_control = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A column of a table, as `PRAGMA table_xinfo` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub declared_type: String,
+    /// Generated columns are computed, never inserted.
+    pub generated: bool,
+}
+
+/// What the router needs to know of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableShape {
+    /// The name as created.
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// The column that is an alias of the rowid (`INTEGER PRIMARY KEY`), if any.
+    pub rowid_alias: Option<String>,
+    pub without_rowid: bool,
+}
+
+impl TableShape {
+    /// The columns an INSERT gives values to.
+    pub fn stored_columns(&self) -> impl Iterator<Item = &Column> {
+        self.columns.iter().filter(|c| !c.generated)
+    }
+}
+
+/// The schema of one sharded database.
+pub struct Schema {
+    /// The catalog's schema epoch it was loaded at.
+    pub epoch: u64,
+    /// The statements that create it, in creation order.
+    pub statements: Vec<String>,
+    connection: Mutex<Connection>,
+    noted: Arc<Mutex<Analysis>>,
+    /// Table shapes already read, by lower-case name.
+    shapes: Mutex<HashMap<String, Option<TableShape>>>,
+}
+
+impl Schema {
+    /// Builds the schema from the statements that create it.
+    pub fn build(epoch: u64, statements: Vec<String>) -> Result<Schema, String> {
+        let connection = Connection::open_in_memory()
+            .map_err(|e| format!("opening the router's schema copy: {e}"))?;
+        for sql in &statements {
+            connection
+                .execute_batch(sql)
+                .map_err(|e| format!("rebuilding the schema ({sql}): {e}"))?;
+        }
+        let noted = Arc::new(Mutex::new(Analysis::default()));
+        let hook = noted.clone();
+        connection.authorizer(Some(move |context: AuthContext<'_>| {
+            if let Ok(mut analysis) = hook.lock() {
+                analysis.note(&context.action);
+            }
+            Authorization::Allow
+        }));
+        Ok(Schema {
+            epoch,
+            statements,
+            connection: Mutex::new(connection),
+            noted,
+            shapes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// What `sql` touches, from compiling it here; `Err` with SQLite's message when it does
+    /// not compile (a table that does not exist, a syntax error).
+    pub fn analyze(&self, sql: &str) -> Result<Analysis, String> {
+        let connection = self.lock()?;
+        if let Ok(mut noted) = self.noted.lock() {
+            *noted = Analysis::default();
+        }
+        let read_only = connection
+            .prepare(sql)
+            .map(|statement| statement.readonly())
+            .map_err(|e| e.to_string())?;
+        let mut analysis = self
+            .noted
+            .lock()
+            .map(|mut noted| std::mem::take(&mut *noted))
+            .map_err(|_| "the router's schema lock is poisoned".to_string())?;
+        analysis.read_only = read_only;
+        Ok(analysis)
+    }
+
+    /// The shape of table `name` (any case), if it exists.
+    pub fn table(&self, name: &str) -> Result<Option<TableShape>, String> {
+        let key = name.to_ascii_lowercase();
+        if let Some(shape) = self.shapes.lock().ok().and_then(|s| s.get(&key).cloned()) {
+            return Ok(shape);
+        }
+        let connection = self.lock()?;
+        let shape =
+            table_shape(&connection, name).map_err(|e| format!("reading table {name}: {e}"))?;
+        if let Ok(mut shapes) = self.shapes.lock() {
+            shapes.insert(key, shape.clone());
+        }
+        Ok(shape)
+    }
+
+    /// A new in-memory database holding this schema and no rows (gathered rows go there).
+    pub fn scratch(&self) -> Result<Connection, String> {
+        let connection = self.lock()?;
+        let mut copy =
+            Connection::open_in_memory().map_err(|e| format!("opening a scratch database: {e}"))?;
+        {
+            let backup = rusqlite::backup::Backup::new(&connection, &mut copy)
+                .map_err(|e| format!("copying the schema: {e}"))?;
+            backup
+                .step(-1)
+                .map_err(|e| format!("copying the schema: {e}"))?;
+        }
+        Ok(copy)
+    }
+
+    /// Runs `work` on the schema connection (no authorizer effects are read).
+    pub fn with_connection<T>(&self, work: impl FnOnce(&Connection) -> T) -> Result<T, String> {
+        let connection = self.lock()?;
+        Ok(work(&connection))
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, String> {
+        self.connection
+            .lock()
+            .map_err(|_| "the router's schema lock is poisoned".to_string())
+    }
+}
+
+/// The shape of table `name` in `connection`'s main database.
+pub fn table_shape(connection: &Connection, name: &str) -> rusqlite::Result<Option<TableShape>> {
+    let found: Option<(String, String)> = connection
+        .query_row(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            [name],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
+            },
+        )
+        .optional()?;
+    let Some((name, sql)) = found else {
+        return Ok(None);
+    };
+    let mut columns = Vec::new();
+    let mut primary_key = Vec::new();
+    let mut statement =
+        connection.prepare("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1)")?;
+    let mut rows = statement.query([&name])?;
+    while let Some(row) = rows.next()? {
+        let column = Column {
+            name: row.get(0)?,
+            declared_type: row.get(1)?,
+            generated: row.get::<_, i64>(3)? >= 2,
+        };
+        if row.get::<_, i64>(2)? > 0 {
+            primary_key.push(column.clone());
+        }
+        columns.push(column);
+    }
+    let without_rowid = crate::router::tokens::tokenize(&sql).is_some_and(|tokens| {
+        tokens
+            .windows(2)
+            .any(|pair| pair[0].is("without") && pair[1].is("rowid"))
+    });
+    // An INTEGER PRIMARY KEY of a rowid table is the rowid, except in SQLite's corner cases
+    // (`INTEGER PRIMARY KEY DESC`): asked of SQLite itself, which reads an alias with the
+    // `Rowid` instruction.
+    let rowid_alias = match primary_key.as_slice() {
+        [only] if !without_rowid && only.declared_type.eq_ignore_ascii_case("integer") => {
+            let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+            let mut explain = connection.prepare(&format!(
+                "EXPLAIN SELECT {} FROM {}",
+                quote(&only.name),
+                quote(&name)
+            ))?;
+            let mut steps = explain.query([])?;
+            let mut reads_rowid = false;
+            while let Some(step) = steps.next()? {
+                reads_rowid |= step.get::<_, String>(1)? == "Rowid";
+            }
+            reads_rowid.then(|| only.name.clone())
+        }
+        _ => None,
+    };
+    Ok(Some(TableShape {
+        name,
+        columns,
+        rowid_alias,
+        without_rowid,
+    }))
+}

@@ -1,0 +1,194 @@
+//! A tokenizer for the few decisions the router makes from a statement's text rather than
+//! from SQLite's compilation of it: whether it calls a Shoal function, its INSERT conflict
+//! clause, whether it pins one shard key (`WHERE key = …`), whether it has subqueries.
+//! SQLite's own tokenizer is not exposed; this one follows its rules for what matters here
+//! (strings, quoted names, comments, parameters) and never decides anything SQLite would
+//! judge differently: where unsure, the router takes the general path.
+
+/// One token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Token {
+    /// A keyword or unquoted name, lower-cased.
+    Word(String),
+    /// A quoted name ("x", [x], `x`), as written inside the quotes.
+    Quoted(String),
+    /// A string literal's text.
+    Text(String),
+    /// A numeric literal as written.
+    Number(String),
+    /// A blob literal (X'…'), as written.
+    Blob(String),
+    /// A parameter: `?`, `?N`, `:name`, `@name`, `$name`, as written.
+    Param(String),
+    /// Any other character or operator (`=`, `==`, `<>`, `(`, `,`, `.`, `;` …).
+    Symbol(String),
+}
+
+impl Token {
+    /// Whether this is the keyword (or unquoted name) `word`, lower-case.
+    pub fn is(&self, word: &str) -> bool {
+        matches!(self, Token::Word(w) if w == word)
+    }
+
+    /// A name: an unquoted word or a quoted name (lower-cased, as SQLite compares names).
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Token::Word(word) => Some(word.clone()),
+            Token::Quoted(name) => Some(name.to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+
+    pub fn is_symbol(&self, symbol: &str) -> bool {
+        matches!(self, Token::Symbol(s) if s == symbol)
+    }
+}
+
+/// The tokens of `sql`; `None` when it does not tokenize (an unterminated string, say), in
+/// which case the router decides nothing from its text.
+pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
+    let bytes = sql.as_bytes();
+    let mut tokens = Vec::new();
+    let mut at = 0;
+    let text = |from: usize, to: usize| sql.get(from..to).map(str::to_string);
+    while at < bytes.len() {
+        let c = bytes[at];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => at += 1,
+            b'-' if bytes.get(at + 1) == Some(&b'-') => {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+            }
+            b'/' if bytes.get(at + 1) == Some(&b'*') => {
+                let end = sql.get(at + 2..)?.find("*/").map(|i| at + 2 + i + 2);
+                at = end.unwrap_or(bytes.len());
+            }
+            b'\'' => {
+                let (value, next) = quoted(sql, at, b'\'')?;
+                tokens.push(Token::Text(value));
+                at = next;
+            }
+            b'"' | b'`' => {
+                let (value, next) = quoted(sql, at, c)?;
+                tokens.push(Token::Quoted(value));
+                at = next;
+            }
+            b'[' => {
+                let end = sql.get(at + 1..)?.find(']')? + at + 1;
+                tokens.push(Token::Quoted(text(at + 1, end)?));
+                at = end + 1;
+            }
+            b'x' | b'X' if bytes.get(at + 1) == Some(&b'\'') => {
+                let (value, next) = quoted(sql, at + 1, b'\'')?;
+                tokens.push(Token::Blob(value));
+                at = next;
+            }
+            b'0'..=b'9' | b'.'
+                if c != b'.' || bytes.get(at + 1).is_some_and(u8::is_ascii_digit) =>
+            {
+                let start = at;
+                while at < bytes.len()
+                    && (bytes[at].is_ascii_alphanumeric()
+                        || bytes[at] == b'.'
+                        || bytes[at] == b'_'
+                        || ((bytes[at] == b'+' || bytes[at] == b'-')
+                            && matches!(bytes[at - 1], b'e' | b'E')
+                            && !sql[start..at].starts_with("0x")))
+                {
+                    at += 1;
+                }
+                tokens.push(Token::Number(text(start, at)?));
+            }
+            b'?' | b':' | b'@' | b'$' => {
+                let start = at;
+                at += 1;
+                while at < bytes.len() && (bytes[at].is_ascii_alphanumeric() || bytes[at] == b'_') {
+                    at += 1;
+                }
+                tokens.push(Token::Param(text(start, at)?));
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                let start = at;
+                while at < bytes.len()
+                    && (bytes[at].is_ascii_alphanumeric()
+                        || bytes[at] == b'_'
+                        || bytes[at] == b'$'
+                        || bytes[at] >= 0x80)
+                {
+                    at += 1;
+                }
+                tokens.push(Token::Word(text(start, at)?.to_ascii_lowercase()));
+            }
+            _ => {
+                let two = sql.get(at..at + 2);
+                let symbol = match two {
+                    Some("==" | "!=" | "<>" | "<=" | ">=" | "||" | "<<" | ">>" | "->") => {
+                        two?.to_string()
+                    }
+                    _ => text(at, at + 1)?,
+                };
+                at += symbol.len();
+                tokens.push(Token::Symbol(symbol));
+            }
+        }
+    }
+    Some(tokens)
+}
+
+/// The text of the quoted token starting at `at` (doubled quotes folded) and where it ends.
+fn quoted(sql: &str, at: usize, quote: u8) -> Option<(String, usize)> {
+    let bytes = sql.as_bytes();
+    let mut value = Vec::new();
+    let mut i = at + 1;
+    loop {
+        let c = *bytes.get(i)?;
+        if c == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                value.push(quote);
+                i += 2;
+                continue;
+            }
+            return Some((String::from_utf8(value).ok()?, i + 1));
+        }
+        value.push(c);
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_names_comments_and_parameters_are_single_tokens() {
+        let tokens = tokenize(
+            "SELECT 'it''s', \"Col\" -- a comment\n FROM [t] /* x */ WHERE k = ?1 AND v >= 1.5e-3",
+        )
+        .unwrap();
+        assert_eq!(
+            tokens,
+            vec![
+                Token::Word("select".into()),
+                Token::Text("it's".into()),
+                Token::Symbol(",".into()),
+                Token::Quoted("Col".into()),
+                Token::Word("from".into()),
+                Token::Quoted("t".into()),
+                Token::Word("where".into()),
+                Token::Word("k".into()),
+                Token::Symbol("=".into()),
+                Token::Param("?1".into()),
+                Token::Word("and".into()),
+                Token::Word("v".into()),
+                Token::Symbol(">=".into()),
+                Token::Number("1.5e-3".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unterminated_string_does_not_tokenize() {
+        assert_eq!(tokenize("SELECT 'abc"), None);
+    }
+}

@@ -1,0 +1,308 @@
+//! Sharded databases as clients use them: `CREATE DATABASE … WITH (shards = N)`, tables made
+//! distributed or reference with `shoal_distribute` / `shoal_reference`, reads answered
+//! exactly as one SQLite database would (one group when the key is pinned, gathered
+//! otherwise), writes routed by key and committed atomically across groups, refusals that
+//! say what and why, and `shoal_plan` telling which tier a statement takes.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Cluster, ClusterSpec};
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn execute(cluster: &Cluster, node: usize, db: &str, statements: Value) -> Value {
+    let (status, body) = cluster
+        .post(node, &format!("/db/execute?db={db}"), statements.clone())
+        .await;
+    assert_eq!(status, 200, "{statements}: {body}");
+    body
+}
+
+/// Runs `statements` until none fails (a new database's groups may still be electing).
+async fn execute_ok(cluster: &Cluster, node: usize, db: &str, statements: Value) -> Value {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (status, body) = cluster
+            .post(node, &format!("/db/execute?db={db}"), statements.clone())
+            .await;
+        let failed = body["results"]
+            .as_array()
+            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
+        if status == 200 && !failed {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{statements} on node {}: {status} {body}",
+            node + 1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first result of `sql` as a query (`values` or `error`).
+async fn query(cluster: &Cluster, node: usize, db: &str, sql: &str) -> Value {
+    let (status, body) = cluster
+        .post(node, &format!("/db/query?db={db}"), json!([sql]))
+        .await;
+    assert_eq!(status, 200, "{sql}: {body}");
+    body["results"][0].clone()
+}
+
+async fn values(cluster: &Cluster, node: usize, db: &str, sql: &str) -> Value {
+    let result = query(cluster, node, db, sql).await;
+    assert!(result.get("error").is_none(), "{sql}: {result}");
+    result.get("values").cloned().unwrap_or(json!([]))
+}
+
+fn error_of(body: &Value, at: usize) -> String {
+    body["results"][at]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("statement {at} did not fail: {body}"))
+        .to_string()
+}
+
+async fn sharded_cluster() -> Cluster {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        ..Default::default()
+    })
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE DATABASE shop WITH (shards = 4)"]),
+    )
+    .await;
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_and_reference_tables_answer_as_one_database_would() {
+    let cluster = sharded_cluster().await;
+    let shown = values(&cluster, 1, "", "SHOW DATABASES").await;
+    let shop = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row[0] == "shop")
+        .unwrap()
+        .clone();
+    assert_eq!(shop[6], 4, "SHOW DATABASES counts the shard groups: {shop}");
+
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE countries (code TEXT PRIMARY KEY, name TEXT)",
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER NOT NULL, country TEXT, amount REAL)",
+            "SELECT shoal_reference('countries')",
+            "SELECT shoal_distribute('orders', 'customer')",
+        ]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        1,
+        "shop",
+        json!([
+            "INSERT INTO countries VALUES ('fr', 'France'), ('jp', 'Japan')",
+            "INSERT INTO orders (customer, country, amount) VALUES (1, 'fr', 10), (2, 'jp', 20.5), (3, 'fr', 5), (1, 'jp', 7), (40, 'fr', 1)",
+        ]),
+    )
+    .await;
+
+    // Rowids come from one sequence: unique across groups, in insertion order.
+    assert_eq!(
+        values(
+            &cluster,
+            2,
+            "shop",
+            "SELECT id, customer FROM orders ORDER BY id"
+        )
+        .await,
+        json!([[1, 1], [2, 2], [3, 3], [4, 1], [5, 40]])
+    );
+    // Aggregates, joins with a reference table, grouping: as one SQLite database.
+    assert_eq!(
+        values(
+            &cluster,
+            0,
+            "shop",
+            "SELECT c.name, count(*), sum(o.amount), avg(o.amount) FROM orders o JOIN countries c \
+             ON c.code = o.country GROUP BY c.name ORDER BY c.name"
+        )
+        .await,
+        json!([["France", 3, 16.0, 16.0 / 3.0], ["Japan", 2, 27.5, 13.75]])
+    );
+    // A pinned key is answered by one group.
+    assert_eq!(
+        values(
+            &cluster,
+            1,
+            "shop",
+            "SELECT count(*), sum(amount) FROM orders WHERE customer = 1"
+        )
+        .await,
+        json!([[2, 17.0]])
+    );
+    let plan = values(
+        &cluster,
+        0,
+        "shop",
+        "SELECT * FROM shoal_plan('SELECT * FROM orders WHERE customer = 1')",
+    )
+    .await;
+    assert_eq!(plan[0][1], "single", "{plan}");
+    assert_eq!(plan[0][2], 1, "{plan}");
+    let plan = values(
+        &cluster,
+        0,
+        "shop",
+        "SELECT * FROM shoal_plan('SELECT count(*) FROM orders')",
+    )
+    .await;
+    assert_eq!(plan[0][1], "gather", "{plan}");
+    assert_eq!(plan[0][2], 4, "{plan}");
+
+    // Writes to every group commit together; their counts add up.
+    let updated = execute_ok(
+        &cluster,
+        2,
+        "shop",
+        json!(["UPDATE orders SET amount = amount * 2 WHERE amount < 10"]),
+    )
+    .await;
+    assert_eq!(updated["results"][0]["rows_affected"], 3, "{updated}");
+    let deleted = execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!(["DELETE FROM orders WHERE customer = 40"]),
+    )
+    .await;
+    assert_eq!(deleted["results"][0]["rows_affected"], 1, "{deleted}");
+    assert_eq!(
+        values(
+            &cluster,
+            0,
+            "shop",
+            "SELECT sum(amount), count(*) FROM orders"
+        )
+        .await,
+        json!([[54.5, 4]])
+    );
+    // A reference table is the same in every group.
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!(["UPDATE countries SET name = 'Nippon' WHERE code = 'jp'"]),
+    )
+    .await;
+    assert_eq!(
+        values(
+            &cluster,
+            1,
+            "shop",
+            "SELECT DISTINCT c.name FROM orders o JOIN countries c ON c.code = o.country ORDER BY 1"
+        )
+        .await,
+        json!([["France"], ["Nippon"]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_row_leaves_every_group_unchanged_and_refusals_say_why() {
+    let cluster = sharded_cluster().await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0))",
+            "SELECT shoal_distribute('accounts', 'id')",
+            "INSERT INTO accounts VALUES (1, 100), (2, 100), (3, 100), (4, 100)",
+        ]),
+    )
+    .await;
+    // A transfer between groups that would overdraw: nothing applies anywhere.
+    let (status, body) = cluster
+        .post(
+            1,
+            "/db/execute?db=shop&transaction",
+            json!([
+                "UPDATE accounts SET balance = balance + 150 WHERE id = 1",
+                "UPDATE accounts SET balance = balance - 150 WHERE id = 2",
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        error_of(&body, 1).contains("CHECK constraint failed"),
+        "{body}"
+    );
+    assert_eq!(
+        values(
+            &cluster,
+            0,
+            "shop",
+            "SELECT id, balance FROM accounts ORDER BY id"
+        )
+        .await,
+        json!([[1, 100], [2, 100], [3, 100], [4, 100]])
+    );
+    // The same transfer within the limit applies on both groups.
+    let (status, body) = cluster
+        .post(
+            2,
+            "/db/execute?db=shop&transaction",
+            json!([
+                "UPDATE accounts SET balance = balance + 60 WHERE id = 1",
+                "UPDATE accounts SET balance = balance - 60 WHERE id = 2",
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        values(
+            &cluster,
+            0,
+            "shop",
+            "SELECT sum(balance), min(balance), max(balance) FROM accounts"
+        )
+        .await,
+        json!([[400, 40, 160]])
+    );
+
+    let body = execute(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "UPDATE accounts SET id = 9 WHERE id = 1",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE)",
+            "SELECT shoal_distribute('users', 'id')",
+            "CREATE TABLE tags (id INTEGER PRIMARY KEY AUTOINCREMENT, t TEXT)",
+            "SELECT shoal_distribute('tags', 'id')",
+            "DELETE FROM accounts WHERE balance < (SELECT avg(balance) FROM accounts)",
+        ]),
+    )
+    .await;
+    assert!(error_of(&body, 0).contains("shard key"), "{body}");
+    assert!(error_of(&body, 2).contains("UNIQUE (email)"), "{body}");
+    assert!(error_of(&body, 4).contains("AUTOINCREMENT"), "{body}");
+    assert!(error_of(&body, 5).contains("subquery"), "{body}");
+    // Refused statements changed nothing.
+    assert_eq!(
+        values(&cluster, 0, "shop", "SELECT count(*) FROM accounts").await,
+        json!([[4]])
+    );
+}
