@@ -199,6 +199,28 @@ async fn distributed_and_reference_tables_answer_as_one_database_would() {
         .await,
         json!([[54.5, 4]])
     );
+    // INSERT … SELECT: the rows selected (gathered from every group) are routed by key.
+    execute_ok(
+        &cluster,
+        1,
+        "shop",
+        json!([
+            "CREATE TABLE big_orders (id INTEGER PRIMARY KEY, customer INTEGER, amount REAL)",
+            "SELECT shoal_distribute('big_orders', 'customer')",
+            "INSERT INTO big_orders SELECT id, customer, amount FROM orders WHERE amount >= 10",
+        ]),
+    )
+    .await;
+    assert_eq!(
+        values(
+            &cluster,
+            2,
+            "shop",
+            "SELECT id, customer, amount FROM big_orders ORDER BY id"
+        )
+        .await,
+        json!([[1, 1, 10.0], [2, 2, 20.5], [3, 3, 10.0], [4, 1, 14.0]])
+    );
     // A reference table is the same in every group.
     execute_ok(
         &cluster,

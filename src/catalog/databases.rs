@@ -216,7 +216,12 @@ impl Databases {
             self.refresh().await?;
         }
         match self.resolve(name) {
+            // Unknown here, or this node has not read the catalog yet: catch up first.
             Err(ServiceError::UnknownDatabase(_)) => {
+                self.catch_up().await?;
+                self.resolve(name)
+            }
+            Err(ServiceError::Unavailable(_)) if !self.view().ready => {
                 self.catch_up().await?;
                 self.resolve(name)
             }

@@ -102,18 +102,19 @@ impl DatabaseHandle {
     pub async fn apply_step(
         &self,
         step: &ShardStep,
+        concern: WriteConcern,
         timeout: Duration,
     ) -> Result<Vec<StatementResult>, ServiceError> {
         let (peers, replicas) = match &self.target {
-            Target::Local(service) => return service.apply_step(step, timeout).await,
+            Target::Local(service) => return service.apply_step(step, concern, timeout).await,
             Target::Remote { peers, replicas } => (peers, replicas),
             Target::Sharded { first, .. } => {
-                return Box::pin(first.apply_step(step, timeout)).await;
+                return Box::pin(first.apply_step(step, concern, timeout)).await;
             }
         };
         let mut last = None;
         for (node, raft_addr) in replicas {
-            match peers.step(raft_addr, step, true, timeout).await {
+            match peers.step(raft_addr, step, true, concern, timeout).await {
                 Err(error) if group_not_there(&error) || never_reached_the_leader(&error) => {
                     tracing::debug!(group = self.group, node, %error, "trying the next replica");
                     last = Some(error);

@@ -10,8 +10,10 @@ use crate::raft::types::{GroupId, RowSet, Statement, StatementBatch, StatementRe
 use crate::router::commit::{Participant, commit_across};
 use crate::router::plan::{Plan, plan};
 use crate::router::schema::{Analysis, Schema};
+use crate::router::tokens::{split_statements, tokenize};
 use crate::router::{Router, ddl, functions, gather, group_request, insert, results_of};
 use crate::service::{RequestKind, ServiceError, ServiceRequest};
+use crate::types::Params;
 use crate::types::value::SqlValue;
 
 /// A statement ready to run: its plan, and what it was planned against.
@@ -50,6 +52,11 @@ async fn one(
     request: &ServiceRequest,
     statement: &Statement,
 ) -> Result<(StatementResult, bool), ServiceError> {
+    if let Some(pieces) = split_statements(&statement.sql)
+        && pieces.len() > 1
+    {
+        return Box::pin(script(router, database, request, statement, pieces)).await;
+    }
     match functions::recognize(statement) {
         Ok(Some((call, column))) => {
             let result = functions::run(router, database, request, call, column).await?;
@@ -131,6 +138,52 @@ async fn one(
     Ok((result, changed))
 }
 
+/// A text holding several statements (a script): as one transaction, as SQLite runs it,
+/// unless it changes the schema — then statement by statement, stopping at the first error.
+/// Its result sums theirs.
+async fn script(
+    router: &Router,
+    database: &DatabaseEntry,
+    request: &ServiceRequest,
+    statement: &Statement,
+    pieces: Vec<String>,
+) -> Result<(StatementResult, bool), ServiceError> {
+    if statement.params != Params::None {
+        return Ok((
+            StatementResult::failed(
+                "parameters cannot be bound to a string holding several statements; send them \
+                 separately",
+            ),
+            false,
+        ));
+    }
+    let statements: Vec<Statement> = pieces.into_iter().map(Statement::plain).collect();
+    let changes_schema = statements.iter().any(|s| {
+        tokenize(&s.sql)
+            .and_then(|tokens| tokens.into_iter().next())
+            .is_some_and(|first| first.is("create") || first.is("drop") || first.is("alter"))
+    });
+    if !changes_schema {
+        let batch = StatementBatch::new(statements, true);
+        let results = transaction(router, database, request, &batch).await?;
+        return Ok((sum(results.into_iter()), false));
+    }
+    let mut database = std::sync::Arc::new(database.clone());
+    let mut results = Vec::new();
+    for statement in &statements {
+        let (result, changed) = one(router, &database, request, statement).await?;
+        let failed = result.error.is_some();
+        results.push(result);
+        if failed {
+            break;
+        }
+        if changed && let Some(fresh) = router.fresh_entry(database.group) {
+            database = std::sync::Arc::new(fresh);
+        }
+    }
+    Ok((sum(results.into_iter()), true))
+}
+
 /// Plans `statement`, reloading the schema once when it does not compile against the one
 /// held (a table created through another node a moment ago).
 async fn planned(
@@ -139,7 +192,7 @@ async fn planned(
     statement: &Statement,
 ) -> Result<Planned, ServiceError> {
     let schema = router.schema(database, false).await?;
-    let (schema, analysis) = match schema.analyze(&statement.sql) {
+    let (schema, mut analysis) = match schema.analyze(&statement.sql) {
         Ok(analysis) => (schema, analysis),
         Err(_) => {
             let fresh = router.schema(database, true).await?;
@@ -159,6 +212,11 @@ async fn planned(
             }
         }
     };
+    if !analysis.inserted.is_empty()
+        && let Ok(opened) = schema.tables_opened(&statement.sql)
+    {
+        analysis.read.extend(opened);
+    }
     let plan = plan(database, &schema, statement, &analysis);
     Ok(Planned {
         plan,
@@ -184,6 +242,10 @@ async fn write_groups(
     request: &ServiceRequest,
     parts: Vec<(GroupId, Vec<Statement>)>,
 ) -> Result<Vec<Vec<StatementResult>>, ServiceError> {
+    if parts.is_empty() {
+        // Nothing to write (an INSERT … SELECT that selected no rows).
+        return Ok(Vec::new());
+    }
     crate::metrics::metrics()
         .router_groups_touched
         .inc_by(parts.len() as u64);
@@ -207,7 +269,13 @@ async fn write_groups(
             batch: StatementBatch::new(statements, true),
         })
         .collect();
-    let outcome = commit_across(router.databases(), participants, request.timeout).await?;
+    let outcome = commit_across(
+        router.databases(),
+        participants,
+        request.write_concern,
+        request.timeout,
+    )
+    .await?;
     Ok(outcome.results)
 }
 
@@ -256,6 +324,13 @@ async fn transaction(
         statements.push(statement);
     };
     for (index, statement) in batch.statements.iter().enumerate() {
+        if split_statements(&statement.sql).is_some_and(|pieces| pieces.len() > 1) {
+            results[index] = Some(StatementResult::failed(
+                "a text holding several statements cannot be one statement of a transaction \
+                 batch on a sharded database: send them as statements of the batch",
+            ));
+            return Ok(finish_failed(results, index));
+        }
         if functions::recognize(statement).ok().flatten().is_some() {
             results[index] = Some(StatementResult::failed(
                 "Shoal's functions run on their own, not inside a transaction batch",

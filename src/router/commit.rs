@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 use crate::catalog::databases::Databases;
 use crate::catalog::handle::DatabaseHandle;
 use crate::raft::types::{GroupId, Pinned, StatementBatch, StatementResult};
-use crate::service::ServiceError;
+use crate::service::{ServiceError, WriteConcern};
 use crate::types::shard::{ShardStep, StepOutcome, Xid};
 
 /// How long a participant that answers "busy" (another transaction is prepared there) waits
@@ -44,6 +44,7 @@ pub struct Outcome {
 pub async fn commit_across(
     databases: &Databases,
     participants: Vec<Participant>,
+    concern: WriteConcern,
     timeout: Duration,
 ) -> Result<Outcome, ServiceError> {
     if participants.len() > PARTICIPANTS_MAX {
@@ -88,7 +89,7 @@ pub async fn commit_across(
         handles
             .iter()
             .zip(&steps)
-            .map(|(handle, step)| prepare(handle, step, deadline)),
+            .map(|(handle, step)| prepare(handle, step, concern, deadline)),
     )
     .await;
     let mut results: Vec<Vec<StatementResult>> = Vec::with_capacity(prepared.len());
@@ -119,7 +120,7 @@ pub async fn commit_across(
         .position(|h| h.group == coordinator)
         .unwrap_or_default();
     if let Some(error) = refusal {
-        abort_everywhere(&handles, coordinator_at, xid, deadline).await;
+        abort_everywhere(&handles, coordinator_at, xid, concern, deadline).await;
         metrics.shard_transactions_aborted.inc();
         if let Some(error) = error {
             return Err(error);
@@ -137,13 +138,14 @@ pub async fn commit_across(
     let decided = finish(
         &handles[coordinator_at],
         &ShardStep::Commit { xid },
+        concern,
         deadline,
     )
     .await;
     match decided {
         Ok(StepOutcome::Committed) => {}
         Ok(_) => {
-            abort_everywhere(&handles, coordinator_at, xid, deadline).await;
+            abort_everywhere(&handles, coordinator_at, xid, concern, deadline).await;
             metrics.shard_transactions_aborted.inc();
             return Err(ServiceError::Unavailable(format!(
                 "the cross-shard transaction {xid} was aborted (it stayed prepared past the \
@@ -167,7 +169,7 @@ pub async fn commit_across(
     let committed = join_all(
         others
             .iter()
-            .map(|handle| finish(handle, &commit, deadline)),
+            .map(|handle| finish(handle, &commit, concern, deadline)),
     )
     .await;
     for (outcome, handle) in committed.into_iter().zip(others) {
@@ -186,12 +188,13 @@ pub async fn commit_across(
 async fn prepare(
     handle: &DatabaseHandle,
     step: &ShardStep,
+    concern: WriteConcern,
     deadline: Instant,
 ) -> Result<(StepOutcome, Vec<StatementResult>), ServiceError> {
     let mut backoff = BUSY_BACKOFF;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut results = handle.apply_step(step, left).await?;
+        let mut results = handle.apply_step(step, concern, left).await?;
         let outcome = outcome_of(&results, handle.group)?;
         results.remove(0);
         if outcome != StepOutcome::Busy {
@@ -212,11 +215,12 @@ async fn prepare(
 async fn finish(
     handle: &DatabaseHandle,
     step: &ShardStep,
+    concern: WriteConcern,
     deadline: Instant,
 ) -> Result<StepOutcome, ServiceError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match handle.apply_step(step, left).await {
+        match handle.apply_step(step, concern, left).await {
             Ok(results) => return outcome_of(&results, handle.group),
             Err(error) if Instant::now() < deadline => {
                 tracing::debug!(group = handle.group, %error, "retrying a transaction step");
@@ -232,17 +236,18 @@ async fn abort_everywhere(
     handles: &[DatabaseHandle],
     coordinator_at: usize,
     xid: Xid,
+    concern: WriteConcern,
     deadline: Instant,
 ) {
     let abort = ShardStep::Abort { xid };
-    if let Err(error) = finish(&handles[coordinator_at], &abort, deadline).await {
+    if let Err(error) = finish(&handles[coordinator_at], &abort, concern, deadline).await {
         tracing::warn!(%xid, %error, "the coordinator group did not record the abort; resolvers will");
     }
     let others = handles
         .iter()
         .enumerate()
         .filter(|(at, _)| *at != coordinator_at)
-        .map(|(_, handle)| finish(handle, &abort, deadline));
+        .map(|(_, handle)| finish(handle, &abort, concern, deadline));
     for outcome in join_all(others).await {
         if let Err(error) = outcome {
             tracing::warn!(%xid, %error, "a participant did not confirm its abort; its resolver will");

@@ -1,8 +1,9 @@
 //! Schema changes of a sharded database: applied to every group atomically (one cross-group
 //! transaction), with the catalog's table kinds kept in step — a table created in a database
-//! that distributes every table is recorded as distributed before it exists (so no router
-//! ever sees it as local), a dropped or renamed table's kind follows it — and the schema
-//! epoch moved, so every router reloads the schema it plans with.
+//! that distributes every table is recorded as distributed (or, when no shard key keeps its
+//! constraints, as a reference table) before it exists, so no router ever sees it as local;
+//! a dropped or renamed table's kind follows it — and the schema epoch moved, so every router
+//! reloads the schema it plans with.
 
 use crate::catalog::view::{DatabaseEntry, TableKind, positional};
 use crate::raft::types::{Statement, StatementBatch, StatementResult};
@@ -48,21 +49,34 @@ pub async fn run(
         if let Some(shape) = shape_in(&scratch, created).map_err(ServiceError::Internal)? {
             let key = default_key(&scratch, &shape)
                 .map_err(|e| ServiceError::Internal(format!("choosing a shard key: {e}")))?;
-            if let Err(refusal) =
-                check_distributable(&scratch, database, &statement.sql, &shape, key.as_deref())
-            {
-                return Ok(StatementResult::failed(format!(
-                    "{refusal} (database {} distributes every table it creates)",
-                    database.name
-                )));
-            }
+            // A table whose constraints no shard key keeps (two UNIQUE constraints without a
+            // column in common, AUTOINCREMENT, a foreign key that cannot be co-located)
+            // becomes a reference table: a full copy in every group keeps them all.
+            let kind = match check_distributable(
+                &scratch,
+                database,
+                &statement.sql,
+                &shape,
+                key.as_deref(),
+            ) {
+                Ok(()) => "distributed",
+                Err(why) => {
+                    tracing::info!(database = %database.name, table = %shape.name, %why, "made a reference table");
+                    "reference"
+                }
+            };
+            let key = match kind {
+                "distributed" => key.map_or(SqlValue::Null, SqlValue::Text),
+                _ => SqlValue::Null,
+            };
             before.push(positional(
                 "INSERT OR REPLACE INTO table_kinds (database_group, table_name, kind, key_column)
-                 VALUES (?1, ?2, 'distributed', ?3)",
+                 VALUES (?1, ?2, ?3, ?4)",
                 vec![
                     group.clone(),
                     SqlValue::Text(created.clone()),
-                    key.map_or(SqlValue::Null, SqlValue::Text),
+                    SqlValue::Text(kind.into()),
+                    key,
                 ],
             ));
             recorded = Some(created.clone());
@@ -114,7 +128,13 @@ pub async fn run(
             batch: StatementBatch::new(vec![statement.clone()], true),
         })
         .collect();
-    let outcome = commit_across(router.databases(), participants, request.timeout).await;
+    let outcome = commit_across(
+        router.databases(),
+        participants,
+        request.write_concern,
+        request.timeout,
+    )
+    .await;
     let undo = |recorded: Option<String>| {
         recorded.map(|table| {
             vec![

@@ -134,19 +134,39 @@ fn param_text(param: &str, params: &Params) -> Option<SqlValue> {
 }
 
 /// The shard key a table gets in a database that distributes every table: its INTEGER
-/// PRIMARY KEY or rowid (`None`), or the first column of a primary key that is not the rowid.
+/// PRIMARY KEY or rowid (`None`) when no UNIQUE or PRIMARY KEY constraint binds other
+/// columns; else the first column every such constraint includes (so each stays enforceable
+/// in one group); else the rowid, which the constraints then refuse.
 pub fn default_key(
     connection: &Connection,
     shape: &TableShape,
 ) -> rusqlite::Result<Option<String>> {
-    if shape.rowid_alias.is_some() {
-        return Ok(None);
+    let indexes: Vec<String> = connection
+        .prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\"")?
+        .query_map([&shape.name], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut common: Option<Vec<String>> = None;
+    for index in indexes {
+        let columns: Vec<String> = connection
+            .prepare("SELECT coalesce(name, '') FROM pragma_index_info(?1)")?
+            .query_map([&index], |row| row.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?
+            .into_iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        common = Some(match common {
+            None => columns,
+            Some(kept) => kept.into_iter().filter(|c| columns.contains(c)).collect(),
+        });
     }
-    let first_pk: Option<String> = connection
-        .prepare("SELECT name FROM pragma_table_info(?1) WHERE pk = 1")?
-        .query_row([&shape.name], |row| row.get(0))
-        .ok();
-    Ok(first_pk)
+    let Some(common) = common else {
+        return Ok(None);
+    };
+    Ok(shape
+        .columns
+        .iter()
+        .find(|c| common.contains(&c.name.to_ascii_lowercase()))
+        .map(|c| c.name.clone()))
 }
 
 /// Whether `shape` can be distributed by `key` (`None`: its rowid): every UNIQUE and

@@ -125,7 +125,14 @@ pub async fn route(
     };
     let mut per_group: BTreeMap<GroupId, Vec<Vec<SqlValue>>> = BTreeMap::new();
     for row in rows {
-        let slot = match slot_of_stored(&row[key_at]) {
+        // In a database that distributes every table (made to run SQLite applications
+        // unchanged), a NULL key — which a UNIQUE column allows — places the row by its
+        // rowid: it equals no key, so no pinned statement looks for it in one group.
+        let placed_by = match (&row[key_at], rowid_at) {
+            (SqlValue::Null, Some(at)) if database.distribute_all => &row[at],
+            (key, _) => key,
+        };
+        let slot = match slot_of_stored(placed_by) {
             Ok(slot) => slot,
             Err(error) => {
                 return Ok(Err(format!(
@@ -341,5 +348,35 @@ mod tests {
             conflict_verb(&tokenize("INSERT INTO t VALUES (1)").unwrap()),
             "INSERT"
         );
+    }
+}
+
+#[cfg(test)]
+mod select_tests {
+    use super::*;
+    use crate::router::schema::Schema;
+
+    #[test]
+    fn an_insert_select_captures_the_rows_it_selects() {
+        let schema = Schema::build(
+            0,
+            vec![
+                "CREATE TABLE t4(a INTEGER UNIQUE)".into(),
+                "CREATE TABLE t5(b INTEGER PRIMARY KEY)".into(),
+                "CREATE TABLE t6(c INTEGER)".into(),
+            ],
+        )
+        .unwrap();
+        for target in ["t5", "t6"] {
+            let scratch = schema.scratch().unwrap();
+            crate::router::gather::drop_triggers(&scratch).unwrap();
+            scratch
+                .execute_batch("INSERT INTO t4 VALUES (2), (3), (4)")
+                .unwrap();
+            let shape = schema.table(target).unwrap().unwrap();
+            let sql = format!("INSERT INTO {target} SELECT * FROM t4");
+            let rows = evaluate(&scratch, &shape, &Statement::plain(sql)).unwrap();
+            assert_eq!(rows.len(), 3, "{target}: {rows:?}");
+        }
     }
 }

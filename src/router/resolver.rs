@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::catalog::databases::Databases;
 use crate::raft::types::StatementResult;
-use crate::service::{Service, ServiceError};
+use crate::service::{Service, ServiceError, WriteConcern};
 use crate::types::shard::{ShardStep, StepOutcome, Xid};
 
 /// How long a transaction may stay prepared before a resolver settles it. A coordinator
@@ -80,11 +80,13 @@ async fn resolve(
 ) -> Result<StepOutcome, ServiceError> {
     let abort = ShardStep::Abort { xid };
     let decided = if xid.coordinator == service.group.id {
-        service.apply_step_here(&abort).await?
+        service
+            .apply_step_here(&abort, WriteConcern::Majority, STEP_TIMEOUT)
+            .await?
     } else {
         databases
             .resolve_group(xid.coordinator)?
-            .apply_step(&abort, STEP_TIMEOUT)
+            .apply_step(&abort, WriteConcern::Majority, STEP_TIMEOUT)
             .await?
     };
     let decision = outcome(&decided)?;
@@ -102,7 +104,11 @@ async fn resolve(
             )));
         }
     };
-    outcome(&service.apply_step_here(&local).await?)
+    outcome(
+        &service
+            .apply_step_here(&local, WriteConcern::Majority, STEP_TIMEOUT)
+            .await?,
+    )
 }
 
 fn outcome(results: &[StatementResult]) -> Result<StepOutcome, ServiceError> {

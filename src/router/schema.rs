@@ -182,6 +182,41 @@ impl Schema {
         Ok(analysis)
     }
 
+    /// The tables `sql` opens for reading, from its compiled program (`EXPLAIN`): what the
+    /// authorizer misses when SQLite copies rows wholesale (`INSERT INTO a SELECT * FROM b`
+    /// reads no column of `b` one by one).
+    pub fn tables_opened(&self, sql: &str) -> Result<BTreeSet<String>, String> {
+        let connection = self.lock()?;
+        let fail = |e: rusqlite::Error| format!("reading the program of {sql:?}: {e}");
+        let mut roots = BTreeSet::new();
+        {
+            let mut explain = connection
+                .prepare(&format!("EXPLAIN {sql}"))
+                .map_err(fail)?;
+            let mut steps = explain.query([]).map_err(fail)?;
+            while let Some(step) = steps.next().map_err(fail)? {
+                let opcode: String = step.get(1).map_err(fail)?;
+                let database: i64 = step.get(4).map_err(fail)?;
+                if opcode == "OpenRead" && database == 0 {
+                    roots.insert(step.get::<_, i64>(3).map_err(fail)?);
+                }
+            }
+        }
+        let mut tables = BTreeSet::new();
+        let mut lookup = connection
+            .prepare("SELECT tbl_name FROM sqlite_schema WHERE rootpage = ?1")
+            .map_err(fail)?;
+        for root in roots {
+            let names = lookup
+                .query_map([root], |row| row.get::<_, String>(0))
+                .map_err(fail)?;
+            for name in names {
+                tables.insert(name.map_err(fail)?.to_ascii_lowercase());
+            }
+        }
+        Ok(tables)
+    }
+
     /// The shape of table `name` (any case), if it exists.
     pub fn table(&self, name: &str) -> Result<Option<TableShape>, String> {
         let key = name.to_ascii_lowercase();

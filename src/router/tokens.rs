@@ -47,12 +47,59 @@ impl Token {
 /// The tokens of `sql`; `None` when it does not tokenize (an unterminated string, say), in
 /// which case the router decides nothing from its text.
 pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
+    Some(spans(sql)?.into_iter().map(|(token, _)| token).collect())
+}
+
+/// The statements of a text holding several (`a; b;`), each as written; `None` when the
+/// text does not tokenize. A trigger's body (`BEGIN … ; … END`) stays in its statement.
+pub fn split_statements(sql: &str) -> Option<Vec<String>> {
+    let tokens = spans(sql)?;
+    let mut statements = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut trigger = false;
+    let mut in_body = false;
+    let mut previous: Option<&Token> = None;
+    for (at, (token, offset)) in tokens.iter().enumerate() {
+        if token.is_symbol(";") {
+            let closes_body = in_body && previous.is_some_and(|p| p.is("end"));
+            if !in_body || closes_body {
+                if let Some(from) = start.take() {
+                    statements.push(sql[from..*offset].trim().to_string());
+                }
+                trigger = false;
+                in_body = false;
+            }
+            previous = Some(token);
+            continue;
+        }
+        if start.is_none() {
+            start = Some(*offset);
+            trigger = token.is("create")
+                && tokens[at + 1..]
+                    .iter()
+                    .take(3)
+                    .any(|(t, _)| t.is("trigger"));
+        }
+        if trigger && token.is("begin") {
+            in_body = true;
+        }
+        previous = Some(token);
+    }
+    if let Some(from) = start {
+        statements.push(sql[from..].trim().to_string());
+    }
+    Some(statements)
+}
+
+/// The tokens of `sql` with the byte offset each starts at.
+fn spans(sql: &str) -> Option<Vec<(Token, usize)>> {
     let bytes = sql.as_bytes();
-    let mut tokens = Vec::new();
+    let mut tokens: Vec<(Token, usize)> = Vec::new();
     let mut at = 0;
     let text = |from: usize, to: usize| sql.get(from..to).map(str::to_string);
     while at < bytes.len() {
         let c = bytes[at];
+        let begin = at;
         match c {
             b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => at += 1,
             b'-' if bytes.get(at + 1) == Some(&b'-') => {
@@ -66,22 +113,22 @@ pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
             }
             b'\'' => {
                 let (value, next) = quoted(sql, at, b'\'')?;
-                tokens.push(Token::Text(value));
+                tokens.push((Token::Text(value), begin));
                 at = next;
             }
             b'"' | b'`' => {
                 let (value, next) = quoted(sql, at, c)?;
-                tokens.push(Token::Quoted(value));
+                tokens.push((Token::Quoted(value), begin));
                 at = next;
             }
             b'[' => {
                 let end = sql.get(at + 1..)?.find(']')? + at + 1;
-                tokens.push(Token::Quoted(text(at + 1, end)?));
+                tokens.push((Token::Quoted(text(at + 1, end)?), begin));
                 at = end + 1;
             }
             b'x' | b'X' if bytes.get(at + 1) == Some(&b'\'') => {
                 let (value, next) = quoted(sql, at + 1, b'\'')?;
-                tokens.push(Token::Blob(value));
+                tokens.push((Token::Blob(value), begin));
                 at = next;
             }
             b'0'..=b'9' | b'.'
@@ -98,7 +145,7 @@ pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
                 {
                     at += 1;
                 }
-                tokens.push(Token::Number(text(start, at)?));
+                tokens.push((Token::Number(text(start, at)?), begin));
             }
             b'?' | b':' | b'@' | b'$' => {
                 let start = at;
@@ -106,7 +153,7 @@ pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
                 while at < bytes.len() && (bytes[at].is_ascii_alphanumeric() || bytes[at] == b'_') {
                     at += 1;
                 }
-                tokens.push(Token::Param(text(start, at)?));
+                tokens.push((Token::Param(text(start, at)?), begin));
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let start = at;
@@ -118,7 +165,7 @@ pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
                 {
                     at += 1;
                 }
-                tokens.push(Token::Word(text(start, at)?.to_ascii_lowercase()));
+                tokens.push((Token::Word(text(start, at)?.to_ascii_lowercase()), begin));
             }
             _ => {
                 let two = sql.get(at..at + 2);
@@ -129,7 +176,7 @@ pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
                     _ => text(at, at + 1)?,
                 };
                 at += symbol.len();
-                tokens.push(Token::Symbol(symbol));
+                tokens.push((Token::Symbol(symbol), begin));
             }
         }
     }
@@ -185,6 +232,25 @@ mod tests {
                 Token::Number("1.5e-3".into()),
             ]
         );
+    }
+
+    #[test]
+    fn scripts_split_into_statements_and_trigger_bodies_stay_whole() {
+        assert_eq!(
+            split_statements("INSERT INTO t VALUES(';'); DROP INDEX i;").unwrap(),
+            vec!["INSERT INTO t VALUES(';')", "DROP INDEX i"]
+        );
+        assert_eq!(
+            split_statements(
+                "CREATE TRIGGER r AFTER INSERT ON t BEGIN DELETE FROM u; SELECT 1; END; SELECT 2"
+            )
+            .unwrap(),
+            vec![
+                "CREATE TRIGGER r AFTER INSERT ON t BEGIN DELETE FROM u; SELECT 1; END",
+                "SELECT 2"
+            ]
+        );
+        assert_eq!(split_statements("SELECT 1").unwrap(), vec!["SELECT 1"]);
     }
 
     #[test]

@@ -89,14 +89,19 @@ async fn step(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    type Call = (crate::types::shard::ShardStep, bool, u64);
+    type Call = (
+        crate::types::shard::ShardStep,
+        bool,
+        crate::service::WriteConcern,
+        u64,
+    );
     match decode::<Call>(&internal, group, &headers, &body) {
-        Ok((service, (step, forward, timeout_ms))) => {
+        Ok((service, (step, forward, concern, timeout_ms))) => {
             let timeout = Duration::from_millis(timeout_ms).min(STEP_TIMEOUT_MAX);
             let outcome = if forward {
-                service.apply_step(&step, timeout).await
+                service.apply_step(&step, concern, timeout).await
             } else {
-                service.apply_step_here(&step).await
+                service.apply_step_here(&step, concern, timeout).await
             };
             reply(&outcome)
         }

@@ -443,7 +443,7 @@ impl Service {
     }
 
     /// Waits until `required` members (this leader included) have applied `index`.
-    async fn await_write_concern(
+    pub(crate) async fn await_write_concern(
         &self,
         index: u64,
         required: usize,

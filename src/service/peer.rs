@@ -135,12 +135,13 @@ impl PeerClient {
         raft_addr: &str,
         step: &crate::types::shard::ShardStep,
         forward: bool,
+        concern: crate::service::WriteConcern,
         timeout: Duration,
     ) -> Result<Vec<crate::raft::types::StatementResult>, ServiceError> {
         self.call::<_, Result<Vec<crate::raft::types::StatementResult>, ServiceError>>(
             raft_addr,
             "step",
-            &(step, forward, timeout.as_millis() as u64),
+            &(step, forward, concern, timeout.as_millis() as u64),
             timeout + Duration::from_secs(1),
         )
         .await?

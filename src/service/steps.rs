@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::raft::types::{Command, StatementResult};
-use crate::service::{LEADER_WAIT_STEP, Service, ServiceError, peer, unix_now_ms};
+use crate::service::{LEADER_WAIT_STEP, Service, ServiceError, WriteConcern, peer, unix_now_ms};
 use crate::types::shard::ShardStep;
 
 impl Service {
@@ -14,12 +14,13 @@ impl Service {
     pub async fn apply_step(
         &self,
         step: &ShardStep,
+        concern: WriteConcern,
         timeout: Duration,
     ) -> Result<Vec<StatementResult>, ServiceError> {
         let deadline = Instant::now() + timeout;
         loop {
             let outcome = if self.group.raft.is_leader() {
-                self.apply_step_here(step).await
+                self.apply_step_here(step, concern, timeout).await
             } else if let Some((_, leader)) = self.other_leader() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 self.peers
@@ -27,6 +28,7 @@ impl Service {
                         &leader.raft_addr,
                         step,
                         false,
+                        concern,
                         left.max(Duration::from_millis(100)),
                     )
                     .await
@@ -45,9 +47,13 @@ impl Service {
     }
 
     /// Applies `step` if this node leads the group; [`ServiceError::NotLeader`] otherwise.
+    /// A commit or abort waits (up to `timeout`) until `concern` is met, as a write does; a
+    /// prepare changes no data and does not.
     pub async fn apply_step_here(
         &self,
         step: &ShardStep,
+        concern: WriteConcern,
+        timeout: Duration,
     ) -> Result<Vec<StatementResult>, ServiceError> {
         if !self.group.raft.is_leader() {
             return Err(ServiceError::NotLeader {
@@ -68,6 +74,18 @@ impl Service {
             })
             .await
             .map_err(|error| self.write_error(error))?;
+        let finishes = !matches!(step, ShardStep::Prepare { .. });
+        let required = concern
+            .members_required(self.group.member_count())
+            .map_err(ServiceError::BadRequest)?;
+        if finishes
+            && let Some(required) = required.filter(|r| *r > 1)
+            && let Some(error) = self
+                .await_write_concern(written.log_id.index, required, timeout)
+                .await
+        {
+            tracing::warn!(xid = %step.xid(), message = %error.message, "a cross-shard transaction step missed its write concern");
+        }
         Ok(written.data.batches.into_iter().next().unwrap_or_default())
     }
 }

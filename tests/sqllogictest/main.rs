@@ -41,6 +41,8 @@ struct Shoal {
     /// forwards them to the leader).
     rotate_statements: bool,
     next_statement_node: usize,
+    /// `&db=…` on every request: a sharded database, or empty for the default one.
+    database: String,
 }
 
 impl Shoal {
@@ -56,7 +58,55 @@ impl Shoal {
             next_node: 0,
             rotate_statements,
             next_statement_node: 0,
+            database: String::new(),
         }
+    }
+
+    /// A fresh 3-node cluster whose database `slt` spreads every table it creates over
+    /// four shard groups (`distribute = all`): the corpus runs there.
+    async fn start_sharded(rotate_statements: bool) -> Shoal {
+        let mut shoal = Shoal::start(rotate_statements).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let created = shoal
+                .post(
+                    0,
+                    "/db/execute",
+                    "CREATE DATABASE IF NOT EXISTS slt WITH (shards = 4, distribute = all)",
+                )
+                .await;
+            match created {
+                Ok(_) => break,
+                Err(error) if std::time::Instant::now() < deadline => {
+                    println!("creating the sharded database: {error}; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(error) => panic!("creating the sharded database: {error}"),
+            }
+        }
+        shoal.database = "&db=slt".into();
+        // Every node answers for the database before the corpus starts (a node still
+        // reading the catalog answers 503 meanwhile).
+        for node in 0..shoal.cluster.nodes.len() {
+            loop {
+                let path = format!("/db/query?level=none{}", shoal.database);
+                match shoal.post(node, &path, "SELECT 1").await {
+                    Ok(_) => break,
+                    Err(error) if std::time::Instant::now() < deadline => {
+                        println!(
+                            "node {} not ready for the sharded database: {error}",
+                            node + 1
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                    Err(error) => panic!(
+                        "node {} never served the sharded database: {error}",
+                        node + 1
+                    ),
+                }
+            }
+        }
+        shoal
     }
 
     async fn post(&self, node: usize, path: &str, sql: &str) -> Result<Value, String> {
@@ -84,16 +134,19 @@ impl Engine for Shoal {
             0
         };
         // Acknowledged only once every replica has applied it.
-        self.post(node, "/db/request?w=all&wtimeout=60s&timeout=60s", sql)
-            .await
-            .map(|_| ())
+        let path = format!(
+            "/db/request?w=all&wtimeout=60s&timeout=60s{}",
+            self.database
+        );
+        self.post(node, &path, sql).await.map(|_| ())
     }
 
     async fn query(&mut self, sql: &str) -> Result<Vec<Vec<SqlValue>>, String> {
         let node = self.next_node;
         self.next_node = (self.next_node + 1) % self.cluster.nodes.len();
+        let path = format!("/db/query?level=none&timeout=60s{}", self.database);
         let result = self
-            .post(node, "/db/query?level=none&timeout=60s", sql)
+            .post(node, &path, sql)
             .await
             .map_err(|e| format!("node {}: {e}", node + 1))?;
         let rows = result["values"].as_array().cloned().unwrap_or_default();
@@ -117,10 +170,11 @@ impl Engine for Shoal {
     }
 
     async fn reset(&mut self) -> Result<(), String> {
+        let path = format!("/db/query?level=strong{}", self.database);
         let objects = self
             .post(
                 0,
-                "/db/query?level=strong",
+                &path,
                 "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') \
                  AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_shoal%' ORDER BY type = 'table'",
             )
@@ -273,8 +327,16 @@ fn test_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs `files` through a 3-node cluster and plain SQLite; prints a table and returns
 /// (records, Shoal passes, SQLite passes, records where Shoal and SQLite disagree).
-async fn compare(files: &[PathBuf], corpus: &Path) -> (usize, usize, usize, Vec<String>) {
-    let mut shoal = Shoal::start(false).await;
+async fn compare(
+    files: &[PathBuf],
+    corpus: &Path,
+    sharded: bool,
+) -> (usize, usize, usize, Vec<String>) {
+    let mut shoal = if sharded {
+        Shoal::start_sharded(false).await
+    } else {
+        Shoal::start(false).await
+    };
     let mut sqlite = PlainSqlite(rusqlite::Connection::open_in_memory().unwrap());
     let (mut records, mut shoal_passed, mut sqlite_passed) = (0, 0, 0);
     let mut failures = Vec::new();
@@ -319,6 +381,18 @@ async fn compare(files: &[PathBuf], corpus: &Path) -> (usize, usize, usize, Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_and_evidence_files_pass_through_a_three_node_cluster() {
+    select_and_evidence_files(false).await;
+}
+
+/// The same files in a database that distributes every table over four shard groups: every
+/// query answered by the router (gathered, or one group when a key is pinned) must give
+/// what one SQLite database gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_and_evidence_files_pass_sharded_over_four_groups() {
+    select_and_evidence_files(true).await;
+}
+
+async fn select_and_evidence_files(sharded: bool) {
     let corpus = corpus_dir();
     let mut files: Vec<PathBuf> = (1..=5)
         .map(|n| corpus.join(format!("select{n}.test")))
@@ -328,7 +402,8 @@ async fn select_and_evidence_files_pass_through_a_three_node_cluster() {
     if let Ok(only) = std::env::var("SHOAL_SLT_ONLY") {
         files.retain(|f| f.display().to_string().contains(&only));
     }
-    let (records, shoal_passed, sqlite_passed, disagreements) = compare(&files, &corpus).await;
+    let (records, shoal_passed, sqlite_passed, disagreements) =
+        compare(&files, &corpus, sharded).await;
     assert!(
         disagreements.is_empty(),
         "Shoal and plain SQLite disagree:\n{}",
@@ -346,8 +421,13 @@ async fn select_and_evidence_files_pass_through_a_three_node_cluster() {
     // says how much SQL was checked, not only that the test passed.
     let _ = writeln!(
         std::io::stdout(),
-        "sqllogictest: {records} records from {} files through a 3-node cluster; Shoal passed {shoal_passed}, plain SQLite {sqlite_passed}",
-        files.len()
+        "sqllogictest: {records} records from {} files through a 3-node cluster{}; Shoal passed {shoal_passed}, plain SQLite {sqlite_passed}",
+        files.len(),
+        if sharded {
+            " (sharded over 4 groups)"
+        } else {
+            ""
+        }
     );
 }
 
@@ -364,7 +444,8 @@ async fn larger_folders_agree_with_plain_sqlite() {
     let dirs = std::env::var("SHOAL_SLT_DIRS").unwrap_or_else(|_| "index,random".into());
     for dir in dirs.split(',') {
         let files = test_files(&corpus.join(dir.trim()));
-        let (records, shoal_passed, sqlite_passed, disagreements) = compare(&files, &corpus).await;
+        let (records, shoal_passed, sqlite_passed, disagreements) =
+            compare(&files, &corpus, false).await;
         println!(
             "{dir}: {records} records, Shoal passed {shoal_passed}, plain SQLite {sqlite_passed}"
         );
