@@ -19,7 +19,16 @@ pub enum UnsafeFault {
     /// The node behaves as one of the first peer-stream version (`shoal-peer/1`): it opens
     /// and accepts only that version, so it never quiesces a group.
     OlderPeerStream,
+    /// A cross-group transaction whose statements carry the marker
+    /// `shoal:stall-after-prepare` (or `shoal:stall-after-decision`) stops there on its
+    /// coordinator, as a coordinator killed at that moment would: the test kills the node and
+    /// the resolvers finish the transaction.
+    CoordinatorStalls,
 }
+
+/// The markers of [`UnsafeFault::CoordinatorStalls`].
+pub const STALL_AFTER_PREPARE: &str = "shoal:stall-after-prepare";
+pub const STALL_AFTER_DECISION: &str = "shoal:stall-after-decision";
 
 /// The fault this process runs with, if any (read once).
 pub fn active() -> Option<UnsafeFault> {
@@ -47,6 +56,12 @@ pub fn active() -> Option<UnsafeFault> {
             "older-peer-stream" => {
                 tracing::warn!("{ENV_VAR}=older-peer-stream: peer streams of version 1 only");
                 Some(UnsafeFault::OlderPeerStream)
+            }
+            "coordinator-stalls" => {
+                tracing::warn!(
+                    "{ENV_VAR}=coordinator-stalls: marked cross-shard transactions stop midway"
+                );
+                Some(UnsafeFault::CoordinatorStalls)
             }
             other => {
                 tracing::warn!("{ENV_VAR}={other} is not a known fault; running normally");

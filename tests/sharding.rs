@@ -328,3 +328,123 @@ async fn a_failing_row_leaves_every_group_unchanged_and_refusals_say_why() {
         json!([[4]])
     );
 }
+
+/// The sum of every balance and whether a write reaching every group goes through within
+/// two seconds (it waits while any group still holds a prepared transaction).
+async fn settled_sum(cluster: &Cluster, node: usize) -> Option<i64> {
+    let (status, body) = cluster
+        .post(
+            node,
+            "/db/execute?db=shop&timeout=2s",
+            json!(["UPDATE accounts SET balance = balance WHERE balance >= 0"]),
+        )
+        .await;
+    if status != 200 || body["results"][0].get("error").is_some() {
+        return None;
+    }
+    let sum = query(cluster, node, "shop", "SELECT sum(balance) FROM accounts").await;
+    sum["values"][0][0].as_i64()
+}
+
+async fn await_settled_sum(cluster: &Cluster, node: usize, expected: i64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let sum = settled_sum(cluster, node).await;
+        if sum == Some(expected) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the groups did not settle on a total of {expected} (last {sum:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_midway_is_finished_the_same_way_on_every_group() {
+    let mut cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        env: vec![(
+            shoal::unsafe_faults::ENV_VAR.to_string(),
+            "coordinator-stalls".to_string(),
+        )],
+        ..Default::default()
+    })
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE DATABASE shop WITH (shards = 4)"]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
+            "SELECT shoal_distribute('accounts', 'id')",
+            "INSERT INTO accounts VALUES (1, 100), (2, 100), (3, 100), (4, 100), (5, 100), (6, 100), (7, 100), (8, 100)",
+        ]),
+    )
+    .await;
+    let plan = values(
+        &cluster,
+        0,
+        "shop",
+        "SELECT * FROM shoal_plan('UPDATE accounts SET balance = balance + 1')",
+    )
+    .await;
+    assert_eq!(plan[0][2], 4, "the update reaches every group: {plan}");
+
+    // Killed after every group prepared, before any decision: every group aborts.
+    let url = cluster.url(2);
+    let stalled = tokio::spawn(async move {
+        let _ = reqwest::Client::new()
+            .post(format!("{url}/db/execute?db=shop"))
+            .json(&json!([format!(
+                "UPDATE accounts SET balance = balance + 1 -- {}",
+                shoal::unsafe_faults::STALL_AFTER_PREPARE
+            )]))
+            .send()
+            .await;
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.kill(2);
+    stalled.abort();
+    await_settled_sum(&cluster, 0, 800, "killed before the decision").await;
+    let resolved: f64 = {
+        let mut total = 0.0;
+        for node in 0..2 {
+            let scrape = cluster.get_json(node, "/metrics").await.unwrap();
+            total += support::metric_value(
+                scrape.as_str().unwrap_or_default(),
+                "shoal_shard_transactions_resolved_total",
+            )
+            .unwrap_or_default();
+        }
+        total
+    };
+    assert!(resolved >= 1.0, "the resolvers finished the transaction");
+    cluster.restart(2).await;
+
+    // Killed after its decision (the coordinator group committed): every group commits.
+    let url = cluster.url(1);
+    let stalled = tokio::spawn(async move {
+        let _ = reqwest::Client::new()
+            .post(format!("{url}/db/execute?db=shop"))
+            .json(&json!([format!(
+                "UPDATE accounts SET balance = balance + 1 -- {}",
+                shoal::unsafe_faults::STALL_AFTER_DECISION
+            )]))
+            .send()
+            .await;
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.kill(1);
+    stalled.abort();
+    await_settled_sum(&cluster, 0, 808, "killed after the decision").await;
+    await_settled_sum(&cluster, 2, 808, "seen through another node").await;
+}

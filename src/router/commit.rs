@@ -134,6 +134,7 @@ pub async fn commit_across(
             results,
         });
     }
+    stall_if_marked(&steps, crate::unsafe_faults::STALL_AFTER_PREPARE).await;
     // The decision: the coordinator group's commit (unless a resolver aborted it first).
     let decided = finish(
         &handles[coordinator_at],
@@ -159,6 +160,7 @@ pub async fn commit_across(
             )));
         }
     }
+    stall_if_marked(&steps, crate::unsafe_faults::STALL_AFTER_DECISION).await;
     let commit = ShardStep::Commit { xid };
     let others: Vec<&DatabaseHandle> = handles
         .iter()
@@ -182,6 +184,25 @@ pub async fn commit_across(
         committed: true,
         results,
     })
+}
+
+/// Under [`UnsafeFault::CoordinatorStalls`] only: stops forever when a statement of the
+/// transaction carries `marker` (the test then kills this node).
+///
+/// [`UnsafeFault::CoordinatorStalls`]: crate::unsafe_faults::UnsafeFault::CoordinatorStalls
+async fn stall_if_marked(steps: &[ShardStep], marker: &str) {
+    if crate::unsafe_faults::active() != Some(crate::unsafe_faults::UnsafeFault::CoordinatorStalls)
+    {
+        return;
+    }
+    let marked = steps.iter().any(|step| match step {
+        ShardStep::Prepare { batch, .. } => batch.statements.iter().any(|s| s.sql.contains(marker)),
+        _ => false,
+    });
+    if marked {
+        tracing::error!(marker, "stalling a cross-shard transaction on purpose");
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Prepares one participant, retrying while another transaction holds it.
