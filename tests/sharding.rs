@@ -73,14 +73,37 @@ async fn sharded_cluster() -> Cluster {
         ..Default::default()
     })
     .await;
+    create_shop(&cluster).await;
+    cluster
+}
+
+/// `CREATE DATABASE shop WITH (shards = 4)`, then waits until every node serves it (a node
+/// that joined a moment ago answers 503 until it has read the catalog).
+async fn create_shop(cluster: &Cluster) {
     execute_ok(
-        &cluster,
+        cluster,
         0,
         "",
         json!(["CREATE DATABASE shop WITH (shards = 4)"]),
     )
     .await;
-    cluster
+    let deadline = Instant::now() + SETTLE;
+    for node in 0..cluster.nodes.len() {
+        loop {
+            let (status, body) = cluster
+                .post(node, "/db/query?db=shop", json!(["SELECT 1"]))
+                .await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never served shop: {status} {body}",
+                node + 1
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,6 +118,33 @@ async fn distributed_and_reference_tables_answer_as_one_database_would() {
         .unwrap()
         .clone();
     assert_eq!(shop[6], 4, "SHOW DATABASES counts the shard groups: {shop}");
+    // /status names each shard group's place and slots (every node holds all four here).
+    let status = cluster.get_json(0, "/status").await.unwrap();
+    let mut slots: Vec<(u64, u64, u64)> = status["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["database"] == "shop")
+        .map(|g| {
+            let shard = &g["shard"];
+            assert_eq!(shard["of"], 4, "{g}");
+            (
+                shard["shard"].as_u64().unwrap(),
+                shard["slots"][0].as_u64().unwrap(),
+                shard["slots"][1].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    slots.sort();
+    assert_eq!(
+        slots,
+        vec![
+            (0, 0, 4095),
+            (1, 4096, 8191),
+            (2, 8192, 12287),
+            (3, 12288, 16383)
+        ]
+    );
 
     execute_ok(
         &cluster,
@@ -372,13 +422,7 @@ async fn a_coordinator_killed_midway_is_finished_the_same_way_on_every_group() {
         ..Default::default()
     })
     .await;
-    execute_ok(
-        &cluster,
-        0,
-        "",
-        json!(["CREATE DATABASE shop WITH (shards = 4)"]),
-    )
-    .await;
+    create_shop(&cluster).await;
     execute_ok(
         &cluster,
         0,

@@ -78,7 +78,13 @@ impl BackupAgents {
                 continue;
             }
             if let Some(entry) = view.by_group(id) {
-                wanted.insert(id, (entry.name.clone(), service));
+                // A sharded database's other groups each keep their own folder,
+                // `databases/<name>#<shard>/` (`#` is in no database name).
+                let name = match entry.shard {
+                    0 => entry.name.clone(),
+                    shard => format!("{}#{shard}", entry.name),
+                };
+                wanted.insert(id, (name, service));
             }
         }
         let mut agents = self.lock();

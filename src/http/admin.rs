@@ -112,12 +112,19 @@ fn groups_json(databases: &crate::catalog::databases::Databases) -> Value {
             let membership = metrics.membership_config.membership();
             let voters: Vec<NodeId> = membership.voter_ids().collect();
             let replicas: Vec<NodeId> = membership.learner_ids().collect();
-            let database = if group.id == crate::catalog::CATALOG_GROUP {
-                Value::Null
-            } else {
-                view.by_group(group.id)
-                    .map_or(Value::Null, |entry| json!(entry.name))
-            };
+            let entry = (group.id != crate::catalog::CATALOG_GROUP)
+                .then(|| view.by_group(group.id))
+                .flatten();
+            let database = entry.map_or(Value::Null, |entry| json!(entry.name));
+            // A sharded database's group: its shard and the slots it owns.
+            let shard = entry
+                .filter(|entry| entry.sharded())
+                .map_or(Value::Null, |entry| {
+                    let shard = entry.shard as usize;
+                    let (first, end) =
+                        crate::router::slots::SlotMap::even(&entry.groups).range_of(shard);
+                    json!({"shard": shard, "of": entry.groups.len(), "slots": [first, end - 1]})
+                });
             let last = metrics.last_log_index.unwrap_or(0);
             let lag: serde_json::Map<String, Value> = metrics
                 .replication
@@ -133,6 +140,7 @@ fn groups_json(databases: &crate::catalog::databases::Databases) -> Value {
                 "group": group.id,
                 "catalog": group.id == crate::catalog::CATALOG_GROUP,
                 "database": database,
+                "shard": shard,
                 "role": crate::service::cluster::role_name(metrics.state, is_voter),
                 "term": metrics.current_term,
                 "leader": metrics.current_leader,

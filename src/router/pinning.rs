@@ -26,6 +26,8 @@ const UNPLAIN: &[&str] = &[
 /// The key values the statement pins, when it pins any: `names` are the ways the key column
 /// can be written (its name, and `rowid` and its aliases when it is the rowid).
 pub fn pinned_keys(tokens: &[Token], names: &[String], params: &Params) -> Option<Vec<SqlValue>> {
+    let numbered = number_parameters(tokens);
+    let tokens = numbered.as_slice();
     let first = tokens.first()?;
     let selects = tokens.iter().filter(|t| t.is("select")).count();
     let plain = match first {
@@ -74,6 +76,31 @@ pub fn pinned_keys(tokens: &[Token], names: &[String], params: &Params) -> Optio
     conjuncts
         .into_iter()
         .find_map(|conjunct| key_values(conjunct, names, params))
+}
+
+/// `tokens` with each bare `?` numbered as SQLite numbers it: one past the largest number
+/// used so far.
+fn number_parameters(tokens: &[Token]) -> Vec<Token> {
+    let mut largest = 0usize;
+    tokens
+        .iter()
+        .map(|token| match token {
+            Token::Param(param) if param == "?" => {
+                largest += 1;
+                Token::Param(format!("?{largest}"))
+            }
+            Token::Param(param) => {
+                if let Some(number) = param
+                    .strip_prefix('?')
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    largest = largest.max(number);
+                }
+                token.clone()
+            }
+            other => other.clone(),
+        })
+        .collect()
 }
 
 /// The values of a conjunct `key = v`, `v = key` or `key IN (v, …)`.
@@ -216,6 +243,11 @@ mod tests {
         let names = vec!["k".to_string()];
         let tokens = tokenize("SELECT * FROM t WHERE k = ?2").unwrap();
         let params = Params::Positional(vec![SqlValue::Integer(1), SqlValue::Text("b".into())]);
+        assert_eq!(
+            pinned_keys(&tokens, &names, &params),
+            Some(vec![SqlValue::Text("b".into())])
+        );
+        let tokens = tokenize("SELECT * FROM t WHERE v = ? AND k = ?").unwrap();
         assert_eq!(
             pinned_keys(&tokens, &names, &params),
             Some(vec![SqlValue::Text("b".into())])
