@@ -192,7 +192,7 @@ async fn planned(
     statement: &Statement,
 ) -> Result<Planned, ServiceError> {
     let schema = router.schema(database, false).await?;
-    let (schema, mut analysis) = match schema.analyze(&statement.sql) {
+    let (schema, analysis) = match schema.analyze(&statement.sql) {
         Ok(analysis) => (schema, analysis),
         Err(_) => {
             let fresh = router.schema(database, true).await?;
@@ -212,11 +212,6 @@ async fn planned(
             }
         }
     };
-    if !analysis.inserted.is_empty()
-        && let Ok(opened) = schema.tables_opened(&statement.sql)
-    {
-        analysis.read.extend(opened);
-    }
     let plan = plan(database, &schema, statement, &analysis);
     Ok(Planned {
         plan,

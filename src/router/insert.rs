@@ -59,20 +59,34 @@ pub async fn route(
     }
     let verb = conflict_verb(&tokens);
     // The rows it reads (INSERT … SELECT) are gathered first; a VALUES list reads none.
-    let scratch = if !reads.is_empty() {
-        match gather::gather(router, database, schema, request, reads).await? {
+    let evaluated = if !reads.is_empty() {
+        let scratch = match gather::gather(router, database, schema, request, reads).await? {
             Ok(scratch) => scratch,
             Err(refusal) => return Ok(Err(refusal)),
-        }
-    } else {
-        schema.scratch().map_err(ServiceError::Internal)?
-    };
-    let evaluated = {
+        };
         let shape = shape.clone();
         let statement = statement.clone();
-        tokio::task::spawn_blocking(move || evaluate(&scratch, &shape, &statement))
+        tokio::task::spawn_blocking(move || evaluate(scratch, &shape, &statement))
             .await
             .map_err(|e| ServiceError::Internal(format!("evaluating an INSERT: {e}")))?
+    } else {
+        // A VALUES list reads nothing: a scratch kept for the table serves it.
+        let key = (database.group, schema.epoch, table.to_string());
+        let kept = router.insert_scratches.take(&key);
+        let scratch = match kept {
+            Some(scratch) => scratch,
+            None => InsertScratch::new(schema.scratch().map_err(ServiceError::Internal)?, &shape)
+                .map_err(ServiceError::Internal)?,
+        };
+        let statement = statement.clone();
+        let (scratch, evaluated) = tokio::task::spawn_blocking(move || {
+            let evaluated = scratch.evaluate(&statement);
+            (scratch, evaluated)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("evaluating an INSERT: {e}")))?;
+        router.insert_scratches.put(key, scratch);
+        evaluated
     };
     let mut rows = match evaluated {
         Ok(rows) => rows,
@@ -204,75 +218,120 @@ fn insert_statement(
     }
 }
 
-/// Runs the INSERT on `scratch` and returns each row it inserted into the table, as stored
-/// ([`row_columns`] order); `Err` with SQLite's message when the statement fails.
+/// A scratch copy of the schema ready to evaluate INSERTs into one table: triggers dropped,
+/// the placeholder row in the table, and a temporary trigger capturing every new row. Each
+/// evaluation runs in a savepoint rolled back afterwards, so one scratch serves many.
+pub struct InsertScratch {
+    connection: Connection,
+    guard: std::sync::Arc<crate::db::guard::StatementGuard>,
+    columns: usize,
+}
+
+impl InsertScratch {
+    /// Readies `scratch` (a copy of the schema, possibly holding gathered rows) for `shape`.
+    pub fn new(scratch: Connection, shape: &TableShape) -> Result<InsertScratch, String> {
+        let fail = |e: rusqlite::Error| format!("preparing to evaluate the INSERT: {e}");
+        gather::drop_triggers(&scratch).map_err(fail)?;
+        let columns = row_columns(shape);
+        let table = quote(&shape.name);
+        if !shape.without_rowid {
+            // The placeholder: random blobs satisfy NOT NULL and UNIQUE; its CHECKs are not
+            // evaluated (they are for the statement's own rows).
+            let values: Vec<String> = columns
+                .iter()
+                .map(|column| {
+                    let is_rowid = column == "_rowid_"
+                        || shape
+                            .rowid_alias
+                            .as_deref()
+                            .is_some_and(|alias| quote(alias) == *column);
+                    if is_rowid {
+                        SENTINEL_ROWID.to_string()
+                    } else {
+                        "randomblob(8)".into()
+                    }
+                })
+                .collect();
+            scratch
+                .execute_batch(&format!(
+                    "PRAGMA ignore_check_constraints = ON;
+                     INSERT INTO {table} ({}) VALUES ({});
+                     PRAGMA ignore_check_constraints = OFF;",
+                    columns.join(", "),
+                    values.join(", ")
+                ))
+                .map_err(fail)?;
+        }
+        let captured: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+        let news: Vec<String> = columns.iter().map(|c| format!("new.{c}")).collect();
+        scratch
+            .execute_batch(&format!(
+                "CREATE TEMP TABLE shoal_captured ({});
+                 CREATE TEMP TRIGGER shoal_capture AFTER INSERT ON main.{table}
+                 BEGIN INSERT INTO shoal_captured VALUES ({}); END;",
+                captured.join(", "),
+                news.join(", ")
+            ))
+            .map_err(fail)?;
+        let guard = crate::db::guard::StatementGuard::install(
+            &scratch,
+            crate::db::guard::GuardMode::Writer,
+        );
+        Ok(InsertScratch {
+            connection: scratch,
+            guard,
+            columns: columns.len(),
+        })
+    }
+
+    /// Runs the INSERT and returns each row it inserted into the table, as stored
+    /// ([`row_columns`] order); `Err` with SQLite's message when the statement fails. The
+    /// scratch is left as it was.
+    pub fn evaluate(&self, statement: &Statement) -> Result<Vec<Vec<SqlValue>>, String> {
+        let fail = |e: rusqlite::Error| format!("evaluating the INSERT: {e}");
+        let internal = |sql: &str| {
+            self.guard
+                .internal(|| self.connection.execute_batch(sql))
+                .map_err(fail)
+        };
+        internal("SAVEPOINT shoal_evaluate")?;
+        let outcome = self.run(statement);
+        internal("ROLLBACK TO shoal_evaluate; RELEASE shoal_evaluate")?;
+        outcome
+    }
+
+    fn run(&self, statement: &Statement) -> Result<Vec<Vec<SqlValue>>, String> {
+        let fail = |e: rusqlite::Error| format!("evaluating the INSERT: {e}");
+        let result =
+            crate::db::execute::execute_statement(&self.connection, &self.guard, statement);
+        if let Some(error) = result.error {
+            return Err(error);
+        }
+        self.guard.internal(|| {
+            let mut select = self
+                .connection
+                .prepare_cached("SELECT * FROM temp.shoal_captured ORDER BY rowid")
+                .map_err(fail)?;
+            select
+                .query_map([], |row| {
+                    (0..self.columns)
+                        .map(|i| row.get_ref(i).map(SqlValue::from))
+                        .collect::<rusqlite::Result<Vec<SqlValue>>>()
+                })
+                .map_err(fail)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(fail)
+        })
+    }
+}
+
+/// Evaluates `statement` on a one-off scratch (tests, and scratches holding gathered rows).
 fn evaluate(
-    scratch: &Connection,
+    scratch: Connection,
     shape: &TableShape,
     statement: &Statement,
 ) -> Result<Vec<Vec<SqlValue>>, String> {
-    let fail = |e: rusqlite::Error| format!("evaluating the INSERT: {e}");
-    gather::drop_triggers(scratch).map_err(fail)?;
-    let columns = row_columns(shape);
-    let table = quote(&shape.name);
-    if !shape.without_rowid {
-        // The placeholder: random blobs satisfy NOT NULL and UNIQUE; its CHECKs are not
-        // evaluated (they are for the statement's own rows).
-        let values: Vec<String> = columns
-            .iter()
-            .map(|column| {
-                let is_rowid = column == "_rowid_"
-                    || shape
-                        .rowid_alias
-                        .as_deref()
-                        .is_some_and(|alias| quote(alias) == *column);
-                if is_rowid {
-                    SENTINEL_ROWID.to_string()
-                } else {
-                    "randomblob(8)".into()
-                }
-            })
-            .collect();
-        scratch
-            .execute_batch(&format!(
-                "PRAGMA ignore_check_constraints = ON;
-                 INSERT INTO {table} ({}) VALUES ({});
-                 PRAGMA ignore_check_constraints = OFF;",
-                columns.join(", "),
-                values.join(", ")
-            ))
-            .map_err(fail)?;
-    }
-    let captured: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-    let news: Vec<String> = columns.iter().map(|c| format!("new.{c}")).collect();
-    scratch
-        .execute_batch(&format!(
-            "CREATE TEMP TABLE shoal_captured ({});
-             CREATE TEMP TRIGGER shoal_capture AFTER INSERT ON main.{table}
-             BEGIN INSERT INTO shoal_captured VALUES ({}); END;",
-            captured.join(", "),
-            news.join(", ")
-        ))
-        .map_err(fail)?;
-    let guard =
-        crate::db::guard::StatementGuard::install(scratch, crate::db::guard::GuardMode::Writer);
-    let result = crate::db::execute::execute_statement(scratch, &guard, statement);
-    if let Some(error) = result.error {
-        return Err(error);
-    }
-    let mut select = scratch
-        .prepare("SELECT * FROM temp.shoal_captured ORDER BY rowid")
-        .map_err(fail)?;
-    let rows = select
-        .query_map([], |row| {
-            (0..columns.len())
-                .map(|i| row.get_ref(i).map(SqlValue::from))
-                .collect::<rusqlite::Result<Vec<SqlValue>>>()
-        })
-        .map_err(fail)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(fail)?;
-    Ok(rows)
+    InsertScratch::new(scratch, shape)?.evaluate(statement)
 }
 
 #[cfg(test)]
@@ -292,7 +351,7 @@ mod tests {
     fn rows_come_back_as_stored_with_chosen_rowids_after_the_placeholder() {
         let (shape, scratch) = shape_and_scratch("CREATE TABLE t (a INTEGER, b TEXT DEFAULT 'd')");
         let rows = evaluate(
-            &scratch,
+            scratch,
             &shape,
             &Statement::plain("INSERT INTO t (a) VALUES ('7'), (8.0)"),
         )
@@ -313,7 +372,7 @@ mod tests {
         );
         assert_eq!(shape.rowid_alias.as_deref(), Some("id"));
         let rows = evaluate(
-            &scratch,
+            scratch,
             &shape,
             &Statement::plain("INSERT INTO t VALUES (5, 'a')"),
         )
@@ -326,12 +385,35 @@ mod tests {
             "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL CHECK (v != 'x'))",
         );
         let error = evaluate(
-            &scratch,
+            scratch,
             &shape,
             &Statement::plain("INSERT INTO t (v) VALUES ('x')"),
         )
         .unwrap_err();
         assert!(error.contains("CHECK constraint failed"), "{error}");
+    }
+
+    #[test]
+    fn a_kept_scratch_evaluates_each_statement_from_the_same_start() {
+        let (shape, scratch) = shape_and_scratch("CREATE TABLE t (a INTEGER UNIQUE)");
+        let kept = InsertScratch::new(scratch, &shape).unwrap();
+        for _ in 0..3 {
+            // The same value each time: no row of an earlier evaluation is left to conflict.
+            let rows = kept
+                .evaluate(&Statement::plain("INSERT INTO t VALUES (1)"))
+                .unwrap();
+            assert_eq!(rows.len(), 1);
+        }
+        let error = kept
+            .evaluate(&Statement::plain("INSERT INTO t VALUES (2), (2)"))
+            .unwrap_err();
+        assert!(error.contains("UNIQUE"), "{error}");
+        assert_eq!(
+            kept.evaluate(&Statement::plain("INSERT INTO t VALUES (2)"))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -375,7 +457,7 @@ mod select_tests {
                 .unwrap();
             let shape = schema.table(target).unwrap().unwrap();
             let sql = format!("INSERT INTO {target} SELECT * FROM t4");
-            let rows = evaluate(&scratch, &shape, &Statement::plain(sql)).unwrap();
+            let rows = evaluate(scratch, &shape, &Statement::plain(sql)).unwrap();
             assert_eq!(rows.len(), 3, "{target}: {rows:?}");
         }
     }

@@ -15,6 +15,7 @@ pub mod pinning;
 pub mod plan;
 pub mod resolver;
 pub mod schema;
+pub mod scratches;
 pub mod sequence;
 pub mod slots;
 pub mod tokens;
@@ -57,6 +58,8 @@ pub struct Router {
     /// Each sharded database's schema, by its first group.
     schemas: Mutex<HashMap<GroupId, Arc<Schema>>>,
     sequences: sequence::Sequences,
+    /// Scratch copies kept ready for INSERTs into distributed tables.
+    insert_scratches: scratches::ScratchPool,
     limits: GatherLimits,
 }
 
@@ -66,6 +69,7 @@ impl Router {
             databases,
             schemas: Mutex::new(HashMap::new()),
             sequences: sequence::Sequences::default(),
+            insert_scratches: scratches::ScratchPool::default(),
             limits,
         })
     }

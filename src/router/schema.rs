@@ -133,7 +133,15 @@ pub struct Schema {
     noted: Arc<Mutex<Analysis>>,
     /// Table shapes already read, by lower-case name.
     shapes: Mutex<HashMap<String, Option<TableShape>>>,
+    /// Analyses already made, by statement text (the same text compiles the same way
+    /// against one schema; a statement sent again with other parameters is not recompiled).
+    analyses: Mutex<HashMap<String, Analysis>>,
 }
+
+/// Statement texts whose analysis a schema keeps (all are forgotten when it is full).
+const ANALYSES_KEPT_MAX: usize = 4096;
+/// Longest statement text whose analysis is kept.
+const ANALYSED_TEXT_BYTES_MAX: usize = 4096;
 
 impl Schema {
     /// Builds the schema from the statements that create it.
@@ -159,12 +167,33 @@ impl Schema {
             connection: Mutex::new(connection),
             noted,
             shapes: Mutex::new(HashMap::new()),
+            analyses: Mutex::new(HashMap::new()),
         })
     }
 
     /// What `sql` touches, from compiling it here; `Err` with SQLite's message when it does
     /// not compile (a table that does not exist, a syntax error).
     pub fn analyze(&self, sql: &str) -> Result<Analysis, String> {
+        if let Some(analysis) = self.analyses.lock().ok().and_then(|a| a.get(sql).cloned()) {
+            return Ok(analysis);
+        }
+        let mut analysis = self.compile(sql)?;
+        if !analysis.inserted.is_empty() {
+            // What an INSERT … SELECT reads, even where SQLite copies rows wholesale.
+            analysis.read.extend(self.tables_opened(sql)?);
+        }
+        if sql.len() <= ANALYSED_TEXT_BYTES_MAX
+            && let Ok(mut analyses) = self.analyses.lock()
+        {
+            if analyses.len() >= ANALYSES_KEPT_MAX {
+                analyses.clear();
+            }
+            analyses.insert(sql.to_string(), analysis.clone());
+        }
+        Ok(analysis)
+    }
+
+    fn compile(&self, sql: &str) -> Result<Analysis, String> {
         let connection = self.lock()?;
         if let Ok(mut noted) = self.noted.lock() {
             *noted = Analysis::default();
