@@ -105,20 +105,11 @@ async fn one(
             .await?
         }
         Plan::Insert { table } => {
-            let routed = match insert::route(
-                router,
-                database,
-                &planned.schema,
-                request,
-                table,
-                statement,
-                &planned.analysis.read,
-            )
-            .await?
-            {
-                Ok(routed) => routed,
-                Err(message) => return Ok((StatementResult::failed(message), false)),
-            };
+            let routed =
+                match route_insert(router, database, request, statement, &planned, table).await? {
+                    Ok(routed) => routed,
+                    Err(message) => return Ok((StatementResult::failed(message), false)),
+                };
             let last_rowid = routed.last_rowid;
             let parts: Vec<(GroupId, Vec<Statement>)> = routed.parts.into_iter().collect();
             let mut result = write_parts(router, request, parts).await?;
@@ -218,6 +209,28 @@ async fn planned(
         schema,
         analysis,
     })
+}
+
+/// The rows of INSERT `statement` into distributed `table`, routed to their groups.
+async fn route_insert(
+    router: &Router,
+    database: &DatabaseEntry,
+    request: &ServiceRequest,
+    statement: &Statement,
+    planned: &Planned,
+    table: &str,
+) -> Result<Result<insert::RoutedRows, String>, ServiceError> {
+    let reads = &planned.analysis.read;
+    insert::route(
+        router,
+        database,
+        &planned.schema,
+        request,
+        table,
+        statement,
+        reads,
+    )
+    .await
 }
 
 /// Writes `parts` (statements per group) atomically: one group as an ordinary transaction,
@@ -380,17 +393,7 @@ async fn transaction(
                 }
             }
             Plan::Insert { table } => {
-                match insert::route(
-                    router,
-                    database,
-                    &planned.schema,
-                    request,
-                    table,
-                    statement,
-                    &planned.analysis.read,
-                )
-                .await?
-                {
+                match route_insert(router, database, request, statement, &planned, table).await? {
                     Ok(routed) => {
                         last_rowids.insert(index, routed.last_rowid);
                         for (group, statements) in routed.parts {

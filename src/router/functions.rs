@@ -8,11 +8,11 @@ use rusqlite::Connection;
 
 use crate::catalog::view::{DatabaseEntry, TableKind, positional};
 use crate::raft::types::{RowSet, Statement, StatementResult};
+use crate::router::pinning::{number_parameters, param_value};
 use crate::router::schema::{Schema, TableShape, table_shape};
 use crate::router::tokens::{Token, tokenize};
 use crate::router::{Router, group_request};
 use crate::service::{RequestKind, ServiceError, ServiceRequest};
-use crate::types::Params;
 use crate::types::value::SqlValue;
 
 /// A call of one of Shoal's functions.
@@ -28,6 +28,7 @@ pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String
     let Some(tokens) = tokenize(&statement.sql) else {
         return Ok(None);
     };
+    let tokens = number_parameters(&tokens);
     let mut tokens: &[Token] = &tokens;
     while let [rest @ .., last] = tokens
         && last.is_symbol(";")
@@ -37,7 +38,7 @@ pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String
     let argument = |token: &Token| -> Option<String> {
         match token {
             Token::Text(text) => Some(text.clone()),
-            Token::Param(param) => match param_text(param, &statement.params) {
+            Token::Param(param) => match param_value(param, &statement.params) {
                 Some(SqlValue::Text(text)) => Some(text),
                 _ => None,
             },
@@ -111,26 +112,6 @@ pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String
         _ => return Ok(None),
     };
     Ok(Some((call, column_name)))
-}
-
-fn param_text(param: &str, params: &Params) -> Option<SqlValue> {
-    match params {
-        Params::Positional(values) => {
-            let number: usize = match param.strip_prefix('?')? {
-                "" => 1,
-                n => n.parse().ok()?,
-            };
-            values.get(number.checked_sub(1)?).cloned()
-        }
-        Params::Named(pairs) => {
-            let name = param.get(1..)?;
-            pairs
-                .iter()
-                .find(|(given, _)| given.trim_start_matches([':', '@', '$']) == name)
-                .map(|(_, value)| value.clone())
-        }
-        Params::None => None,
-    }
 }
 
 /// The shard key a table gets in a database that distributes every table: its INTEGER
@@ -508,6 +489,17 @@ mod tests {
         assert!(matches!(
             recognize(&statement("select * from shoal_plan('SELECT 1')")).unwrap(),
             Some((Call::Plan { .. }, _))
+        ));
+        let bound = Statement {
+            sql: "SELECT shoal_distribute(?, ?)".into(),
+            params: crate::types::Params::Positional(vec![
+                SqlValue::Text("orders".into()),
+                SqlValue::Text("customer_id".into()),
+            ]),
+        };
+        assert!(matches!(
+            recognize(&bound).unwrap(),
+            Some((Call::Distribute { table, column }, _)) if table == "orders" && column == "customer_id"
         ));
         assert_eq!(recognize(&statement("SELECT shoal_x(1)")).unwrap(), None);
         assert_eq!(recognize(&statement("SELECT 1")).unwrap(), None);

@@ -80,7 +80,7 @@ pub fn pinned_keys(tokens: &[Token], names: &[String], params: &Params) -> Optio
 
 /// `tokens` with each bare `?` numbered as SQLite numbers it: one past the largest number
 /// used so far.
-fn number_parameters(tokens: &[Token]) -> Vec<Token> {
+pub fn number_parameters(tokens: &[Token]) -> Vec<Token> {
     let mut largest = 0usize;
     tokens
         .iter()
@@ -172,7 +172,7 @@ fn number_value(text: &str, negative: bool) -> Option<SqlValue> {
 
 /// The value bound to `param` (`?`, `?N`, `:name`, `@name`, `$name`); bare `?` is not
 /// resolved (its number depends on the parameters before it).
-fn param_value(param: &str, params: &Params) -> Option<SqlValue> {
+pub fn param_value(param: &str, params: &Params) -> Option<SqlValue> {
     match params {
         Params::Positional(values) => {
             let number: usize = param.strip_prefix('?')?.parse().ok()?;
