@@ -492,3 +492,80 @@ async fn a_coordinator_killed_midway_is_finished_the_same_way_on_every_group() {
     await_settled_sum(&cluster, 0, 808, "killed after the decision").await;
     await_settled_sum(&cluster, 2, 808, "seen through another node").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_client_uses_a_sharded_database_with_prepared_statements() {
+    let cluster = sharded_cluster().await;
+    let config = format!(
+        "host=127.0.0.1 port={} user=shoal dbname=shop connect_timeout=5",
+        cluster.nodes[1].pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, label TEXT)",
+        )
+        .await
+        .unwrap();
+    client
+        .simple_query("SELECT shoal_distribute('items', 'owner')")
+        .await
+        .unwrap();
+    // Extended protocol, parameters bound: routed by the key's value.
+    for (owner, label) in [(1i64, "a"), (2, "b"), (3, "c"), (1, "d")] {
+        let inserted = client
+            .execute(
+                "INSERT INTO items (owner, label) VALUES ($1, $2)",
+                &[&owner, &label],
+            )
+            .await
+            .unwrap();
+        assert_eq!(inserted, 1);
+    }
+    // Literal and bound values over HTTP land where the PostgreSQL client's rows did: each
+    // owner's rows are found by a read pinned to its key, through another node.
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!(["INSERT INTO items (owner, label) VALUES (2, 'z')"]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        2,
+        "shop",
+        json!([["INSERT INTO items (owner, label) VALUES (?, ?)", 3, "y"]]),
+    )
+    .await;
+    for (owner, labels) in [(2, json!([["b"], ["z"]])), (3, json!([["c"], ["y"]]))] {
+        let sql = format!("SELECT label FROM items WHERE owner = {owner} ORDER BY label");
+        assert_eq!(values(&cluster, 0, "shop", &sql).await, labels, "{sql}");
+    }
+    let rows = client
+        .query(
+            "SELECT label FROM items WHERE owner = $1 ORDER BY label",
+            &[&1i64],
+        )
+        .await
+        .unwrap();
+    let labels: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(labels, ["a", "d"]);
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 6);
+    let updated = client
+        .execute(
+            "UPDATE items SET label = upper(label) WHERE owner <> $1",
+            &[&1i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated, 4);
+}

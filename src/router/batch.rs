@@ -9,7 +9,7 @@ use crate::catalog::view::DatabaseEntry;
 use crate::raft::types::{GroupId, RowSet, Statement, StatementBatch, StatementResult};
 use crate::router::commit::{Participant, commit_across};
 use crate::router::plan::{Plan, plan};
-use crate::router::schema::{Analysis, Schema};
+use crate::router::schema::{Analysis, AnalyzeError, Schema};
 use crate::router::tokens::{split_statements, tokenize};
 use crate::router::{Router, ddl, functions, gather, group_request, insert, results_of};
 use crate::service::{RequestKind, ServiceError, ServiceRequest};
@@ -185,12 +185,16 @@ async fn planned(
     let schema = router.schema(database, false).await?;
     let (schema, analysis) = match schema.analyze(&statement.sql) {
         Ok(analysis) => (schema, analysis),
-        Err(_) => {
+        Err(AnalyzeError::Internal(message)) => return Err(ServiceError::Internal(message)),
+        Err(AnalyzeError::Compile(_)) => {
             let fresh = router.schema(database, true).await?;
             match fresh.analyze(&statement.sql) {
                 Ok(analysis) => (fresh, analysis),
+                Err(AnalyzeError::Internal(message)) => {
+                    return Err(ServiceError::Internal(message));
+                }
                 // It does not compile: the first group says why, in SQLite's words.
-                Err(_) => {
+                Err(AnalyzeError::Compile(_)) => {
                     return Ok(Planned {
                         plan: Plan::Single {
                             group: database.group,

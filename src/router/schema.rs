@@ -96,6 +96,16 @@ impl Analysis {
     }
 }
 
+/// Why a statement could not be analysed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnalyzeError {
+    /// It does not compile against the schema (SQLite's message): a group would refuse it
+    /// the same way.
+    Compile(String),
+    /// The router failed (its own error); the statement must not run.
+    Internal(String),
+}
+
 /// A column of a table, as `PRAGMA table_xinfo` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
@@ -173,14 +183,16 @@ impl Schema {
 
     /// What `sql` touches, from compiling it here; `Err` with SQLite's message when it does
     /// not compile (a table that does not exist, a syntax error).
-    pub fn analyze(&self, sql: &str) -> Result<Analysis, String> {
+    pub fn analyze(&self, sql: &str) -> Result<Analysis, AnalyzeError> {
         if let Some(analysis) = self.analyses.lock().ok().and_then(|a| a.get(sql).cloned()) {
             return Ok(analysis);
         }
-        let mut analysis = self.compile(sql)?;
+        let mut analysis = self.compile(sql).map_err(AnalyzeError::Compile)?;
         if !analysis.inserted.is_empty() {
             // What an INSERT … SELECT reads, even where SQLite copies rows wholesale.
-            analysis.read.extend(self.tables_opened(sql)?);
+            analysis
+                .read
+                .extend(self.tables_opened(sql).map_err(AnalyzeError::Internal)?);
         }
         if sql.len() <= ANALYSED_TEXT_BYTES_MAX
             && let Ok(mut analyses) = self.analyses.lock()
@@ -222,7 +234,8 @@ impl Schema {
             let mut explain = connection
                 .prepare(&format!("EXPLAIN {sql}"))
                 .map_err(fail)?;
-            let mut steps = explain.query([]).map_err(fail)?;
+            // (Unbound: EXPLAIN lists the program without running it.)
+            let mut steps = explain.raw_query();
             while let Some(step) = steps.next().map_err(fail)? {
                 let opcode: String = step.get(1).map_err(fail)?;
                 let database: i64 = step.get(4).map_err(fail)?;
@@ -353,4 +366,26 @@ pub fn table_shape(connection: &Connection, name: &str) -> rusqlite::Result<Opti
         rowid_alias,
         without_rowid,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_insert_with_parameters_is_analysed() {
+        let schema = Schema::build(
+            0,
+            vec!["CREATE TABLE items (id INTEGER PRIMARY KEY, owner INTEGER, label TEXT)".into()],
+        )
+        .unwrap();
+        let analysis = schema
+            .analyze("INSERT INTO items (owner, label) VALUES (?, ?)")
+            .unwrap();
+        assert!(analysis.inserted.contains("items"), "{analysis:?}");
+        let copied = schema
+            .analyze("INSERT INTO items SELECT * FROM items")
+            .unwrap();
+        assert!(copied.read.contains("items"), "{copied:?}");
+    }
 }
