@@ -330,6 +330,7 @@ pub(crate) fn status_text(status: &Value, host: &str) -> String {
             "applied",
             "voters",
             "read replicas",
+            "lag",
         ]
         .iter()
         .map(|c| c.to_string())
@@ -350,9 +351,24 @@ pub(crate) fn status_text(status: &Value, host: &str) -> String {
             .map(|g| {
                 let database = if g["catalog"] == json!(true) {
                     json!("(catalog)")
+                } else if let Some(shard) = g["shard"].as_object() {
+                    // A sharded database's group: its place and the slots it owns.
+                    json!(format!(
+                        "{} shard {}/{} slots {}-{}",
+                        g["database"].as_str().unwrap_or("?"),
+                        shard.get("shard").unwrap_or(&Value::Null),
+                        shard.get("of").unwrap_or(&Value::Null),
+                        shard["slots"][0],
+                        shard["slots"][1]
+                    ))
                 } else {
                     g["database"].clone()
                 };
+                // On a leader: the entries the furthest member is behind.
+                let lag = g["lag_entries"]
+                    .as_object()
+                    .and_then(|lags| lags.values().filter_map(Value::as_u64).max())
+                    .map_or(Value::Null, |lag| json!(lag));
                 vec![
                     g["group"].clone(),
                     database,
@@ -362,6 +378,7 @@ pub(crate) fn status_text(status: &Value, host: &str) -> String {
                     g["applied_index"].clone(),
                     ids(&g["voters"]),
                     ids(&g["read_replicas"]),
+                    lag,
                 ]
             })
             .collect();
@@ -394,4 +411,27 @@ pub(crate) fn nodes_text(nodes: &Value) -> String {
         })
         .unwrap_or_default();
     render::render(Mode::Table, &columns, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_a_shard_groups_place_slots_and_lag() {
+        let status = json!({
+            "node": {"id": 1, "role": "leader", "term": 2, "leader": null},
+            "members": [],
+            "groups": [{
+                "group": 3, "catalog": false, "database": "shop",
+                "shard": {"shard": 1, "of": 4, "slots": [4096, 8191]},
+                "role": "leader", "leader": 1, "term": 2, "applied_index": 9,
+                "voters": [1, 2, 3], "read_replicas": [],
+                "lag_entries": {"2": 0, "3": 17}
+            }]
+        });
+        let text = status_text(&status, "127.0.0.1:4001");
+        assert!(text.contains("shop shard 1/4 slots 4096-8191"), "{text}");
+        assert!(text.contains("17"), "the furthest member's lag: {text}");
+    }
 }
