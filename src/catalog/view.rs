@@ -231,13 +231,7 @@ impl CatalogView {
 /// Reads the catalog from its SQLite database (`connection`, one read snapshot).
 pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogView, String> {
     let fail = |e: rusqlite::Error| format!("reading the catalog: {e}");
-    let exists: bool = connection
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'catalog_meta'",
-            [],
-            |row| row.get::<_, i64>(0).map(|n| n > 0),
-        )
-        .map_err(fail)?;
+    let exists = has_table(connection, "catalog_meta").map_err(fail)?;
     if !exists {
         return Ok(CatalogView {
             applied,
@@ -357,13 +351,7 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
     .first()
     .is_some_and(|moved| *moved != 0);
     // (A table the move creates: absent in a catalog whose users never moved.)
-    let copied_table: bool = connection
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'users_copied'",
-            [],
-            |row| row.get::<_, i64>(0).map(|n| n > 0),
-        )
-        .map_err(fail)?;
+    let copied_table = has_table(connection, "users_copied").map_err(fail)?;
     let users_copied = if copied_table {
         rows(connection, "SELECT name FROM users_copied", |row| {
             row.get(0)

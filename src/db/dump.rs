@@ -47,7 +47,8 @@ pub fn dump_sql(connection: &Connection, out: &mut impl Write) -> Result<(), Str
     Ok(())
 }
 
-fn quote_identifier(name: &str) -> String {
+/// `name` as a quoted SQL identifier.
+pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -7,6 +7,7 @@ use futures_util::future::join_all;
 use rusqlite::Connection;
 
 use crate::catalog::view::{DatabaseEntry, TableKind, positional};
+use crate::db::dump::quote_identifier;
 use crate::raft::types::{RowSet, Statement, StatementResult};
 use crate::router::pinning::{number_parameters, param_value};
 use crate::router::schema::{Schema, TableShape, table_shape};
@@ -359,10 +360,7 @@ async fn set_kind(
         }
     }
     // Only an empty table changes kind: rows already written stay where they are.
-    let count_sql = format!(
-        "SELECT count(*) FROM {}",
-        crate::router::gather::quote(&shape.name)
-    );
+    let count_sql = format!("SELECT count(*) FROM {}", quote_identifier(&shape.name));
     let counts = join_all(database.groups.iter().map(|group| {
         let query = group_request(
             request,

@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use rusqlite::Connection;
 
 use crate::catalog::view::{DatabaseEntry, TableKind};
+use crate::db::dump::quote_identifier;
 use crate::raft::types::{GroupId, RowSet, Statement, StatementResult};
 use crate::router::schema::{Schema, TableShape};
 use crate::router::{Router, group_request};
@@ -27,7 +28,7 @@ pub fn fetch_sql(shape: &TableShape) -> String {
     format!(
         "SELECT {} FROM {}",
         row_columns(shape).join(", "),
-        quote(&shape.name)
+        quote_identifier(&shape.name)
     )
 }
 
@@ -38,12 +39,8 @@ pub fn row_columns(shape: &TableShape) -> Vec<String> {
     if !shape.without_rowid && shape.rowid_alias.is_none() {
         columns.push("_rowid_".into());
     }
-    columns.extend(shape.stored_columns().map(|c| quote(&c.name)));
+    columns.extend(shape.stored_columns().map(|c| quote_identifier(&c.name)));
     columns
-}
-
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The groups holding the rows of `table`: every group for a distributed table, the first
@@ -184,7 +181,7 @@ fn fill(scratch: Connection, sets: Vec<(TableShape, RowSet)>) -> Result<Connecti
         let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ({})",
-            quote(&shape.name),
+            quote_identifier(&shape.name),
             columns.join(", "),
             marks.join(", ")
         );
@@ -206,7 +203,7 @@ pub fn drop_triggers(connection: &Connection) -> rusqlite::Result<()> {
         .query_map([], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for trigger in triggers {
-        connection.execute_batch(&format!("DROP TRIGGER {}", quote(&trigger)))?;
+        connection.execute_batch(&format!("DROP TRIGGER {}", quote_identifier(&trigger)))?;
     }
     Ok(())
 }

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 
 use crate::catalog::view::{DatabaseEntry, TableKind};
+use crate::db::dump::quote_identifier;
 use crate::raft::types::{GroupId, Params, Statement};
 use crate::router::Router;
-use crate::router::gather::{self, quote, row_columns};
+use crate::router::gather::{self, row_columns};
 use crate::router::schema::{Schema, TableShape};
 use crate::router::slots::SlotMap;
 use crate::router::tokens::{Token, tokenize};
@@ -29,7 +30,6 @@ const VALUES_PER_STATEMENT_MAX: usize = 30_000;
 #[derive(Debug, Default)]
 pub struct RoutedRows {
     pub parts: BTreeMap<GroupId, Vec<Statement>>,
-    pub rows: usize,
     pub last_rowid: i64,
 }
 
@@ -128,7 +128,6 @@ pub async fn route(
     };
     let map = SlotMap::even(&database.groups);
     let mut routed = RoutedRows {
-        rows: rows.len(),
         last_rowid: rowid_at
             .and_then(|at| match rows.last().map(|row| &row[at]) {
                 Some(SqlValue::Integer(r)) => Some(*r),
@@ -210,7 +209,7 @@ fn insert_statement(
     Statement {
         sql: format!(
             "{verb} INTO {} ({}) VALUES {}",
-            quote(&shape.name),
+            quote_identifier(&shape.name),
             columns.join(", "),
             tuples.join(", ")
         ),
@@ -233,7 +232,7 @@ impl InsertScratch {
         let fail = |e: rusqlite::Error| format!("preparing to evaluate the INSERT: {e}");
         gather::drop_triggers(&scratch).map_err(fail)?;
         let columns = row_columns(shape);
-        let table = quote(&shape.name);
+        let table = quote_identifier(&shape.name);
         if !shape.without_rowid {
             // The placeholder: random blobs satisfy NOT NULL and UNIQUE; its CHECKs are not
             // evaluated (they are for the statement's own rows).
@@ -244,7 +243,7 @@ impl InsertScratch {
                         || shape
                             .rowid_alias
                             .as_deref()
-                            .is_some_and(|alias| quote(alias) == *column);
+                            .is_some_and(|alias| quote_identifier(alias) == *column);
                     if is_rowid {
                         SENTINEL_ROWID.to_string()
                     } else {

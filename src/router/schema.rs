@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::db::dump::quote_identifier;
+
 /// What compiling a statement showed it touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Analysis {
@@ -345,11 +347,10 @@ pub fn table_shape(connection: &Connection, name: &str) -> rusqlite::Result<Opti
     // `Rowid` instruction.
     let rowid_alias = match primary_key.as_slice() {
         [only] if !without_rowid && only.declared_type.eq_ignore_ascii_case("integer") => {
-            let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
             let mut explain = connection.prepare(&format!(
                 "EXPLAIN SELECT {} FROM {}",
-                quote(&only.name),
-                quote(&name)
+                quote_identifier(&only.name),
+                quote_identifier(&name)
             ))?;
             let mut steps = explain.query([])?;
             let mut reads_rowid = false;

@@ -97,11 +97,4 @@ impl Sequences {
         *next += count;
         Some(first)
     }
-
-    /// Forgets the blocks of `table` (dropped: a new table of its name starts afresh).
-    pub fn forget(&self, database: GroupId, table: &str) {
-        if let Ok(mut blocks) = self.blocks.lock() {
-            blocks.remove(&(database, table.to_string()));
-        }
-    }
 }
