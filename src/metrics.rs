@@ -241,7 +241,7 @@ impl Metrics {
         let router_scatter = counter(
             &mut registry,
             "router_scatter",
-            "Statements of sharded databases written to several groups (split inserts, broadcast writes, schema changes)",
+            "Statements of sharded databases sent to several groups: reads answered in parts and merged, split inserts, broadcast writes, schema changes",
         );
         let router_gather = counter(
             &mut registry,

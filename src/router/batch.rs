@@ -11,7 +11,7 @@ use crate::router::commit::{Participant, commit_across};
 use crate::router::plan::{Plan, plan};
 use crate::router::schema::{Analysis, AnalyzeError, Schema};
 use crate::router::tokens::{split_statements, tokenize};
-use crate::router::{Router, ddl, functions, gather, group_request, insert, results_of};
+use crate::router::{Router, ddl, functions, gather, group_request, insert, merge, results_of};
 use crate::service::{RequestKind, ServiceError, ServiceRequest};
 use crate::types::Params;
 use crate::types::value::SqlValue;
@@ -81,6 +81,18 @@ async fn one(
                 .handle(group_request(request, kind, vec![statement.clone()], false))
                 .await?;
             results_of(response, 1).remove(0)
+        }
+        Plan::Scatter { scatter, tables } => {
+            merge::run(
+                router,
+                database,
+                &planned.schema,
+                request,
+                scatter,
+                tables,
+                statement,
+            )
+            .await?
         }
         Plan::Gather { tables } => {
             gather::run(
@@ -379,6 +391,19 @@ async fn transaction(
                     .await?;
                 results[index] = Some(results_of(response, 1).remove(0));
             }
+            Plan::Scatter { scatter, tables } => {
+                let result = merge::run(
+                    router,
+                    database,
+                    &planned.schema,
+                    request,
+                    scatter,
+                    tables,
+                    statement,
+                )
+                .await?;
+                results[index] = Some(result);
+            }
             Plan::Gather { tables } => {
                 let result = gather::run(
                     router,
@@ -466,6 +491,12 @@ fn count(plan: &Plan, database: &DatabaseEntry) {
             metrics.router_single.inc();
             metrics.router_groups_touched.inc();
         }
+        Plan::Scatter { .. } => {
+            metrics.router_scatter.inc();
+            metrics
+                .router_groups_touched
+                .inc_by(database.groups.len() as u64);
+        }
         Plan::Gather { .. } => {
             metrics.router_gather.inc();
             metrics
@@ -499,6 +530,10 @@ pub async fn explain(
     let tier = planned.plan.tier();
     let values = match &planned.plan {
         Plan::Single { .. } => vec![row(1, tier, 1, sql.to_string())],
+        Plan::Scatter { scatter, .. } => vec![
+            row(1, tier, database.groups.len(), scatter.shard_sql.clone()),
+            row(2, tier, 0, scatter.merge_sql.clone()),
+        ],
         Plan::Gather { tables } => {
             let mut rows: Vec<Vec<SqlValue>> = gather::steps(database, &planned.schema, tables)
                 .into_iter()

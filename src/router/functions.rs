@@ -19,13 +19,26 @@ use crate::types::value::SqlValue;
 /// A call of one of Shoal's functions.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
-    Distribute { table: String, column: String },
-    Reference { table: String },
-    Plan { sql: String },
+    Distribute {
+        table: String,
+        column: String,
+    },
+    Reference {
+        table: String,
+    },
+    /// `shoal_plan(sql)` read by `query`, a SELECT over a table named `shoal_plan` (`None`:
+    /// every row and column as they are).
+    Plan {
+        sql: String,
+        query: Option<String>,
+    },
 }
 
 /// The call `statement` makes, if it is one: `Ok(None)` for any other statement.
 pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String> {
+    if let Some(plan) = plan_call(statement)? {
+        return Ok(Some((plan, String::new())));
+    }
     let Some(tokens) = tokenize(&statement.sql) else {
         return Ok(None);
     };
@@ -49,23 +62,6 @@ pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String
     let (name, args) = match tokens {
         [select, Token::Word(name), open, args @ .., close]
             if select.is("select") && open.is_symbol("(") && close.is_symbol(")") =>
-        {
-            (name.as_str(), args)
-        }
-        [
-            select,
-            star,
-            from,
-            Token::Word(name),
-            open,
-            args @ ..,
-            close,
-        ] if select.is("select")
-            && star.is_symbol("*")
-            && from.is("from")
-            && open.is_symbol("(")
-            && close.is_symbol(")")
-            && name == "shoal_plan" =>
         {
             (name.as_str(), args)
         }
@@ -106,13 +102,66 @@ pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String
             },
             _ => return Err("shoal_reference(table) takes one argument".into()),
         },
-        "shoal_plan" => match text_args()?.as_slice() {
-            [sql] => Call::Plan { sql: sql.clone() },
-            _ => return Err("shoal_plan(statement) takes one argument".into()),
-        },
         _ => return Ok(None),
     };
     Ok(Some((call, column_name)))
+}
+
+/// A SELECT reading `shoal_plan('statement')` as a table: the call, and the SELECT with the
+/// call replaced by the table's name.
+fn plan_call(statement: &Statement) -> Result<Option<Call>, String> {
+    let sql = &statement.sql;
+    let Some(lexemes) = crate::router::tokens::lex(sql) else {
+        return Ok(None);
+    };
+    let tokens: Vec<Token> = lexemes.iter().map(|l| l.token.clone()).collect();
+    let numbered = number_parameters(&tokens);
+    let Some(at) = tokens
+        .windows(2)
+        .position(|pair| pair[0].is("shoal_plan") && pair[1].is_symbol("("))
+    else {
+        return Ok(None);
+    };
+    if !tokens.first().is_some_and(|t| t.is("select"))
+        || !at
+            .checked_sub(1)
+            .and_then(|before| tokens.get(before))
+            .is_some_and(|t| t.is("from") || t.is("join") || t.is_symbol(","))
+    {
+        return Ok(None);
+    }
+    let argument = match numbered.get(at + 2) {
+        Some(Token::Text(text)) => Some(text.clone()),
+        Some(Token::Param(param)) => match param_value(param, &statement.params) {
+            Some(SqlValue::Text(text)) => Some(text),
+            _ => None,
+        },
+        _ => None,
+    };
+    let (Some(argument), Some(close)) = (argument, lexemes.get(at + 3)) else {
+        return Err("shoal_plan(statement) takes one argument: the statement's text".into());
+    };
+    if !close.token.is_symbol(")") {
+        return Err("shoal_plan(statement) takes one argument: the statement's text".into());
+    }
+    let mut rest: &[Token] = &tokens[at + 4..];
+    while let [before @ .., last] = rest
+        && last.is_symbol(";")
+    {
+        rest = before;
+    }
+    let everything = at == 3 && tokens[1].is_symbol("*") && rest.is_empty();
+    let query = (!everything).then(|| {
+        format!(
+            "{}shoal_plan{}",
+            &sql[..lexemes[at].start],
+            &sql[close.end..]
+        )
+    });
+    Ok(Some(Call::Plan {
+        sql: argument,
+        query,
+    }))
 }
 
 /// The shard key a table gets in a database that distributes every table: its INTEGER
@@ -266,6 +315,32 @@ pub fn check_distributable(
     Ok(())
 }
 
+/// Runs `query` over `plan`'s rows, loaded into an in-memory table named `shoal_plan`.
+fn select_from_plan(plan: StatementResult, query: &str) -> StatementResult {
+    let load = || -> rusqlite::Result<Connection> {
+        let connection = Connection::open_in_memory()?;
+        connection.execute_batch(
+            "CREATE TABLE shoal_plan (step INTEGER, tier TEXT, groups INTEGER, sql TEXT)",
+        )?;
+        let mut insert = connection.prepare("INSERT INTO shoal_plan VALUES (?1, ?2, ?3, ?4)")?;
+        for row in plan.rows.iter().flat_map(|rows| rows.values.iter()) {
+            insert.execute(rusqlite::params_from_iter(row.iter()))?;
+        }
+        drop(insert);
+        Ok(connection)
+    };
+    match load() {
+        Ok(connection) => {
+            let guard = crate::db::guard::StatementGuard::install(
+                &connection,
+                crate::db::guard::GuardMode::Reader,
+            );
+            crate::db::execute::execute_statement(&connection, &guard, &Statement::plain(query))
+        }
+        Err(e) => StatementResult::failed(format!("reading a plan: {e}")),
+    }
+}
+
 /// Runs a call; its one result.
 pub async fn run(
     router: &Router,
@@ -275,7 +350,15 @@ pub async fn run(
     column_name: String,
 ) -> Result<StatementResult, ServiceError> {
     match call {
-        Call::Plan { sql } => crate::router::batch::explain(router, database, &sql).await,
+        Call::Plan { sql, query } => {
+            let plan = crate::router::batch::explain(router, database, &sql).await?;
+            match query {
+                None => Ok(plan),
+                Some(query) => tokio::task::spawn_blocking(move || select_from_plan(plan, &query))
+                    .await
+                    .map_err(|e| ServiceError::Internal(format!("reading a plan: {e}"))),
+            }
+        }
         Call::Distribute { table, column } => {
             let key = if ["rowid", "_rowid_", "oid"].contains(&column.to_ascii_lowercase().as_str())
             {
@@ -467,6 +550,50 @@ mod tests {
 
     fn statement(sql: &str) -> Statement {
         Statement::plain(sql)
+    }
+
+    #[test]
+    fn a_plan_is_read_as_a_table() {
+        assert_eq!(
+            recognize(&statement("select * from shoal_plan('SELECT 1');")).unwrap(),
+            Some((
+                Call::Plan {
+                    sql: "SELECT 1".into(),
+                    query: None
+                },
+                String::new()
+            ))
+        );
+        let Some((Call::Plan { sql, query }, _)) = recognize(&statement(
+            "SELECT tier, groups FROM shoal_plan('SELECT ''a''') WHERE step = 1",
+        ))
+        .unwrap() else {
+            panic!("not a plan call");
+        };
+        assert_eq!(sql, "SELECT 'a'");
+        assert_eq!(
+            query.as_deref(),
+            Some("SELECT tier, groups FROM shoal_plan WHERE step = 1")
+        );
+        let plan = StatementResult {
+            rows: Some(RowSet {
+                columns: vec![],
+                types: vec![],
+                values: vec![vec![
+                    SqlValue::Integer(1),
+                    SqlValue::Text("scatter".into()),
+                    SqlValue::Integer(4),
+                    SqlValue::Text("SELECT 1".into()),
+                ]],
+            }),
+            ..Default::default()
+        };
+        let read = select_from_plan(plan, "SELECT tier, groups FROM shoal_plan WHERE step = 1");
+        assert_eq!(
+            read.rows.unwrap().values,
+            vec![vec![SqlValue::Text("scatter".into()), SqlValue::Integer(4)]]
+        );
+        assert!(recognize(&statement("SELECT * FROM shoal_plan(1)")).is_err());
     }
 
     #[test]

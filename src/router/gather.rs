@@ -208,7 +208,8 @@ pub fn drop_triggers(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn value_bytes(value: &SqlValue) -> usize {
+/// What a value costs in memory, roughly, for the router's byte limit.
+pub fn value_bytes(value: &SqlValue) -> usize {
     match value {
         SqlValue::Text(text) => text.len() + 16,
         SqlValue::Blob(blob) => blob.len() + 16,

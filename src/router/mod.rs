@@ -1,6 +1,7 @@
 //! The router of sharded databases, on every node: each statement sent to a sharded database
 //! is planned (`plan`) — to one group when it touches only local or reference tables or pins
-//! one shard key, gathered (`gather`) when it reads distributed tables more widely, split row
+//! one shard key, scattered with partial aggregation (`scatter`, `merge`) when each shard can
+//! answer its part, gathered (`gather`) when it reads distributed tables otherwise, split row
 //! by row (`insert`) or sent to every group for writes — and writes that reach several
 //! groups commit atomically (`commit`, two-phase through each group's log, finished by
 //! `resolver` when a coordinator dies).
@@ -11,9 +12,11 @@ pub mod ddl;
 pub mod functions;
 pub mod gather;
 pub mod insert;
+pub mod merge;
 pub mod pinning;
 pub mod plan;
 pub mod resolver;
+pub mod scatter;
 pub mod schema;
 pub mod scratches;
 pub mod sequence;

@@ -3,10 +3,12 @@
 //! catalog's table kinds, and — for shard-key pinning — its text.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::catalog::view::{DatabaseEntry, TableKind};
 use crate::raft::types::{GroupId, Statement};
 use crate::router::pinning::pinned_keys;
+use crate::router::scatter::{Context, Scatter, rewrite};
 use crate::router::schema::{Analysis, Schema};
 use crate::router::slots::SlotMap;
 use crate::router::tokens::{Token, tokenize};
@@ -17,6 +19,13 @@ use crate::shard::slot::{Affinity, Slotter};
 pub enum Plan {
     /// Sent unchanged to one group.
     Single { group: GroupId, write: bool },
+    /// Each group answers its part (`scatter.shard_sql`); the parts are combined here
+    /// (`scatter.merge_sql`). `tables` are what it reads, gathered instead when combining
+    /// the answers would not be exact.
+    Scatter {
+        scatter: Arc<Scatter>,
+        tables: BTreeSet<String>,
+    },
     /// The rows of `tables` gathered from their groups into an in-memory copy of the schema,
     /// where the statement runs unchanged.
     Gather { tables: BTreeSet<String> },
@@ -37,7 +46,9 @@ impl Plan {
         match self {
             Plan::Single { .. } => "single",
             Plan::Gather { .. } => "gather",
-            Plan::Insert { .. } | Plan::Broadcast { .. } | Plan::Schema => "scatter",
+            Plan::Scatter { .. } | Plan::Insert { .. } | Plan::Broadcast { .. } | Plan::Schema => {
+                "scatter"
+            }
             Plan::Refused(_) => "refused",
         }
     }
@@ -103,6 +114,14 @@ pub fn plan(
                  changes something?): it cannot be gathered"
                     .into(),
             );
+        }
+        if let Some(scatter) =
+            scatter_plan(database, schema, statement, analysis, &distributed_read)
+        {
+            return Plan::Scatter {
+                scatter: Arc::new(scatter),
+                tables: analysis.read.clone(),
+            };
         }
         return Plan::Gather {
             tables: analysis.read.clone(),
@@ -193,6 +212,45 @@ pub fn plan(
              write each with its own statement"
         )),
     }
+}
+
+/// The scatter plan of a read of one distributed table (joined, if at all, with reference
+/// tables), when the shards can answer their parts exactly.
+fn scatter_plan(
+    database: &DatabaseEntry,
+    schema: &Schema,
+    statement: &Statement,
+    analysis: &Analysis,
+    distributed_read: &BTreeSet<String>,
+) -> Option<Scatter> {
+    let read: Vec<&String> = distributed_read.iter().collect();
+    let [table] = read.as_slice() else {
+        return None;
+    };
+    let references: BTreeSet<String> = database
+        .tables
+        .iter()
+        .filter(|(_, kind)| matches!(kind, TableKind::Reference))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for read in &analysis.read {
+        let other_kind = read != *table && !references.contains(read);
+        if other_kind || schema.declares_collation(read).ok()? {
+            return None;
+        }
+    }
+    let shape = schema.table(table).ok()??;
+    let views = schema.views().ok()?;
+    let (columns, declared) = schema.describe(&statement.sql).ok()?;
+    let context = Context {
+        distributed: table,
+        references: &references,
+        views: &views,
+        rowid_order: analysis.read.len() == 1 && !shape.without_rowid,
+        columns,
+        declared,
+    };
+    rewrite(&statement.sql, &context)
 }
 
 /// The ways a table's shard key can be written in a statement (lower-case).

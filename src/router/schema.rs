@@ -291,6 +291,57 @@ impl Schema {
         Ok(copy)
     }
 
+    /// The names (lower-case) of the database's views.
+    pub fn views(&self) -> Result<BTreeSet<String>, String> {
+        let connection = self.lock()?;
+        let fail = |e: rusqlite::Error| format!("listing the schema's views: {e}");
+        let mut statement = connection
+            .prepare("SELECT lower(name) FROM sqlite_schema WHERE type = 'view'")
+            .map_err(fail)?;
+        let names = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(fail)?;
+        names.collect::<rusqlite::Result<_>>().map_err(fail)
+    }
+
+    /// Whether table `name`'s definition names a collation (a column compared otherwise than
+    /// byte by byte).
+    pub fn declares_collation(&self, name: &str) -> Result<bool, String> {
+        let connection = self.lock()?;
+        let sql: Option<String> = connection
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| format!("reading table {name}: {e}"))?
+            .flatten();
+        Ok(sql.is_some_and(|sql| {
+            crate::router::tokens::tokenize(&sql)
+                .is_none_or(|tokens| tokens.iter().any(|t| t.is("collate")))
+        }))
+    }
+
+    /// The result column names of `sql` and their declared types, as SQLite gives them.
+    pub fn describe(&self, sql: &str) -> Result<(Vec<String>, Vec<Option<String>>), String> {
+        let connection = self.lock()?;
+        let statement = connection
+            .prepare(sql)
+            .map_err(|e| format!("describing {sql:?}: {e}"))?;
+        let names = statement
+            .column_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let declared = statement
+            .columns()
+            .iter()
+            .map(|c| c.decl_type().map(|t| t.to_ascii_lowercase()))
+            .collect();
+        Ok((names, declared))
+    }
+
     /// Runs `work` on the schema connection (no authorizer effects are read).
     pub fn with_connection<T>(&self, work: impl FnOnce(&Connection) -> T) -> Result<T, String> {
         let connection = self.lock()?;

@@ -91,13 +91,43 @@ pub fn split_statements(sql: &str) -> Option<Vec<String>> {
     Some(statements)
 }
 
+/// One token and where it is in the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lexeme {
+    pub token: Token,
+    /// Byte offsets of its first character and of the one after its last.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The tokens of `sql` with where each is; `None` when it does not tokenize.
+pub fn lex(sql: &str) -> Option<Vec<Lexeme>> {
+    let mut ends = Vec::new();
+    let tokens = scan(sql, &mut ends)?;
+    Some(
+        tokens
+            .into_iter()
+            .zip(ends)
+            .map(|((token, start), end)| Lexeme { token, start, end })
+            .collect(),
+    )
+}
+
 /// The tokens of `sql` with the byte offset each starts at.
 fn spans(sql: &str) -> Option<Vec<(Token, usize)>> {
+    scan(sql, &mut Vec::new())
+}
+
+/// The tokens of `sql` with the byte offset each starts at; `ends` receives where each ends.
+fn scan(sql: &str, ends: &mut Vec<usize>) -> Option<Vec<(Token, usize)>> {
     let bytes = sql.as_bytes();
     let mut tokens: Vec<(Token, usize)> = Vec::new();
     let mut at = 0;
     let text = |from: usize, to: usize| sql.get(from..to).map(str::to_string);
     while at < bytes.len() {
+        if ends.len() < tokens.len() {
+            ends.push(at);
+        }
         let c = bytes[at];
         let begin = at;
         match c {
@@ -180,6 +210,9 @@ fn spans(sql: &str) -> Option<Vec<(Token, usize)>> {
             }
         }
     }
+    if ends.len() < tokens.len() {
+        ends.push(at);
+    }
     Some(tokens)
 }
 
@@ -251,6 +284,17 @@ mod tests {
             ]
         );
         assert_eq!(split_statements("SELECT 1").unwrap(), vec!["SELECT 1"]);
+    }
+
+    #[test]
+    fn lexemes_say_where_each_token_is() {
+        let sql = "SELECT a,  'it''s' -- note\n FROM t";
+        let spans: Vec<&str> = lex(sql)
+            .unwrap()
+            .iter()
+            .map(|l| &sql[l.start..l.end])
+            .collect();
+        assert_eq!(spans, ["SELECT", "a", ",", "'it''s'", "FROM", "t"]);
     }
 
     #[test]
