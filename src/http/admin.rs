@@ -151,6 +151,8 @@ fn groups_json(databases: &crate::catalog::databases::Databases) -> Value {
                 "lag_entries": if lag.is_empty() { Value::Null } else { Value::Object(lag) },
                 // Idle: Raft timers stopped, liveness checked per node pair (raft::quiesce).
                 "quiesced": group.is_quiesced(),
+                // A cross-group transaction prepared here and not yet decided (router::commit).
+                "holds_prepared": group.database.holds_prepared(),
             })
         })
         .collect()

@@ -1,5 +1,6 @@
 //! Fault injection with checked histories: a real 3-voter cluster, clients running register,
-//! bank, set and append workloads through the HTTP API while a seeded nemesis kills, pauses,
+//! bank, set and append workloads through the HTTP API (and a bank over a sharded database,
+//! whose transfers span groups) while a seeded nemesis kills, pauses,
 //! partitions, slows and reconfigures the nodes. Afterwards every history is checked
 //! (linearizability per register, bank totals, set membership, append-list order and
 //! atomicity) and every replica must hold identical data.
@@ -225,6 +226,108 @@ async fn ci_seed_2_keeps_every_invariant_under_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ci_seed_3_keeps_every_invariant_under_faults() {
     run_and_require_no_violation(3, CI_RUN).await;
+}
+
+/// The bank over a database sharded four ways: transfers between groups commit through
+/// two-phase commit while nodes are killed, paused and partitioned, leaders isolated. Once
+/// healed, the money is all there, every acknowledged transfer applied whole, and no group
+/// holds a prepared transaction (the resolver finished what coordinators left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_sharded_bank_commits_across_groups_atomically_under_faults() {
+    let seed = 4;
+    let mut cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        controlled_network: true,
+        fast_elections: true,
+        ..Default::default()
+    })
+    .await;
+    let settle = Duration::from_secs(30);
+    cluster
+        .execute_until_ok(0, "", workloads::shardbank::create(), settle)
+        .await;
+    cluster
+        .execute_until_ok(0, "db=ledger", workloads::shardbank::schema(), settle)
+        .await;
+    let start = Instant::now();
+    let targets = Targets::new((0..cluster.nodes.len()).map(|p| cluster.url(p)).collect());
+    let context = Arc::new(RunContext {
+        client: DbClient::new(),
+        targets: targets.clone(),
+        pg_ports: Default::default(),
+        seed,
+        start,
+        deadline: start + CI_RUN,
+    });
+    let bank = workloads::shardbank::Workload::new(&context);
+    let clients = {
+        let (context, bank) = (context.clone(), bank.clone());
+        tokio::spawn(async move {
+            workloads::run_clients(&context, 3, |c, id| bank.clone().client(c, id)).await;
+        })
+    };
+    let faults = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::IsolateLeader,
+    ];
+    let mut nemesis = Nemesis::new(seed, &faults, 3, start);
+    nemesis.run(&mut cluster, &targets, context.deadline).await;
+    clients.await.expect("workload clients");
+    let mut violations = Vec::new();
+    let mut summaries = Vec::new();
+    for result in [
+        bank.check(&context).await,
+        none_prepared(&cluster, "ledger").await,
+    ] {
+        match result {
+            Ok(summary) => summaries.push(summary),
+            Err(violation) => violations.push(violation),
+        }
+    }
+    let report = RunReport {
+        seed,
+        summaries,
+        violations,
+        fault_log: nemesis.log,
+        faults_injected: nemesis.faults_injected,
+    };
+    println!("{}", report.describe());
+    assert!(report.violations.is_empty(), "{}", report.describe());
+    assert!(report.faults_injected > 0, "no fault was injected");
+}
+
+/// Within 30 s of healing, no group of `database` on any running node holds a prepared
+/// transaction.
+async fn none_prepared(cluster: &Cluster, database: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut holding = Vec::new();
+        let mut groups = 0;
+        for node in (0..cluster.nodes.len()).filter(|&p| cluster.is_running(p)) {
+            let status = cluster.get_json(node, "/status").await?;
+            for group in status["groups"].as_array().into_iter().flatten() {
+                if group["database"] == database {
+                    groups += 1;
+                    if group["holds_prepared"] != false {
+                        holding.push(format!("node {} group {}", node + 1, group["group"]));
+                    }
+                }
+            }
+        }
+        if holding.is_empty() && groups > 0 {
+            return Ok(format!(
+                "two-phase commit: no prepared transaction left in {groups} group replicas"
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "prepared transactions left unresolved 30 s after healing: {holding:?}                  ({groups} group replicas seen)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The checkers can fail: a build that acknowledges writes before they commit, whose leader

@@ -6,6 +6,7 @@ pub mod bank;
 pub mod pgbank;
 pub mod register;
 pub mod set;
+pub mod shardbank;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
