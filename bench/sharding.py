@@ -175,7 +175,8 @@ def render(results, aggregates, options, plain_led_here):
         "| database | ms | groups |",
         "|---|---|---|",
         f"| plain (1 group) | {aggregates['plain'][0]:.0f} | 1 |",
-        f"| s4 (gathered from 4 groups) | {aggregates['s4'][0]:.0f} | 4 |",
+        f"| s4 (scatter: partial aggregates from 4 groups, merged) | {aggregates['s4'][0]:.0f} "
+        f"| 4 |",
     ]
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What sharding costs and gives on one machine: point reads and writes in a 4-group sharded
 # database against an unsharded one, INSERT throughput with 1, 2 and 4 groups, and an
-# aggregate over a distributed table (a gather) against the same table unsharded. Builds
+# aggregate over a distributed table (the scatter tier) against the same table unsharded. Builds
 # Shoal in release mode and writes the table into docs/benchmarks.md. About 5 minutes.
 #   bench/sharding.sh [--seconds 10] [--rows 200000] [--no-write]
 set -euo pipefail
