@@ -82,28 +82,8 @@ async fn one(
                 .await?;
             results_of(response, 1).remove(0)
         }
-        Plan::Scatter { scatter, tables } => {
-            merge::run(
-                router,
-                database,
-                &planned.schema,
-                request,
-                scatter,
-                tables,
-                statement,
-            )
-            .await?
-        }
-        Plan::Gather { tables } => {
-            gather::run(
-                router,
-                database,
-                &planned.schema,
-                request,
-                tables,
-                statement,
-            )
-            .await?
+        Plan::Scatter { .. } | Plan::Gather { .. } => {
+            read_across(router, database, &planned, request, statement).await?
         }
         Plan::Schema => {
             ddl::run(
@@ -225,6 +205,31 @@ async fn planned(
         schema,
         analysis,
     })
+}
+
+/// A read of several groups: scattered and merged, or gathered.
+async fn read_across(
+    router: &Router,
+    database: &DatabaseEntry,
+    planned: &Planned,
+    request: &ServiceRequest,
+    statement: &Statement,
+) -> Result<StatementResult, ServiceError> {
+    let schema = &planned.schema;
+    match &planned.plan {
+        Plan::Scatter { scatter, tables } => {
+            merge::run(
+                router, database, schema, request, scatter, tables, statement,
+            )
+            .await
+        }
+        Plan::Gather { tables } => {
+            gather::run(router, database, schema, request, tables, statement).await
+        }
+        _ => Err(ServiceError::Internal(
+            "a read across groups was planned otherwise".into(),
+        )),
+    }
 }
 
 /// The rows of INSERT `statement` into distributed `table`, routed to their groups.
@@ -391,29 +396,8 @@ async fn transaction(
                     .await?;
                 results[index] = Some(results_of(response, 1).remove(0));
             }
-            Plan::Scatter { scatter, tables } => {
-                let result = merge::run(
-                    router,
-                    database,
-                    &planned.schema,
-                    request,
-                    scatter,
-                    tables,
-                    statement,
-                )
-                .await?;
-                results[index] = Some(result);
-            }
-            Plan::Gather { tables } => {
-                let result = gather::run(
-                    router,
-                    database,
-                    &planned.schema,
-                    request,
-                    tables,
-                    statement,
-                )
-                .await?;
+            Plan::Scatter { .. } | Plan::Gather { .. } => {
+                let result = read_across(router, database, &planned, request, statement).await?;
                 results[index] = Some(result);
             }
             Plan::Broadcast { groups } => {

@@ -63,17 +63,22 @@ impl RunContext {
 /// Runs `sql` at level=linearizable on any node until one answers (after faults healed);
 /// returns the rows' values.
 pub async fn final_read(context: &RunContext, sql: &str) -> Result<Vec<Value>, String> {
+    final_read_at(context, "/db/query?level=linearizable", sql).await
+}
+
+/// [`final_read`] through `path` (another database, say).
+pub async fn final_read_at(
+    context: &RunContext,
+    path: &str,
+    sql: &str,
+) -> Result<Vec<Value>, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = String::new();
     let mut choice = 0;
     while Instant::now() < deadline {
         let url = context.targets.pick(choice);
         choice += 1;
-        match context
-            .client
-            .send(&url, "/db/query?level=linearizable", &json!([sql]))
-            .await
-        {
+        match context.client.send(&url, path, &json!([sql])).await {
             Reply::Ok(results) => {
                 return Ok(results[0]["values"].as_array().cloned().unwrap_or_default());
             }

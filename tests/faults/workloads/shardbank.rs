@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{Value, json};
@@ -181,20 +180,6 @@ impl Workload {
 
 /// `sql` on the sharded database at level=linearizable, on any node until one answers.
 async fn read(context: &RunContext, sql: &str) -> Result<Vec<Value>, String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = String::new();
-    let mut choice = 0;
-    while Instant::now() < deadline {
-        let url = context.targets.pick(choice);
-        choice += 1;
-        let path = format!("/db/query?db={DATABASE}&level=linearizable");
-        match context.client.send(&url, &path, &json!([sql])).await {
-            Reply::Ok(results) => {
-                return Ok(results[0]["values"].as_array().cloned().unwrap_or_default());
-            }
-            Reply::Fail(e) | Reply::Unknown(e) => last = e,
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("sharded bank: {sql:?} never succeeded: {last}"))
+    let path = format!("/db/query?db={DATABASE}&level=linearizable");
+    super::final_read_at(context, &path, sql).await
 }
