@@ -61,11 +61,13 @@ pub fn rewrite(sql: &str, context: &Context<'_>) -> Option<Scatter> {
     let lexemes = lex(sql)?;
     let select = Select::split(&lexemes)?;
     check_tokens(&lexemes, context)?;
+    let items = items(select.projection)?;
     let query = Query {
         sql,
         select: &select,
         context,
-        items: items(select.projection)?,
+        aliases: items.iter().filter_map(|i| i.alias.clone()).collect(),
+        items,
     };
     query.check_parameters()?;
     query.check_functions()?;
@@ -529,6 +531,8 @@ struct Query<'a> {
     select: &'a Select<'a>,
     context: &'a Context<'a>,
     items: Vec<Item<'a>>,
+    /// The projection's aliases (lower-case).
+    aliases: BTreeSet<String>,
 }
 
 /// A function call found in an expression: its name, and the indexes of its parentheses.
@@ -569,7 +573,7 @@ impl<'a> Query<'a> {
     /// WHERE or an aggregate's argument is a projection alias (SQLite would read the alias
     /// there, and the shards' projection has none).
     fn check_functions(&self) -> Option<()> {
-        let aliases = self.aliases();
+        let aliases = &self.aliases;
         let all = self.select.projection.iter().chain(self.select.from.iter());
         let lexemes: Vec<&Lexeme> = all
             .chain(self.select.filter.into_iter().flatten())
@@ -596,10 +600,6 @@ impl<'a> Query<'a> {
             }
         }
         Some(())
-    }
-
-    fn aliases(&self) -> BTreeSet<String> {
-        self.items.iter().filter_map(|i| i.alias.clone()).collect()
     }
 
     /// The function calls in `tokens`, outermost first.
@@ -662,11 +662,7 @@ impl<'a> Query<'a> {
                     groups.push(item.expr);
                     continue;
                 }
-                if only
-                    .token
-                    .name()
-                    .is_some_and(|n| self.aliases().contains(&n))
-                {
+                if only.token.name().is_some_and(|n| self.aliases.contains(&n)) {
                     return None;
                 }
             }
@@ -676,7 +672,7 @@ impl<'a> Query<'a> {
             groups: groups.iter().map(|g| tokens_of(g)).collect(),
             shard: groups.iter().map(|g| self.text(g)).collect(),
             sums: Vec::new(),
-            aliases: self.aliases(),
+            aliases: self.aliases.clone(),
         };
         let mut merge_items = Vec::new();
         for item in &self.items {
@@ -831,7 +827,7 @@ impl<'a> Query<'a> {
         };
         let mut hidden: Vec<String> = Vec::new();
         let mut keys: Vec<(usize, String)> = Vec::new(); // (partial column, direction)
-        let aliases = self.aliases();
+        let aliases = &self.aliases;
         for term in select
             .order_by
             .map(split_commas)
