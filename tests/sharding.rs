@@ -710,3 +710,205 @@ async fn scattered_aggregates_and_merged_rows_answer_as_one_database_would() {
         )
         .await;
 }
+
+/// Two account ids of `shop.accounts` owned by different groups (the router scatters a read
+/// of both).
+async fn ids_in_two_groups(cluster: &Cluster) -> (i64, i64) {
+    for other in 2..=8 {
+        let sql = format!(
+            "SELECT tier FROM shoal_plan('SELECT * FROM accounts WHERE id IN (1, {other})') \
+             WHERE step = 1"
+        );
+        if values(cluster, 0, "shop", &sql).await == json!([["scatter"]]) {
+            return (1, other);
+        }
+    }
+    panic!("accounts 1 to 8 all live in one group of four");
+}
+
+async fn balance_over_http(cluster: &Cluster, node: usize, id: i64) -> i64 {
+    let sql = format!("SELECT balance FROM accounts WHERE id = {id}");
+    values(cluster, node, "shop", &sql).await[0][0]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no balance for account {id}"))
+}
+
+async fn pg_client(cluster: &Cluster, node: usize) -> tokio_postgres::Client {
+    let config = format!(
+        "host=127.0.0.1 port={} user=shoal dbname=shop connect_timeout=5",
+        cluster.nodes[node].pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+fn sqlstate(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|code| code.code().to_string())
+        .unwrap_or_else(|| panic!("no SQLSTATE in {error}"))
+}
+
+/// BEGIN … COMMIT over the PostgreSQL protocol on a sharded database: statements reach the
+/// groups owning their rows, the transaction reads its own writes in every group (pinned
+/// reads, scattered aggregates, new rows with router-allocated rowids), nothing is visible
+/// to others before COMMIT, COMMIT applies every group's part or none, ROLLBACK leaves
+/// nothing, and a transaction whose reads another one changed fails with 40001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_transactions_span_groups_and_commit_whole_or_not_at_all() {
+    let cluster = sharded_cluster().await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
+            "CREATE TABLE moves (id INTEGER PRIMARY KEY, account INTEGER NOT NULL, amount INTEGER)",
+        ]),
+    )
+    .await;
+    for call in [
+        "SELECT shoal_distribute('accounts', 'id')",
+        "SELECT shoal_distribute('moves', 'account')",
+    ] {
+        execute_ok(&cluster, 0, "shop", json!([call])).await;
+    }
+    let rows: Vec<String> = (1..=8).map(|id| format!("({id}, 100)")).collect();
+    let insert = format!(
+        "INSERT INTO accounts (id, balance) VALUES {}",
+        rows.join(", ")
+    );
+    execute_ok(&cluster, 0, "shop", json!([insert])).await;
+    let (from, to) = ids_in_two_groups(&cluster).await;
+    let client = pg_client(&cluster, 1).await;
+    let balance = "SELECT balance FROM accounts WHERE id = $1";
+
+    // A transfer between two groups, with a ledger row in a third table.
+    client.batch_execute("BEGIN").await.unwrap();
+    for (id, amount) in [(from, -30i64), (to, 30)] {
+        // (The amount is written in: a parameter's type is not inferred from arithmetic.)
+        let update = format!("UPDATE accounts SET balance = balance + {amount} WHERE id = $1");
+        let changed = client.execute(update.as_str(), &[&id]).await.unwrap();
+        assert_eq!(changed, 1);
+        client
+            .execute(
+                "INSERT INTO moves (account, amount) VALUES ($1, $2)",
+                &[&id, &amount],
+            )
+            .await
+            .unwrap();
+    }
+    let own: i64 = client.query_one(balance, &[&from]).await.unwrap().get(0);
+    assert_eq!(own, 70, "the transaction reads its own write");
+    let total: i64 = client
+        .query_one("SELECT sum(balance) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        total, 800,
+        "a scattered read sees the writes in both groups"
+    );
+    let moves: i64 = client
+        .query_one("SELECT count(*) FROM moves", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(moves, 2);
+    assert_eq!(
+        balance_over_http(&cluster, 0, from).await,
+        100,
+        "nothing is visible before COMMIT"
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+    for node in [0, 2] {
+        assert_eq!(balance_over_http(&cluster, node, from).await, 70);
+        assert_eq!(balance_over_http(&cluster, node, to).await, 130);
+    }
+    assert_eq!(
+        values(
+            &cluster,
+            0,
+            "shop",
+            "SELECT account, amount FROM moves ORDER BY amount"
+        )
+        .await,
+        json!([[from, -30], [to, 30]])
+    );
+
+    // ROLLBACK leaves every group as it was.
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute("UPDATE accounts SET balance = 0", &[])
+        .await
+        .unwrap();
+    client
+        .execute("INSERT INTO moves (account, amount) VALUES (1, 0)", &[])
+        .await
+        .unwrap();
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        values(
+            &cluster,
+            0,
+            "shop",
+            "SELECT sum(balance), (SELECT count(*) FROM moves) FROM accounts"
+        )
+        .await,
+        json!([[800, 2]])
+    );
+
+    // Another writer changes what the transaction read in one group while it writes in
+    // another: COMMIT fails with a serialization failure, and nothing of it is applied.
+    client.batch_execute("BEGIN").await.unwrap();
+    let seen: i64 = client.query_one(balance, &[&from]).await.unwrap().get(0);
+    assert_eq!(seen, 70);
+    execute_ok(
+        &cluster,
+        2,
+        "shop",
+        json!([format!("UPDATE accounts SET balance = 0 WHERE id = {from}")]),
+    )
+    .await;
+    let update = format!("UPDATE accounts SET balance = balance + {seen} WHERE id = $1");
+    client.execute(update.as_str(), &[&to]).await.unwrap();
+    let refused = client.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(sqlstate(&refused), "40001", "{refused}");
+    assert_eq!(balance_over_http(&cluster, 0, to).await, 130);
+
+    // A failing statement fails the transaction until ROLLBACK, as in PostgreSQL; schema
+    // changes and savepoints are refused inside one, naming why.
+    client.batch_execute("BEGIN").await.unwrap();
+    let duplicate = client
+        .execute("INSERT INTO accounts (id, balance) VALUES ($1, 1)", &[&to])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&duplicate), "23505", "{duplicate}");
+    let ignored = client.query_one(balance, &[&to]).await.unwrap_err();
+    assert_eq!(sqlstate(&ignored), "25P02", "{ignored}");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    let savepoint = client.batch_execute("SAVEPOINT a").await.unwrap_err();
+    assert_eq!(sqlstate(&savepoint), "0A000", "{savepoint}");
+    client.batch_execute("ROLLBACK").await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    let ddl = client
+        .batch_execute("CREATE TABLE later (id INTEGER PRIMARY KEY)")
+        .await
+        .unwrap_err();
+    let message = ddl.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("schema change")),
+        "{message:?}"
+    );
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        values(&cluster, 0, "shop", "SELECT sum(balance) FROM accounts").await,
+        json!([[730]])
+    );
+}

@@ -14,6 +14,8 @@ use crate::net::node_client::NodeClient;
 use crate::raft::types::{DEFAULT_DATA_GROUP, GroupId, NodeId, ShoalNode};
 use crate::service::peer::{PeerClient, group_not_there};
 use crate::service::{Service, ServiceError, ServiceRequest, ServiceResponse};
+use crate::types::Statement;
+use crate::types::routed::{Rehearsed, RoutedTransaction};
 
 /// Longest a node waits to apply what the catalog leader committed before it answers from
 /// its own view anyway.
@@ -37,6 +39,25 @@ pub trait ShardedRequests: Send + Sync {
     async fn handle(
         &self,
         database: Arc<crate::catalog::view::DatabaseEntry>,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError>;
+
+    /// Runs `statement` inside the open interactive `transaction` (rehearsed in the groups
+    /// it touches with the transaction's earlier statements there, then rolled back);
+    /// `request` carries the session's options.
+    async fn rehearse(
+        &self,
+        database: Arc<crate::catalog::view::DatabaseEntry>,
+        transaction: &mut RoutedTransaction,
+        statement: Statement,
+        request: ServiceRequest,
+    ) -> Result<Rehearsed, ServiceError>;
+
+    /// Commits `transaction` in every group it touched, only as its client saw it.
+    async fn commit(
+        &self,
+        database: Arc<crate::catalog::view::DatabaseEntry>,
+        transaction: RoutedTransaction,
         request: ServiceRequest,
     ) -> Result<ServiceResponse, ServiceError>;
 }

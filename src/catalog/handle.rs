@@ -12,6 +12,7 @@ use crate::service::{
     ReadConsistency, RequestKind, Service, ServiceError, ServiceRequest, ServiceResponse,
     WriteConcern,
 };
+use crate::types::routed::{Rehearsed, RoutedTransaction};
 use crate::types::shard::ShardStep;
 use crate::types::value::SqlValue;
 
@@ -97,6 +98,40 @@ impl DatabaseHandle {
 }
 
 impl DatabaseHandle {
+    /// Runs `statement` inside the open interactive transaction `transaction` of this
+    /// sharded database (`ShardedRequests::rehearse`).
+    pub async fn rehearse_routed(
+        &self,
+        transaction: &mut RoutedTransaction,
+        statement: Statement,
+        request: ServiceRequest,
+    ) -> Result<Rehearsed, ServiceError> {
+        match &self.target {
+            Target::Sharded {
+                router, database, ..
+            } => {
+                router
+                    .rehearse(database.clone(), transaction, statement, request)
+                    .await
+            }
+            _ => Err(not_sharded(&self.name)),
+        }
+    }
+
+    /// Commits the interactive transaction `transaction` of this sharded database.
+    pub async fn commit_routed(
+        &self,
+        transaction: RoutedTransaction,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        match &self.target {
+            Target::Sharded {
+                router, database, ..
+            } => router.commit(database.clone(), transaction, request).await,
+            _ => Err(not_sharded(&self.name)),
+        }
+    }
+
     /// Applies a cross-group transaction step in this group, on its leader: through the
     /// replica here, or a node holding one.
     pub async fn apply_step(
@@ -194,4 +229,10 @@ impl DatabaseHandle {
             })
             .collect())
     }
+}
+
+fn not_sharded(name: &str) -> ServiceError {
+    ServiceError::Internal(format!(
+        "database {name:?} is not sharded: its transactions are not routed"
+    ))
 }

@@ -21,6 +21,7 @@ use pgwire::api::results::{Response, Tag};
 use pgwire::error::ErrorInfo;
 
 use crate::catalog::databases::Databases;
+use crate::catalog::handle::DatabaseHandle;
 use crate::pgwire::backend::session_database;
 use crate::pgwire::session::Session;
 use crate::pgwire::sqlstate;
@@ -29,6 +30,8 @@ use crate::raft::types::{
     Pinned, SERIALIZATION_FAILURE, Statement, StatementBatch, StatementResult, results_digest,
 };
 use crate::service::request::RequestKind;
+use crate::service::{ServiceError, ServiceResponse};
+use crate::types::routed::{Rehearsed, RoutedTransaction};
 
 /// Statements one transaction may hold.
 pub const TRANSACTION_STATEMENTS_MAX: usize = 1_000;
@@ -51,6 +54,8 @@ pub struct OpenTransaction {
     started: Instant,
     /// A statement failed: only ROLLBACK (or COMMIT, which rolls back) is accepted now.
     failed: bool,
+    /// On a sharded database: what each group ran for it (the router rehearses and commits).
+    routed: Option<RoutedTransaction>,
 }
 
 impl OpenTransaction {
@@ -64,6 +69,7 @@ impl OpenTransaction {
             bytes: 0,
             started: Instant::now(),
             failed: false,
+            routed: None,
         }
     }
 
@@ -104,7 +110,11 @@ impl Transactions {
     /// its first statement.
     pub fn statements_so_far(session: &Session) -> Option<StatementBatch> {
         Self::with_open(session, |open| {
-            let open = open.as_ref().filter(|t| !t.statements.is_empty())?;
+            // (A sharded database's statements ran in several groups: its schema, the same
+            // in every group, is described without them.)
+            let open = open
+                .as_ref()
+                .filter(|t| !t.statements.is_empty() && t.routed.is_none())?;
             let mut batch = StatementBatch::new(open.statements.clone(), true);
             batch.pinned = Some(open.pinned(false));
             Some(batch)
@@ -174,6 +184,10 @@ impl Transactions {
             Ok(database) => database,
             Err(error) => return Response::Error(service_error(&error)),
         };
+        if let Some(routed) = open.routed {
+            let request = options.request(RequestKind::Execute, Vec::new());
+            return committed(session, database.commit_routed(routed, request).await);
+        }
         // Judged on a local replica; without one, the commit goes through the log.
         let all_read_only = match database.local() {
             Some(service) => service
@@ -192,28 +206,7 @@ impl Transactions {
         let mut batch = StatementBatch::new(open.statements.clone(), true);
         batch.pinned = Some(open.pinned(true));
         let request = options.request(RequestKind::Execute, vec![batch]);
-        match database.handle(request).await {
-            Ok(response) => {
-                if let Some(index) = response.raft_index {
-                    session.wrote_at(index);
-                }
-                if let Some(message) = response.results.iter().find_map(|r| r.error.clone()) {
-                    return Response::Error(sqlstate::statement_error(&message));
-                }
-                match response.write_concern_error {
-                    Some(error) => Response::Error(error_info(
-                        sqlstate::CANNOT_CONNECT_NOW,
-                        format!(
-                            "the transaction is committed, but its write concern was not \
-                             confirmed: {}",
-                            error.message
-                        ),
-                    )),
-                    None => Response::TransactionEnd(Tag::new("COMMIT")),
-                }
-            }
-            Err(error) => Response::Error(service_error(&error)),
-        }
+        committed(session, database.handle(request).await)
     }
 
     /// Runs `statement` inside the open transaction: returns its result as the client sees
@@ -223,6 +216,15 @@ impl Transactions {
         session: &Session,
         statement: Statement,
     ) -> Result<StatementResult, Box<ErrorInfo>> {
+        let database = session_database(&self.databases, session)
+            .await
+            .map_err(|error| {
+                self.fail(session);
+                service_error(&error)
+            })?;
+        if database.sharded().is_some() {
+            return self.execute_routed(session, &database, statement).await;
+        }
         let recovers = is_rollback_to_savepoint(&statement.sql);
         let (batch, seen_before, term) = Self::with_open(session, |open| {
             let open = open.as_mut().ok_or_else(|| {
@@ -246,26 +248,11 @@ impl Transactions {
         .inspect_err(|_| self.fail(session))?;
         let options = session.request_options();
         let request = options.request(RequestKind::Rehearse, vec![batch]);
-        let database = session_database(&self.databases, session)
-            .await
-            .map_err(|error| {
-                self.fail(session);
-                service_error(&error)
-            })?;
         let response = database.handle(request).await.map_err(|error| {
             self.fail(session);
             service_error(&error)
         })?;
-        let abort = |reason: &str| {
-            Self::with_open(session, |open| open.take());
-            error_info(
-                sqlstate::SERIALIZATION_FAILURE,
-                format!(
-                    "{SERIALIZATION_FAILURE}: {reason}; the transaction was rolled back and \
-                     nothing was applied, retry it"
-                ),
-            )
-        };
+        let abort = |reason: &str| Self::abort(session, reason);
         if term.is_some() && response.term != term {
             return Err(abort("the leader changed during the transaction"));
         }
@@ -295,6 +282,114 @@ impl Transactions {
         });
         Ok(result)
     }
+
+    /// Ends the open transaction with a serialization failure (SQLSTATE 40001).
+    fn abort(session: &Session, reason: &str) -> Box<ErrorInfo> {
+        Self::with_open(session, |open| open.take());
+        error_info(
+            sqlstate::SERIALIZATION_FAILURE,
+            format!(
+                "{SERIALIZATION_FAILURE}: {reason}; the transaction was rolled back and nothing \
+                 was applied, retry it"
+            ),
+        )
+    }
+
+    /// `execute` on a sharded database: the router runs the statement in the groups it
+    /// touches, after the transaction's earlier statements there.
+    async fn execute_routed(
+        &self,
+        session: &Session,
+        database: &DatabaseHandle,
+        statement: Statement,
+    ) -> Result<StatementResult, Box<ErrorInfo>> {
+        if is_savepoint_command(&statement.sql) {
+            self.fail(session);
+            return Err(error_info(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "savepoints are not supported in a transaction on a sharded database yet",
+            ));
+        }
+        let routed = Self::with_open(session, |open| {
+            let open = open.as_mut().ok_or_else(|| {
+                error_info(
+                    sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                    "no transaction is open",
+                )
+            })?;
+            check_limits(open, &statement)?;
+            Ok::<_, Box<ErrorInfo>>(
+                open.routed
+                    .take()
+                    .unwrap_or_else(|| RoutedTransaction::new(open.seed, open.timestamp_ms)),
+            )
+        })
+        .inspect_err(|_| self.fail(session))?;
+        let mut routed = routed;
+        let request = session
+            .request_options()
+            .request(RequestKind::Rehearse, Vec::new());
+        let outcome = database
+            .rehearse_routed(&mut routed, statement.clone(), request)
+            .await;
+        Self::with_open(session, |open| {
+            if let Some(open) = open {
+                open.routed = Some(routed);
+            }
+        });
+        match outcome {
+            Err(error) => {
+                self.fail(session);
+                Err(service_error(&error))
+            }
+            Ok(Rehearsed::Conflict(reason)) => Err(Self::abort(session, &reason)),
+            Ok(Rehearsed::Ran(result)) if result.error.is_some() => {
+                self.fail(session);
+                Ok(result)
+            }
+            Ok(Rehearsed::Ran(result)) => {
+                Self::with_open(session, |open| {
+                    if let Some(open) = open {
+                        open.bytes += statement_bytes(&statement);
+                        open.statements.push(statement);
+                        open.seen.push(result.clone());
+                    }
+                });
+                Ok(result)
+            }
+        }
+    }
+}
+
+/// COMMIT's answer once the commit's request returned.
+fn committed(session: &Session, outcome: Result<ServiceResponse, ServiceError>) -> Response {
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => return Response::Error(service_error(&error)),
+    };
+    if let Some(index) = response.raft_index {
+        session.wrote_at(index);
+    }
+    if let Some(message) = response.results.iter().find_map(|r| r.error.clone()) {
+        return Response::Error(sqlstate::statement_error(&message));
+    }
+    match response.write_concern_error {
+        Some(error) => Response::Error(error_info(
+            sqlstate::CANNOT_CONNECT_NOW,
+            format!(
+                "the transaction is committed, but its write concern was not confirmed: {}",
+                error.message
+            ),
+        )),
+        None => Response::TransactionEnd(Tag::new("COMMIT")),
+    }
+}
+
+/// `SAVEPOINT`, `RELEASE [SAVEPOINT]` or `ROLLBACK TO [SAVEPOINT]`.
+fn is_savepoint_command(sql: &str) -> bool {
+    let mut words = sql.split_whitespace().map(str::to_ascii_lowercase);
+    let first = words.next().unwrap_or_default();
+    matches!(first.trim_end_matches(';'), "savepoint" | "release") || is_rollback_to_savepoint(sql)
 }
 
 /// `ROLLBACK TO [SAVEPOINT] name`.

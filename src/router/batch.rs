@@ -9,6 +9,7 @@ use crate::catalog::view::DatabaseEntry;
 use crate::raft::types::{GroupId, RowSet, Statement, StatementBatch, StatementResult};
 use crate::router::commit::{Participant, commit_across};
 use crate::router::plan::{Plan, plan};
+use crate::router::reads::{Direct, GroupReads};
 use crate::router::schema::{Analysis, AnalyzeError, Schema};
 use crate::router::tokens::{split_statements, tokenize};
 use crate::router::{Router, ddl, functions, gather, group_request, insert, merge, results_of};
@@ -17,10 +18,10 @@ use crate::types::Params;
 use crate::types::value::SqlValue;
 
 /// A statement ready to run: its plan, and what it was planned against.
-struct Planned {
-    plan: Plan,
-    schema: Arc<Schema>,
-    analysis: Analysis,
+pub(crate) struct Planned {
+    pub plan: Plan,
+    pub schema: Arc<Schema>,
+    pub analysis: Arc<Analysis>,
 }
 
 /// Runs `batch` on `database`.
@@ -83,7 +84,14 @@ async fn one(
             results_of(response, 1).remove(0)
         }
         Plan::Scatter { .. } | Plan::Gather { .. } => {
-            read_across(router, database, &planned, request, statement).await?
+            read_across(
+                router,
+                database,
+                &planned,
+                &Direct { router, request },
+                statement,
+            )
+            .await?
         }
         Plan::Schema => {
             ddl::run(
@@ -97,11 +105,19 @@ async fn one(
             .await?
         }
         Plan::Insert { table } => {
-            let routed =
-                match route_insert(router, database, request, statement, &planned, table).await? {
-                    Ok(routed) => routed,
-                    Err(message) => return Ok((StatementResult::failed(message), false)),
-                };
+            let routed = match route_insert(
+                router,
+                database,
+                &Direct { router, request },
+                statement,
+                &planned,
+                table,
+            )
+            .await?
+            {
+                Ok(routed) => routed,
+                Err(message) => return Ok((StatementResult::failed(message), false)),
+            };
             let last_rowid = routed.last_rowid;
             let parts: Vec<(GroupId, Vec<Statement>)> = routed.parts.into_iter().collect();
             let mut result = write_parts(router, request, parts).await?;
@@ -169,7 +185,7 @@ async fn script(
 
 /// Plans `statement`, reloading the schema once when it does not compile against the one
 /// held (a table created through another node a moment ago).
-async fn planned(
+pub(crate) async fn planned(
     router: &Router,
     database: &DatabaseEntry,
     statement: &Statement,
@@ -193,7 +209,7 @@ async fn planned(
                             write: true,
                         },
                         schema: fresh,
-                        analysis: Analysis::default(),
+                        analysis: Arc::default(),
                     });
                 }
             }
@@ -208,23 +224,20 @@ async fn planned(
 }
 
 /// A read of several groups: scattered and merged, or gathered.
-async fn read_across(
+pub(crate) async fn read_across(
     router: &Router,
     database: &DatabaseEntry,
     planned: &Planned,
-    request: &ServiceRequest,
+    reads: &dyn GroupReads,
     statement: &Statement,
 ) -> Result<StatementResult, ServiceError> {
     let schema = &planned.schema;
     match &planned.plan {
         Plan::Scatter { scatter, tables } => {
-            merge::run(
-                router, database, schema, request, scatter, tables, statement,
-            )
-            .await
+            merge::run(router, database, schema, reads, scatter, tables, statement).await
         }
         Plan::Gather { tables } => {
-            gather::run(router, database, schema, request, tables, statement).await
+            gather::run(router, database, schema, reads, tables, statement).await
         }
         _ => Err(ServiceError::Internal(
             "a read across groups was planned otherwise".into(),
@@ -233,10 +246,10 @@ async fn read_across(
 }
 
 /// The rows of INSERT `statement` into distributed `table`, routed to their groups.
-async fn route_insert(
+pub(crate) async fn route_insert(
     router: &Router,
     database: &DatabaseEntry,
-    request: &ServiceRequest,
+    group_reads: &dyn GroupReads,
     statement: &Statement,
     planned: &Planned,
     table: &str,
@@ -246,7 +259,7 @@ async fn route_insert(
         router,
         database,
         &planned.schema,
-        request,
+        group_reads,
         table,
         statement,
         reads,
@@ -309,7 +322,7 @@ async fn write_groups(
 }
 
 /// One result for several: counts summed, the last rowid, the first error (then no counts).
-fn sum(results: impl Iterator<Item = StatementResult>) -> StatementResult {
+pub(crate) fn sum(results: impl Iterator<Item = StatementResult>) -> StatementResult {
     let mut total = StatementResult::default();
     for result in results {
         if total.error.is_none() && result.error.is_some() {
@@ -397,7 +410,14 @@ async fn transaction(
                 results[index] = Some(results_of(response, 1).remove(0));
             }
             Plan::Scatter { .. } | Plan::Gather { .. } => {
-                let result = read_across(router, database, &planned, request, statement).await?;
+                let result = read_across(
+                    router,
+                    database,
+                    &planned,
+                    &Direct { router, request },
+                    statement,
+                )
+                .await?;
                 results[index] = Some(result);
             }
             Plan::Broadcast { groups } => {
@@ -406,7 +426,16 @@ async fn transaction(
                 }
             }
             Plan::Insert { table } => {
-                match route_insert(router, database, request, statement, &planned, table).await? {
+                match route_insert(
+                    router,
+                    database,
+                    &Direct { router, request },
+                    statement,
+                    &planned,
+                    table,
+                )
+                .await?
+                {
                     Ok(routed) => {
                         last_rowids.insert(index, routed.last_rowid);
                         for (group, statements) in routed.parts {
@@ -468,7 +497,7 @@ fn finish_failed(results: Vec<Option<StatementResult>>, at: usize) -> Vec<Statem
         .collect()
 }
 
-fn count(plan: &Plan, database: &DatabaseEntry) {
+pub(crate) fn count(plan: &Plan, database: &DatabaseEntry) {
     let metrics = crate::metrics::metrics();
     match plan {
         Plan::Single { .. } => {

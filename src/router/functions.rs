@@ -36,6 +36,9 @@ pub enum Call {
 
 /// The call `statement` makes, if it is one: `Ok(None)` for any other statement.
 pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String> {
+    if !mentions_shoal_function(&statement.sql) {
+        return Ok(None);
+    }
     if let Some(plan) = plan_call(statement)? {
         return Ok(Some((plan, String::new())));
     }
@@ -106,6 +109,18 @@ pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String
     };
     Ok(Some((call, column_name)))
 }
+
+/// Whether `sql` could call one of Shoal's functions (it names one): a scan of its
+/// bytes, so that every other statement skips tokenizing here.
+fn mentions_shoal_function(sql: &str) -> bool {
+    FUNCTION_NAMES.iter().any(|name| {
+        sql.as_bytes()
+            .windows(name.len())
+            .any(|window| window.eq_ignore_ascii_case(name))
+    })
+}
+
+const FUNCTION_NAMES: [&[u8]; 3] = [b"shoal_distribute", b"shoal_reference", b"shoal_plan"];
 
 /// A SELECT reading `shoal_plan('statement')` as a table: the call, and the SELECT with the
 /// call replaced by the table's name.

@@ -11,9 +11,10 @@ use rusqlite::Connection;
 use crate::catalog::view::{DatabaseEntry, TableKind};
 use crate::db::dump::quote_identifier;
 use crate::raft::types::{GroupId, RowSet, Statement, StatementResult};
+use crate::router::Router;
+use crate::router::reads::GroupReads;
 use crate::router::schema::{Schema, TableShape};
-use crate::router::{Router, group_request};
-use crate::service::{RequestKind, ServiceError, ServiceRequest};
+use crate::service::ServiceError;
 use crate::types::value::SqlValue;
 
 /// One table's rows to fetch from one group.
@@ -72,11 +73,11 @@ pub async fn run(
     router: &Router,
     database: &DatabaseEntry,
     schema: &Schema,
-    request: &ServiceRequest,
+    reads: &dyn GroupReads,
     tables: &BTreeSet<String>,
     statement: &Statement,
 ) -> Result<StatementResult, ServiceError> {
-    let scratch = match gather(router, database, schema, request, tables).await? {
+    let scratch = match gather(router, database, schema, reads, tables).await? {
         Ok(scratch) => scratch,
         Err(refusal) => return Ok(StatementResult::failed(refusal)),
     };
@@ -98,7 +99,7 @@ pub async fn gather(
     router: &Router,
     database: &DatabaseEntry,
     schema: &Schema,
-    request: &ServiceRequest,
+    reads: &dyn GroupReads,
     tables: &BTreeSet<String>,
 ) -> Result<Result<Connection, String>, ServiceError> {
     let mut fetches = Vec::new();
@@ -113,22 +114,16 @@ pub async fn gather(
         let sql = fetch_sql(&shape);
         for group in holders(database, table) {
             fetches.push(Fetch {
-                shape: shape.clone(),
+                shape: (*shape).clone(),
                 group,
                 sql: sql.clone(),
             });
         }
     }
     let fetched = join_all(fetches.iter().map(|fetch| async move {
-        let handle = router.group(fetch.group)?;
-        let query = group_request(
-            request,
-            RequestKind::Query,
-            vec![Statement::plain(fetch.sql.clone())],
-            false,
-        );
-        let response = handle.handle(query).await?;
-        let result = response.results.into_iter().next().unwrap_or_default();
+        let result = reads
+            .read(fetch.group, Statement::plain(fetch.sql.clone()))
+            .await?;
         if let Some(error) = result.error {
             return Err(ServiceError::Internal(format!(
                 "gathering {} from group {}: {error}",

@@ -13,10 +13,11 @@ use crate::db::dump::quote_identifier;
 use crate::raft::types::{GroupId, Params, Statement};
 use crate::router::Router;
 use crate::router::gather::{self, row_columns};
+use crate::router::reads::GroupReads;
 use crate::router::schema::{Schema, TableShape};
 use crate::router::slots::SlotMap;
 use crate::router::tokens::{Token, tokenize};
-use crate::service::{ServiceError, ServiceRequest};
+use crate::service::ServiceError;
 use crate::shard::slot::slot_of_stored;
 use crate::types::value::SqlValue;
 
@@ -39,7 +40,7 @@ pub async fn route(
     router: &Router,
     database: &DatabaseEntry,
     schema: &Schema,
-    request: &ServiceRequest,
+    group_reads: &dyn GroupReads,
     table: &str,
     statement: &Statement,
     reads: &std::collections::BTreeSet<String>,
@@ -60,7 +61,7 @@ pub async fn route(
     let verb = conflict_verb(&tokens);
     // The rows it reads (INSERT … SELECT) are gathered first; a VALUES list reads none.
     let evaluated = if !reads.is_empty() {
-        let scratch = match gather::gather(router, database, schema, request, reads).await? {
+        let scratch = match gather::gather(router, database, schema, group_reads, reads).await? {
             Ok(scratch) => scratch,
             Err(refusal) => return Ok(Err(refusal)),
         };
@@ -341,7 +342,7 @@ mod tests {
     fn shape_and_scratch(create: &str) -> (TableShape, Connection) {
         let schema = Schema::build(0, vec![create.to_string()]).unwrap();
         (
-            schema.table("t").unwrap().unwrap(),
+            (*schema.table("t").unwrap().unwrap()).clone(),
             schema.scratch().unwrap(),
         )
     }

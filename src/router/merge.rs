@@ -11,11 +11,12 @@ use rusqlite::Connection;
 
 use crate::catalog::view::DatabaseEntry;
 use crate::raft::types::{RowSet, Statement, StatementResult};
+use crate::router::Router;
 use crate::router::gather::{self, holders};
+use crate::router::reads::GroupReads;
 use crate::router::scatter::{PARTIALS, Scatter};
 use crate::router::schema::Schema;
-use crate::router::{Router, group_request};
-use crate::service::{RequestKind, ServiceError, ServiceRequest};
+use crate::service::ServiceError;
 use crate::types::value::SqlValue;
 
 /// Why the shards' answers were not merged.
@@ -32,17 +33,17 @@ pub async fn run(
     router: &Router,
     database: &DatabaseEntry,
     schema: &Schema,
-    request: &ServiceRequest,
+    reads: &dyn GroupReads,
     scatter: &Scatter,
     tables: &BTreeSet<String>,
     statement: &Statement,
 ) -> Result<StatementResult, ServiceError> {
-    match scatter_and_merge(router, database, request, scatter, statement).await? {
+    match scatter_and_merge(router, database, reads, scatter, statement).await? {
         Ok(result) => Ok(result),
         Err(Declined::Refused(message)) => Ok(StatementResult::failed(message)),
         Err(Declined::Gather) => {
             crate::metrics::metrics().router_gather.inc();
-            gather::run(router, database, schema, request, tables, statement).await
+            gather::run(router, database, schema, reads, tables, statement).await
         }
     }
 }
@@ -50,7 +51,7 @@ pub async fn run(
 async fn scatter_and_merge(
     router: &Router,
     database: &DatabaseEntry,
-    request: &ServiceRequest,
+    reads: &dyn GroupReads,
     scatter: &Scatter,
     statement: &Statement,
 ) -> Result<Result<StatementResult, Declined>, ServiceError> {
@@ -59,14 +60,11 @@ async fn scatter_and_merge(
         params: statement.params.clone(),
     };
     let groups = holders(database, &scatter.table);
-    let answers = join_all(groups.iter().map(|group| {
-        let shard_statement = shard_statement.clone();
-        async move {
-            let query = group_request(request, RequestKind::Query, vec![shard_statement], false);
-            let response = router.group(*group)?.handle(query).await?;
-            Ok::<_, ServiceError>(response.results.into_iter().next().unwrap_or_default())
-        }
-    }))
+    let answers = join_all(
+        groups
+            .iter()
+            .map(|group| reads.read(*group, shard_statement.clone())),
+    )
     .await;
     let limits = router.limits;
     let mut rows: Vec<Vec<SqlValue>> = Vec::new();

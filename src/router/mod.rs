@@ -12,9 +12,11 @@ pub mod ddl;
 pub mod functions;
 pub mod gather;
 pub mod insert;
+pub mod interactive;
 pub mod merge;
 pub mod pinning;
 pub mod plan;
+pub mod reads;
 pub mod resolver;
 pub mod scatter;
 pub mod schema;
@@ -34,6 +36,7 @@ use crate::raft::types::{GroupId, Statement, StatementBatch, StatementResult};
 use crate::service::{
     ReadConsistency, ReadLevel, RequestKind, ServiceError, ServiceRequest, ServiceResponse,
 };
+use crate::types::routed::{Rehearsed, RoutedTransaction};
 use schema::Schema;
 
 /// How long reading a database's schema for the router may take.
@@ -147,8 +150,8 @@ impl ShardedRequests for Router {
             RequestKind::Describe => return self.group(database.group)?.handle(request).await,
             RequestKind::Rehearse => {
                 return Err(ServiceError::BadRequest(format!(
-                    "database {:?} is sharded: its transactions are sent whole (a transaction \
-                     batch, or statements in autocommit), not statement by statement yet",
+                    "database {:?} is sharded: an interactive transaction's statements are \
+                     routed one by one (DatabaseHandle::rehearse_routed), not rehearsed whole",
                     database.name
                 )));
             }
@@ -163,6 +166,25 @@ impl ShardedRequests for Router {
             served_by: self.databases.host().node_id(),
             ..Default::default()
         })
+    }
+
+    async fn rehearse(
+        &self,
+        database: Arc<DatabaseEntry>,
+        transaction: &mut RoutedTransaction,
+        statement: Statement,
+        request: ServiceRequest,
+    ) -> Result<Rehearsed, ServiceError> {
+        interactive::rehearse(self, &database, transaction, statement, &request).await
+    }
+
+    async fn commit(
+        &self,
+        _database: Arc<DatabaseEntry>,
+        transaction: RoutedTransaction,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        interactive::commit(self, transaction, &request).await
     }
 }
 

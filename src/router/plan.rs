@@ -258,7 +258,7 @@ pub fn key_names(schema: &Schema, table: &str, key: Option<&str>) -> Vec<String>
     let rowid = || {
         let mut names: Vec<String> = ["rowid", "_rowid_", "oid"].map(String::from).to_vec();
         if let Ok(Some(shape)) = schema.table(table)
-            && let Some(alias) = shape.rowid_alias
+            && let Some(alias) = &shape.rowid_alias
         {
             names.push(alias.to_ascii_lowercase());
         }
@@ -268,12 +268,12 @@ pub fn key_names(schema: &Schema, table: &str, key: Option<&str>) -> Vec<String>
         None => rowid(),
         Some(column) => {
             let column = column.to_ascii_lowercase();
-            let is_alias = schema
-                .table(table)
-                .ok()
-                .flatten()
-                .and_then(|shape| shape.rowid_alias)
-                .is_some_and(|alias| alias.eq_ignore_ascii_case(&column));
+            let is_alias = schema.table(table).ok().flatten().is_some_and(|shape| {
+                shape
+                    .rowid_alias
+                    .as_ref()
+                    .is_some_and(|alias| alias.eq_ignore_ascii_case(&column))
+            });
             if is_alias { rowid() } else { vec![column] }
         }
     }
@@ -291,12 +291,11 @@ pub fn key_affinity(schema: &Schema, table: &str, key: Option<&str>) -> Affinity
         .and_then(|shape| {
             shape
                 .columns
-                .into_iter()
+                .iter()
                 .find(|c| c.name.eq_ignore_ascii_case(key))
+                .map(|column| Affinity::of_declared_type(&column.declared_type))
         })
-        .map_or(Affinity::Blob, |column| {
-            Affinity::of_declared_type(&column.declared_type)
-        })
+        .unwrap_or(Affinity::Blob)
 }
 
 /// The one group owning every key the statement pins, if it pins keys of `table`.

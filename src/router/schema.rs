@@ -144,10 +144,10 @@ pub struct Schema {
     connection: Mutex<Connection>,
     noted: Arc<Mutex<Analysis>>,
     /// Table shapes already read, by lower-case name.
-    shapes: Mutex<HashMap<String, Option<TableShape>>>,
+    shapes: Mutex<HashMap<String, Option<Arc<TableShape>>>>,
     /// Analyses already made, by statement text (the same text compiles the same way
     /// against one schema; a statement sent again with other parameters is not recompiled).
-    analyses: Mutex<HashMap<String, Analysis>>,
+    analyses: Mutex<HashMap<String, Arc<Analysis>>>,
 }
 
 /// Statement texts whose analysis a schema keeps (all are forgotten when it is full).
@@ -185,7 +185,7 @@ impl Schema {
 
     /// What `sql` touches, from compiling it here; `Err` with SQLite's message when it does
     /// not compile (a table that does not exist, a syntax error).
-    pub fn analyze(&self, sql: &str) -> Result<Analysis, AnalyzeError> {
+    pub fn analyze(&self, sql: &str) -> Result<Arc<Analysis>, AnalyzeError> {
         if let Some(analysis) = self.analyses.lock().ok().and_then(|a| a.get(sql).cloned()) {
             return Ok(analysis);
         }
@@ -196,6 +196,7 @@ impl Schema {
                 .read
                 .extend(self.tables_opened(sql).map_err(AnalyzeError::Internal)?);
         }
+        let analysis = Arc::new(analysis);
         if sql.len() <= ANALYSED_TEXT_BYTES_MAX
             && let Ok(mut analyses) = self.analyses.lock()
         {
@@ -262,14 +263,15 @@ impl Schema {
     }
 
     /// The shape of table `name` (any case), if it exists.
-    pub fn table(&self, name: &str) -> Result<Option<TableShape>, String> {
+    pub fn table(&self, name: &str) -> Result<Option<Arc<TableShape>>, String> {
         let key = name.to_ascii_lowercase();
         if let Some(shape) = self.shapes.lock().ok().and_then(|s| s.get(&key).cloned()) {
             return Ok(shape);
         }
         let connection = self.lock()?;
-        let shape =
-            table_shape(&connection, name).map_err(|e| format!("reading table {name}: {e}"))?;
+        let shape = table_shape(&connection, name)
+            .map_err(|e| format!("reading table {name}: {e}"))?
+            .map(Arc::new);
         if let Ok(mut shapes) = self.shapes.lock() {
             shapes.insert(key, shape.clone());
         }

@@ -53,6 +53,10 @@ pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
 /// The statements of a text holding several (`a; b;`), each as written; `None` when the
 /// text does not tokenize. A trigger's body (`BEGIN … ; … END`) stays in its statement.
 pub fn split_statements(sql: &str) -> Option<Vec<String>> {
+    if !sql.contains(';') {
+        // No separator anywhere: one statement (when it tokenizes at all).
+        return spans(sql).map(|_| vec![sql.trim().to_string()]);
+    }
     let tokens = spans(sql)?;
     let mut statements = Vec::new();
     let mut start: Option<usize> = None;

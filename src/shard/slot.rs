@@ -86,6 +86,14 @@ impl Slotter {
 
     /// `value` as a column of `affinity` stores it.
     pub fn stored_as(&self, value: &SqlValue, affinity: Affinity) -> Result<SqlValue, KeyError> {
+        if let Some(unchanged) = stored_unchanged(value, affinity) {
+            return Ok(unchanged.clone());
+        }
+        self.stored_by_sqlite(value, affinity)
+    }
+
+    /// `value` as SQLite itself converts it for a column of `affinity`.
+    fn stored_by_sqlite(&self, value: &SqlValue, affinity: Affinity) -> Result<SqlValue, KeyError> {
         let column = affinity.column();
         let sql = format!("UPDATE key SET {column} = ?1 WHERE id = 1 RETURNING {column}");
         let mut statement = self
@@ -99,9 +107,26 @@ impl Slotter {
 
     /// The slot of `key` in a column of `affinity`.
     pub fn slot(&self, key: &SqlValue, affinity: Affinity) -> Result<u32, KeyError> {
-        let stored = self.stored_as(key, affinity)?;
-        Ok(crc32c::crc32c(&canonical_bytes(&stored)?) % SLOTS)
+        if let Some(unchanged) = stored_unchanged(key, affinity) {
+            return slot_of_stored(unchanged);
+        }
+        slot_of_stored(&self.stored_by_sqlite(key, affinity)?)
     }
+}
+
+/// `value` itself when a column of `affinity` stores it unchanged — the common keys (an
+/// integer in an INTEGER or NUMERIC column, text in a TEXT column, any blob) — so their slot
+/// needs no trip through SQLite. `None` when SQLite might convert it (the rules of §3.4 of
+/// SQLite's datatype page; a test checks this against SQLite for every pairing).
+fn stored_unchanged(value: &SqlValue, affinity: Affinity) -> Option<&SqlValue> {
+    let unchanged = match (value, affinity) {
+        (SqlValue::Blob(_), _) => true,
+        (SqlValue::Integer(_), Affinity::Integer | Affinity::Numeric | Affinity::Blob) => true,
+        (SqlValue::Text(_), Affinity::Text | Affinity::Blob) => true,
+        (SqlValue::Real(r), Affinity::Real | Affinity::Blob) => r.is_finite(),
+        _ => false,
+    };
+    unchanged.then_some(value)
 }
 
 /// The slot of a key already stored by its column (read back from a table): its affinity is
@@ -197,6 +222,40 @@ mod tests {
             text("12"),
             "stored unchanged"
         );
+    }
+
+    #[test]
+    fn keys_stored_unchanged_skip_sqlite_only_where_sqlite_would_not_convert_them() {
+        let slotter = Slotter::new().unwrap();
+        let values = [
+            SqlValue::Integer(0),
+            SqlValue::Integer(i64::MIN),
+            SqlValue::Integer(i64::MAX),
+            SqlValue::Real(1.0),
+            SqlValue::Real(-0.0),
+            SqlValue::Real(2.5),
+            SqlValue::Real(1e300),
+            text(""),
+            text("1"),
+            text(" 7 "),
+            text("x"),
+            SqlValue::Blob(vec![]),
+            SqlValue::Blob(vec![0x31]),
+        ];
+        use Affinity::*;
+        for value in &values {
+            for affinity in [Integer, Text, Blob, Real, Numeric] {
+                let by_sqlite = slotter.stored_by_sqlite(value, affinity).unwrap();
+                if let Some(unchanged) = stored_unchanged(value, affinity) {
+                    assert_eq!(unchanged, &by_sqlite, "{value:?} in a {affinity:?} column");
+                }
+                assert_eq!(
+                    slotter.slot(value, affinity).unwrap(),
+                    slot_of_stored(&by_sqlite).unwrap(),
+                    "{value:?} in a {affinity:?} column"
+                );
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod layout;
+pub mod routed;
 pub mod shard;
 pub mod users;
 pub mod value;
