@@ -53,7 +53,8 @@ async fn one(
     request: &ServiceRequest,
     statement: &Statement,
 ) -> Result<(StatementResult, bool), ServiceError> {
-    if let Some(pieces) = split_statements(&statement.sql)
+    if statement.sql.contains(';')
+        && let Some(pieces) = split_statements(&statement.sql)
         && pieces.len() > 1
     {
         return Box::pin(script(router, database, request, statement, pieces)).await;

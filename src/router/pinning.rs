@@ -26,8 +26,16 @@ const UNPLAIN: &[&str] = &[
 /// The key values the statement pins, when it pins any: `names` are the ways the key column
 /// can be written (its name, and `rowid` and its aliases when it is the rowid).
 pub fn pinned_keys(tokens: &[Token], names: &[String], params: &Params) -> Option<Vec<SqlValue>> {
-    let numbered = number_parameters(tokens);
-    let tokens = numbered.as_slice();
+    let numbered;
+    let tokens = if tokens
+        .iter()
+        .any(|t| matches!(t, Token::Param(p) if p == "?"))
+    {
+        numbered = number_parameters(tokens);
+        numbered.as_slice()
+    } else {
+        tokens
+    };
     let first = tokens.first()?;
     let selects = tokens.iter().filter(|t| t.is("select")).count();
     let plain = match first {

@@ -9,9 +9,9 @@ use crate::catalog::view::{DatabaseEntry, TableKind};
 use crate::raft::types::{GroupId, Statement};
 use crate::router::pinning::pinned_keys;
 use crate::router::scatter::{Context, Scatter, rewrite};
-use crate::router::schema::{Analysis, Schema};
+use crate::router::schema::{Analysis, Schema, ShardKey};
 use crate::router::slots::SlotMap;
-use crate::router::tokens::{Token, tokenize};
+use crate::router::tokens::Token;
 use crate::shard::slot::{Affinity, Slotter};
 
 /// What running a statement takes.
@@ -91,7 +91,7 @@ pub fn plan(
         .cloned()
         .collect();
     let written = analysis.written();
-    let tokens = tokenize(&statement.sql);
+    let tokens = analysis.tokens.as_deref();
     if written.is_empty() {
         if distributed_read.is_empty() {
             return Plan::Single {
@@ -101,7 +101,7 @@ pub fn plan(
         }
         if analysis.read.len() == 1
             && let Some(table) = distributed_read.iter().next()
-            && let Some(group) = pinned_group(database, schema, table, tokens.as_deref(), statement)
+            && let Some(group) = pinned_group(database, schema, table, tokens, statement)
         {
             return Plan::Single {
                 group,
@@ -183,9 +183,7 @@ pub fn plan(
                     ));
                 }
             }
-            let subquery = tokens
-                .as_deref()
-                .is_none_or(|t| t.iter().any(|t| t.is("select")));
+            let subquery = tokens.is_none_or(|t| t.iter().any(|t| t.is("select")));
             let others: BTreeSet<&String> =
                 distributed_read.iter().filter(|t| **t != table).collect();
             if !others.is_empty() || (subquery && !distributed_read.is_empty()) {
@@ -200,7 +198,7 @@ pub fn plan(
                     }
                 ));
             }
-            match pinned_group(database, schema, &table, tokens.as_deref(), statement) {
+            match pinned_group(database, schema, &table, tokens, statement) {
                 Some(group) => Plan::Broadcast {
                     groups: vec![group],
                 },
@@ -309,21 +307,25 @@ fn pinned_group(
     let Some(TableKind::Distributed { key }) = kind_of(database, table) else {
         return None;
     };
-    let names = key_names(schema, table, key.as_deref());
-    let values = pinned_keys(tokens?, &names, &statement.params)?;
-    let affinity = key_affinity(schema, table, key.as_deref());
+    let shard_key = schema.shard_key(table, key.as_deref(), || ShardKey {
+        names: key_names(schema, table, key.as_deref()),
+        affinity: key_affinity(schema, table, key.as_deref()),
+    });
+    let values = pinned_keys(tokens?, &shard_key.names, &statement.params)?;
     let map = SlotMap::even(&database.groups);
-    let mut groups = BTreeSet::new();
+    let mut owner = None;
     for value in &values {
         // A NULL never equals a key: no group holds a match; the first answers "none".
-        match slot_of(value, affinity) {
-            Some(slot) => groups.insert(map.group_of(slot)),
-            None => groups.insert(database.group),
+        let group = match slot_of(value, shard_key.affinity) {
+            Some(slot) => map.group_of(slot),
+            None => database.group,
         };
+        if owner.is_some_and(|owner| owner != group) {
+            return None;
+        }
+        owner = Some(group);
     }
-    (groups.len() == 1)
-        .then(|| groups.into_iter().next())
-        .flatten()
+    owner
 }
 
 thread_local! {

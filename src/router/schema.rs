@@ -10,6 +10,8 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::db::dump::quote_identifier;
+use crate::router::pinning::number_parameters;
+use crate::router::tokens::{Token, tokenize};
 
 /// What compiling a statement showed it touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +33,9 @@ pub struct Analysis {
     pub transaction_control: bool,
     /// SQLite judges it read-only.
     pub read_only: bool,
+    /// Its tokens, bare `?` numbered as SQLite numbers them (`None` when it does not
+    /// tokenize): kept with the analysis so a statement sent again is not tokenized again.
+    pub tokens: Option<Arc<[Token]>>,
 }
 
 impl Analysis {
@@ -148,6 +153,19 @@ pub struct Schema {
     /// Analyses already made, by statement text (the same text compiles the same way
     /// against one schema; a statement sent again with other parameters is not recompiled).
     analyses: Mutex<HashMap<String, Arc<Analysis>>>,
+    /// Distributed tables' shard keys, by lower-case table name and key column.
+    shard_keys: Mutex<HashMap<ShardKeyId, Arc<ShardKey>>>,
+}
+
+/// A distributed table (lower-case) and its key column (lower-case; `None`: its rowid).
+type ShardKeyId = (String, Option<String>);
+
+/// How statements can write a distributed table's shard key, and the key's affinity.
+#[derive(Debug)]
+pub struct ShardKey {
+    /// The key column's name, or `rowid` and its aliases (lower-case).
+    pub names: Vec<String>,
+    pub affinity: crate::shard::slot::Affinity,
 }
 
 /// Statement texts whose analysis a schema keeps (all are forgotten when it is full).
@@ -180,6 +198,7 @@ impl Schema {
             noted,
             shapes: Mutex::new(HashMap::new()),
             analyses: Mutex::new(HashMap::new()),
+            shard_keys: Mutex::new(HashMap::new()),
         })
     }
 
@@ -190,6 +209,7 @@ impl Schema {
             return Ok(analysis);
         }
         let mut analysis = self.compile(sql).map_err(AnalyzeError::Compile)?;
+        analysis.tokens = tokenize(sql).map(|tokens| number_parameters(&tokens).into());
         if !analysis.inserted.is_empty() {
             // What an INSERT … SELECT reads, even where SQLite copies rows wholesale.
             analysis
@@ -206,6 +226,30 @@ impl Schema {
             analyses.insert(sql.to_string(), analysis.clone());
         }
         Ok(analysis)
+    }
+
+    /// The shard key of `table` keyed by `key` (its rowid when `None`), as `compute` finds
+    /// it the first time it is asked of this schema.
+    pub fn shard_key(
+        &self,
+        table: &str,
+        key: Option<&str>,
+        compute: impl FnOnce() -> ShardKey,
+    ) -> Arc<ShardKey> {
+        let id = (table.to_ascii_lowercase(), key.map(str::to_ascii_lowercase));
+        if let Some(known) = self
+            .shard_keys
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&id).cloned())
+        {
+            return known;
+        }
+        let computed = Arc::new(compute());
+        if let Ok(mut keys) = self.shard_keys.lock() {
+            keys.insert(id, computed.clone());
+        }
+        computed
     }
 
     fn compile(&self, sql: &str) -> Result<Analysis, String> {

@@ -6,7 +6,7 @@
 //! judge differently: where unsure, the router takes the general path.
 
 /// One token.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Token {
     /// A keyword or unquoted name, lower-cased.
     Word(String),
@@ -50,12 +50,12 @@ pub fn tokenize(sql: &str) -> Option<Vec<Token>> {
     Some(spans(sql)?.into_iter().map(|(token, _)| token).collect())
 }
 
-/// The statements of a text holding several (`a; b;`), each as written; `None` when the
-/// text does not tokenize. A trigger's body (`BEGIN … ; … END`) stays in its statement.
+/// The statements of a text holding several (`a; b;`), each as written; `None` when a
+/// text holding `;` does not tokenize. A trigger's body (`BEGIN … ; … END`) stays in its statement.
 pub fn split_statements(sql: &str) -> Option<Vec<String>> {
     if !sql.contains(';') {
-        // No separator anywhere: one statement (when it tokenizes at all).
-        return spans(sql).map(|_| vec![sql.trim().to_string()]);
+        // No separator anywhere: one statement.
+        return Some(vec![sql.trim().to_string()]);
     }
     let tokens = spans(sql)?;
     let mut statements = Vec::new();
