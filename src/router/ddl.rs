@@ -12,6 +12,7 @@ use crate::router::commit::{Participant, commit_across};
 use crate::router::functions::{check_distributable, default_key, shape_in};
 use crate::router::schema::{Analysis, Schema};
 use crate::router::tokens::tokenize;
+use crate::router::triggers::check_trigger;
 use crate::service::{ServiceError, ServiceRequest};
 use crate::types::value::SqlValue;
 
@@ -31,6 +32,9 @@ pub async fn run(
             vec![SqlValue::Integer(database.group as i64)],
         )
     };
+    if let Err(refusal) = check_trigger(database, &statement.sql) {
+        return Ok(StatementResult::failed(refusal));
+    }
     let mut before = Vec::new();
     let mut after = Vec::new();
     let mut recorded = None;

@@ -205,6 +205,14 @@ pub fn default_key(
             Some(kept) => kept.into_iter().filter(|c| columns.contains(c)).collect(),
         });
     }
+    if let Some(alias) = &shape.rowid_alias {
+        // An INTEGER PRIMARY KEY is unique too, though SQLite keeps no index for it.
+        let alias = alias.to_ascii_lowercase();
+        common = Some(match common {
+            None => vec![alias],
+            Some(kept) => kept.into_iter().filter(|c| *c == alias).collect(),
+        });
+    }
     let Some(common) = common else {
         return Ok(None);
     };
@@ -259,6 +267,22 @@ pub fn check_distributable(
         }
     }
     let key_label = key_name.clone().unwrap_or_else(|| "rowid".into());
+    // The rowid itself, whatever names it: the key when none is named, or its alias.
+    let key_is_rowid = key_name.as_ref().is_none_or(|k| {
+        shape
+            .rowid_alias
+            .as_ref()
+            .is_some_and(|alias| alias.eq_ignore_ascii_case(k))
+    });
+    if let Some(alias) = &shape.rowid_alias
+        && !key_is_rowid
+    {
+        return Err(format!(
+            "PRIMARY KEY ({alias}) on {table} cannot be enforced across shards: it does not \
+             include the shard key {key_label}; distribute by {alias}, or make {table} a \
+             reference table"
+        ));
+    }
     let indexes: Vec<(String, String)> = connection
         .prepare("SELECT name, origin FROM pragma_index_list(?1) WHERE \"unique\"")
         .and_then(|mut s| {
@@ -271,9 +295,14 @@ pub fn check_distributable(
             .prepare("SELECT coalesce(name, '<expression>') FROM pragma_index_info(?1)")
             .and_then(|mut s| s.query_map([&index], |row| row.get(0))?.collect())
             .map_err(sqlite)?;
-        let holds_key = key_name
-            .as_ref()
-            .is_some_and(|k| columns.iter().any(|c| c.eq_ignore_ascii_case(k)));
+        let holds_key = columns.iter().any(|c| {
+            key_name.as_ref().is_some_and(|k| c.eq_ignore_ascii_case(k))
+                || (key_is_rowid
+                    && shape
+                        .rowid_alias
+                        .as_ref()
+                        .is_some_and(|alias| c.eq_ignore_ascii_case(alias)))
+        });
         if !holds_key {
             let what = if origin == "pk" {
                 "PRIMARY KEY"
@@ -701,6 +730,22 @@ mod tests {
         )
         .unwrap();
         assert!(pk.contains("PRIMARY KEY (e)"), "{pk}");
+        // An INTEGER PRIMARY KEY is the rowid: unique without an index of its own.
+        let rowid = refusal(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT)",
+            Some("c"),
+            &db,
+        )
+        .unwrap();
+        assert!(rowid.contains("PRIMARY KEY (id)"), "{rowid}");
+        assert_eq!(
+            refusal(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT, UNIQUE (c, id))",
+                Some("id"),
+                &db
+            ),
+            None
+        );
         let auto = refusal(
             "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)",
             None,

@@ -21,9 +21,6 @@ use crate::service::ServiceError;
 use crate::shard::slot::slot_of_stored;
 use crate::types::value::SqlValue;
 
-/// The rowid of the placeholder row put in the scratch table first: rowids SQLite chooses
-/// for new rows come after it, which tells them from rowids the statement gave.
-const SENTINEL_ROWID: i64 = 1 << 62;
 /// Most values one routed INSERT statement binds (SQLite allows 32766).
 const VALUES_PER_STATEMENT_MAX: usize = 30_000;
 
@@ -97,17 +94,14 @@ pub async fn route(
     let rowid_at = rowid_position(&shape);
     // Rowids SQLite chose (after the placeholder) come from the cluster-wide sequence.
     if let Some(at) = rowid_at {
-        let chosen = rows
-            .iter()
-            .filter(|row| matches!(row[at], SqlValue::Integer(r) if r > SENTINEL_ROWID))
-            .count();
+        let chosen = rows.iter().filter(|row| row[at] == SqlValue::Null).count();
         if chosen > 0 {
             let mut next = router
                 .sequences
                 .take(router.databases(), database.group, table, chosen)
                 .await?;
             for row in rows.iter_mut() {
-                if matches!(row[at], SqlValue::Integer(r) if r > SENTINEL_ROWID) {
+                if row[at] == SqlValue::Null {
                     row[at] = SqlValue::Integer(next);
                     next += 1;
                 }
@@ -234,39 +228,38 @@ impl InsertScratch {
         gather::drop_triggers(&scratch).map_err(fail)?;
         let columns = row_columns(shape);
         let table = quote_identifier(&shape.name);
-        if !shape.without_rowid {
-            // The placeholder: random blobs satisfy NOT NULL and UNIQUE; its CHECKs are not
-            // evaluated (they are for the statement's own rows).
-            let values: Vec<String> = columns
-                .iter()
-                .map(|column| {
-                    let is_rowid = column == "_rowid_"
-                        || shape
-                            .rowid_alias
-                            .as_deref()
-                            .is_some_and(|alias| quote_identifier(alias) == *column);
-                    if is_rowid {
-                        SENTINEL_ROWID.to_string()
-                    } else {
-                        "randomblob(8)".into()
-                    }
-                })
-                .collect();
-            scratch
-                .execute_batch(&format!(
-                    "PRAGMA ignore_check_constraints = ON;
-                     INSERT INTO {table} ({}) VALUES ({});
-                     PRAGMA ignore_check_constraints = OFF;",
-                    columns.join(", "),
-                    values.join(", ")
-                ))
-                .map_err(fail)?;
-        }
+        // Each new row as its table stores it, its rowid NULL where SQLite chose it: a BEFORE
+        // INSERT trigger sees NEW.rowid as -1 until SQLite picks one (the AFTER trigger
+        // then sees the one picked), and as the given value when the statement gives one.
+        let rowid_at = rowid_position(shape);
         let captured: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-        let news: Vec<String> = columns.iter().map(|c| format!("new.{c}")).collect();
+        let news: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(at, column)| {
+                if Some(at) == rowid_at {
+                    format!(
+                        "CASE WHEN (SELECT r FROM temp.shoal_given ORDER BY rowid DESC LIMIT 1) \
+                         = -1 AND new.{column} <> -1 THEN NULL ELSE new.{column} END"
+                    )
+                } else {
+                    format!("new.{column}")
+                }
+            })
+            .collect();
+        let before = if rowid_at.is_some() {
+            format!(
+                "CREATE TEMP TRIGGER shoal_given BEFORE INSERT ON main.{table}
+                 BEGIN INSERT INTO shoal_given VALUES (new.rowid); END;"
+            )
+        } else {
+            String::new()
+        };
         scratch
             .execute_batch(&format!(
-                "CREATE TEMP TABLE shoal_captured ({});
+                "CREATE TEMP TABLE shoal_given (r);
+                 CREATE TEMP TABLE shoal_captured ({});
+                 {before}
                  CREATE TEMP TRIGGER shoal_capture AFTER INSERT ON main.{table}
                  BEGIN INSERT INTO shoal_captured VALUES ({}); END;",
                 captured.join(", "),
@@ -348,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_come_back_as_stored_with_chosen_rowids_after_the_placeholder() {
+    fn rows_come_back_as_stored_with_the_rowids_sqlite_chose_left_null() {
         let (shape, scratch) = shape_and_scratch("CREATE TABLE t (a INTEGER, b TEXT DEFAULT 'd')");
         let rows = evaluate(
             scratch,
@@ -357,12 +350,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rows.len(), 2);
-        assert!(matches!(rows[0][0], SqlValue::Integer(r) if r > SENTINEL_ROWID));
+        assert_eq!(rows[0][0], SqlValue::Null, "a rowid SQLite chose");
         assert_eq!(
             rows[0][1..],
             [SqlValue::Integer(7), SqlValue::Text("d".into())]
         );
         assert_eq!(rows[1][1], SqlValue::Integer(8));
+    }
+
+    #[test]
+    fn given_rowids_stay_whatever_their_value_and_a_table_copies_only_its_rows() {
+        let (shape, scratch) = shape_and_scratch("CREATE TABLE t (id INTEGER PRIMARY KEY, v)");
+        scratch
+            .execute_batch("INSERT INTO t VALUES (4611686018427387904, 'big'), (3, 'three')")
+            .unwrap();
+        let given = |sql: &str, scratch: Connection| {
+            evaluate(scratch, &shape, &Statement::plain(sql))
+                .unwrap()
+                .into_iter()
+                .map(|row| row[0].clone())
+                .collect::<Vec<_>>()
+        };
+        let copy = Connection::open_in_memory().unwrap();
+        copy.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v)")
+            .unwrap();
+        assert_eq!(
+            given(
+                "INSERT INTO t VALUES (-1, 'a'), (9223372036854775807, 'b'), (NULL, 'c')",
+                copy
+            ),
+            [
+                SqlValue::Integer(-1),
+                SqlValue::Integer(i64::MAX),
+                SqlValue::Null
+            ]
+        );
+        // Reading the table it inserts into: its own rows only, each with a new rowid.
+        assert_eq!(
+            given("INSERT INTO t (v) SELECT v FROM t ORDER BY id", scratch),
+            [SqlValue::Null, SqlValue::Null]
+        );
     }
 
     #[test]

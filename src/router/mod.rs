@@ -24,6 +24,7 @@ pub mod scratches;
 pub mod sequence;
 pub mod slots;
 pub mod tokens;
+pub mod triggers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -441,11 +441,12 @@ pub fn table_shape(connection: &Connection, name: &str) -> rusqlite::Result<Opti
     });
     // An INTEGER PRIMARY KEY of a rowid table is the rowid, except in SQLite's corner cases
     // (`INTEGER PRIMARY KEY DESC`): asked of SQLite itself, which reads an alias with the
-    // `Rowid` instruction.
+    // `Rowid` instruction (from the table itself: an index on the column would be read
+    // instead, with other instructions).
     let rowid_alias = match primary_key.as_slice() {
         [only] if !without_rowid && only.declared_type.eq_ignore_ascii_case("integer") => {
             let mut explain = connection.prepare(&format!(
-                "EXPLAIN SELECT {} FROM {}",
+                "EXPLAIN SELECT {} FROM {} NOT INDEXED",
                 quote_identifier(&only.name),
                 quote_identifier(&name)
             ))?;
@@ -469,6 +470,26 @@ pub fn table_shape(connection: &Connection, name: &str) -> rusqlite::Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_integer_primary_key_is_the_rowid_even_with_an_index_on_it() {
+        let schema = Schema::build(
+            0,
+            vec![
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)".into(),
+                "CREATE INDEX t_id ON t (id)".into(),
+                "CREATE TABLE d (id INTEGER PRIMARY KEY DESC, v TEXT)".into(),
+            ],
+        )
+        .unwrap();
+        let alias = |table: &str| schema.table(table).unwrap().unwrap().rowid_alias.clone();
+        assert_eq!(alias("t").as_deref(), Some("id"));
+        assert_eq!(
+            alias("d"),
+            None,
+            "INTEGER PRIMARY KEY DESC is not the rowid"
+        );
+    }
 
     #[test]
     fn an_insert_with_parameters_is_analysed() {

@@ -62,19 +62,31 @@ pub fn split_statements(sql: &str) -> Option<Vec<String>> {
     let mut start: Option<usize> = None;
     let mut trigger = false;
     let mut in_body = false;
-    let mut previous: Option<&Token> = None;
+    // CASE expressions open inside the body: their END closes them, not the body.
+    let mut open_cases = 0usize;
+    let mut ended_body = false;
     for (at, (token, offset)) in tokens.iter().enumerate() {
         if token.is_symbol(";") {
-            let closes_body = in_body && previous.is_some_and(|p| p.is("end"));
-            if !in_body || closes_body {
+            if !in_body || ended_body {
                 if let Some(from) = start.take() {
                     statements.push(sql[from..*offset].trim().to_string());
                 }
                 trigger = false;
                 in_body = false;
             }
-            previous = Some(token);
+            ended_body = false;
             continue;
+        }
+        ended_body = false;
+        if in_body {
+            if token.is("case") {
+                open_cases += 1;
+            } else if token.is("end") {
+                match open_cases.checked_sub(1) {
+                    Some(left) => open_cases = left,
+                    None => ended_body = true,
+                }
+            }
         }
         if start.is_none() {
             start = Some(*offset);
@@ -86,8 +98,8 @@ pub fn split_statements(sql: &str) -> Option<Vec<String>> {
         }
         if trigger && token.is("begin") {
             in_body = true;
+            open_cases = 0;
         }
-        previous = Some(token);
     }
     if let Some(from) = start {
         statements.push(sql[from..].trim().to_string());
@@ -286,6 +298,19 @@ mod tests {
                 "CREATE TRIGGER r AFTER INSERT ON t BEGIN DELETE FROM u; SELECT 1; END",
                 "SELECT 2"
             ]
+        );
+        assert_eq!(
+            split_statements(
+                "CREATE TRIGGER r AFTER INSERT ON t BEGIN SELECT CASE WHEN 1 THEN 2 END; \
+                 SELECT CASE 1 WHEN 1 THEN CASE WHEN 0 THEN 1 END END; END; SELECT 2"
+            )
+            .unwrap(),
+            vec![
+                "CREATE TRIGGER r AFTER INSERT ON t BEGIN SELECT CASE WHEN 1 THEN 2 END; \
+                 SELECT CASE 1 WHEN 1 THEN CASE WHEN 0 THEN 1 END END; END",
+                "SELECT 2"
+            ],
+            "a CASE … END inside the body does not end it"
         );
         assert_eq!(split_statements("SELECT 1").unwrap(), vec!["SELECT 1"]);
     }

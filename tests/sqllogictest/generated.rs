@@ -53,6 +53,10 @@ struct Model {
 pub struct Generator {
     rng: ChaCha8Rng,
     model: Model,
+    /// Every table has `c0 INTEGER PRIMARY KEY` and every row gives it an integer: rowids are
+    /// never chosen by the database, for a sharded database, whose new rowids come from a
+    /// sequence (unique across groups) rather than SQLite's largest-plus-one.
+    explicit_keys: bool,
 }
 
 impl Generator {
@@ -65,6 +69,15 @@ impl Generator {
                 indexes: Vec::new(),
                 next_object: 0,
             },
+            explicit_keys: false,
+        }
+    }
+
+    /// A generator whose rows always give their rowid (`explicit_keys`).
+    pub fn with_explicit_keys(seed: u64) -> Generator {
+        Generator {
+            explicit_keys: true,
+            ..Generator::new(seed)
         }
     }
 
@@ -105,7 +118,7 @@ impl Generator {
             let column = format!("c{index}");
             let kind = *COLUMN_TYPES.choose(&mut self.rng).unwrap_or(&"");
             let mut definition = format!("{column} {kind}");
-            if index == 0 && self.rng.random_bool(0.3) {
+            if index == 0 && (self.explicit_keys || self.rng.random_bool(0.3)) {
                 definition = format!("{column} INTEGER PRIMARY KEY");
             } else {
                 match self.rng.random_range(0..10) {
@@ -255,15 +268,28 @@ impl Generator {
             && let Some(source) = self.table()
         {
             let column = self.column_of(&source);
+            let filter = if self.explicit_keys {
+                format!(" WHERE typeof({column}) = 'integer'")
+            } else {
+                String::new()
+            };
             return Step::Statement(format!(
-                "{verb} INTO {}({}) SELECT {column} FROM {} LIMIT 5",
+                "{verb} INTO {}({}) SELECT {column} FROM {}{filter} LIMIT 5",
                 table.name, table.columns[0], source.name
             ));
         }
         let rows = self.rng.random_range(1..=3);
         let tuples: Vec<String> = (0..rows)
             .map(|_| {
-                let values: Vec<String> = table.columns.iter().map(|_| self.literal()).collect();
+                let values: Vec<String> = (0..table.columns.len())
+                    .map(|at| {
+                        if at == 0 && self.explicit_keys {
+                            self.rng.random_range(-5i64..40).to_string()
+                        } else {
+                            self.literal()
+                        }
+                    })
+                    .collect();
                 format!("({})", values.join(", "))
             })
             .collect();
