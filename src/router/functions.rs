@@ -274,15 +274,7 @@ pub fn check_distributable(
             .as_ref()
             .is_some_and(|alias| alias.eq_ignore_ascii_case(k))
     });
-    if let Some(alias) = &shape.rowid_alias
-        && !key_is_rowid
-    {
-        return Err(format!(
-            "PRIMARY KEY ({alias}) on {table} cannot be enforced across shards: it does not \
-             include the shard key {key_label}; distribute by {alias}, or make {table} a \
-             reference table"
-        ));
-    }
+
     let indexes: Vec<(String, String)> = connection
         .prepare("SELECT name, origin FROM pragma_index_list(?1) WHERE \"unique\"")
         .and_then(|mut s| {
@@ -730,14 +722,8 @@ mod tests {
         )
         .unwrap();
         assert!(pk.contains("PRIMARY KEY (e)"), "{pk}");
-        // An INTEGER PRIMARY KEY is the rowid: unique without an index of its own.
-        let rowid = refusal(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT)",
-            Some("c"),
-            &db,
-        )
-        .unwrap();
-        assert!(rowid.contains("PRIMARY KEY (id)"), "{rowid}");
+        // An INTEGER PRIMARY KEY is the rowid: a UNIQUE constraint holding it holds the key
+        // of a table distributed by its rowid.
         assert_eq!(
             refusal(
                 "CREATE TABLE t (id INTEGER PRIMARY KEY, c TEXT, UNIQUE (c, id))",
