@@ -576,6 +576,28 @@ async fn a_postgresql_client_uses_a_sharded_database_with_prepared_statements() 
         .await
         .unwrap();
     assert_eq!(updated, 4);
+    // A rowid the statement gives moves the sequence past it, as SQLite's next rowid follows
+    // the largest: the next row inserted through this node gets the one after.
+    execute_ok(
+        &cluster,
+        1,
+        "shop",
+        json!([
+            "INSERT INTO items (id, owner, label) VALUES (500, 1, 'given')",
+            "INSERT INTO items (owner, label) VALUES (2, 'after')"
+        ]),
+    )
+    .await;
+    assert_eq!(
+        values(
+            &cluster,
+            1,
+            "shop",
+            "SELECT id FROM items WHERE owner = 2 AND label = 'after'"
+        )
+        .await,
+        json!([[501]])
+    );
 }
 
 /// The same statements, on a database sharded four ways and on an ordinary one holding the

@@ -92,8 +92,22 @@ pub async fn route(
     };
     let columns = row_columns(&shape);
     let rowid_at = rowid_position(&shape);
-    // Rowids SQLite chose (after the placeholder) come from the cluster-wide sequence.
+    // Rowids SQLite chose come from the cluster-wide sequence, which first moves past the
+    // rowids the statement gave (as SQLite's next rowid follows the largest).
     if let Some(at) = rowid_at {
+        let given = rows
+            .iter()
+            .filter_map(|row| match row[at] {
+                SqlValue::Integer(rowid) => Some(rowid),
+                _ => None,
+            })
+            .max();
+        if let Some(largest) = given {
+            router
+                .sequences
+                .pass(router.databases(), database.group, table, largest)
+                .await?;
+        }
         let chosen = rows.iter().filter(|row| row[at] == SqlValue::Null).count();
         if chosen > 0 {
             let mut next = router

@@ -44,29 +44,81 @@ impl Sequences {
             return Ok(first);
         }
         let wanted = count.max(BLOCK);
+        let first = self.reserve(databases, &key, 1, wanted).await?;
+        // What is left of the block goes to the next inserts through this node.
+        self.hold(key, first + count, first + wanted)?;
+        Ok(first)
+    }
+
+    /// Makes the rowids this router hands out next come after `given`, a rowid a statement
+    /// gave itself: within the block held, by skipping ahead; past it, by moving the
+    /// catalog's sequence beyond `given` and taking a new block there (one catalog write per
+    /// block of given rowids). Other routers' blocks are not moved: a rowid given through
+    /// one node may still be handed out by another's block (see docs/sharding.md).
+    pub async fn pass(
+        &self,
+        databases: &Databases,
+        database: GroupId,
+        table: &str,
+        given: i64,
+    ) -> Result<(), ServiceError> {
+        let Some(after) = given.checked_add(1) else {
+            return Ok(());
+        };
+        let key = (database, table.to_string());
+        {
+            let mut blocks = self
+                .blocks
+                .lock()
+                .map_err(|_| ServiceError::Internal("the rowid blocks lock is poisoned".into()))?;
+            if let Some((next, end)) = blocks.get_mut(&key) {
+                if after <= *next {
+                    return Ok(());
+                }
+                if after < *end {
+                    *next = after;
+                    return Ok(());
+                }
+            }
+        }
+        let first = self.reserve(databases, &key, after, BLOCK).await?;
+        self.hold(key, first, first + BLOCK)
+    }
+
+    /// Reserves `count` rowids of `key`'s sequence in the catalog, none below `floor`: the
+    /// first of them.
+    async fn reserve(
+        &self,
+        databases: &Databases,
+        key: &(GroupId, String),
+        floor: i64,
+        count: i64,
+    ) -> Result<i64, ServiceError> {
+        let (database, table) = key;
         let results = databases
             .write_catalog(vec![
                 positional(
                     "INSERT OR IGNORE INTO table_sequences (database_group, table_name, next)
                      VALUES (?1, ?2, 1)",
                     vec![
-                        SqlValue::Integer(database as i64),
+                        SqlValue::Integer(*database as i64),
                         SqlValue::Text(table.to_string()),
                     ],
                 ),
                 positional(
-                    "UPDATE table_sequences SET next = next + ?3
+                    "UPDATE table_sequences SET next = max(next, ?4) + ?3
                      WHERE database_group = ?1 AND table_name = ?2 RETURNING next - ?3",
                     vec![
-                        SqlValue::Integer(database as i64),
+                        SqlValue::Integer(*database as i64),
                         SqlValue::Text(table.to_string()),
-                        SqlValue::Integer(wanted),
+                        SqlValue::Integer(count),
+                        SqlValue::Integer(floor),
                     ],
                 ),
             ])
             .await
             .map_err(ServiceError::from)?;
-        let first = results
+        results
             .get(1)
             .and_then(|r| r.rows.as_ref())
             .and_then(|rows| rows.values.first())
@@ -77,14 +129,16 @@ impl Sequences {
             })
             .ok_or_else(|| {
                 ServiceError::Internal(format!("the catalog gave no rowids for table {table}"))
-            })?;
-        let mut blocks = self
-            .blocks
+            })
+    }
+
+    /// Holds `[next, end)` of `key`'s rowids for the next inserts through this node.
+    fn hold(&self, key: (GroupId, String), next: i64, end: i64) -> Result<(), ServiceError> {
+        self.blocks
             .lock()
-            .map_err(|_| ServiceError::Internal("the rowid blocks lock is poisoned".into()))?;
-        // What is left of the block goes to the next inserts through this node.
-        blocks.insert(key, (first + count, first + wanted));
-        Ok(first)
+            .map_err(|_| ServiceError::Internal("the rowid blocks lock is poisoned".into()))?
+            .insert(key, (next, end));
+        Ok(())
     }
 
     fn take_held(&self, key: &(GroupId, String), count: i64) -> Option<i64> {
