@@ -356,14 +356,36 @@ fn execute(args: &UserArgs) -> Result<Value, String> {
     send(args, request)
 }
 
+/// How long a request answered "503 unavailable" is sent again.
+const UNAVAILABLE_RETRY_FOR: Duration = Duration::from_secs(15);
+
 /// Sends one request with the caller's credentials; the answer's JSON, or its error.
 fn send(args: &UserArgs, request: reqwest::blocking::RequestBuilder) -> Result<Value, String> {
     let host = args.host.trim_end_matches('/');
-    let request = match &args.user {
+    let mut request = match &args.user {
         Some(user) => request.basic_auth(user, std::env::var(PASSWORD_ENV).ok()),
         None => request,
     };
-    let response = request.send().map_err(|e| format!("{host}: {e}"))?;
+    // A node answers 503 for a moment after it starts (the users moving into the cluster
+    // catalog, a leader being elected): nothing was applied, so the request is sent again,
+    // for a bounded time, as rqlite's clients do.
+    let deadline = std::time::Instant::now() + UNAVAILABLE_RETRY_FOR;
+    let mut backoff = Duration::from_millis(100);
+    let response = loop {
+        let retry = request.try_clone();
+        let response = request.send().map_err(|e| format!("{host}: {e}"))?;
+        match retry {
+            Some(again)
+                if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                    && std::time::Instant::now() + backoff < deadline =>
+            {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                request = again;
+            }
+            _ => break response,
+        }
+    };
     let status = response.status();
     let body: Value = response
         .json()
