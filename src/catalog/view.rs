@@ -171,6 +171,23 @@ pub struct DatabaseEntry {
 }
 
 impl DatabaseEntry {
+    /// A sharded database `shop` over groups 2 and 3 with no table kinds yet (unit tests).
+    #[cfg(test)]
+    pub fn sharded_for_tests() -> DatabaseEntry {
+        DatabaseEntry {
+            name: "shop".into(),
+            group: 2,
+            shard: 0,
+            groups: vec![2, 3],
+            tables: Default::default(),
+            distribute_all: false,
+            schema_epoch: 0,
+            replicas: 3,
+            read_replicas: 0,
+            placements: Vec::new(),
+        }
+    }
+
     /// Whether `node` is placed to hold a replica.
     pub fn placed_on(&self, node: NodeId) -> Option<&Placement> {
         self.placements.iter().find(|p| p.node == node)

@@ -677,18 +677,7 @@ mod tests {
     }
 
     fn database() -> DatabaseEntry {
-        DatabaseEntry {
-            name: "shop".into(),
-            group: 2,
-            shard: 0,
-            groups: vec![2, 3],
-            tables: Default::default(),
-            distribute_all: false,
-            schema_epoch: 0,
-            replicas: 3,
-            read_replicas: 0,
-            placements: Vec::new(),
-        }
+        DatabaseEntry::sharded_for_tests()
     }
 
     #[test]

@@ -96,18 +96,7 @@ mod tests {
     use super::*;
 
     fn database() -> DatabaseEntry {
-        let mut entry = DatabaseEntry {
-            name: "shop".into(),
-            group: 2,
-            shard: 0,
-            groups: vec![2, 3],
-            tables: Default::default(),
-            distribute_all: false,
-            schema_epoch: 0,
-            replicas: 3,
-            read_replicas: 0,
-            placements: Vec::new(),
-        };
+        let mut entry = DatabaseEntry::sharded_for_tests();
         entry.tables.insert(
             "orders".into(),
             TableKind::Distributed {
