@@ -313,6 +313,26 @@ async fn a_failing_row_leaves_every_group_unchanged_and_refusals_say_why() {
         ]),
     )
     .await;
+    // A UNIQUE index without the shard key could not be enforced across groups.
+    let body = execute(
+        &cluster,
+        0,
+        "shop",
+        json!(["CREATE UNIQUE INDEX accounts_balance ON accounts (balance) WHERE balance > 0"]),
+    )
+    .await;
+    let refusal = error_of(&body, 0);
+    assert!(
+        refusal.contains("UNIQUE (balance)") && refusal.contains("shard key"),
+        "{refusal}"
+    );
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!(["CREATE UNIQUE INDEX accounts_id ON accounts (id, balance)"]),
+    )
+    .await;
     // A transfer between groups that would overdraw: nothing applies anywhere.
     let (status, body) = cluster
         .post(

@@ -35,6 +35,9 @@ pub async fn run(
     if let Err(refusal) = check_trigger(database, &statement.sql) {
         return Ok(StatementResult::failed(refusal));
     }
+    if let Some(refusal) = unenforceable_unique_index(database, schema, &statement.sql)? {
+        return Ok(StatementResult::failed(refusal));
+    }
     let mut before = Vec::new();
     let mut after = Vec::new();
     let mut recorded = None;
@@ -184,6 +187,46 @@ pub async fn run(
         .next()
         .and_then(|results| results.into_iter().next())
         .unwrap_or_default())
+}
+
+/// Why `sql`, when it creates a UNIQUE index on a distributed table, cannot be enforced
+/// across groups (the index does not hold the shard key): the table checked with the index
+/// added, as `shoal_distribute` checks it.
+fn unenforceable_unique_index(
+    database: &DatabaseEntry,
+    schema: &Schema,
+    sql: &str,
+) -> Result<Option<String>, ServiceError> {
+    let Some(tokens) = tokenize(sql) else {
+        return Ok(None);
+    };
+    let creates_unique_index = tokens.first().is_some_and(|t| t.is("create"))
+        && tokens.get(1).is_some_and(|t| t.is("unique"))
+        && tokens.get(2).is_some_and(|t| t.is("index"));
+    let on = tokens.iter().position(|t| t.is("on"));
+    let (true, Some(on)) = (creates_unique_index, on) else {
+        return Ok(None);
+    };
+    let table = match &tokens[on + 1..] {
+        [_, dot, name, ..] if dot.is_symbol(".") => name.name(),
+        [name, ..] => name.name(),
+        [] => None,
+    };
+    let Some(table) = table else {
+        return Ok(None);
+    };
+    let Some(TableKind::Distributed { key }) = database.tables.get(&table) else {
+        return Ok(None);
+    };
+    let scratch = schema.scratch().map_err(ServiceError::Internal)?;
+    if scratch.execute_batch(sql).is_err() {
+        // SQLite's own error comes from the groups.
+        return Ok(None);
+    }
+    let Some(shape) = shape_in(&scratch, &table).map_err(ServiceError::Internal)? else {
+        return Ok(None);
+    };
+    Ok(check_distributable(&scratch, database, sql, &shape, key.as_deref()).err())
 }
 
 async fn write(router: &Router, statements: Vec<Statement>) -> Result<(), ServiceError> {
