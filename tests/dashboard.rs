@@ -37,6 +37,28 @@ fn chromium(url: &str, mode: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Waits until `node`'s /status lists `count` groups (a new database's groups start a moment
+/// after it is created).
+async fn wait_for_groups(cluster: &Cluster, node: usize, count: usize) {
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let status = cluster.get_json(node, "/status").await;
+        let listed = status
+            .as_ref()
+            .ok()
+            .and_then(|s| s["groups"].as_array().map(Vec::len));
+        if listed == Some(count) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {} lists {listed:?} groups, not {count}",
+            node + 1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b10_the_dashboard_shows_members_and_charts_in_a_browser() {
     let cluster = Cluster::start(ClusterSpec {
@@ -46,6 +68,27 @@ async fn b10_the_dashboard_shows_members_and_charts_in_a_browser() {
     .await;
     let leader = cluster.leader(SETTLE).await;
     cluster.execute(leader, json!(["CREATE TABLE t(x)"])).await;
+    // A sharded database: its two groups show their place and slots. (The catalog answers
+    // 503 "retry shortly" until its first leader is elected.)
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let (status, body) = cluster
+            .post(
+                leader,
+                "/db/execute",
+                json!(["CREATE DATABASE shop WITH (shards = 2)"]),
+            )
+            .await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            status == 503 && std::time::Instant::now() < deadline,
+            "{status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_groups(&cluster, leader, 4).await;
     // A small load, so the charts have something to draw.
     let url = cluster.url(leader);
     let http = cluster.http.clone();
@@ -68,9 +111,14 @@ async fn b10_the_dashboard_shows_members_and_charts_in_a_browser() {
             .unwrap()
     };
     assert_eq!(dom.matches("class=\"member\"").count(), 3, "{dom}");
-    // The groups view: the catalog and the default database's group on this node.
-    assert_eq!(dom.matches("class=\"group\"").count(), 2, "{dom}");
+    // The groups view: the catalog, the default database's group and shop's two shard groups.
+    assert_eq!(dom.matches("class=\"group\"").count(), 4, "{dom}");
     assert!(dom.contains("<td>(catalog)</td>"), "{dom}");
+    assert!(
+        dom.contains("<td class=\"shard\">0/2 (0–8191)</td>")
+            && dom.contains("<td class=\"shard\">1/2 (8192–16383)</td>"),
+        "each shard group shows its place and slots: {dom}"
+    );
     assert!(
         dom.contains("(leader) · term"),
         "the summary line renders: {dom}"
