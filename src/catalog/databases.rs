@@ -306,7 +306,7 @@ impl Databases {
                 group: handle.group,
                 target: Target::Sharded {
                     router,
-                    database: Arc::new(entry.clone()),
+                    database: Arc::clone(entry),
                     first: Box::new(handle),
                 },
             });

@@ -2,6 +2,7 @@
 //! which databases exist, the group each lives in, and where that group's replicas are placed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::raft::types::{GroupId, NodeId, Statement};
 use crate::types::value::SqlValue;
@@ -211,7 +212,7 @@ pub struct CatalogView {
     pub ready: bool,
     /// The catalog log index this view was read at.
     pub applied: u64,
-    pub databases: BTreeMap<String, DatabaseEntry>,
+    pub databases: BTreeMap<String, Arc<DatabaseEntry>>,
     /// Every group of every database (a sharded database's first group is also in
     /// `databases`).
     pub groups: BTreeMap<GroupId, DatabaseEntry>,
@@ -338,7 +339,7 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
             groups.insert(*group, member);
         }
         groups.insert(first, entry.clone());
-        databases.insert(entry.name.clone(), entry);
+        databases.insert(entry.name.clone(), Arc::new(entry));
     }
     let id = |row: &rusqlite::Row| row.get::<_, i64>(0).map(|n| n as u64);
     let dropped = rows(connection, "SELECT group_id FROM dropped_groups", id)

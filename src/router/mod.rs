@@ -27,7 +27,7 @@ pub mod tokens;
 pub mod triggers;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::catalog::databases::{Databases, ShardedRequests};
@@ -63,7 +63,7 @@ impl Default for GatherLimits {
 pub struct Router {
     databases: Arc<Databases>,
     /// Each sharded database's schema, by its first group.
-    schemas: Mutex<HashMap<GroupId, Arc<Schema>>>,
+    schemas: RwLock<HashMap<GroupId, Arc<Schema>>>,
     sequences: sequence::Sequences,
     /// Scratch copies kept ready for INSERTs into distributed tables.
     insert_scratches: scratches::ScratchPool,
@@ -74,7 +74,7 @@ impl Router {
     pub fn new(databases: Arc<Databases>, limits: GatherLimits) -> Arc<Router> {
         Arc::new(Router {
             databases,
-            schemas: Mutex::new(HashMap::new()),
+            schemas: RwLock::new(HashMap::new()),
             sequences: sequence::Sequences::default(),
             insert_scratches: scratches::ScratchPool::default(),
             limits,
@@ -116,19 +116,19 @@ impl Router {
         let schema = Arc::new(
             Schema::build(database.schema_epoch, statements).map_err(ServiceError::Internal)?,
         );
-        if let Ok(mut schemas) = self.schemas.lock() {
+        if let Ok(mut schemas) = self.schemas.write() {
             schemas.insert(database.group, schema.clone());
         }
         Ok(schema)
     }
 
     fn cached_schema(&self, group: GroupId) -> Option<Arc<Schema>> {
-        self.schemas.lock().ok()?.get(&group).cloned()
+        self.schemas.read().ok()?.get(&group).cloned()
     }
 
     /// Forgets the schema held for `database` (after a schema change through this node).
     pub fn forget_schema(&self, database: GroupId) {
-        if let Ok(mut schemas) = self.schemas.lock() {
+        if let Ok(mut schemas) = self.schemas.write() {
             schemas.remove(&database);
         }
     }

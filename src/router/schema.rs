@@ -4,7 +4,7 @@
 //! copies of it receive gathered rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OptionalExtension};
@@ -149,12 +149,12 @@ pub struct Schema {
     connection: Mutex<Connection>,
     noted: Arc<Mutex<Analysis>>,
     /// Table shapes already read, by lower-case name.
-    shapes: Mutex<HashMap<String, Option<Arc<TableShape>>>>,
+    shapes: RwLock<HashMap<String, Option<Arc<TableShape>>>>,
     /// Analyses already made, by statement text (the same text compiles the same way
     /// against one schema; a statement sent again with other parameters is not recompiled).
-    analyses: Mutex<HashMap<String, Arc<Analysis>>>,
+    analyses: RwLock<HashMap<String, Arc<Analysis>>>,
     /// Distributed tables' shard keys, by lower-case table name and key column.
-    shard_keys: Mutex<HashMap<ShardKeyId, Arc<ShardKey>>>,
+    shard_keys: RwLock<HashMap<ShardKeyId, Arc<ShardKey>>>,
 }
 
 /// A distributed table (lower-case) and its key column (lower-case; `None`: its rowid).
@@ -196,16 +196,16 @@ impl Schema {
             statements,
             connection: Mutex::new(connection),
             noted,
-            shapes: Mutex::new(HashMap::new()),
-            analyses: Mutex::new(HashMap::new()),
-            shard_keys: Mutex::new(HashMap::new()),
+            shapes: RwLock::new(HashMap::new()),
+            analyses: RwLock::new(HashMap::new()),
+            shard_keys: RwLock::new(HashMap::new()),
         })
     }
 
     /// What `sql` touches, from compiling it here; `Err` with SQLite's message when it does
     /// not compile (a table that does not exist, a syntax error).
     pub fn analyze(&self, sql: &str) -> Result<Arc<Analysis>, AnalyzeError> {
-        if let Some(analysis) = self.analyses.lock().ok().and_then(|a| a.get(sql).cloned()) {
+        if let Some(analysis) = self.analyses.read().ok().and_then(|a| a.get(sql).cloned()) {
             return Ok(analysis);
         }
         let mut analysis = self.compile(sql).map_err(AnalyzeError::Compile)?;
@@ -218,7 +218,7 @@ impl Schema {
         }
         let analysis = Arc::new(analysis);
         if sql.len() <= ANALYSED_TEXT_BYTES_MAX
-            && let Ok(mut analyses) = self.analyses.lock()
+            && let Ok(mut analyses) = self.analyses.write()
         {
             if analyses.len() >= ANALYSES_KEPT_MAX {
                 analyses.clear();
@@ -239,14 +239,14 @@ impl Schema {
         let id = (table.to_ascii_lowercase(), key.map(str::to_ascii_lowercase));
         if let Some(known) = self
             .shard_keys
-            .lock()
+            .read()
             .ok()
             .and_then(|k| k.get(&id).cloned())
         {
             return known;
         }
         let computed = Arc::new(compute());
-        if let Ok(mut keys) = self.shard_keys.lock() {
+        if let Ok(mut keys) = self.shard_keys.write() {
             keys.insert(id, computed.clone());
         }
         computed
@@ -309,14 +309,14 @@ impl Schema {
     /// The shape of table `name` (any case), if it exists.
     pub fn table(&self, name: &str) -> Result<Option<Arc<TableShape>>, String> {
         let key = name.to_ascii_lowercase();
-        if let Some(shape) = self.shapes.lock().ok().and_then(|s| s.get(&key).cloned()) {
+        if let Some(shape) = self.shapes.read().ok().and_then(|s| s.get(&key).cloned()) {
             return Ok(shape);
         }
         let connection = self.lock()?;
         let shape = table_shape(&connection, name)
             .map_err(|e| format!("reading table {name}: {e}"))?
             .map(Arc::new);
-        if let Ok(mut shapes) = self.shapes.lock() {
+        if let Ok(mut shapes) = self.shapes.write() {
             shapes.insert(key, shape.clone());
         }
         Ok(shape)
