@@ -21,6 +21,7 @@ use crate::catalog::handle::DatabaseHandle;
 use crate::catalog::sql::DatabaseStatement;
 use crate::catalog::statements::SHOW_COLUMNS as SHOW_DATABASES_COLUMNS;
 use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
+use crate::pgwire::dialect;
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};
 use crate::pgwire::params::decode_parameter;
 use crate::pgwire::privileges::{Privileges, needed};
@@ -29,7 +30,7 @@ use crate::pgwire::results::{
     wire_type,
 };
 use crate::pgwire::session::{LocalStatement, Session, recognize};
-use crate::pgwire::split::{rewrite_parameters, to_sqlite};
+use crate::pgwire::split::rewrite_parameters;
 use crate::pgwire::sqlstate::{
     self, error_info, service_error, session_error, statement_error, user_error,
 };
@@ -306,7 +307,7 @@ impl Backend {
                     .require_one_of(session, &[Permission::Read])
                     .await?;
             } else {
-                sqlite.push(to_sqlite(sql));
+                sqlite.push(sqlite_text(sql)?);
             }
         }
         self.privileges.require_for(session, &sqlite).await
@@ -331,10 +332,14 @@ impl Backend {
                 .iter()
                 .all(|s| recognize(s, session).is_none() && !is_catalog_query(s));
         if implicit {
-            let batch = statements
+            let batch = match statements
                 .iter()
-                .map(|s| Statement::plain(to_sqlite(s)))
-                .collect();
+                .map(|s| sqlite_text(s).map(Statement::plain))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(batch) => batch,
+                Err(info) => return vec![Response::Error(info)],
+            };
             match self.run(session, RequestKind::Unified, batch, true).await {
                 Ok(results) => {
                     for (sql, result) in statements.iter().zip(results) {
@@ -362,30 +367,34 @@ impl Backend {
                         Err(info) => Response::Error(info),
                     }
                 }
-                None if session.in_transaction() => {
-                    let statement = Statement::plain(to_sqlite(sql));
-                    match self.transactions.execute(session, statement).await {
-                        Ok(result) => in_transaction_response(sql, result),
-                        Err(info) => Response::Error(info),
+                None if session.in_transaction() => match sqlite_text(sql) {
+                    Ok(text) => {
+                        let statement = Statement::plain(text);
+                        match self.transactions.execute(session, statement).await {
+                            Ok(result) => in_transaction_response(sql, result),
+                            Err(info) => Response::Error(info),
+                        }
                     }
-                }
-                None => match self
-                    .run(
-                        session,
-                        RequestKind::Unified,
-                        vec![Statement::plain(to_sqlite(sql))],
-                        false,
-                    )
-                    .await
-                {
-                    Ok(mut results) if results.len() == 1 => {
-                        simple_response(sql, results.remove(0))
+                    Err(info) => Response::Error(info),
+                },
+                None => match sqlite_text(sql) {
+                    Ok(text) => {
+                        let statements = vec![Statement::plain(text)];
+                        match self
+                            .run(session, RequestKind::Unified, statements, false)
+                            .await
+                        {
+                            Ok(mut results) if results.len() == 1 => {
+                                simple_response(sql, results.remove(0))
+                            }
+                            Ok(results) => Response::Error(error_info(
+                                sqlstate::INTERNAL_ERROR,
+                                format!("expected one result, got {}", results.len()),
+                            )),
+                            Err(error) => Response::Error(service_error(&error)),
+                        }
                     }
-                    Ok(results) => Response::Error(error_info(
-                        sqlstate::INTERNAL_ERROR,
-                        format!("expected one result, got {}", results.len()),
-                    )),
-                    Err(error) => Response::Error(service_error(&error)),
+                    Err(info) => Response::Error(info),
                 },
             };
             let failed = matches!(response, Response::Error(_));
@@ -399,6 +408,14 @@ impl Backend {
         }
         responses
     }
+}
+
+/// `sql` (one statement, as a PostgreSQL client sent it) as SQLite runs it; a PostgreSQL
+/// construct Shoal cannot serve is refused with 0A000 naming it.
+fn sqlite_text(sql: &str) -> Result<String, Box<ErrorInfo>> {
+    dialect::translate(sql)
+        .map(|text| text.to_string())
+        .map_err(|unsupported| error_info(sqlstate::FEATURE_NOT_SUPPORTED, unsupported.to_string()))
 }
 
 /// Prepares statements for the extended protocol: compiles them in SQLite (on this node) to
@@ -498,7 +515,7 @@ impl QueryParser for StatementParser {
                 read_only: true,
             }));
         }
-        let rewritten = to_sqlite(&rewrite_parameters(sql));
+        let rewritten = sqlite_text(sql).map_err(user_error)?;
         // The session's own earlier writes are applied here first, so a statement naming a
         // table it just created compiles on a follower too.
         let database = session_database(&self.databases, &session)

@@ -9,6 +9,7 @@ use crate::pgwire::split::{rewrite_casts, rewrite_parameters, to_sqlite};
 
 /// Every rewrite a statement may go through on its way to SQLite.
 pub fn rewrite(statement: &str) {
+    let _ = crate::pgwire::dialect::translate(statement);
     let _ = to_sqlite(statement);
     let _ = rewrite_parameters(statement);
     let _ = rewrite_casts(statement);

@@ -7,6 +7,7 @@
 
 pub mod backend;
 mod catalog;
+mod dialect;
 #[doc(hidden)]
 pub mod fuzzing;
 mod infer;

@@ -1,0 +1,90 @@
+//! PostgreSQL functions SQLite lacks, as SQLite expressions that compute the same value. Each
+//! is built from SQLite's own functions, so every replica evaluates it the same way: time
+//! comes from the log entry (the clock VFS), randomness from its seed (`db/determinism.rs`).
+
+use sqlparser::ast::{Function, FunctionArg, FunctionArgExpr, FunctionArguments};
+
+/// A UUID version 4 (RFC 9562) from 16 random bytes, in PostgreSQL's lower-case text form.
+const RANDOM_UUID: &str = "(lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || \
+     '-4' || substr(lower(hex(randomblob(2))), 2) || '-' || \
+     substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2) || \
+     '-' || lower(hex(randomblob(6))))";
+
+/// `now()` and its synonyms: the statement's time in UTC, as a `timestamptz` reads.
+const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f+00', 'now')";
+
+/// SQLite's text for `function`, when it is a PostgreSQL function SQLite does not have;
+/// `Ok(None)` for a function to leave as written; `Err` names one Shoal cannot serve.
+pub fn translate(function: &Function) -> Result<Option<String>, String> {
+    let name = function.name.to_string().to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    let arguments = plain_arguments(&function.args);
+    let no_arguments = matches!(arguments.as_deref(), Some([]));
+    Ok(match name {
+        "now" | "transaction_timestamp" | "statement_timestamp" | "clock_timestamp"
+            if no_arguments =>
+        {
+            Some(NOW.to_string())
+        }
+        "localtimestamp" if matches!(function.args, FunctionArguments::None) => {
+            Some("strftime('%Y-%m-%d %H:%M:%f', 'now')".to_string())
+        }
+        "gen_random_uuid" | "uuid_generate_v4" if no_arguments => Some(RANDOM_UUID.to_string()),
+        // PostgreSQL's GREATEST/LEAST skip NULLs (SQLite's max/min of several arguments
+        // return NULL on any): the aggregate over the arguments does exactly that.
+        "greatest" | "least" => {
+            let Some(arguments) = arguments.filter(|a| !a.is_empty()) else {
+                return Err(format!("{}() with these arguments", name.to_uppercase()));
+            };
+            let aggregate = if name == "greatest" { "max" } else { "min" };
+            let rows: Vec<String> = arguments.iter().map(|a| format!("({a})")).collect();
+            Some(format!(
+                "(SELECT {aggregate}(column1) FROM (VALUES {}))",
+                rows.join(", ")
+            ))
+        }
+        "array_agg" | "unnest" | "array_length" | "generate_subscripts" => {
+            return Err(format!("{name}() (arrays)"));
+        }
+        _ => None,
+    })
+}
+
+/// `EXTRACT(field FROM operand)` in SQLite, for a timestamp stored as ISO 8601 text.
+pub fn extract(field: &str, operand: &str) -> Option<String> {
+    let integer = |format: &str| format!("CAST(strftime('{format}', {operand}) AS INTEGER)");
+    Some(match field {
+        "year" => integer("%Y"),
+        "month" => integer("%m"),
+        "day" => integer("%d"),
+        "hour" => integer("%H"),
+        "minute" => integer("%M"),
+        "second" => format!("CAST(strftime('%f', {operand}) AS REAL)"),
+        "dow" => integer("%w"),
+        "isodow" => integer("%u"),
+        "doy" => integer("%j"),
+        "quarter" => format!("((CAST(strftime('%m', {operand}) AS INTEGER) + 2) / 3)"),
+        "epoch" => format!("unixepoch({operand}, 'subsec')"),
+        "milliseconds" => format!("CAST(strftime('%f', {operand}) * 1000 AS INTEGER)"),
+        "microseconds" => format!("CAST(strftime('%f', {operand}) * 1000000 AS INTEGER)"),
+        _ => return None,
+    })
+}
+
+/// A call's arguments as SQL text, when they are plain expressions (no DISTINCT, no ORDER
+/// BY, no named arguments); `Some([])` for an empty list.
+fn plain_arguments(arguments: &FunctionArguments) -> Option<Vec<String>> {
+    let FunctionArguments::List(list) = arguments else {
+        return None;
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    list.args
+        .iter()
+        .map(|argument| match argument {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr.to_string()),
+            _ => None,
+        })
+        .collect()
+}

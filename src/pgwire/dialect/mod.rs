@@ -1,0 +1,190 @@
+//! PostgreSQL's SQL dialect in front of SQLite: what a PostgreSQL client sends is parsed with
+//! sqlparser's PostgreSQL dialect, the constructs SQLite lacks are rewritten to ones SQLite
+//! evaluates the same way (`rewrite.rs`), and what cannot be is refused naming the construct.
+//!
+//! How the two dialects share the endpoint:
+//! - text that parses as PostgreSQL and holds nothing to rewrite runs exactly as written (with
+//!   `$n` parameters as `?n`), so SQLite's own spelling keeps working and its error messages
+//!   point into the text the client wrote;
+//! - text that parses as PostgreSQL and holds PostgreSQL-only constructs runs as the rewritten
+//!   statement, printed from the tree;
+//! - text that does not parse as PostgreSQL (SQLite-only syntax: `INSERT OR REPLACE`, `?`
+//!   parameters, `PRAGMA`, backquoted names) runs as written, through the older textual
+//!   rewrites of `split.rs`.
+
+mod functions;
+mod rewrite;
+mod types;
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
+
+use sqlparser::ast::VisitMut;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::pgwire::split::{rewrite_parameters, to_sqlite};
+
+/// Statements longer than this are not parsed (bulk loads): they run through the textual path.
+const PARSED_TEXT_BYTES_MAX: usize = 256 * 1024;
+/// Parser nesting depth; deeper text is taken as SQLite's (and SQLite bounds it again).
+const PARSER_RECURSION_LIMIT: usize = 64;
+/// Translations kept per process, by statement text (cleared when full: clients send few
+/// distinct texts, and prepared statements are translated once anyway).
+const TRANSLATIONS_KEPT_MAX: usize = 4096;
+/// Texts longer than this are translated every time rather than kept.
+const KEPT_TEXT_BYTES_MAX: usize = 16 * 1024;
+
+/// A construct of PostgreSQL's dialect that Shoal does not serve (SQLSTATE 0A000).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not supported by Shoal", self.0)
+    }
+}
+
+type Translated = Result<Arc<str>, Unsupported>;
+
+static TRANSLATIONS: LazyLock<RwLock<HashMap<String, Translated>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// One statement (no `;` between statements) as SQLite should run it.
+pub fn translate(sql: &str) -> Result<Arc<str>, Unsupported> {
+    if let Some(known) = TRANSLATIONS
+        .read()
+        .ok()
+        .and_then(|kept| kept.get(sql).cloned())
+    {
+        return known;
+    }
+    let translated = translate_uncached(sql);
+    if sql.len() <= KEPT_TEXT_BYTES_MAX
+        && let Ok(mut kept) = TRANSLATIONS.write()
+    {
+        if kept.len() >= TRANSLATIONS_KEPT_MAX {
+            kept.clear();
+        }
+        kept.insert(sql.to_string(), translated.clone());
+    }
+    translated
+}
+
+fn translate_uncached(sql: &str) -> Translated {
+    let as_written = || Ok(Arc::from(to_sqlite(&rewrite_parameters(sql))));
+    if sql.len() > PARSED_TEXT_BYTES_MAX {
+        return as_written();
+    }
+    let parsed = Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements());
+    let mut statements = match parsed {
+        Ok(statements) if statements.len() == 1 => statements,
+        // Not PostgreSQL (or several statements, which the caller splits first).
+        _ => return as_written(),
+    };
+    let mut rewriter = rewrite::Rewriter::default();
+    let _ = statements.visit(&mut rewriter);
+    if let Some(unsupported) = rewriter.unsupported {
+        return Err(unsupported);
+    }
+    if !rewriter.changed {
+        return as_written();
+    }
+    Ok(Arc::from(statements[0].to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(sql: &str) -> String {
+        translate(sql)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    #[test]
+    fn sqlite_spellings_run_as_written() {
+        for sql in [
+            "INSERT OR REPLACE INTO t VALUES (?, ?)",
+            "PRAGMA table_info(t)",
+            "SELECT * FROM t WHERE a = ?1 AND b LIKE 'x%'",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT) WITHOUT ROWID",
+            "select `a` from t",
+        ] {
+            assert_eq!(sqlite(sql), sql);
+        }
+        assert_eq!(
+            sqlite("SELECT a FROM t WHERE b = $1"),
+            "SELECT a FROM t WHERE b = ?1"
+        );
+    }
+
+    #[test]
+    fn casts_take_the_sqlite_type_that_keeps_the_meaning() {
+        assert_eq!(
+            sqlite("SELECT $1::VARCHAR, $2::INTEGER, $3::TIMESTAMP WITHOUT TIME ZONE"),
+            "SELECT CAST(?1 AS TEXT), CAST(?2 AS INTEGER), CAST(?3 AS TEXT)"
+        );
+        assert_eq!(
+            sqlite("SELECT 'a'::bytea, 2.5::float8, x::numeric(10, 2) FROM t"),
+            "SELECT CAST('a' AS BLOB), CAST(2.5 AS REAL), CAST(x AS NUMERIC) FROM t"
+        );
+        assert_eq!(sqlite("SELECT 't'::boolean, 'off'::bool"), "SELECT 1, 0");
+        assert_eq!(
+            sqlite("SELECT CAST(x AS uuid) FROM t"),
+            "SELECT CAST(x AS TEXT) FROM t"
+        );
+    }
+
+    #[test]
+    fn postgresql_operators_and_functions_become_sqlite_ones() {
+        assert_eq!(
+            sqlite("SELECT * FROM t WHERE name ILIKE $1 AND NOT name NOT ILIKE 'b%'"),
+            "SELECT * FROM t WHERE name LIKE ?1 AND NOT name NOT LIKE 'b%'"
+        );
+        assert_eq!(
+            sqlite("SELECT substring(name FROM 2 FOR 3), position('b' IN name) FROM t"),
+            "SELECT substr(name, 2, 3), instr(name, 'b') FROM t"
+        );
+        assert_eq!(
+            sqlite("SELECT extract(year FROM d), EXTRACT(epoch FROM d) FROM t"),
+            "SELECT CAST(strftime('%Y', d) AS INTEGER), unixepoch(d, 'subsec') FROM t"
+        );
+        assert_eq!(
+            sqlite("SELECT now()"),
+            "SELECT strftime('%Y-%m-%d %H:%M:%f+00', 'now')"
+        );
+        assert_eq!(
+            sqlite("SELECT greatest(a, b, NULL), least(a, 1) FROM t"),
+            "SELECT (SELECT max(column1) FROM (VALUES (a), (b), (NULL))), \
+             (SELECT min(column1) FROM (VALUES (a), (1))) FROM t"
+        );
+        assert_eq!(sqlite("SELECT * FROM t FOR UPDATE"), "SELECT * FROM t");
+        assert_eq!(sqlite("SELECT E'a\\nb'"), "SELECT 'a\nb'");
+    }
+
+    #[test]
+    fn values_with_column_aliases_become_a_select_sqlite_accepts() {
+        assert_eq!(
+            sqlite(
+                "INSERT INTO a (name, n) SELECT p0::VARCHAR, p1 FROM (VALUES ($1::VARCHAR, $2, 0), \
+                 ($3::VARCHAR, $4, 1)) AS imp_sen(p0, p1, sen_counter) ORDER BY sen_counter \
+                 RETURNING a.id"
+            ),
+            "INSERT INTO a (name, n) SELECT CAST(p0 AS TEXT), p1 FROM (SELECT column1 AS p0, \
+             column2 AS p1, column3 AS sen_counter FROM (VALUES (CAST(?1 AS TEXT), ?2, 0), \
+             (CAST(?3 AS TEXT), ?4, 1))) AS imp_sen ORDER BY sen_counter RETURNING a.id"
+        );
+    }
+
+    #[test]
+    fn what_sqlite_cannot_do_is_refused_by_name() {
+        let refused = |sql: &str| translate(sql).unwrap_err().0;
+        assert!(refused("SELECT * FROM t WHERE a ~ 'x'").contains("~"));
+        assert!(refused("SELECT DISTINCT ON (a) a, b FROM t").contains("DISTINCT ON"));
+    }
+}

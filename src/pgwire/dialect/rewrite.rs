@@ -1,0 +1,273 @@
+//! The rewriting pass: one walk over a parsed PostgreSQL statement that replaces each
+//! PostgreSQL-only construct with SQLite's equivalent, notes whether anything changed, and
+//! names the first construct it cannot translate.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, CastKind, CreateIndex, Distinct, Expr, Ident, Query, Select, SetExpr,
+    Statement, TableFactor, Value, ValueWithSpan, VisitorMut,
+};
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+
+use super::Unsupported;
+use super::functions;
+use super::types::{is_boolean, sqlite_cast_type};
+
+#[derive(Default)]
+pub struct Rewriter {
+    /// Something was rewritten: the statement must be printed from the tree.
+    pub changed: bool,
+    /// The first construct that has no SQLite translation.
+    pub unsupported: Option<Unsupported>,
+}
+
+impl Rewriter {
+    fn refuse(&mut self, construct: impl Into<String>) -> ControlFlow<()> {
+        self.unsupported = Some(Unsupported(construct.into()));
+        ControlFlow::Break(())
+    }
+
+    fn replace(&mut self, target: &mut Expr, replacement: Expr) {
+        *target = replacement;
+        self.changed = true;
+    }
+}
+
+/// An expression printed exactly as `sql` (SQLite text built by this module). sqlparser has
+/// no node for raw text; an unquoted identifier prints its value unchanged, and the walk
+/// never looks inside a node it already replaced (replacement happens after its children).
+pub fn raw(sql: String) -> Expr {
+    Expr::Identifier(Ident::new(sql))
+}
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
+        match &mut value.value {
+            // `$n` is `?n` in SQLite (which numbers `$n` by first appearance instead).
+            Value::Placeholder(name)
+                if name.len() > 1
+                    && name.starts_with('$')
+                    && name[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                *name = format!("?{}", &name[1..]);
+            }
+            Value::EscapedStringLiteral(text) => {
+                value.value = Value::SingleQuotedString(std::mem::take(text));
+                self.changed = true;
+            }
+            Value::DollarQuotedString(quoted) => {
+                value.value = Value::SingleQuotedString(std::mem::take(&mut quoted.value));
+                self.changed = true;
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Cast {
+                kind: kind @ (CastKind::Cast | CastKind::DoubleColon),
+                expr: operand,
+                data_type,
+                format: None,
+            } => {
+                if is_boolean(data_type)
+                    && let Expr::Value(ValueWithSpan {
+                        value: Value::SingleQuotedString(text),
+                        ..
+                    }) = operand.as_ref()
+                {
+                    let Some(truth) = boolean_literal(text) else {
+                        return self.refuse(format!("the boolean literal '{text}'"));
+                    };
+                    let replacement = raw(if truth { "1" } else { "0" }.to_string());
+                    self.replace(expr, replacement);
+                } else {
+                    *kind = CastKind::Cast;
+                    *data_type = sqlite_cast_type(data_type);
+                    self.changed = true;
+                }
+            }
+            Expr::ILike {
+                negated,
+                any,
+                expr: operand,
+                pattern,
+                escape_char,
+            } => {
+                // SQLite's LIKE ignores the case of ASCII letters: PostgreSQL's ILIKE.
+                let replacement = Expr::Like {
+                    negated: *negated,
+                    any: *any,
+                    expr: operand.clone(),
+                    pattern: pattern.clone(),
+                    escape_char: escape_char.clone(),
+                };
+                self.replace(expr, replacement);
+            }
+            Expr::BinaryOp { left, op, right } => {
+                let negated = match op {
+                    BinaryOperator::PGLikeMatch | BinaryOperator::PGILikeMatch => false,
+                    BinaryOperator::PGNotLikeMatch | BinaryOperator::PGNotILikeMatch => true,
+                    BinaryOperator::PGRegexMatch
+                    | BinaryOperator::PGRegexIMatch
+                    | BinaryOperator::PGRegexNotMatch
+                    | BinaryOperator::PGRegexNotIMatch => {
+                        return self.refuse(format!("the regular expression operator {op}"));
+                    }
+                    _ => return ControlFlow::Continue(()),
+                };
+                let replacement = Expr::Like {
+                    negated,
+                    any: false,
+                    expr: left.clone(),
+                    pattern: right.clone(),
+                    escape_char: None,
+                };
+                self.replace(expr, replacement);
+            }
+            Expr::Substring {
+                expr: operand,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let from = substring_from
+                    .as_ref()
+                    .map_or_else(|| "1".to_string(), |e| e.to_string());
+                let replacement = match substring_for {
+                    Some(length) => raw(format!("substr({operand}, {from}, {length})")),
+                    None => raw(format!("substr({operand}, {from})")),
+                };
+                self.replace(expr, replacement);
+            }
+            Expr::Position {
+                expr: needle,
+                r#in: haystack,
+            } => {
+                let replacement = raw(format!("instr({haystack}, {needle})"));
+                self.replace(expr, replacement);
+            }
+            Expr::Extract {
+                field,
+                expr: operand,
+                ..
+            } => {
+                let field = field.to_string().to_ascii_lowercase();
+                let Some(replacement) = functions::extract(&field, &operand.to_string()) else {
+                    return self.refuse(format!("EXTRACT({} FROM …)", field.to_uppercase()));
+                };
+                self.replace(expr, raw(replacement));
+            }
+            Expr::Function(function) => match functions::translate(function) {
+                Ok(Some(replacement)) => self.replace(expr, raw(replacement)),
+                Ok(None) => {}
+                Err(construct) => return self.refuse(construct),
+            },
+            Expr::Interval(_) => return self.refuse("an INTERVAL value"),
+            Expr::Array(_) => return self.refuse("an ARRAY constructor"),
+            Expr::AnyOp { .. } | Expr::AllOp { .. } => {
+                return self.refuse("ANY/ALL over an array");
+            }
+            Expr::AtTimeZone { .. } => return self.refuse("AT TIME ZONE"),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        if let Some(Distinct::On(_)) = select.distinct {
+            return self.refuse("SELECT DISTINCT ON");
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        // Row locks: Shoal's transactions are serializable, so FOR UPDATE/SHARE lock nothing
+        // more than the transaction already holds.
+        if !query.locks.is_empty() {
+            query.locks.clear();
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Derived {
+            subquery, alias, ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        let Some(alias) = alias.as_mut().filter(|a| !a.columns.is_empty()) else {
+            return ControlFlow::Continue(());
+        };
+        // `(VALUES …) AS t(a, b)`: SQLite names a VALUES list's columns column1, column2, …
+        // and has no column aliases on a derived table, so they are given in a SELECT.
+        if !matches!(subquery.body.as_ref(), SetExpr::Values(_)) {
+            return self.refuse("column aliases on a derived table (other than VALUES)");
+        }
+        let projection: Vec<String> = alias
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!("column{} AS {}", i + 1, column.name))
+            .collect();
+        let template = format!("SELECT {} FROM (VALUES (1))", projection.join(", "));
+        let Ok(mut select) = Parser::new(&SQLiteDialect {})
+            .try_with_sql(&template)
+            .and_then(|mut parser| parser.parse_query())
+        else {
+            return self.refuse("these column aliases on a VALUES list");
+        };
+        if let SetExpr::Select(body) = select.body.as_mut()
+            && let Some(TableFactor::Derived {
+                subquery: inner, ..
+            }) = body.from.first_mut().map(|from| &mut from.relation)
+        {
+            std::mem::swap(inner, subquery);
+            *subquery = select;
+            alias.columns.clear();
+            self.changed = true;
+            return ControlFlow::Continue(());
+        }
+        self.refuse("these column aliases on a VALUES list")
+    }
+
+    fn post_visit_statement(&mut self, statement: &mut Statement) -> ControlFlow<()> {
+        if let Statement::CreateIndex(CreateIndex {
+            concurrently,
+            using,
+            ..
+        }) = statement
+        {
+            // SQLite builds an index in one step; btree is its only kind.
+            if *concurrently {
+                *concurrently = false;
+                self.changed = true;
+            }
+            if using
+                .as_ref()
+                .is_some_and(|u| u.to_string().eq_ignore_ascii_case("btree"))
+            {
+                *using = None;
+                self.changed = true;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// PostgreSQL's boolean input spellings.
+fn boolean_literal(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
+        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
