@@ -162,6 +162,58 @@ async fn p10_psql_creates_inserts_and_queries_through_a_follower() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p11_psql_speaks_postgresql_and_is_told_what_is_not_served() {
+    let cluster = Cluster::start(three_voters()).await;
+    let (ok, out, err) = psql(
+        &cluster,
+        1,
+        &[
+            "-At",
+            "-c",
+            "CREATE TABLE people(id SERIAL PRIMARY KEY, name VARCHAR(20), \
+             joined TIMESTAMPTZ DEFAULT now())",
+            "-c",
+            "INSERT INTO people(name) VALUES ('Ada'), ('bob'), (E'Al\\'s')",
+            "-c",
+            "SELECT name FROM people WHERE name ILIKE 'a%' ORDER BY id",
+            "-c",
+            "SELECT substring(name FROM 1 FOR 2), position('d' IN name)::int, \
+             greatest(id, NULL, 2) FROM people ORDER BY id LIMIT 1",
+            "-c",
+            "SELECT count(*) FROM people WHERE joined <= now() AND joined > '2000-01-01'",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["CREATE TABLE", "INSERT 0 3", "Ada", "Al's", "Ad|2|2", "3"],
+        "{out}"
+    );
+    // A construct SQLite has no equivalent for: 0A000, naming it; nothing is written.
+    let (ok, _, err) = psql(
+        &cluster,
+        0,
+        &["-c", "UPDATE people SET name = 'x' WHERE name ~ '^A'"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("0A000") && err.contains("regular expression operator ~"),
+        "{err}"
+    );
+    let (ok, out, err) = psql(
+        &cluster,
+        0,
+        &["-At", "-c", "SELECT count(*) FROM people WHERE name = 'x'"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p12_psql_describes_tables_indexes_and_keys() {
     let cluster = Cluster::start(three_voters()).await;
     let (ok, _, err) = psql(
@@ -652,6 +704,28 @@ async fn p55_sqlalchemy_core_creates_inserts_and_selects() {
     let follower = (cluster.leader(SETTLE).await + 1) % 3;
     let port = [cluster.nodes[follower].pg_port.to_string()];
     support::run_client_script("sqlalchemy_session.py", &port, "sqlalchemy session: ok").await;
+}
+
+/// p56: SQLAlchemy 2's ORM with psycopg 3, as an application uses it (tests/clients/
+/// sqlalchemy_orm.py): models with integer, string, boolean, date, timestamp (naive and
+/// zoned), numeric, float, JSON, UUID and enum columns; CRUD, eager loading, ILIKE, joins,
+/// aggregates, pagination, integrity errors — written through a follower, every value and its
+/// Python type read back on the follower and the leader. The steps Shoal does not pass yet are
+/// named, and the script fails on any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p56_sqlalchemy_orm_session_reads_back_typed_values_on_every_node() {
+    let cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    let args = [
+        "--known-failures".to_string(),
+        // Open items of the PostgreSQL ORM work: LIKE is case-insensitive (SQLite's), avg()
+        // of a NUMERIC is a float, now() comes back as text, inspect() reflection queries.
+        "like_is_case_sensitive,group_by_aggregates,select_now,reflection".to_string(),
+        cluster.nodes[follower].pg_port.to_string(),
+        cluster.nodes[leader].pg_port.to_string(),
+    ];
+    support::run_client_script("sqlalchemy_orm.py", &args, "sqlalchemy orm: ok").await;
 }
 
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the

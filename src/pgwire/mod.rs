@@ -7,11 +7,13 @@
 
 pub mod backend;
 mod catalog;
+mod datetime;
 mod dialect;
 #[doc(hidden)]
 pub mod fuzzing;
 mod infer;
 mod login;
+mod numeric;
 mod params;
 mod privileges;
 mod results;

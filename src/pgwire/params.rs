@@ -3,6 +3,8 @@
 
 use pgwire::api::Type;
 
+use crate::pgwire::types::stored_timestamptz;
+use crate::pgwire::{datetime, numeric};
 use crate::types::value::SqlValue;
 
 /// The value of one parameter (`None` bytes: SQL NULL).
@@ -42,8 +44,71 @@ fn decode_text(text: &str, pg_type: &Type) -> Result<SqlValue, String> {
         },
         Type::BOOL => SqlValue::Integer(parse_bool(text).ok_or_else(invalid)? as i64),
         Type::BYTEA => SqlValue::Blob(parse_bytea(text).ok_or_else(invalid)?),
+        Type::UUID => SqlValue::Text(
+            uuid::Uuid::parse_str(text.trim())
+                .map_err(|_| invalid())?
+                .hyphenated()
+                .to_string(),
+        ),
+        Type::TIMESTAMPTZ => SqlValue::Text(stored_timestamptz(text)),
+        Type::TIMESTAMP => SqlValue::Text(
+            datetime::parse_timestamp(text)
+                .map_or_else(|| text.to_string(), datetime::format_timestamp),
+        ),
         _ => SqlValue::Text(text.to_string()),
     })
+}
+
+/// A binary date or time value as the text Shoal stores; PostgreSQL's infinities as
+/// `infinity`/`-infinity`.
+fn decode_binary_temporal(bytes: &[u8], pg_type: &Type) -> Result<Option<String>, String> {
+    let out_of_range = || format!("a binary {} parameter is out of range", pg_type.name());
+    let eight = || -> Result<i64, String> {
+        Ok(i64::from_be_bytes(bytes.try_into().map_err(|_| {
+            format!(
+                "a binary {} parameter of {} bytes has the wrong size",
+                pg_type.name(),
+                bytes.len()
+            )
+        })?))
+    };
+    Ok(Some(match *pg_type {
+        Type::DATE => {
+            let days = i32::from_be_bytes(bytes.try_into().map_err(|_| {
+                format!(
+                    "a binary date parameter of {} bytes has the wrong size",
+                    bytes.len()
+                )
+            })?);
+            match days {
+                i32::MAX => "infinity".to_string(),
+                i32::MIN => "-infinity".to_string(),
+                days => datetime::date_from_days(days)
+                    .ok_or_else(out_of_range)?
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            }
+        }
+        Type::TIME => {
+            datetime::format_time(datetime::time_from_micros(eight()?).ok_or_else(out_of_range)?)
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            let micros = eight()?;
+            let text = match micros {
+                i64::MAX => return Ok(Some("infinity".to_string())),
+                i64::MIN => return Ok(Some("-infinity".to_string())),
+                micros => datetime::format_timestamp(
+                    datetime::timestamp_from_micros(micros).ok_or_else(out_of_range)?,
+                ),
+            };
+            if *pg_type == Type::TIMESTAMPTZ {
+                format!("{text}+00")
+            } else {
+                text
+            }
+        }
+        _ => return Ok(None),
+    }))
 }
 
 fn decode_binary(bytes: &[u8], pg_type: &Type) -> Result<SqlValue, String> {
@@ -70,6 +135,32 @@ fn decode_binary(bytes: &[u8], pg_type: &Type) -> Result<SqlValue, String> {
         Type::FLOAT8 => SqlValue::Real(f64::from_be_bytes(fixed(array(8)?))),
         Type::BOOL => SqlValue::Integer((array(1)?[0] != 0) as i64),
         Type::BYTEA => SqlValue::Blob(bytes.to_vec()),
+        Type::DATE | Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            match decode_binary_temporal(bytes, pg_type)? {
+                Some(text) => SqlValue::Text(text),
+                None => {
+                    return Err(format!(
+                        "binary {} parameters are not supported",
+                        pg_type.name()
+                    ));
+                }
+            }
+        }
+        Type::UUID => SqlValue::Text(
+            uuid::Uuid::from_slice(bytes)
+                .map_err(|_| wrong_size())?
+                .hyphenated()
+                .to_string(),
+        ),
+        Type::NUMERIC => decode_text(&numeric::decode(bytes)?, pg_type)?,
+        // jsonb's binary form: version 1, then the text.
+        Type::JSONB => match bytes.split_first() {
+            Some((1, json)) => SqlValue::Text(
+                String::from_utf8(json.to_vec())
+                    .map_err(|_| "a jsonb parameter is not valid UTF-8".to_string())?,
+            ),
+            _ => return Err("a binary jsonb parameter does not start with version 1".into()),
+        },
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
             SqlValue::Text(
                 String::from_utf8(bytes.to_vec())
@@ -165,9 +256,70 @@ mod tests {
                 .contains("wrong size")
         );
         assert!(
-            binary(&[0; 8], &Type::TIMESTAMP)
+            binary(&[0; 16], &Type::INTERVAL)
                 .unwrap_err()
                 .contains("text format")
+        );
+    }
+
+    #[test]
+    fn binary_dates_times_uuids_and_numerics_are_stored_as_postgresql_prints_them() {
+        let binary = |b: &[u8], t: &Type| decode_parameter(Some(b), t, true);
+        let text = |s: &str| Ok(SqlValue::Text(s.into()));
+        let day_and_a_second = 86_401_000_000i64.to_be_bytes();
+        assert_eq!(
+            binary(&day_and_a_second, &Type::TIMESTAMP),
+            text("2000-01-02 00:00:01")
+        );
+        assert_eq!(
+            binary(&day_and_a_second, &Type::TIMESTAMPTZ),
+            text("2000-01-02 00:00:01+00")
+        );
+        assert_eq!(
+            binary(&(-1i32).to_be_bytes(), &Type::DATE),
+            text("1999-12-31")
+        );
+        assert_eq!(
+            binary(&1_500_000i64.to_be_bytes(), &Type::TIME),
+            text("00:00:01.5")
+        );
+        assert_eq!(
+            binary(&[0; 8], &Type::TIMESTAMP),
+            text("2000-01-01 00:00:00")
+        );
+        assert_eq!(
+            binary(&i64::MAX.to_be_bytes(), &Type::TIMESTAMP),
+            text("infinity")
+        );
+        let id = [
+            0x8a, 0xe5, 0x08, 0xf9, 0x92, 0x2e, 0x47, 0xe8, 0x83, 0x6d, 0x39, 0xa3, 0xd9, 0x03,
+            0x09, 0x15,
+        ];
+        assert_eq!(
+            binary(&id, &Type::UUID),
+            text("8ae508f9-922e-47e8-836d-39a3d9030915")
+        );
+        assert!(binary(&id[..4], &Type::UUID).is_err());
+        let numeric: Vec<u8> = [2i16, 0, 0, 2, 123, 4500]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        assert_eq!(binary(&numeric, &Type::NUMERIC), Ok(SqlValue::Real(123.45)));
+        assert_eq!(binary(b"\x01{\"a\": 1}", &Type::JSONB), text("{\"a\": 1}"));
+        // Text: a UUID in any accepted spelling is stored hyphenated, a zoned time in UTC.
+        let from_text = |s: &str, t: &Type| decode_parameter(Some(s.as_bytes()), t, false);
+        assert_eq!(
+            from_text("8AE508F9922E47E8836D39A3D9030915", &Type::UUID),
+            text("8ae508f9-922e-47e8-836d-39a3d9030915")
+        );
+        assert!(
+            from_text("not-a-uuid", &Type::UUID)
+                .unwrap_err()
+                .contains("uuid")
+        );
+        assert_eq!(
+            from_text("2024-01-02 03:04:05+01:00", &Type::TIMESTAMPTZ),
+            text("2024-01-02 02:04:05+00")
         );
     }
 }

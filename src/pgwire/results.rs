@@ -1,8 +1,10 @@
 //! Turning statement results into PostgreSQL responses: row descriptions with each column's
 //! type, data rows in text or binary format, and the command tags clients parse.
 
+use std::error::Error;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use futures_util::stream;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
@@ -10,9 +12,14 @@ use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse
 use pgwire::error::{ErrorInfo, PgWireResult};
 use pgwire::messages::data::DataRow;
 
+use pgwire::types::ToSqlText;
+use pgwire::types::format::FormatOptions;
+use tokio_postgres::types::{IsNull, ToSql, to_sql_checked};
+
 use crate::pgwire::sqlstate::{self, error_info, statement_error};
 use crate::pgwire::transaction::is_rollback_to_savepoint;
 use crate::pgwire::types::{PgType, text_format};
+use crate::pgwire::{datetime, numeric};
 use crate::raft::types::{RowSet, StatementResult};
 use crate::types::value::SqlValue;
 
@@ -129,6 +136,9 @@ fn encode_binary(
         (PgType::Float8, SqlValue::Integer(i)) => encoder.encode_field(&(*i as f64)),
         (PgType::Bytea, SqlValue::Blob(b)) => encoder.encode_field(b),
         (PgType::Text, value) => encoder.encode_field(&text_format(PgType::Text, value)),
+        (pg_type, value) if binary_form(pg_type, value).is_some() => {
+            encoder.encode_field(&binary_form(pg_type, value).map(RawBytes))
+        }
         (pg_type, value) => {
             return Err(error_info(
                 sqlstate::DATATYPE_MISMATCH,
@@ -165,6 +175,76 @@ pub fn wire_type(pg_type: PgType) -> Type {
         PgType::Float8 => Type::FLOAT8,
         PgType::Text => Type::TEXT,
         PgType::Bytea => Type::BYTEA,
+        PgType::Numeric(_) => Type::NUMERIC,
+        PgType::Date => Type::DATE,
+        PgType::Time => Type::TIME,
+        PgType::Timestamp => Type::TIMESTAMP,
+        PgType::TimestampTz => Type::TIMESTAMPTZ,
+        PgType::Uuid => Type::UUID,
+        PgType::Json => Type::JSON,
+        PgType::Jsonb => Type::JSONB,
+    }
+}
+
+/// The binary form of `value` as one of PostgreSQL's typed values SQLite stores as text or
+/// numbers (numeric, dates and times, uuid, json); `None` when the value is not one.
+fn binary_form(pg_type: PgType, value: &SqlValue) -> Option<Vec<u8>> {
+    let text = text_format(pg_type, value)?;
+    match pg_type {
+        PgType::Numeric(_) => numeric::encode(&text),
+        PgType::Date => datetime::parse_date(&text)
+            .and_then(datetime::date_days)
+            .map(|days| days.to_be_bytes().to_vec()),
+        PgType::Time => datetime::parse_time(&text)
+            .map(|time| datetime::time_micros(time).to_be_bytes().to_vec()),
+        PgType::Timestamp => datetime::parse_timestamp(&text)
+            .and_then(datetime::timestamp_micros)
+            .map(|micros| micros.to_be_bytes().to_vec()),
+        PgType::TimestampTz => datetime::parse_timestamptz(&text)
+            .and_then(|zoned| datetime::timestamp_micros(zoned.naive_utc()))
+            .map(|micros| micros.to_be_bytes().to_vec()),
+        PgType::Uuid => uuid::Uuid::parse_str(&text)
+            .ok()
+            .map(|u| u.as_bytes().to_vec()),
+        PgType::Json => Some(text.into_bytes()),
+        // jsonb's binary form: a version byte, then the text.
+        PgType::Jsonb => Some([&[1u8][..], text.as_bytes()].concat()),
+        _ => None,
+    }
+}
+
+/// Bytes already in a type's binary wire form, written into a data row as they are.
+#[derive(Debug)]
+struct RawBytes(Vec<u8>);
+
+impl ToSql for RawBytes {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>>
+    where
+        Self: Sized,
+    {
+        out.extend_from_slice(&self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool
+    where
+        Self: Sized,
+    {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl ToSqlText for RawBytes {
+    fn to_sql_text(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+        _: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(IsNull::No)
     }
 }
 

@@ -1,7 +1,10 @@
 //! How SQLite's dynamically typed values are presented as PostgreSQL types: a column's type
-//! comes from its declared type (SQLite's affinity rules) or, for expressions, from the values
-//! it holds; every value is then rendered in that type, text or binary.
+//! comes from its declared type (PostgreSQL's name when the table was created with one —
+//! SQLite keeps declarations as written — otherwise SQLite's affinity rules) or, for
+//! expressions, from the values it holds; every value is then rendered in that type, text or
+//! binary.
 
+use crate::pgwire::datetime;
 use crate::types::value::SqlValue;
 
 /// The PostgreSQL types Shoal's result columns and parameters use.
@@ -12,14 +15,44 @@ pub enum PgType {
     Float8,
     Text,
     Bytea,
+    /// `numeric`, with the declared scale when there is one (`NUMERIC(10,2)`: 2).
+    Numeric(Option<u16>),
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Uuid,
+    Json,
+    Jsonb,
 }
 
 impl PgType {
-    /// The type for a column declared as `declared`, following SQLite's affinity rules
-    /// (section 3.1 of "Datatypes In SQLite"); `None` when the declaration does not decide
-    /// (no declared type, `BLOB`-less `NUMERIC`, or an expression).
+    /// The type for a column declared as `declared`: PostgreSQL's type names first (a
+    /// `TIMESTAMP`, `NUMERIC(10,2)`, `UUID` or `JSONB` column), then SQLite's affinity rules
+    /// (section 3.1 of "Datatypes In SQLite"); `None` when the declaration does not decide (no
+    /// declared type, a bare SQLite `NUMERIC`, or an expression).
     pub fn for_declared(declared: &str) -> Option<PgType> {
-        let upper = declared.to_ascii_uppercase();
+        let upper = declared.trim().to_ascii_uppercase();
+        let base = upper.split('(').next().unwrap_or_default().trim();
+        let postgres = match base {
+            "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ" => Some(PgType::TimestampTz),
+            "TIMESTAMP" | "TIMESTAMP WITHOUT TIME ZONE" => Some(PgType::Timestamp),
+            "DATE" => Some(PgType::Date),
+            "TIME" | "TIME WITHOUT TIME ZONE" => Some(PgType::Time),
+            "UUID" => Some(PgType::Uuid),
+            "JSON" => Some(PgType::Json),
+            "JSONB" => Some(PgType::Jsonb),
+            // Text in Shoal; named here so that "INTERVAL" is not taken for an integer.
+            "INTERVAL" | "TIME WITH TIME ZONE" | "TIMETZ" => Some(PgType::Text),
+            "NUMERIC" | "DECIMAL" if upper.contains('(') => {
+                Some(PgType::Numeric(declared_scale(&upper)))
+            }
+            "DECIMAL" => Some(PgType::Numeric(None)),
+            _ => None,
+        };
+        if postgres.is_some() {
+            return postgres;
+        }
         if upper.contains("BOOL") {
             Some(PgType::Bool)
         } else if upper.contains("INT") {
@@ -80,6 +113,18 @@ impl PgType {
             (PgType::Int8, SqlValue::Integer(_)) => true,
             (PgType::Float8, SqlValue::Integer(_) | SqlValue::Real(_)) => true,
             (PgType::Bytea, SqlValue::Blob(_)) => true,
+            (PgType::Numeric(_), SqlValue::Integer(_) | SqlValue::Real(_)) => true,
+            (PgType::Numeric(_), SqlValue::Text(t)) => crate::pgwire::numeric::encode(t).is_some(),
+            (PgType::Date, SqlValue::Text(t)) => datetime::parse_date(t).is_some(),
+            (PgType::Time, SqlValue::Text(t)) => datetime::parse_time(t).is_some(),
+            (PgType::Timestamp | PgType::TimestampTz, SqlValue::Text(t)) => {
+                datetime::parse_timestamp(t).is_some()
+            }
+            (PgType::Uuid, SqlValue::Text(t)) => uuid::Uuid::parse_str(t).is_ok(),
+            (PgType::Json | PgType::Jsonb, SqlValue::Text(t)) => {
+                serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
+            }
+            (PgType::Json | PgType::Jsonb, SqlValue::Integer(_) | SqlValue::Real(_)) => true,
             _ => false,
         }
     }
@@ -92,22 +137,62 @@ impl PgType {
             PgType::Float8 => 701,
             PgType::Text => 25,
             PgType::Bytea => 17,
+            PgType::Numeric(_) => 1700,
+            PgType::Date => 1082,
+            PgType::Time => 1083,
+            PgType::Timestamp => 1114,
+            PgType::TimestampTz => 1184,
+            PgType::Uuid => 2950,
+            PgType::Json => 114,
+            PgType::Jsonb => 3802,
         }
+    }
+}
+
+/// The scale of `NUMERIC(p, s)` (0 for `NUMERIC(p)`).
+fn declared_scale(upper: &str) -> Option<u16> {
+    let inside = upper.split_once('(')?.1.split_once(')')?.0;
+    match inside.split_once(',') {
+        Some((_, scale)) => scale.trim().parse().ok(),
+        None => Some(0),
     }
 }
 
 /// `value` in PostgreSQL's text format for `pg_type` (`None` is SQL NULL). Values the type
 /// cannot carry are rendered as text, which only a `Text` column receives (see `for_column`).
 pub fn text_format(pg_type: PgType, value: &SqlValue) -> Option<String> {
-    match value {
-        SqlValue::Null => None,
-        SqlValue::Integer(i) if pg_type == PgType::Bool => {
-            Some(if *i != 0 { "t" } else { "f" }.to_string())
+    match (pg_type, value) {
+        (_, SqlValue::Null) => None,
+        (PgType::Bool, SqlValue::Integer(i)) => Some(if *i != 0 { "t" } else { "f" }.to_string()),
+        (PgType::Numeric(Some(scale)), SqlValue::Real(f)) if f.is_finite() => {
+            Some(format!("{f:.*}", usize::from(scale)))
         }
-        SqlValue::Integer(i) => Some(i.to_string()),
-        SqlValue::Real(f) => Some(real_text(*f)),
-        SqlValue::Text(t) => Some(t.clone()),
-        SqlValue::Blob(b) => Some(bytea_hex(b)),
+        (PgType::Numeric(Some(scale)), SqlValue::Integer(i)) if scale > 0 => {
+            Some(format!("{i}.{}", "0".repeat(usize::from(scale))))
+        }
+        (PgType::Timestamp, SqlValue::Text(t)) => {
+            Some(datetime::parse_timestamp(t).map_or_else(|| t.clone(), datetime::format_timestamp))
+        }
+        (PgType::TimestampTz, SqlValue::Text(t)) => Some(stored_timestamptz(t)),
+        (PgType::Uuid, SqlValue::Text(t)) => Some(
+            uuid::Uuid::parse_str(t).map_or_else(|_| t.clone(), |u| u.hyphenated().to_string()),
+        ),
+        (_, SqlValue::Integer(i)) => Some(i.to_string()),
+        (_, SqlValue::Real(f)) => Some(real_text(*f)),
+        (_, SqlValue::Text(t)) => Some(t.clone()),
+        (_, SqlValue::Blob(b)) => Some(bytea_hex(b)),
+    }
+}
+
+/// A stored timestamptz in PostgreSQL's output form (UTC, `+00`); a value stored without an
+/// offset is taken as UTC.
+pub fn stored_timestamptz(text: &str) -> String {
+    match datetime::parse_timestamptz(text) {
+        Some(zoned) => datetime::format_timestamptz(zoned),
+        None => datetime::parse_timestamp(text).map_or_else(
+            || text.to_string(),
+            |naive| format!("{}+00", datetime::format_timestamp(naive)),
+        ),
     }
 }
 
@@ -144,6 +229,21 @@ mod tests {
         assert_eq!(PgType::for_declared("boolean"), Some(PgType::Bool));
         assert_eq!(PgType::for_declared(""), None);
         assert_eq!(PgType::for_declared("NUMERIC"), None);
+        assert_eq!(
+            PgType::for_declared("NUMERIC(10, 2)"),
+            Some(PgType::Numeric(Some(2)))
+        );
+        assert_eq!(
+            PgType::for_declared("TIMESTAMP WITH TIME ZONE"),
+            Some(PgType::TimestampTz)
+        );
+        assert_eq!(
+            PgType::for_declared("timestamp without time zone"),
+            Some(PgType::Timestamp)
+        );
+        assert_eq!(PgType::for_declared("INTERVAL"), Some(PgType::Text));
+        assert_eq!(PgType::for_declared("uuid"), Some(PgType::Uuid));
+        assert_eq!(PgType::for_declared("JSONB"), Some(PgType::Jsonb));
     }
 
     #[test]
@@ -168,5 +268,38 @@ mod tests {
             text_format(PgType::Bool, &SqlValue::Integer(1)),
             Some("t".into())
         );
+        let numeric = PgType::Numeric(Some(2));
+        assert_eq!(
+            text_format(numeric, &SqlValue::Real(12.5)),
+            Some("12.50".into())
+        );
+        assert_eq!(
+            text_format(numeric, &SqlValue::Integer(20)),
+            Some("20.00".into())
+        );
+        assert_eq!(
+            text_format(
+                PgType::TimestampTz,
+                &SqlValue::Text("2024-01-02 03:04:05".into())
+            ),
+            Some("2024-01-02 03:04:05+00".into())
+        );
+        assert_eq!(
+            text_format(
+                PgType::Uuid,
+                &SqlValue::Text("8AE508F9922E47E8836D39A3D9030915".into())
+            ),
+            Some("8ae508f9-922e-47e8-836d-39a3d9030915".into())
+        );
+    }
+
+    #[test]
+    fn postgresql_typed_columns_fall_back_to_text_for_values_they_cannot_carry() {
+        let values = [SqlValue::Text("not a date".into())];
+        assert_eq!(PgType::for_column("DATE", values.iter()), PgType::Text);
+        let values = [SqlValue::Text("2024-01-02".into())];
+        assert_eq!(PgType::for_column("DATE", values.iter()), PgType::Date);
+        let values = [SqlValue::Text("{\"a\": 1}".into())];
+        assert_eq!(PgType::for_column("JSON", values.iter()), PgType::Json);
     }
 }

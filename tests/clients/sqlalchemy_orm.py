@@ -4,9 +4,16 @@ application would: declarative models with every common column type, two related
 drop_all/create_all, CRUD through Session, eager loading, filters, joins, aggregates, pagination,
 integrity errors and reflection with inspect(). Values read back are checked with their types.
 
-Usage: sqlalchemy_orm.py PORT [PORT ...]
+Usage: sqlalchemy_orm.py [--known-failures STEP,STEP] PORT [PORT ...]
 (prints "sqlalchemy orm: ok" on success; writes go to the first port, reads are checked on every
 port given, waiting up to 10 s for a node that lags; prints PASS/FAIL per step)
+
+--known-failures names steps Shoal does not pass yet (each one is an open item of the issue on
+PostgreSQL ORMs): they are still run and reported, as "KNOWN FAIL", or as "NOW PASSES" so the
+list can shrink; any other failure fails the run.
+
+Not covered yet: a native Enum (`CREATE TYPE … AS ENUM`, SQLAlchemy's default for Enum) — the
+model uses `native_enum=False` (a VARCHAR with a CHECK) until Shoal keeps enum types.
 """
 
 import datetime as dt
@@ -57,7 +64,8 @@ class Book(Base):
     rating: Mapped[float | None] = mapped_column(Float)
     meta: Mapped[dict | None] = mapped_column(JSON)
     ref: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
-    genre: Mapped[Genre] = mapped_column(Enum(Genre))
+    # (native_enum=False: see the module docstring)
+    genre: Mapped[Genre] = mapped_column(Enum(Genre, native_enum=False))
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     author: Mapped[Author] = relationship(back_populates="books")
@@ -408,7 +416,7 @@ STEPS = [create_schema, insert_and_read_back, update_rows, delete_rows, joined_l
          pagination, select_now, unique_violation, foreign_key_violation, reflection]
 
 
-def main(ports):
+def main(ports, known_failures):
     engines = [create_engine(f"postgresql+psycopg://shoal@127.0.0.1:{p}/shoal",
                              connect_args={"connect_timeout": 5}) for p in ports]
     failed = []
@@ -422,12 +430,22 @@ def main(ports):
             failed.append(step.__name__)
     for engine in engines:
         engine.dispose()
-    if failed:
-        sys.exit(f"sqlalchemy orm: {len(failed)} step(s) failed: {', '.join(failed)}")
+    for name in sorted(set(known_failures) - set(failed)):
+        print(f"NOW PASSES {name} (remove it from --known-failures)")
+    for name in sorted(set(failed) & set(known_failures)):
+        print(f"KNOWN FAIL {name}")
+    unexpected = [name for name in failed if name not in known_failures]
+    if unexpected:
+        sys.exit(f"sqlalchemy orm: {len(unexpected)} step(s) failed: {', '.join(unexpected)}")
     print("sqlalchemy orm: ok")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    known = []
+    if args[:1] == ["--known-failures"]:
+        known = [name for name in args[1].split(",") if name]
+        args = args[2:]
+    if not args:
         sys.exit(__doc__)
-    main([int(p) for p in sys.argv[1:]])
+    main([int(p) for p in args], known)

@@ -10,8 +10,9 @@ const RANDOM_UUID: &str = "(lower(hex(randomblob(4))) || '-' || lower(hex(random
      substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2) || \
      '-' || lower(hex(randomblob(6))))";
 
-/// `now()` and its synonyms: the statement's time in UTC, as a `timestamptz` reads.
-const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f+00', 'now')";
+/// `now()` and its synonyms: the statement's time in UTC, as a `timestamptz` reads. (In
+/// parentheses, as SQLite wants a function call in a column's DEFAULT.)
+const NOW: &str = "(strftime('%Y-%m-%d %H:%M:%f+00', 'now'))";
 
 /// SQLite's text for `function`, when it is a PostgreSQL function SQLite does not have;
 /// `Ok(None)` for a function to leave as written; `Err` names one Shoal cannot serve.
@@ -27,20 +28,29 @@ pub fn translate(function: &Function) -> Result<Option<String>, String> {
             Some(NOW.to_string())
         }
         "localtimestamp" if matches!(function.args, FunctionArguments::None) => {
-            Some("strftime('%Y-%m-%d %H:%M:%f', 'now')".to_string())
+            Some("(strftime('%Y-%m-%d %H:%M:%f', 'now'))".to_string())
         }
         "gen_random_uuid" | "uuid_generate_v4" if no_arguments => Some(RANDOM_UUID.to_string()),
         // PostgreSQL's GREATEST/LEAST skip NULLs (SQLite's max/min of several arguments
-        // return NULL on any): the aggregate over the arguments does exactly that.
+        // return NULL on any): the aggregate over the arguments does exactly that. (A UNION
+        // ALL rather than VALUES: SQLite does not resolve a VALUES list's column1 when the
+        // list refers to the outer query.)
         "greatest" | "least" => {
             let Some(arguments) = arguments.filter(|a| !a.is_empty()) else {
                 return Err(format!("{}() with these arguments", name.to_uppercase()));
             };
             let aggregate = if name == "greatest" { "max" } else { "min" };
-            let rows: Vec<String> = arguments.iter().map(|a| format!("({a})")).collect();
+            let rows: Vec<String> = arguments
+                .iter()
+                .enumerate()
+                .map(|(i, a)| match i {
+                    0 => format!("SELECT {a} AS shoal_argument"),
+                    _ => format!("SELECT {a}"),
+                })
+                .collect();
             Some(format!(
-                "(SELECT {aggregate}(column1) FROM (VALUES {}))",
-                rows.join(", ")
+                "(SELECT {aggregate}(shoal_argument) FROM ({}))",
+                rows.join(" UNION ALL ")
             ))
         }
         "array_agg" | "unnest" | "array_length" | "generate_subscripts" => {

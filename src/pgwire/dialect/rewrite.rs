@@ -5,8 +5,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, CreateIndex, Distinct, Expr, Ident, Query, Select, SetExpr,
-    Statement, TableFactor, Value, ValueWithSpan, VisitorMut,
+    BinaryOperator, CastKind, ColumnOption, CreateIndex, DataType, Distinct, Expr, Ident, Query,
+    Select, SetExpr, Statement, TableFactor, Value, ValueWithSpan, VisitorMut,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -240,6 +240,30 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_statement(&mut self, statement: &mut Statement) -> ControlFlow<()> {
+        if let Statement::CreateTable(table) = statement {
+            for column in &mut table.columns {
+                // SERIAL and IDENTITY columns number rows: an INTEGER (with PRIMARY KEY,
+                // SQLite's rowid, which it assigns).
+                let serial = matches!(
+                    column.data_type.to_string().to_ascii_lowercase().as_str(),
+                    "smallserial" | "serial" | "bigserial" | "serial2" | "serial4" | "serial8"
+                );
+                let options = column.options.len();
+                column.options.retain(|option| {
+                    !matches!(
+                        option.option,
+                        ColumnOption::Generated {
+                            generation_expr: None,
+                            ..
+                        }
+                    )
+                });
+                if serial || column.options.len() != options {
+                    column.data_type = DataType::Integer(None);
+                    self.changed = true;
+                }
+            }
+        }
         if let Statement::CreateIndex(CreateIndex {
             concurrently,
             using,
