@@ -12,8 +12,6 @@ port given, waiting up to 10 s for a node that lags; prints PASS/FAIL per step)
 PostgreSQL ORMs): they are still run and reported, as "KNOWN FAIL", or as "NOW PASSES" so the
 list can shrink; any other failure fails the run.
 
-Not covered yet: a native Enum (`CREATE TYPE … AS ENUM`, SQLAlchemy's default for Enum) — the
-model uses `native_enum=False` (a VARCHAR with a CHECK) until Shoal keeps enum types.
 """
 
 import datetime as dt
@@ -64,8 +62,7 @@ class Book(Base):
     rating: Mapped[float | None] = mapped_column(Float)
     meta: Mapped[dict | None] = mapped_column(JSON)
     ref: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
-    # (native_enum=False: see the module docstring)
-    genre: Mapped[Genre] = mapped_column(Enum(Genre, native_enum=False))
+    genre: Mapped[Genre] = mapped_column(Enum(Genre))
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     author: Mapped[Author] = relationship(back_populates="books")

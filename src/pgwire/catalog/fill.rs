@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 
 use super::functions::Definitions;
+use crate::pgwire::dialect::enums::ENUM_VIEW_PREFIX;
 use crate::pgwire::types::PgType;
 
 /// First object id given to user tables, views and indexes (PostgreSQL's FirstNormalObjectId).
@@ -132,6 +133,7 @@ impl<'a> Filler<'a> {
     pub fn fill(mut self, objects: &[SchemaObject]) -> rusqlite::Result<Definitions> {
         for object in objects {
             match object.kind.as_str() {
+                "view" if object.name.starts_with(ENUM_VIEW_PREFIX) => self.enum_type(object)?,
                 "table" | "view" => {
                     let relation = self.relation(object)?;
                     if let Some(key) = relation.rowid_key() {
@@ -460,6 +462,38 @@ impl<'a> Filler<'a> {
                 referenced_oid,
                 &from,
                 Some((&table, &to)),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `pg_type` and `pg_enum` rows of an enum type (kept as a view of its labels: see
+    /// `dialect::enums`).
+    fn enum_type(&mut self, object: &SchemaObject) -> rusqlite::Result<()> {
+        let type_oid = self.oid_of(&object.name);
+        let name = &object.name[ENUM_VIEW_PREFIX.len()..];
+        self.catalog.execute(
+            "INSERT INTO pg_type(oid, typname, typnamespace, typowner, typlen, typbyval, typtype,
+               typcategory, typispreferred, typisdefined, typdelim, typrelid, typelem, typarray,
+               typnotnull, typbasetype, typtypmod, typndims, typcollation)
+             VALUES (?1, ?2, ?3, ?4, 4, 1, 'e', 'E', 0, 1, ',', 0, 0, 0, 0, 0, -1, 0, 0)",
+            params![type_oid, name, PUBLIC_NAMESPACE, OWNER],
+        )?;
+        let labels: Vec<(String, f64)> = self
+            .source
+            .prepare(&format!(
+                "SELECT label, sort_order FROM \"{}\" ORDER BY sort_order",
+                object.name.replace('"', "\"\"")
+            ))?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (label, sort_order) in labels {
+            let label_oid = self.next_constraint_oid;
+            self.next_constraint_oid += 1;
+            self.catalog.execute(
+                "INSERT INTO pg_enum(oid, enumtypid, enumsortorder, enumlabel)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![label_oid, type_oid, sort_order, label],
             )?;
         }
         Ok(())

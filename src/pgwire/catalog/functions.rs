@@ -185,9 +185,14 @@ fn builtin_type_name(oid: i64) -> Option<String> {
         700 => "real",
         701 => "double precision",
         1043 => "character varying",
+        114 => "json",
         1082 => "date",
+        1083 => "time without time zone",
         1114 => "timestamp without time zone",
+        1184 => "timestamp with time zone",
         1700 => "numeric",
+        2950 => "uuid",
+        3802 => "jsonb",
         _ => return None,
     };
     Some(name.to_string())
@@ -204,9 +209,14 @@ pub fn builtin_type_oid(name: &str) -> Option<i64> {
         "float4" | "real" => 700,
         "float8" | "double precision" => 701,
         "varchar" | "character varying" => 1043,
+        "json" => 114,
         "date" => 1082,
+        "time" => 1083,
         "timestamp" => 1114,
+        "timestamptz" => 1184,
         "numeric" => 1700,
+        "uuid" => 2950,
+        "jsonb" => 3802,
         _ => return None,
     };
     Some(oid)

@@ -12,6 +12,7 @@
 //!   parameters, `PRAGMA`, backquoted names) runs as written, through the older textual
 //!   rewrites of `split.rs`.
 
+pub mod enums;
 mod functions;
 mod rewrite;
 mod types;
@@ -85,6 +86,9 @@ fn translate_uncached(sql: &str) -> Translated {
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(),
     };
+    if let Some(type_statement) = enums::type_statement(&statements[0]) {
+        return type_statement.map(Arc::from);
+    }
     let mut rewriter = rewrite::Rewriter::default();
     let _ = statements.visit(&mut rewriter);
     if let Some(unsupported) = rewriter.unsupported {
@@ -196,6 +200,20 @@ mod tests {
             sqlite("CREATE INDEX CONCURRENTLY i ON a USING btree (n)"),
             "CREATE INDEX i ON a(n)"
         );
+    }
+
+    #[test]
+    fn enum_types_are_kept_as_views_of_their_labels() {
+        assert_eq!(
+            sqlite("CREATE TYPE Mood AS ENUM ('sad', 'o''k')"),
+            "CREATE VIEW \"shoal_enum_mood\" AS SELECT 'sad' AS label, 1 AS sort_order \
+             UNION ALL SELECT 'o''k', 2"
+        );
+        assert_eq!(
+            sqlite("DROP TYPE IF EXISTS public.\"Mood\" CASCADE"),
+            "DROP VIEW IF EXISTS \"shoal_enum_Mood\""
+        );
+        assert!(translate("CREATE TYPE pair AS (a int, b text)").is_err());
     }
 
     #[test]
