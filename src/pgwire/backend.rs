@@ -413,8 +413,12 @@ impl Backend {
 /// `sql` (one statement, as a PostgreSQL client sent it) as SQLite runs it; a PostgreSQL
 /// construct Shoal cannot serve is refused with 0A000 naming it.
 fn sqlite_text(sql: &str) -> Result<String, Box<ErrorInfo>> {
+    translation(sql).map(|translation| translation.sql.clone())
+}
+
+/// `sql` translated (see `sqlite_text`), with the result types the statement names.
+fn translation(sql: &str) -> Result<Arc<dialect::Translation>, Box<ErrorInfo>> {
     dialect::translate(sql)
-        .map(|text| text.to_string())
         .map_err(|unsupported| error_info(sqlstate::FEATURE_NOT_SUPPORTED, unsupported.to_string()))
 }
 
@@ -515,7 +519,8 @@ impl QueryParser for StatementParser {
                 read_only: true,
             }));
         }
-        let rewritten = sqlite_text(sql).map_err(user_error)?;
+        let translation = translation(sql).map_err(user_error)?;
+        let rewritten = translation.sql.clone();
         // The session's own earlier writes are applied here first, so a statement naming a
         // table it just created compiles on a follower too.
         let database = session_database(&self.databases, &session)
@@ -547,12 +552,17 @@ impl QueryParser for StatementParser {
             .columns
             .into_iter()
             .zip(expressions)
-            .map(|((name, declared), expression)| {
-                let pg_type = declared
-                    .or(expression)
-                    .as_deref()
-                    .and_then(PgType::for_declared)
-                    .unwrap_or(PgType::Text);
+            .enumerate()
+            .map(|(index, ((name, declared), expression))| {
+                // The type the statement names (`now()`, `x::date`) first.
+                let named = translation.column_types.get(index).copied().flatten();
+                let pg_type = named.unwrap_or_else(|| {
+                    declared
+                        .or(expression)
+                        .as_deref()
+                        .and_then(PgType::for_declared)
+                        .unwrap_or(PgType::Text)
+                });
                 (name, pg_type)
             })
             .collect();

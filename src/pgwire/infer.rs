@@ -482,6 +482,11 @@ fn expression_type(expression: &[Token], columns: &Columns) -> Option<String> {
                 named(&type_name.join(" ").to_uppercase())
             } else if INTEGER_FUNCTIONS.contains(&function) {
                 named("INTEGER")
+            } else if function == "avg"
+                && is_numeric(expression_type(first_argument(arguments), columns))
+            {
+                // PostgreSQL's avg of a numeric is a numeric (of any scale).
+                named("DECIMAL")
             } else if REAL_FUNCTIONS.contains(&function) {
                 named("REAL")
             } else if TEXT_FUNCTIONS.contains(&function) {
@@ -500,6 +505,16 @@ fn expression_type(expression: &[Token], columns: &Columns) -> Option<String> {
         tokens if tokens.contains(&Token::Symbol("||")) => named("TEXT"),
         _ => None,
     }
+}
+
+/// Whether `declared` is PostgreSQL's numeric type (`NUMERIC(10,2)`, `DECIMAL`).
+fn is_numeric(declared: Option<String>) -> bool {
+    matches!(
+        declared
+            .as_deref()
+            .and_then(crate::pgwire::types::PgType::for_declared),
+        Some(crate::pgwire::types::PgType::Numeric(_))
+    )
 }
 
 /// Whether parentheses in `tokens` balance (so `f(a) + g(b)` is not read as one call).

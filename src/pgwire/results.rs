@@ -19,7 +19,7 @@ use tokio_postgres::types::{IsNull, ToSql, to_sql_checked};
 use crate::pgwire::sqlstate::{self, error_info, statement_error};
 use crate::pgwire::transaction::is_rollback_to_savepoint;
 use crate::pgwire::types::{PgType, text_format};
-use crate::pgwire::{datetime, numeric};
+use crate::pgwire::{datetime, dialect, numeric};
 use crate::raft::types::{RowSet, StatementResult};
 use crate::types::value::SqlValue;
 
@@ -265,6 +265,10 @@ pub fn simple_response(sql: &str, result: StatementResult) -> Response {
     }
     match &result.rows {
         Some(set) => {
+            // Types the statement names (`now()`, `x::date`), when its values fit them.
+            let named = dialect::translate(sql)
+                .map(|translation| translation.column_types.clone())
+                .unwrap_or_default();
             let described: Vec<(String, PgType)> = set
                 .columns
                 .iter()
@@ -272,7 +276,11 @@ pub fn simple_response(sql: &str, result: StatementResult) -> Response {
                 .map(|(index, name)| {
                     let declared = set.types.get(index).map(String::as_str).unwrap_or("");
                     let values = set.values.iter().filter_map(move |row| row.get(index));
-                    (name.clone(), PgType::for_column(declared, values))
+                    let pg_type = match named.get(index).copied().flatten() {
+                        Some(pg_type) if values.clone().all(|v| pg_type.carries(v)) => pg_type,
+                        _ => PgType::for_column(declared, values),
+                    };
+                    (name.clone(), pg_type)
                 })
                 .collect();
             rows_response(sql, set, &described, &Format::UnifiedText)

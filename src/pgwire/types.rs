@@ -167,6 +167,7 @@ pub fn text_format(pg_type: PgType, value: &SqlValue) -> Option<String> {
         (PgType::Numeric(Some(scale)), SqlValue::Real(f)) if f.is_finite() => {
             Some(format!("{f:.*}", usize::from(scale)))
         }
+        (PgType::Numeric(None), SqlValue::Real(f)) if f.is_finite() => Some(decimal_digits(*f)),
         (PgType::Numeric(Some(scale)), SqlValue::Integer(i)) if scale > 0 => {
             Some(format!("{i}.{}", "0".repeat(usize::from(scale))))
         }
@@ -181,6 +182,43 @@ pub fn text_format(pg_type: PgType, value: &SqlValue) -> Option<String> {
         (_, SqlValue::Real(f)) => Some(real_text(*f)),
         (_, SqlValue::Text(t)) => Some(t.clone()),
         (_, SqlValue::Blob(b)) => Some(bytea_hex(b)),
+    }
+}
+
+/// A real as a numeric without a declared scale: 15 significant digits, as SQLite converts a
+/// real to text (so a sum of decimals stored as reals prints 22.49, not 22.490000000000002),
+/// in plain decimal notation.
+fn decimal_digits(value: f64) -> String {
+    let scientific = format!("{value:.14e}");
+    let Some((mantissa, exponent)) = scientific.split_once('e') else {
+        return real_text(value);
+    };
+    let Ok(exponent) = exponent.parse::<i32>() else {
+        return real_text(value);
+    };
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    // The decimal point goes after digit `exponent + 1` (counting from 1).
+    let point = exponent + 1;
+    let (whole, fraction) = if point <= 0 {
+        let zeros = "0".repeat(usize::try_from(-point).unwrap_or(0));
+        ("0".to_string(), format!("{zeros}{digits}"))
+    } else if usize::try_from(point).unwrap_or(0) >= digits.len() {
+        let zeros = "0".repeat(usize::try_from(point).unwrap_or(0) - digits.len());
+        (format!("{digits}{zeros}"), String::new())
+    } else {
+        let (whole, fraction) = digits.split_at(usize::try_from(point).unwrap_or(0));
+        (whole.to_string(), fraction.to_string())
+    };
+    let fraction = fraction.trim_end_matches('0');
+    let sign = if negative { "-" } else { "" };
+    if fraction.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction}")
     }
 }
 
@@ -291,6 +329,17 @@ mod tests {
             ),
             Some("8ae508f9-922e-47e8-836d-39a3d9030915".into())
         );
+    }
+
+    #[test]
+    fn reals_shown_as_numeric_keep_fifteen_significant_digits() {
+        let numeric = |f: f64| text_format(PgType::Numeric(None), &SqlValue::Real(f));
+        assert_eq!(numeric(22.490000000000002), Some("22.49".into()));
+        assert_eq!(numeric(11.245000000000001), Some("11.245".into()));
+        assert_eq!(numeric(-0.000125), Some("-0.000125".into()));
+        assert_eq!(numeric(1e20), Some("100000000000000000000".into()));
+        assert_eq!(numeric(0.0), Some("0".into()));
+        assert_eq!(numeric(f64::NAN), Some("NaN".into()));
     }
 
     #[test]

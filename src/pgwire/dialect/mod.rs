@@ -14,6 +14,7 @@
 
 pub mod enums;
 mod functions;
+mod hints;
 mod rewrite;
 mod types;
 
@@ -25,6 +26,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::pgwire::split::{rewrite_parameters, to_sqlite};
+use crate::pgwire::types::PgType;
 
 /// Statements longer than this are not parsed (bulk loads): they run through the textual path.
 const PARSED_TEXT_BYTES_MAX: usize = 256 * 1024;
@@ -46,13 +48,22 @@ impl std::fmt::Display for Unsupported {
     }
 }
 
-type Translated = Result<Arc<str>, Unsupported>;
+/// A statement as SQLite runs it, and what the statement says of its result columns' types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translation {
+    pub sql: String,
+    /// The PostgreSQL types of leading result columns where the statement names them
+    /// (`now()`, `x::date`); `None` or absent: from declared types and values.
+    pub column_types: Vec<Option<PgType>>,
+}
+
+type Translated = Result<Arc<Translation>, Unsupported>;
 
 static TRANSLATIONS: LazyLock<RwLock<HashMap<String, Translated>>> =
     LazyLock::new(|| RwLock::new(HashMap::new()));
 
 /// One statement (no `;` between statements) as SQLite should run it.
-pub fn translate(sql: &str) -> Result<Arc<str>, Unsupported> {
+pub fn translate(sql: &str) -> Translated {
     if let Some(known) = TRANSLATIONS
         .read()
         .ok()
@@ -73,9 +84,14 @@ pub fn translate(sql: &str) -> Result<Arc<str>, Unsupported> {
 }
 
 fn translate_uncached(sql: &str) -> Translated {
-    let as_written = || Ok(Arc::from(to_sqlite(&rewrite_parameters(sql))));
+    let as_written = |column_types| {
+        Ok(Arc::new(Translation {
+            sql: to_sqlite(&rewrite_parameters(sql)),
+            column_types,
+        }))
+    };
     if sql.len() > PARSED_TEXT_BYTES_MAX {
-        return as_written();
+        return as_written(Vec::new());
     }
     let parsed = Parser::new(&PostgreSqlDialect {})
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
@@ -84,20 +100,29 @@ fn translate_uncached(sql: &str) -> Translated {
     let mut statements = match parsed {
         Ok(statements) if statements.len() == 1 => statements,
         // Not PostgreSQL (or several statements, which the caller splits first).
-        _ => return as_written(),
+        _ => return as_written(Vec::new()),
     };
     if let Some(type_statement) = enums::type_statement(&statements[0]) {
-        return type_statement.map(Arc::from);
+        return type_statement.map(|sql| {
+            Arc::new(Translation {
+                sql,
+                column_types: Vec::new(),
+            })
+        });
     }
+    let column_types = hints::result_types(&statements[0]);
     let mut rewriter = rewrite::Rewriter::default();
     let _ = statements.visit(&mut rewriter);
     if let Some(unsupported) = rewriter.unsupported {
         return Err(unsupported);
     }
     if !rewriter.changed {
-        return as_written();
+        return as_written(column_types);
     }
-    Ok(Arc::from(statements[0].to_string()))
+    Ok(Arc::new(Translation {
+        sql: statements[0].to_string(),
+        column_types,
+    }))
 }
 
 #[cfg(test)]
@@ -106,7 +131,7 @@ mod tests {
 
     fn sqlite(sql: &str) -> String {
         translate(sql)
-            .map(|s| s.to_string())
+            .map(|t| t.sql.clone())
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
@@ -200,6 +225,23 @@ mod tests {
             sqlite("CREATE INDEX CONCURRENTLY i ON a USING btree (n)"),
             "CREATE INDEX i ON a(n)"
         );
+    }
+
+    #[test]
+    fn result_columns_typed_by_the_statement_carry_that_type() {
+        let types = |sql: &str| translate(sql).unwrap().column_types.clone();
+        assert_eq!(
+            types("SELECT now() AS now_1, x::date, CAST(y AS NUMERIC(10, 2)), z FROM t"),
+            [
+                Some(PgType::TimestampTz),
+                Some(PgType::Date),
+                Some(PgType::Numeric(Some(2))),
+                None
+            ]
+        );
+        assert_eq!(types("SELECT gen_random_uuid()"), [Some(PgType::Uuid)]);
+        assert!(types("SELECT a, b FROM t").is_empty());
+        assert!(types("SELECT *, now() FROM t").is_empty());
     }
 
     #[test]
