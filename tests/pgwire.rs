@@ -719,9 +719,8 @@ async fn p56_sqlalchemy_orm_session_reads_back_typed_values_on_every_node() {
     let follower = (leader + 1) % 3;
     let args = [
         "--known-failures".to_string(),
-        // Open items of the PostgreSQL ORM work: LIKE is case-insensitive (SQLite's), and
-        // the catalog queries of inspect() reflection.
-        "like_is_case_sensitive,reflection".to_string(),
+        // Open item of the PostgreSQL ORM work: the catalog queries of inspect() reflection.
+        "reflection".to_string(),
         cluster.nodes[follower].pg_port.to_string(),
         cluster.nodes[leader].pg_port.to_string(),
     ];

@@ -15,6 +15,7 @@
 pub mod enums;
 mod functions;
 mod hints;
+mod like;
 mod rewrite;
 mod types;
 
@@ -174,6 +175,16 @@ mod tests {
         assert_eq!(
             sqlite("SELECT * FROM t WHERE name ILIKE $1 AND NOT name NOT ILIKE 'b%'"),
             "SELECT * FROM t WHERE name LIKE ?1 AND NOT name NOT LIKE 'b%'"
+        );
+        assert_eq!(
+            sqlite("SELECT * FROM t WHERE name LIKE 'Du_e%' AND name !~~ 'x*'"),
+            "SELECT * FROM t WHERE name GLOB 'Du?e*' AND name NOT GLOB 'x[*]'"
+        );
+        assert_eq!(
+            sqlite("SELECT * FROM t WHERE name NOT LIKE $1"),
+            "SELECT * FROM t WHERE (CASE WHEN instr(?1, '\\') > 0 THEN name NOT LIKE ?1 \
+             ESCAPE '\\' ELSE name NOT GLOB replace(replace(replace(replace(replace(?1, '[', \
+             '[[]'), '*', '[*]'), '?', '[?]'), '%', '*'), '_', '?') END)"
         );
         assert_eq!(
             sqlite("SELECT substring(name FROM 2 FOR 3), position('b' IN name) FROM t"),

@@ -13,6 +13,7 @@ use sqlparser::parser::Parser;
 
 use super::Unsupported;
 use super::functions;
+use super::like;
 use super::types::{is_boolean, sqlite_cast_type};
 
 #[derive(Default)]
@@ -110,10 +111,59 @@ impl VisitorMut for Rewriter {
                 };
                 self.replace(expr, replacement);
             }
+            Expr::Like {
+                negated,
+                any: false,
+                expr: operand,
+                pattern,
+                escape_char,
+            } => {
+                // PostgreSQL's LIKE is case-sensitive: SQLite's GLOB.
+                let escape = match escape_char.as_deref() {
+                    None => Some('\\'),
+                    Some(escape) => match string_literal(escape).map(|e| {
+                        let mut chars = e.chars();
+                        (chars.next(), chars.next())
+                    }) {
+                        Some((Some(c), None)) => Some(c),
+                        Some((None, None)) => None,
+                        _ => return self.refuse("a LIKE … ESCAPE other than one character"),
+                    },
+                };
+                let literal = string_literal(pattern);
+                let Some(replacement) = like::case_sensitive(
+                    &operand.to_string(),
+                    &pattern.to_string(),
+                    literal.as_deref(),
+                    escape,
+                    *negated,
+                ) else {
+                    return self.refuse("a LIKE pattern ending in its escape character");
+                };
+                self.replace(expr, raw(replacement));
+            }
+            Expr::BinaryOp {
+                left,
+                op: op @ (BinaryOperator::PGLikeMatch | BinaryOperator::PGNotLikeMatch),
+                right,
+            } => {
+                let negated = matches!(op, BinaryOperator::PGNotLikeMatch);
+                let literal = string_literal(right);
+                let Some(replacement) = like::case_sensitive(
+                    &left.to_string(),
+                    &right.to_string(),
+                    literal.as_deref(),
+                    Some('\\'),
+                    negated,
+                ) else {
+                    return self.refuse("a LIKE pattern ending in its escape character");
+                };
+                self.replace(expr, raw(replacement));
+            }
             Expr::BinaryOp { left, op, right } => {
                 let negated = match op {
-                    BinaryOperator::PGLikeMatch | BinaryOperator::PGILikeMatch => false,
-                    BinaryOperator::PGNotLikeMatch | BinaryOperator::PGNotILikeMatch => true,
+                    BinaryOperator::PGILikeMatch => false,
+                    BinaryOperator::PGNotILikeMatch => true,
                     BinaryOperator::PGRegexMatch
                     | BinaryOperator::PGRegexIMatch
                     | BinaryOperator::PGRegexNotMatch
@@ -284,6 +334,17 @@ impl VisitorMut for Rewriter {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The value of a string literal.
+fn string_literal(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(text),
+            ..
+        }) => Some(text.clone()),
+        _ => None,
     }
 }
 
