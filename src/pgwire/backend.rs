@@ -30,7 +30,6 @@ use crate::pgwire::results::{
     wire_type,
 };
 use crate::pgwire::session::{LocalStatement, Session, recognize};
-use crate::pgwire::split::rewrite_parameters;
 use crate::pgwire::sqlstate::{
     self, error_info, service_error, session_error, statement_error, user_error,
 };
@@ -484,8 +483,7 @@ impl QueryParser for StatementParser {
             .await
             .map_err(user_error)?;
         if is_catalog_query(sql) {
-            let rewritten = rewrite_parameters(sql);
-            let rewritten = catalog::rewrite(&rewritten);
+            let rewritten = catalog::rewrite(sql);
             let query = rewritten.clone();
             let database = session_database(&self.databases, &session)
                 .await
@@ -499,14 +497,19 @@ impl QueryParser for StatementParser {
             let parameter_types = (0..shape.parameter_count.max(types.len()))
                 .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
                 .collect();
+            // Types the query names (`array_agg(…)` is text[]) before declared ones.
+            let named = dialect::column_types(sql);
             let columns = shape
                 .columns
                 .into_iter()
-                .map(|(name, declared)| {
-                    let pg_type = declared
-                        .as_deref()
-                        .and_then(PgType::for_declared)
-                        .unwrap_or(PgType::Text);
+                .enumerate()
+                .map(|(index, (name, declared))| {
+                    let pg_type = named.get(index).copied().flatten().unwrap_or_else(|| {
+                        declared
+                            .as_deref()
+                            .and_then(PgType::for_declared)
+                            .unwrap_or(PgType::Text)
+                    });
                     (name, pg_type)
                 })
                 .collect();

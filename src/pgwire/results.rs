@@ -111,6 +111,12 @@ pub fn encode_rows(
         for (index, value) in row.iter().enumerate() {
             let (name, pg_type) = &described[index];
             let encoded = match fields[index].format() {
+                // An array's text is written as it is (pgwire would quote it as one element).
+                FieldFormat::Text if matches!(pg_type, PgType::TextArray | PgType::BoolArray) => {
+                    encoder.encode_field(
+                        &text_format(*pg_type, value).map(|t| RawBytes(t.into_bytes())),
+                    )
+                }
                 FieldFormat::Text => encoder.encode_field(&text_format(*pg_type, value)),
                 FieldFormat::Binary => encode_binary(&mut encoder, name, *pg_type, value)?,
             };
@@ -183,6 +189,8 @@ pub fn wire_type(pg_type: PgType) -> Type {
         PgType::Uuid => Type::UUID,
         PgType::Json => Type::JSON,
         PgType::Jsonb => Type::JSONB,
+        PgType::TextArray => Type::TEXT_ARRAY,
+        PgType::BoolArray => Type::BOOL_ARRAY,
     }
 }
 
@@ -266,9 +274,7 @@ pub fn simple_response(sql: &str, result: StatementResult) -> Response {
     match &result.rows {
         Some(set) => {
             // Types the statement names (`now()`, `x::date`), when its values fit them.
-            let named = dialect::translate(sql)
-                .map(|translation| translation.column_types.clone())
-                .unwrap_or_default();
+            let named = dialect::column_types(sql);
             let described: Vec<(String, PgType)> = set
                 .columns
                 .iter()

@@ -24,6 +24,10 @@ pub enum PgType {
     Uuid,
     Json,
     Jsonb,
+    /// `text[]`: PostgreSQL's array text `{a,b}` (catalog queries' `array_agg`).
+    TextArray,
+    /// `bool[]`: an `array_agg` of truth values (SQLite's 1/0 shown as t/f).
+    BoolArray,
 }
 
 impl PgType {
@@ -125,6 +129,9 @@ impl PgType {
                 serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
             }
             (PgType::Json | PgType::Jsonb, SqlValue::Integer(_) | SqlValue::Real(_)) => true,
+            (PgType::TextArray | PgType::BoolArray, SqlValue::Text(t)) => {
+                t.starts_with('{') && t.ends_with('}')
+            }
             _ => false,
         }
     }
@@ -145,6 +152,8 @@ impl PgType {
             PgType::Uuid => 2950,
             PgType::Json => 114,
             PgType::Jsonb => 3802,
+            PgType::TextArray => 1009,
+            PgType::BoolArray => 1000,
         }
     }
 }
@@ -175,6 +184,7 @@ pub fn text_format(pg_type: PgType, value: &SqlValue) -> Option<String> {
             Some(datetime::parse_timestamp(t).map_or_else(|| t.clone(), datetime::format_timestamp))
         }
         (PgType::TimestampTz, SqlValue::Text(t)) => Some(stored_timestamptz(t)),
+        (PgType::BoolArray, SqlValue::Text(t)) => Some(bool_array_text(t)),
         (PgType::Uuid, SqlValue::Text(t)) => Some(
             uuid::Uuid::parse_str(t).map_or_else(|_| t.clone(), |u| u.hyphenated().to_string()),
         ),
@@ -220,6 +230,23 @@ fn decimal_digits(value: f64) -> String {
     } else {
         format!("{sign}{whole}.{fraction}")
     }
+}
+
+/// An array of 1/0 as PostgreSQL prints a `bool[]`: `{1,0,NULL}` → `{t,f,NULL}`.
+fn bool_array_text(text: &str) -> String {
+    let inner = text.trim_start_matches('{').trim_end_matches('}');
+    if inner.is_empty() {
+        return "{}".to_string();
+    }
+    let elements: Vec<&str> = inner
+        .split(',')
+        .map(|element| match element.trim() {
+            "0" | "f" | "false" => "f",
+            "NULL" => "NULL",
+            _ => "t",
+        })
+        .collect();
+    format!("{{{}}}", elements.join(","))
 }
 
 /// A stored timestamptz in PostgreSQL's output form (UTC, `+00`); a value stored without an

@@ -213,6 +213,17 @@ impl<'a> Filler<'a> {
                 .declared
                 .push(column.declared.to_lowercase());
             let typmod = self.definitions.declared.len() as i64 - 1;
+            let is_rowid = rowid.as_deref() == Some(column.name.as_str());
+            // The rowid numbers rows as a serial column's sequence does in PostgreSQL.
+            let default = if is_rowid && column.default.is_none() {
+                Some(format!(
+                    "nextval('{}_{}_seq'::regclass)",
+                    relation.object.name.replace('\'', "''"),
+                    column.name.replace('\'', "''")
+                ))
+            } else {
+                column.default.as_deref().map(postgresql_default)
+            };
             self.catalog.execute(
                 "INSERT INTO pg_attribute(attrelid, attname, atttypid, attstattarget, attlen,
                    attnum, attndims, atttypmod, attnotnull, atthasdef, atthasmissing,
@@ -222,14 +233,21 @@ impl<'a> Filler<'a> {
                 params![
                     relation.oid,
                     column.name,
-                    type_oid(&column.declared),
+                    // A column of an enum type names it (see dialect::enums).
+                    self.oids
+                        .get(&format!(
+                            "{ENUM_VIEW_PREFIX}{}",
+                            column.declared.to_lowercase()
+                        ))
+                        .copied()
+                        .unwrap_or_else(|| type_oid(&column.declared)),
                     attnum,
                     typmod,
-                    column.not_null || rowid.as_deref() == Some(column.name.as_str()),
-                    column.default.is_some(),
+                    column.not_null || is_rowid,
+                    default.is_some(),
                 ],
             )?;
-            if let Some(default) = &column.default {
+            if let Some(default) = &default {
                 self.catalog.execute(
                     "INSERT INTO pg_attrdef(adrelid, adnum, adbin) VALUES (?1, ?2, ?3)",
                     params![relation.oid, attnum, default],
@@ -331,15 +349,18 @@ impl<'a> Filler<'a> {
         self.catalog.execute(
             "INSERT INTO pg_index(indexrelid, indrelid, indnatts, indnkeyatts, indisunique,
                indnullsnotdistinct, indisprimary, indisexclusion, indimmediate, indisclustered,
-               indisvalid, indcheckxmin, indisready, indislive, indisreplident, indkey)
-             VALUES (?1, ?2, ?3, ?3, ?4, 0, ?5, 0, 1, 0, 1, 0, 1, 1, 0, ?6)",
+               indisvalid, indcheckxmin, indisready, indislive, indisreplident, indkey,
+               indclass, indoption)
+             VALUES (?1, ?2, ?3, ?3, ?4, 0, ?5, 0, 1, 0, 1, 0, 1, 1, 0, ?6, ?7, ?7)",
             params![
                 index_oid,
                 relation.oid,
                 columns.len() as i64,
                 unique,
                 primary,
-                key
+                key,
+                // Default operator classes and options (ascending, nulls last) per column.
+                vec!["0"; columns.len()].join(" ")
             ],
         )?;
         let definition = format!(
@@ -510,6 +531,20 @@ impl<'a> Filler<'a> {
             params![oid, self.oid_of(&object.table), object.name, object.sql],
         )?;
         Ok(())
+    }
+}
+
+/// A column default as PostgreSQL shows it: the SQLite text Shoal's translation of `now()`
+/// wrote (see `dialect::functions`) reads as `now()` again.
+fn postgresql_default(default: &str) -> String {
+    match default.trim() {
+        "(strftime('%Y-%m-%d %H:%M:%f+00', 'now'))" | "strftime('%Y-%m-%d %H:%M:%f+00', 'now')" => {
+            "now()".to_string()
+        }
+        "(strftime('%Y-%m-%d %H:%M:%f', 'now'))" | "strftime('%Y-%m-%d %H:%M:%f', 'now')" => {
+            "LOCALTIMESTAMP".to_string()
+        }
+        other => other.to_string(),
     }
 }
 

@@ -56,6 +56,8 @@ pub fn register_functions(
     let truths: &[(&str, bool)] = &[
         ("pg_table_is_visible", true),
         ("pg_type_is_visible", true),
+        ("pg_collation_is_visible", true),
+        ("pg_function_is_visible", true),
         ("has_table_privilege", true),
         ("has_schema_privilege", true),
         ("pg_has_role", true),
@@ -64,7 +66,13 @@ pub fn register_functions(
     for &(name, value) in truths {
         catalog.create_scalar_function(name, any, flags, move |_| Ok(value))?;
     }
-    for name in ["obj_description", "col_description", "shobj_description"] {
+    for name in [
+        "obj_description",
+        "col_description",
+        "shobj_description",
+        // No column is backed by a sequence (SERIAL columns are SQLite rowids).
+        "pg_get_serial_sequence",
+    ] {
         catalog.create_scalar_function(name, any, flags, |_| Ok(None::<String>))?;
     }
     for name in ["array_upper", "array_length", "array_lower"] {
@@ -129,7 +137,7 @@ pub fn register_functions(
         };
         let declared = typmod
             .and_then(|m| usize::try_from(m).ok())
-            .and_then(|m| declared.get(m).cloned())
+            .and_then(|m| declared.get(m).map(|d| canonical_type_name(d)))
             .filter(|d| !d.is_empty());
         Ok(declared.or_else(|| oid.and_then(builtin_type_name)))
     })?;
@@ -172,6 +180,36 @@ fn oid_argument(
             .and_then(|t| t.trim().parse().ok()),
         ValueRef::Null | ValueRef::Blob(_) => None,
     })
+}
+
+/// A declared type as PostgreSQL's `format_type` prints it (`VARCHAR(20)` → `character
+/// varying(20)`, `int4` → `integer`), so clients that parse it (SQLAlchemy's reflection) know
+/// it; names PostgreSQL does not have are kept, lower-case.
+pub fn canonical_type_name(declared: &str) -> String {
+    let declared = declared.trim().to_ascii_lowercase();
+    let (base, modifier) = match declared.split_once('(') {
+        Some((base, rest)) => (
+            base.trim().to_string(),
+            format!("({}", rest.replace(' ', "")),
+        ),
+        None => (declared.clone(), String::new()),
+    };
+    let canonical = match base.as_str() {
+        "varchar" | "character varying" => "character varying",
+        "char" | "character" | "bpchar" => "character",
+        "int" | "integer" | "int4" => "integer",
+        "bigint" | "int8" => "bigint",
+        "smallint" | "int2" => "smallint",
+        "bool" | "boolean" => "boolean",
+        "float" | "float8" | "double" | "double precision" => "double precision",
+        "float4" | "real" => "real",
+        "decimal" | "numeric" => "numeric",
+        "timestamp" | "timestamp without time zone" => "timestamp without time zone",
+        "timestamptz" | "timestamp with time zone" => "timestamp with time zone",
+        "time" | "time without time zone" => "time without time zone",
+        _ => return declared,
+    };
+    format!("{canonical}{modifier}")
 }
 
 fn builtin_type_name(oid: i64) -> Option<String> {

@@ -5,9 +5,11 @@
 //! schema (`fill`) with the catalog functions registered (`functions`); it never touches the
 //! replicated database.
 
+mod arrays;
 mod fill;
 mod functions;
 mod rewrite;
+mod srf;
 
 use std::sync::Arc;
 
@@ -16,7 +18,11 @@ use rusqlite::Connection;
 use crate::db::execute::{StatementShape, execute_statement, statement_shape};
 use crate::db::guard::{GuardMode, StatementGuard};
 use crate::raft::types::{Statement, StatementResult};
-pub use rewrite::rewrite;
+/// A PostgreSQL catalog query as the emulated catalog runs it: set-returning functions in
+/// select lists joined as `json_each`, `$n` as `?n`, then the textual rewrites of `rewrite`.
+pub fn rewrite(sql: &str) -> String {
+    rewrite::rewrite(&crate::pgwire::split::rewrite_parameters(&srf::expand(sql)))
+}
 
 /// Whether `sql` reads PostgreSQL's catalogs rather than user tables: a catalog name as a
 /// whole word in its code (not in a literal, quoted name or comment).
@@ -81,13 +87,42 @@ impl Catalog {
         let objects = fill::read_schema(source)?;
         let definitions = fill::Filler::new(&connection, source, &objects).fill(&objects)?;
         functions::register_functions(&connection, definitions, &names.current)?;
+        arrays::register(&connection)?;
         let guard = StatementGuard::install(&connection, GuardMode::Reader);
         Ok(Catalog { connection, guard })
     }
 
     /// The shape of a (rewritten) catalog query.
     pub fn shape(&self, sql: &str) -> Result<StatementShape, String> {
-        statement_shape(&self.connection, &self.guard, sql)
+        let mut shape = statement_shape(&self.connection, &self.guard, sql)?;
+        // An expression column (`min(attr.indnkeyatts) AS indnkeyatts`) has no declared type:
+        // a catalog column of the same name gives it (catalog column names are distinct).
+        for (name, declared) in &mut shape.columns {
+            if declared.is_none() {
+                *declared = self.catalog_column_type(name);
+            }
+        }
+        Ok(shape)
+    }
+
+    /// The declared type of the catalog columns named `name`, when they all have one.
+    fn catalog_column_type(&self, name: &str) -> Option<String> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT DISTINCT upper(p.type) FROM sqlite_schema AS s, pragma_table_info(s.name) AS p \
+                 WHERE s.type = 'table' AND p.name = ?1 COLLATE NOCASE",
+            )
+            .ok()?;
+        let types: Vec<String> = statement
+            .query_map([name], |row| row.get(0))
+            .ok()?
+            .collect::<rusqlite::Result<_>>()
+            .ok()?;
+        match types.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        }
     }
 
     /// Runs a (rewritten) catalog query.
@@ -157,7 +192,11 @@ mod tests {
             vec![
                 vec![Text("id".into()), Text("integer".into()), Integer(1)],
                 vec![Text("parent_id".into()), Text("integer".into()), Integer(0)],
-                vec![Text("name".into()), Text("varchar(20)".into()), Integer(1)],
+                vec![
+                    Text("name".into()),
+                    Text("character varying(20)".into()),
+                    Integer(1)
+                ],
             ]
         );
         assert_eq!(

@@ -61,7 +61,11 @@ CREATE TABLE pg_foreign_table(ftrelid INTEGER, ftserver INTEGER, ftoptions TEXT)
 CREATE TABLE pg_partitioned_table(partrelid INTEGER, partstrat TEXT);
 CREATE TABLE pg_tablespace(oid INTEGER PRIMARY KEY, spcname TEXT);
 CREATE TABLE pg_collation(oid INTEGER PRIMARY KEY, collname TEXT, collnamespace INTEGER);
-CREATE TABLE pg_sequence(seqrelid INTEGER);
+CREATE TABLE pg_sequence(seqrelid INTEGER, seqtypid INTEGER, seqstart INTEGER,
+  seqincrement INTEGER, seqmax INTEGER, seqmin INTEGER, seqcache INTEGER, seqcycle BOOLEAN);
+CREATE TABLE pg_opclass(oid INTEGER PRIMARY KEY, opcmethod INTEGER, opcname TEXT,
+  opcnamespace INTEGER, opcowner INTEGER, opcfamily INTEGER, opcintype INTEGER,
+  opcdefault BOOLEAN, opckeytype INTEGER);
 CREATE TABLE pg_rewrite(oid INTEGER PRIMARY KEY, rulename TEXT, ev_class INTEGER);
 CREATE TABLE pg_extension(oid INTEGER PRIMARY KEY, extname TEXT, extversion TEXT);
 CREATE TABLE pg_settings(name TEXT, setting TEXT);

@@ -3,7 +3,10 @@
 //! `x::date` a date, `gen_random_uuid()` a uuid. Read from the statement as the client wrote
 //! it, before rewriting.
 
-use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
+use sqlparser::ast::{
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Query,
+    Select, SelectItem, SetExpr, Statement, TableFactor, UnaryOperator,
+};
 
 use crate::pgwire::types::PgType;
 
@@ -14,6 +17,17 @@ pub fn result_types(statement: &Statement) -> Vec<Option<PgType>> {
     let Statement::Query(query) = statement else {
         return Vec::new();
     };
+    let mut types = query_types(query, 0);
+    if types.iter().all(Option::is_none) {
+        types.clear();
+    }
+    types
+}
+
+/// Derived tables nested deeper than this are not looked into.
+const DEPTH_MAX: usize = 8;
+
+fn query_types(query: &Query, depth: usize) -> Vec<Option<PgType>> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Vec::new();
     };
@@ -23,17 +37,47 @@ pub fn result_types(statement: &Statement) -> Vec<Option<PgType>> {
             SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
             _ => break,
         };
-        types.push(type_of(expr));
-    }
-    if types.iter().all(Option::is_none) {
-        types.clear();
+        types.push(type_of(expr, select, depth));
     }
     types
 }
 
-fn type_of(expr: &Expr) -> Option<PgType> {
+fn type_of(expr: &Expr, select: &Select, depth: usize) -> Option<PgType> {
     match expr {
-        Expr::Nested(inner) => type_of(inner),
+        Expr::Nested(inner) => type_of(inner, select, depth),
+        // `alias.column` of a derived table: the type its subquery gives the column.
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 && depth < DEPTH_MAX => {
+            derived_column_type(select, &parts[0], &parts[1], depth + 1)
+        }
+        Expr::BinaryOp {
+            op:
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq
+                | BinaryOperator::And
+                | BinaryOperator::Or,
+            ..
+        } => Some(PgType::Bool),
+        Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::In { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::Exists { .. } => Some(PgType::Bool),
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            ..
+        } => Some(PgType::Bool),
         Expr::Cast { data_type, .. } => PgType::for_declared(&data_type.to_string()),
         Expr::Function(function) => {
             let name = function.name.to_string().to_ascii_lowercase();
@@ -46,9 +90,68 @@ fn type_of(expr: &Expr) -> Option<PgType> {
                 "localtimestamp" => Some(PgType::Timestamp),
                 "current_date" => Some(PgType::Date),
                 "gen_random_uuid" | "uuid_generate_v4" => Some(PgType::Uuid),
+                "array_agg" => match first_argument(function)
+                    .and_then(|argument| type_of(argument, select, depth))
+                {
+                    Some(PgType::Bool) => Some(PgType::BoolArray),
+                    _ => Some(PgType::TextArray),
+                },
                 _ => None,
             }
         }
+        _ => None,
+    }
+}
+
+/// The type of column `column` of the derived table `alias` in `select`'s FROM.
+fn derived_column_type(
+    select: &Select,
+    alias: &Ident,
+    column: &Ident,
+    depth: usize,
+) -> Option<PgType> {
+    let factors = select.from.iter().flat_map(|from| {
+        std::iter::once(&from.relation).chain(from.joins.iter().map(|join| &join.relation))
+    });
+    for factor in factors {
+        let TableFactor::Derived {
+            subquery,
+            alias: Some(derived),
+            ..
+        } = factor
+        else {
+            continue;
+        };
+        if !derived.name.value.eq_ignore_ascii_case(&alias.value) {
+            continue;
+        }
+        let SetExpr::Select(inner) = subquery.body.as_ref() else {
+            return None;
+        };
+        let position = inner.projection.iter().position(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => {
+                alias.value.eq_ignore_ascii_case(&column.value)
+            }
+            SelectItem::UnnamedExpr(Expr::Identifier(name)) => {
+                name.value.eq_ignore_ascii_case(&column.value)
+            }
+            _ => false,
+        })?;
+        return query_types(subquery, depth)
+            .get(position)
+            .copied()
+            .flatten();
+    }
+    None
+}
+
+/// A call's first argument, when it is a plain expression.
+fn first_argument(function: &Function) -> Option<&Expr> {
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    match list.args.first() {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))) => Some(expr),
         _ => None,
     }
 }

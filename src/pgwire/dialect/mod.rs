@@ -84,6 +84,21 @@ pub fn translate(sql: &str) -> Translated {
     translated
 }
 
+/// The result column types `sql` names (see `Translation::column_types`), also for a
+/// statement Shoal does not translate (a catalog query).
+pub fn column_types(sql: &str) -> Vec<Option<PgType>> {
+    if let Ok(translation) = translate(sql) {
+        return translation.column_types.clone();
+    }
+    Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements())
+        .ok()
+        .and_then(|statements| statements.first().map(hints::result_types))
+        .unwrap_or_default()
+}
+
 fn translate_uncached(sql: &str) -> Translated {
     let as_written = |column_types| {
         Ok(Arc::new(Translation {
