@@ -191,6 +191,33 @@ async fn p11_psql_speaks_postgresql_and_is_told_what_is_not_served() {
         ["CREATE TABLE", "INSERT 0 3", "Ada", "Al's", "Ad|2|2", "3"],
         "{out}"
     );
+    // psql's describing commands that read arrays and functions answer too.
+    let (ok, out, err) = psql(
+        &cluster,
+        1,
+        &[
+            "-c",
+            "\\d+ people",
+            "-c",
+            "\\di",
+            "-c",
+            "\\df",
+            "-c",
+            "SELECT now()",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    for expected in [
+        "nextval('people_id_seq'::regclass)",
+        "character varying(20)",
+        "timestamp with time zone",
+        "people_pkey",
+        "List of functions",
+        " now ",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
     // A construct SQLite has no equivalent for: 0A000, naming it; nothing is written.
     let (ok, _, err) = psql(
         &cluster,

@@ -72,6 +72,10 @@ pub fn register_functions(
         "shobj_description",
         // No column is backed by a sequence (SERIAL columns are SQLite rowids).
         "pg_get_serial_sequence",
+        // pg_proc lists no functions (SQLite's are built in).
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
     ] {
         catalog.create_scalar_function(name, any, flags, |_| Ok(None::<String>))?;
     }

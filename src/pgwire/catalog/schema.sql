@@ -69,7 +69,9 @@ CREATE TABLE pg_opclass(oid INTEGER PRIMARY KEY, opcmethod INTEGER, opcname TEXT
 CREATE TABLE pg_rewrite(oid INTEGER PRIMARY KEY, rulename TEXT, ev_class INTEGER);
 CREATE TABLE pg_extension(oid INTEGER PRIMARY KEY, extname TEXT, extversion TEXT);
 CREATE TABLE pg_settings(name TEXT, setting TEXT);
-CREATE TABLE pg_proc(oid INTEGER PRIMARY KEY, proname TEXT, pronamespace INTEGER);
+CREATE TABLE pg_proc(oid INTEGER PRIMARY KEY, proname TEXT, pronamespace INTEGER,
+  prokind TEXT, prorettype INTEGER, proargtypes TEXT, proretset BOOLEAN, prolang INTEGER,
+  prosrc TEXT, provolatile TEXT, proowner INTEGER, proacl TEXT);
 CREATE TABLE pg_enum(oid INTEGER PRIMARY KEY, enumtypid INTEGER, enumsortorder REAL, enumlabel TEXT);
 CREATE TABLE pg_range(rngtypid INTEGER, rngsubtype INTEGER);
 CREATE TABLE shoal_declared_type(id INTEGER PRIMARY KEY, declared TEXT);

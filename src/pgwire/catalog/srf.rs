@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Select, SelectItem, SetExpr,
-    VisitMut, VisitorMut,
+    TableFactor, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -52,7 +52,39 @@ struct Expander {
 impl VisitorMut for Expander {
     type Break = ();
 
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // `array(SELECT …)` (psql's toast options, always empty here): the subquery's value.
+        if let Expr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case("array")
+            && let FunctionArguments::Subquery(query) = &function.args
+        {
+            *expr = Expr::Subquery(query.clone());
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        // `FROM unnest(a) x`: json_each over the array, its elements read as `x.value`.
+        let mut element_names: Vec<String> = Vec::new();
+        for from in &mut select.from {
+            if let Some((replacement, alias)) = from_unnest(&from.relation) {
+                from.relation = replacement;
+                element_names.push(alias);
+                self.changed = true;
+            }
+        }
+        if !element_names.is_empty() {
+            let mut renamer = ElementNames {
+                names: element_names,
+            };
+            for item in &mut select.projection {
+                let _ = item.visit(&mut renamer);
+            }
+            if let Some(selection) = &mut select.selection {
+                let _ = selection.visit(&mut renamer);
+            }
+        }
         // Set-returning functions in one select list run in step (PostgreSQL zips them): the
         // first array is expanded by json_each (shoal_srf), the others read at its position.
         let mut driver: Option<String> = None;
@@ -86,6 +118,58 @@ impl VisitorMut for Expander {
                 select.from.push(from);
                 self.changed = true;
             }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `unnest(a) [AS] x` in FROM as `json_each(shoal_array_json(a)) AS x`, and `x`.
+fn from_unnest(factor: &TableFactor) -> Option<(TableFactor, String)> {
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias: Some(alias),
+        ..
+    } = factor
+    else {
+        return None;
+    };
+    let function = name.to_string().to_ascii_lowercase();
+    if function.strip_prefix("pg_catalog.").unwrap_or(&function) != "unnest" {
+        return None;
+    }
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else {
+        return None;
+    };
+    let alias = alias.name.value.clone();
+    let template = format!("SELECT 1 FROM json_each(shoal_array_json({array})) AS {alias}");
+    let query = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&template)
+        .and_then(|mut parser| parser.parse_query())
+        .ok()?;
+    let SetExpr::Select(parsed) = *query.body else {
+        return None;
+    };
+    let relation = parsed.from.into_iter().next()?.relation;
+    Some((relation, alias))
+}
+
+/// Bare references to an unnested element (`x`) read the json_each row's value (`x.value`).
+struct ElementNames {
+    names: Vec<String>,
+}
+
+impl VisitorMut for ElementNames {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Identifier(ident) = expr
+            && self
+                .names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(&ident.value))
+        {
+            *expr = Expr::Identifier(Ident::new(format!("{}.value", ident.value)));
         }
         ControlFlow::Continue(())
     }
@@ -130,5 +214,10 @@ mod tests {
              json_each(shoal_array_json(i.indkey)) AS shoal_srf"
         );
         assert_eq!(expand("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            expand("SELECT array(SELECT 'toast.' || x FROM pg_catalog.unnest(tc.reloptions) x)"),
+            "SELECT (SELECT 'toast.' || x.value FROM \
+             json_each(shoal_array_json(tc.reloptions)) AS x)"
+        );
     }
 }

@@ -176,12 +176,12 @@ mod tests {
         );
         assert_eq!(
             sqlite("SELECT 'a'::bytea, 2.5::float8, x::numeric(10, 2) FROM t"),
-            "SELECT CAST('a' AS BLOB), CAST(2.5 AS REAL), CAST(x AS NUMERIC) FROM t"
+            "SELECT CAST('a' AS BLOB), CAST(2.5 AS REAL), CAST(x AS NUMERIC) AS \"x\" FROM t"
         );
         assert_eq!(sqlite("SELECT 't'::boolean, 'off'::bool"), "SELECT 1, 0");
         assert_eq!(
             sqlite("SELECT CAST(x AS uuid) FROM t"),
-            "SELECT CAST(x AS TEXT) FROM t"
+            "SELECT CAST(x AS TEXT) AS \"x\" FROM t"
         );
     }
 
@@ -203,21 +203,22 @@ mod tests {
         );
         assert_eq!(
             sqlite("SELECT substring(name FROM 2 FOR 3), position('b' IN name) FROM t"),
-            "SELECT substr(name, 2, 3), instr(name, 'b') FROM t"
+            "SELECT substr(name, 2, 3) AS \"substring\", instr(name, 'b') AS \"position\" FROM t"
         );
         assert_eq!(
             sqlite("SELECT extract(year FROM d), EXTRACT(epoch FROM d) FROM t"),
-            "SELECT CAST(strftime('%Y', d) AS INTEGER), unixepoch(d, 'subsec') FROM t"
+            "SELECT CAST(strftime('%Y', d) AS INTEGER) AS \"extract\", unixepoch(d, 'subsec') \
+             AS \"extract\" FROM t"
         );
         assert_eq!(
             sqlite("SELECT now()"),
-            "SELECT (strftime('%Y-%m-%d %H:%M:%f+00', 'now'))"
+            "SELECT (strftime('%Y-%m-%d %H:%M:%f+00', 'now')) AS \"now\""
         );
         assert_eq!(
             sqlite("SELECT greatest(a, b, NULL), least(a, 1) FROM t"),
             "SELECT (SELECT max(shoal_argument) FROM (SELECT a AS shoal_argument UNION ALL \
-             SELECT b UNION ALL SELECT NULL)), (SELECT min(shoal_argument) FROM (SELECT a AS \
-             shoal_argument UNION ALL SELECT 1)) FROM t"
+             SELECT b UNION ALL SELECT NULL)) AS \"greatest\", (SELECT min(shoal_argument) FROM \
+             (SELECT a AS shoal_argument UNION ALL SELECT 1)) AS \"least\" FROM t"
         );
         assert_eq!(sqlite("SELECT * FROM t FOR UPDATE"), "SELECT * FROM t");
         assert_eq!(sqlite("SELECT E'a\\nb'"), "SELECT 'a\nb'");
@@ -231,7 +232,7 @@ mod tests {
                  ($3::VARCHAR, $4, 1)) AS imp_sen(p0, p1, sen_counter) ORDER BY sen_counter \
                  RETURNING a.id"
             ),
-            "INSERT INTO a (name, n) SELECT CAST(p0 AS TEXT), p1 FROM (SELECT column1 AS p0, \
+            "INSERT INTO a (name, n) SELECT CAST(p0 AS TEXT) AS \"p0\", p1 FROM (SELECT column1 AS p0, \
              column2 AS p1, column3 AS sen_counter FROM (VALUES (CAST(?1 AS TEXT), ?2, 0), \
              (CAST(?3 AS TEXT), ?4, 1))) AS imp_sen ORDER BY sen_counter RETURNING a.id"
         );

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{
     BinaryOperator, CastKind, ColumnOption, CreateIndex, DataType, Distinct, Expr, Ident, Query,
-    Select, SetExpr, Statement, TableFactor, Value, ValueWithSpan, VisitorMut,
+    Select, SelectItem, SetExpr, Statement, TableFactor, Value, ValueWithSpan, VisitorMut,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -230,6 +230,21 @@ impl VisitorMut for Rewriter {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        // A rewritten expression would be named by its SQLite text: keep PostgreSQL's name.
+        for item in &mut select.projection {
+            if let SelectItem::UnnamedExpr(expr) = item
+                && let Some(name) = postgresql_column_name(expr)
+            {
+                *item = SelectItem::ExprWithAlias {
+                    expr: std::mem::replace(expr, Expr::value(Value::Null)),
+                    alias: Ident::with_quote('"', name),
+                };
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
         if let Some(Distinct::On(_)) = select.distinct {
             return self.refuse("SELECT DISTINCT ON");
@@ -334,6 +349,34 @@ impl VisitorMut for Rewriter {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The name PostgreSQL gives a result column computed by an expression this pass rewrites
+/// (`now()` is "now", `x::int` is "x"); `None` for expressions SQLite names the same way or
+/// that stay as written.
+fn postgresql_column_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Function(function) => {
+            let name = function.name.to_string().to_ascii_lowercase();
+            let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+            functions::REWRITTEN
+                .contains(&name)
+                .then(|| name.to_string())
+        }
+        Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon,
+            expr: inner,
+            ..
+        } => match inner.as_ref() {
+            Expr::Identifier(ident) => Some(ident.value.clone()),
+            Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()),
+            _ => None,
+        },
+        Expr::Substring { .. } => Some("substring".into()),
+        Expr::Position { .. } => Some("position".into()),
+        Expr::Extract { .. } => Some("extract".into()),
+        _ => None,
     }
 }
 
