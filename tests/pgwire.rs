@@ -752,6 +752,22 @@ async fn p56_sqlalchemy_orm_session_reads_back_typed_values_on_every_node() {
     support::run_client_script("sqlalchemy_orm.py", &args, "sqlalchemy orm: ok").await;
 }
 
+/// p57: asyncpg (tests/clients/asyncpg_session.py) — the binary protocol for every parameter
+/// and result, prepared statements, numeric/date/time/timestamptz/uuid/jsonb/bool/bigint values
+/// read back with their Python types, ILIKE and case-sensitive LIKE, now(), a unique violation
+/// by its class, a rolled-back transaction — written through a follower, read on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p57_asyncpg_reads_back_typed_values_over_the_binary_protocol() {
+    let cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    let args = [
+        cluster.nodes[follower].pg_port.to_string(),
+        cluster.nodes[leader].pg_port.to_string(),
+    ];
+    support::run_client_script("asyncpg_session.py", &args, "asyncpg session: ok").await;
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.
