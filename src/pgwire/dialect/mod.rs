@@ -12,6 +12,7 @@
 //!   parameters, `PRAGMA`, backquoted names) runs as written, through the older textual
 //!   rewrites of `split.rs`.
 
+mod alter;
 pub mod enums;
 mod functions;
 mod hints;
@@ -118,8 +119,10 @@ fn translate_uncached(sql: &str) -> Translated {
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(Vec::new()),
     };
-    if let Some(type_statement) = enums::type_statement(&statements[0]) {
-        return type_statement.map(|sql| {
+    if let Some(statement) =
+        enums::type_statement(&statements[0]).or_else(|| alter::alter_statement(&statements[0]))
+    {
+        return statement.map(|sql| {
             Arc::new(Translation {
                 sql,
                 column_types: Vec::new(),
@@ -283,6 +286,30 @@ mod tests {
             "DROP VIEW IF EXISTS \"shoal_enum_Mood\""
         );
         assert!(translate("CREATE TYPE pair AS (a int, b text)").is_err());
+    }
+
+    #[test]
+    fn alter_table_adds_uniqueness_as_an_index_and_refuses_rebuilds() {
+        assert_eq!(
+            sqlite(
+                "alter table \"users\" add constraint \"users_email_unique\" unique (\"email\")"
+            ),
+            "CREATE UNIQUE INDEX \"users_email_unique\" ON \"users\" (\"email\")"
+        );
+        assert_eq!(
+            sqlite("ALTER TABLE users ADD UNIQUE (a, b)"),
+            "CREATE UNIQUE INDEX \"users_a_b_key\" ON users (a, b)"
+        );
+        let refused = |sql: &str| translate(sql).unwrap_err().0;
+        assert!(
+            refused("alter table p add constraint f foreign key (u) references u (id)")
+                .contains("FOREIGN KEY")
+        );
+        assert!(refused("ALTER TABLE t ALTER COLUMN a TYPE bigint").contains("ALTER COLUMN"));
+        assert_eq!(
+            sqlite("ALTER TABLE t ADD COLUMN b TEXT"),
+            "ALTER TABLE t ADD COLUMN b TEXT"
+        );
     }
 
     #[test]
