@@ -742,6 +742,12 @@ async fn p55_sqlalchemy_core_creates_inserts_and_selects() {
 /// leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p56_sqlalchemy_orm_session_reads_back_typed_values_on_every_node() {
+    run_through_a_follower_and_the_leader("sqlalchemy_orm.py", "sqlalchemy orm: ok").await;
+}
+
+/// Runs a client script against a new 3-node cluster: its writes through a follower (the
+/// first port), its reads checked there and on the leader.
+async fn run_through_a_follower_and_the_leader(script: &str, success_line: &str) {
     let cluster = Cluster::start(three_voters()).await;
     let leader = cluster.leader(SETTLE).await;
     let follower = (leader + 1) % 3;
@@ -749,7 +755,7 @@ async fn p56_sqlalchemy_orm_session_reads_back_typed_values_on_every_node() {
         cluster.nodes[follower].pg_port.to_string(),
         cluster.nodes[leader].pg_port.to_string(),
     ];
-    support::run_client_script("sqlalchemy_orm.py", &args, "sqlalchemy orm: ok").await;
+    support::run_client_script(script, &args, success_line).await;
 }
 
 /// p57: asyncpg (tests/clients/asyncpg_session.py) — the binary protocol for every parameter
@@ -758,14 +764,7 @@ async fn p56_sqlalchemy_orm_session_reads_back_typed_values_on_every_node() {
 /// by its class, a rolled-back transaction — written through a follower, read on both nodes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p57_asyncpg_reads_back_typed_values_over_the_binary_protocol() {
-    let cluster = Cluster::start(three_voters()).await;
-    let leader = cluster.leader(SETTLE).await;
-    let follower = (leader + 1) % 3;
-    let args = [
-        cluster.nodes[follower].pg_port.to_string(),
-        cluster.nodes[leader].pg_port.to_string(),
-    ];
-    support::run_client_script("asyncpg_session.py", &args, "asyncpg session: ok").await;
+    run_through_a_follower_and_the_leader("asyncpg_session.py", "asyncpg session: ok").await;
 }
 
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
