@@ -289,6 +289,34 @@ mod tests {
     }
 
     #[test]
+    fn insert_select_with_on_conflict_keeps_its_meaning_in_sqlite() {
+        let sql = sqlite(
+            "INSERT INTO t (a, b) SELECT a, b FROM s ON CONFLICT (a) DO UPDATE SET b = excluded.b",
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO t (a, b) SELECT a, b FROM s WHERE true ON CONFLICT(a) DO UPDATE SET b = \
+             excluded.b"
+        );
+        let sqlite = rusqlite::Connection::open_in_memory().unwrap();
+        sqlite
+            .execute_batch(
+                "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT); CREATE TABLE s (a, b);
+                 INSERT INTO t VALUES (1, 'old'); INSERT INTO s VALUES (1, 'new'), (2, 'two');",
+            )
+            .unwrap();
+        sqlite.execute(&sql, []).unwrap();
+        let rows: Vec<(i64, String)> = sqlite
+            .prepare("SELECT a, b FROM t ORDER BY a")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, [(1, "new".to_string()), (2, "two".to_string())]);
+    }
+
+    #[test]
     fn alter_table_adds_uniqueness_as_an_index_and_refuses_rebuilds() {
         assert_eq!(
             sqlite(

@@ -305,6 +305,20 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_statement(&mut self, statement: &mut Statement) -> ControlFlow<()> {
+        // `INSERT … SELECT … FROM x ON CONFLICT`: SQLite would read ON as a join constraint of
+        // x; a WHERE clause ends the FROM (SQLite's documented remedy).
+        if let Statement::Insert(insert) = statement
+            && insert.on.is_some()
+            && let Some(source) = insert.source.as_mut()
+            && source.order_by.is_none()
+            && source.limit_clause.is_none()
+            && let SetExpr::Select(select) = source.body.as_mut()
+            && !select.from.is_empty()
+            && select.selection.is_none()
+        {
+            select.selection = Some(Expr::Value(Value::Boolean(true).into()));
+            self.changed = true;
+        }
         if let Statement::CreateTable(table) = statement {
             for column in &mut table.columns {
                 // SERIAL and IDENTITY columns number rows: an INTEGER (with PRIMARY KEY,
