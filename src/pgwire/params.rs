@@ -192,7 +192,7 @@ fn parse_float(text: &str) -> Option<f64> {
 }
 
 /// PostgreSQL's boolean input: t/true/yes/on/1 and their opposites, any case.
-fn parse_bool(text: &str) -> Option<bool> {
+pub fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
         "f" | "false" | "n" | "no" | "off" | "0" => Some(false),

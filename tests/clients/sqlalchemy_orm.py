@@ -4,13 +4,9 @@ application would: declarative models with every common column type, two related
 drop_all/create_all, CRUD through Session, eager loading, filters, joins, aggregates, pagination,
 integrity errors and reflection with inspect(). Values read back are checked with their types.
 
-Usage: sqlalchemy_orm.py [--known-failures STEP,STEP] PORT [PORT ...]
+Usage: sqlalchemy_orm.py PORT [PORT ...]
 (prints "sqlalchemy orm: ok" on success; writes go to the first port, reads are checked on every
 port given, waiting up to 10 s for a node that lags; prints PASS/FAIL per step)
-
---known-failures names steps Shoal does not pass yet (each one is an open item of the issue on
-PostgreSQL ORMs): they are still run and reported, as "KNOWN FAIL", or as "NOW PASSES" so the
-list can shrink; any other failure fails the run.
 
 """
 
@@ -413,7 +409,7 @@ STEPS = [create_schema, insert_and_read_back, update_rows, delete_rows, joined_l
          pagination, select_now, unique_violation, foreign_key_violation, reflection]
 
 
-def main(ports, known_failures):
+def main(ports):
     engines = [create_engine(f"postgresql+psycopg://shoal@127.0.0.1:{p}/shoal",
                              connect_args={"connect_timeout": 5}) for p in ports]
     failed = []
@@ -427,22 +423,12 @@ def main(ports, known_failures):
             failed.append(step.__name__)
     for engine in engines:
         engine.dispose()
-    for name in sorted(set(known_failures) - set(failed)):
-        print(f"NOW PASSES {name} (remove it from --known-failures)")
-    for name in sorted(set(failed) & set(known_failures)):
-        print(f"KNOWN FAIL {name}")
-    unexpected = [name for name in failed if name not in known_failures]
-    if unexpected:
-        sys.exit(f"sqlalchemy orm: {len(unexpected)} step(s) failed: {', '.join(unexpected)}")
+    if failed:
+        sys.exit(f"sqlalchemy orm: {len(failed)} step(s) failed: {', '.join(failed)}")
     print("sqlalchemy orm: ok")
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    known = []
-    if args[:1] == ["--known-failures"]:
-        known = [name for name in args[1].split(",") if name]
-        args = args[2:]
-    if not args:
+    if len(sys.argv) < 2:
         sys.exit(__doc__)
-    main([int(p) for p in args], known)
+    main([int(p) for p in sys.argv[1:]])

@@ -16,9 +16,6 @@ use sqlparser::parser::Parser;
 /// The alias of the json_each that expands a select list's first array.
 const DRIVER: &str = "shoal_srf";
 
-/// Parser nesting depth for catalog queries (psql's and drivers' are shallow).
-const PARSER_RECURSION_LIMIT: usize = 64;
-
 /// `sql` with set-returning functions in select lists rewritten; unchanged when it has none
 /// (or does not parse).
 pub fn expand(sql: &str) -> String {
@@ -26,11 +23,7 @@ pub fn expand(sql: &str) -> String {
     if !lower.contains("unnest") && !lower.contains("generate_subscripts") {
         return sql.to_string();
     }
-    let Ok(mut statements) = Parser::new(&PostgreSqlDialect {})
-        .with_recursion_limit(PARSER_RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .and_then(|mut parser| parser.parse_statements())
-    else {
+    let Some(mut statements) = crate::pgwire::dialect::parse(sql) else {
         return sql.to_string();
     };
     let mut expander = Expander { changed: false };

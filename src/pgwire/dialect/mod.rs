@@ -91,13 +91,18 @@ pub fn column_types(sql: &str) -> Vec<Option<PgType>> {
     if let Ok(translation) = translate(sql) {
         return translation.column_types.clone();
     }
+    parse(sql)
+        .and_then(|statements| statements.first().map(hints::result_types))
+        .unwrap_or_default()
+}
+
+/// `sql` parsed as PostgreSQL (bounded nesting); `None` when it is not PostgreSQL's.
+pub fn parse(sql: &str) -> Option<Vec<sqlparser::ast::Statement>> {
     Parser::new(&PostgreSqlDialect {})
         .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .try_with_sql(sql)
         .and_then(|mut parser| parser.parse_statements())
         .ok()
-        .and_then(|statements| statements.first().map(hints::result_types))
-        .unwrap_or_default()
 }
 
 fn translate_uncached(sql: &str) -> Translated {
@@ -110,12 +115,8 @@ fn translate_uncached(sql: &str) -> Translated {
     if sql.len() > PARSED_TEXT_BYTES_MAX {
         return as_written(Vec::new());
     }
-    let parsed = Parser::new(&PostgreSqlDialect {})
-        .with_recursion_limit(PARSER_RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .and_then(|mut parser| parser.parse_statements());
-    let mut statements = match parsed {
-        Ok(statements) if statements.len() == 1 => statements,
+    let mut statements = match parse(sql) {
+        Some(statements) if statements.len() == 1 => statements,
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(Vec::new()),
     };

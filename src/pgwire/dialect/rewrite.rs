@@ -15,6 +15,7 @@ use super::Unsupported;
 use super::functions;
 use super::like;
 use super::types::{is_boolean, sqlite_cast_type};
+use crate::pgwire::params::parse_bool;
 
 #[derive(Default)]
 pub struct Rewriter {
@@ -83,7 +84,7 @@ impl VisitorMut for Rewriter {
                         ..
                     }) = operand.as_ref()
                 {
-                    let Some(truth) = boolean_literal(text) else {
+                    let Some(truth) = parse_bool(text) else {
                         return self.refuse(format!("the boolean literal '{text}'"));
                     };
                     let replacement = raw(if truth { "1" } else { "0" }.to_string());
@@ -401,15 +402,6 @@ fn string_literal(expr: &Expr) -> Option<String> {
             value: Value::SingleQuotedString(text),
             ..
         }) => Some(text.clone()),
-        _ => None,
-    }
-}
-
-/// PostgreSQL's boolean input spellings.
-fn boolean_literal(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "t" | "true" | "y" | "yes" | "on" | "1" => Some(true),
-        "f" | "false" | "n" | "no" | "off" | "0" => Some(false),
         _ => None,
     }
 }
