@@ -29,6 +29,7 @@ use crate::pgwire::results::{
     column_format, command_tag, in_transaction_response, rows_response, simple_response, text_rows,
     wire_type,
 };
+use crate::pgwire::schema_change;
 use crate::pgwire::session::{LocalStatement, Session, recognize};
 use crate::pgwire::sqlstate::{
     self, error_info, service_error, session_error, statement_error, user_error,
@@ -54,6 +55,8 @@ pub struct PreparedStatement {
     /// Result columns as described: their values are sent in exactly these types.
     columns: Vec<(String, PgType)>,
     read_only: bool,
+    /// An `ALTER TABLE` made from the schema when it runs (`sql` is then as written).
+    alter: Option<Arc<dialect::AlterPlan>>,
 }
 
 /// The handlers of every connection; per-session state lives in the connection's session
@@ -170,6 +173,14 @@ impl Backend {
             }
         };
         outcome.unwrap_or_else(|error| Response::Error(session_error(&error)))
+    }
+
+    /// Runs an `ALTER TABLE` made from the schema (see `schema_change`).
+    async fn run_alter(&self, session: &Session, sql: &str, plan: &dialect::AlterPlan) -> Response {
+        match schema_change::run_alter(&self.transactions, &self.databases, session, plan).await {
+            Ok(()) => Response::Execution(command_tag(sql, 0)),
+            Err(info) => Response::Error(info),
+        }
     }
 
     /// Creates, drops, renames or lists databases (through the cluster catalog).
@@ -327,9 +338,9 @@ impl Backend {
         // in PostgreSQL: one log entry, all or nothing.
         let implicit = statements.len() > 1
             && !session.in_transaction()
-            && statements
-                .iter()
-                .all(|s| recognize(s, session).is_none() && !is_catalog_query(s));
+            && statements.iter().all(|s| {
+                recognize(s, session).is_none() && !is_catalog_query(s) && alter_plan(s).is_none()
+            });
         if implicit {
             let batch = match statements
                 .iter()
@@ -355,9 +366,10 @@ impl Backend {
             return responses;
         }
         for sql in statements {
-            let response = match recognize(sql, session) {
-                Some(local) => self.run_local(session, &local).await,
-                None if is_catalog_query(sql) => {
+            let response = match (recognize(sql, session), alter_plan(sql)) {
+                (Some(local), _) => self.run_local(session, &local).await,
+                (None, Some(plan)) => self.run_alter(session, sql, &plan).await,
+                (None, None) if is_catalog_query(sql) => {
                     match self
                         .run_catalog(session, Statement::plain(catalog::rewrite(sql)))
                         .await
@@ -366,7 +378,7 @@ impl Backend {
                         Err(info) => Response::Error(info),
                     }
                 }
-                None if session.in_transaction() => match sqlite_text(sql) {
+                (None, None) if session.in_transaction() => match sqlite_text(sql) {
                     Ok(text) => {
                         let statement = Statement::plain(text);
                         match self.transactions.execute(session, statement).await {
@@ -376,7 +388,7 @@ impl Backend {
                     }
                     Err(info) => Response::Error(info),
                 },
-                None => match sqlite_text(sql) {
+                (None, None) => match sqlite_text(sql) {
                     Ok(text) => {
                         let statements = vec![Statement::plain(text)];
                         match self
@@ -407,6 +419,11 @@ impl Backend {
         }
         responses
     }
+}
+
+/// The `ALTER TABLE` plan `sql` translates to, if it is one.
+fn alter_plan(sql: &str) -> Option<Arc<dialect::AlterPlan>> {
+    dialect::translate(sql).ok().and_then(|t| t.alter.clone())
 }
 
 /// `sql` (one statement, as a PostgreSQL client sent it) as SQLite runs it; a PostgreSQL
@@ -474,6 +491,7 @@ impl QueryParser for StatementParser {
                 parameter_types: Vec::new(),
                 columns,
                 read_only: true,
+                alter: None,
             }));
         }
         // Describing a statement shows its columns: not for a user who may neither read nor
@@ -520,9 +538,21 @@ impl QueryParser for StatementParser {
                 parameter_types,
                 columns,
                 read_only: true,
+                alter: None,
             }));
         }
         let translation = translation(sql).map_err(user_error)?;
+        if let Some(plan) = &translation.alter {
+            return Ok(Some(PreparedStatement {
+                sql: sql.to_string(),
+                local: None,
+                catalog: false,
+                parameter_types: Vec::new(),
+                columns: Vec::new(),
+                read_only: false,
+                alter: Some(plan.clone()),
+            }));
+        }
         let rewritten = translation.sql.clone();
         // The session's own earlier writes are applied here first, so a statement naming a
         // table it just created compiles on a follower too.
@@ -576,6 +606,7 @@ impl QueryParser for StatementParser {
             parameter_types,
             columns,
             read_only: shape.read_only,
+            alter: None,
         }))
     }
 
@@ -707,6 +738,9 @@ impl Backend {
         portal: &Portal<PreparedStatement>,
     ) -> Response {
         let prepared = &portal.statement.statement;
+        if let Some(plan) = &prepared.alter {
+            return self.run_alter(session, &prepared.sql, plan).await;
+        }
         let params = match bound_parameters(portal) {
             Ok(params) => params,
             Err(info) => return Response::Error(info),

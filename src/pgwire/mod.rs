@@ -17,6 +17,7 @@ mod numeric;
 mod params;
 mod privileges;
 mod results;
+mod schema_change;
 pub mod session;
 mod split;
 pub mod sqlstate;

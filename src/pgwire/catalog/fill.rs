@@ -9,6 +9,7 @@ use rusqlite::{Connection, params};
 
 use super::functions::Definitions;
 use crate::pgwire::dialect::enums::ENUM_VIEW_PREFIX;
+use crate::pgwire::dialect::rebuild::declared_foreign_keys;
 use crate::pgwire::types::PgType;
 
 /// First object id given to user tables, views and indexes (PostgreSQL's FirstNormalObjectId).
@@ -467,13 +468,32 @@ impl<'a> Filler<'a> {
             key.1.push(from);
             key.2.push(to.unwrap_or_default());
         }
-        for (id, (table, from, to)) in keys {
-            let suffix = if id == 0 {
-                String::new()
-            } else {
-                id.to_string()
+        // Named as declared, else as PostgreSQL names them (`t_a_fkey`), told apart by their
+        // columns (SQLite numbers them, not in declaration order).
+        let mut declared =
+            declared_foreign_keys(relation.object.sql.as_deref().unwrap_or_default());
+        let mut names_used: Vec<String> = Vec::new();
+        for (table, from, to) in keys.into_values() {
+            let same_columns = |columns: &Vec<String>| {
+                columns.len() == from.len()
+                    && columns
+                        .iter()
+                        .zip(&from)
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
             };
-            let name = format!("{}_fkey{suffix}", relation.object.name);
+            let given = declared
+                .iter()
+                .position(|(_, columns)| same_columns(columns))
+                .and_then(|at| declared.remove(at).0);
+            let base = given
+                .unwrap_or_else(|| format!("{}_{}_fkey", relation.object.name, from.join("_")));
+            let mut name = base.clone();
+            let mut next = 1;
+            while names_used.contains(&name) {
+                name = format!("{base}{next}");
+                next += 1;
+            }
+            names_used.push(name.clone());
             let referenced_oid = self.oid_of(&table);
             self.constraint(
                 relation,

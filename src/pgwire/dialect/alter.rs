@@ -1,59 +1,158 @@
-//! `ALTER TABLE` forms SQLite lacks. Adding a UNIQUE constraint becomes a unique index (SQLite
-//! enforces both the same way; migrations such as Knex's add uniqueness this way). Forms that
-//! would need the table rebuilt — adding a foreign key, check or primary key, changing a
-//! column's type, nullability or default — are refused naming the form. SQLite's own forms
-//! (ADD/DROP/RENAME COLUMN, RENAME TO) run as written.
+//! `ALTER TABLE` forms SQLite lacks. SQLite's own forms (ADD/DROP/RENAME COLUMN, RENAME TO) run
+//! as written, one per statement. Adding a UNIQUE constraint alone becomes a unique index
+//! (SQLite enforces both the same way; Knex adds uniqueness this way). Everything else that
+//! changes a table's constraints or column definitions — ADD CONSTRAINT FOREIGN KEY/CHECK/
+//! PRIMARY KEY, ALTER COLUMN TYPE/SET NOT NULL/DROP NOT NULL/SET DEFAULT/DROP DEFAULT, DROP
+//! CONSTRAINT, a column SQLite's ADD COLUMN refuses, several changes in one statement — becomes
+//! an [`AlterPlan`]: its SQLite statements depend on the table's current definition, so they
+//! are made where the schema is read, inside a transaction (`rebuild.rs`, `pgwire/schema_change.rs`).
 
-use sqlparser::ast::{AlterTableOperation, Statement, TableConstraint};
+use sqlparser::ast::{
+    AlterColumnOperation, AlterTableOperation, ColumnOption, Expr, Statement, TableConstraint,
+    UnaryOperator,
+};
 
 use super::Unsupported;
 
-/// SQLite's statement for an `ALTER TABLE` it lacks; `None` for any other statement.
-pub fn alter_statement(statement: &Statement) -> Option<Result<String, Unsupported>> {
+/// An `ALTER TABLE` whose SQLite statements depend on the table's current definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterPlan {
+    /// The table's name as written (quoted as the client quoted it).
+    pub table: String,
+    /// The table's name as SQLite knows it (unquoted).
+    pub table_name: String,
+    /// `ALTER TABLE IF EXISTS`: a missing table is not an error.
+    pub if_exists: bool,
+    /// SQLite's own forms, one statement each, run first.
+    pub native: Vec<String>,
+    /// The changes made by rebuilding the table (already rewritten to SQLite's expressions).
+    pub rebuild: Vec<AlterTableOperation>,
+}
+
+/// What an `ALTER TABLE` becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Alter {
+    /// One SQLite statement.
+    Sql(String),
+    /// Statements made from the schema when it runs.
+    Plan(AlterPlan),
+}
+
+/// SQLite's form of an `ALTER TABLE` (after the rewriting pass, so its expressions and types
+/// are SQLite's); `None` for any other statement and for one SQLite runs as it is.
+pub fn alter_statement(statement: &Statement) -> Option<Result<Alter, Unsupported>> {
     let Statement::AlterTable(alter) = statement else {
         return None;
     };
-    let refuse = |what: &str| {
-        Some(Err(Unsupported(format!(
-            "ALTER TABLE … {what} (SQLite changes a table's constraints and column definitions \
-             only by rebuilding it; declare them in CREATE TABLE)"
-        ))))
-    };
-    for operation in &alter.operations {
-        match operation {
-            AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
-                TableConstraint::Unique(unique) if alter.operations.len() == 1 => {
-                    let table = alter.name.to_string();
-                    let columns: Vec<String> =
-                        unique.columns.iter().map(ToString::to_string).collect();
-                    let name = unique.name.as_ref().map_or_else(
-                        || {
-                            let plain = table.trim_matches('"');
-                            let joined: Vec<String> = columns
-                                .iter()
-                                .map(|c| c.trim_matches('"').to_string())
-                                .collect();
-                            format!("\"{plain}_{}_key\"", joined.join("_"))
-                        },
-                        ToString::to_string,
-                    );
-                    return Some(Ok(format!(
-                        "CREATE UNIQUE INDEX {name} ON {table} ({})",
-                        columns.join(", ")
-                    )));
-                }
-                TableConstraint::Unique(_) => {
-                    return refuse("ADD CONSTRAINT … UNIQUE with other changes");
-                }
-                TableConstraint::ForeignKey(_) => return refuse("ADD CONSTRAINT … FOREIGN KEY"),
-                TableConstraint::Check(_) => return refuse("ADD CONSTRAINT … CHECK"),
-                TableConstraint::PrimaryKey(_) => return refuse("ADD CONSTRAINT … PRIMARY KEY"),
-                _ => return refuse("ADD CONSTRAINT"),
+    if alter.only || alter.on_cluster.is_some() || alter.location.is_some() {
+        return Some(Err(Unsupported("ALTER TABLE ONLY / ON CLUSTER".into())));
+    }
+    let table = alter.name.to_string();
+    if let [AlterTableOperation::AddConstraint { constraint, .. }] = alter.operations.as_slice()
+        && let TableConstraint::Unique(unique) = constraint
+    {
+        let columns: Vec<String> = unique.columns.iter().map(ToString::to_string).collect();
+        let name = unique.name.as_ref().map_or_else(
+            || {
+                let plain = table.trim_matches('"');
+                let joined: Vec<String> = columns
+                    .iter()
+                    .map(|c| c.trim_matches('"').to_string())
+                    .collect();
+                format!("\"{plain}_{}_key\"", joined.join("_"))
             },
-            AlterTableOperation::AlterColumn { .. } => return refuse("ALTER COLUMN"),
-            AlterTableOperation::DropConstraint { .. } => return refuse("DROP CONSTRAINT"),
-            _ => {}
+            ToString::to_string,
+        );
+        return Some(Ok(Alter::Sql(format!(
+            "CREATE UNIQUE INDEX {name} ON {table} ({})",
+            columns.join(", ")
+        ))));
+    }
+    let mut native = Vec::new();
+    let mut rebuild = Vec::new();
+    for operation in &alter.operations {
+        match kind(operation) {
+            Ok(Kind::Native) => native.push(format!("ALTER TABLE {table} {operation}")),
+            Ok(Kind::Rebuild) => rebuild.push(operation.clone()),
+            Err(unsupported) => return Some(Err(unsupported)),
         }
     }
-    None
+    if rebuild.is_empty() && native.len() == 1 && !alter.if_exists {
+        return None;
+    }
+    let table_name = alter
+        .name
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map_or_else(|| table.clone(), |ident| ident.value.clone());
+    Some(Ok(Alter::Plan(AlterPlan {
+        table,
+        table_name,
+        if_exists: alter.if_exists,
+        native,
+        rebuild,
+    })))
+}
+
+enum Kind {
+    Native,
+    Rebuild,
+}
+
+fn kind(operation: &AlterTableOperation) -> Result<Kind, Unsupported> {
+    let refuse = |what: &str| Err(Unsupported(format!("ALTER TABLE … {what}")));
+    match operation {
+        AlterTableOperation::AddColumn { column_def, .. } => {
+            // SQLite's ADD COLUMN takes no PRIMARY KEY or UNIQUE and only a constant default.
+            let needs_rebuild = column_def.options.iter().any(|o| match &o.option {
+                ColumnOption::PrimaryKey(_) | ColumnOption::Unique(_) => true,
+                ColumnOption::Default(expr) => !is_constant(expr),
+                _ => false,
+            });
+            Ok(if needs_rebuild {
+                Kind::Rebuild
+            } else {
+                Kind::Native
+            })
+        }
+        AlterTableOperation::DropColumn { .. }
+        | AlterTableOperation::RenameColumn { .. }
+        | AlterTableOperation::RenameTable { .. } => Ok(Kind::Native),
+        AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
+            TableConstraint::Unique(_)
+            | TableConstraint::ForeignKey(_)
+            | TableConstraint::Check(_)
+            | TableConstraint::PrimaryKey(_) => Ok(Kind::Rebuild),
+            _ => refuse("ADD CONSTRAINT of this kind"),
+        },
+        AlterTableOperation::AlterColumn { op, .. } => match op {
+            AlterColumnOperation::SetNotNull
+            | AlterColumnOperation::DropNotNull
+            | AlterColumnOperation::SetDefault { .. }
+            | AlterColumnOperation::DropDefault
+            | AlterColumnOperation::SetDataType { .. } => Ok(Kind::Rebuild),
+            AlterColumnOperation::AddGenerated { .. } => refuse("ALTER COLUMN … ADD GENERATED"),
+            AlterColumnOperation::GenericOptions { .. } => refuse("ALTER COLUMN … OPTIONS"),
+        },
+        AlterTableOperation::DropConstraint { .. } => Ok(Kind::Rebuild),
+        other => {
+            let text = other.to_string();
+            let words: Vec<&str> = text.split_whitespace().take(2).collect();
+            refuse(&words.join(" "))
+        }
+    }
+}
+
+/// A literal, or a signed numeric literal: what SQLite's ADD COLUMN accepts as a default.
+fn is_constant(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(_) => true,
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } => matches!(expr.as_ref(), Expr::Value(_)),
+        Expr::Nested(inner) => is_constant(inner),
+        _ => false,
+    }
 }

@@ -17,8 +17,11 @@ pub mod enums;
 mod functions;
 mod hints;
 mod like;
+pub mod rebuild;
 mod rewrite;
 mod types;
+
+pub use alter::AlterPlan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -57,6 +60,9 @@ pub struct Translation {
     /// The PostgreSQL types of leading result columns where the statement names them
     /// (`now()`, `x::date`); `None` or absent: from declared types and values.
     pub column_types: Vec<Option<PgType>>,
+    /// An `ALTER TABLE` whose statements are made from the schema when it runs (`sql` is then
+    /// the statement as written).
+    pub alter: Option<Arc<AlterPlan>>,
 }
 
 type Translated = Result<Arc<Translation>, Unsupported>;
@@ -110,6 +116,7 @@ fn translate_uncached(sql: &str) -> Translated {
         Ok(Arc::new(Translation {
             sql: to_sqlite(&rewrite_parameters(sql)),
             column_types,
+            alter: None,
         }))
     };
     if sql.len() > PARSED_TEXT_BYTES_MAX {
@@ -120,13 +127,12 @@ fn translate_uncached(sql: &str) -> Translated {
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(Vec::new()),
     };
-    if let Some(statement) =
-        enums::type_statement(&statements[0]).or_else(|| alter::alter_statement(&statements[0]))
-    {
+    if let Some(statement) = enums::type_statement(&statements[0]) {
         return statement.map(|sql| {
             Arc::new(Translation {
                 sql,
                 column_types: Vec::new(),
+                alter: None,
             })
         });
     }
@@ -136,12 +142,32 @@ fn translate_uncached(sql: &str) -> Translated {
     if let Some(unsupported) = rewriter.unsupported {
         return Err(unsupported);
     }
+    // (After the rewriting pass: a new default or check is SQLite's expression by now.)
+    match alter::alter_statement(&statements[0]) {
+        Some(Ok(alter::Alter::Sql(sql))) => {
+            return Ok(Arc::new(Translation {
+                sql,
+                column_types: Vec::new(),
+                alter: None,
+            }));
+        }
+        Some(Ok(alter::Alter::Plan(plan))) => {
+            return Ok(Arc::new(Translation {
+                sql: sql.to_string(),
+                column_types: Vec::new(),
+                alter: Some(Arc::new(plan)),
+            }));
+        }
+        Some(Err(unsupported)) => return Err(unsupported),
+        None => {}
+    }
     if !rewriter.changed {
         return as_written(column_types);
     }
     Ok(Arc::new(Translation {
         sql: statements[0].to_string(),
         column_types,
+        alter: None,
     }))
 }
 
@@ -318,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn alter_table_adds_uniqueness_as_an_index_and_refuses_rebuilds() {
+    fn alter_table_adds_uniqueness_as_an_index_and_plans_rebuilds() {
         assert_eq!(
             sqlite(
                 "alter table \"users\" add constraint \"users_email_unique\" unique (\"email\")"
@@ -329,12 +355,23 @@ mod tests {
             sqlite("ALTER TABLE users ADD UNIQUE (a, b)"),
             "CREATE UNIQUE INDEX \"users_a_b_key\" ON users (a, b)"
         );
+        let plan = |sql: &str| translate(sql).unwrap().alter.clone().expect(sql);
+        let foreign = plan("alter table p add constraint f foreign key (u) references u (id)");
+        assert_eq!(
+            (foreign.table_name.as_str(), foreign.rebuild.len()),
+            ("p", 1)
+        );
+        let several = plan("ALTER TABLE \"T\" ADD COLUMN b TEXT, ALTER COLUMN a TYPE bigint");
+        assert_eq!(several.native, ["ALTER TABLE \"T\" ADD COLUMN b TEXT"]);
+        assert_eq!(
+            (several.table_name.as_str(), several.rebuild.len()),
+            ("T", 1)
+        );
         let refused = |sql: &str| translate(sql).unwrap_err().0;
         assert!(
-            refused("alter table p add constraint f foreign key (u) references u (id)")
-                .contains("FOREIGN KEY")
+            refused("ALTER TABLE t ALTER COLUMN a ADD GENERATED ALWAYS AS IDENTITY")
+                .contains("GENERATED")
         );
-        assert!(refused("ALTER TABLE t ALTER COLUMN a TYPE bigint").contains("ALTER COLUMN"));
         assert_eq!(
             sqlite("ALTER TABLE t ADD COLUMN b TEXT"),
             "ALTER TABLE t ADD COLUMN b TEXT"

@@ -1,0 +1,147 @@
+//! Runs an `ALTER TABLE` whose SQLite statements depend on the table's current definition
+//! (`dialect::AlterPlan`): inside the session's transaction block, or in one of its own, SQLite's
+//! own forms run first, then the schema is read and the rebuild made from it runs
+//! (`dialect::rebuild`). The schema read is one of the transaction's statements, so the commit
+//! is refused (40001, like any transaction whose reads changed) if another session changed the
+//! schema in between, and every replica applies the same statements to the same schema.
+//!
+//! A rebuild copies the table inside the transaction; each later statement of the transaction
+//! replays it (see `transaction.rs`), so it suits migrations, not tables of millions of rows.
+
+use pgwire::api::results::Response;
+use pgwire::error::ErrorInfo;
+
+use crate::catalog::databases::Databases;
+use crate::pgwire::backend::session_database;
+use crate::pgwire::dialect::AlterPlan;
+use crate::pgwire::dialect::rebuild::{
+    RebuildError, SCHEMA_QUERY, SchemaObject, rebuild_statements,
+};
+use crate::pgwire::session::Session;
+use crate::pgwire::sqlstate::{self, error_info, service_error, statement_error};
+use crate::pgwire::transaction::Transactions;
+use crate::raft::types::Statement;
+use crate::types::value::SqlValue;
+
+/// Runs `plan` for `session`: all of it or, on any error, none of it (and a transaction block
+/// it ran in is then failed, as after any failed statement).
+pub async fn run_alter(
+    transactions: &Transactions,
+    databases: &Databases,
+    session: &Session,
+    plan: &AlterPlan,
+) -> Result<(), Box<ErrorInfo>> {
+    let database = session_database(databases, session)
+        .await
+        .map_err(|error| service_error(&error))?;
+    if database.sharded().is_some() {
+        return Err(error_info(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "ALTER TABLE that changes constraints, column definitions or several things at once \
+             is not supported on a sharded database yet (Shoal rebuilds the table for it)",
+        ));
+    }
+    let own_transaction = !session.in_transaction();
+    if own_transaction {
+        transactions.control(session, "BEGIN").await;
+    }
+    let outcome = alter_in_transaction(transactions, session, plan).await;
+    if !own_transaction {
+        if outcome.is_err() {
+            transactions.fail(session);
+        }
+        return outcome;
+    }
+    match outcome {
+        Ok(()) => match transactions.control(session, "COMMIT").await {
+            Response::Error(info) => Err(info),
+            _ => Ok(()),
+        },
+        Err(info) => {
+            transactions.control(session, "ROLLBACK").await;
+            Err(info)
+        }
+    }
+}
+
+async fn alter_in_transaction(
+    transactions: &Transactions,
+    session: &Session,
+    plan: &AlterPlan,
+) -> Result<(), Box<ErrorInfo>> {
+    if plan.if_exists && !plan.native.is_empty() {
+        let schema = read_schema(transactions, session).await?;
+        let exists = schema
+            .iter()
+            .any(|o| o.kind == "table" && o.name.eq_ignore_ascii_case(&plan.table_name));
+        if !exists {
+            return Ok(());
+        }
+    }
+    for native in &plan.native {
+        run(transactions, session, native.clone()).await?;
+    }
+    if plan.rebuild.is_empty() {
+        return Ok(());
+    }
+    let schema = read_schema(transactions, session).await?;
+    let statements = rebuild_statements(&plan.table_name, plan.if_exists, &plan.rebuild, &schema)
+        .map_err(|error| rebuild_error(&error))?;
+    for statement in statements {
+        run(transactions, session, statement).await?;
+    }
+    Ok(())
+}
+
+/// Runs one statement in the open transaction; a statement error is an error here.
+async fn run(
+    transactions: &Transactions,
+    session: &Session,
+    sql: String,
+) -> Result<crate::raft::types::StatementResult, Box<ErrorInfo>> {
+    let result = transactions.execute(session, Statement::plain(sql)).await?;
+    match &result.error {
+        Some(message) => Err(statement_error(message)),
+        None => Ok(result),
+    }
+}
+
+async fn read_schema(
+    transactions: &Transactions,
+    session: &Session,
+) -> Result<Vec<SchemaObject>, Box<ErrorInfo>> {
+    let result = run(transactions, session, SCHEMA_QUERY.to_string()).await?;
+    let text = |value: &SqlValue| match value {
+        SqlValue::Text(text) => text.clone(),
+        _ => String::new(),
+    };
+    Ok(result
+        .rows
+        .map(|rows| rows.values)
+        .unwrap_or_default()
+        .iter()
+        .filter(|row| row.len() == 4)
+        .map(|row| SchemaObject {
+            kind: text(&row[0]),
+            name: text(&row[1]),
+            table: text(&row[2]),
+            sql: text(&row[3]),
+        })
+        .collect())
+}
+
+fn rebuild_error(error: &RebuildError) -> Box<ErrorInfo> {
+    match error {
+        RebuildError::Unsupported(unsupported) => {
+            error_info(sqlstate::FEATURE_NOT_SUPPORTED, unsupported.to_string())
+        }
+        RebuildError::Referenced(message) => error_info(sqlstate::FEATURE_NOT_SUPPORTED, message),
+        RebuildError::UndefinedTable(message) => error_info(sqlstate::UNDEFINED_TABLE, message),
+        RebuildError::UndefinedColumn(message) => error_info(sqlstate::UNDEFINED_COLUMN, message),
+        RebuildError::UndefinedObject(message) => error_info(sqlstate::UNDEFINED_OBJECT, message),
+        RebuildError::DuplicateColumn(message) => error_info(sqlstate::DUPLICATE_COLUMN, message),
+        RebuildError::InvalidDefinition(message) => {
+            error_info(sqlstate::INVALID_TABLE_DEFINITION, message)
+        }
+    }
+}
