@@ -912,7 +912,7 @@ async fn u50_postgres_clients_log_in_with_scram_and_need_permissions() {
         assert_eq!(status, 200, "{body}");
     }
     admin
-        .batch_execute("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1)")
+        .batch_execute("CREATE TABLE t(x BIGINT); INSERT INTO t VALUES (1)")
         .await
         .expect("admin holds ddl and write");
 

@@ -308,7 +308,7 @@ async fn p20_prepared_statements_bind_parameters_and_return_binary_results() {
     let client = connect(&cluster, follower).await;
     client
         .batch_execute(
-            "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, \
+            "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT, qty BIGINT, price REAL, \
              data BLOB, done BOOLEAN)",
         )
         .await
@@ -354,13 +354,14 @@ async fn p20_prepared_statements_bind_parameters_and_return_binary_results() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!(row.get::<_, i64>("id"), 1);
+    // INTEGER is PostgreSQL's integer (int4), BIGINT its bigint, as declared.
+    assert_eq!(row.get::<_, i32>("id"), 1);
     assert_eq!(row.get::<_, String>("name"), "it's");
     assert_eq!(row.get::<_, f64>("price"), 2.5);
     assert_eq!(row.get::<_, Vec<u8>>("data"), vec![1, 2, 3]);
     assert!(row.get::<_, bool>("done"));
     let nulls = client
-        .query_one("SELECT name, qty FROM item WHERE id = $1", &[&2i64])
+        .query_one("SELECT name, qty FROM item WHERE id = $1", &[&2i32])
         .await
         .unwrap();
     assert_eq!(nulls.get::<_, Option<String>>(0), None);
@@ -373,7 +374,7 @@ async fn p20_prepared_statements_bind_parameters_and_return_binary_results() {
     assert_eq!(ordered.get::<_, String>(0), "ba");
     // Constraint violations map to their SQLSTATE; nothing is written.
     let duplicate = client
-        .execute("INSERT INTO item(id, name) VALUES ($1, $2)", &[&1i64, &"x"])
+        .execute("INSERT INTO item(id, name) VALUES ($1, $2)", &[&1i32, &"x"])
         .await
         .unwrap_err();
     assert_eq!(duplicate.code(), Some(&SqlState::UNIQUE_VIOLATION));
@@ -399,7 +400,7 @@ async fn p30_transactions_read_their_own_writes_and_commit_atomically() {
     let mut alice = connect(&cluster, follower).await;
     let bob = connect(&cluster, leader).await;
     alice
-        .batch_execute("CREATE TABLE account(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+        .batch_execute("CREATE TABLE account(id INTEGER PRIMARY KEY, balance BIGINT NOT NULL)")
         .await
         .unwrap();
     alice
@@ -484,7 +485,7 @@ async fn p35_a_transaction_whose_reads_changed_fails_with_a_serialization_error(
     let mut alice = connect(&cluster, leader).await;
     let bob = connect(&cluster, (leader + 1) % 3).await;
     alice
-        .batch_execute("CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO counter VALUES (1, 0)")
+        .batch_execute("CREATE TABLE counter(id INTEGER PRIMARY KEY, n BIGINT); INSERT INTO counter VALUES (1, 0)")
         .await
         .unwrap();
     // Alice reads n, Bob changes it, Alice writes what she computed from her read: the lost
@@ -711,7 +712,7 @@ async fn p45_a_cancel_request_stops_a_long_query() {
     );
     // The session goes on.
     let one = client.query_one("SELECT 1", &[]).await.unwrap();
-    assert_eq!(one.get::<_, i64>(0), 1);
+    assert_eq!(one.get::<_, i32>(0), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -767,6 +768,18 @@ async fn p57_asyncpg_reads_back_typed_values_over_the_binary_protocol() {
     run_through_a_follower_and_the_leader("asyncpg_session.py", "asyncpg session: ok").await;
 }
 
+/// p58: Knex over node-postgres (tests/clients/node/knex_session.js) — Knex's migrator runs
+/// migrations that create tables with increments, timestamps, json, boolean, decimal, a unique
+/// column, an index and a foreign key (added by ALTER TABLE, which Shoal makes by rebuilding the
+/// table), then add a column and alter another; CRUD with `returning`, ILIKE, a join, group
+/// by, pagination, a rolled-back transaction, unique/foreign-key/not-null violations by their
+/// SQLSTATE, ON DELETE CASCADE, and the migrations rolled back — written through a follower,
+/// read on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p58_knex_migrates_and_runs_crud_through_node_postgres() {
+    run_through_a_follower_and_the_leader("node/knex_session.js", "knex session: ok").await;
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.
@@ -808,7 +821,7 @@ async fn p60_a_malformed_message_ends_only_its_connection() {
         .query_one("SELECT 1", &[])
         .await
         .expect("others are served");
-    assert_eq!(one.get::<_, i64>(0), 1);
+    assert_eq!(one.get::<_, i32>(0), 1);
     connect(&cluster, 0)
         .await
         .simple_query("SELECT 1")

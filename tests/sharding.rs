@@ -768,7 +768,7 @@ async fn ids_in_two_groups(cluster: &Cluster) -> (i64, i64) {
     panic!("accounts 1 to 8 all live in one group of four");
 }
 
-async fn balance_over_http(cluster: &Cluster, node: usize, id: i64) -> i64 {
+async fn balance_over_http(cluster: &Cluster, node: usize, id: i32) -> i64 {
     let sql = format!("SELECT balance FROM accounts WHERE id = {id}");
     values(cluster, node, "shop", &sql).await[0][0]
         .as_i64()
@@ -807,8 +807,8 @@ async fn interactive_transactions_span_groups_and_commit_whole_or_not_at_all() {
         0,
         "shop",
         json!([
-            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
-            "CREATE TABLE moves (id INTEGER PRIMARY KEY, account INTEGER NOT NULL, amount INTEGER)",
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance BIGINT NOT NULL)",
+            "CREATE TABLE moves (id INTEGER PRIMARY KEY, account INTEGER NOT NULL, amount BIGINT)",
         ]),
     )
     .await;
@@ -825,6 +825,11 @@ async fn interactive_transactions_span_groups_and_commit_whole_or_not_at_all() {
     );
     execute_ok(&cluster, 0, "shop", json!([insert])).await;
     let (from, to) = ids_in_two_groups(&cluster).await;
+    // INTEGER columns are PostgreSQL's integer (int4) over the wire.
+    let (from, to) = (
+        i32::try_from(from).expect("small id"),
+        i32::try_from(to).expect("small id"),
+    );
     let client = pg_client(&cluster, 1).await;
     let balance = "SELECT balance FROM accounts WHERE id = $1";
 

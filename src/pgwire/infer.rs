@@ -481,7 +481,22 @@ fn expression_type(expression: &[Token], columns: &Columns) -> Option<String> {
                     .collect();
                 named(&type_name.join(" ").to_uppercase())
             } else if INTEGER_FUNCTIONS.contains(&function) {
-                named("INTEGER")
+                // count() and length() are bigint in PostgreSQL.
+                named("BIGINT")
+            } else if function == "sum"
+                && matches!(
+                    expression_type(first_argument(arguments), columns)
+                        .as_deref()
+                        .and_then(crate::pgwire::types::PgType::for_declared),
+                    Some(
+                        crate::pgwire::types::PgType::Int2
+                            | crate::pgwire::types::PgType::Int4
+                            | crate::pgwire::types::PgType::Int8
+                    )
+                )
+            {
+                // PostgreSQL's sum of integers is a bigint.
+                named("BIGINT")
             } else if function == "avg"
                 && is_numeric(expression_type(first_argument(arguments), columns))
             {
@@ -616,7 +631,7 @@ mod tests {
                 6
             ),
             declared(&[
-                Some("INTEGER"),
+                Some("BIGINT"),
                 Some("REAL"),
                 Some("TEXT"),
                 Some("TEXT"),

@@ -137,6 +137,12 @@ fn encode_binary(
     Ok(match (pg_type, value) {
         (_, SqlValue::Null) => encoder.encode_field(&None::<i64>),
         (PgType::Int8, SqlValue::Integer(i)) => encoder.encode_field(i),
+        (PgType::Int4, SqlValue::Integer(i)) if i32::try_from(*i).is_ok() => {
+            encoder.encode_field(&(*i as i32))
+        }
+        (PgType::Int2, SqlValue::Integer(i)) if i16::try_from(*i).is_ok() => {
+            encoder.encode_field(&(*i as i16))
+        }
         (PgType::Bool, SqlValue::Integer(i)) => encoder.encode_field(&(*i != 0)),
         (PgType::Float8, SqlValue::Real(f)) => encoder.encode_field(f),
         (PgType::Float8, SqlValue::Integer(i)) => encoder.encode_field(&(*i as f64)),
@@ -177,6 +183,8 @@ pub fn column_format(format: &Format, index: usize) -> Result<FieldFormat, Box<E
 pub fn wire_type(pg_type: PgType) -> Type {
     match pg_type {
         PgType::Bool => Type::BOOL,
+        PgType::Int2 => Type::INT2,
+        PgType::Int4 => Type::INT4,
         PgType::Int8 => Type::INT8,
         PgType::Float8 => Type::FLOAT8,
         PgType::Text => Type::TEXT,

@@ -11,6 +11,11 @@ use crate::types::value::SqlValue;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PgType {
     Bool,
+    /// `smallint`: a column declared SMALLINT (or INT2, TINYINT).
+    Int2,
+    /// `integer`: a column declared INTEGER (or INT, INT4, MEDIUMINT), as in PostgreSQL.
+    Int4,
+    /// `bigint`: other integer declarations, and integers computed by expressions.
     Int8,
     Float8,
     Text,
@@ -59,6 +64,10 @@ impl PgType {
         }
         if upper.contains("BOOL") {
             Some(PgType::Bool)
+        } else if matches!(base, "INTEGER" | "INT" | "INT4" | "MEDIUMINT") {
+            Some(PgType::Int4)
+        } else if matches!(base, "SMALLINT" | "INT2" | "TINYINT") {
+            Some(PgType::Int2)
         } else if upper.contains("INT") {
             Some(PgType::Int8)
         } else if ["CHAR", "CLOB", "TEXT"].iter().any(|t| upper.contains(t)) {
@@ -115,6 +124,8 @@ impl PgType {
             (_, SqlValue::Null) | (PgType::Text, _) => true,
             (PgType::Bool, SqlValue::Integer(i)) => *i == 0 || *i == 1,
             (PgType::Int8, SqlValue::Integer(_)) => true,
+            (PgType::Int4, SqlValue::Integer(i)) => i32::try_from(*i).is_ok(),
+            (PgType::Int2, SqlValue::Integer(i)) => i16::try_from(*i).is_ok(),
             (PgType::Float8, SqlValue::Integer(_) | SqlValue::Real(_)) => true,
             (PgType::Bytea, SqlValue::Blob(_)) => true,
             (PgType::Numeric(_), SqlValue::Integer(_) | SqlValue::Real(_)) => true,
@@ -140,6 +151,8 @@ impl PgType {
     pub fn oid(self) -> u32 {
         match self {
             PgType::Bool => 16,
+            PgType::Int2 => 21,
+            PgType::Int4 => 23,
             PgType::Int8 => 20,
             PgType::Float8 => 701,
             PgType::Text => 25,
@@ -283,7 +296,9 @@ mod tests {
 
     #[test]
     fn declared_types_follow_sqlite_affinity() {
-        assert_eq!(PgType::for_declared("INTEGER"), Some(PgType::Int8));
+        assert_eq!(PgType::for_declared("INTEGER"), Some(PgType::Int4));
+        assert_eq!(PgType::for_declared("smallint"), Some(PgType::Int2));
+        assert_eq!(PgType::for_declared("UNSIGNED BIG INT"), Some(PgType::Int8));
         assert_eq!(PgType::for_declared("bigint"), Some(PgType::Int8));
         assert_eq!(PgType::for_declared("VARCHAR(20)"), Some(PgType::Text));
         assert_eq!(
@@ -316,6 +331,9 @@ mod tests {
         let values = [SqlValue::Integer(1), SqlValue::Text("abc".into())];
         assert_eq!(PgType::for_column("INTEGER", values.iter()), PgType::Text);
         let values = [SqlValue::Integer(1), SqlValue::Null];
+        assert_eq!(PgType::for_column("INTEGER", values.iter()), PgType::Int4);
+        // Past integer's range (SQLite's INTEGER holds 64 bits): bigint.
+        let values = [SqlValue::Integer(1 << 40)];
         assert_eq!(PgType::for_column("INTEGER", values.iter()), PgType::Int8);
         let values = [SqlValue::Integer(1), SqlValue::Real(2.5)];
         assert_eq!(PgType::for_column("", values.iter()), PgType::Float8);
