@@ -90,12 +90,40 @@ CREATE VIEW information_schema_tables AS SELECT 'shoal' AS table_catalog,
   n.nspname AS table_schema, c.relname AS table_name,
   CASE c.relkind WHEN 'v' THEN 'VIEW' ELSE 'BASE TABLE' END AS table_type
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'v');
+-- Gives the computed integer columns of information_schema.columns their type (PostgreSQL's
+-- cardinal_number, sent as integer) when a prepared query describes them (see Catalog::shape).
+CREATE TABLE information_schema_cardinal_numbers (character_maximum_length INTEGER,
+  numeric_precision INTEGER, numeric_precision_radix INTEGER, numeric_scale INTEGER,
+  datetime_precision INTEGER);
 CREATE VIEW information_schema_columns AS SELECT 'shoal' AS table_catalog,
   n.nspname AS table_schema, c.relname AS table_name, a.attname AS column_name,
   a.attnum AS ordinal_position, d.adbin AS column_default,
   CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable,
-  t.typname AS data_type, t.typname AS udt_name
-  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  CASE WHEN t.typtype = 'e' THEN 'USER-DEFINED' WHEN t.typcategory = 'A' THEN 'ARRAY'
+    ELSE coalesce(a.type_name, t.typname) END AS data_type,
+  t.typname AS udt_name, 'pg_catalog' AS udt_schema,
+  CASE WHEN a.type_name IN ('character varying', 'character') AND instr(a.full_type, '(') > 0
+    THEN CAST(substr(a.full_type, instr(a.full_type, '(') + 1) AS INTEGER) END
+    AS character_maximum_length,
+  CASE a.type_name WHEN 'smallint' THEN 16 WHEN 'integer' THEN 32 WHEN 'bigint' THEN 64
+    WHEN 'real' THEN 24 WHEN 'double precision' THEN 53
+    WHEN 'numeric' THEN CASE WHEN instr(a.full_type, '(') > 0
+      THEN CAST(substr(a.full_type, instr(a.full_type, '(') + 1) AS INTEGER) END
+    END AS numeric_precision,
+  CASE WHEN a.type_name IN ('smallint', 'integer', 'bigint', 'real', 'double precision') THEN 2
+    WHEN a.type_name = 'numeric' THEN 10 END AS numeric_precision_radix,
+  CASE WHEN a.type_name IN ('smallint', 'integer', 'bigint') THEN 0
+    WHEN a.type_name = 'numeric' AND instr(a.full_type, ',') > 0
+      THEN CAST(substr(a.full_type, instr(a.full_type, ',') + 1) AS INTEGER)
+    WHEN a.type_name = 'numeric' AND instr(a.full_type, '(') > 0 THEN 0 END AS numeric_scale,
+  CASE WHEN a.type_name LIKE 'time%' THEN 6 WHEN a.type_name = 'date' THEN 0 END
+    AS datetime_precision,
+  'NO' AS is_identity, 'NEVER' AS is_generated, 'YES' AS is_updatable,
+  NULL AS collation_name
+  FROM (SELECT *, CASE WHEN instr(full_type, '(') > 0
+        THEN rtrim(substr(full_type, 1, instr(full_type, '(') - 1)) ELSE full_type END AS type_name
+      FROM (SELECT *, format_type(atttypid, atttypmod) AS full_type FROM pg_attribute)) a
+  JOIN pg_class c ON c.oid = a.attrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum

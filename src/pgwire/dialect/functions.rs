@@ -14,19 +14,6 @@ const RANDOM_UUID: &str = "(lower(hex(randomblob(4))) || '-' || lower(hex(random
 /// parentheses, as SQLite wants a function call in a column's DEFAULT.)
 const NOW: &str = "(strftime('%Y-%m-%d %H:%M:%f+00', 'now'))";
 
-/// The functions `translate` rewrites (their result columns keep PostgreSQL's names).
-pub const REWRITTEN: &[&str] = &[
-    "now",
-    "transaction_timestamp",
-    "statement_timestamp",
-    "clock_timestamp",
-    "localtimestamp",
-    "gen_random_uuid",
-    "uuid_generate_v4",
-    "greatest",
-    "least",
-];
-
 /// SQLite's text for `function`, when it is a PostgreSQL function SQLite does not have;
 /// `Ok(None)` for a function to leave as written; `Err` names one Shoal cannot serve.
 pub fn translate(function: &Function) -> Result<Option<String>, String> {

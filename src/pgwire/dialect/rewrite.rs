@@ -232,7 +232,8 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
-        // A rewritten expression would be named by its SQLite text: keep PostgreSQL's name.
+        // SQLite names a result column by its text (`count(*)`); PostgreSQL by the function,
+        // or the column a cast converts (`count`, `x` for `x::int`). Clients key rows by name.
         for item in &mut select.projection {
             if let SelectItem::UnnamedExpr(expr) = item
                 && let Some(name) = postgresql_column_name(expr)
@@ -241,6 +242,7 @@ impl VisitorMut for Rewriter {
                     expr: std::mem::replace(expr, Expr::value(Value::Null)),
                     alias: Ident::with_quote('"', name),
                 };
+                self.changed = true;
             }
         }
         ControlFlow::Continue(())
@@ -367,18 +369,17 @@ impl VisitorMut for Rewriter {
     }
 }
 
-/// The name PostgreSQL gives a result column computed by an expression this pass rewrites
-/// (`now()` is "now", `x::int` is "x"); `None` for expressions SQLite names the same way or
-/// that stay as written.
+/// The name PostgreSQL gives a result column computed by a function call or cast (`count(*)` is
+/// "count", `now()` is "now", `x::int` is "x"); `None` for expressions named as SQLite names
+/// them.
 fn postgresql_column_name(expr: &Expr) -> Option<String> {
     match expr {
-        Expr::Function(function) => {
-            let name = function.name.to_string().to_ascii_lowercase();
-            let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
-            functions::REWRITTEN
-                .contains(&name)
-                .then(|| name.to_string())
-        }
+        Expr::Function(function) => function
+            .name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map(|ident| ident.value.to_ascii_lowercase()),
         Expr::Cast {
             kind: CastKind::Cast | CastKind::DoubleColon,
             expr: inner,
