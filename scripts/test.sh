@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Runs Shoal's whole test suite: unit tests and the multi-process cluster tests, including the
-# pyrqlite, psycopg, asyncpg and SQLAlchemy sessions, psql, chromium and an S3 server (moto) (installed here if missing). Usage: scripts/test.sh [cargo test args]
+# pyrqlite, psycopg, asyncpg, SQLAlchemy and Knex sessions, psql, chromium and an S3 server (moto) (installed here if missing). Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c 'import pyrqlite, psycopg, sqlalchemy, asyncpg, moto.server, pytest, pytest_timeout' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi
 # psql drives the PostgreSQL endpoint in the tests, as a user would; chromium loads the
-# dashboard.
+# dashboard; node runs the Node.js clients (Knex over node-postgres).
 missing=()
 command -v psql >/dev/null || missing+=(postgresql-client)
+command -v npm >/dev/null || missing+=(nodejs npm)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v sqlite3 >/dev/null || missing+=(sqlite3)
 if ((${#missing[@]})); then
@@ -18,6 +19,10 @@ if ((${#missing[@]})); then
   else
     echo "scripts/test.sh: needs ${missing[*]} (Debian packages)" >&2; exit 2
   fi
+fi
+# The Node.js clients, at the versions package-lock.json pins.
+if [[ ! -d tests/clients/node/node_modules/knex ]]; then
+  (cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # SQLite's sqllogictest corpus stays outside git. The workplace keeps select1-5 and
 # evidence/ beside the repository (../shared/sqllogictest), so the test runs without network

@@ -17,7 +17,13 @@ use serde_json::{Value, json};
 /// print `success_line` (stdout and stderr shown on failure).
 pub async fn run_client_script(script: &str, args: &[String], success_line: &str) {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let output = tokio::process::Command::new("python3")
+    // Node scripts live beside their node_modules (tests/clients/node, `npm ci` there).
+    let interpreter = if script.ends_with(".js") {
+        "node"
+    } else {
+        "python3"
+    };
+    let output = tokio::process::Command::new(interpreter)
         .arg(&path)
         .args(args)
         .output()
