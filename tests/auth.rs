@@ -1340,7 +1340,7 @@ async fn u70_table_grants_open_exactly_the_tables_granted() {
         .await
         .expect("clerk logs in");
     let rows = clerk
-        .query("SELECT item FROM orders WHERE id = $1", &[&1i64])
+        .query("SELECT item FROM orders WHERE id = $1", &[&1i32])
         .await
         .expect("granted table");
     assert_eq!(rows.len(), 1);

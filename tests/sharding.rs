@@ -543,7 +543,7 @@ async fn a_postgresql_client_uses_a_sharded_database_with_prepared_statements() 
         .await
         .unwrap();
     // Extended protocol, parameters bound: routed by the key's value.
-    for (owner, label) in [(1i64, "a"), (2, "b"), (3, "c"), (1, "d")] {
+    for (owner, label) in [(1i32, "a"), (2, "b"), (3, "c"), (1, "d")] {
         let inserted = client
             .execute(
                 "INSERT INTO items (owner, label) VALUES ($1, $2)",
@@ -576,7 +576,7 @@ async fn a_postgresql_client_uses_a_sharded_database_with_prepared_statements() 
     let rows = client
         .query(
             "SELECT label FROM items WHERE owner = $1 ORDER BY label",
-            &[&1i64],
+            &[&1i32],
         )
         .await
         .unwrap();
@@ -591,7 +591,7 @@ async fn a_postgresql_client_uses_a_sharded_database_with_prepared_statements() 
     let updated = client
         .execute(
             "UPDATE items SET label = upper(label) WHERE owner <> $1",
-            &[&1i64],
+            &[&1i32],
         )
         .await
         .unwrap();

@@ -38,12 +38,13 @@ impl SessionError {
 
 /// Settings reported by `SHOW` with their defaults; `SET` accepts these (and any name with a
 /// dot, as PostgreSQL accepts custom settings).
-const DEFAULTS: &[(&str, &str)] = &[
+pub const DEFAULTS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("bytea_output", "hex"),
     ("client_encoding", "UTF8"),
     ("client_min_messages", "notice"),
     ("datestyle", "ISO, MDY"),
+    ("default_table_access_method", "heap"),
     ("default_transaction_isolation", "serializable"),
     ("default_transaction_read_only", "off"),
     ("extra_float_digits", "1"),

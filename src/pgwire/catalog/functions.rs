@@ -51,6 +51,22 @@ pub fn register_functions(
     for &(name, value) in texts {
         catalog.create_scalar_function(name, any, flags, move |_| Ok(value.to_string()))?;
     }
+    // A setting's server default (the catalog does not see the session's own SETs); unknown
+    // names are NULL with missing_ok, else an error as in PostgreSQL.
+    catalog.create_scalar_function("current_setting", any, flags, |context| {
+        let name: String = context.get::<String>(0)?.to_ascii_lowercase();
+        let missing_ok = context.len() > 1 && context.get::<bool>(1).unwrap_or(false);
+        match crate::pgwire::session::DEFAULTS
+            .iter()
+            .find(|(n, _)| *n == name)
+        {
+            Some((_, value)) => Ok(Some(value.to_string())),
+            None if missing_ok => Ok(None),
+            None => Err(rusqlite::Error::UserFunctionError(
+                format!("unrecognized configuration parameter \"{name}\"").into(),
+            )),
+        }
+    })?;
     let current = current_database.to_string();
     catalog.create_scalar_function("current_database", any, flags, move |_| Ok(current.clone()))?;
     let truths: &[(&str, bool)] = &[

@@ -379,6 +379,22 @@ mod tests {
     }
 
     #[test]
+    fn values_left_to_their_default_become_columns_left_out() {
+        assert_eq!(
+            sqlite(
+                "INSERT INTO t (a, b, c) VALUES ($1, DEFAULT, $2), ($3, DEFAULT, $4) RETURNING a"
+            ),
+            "INSERT INTO t (a, c) VALUES (?1, ?2), (?3, ?4) RETURNING a"
+        );
+        let refused = |sql: &str| translate(sql).unwrap_err().0;
+        assert!(
+            refused("INSERT INTO t (a, b) VALUES (1, DEFAULT), (DEFAULT, 2)")
+                .contains("different columns")
+        );
+        assert!(refused("INSERT INTO t VALUES (1, DEFAULT)").contains("column list"));
+    }
+
+    #[test]
     fn what_sqlite_cannot_do_is_refused_by_name() {
         let refused = |sql: &str| translate(sql).unwrap_err().0;
         assert!(refused("SELECT * FROM t WHERE a ~ 'x'").contains("~"));

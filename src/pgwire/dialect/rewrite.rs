@@ -322,6 +322,16 @@ impl VisitorMut for Rewriter {
             select.selection = Some(Expr::Value(Value::Boolean(true).into()));
             self.changed = true;
         }
+        if let Statement::Insert(insert) = statement
+            && let Some(source) = insert.source.as_mut()
+            && let SetExpr::Values(values) = source.body.as_mut()
+        {
+            match without_default_values(&mut insert.columns, &mut values.rows) {
+                Ok(true) => self.changed = true,
+                Ok(false) => {}
+                Err(construct) => return self.refuse(construct),
+            }
+        }
         if let Statement::CreateTable(table) = statement {
             for column in &mut table.columns {
                 // SERIAL and IDENTITY columns number rows: an INTEGER (with PRIMARY KEY,
@@ -369,17 +379,59 @@ impl VisitorMut for Rewriter {
     }
 }
 
+/// `INSERT … VALUES (…, DEFAULT, …)`: SQLite has no DEFAULT in VALUES; a column every row
+/// leaves to its default is left out of the column list instead (the same rows result). Whether
+/// anything was left out; `Err` names what cannot be written so.
+fn without_default_values(
+    columns: &mut Vec<sqlparser::ast::ObjectName>,
+    rows: &mut [sqlparser::ast::Parens<Vec<Expr>>],
+) -> Result<bool, &'static str> {
+    let is_default = |expr: &Expr| {
+        matches!(expr, Expr::Identifier(ident)
+            if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default"))
+    };
+    let pattern = |row: &[Expr]| row.iter().map(is_default).collect::<Vec<bool>>();
+    let Some(first) = rows.first().map(|row| pattern(&row.content)) else {
+        return Ok(false);
+    };
+    if !first.contains(&true) && rows.iter().all(|row| !row.content.iter().any(is_default)) {
+        return Ok(false);
+    }
+    if columns.is_empty() || columns.len() != first.len() {
+        return Err("DEFAULT in VALUES without a column list naming every value");
+    }
+    if rows.iter().any(|row| pattern(&row.content) != first) {
+        return Err(
+            "DEFAULT in a multi-row VALUES list whose rows leave different columns to their \
+             defaults (insert those rows separately)",
+        );
+    }
+    if first.iter().all(|default| *default) {
+        return Err("VALUES of DEFAULT only (write INSERT … DEFAULT VALUES)");
+    }
+    let mut keep = first.iter().map(|default| !default);
+    columns.retain(|_| keep.next().unwrap_or(true));
+    for row in rows.iter_mut() {
+        let mut keep = first.iter().map(|default| !default);
+        row.content.retain(|_| keep.next().unwrap_or(true));
+    }
+    Ok(true)
+}
+
 /// The name PostgreSQL gives a result column computed by a function call or cast (`count(*)` is
 /// "count", `now()` is "now", `x::int` is "x"); `None` for expressions named as SQLite names
 /// them.
 fn postgresql_column_name(expr: &Expr) -> Option<String> {
     match expr {
+        // (Shoal's own functions, `shoal_distribute(…)` and the like, are recognised by their
+        // text: they stay as written.)
         Expr::Function(function) => function
             .name
             .0
             .last()
             .and_then(|part| part.as_ident())
-            .map(|ident| ident.value.to_ascii_lowercase()),
+            .map(|ident| ident.value.to_ascii_lowercase())
+            .filter(|name| !name.starts_with("shoal_")),
         Expr::Cast {
             kind: CastKind::Cast | CastKind::DoubleColon,
             expr: inner,

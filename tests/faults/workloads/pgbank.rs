@@ -22,7 +22,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
 
 pub fn schema() -> Vec<String> {
     let mut statements =
-        vec!["CREATE TABLE pgbank(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)".to_string()];
+        vec!["CREATE TABLE pgbank(id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)".to_string()];
     statements.extend(
         (0..ACCOUNTS).map(|id| format!("INSERT INTO pgbank VALUES({id}, {OPENING_BALANCE})")),
     );
