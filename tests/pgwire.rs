@@ -780,6 +780,16 @@ async fn p58_knex_migrates_and_runs_crud_through_node_postgres() {
     run_through_a_follower_and_the_leader("node/knex_session.js", "knex session: ok").await;
 }
 
+/// p59: Alembic (tests/clients/alembic_migration.py) — autogenerate compared with a schema made
+/// by create_all finds nothing to change (and finds an added and a widened column when the
+/// models have them); a migration run by Alembic's command API adds a column and an index,
+/// alters a column's type and nullability and adds a foreign key, then is downgraded — each
+/// state checked by reflection through a follower and on the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p59_alembic_autogenerates_nothing_and_migrates_up_and_down() {
+    run_through_a_follower_and_the_leader("alembic_migration.py", "alembic migration: ok").await;
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

@@ -99,6 +99,19 @@ def no_changes_to_autogenerate(engine):
     assert diff == [], f"autogenerate found differences: {diff}"
 
 
+def autogenerate_sees_a_change(engine):
+    """The comparison is real: a model with one more column and a wider one differs."""
+    changed = MetaData()
+    for table in metadata.tables.values():
+        table.to_metadata(changed)
+    changed.tables["al_books"].append_column(Column("isbn", String(13)))
+    changed.tables["al_shelves"].c.label.type = String(60)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), changed)
+    kinds = sorted(d[0] if isinstance(d, tuple) else d[0][0] for d in diff)
+    assert kinds == ["add_column", "modify_type"], diff
+
+
 def shelves(engine):
     insp = inspect(engine)
     columns = {c["name"]: c for c in insp.get_columns("al_shelves")}
@@ -139,12 +152,14 @@ def main():
             "INSERT INTO al_shelves (id, label, book_id) VALUES (1, 'top', 1)")
     for port in ports:
         eventually(port, no_changes_to_autogenerate)
+    autogenerate_sees_a_change(engine)
 
     with tempfile.TemporaryDirectory() as directory:
-        config = Config()
+        ini = str(Path(directory) / "alembic.ini")
+        command.init(Config(ini), str(Path(directory) / "migrations"))
+        config = Config(ini)
         config.set_main_option("script_location", str(Path(directory) / "migrations"))
         config.set_main_option("sqlalchemy.url", url(ports[0]))
-        command.init(config, str(Path(directory) / "migrations"))
         versions = Path(directory) / "migrations" / "versions"
         (versions / "a1b2c3d4e5f6_shelves.py").write_text(textwrap.dedent(MIGRATION))
         command.upgrade(config, "head")
@@ -153,7 +168,8 @@ def main():
         with engine.connect() as conn:
             version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         assert version == "a1b2c3d4e5f6", version
-        rows = engine.connect().exec_driver_sql("SELECT id, label, book_id FROM al_shelves").all()
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT id, label, book_id FROM al_shelves").all()
         assert [tuple(r) for r in rows] == [(1, "top", 1)], rows
         command.downgrade(config, "base")
         for port in ports:

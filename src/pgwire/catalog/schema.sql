@@ -45,6 +45,10 @@ CREATE VIEW pg_user AS SELECT rolname AS usename, oid AS usesysid, rolcreatedb A
   rolsuper AS usesuper FROM pg_roles;
 CREATE VIEW pg_authid AS SELECT * FROM pg_roles;
 CREATE TABLE pg_description(objoid INTEGER, classoid INTEGER, objsubid INTEGER, description TEXT);
+-- Dependencies between objects: none are recorded (SERIAL columns are SQLite rowids, not
+-- columns owning a sequence), so queries that look for owned sequences find none.
+CREATE TABLE pg_depend(classid INTEGER, objid INTEGER, objsubid INTEGER, refclassid INTEGER,
+  refobjid INTEGER, refobjsubid INTEGER, deptype TEXT);
 CREATE TABLE pg_inherits(inhrelid INTEGER, inhparent INTEGER, inhseqno INTEGER,
   inhdetachpending BOOLEAN);
 CREATE TABLE pg_trigger(oid INTEGER PRIMARY KEY, tgrelid INTEGER, tgparentid INTEGER, tgname TEXT,
