@@ -790,6 +790,17 @@ async fn p59_alembic_autogenerates_nothing_and_migrates_up_and_down() {
     run_through_a_follower_and_the_leader("alembic_migration.py", "alembic migration: ok").await;
 }
 
+/// p61: Django (tests/clients/django_session.py) — makemigrations and migrate with the
+/// contenttypes and auth apps (their migrations alter tables other tables reference, through
+/// deferred foreign keys), post-migrate permissions (bulk_create through UNNEST), the ORM's
+/// create/get_or_create/bulk_create, filters, JSON keys, select_related/prefetch_related,
+/// annotate/aggregate, F() updates, slicing, a rolled-back atomic block, IntegrityError, a
+/// cascading delete and inspectdb — written through a follower, read on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p61_django_migrates_and_runs_its_orm() {
+    run_through_a_follower_and_the_leader("django_session.py", "django session: ok").await;
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

@@ -153,6 +153,16 @@ impl Backend {
             LocalStatement::Show(name) => session
                 .show(name)
                 .map(|value| text_rows(&[name.as_str()], vec![vec![SqlValue::Text(value)]])),
+            LocalStatement::SetConfig {
+                name,
+                value,
+                column,
+            } => session.set(name, Some(value)).map(|()| {
+                text_rows(
+                    &[column.as_str()],
+                    vec![vec![SqlValue::Text(value.clone())]],
+                )
+            }),
             LocalStatement::Info { column, value } => Ok(text_rows(
                 &[column.as_str()],
                 vec![vec![SqlValue::Text(value.clone())]],
@@ -477,7 +487,9 @@ impl QueryParser for StatementParser {
                     ("setting".to_string(), PgType::Text),
                 ],
                 LocalStatement::Show(name) => vec![(name.clone(), PgType::Text)],
-                LocalStatement::Info { column, .. } => vec![(column.clone(), PgType::Text)],
+                LocalStatement::Info { column, .. } | LocalStatement::SetConfig { column, .. } => {
+                    vec![(column.clone(), PgType::Text)]
+                }
                 LocalStatement::Database(Ok(DatabaseStatement::Show)) => SHOW_DATABASES_COLUMNS
                     .iter()
                     .map(|name| (name.to_string(), PgType::Text))

@@ -12,10 +12,11 @@ use pgwire::api::results::Response;
 use pgwire::error::ErrorInfo;
 
 use crate::catalog::databases::Databases;
+use crate::db::dump::quote_identifier;
 use crate::pgwire::backend::session_database;
 use crate::pgwire::dialect::AlterPlan;
 use crate::pgwire::dialect::rebuild::{
-    RebuildError, SCHEMA_QUERY, SchemaObject, rebuild_statements,
+    RebuildError, SCHEMA_QUERY, SchemaObject, guarded_children, rebuild_statements,
 };
 use crate::pgwire::session::Session;
 use crate::pgwire::sqlstate::{self, error_info, service_error, statement_error};
@@ -85,8 +86,29 @@ async fn alter_in_transaction(
         return Ok(());
     }
     let schema = read_schema(transactions, session).await?;
-    let statements = rebuild_statements(&plan.table_name, plan.if_exists, &plan.rebuild, &schema)
-        .map_err(|error| rebuild_error(&error))?;
+    // Whether the tables whose foreign keys would act on the table's rows hold any (read in the
+    // transaction too: a row added meanwhile fails the commit).
+    let mut occupied = Vec::new();
+    for child in guarded_children(&plan.table_name, &schema) {
+        let probe = format!("SELECT EXISTS (SELECT 1 FROM {})", quote_identifier(&child));
+        let result = run(transactions, session, probe).await?;
+        let holds_rows = result
+            .rows
+            .and_then(|rows| rows.values.into_iter().next())
+            .and_then(|row| row.into_iter().next())
+            .is_some_and(|value| value == SqlValue::Integer(1));
+        if holds_rows {
+            occupied.push(child);
+        }
+    }
+    let statements = rebuild_statements(
+        &plan.table_name,
+        plan.if_exists,
+        &plan.rebuild,
+        &schema,
+        &occupied,
+    )
+    .map_err(|error| rebuild_error(&error))?;
     for statement in statements {
         run(transactions, session, statement).await?;
     }

@@ -323,6 +323,13 @@ pub enum LocalStatement {
         column: String,
         value: String,
     },
+    /// `SELECT set_config('name', 'value', is_local)`: a SET that answers the value (Django
+    /// sets its time zone so). A transaction-local setting is kept for the session.
+    SetConfig {
+        name: String,
+        value: String,
+        column: String,
+    },
     /// `DEALLOCATE [PREPARE] name | ALL`: drivers send it to drop their prepared statements;
     /// preparing a name again replaces the statement, so it has nothing left to do.
     Deallocate {
@@ -365,7 +372,7 @@ pub fn recognize(sql: &str, session: &Session) -> Option<LocalStatement> {
         // `ROLLBACK TO [SAVEPOINT] name` belongs to SQLite, inside the transaction.
         "rollback" if words.get(1) == Some(&"to") => None,
         "rollback" | "abort" => Some(LocalStatement::Transaction("ROLLBACK")),
-        "select" => info_query(&normalized, session),
+        "select" => set_config_query(&normalized).or_else(|| info_query(&normalized, session)),
         _ => None,
     }
 }
@@ -440,6 +447,49 @@ fn unquote(value: &str) -> String {
         .and_then(|v| v.strip_suffix('\''))
         .map(|v| v.replace("''", "'"))
         .unwrap_or_else(|| value.to_string())
+}
+
+/// `SELECT set_config('name', 'value', is_local) [AS alias]`.
+fn set_config_query(normalized: &str) -> Option<LocalStatement> {
+    let inner = normalized
+        .strip_prefix("select ")?
+        .trim_start_matches("pg_catalog.")
+        .strip_prefix("set_config(")?;
+    let (arguments, rest) = inner.rsplit_once(')')?;
+    let column = match rest.trim() {
+        "" => "set_config".to_string(),
+        alias => alias
+            .strip_prefix("as ")?
+            .trim()
+            .trim_matches('"')
+            .to_string(),
+    };
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut in_literal = false;
+    for c in arguments.chars() {
+        match c {
+            '\'' => {
+                in_literal = !in_literal;
+                current.push(c);
+            }
+            ',' if !in_literal => parts.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    parts.push(current);
+    let [name, value, _local] = parts.as_slice() else {
+        return None;
+    };
+    let (name, value) = (name.trim(), value.trim());
+    if !(name.starts_with('\'') && value.starts_with('\'')) {
+        return None;
+    }
+    Some(LocalStatement::SetConfig {
+        name: unquote(name).to_ascii_lowercase(),
+        value: unquote(value),
+        column,
+    })
 }
 
 /// `SELECT version()` and the other session-information functions drivers call on connect.
@@ -552,6 +602,17 @@ mod tests {
             })
         );
         assert_eq!(recognize("SELECT * FROM t", &session), None);
+        assert_eq!(
+            recognize(
+                "SELECT set_config('TimeZone', 'Europe/Paris', false)",
+                &session
+            ),
+            Some(LocalStatement::SetConfig {
+                name: "timezone".into(),
+                value: "Europe/Paris".into(),
+                column: "set_config".into()
+            })
+        );
         assert_eq!(
             recognize("SET TIME ZONE 'UTC'", &session),
             Some(LocalStatement::Set {

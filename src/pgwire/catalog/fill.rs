@@ -427,13 +427,33 @@ impl<'a> Filler<'a> {
                 .collect::<Vec<_>>()
                 .join(",")
         );
+        // The referenced columns' numbers in their table (its primary key when unnamed).
+        let referenced_key = match references {
+            Some((table, referenced)) => {
+                let mut numbers = Vec::new();
+                for column in referenced {
+                    let number: Option<i64> = self
+                        .source
+                        .query_row(
+                            "SELECT cid + 1 FROM pragma_table_info(?1) \
+                             WHERE name = ?2 COLLATE NOCASE OR (?2 = '' AND pk = 1)",
+                            params![table, column],
+                            |row| row.get(0),
+                        )
+                        .ok();
+                    numbers.push(number.unwrap_or(0).to_string());
+                }
+                format!("{{{}}}", numbers.join(","))
+            }
+            None => "{}".to_string(),
+        };
         self.catalog.execute(
             "INSERT INTO pg_constraint(oid, conname, connamespace, contype, condeferrable,
                condeferred, convalidated, conrelid, contypid, conindid, conparentid, confrelid,
                confupdtype, confdeltype, confmatchtype, conislocal, coninhcount, connoinherit,
                conkey, confkey, shoal_definition)
-             VALUES (?1, ?2, 2200, ?3, 0, 0, 1, ?4, 0, ?5, 0, ?6, 'a', 'a', 's', 1, 0, 1, ?7, '{}',
-               ?8)",
+             VALUES (?1, ?2, 2200, ?3, 0, 0, 1, ?4, 0, ?5, 0, ?6, 'a', 'a', 's', 1, 0, 1, ?7, ?8,
+               ?9)",
             params![
                 oid,
                 name,
@@ -442,6 +462,7 @@ impl<'a> Filler<'a> {
                 index_oid,
                 referenced_oid,
                 key,
+                referenced_key,
                 definition
             ],
         )?;

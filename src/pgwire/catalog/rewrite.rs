@@ -157,9 +157,31 @@ fn rewrite_arrays(sql: &str) -> String {
         let inside = text[found.end()..close].to_string();
         text = format!("{}({inside}){}", &text[..found.start()], &text[close + 1..]);
     }
-    // Array subscripts (`prattrs[s]`): the arrays here are single values or empty.
-    if let Some(subscript) = cached_regex!(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\[[^\]']*\]") {
-        text = subscript.replace_all(&text, "$1").into_owned();
+    // Array subscripts (`confkey[1]`): the element, read from the array's JSON form. Vectors
+    // (`indkey`, `indclass`, `indoption`, `proargtypes`) count from 0, arrays from 1.
+    if let Some(subscript) = cached_regex!(r"([A-Za-z_][A-Za-z0-9_.]*)\s*\[([^\]':]*)\]") {
+        text = subscript
+            .replace_all(&text, |found: &regex::Captures<'_>| {
+                let array = &found[1];
+                let index = found[2].trim();
+                if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+                    // A computed position (psql's `prattrs[s]` over publications, which are
+                    // always empty here): the array as it is.
+                    return array.to_string();
+                }
+                let column = array
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(array)
+                    .to_ascii_lowercase();
+                let vector = matches!(
+                    column.as_str(),
+                    "indkey" | "indclass" | "indoption" | "indcollation" | "proargtypes"
+                );
+                let offset = if vector { "" } else { " - 1" };
+                format!("json_extract(shoal_array_json({array}), '$[' || ({index}{offset}) || ']')")
+            })
+            .into_owned();
     }
     text
 }
@@ -191,6 +213,21 @@ mod tests {
     #[test]
     fn every_pattern_compiles() {
         assert_eq!(CODE_REWRITES.len(), CODE_REPLACEMENTS.len());
+    }
+
+    #[test]
+    fn array_subscripts_read_the_element_counting_vectors_from_zero() {
+        assert_eq!(
+            rewrite("SELECT a.attname FROM pg_attribute a WHERE a.attnum = c.confkey[1]"),
+            "SELECT a.attname FROM pg_attribute a WHERE a.attnum = \
+             json_extract(shoal_array_json(c.confkey), '$[' || (1 - 1) || ']')"
+        );
+        assert!(rewrite("SELECT i.indkey[0] FROM pg_index i").contains("'$[' || (0) || ']'"));
+        // A computed position is left to the array (psql's publication columns, none here).
+        assert_eq!(
+            rewrite("SELECT x FROM t WHERE attnum = pr.prattrs[s]"),
+            "SELECT x FROM t WHERE attnum = pr.prattrs"
+        );
     }
 
     #[test]

@@ -70,14 +70,32 @@ pub fn alter_statement(statement: &Statement) -> Option<Result<Alter, Unsupporte
     }
     let mut native = Vec::new();
     let mut rebuild = Vec::new();
+    // A native form SQLite does not take as PostgreSQL writes it.
+    let mut respelled = false;
     for operation in &alter.operations {
-        match kind(operation) {
-            Ok(Kind::Native) => native.push(format!("ALTER TABLE {table} {operation}")),
-            Ok(Kind::Rebuild) => rebuild.push(operation.clone()),
-            Err(unsupported) => return Some(Err(unsupported)),
+        match (kind(operation), operation) {
+            // SQLite drops one column per statement, without IF EXISTS or CASCADE/RESTRICT
+            // (it refuses to drop a column an index, view or constraint uses).
+            (
+                Ok(Kind::Native),
+                AlterTableOperation::DropColumn {
+                    column_names,
+                    if_exists,
+                    drop_behavior,
+                    ..
+                },
+            ) => {
+                respelled |= column_names.len() != 1 || *if_exists || drop_behavior.is_some();
+                for column in column_names {
+                    native.push(format!("ALTER TABLE {table} DROP COLUMN {column}"));
+                }
+            }
+            (Ok(Kind::Native), _) => native.push(format!("ALTER TABLE {table} {operation}")),
+            (Ok(Kind::Rebuild), _) => rebuild.push(operation.clone()),
+            (Err(unsupported), _) => return Some(Err(unsupported)),
         }
     }
-    if rebuild.is_empty() && native.len() == 1 && !alter.if_exists {
+    if rebuild.is_empty() && native.len() == 1 && !alter.if_exists && !respelled {
         return None;
     }
     let table_name = alter

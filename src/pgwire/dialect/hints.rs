@@ -90,6 +90,9 @@ fn type_of(expr: &Expr, select: &Select, depth: usize) -> Option<PgType> {
                 "localtimestamp" => Some(PgType::Timestamp),
                 "current_date" => Some(PgType::Date),
                 "gen_random_uuid" | "uuid_generate_v4" => Some(PgType::Uuid),
+                "array" if matches!(function.args, FunctionArguments::Subquery(_)) => {
+                    Some(PgType::TextArray)
+                }
                 "array_agg" => match first_argument(function)
                     .and_then(|argument| type_of(argument, select, depth))
                 {

@@ -20,6 +20,7 @@ mod like;
 pub mod rebuild;
 mod rewrite;
 mod types;
+mod unnest;
 
 pub use alter::AlterPlan;
 
@@ -376,6 +377,38 @@ mod tests {
             sqlite("ALTER TABLE t ADD COLUMN b TEXT"),
             "ALTER TABLE t ADD COLUMN b TEXT"
         );
+    }
+
+    #[test]
+    fn unnest_of_array_literals_becomes_rows_as_django_bulk_inserts_them() {
+        let sql = sqlite(
+            "INSERT INTO t (a, b, c) SELECT * FROM UNNEST(('{1,2,3}'::int2[])::integer[], \
+             ('{x,\"y z\",NULL}')::varchar[], ('{t,f}'::bool[])::boolean[])",
+        );
+        let sqlite = rusqlite::Connection::open_in_memory().unwrap();
+        sqlite
+            .execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c BOOLEAN)")
+            .unwrap();
+        sqlite.execute(&sql, []).unwrap();
+        let rows: Vec<(i64, Option<String>, Option<i64>)> = sqlite
+            .prepare("SELECT a, b, c FROM t ORDER BY a")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, Some("x".into()), Some(1)),
+                (2, Some("y z".into()), Some(0)),
+                (3, None, None)
+            ]
+        );
+        let refused = translate("SELECT * FROM UNNEST($1::integer[])")
+            .unwrap_err()
+            .0;
+        assert!(refused.contains("parameters"), "{refused}");
     }
 
     #[test]

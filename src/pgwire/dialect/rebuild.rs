@@ -1,17 +1,21 @@
-//! Changing a table's constraints or column definitions the way SQLite documents it
-//! (<https://sqlite.org/lang_altertable.html#otheralter>): a new table with the changed
-//! definition, the rows copied into it (so existing rows are checked against a new NOT NULL,
-//! CHECK or FOREIGN KEY, as PostgreSQL checks them), the old table dropped, the new one renamed,
-//! and its indexes, triggers and the views that name it made again. Pure: it turns the schema
-//! as read (`SCHEMA_QUERY`) into statements; running them in one transaction is the caller's.
+//! Changing a table's constraints or column definitions as SQLite documents it
+//! (<https://sqlite.org/lang_altertable.html#otheralter>): the table made again with the changed
+//! definition. Its rows wait in a holding table while it is dropped and created again under its
+//! own name, then go back in (so existing rows are checked against a new NOT NULL, CHECK or
+//! FOREIGN KEY, as PostgreSQL checks them), and its indexes and triggers are made again. Pure:
+//! it turns the schema as read (`SCHEMA_QUERY`) into statements; running them in one transaction
+//! is the caller's.
 //!
-//! A table other tables' foreign keys reference is not rebuilt: dropping it would act on their
-//! rows (SQLite's documented procedure turns foreign keys off, which cannot be done inside the
-//! transaction that keeps the change atomic).
+//! SQLite's documented procedure turns foreign keys off, which cannot be done inside the
+//! transaction that keeps the change atomic. With them on, dropping the table for a moment is
+//! safe for other tables' foreign keys that are DEFERRABLE INITIALLY DEFERRED without an ON
+//! DELETE action (checked at the commit, when the rows are back: Django declares its foreign
+//! keys so) and for referencing tables that hold no rows; otherwise it is refused.
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnOption, ColumnOptionDef, CreateTable, Expr,
-    Ident, ObjectName, ObjectNamePart, Statement, TableConstraint,
+    AlterColumnOperation, AlterTableOperation, ColumnOption, ColumnOptionDef, CreateTable,
+    DeferrableInitial, Expr, ForeignKeyConstraint, Ident, ObjectName, ObjectNamePart,
+    ReferentialAction, Statement, TableConstraint,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -25,8 +29,10 @@ pub const SCHEMA_QUERY: &str = "SELECT type, name, tbl_name, sql FROM sqlite_sch
      WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
      AND name NOT LIKE '\\_shoal\\_%' ESCAPE '\\' ORDER BY rowid";
 
-/// The prefix of the table a rebuild builds before renaming it.
-const REBUILT_TABLE_PREFIX: &str = "shoal_rebuild_";
+/// The prefix of the table that holds the rows while their table is made again.
+const HOLDING_TABLE_PREFIX: &str = "shoal_rebuild_";
+/// The holding table's column for each row's rowid.
+const HELD_ROWID: &str = "shoal_rowid";
 
 /// One row of `SCHEMA_QUERY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +61,15 @@ pub enum RebuildError {
     InvalidDefinition(String),
 }
 
-/// The statements that make `operations` on `table` (unquoted) given the schema; empty when
-/// nothing is to be done (`IF EXISTS` of something absent).
+/// The statements that make `operations` on `table` (unquoted) given the schema and which of
+/// its `guarded_children` hold rows (`occupied`); empty when nothing is to be done (`IF EXISTS`
+/// of something absent).
 pub fn rebuild_statements(
     table: &str,
     if_exists: bool,
     operations: &[AlterTableOperation],
     schema: &[SchemaObject],
+    occupied: &[String],
 ) -> Result<Vec<String>, RebuildError> {
     let Some(current) = schema
         .iter()
@@ -106,22 +114,33 @@ pub fn rebuild_statements(
     if !change.rebuilt {
         return Ok(statements);
     }
-    refuse_if_referenced(table, schema)?;
-    let rebuilt = format!("{REBUILT_TABLE_PREFIX}{table}");
-    definition.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote(
-        '"', &rebuilt,
-    ))]);
-    statements.push(Statement::CreateTable(definition.clone()).to_string());
+    refuse_if_referenced(table, schema, occupied)?;
+    // The rows wait in a holding table while the table is dropped and made again under its
+    // own name: no rename, so views and triggers that name it are left alone, and rows put
+    // back into a table other tables' deferred foreign keys reference satisfy those keys again
+    // (SQLite counts the references the drop broke and the inserts mended).
     let keeps_rowid = !definition
         .sqlite_table_options
         .options
         .iter()
         .any(|o| o.to_string().eq_ignore_ascii_case("WITHOUT ROWID"))
         && !original_columns.iter().any(|c| {
-            ["rowid", "_rowid_", "oid"]
+            [HELD_ROWID, "rowid", "_rowid_", "oid"]
                 .iter()
                 .any(|r| c.eq_ignore_ascii_case(r))
         });
+    let held = quote_identifier(&format!("{HOLDING_TABLE_PREFIX}{table}"));
+    statements.push(format!(
+        "CREATE TABLE {held} AS SELECT {}* FROM {}",
+        if keeps_rowid {
+            format!("rowid AS {HELD_ROWID}, ")
+        } else {
+            String::new()
+        },
+        quote_identifier(table)
+    ));
+    statements.push(format!("DROP TABLE {}", quote_identifier(table)));
+    statements.push(Statement::CreateTable(definition.clone()).to_string());
     let (mut targets, mut sources): (Vec<String>, Vec<String>) = change
         .copied
         .iter()
@@ -129,37 +148,17 @@ pub fn rebuild_statements(
         .unzip();
     if keeps_rowid {
         targets.insert(0, "rowid".into());
-        sources.insert(0, "rowid".into());
+        sources.insert(0, HELD_ROWID.into());
     }
     statements.push(format!(
-        "INSERT INTO {} ({}) SELECT {} FROM {}",
-        quote_identifier(&rebuilt),
+        "INSERT INTO {} ({}) SELECT {} FROM {held} AS {}",
+        quote_identifier(table),
         targets.join(", "),
         sources.join(", "),
         quote_identifier(table)
     ));
-    // Views and other tables' triggers that name the table are made again around the swap:
-    // SQLite checks them when the new table is renamed, while the old name names nothing.
-    let naming: Vec<&SchemaObject> = schema
-        .iter()
-        .filter(|o| {
-            (o.kind == "view" || (o.kind == "trigger" && !o.table.eq_ignore_ascii_case(table)))
-                && mentions(&o.sql, table)
-        })
-        .collect();
-    for object in naming.iter().rev() {
-        statements.push(format!(
-            "DROP {} {}",
-            object.kind.to_ascii_uppercase(),
-            quote_identifier(&object.name)
-        ));
-    }
-    statements.push(format!("DROP TABLE {}", quote_identifier(table)));
-    statements.push(format!(
-        "ALTER TABLE {} RENAME TO {}",
-        quote_identifier(&rebuilt),
-        quote_identifier(table)
-    ));
+    statements.push(format!("DROP TABLE {held}"));
+    // Its own indexes and triggers went with it.
     for object in schema {
         let own = belongs_to(object, table)
             && matches!(object.kind.as_str(), "index" | "trigger")
@@ -167,7 +166,7 @@ pub fn rebuild_statements(
                 .dropped_indexes
                 .iter()
                 .any(|d| d.eq_ignore_ascii_case(&object.name));
-        if own || naming.iter().any(|n| n.name == object.name) {
+        if own {
             statements.push(object.sql.clone());
         }
     }
@@ -227,45 +226,82 @@ fn parse_table(sql: &str) -> Option<CreateTable> {
     }
 }
 
-fn refuse_if_referenced(table: &str, schema: &[SchemaObject]) -> Result<(), RebuildError> {
-    let referencing: Vec<String> = schema
+/// The tables whose foreign keys to `table` would act or complain when its rows are dropped
+/// for a moment: all but those DEFERRABLE INITIALLY DEFERRED with no ON DELETE action (SQLite
+/// defers those to the commit, by when the rows are back). The caller reads whether they hold
+/// rows: empty ones are no obstacle.
+pub fn guarded_children(table: &str, schema: &[SchemaObject]) -> Vec<String> {
+    schema
         .iter()
         .filter(|o| o.kind == "table" && !o.name.eq_ignore_ascii_case(table))
         .filter(|o| match parse_table(&o.sql) {
-            Some(other) => references(&other, table),
-            // Unreadable: assume it may reference the table if it names it.
+            Some(child) => foreign_keys_to(&child, table)
+                .iter()
+                .any(|fk| !waits_for_commit(fk)),
+            // Unreadable: guarded if it names the table.
             None => mentions(&o.sql, table),
         })
-        .map(|o| format!("\"{}\"", o.name))
+        .map(|o| o.name.clone())
+        .collect()
+}
+
+/// Whether a foreign key neither acts nor complains until the commit.
+fn waits_for_commit(fk: &ForeignKeyConstraint) -> bool {
+    let deferred = fk.characteristics.as_ref().is_some_and(|c| {
+        c.deferrable == Some(true) && c.initially == Some(DeferrableInitial::Deferred)
+    });
+    deferred && matches!(fk.on_delete, None | Some(ReferentialAction::NoAction))
+}
+
+/// Refuses when a guarded child table (`guarded_children`) holds rows: `occupied` names those.
+fn refuse_if_referenced(
+    table: &str,
+    schema: &[SchemaObject],
+    occupied: &[String],
+) -> Result<(), RebuildError> {
+    let referencing: Vec<String> = guarded_children(table, schema)
+        .into_iter()
+        .filter(|child| occupied.iter().any(|o| o.eq_ignore_ascii_case(child)))
+        .map(|child| format!("\"{child}\""))
         .collect();
     if referencing.is_empty() {
         return Ok(());
     }
     Err(RebuildError::Referenced(format!(
-        "ALTER TABLE that changes the definition of \"{table}\" is not supported while foreign \
-         keys of {} reference it: SQLite changes a table's definition by rebuilding it, and \
-         dropping a referenced table would act on the referencing rows; change \"{table}\" \
-         before the tables that reference it are created, or declare it so in CREATE TABLE",
+        "ALTER TABLE that changes the definition of \"{table}\" is not supported while rows of \
+         {} reference it through a foreign key that is not DEFERRABLE INITIALLY DEFERRED or has \
+         an ON DELETE action: SQLite changes a table's definition by making it again, and \
+         dropping its rows for that moment would act on theirs; change \"{table}\" while those \
+         tables are empty, or declare the foreign keys DEFERRABLE INITIALLY DEFERRED",
         referencing.join(", ")
     )))
 }
 
-fn references(definition: &CreateTable, table: &str) -> bool {
+fn foreign_keys_to(definition: &CreateTable, table: &str) -> Vec<ForeignKeyConstraint> {
     let names = |name: &ObjectName| {
         name.0
             .last()
             .and_then(ObjectNamePart::as_ident)
             .is_some_and(|i| i.value.eq_ignore_ascii_case(table))
     };
-    definition.constraints.iter().any(|c| match c {
-        TableConstraint::ForeignKey(fk) => names(&fk.foreign_table),
-        _ => false,
-    }) || definition.columns.iter().any(|column| {
-        column.options.iter().any(|o| match &o.option {
-            ColumnOption::ForeignKey(fk) => names(&fk.foreign_table),
-            _ => false,
+    let mut keys: Vec<ForeignKeyConstraint> = definition
+        .constraints
+        .iter()
+        .filter_map(|c| match c {
+            TableConstraint::ForeignKey(fk) if names(&fk.foreign_table) => Some(fk.clone()),
+            _ => None,
         })
-    })
+        .collect();
+    for column in &definition.columns {
+        for option in &column.options {
+            if let ColumnOption::ForeignKey(fk) = &option.option
+                && names(&fk.foreign_table)
+            {
+                keys.push(fk.clone());
+            }
+        }
+    }
+    keys
 }
 
 /// A rebuild being worked out.
@@ -582,9 +618,26 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        let statements =
-            rebuild_statements(&plan.table_name, plan.if_exists, &plan.rebuild, &schema)
-                .map_err(|e| format!("{e:?}"))?;
+        let occupied: Vec<String> = guarded_children(&plan.table_name, &schema)
+            .into_iter()
+            .filter(|child| {
+                transaction
+                    .query_row(
+                        &format!("SELECT EXISTS (SELECT 1 FROM \"{child}\")"),
+                        [],
+                        |r| r.get::<_, bool>(0),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let statements = rebuild_statements(
+            &plan.table_name,
+            plan.if_exists,
+            &plan.rebuild,
+            &schema,
+            &occupied,
+        )
+        .map_err(|e| format!("{e:?}"))?;
         for statement in statements {
             transaction
                 .execute(&statement, [])
@@ -644,7 +697,7 @@ mod tests {
         )
         .unwrap();
         assert!(table_sql(&sqlite, "books").contains("FOREIGN KEY (author_id) REFERENCES authors"));
-        assert!(table_sql(&sqlite, "books").starts_with("CREATE TABLE \"books\""));
+        assert!(table_sql(&sqlite, "books").starts_with("CREATE TABLE books ("));
         assert_eq!(
             rows(&sqlite, "SELECT rowid FROM books"),
             ["Integer(1)", "Integer(7)"]
@@ -748,15 +801,36 @@ mod tests {
     }
 
     #[test]
-    fn a_referenced_table_or_a_second_primary_key_is_refused_by_name() {
+    fn a_referenced_table_is_made_again_unless_referencing_rows_would_be_acted_on() {
+        let sqlite = database(
+            "CREATE TABLE p (id INTEGER PRIMARY KEY, n INTEGER);
+             CREATE TABLE c (a INTEGER REFERENCES p (id) ON DELETE CASCADE);
+             CREATE TABLE d (a INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);
+             INSERT INTO p VALUES (1, 10), (2, 20);",
+        );
+        // The cascading child holds no rows, the deferred one does: both are kept.
+        sqlite.execute("INSERT INTO d VALUES (1), (2)", []).unwrap();
+        run(&sqlite, "ALTER TABLE p ALTER COLUMN n SET NOT NULL").unwrap();
+        assert!(table_sql(&sqlite, "p").contains("n INTEGER NOT NULL"));
+        assert_eq!(rows(&sqlite, "SELECT count(*) FROM d"), ["Integer(2)"]);
+        let broken = rows(&sqlite, "SELECT count(*) FROM pragma_foreign_key_check");
+        assert_eq!(broken, ["Integer(0)"]);
+        // Rows of the cascading child would be deleted: refused, nothing changed.
+        sqlite.execute("INSERT INTO c VALUES (1)", []).unwrap();
+        let error = run(&sqlite, "ALTER TABLE p ALTER COLUMN n DROP NOT NULL").unwrap_err();
+        assert!(
+            error.contains("\\\"c\\\"") && error.contains("DEFERRABLE"),
+            "{error}"
+        );
+        assert_eq!(rows(&sqlite, "SELECT count(*) FROM c"), ["Integer(1)"]);
+        assert!(table_sql(&sqlite, "p").contains("NOT NULL"));
+    }
+
+    #[test]
+    fn a_second_primary_key_a_missing_column_or_table_is_refused_by_name() {
         let sqlite = database(
             "CREATE TABLE p (id INTEGER PRIMARY KEY, n INTEGER);
              CREATE TABLE c (a INTEGER REFERENCES p (id));",
-        );
-        let error = run(&sqlite, "ALTER TABLE p ALTER COLUMN n SET NOT NULL").unwrap_err();
-        assert!(
-            error.contains("\\\"c\\\"") && error.contains("reference"),
-            "{error}"
         );
         run(&sqlite, "ALTER TABLE c ADD PRIMARY KEY (a)").unwrap();
         let error = run(&sqlite, "ALTER TABLE c ADD PRIMARY KEY (a)").unwrap_err();

@@ -15,6 +15,7 @@ use super::Unsupported;
 use super::functions;
 use super::like;
 use super::types::{is_boolean, sqlite_cast_type};
+use super::unnest;
 use crate::pgwire::params::parse_bool;
 
 #[derive(Default)]
@@ -265,6 +266,19 @@ impl VisitorMut for Rewriter {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        // (Before the walk reaches the arrays inside, which it would refuse.)
+        match unnest::unnest_as_values(factor) {
+            Some(Ok(values)) => {
+                *factor = values;
+                self.changed = true;
+            }
+            Some(Err(construct)) => return self.refuse(construct),
+            None => {}
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
         let TableFactor::Derived {
             subquery, alias, ..
@@ -359,9 +373,17 @@ impl VisitorMut for Rewriter {
         if let Statement::CreateIndex(CreateIndex {
             concurrently,
             using,
+            columns,
             ..
         }) = statement
         {
+            // Operator classes (`varchar_pattern_ops`, Django's LIKE indexes) choose how
+            // PostgreSQL compares; SQLite's index compares by the column's collation.
+            for column in columns.iter_mut() {
+                if column.operator_class.take().is_some() {
+                    self.changed = true;
+                }
+            }
             // SQLite builds an index in one step; btree is its only kind.
             if *concurrently {
                 *concurrently = false;
