@@ -21,7 +21,7 @@ if ((${#missing[@]})); then
   fi
 fi
 # The Node.js clients, at the versions package-lock.json pins.
-if [[ ! -d tests/clients/node/node_modules/knex ]]; then
+if [[ ! -d tests/clients/node/node_modules/knex || ! -d tests/clients/node/node_modules/sequelize ]]; then
   (cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # SQLite's sqllogictest corpus stays outside git. The workplace keeps select1-5 and

@@ -801,6 +801,16 @@ async fn p61_django_migrates_and_runs_its_orm() {
     run_through_a_follower_and_the_leader("django_session.py", "django session: ok").await;
 }
 
+/// p62: Sequelize 6 over node-postgres (tests/clients/node/sequelize_session.js) — sync({ force })
+/// with its index and constraint reflection, associations, create/bulkCreate, iLike, include,
+/// managed transactions committed and rolled back, a unique violation as Sequelize's error,
+/// describeTable — written through a follower, read on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p62_sequelize_syncs_and_queries_through_node_postgres() {
+    run_through_a_follower_and_the_leader("node/sequelize_session.js", "sequelize session: ok")
+        .await;
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

@@ -638,13 +638,10 @@ impl QueryParser for StatementParser {
             .enumerate()
             .map(|(index, (name, pg_type))| {
                 let field_format = column_format(&format, index).map_err(user_error)?;
-                Ok(FieldInfo::new(
-                    name.clone(),
-                    None,
-                    None,
-                    wire_type(*pg_type),
-                    field_format,
-                ))
+                Ok(
+                    FieldInfo::new(name.clone(), None, None, wire_type(*pg_type), field_format)
+                        .with_type_modifier(pg_type.type_modifier()),
+                )
             })
             .collect()
     }

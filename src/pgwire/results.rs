@@ -96,13 +96,10 @@ pub fn encode_rows(
     let mut fields = Vec::with_capacity(described.len());
     for (index, (name, pg_type)) in described.iter().enumerate() {
         let field_format = column_format(format, index)?;
-        fields.push(FieldInfo::new(
-            name.clone(),
-            None,
-            None,
-            wire_type(*pg_type),
-            field_format,
-        ));
+        fields.push(
+            FieldInfo::new(name.clone(), None, None, wire_type(*pg_type), field_format)
+                .with_type_modifier(pg_type.type_modifier()),
+        );
     }
     let fields = Arc::new(fields);
     let mut encoder = DataRowEncoder::new(fields.clone());
@@ -112,7 +109,12 @@ pub fn encode_rows(
             let (name, pg_type) = &described[index];
             let encoded = match fields[index].format() {
                 // An array's text is written as it is (pgwire would quote it as one element).
-                FieldFormat::Text if matches!(pg_type, PgType::TextArray | PgType::BoolArray) => {
+                FieldFormat::Text
+                    if matches!(
+                        pg_type,
+                        PgType::TextArray | PgType::NameArray | PgType::BoolArray
+                    ) =>
+                {
                     encoder.encode_field(
                         &text_format(*pg_type, value).map(|t| RawBytes(t.into_bytes())),
                     )
@@ -147,7 +149,9 @@ fn encode_binary(
         (PgType::Float8, SqlValue::Real(f)) => encoder.encode_field(f),
         (PgType::Float8, SqlValue::Integer(i)) => encoder.encode_field(&(*i as f64)),
         (PgType::Bytea, SqlValue::Blob(b)) => encoder.encode_field(b),
-        (PgType::Text, value) => encoder.encode_field(&text_format(PgType::Text, value)),
+        (PgType::Text | PgType::Varchar(_), value) => {
+            encoder.encode_field(&text_format(PgType::Text, value))
+        }
         (pg_type, value) if binary_form(pg_type, value).is_some() => {
             encoder.encode_field(&binary_form(pg_type, value).map(RawBytes))
         }
@@ -188,6 +192,7 @@ pub fn wire_type(pg_type: PgType) -> Type {
         PgType::Int8 => Type::INT8,
         PgType::Float8 => Type::FLOAT8,
         PgType::Text => Type::TEXT,
+        PgType::Varchar(_) => Type::VARCHAR,
         PgType::Bytea => Type::BYTEA,
         PgType::Numeric(_) => Type::NUMERIC,
         PgType::Date => Type::DATE,
@@ -198,6 +203,7 @@ pub fn wire_type(pg_type: PgType) -> Type {
         PgType::Json => Type::JSON,
         PgType::Jsonb => Type::JSONB,
         PgType::TextArray => Type::TEXT_ARRAY,
+        PgType::NameArray => Type::NAME_ARRAY,
         PgType::BoolArray => Type::BOOL_ARRAY,
     }
 }

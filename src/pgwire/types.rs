@@ -19,6 +19,9 @@ pub enum PgType {
     Int8,
     Float8,
     Text,
+    /// `varchar(n)`: text, described with its length (drivers size fields by it; Django's
+    /// inspectdb tells CharField from TextField so).
+    Varchar(Option<u32>),
     Bytea,
     /// `numeric`, with the declared scale when there is one (`NUMERIC(10,2)`: 2).
     Numeric(Option<u16>),
@@ -31,6 +34,9 @@ pub enum PgType {
     Jsonb,
     /// `text[]`: PostgreSQL's array text `{a,b}` (catalog queries' `array_agg`).
     TextArray,
+    /// `name[]`: an `array_agg` of a catalog name column (`attname`), as PostgreSQL types it;
+    /// node-postgres hands it over as text, which Sequelize parses itself.
+    NameArray,
     /// `bool[]`: an `array_agg` of truth values (SQLite's 1/0 shown as t/f).
     BoolArray,
 }
@@ -53,6 +59,9 @@ impl PgType {
             "JSONB" => Some(PgType::Jsonb),
             // Text in Shoal; named here so that "INTERVAL" is not taken for an integer.
             "INTERVAL" | "TIME WITH TIME ZONE" | "TIMETZ" => Some(PgType::Text),
+            "VARCHAR" | "CHARACTER VARYING" | "NVARCHAR" | "VARYING CHARACTER" => {
+                Some(PgType::Varchar(declared_length(&upper)))
+            }
             "NUMERIC" | "DECIMAL" if upper.contains('(') => {
                 Some(PgType::Numeric(declared_scale(&upper)))
             }
@@ -121,7 +130,7 @@ impl PgType {
     /// Whether `value` can be rendered as this type without loss.
     pub fn carries(self, value: &SqlValue) -> bool {
         match (self, value) {
-            (_, SqlValue::Null) | (PgType::Text, _) => true,
+            (_, SqlValue::Null) | (PgType::Text | PgType::Varchar(_), _) => true,
             (PgType::Bool, SqlValue::Integer(i)) => *i == 0 || *i == 1,
             (PgType::Int8, SqlValue::Integer(_)) => true,
             (PgType::Int4, SqlValue::Integer(i)) => i32::try_from(*i).is_ok(),
@@ -140,7 +149,7 @@ impl PgType {
                 serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
             }
             (PgType::Json | PgType::Jsonb, SqlValue::Integer(_) | SqlValue::Real(_)) => true,
-            (PgType::TextArray | PgType::BoolArray, SqlValue::Text(t)) => {
+            (PgType::TextArray | PgType::NameArray | PgType::BoolArray, SqlValue::Text(t)) => {
                 t.starts_with('{') && t.ends_with('}')
             }
             _ => false,
@@ -156,6 +165,7 @@ impl PgType {
             PgType::Int8 => 20,
             PgType::Float8 => 701,
             PgType::Text => 25,
+            PgType::Varchar(_) => 1043,
             PgType::Bytea => 17,
             PgType::Numeric(_) => 1700,
             PgType::Date => 1082,
@@ -166,9 +176,36 @@ impl PgType {
             PgType::Json => 114,
             PgType::Jsonb => 3802,
             PgType::TextArray => 1009,
+            PgType::NameArray => 1003,
             PgType::BoolArray => 1000,
         }
     }
+}
+
+impl PgType {
+    /// The type modifier a row description carries (`pg_attribute.atttypmod`): a varchar's
+    /// length plus 4, as PostgreSQL stores it; -1 for none.
+    pub fn type_modifier(self) -> i32 {
+        match self {
+            PgType::Varchar(Some(length)) => i32::try_from(length)
+                .ok()
+                .and_then(|l| l.checked_add(4))
+                .unwrap_or(-1),
+            _ => -1,
+        }
+    }
+}
+
+/// The length of `VARCHAR(n)`.
+fn declared_length(upper: &str) -> Option<u32> {
+    upper
+        .split_once('(')?
+        .1
+        .split_once(')')?
+        .0
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The scale of `NUMERIC(p, s)` (0 for `NUMERIC(p)`).
@@ -300,7 +337,15 @@ mod tests {
         assert_eq!(PgType::for_declared("smallint"), Some(PgType::Int2));
         assert_eq!(PgType::for_declared("UNSIGNED BIG INT"), Some(PgType::Int8));
         assert_eq!(PgType::for_declared("bigint"), Some(PgType::Int8));
-        assert_eq!(PgType::for_declared("VARCHAR(20)"), Some(PgType::Text));
+        assert_eq!(
+            PgType::for_declared("VARCHAR(20)"),
+            Some(PgType::Varchar(Some(20)))
+        );
+        assert_eq!(PgType::Varchar(Some(20)).type_modifier(), 24);
+        assert_eq!(
+            PgType::for_declared("character varying"),
+            Some(PgType::Varchar(None))
+        );
         assert_eq!(
             PgType::for_declared("double precision"),
             Some(PgType::Float8)

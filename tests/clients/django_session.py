@@ -153,9 +153,11 @@ def crud(ports):
     call_command("inspectdb", "shop_book", "shop_author", stdout=out)
     model = out.getvalue()
     assert "class ShopBook(models.Model)" in model and "models.ForeignKey('ShopAuthor'" in model, model
-    for field in ("price = models.DecimalField(", "in_print = models.BooleanField()",
+    for field in ("title = models.CharField(max_length=200)",
+                  "name = models.CharField(unique=True, max_length=100)",
+                  "price = models.DecimalField(", "in_print = models.BooleanField()",
                   "added = models.DateTimeField()", "meta = models.JSONField()",
-                  "born = models.DateField(blank=True, null=True)", "(unique=True)"):
+                  "born = models.DateField(blank=True, null=True)"):
         assert field in model, f"{field} not in {model}"
 
 

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 
 use super::functions::Definitions;
 use crate::pgwire::dialect::enums::ENUM_VIEW_PREFIX;
-use crate::pgwire::dialect::rebuild::declared_foreign_keys;
+use crate::pgwire::dialect::rebuild::{DeclaredForeignKey, declared_foreign_keys};
 use crate::pgwire::types::PgType;
 
 /// First object id given to user tables, views and indexes (PostgreSQL's FirstNormalObjectId).
@@ -26,6 +26,39 @@ pub struct SchemaObject {
     pub name: String,
     pub table: String,
     pub sql: Option<String>,
+}
+
+/// A foreign key as SQLite reports it, with what its declaration adds.
+struct Reference {
+    table: String,
+    from: Vec<String>,
+    to: Vec<String>,
+    /// PostgreSQL's action codes: `a` no action, `r` restrict, `c` cascade, `n` set null,
+    /// `d` set default.
+    on_update: char,
+    on_delete: char,
+    deferred: bool,
+}
+
+fn action_code(action: &str) -> char {
+    match action.to_ascii_uppercase().as_str() {
+        "RESTRICT" => 'r',
+        "CASCADE" => 'c',
+        "SET NULL" => 'n',
+        "SET DEFAULT" => 'd',
+        _ => 'a',
+    }
+}
+
+fn action_clause(event: &str, code: char) -> String {
+    let action = match code {
+        'r' => "RESTRICT",
+        'c' => "CASCADE",
+        'n' => "SET NULL",
+        'd' => "SET DEFAULT",
+        _ => return String::new(),
+    };
+    format!(" ON {event} {action}")
 }
 
 /// The user's tables, views, indexes and triggers (Shoal's own and SQLite's left out).
@@ -406,15 +439,23 @@ impl<'a> Filler<'a> {
         index_oid: i64,
         referenced_oid: i64,
         columns: &[String],
-        references: Option<(&str, &[String])>,
+        references: Option<&Reference>,
     ) -> rusqlite::Result<()> {
         let oid = self.next_constraint_oid;
         self.next_constraint_oid += 1;
         let definition = match (kind, references) {
-            ('f', Some((table, referenced))) => format!(
-                "FOREIGN KEY ({}) REFERENCES {table}({})",
+            ('f', Some(reference)) => format!(
+                "FOREIGN KEY ({}) REFERENCES {}({}){}{}{}",
                 columns.join(", "),
-                referenced.join(", ")
+                reference.table,
+                reference.to.join(", "),
+                action_clause("UPDATE", reference.on_update),
+                action_clause("DELETE", reference.on_delete),
+                if reference.deferred {
+                    " DEFERRABLE INITIALLY DEFERRED"
+                } else {
+                    ""
+                }
             ),
             ('p', _) => format!("PRIMARY KEY ({})", columns.join(", ")),
             _ => format!("UNIQUE ({})", columns.join(", ")),
@@ -429,7 +470,11 @@ impl<'a> Filler<'a> {
         );
         // The referenced columns' numbers in their table (its primary key when unnamed).
         let referenced_key = match references {
-            Some((table, referenced)) => {
+            Some(Reference {
+                table,
+                to: referenced,
+                ..
+            }) => {
                 let mut numbers = Vec::new();
                 for column in referenced {
                     let number: Option<i64> = self
@@ -452,8 +497,8 @@ impl<'a> Filler<'a> {
                condeferred, convalidated, conrelid, contypid, conindid, conparentid, confrelid,
                confupdtype, confdeltype, confmatchtype, conislocal, coninhcount, connoinherit,
                conkey, confkey, shoal_definition)
-             VALUES (?1, ?2, 2200, ?3, 0, 0, 1, ?4, 0, ?5, 0, ?6, 'a', 'a', 's', 1, 0, 1, ?7, ?8,
-               ?9)",
+             VALUES (?1, ?2, 2200, ?3, ?10, ?10, 1, ?4, 0, ?5, 0, ?6, ?11, ?12, 's', 1, 0, 1, ?7,
+               ?8, ?9)",
             params![
                 oid,
                 name,
@@ -463,7 +508,10 @@ impl<'a> Filler<'a> {
                 referenced_oid,
                 key,
                 referenced_key,
-                definition
+                definition,
+                references.is_some_and(|r| r.deferred),
+                references.map_or('a', |r| r.on_update).to_string(),
+                references.map_or('a', |r| r.on_delete).to_string(),
             ],
         )?;
         self.definitions.constraints.insert(oid, definition);
@@ -471,43 +519,59 @@ impl<'a> Filler<'a> {
     }
 
     fn foreign_keys(&mut self, relation: &Relation<'_>) -> rusqlite::Result<()> {
-        let rows: Vec<(i64, String, String, Option<String>)> = self
+        type Row = (i64, String, String, Option<String>, String, String);
+        let rows: Vec<Row> = self
             .source
             .prepare(
-                "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) \
-                 ORDER BY id, seq",
+                "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete \
+                 FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
             )?
             .query_map([&relation.object.name], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        let mut keys: BTreeMap<i64, (String, Vec<String>, Vec<String>)> = BTreeMap::new();
-        for (id, table, from, to) in rows {
-            let key = keys
-                .entry(id)
-                .or_insert_with(|| (table, Vec::new(), Vec::new()));
-            key.1.push(from);
-            key.2.push(to.unwrap_or_default());
+        let mut keys: BTreeMap<i64, Reference> = BTreeMap::new();
+        for (id, table, from, to, on_update, on_delete) in rows {
+            let key = keys.entry(id).or_insert_with(|| Reference {
+                table,
+                from: Vec::new(),
+                to: Vec::new(),
+                on_update: action_code(&on_update),
+                on_delete: action_code(&on_delete),
+                deferred: false,
+            });
+            key.from.push(from);
+            key.to.push(to.unwrap_or_default());
         }
         // Named as declared, else as PostgreSQL names them (`t_a_fkey`), told apart by their
         // columns (SQLite numbers them, not in declaration order).
         let mut declared =
             declared_foreign_keys(relation.object.sql.as_deref().unwrap_or_default());
         let mut names_used: Vec<String> = Vec::new();
-        for (table, from, to) in keys.into_values() {
-            let same_columns = |columns: &Vec<String>| {
-                columns.len() == from.len()
-                    && columns
+        for mut reference in keys.into_values() {
+            let same_columns = |key: &DeclaredForeignKey| {
+                key.columns.len() == reference.from.len()
+                    && key
+                        .columns
                         .iter()
-                        .zip(&from)
+                        .zip(&reference.from)
                         .all(|(a, b)| a.eq_ignore_ascii_case(b))
             };
             let given = declared
                 .iter()
-                .position(|(_, columns)| same_columns(columns))
-                .and_then(|at| declared.remove(at).0);
-            let base = given
-                .unwrap_or_else(|| format!("{}_{}_fkey", relation.object.name, from.join("_")));
+                .position(same_columns)
+                .map(|at| declared.remove(at));
+            reference.deferred = given.as_ref().is_some_and(|key| key.deferred);
+            let base = given.and_then(|key| key.name).unwrap_or_else(|| {
+                format!("{}_{}_fkey", relation.object.name, reference.from.join("_"))
+            });
             let mut name = base.clone();
             let mut next = 1;
             while names_used.contains(&name) {
@@ -515,7 +579,8 @@ impl<'a> Filler<'a> {
                 next += 1;
             }
             names_used.push(name.clone());
-            let referenced_oid = self.oid_of(&table);
+            let referenced_oid = self.oid_of(&reference.table);
+            let from = reference.from.clone();
             self.constraint(
                 relation,
                 'f',
@@ -523,7 +588,7 @@ impl<'a> Filler<'a> {
                 0,
                 referenced_oid,
                 &from,
-                Some((&table, &to)),
+                Some(&reference),
             )?;
         }
         Ok(())

@@ -114,6 +114,12 @@ const CODE_REPLACEMENTS: &[(&str, &str)] = &[
         " REGEXP ",
     ),
     (r"(?i)\s+COLLATE\s+pg_catalog\s*\.\s*default", ""),
+    // PostgreSQL takes any keyword as a column label after AS (Sequelize's `AS primary`);
+    // SQLite's reserved words need quotes.
+    (
+        r"(?i)\bAS\s+(primary|unique|default|check|references|constraint|order|group|table|index|foreign|collate|values|limit|offset|transaction|natural|escape)\b",
+        "AS \"$1\"",
+    ),
     (r"(?i)\bpg_catalog\s*\.\s*", ""),
     (r"(?i)\binformation_schema\s*\.\s*", "information_schema_"),
     // A relation is its own only partition ancestor.

@@ -83,6 +83,11 @@ CREATE VIEW pg_tables AS SELECT n.nspname AS schemaname, c.relname AS tablename,
   'shoal' AS tableowner, NULL AS tablespace, c.relhasindex AS hasindexes, 0 AS hasrules,
   c.relhastriggers AS hastriggers, 0 AS rowsecurity
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r';
+CREATE VIEW pg_statio_all_tables AS SELECT c.oid AS relid, n.nspname AS schemaname,
+  c.relname AS relname, 0 AS heap_blks_read, 0 AS heap_blks_hit, 0 AS idx_blks_read,
+  0 AS idx_blks_hit
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r';
+CREATE VIEW pg_statio_user_tables AS SELECT * FROM pg_statio_all_tables;
 CREATE VIEW pg_views AS SELECT n.nspname AS schemaname, c.relname AS viewname,
   'shoal' AS viewowner, NULL AS definition
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'v';
@@ -132,6 +137,41 @@ CREATE VIEW information_schema_columns AS SELECT 'shoal' AS table_catalog,
   LEFT JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   WHERE c.relkind IN ('r', 'v') AND a.attnum > 0;
+-- Constraints by the SQL standard's views (Sequelize and TypeORM read foreign keys so).
+CREATE VIEW information_schema_table_constraints AS SELECT 'shoal' AS constraint_catalog,
+  'public' AS constraint_schema, c.conname AS constraint_name, 'shoal' AS table_catalog,
+  'public' AS table_schema, t.relname AS table_name,
+  CASE c.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' WHEN 'f' THEN 'FOREIGN KEY'
+    ELSE 'CHECK' END AS constraint_type,
+  CASE WHEN c.condeferrable THEN 'YES' ELSE 'NO' END AS is_deferrable,
+  CASE WHEN c.condeferred THEN 'YES' ELSE 'NO' END AS initially_deferred,
+  'YES' AS enforced, NULL AS nulls_distinct
+  FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid;
+CREATE VIEW information_schema_key_column_usage AS SELECT 'shoal' AS constraint_catalog,
+  'public' AS constraint_schema, c.conname AS constraint_name, 'shoal' AS table_catalog,
+  'public' AS table_schema, t.relname AS table_name, a.attname AS column_name,
+  k.key + 1 AS ordinal_position,
+  CASE WHEN c.contype = 'f' THEN k.key + 1 END AS position_in_unique_constraint
+  FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+  JOIN json_each(shoal_array_json(c.conkey)) k
+  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.value
+  WHERE c.contype IN ('p', 'u', 'f');
+CREATE VIEW information_schema_constraint_column_usage AS SELECT 'shoal' AS table_catalog,
+  'public' AS table_schema, t.relname AS table_name, a.attname AS column_name,
+  'shoal' AS constraint_catalog, 'public' AS constraint_schema, c.conname AS constraint_name
+  FROM pg_constraint c
+  JOIN pg_class t ON t.oid = CASE WHEN c.contype = 'f' THEN c.confrelid ELSE c.conrelid END
+  JOIN json_each(shoal_array_json(CASE WHEN c.contype = 'f' THEN c.confkey ELSE c.conkey END)) k
+  JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.value;
+CREATE VIEW information_schema_referential_constraints AS SELECT 'shoal' AS constraint_catalog,
+  'public' AS constraint_schema, c.conname AS constraint_name,
+  'shoal' AS unique_constraint_catalog, 'public' AS unique_constraint_schema,
+  NULL AS unique_constraint_name, 'NONE' AS match_option,
+  CASE c.confupdtype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT'
+    WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END AS update_rule,
+  CASE c.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT'
+    WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END AS delete_rule
+  FROM pg_constraint c WHERE c.contype = 'f';
 CREATE VIEW information_schema_schemata AS SELECT 'shoal' AS catalog_name,
   nspname AS schema_name, 'shoal' AS schema_owner FROM pg_namespace;
 INSERT INTO pg_namespace VALUES (11, 'pg_catalog', 10, NULL), (2200, 'public', 10, NULL),

@@ -93,6 +93,9 @@ fn type_of(expr: &Expr, select: &Select, depth: usize) -> Option<PgType> {
                 "array" if matches!(function.args, FunctionArguments::Subquery(_)) => {
                     Some(PgType::TextArray)
                 }
+                "array_agg" if first_argument(function).is_some_and(is_name_column) => {
+                    Some(PgType::NameArray)
+                }
                 "array_agg" => match first_argument(function)
                     .and_then(|argument| type_of(argument, select, depth))
                 {
@@ -104,6 +107,38 @@ fn type_of(expr: &Expr, select: &Select, depth: usize) -> Option<PgType> {
         }
         _ => None,
     }
+}
+
+/// Catalog columns of PostgreSQL's `name` type: an array of them is `name[]`.
+const NAME_COLUMNS: &[&str] = &[
+    "attname",
+    "relname",
+    "conname",
+    "nspname",
+    "typname",
+    "proname",
+    "rolname",
+    "datname",
+    "collname",
+    "amname",
+    "tgname",
+    "evtname",
+    "enumlabel",
+];
+
+/// Whether `expr` is a catalog column of type `name` (`a.attname`).
+fn is_name_column(expr: &Expr) -> bool {
+    let column = match expr {
+        Expr::Identifier(ident) => ident,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(last) => last,
+            None => return false,
+        },
+        _ => return false,
+    };
+    NAME_COLUMNS
+        .iter()
+        .any(|name| column.value.eq_ignore_ascii_case(name))
 }
 
 /// The type of column `column` of the derived table `alias` in `select`'s FROM.

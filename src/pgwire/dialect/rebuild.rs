@@ -190,25 +190,44 @@ fn mentions(sql: &str, table: &str) -> bool {
     })
 }
 
-/// The foreign keys a `CREATE TABLE` declares, in order: the name it gives each (if any) and
-/// each one's columns. Empty when the statement cannot be read.
-pub fn declared_foreign_keys(sql: &str) -> Vec<(Option<String>, Vec<String>)> {
+/// A foreign key as a `CREATE TABLE` declares it.
+pub struct DeclaredForeignKey {
+    pub name: Option<String>,
+    pub columns: Vec<String>,
+    /// DEFERRABLE INITIALLY DEFERRED.
+    pub deferred: bool,
+}
+
+/// The foreign keys a `CREATE TABLE` declares, in order. Empty when the statement cannot be
+/// read.
+pub fn declared_foreign_keys(sql: &str) -> Vec<DeclaredForeignKey> {
     let Some(definition) = parse_table(sql) else {
         return Vec::new();
+    };
+    let deferred = |fk: &ForeignKeyConstraint| {
+        fk.characteristics.as_ref().is_some_and(|c| {
+            c.deferrable == Some(true) && c.initially == Some(DeferrableInitial::Deferred)
+        })
     };
     let mut keys = Vec::new();
     for column in &definition.columns {
         for option in &column.options {
-            if matches!(option.option, ColumnOption::ForeignKey(_)) {
-                let name = option.name.as_ref().map(|n| n.value.clone());
-                keys.push((name, vec![column.name.value.clone()]));
+            if let ColumnOption::ForeignKey(fk) = &option.option {
+                keys.push(DeclaredForeignKey {
+                    name: option.name.as_ref().map(|n| n.value.clone()),
+                    columns: vec![column.name.value.clone()],
+                    deferred: deferred(fk),
+                });
             }
         }
     }
     for constraint in &definition.constraints {
         if let TableConstraint::ForeignKey(fk) = constraint {
-            let name = fk.name.as_ref().map(|n| n.value.clone());
-            keys.push((name, fk.columns.iter().map(|c| c.value.clone()).collect()));
+            keys.push(DeclaredForeignKey {
+                name: fk.name.as_ref().map(|n| n.value.clone()),
+                columns: fk.columns.iter().map(|c| c.value.clone()).collect(),
+                deferred: deferred(fk),
+            });
         }
     }
     keys

@@ -346,6 +346,17 @@ impl VisitorMut for Rewriter {
                 Err(construct) => return self.refuse(construct),
             }
         }
+        // `DROP TABLE … CASCADE`: SQLite drops no dependent objects and has no such word (a
+        // view naming the table stays and fails when read; other tables' foreign keys stay).
+        if let Statement::Drop {
+            cascade, restrict, ..
+        } = statement
+            && (*cascade || *restrict)
+        {
+            *cascade = false;
+            *restrict = false;
+            self.changed = true;
+        }
         if let Statement::CreateTable(table) = statement {
             for column in &mut table.columns {
                 // SERIAL and IDENTITY columns number rows: an INTEGER (with PRIMARY KEY,
