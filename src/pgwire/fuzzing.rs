@@ -38,7 +38,7 @@ pub fn rewrite(statement: &str) {
     if let Ok(translation) = crate::pgwire::dialect::translate(statement)
         && let Some(plan) = &translation.alter
     {
-        use crate::pgwire::dialect::rebuild::{SchemaObject, rebuild_statements};
+        use crate::pgwire::dialect::rebuild::SchemaObject;
         let schema: Vec<SchemaObject> = FUZZ_SCHEMA
             .iter()
             .map(|(kind, name, table, sql)| SchemaObject {
@@ -48,13 +48,7 @@ pub fn rewrite(statement: &str) {
                 sql: sql.to_string(),
             })
             .collect();
-        let _ = rebuild_statements(
-            &plan.table_name,
-            plan.if_exists,
-            &plan.rebuild,
-            &schema,
-            &["c".to_string()],
-        );
+        let _ = plan.rebuild_statements(&schema, &["c".to_string()]);
     }
     let _ = to_sqlite(statement);
     let _ = rewrite_parameters(statement);

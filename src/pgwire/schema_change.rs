@@ -15,9 +15,7 @@ use crate::catalog::databases::Databases;
 use crate::db::dump::quote_identifier;
 use crate::pgwire::backend::session_database;
 use crate::pgwire::dialect::AlterPlan;
-use crate::pgwire::dialect::rebuild::{
-    RebuildError, SCHEMA_QUERY, SchemaObject, guarded_children, rebuild_statements,
-};
+use crate::pgwire::dialect::rebuild::{RebuildError, SCHEMA_QUERY, SchemaObject, guarded_children};
 use crate::pgwire::session::Session;
 use crate::pgwire::sqlstate::{self, error_info, service_error, statement_error};
 use crate::pgwire::transaction::Transactions;
@@ -101,14 +99,9 @@ async fn alter_in_transaction(
             occupied.push(child);
         }
     }
-    let statements = rebuild_statements(
-        &plan.table_name,
-        plan.if_exists,
-        &plan.rebuild,
-        &schema,
-        &occupied,
-    )
-    .map_err(|error| rebuild_error(&error))?;
+    let statements = plan
+        .rebuild_statements(&schema, &occupied)
+        .map_err(|error| rebuild_error(&error))?;
     for statement in statements {
         run(transactions, session, statement).await?;
     }

@@ -29,6 +29,24 @@ pub struct AlterPlan {
     pub rebuild: Vec<AlterTableOperation>,
 }
 
+impl AlterPlan {
+    /// The rebuild's statements given the schema as read and which guarded referencing tables
+    /// hold rows (see `rebuild::rebuild_statements`).
+    pub fn rebuild_statements(
+        &self,
+        schema: &[super::rebuild::SchemaObject],
+        occupied: &[String],
+    ) -> Result<Vec<String>, super::rebuild::RebuildError> {
+        super::rebuild::rebuild_statements(
+            &self.table_name,
+            self.if_exists,
+            &self.rebuild,
+            schema,
+            occupied,
+        )
+    }
+}
+
 /// What an `ALTER TABLE` becomes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Alter {

@@ -649,14 +649,9 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        let statements = rebuild_statements(
-            &plan.table_name,
-            plan.if_exists,
-            &plan.rebuild,
-            &schema,
-            &occupied,
-        )
-        .map_err(|e| format!("{e:?}"))?;
+        let statements = plan
+            .rebuild_statements(&schema, &occupied)
+            .map_err(|e| format!("{e:?}"))?;
         for statement in statements {
             transaction
                 .execute(&statement, [])
