@@ -36,8 +36,8 @@ pub async fn run_alter(
     if database.sharded().is_some() {
         return Err(error_info(
             sqlstate::FEATURE_NOT_SUPPORTED,
-            "ALTER TABLE that changes constraints, column definitions or several things at once \
-             is not supported on a sharded database yet (Shoal rebuilds the table for it)",
+            "ALTER TABLE that changes constraints, column definitions or several things at once, \
+             and COMMENT ON, are not supported on a sharded database yet",
         ));
     }
     let own_transaction = !session.in_transaction();

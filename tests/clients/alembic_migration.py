@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Alembic against Shoal's PostgreSQL endpoint, as a project uses it: models created with
-SQLAlchemy's create_all; autogenerate compared with the reflected schema finds nothing to do;
+"""Alembic against Shoal's PostgreSQL endpoint, as a project uses it: models (with table and
+column comments) created with SQLAlchemy's create_all; autogenerate compared with the reflected
+schema finds nothing to do;
 then a migration script (run by Alembic's own command API from a migration directory made by
 `alembic init`) adds a column and an index, alters a column, and adds a foreign key — upgraded,
 checked by reflection on every node, downgraded and checked again.
@@ -26,8 +27,9 @@ from sqlalchemy import (Boolean, Column, DateTime, ForeignKey, Integer, MetaData
 metadata = MetaData()
 Table("al_authors", metadata,
       Column("id", Integer, primary_key=True),
-      Column("name", String(80), nullable=False, unique=True),
-      Column("bio", Text))
+      Column("name", String(80), nullable=False, unique=True, comment="as printed"),
+      Column("bio", Text),
+      comment="people who write")
 Table("al_books", metadata,
       Column("id", Integer, primary_key=True),
       Column("author_id", Integer, ForeignKey("al_authors.id"), nullable=False, index=True),
@@ -153,6 +155,9 @@ def main():
     for port in ports:
         eventually(port, no_changes_to_autogenerate)
     autogenerate_sees_a_change(engine)
+    insp = inspect(engine)
+    assert insp.get_table_comment("al_authors") == {"text": "people who write"}
+    assert {c["name"]: c.get("comment") for c in insp.get_columns("al_authors")}["name"] == "as printed"
 
     with tempfile.TemporaryDirectory() as directory:
         ini = str(Path(directory) / "alembic.ini")

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 
 use super::functions::Definitions;
+use crate::pgwire::dialect::comments::COMMENT_VIEW_PREFIX;
 use crate::pgwire::dialect::enums::ENUM_VIEW_PREFIX;
 use crate::pgwire::dialect::rebuild::{DeclaredForeignKey, declared_foreign_keys};
 use crate::pgwire::types::PgType;
@@ -165,9 +166,11 @@ impl<'a> Filler<'a> {
 
     /// Enters every object; returns what the catalog functions need.
     pub fn fill(mut self, objects: &[SchemaObject]) -> rusqlite::Result<Definitions> {
+        let mut comments = Vec::new();
         for object in objects {
             match object.kind.as_str() {
                 "view" if object.name.starts_with(ENUM_VIEW_PREFIX) => self.enum_type(object)?,
+                "view" if object.name.starts_with(COMMENT_VIEW_PREFIX) => comments.push(object),
                 "table" | "view" => {
                     let relation = self.relation(object)?;
                     if let Some(key) = relation.rowid_key() {
@@ -179,6 +182,9 @@ impl<'a> Filler<'a> {
                 "trigger" => self.trigger(object)?,
                 _ => {}
             }
+        }
+        for object in comments {
+            self.comment(object)?;
         }
         for (i, declared) in self.definitions.declared.iter().enumerate() {
             self.catalog.execute(
@@ -591,6 +597,44 @@ impl<'a> Filler<'a> {
                 Some(&reference),
             )?;
         }
+        Ok(())
+    }
+
+    /// The `pg_description` row of a comment (kept as a one-row view: see `dialect::comments`).
+    fn comment(&mut self, object: &SchemaObject) -> rusqlite::Result<()> {
+        let (relation, column, text): (String, Option<String>, String) = self.source.query_row(
+            &format!(
+                "SELECT relation, column_name, comment FROM \"{}\"",
+                object.name.replace('"', "\"\"")
+            ),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        let oid = self.oid_of(&relation);
+        if oid == 0 {
+            // The table was dropped since.
+            return Ok(());
+        }
+        let subid: i64 = match &column {
+            Some(column) => self
+                .source
+                .query_row(
+                    "SELECT cid + 1 FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+                    params![relation, column],
+                    |row| row.get(0),
+                )
+                .unwrap_or(0),
+            None => 0,
+        };
+        if column.is_some() && subid == 0 {
+            return Ok(());
+        }
+        self.catalog.execute(
+            "INSERT INTO pg_description(objoid, classoid, objsubid, description)
+             VALUES (?1, 1259, ?2, ?3)",
+            params![oid, subid, text],
+        )?;
+        self.definitions.comments.insert((oid, subid), text);
         Ok(())
     }
 

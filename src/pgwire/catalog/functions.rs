@@ -19,6 +19,8 @@ pub struct Definitions {
     pub relations: BTreeMap<i64, String>,
     /// `pg_get_triggerdef` by trigger oid.
     pub triggers: BTreeMap<i64, String>,
+    /// Comments by relation oid and column number (0: the relation's own).
+    pub comments: BTreeMap<(i64, i64), String>,
 }
 
 /// The catalog functions psql and drivers call (any argument count, as PostgreSQL's have
@@ -83,8 +85,6 @@ pub fn register_functions(
         catalog.create_scalar_function(name, any, flags, move |_| Ok(value))?;
     }
     for name in [
-        "obj_description",
-        "col_description",
         "shobj_description",
         // No column is backed by a sequence (SERIAL columns are SQLite rowids).
         "pg_get_serial_sequence",
@@ -130,7 +130,54 @@ pub fn register_functions(
         constraints,
         relations,
         triggers,
+        comments,
     } = definitions;
+    // obj_description(oid[, catalog]) and col_description(oid, column): comments kept by
+    // `COMMENT ON` (relations only: other objects have none).
+    // (A relation named by text, `'books'::regclass`, is looked up by name.)
+    let by_name: BTreeMap<String, i64> = relations
+        .iter()
+        .map(|(oid, name)| (name.to_lowercase(), *oid))
+        .collect();
+    let relation_oid = std::sync::Arc::new(
+        move |context: &rusqlite::functions::Context<'_>| -> rusqlite::Result<Option<i64>> {
+            if let Some(oid) = oid_argument(context, 0)? {
+                return Ok(Some(oid));
+            }
+            Ok(match context.get_raw(0) {
+                rusqlite::types::ValueRef::Text(name) => std::str::from_utf8(name)
+                    .ok()
+                    .and_then(|name| by_name.get(&name.trim_matches('"').to_lowercase()))
+                    .copied(),
+                _ => None,
+            })
+        },
+    );
+    let regclass = relation_oid.clone();
+    catalog.create_scalar_function("shoal_regclass_oid", 1, flags, move |context| {
+        if let rusqlite::types::ValueRef::Text(name) = context.get_raw(0)
+            && let Some(oid) = std::str::from_utf8(name).ok().and_then(system_catalog_oid)
+        {
+            return Ok(Some(oid));
+        }
+        regclass(context)
+    })?;
+    let comments = std::sync::Arc::new(comments);
+    let relation_comments = comments.clone();
+    let oid_of_relation = relation_oid.clone();
+    catalog.create_scalar_function("obj_description", any, flags, move |context| {
+        let oid = oid_of_relation(context)?;
+        Ok(oid.and_then(|oid| relation_comments.get(&(oid, 0)).cloned()))
+    })?;
+    catalog.create_scalar_function("col_description", any, flags, move |context| {
+        let oid = relation_oid(context)?;
+        let column = if context.len() > 1 {
+            oid_argument(context, 1)?
+        } else {
+            None
+        };
+        Ok(oid.zip(column).and_then(|key| comments.get(&key).cloned()))
+    })?;
     catalog.create_scalar_function("pg_get_triggerdef", any, flags, move |context| {
         let oid = oid_argument(context, 0)?;
         Ok(oid.and_then(|oid| triggers.get(&oid).cloned()))
@@ -187,6 +234,22 @@ pub fn register_functions(
 }
 
 /// An oid argument, given as a number or as text (psql quotes oids: `'16384'`).
+/// The oid of a system catalog named as `'pg_catalog.pg_class'::regclass` names it.
+fn system_catalog_oid(name: &str) -> Option<i64> {
+    let name = name.trim().trim_start_matches("pg_catalog.");
+    Some(match name {
+        "pg_class" => 1259,
+        "pg_type" => 1247,
+        "pg_attribute" => 1249,
+        "pg_proc" => 1255,
+        "pg_namespace" => 2615,
+        "pg_constraint" => 2606,
+        "pg_index" => 2610,
+        "pg_description" => 2609,
+        _ => return None,
+    })
+}
+
 fn oid_argument(
     context: &rusqlite::functions::Context<'_>,
     index: usize,

@@ -40,6 +40,9 @@ pub fn is_catalog_query(sql: &str) -> bool {
         "information_schema",
         "to_regtype",
         "to_regclass",
+        "obj_description",
+        "col_description",
+        "pg_description",
     ];
     let mut code = String::with_capacity(sql.len());
     crate::sqltext::for_each_code_char(sql, |_, c| code.push(c.to_ascii_lowercase()));

@@ -100,6 +100,16 @@ fn rewrite_code(code: &str) -> String {
 
 /// Patterns and replacements applied to code, in order.
 const CODE_REPLACEMENTS: &[(&str, &str)] = &[
+    // A parameter cast to regclass (SQLAlchemy's `CAST($1 AS REGCLASS)` with 'pg_class' or a
+    // table's name bound): the relation's oid.
+    (
+        r"(?i)\bCAST\s*\(\s*([$?]\d+)\s+AS\s+(?:pg_catalog\s*\.\s*)?regclass\s*\)",
+        "shoal_regclass_oid($1)",
+    ),
+    (
+        r"(?i)([$?]\d+)\s*::\s*(?:pg_catalog\s*\.\s*)?regclass\b",
+        "shoal_regclass_oid($1)",
+    ),
     // An oid cast to regclass shows the relation's name.
     (
         r"(?i)\b([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*::\s*(?:pg_catalog\s*\.\s*)?regclass\b",

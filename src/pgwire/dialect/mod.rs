@@ -13,6 +13,7 @@
 //!   rewrites of `split.rs`.
 
 mod alter;
+pub mod comments;
 pub mod enums;
 mod functions;
 mod hints;
@@ -128,6 +129,15 @@ fn translate_uncached(sql: &str) -> Translated {
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(Vec::new()),
     };
+    if let Some(plan) = comments::comment_statement(&statements[0]) {
+        return plan.map(|plan| {
+            Arc::new(Translation {
+                sql: sql.to_string(),
+                column_types: Vec::new(),
+                alter: Some(Arc::new(plan)),
+            })
+        });
+    }
     if let Some(statement) = enums::type_statement(&statements[0]) {
         return statement.map(|sql| {
             Arc::new(Translation {
@@ -409,6 +419,25 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(refused.contains("parameters"), "{refused}");
+    }
+
+    #[test]
+    fn comments_are_kept_as_one_row_views_and_other_objects_refused() {
+        let plan = |sql: &str| translate(sql).unwrap().alter.clone().expect(sql);
+        let set = plan("COMMENT ON COLUMN public.books.title IS 'it''s the title'");
+        assert_eq!(
+            set.native,
+            [
+                "SELECT \"books\".\"title\" FROM \"books\" LIMIT 0",
+                "DROP VIEW IF EXISTS \"shoal_comment_books.title\"",
+                "CREATE VIEW \"shoal_comment_books.title\" AS SELECT 'books' AS relation, \
+                 'title' AS column_name, 'it''s the title' AS comment"
+            ]
+        );
+        let removed = plan("COMMENT ON TABLE books IS NULL");
+        assert_eq!(removed.native.len(), 2);
+        let refused = translate("COMMENT ON INDEX i IS 'x'").unwrap_err().0;
+        assert!(refused.contains("COMMENT ON INDEX"), "{refused}");
     }
 
     #[test]
