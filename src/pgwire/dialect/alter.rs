@@ -14,7 +14,8 @@ use sqlparser::ast::{
 
 use super::Unsupported;
 
-/// An `ALTER TABLE` whose SQLite statements depend on the table's current definition.
+/// An `ALTER TABLE` whose SQLite statements depend on the table's current definition (also the
+/// statements of a `COMMENT ON`, which run the same way: `native` only).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterPlan {
     /// The table's name as written (quoted as the client quoted it).

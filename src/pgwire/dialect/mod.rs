@@ -62,8 +62,9 @@ pub struct Translation {
     /// The PostgreSQL types of leading result columns where the statement names them
     /// (`now()`, `x::date`); `None` or absent: from declared types and values.
     pub column_types: Vec<Option<PgType>>,
-    /// An `ALTER TABLE` whose statements are made from the schema when it runs (`sql` is then
-    /// the statement as written).
+    /// A schema change run as several statements in one transaction, some of them made from
+    /// the schema when it runs: ALTER TABLE forms SQLite lacks, COMMENT ON (`sql` is then the
+    /// statement as written).
     pub alter: Option<Arc<AlterPlan>>,
 }
 
