@@ -187,9 +187,42 @@ impl Backend {
 
     /// Runs an `ALTER TABLE` made from the schema (see `schema_change`).
     async fn run_alter(&self, session: &Session, sql: &str, plan: &dialect::AlterPlan) -> Response {
+        // On a sharded database a CREATE TABLE goes to the router as written (enum values are
+        // not checked there).
+        if let Some(create) = &plan.create {
+            let sharded = session_database(&self.databases, session)
+                .await
+                .is_ok_and(|database| database.sharded().is_some());
+            if sharded {
+                return self.run_as_written(session, sql, create).await;
+            }
+        }
         match schema_change::run_alter(&self.transactions, &self.databases, session, plan).await {
             Ok(()) => Response::Execution(command_tag(sql, 0)),
             Err(info) => Response::Error(info),
+        }
+    }
+
+    /// Runs `text` (SQLite's form of `sql`) as one statement, in the session's transaction
+    /// if one is open.
+    async fn run_as_written(&self, session: &Session, sql: &str, text: &str) -> Response {
+        let statement = Statement::plain(text.to_string());
+        if session.in_transaction() {
+            return match self.transactions.execute(session, statement).await {
+                Ok(result) => in_transaction_response(sql, result),
+                Err(info) => Response::Error(info),
+            };
+        }
+        match self
+            .run(session, RequestKind::Unified, vec![statement], false)
+            .await
+        {
+            Ok(mut results) if results.len() == 1 => simple_response(sql, results.remove(0)),
+            Ok(results) => Response::Error(error_info(
+                sqlstate::INTERNAL_ERROR,
+                format!("expected one result, got {}", results.len()),
+            )),
+            Err(error) => Response::Error(service_error(&error)),
         }
     }
 

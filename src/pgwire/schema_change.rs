@@ -15,6 +15,7 @@ use crate::catalog::databases::Databases;
 use crate::db::dump::quote_identifier;
 use crate::pgwire::backend::session_database;
 use crate::pgwire::dialect::AlterPlan;
+use crate::pgwire::dialect::enums::with_enum_checks;
 use crate::pgwire::dialect::rebuild::{RebuildError, SCHEMA_QUERY, SchemaObject, guarded_children};
 use crate::pgwire::session::Session;
 use crate::pgwire::sqlstate::{self, error_info, service_error, statement_error};
@@ -80,6 +81,9 @@ async fn alter_in_transaction(
     for native in &plan.native {
         run(transactions, session, native.clone()).await?;
     }
+    if let Some(create) = &plan.create {
+        return create_with_enum_checks(transactions, session, plan, create).await;
+    }
     if plan.rebuild.is_empty() {
         return Ok(());
     }
@@ -90,12 +94,7 @@ async fn alter_in_transaction(
     for child in guarded_children(&plan.table_name, &schema) {
         let probe = format!("SELECT EXISTS (SELECT 1 FROM {})", quote_identifier(&child));
         let result = run(transactions, session, probe).await?;
-        let holds_rows = result
-            .rows
-            .and_then(|rows| rows.values.into_iter().next())
-            .and_then(|row| row.into_iter().next())
-            .is_some_and(|value| value == SqlValue::Integer(1));
-        if holds_rows {
+        if first_value(result) == Some(SqlValue::Integer(1)) {
             occupied.push(child);
         }
     }
@@ -106,6 +105,56 @@ async fn alter_in_transaction(
         run(transactions, session, statement).await?;
     }
     Ok(())
+}
+
+/// Runs `create`, its enum-typed columns checked against their types' labels (read in the
+/// transaction: a type changed meanwhile fails the commit).
+async fn create_with_enum_checks(
+    transactions: &Transactions,
+    session: &Session,
+    plan: &AlterPlan,
+    create: &str,
+) -> Result<(), Box<ErrorInfo>> {
+    let mut labels = Vec::new();
+    for column in &plan.enum_columns {
+        let probe = format!(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = '{}'",
+            column.view.replace('\'', "''")
+        );
+        let found = run(transactions, session, probe).await?;
+        if first_value(found) != Some(SqlValue::Integer(1)) {
+            continue;
+        }
+        let read = format!(
+            "SELECT label FROM {} ORDER BY sort_order",
+            quote_identifier(&column.view)
+        );
+        let rows = run(transactions, session, read).await?;
+        let values: Vec<String> = rows
+            .rows
+            .map(|rows| rows.values)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| match row.into_iter().next() {
+                Some(SqlValue::Text(label)) => Some(label),
+                _ => None,
+            })
+            .collect();
+        labels.push((column.clone(), values));
+    }
+    let sql = if labels.is_empty() {
+        create.to_string()
+    } else {
+        with_enum_checks(create, &labels).unwrap_or_else(|| create.to_string())
+    };
+    run(transactions, session, sql).await.map(|_| ())
+}
+
+fn first_value(result: crate::raft::types::StatementResult) -> Option<SqlValue> {
+    result
+        .rows
+        .and_then(|rows| rows.values.into_iter().next())
+        .and_then(|row| row.into_iter().next())
 }
 
 /// Runs one statement in the open transaction; a statement error is an error here.

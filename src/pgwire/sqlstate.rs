@@ -110,6 +110,10 @@ pub fn service_error(error: &ServiceError) -> Box<ErrorInfo> {
 }
 
 pub fn statement_error(message: &str) -> Box<ErrorInfo> {
+    // A value outside an enum type's labels (its column's CHECK: see `dialect::enums`).
+    if let Some(invalid) = crate::pgwire::dialect::enums::invalid_enum_value(message) {
+        return error_info(INVALID_TEXT_REPRESENTATION, invalid);
+    }
     error_info(for_statement_error(message), message)
 }
 

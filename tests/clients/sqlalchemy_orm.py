@@ -363,6 +363,24 @@ def foreign_key_violation(engines):
     seed(engines[0], name)  # still usable
 
 
+def enum_violation(engines):
+    """A label outside the native Enum's is refused by the database itself (22P02), not stored."""
+    info = seed(engines[0], tag("enum"), books=[])
+    with engines[0].connect() as c:
+        try:
+            c.exec_driver_sql(
+                "INSERT INTO orm_books (author_id, title, isbn, pages, price, ref, genre) "
+                f"VALUES ({info.id}, 'odd', '{info.name[-8:]}', 1, 1, '{uuid.uuid4()}', 'cookbook')")
+        except exc.DataError as e:
+            assert e.orig.sqlstate == "22P02", f"sqlstate {e.orig.sqlstate}: {e.orig}"
+            assert "genre" in str(e.orig), str(e.orig)
+            c.rollback()
+        else:
+            raise AssertionError("a label outside the enum was stored")
+    with Session(engines[0]) as s:
+        same("odd books", s.scalar(select(func.count(Book.id)).where(Book.title == "odd")), 0)
+
+
 def reflection(engines):
     """inspect(engine): tables, columns (order, types), pk, foreign keys, indexes, unique constraints."""
     def check(s):
@@ -406,7 +424,8 @@ def reflection(engines):
 
 STEPS = [create_schema, insert_and_read_back, update_rows, delete_rows, joined_loading,
          selectin_loading, like_and_ilike, like_is_case_sensitive, joins, group_by_aggregates,
-         pagination, select_now, unique_violation, foreign_key_violation, reflection]
+         pagination, select_now, unique_violation, foreign_key_violation, enum_violation,
+         reflection]
 
 
 def main(ports):

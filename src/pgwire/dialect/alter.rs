@@ -28,6 +28,10 @@ pub struct AlterPlan {
     pub native: Vec<String>,
     /// The changes made by rebuilding the table (already rewritten to SQLite's expressions).
     pub rebuild: Vec<AlterTableOperation>,
+    /// A CREATE TABLE (SQLite's text) run last, its enum-typed columns (`enum_columns`) first
+    /// given CHECKs of their types' labels as read in the transaction.
+    pub create: Option<String>,
+    pub enum_columns: Vec<super::enums::EnumColumn>,
 }
 
 impl AlterPlan {
@@ -129,6 +133,8 @@ pub fn alter_statement(statement: &Statement) -> Option<Result<Alter, Unsupporte
         if_exists: alter.if_exists,
         native,
         rebuild,
+        create: None,
+        enum_columns: Vec::new(),
     })))
 }
 

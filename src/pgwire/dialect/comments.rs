@@ -67,6 +67,8 @@ pub fn comment_statement(statement: &Statement) -> Option<Result<AlterPlan, Unsu
         if_exists: false,
         native,
         rebuild: Vec::new(),
+        create: None,
+        enum_columns: Vec::new(),
     }))
 }
 

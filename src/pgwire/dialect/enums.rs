@@ -4,7 +4,12 @@
 //! emulated catalog turns back into `pg_type` and `pg_enum` rows. `DROP TYPE mood` drops it.
 //! Columns of the type hold its labels as text.
 
-use sqlparser::ast::{ObjectName, ObjectType, Statement, UserDefinedTypeRepresentation};
+use sqlparser::ast::{
+    CheckConstraint, ColumnOption, ColumnOptionDef, DataType, Ident, ObjectName, ObjectType,
+    Statement, UserDefinedTypeRepresentation,
+};
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
 
 use super::Unsupported;
 
@@ -83,4 +88,119 @@ fn view_name(name: &ObjectName) -> String {
 
 fn quoted(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// The columns of a `CREATE TABLE` whose type could be an enum type (a name neither SQLite nor
+/// PostgreSQL knows), with the view that would hold its labels.
+pub fn possible_enum_columns(statement: &Statement) -> Vec<EnumColumn> {
+    let Statement::CreateTable(table) = statement else {
+        return Vec::new();
+    };
+    table
+        .columns
+        .iter()
+        .filter_map(|column| match &column.data_type {
+            DataType::Custom(name, modifiers) if modifiers.is_empty() => Some(EnumColumn {
+                column: column.name.value.clone(),
+                view: view_name(name),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A column that may be of an enum type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnumColumn {
+    pub column: String,
+    /// `shoal_enum_<type>`.
+    pub view: String,
+}
+
+/// `create` (SQLite's CREATE TABLE) with each enum column checked against its type's labels:
+/// `CONSTRAINT "shoal_enum_<type>" CHECK ("c" IN ('a', 'b'))`, which the endpoint reports as
+/// PostgreSQL's invalid input value for the enum. `None` when the statement cannot be read.
+pub fn with_enum_checks(create: &str, labels: &[(EnumColumn, Vec<String>)]) -> Option<String> {
+    let mut statements = Parser::new(&SQLiteDialect {})
+        .with_recursion_limit(64)
+        .try_with_sql(create)
+        .and_then(|mut parser| parser.parse_statements())
+        .ok()?;
+    let Some(Statement::CreateTable(table)) = statements.first_mut() else {
+        return None;
+    };
+    for (enum_column, allowed) in labels {
+        let Some(column) = table
+            .columns
+            .iter_mut()
+            .find(|c| c.name.value == enum_column.column)
+        else {
+            continue;
+        };
+        let list: Vec<String> = allowed
+            .iter()
+            .map(|label| format!("'{}'", label.replace('\'', "''")))
+            .collect();
+        column.options.push(ColumnOptionDef {
+            name: Some(Ident::with_quote('"', &enum_column.view)),
+            option: ColumnOption::Check(CheckConstraint {
+                name: None,
+                expr: Box::new(super::rewrite::raw(format!(
+                    "{} IN ({})",
+                    quoted(&enum_column.column),
+                    list.join(", ")
+                ))),
+                no_inherit: false,
+                enforced: None,
+            }),
+        });
+    }
+    Some(statements[0].to_string())
+}
+
+/// PostgreSQL's message for a value outside an enum's labels, from SQLite's for the check.
+pub fn invalid_enum_value(message: &str) -> Option<String> {
+    let rest = message.split("CHECK constraint failed: ").nth(1)?;
+    let type_name = rest.trim().strip_prefix(ENUM_VIEW_PREFIX)?;
+    Some(format!(
+        "invalid input value for enum {type_name} (a value outside its labels)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_columns_are_checked_against_their_labels() {
+        let statement = crate::pgwire::dialect::parse(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, m mood NOT NULL, n text, o \"Other\")",
+        )
+        .unwrap()
+        .remove(0);
+        let columns = possible_enum_columns(&statement);
+        assert_eq!(
+            columns.iter().map(|c| c.view.as_str()).collect::<Vec<_>>(),
+            ["shoal_enum_mood", "shoal_enum_Other"]
+        );
+        let create = with_enum_checks(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, m mood NOT NULL, n text)",
+            &[(columns[0].clone(), vec!["sad".into(), "it's ok".into()])],
+        )
+        .unwrap();
+        let sqlite = rusqlite::Connection::open_in_memory().unwrap();
+        sqlite.execute_batch(&create).unwrap();
+        sqlite
+            .execute("INSERT INTO t (m) VALUES ('it''s ok')", [])
+            .unwrap();
+        let error = sqlite
+            .execute("INSERT INTO t (m) VALUES ('happy')", [])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            invalid_enum_value(&error).as_deref(),
+            Some("invalid input value for enum mood (a value outside its labels)"),
+            "{error}"
+        );
+    }
 }

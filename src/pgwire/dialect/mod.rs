@@ -173,6 +173,33 @@ fn translate_uncached(sql: &str) -> Translated {
         Some(Err(unsupported)) => return Err(unsupported),
         None => {}
     }
+    // A table with columns of (possibly) enum types: made with CHECKs of the labels, read when
+    // it runs.
+    let enum_columns = enums::possible_enum_columns(&statements[0]);
+    if !enum_columns.is_empty() {
+        let create = if rewriter.changed {
+            statements[0].to_string()
+        } else {
+            to_sqlite(&rewrite_parameters(sql))
+        };
+        let table_name = match &statements[0] {
+            sqlparser::ast::Statement::CreateTable(table) => table.name.to_string(),
+            _ => String::new(),
+        };
+        return Ok(Arc::new(Translation {
+            sql: sql.to_string(),
+            column_types: Vec::new(),
+            alter: Some(Arc::new(AlterPlan {
+                table: table_name.clone(),
+                table_name,
+                if_exists: false,
+                native: Vec::new(),
+                rebuild: Vec::new(),
+                create: Some(create),
+                enum_columns,
+            })),
+        }));
+    }
     if !rewriter.changed {
         return as_written(column_types);
     }
