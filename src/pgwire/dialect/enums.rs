@@ -2,7 +2,9 @@
 //! database as a view, `shoal_enum_mood`, whose rows are the labels in order (`label`,
 //! `sort_order`): a schema object every replica holds and every backup carries, which the
 //! emulated catalog turns back into `pg_type` and `pg_enum` rows. `DROP TYPE mood` drops it.
-//! Columns of the type hold its labels as text.
+//! Columns of the type hold its labels as text; `CREATE TABLE` gives each a CHECK of the labels
+//! (`with_enum_checks`, run by `pgwire/schema_change.rs` with the labels read in its
+//! transaction), reported as PostgreSQL's invalid input value for the enum.
 
 use sqlparser::ast::{
     CheckConstraint, ColumnOption, ColumnOptionDef, DataType, Ident, ObjectName, ObjectType,
