@@ -337,11 +337,16 @@ impl PostgresClient {
                 statement
             }
         };
-        let id = i64::try_from(id).map_err(|_| format!("id {id} out of range"))?;
-        self.client
-            .query_opt(&statement, &[&id])
-            .await
-            .map_err(pg_error)?
+        // The key is bound as the type the server describes: Shoal's INTEGER PRIMARY KEY is
+        // PostgreSQL's integer (int4), the peer's BIGSERIAL a bigint.
+        let row = if statement.params().first() == Some(&tokio_postgres::types::Type::INT4) {
+            let id = i32::try_from(id).map_err(|_| format!("id {id} out of range"))?;
+            self.client.query_opt(&statement, &[&id]).await
+        } else {
+            let id = i64::try_from(id).map_err(|_| format!("id {id} out of range"))?;
+            self.client.query_opt(&statement, &[&id]).await
+        };
+        row.map_err(pg_error)?
             .map(|_| ())
             .ok_or_else(|| format!("row {id} not found"))
     }
