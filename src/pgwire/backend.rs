@@ -421,33 +421,8 @@ impl Backend {
                         Err(info) => Response::Error(info),
                     }
                 }
-                (None, None) if session.in_transaction() => match sqlite_text(sql) {
-                    Ok(text) => {
-                        let statement = Statement::plain(text);
-                        match self.transactions.execute(session, statement).await {
-                            Ok(result) => in_transaction_response(sql, result),
-                            Err(info) => Response::Error(info),
-                        }
-                    }
-                    Err(info) => Response::Error(info),
-                },
                 (None, None) => match sqlite_text(sql) {
-                    Ok(text) => {
-                        let statements = vec![Statement::plain(text)];
-                        match self
-                            .run(session, RequestKind::Unified, statements, false)
-                            .await
-                        {
-                            Ok(mut results) if results.len() == 1 => {
-                                simple_response(sql, results.remove(0))
-                            }
-                            Ok(results) => Response::Error(error_info(
-                                sqlstate::INTERNAL_ERROR,
-                                format!("expected one result, got {}", results.len()),
-                            )),
-                            Err(error) => Response::Error(service_error(&error)),
-                        }
-                    }
+                    Ok(text) => self.run_as_written(session, sql, &text).await,
                     Err(info) => Response::Error(info),
                 },
             };
