@@ -208,6 +208,46 @@ fn declared_length(upper: &str) -> Option<u32> {
         .ok()
 }
 
+/// The elements of a one-dimensional array in PostgreSQL's text form, given what is between
+/// its braces (`1,"a b",NULL`): `None` for an unquoted NULL. Reads at most `max` + 1 elements,
+/// so a caller can tell that there were more than `max`; lenient with what it cannot read.
+pub fn array_elements(inner: &str, max: usize) -> Vec<Option<String>> {
+    let mut elements = Vec::new();
+    let mut chars = inner.chars().peekable();
+    while chars.peek().is_some() && elements.len() <= max {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut element = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => element.extend(chars.next()),
+                    '"' => break,
+                    other => element.push(other),
+                }
+            }
+        }
+        for c in chars.by_ref() {
+            if c == ',' {
+                break;
+            }
+            if !quoted {
+                element.push(c);
+            }
+        }
+        elements.push(if quoted {
+            Some(element)
+        } else {
+            let element = element.trim();
+            (!element.eq_ignore_ascii_case("NULL")).then(|| element.to_string())
+        });
+    }
+    elements
+}
+
 /// The scale of `NUMERIC(p, s)` (0 for `NUMERIC(p)`).
 fn declared_scale(upper: &str) -> Option<u16> {
     let inside = upper.split_once('(')?.1.split_once(')')?.0;

@@ -8,6 +8,8 @@ use rusqlite::Connection;
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
 
+use crate::pgwire::types::array_elements;
+
 /// Elements one catalog array may hold (catalog arrays list a table's columns or labels).
 const ARRAY_ELEMENTS_MAX: usize = 100_000;
 
@@ -38,7 +40,15 @@ fn array_json(value: ValueRef<'_>) -> Option<String> {
         return Some(trimmed.to_string());
     }
     let elements: Vec<serde_json::Value> = match trimmed.strip_prefix('{') {
-        Some(inner) => parse_array_text(inner.strip_suffix('}').unwrap_or(inner)),
+        Some(inner) => {
+            let mut elements =
+                array_elements(inner.strip_suffix('}').unwrap_or(inner), ARRAY_ELEMENTS_MAX);
+            elements.truncate(ARRAY_ELEMENTS_MAX);
+            elements
+                .into_iter()
+                .map(|element| element.map_or(serde_json::Value::Null, serde_json::Value::String))
+                .collect::<Vec<_>>()
+        }
         None => trimmed
             .split_whitespace()
             .map(|element| serde_json::Value::String(element.to_string()))
@@ -55,43 +65,6 @@ fn array_json(value: ValueRef<'_>) -> Option<String> {
     })
     .collect();
     Some(serde_json::Value::Array(elements).to_string())
-}
-
-/// The elements of a one-dimensional PostgreSQL array's text between its braces.
-fn parse_array_text(inner: &str) -> Vec<serde_json::Value> {
-    let mut elements = Vec::new();
-    let mut chars = inner.chars().peekable();
-    while chars.peek().is_some() && elements.len() < ARRAY_ELEMENTS_MAX {
-        let mut element = String::new();
-        let mut quoted = false;
-        if chars.peek() == Some(&'"') {
-            quoted = true;
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => element.extend(chars.next()),
-                    '"' => break,
-                    other => element.push(other),
-                }
-            }
-        }
-        for c in chars.by_ref() {
-            if c == ',' {
-                break;
-            }
-            if !quoted {
-                element.push(c);
-            }
-        }
-        elements.push(if !quoted && element.trim().eq_ignore_ascii_case("NULL") {
-            serde_json::Value::Null
-        } else if quoted {
-            serde_json::Value::String(element)
-        } else {
-            serde_json::Value::String(element.trim().to_string())
-        });
-    }
-    elements
 }
 
 /// PostgreSQL's text form of a one-dimensional array of `elements`.

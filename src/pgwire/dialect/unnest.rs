@@ -9,6 +9,8 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use crate::pgwire::types::array_elements;
+
 /// Elements one UNNEST may produce in all (the statement text bounds it too).
 const ELEMENTS_MAX: usize = 1_000_000;
 
@@ -156,53 +158,21 @@ fn element_kind(element_type: &str) -> Element {
 }
 
 /// PostgreSQL's text form of a one-dimensional array (`{1,"a b",NULL}`); `None` when it is not
-/// one.
+/// one (no braces, or a nested array).
 fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
     let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
-    let mut values = Vec::new();
-    if inner.trim().is_empty() {
-        return Some(values);
-    }
-    let mut chars = inner.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut value = String::new();
-            loop {
-                match chars.next()? {
-                    '\\' => value.push(chars.next()?),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-            values.push(Some(value));
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
-        } else {
-            let mut value = String::new();
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if c == '{' || c == '"' {
-                    return None;
-                }
-                value.push(c);
-                chars.next();
-            }
-            let value = value.trim().to_string();
-            values.push((!value.eq_ignore_ascii_case("null")).then_some(value));
-        }
-        match chars.next() {
-            None => return Some(values),
-            Some(',') => {}
-            Some(_) => return None,
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in inner.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '{' | '}' if !quoted => return None,
+            _ => {}
         }
     }
+    Some(array_elements(inner, ELEMENTS_MAX))
 }
 
 fn sql_literal(value: &str, element: Element) -> String {
