@@ -811,6 +811,17 @@ async fn p62_sequelize_syncs_and_queries_through_node_postgres() {
         .await;
 }
 
+/// p63: TypeORM 0.3 over node-postgres (tests/clients/node/typeorm_session.js) — synchronize
+/// with dropSchema (TypeORM's schema reads through information_schema and pg_catalog with
+/// quoted names, `::regclass` of built names, `= ANY (conkey)`), named PRIMARY KEY / UNIQUE
+/// constraints, uuid defaults, repositories with version and update-date columns, the query
+/// builder, a rolled-back transaction, 23505, the query runner's column changes, and a second
+/// DataSource that finds nothing to synchronize — written through a follower, read on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p63_typeorm_synchronizes_and_finds_no_schema_drift() {
+    run_through_a_follower_and_the_leader("node/typeorm_session.js", "typeorm session: ok").await;
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

@@ -289,6 +289,11 @@ pub fn simple_response(sql: &str, result: StatementResult) -> Response {
         Some(set) => {
             // Types the statement names (`now()`, `x::date`), when its values fit them.
             let named = dialect::column_types(sql);
+            // What expression columns hold by their function (`count(*)` is a bigint), as the
+            // extended protocol describes them (the result's types say only what SQLite's
+            // values are).
+            let expressions =
+                crate::pgwire::infer::expression_declarations(sql, &[], set.columns.len());
             let described: Vec<(String, PgType)> = set
                 .columns
                 .iter()
@@ -296,7 +301,12 @@ pub fn simple_response(sql: &str, result: StatementResult) -> Response {
                 .map(|(index, name)| {
                     let declared = set.types.get(index).map(String::as_str).unwrap_or("");
                     let values = set.values.iter().filter_map(move |row| row.get(index));
-                    let pg_type = match named.get(index).copied().flatten() {
+                    let expression = expressions
+                        .get(index)
+                        .cloned()
+                        .flatten()
+                        .and_then(|declared| PgType::for_declared(&declared));
+                    let pg_type = match named.get(index).copied().flatten().or(expression) {
                         Some(pg_type) if values.clone().all(|v| pg_type.carries(v)) => pg_type,
                         _ => PgType::for_column(declared, values),
                     };

@@ -497,6 +497,14 @@ fn info_query(normalized: &str, session: &Session) -> Option<LocalStatement> {
     let expression = normalized
         .strip_prefix("select ")?
         .replace("pg_catalog.", "");
+    // `SELECT * FROM current_schema()` (TypeORM): a function in FROM is a one-row table
+    // whose column is named after it.
+    let expression = match expression.strip_prefix("* from ") {
+        Some(function) if function.ends_with("()") && !function.contains(' ') => {
+            function.to_string()
+        }
+        _ => expression,
+    };
     let (expression, alias) = match expression.split_once(" as ") {
         Some((expression, alias)) => (expression.to_string(), Some(alias.trim_matches('"'))),
         None => (expression, None),

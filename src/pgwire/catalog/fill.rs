@@ -105,6 +105,34 @@ impl Relation<'_> {
             .map_or(0, |p| p as i64 + 1)
     }
 
+    /// The name of the PRIMARY KEY (`primary`) or UNIQUE constraint on `columns`: as declared,
+    /// else PostgreSQL's default.
+    fn key_name(&self, primary: bool, columns: &[String]) -> String {
+        let table = &self.object.name;
+        crate::pgwire::dialect::rebuild::declared_keys(
+            table,
+            self.object.sql.as_deref().unwrap_or(""),
+        )
+        .into_iter()
+        .find(|key| {
+            key.primary == primary
+                && key.columns.len() == columns.len()
+                && key
+                    .columns
+                    .iter()
+                    .zip(columns)
+                    .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        })
+        .map(|key| key.name)
+        .unwrap_or_else(|| {
+            if primary {
+                format!("{table}_pkey")
+            } else {
+                format!("{table}_{}_key", columns.join("_"))
+            }
+        })
+    }
+
     fn declared(&self, name: &str) -> &str {
         self.columns
             .iter()
@@ -305,7 +333,7 @@ impl<'a> Filler<'a> {
         column: &str,
         declared: &str,
     ) -> rusqlite::Result<()> {
-        let name = format!("{}_pkey", relation.object.name);
+        let name = relation.key_name(true, &[column.to_string()]);
         let index_oid = self.new_oid(&name);
         self.index(
             relation,
@@ -348,6 +376,15 @@ impl<'a> Filler<'a> {
                 .filter_map(|c| c.ok().flatten())
                 .collect();
             let primary = origin == "pk";
+            // An index SQLite made for a PRIMARY KEY or UNIQUE constraint is named after the
+            // constraint, as PostgreSQL names both.
+            let name = if name.starts_with("sqlite_autoindex_") {
+                let name = relation.key_name(primary, &columns);
+                self.definitions.relations.insert(index_oid, name.clone());
+                name
+            } else {
+                name
+            };
             self.index(relation, index_oid, &name, unique, primary, &columns)?;
             for (position, column) in columns.iter().enumerate() {
                 let declared = relation.declared(column).to_string();
@@ -684,18 +721,11 @@ impl<'a> Filler<'a> {
     }
 }
 
-/// A column default as PostgreSQL shows it: the SQLite text Shoal's translation of `now()`
-/// wrote (see `dialect::functions`) reads as `now()` again.
+/// A column default as PostgreSQL shows it: the SQLite text Shoal's translation of `now()`,
+/// `gen_random_uuid()`, … wrote (see `dialect::functions`) reads as that call again.
 fn postgresql_default(default: &str) -> String {
-    match default.trim() {
-        "(strftime('%Y-%m-%d %H:%M:%f+00', 'now'))" | "strftime('%Y-%m-%d %H:%M:%f+00', 'now')" => {
-            "now()".to_string()
-        }
-        "(strftime('%Y-%m-%d %H:%M:%f', 'now'))" | "strftime('%Y-%m-%d %H:%M:%f', 'now')" => {
-            "LOCALTIMESTAMP".to_string()
-        }
-        other => other.to_string(),
-    }
+    crate::pgwire::dialect::postgresql_spelling(default)
+        .map_or_else(|| default.trim().to_string(), str::to_string)
 }
 
 /// The PostgreSQL type oid for a SQLite declared type (as `types::PgType` presents values).

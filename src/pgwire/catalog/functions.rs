@@ -114,6 +114,16 @@ pub fn register_functions(
         let name: Option<String> = context.get(0)?;
         Ok(name.and_then(|n| builtin_type_oid(&n)))
     })?;
+    // `'"pg_catalog"."int4"'::regtype` prints as the type's SQL name (`integer`).
+    catalog.create_scalar_function("shoal_regtype", 1, flags, |context| {
+        let name: Option<String> = context.get(0)?;
+        Ok(name.map(|name| {
+            let name = unqualified_relation_name(&name);
+            builtin_type_oid(&name)
+                .and_then(builtin_type_name)
+                .unwrap_or(name)
+        }))
+    })?;
     catalog.create_scalar_function("quote_ident", 1, flags, |context| {
         let name: String = context.get(0)?;
         Ok(format!("\"{}\"", name.replace('"', "\"\"")))
@@ -147,7 +157,7 @@ pub fn register_functions(
             Ok(match context.get_raw(0) {
                 rusqlite::types::ValueRef::Text(name) => std::str::from_utf8(name)
                     .ok()
-                    .and_then(|name| by_name.get(&name.trim_matches('"').to_lowercase()))
+                    .and_then(|name| by_name.get(&unqualified_relation_name(name)))
                     .copied(),
                 _ => None,
             })
@@ -234,6 +244,26 @@ pub fn register_functions(
 }
 
 /// An oid argument, given as a number or as text (psql quotes oids: `'16384'`).
+/// A relation's or type's name as text names it (`users`, `"Users"`, `public.users`,
+/// `"shoal"."public"."users"`): its last part, unquoted, lower-cased for lookup.
+fn unqualified_relation_name(name: &str) -> String {
+    let mut last = String::new();
+    let mut quoted = false;
+    let mut chars = name.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                last.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => last.clear(),
+            c => last.push(c),
+        }
+    }
+    last.to_lowercase()
+}
+
 /// The oid of a system catalog named as `'pg_catalog.pg_class'::regclass` names it.
 fn system_catalog_oid(name: &str) -> Option<i64> {
     let name = name.trim().trim_start_matches("pg_catalog.");

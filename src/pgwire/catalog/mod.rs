@@ -24,30 +24,59 @@ pub fn rewrite(sql: &str) -> String {
     rewrite::rewrite(&crate::pgwire::split::rewrite_parameters(&srf::expand(sql)))
 }
 
-/// Whether `sql` reads PostgreSQL's catalogs rather than user tables: a catalog name as a
-/// whole word in its code (not in a literal, quoted name or comment).
+/// Whether `sql` reads PostgreSQL's catalogs rather than user tables: a catalog relation
+/// (`schema.sql`'s) or catalog function name as a whole word in its code (not in a literal,
+/// quoted name or comment; a quoted `"pg_views"` counts).
 pub fn is_catalog_query(sql: &str) -> bool {
     const CATALOG_WORDS: &[&str] = &[
         "pg_catalog",
-        "pg_class",
-        "pg_namespace",
-        "pg_attribute",
-        "pg_type",
-        "pg_database",
-        "pg_index",
-        "pg_constraint",
         "pg_roles",
         "information_schema",
         "to_regtype",
         "to_regclass",
         "obj_description",
         "col_description",
-        "pg_description",
     ];
     let mut code = String::with_capacity(sql.len());
     crate::sqltext::for_each_code_char(sql, |_, c| code.push(c.to_ascii_lowercase()));
+    let quoted = quoted_names(sql);
     code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .any(|word| CATALOG_WORDS.contains(&word))
+        .chain(quoted.iter().map(String::as_str))
+        .any(|word| CATALOG_WORDS.contains(&word) || CATALOG_RELATIONS.contains(word))
+}
+
+/// The relations `schema.sql` defines whose names are PostgreSQL's (`pg_*`).
+static CATALOG_RELATIONS: std::sync::LazyLock<std::collections::HashSet<String>> =
+    std::sync::LazyLock::new(|| {
+        include_str!("schema.sql")
+            .lines()
+            .filter_map(|line| {
+                let rest = line
+                    .strip_prefix("CREATE TABLE ")
+                    .or_else(|| line.strip_prefix("CREATE VIEW "))?;
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                name.starts_with("pg_").then_some(name)
+            })
+            .collect()
+    });
+
+/// The double-quoted catalog-like names in `sql`, lower-cased (`FROM "pg_views"`).
+fn quoted_names(sql: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = sql;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        let name = &after[..end];
+        if (name.starts_with("pg_") || name == "information_schema") && name.len() <= 64 {
+            names.push(name.to_ascii_lowercase());
+        }
+        rest = &after[end + 1..];
+    }
+    names
 }
 
 /// An emulated catalog: an in-memory database filled from the real one's schema.
@@ -165,6 +194,59 @@ mod tests {
             "INSERT INTO notes VALUES ('see pg_type')"
         ));
         assert!(!is_catalog_query("SELECT * FROM app_pg_index -- pg_class"));
+        // Every catalog relation counts, quoted as ORMs write them too (TypeORM).
+        assert!(is_catalog_query("SELECT viewname FROM \"pg_views\""));
+        assert!(is_catalog_query("SELECT matviewname FROM pg_matviews"));
+        assert!(is_catalog_query(
+            "SELECT * FROM \"information_schema\".\"tables\""
+        ));
+        assert!(is_catalog_query("SELECT enumlabel FROM pg_enum"));
+        assert!(!is_catalog_query(
+            "SELECT * FROM \"app\" WHERE x = 'pg_views'"
+        ));
+    }
+
+    #[test]
+    fn key_constraints_and_their_indexes_carry_declared_or_postgresql_default_names() {
+        use crate::types::value::SqlValue::Text;
+        let source = Connection::open_in_memory().unwrap();
+        source
+            .execute_batch(
+                "CREATE TABLE users (id INTEGER NOT NULL, name TEXT, email TEXT UNIQUE, \
+                   code TEXT, CONSTRAINT \"UQ_name\" UNIQUE (name), \
+                   CONSTRAINT \"PK_users\" PRIMARY KEY (id));
+                 CREATE TABLE posts (id TEXT CONSTRAINT \"PK_posts\" PRIMARY KEY, a INT, b INT, \
+                   UNIQUE (a, b));",
+            )
+            .unwrap();
+        let catalog = Catalog::build(&source, &DatabaseNames::default()).unwrap();
+        assert_eq!(
+            rows(
+                &catalog,
+                "SELECT conname, contype FROM pg_catalog.pg_constraint ORDER BY conname"
+            ),
+            vec![
+                vec![Text("PK_posts".into()), Text("p".into())],
+                vec![Text("PK_users".into()), Text("p".into())],
+                vec![Text("UQ_name".into()), Text("u".into())],
+                vec![Text("posts_a_b_key".into()), Text("u".into())],
+                vec![Text("users_email_key".into()), Text("u".into())],
+            ]
+        );
+        assert_eq!(
+            rows(
+                &catalog,
+                "SELECT c.relname FROM pg_catalog.pg_index i \
+                 JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid ORDER BY c.relname"
+            ),
+            vec![
+                vec![Text("PK_posts".into())],
+                vec![Text("PK_users".into())],
+                vec![Text("UQ_name".into())],
+                vec![Text("posts_a_b_key".into())],
+                vec![Text("users_email_key".into())],
+            ]
+        );
     }
 
     #[test]
@@ -181,7 +263,7 @@ mod tests {
                 vec![Text("child".into()), Text("r".into())],
                 vec![Text("child_name".into()), Text("i".into())],
                 vec![Text("parent_pkey".into()), Text("i".into())],
-                vec![Text("sqlite_autoindex_parent_1".into()), Text("i".into())],
+                vec![Text("parent_code_key".into()), Text("i".into())],
                 vec![Text("child_pkey".into()), Text("i".into())],
             ]
         );

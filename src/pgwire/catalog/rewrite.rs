@@ -5,6 +5,7 @@
 /// unescaped, `COLLATE pg_catalog.default` dropped, `information_schema.x` as
 /// `information_schema_x`.
 pub fn rewrite(sql: &str) -> String {
+    let sql = regclass_of_expressions(sql);
     let mut out = String::with_capacity(sql.len());
     let chars: Vec<char> = sql.chars().collect();
     let mut i = 0;
@@ -50,6 +51,11 @@ pub fn rewrite(sql: &str) -> String {
             out.push_str(&text);
             out.push('\'');
             i = j + 1;
+        } else if let Some((replacement, length)) = quoted_schema_prefix(&chars[i..]) {
+            // `"information_schema"."tables"` and `"pg_catalog"."pg_class"` (TypeORM quotes
+            // every name) read the emulated relations, as their unquoted spellings do.
+            code.push_str(&replacement);
+            i += length;
         } else if c == '"' {
             flush(&mut code, &mut out);
             let mut j = i + 1;
@@ -65,6 +71,145 @@ pub fn rewrite(sql: &str) -> String {
     }
     flush(&mut code, &mut out);
     rewrite_arrays(&out)
+}
+
+/// A parenthesized expression cast to regclass or regtype (TypeORM's `('"' || table_schema ||
+/// '"."' || table_name || '"')::regclass`, `(…)::"regtype"`) as `shoal_regclass_oid((…))` —
+/// the named relation's oid, as for a bound name — or `shoal_regtype((…))`, the type's name
+/// as PostgreSQL prints a regtype. (The parentheses are matched here, on the whole text,
+/// because the expression holds literals and quoted names that split the code rewrites'
+/// chunks.)
+fn regclass_of_expressions(sql: &str) -> String {
+    static CAST: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?i)^\s*::\s*(?:"?pg_catalog"?\s*\.\s*)?("regclass"|regclass\b|"regtype"|regtype\b)"#,
+        )
+        .ok()
+    });
+    let Some(cast) = CAST.as_ref() else {
+        return sql.to_string();
+    };
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("regclass") && !lower.contains("regtype") {
+        return sql.to_string();
+    }
+    // (open, close, end of the cast, function), byte offsets.
+    let mut casts = Vec::new();
+    let mut opens = Vec::new();
+    crate::sqltext::for_each_code_char(sql, |at, c| match c {
+        '(' => opens.push(at),
+        ')' => {
+            if let Some(open) = opens.pop()
+                && let Some(found) = cast.captures(&sql[at + 1..])
+                && let (Some(whole), Some(kind)) = (found.get(0), found.get(1))
+            {
+                let function = if kind.as_str().to_ascii_lowercase().contains("regtype") {
+                    "shoal_regtype("
+                } else {
+                    "shoal_regclass_oid("
+                };
+                casts.push((open, at, at + 1 + whole.end(), function));
+            }
+        }
+        _ => {}
+    });
+    if casts.is_empty() {
+        return sql.to_string();
+    }
+    let mut edits: Vec<(usize, usize, &str)> = Vec::new();
+    for (open, close, end, function) in casts {
+        edits.push((open, open, function));
+        edits.push((close + 1, end, ")"));
+    }
+    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut text = sql.to_string();
+    for (start, end, replacement) in edits {
+        text.replace_range(start..end, replacement);
+    }
+    text
+}
+
+/// A quoted `"information_schema"."x"` at the start of `text` as the emulated relation's name
+/// (`information_schema_x`), or a quoted `"pg_catalog".` as nothing; with the characters read.
+fn quoted_schema_prefix(text: &[char]) -> Option<(String, usize)> {
+    const INFORMATION_SCHEMA: &str = "\"information_schema\".";
+    const PG_CATALOG: &str = "\"pg_catalog\".";
+    let starts_with = |prefix: &str| {
+        prefix.chars().count() <= text.len() && prefix.chars().zip(text).all(|(a, b)| a == *b)
+    };
+    if starts_with(PG_CATALOG) {
+        return Some((String::new(), PG_CATALOG.len()));
+    }
+    if !starts_with(INFORMATION_SCHEMA) {
+        return None;
+    }
+    let rest = &text[INFORMATION_SCHEMA.len()..];
+    let name: String = if rest.first() == Some(&'"') {
+        rest[1..].iter().take_while(|c| **c != '"').collect()
+    } else {
+        rest.iter()
+            .take_while(|c| c.is_alphanumeric() || **c == '_')
+            .collect()
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    let quotes = if rest.first() == Some(&'"') { 2 } else { 0 };
+    let length = INFORMATION_SCHEMA.len() + name.chars().count() + quotes;
+    // The query may qualify columns by the view's own name (`columns.*`): without an alias
+    // of its own, the emulated relation gets that name as one.
+    let relation = if has_alias(&text[length..]) {
+        format!("information_schema_{name}")
+    } else {
+        format!("information_schema_{name} AS \"{name}\"")
+    };
+    Some((relation, length))
+}
+
+/// Whether the text after a relation in FROM starts with an alias (`AS x`, `x`, `"x"`).
+fn has_alias(after: &[char]) -> bool {
+    const CLAUSE_WORDS: &[&str] = &[
+        "where",
+        "join",
+        "left",
+        "right",
+        "inner",
+        "outer",
+        "cross",
+        "full",
+        "natural",
+        "on",
+        "using",
+        "group",
+        "order",
+        "limit",
+        "offset",
+        "union",
+        "except",
+        "intersect",
+        "having",
+        "window",
+        "returning",
+        "for",
+        "fetch",
+    ];
+    let rest: Vec<char> = after
+        .iter()
+        .copied()
+        .skip_while(|c| c.is_whitespace())
+        .collect();
+    match rest.first() {
+        Some('"') => true,
+        Some(c) if c.is_alphabetic() || *c == '_' => {
+            let word: String = rest
+                .iter()
+                .take_while(|c| c.is_alphanumeric() || **c == '_')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            !CLAUSE_WORDS.contains(&word.as_str())
+        }
+        _ => false,
+    }
 }
 
 /// Compiles `pattern` once per process (the patterns are constants, checked by the tests).
@@ -161,9 +306,22 @@ fn rewrite_arrays(sql: &str) -> String {
         let operator = if negated { "NOT IN" } else { "IN" };
         text = format!("{}{operator} ({inside}){rest}", &text[..found.start()]);
     }
-    // `x = ANY (list_column)`: membership in a one-element list.
-    if let Some(any_list) = cached_regex!(r"(?i)=\s*ANY\s*\(") {
-        text = any_list.replace_all(&text, " IN (").into_owned();
+    // `x = ANY (array_column)` (`attnum = ANY (conkey)`, `= ANY (indkey)`): membership in the
+    // array's elements.
+    let any_array = cached_regex!(r"(?i)=\s*ANY\s*\(");
+    let mut searched = 0;
+    while let Some(found) = any_array.and_then(|r| r.find_at(&text, searched)) {
+        let Some(close) = matching_close(&text, found.end(), '(', ')') else {
+            break;
+        };
+        let inside = text[found.end()..close].to_string();
+        let membership = format!(" IN (SELECT value FROM json_each(shoal_array_json({inside})))");
+        searched = found.start() + membership.len();
+        text = format!(
+            "{}{membership}{}",
+            &text[..found.start()],
+            &text[close + 1..]
+        );
     }
     let array = cached_regex!(r"(?i)\bARRAY\s*\[");
     while let Some(found) = array.and_then(|r| r.find(&text)) {
@@ -204,13 +362,18 @@ fn rewrite_arrays(sql: &str) -> String {
 
 /// The index of the `]` closing a `[` that ends at `start`, skipping string literals.
 fn matching_bracket(text: &str, start: usize) -> Option<usize> {
+    matching_close(text, start, '[', ']')
+}
+
+/// The offset of the `close` that ends a group whose `open` precedes `start` (literals skipped).
+fn matching_close(text: &str, start: usize, open: char, close: char) -> Option<usize> {
     let mut depth = 1;
     let mut in_literal = false;
     for (offset, c) in text[start..].char_indices() {
         match c {
             '\'' => in_literal = !in_literal,
-            '[' if !in_literal => depth += 1,
-            ']' if !in_literal => {
+            c if c == open && !in_literal => depth += 1,
+            c if c == close && !in_literal => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(start + offset);

@@ -91,6 +91,10 @@ CREATE VIEW pg_statio_user_tables AS SELECT * FROM pg_statio_all_tables;
 CREATE VIEW pg_views AS SELECT n.nspname AS schemaname, c.relname AS viewname,
   'shoal' AS viewowner, NULL AS definition
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'v';
+CREATE VIEW pg_matviews AS SELECT n.nspname AS schemaname, c.relname AS matviewname,
+  'shoal' AS matviewowner, NULL AS tablespace, 0 AS hasindexes, 1 AS ispopulated,
+  NULL AS definition
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'm';
 CREATE VIEW pg_indexes AS SELECT n.nspname AS schemaname, t.relname AS tablename,
   c.relname AS indexname, NULL AS tablespace, NULL AS indexdef
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid

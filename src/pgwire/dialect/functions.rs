@@ -10,6 +10,38 @@ const RANDOM_UUID: &str = "(lower(hex(randomblob(4))) || '-' || lower(hex(random
      substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2) || \
      '-' || lower(hex(randomblob(6))))";
 
+/// `uuid_generate_v4()`: the same UUID, spelt so that a column default reads back as the
+/// function the client wrote (`postgresql_spelling`).
+const RANDOM_UUID_V4: &str = "('' || (lower(hex(randomblob(4))) || '-' || \
+     lower(hex(randomblob(2))) || '-4' || substr(lower(hex(randomblob(2))), 2) || '-' || \
+     substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2) || \
+     '-' || lower(hex(randomblob(6)))))";
+
+/// `LOCALTIMESTAMP`: the statement's time in UTC without a zone.
+const LOCAL_NOW: &str = "(strftime('%Y-%m-%d %H:%M:%f', 'now'))";
+
+/// The PostgreSQL function call Shoal translated into `sqlite` (a column's DEFAULT as SQLite
+/// keeps it, possibly re-printed with other spacing, case or parentheses), so that catalogs
+/// show the default as the client wrote it.
+pub fn postgresql_spelling(sqlite: &str) -> Option<&'static str> {
+    let normalized = |text: &str| -> String {
+        text.chars()
+            .filter(|c| !c.is_whitespace() && *c != '(' && *c != ')')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let text = normalized(sqlite);
+    [
+        (NOW, "now()"),
+        (LOCAL_NOW, "LOCALTIMESTAMP"),
+        (RANDOM_UUID, "gen_random_uuid()"),
+        (RANDOM_UUID_V4, "uuid_generate_v4()"),
+    ]
+    .into_iter()
+    .find(|(translation, _)| normalized(translation) == text)
+    .map(|(_, spelling)| spelling)
+}
+
 /// `now()` and its synonyms: the statement's time in UTC, as a `timestamptz` reads. (In
 /// parentheses, as SQLite wants a function call in a column's DEFAULT.)
 const NOW: &str = "(strftime('%Y-%m-%d %H:%M:%f+00', 'now'))";
@@ -27,10 +59,15 @@ pub fn translate(function: &Function) -> Result<Option<String>, String> {
         {
             Some(NOW.to_string())
         }
-        "localtimestamp" if matches!(function.args, FunctionArguments::None) => {
-            Some("(strftime('%Y-%m-%d %H:%M:%f', 'now'))".to_string())
+        // SQLite's CURRENT_TIMESTAMP has whole seconds and no zone; PostgreSQL's is now().
+        "current_timestamp" if matches!(function.args, FunctionArguments::None) => {
+            Some(NOW.to_string())
         }
-        "gen_random_uuid" | "uuid_generate_v4" if no_arguments => Some(RANDOM_UUID.to_string()),
+        "localtimestamp" if matches!(function.args, FunctionArguments::None) => {
+            Some(LOCAL_NOW.to_string())
+        }
+        "gen_random_uuid" if no_arguments => Some(RANDOM_UUID.to_string()),
+        "uuid_generate_v4" if no_arguments => Some(RANDOM_UUID_V4.to_string()),
         // PostgreSQL's GREATEST/LEAST skip NULLs (SQLite's max/min of several arguments
         // return NULL on any): the aggregate over the arguments does exactly that. (A UNION
         // ALL rather than VALUES: SQLite does not resolve a VALUES list's column1 when the

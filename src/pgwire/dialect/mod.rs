@@ -24,6 +24,7 @@ mod types;
 mod unnest;
 
 pub use alter::AlterPlan;
+pub use functions::postgresql_spelling;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -255,6 +256,25 @@ mod tests {
     }
 
     #[test]
+    fn translated_defaults_read_back_as_the_function_the_client_wrote() {
+        for function in ["now()", "gen_random_uuid()", "uuid_generate_v4()"] {
+            let create = sqlite(&format!("CREATE TABLE t (a TEXT DEFAULT {function})"));
+            let connection = rusqlite::Connection::open_in_memory().unwrap();
+            connection.execute_batch(&create).unwrap();
+            let default: String = connection
+                .query_row("SELECT dflt_value FROM pragma_table_info('t')", [], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            assert_eq!(postgresql_spelling(&default), Some(function), "{create}");
+            connection
+                .execute("INSERT INTO t DEFAULT VALUES", [])
+                .unwrap();
+        }
+        assert_eq!(postgresql_spelling("'abc'"), None);
+    }
+
+    #[test]
     fn postgresql_operators_and_functions_become_sqlite_ones() {
         assert_eq!(
             sqlite("SELECT * FROM t WHERE name ILIKE $1 AND NOT name NOT ILIKE 'b%'"),
@@ -282,6 +302,11 @@ mod tests {
         assert_eq!(
             sqlite("SELECT now()"),
             "SELECT (strftime('%Y-%m-%d %H:%M:%f+00', 'now')) AS \"now\""
+        );
+        // PostgreSQL's CURRENT_TIMESTAMP is now(), to the microsecond (SQLite's: whole seconds).
+        assert_eq!(
+            sqlite("UPDATE t SET at = CURRENT_TIMESTAMP"),
+            "UPDATE t SET at = (strftime('%Y-%m-%d %H:%M:%f+00', 'now'))"
         );
         assert_eq!(
             sqlite("SELECT greatest(a, b, NULL), least(a, 1) FROM t"),

@@ -233,6 +233,66 @@ pub fn declared_foreign_keys(sql: &str) -> Vec<DeclaredForeignKey> {
     keys
 }
 
+/// A PRIMARY KEY or UNIQUE constraint as a `CREATE TABLE` declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredKey {
+    pub primary: bool,
+    pub columns: Vec<String>,
+    /// The declared name (`CONSTRAINT "PK_…" PRIMARY KEY (id)`), or PostgreSQL's default
+    /// (`<table>_pkey`, `<table>_<columns>_key`).
+    pub name: String,
+}
+
+/// The PRIMARY KEY and UNIQUE constraints `sql` (a `CREATE TABLE` of `table`) declares, column
+/// constraints first, in order. Empty when the statement cannot be read.
+pub fn declared_keys(table: &str, sql: &str) -> Vec<DeclaredKey> {
+    let Some(definition) = parse_table(sql) else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for column in &definition.columns {
+        for option in &column.options {
+            let primary = match &option.option {
+                ColumnOption::PrimaryKey(_) => true,
+                ColumnOption::Unique(_) => false,
+                _ => continue,
+            };
+            let column_name = &column.name.value;
+            let name = option.name.as_ref().map_or_else(
+                || {
+                    if primary {
+                        format!("{table}_pkey")
+                    } else {
+                        format!("{table}_{column_name}_key")
+                    }
+                },
+                |name| name.value.clone(),
+            );
+            keys.push(DeclaredKey {
+                primary,
+                columns: vec![column_name.clone()],
+                name,
+            });
+        }
+    }
+    for constraint in &definition.constraints {
+        let primary = match constraint {
+            TableConstraint::PrimaryKey(_) => true,
+            TableConstraint::Unique(_) => false,
+            _ => continue,
+        };
+        keys.push(DeclaredKey {
+            primary,
+            columns: constraint_columns(constraint),
+            name: constraint_name(constraint).map_or_else(
+                || default_constraint_name(table, constraint),
+                |name| name.value,
+            ),
+        });
+    }
+    keys
+}
+
 fn parse_table(sql: &str) -> Option<CreateTable> {
     let statements = Parser::new(&SQLiteDialect {})
         .with_recursion_limit(64)
