@@ -822,6 +822,173 @@ async fn p63_typeorm_synchronizes_and_finds_no_schema_drift() {
     run_through_a_follower_and_the_leader("node/typeorm_session.js", "typeorm session: ok").await;
 }
 
+/// p64: sequences — CREATE SEQUENCE with options; nextval from sessions on a follower and the
+/// leader never hands out a value twice; currval/lastval are per session (55000 before any
+/// nextval); a value taken in a rolled-back transaction is not given again (as in PostgreSQL);
+/// nextval in INSERT … VALUES (simple and extended protocol), bigint results; setval with and
+/// without is_called, out of bounds (22003) and the last value reached (2200H); setval of a
+/// SERIAL column's sequence through pg_get_serial_sequence (Django's reset) changes nothing;
+/// nextval per row refused (0A000); the catalogs list the sequence; DROP SEQUENCE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p64_sequences_hand_out_each_value_once_across_nodes() {
+    let cluster = Cluster::start(three_voters()).await;
+    let leader = cluster.leader(SETTLE).await;
+    let follower = (leader + 1) % 3;
+    let on_follower = connect(&cluster, follower).await;
+    let on_leader = connect(&cluster, leader).await;
+    on_follower
+        .batch_execute(
+            "CREATE SEQUENCE order_numbers START 100 INCREMENT BY 10 MAXVALUE 1000; \
+             CREATE TABLE orders (id SERIAL PRIMARY KEY, number BIGINT NOT NULL, item TEXT)",
+        )
+        .await
+        .unwrap();
+    let error = on_follower
+        .batch_execute("SELECT currval('order_numbers')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE)
+    );
+
+    async fn next(client: &Client) -> i64 {
+        client
+            .query_one("SELECT nextval('order_numbers')", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    }
+    let mut taken = Vec::new();
+    for _ in 0..5 {
+        taken.push(next(&on_follower).await);
+        taken.push(next(&on_leader).await);
+    }
+    let mut sorted = taken.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..10).map(|i| 100 + 10 * i).collect::<Vec<i64>>());
+    // currval and lastval: what this session's nextval gave, not the other's.
+    let row = on_follower
+        .query_one("SELECT currval('order_numbers'), lastval()", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), taken[8]);
+    assert_eq!(row.get::<_, i64>(1), taken[8]);
+
+    // A value taken in a transaction that rolls back is gone, as in PostgreSQL.
+    on_leader.batch_execute("BEGIN").await.unwrap();
+    let rolled_back = next(&on_leader).await;
+    on_leader.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(next(&on_leader).await, rolled_back + 10);
+
+    // nextval in INSERT … VALUES, simple and extended protocol.
+    on_follower
+        .batch_execute("INSERT INTO orders (number, item) VALUES (nextval('order_numbers'), 'a')")
+        .await
+        .unwrap();
+    let inserted = on_follower
+        .query_one(
+            "INSERT INTO orders (number, item) VALUES (nextval('order_numbers'), $1) \
+             RETURNING number",
+            &[&"b"],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(inserted, rolled_back + 30);
+
+    // setval: the next value follows it (is_called true) or is it (false).
+    let set = on_follower
+        .query_one("SELECT setval('order_numbers', 500)", &[])
+        .await
+        .unwrap();
+    assert_eq!(set.get::<_, i64>(0), 500);
+    assert_eq!(next(&on_leader).await, 510);
+    on_follower
+        .batch_execute("SELECT setval('order_numbers', 990, false)")
+        .await
+        .unwrap();
+    assert_eq!(next(&on_leader).await, 990);
+    assert_eq!(next(&on_leader).await, 1000);
+    let error = on_leader
+        .query_one("SELECT nextval('order_numbers')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&SqlState::SEQUENCE_GENERATOR_LIMIT_EXCEEDED)
+    );
+    let error = on_leader
+        .batch_execute("SELECT setval('order_numbers', 5000)")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE));
+
+    // Django's sequence reset of a SERIAL column answers the largest id and changes nothing.
+    let reset = on_follower
+        .query_one(
+            "SELECT setval(pg_get_serial_sequence('\"orders\"','id'), coalesce(max(\"id\"), 1), \
+             max(\"id\") IS NOT null) FROM \"orders\"",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reset.get::<_, i64>(0), 2);
+    let id = on_follower
+        .query_one("INSERT INTO orders (number) VALUES (0) RETURNING id", &[])
+        .await
+        .unwrap()
+        .get::<_, i32>(0);
+    assert_eq!(id, 3);
+    let serial = on_leader
+        .query_one("SELECT pg_get_serial_sequence('orders', 'id')", &[])
+        .await
+        .unwrap();
+    assert_eq!(serial.get::<_, String>(0), "public.orders_id_seq");
+
+    // nextval per row is refused by name, not run with one value for every row.
+    let error = on_follower
+        .batch_execute("UPDATE orders SET number = nextval('order_numbers')")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::FEATURE_NOT_SUPPORTED));
+    assert!(error.to_string().contains("nextval()") || format!("{error:?}").contains("nextval()"));
+
+    let listed = on_leader
+        .query(
+            "SELECT c.relname, s.seqincrement, s.seqmax FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid WHERE c.relkind = 'S'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].get::<_, String>(0), "order_numbers");
+    let tables = on_leader
+        .query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let tables: Vec<String> = tables.iter().map(|row| row.get(0)).collect();
+    assert_eq!(tables, ["orders"]);
+
+    on_leader
+        .batch_execute("DROP SEQUENCE order_numbers")
+        .await
+        .unwrap();
+    let error = on_leader
+        .batch_execute("DROP SEQUENCE order_numbers")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNDEFINED_TABLE));
+    on_leader
+        .batch_execute("DROP SEQUENCE IF EXISTS order_numbers")
+        .await
+        .unwrap();
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

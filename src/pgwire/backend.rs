@@ -22,6 +22,7 @@ use crate::catalog::sql::DatabaseStatement;
 use crate::catalog::statements::SHOW_COLUMNS as SHOW_DATABASES_COLUMNS;
 use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
 use crate::pgwire::dialect;
+use crate::pgwire::dialect::sequences::SequenceCall;
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};
 use crate::pgwire::params::decode_parameter;
 use crate::pgwire::privileges::{Privileges, needed};
@@ -30,6 +31,7 @@ use crate::pgwire::results::{
     wire_type,
 };
 use crate::pgwire::schema_change;
+use crate::pgwire::sequences::{self, SequenceWrites};
 use crate::pgwire::session::{LocalStatement, Session, recognize};
 use crate::pgwire::sqlstate::{
     self, error_info, service_error, session_error, statement_error, user_error,
@@ -57,6 +59,8 @@ pub struct PreparedStatement {
     read_only: bool,
     /// An `ALTER TABLE` made from the schema when it runs (`sql` is then as written).
     alter: Option<Arc<dialect::AlterPlan>>,
+    /// Sequence functions evaluated before each run (their placeholders are in `sql`).
+    sequences: Vec<SequenceCall>,
 }
 
 /// The handlers of every connection; per-session state lives in the connection's session
@@ -382,7 +386,9 @@ impl Backend {
         let implicit = statements.len() > 1
             && !session.in_transaction()
             && statements.iter().all(|s| {
-                recognize(s, session).is_none() && !is_catalog_query(s) && alter_plan(s).is_none()
+                recognize(s, session).is_none()
+                    && !is_catalog_query(s)
+                    && translation(s).is_ok_and(|t| t.alter.is_none() && t.sequences.is_empty())
             });
         if implicit {
             let batch = match statements
@@ -421,8 +427,23 @@ impl Backend {
                         Err(info) => Response::Error(info),
                     }
                 }
-                (None, None) => match sqlite_text(sql) {
-                    Ok(text) => self.run_as_written(session, sql, &text).await,
+                (None, None) => match translation(sql) {
+                    Ok(translated) if translated.sequences.is_empty() => {
+                        self.run_as_written(session, sql, &translated.sql).await
+                    }
+                    Ok(translated) => {
+                        match sequences::with_values(
+                            self,
+                            session,
+                            &translated.sql,
+                            &translated.sequences,
+                        )
+                        .await
+                        {
+                            Ok(text) => self.run_as_written(session, sql, &text).await,
+                            Err(info) => Response::Error(info),
+                        }
+                    }
                     Err(info) => Response::Error(info),
                 },
             };
@@ -436,6 +457,32 @@ impl Backend {
             }
         }
         responses
+    }
+}
+
+impl SequenceWrites for Backend {
+    /// A sequence's write: its own log entry, outside any transaction block (as PostgreSQL's
+    /// nextval/setval are never rolled back), allowed to users who may write the sequence.
+    async fn write(
+        &self,
+        session: &Session,
+        sql: String,
+    ) -> Result<crate::raft::types::StatementResult, Box<ErrorInfo>> {
+        self.privileges
+            .require_for(session, std::slice::from_ref(&sql))
+            .await?;
+        let statement = Statement::plain(sql);
+        match self
+            .run(session, RequestKind::Execute, vec![statement], false)
+            .await
+        {
+            Ok(mut results) if results.len() == 1 => Ok(results.remove(0)),
+            Ok(results) => Err(error_info(
+                sqlstate::INTERNAL_ERROR,
+                format!("expected one result, got {}", results.len()),
+            )),
+            Err(error) => Err(service_error(&error)),
+        }
     }
 }
 
@@ -512,6 +559,7 @@ impl QueryParser for StatementParser {
                 columns,
                 read_only: true,
                 alter: None,
+                sequences: Vec::new(),
             }));
         }
         // Describing a statement shows its columns: not for a user who may neither read nor
@@ -559,6 +607,7 @@ impl QueryParser for StatementParser {
                 columns,
                 read_only: true,
                 alter: None,
+                sequences: Vec::new(),
             }));
         }
         let translation = translation(sql).map_err(user_error)?;
@@ -571,9 +620,11 @@ impl QueryParser for StatementParser {
                 columns: Vec::new(),
                 read_only: false,
                 alter: Some(plan.clone()),
+                sequences: Vec::new(),
             }));
         }
         let rewritten = translation.sql.clone();
+        let shaped = sequences::with_shape_values(&rewritten, translation.sequences.len());
         // The session's own earlier writes are applied here first, so a statement naming a
         // table it just created compiles on a follower too.
         let database = session_database(&self.databases, &session)
@@ -583,7 +634,7 @@ impl QueryParser for StatementParser {
         let transaction = Transactions::statements_so_far(&session);
         let timeout = session.request_options().timeout;
         let shape = database
-            .describe(rewritten.clone(), transaction, timeout)
+            .describe(shaped, transaction, timeout)
             .await
             .map_err(|error| user_error(service_error(&error)))?
             .map_err(|message| user_error(statement_error(&message)))?;
@@ -627,6 +678,7 @@ impl QueryParser for StatementParser {
             columns,
             read_only: shape.read_only,
             alter: None,
+            sequences: translation.sequences.clone(),
         }))
     }
 
@@ -762,8 +814,16 @@ impl Backend {
             Ok(params) => params,
             Err(info) => return Response::Error(info),
         };
+        let sql = if prepared.sequences.is_empty() {
+            prepared.sql.clone()
+        } else {
+            match sequences::with_values(self, session, &prepared.sql, &prepared.sequences).await {
+                Ok(sql) => sql,
+                Err(info) => return Response::Error(info),
+            }
+        };
         let statement = Statement {
-            sql: prepared.sql.clone(),
+            sql,
             params: if params.is_empty() {
                 Params::None
             } else {

@@ -18,6 +18,7 @@ mod params;
 mod privileges;
 mod results;
 mod schema_change;
+mod sequences;
 pub mod session;
 mod split;
 pub mod sqlstate;

@@ -165,7 +165,8 @@ async fn run(
 ) -> Result<crate::raft::types::StatementResult, Box<ErrorInfo>> {
     let result = transactions.execute(session, Statement::plain(sql)).await?;
     match &result.error {
-        Some(message) => Err(statement_error(message)),
+        Some(message) => Err(crate::pgwire::sequences::sequence_table_error(message)
+            .unwrap_or_else(|| statement_error(message))),
         None => Ok(result),
     }
 }

@@ -137,9 +137,50 @@ pub struct Session {
     /// The group that database lived in at the session's first statement: a rename or a drop
     /// and re-create under the same name never moves an open session to another group.
     pub database_group: std::sync::OnceLock<u64>,
+    /// What `nextval` last gave this session, per sequence and of any (`currval`, `lastval`).
+    sequence_values: Mutex<SequenceValues>,
 }
 
+/// The values `nextval` gave a session.
+#[derive(Debug, Default)]
+struct SequenceValues {
+    by_sequence: std::collections::HashMap<String, i64>,
+    last: Option<i64>,
+}
+
+/// Sequences a session remembers values of (PostgreSQL keeps one per sequence used; a session
+/// touching more than this many forgets none but records no new ones, and their `currval`
+/// then fails as if `nextval` had not been called).
+const SEQUENCES_REMEMBERED_MAX: usize = 10_000;
+
 impl Session {
+    /// Records that `nextval` of `sequence` gave this session `value`.
+    pub fn took_sequence_value(&self, sequence: &str, value: i64) {
+        let mut values = self
+            .sequence_values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        values.last = Some(value);
+        if values.by_sequence.len() < SEQUENCES_REMEMBERED_MAX
+            || values.by_sequence.contains_key(sequence)
+        {
+            values.by_sequence.insert(sequence.to_string(), value);
+        }
+    }
+
+    /// The value `nextval` of `sequence` last gave this session (`None` for a sequence it
+    /// has not called `nextval` of), or of any sequence with `None`.
+    pub fn sequence_value(&self, sequence: Option<&str>) -> Option<i64> {
+        let values = self
+            .sequence_values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match sequence {
+            Some(sequence) => values.by_sequence.get(sequence).copied(),
+            None => values.last,
+        }
+    }
+
     /// A new session of `user`, with every setting at its default.
     pub fn for_user(user: String, database: String) -> Session {
         Session {

@@ -42,6 +42,8 @@ pub const INVALID_PASSWORD: &str = "28P01";
 pub const INVALID_AUTHORIZATION: &str = "28000";
 pub const INVALID_CATALOG_NAME: &str = "3D000";
 pub const DUPLICATE_DATABASE: &str = "42P04";
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+pub const SEQUENCE_GENERATOR_LIMIT_EXCEEDED: &str = "2200H";
 
 /// The SQLSTATE for an error SQLite reported while running a statement.
 pub fn for_statement_error(message: &str) -> &'static str {

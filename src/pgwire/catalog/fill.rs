@@ -11,6 +11,7 @@ use super::functions::Definitions;
 use crate::pgwire::dialect::comments::COMMENT_VIEW_PREFIX;
 use crate::pgwire::dialect::enums::ENUM_VIEW_PREFIX;
 use crate::pgwire::dialect::rebuild::{DeclaredForeignKey, declared_foreign_keys};
+use crate::pgwire::dialect::sequences::SEQUENCE_TABLE_PREFIX;
 use crate::pgwire::types::PgType;
 
 /// First object id given to user tables, views and indexes (PostgreSQL's FirstNormalObjectId).
@@ -199,6 +200,9 @@ impl<'a> Filler<'a> {
             match object.kind.as_str() {
                 "view" if object.name.starts_with(ENUM_VIEW_PREFIX) => self.enum_type(object)?,
                 "view" if object.name.starts_with(COMMENT_VIEW_PREFIX) => comments.push(object),
+                "table" if object.name.starts_with(SEQUENCE_TABLE_PREFIX) => {
+                    self.sequence(object)?
+                }
                 "table" | "view" => {
                     let relation = self.relation(object)?;
                     if let Some(key) = relation.rowid_key() {
@@ -282,6 +286,12 @@ impl<'a> Filler<'a> {
                 .push(column.declared.to_lowercase());
             let typmod = self.definitions.declared.len() as i64 - 1;
             let is_rowid = rowid.as_deref() == Some(column.name.as_str());
+            if is_rowid {
+                self.definitions.serial_columns.insert((
+                    relation.object.name.to_lowercase(),
+                    column.name.to_lowercase(),
+                ));
+            }
             // The rowid numbers rows as a serial column's sequence does in PostgreSQL.
             let default = if is_rowid && column.default.is_none() {
                 Some(format!(
@@ -638,6 +648,51 @@ impl<'a> Filler<'a> {
     }
 
     /// The `pg_description` row of a comment (kept as a one-row view: see `dialect::comments`).
+    /// A sequence (`dialect::sequences`): its `pg_class` row (relkind 'S') and `pg_sequence`
+    /// row, read from its table.
+    fn sequence(&mut self, object: &SchemaObject) -> rusqlite::Result<()> {
+        let name = &object.name[SEQUENCE_TABLE_PREFIX.len()..];
+        let definition: Option<(i64, i64, i64, i64, bool)> = self
+            .source
+            .query_row(
+                &format!(
+                    "SELECT start_value, increment_by, max_value, min_value, cycle FROM \"{}\"",
+                    object.name.replace('"', "\"\"")
+                ),
+                [],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
+            )
+            .ok();
+        let Some((start, increment, max, min, cycle)) = definition else {
+            return Ok(());
+        };
+        let oid = self.new_oid(name);
+        self.catalog.execute(
+            "INSERT INTO pg_class(oid, relname, relnamespace, reltype, reloftype, relowner, relam,
+               relfilenode, reltablespace, relpages, reltuples, relhasindex, relisshared,
+               relpersistence, relkind, relnatts, relchecks, relhasrules, relhastriggers,
+               relhassubclass, relrowsecurity, relforcerowsecurity, relispopulated, relreplident,
+               relispartition, relhasoids)
+             VALUES (?1, ?2, ?3, 0, 0, ?4, 0, ?1, 0, 1, 1, 0, 0, 'p', 'S', 3, 0, 0, 0, 0, 0,
+               0, 1, 'n', 0, 0)",
+            params![oid, name, PUBLIC_NAMESPACE, OWNER],
+        )?;
+        self.catalog.execute(
+            "INSERT INTO pg_sequence(seqrelid, seqtypid, seqstart, seqincrement, seqmax, seqmin,
+               seqcache, seqcycle) VALUES (?1, 20, ?2, ?3, ?4, ?5, 1, ?6)",
+            params![oid, start, increment, max, min, cycle],
+        )?;
+        Ok(())
+    }
+
     fn comment(&mut self, object: &SchemaObject) -> rusqlite::Result<()> {
         let (relation, column, text): (String, Option<String>, String) = self.source.query_row(
             &format!(

@@ -21,6 +21,8 @@ pub struct Definitions {
     pub triggers: BTreeMap<i64, String>,
     /// Comments by relation oid and column number (0: the relation's own).
     pub comments: BTreeMap<(i64, i64), String>,
+    /// (table, column), lower-cased, of the columns that are SQLite's rowid: SERIAL columns.
+    pub serial_columns: std::collections::BTreeSet<(String, String)>,
 }
 
 /// The catalog functions psql and drivers call (any argument count, as PostgreSQL's have
@@ -141,7 +143,22 @@ pub fn register_functions(
         relations,
         triggers,
         comments,
+        serial_columns,
     } = definitions;
+    // pg_get_serial_sequence(table, column): `public.<table>_<column>_seq` for a SERIAL column
+    // (SQLite's rowid, which numbers rows as that sequence would), else NULL.
+    catalog.create_scalar_function("pg_get_serial_sequence", 2, flags, move |context| {
+        let table: Option<String> = context.get(0)?;
+        let column: Option<String> = context.get(1)?;
+        let (Some(table), Some(column)) = (table, column) else {
+            return Ok(None);
+        };
+        let table = unqualified_relation_name(&table);
+        let column = column.trim_matches('"').to_lowercase();
+        Ok(serial_columns
+            .contains(&(table.clone(), column.clone()))
+            .then(|| format!("public.{table}_{column}_seq")))
+    })?;
     // obj_description(oid[, catalog]) and col_description(oid, column): comments kept by
     // `COMMENT ON` (relations only: other objects have none).
     // (A relation named by text, `'books'::regclass`, is looked up by name.)

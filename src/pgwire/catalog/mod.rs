@@ -40,9 +40,20 @@ pub fn is_catalog_query(sql: &str) -> bool {
     let mut code = String::with_capacity(sql.len());
     crate::sqltext::for_each_code_char(sql, |_, c| code.push(c.to_ascii_lowercase()));
     let quoted = quoted_names(sql);
-    code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+    let mut serial_sequence = false;
+    let mut setval = false;
+    let catalog = code
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .chain(quoted.iter().map(String::as_str))
-        .any(|word| CATALOG_WORDS.contains(&word) || CATALOG_RELATIONS.contains(word))
+        .any(|word| {
+            serial_sequence |= word == "pg_get_serial_sequence";
+            setval |= word == "setval";
+            CATALOG_WORDS.contains(&word) || CATALOG_RELATIONS.contains(word)
+        });
+    // `SELECT pg_get_serial_sequence('t', 'id')` asks the catalog; a `setval` of it (Django's
+    // sequence reset, over the user's table) is the dialect's (`dialect::sequences`).
+    // (`any` read every word when it found no catalog word.)
+    catalog || (serial_sequence && !setval)
 }
 
 /// The relations `schema.sql` defines whose names are PostgreSQL's (`pg_*`).

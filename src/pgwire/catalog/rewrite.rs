@@ -121,7 +121,7 @@ fn regclass_of_expressions(sql: &str) -> String {
         edits.push((open, open, function));
         edits.push((close + 1, end, ")"));
     }
-    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    edits.sort_by_key(|edit| std::cmp::Reverse(edit.0));
     let mut text = sql.to_string();
     for (start, end, replacement) in edits {
         text.replace_range(start..end, replacement);

@@ -95,6 +95,18 @@ CREATE VIEW pg_matviews AS SELECT n.nspname AS schemaname, c.relname AS matviewn
   'shoal' AS matviewowner, NULL AS tablespace, 0 AS hasindexes, 1 AS ispopulated,
   NULL AS definition
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'm';
+CREATE VIEW information_schema_sequences AS SELECT 'shoal' AS sequence_catalog,
+  'public' AS sequence_schema, c.relname AS sequence_name, 'bigint' AS data_type,
+  64 AS numeric_precision, 2 AS numeric_precision_radix, 0 AS numeric_scale,
+  CAST(s.seqstart AS TEXT) AS start_value, CAST(s.seqmin AS TEXT) AS minimum_value,
+  CAST(s.seqmax AS TEXT) AS maximum_value, CAST(s.seqincrement AS TEXT) AS increment,
+  CASE WHEN s.seqcycle THEN 'YES' ELSE 'NO' END AS cycle_option
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid;
+CREATE VIEW pg_sequences AS SELECT 'public' AS schemaname, c.relname AS sequencename,
+  'shoal' AS sequenceowner, 'bigint' AS data_type, s.seqstart AS start_value,
+  s.seqmin AS min_value, s.seqmax AS max_value, s.seqincrement AS increment_by,
+  s.seqcycle AS cycle, s.seqcache AS cache_size, NULL AS last_value
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid;
 CREATE VIEW pg_indexes AS SELECT n.nspname AS schemaname, t.relname AS tablename,
   c.relname AS indexname, NULL AS tablespace, NULL AS indexdef
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid

@@ -90,6 +90,7 @@ fn type_of(expr: &Expr, select: &Select, depth: usize) -> Option<PgType> {
                 "localtimestamp" => Some(PgType::Timestamp),
                 "current_date" => Some(PgType::Date),
                 "gen_random_uuid" | "uuid_generate_v4" => Some(PgType::Uuid),
+                "nextval" | "currval" | "setval" | "lastval" => Some(PgType::Int8),
                 "array" if matches!(function.args, FunctionArguments::Subquery(_)) => {
                     Some(PgType::TextArray)
                 }

@@ -20,6 +20,7 @@ mod hints;
 mod like;
 pub mod rebuild;
 mod rewrite;
+pub mod sequences;
 mod types;
 mod unnest;
 
@@ -57,7 +58,7 @@ impl std::fmt::Display for Unsupported {
 }
 
 /// A statement as SQLite runs it, and what the statement says of its result columns' types.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Translation {
     pub sql: String,
     /// The PostgreSQL types of leading result columns where the statement names them
@@ -67,6 +68,9 @@ pub struct Translation {
     /// the schema when it runs: ALTER TABLE forms SQLite lacks, COMMENT ON (`sql` is then the
     /// statement as written).
     pub alter: Option<Arc<AlterPlan>>,
+    /// Sequence functions (`nextval('s')`, …) the statement calls, evaluated before it runs;
+    /// `sql` holds `sequences::placeholder(k)` where the `k`th one's value goes.
+    pub sequences: Vec<sequences::SequenceCall>,
 }
 
 type Translated = Result<Arc<Translation>, Unsupported>;
@@ -121,6 +125,7 @@ fn translate_uncached(sql: &str) -> Translated {
             sql: to_sqlite(&rewrite_parameters(sql)),
             column_types,
             alter: None,
+            sequences: Vec::new(),
         }))
     };
     if sql.len() > PARSED_TEXT_BYTES_MAX {
@@ -131,12 +136,22 @@ fn translate_uncached(sql: &str) -> Translated {
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(Vec::new()),
     };
+    if let Some(plan) = sequences::sequence_statement(&statements[0]) {
+        return plan.map(|plan| {
+            Arc::new(Translation {
+                sql: sql.to_string(),
+                alter: Some(Arc::new(plan)),
+                ..Translation::default()
+            })
+        });
+    }
     if let Some(plan) = comments::comment_statement(&statements[0]) {
         return plan.map(|plan| {
             Arc::new(Translation {
                 sql: sql.to_string(),
                 column_types: Vec::new(),
                 alter: Some(Arc::new(plan)),
+                sequences: Vec::new(),
             })
         });
     }
@@ -146,6 +161,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 sql,
                 column_types: Vec::new(),
                 alter: None,
+                sequences: Vec::new(),
             })
         });
     }
@@ -155,6 +171,18 @@ fn translate_uncached(sql: &str) -> Translated {
     if let Some(unsupported) = rewriter.unsupported {
         return Err(unsupported);
     }
+    let calls = std::mem::take(&mut rewriter.sequence_calls);
+    if calls
+        .iter()
+        .any(|call| matches!(call, sequences::SequenceCall::Next(_)))
+        && !sequences::evaluates_once(&statements[0])
+    {
+        return Err(Unsupported(
+            "nextval() in a statement that reads rows or updates them (PostgreSQL takes a \
+             value per row; take it in INSERT … VALUES or SELECT nextval(…))"
+                .into(),
+        ));
+    }
     // (After the rewriting pass: a new default or check is SQLite's expression by now.)
     match alter::alter_statement(&statements[0]) {
         Some(Ok(alter::Alter::Sql(sql))) => {
@@ -162,6 +190,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 sql,
                 column_types: Vec::new(),
                 alter: None,
+                sequences: Vec::new(),
             }));
         }
         Some(Ok(alter::Alter::Plan(plan))) => {
@@ -169,6 +198,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 sql: sql.to_string(),
                 column_types: Vec::new(),
                 alter: Some(Arc::new(plan)),
+                sequences: Vec::new(),
             }));
         }
         Some(Err(unsupported)) => return Err(unsupported),
@@ -199,6 +229,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 create: Some(create),
                 enum_columns,
             })),
+            sequences: Vec::new(),
         }));
     }
     if !rewriter.changed {
@@ -208,6 +239,7 @@ fn translate_uncached(sql: &str) -> Translated {
         sql: statements[0].to_string(),
         column_types,
         alter: None,
+        sequences: calls,
     }))
 }
 

@@ -14,6 +14,7 @@ use sqlparser::parser::Parser;
 use super::Unsupported;
 use super::functions;
 use super::like;
+use super::sequences;
 use super::types::{is_boolean, sqlite_cast_type};
 use super::unnest;
 use crate::pgwire::params::parse_bool;
@@ -24,6 +25,8 @@ pub struct Rewriter {
     pub changed: bool,
     /// The first construct that has no SQLite translation.
     pub unsupported: Option<Unsupported>,
+    /// Sequence functions met, in the order of their placeholders.
+    pub sequence_calls: Vec<sequences::SequenceCall>,
 }
 
 impl Rewriter {
@@ -215,6 +218,20 @@ impl VisitorMut for Rewriter {
                     return self.refuse(format!("EXTRACT({} FROM …)", field.to_uppercase()));
                 };
                 self.replace(expr, raw(replacement));
+            }
+            Expr::Function(function) if let Some(call) = sequences::sequence_function(function) => {
+                match call {
+                    Ok(sequences::Rewritten::Call(call)) => {
+                        let placeholder = sequences::placeholder(self.sequence_calls.len());
+                        self.sequence_calls.push(call);
+                        self.replace(expr, raw(placeholder));
+                    }
+                    Ok(sequences::Rewritten::Expression(value)) => {
+                        *expr = *value;
+                        self.changed = true;
+                    }
+                    Err(construct) => return self.refuse(construct.0),
+                }
             }
             Expr::Function(function) => match functions::translate(function) {
                 Ok(Some(replacement)) => self.replace(expr, raw(replacement)),
