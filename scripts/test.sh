@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs Shoal's whole test suite: unit tests and the multi-process cluster tests, including the
-# pyrqlite, psycopg, asyncpg, SQLAlchemy, Alembic, Django and Knex sessions, psql, chromium and an S3 server (moto) (installed here if missing). Usage: scripts/test.sh [cargo test args]
+# pyrqlite, psycopg, asyncpg, SQLAlchemy, Alembic, Django, Knex, Sequelize and TypeORM sessions, psql, chromium and an S3 server (moto) (installed here if missing). Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python3 -c 'import pyrqlite, psycopg, sqlalchemy, asyncpg, alembic, django, moto.server, pytest, pytest_timeout' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi
 # psql drives the PostgreSQL endpoint in the tests, as a user would; chromium loads the
-# dashboard; node runs the Node.js clients (Knex over node-postgres).
+# dashboard; node runs the Node.js clients (Knex, Sequelize, TypeORM over node-postgres).
 missing=()
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v npm >/dev/null || missing+=(nodejs npm)
@@ -21,7 +21,8 @@ if ((${#missing[@]})); then
   fi
 fi
 # The Node.js clients, at the versions package-lock.json pins.
-if [[ ! -d tests/clients/node/node_modules/knex || ! -d tests/clients/node/node_modules/sequelize ]]; then
+if [[ ! -d tests/clients/node/node_modules/knex || ! -d tests/clients/node/node_modules/sequelize ||
+      ! -d tests/clients/node/node_modules/typeorm ]]; then
   (cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # SQLite's sqllogictest corpus stays outside git. The workplace keeps select1-5 and

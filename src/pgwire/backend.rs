@@ -61,6 +61,9 @@ pub struct PreparedStatement {
     alter: Option<Arc<dialect::AlterPlan>>,
     /// Sequence functions evaluated before each run (their placeholders are in `sql`).
     sequences: Vec<SequenceCall>,
+    /// The translation, when it adds parameters to times: which are intervals is decided by
+    /// how each run binds them (`Translation::with_interval_parameters`).
+    intervals: Option<Arc<dialect::Translation>>,
 }
 
 /// The handlers of every connection; per-session state lives in the connection's session
@@ -460,6 +463,25 @@ impl Backend {
     }
 }
 
+/// Whether `time` (SQLite text of an operand) is a time: a column declared as a date or
+/// timestamp in `tables`, or a time Shoal's translation computes (`now()`, a cast to a date).
+fn is_time_operand(time: &str, tables: &crate::db::execute::TableColumns) -> bool {
+    if time.contains("strftime('%Y-%m-%d") || time.starts_with("coalesce(date(") {
+        return true;
+    }
+    let column = time.rsplit('.').next().unwrap_or(time).trim_matches('"');
+    tables
+        .iter()
+        .flat_map(|(_, columns)| columns)
+        .filter(|(name, _)| name.eq_ignore_ascii_case(column))
+        .any(|(_, declared)| {
+            matches!(
+                declared.as_deref().and_then(PgType::for_declared),
+                Some(PgType::Date | PgType::Timestamp | PgType::TimestampTz)
+            )
+        })
+}
+
 impl SequenceWrites for Backend {
     /// A sequence's write: its own log entry, outside any transaction block (as PostgreSQL's
     /// nextval/setval are never rolled back), allowed to users who may write the sequence.
@@ -500,7 +522,7 @@ fn sqlite_text(sql: &str) -> Result<String, Box<ErrorInfo>> {
 /// `sql` translated (see `sqlite_text`), with the result types the statement names.
 fn translation(sql: &str) -> Result<Arc<dialect::Translation>, Box<ErrorInfo>> {
     dialect::translate(sql)
-        .map_err(|unsupported| error_info(sqlstate::FEATURE_NOT_SUPPORTED, unsupported.to_string()))
+        .map_err(|unsupported| error_info(unsupported.sqlstate(), unsupported.to_string()))
 }
 
 /// Prepares statements for the extended protocol: compiles them in SQLite (on this node) to
@@ -560,6 +582,7 @@ impl QueryParser for StatementParser {
                 read_only: true,
                 alter: None,
                 sequences: Vec::new(),
+                intervals: None,
             }));
         }
         // Describing a statement shows its columns: not for a user who may neither read nor
@@ -608,6 +631,7 @@ impl QueryParser for StatementParser {
                 read_only: true,
                 alter: None,
                 sequences: Vec::new(),
+                intervals: None,
             }));
         }
         let translation = translation(sql).map_err(user_error)?;
@@ -621,6 +645,7 @@ impl QueryParser for StatementParser {
                 read_only: false,
                 alter: Some(plan.clone()),
                 sequences: Vec::new(),
+                intervals: None,
             }));
         }
         let rewritten = translation.sql.clone();
@@ -640,9 +665,19 @@ impl QueryParser for StatementParser {
             .map_err(|message| user_error(statement_error(&message)))?;
         let count = shape.parameter_count.max(types.len());
         let inferred = parameter_declarations(&rewritten, &shape.tables, count);
+        // A parameter added to or subtracted from a time is an interval (`now() - $1`).
+        let intervals: Vec<usize> = translation
+            .interval_parameters
+            .iter()
+            .filter(|parameter| is_time_operand(&parameter.time, &shape.tables))
+            .map(|parameter| parameter.parameter)
+            .collect();
         let parameter_types = (0..count)
             .map(|i| {
                 types.get(i).cloned().flatten().unwrap_or_else(|| {
+                    if intervals.contains(&(i + 1)) {
+                        return Type::INTERVAL;
+                    }
                     let declared = inferred.get(i).cloned().flatten();
                     declared
                         .as_deref()
@@ -651,7 +686,19 @@ impl QueryParser for StatementParser {
                 })
             })
             .collect();
-        let expressions = expression_declarations(&rewritten, &shape.tables, shape.columns.len());
+        // Read from the statement as written first (`date_trunc('day', at)` keeps `at`'s
+        // type; its translation is SQLite text), then as translated.
+        let count = shape.columns.len();
+        let written = if rewritten == sql {
+            vec![None; count]
+        } else {
+            expression_declarations(sql, &shape.tables, count)
+        };
+        let expressions: Vec<Option<String>> = written
+            .into_iter()
+            .zip(expression_declarations(&rewritten, &shape.tables, count))
+            .map(|(written, translated)| written.or(translated))
+            .collect();
         let columns = shape
             .columns
             .into_iter()
@@ -679,6 +726,7 @@ impl QueryParser for StatementParser {
             read_only: shape.read_only,
             alter: None,
             sequences: translation.sequences.clone(),
+            intervals: (!translation.interval_parameters.is_empty()).then(|| translation.clone()),
         }))
     }
 
@@ -814,10 +862,26 @@ impl Backend {
             Ok(params) => params,
             Err(info) => return Response::Error(info),
         };
+        // A parameter bound as an interval shifts the time it is added to.
+        let sql = match &prepared.intervals {
+            Some(translation) => translation.with_interval_parameters(|parameter| {
+                let index = parameter.checked_sub(1)?;
+                if prepared.parameter_types.get(index) != Some(&Type::INTERVAL) {
+                    return None;
+                }
+                match params.get(index) {
+                    Some(SqlValue::Text(text)) => {
+                        crate::pgwire::interval::Interval::parse(text).ok()
+                    }
+                    _ => None,
+                }
+            }),
+            None => prepared.sql.clone(),
+        };
         let sql = if prepared.sequences.is_empty() {
-            prepared.sql.clone()
+            sql
         } else {
-            match sequences::with_values(self, session, &prepared.sql, &prepared.sequences).await {
+            match sequences::with_values(self, session, &sql, &prepared.sequences).await {
                 Ok(sql) => sql,
                 Err(info) => return Response::Error(info),
             }

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::pgwire::types::PgType;
+
 /// The columns (name, declared type) of the tables a statement names.
 pub type Tables = [(String, Vec<(String, Option<String>)>)];
 
@@ -175,6 +177,10 @@ fn is_comparison(token: &Token) -> bool {
     }
 }
 
+fn is_arithmetic(token: &Token) -> bool {
+    matches!(token, Token::Symbol("+" | "-" | "*" | "/" | "%"))
+}
+
 fn word(token: Option<&Token>, expected: &str) -> bool {
     matches!(token, Some(Token::Word(w)) if w == expected)
 }
@@ -204,6 +210,11 @@ pub fn parameter_declarations(sql: &str, tables: &Tables, count: usize) -> Vec<O
         } else if previous.is_some_and(is_comparison) && i >= 2 {
             columns.ending_at(&tokens, i - 2)
         } else if tokens.get(i + 1).is_some_and(is_comparison) {
+            columns.starting_at(&tokens, i + 2)
+        } else if previous.is_some_and(is_arithmetic) && i >= 2 {
+            // `col + ?1`: a value of the column's kind.
+            columns.ending_at(&tokens, i - 2)
+        } else if tokens.get(i + 1).is_some_and(is_arithmetic) {
             columns.starting_at(&tokens, i + 2)
         } else if word(previous, "between") && i >= 2 {
             columns.ending_at(&tokens, i - 2)
@@ -502,6 +513,10 @@ fn expression_type(expression: &[Token], columns: &Columns) -> Option<String> {
             {
                 // PostgreSQL's avg of a numeric is a numeric (of any scale).
                 named("DECIMAL")
+            } else if function == "date_trunc" {
+                // A time cut to a field keeps its type: the second argument's.
+                let first = first_argument(arguments).len();
+                expression_type(arguments.get(first + 1..).unwrap_or_default(), columns)
             } else if REAL_FUNCTIONS.contains(&function) {
                 named("REAL")
             } else if TEXT_FUNCTIONS.contains(&function) {
@@ -517,9 +532,87 @@ fn expression_type(expression: &[Token], columns: &Columns) -> Option<String> {
                 None
             }
         }
+        // `time ± interval '…'`: a time of the same kind (a date's is a timestamp).
+        [
+            time @ ..,
+            Token::Symbol("+" | "-"),
+            Token::Word(interval),
+            Token::Text,
+        ] if interval == "interval" && !time.is_empty() => {
+            let declared = expression_type(time, columns)?;
+            match crate::pgwire::types::PgType::for_declared(&declared)? {
+                crate::pgwire::types::PgType::Date => named("TIMESTAMP"),
+                crate::pgwire::types::PgType::Timestamp
+                | crate::pgwire::types::PgType::TimestampTz => Some(declared),
+                _ => None,
+            }
+        }
         tokens if tokens.contains(&Token::Symbol("||")) => named("TEXT"),
-        _ => None,
+        tokens => arithmetic_type(tokens, columns),
     }
+}
+
+/// The type of `a + b` (or `-`, `*`, `/`, `%`) from its operands', as PostgreSQL widens them:
+/// integers stay integers (int4 unless one is int8), a float makes a float, a numeric a
+/// numeric; a parameter takes the other operand's type. `None` when an operand's type is not
+/// known or is not a number.
+fn arithmetic_type(tokens: &[Token], columns: &Columns) -> Option<String> {
+    // Split at the last top-level operator of the lowest precedence present.
+    let mut depth = 0usize;
+    let (mut additive, mut multiplicative) = (None, None);
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Token::Symbol("(") => depth += 1,
+            Token::Symbol(")") => depth = depth.saturating_sub(1),
+            // (A sign at the start, or after another operator, is not a binary operator.)
+            Token::Symbol("+" | "-")
+                if depth == 0
+                    && i > 0
+                    && !matches!(tokens[i - 1], Token::Symbol(s) if s != ")") =>
+            {
+                additive = Some(i);
+            }
+            Token::Symbol("*" | "/" | "%") if depth == 0 && i > 0 => multiplicative = Some(i),
+            _ => {}
+        }
+    }
+    let at = additive.or(multiplicative)?;
+    let (left, right) = (&tokens[..at], &tokens[at + 1..]);
+    let operand = |side: &[Token]| -> Result<Option<PgType>, ()> {
+        let side = match side {
+            [Token::Symbol("("), inner @ .., Token::Symbol(")")] if balanced(inner) => inner,
+            side => side,
+        };
+        match side {
+            [Token::Param(_)] => Ok(None),
+            _ => expression_type(side, columns)
+                .and_then(|declared| PgType::for_declared(&declared))
+                .map(Some)
+                .ok_or(()),
+        }
+    };
+    let (left, right) = (operand(left).ok()?, operand(right).ok()?);
+    let widened = match (left, right) {
+        (Some(a), None) | (None, Some(a)) => a,
+        (Some(a), Some(b)) => match (a, b) {
+            (PgType::Float8, _) | (_, PgType::Float8) => PgType::Float8,
+            (PgType::Numeric(_), _) | (_, PgType::Numeric(_)) => PgType::Numeric(None),
+            (PgType::Int8, _) | (_, PgType::Int8) => PgType::Int8,
+            (PgType::Int2 | PgType::Int4, PgType::Int2 | PgType::Int4) => PgType::Int4,
+            _ => return None,
+        },
+        (None, None) => return None,
+    };
+    Some(
+        match widened {
+            PgType::Int2 | PgType::Int4 => "INTEGER",
+            PgType::Int8 => "BIGINT",
+            PgType::Float8 => "DOUBLE PRECISION",
+            PgType::Numeric(_) => "DECIMAL",
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 /// Whether `declared` is PostgreSQL's numeric type (`NUMERIC(10,2)`, `DECIMAL`).
@@ -576,6 +669,7 @@ mod tests {
                 column("name", "TEXT"),
                 column("price", "REAL"),
                 ("note".to_string(), None),
+                column("added", "TIMESTAMPTZ"),
             ],
         )]
     }
@@ -598,6 +692,15 @@ mod tests {
         assert_eq!(
             parameter_declarations("UPDATE item SET name = ?2 WHERE item.id = ?1", &tables, 2),
             declared(&[Some("INTEGER"), Some("TEXT")])
+        );
+        // In arithmetic with a column: a value of the column's kind.
+        assert_eq!(
+            parameter_declarations(
+                "UPDATE item SET price = price * ?1 WHERE id = ?2 - 1",
+                &tables,
+                2
+            ),
+            declared(&[Some("REAL"), Some("INTEGER")])
         );
         assert_eq!(
             parameter_declarations(
@@ -636,13 +739,38 @@ mod tests {
                 Some("TEXT"),
                 Some("TEXT"),
                 Some("REAL"),
+                Some("INTEGER")
+            ])
+        );
+        // Arithmetic widens as PostgreSQL does; a parameter takes the other operand's type.
+        assert_eq!(
+            expression_declarations(
+                "SELECT id * 2, price + id, id + ?1, (id + 1) * 2, -id, name + 1 FROM item",
+                &tables,
+                6
+            ),
+            declared(&[
+                Some("INTEGER"),
+                Some("DOUBLE PRECISION"),
+                Some("INTEGER"),
+                Some("INTEGER"),
+                None,
                 None
             ])
         );
+        // A time plus an interval is a time of its kind.
+        assert_eq!(
+            expression_declarations(
+                "SELECT added + interval '1 day', added - INTERVAL '2 hours' AS earlier FROM item",
+                &tables,
+                2
+            ),
+            declared(&[Some("TIMESTAMPTZ"), Some("TIMESTAMPTZ")])
+        );
         // A list that does not match the columns (SELECT *) says nothing.
         assert_eq!(
-            expression_declarations("SELECT * FROM item", &tables, 4),
-            vec![None; 4]
+            expression_declarations("SELECT * FROM item", &tables, 5),
+            vec![None; 5]
         );
     }
 }

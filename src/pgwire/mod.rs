@@ -12,6 +12,7 @@ mod dialect;
 #[doc(hidden)]
 pub mod fuzzing;
 mod infer;
+pub mod interval;
 mod login;
 mod numeric;
 mod params;

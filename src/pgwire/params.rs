@@ -51,6 +51,11 @@ fn decode_text(text: &str, pg_type: &Type) -> Result<SqlValue, String> {
                 .to_string(),
         ),
         Type::TIMESTAMPTZ => SqlValue::Text(stored_timestamptz(text)),
+        Type::INTERVAL => SqlValue::Text(
+            crate::pgwire::interval::Interval::parse(text)
+                .map_err(|_| invalid())?
+                .format(),
+        ),
         Type::TIMESTAMP => SqlValue::Text(
             datetime::parse_timestamp(text)
                 .map_or_else(|| text.to_string(), datetime::format_timestamp),
@@ -153,6 +158,9 @@ fn decode_binary(bytes: &[u8], pg_type: &Type) -> Result<SqlValue, String> {
                 .to_string(),
         ),
         Type::NUMERIC => decode_text(&numeric::decode(bytes)?, pg_type)?,
+        Type::INTERVAL => {
+            SqlValue::Text(crate::pgwire::interval::Interval::from_binary(bytes)?.format())
+        }
         // jsonb's binary form: version 1, then the text.
         Type::JSONB => match bytes.split_first() {
             Some((1, json)) => SqlValue::Text(
@@ -256,9 +264,21 @@ mod tests {
                 .contains("wrong size")
         );
         assert!(
-            binary(&[0; 16], &Type::INTERVAL)
+            binary(&[127, 0, 0, 1], &Type::INET)
                 .unwrap_err()
                 .contains("text format")
+        );
+        // An interval: microseconds, days, months.
+        let mut interval = 7_200_000_000i64.to_be_bytes().to_vec();
+        interval.extend(1i32.to_be_bytes());
+        interval.extend(14i32.to_be_bytes());
+        assert_eq!(
+            binary(&interval, &Type::INTERVAL),
+            Ok(SqlValue::Text("1 year 2 mons 1 day 02:00:00".into()))
+        );
+        assert_eq!(
+            decode_parameter(Some(b"P1DT2H"), &Type::INTERVAL, false),
+            Ok(SqlValue::Text("1 day 02:00:00".into()))
         );
     }
 

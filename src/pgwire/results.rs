@@ -202,6 +202,7 @@ pub fn wire_type(pg_type: PgType) -> Type {
         PgType::Uuid => Type::UUID,
         PgType::Json => Type::JSON,
         PgType::Jsonb => Type::JSONB,
+        PgType::Interval => Type::INTERVAL,
         PgType::TextArray => Type::TEXT_ARRAY,
         PgType::NameArray => Type::NAME_ARRAY,
         PgType::BoolArray => Type::BOOL_ARRAY,
@@ -228,6 +229,9 @@ fn binary_form(pg_type: PgType, value: &SqlValue) -> Option<Vec<u8>> {
         PgType::Uuid => uuid::Uuid::parse_str(&text)
             .ok()
             .map(|u| u.as_bytes().to_vec()),
+        PgType::Interval => crate::pgwire::interval::Interval::parse(&text)
+            .ok()
+            .map(|interval| interval.to_binary().to_vec()),
         PgType::Json => Some(text.into_bytes()),
         // jsonb's binary form: a version byte, then the text.
         PgType::Jsonb => Some([&[1u8][..], text.as_bytes()].concat()),

@@ -32,6 +32,8 @@ pub enum PgType {
     Uuid,
     Json,
     Jsonb,
+    /// `interval`: text as PostgreSQL prints it (`1 day 02:00:00`; `pgwire::interval`).
+    Interval,
     /// `text[]`: PostgreSQL's array text `{a,b}` (catalog queries' `array_agg`).
     TextArray,
     /// `name[]`: an `array_agg` of a catalog name column (`attname`), as PostgreSQL types it;
@@ -57,8 +59,9 @@ impl PgType {
             "UUID" => Some(PgType::Uuid),
             "JSON" => Some(PgType::Json),
             "JSONB" => Some(PgType::Jsonb),
-            // Text in Shoal; named here so that "INTERVAL" is not taken for an integer.
-            "INTERVAL" | "TIME WITH TIME ZONE" | "TIMETZ" => Some(PgType::Text),
+            "INTERVAL" => Some(PgType::Interval),
+            // Text in Shoal; named here so that "TIMETZ" is not taken for anything else.
+            "TIME WITH TIME ZONE" | "TIMETZ" => Some(PgType::Text),
             "VARCHAR" | "CHARACTER VARYING" | "NVARCHAR" | "VARYING CHARACTER" => {
                 Some(PgType::Varchar(declared_length(&upper)))
             }
@@ -145,6 +148,9 @@ impl PgType {
                 datetime::parse_timestamp(t).is_some()
             }
             (PgType::Uuid, SqlValue::Text(t)) => uuid::Uuid::parse_str(t).is_ok(),
+            (PgType::Interval, SqlValue::Text(t)) => {
+                crate::pgwire::interval::Interval::parse(t).is_ok()
+            }
             (PgType::Json | PgType::Jsonb, SqlValue::Text(t)) => {
                 serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
             }
@@ -175,6 +181,7 @@ impl PgType {
             PgType::Uuid => 2950,
             PgType::Json => 114,
             PgType::Jsonb => 3802,
+            PgType::Interval => 1186,
             PgType::TextArray => 1009,
             PgType::NameArray => 1003,
             PgType::BoolArray => 1000,
@@ -274,6 +281,7 @@ pub fn text_format(pg_type: PgType, value: &SqlValue) -> Option<String> {
             Some(datetime::parse_timestamp(t).map_or_else(|| t.clone(), datetime::format_timestamp))
         }
         (PgType::TimestampTz, SqlValue::Text(t)) => Some(stored_timestamptz(t)),
+        (PgType::Interval, SqlValue::Text(t)) => Some(crate::pgwire::interval::canonical_text(t)),
         (PgType::BoolArray, SqlValue::Text(t)) => Some(bool_array_text(t)),
         (PgType::Uuid, SqlValue::Text(t)) => Some(
             uuid::Uuid::parse_str(t).map_or_else(|_| t.clone(), |u| u.hyphenated().to_string()),
@@ -406,7 +414,7 @@ mod tests {
             PgType::for_declared("timestamp without time zone"),
             Some(PgType::Timestamp)
         );
-        assert_eq!(PgType::for_declared("INTERVAL"), Some(PgType::Text));
+        assert_eq!(PgType::for_declared("INTERVAL"), Some(PgType::Interval));
         assert_eq!(PgType::for_declared("uuid"), Some(PgType::Uuid));
         assert_eq!(PgType::for_declared("JSONB"), Some(PgType::Jsonb));
     }

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """asyncpg against Shoal's PostgreSQL endpoint, as an application uses it: the binary protocol
 throughout (asyncpg asks every parameter and result in binary), prepared statements, numeric,
-date, time, timestamp (naive and zoned), boolean, uuid, jsonb, float and bigint columns written
-and read back with their Python types, ILIKE, now(), a unique violation caught by its class, a
-transaction that rolls back.
+date, time, timestamp (naive and zoned), interval, boolean, uuid, jsonb, float and bigint columns
+written and read back with their Python types, ILIKE, now(), interval arithmetic, date_trunc and
+extract, a unique violation caught by its class, a transaction that rolls back.
 
 Usage: asyncpg_session.py PORT [PORT ...]
 (prints "asyncpg session: ok" on success; writes go to the first port, reads are checked on
@@ -26,6 +26,7 @@ ROW = dict(
     naive=dt.datetime(2024, 1, 2, 3, 4, 5, 123456), ok=True,
     ref=uuid.UUID("8ae508f9-922e-47e8-836d-39a3d9030915"), meta={"tags": ["a", "b"], "n": 1},
     score=1.5, big=2**40, t=dt.time(1, 2, 3, 500000),
+    took=dt.timedelta(days=1, hours=2, microseconds=5),
 )
 
 
@@ -56,16 +57,16 @@ async def main(ports):
     await conn.execute(
         "CREATE TABLE apg_items (id SERIAL PRIMARY KEY, name VARCHAR(20) NOT NULL UNIQUE, "
         "price NUMERIC(10, 2), born DATE, at TIMESTAMPTZ, naive TIMESTAMP, ok BOOLEAN, ref UUID, "
-        "meta JSONB, score DOUBLE PRECISION, big BIGINT, t TIME, "
+        "meta JSONB, score DOUBLE PRECISION, big BIGINT, t TIME, took INTERVAL, "
         "added TIMESTAMPTZ NOT NULL DEFAULT now())")
     insert = await conn.prepare(
-        "INSERT INTO apg_items (name, price, born, at, naive, ok, ref, meta, score, big, t) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id, added")
+        "INSERT INTO apg_items (name, price, born, at, naive, ok, ref, meta, score, big, t, took) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id, added")
     first = await insert.fetchrow(*[ROW[k] if k != "meta" else json.dumps(ROW[k]) for k in ROW])
     assert first["id"] == 1, first
     assert abs((dt.datetime.now(dt.timezone.utc) - first["added"]).total_seconds()) < 60, first
     second = await insert.fetchrow("bob", Decimal("-0.05"), None, None, None, False, None, None,
-                                   None, None, None)
+                                   None, None, None, None)
     assert second["id"] == 2, second
     try:
         await conn.execute("INSERT INTO apg_items (name) VALUES ('ada')")
@@ -97,6 +98,19 @@ async def main(ports):
         assert isinstance(now, dt.datetime) and now.tzinfo is not None, repr(now)
         total = await c.fetchval("SELECT sum(price) FROM apg_items")
         assert total == Decimal("12.45"), repr(total)
+        # Intervals: arithmetic with literals, date_trunc and extract of a timestamptz.
+        recent = await c.fetchval(
+            "SELECT count(*) FROM apg_items WHERE added > now() - interval '1 hour'")
+        assert recent == 2, recent
+        row = await c.fetchrow(
+            "SELECT at + interval '1 month 1 day' AS later, date_trunc('day', at) AS day, "
+            "extract(hour FROM at) AS hour, interval '90 minutes' AS span "
+            "FROM apg_items WHERE name = 'ada'")
+        utc = dt.timezone.utc
+        assert row["later"] == dt.datetime(2024, 2, 3, 3, 4, 5, 250000, tzinfo=utc), row
+        assert row["day"] == dt.datetime(2024, 1, 2, tzinfo=utc), row
+        assert row["hour"] == 3, row
+        assert row["span"] == dt.timedelta(minutes=90), row
     for port in ports:
         await eventually(port, check)
     print("asyncpg session: ok")

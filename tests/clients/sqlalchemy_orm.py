@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, Enum, Float, ForeignKey, Integer,
                         Numeric, String, Text, Uuid, create_engine, exc, func, inspect, select,
-                        update)
+                        text, update)
 from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, joinedload, mapped_column,
                             relationship, selectinload)
 
@@ -330,6 +330,25 @@ def select_now(engines):
     on_every_node(engines, lambda s: recent("now()", s.scalar(select(func.now())), aware=True))
 
 
+def time_windows(engines):
+    """now() minus a timedelta (bound as an interval) filters by age; date_trunc and extract of
+    a timezone-aware column; an interval literal read back as a timedelta."""
+    def check(s):
+        count = select(func.count()).select_from(Book)
+        fresh = s.scalar(count.where(Book.added_at > func.now() - dt.timedelta(hours=1)))
+        stale = s.scalar(count.where(Book.added_at < func.now() - dt.timedelta(days=1)))
+        total = s.scalar(count)
+        same("books added in the last hour", fresh, total)
+        same("books added over a day ago", stale, 0)
+        year = s.scalar(select(func.date_trunc("year", Book.published_at))
+                        .where(Book.published_at.is_not(None)).order_by(Book.id).limit(1))
+        same("date_trunc('year', published_at)", year,
+             dt.datetime(year.year, 1, 1, tzinfo=dt.timezone.utc), dt.datetime)
+        span = s.scalar(select(text("interval '1 day 02:00:00'")))
+        same("interval literal", span, dt.timedelta(days=1, hours=2), dt.timedelta)
+    on_every_node(engines, check)
+
+
 def commit_fails(s, sqlstate):
     """Asserts s.commit() raises IntegrityError with `sqlstate`, then rolls the session back."""
     try:
@@ -424,7 +443,7 @@ def reflection(engines):
 
 STEPS = [create_schema, insert_and_read_back, update_rows, delete_rows, joined_loading,
          selectin_loading, like_and_ilike, like_is_case_sensitive, joins, group_by_aggregates,
-         pagination, select_now, unique_violation, foreign_key_violation, enum_violation,
+         pagination, select_now, time_windows, unique_violation, foreign_key_violation, enum_violation,
          reflection]
 
 

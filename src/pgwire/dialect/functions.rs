@@ -66,6 +66,25 @@ pub fn translate(function: &Function) -> Result<Option<String>, String> {
         "localtimestamp" if matches!(function.args, FunctionArguments::None) => {
             Some(LOCAL_NOW.to_string())
         }
+        "date_trunc" => {
+            let Some([field, operand]) = arguments.as_deref() else {
+                return Err("date_trunc() with these arguments".into());
+            };
+            let literal = field
+                .strip_prefix('\'')
+                .and_then(|f| f.strip_suffix('\''))
+                .filter(|f| !f.contains('\''));
+            let truncated = match literal {
+                Some(field) => super::intervals::date_trunc(field, operand),
+                // A field bound as a parameter (SQLAlchemy's func.date_trunc): chosen when it
+                // runs.
+                None => Some(super::intervals::date_trunc_by(field, operand)),
+            };
+            match truncated {
+                Some(truncated) => Some(truncated),
+                None => return Err(format!("date_trunc({field}, …)")),
+            }
+        }
         "gen_random_uuid" if no_arguments => Some(RANDOM_UUID.to_string()),
         "uuid_generate_v4" if no_arguments => Some(RANDOM_UUID_V4.to_string()),
         // PostgreSQL's GREATEST/LEAST skip NULLs (SQLite's max/min of several arguments
@@ -97,8 +116,10 @@ pub fn translate(function: &Function) -> Result<Option<String>, String> {
     })
 }
 
-/// `EXTRACT(field FROM operand)` in SQLite, for a timestamp stored as ISO 8601 text.
+/// `EXTRACT(field FROM operand)` in SQLite, for a timestamp stored as ISO 8601 text (with
+/// Shoal's `+00` for a timestamptz, which SQLite's date functions do not read).
 pub fn extract(field: &str, operand: &str) -> Option<String> {
+    let operand = &super::intervals::time_value(operand);
     let integer = |format: &str| format!("CAST(strftime('{format}', {operand}) AS INTEGER)");
     Some(match field {
         "year" => integer("%Y"),

@@ -79,6 +79,27 @@ fn type_of(expr: &Expr, select: &Select, depth: usize) -> Option<PgType> {
             ..
         } => Some(PgType::Bool),
         Expr::Cast { data_type, .. } => PgType::for_declared(&data_type.to_string()),
+        Expr::TypedString(typed) => PgType::for_declared(&typed.data_type.to_string()),
+        Expr::Interval(_) => Some(PgType::Interval),
+        // A time plus or minus an interval is a time of the same kind (a date's is a
+        // timestamp).
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Plus | BinaryOperator::Minus,
+            right,
+        } => {
+            let (left, right) = (type_of(left, select, depth), type_of(right, select, depth));
+            match (left, right) {
+                (Some(PgType::Interval), Some(time)) | (Some(time), Some(PgType::Interval)) => {
+                    match time {
+                        PgType::Date | PgType::Timestamp => Some(PgType::Timestamp),
+                        PgType::TimestampTz => Some(PgType::TimestampTz),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
         Expr::Function(function) => {
             let name = function.name.to_string().to_ascii_lowercase();
             match name.strip_prefix("pg_catalog.").unwrap_or(&name) {
@@ -89,6 +110,15 @@ fn type_of(expr: &Expr, select: &Select, depth: usize) -> Option<PgType> {
                 | "current_timestamp" => Some(PgType::TimestampTz),
                 "localtimestamp" => Some(PgType::Timestamp),
                 "current_date" => Some(PgType::Date),
+                "date_trunc" => match &function.args {
+                    FunctionArguments::List(list) => match list.args.get(1) {
+                        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(operand))) => {
+                            type_of(operand, select, depth)
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                },
                 "gen_random_uuid" | "uuid_generate_v4" => Some(PgType::Uuid),
                 "nextval" | "currval" | "setval" | "lastval" => Some(PgType::Int8),
                 "array" if matches!(function.args, FunctionArguments::Subquery(_)) => {

@@ -17,6 +17,7 @@ pub mod comments;
 pub mod enums;
 mod functions;
 mod hints;
+mod intervals;
 mod like;
 pub mod rebuild;
 mod rewrite;
@@ -26,6 +27,7 @@ mod unnest;
 
 pub use alter::AlterPlan;
 pub use functions::postgresql_spelling;
+pub use intervals::IntervalParameter;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
@@ -51,9 +53,30 @@ const KEPT_TEXT_BYTES_MAX: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsupported(pub String);
 
+impl Unsupported {
+    /// A literal the translator read and found invalid (`INTERVAL 'banana'`): PostgreSQL's
+    /// error for it, not a refusal.
+    fn is_invalid_input(&self) -> bool {
+        self.0.starts_with("invalid input syntax for type")
+    }
+
+    /// The SQLSTATE of the refusal: `0A000`, or `22007` for an invalid date/time literal.
+    pub fn sqlstate(&self) -> &'static str {
+        if self.is_invalid_input() {
+            "22007"
+        } else {
+            "0A000"
+        }
+    }
+}
+
 impl std::fmt::Display for Unsupported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is not supported by Shoal", self.0)
+        if self.is_invalid_input() {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "{} is not supported by Shoal", self.0)
+        }
     }
 }
 
@@ -71,6 +94,54 @@ pub struct Translation {
     /// Sequence functions (`nextval('s')`, …) the statement calls, evaluated before it runs;
     /// `sql` holds `sequences::placeholder(k)` where the `k`th one's value goes.
     pub sequences: Vec<sequences::SequenceCall>,
+    /// Times plus or minus a bound parameter (`now() - $1`), decided when the statement runs:
+    /// `sql` has them as plain arithmetic, `interval_template` holds
+    /// `IntervalParameter::placeholder(k)` for the `k`th (empty when there are none).
+    pub interval_parameters: Vec<IntervalParameter>,
+    pub interval_template: String,
+}
+
+impl Translation {
+    /// The statement for parameters bound as they are: each time-plus-parameter whose
+    /// parameter `interval_of` reads as an interval shifts the time, the others stay plain
+    /// arithmetic (`sql`).
+    pub fn with_interval_parameters(
+        &self,
+        interval_of: impl Fn(usize) -> Option<crate::pgwire::interval::Interval>,
+    ) -> String {
+        let shifts: Vec<Option<crate::pgwire::interval::Interval>> = self
+            .interval_parameters
+            .iter()
+            .map(|parameter| interval_of(parameter.parameter))
+            .collect();
+        if shifts.iter().all(Option::is_none) {
+            return self.sql.clone();
+        }
+        render_interval_parameters(
+            &self.interval_template,
+            &self.interval_parameters,
+            |index| shifts[index],
+        )
+    }
+}
+
+/// `template` with the `k`th placeholder of `parameters` as its shift by `shift(k)` or, for
+/// `None`, as plain arithmetic.
+fn render_interval_parameters(
+    template: &str,
+    parameters: &[IntervalParameter],
+    shift: impl Fn(usize) -> Option<crate::pgwire::interval::Interval>,
+) -> String {
+    // From the last, so `…_1` is not taken for the start of `…_10`.
+    let mut text = template.to_string();
+    for (index, parameter) in parameters.iter().enumerate().rev() {
+        let rendered = match shift(index) {
+            Some(interval) => parameter.shifted(&interval),
+            None => parameter.plain(),
+        };
+        text = text.replace(&IntervalParameter::placeholder(index), &rendered);
+    }
+    text
 }
 
 type Translated = Result<Arc<Translation>, Unsupported>;
@@ -126,6 +197,8 @@ fn translate_uncached(sql: &str) -> Translated {
             column_types,
             alter: None,
             sequences: Vec::new(),
+            interval_parameters: Vec::new(),
+            interval_template: String::new(),
         }))
     };
     if sql.len() > PARSED_TEXT_BYTES_MAX {
@@ -152,6 +225,8 @@ fn translate_uncached(sql: &str) -> Translated {
                 column_types: Vec::new(),
                 alter: Some(Arc::new(plan)),
                 sequences: Vec::new(),
+                interval_parameters: Vec::new(),
+                interval_template: String::new(),
             })
         });
     }
@@ -162,6 +237,8 @@ fn translate_uncached(sql: &str) -> Translated {
                 column_types: Vec::new(),
                 alter: None,
                 sequences: Vec::new(),
+                interval_parameters: Vec::new(),
+                interval_template: String::new(),
             })
         });
     }
@@ -191,6 +268,8 @@ fn translate_uncached(sql: &str) -> Translated {
                 column_types: Vec::new(),
                 alter: None,
                 sequences: Vec::new(),
+                interval_parameters: Vec::new(),
+                interval_template: String::new(),
             }));
         }
         Some(Ok(alter::Alter::Plan(plan))) => {
@@ -199,6 +278,8 @@ fn translate_uncached(sql: &str) -> Translated {
                 column_types: Vec::new(),
                 alter: Some(Arc::new(plan)),
                 sequences: Vec::new(),
+                interval_parameters: Vec::new(),
+                interval_template: String::new(),
             }));
         }
         Some(Err(unsupported)) => return Err(unsupported),
@@ -230,16 +311,28 @@ fn translate_uncached(sql: &str) -> Translated {
                 enum_columns,
             })),
             sequences: Vec::new(),
+            interval_parameters: Vec::new(),
+            interval_template: String::new(),
         }));
     }
     if !rewriter.changed {
         return as_written(column_types);
     }
+    let interval_parameters = std::mem::take(&mut rewriter.interval_parameters);
+    let printed = statements[0].to_string();
+    let (sql, interval_template) = if interval_parameters.is_empty() {
+        (printed, String::new())
+    } else {
+        let plain = render_interval_parameters(&printed, &interval_parameters, |_| None);
+        (plain, printed)
+    };
     Ok(Arc::new(Translation {
-        sql: statements[0].to_string(),
+        sql,
         column_types,
         alter: None,
         sequences: calls,
+        interval_parameters,
+        interval_template,
     }))
 }
 
@@ -274,13 +367,18 @@ mod tests {
     fn casts_take_the_sqlite_type_that_keeps_the_meaning() {
         assert_eq!(
             sqlite("SELECT $1::VARCHAR, $2::INTEGER, $3::TIMESTAMP WITHOUT TIME ZONE"),
-            "SELECT CAST(?1 AS TEXT), CAST(?2 AS INTEGER), CAST(?3 AS TEXT)"
+            "SELECT CAST(?1 AS TEXT) AS \"varchar\", CAST(?2 AS INTEGER) AS \"int4\", \
+             CAST(?3 AS TEXT) AS \"timestamp\""
         );
         assert_eq!(
             sqlite("SELECT 'a'::bytea, 2.5::float8, x::numeric(10, 2) FROM t"),
-            "SELECT CAST('a' AS BLOB), CAST(2.5 AS REAL), CAST(x AS NUMERIC) AS \"x\" FROM t"
+            "SELECT CAST('a' AS BLOB) AS \"bytea\", CAST(2.5 AS REAL) AS \"float8\", \
+             CAST(x AS NUMERIC) AS \"x\" FROM t"
         );
-        assert_eq!(sqlite("SELECT 't'::boolean, 'off'::bool"), "SELECT 1, 0");
+        assert_eq!(
+            sqlite("SELECT 't'::boolean, 'off'::bool"),
+            "SELECT 1 AS \"bool\", 0 AS \"bool\""
+        );
         assert_eq!(
             sqlite("SELECT CAST(x AS uuid) FROM t"),
             "SELECT CAST(x AS TEXT) AS \"x\" FROM t"
@@ -328,8 +426,10 @@ mod tests {
         );
         assert_eq!(
             sqlite("SELECT extract(year FROM d), EXTRACT(epoch FROM d) FROM t"),
-            "SELECT CAST(strftime('%Y', d) AS INTEGER) AS \"extract\", unixepoch(d, 'subsec') \
-             AS \"extract\" FROM t"
+            "SELECT CAST(strftime('%Y', (CASE WHEN (d) LIKE '%+00' THEN substr((d), 1, \
+             length((d)) - 3) ELSE (d) END)) AS INTEGER) AS \"extract\", unixepoch((CASE WHEN \
+             (d) LIKE '%+00' THEN substr((d), 1, length((d)) - 3) ELSE (d) END), 'subsec') AS \
+             \"extract\" FROM t"
         );
         assert_eq!(
             sqlite("SELECT now()"),

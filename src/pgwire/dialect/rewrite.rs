@@ -13,9 +13,10 @@ use sqlparser::parser::Parser;
 
 use super::Unsupported;
 use super::functions;
+use super::intervals;
 use super::like;
 use super::sequences;
-use super::types::{is_boolean, sqlite_cast_type};
+use super::types::{is_boolean, is_date, sqlite_cast_type};
 use super::unnest;
 use crate::pgwire::params::parse_bool;
 
@@ -27,6 +28,18 @@ pub struct Rewriter {
     pub unsupported: Option<Unsupported>,
     /// Sequence functions met, in the order of their placeholders.
     pub sequence_calls: Vec<sequences::SequenceCall>,
+    /// Intervals added to or subtracted from a time (`ts - interval '1 day'`), by the index
+    /// their marker (`interval_marker`) names, with whether they are subtracted.
+    interval_shifts: Vec<(crate::pgwire::interval::Interval, bool)>,
+    /// Times plus or minus a bound parameter, decided when the statement runs (see
+    /// `intervals::IntervalParameter`), by the index their marker names.
+    pub interval_parameters: Vec<intervals::IntervalParameter>,
+}
+
+/// The identifier standing for the `index`th interval shift while the other operand is
+/// rewritten (identifiers are left alone by the rewrites).
+fn interval_marker(index: usize) -> String {
+    format!("shoal_interval_shift_{index}")
 }
 
 impl Rewriter {
@@ -74,7 +87,112 @@ impl VisitorMut for Rewriter {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // `TIMESTAMP '2024-01-02 03:04:05'`, `DATE '…'`, `INTERVAL`-typed strings: a cast of
+        // the string, which the casts below translate.
+        if let Expr::TypedString(typed) = expr {
+            let cast = Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new(Expr::Value(typed.value.clone())),
+                data_type: typed.data_type.clone(),
+                format: None,
+            };
+            self.replace(expr, cast);
+        }
+        // `time ± interval` (or `interval + time`): the interval is read here, before its
+        // literal is rewritten, and stands as a marker until the time operand is rewritten.
+        if let Expr::BinaryOp {
+            left,
+            op: op @ (BinaryOperator::Plus | BinaryOperator::Minus),
+            right,
+        } = expr
+        {
+            let negate = matches!(op, BinaryOperator::Minus);
+            let (interval, on_right) = match (
+                intervals::interval_literal(right),
+                intervals::interval_literal(left),
+            ) {
+                (Some(interval), _) => (interval, true),
+                (None, Some(interval)) if !negate => (interval, false),
+                (None, Some(_)) => return self.refuse("an INTERVAL minus a time"),
+                (None, None) => {
+                    // `time ± $n`: the parameter may be an interval (decided when it runs).
+                    if let Some(parameter) = parameter_number(right) {
+                        let marker = raw(format!(
+                            "shoal_interval_parameter_marker_{}",
+                            self.interval_parameters.len()
+                        ));
+                        self.interval_parameters.push(intervals::IntervalParameter {
+                            parameter,
+                            negate,
+                            time: String::new(),
+                        });
+                        **right = marker;
+                        self.changed = true;
+                    }
+                    return ControlFlow::Continue(());
+                }
+            };
+            let interval = match interval {
+                Ok(interval) => interval,
+                Err(unsupported) => return self.refuse(unsupported.0),
+            };
+            let marker = raw(interval_marker(self.interval_shifts.len()));
+            self.interval_shifts.push((interval, negate));
+            if on_right {
+                **right = marker;
+            } else {
+                **left = marker;
+            }
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Some(interval) = intervals::interval_literal(expr) {
+            // An interval on its own: PostgreSQL's text for it.
+            return match interval {
+                Ok(interval) => {
+                    let text = interval.format();
+                    self.replace(expr, raw(format!("'{text}'")));
+                    ControlFlow::Continue(())
+                }
+                Err(unsupported) => self.refuse(unsupported.0),
+            };
+        }
+        let shift = match &*expr {
+            Expr::BinaryOp { left, right, .. } => [(&**right, &**left), (&**left, &**right)]
+                .into_iter()
+                .find_map(|(marker, time)| {
+                    let Expr::Identifier(ident) = marker else {
+                        return None;
+                    };
+                    let index = ident.value.strip_prefix("shoal_interval_shift_")?;
+                    Some((index.parse::<usize>().ok()?, time.to_string()))
+                }),
+            _ => None,
+        };
+        if let Some((index, time)) = shift
+            && let Some((interval, negate)) = self.interval_shifts.get(index).copied()
+        {
+            let replacement = raw(intervals::shifted(&time, &interval, negate));
+            self.replace(expr, replacement);
+            return ControlFlow::Continue(());
+        }
+        if let Expr::BinaryOp { left, right, .. } = &*expr
+            && let Expr::Identifier(marker) = right.as_ref()
+            && let Some(index) = marker
+                .value
+                .strip_prefix("shoal_interval_parameter_marker_")
+                .and_then(|index| index.parse::<usize>().ok())
+            && let Some(parameter) = self.interval_parameters.get_mut(index)
+        {
+            parameter.time = left.to_string();
+            let replacement = raw(intervals::IntervalParameter::placeholder(index));
+            self.replace(expr, replacement);
+            return ControlFlow::Continue(());
+        }
         match expr {
             Expr::Cast {
                 kind: kind @ (CastKind::Cast | CastKind::DoubleColon),
@@ -92,6 +210,15 @@ impl VisitorMut for Rewriter {
                         return self.refuse(format!("the boolean literal '{text}'"));
                     };
                     let replacement = raw(if truth { "1" } else { "0" }.to_string());
+                    self.replace(expr, replacement);
+                } else if is_date(data_type) {
+                    // The date of a timestamp (`now()::date`), as PostgreSQL casts it; text
+                    // that is not a time stays as it is.
+                    let operand = operand.to_string();
+                    let replacement = raw(format!(
+                        "coalesce(date({}), CAST({operand} AS TEXT))",
+                        intervals::time_value(&operand)
+                    ));
                     self.replace(expr, replacement);
                 } else {
                     *kind = CastKind::Cast;
@@ -238,7 +365,7 @@ impl VisitorMut for Rewriter {
                 Ok(None) => {}
                 Err(construct) => return self.refuse(construct),
             },
-            Expr::Interval(_) => return self.refuse("an INTERVAL value"),
+            Expr::Interval(_) => return self.refuse("an INTERVAL value that is not a literal"),
             Expr::Array(_) => return self.refuse("an ARRAY constructor"),
             Expr::AnyOp { .. } | Expr::AllOp { .. } => {
                 return self.refuse("ANY/ALL over an array");
@@ -485,17 +612,69 @@ fn postgresql_column_name(expr: &Expr) -> Option<String> {
         Expr::Cast {
             kind: CastKind::Cast | CastKind::DoubleColon,
             expr: inner,
+            data_type,
             ..
         } => match inner.as_ref() {
             Expr::Identifier(ident) => Some(ident.value.clone()),
             Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.clone()),
+            // `now()::date` is "now".
+            Expr::Function(_) => postgresql_column_name(inner),
+            // `'2024-01-02'::date` is "date": a literal is named by its type.
+            Expr::Value(_) => type_column_name(data_type),
             _ => None,
         },
+        Expr::TypedString(typed) => type_column_name(&typed.data_type),
+        Expr::Interval(_) => Some("interval".into()),
         Expr::Substring { .. } => Some("substring".into()),
         Expr::Position { .. } => Some("position".into()),
         Expr::Extract { .. } => Some("extract".into()),
         _ => None,
     }
+}
+
+/// The number of a bound parameter (`$3`, or `?3` once rewritten).
+fn parameter_number(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Value(ValueWithSpan {
+            value: Value::Placeholder(name),
+            ..
+        }) => name
+            .strip_prefix('$')
+            .or_else(|| name.strip_prefix('?'))?
+            .parse()
+            .ok(),
+        _ => None,
+    }
+}
+
+/// The name PostgreSQL gives a literal cast to `data_type` (its type's internal name).
+fn type_column_name(data_type: &DataType) -> Option<String> {
+    let name = data_type.to_string().to_ascii_lowercase();
+    let base = name.split('(').next().unwrap_or_default().trim();
+    Some(
+        match base {
+            "date" => "date",
+            "time" | "time without time zone" => "time",
+            "timestamp" | "timestamp without time zone" => "timestamp",
+            "timestamptz" | "timestamp with time zone" => "timestamptz",
+            "interval" => "interval",
+            "int" | "integer" | "int4" => "int4",
+            "bigint" | "int8" => "int8",
+            "smallint" | "int2" => "int2",
+            "text" => "text",
+            "varchar" | "character varying" => "varchar",
+            "numeric" | "decimal" => "numeric",
+            "bool" | "boolean" => "bool",
+            "uuid" => "uuid",
+            "bytea" => "bytea",
+            "json" => "json",
+            "jsonb" => "jsonb",
+            "real" | "float4" => "float4",
+            "double precision" | "float8" => "float8",
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 /// The value of a string literal.

@@ -32,6 +32,11 @@ pub fn sqlite_cast_type(pg_type: &DataType) -> DataType {
     }
 }
 
+/// Whether `pg_type` names PostgreSQL's date.
+pub fn is_date(pg_type: &DataType) -> bool {
+    matches!(pg_type, DataType::Date) || pg_type.to_string().eq_ignore_ascii_case("date")
+}
+
 /// Whether `pg_type` names PostgreSQL's boolean.
 pub fn is_boolean(pg_type: &DataType) -> bool {
     matches!(pg_type, DataType::Bool | DataType::Boolean)
