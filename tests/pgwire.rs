@@ -990,6 +990,185 @@ async fn p64_sequences_hand_out_each_value_once_across_nodes() {
         .unwrap();
 }
 
+/// p65: a multi-row INSERT whose rows leave different columns to their defaults (TypeORM's and
+/// Knex's batches of objects with different keys) runs as one statement: each row gets its
+/// defaults, RETURNING rows come back in VALUES order, the count is the whole; a failing row
+/// fails all of them; in a transaction block that rolls back nothing stays; the simple
+/// protocol too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p65_rows_taking_different_defaults_insert_as_one_statement() {
+    let cluster = Cluster::start(three_voters()).await;
+    let follower = (cluster.leader(SETTLE).await + 1) % 3;
+    let client = connect(&cluster, follower).await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT NOT NULL DEFAULT 'unnamed', \
+             qty INTEGER DEFAULT 1, tag TEXT UNIQUE)",
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .query(
+            "INSERT INTO items (name, qty) VALUES ($1, DEFAULT), (DEFAULT, $2), ($3, $4) \
+             RETURNING id, name, qty",
+            &[&"a", &5i32, &"c", &7i32],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, String, i32)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "a".to_string(), 1),
+            (2, "unnamed".to_string(), 5),
+            (3, "c".to_string(), 7)
+        ]
+    );
+    let inserted = client
+        .execute("INSERT INTO items (name) VALUES (DEFAULT), (DEFAULT)", &[])
+        .await
+        .unwrap();
+    assert_eq!(inserted, 2);
+    // The simple protocol, and a row that fails: none of the statement's rows stay.
+    client
+        .batch_execute("INSERT INTO items (name, tag) VALUES ('x', 't1'), (DEFAULT, 't2')")
+        .await
+        .unwrap();
+    let error = client
+        .batch_execute("INSERT INTO items (name, tag) VALUES ('y', DEFAULT), (DEFAULT, 't1')")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::UNIQUE_VIOLATION));
+    async fn count(client: &Client) -> i64 {
+        client
+            .query_one("SELECT count(*) FROM items", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    }
+    assert_eq!(count(&client).await, 7);
+    // In a transaction block that rolls back.
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "INSERT INTO items (name, qty) VALUES ($1, DEFAULT), (DEFAULT, $2)",
+            &[&"z", &9i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&client).await, 9);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(count(&client).await, 7);
+    let names: Vec<String> = client
+        .query("SELECT name FROM items ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        ["a", "unnamed", "c", "unnamed", "unnamed", "x", "unnamed"]
+    );
+}
+
+/// p66: arrays in comparisons — `= ANY($1)` / `<> ALL($1)` with an array bound in binary
+/// (tokio-postgres), `> ANY`, `<= ALL`, `= ANY(ARRAY[…])` and `'{…}'::text[]` literals, an
+/// empty array; a column named like json_each's own (`id`) is the table's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p66_arrays_compare_with_any_and_all() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let client = connect(&cluster, 0).await;
+    client
+        .batch_execute(
+            "CREATE TABLE pets (id INTEGER PRIMARY KEY, name TEXT); \
+             INSERT INTO pets VALUES (1, 'ada'), (2, 'bo'), (3, 'cy'), (4, NULL)",
+        )
+        .await
+        .unwrap();
+    async fn ids(
+        client: &Client,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Vec<i32> {
+        client
+            .query(sql, params)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+    let wanted: Vec<i32> = vec![1, 3, 9];
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM pets WHERE id = ANY($1) ORDER BY id",
+            &[&wanted]
+        )
+        .await,
+        [1, 3]
+    );
+    let names: Vec<String> = vec!["bo".into(), "cy".into()];
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM pets WHERE name <> ALL($1) ORDER BY id",
+            &[&names]
+        )
+        .await,
+        [1]
+    );
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM pets WHERE id > ANY($1) ORDER BY id",
+            &[&wanted]
+        )
+        .await,
+        [2, 3, 4]
+    );
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM pets WHERE id <= ALL($1) ORDER BY id",
+            &[&wanted]
+        )
+        .await,
+        [1]
+    );
+    let none: Vec<i32> = Vec::new();
+    assert_eq!(
+        ids(&client, "SELECT id FROM pets WHERE id = ANY($1)", &[&none]).await,
+        Vec::<i32>::new()
+    );
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM pets WHERE id = ANY(ARRAY[2, 4]) ORDER BY id",
+            &[]
+        )
+        .await,
+        [2, 4]
+    );
+    assert_eq!(
+        ids(
+            &client,
+            "SELECT id FROM pets WHERE name = ANY('{ada,\"cy\"}'::text[]) ORDER BY id",
+            &[]
+        )
+        .await,
+        [1, 3]
+    );
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

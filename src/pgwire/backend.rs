@@ -64,6 +64,8 @@ pub struct PreparedStatement {
     /// The translation, when it adds parameters to times: which are intervals is decided by
     /// how each run binds them (`Translation::with_interval_parameters`).
     intervals: Option<Arc<dialect::Translation>>,
+    /// The INSERTs a statement runs as, together (see `Translation::split`); empty for one.
+    split: Vec<String>,
 }
 
 /// The handlers of every connection; per-session state lives in the connection's session
@@ -208,6 +210,53 @@ impl Backend {
             Ok(()) => Response::Execution(command_tag(sql, 0)),
             Err(info) => Response::Error(info),
         }
+    }
+
+    /// Runs the INSERTs a statement was split into (`Translation::split`) as that one
+    /// statement: in one request, all or nothing (or in the session's transaction block, where
+    /// a failure fails the block), their RETURNING rows joined in order and counts added.
+    async fn run_split(
+        &self,
+        session: &Session,
+        parts: &[String],
+        params: Params,
+    ) -> Result<StatementResult, Box<ErrorInfo>> {
+        // Each part takes the parameters up to the highest it names (SQLite counts `?4` as
+        // four parameters, and a statement must be given exactly its count).
+        let statements: Vec<Statement> = parts
+            .iter()
+            .map(|sql| Statement {
+                sql: sql.clone(),
+                params: match &params {
+                    Params::Positional(values) => {
+                        let count = highest_parameter(sql).min(values.len());
+                        if count == 0 {
+                            Params::None
+                        } else {
+                            Params::Positional(values[..count].to_vec())
+                        }
+                    }
+                    other => other.clone(),
+                },
+            })
+            .collect();
+        let results = if session.in_transaction() {
+            let mut results = Vec::with_capacity(statements.len());
+            for statement in statements {
+                let result = self.transactions.execute(session, statement).await?;
+                let failed = result.error.is_some();
+                results.push(result);
+                if failed {
+                    break;
+                }
+            }
+            results
+        } else {
+            self.run(session, RequestKind::Execute, statements, true)
+                .await
+                .map_err(|error| service_error(&error))?
+        };
+        Ok(joined_results(results))
     }
 
     /// Runs `text` (SQLite's form of `sql`) as one statement, in the session's transaction
@@ -391,7 +440,9 @@ impl Backend {
             && statements.iter().all(|s| {
                 recognize(s, session).is_none()
                     && !is_catalog_query(s)
-                    && translation(s).is_ok_and(|t| t.alter.is_none() && t.sequences.is_empty())
+                    && translation(s).is_ok_and(|t| {
+                        t.alter.is_none() && t.sequences.is_empty() && t.split.is_empty()
+                    })
             });
         if implicit {
             let batch = match statements
@@ -431,6 +482,18 @@ impl Backend {
                     }
                 }
                 (None, None) => match translation(sql) {
+                    Ok(translated) if !translated.split.is_empty() => {
+                        match self
+                            .run_split(session, &translated.split, Params::None)
+                            .await
+                        {
+                            Ok(result) if session.in_transaction() => {
+                                in_transaction_response(sql, result)
+                            }
+                            Ok(result) => simple_response(sql, result),
+                            Err(info) => Response::Error(info),
+                        }
+                    }
                     Ok(translated) if translated.sequences.is_empty() => {
                         self.run_as_written(session, sql, &translated.sql).await
                     }
@@ -460,6 +523,102 @@ impl Backend {
             }
         }
         responses
+    }
+}
+
+/// The highest `?N` parameter `sql` names (0 for none).
+fn highest_parameter(sql: &str) -> usize {
+    let mut highest = 0;
+    let mut number: Option<usize> = None;
+    crate::sqltext::for_each_code_char(sql, |_, c| {
+        match (number, c.to_digit(10)) {
+            (Some(n), Some(digit)) => {
+                number = Some(n.saturating_mul(10).saturating_add(digit as usize));
+            }
+            (Some(n), None) => {
+                highest = highest.max(n);
+                number = None;
+            }
+            _ => {}
+        }
+        if c == '?' {
+            number = Some(0);
+        }
+    });
+    highest.max(number.unwrap_or(0))
+}
+
+/// The results of the parts of one statement as its result: the first error, else the rows
+/// in order and the counts added.
+fn joined_results(results: Vec<StatementResult>) -> StatementResult {
+    let mut joined = StatementResult::default();
+    for result in results {
+        if result.error.is_some() {
+            return StatementResult {
+                error: result.error,
+                ..StatementResult::default()
+            };
+        }
+        joined.rows_affected += result.rows_affected;
+        joined.last_insert_id = result.last_insert_id;
+        joined.time_s += result.time_s;
+        match (&mut joined.rows, result.rows) {
+            (Some(rows), Some(more)) => rows.values.extend(more.values),
+            (rows @ None, more) => *rows = more,
+            (Some(_), None) => {}
+        }
+    }
+    joined
+}
+
+/// The array type a catalog query casts parameter `number` to (`$1::oid[]`, `$2::int[]`).
+fn catalog_parameter_array(sql: &str, number: usize) -> Option<Type> {
+    let placeholder = format!("${number}");
+    let at = sql
+        .match_indices(&placeholder)
+        .map(|(at, _)| at + placeholder.len())
+        .find(|end| !sql[*end..].starts_with(|c: char| c.is_ascii_digit()))?;
+    let cast = sql[at..].trim_start().strip_prefix("::")?.trim_start();
+    let name: String = cast
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '[' || *c == ']')
+        .collect();
+    match name.to_ascii_lowercase().as_str() {
+        "oid[]" | "regtype[]" | "regclass[]" => Some(Type::OID_ARRAY),
+        "int[]" | "int4[]" | "integer[]" => Some(Type::INT4_ARRAY),
+        "int8[]" | "bigint[]" => Some(Type::INT8_ARRAY),
+        "text[]" | "name[]" | "varchar[]" => Some(Type::TEXT_ARRAY),
+        _ => None,
+    }
+}
+
+/// The array type a parameter compared with `operand` by `= ANY(…)` is described as: an array
+/// of the operand column's type (`int4[]` for an INTEGER column), else `text[]`.
+fn array_type_of(operand: &str, tables: &crate::db::execute::TableColumns) -> Type {
+    let column = operand
+        .rsplit('.')
+        .next()
+        .unwrap_or(operand)
+        .trim_matches('"');
+    let element = tables
+        .iter()
+        .flat_map(|(_, columns)| columns)
+        .find(|(name, _)| name.eq_ignore_ascii_case(column))
+        .and_then(|(_, declared)| declared.as_deref().and_then(PgType::for_declared));
+    match element {
+        Some(PgType::Int2) => Type::INT2_ARRAY,
+        Some(PgType::Int4) => Type::INT4_ARRAY,
+        Some(PgType::Int8) => Type::INT8_ARRAY,
+        Some(PgType::Float8) => Type::FLOAT8_ARRAY,
+        Some(PgType::Numeric(_)) => Type::NUMERIC_ARRAY,
+        Some(PgType::Bool) => Type::BOOL_ARRAY,
+        Some(PgType::Uuid) => Type::UUID_ARRAY,
+        Some(PgType::Date) => Type::DATE_ARRAY,
+        Some(PgType::Timestamp) => Type::TIMESTAMP_ARRAY,
+        Some(PgType::TimestampTz) => Type::TIMESTAMPTZ_ARRAY,
+        Some(PgType::Varchar(_)) => Type::VARCHAR_ARRAY,
+        Some(PgType::Bytea) => Type::BYTEA_ARRAY,
+        _ => Type::TEXT_ARRAY,
     }
 }
 
@@ -583,6 +742,7 @@ impl QueryParser for StatementParser {
                 alter: None,
                 sequences: Vec::new(),
                 intervals: None,
+                split: Vec::new(),
             }));
         }
         // Describing a statement shows its columns: not for a user who may neither read nor
@@ -603,8 +763,13 @@ impl QueryParser for StatementParser {
             .await
             .map_err(user_error)?
             .map_err(|message| user_error(statement_error(&message)))?;
+            // `$1::oid[]` (asyncpg's type introspection) is an array of oids; others text.
             let parameter_types = (0..shape.parameter_count.max(types.len()))
-                .map(|i| types.get(i).cloned().flatten().unwrap_or(Type::TEXT))
+                .map(|i| {
+                    types.get(i).cloned().flatten().unwrap_or_else(|| {
+                        catalog_parameter_array(sql, i + 1).unwrap_or(Type::TEXT)
+                    })
+                })
                 .collect();
             // Types the query names (`array_agg(…)` is text[]) before declared ones.
             let named = dialect::column_types(sql);
@@ -632,6 +797,7 @@ impl QueryParser for StatementParser {
                 alter: None,
                 sequences: Vec::new(),
                 intervals: None,
+                split: Vec::new(),
             }));
         }
         let translation = translation(sql).map_err(user_error)?;
@@ -646,6 +812,7 @@ impl QueryParser for StatementParser {
                 alter: Some(plan.clone()),
                 sequences: Vec::new(),
                 intervals: None,
+                split: Vec::new(),
             }));
         }
         let rewritten = translation.sql.clone();
@@ -659,12 +826,33 @@ impl QueryParser for StatementParser {
         let transaction = Transactions::statements_so_far(&session);
         let timeout = session.request_options().timeout;
         let shape = database
-            .describe(shaped, transaction, timeout)
+            .describe(shaped, transaction.clone(), timeout)
             .await
             .map_err(|error| user_error(service_error(&error)))?
             .map_err(|message| user_error(statement_error(&message)))?;
-        let count = shape.parameter_count.max(types.len());
-        let inferred = parameter_declarations(&rewritten, &shape.tables, count);
+        // A statement split by its defaults takes the parameters of every part.
+        let mut parameter_count = shape.parameter_count;
+        for part in translation.split.iter().skip(1) {
+            let part_shape = database
+                .describe(part.clone(), transaction.clone(), timeout)
+                .await
+                .map_err(|error| user_error(service_error(&error)))?
+                .map_err(|message| user_error(statement_error(&message)))?;
+            parameter_count = parameter_count.max(part_shape.parameter_count);
+        }
+        let count = parameter_count.max(types.len());
+        let mut inferred = parameter_declarations(&rewritten, &shape.tables, count);
+        for part in translation.split.iter().skip(1) {
+            for (slot, declared) in
+                inferred
+                    .iter_mut()
+                    .zip(parameter_declarations(part, &shape.tables, count))
+            {
+                if slot.is_none() {
+                    *slot = declared;
+                }
+            }
+        }
         // A parameter added to or subtracted from a time is an interval (`now() - $1`).
         let intervals: Vec<usize> = translation
             .interval_parameters
@@ -677,6 +865,13 @@ impl QueryParser for StatementParser {
                 types.get(i).cloned().flatten().unwrap_or_else(|| {
                     if intervals.contains(&(i + 1)) {
                         return Type::INTERVAL;
+                    }
+                    if let Some((_, operand)) = translation
+                        .array_parameters
+                        .iter()
+                        .find(|(parameter, _)| *parameter == i + 1)
+                    {
+                        return array_type_of(operand, &shape.tables);
                     }
                     let declared = inferred.get(i).cloned().flatten();
                     declared
@@ -727,6 +922,7 @@ impl QueryParser for StatementParser {
             alter: None,
             sequences: translation.sequences.clone(),
             intervals: (!translation.interval_parameters.is_empty()).then(|| translation.clone()),
+            split: translation.split.clone(),
         }))
     }
 
@@ -894,7 +1090,10 @@ impl Backend {
                 Params::Positional(params)
             },
         };
-        let outcome = if prepared.catalog {
+        let outcome = if !prepared.split.is_empty() {
+            self.run_split(session, &prepared.split, statement.params)
+                .await
+        } else if prepared.catalog {
             self.run_catalog(session, statement).await
         } else if session.in_transaction() {
             self.transactions.execute(session, statement).await
@@ -1022,6 +1221,13 @@ async fn with_catalog<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_highest_parameter_a_statement_names_is_found_outside_literals() {
+        assert_eq!(highest_parameter("INSERT INTO t VALUES (?3, ?12)"), 12);
+        assert_eq!(highest_parameter("SELECT '?9', ?2"), 2);
+        assert_eq!(highest_parameter("SELECT 1"), 0);
+    }
 
     #[test]
     fn startup_options_are_read_like_pgoptions() {

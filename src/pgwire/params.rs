@@ -2,6 +2,7 @@
 //! by the type the client gave (or text when it gave none).
 
 use pgwire::api::Type;
+use tokio_postgres::types::Kind;
 
 use crate::pgwire::types::stored_timestamptz;
 use crate::pgwire::{datetime, numeric};
@@ -16,6 +17,16 @@ pub fn decode_parameter(
     let Some(bytes) = bytes else {
         return Ok(SqlValue::Null);
     };
+    if let Kind::Array(element) = pg_type.kind() {
+        // An array (`= ANY($1)`): JSON text of its elements, which `json_each` reads.
+        return if binary {
+            array_from_binary(bytes, element)
+        } else {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| format!("a {} parameter is not valid UTF-8", pg_type.name()))?;
+            array_from_text(text, element)
+        };
+    }
     if binary {
         decode_binary(bytes, pg_type)
     } else {
@@ -23,6 +34,106 @@ pub fn decode_parameter(
             .map_err(|_| format!("a {} parameter is not valid UTF-8", pg_type.name()))?;
         decode_text(text, pg_type)
     }
+}
+
+/// Elements one array parameter may hold.
+const ARRAY_ELEMENTS_MAX: usize = 100_000;
+
+/// An array in PostgreSQL's text form (`{1,2,NULL}`, `{"a b",c}`) as JSON text.
+fn array_from_text(text: &str, element: &Type) -> Result<SqlValue, String> {
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .ok_or_else(|| format!("malformed array literal: \"{}\"", shorten(text)))?;
+    if inner.trim_start().starts_with('{') {
+        return Err("multidimensional array parameters are not supported".into());
+    }
+    let elements = if inner.trim().is_empty() {
+        Vec::new()
+    } else {
+        crate::pgwire::types::array_elements(inner, ARRAY_ELEMENTS_MAX)
+    };
+    if elements.len() > ARRAY_ELEMENTS_MAX {
+        return Err(format!(
+            "an array parameter holds more than {ARRAY_ELEMENTS_MAX} elements"
+        ));
+    }
+    let values = elements
+        .into_iter()
+        .map(|element_text| match element_text {
+            Some(text) => decode_text(&text, element),
+            None => Ok(SqlValue::Null),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json_array(&values))
+}
+
+/// An array in PostgreSQL's binary form (dimensions, flags, element type, each dimension's
+/// size and lower bound, then each element's length and bytes) as JSON text.
+fn array_from_binary(bytes: &[u8], element: &Type) -> Result<SqlValue, String> {
+    let malformed = || "a malformed binary array parameter".to_string();
+    let mut at = 0usize;
+    let int = |at: &mut usize| -> Result<i32, String> {
+        let word = bytes.get(*at..*at + 4).ok_or_else(malformed)?;
+        *at += 4;
+        Ok(i32::from_be_bytes([word[0], word[1], word[2], word[3]]))
+    };
+    let dimensions = int(&mut at)?;
+    let _flags = int(&mut at)?;
+    let _element_oid = int(&mut at)?;
+    if dimensions == 0 {
+        return Ok(SqlValue::Text("[]".into()));
+    }
+    if dimensions != 1 {
+        return Err("multidimensional array parameters are not supported".into());
+    }
+    let length = usize::try_from(int(&mut at)?).map_err(|_| malformed())?;
+    let _lower_bound = int(&mut at)?;
+    if length > ARRAY_ELEMENTS_MAX {
+        return Err(format!(
+            "an array parameter holds more than {ARRAY_ELEMENTS_MAX} elements"
+        ));
+    }
+    let mut values = Vec::with_capacity(length);
+    for _ in 0..length {
+        let size = int(&mut at)?;
+        if size < 0 {
+            values.push(SqlValue::Null);
+            continue;
+        }
+        let size = usize::try_from(size).map_err(|_| malformed())?;
+        let start = at;
+        let end = start.checked_add(size).ok_or_else(malformed)?;
+        let element_bytes = bytes.get(start..end).ok_or_else(malformed)?;
+        at = end;
+        values.push(decode_binary(element_bytes, element)?);
+    }
+    if at != bytes.len() {
+        return Err(malformed());
+    }
+    Ok(json_array(&values))
+}
+
+fn json_array(values: &[SqlValue]) -> SqlValue {
+    let elements: Vec<serde_json::Value> = values
+        .iter()
+        .map(|value| match value {
+            SqlValue::Null => serde_json::Value::Null,
+            SqlValue::Integer(i) => serde_json::Value::from(*i),
+            SqlValue::Real(f) => serde_json::Number::from_f64(*f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            SqlValue::Text(text) => serde_json::Value::String(text.clone()),
+            SqlValue::Blob(bytes) => {
+                serde_json::Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect())
+            }
+        })
+        .collect();
+    SqlValue::Text(serde_json::Value::Array(elements).to_string())
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 fn decode_text(text: &str, pg_type: &Type) -> Result<SqlValue, String> {
@@ -268,6 +379,28 @@ mod tests {
                 .unwrap_err()
                 .contains("text format")
         );
+        // Arrays (`= ANY($1)`): JSON text of their elements, text and binary.
+        assert_eq!(
+            decode_parameter(Some(b"{1,2,NULL}"), &Type::INT4_ARRAY, false),
+            Ok(SqlValue::Text("[1,2,null]".into()))
+        );
+        assert_eq!(
+            decode_parameter(Some(br#"{"a b",c}"#), &Type::TEXT_ARRAY, false),
+            Ok(SqlValue::Text(r#"["a b","c"]"#.into()))
+        );
+        // One dimension, no flags, int4, two elements from 1: 7 (four bytes), NULL.
+        let mut array = Vec::new();
+        for word in [1i32, 0, 23, 2, 1, 4, 7, -1] {
+            array.extend(word.to_be_bytes());
+        }
+        assert_eq!(
+            binary(&array, &Type::INT4_ARRAY),
+            Ok(SqlValue::Text("[7,null]".into()))
+        );
+        assert!(binary(&array[..array.len() - 6], &Type::INT4_ARRAY).is_err());
+        array.push(0);
+        assert!(binary(&array, &Type::INT4_ARRAY).is_err());
+        assert!(decode_parameter(Some(b"{{1}}"), &Type::INT4_ARRAY, false).is_err());
         // An interval: microseconds, days, months.
         let mut interval = 7_200_000_000i64.to_be_bytes().to_vec();
         interval.extend(1i32.to_be_bytes());

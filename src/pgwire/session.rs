@@ -52,6 +52,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("is_superuser", "off"),
+    // Shoal compiles no query to machine code: asyncpg turns it off around its introspection.
+    ("jit", "off"),
     ("lock_timeout", "0"),
     ("max_identifier_length", "63"),
     ("search_path", "\"$user\", public"),
@@ -550,6 +552,13 @@ fn info_query(normalized: &str, session: &Session) -> Option<LocalStatement> {
         Some((expression, alias)) => (expression.to_string(), Some(alias.trim_matches('"'))),
         None => (expression, None),
     };
+    // One item only: `SELECT current_setting('jit') AS cur, set_config(…) AS new` is the
+    // catalog's.
+    if alias.is_some_and(|alias| !alias.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        || expression.contains(',')
+    {
+        return None;
+    }
     let (column, value) = match expression.as_str() {
         "version()" => (
             "version",

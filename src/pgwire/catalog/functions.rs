@@ -71,6 +71,11 @@ pub fn register_functions(
             )),
         }
     })?;
+    // set_config(name, value, is_local) answers the value (the session's own SET is not seen
+    // here: a lone `SELECT set_config(…)` is the session's, see `session.rs`).
+    catalog.create_scalar_function("set_config", 3, flags, |context| {
+        context.get::<Option<String>>(1)
+    })?;
     let current = current_database.to_string();
     catalog.create_scalar_function("current_database", any, flags, move |_| Ok(current.clone()))?;
     let truths: &[(&str, bool)] = &[

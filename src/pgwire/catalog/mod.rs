@@ -36,6 +36,9 @@ pub fn is_catalog_query(sql: &str) -> bool {
         "to_regclass",
         "obj_description",
         "col_description",
+        // `SELECT current_setting('jit') AS cur, set_config('jit', 'off', false) AS new`
+        // (asyncpg, around its type introspection; a lone call is the session's).
+        "current_setting",
     ];
     let mut code = String::with_capacity(sql.len());
     crate::sqltext::for_each_code_char(sql, |_, c| code.push(c.to_ascii_lowercase()));

@@ -77,7 +77,8 @@ CREATE TABLE pg_proc(oid INTEGER PRIMARY KEY, proname TEXT, pronamespace INTEGER
   prokind TEXT, prorettype INTEGER, proargtypes TEXT, proretset BOOLEAN, prolang INTEGER,
   prosrc TEXT, provolatile TEXT, proowner INTEGER, proacl TEXT);
 CREATE TABLE pg_enum(oid INTEGER PRIMARY KEY, enumtypid INTEGER, enumsortorder REAL, enumlabel TEXT);
-CREATE TABLE pg_range(rngtypid INTEGER, rngsubtype INTEGER);
+CREATE TABLE pg_range(rngtypid INTEGER, rngsubtype INTEGER, rngmultitypid INTEGER,
+  rngcollation INTEGER, rngsubopc INTEGER, rngcanonical TEXT, rngsubdiff TEXT);
 CREATE TABLE shoal_declared_type(id INTEGER PRIMARY KEY, declared TEXT);
 CREATE VIEW pg_tables AS SELECT n.nspname AS schemaname, c.relname AS tablename,
   'shoal' AS tableowner, NULL AS tablespace, c.relhasindex AS hasindexes, 0 AS hasrules,
@@ -217,4 +218,13 @@ INSERT INTO pg_type(oid, typname, typnamespace, typowner, typlen, typbyval, typt
   (1700, 'numeric', 11, 10, -1, 0, 'b', 'N', 0, 1, ',', 0, 0, 1231, 0, 0, -1, 0, 0),
   (114, 'json', 11, 10, -1, 0, 'b', 'U', 0, 1, ',', 0, 0, 199, 0, 0, -1, 0, 0),
   (2950, 'uuid', 11, 10, 16, 0, 'b', 'U', 0, 1, ',', 0, 0, 2951, 0, 0, -1, 0, 0),
-  (3802, 'jsonb', 11, 10, -1, 0, 'b', 'U', 0, 1, ',', 0, 0, 3807, 0, 0, -1, 0, 0);
+  (3802, 'jsonb', 11, 10, -1, 0, 'b', 'U', 0, 1, ',', 0, 0, 3807, 0, 0, -1, 0, 0),
+  (1186, 'interval', 11, 10, 16, 0, 'b', 'T', 1, 1, ',', 0, 0, 1187, 0, 0, -1, 0, 0),
+  (26, 'oid', 11, 10, 4, 1, 'b', 'N', 0, 1, ',', 0, 0, 1028, 0, 0, -1, 0, 0),
+  (19, 'name', 11, 10, 64, 0, 'b', 'S', 0, 1, ',', 0, 18, 1003, 0, 0, -1, 0, 950);
+-- Each type's array type (`_int4`, …), as PostgreSQL lists them (asyncpg introspects these).
+INSERT INTO pg_type(oid, typname, typnamespace, typowner, typlen, typbyval, typtype, typcategory,
+  typispreferred, typisdefined, typdelim, typrelid, typelem, typarray, typnotnull, typbasetype,
+  typtypmod, typndims, typcollation)
+  SELECT typarray, '_' || typname, 11, 10, -1, 0, 'b', 'A', 0, 1, ',', 0, oid, 0, 0, 0, -1, 0,
+    typcollation FROM pg_type WHERE typarray != 0;

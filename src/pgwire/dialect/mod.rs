@@ -14,6 +14,7 @@
 
 mod alter;
 pub mod comments;
+mod defaults;
 pub mod enums;
 mod functions;
 mod hints;
@@ -99,6 +100,13 @@ pub struct Translation {
     /// `IntervalParameter::placeholder(k)` for the `k`th (empty when there are none).
     pub interval_parameters: Vec<IntervalParameter>,
     pub interval_template: String,
+    /// An INSERT whose VALUES rows leave different columns to their defaults, as the INSERTs
+    /// it runs as — together and atomically, their results joined (`defaults.rs`); `sql` is
+    /// then the first. Empty for other statements.
+    pub split: Vec<String>,
+    /// Parameters bound as arrays (`x = ANY($n)`), with the operand each is compared with: the
+    /// endpoint describes them as arrays of that operand's type.
+    pub array_parameters: Vec<(usize, String)>,
 }
 
 impl Translation {
@@ -190,6 +198,35 @@ pub fn parse(sql: &str) -> Option<Vec<sqlparser::ast::Statement>> {
         .ok()
 }
 
+/// The translation of an INSERT split into `parts` by their defaults.
+fn split_translation(parts: Vec<String>) -> Translated {
+    let mut translated = parts
+        .iter()
+        .map(|part| translate_uncached(part))
+        .collect::<Result<Vec<_>, _>>()?;
+    if translated.len() == 1 {
+        return Ok(translated.remove(0));
+    }
+    if translated.iter().any(|part| {
+        part.alter.is_some()
+            || !part.sequences.is_empty()
+            || !part.interval_parameters.is_empty()
+            || !part.split.is_empty()
+    }) {
+        return Err(Unsupported(
+            "nextval() or interval arithmetic in a VALUES list whose rows take different \
+             defaults"
+                .into(),
+        ));
+    }
+    Ok(Arc::new(Translation {
+        sql: translated[0].sql.clone(),
+        column_types: translated[0].column_types.clone(),
+        split: translated.iter().map(|part| part.sql.clone()).collect(),
+        ..Translation::default()
+    }))
+}
+
 fn translate_uncached(sql: &str) -> Translated {
     let as_written = |column_types| {
         Ok(Arc::new(Translation {
@@ -199,6 +236,8 @@ fn translate_uncached(sql: &str) -> Translated {
             sequences: Vec::new(),
             interval_parameters: Vec::new(),
             interval_template: String::new(),
+            split: Vec::new(),
+            array_parameters: Vec::new(),
         }))
     };
     if sql.len() > PARSED_TEXT_BYTES_MAX {
@@ -209,6 +248,9 @@ fn translate_uncached(sql: &str) -> Translated {
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(Vec::new()),
     };
+    if let Some(parts) = defaults::split_by_defaults(&statements[0]) {
+        return split_translation(parts.map_err(Unsupported)?);
+    }
     if let Some(plan) = sequences::sequence_statement(&statements[0]) {
         return plan.map(|plan| {
             Arc::new(Translation {
@@ -227,6 +269,8 @@ fn translate_uncached(sql: &str) -> Translated {
                 sequences: Vec::new(),
                 interval_parameters: Vec::new(),
                 interval_template: String::new(),
+                split: Vec::new(),
+                array_parameters: Vec::new(),
             })
         });
     }
@@ -239,6 +283,8 @@ fn translate_uncached(sql: &str) -> Translated {
                 sequences: Vec::new(),
                 interval_parameters: Vec::new(),
                 interval_template: String::new(),
+                split: Vec::new(),
+                array_parameters: Vec::new(),
             })
         });
     }
@@ -270,6 +316,8 @@ fn translate_uncached(sql: &str) -> Translated {
                 sequences: Vec::new(),
                 interval_parameters: Vec::new(),
                 interval_template: String::new(),
+                split: Vec::new(),
+                array_parameters: Vec::new(),
             }));
         }
         Some(Ok(alter::Alter::Plan(plan))) => {
@@ -280,6 +328,8 @@ fn translate_uncached(sql: &str) -> Translated {
                 sequences: Vec::new(),
                 interval_parameters: Vec::new(),
                 interval_template: String::new(),
+                split: Vec::new(),
+                array_parameters: Vec::new(),
             }));
         }
         Some(Err(unsupported)) => return Err(unsupported),
@@ -313,6 +363,8 @@ fn translate_uncached(sql: &str) -> Translated {
             sequences: Vec::new(),
             interval_parameters: Vec::new(),
             interval_template: String::new(),
+            split: Vec::new(),
+            array_parameters: Vec::new(),
         }));
     }
     if !rewriter.changed {
@@ -333,6 +385,8 @@ fn translate_uncached(sql: &str) -> Translated {
         sequences: calls,
         interval_parameters,
         interval_template,
+        split: Vec::new(),
+        array_parameters: std::mem::take(&mut rewriter.array_parameters),
     }))
 }
 
@@ -633,11 +687,16 @@ mod tests {
             ),
             "INSERT INTO t (a, c) VALUES (?1, ?2), (?3, ?4) RETURNING a"
         );
-        let refused = |sql: &str| translate(sql).unwrap_err().0;
-        assert!(
-            refused("INSERT INTO t (a, b) VALUES (1, DEFAULT), (DEFAULT, 2)")
-                .contains("different columns")
+        // Rows that leave different columns to their defaults: one INSERT per run of rows.
+        let split = translate("INSERT INTO t (a, b) VALUES (1, DEFAULT), (DEFAULT, 2)").unwrap();
+        assert_eq!(
+            split.split,
+            [
+                "INSERT INTO t (a) VALUES (1)",
+                "INSERT INTO t (b) VALUES (2)"
+            ]
         );
+        let refused = |sql: &str| translate(sql).unwrap_err().0;
         assert!(refused("INSERT INTO t VALUES (1, DEFAULT)").contains("column list"));
     }
 

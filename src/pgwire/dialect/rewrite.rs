@@ -34,6 +34,9 @@ pub struct Rewriter {
     /// Times plus or minus a bound parameter, decided when the statement runs (see
     /// `intervals::IntervalParameter`), by the index their marker names.
     pub interval_parameters: Vec<intervals::IntervalParameter>,
+    /// `x = ANY($n)`: the array parameters, with the operand they are compared with (as the
+    /// client wrote it), by the index their marker names.
+    pub array_parameters: Vec<(usize, String)>,
 }
 
 /// The identifier standing for the `index`th interval shift while the other operand is
@@ -88,6 +91,51 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        // `x = ANY (ARRAY[…])`, `x = ANY ('{…}'::int[])`: an IN list; `x op ANY ($n)`: the
+        // parameter's elements, marked until `x` is rewritten.
+        let all = matches!(expr, Expr::AllOp { .. });
+        if let Expr::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        }
+        | Expr::AllOp {
+            left,
+            compare_op,
+            right,
+        } = expr
+        {
+            let membership = matches!(
+                (all, &*compare_op),
+                (false, BinaryOperator::Eq) | (true, BinaryOperator::NotEq)
+            );
+            if let Some(list) = array_literal(right) {
+                if !membership {
+                    return self.refuse(
+                        "ANY/ALL over an array literal with an operator other than = or <>",
+                    );
+                }
+                let replacement = Expr::In {
+                    expr: left.clone(),
+                    target: sqlparser::ast::InTarget::List(list),
+                    negated: all,
+                    global: false,
+                };
+                self.replace(expr, replacement);
+                return ControlFlow::Continue(());
+            }
+            if let Some(parameter) = array_parameter(right) {
+                let marker = raw(format!(
+                    "shoal_array_parameter_marker_{}",
+                    self.array_parameters.len()
+                ));
+                self.array_parameters.push((parameter, left.to_string()));
+                **right = marker;
+                self.changed = true;
+            }
+            return ControlFlow::Continue(());
+        }
         // `TIMESTAMP '2024-01-02 03:04:05'`, `DATE '…'`, `INTERVAL`-typed strings: a cast of
         // the string, which the casts below translate.
         if let Expr::TypedString(typed) = expr {
@@ -150,6 +198,7 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let all_op = matches!(expr, Expr::AllOp { .. });
         if let Some(interval) = intervals::interval_literal(expr) {
             // An interval on its own: PostgreSQL's text for it.
             return match interval {
@@ -367,8 +416,58 @@ impl VisitorMut for Rewriter {
             },
             Expr::Interval(_) => return self.refuse("an INTERVAL value that is not a literal"),
             Expr::Array(_) => return self.refuse("an ARRAY constructor"),
-            Expr::AnyOp { .. } | Expr::AllOp { .. } => {
-                return self.refuse("ANY/ALL over an array");
+            Expr::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            }
+            | Expr::AllOp {
+                left,
+                compare_op,
+                right,
+            } => {
+                let all = all_op;
+                let Some(parameter) = array_marker(right)
+                    .and_then(|index| self.array_parameters.get(index))
+                    .map(|(parameter, _)| *parameter)
+                else {
+                    return self.refuse("ANY/ALL over an array other than a literal or parameter");
+                };
+                // (The operand stays outside the subqueries: inside, a column named like one
+                // of json_each's — `id`, `key`, `value` — would be json_each's.)
+                let elements = format!("json_each(?{parameter})");
+                let least = format!("(SELECT min(value) FROM {elements})");
+                let greatest = format!("(SELECT max(value) FROM {elements})");
+                let empty = format!("NOT EXISTS (SELECT 1 FROM {elements})");
+                let replacement = match (all, &*compare_op) {
+                    (false, BinaryOperator::Eq) => {
+                        format!("{left} IN (SELECT value FROM {elements})")
+                    }
+                    (true, BinaryOperator::NotEq) => {
+                        format!("{left} NOT IN (SELECT value FROM {elements})")
+                    }
+                    (false, op @ (BinaryOperator::Gt | BinaryOperator::GtEq)) => {
+                        format!("({left}) {op} {least}")
+                    }
+                    (false, op @ (BinaryOperator::Lt | BinaryOperator::LtEq)) => {
+                        format!("({left}) {op} {greatest}")
+                    }
+                    (true, op @ (BinaryOperator::Gt | BinaryOperator::GtEq)) => {
+                        format!("(({left}) {op} {greatest} OR {empty})")
+                    }
+                    (true, op @ (BinaryOperator::Lt | BinaryOperator::LtEq)) => {
+                        format!("(({left}) {op} {least} OR {empty})")
+                    }
+                    (_, op) => {
+                        return self.refuse(format!(
+                            "{} {op} {} over an array",
+                            "x",
+                            if all { "ALL" } else { "ANY" }
+                        ));
+                    }
+                };
+                self.replace(expr, raw(replacement));
             }
             Expr::AtTimeZone { .. } => return self.refuse("AT TIME ZONE"),
             _ => {}
@@ -563,10 +662,7 @@ fn without_default_values(
     columns: &mut Vec<sqlparser::ast::ObjectName>,
     rows: &mut [sqlparser::ast::Parens<Vec<Expr>>],
 ) -> Result<bool, &'static str> {
-    let is_default = |expr: &Expr| {
-        matches!(expr, Expr::Identifier(ident)
-            if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default"))
-    };
+    let is_default = super::defaults::is_default;
     let pattern = |row: &[Expr]| row.iter().map(is_default).collect::<Vec<bool>>();
     let Some(first) = rows.first().map(|row| pattern(&row.content)) else {
         return Ok(false);
@@ -628,6 +724,67 @@ fn postgresql_column_name(expr: &Expr) -> Option<String> {
         Expr::Substring { .. } => Some("substring".into()),
         Expr::Position { .. } => Some("position".into()),
         Expr::Extract { .. } => Some("extract".into()),
+        _ => None,
+    }
+}
+
+/// The elements of an array literal (`ARRAY[1, 2]`, `'{1,2}'::int[]`), as expressions.
+fn array_literal(expr: &Expr) -> Option<Vec<Expr>> {
+    match expr {
+        Expr::Array(array) => Some(array.elem.clone()),
+        Expr::Nested(inner) => array_literal(inner),
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } if data_type.to_string().ends_with("[]") => {
+            let text = string_literal(inner)?;
+            let inner_text = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+            if inner_text.trim_start().starts_with('{') {
+                return None;
+            }
+            let numeric = matches!(
+                sqlite_cast_type(data_type),
+                DataType::Integer(_) | DataType::Real | DataType::Numeric(_)
+            );
+            let elements = if inner_text.trim().is_empty() {
+                Vec::new()
+            } else {
+                crate::pgwire::types::array_elements(inner_text, 100_000)
+            };
+            Some(
+                elements
+                    .into_iter()
+                    .map(|element| match element {
+                        None => Expr::value(Value::Null),
+                        Some(text) if numeric && text.parse::<f64>().is_ok() => {
+                            Expr::value(Value::Number(text, false))
+                        }
+                        Some(text) => Expr::value(Value::SingleQuotedString(text)),
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The parameter an array operand is (`$1`, `$1::int[]`).
+fn array_parameter(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => array_parameter(inner),
+        other => parameter_number(other),
+    }
+}
+
+/// The index an array-parameter marker names.
+fn array_marker(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Identifier(ident) => ident
+            .value
+            .strip_prefix("shoal_array_parameter_marker_")?
+            .parse()
+            .ok(),
         _ => None,
     }
 }

@@ -4,7 +4,8 @@
 // information_schema and pg_catalog, drops what is there, creates tables with SERIAL, uuid
 // defaults, named PRIMARY KEY / UNIQUE constraints, an index and a foreign key), repositories
 // (save, findOne with relations, update with @VersionColumn and @UpdateDateColumn), the query
-// builder (group by with COUNT, ILIKE, pagination), a rolled-back transaction, a unique
+// builder (group by with COUNT, ILIKE, pagination, = ANY of an array), a multi-row insert of
+// objects with different keys, a rolled-back transaction, a unique
 // violation by SQLSTATE, ON DELETE CASCADE, a column added by the query runner, and a second
 // DataSource whose schema diff against the tables TypeORM made is empty.
 //
@@ -119,6 +120,17 @@ async function write(port) {
       throw new Error('roll it back');
     }), /roll it back/);
     assert.equal(await users.countBy({ name: 'carol' }), 0);
+
+    // A batch of objects with different keys: TypeORM writes DEFAULT where a key is missing.
+    const batch = await users.insert([{ name: 'pat' }, { name: 'quinn', email: 'q@example.com' }]);
+    assert.equal(batch.identifiers.length, 2);
+    const quinn = await users.findOneBy({ name: 'quinn' });
+    assert.equal(quinn.email, 'q@example.com');
+    assert.equal((await users.findOneBy({ name: 'pat' })).isActive, true);
+    // An array bound to = ANY($1).
+    const some = await users.createQueryBuilder('u')
+      .where('u.id = ANY(:ids)', { ids: [ada.id, quinn.id] }).orderBy('u.id').getMany();
+    assert.deepEqual(some.map((u) => u.name), ['ada', 'quinn']);
 
     const runner = ds.createQueryRunner();
     try {
