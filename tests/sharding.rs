@@ -405,6 +405,24 @@ async fn a_failing_row_leaves_every_group_unchanged_and_refusals_say_why() {
         values(&cluster, 0, "shop", "SELECT count(*) FROM accounts").await,
         json!([[4]])
     );
+    // A backup, load or restore through one group would cover only that group's rows:
+    // refused, naming why, with nothing changed.
+    for path in [
+        "/backup?db=shop",
+        "/backup/restore?db=shop",
+        "/db/load?db=shop",
+    ] {
+        let (status, body) = cluster.post(0, path, json!([])).await;
+        assert_eq!(status, 501, "{path}: {body}");
+        assert!(
+            body.to_string().contains("sharded over 4 groups"),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(
+        values(&cluster, 1, "shop", "SELECT count(*) FROM accounts").await,
+        json!([[4]])
+    );
 }
 
 /// The sum of every balance and whether a write reaching every group goes through within

@@ -99,6 +99,7 @@ async fn local_replica(
     name: Option<&str>,
 ) -> Result<(String, Arc<Service>), Response> {
     let database = resolve(state, name).await?;
+    refuse_sharded(&database)?;
     match database.local() {
         Some(service) => Ok((database.name.clone(), service.clone())),
         None => {
@@ -116,6 +117,25 @@ async fn local_replica(
                 ),
             ))
         }
+    }
+}
+
+/// A sharded database's image, backup, load or restore through one group would hold (or
+/// replace) only that group's part of it: refused, naming why, rather than done partly.
+fn refuse_sharded(database: &crate::catalog::handle::DatabaseHandle) -> Result<(), Response> {
+    match database.sharded() {
+        Some(entry) => Err(error_json(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "database {:?} is sharded over {} groups: an image, backup, load or restore of it \
+                 through one group would cover only that group's rows, and consistent \
+                 cluster-wide backups of sharded databases are not supported yet (each shard \
+                 group's scheduled backups are kept per group, see docs/backup.md)",
+                database.name,
+                entry.groups.len()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -496,6 +516,9 @@ async fn create(State(state): State<ApiState>, Query(query): Query<CreateQuery>)
         Ok(database) => database,
         Err(response) => return response,
     };
+    if let Err(response) = refuse_sharded(&database) {
+        return response;
+    }
     if database.local().is_none() {
         return create_elsewhere(&state, &database).await;
     }
