@@ -99,7 +99,9 @@ async fn local_replica(
     name: Option<&str>,
 ) -> Result<(String, Arc<Service>), Response> {
     let database = resolve(state, name).await?;
-    refuse_sharded(&database)?;
+    if let Some(refusal) = sharded_refusal(&database) {
+        return Err(refusal);
+    }
     match database.local() {
         Some(service) => Ok((database.name.clone(), service.clone())),
         None => {
@@ -122,9 +124,9 @@ async fn local_replica(
 
 /// A sharded database's image, backup, load or restore through one group would hold (or
 /// replace) only that group's part of it: refused, naming why, rather than done partly.
-fn refuse_sharded(database: &crate::catalog::handle::DatabaseHandle) -> Result<(), Response> {
+fn sharded_refusal(database: &crate::catalog::handle::DatabaseHandle) -> Option<Response> {
     match database.sharded() {
-        Some(entry) => Err(error_json(
+        Some(entry) => Some(error_json(
             StatusCode::NOT_IMPLEMENTED,
             format!(
                 "database {:?} is sharded over {} groups: an image, backup, load or restore of it \
@@ -135,7 +137,7 @@ fn refuse_sharded(database: &crate::catalog::handle::DatabaseHandle) -> Result<(
                 entry.groups.len()
             ),
         )),
-        None => Ok(()),
+        None => None,
     }
 }
 
@@ -516,8 +518,8 @@ async fn create(State(state): State<ApiState>, Query(query): Query<CreateQuery>)
         Ok(database) => database,
         Err(response) => return response,
     };
-    if let Err(response) = refuse_sharded(&database) {
-        return response;
+    if let Some(refusal) = sharded_refusal(&database) {
+        return refusal;
     }
     if database.local().is_none() {
         return create_elsewhere(&state, &database).await;
