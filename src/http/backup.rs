@@ -125,8 +125,8 @@ async fn local_replica(
 /// A sharded database's image, backup, load or restore through one group would hold (or
 /// replace) only that group's part of it: refused, naming why, rather than done partly.
 fn sharded_refusal(database: &crate::catalog::handle::DatabaseHandle) -> Option<Response> {
-    match database.sharded() {
-        Some(entry) => Some(error_json(
+    database.sharded().map(|entry| {
+        error_json(
             StatusCode::NOT_IMPLEMENTED,
             format!(
                 "database {:?} is sharded over {} groups: an image, backup, load or restore of it \
@@ -136,9 +136,8 @@ fn sharded_refusal(database: &crate::catalog::handle::DatabaseHandle) -> Option<
                 database.name,
                 entry.groups.len()
             ),
-        )),
-        None => None,
-    }
+        )
+    })
 }
 
 /// The backup agent for database `name`: the running one where its group runs here, else
