@@ -3,7 +3,7 @@
 # pyrqlite, psycopg, asyncpg, SQLAlchemy, Alembic, Django, Knex, Sequelize and TypeORM sessions, psql, chromium and an S3 server (moto) (installed here if missing). Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c 'import pyrqlite, psycopg, sqlalchemy, asyncpg, alembic, django, moto.server, pytest, pytest_timeout' 2>/dev/null; then
+if ! python3 -c 'import pyrqlite, psycopg, sqlalchemy, asyncpg, alembic, django, peewee, psycopg2, moto.server, pytest, pytest_timeout' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
 fi
 # psql drives the PostgreSQL endpoint in the tests, as a user would; chromium loads the

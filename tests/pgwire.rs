@@ -1169,6 +1169,16 @@ async fn p66_arrays_compare_with_any_and_all() {
     );
 }
 
+/// p67: Peewee 4 over psycopg2 (tests/clients/peewee_session.py) — create_tables, create,
+/// get_or_create, insert_many, joins, group by, contains/ILIKE, an expression update, a
+/// rolled-back atomic(), IntegrityError, pagination, inlined bytea literals, Peewee's
+/// introspection (get_indexes reads `FROM generate_subscripts(indkey, 1)`), a cascading
+/// delete — written through a follower, read on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p67_peewee_creates_queries_and_introspects() {
+    run_through_a_follower_and_the_leader("peewee_session.py", "peewee session: ok").await;
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

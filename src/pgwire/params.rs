@@ -320,7 +320,7 @@ pub fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// bytea input in hex format (`\x00ff`); anything else is taken as the bytes themselves.
-fn parse_bytea(text: &str) -> Option<Vec<u8>> {
+pub fn parse_bytea(text: &str) -> Option<Vec<u8>> {
     let Some(hex) = text.strip_prefix("\\x") else {
         return Some(text.as_bytes().to_vec());
     };

@@ -221,6 +221,26 @@ mod tests {
     }
 
     #[test]
+    fn generate_subscripts_in_from_numbers_a_vector_from_zero() {
+        use crate::types::value::SqlValue::Text;
+        let catalog = catalog();
+        // Peewee's get_indexes: each index's columns by position.
+        let sql = "SELECT i.relname, ARRAY(SELECT pg_get_indexdef(idx.indexrelid, k + 1, TRUE) \
+                   FROM generate_subscripts(idx.indkey, 1) AS k ORDER BY k) \
+                   FROM pg_catalog.pg_class AS t \
+                   INNER JOIN pg_catalog.pg_index AS idx ON t.oid = idx.indrelid \
+                   INNER JOIN pg_catalog.pg_class AS i ON idx.indexrelid = i.oid \
+                   WHERE t.relname = 'child' ORDER BY i.relname";
+        assert_eq!(
+            rows(&catalog, sql),
+            vec![
+                vec![Text("child_name".into()), Text("{name}".into())],
+                vec![Text("child_pkey".into()), Text("{id}".into())],
+            ]
+        );
+    }
+
+    #[test]
     fn key_constraints_and_their_indexes_carry_declared_or_postgresql_default_names() {
         use crate::types::value::SqlValue::Text;
         let source = Connection::open_in_memory().unwrap();

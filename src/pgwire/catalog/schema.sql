@@ -109,7 +109,7 @@ CREATE VIEW pg_sequences AS SELECT 'public' AS schemaname, c.relname AS sequence
   s.seqcycle AS cycle, s.seqcache AS cache_size, NULL AS last_value
   FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid;
 CREATE VIEW pg_indexes AS SELECT n.nspname AS schemaname, t.relname AS tablename,
-  c.relname AS indexname, NULL AS tablespace, NULL AS indexdef
+  c.relname AS indexname, NULL AS tablespace, pg_get_indexdef(i.indexrelid) AS indexdef
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace;
 CREATE VIEW information_schema_tables AS SELECT 'shoal' AS table_catalog,

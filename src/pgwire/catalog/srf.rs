@@ -75,6 +75,37 @@ impl VisitorMut for Expander {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_query(&mut self, query: &mut sqlparser::ast::Query) -> ControlFlow<()> {
+        // `FROM generate_subscripts(a, 1) AS k` (Peewee lists an index's columns so): json_each
+        // over the array, `k` its position — from 0 for a vector such as `indkey`, whose
+        // subscripts start there, else from 1 — wherever the query names `k`.
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let mut positions: Vec<(String, String)> = Vec::new();
+        for from in &mut select.from {
+            if let Some((replacement, alias, position)) = from_subscripts(&from.relation) {
+                from.relation = replacement;
+                positions.push((alias, position));
+                self.changed = true;
+            }
+        }
+        if positions.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let mut renamer = Positions { names: positions };
+        for item in &mut select.projection {
+            let _ = item.visit(&mut renamer);
+        }
+        if let Some(selection) = &mut select.selection {
+            let _ = selection.visit(&mut renamer);
+        }
+        if let Some(order_by) = &mut query.order_by {
+            let _ = order_by.visit(&mut renamer);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
         if lateral_unnest(select) {
             self.changed = true;
@@ -182,6 +213,68 @@ fn from_unnest(factor: &TableFactor) -> Option<(TableFactor, Option<String>)> {
     };
     let relation = parsed.from.into_iter().next()?.relation;
     Some((relation, Some(alias)))
+}
+
+/// `generate_subscripts(a, 1) AS k` in FROM: json_each over the array as `k`, and what `k`
+/// reads as (the position).
+fn from_subscripts(factor: &TableFactor) -> Option<(TableFactor, String, String)> {
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias: Some(alias),
+        ..
+    } = factor
+    else {
+        return None;
+    };
+    let function = name.to_string().to_ascii_lowercase();
+    if function.strip_prefix("pg_catalog.").unwrap_or(&function) != "generate_subscripts" {
+        return None;
+    }
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array)), ..] = args.args.as_slice() else {
+        return None;
+    };
+    let alias = alias.name.value.clone();
+    let column = array.to_string().to_ascii_lowercase();
+    let vector = [
+        "indkey",
+        "indclass",
+        "indoption",
+        "indcollation",
+        "proargtypes",
+    ]
+    .iter()
+    .any(|name| column.ends_with(name));
+    let position = if vector {
+        format!("{alias}.key")
+    } else {
+        format!("({alias}.key + 1)")
+    };
+    let relation = parse_factor(&format!(
+        "SELECT 1 FROM json_each(shoal_array_json({array})) AS {alias}"
+    ))?;
+    Some((relation, alias, position))
+}
+
+/// Renames a FROM function's alias, used as its one column, to what it reads as.
+struct Positions {
+    names: Vec<(String, String)>,
+}
+
+impl VisitorMut for Positions {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Identifier(ident) = expr
+            && let Some((_, position)) = self
+                .names
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&ident.value))
+        {
+            *expr = Expr::Identifier(Ident::new(position.clone()));
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// `UNNEST(a, b, …) [WITH ORDINALITY] [AS] x (c1, c2, …, position)` in FROM: the arrays zipped

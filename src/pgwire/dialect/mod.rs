@@ -426,12 +426,17 @@ mod tests {
         );
         assert_eq!(
             sqlite("SELECT 'a'::bytea, 2.5::float8, x::numeric(10, 2) FROM t"),
-            "SELECT CAST('a' AS BLOB) AS \"bytea\", CAST(2.5 AS REAL) AS \"float8\", \
+            "SELECT X'61' AS \"bytea\", CAST(2.5 AS REAL) AS \"float8\", \
              CAST(x AS NUMERIC) AS \"x\" FROM t"
         );
         assert_eq!(
             sqlite("SELECT 't'::boolean, 'off'::bool"),
             "SELECT 1 AS \"bool\", 0 AS \"bool\""
+        );
+        // A bytea literal is its bytes (psycopg2 inlines binary values as `'\x…'::bytea`).
+        assert_eq!(
+            sqlite("INSERT INTO t VALUES ('\\x00ff'::bytea)"),
+            "INSERT INTO t VALUES (X'00FF')"
         );
         assert_eq!(
             sqlite("SELECT CAST(x AS uuid) FROM t"),

@@ -260,6 +260,15 @@ impl VisitorMut for Rewriter {
                     };
                     let replacement = raw(if truth { "1" } else { "0" }.to_string());
                     self.replace(expr, replacement);
+                } else if let Some(bytes) = bytea_literal(operand, data_type) {
+                    // `'\x0001'::bytea` (psycopg2 and pg8000 inline binary values so): the bytes,
+                    // as a blob literal.
+                    let Some(bytes) = bytes else {
+                        return self
+                            .refuse("a bytea literal that is neither hex nor escape format");
+                    };
+                    let hex: String = bytes.iter().map(|b| format!("{b:02X}")).collect();
+                    self.replace(expr, raw(format!("X'{hex}'")));
                 } else if is_date(data_type) {
                     // The date of a timestamp (`now()::date`), as PostgreSQL casts it; text
                     // that is not a time stays as it is.
@@ -726,6 +735,16 @@ fn postgresql_column_name(expr: &Expr) -> Option<String> {
         Expr::Extract { .. } => Some("extract".into()),
         _ => None,
     }
+}
+
+/// The bytes a string literal cast to bytea holds (`None` inside when it is not PostgreSQL's
+/// bytea text); `None` for other casts.
+fn bytea_literal(operand: &Expr, data_type: &DataType) -> Option<Option<Vec<u8>>> {
+    if !data_type.to_string().eq_ignore_ascii_case("bytea") {
+        return None;
+    }
+    let text = string_literal(operand)?;
+    Some(crate::pgwire::params::parse_bytea(&text))
 }
 
 /// The elements of an array literal (`ARRAY[1, 2]`, `'{1,2}'::int[]`), as expressions.
