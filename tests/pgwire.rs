@@ -1179,6 +1179,71 @@ async fn p67_peewee_creates_queries_and_introspects() {
     run_through_a_follower_and_the_leader("peewee_session.py", "peewee session: ok").await;
 }
 
+/// p68: TRUNCATE of several tables related by foreign keys empties them (referencing tables
+/// first), CASCADE also the tables referencing them, ids start again from 1; a table still
+/// referenced by rows outside the list fails the statement and nothing is emptied; TRUNCATE
+/// in a transaction block that rolls back leaves the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p68_truncate_empties_tables_in_foreign_key_order() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let client = connect(&cluster, 0).await;
+    client
+        .batch_execute(
+            "CREATE TABLE authors (id SERIAL PRIMARY KEY, name TEXT); \
+             CREATE TABLE books (id SERIAL PRIMARY KEY, author_id INTEGER REFERENCES authors(id)); \
+             CREATE TABLE reviews (id SERIAL PRIMARY KEY, book_id INTEGER REFERENCES books(id)); \
+             INSERT INTO authors (name) VALUES ('ada'), ('bo'); \
+             INSERT INTO books (author_id) VALUES (1), (2); \
+             INSERT INTO reviews (book_id) VALUES (1)",
+        )
+        .await
+        .unwrap();
+    async fn counts(client: &Client) -> Vec<i64> {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM authors), (SELECT count(*) FROM books), \
+                 (SELECT count(*) FROM reviews)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (0..3).map(|i| row.get::<_, i64>(i)).collect()
+    }
+    // reviews still references books: PostgreSQL refuses, and so does Shoal; nothing changes.
+    let error = client
+        .batch_execute("TRUNCATE authors, books RESTART IDENTITY")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::FOREIGN_KEY_VIOLATION));
+    assert_eq!(counts(&client).await, [2, 2, 1]);
+    client
+        .batch_execute("BEGIN; TRUNCATE authors CASCADE")
+        .await
+        .unwrap();
+    assert_eq!(counts(&client).await, [0, 0, 0]);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(counts(&client).await, [2, 2, 1]);
+    // Listed parent first: the referencing tables are emptied before it anyway.
+    client
+        .execute(
+            "TRUNCATE TABLE authors, reviews, books RESTART IDENTITY",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts(&client).await, [0, 0, 0]);
+    let id = client
+        .query_one("INSERT INTO authors (name) VALUES ('cy') RETURNING id", &[])
+        .await
+        .unwrap()
+        .get::<_, i32>(0);
+    assert_eq!(id, 1);
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

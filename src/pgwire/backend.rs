@@ -66,6 +66,8 @@ pub struct PreparedStatement {
     intervals: Option<Arc<dialect::Translation>>,
     /// The INSERTs a statement runs as, together (see `Translation::split`); empty for one.
     split: Vec<String>,
+    /// A TRUNCATE's tables (`sql` is then as written).
+    truncate: Option<dialect::truncate::Truncation>,
 }
 
 /// The handlers of every connection; per-session state lives in the connection's session
@@ -208,6 +210,38 @@ impl Backend {
         }
         match schema_change::run_alter(&self.transactions, &self.databases, session, plan).await {
             Ok(()) => Response::Execution(command_tag(sql, 0)),
+            Err(info) => Response::Error(info),
+        }
+    }
+
+    /// Runs a TRUNCATE (see `schema_change::run_truncate`); on a sharded database the tables'
+    /// rows are deleted through the router in the order written, together.
+    async fn run_truncate(
+        &self,
+        session: &Session,
+        truncation: &dialect::truncate::Truncation,
+    ) -> Response {
+        let sharded = session_database(&self.databases, session)
+            .await
+            .is_ok_and(|database| database.sharded().is_some());
+        let outcome = if sharded {
+            let deletes: Vec<String> = truncation
+                .tables
+                .iter()
+                .map(|table| format!("DELETE FROM {}", crate::db::dump::quote_identifier(table)))
+                .collect();
+            match self.run_split(session, &deletes, Params::None).await {
+                Ok(result) => match result.error {
+                    Some(message) => Err(statement_error(&message)),
+                    None => Ok(()),
+                },
+                Err(info) => Err(info),
+            }
+        } else {
+            schema_change::run_truncate(&self.transactions, session, truncation).await
+        };
+        match outcome {
+            Ok(()) => Response::Execution(Tag::new("TRUNCATE TABLE")),
             Err(info) => Response::Error(info),
         }
     }
@@ -441,7 +475,10 @@ impl Backend {
                 recognize(s, session).is_none()
                     && !is_catalog_query(s)
                     && translation(s).is_ok_and(|t| {
-                        t.alter.is_none() && t.sequences.is_empty() && t.split.is_empty()
+                        t.alter.is_none()
+                            && t.sequences.is_empty()
+                            && t.split.is_empty()
+                            && t.truncate.is_none()
                     })
             });
         if implicit {
@@ -471,6 +508,9 @@ impl Backend {
         for sql in statements {
             let response = match (recognize(sql, session), alter_plan(sql)) {
                 (Some(local), _) => self.run_local(session, &local).await,
+                (None, _) if let Some(truncation) = truncation_of(sql) => {
+                    self.run_truncate(session, &truncation).await
+                }
                 (None, Some(plan)) => self.run_alter(session, sql, &plan).await,
                 (None, None) if is_catalog_query(sql) => {
                     match self
@@ -667,6 +707,13 @@ impl SequenceWrites for Backend {
     }
 }
 
+/// The tables `sql` truncates, if it is a TRUNCATE.
+fn truncation_of(sql: &str) -> Option<dialect::truncate::Truncation> {
+    dialect::translate(sql)
+        .ok()
+        .and_then(|t| t.truncate.clone())
+}
+
 /// The `ALTER TABLE` plan `sql` translates to, if it is one.
 fn alter_plan(sql: &str) -> Option<Arc<dialect::AlterPlan>> {
     dialect::translate(sql).ok().and_then(|t| t.alter.clone())
@@ -743,6 +790,7 @@ impl QueryParser for StatementParser {
                 sequences: Vec::new(),
                 intervals: None,
                 split: Vec::new(),
+                truncate: None,
             }));
         }
         // Describing a statement shows its columns: not for a user who may neither read nor
@@ -798,9 +846,25 @@ impl QueryParser for StatementParser {
                 sequences: Vec::new(),
                 intervals: None,
                 split: Vec::new(),
+                truncate: None,
             }));
         }
         let translation = translation(sql).map_err(user_error)?;
+        if translation.truncate.is_some() {
+            return Ok(Some(PreparedStatement {
+                sql: sql.to_string(),
+                local: None,
+                catalog: false,
+                parameter_types: Vec::new(),
+                columns: Vec::new(),
+                read_only: false,
+                alter: None,
+                sequences: Vec::new(),
+                intervals: None,
+                split: Vec::new(),
+                truncate: translation.truncate.clone(),
+            }));
+        }
         if let Some(plan) = &translation.alter {
             return Ok(Some(PreparedStatement {
                 sql: sql.to_string(),
@@ -813,6 +877,7 @@ impl QueryParser for StatementParser {
                 sequences: Vec::new(),
                 intervals: None,
                 split: Vec::new(),
+                truncate: None,
             }));
         }
         let rewritten = translation.sql.clone();
@@ -923,6 +988,7 @@ impl QueryParser for StatementParser {
             sequences: translation.sequences.clone(),
             intervals: (!translation.interval_parameters.is_empty()).then(|| translation.clone()),
             split: translation.split.clone(),
+            truncate: None,
         }))
     }
 
@@ -1053,6 +1119,9 @@ impl Backend {
         let prepared = &portal.statement.statement;
         if let Some(plan) = &prepared.alter {
             return self.run_alter(session, &prepared.sql, plan).await;
+        }
+        if let Some(truncation) = &prepared.truncate {
+            return self.run_truncate(session, truncation).await;
         }
         let params = match bound_parameters(portal) {
             Ok(params) => params,

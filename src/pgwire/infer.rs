@@ -547,6 +547,15 @@ fn expression_type(expression: &[Token], columns: &Columns) -> Option<String> {
                 _ => None,
             }
         }
+        // A scalar subquery: its one column's type.
+        [Token::Symbol("("), inner @ .., Token::Symbol(")")]
+            if balanced(inner) && word(inner.first(), "select") =>
+        {
+            match select_list(inner).as_slice() {
+                [item] => expression_type(strip_alias(item), columns),
+                _ => None,
+            }
+        }
         tokens if tokens.contains(&Token::Symbol("||")) => named("TEXT"),
         tokens => arithmetic_type(tokens, columns),
     }
@@ -757,6 +766,15 @@ mod tests {
                 None,
                 None
             ])
+        );
+        // A scalar subquery has its column's type.
+        assert_eq!(
+            expression_declarations(
+                "SELECT (SELECT count(*) FROM item), (SELECT max(price) FROM item) AS top",
+                &tables,
+                2
+            ),
+            declared(&[Some("BIGINT"), Some("REAL")])
         );
         // A time plus an interval is a time of its kind.
         assert_eq!(

@@ -17,6 +17,7 @@ use crate::pgwire::backend::session_database;
 use crate::pgwire::dialect::AlterPlan;
 use crate::pgwire::dialect::enums::with_enum_checks;
 use crate::pgwire::dialect::rebuild::{RebuildError, SCHEMA_QUERY, SchemaObject, guarded_children};
+use crate::pgwire::dialect::truncate::{Truncation, deletion_order};
 use crate::pgwire::session::Session;
 use crate::pgwire::sqlstate::{self, error_info, service_error, statement_error};
 use crate::pgwire::transaction::Transactions;
@@ -62,6 +63,73 @@ pub async fn run_alter(
             Err(info)
         }
     }
+}
+
+/// Empties the tables `truncation` names (see `dialect::truncate`): inside the session's
+/// transaction block or one of its own, all of them or, on any error, none. The foreign keys
+/// that decide the order are read in the transaction (a schema change meanwhile fails it).
+pub async fn run_truncate(
+    transactions: &Transactions,
+    session: &Session,
+    truncation: &Truncation,
+) -> Result<(), Box<ErrorInfo>> {
+    let own_transaction = !session.in_transaction();
+    if own_transaction {
+        transactions.control(session, "BEGIN").await;
+    }
+    let outcome = truncate_in_transaction(transactions, session, truncation).await;
+    if !own_transaction {
+        if outcome.is_err() {
+            transactions.fail(session);
+        }
+        return outcome;
+    }
+    match outcome {
+        Ok(()) => match transactions.control(session, "COMMIT").await {
+            Response::Error(info) => Err(info),
+            _ => Ok(()),
+        },
+        Err(info) => {
+            transactions.control(session, "ROLLBACK").await;
+            Err(info)
+        }
+    }
+}
+
+async fn truncate_in_transaction(
+    transactions: &Transactions,
+    session: &Session,
+    truncation: &Truncation,
+) -> Result<(), Box<ErrorInfo>> {
+    let references = run(
+        transactions,
+        session,
+        "SELECT m.name, p.\"table\" FROM sqlite_schema AS m, pragma_foreign_key_list(m.name) AS p \
+         WHERE m.type = 'table'"
+            .to_string(),
+    )
+    .await?;
+    let text = |value: &SqlValue| match value {
+        SqlValue::Text(text) => text.clone(),
+        _ => String::new(),
+    };
+    let pairs: Vec<(String, String)> = references
+        .rows
+        .map(|rows| rows.values)
+        .unwrap_or_default()
+        .iter()
+        .filter(|row| row.len() == 2)
+        .map(|row| (text(&row[0]), text(&row[1])))
+        .collect();
+    for table in deletion_order(&truncation.tables, &pairs, truncation.cascade) {
+        run(
+            transactions,
+            session,
+            format!("DELETE FROM {}", quote_identifier(&table)),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn alter_in_transaction(

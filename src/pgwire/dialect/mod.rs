@@ -23,6 +23,7 @@ mod like;
 pub mod rebuild;
 mod rewrite;
 pub mod sequences;
+pub mod truncate;
 mod types;
 mod unnest;
 
@@ -107,6 +108,9 @@ pub struct Translation {
     /// Parameters bound as arrays (`x = ANY($n)`), with the operand each is compared with: the
     /// endpoint describes them as arrays of that operand's type.
     pub array_parameters: Vec<(usize, String)>,
+    /// A TRUNCATE: the tables it empties, run as deletions ordered by the schema when it runs
+    /// (`sql` is then as written).
+    pub truncate: Option<truncate::Truncation>,
 }
 
 impl Translation {
@@ -238,6 +242,7 @@ fn translate_uncached(sql: &str) -> Translated {
             interval_template: String::new(),
             split: Vec::new(),
             array_parameters: Vec::new(),
+            truncate: None,
         }))
     };
     if sql.len() > PARSED_TEXT_BYTES_MAX {
@@ -248,6 +253,13 @@ fn translate_uncached(sql: &str) -> Translated {
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(Vec::new()),
     };
+    if let Some(truncation) = truncate::truncate_statement(&statements[0]) {
+        return Ok(Arc::new(Translation {
+            sql: sql.to_string(),
+            truncate: Some(truncation),
+            ..Translation::default()
+        }));
+    }
     if let Some(parts) = defaults::split_by_defaults(&statements[0]) {
         return split_translation(parts.map_err(Unsupported)?);
     }
@@ -271,6 +283,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 interval_template: String::new(),
                 split: Vec::new(),
                 array_parameters: Vec::new(),
+                truncate: None,
             })
         });
     }
@@ -285,6 +298,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 interval_template: String::new(),
                 split: Vec::new(),
                 array_parameters: Vec::new(),
+                truncate: None,
             })
         });
     }
@@ -318,6 +332,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 interval_template: String::new(),
                 split: Vec::new(),
                 array_parameters: Vec::new(),
+                truncate: None,
             }));
         }
         Some(Ok(alter::Alter::Plan(plan))) => {
@@ -330,6 +345,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 interval_template: String::new(),
                 split: Vec::new(),
                 array_parameters: Vec::new(),
+                truncate: None,
             }));
         }
         Some(Err(unsupported)) => return Err(unsupported),
@@ -365,6 +381,7 @@ fn translate_uncached(sql: &str) -> Translated {
             interval_template: String::new(),
             split: Vec::new(),
             array_parameters: Vec::new(),
+            truncate: None,
         }));
     }
     if !rewriter.changed {
@@ -387,6 +404,7 @@ fn translate_uncached(sql: &str) -> Translated {
         interval_template,
         split: Vec::new(),
         array_parameters: std::mem::take(&mut rewriter.array_parameters),
+        truncate: None,
     }))
 }
 
