@@ -70,6 +70,26 @@ pub struct PreparedStatement {
     truncate: Option<dialect::truncate::Truncation>,
 }
 
+impl PreparedStatement {
+    /// A statement run as a plan of its own (a schema change, TRUNCATE): as written, no
+    /// parameters, no rows; the caller sets the plan.
+    fn plan(sql: &str) -> PreparedStatement {
+        PreparedStatement {
+            sql: sql.to_string(),
+            local: None,
+            catalog: false,
+            parameter_types: Vec::new(),
+            columns: Vec::new(),
+            read_only: false,
+            alter: None,
+            sequences: Vec::new(),
+            intervals: None,
+            split: Vec::new(),
+            truncate: None,
+        }
+    }
+}
+
 /// The handlers of every connection; per-session state lives in the connection's session
 /// extensions.
 pub struct Backend {
@@ -852,32 +872,14 @@ impl QueryParser for StatementParser {
         let translation = translation(sql).map_err(user_error)?;
         if translation.truncate.is_some() {
             return Ok(Some(PreparedStatement {
-                sql: sql.to_string(),
-                local: None,
-                catalog: false,
-                parameter_types: Vec::new(),
-                columns: Vec::new(),
-                read_only: false,
-                alter: None,
-                sequences: Vec::new(),
-                intervals: None,
-                split: Vec::new(),
                 truncate: translation.truncate.clone(),
+                ..PreparedStatement::plan(sql)
             }));
         }
         if let Some(plan) = &translation.alter {
             return Ok(Some(PreparedStatement {
-                sql: sql.to_string(),
-                local: None,
-                catalog: false,
-                parameter_types: Vec::new(),
-                columns: Vec::new(),
-                read_only: false,
                 alter: Some(plan.clone()),
-                sequences: Vec::new(),
-                intervals: None,
-                split: Vec::new(),
-                truncate: None,
+                ..PreparedStatement::plan(sql)
             }));
         }
         let rewritten = translation.sql.clone();

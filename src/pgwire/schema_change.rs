@@ -42,11 +42,27 @@ pub async fn run_alter(
              and COMMENT ON, are not supported on a sharded database yet",
         ));
     }
+    all_or_nothing(
+        transactions,
+        session,
+        alter_in_transaction(transactions, session, plan),
+    )
+    .await
+}
+
+/// Runs `work` (statements run through `transactions` for `session`) inside the session's
+/// transaction block, failing the block if it fails, or inside a transaction of its own that
+/// commits if it succeeds and rolls back if not.
+async fn all_or_nothing(
+    transactions: &Transactions,
+    session: &Session,
+    work: impl Future<Output = Result<(), Box<ErrorInfo>>>,
+) -> Result<(), Box<ErrorInfo>> {
     let own_transaction = !session.in_transaction();
     if own_transaction {
         transactions.control(session, "BEGIN").await;
     }
-    let outcome = alter_in_transaction(transactions, session, plan).await;
+    let outcome = work.await;
     if !own_transaction {
         if outcome.is_err() {
             transactions.fail(session);
@@ -73,27 +89,12 @@ pub async fn run_truncate(
     session: &Session,
     truncation: &Truncation,
 ) -> Result<(), Box<ErrorInfo>> {
-    let own_transaction = !session.in_transaction();
-    if own_transaction {
-        transactions.control(session, "BEGIN").await;
-    }
-    let outcome = truncate_in_transaction(transactions, session, truncation).await;
-    if !own_transaction {
-        if outcome.is_err() {
-            transactions.fail(session);
-        }
-        return outcome;
-    }
-    match outcome {
-        Ok(()) => match transactions.control(session, "COMMIT").await {
-            Response::Error(info) => Err(info),
-            _ => Ok(()),
-        },
-        Err(info) => {
-            transactions.control(session, "ROLLBACK").await;
-            Err(info)
-        }
-    }
+    all_or_nothing(
+        transactions,
+        session,
+        truncate_in_transaction(transactions, session, truncation),
+    )
+    .await
 }
 
 async fn truncate_in_transaction(
