@@ -186,38 +186,19 @@ fn from_unnest(factor: &TableFactor) -> Option<(TableFactor, Option<String>)> {
         );
         return Some((parse_factor(&template)?, None));
     }
-    let TableFactor::Table {
-        name,
-        args: Some(args),
-        alias: Some(alias),
-        ..
-    } = factor
-    else {
-        return None;
-    };
-    let function = name.to_string().to_ascii_lowercase();
-    if function.strip_prefix("pg_catalog.").unwrap_or(&function) != "unnest" {
+    let (array, alias, arguments) = function_in_from(factor, "unnest")?;
+    if arguments != 1 {
         return None;
     }
-    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = args.args.as_slice() else {
-        return None;
-    };
-    let alias = alias.name.value.clone();
-    let template = format!("SELECT 1 FROM json_each(shoal_array_json({array})) AS {alias}");
-    let query = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&template)
-        .and_then(|mut parser| parser.parse_query())
-        .ok()?;
-    let SetExpr::Select(parsed) = *query.body else {
-        return None;
-    };
-    let relation = parsed.from.into_iter().next()?.relation;
+    let relation = parse_factor(&format!(
+        "SELECT 1 FROM json_each(shoal_array_json({array})) AS {alias}"
+    ))?;
     Some((relation, Some(alias)))
 }
 
-/// `generate_subscripts(a, 1) AS k` in FROM: json_each over the array as `k`, and what `k`
-/// reads as (the position).
-fn from_subscripts(factor: &TableFactor) -> Option<(TableFactor, String, String)> {
+/// `function(array, …) AS alias` in FROM, for the set-returning `function`: the array's text,
+/// the alias and how many arguments it was given.
+fn function_in_from(factor: &TableFactor, function: &str) -> Option<(String, String, usize)> {
     let TableFactor::Table {
         name,
         args: Some(args),
@@ -227,15 +208,21 @@ fn from_subscripts(factor: &TableFactor) -> Option<(TableFactor, String, String)
     else {
         return None;
     };
-    let function = name.to_string().to_ascii_lowercase();
-    if function.strip_prefix("pg_catalog.").unwrap_or(&function) != "generate_subscripts" {
+    let name = name.to_string().to_ascii_lowercase();
+    if name.strip_prefix("pg_catalog.").unwrap_or(&name) != function {
         return None;
     }
     let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array)), ..] = args.args.as_slice() else {
         return None;
     };
-    let alias = alias.name.value.clone();
-    let column = array.to_string().to_ascii_lowercase();
+    Some((array.to_string(), alias.name.value.clone(), args.args.len()))
+}
+
+/// `generate_subscripts(a, 1) AS k` in FROM: json_each over the array as `k`, and what `k`
+/// reads as (the position).
+fn from_subscripts(factor: &TableFactor) -> Option<(TableFactor, String, String)> {
+    let (array, alias, _) = function_in_from(factor, "generate_subscripts")?;
+    let column = array.to_ascii_lowercase();
     let vector = [
         "indkey",
         "indclass",
