@@ -198,6 +198,7 @@ impl Backend {
                 &[column.as_str()],
                 vec![vec![SqlValue::Text(value.clone())]],
             )),
+            LocalStatement::SetConstraints => Ok(Response::Execution(Tag::new("SET CONSTRAINTS"))),
             LocalStatement::Deallocate { all } => Ok(Response::Execution(Tag::new(if *all {
                 "DEALLOCATE ALL"
             } else {

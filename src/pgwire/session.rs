@@ -373,6 +373,8 @@ pub enum LocalStatement {
         value: String,
         column: String,
     },
+    /// `SET CONSTRAINTS … IMMEDIATE | DEFERRED`: nothing to do (see `parse_set`).
+    SetConstraints,
     /// `DEALLOCATE [PREPARE] name | ALL`: drivers send it to drop their prepared statements;
     /// preparing a name again replaces the statement, so it has nothing left to do.
     Deallocate {
@@ -450,6 +452,15 @@ fn normalize(sql: &str) -> String {
 
 /// `SET [SESSION|LOCAL] name {TO|=} value`, `SET TIME ZONE value`, `SET name=value`.
 fn parse_set(words: &[&str]) -> Option<LocalStatement> {
+    // `SET CONSTRAINTS ALL|names IMMEDIATE|DEFERRED` (Django around loaddata): accepted; a
+    // deferred foreign key is checked at COMMIT either way (SQLite cannot check it earlier
+    // on demand), and a violation then fails the whole transaction.
+    if words.first() == Some(&"constraints")
+        && matches!(words.last(), Some(&"immediate") | Some(&"deferred"))
+        && words.len() >= 3
+    {
+        return Some(LocalStatement::SetConstraints);
+    }
     let rest = words.join(" ");
     let rest = rest
         .strip_prefix("session ")
@@ -588,6 +599,21 @@ fn info_query(normalized: &str, session: &Session) -> Option<LocalStatement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_constraints_is_accepted() {
+        let session = Session::default();
+        for sql in [
+            "SET CONSTRAINTS ALL IMMEDIATE",
+            "set constraints a, b deferred",
+        ] {
+            assert_eq!(
+                recognize(sql, &session),
+                Some(LocalStatement::SetConstraints),
+                "{sql}"
+            );
+        }
+    }
 
     #[test]
     fn set_show_and_reset_round_trip() {

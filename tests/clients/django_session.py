@@ -5,7 +5,8 @@ JSON fields; `makemigrations` and `migrate` with Django's contenttypes and auth 
 migrations alter tables other tables reference); then the ORM: create, bulk_create, get_or_create,
 filters (icontains, startswith, ranges, JSON keys), select_related and prefetch_related,
 annotate/aggregate, F() updates, slicing, a rolled-back atomic block, IntegrityError on a
-unique field, cascading delete; `inspectdb` reads the tables back.
+unique field, cascading delete; `inspectdb` reads the tables back; dumpdata, flush (TRUNCATE)
+and loaddata (sequence resets) round-trip the app's rows.
 
 Usage: django_session.py WRITE_PORT [READ_PORT ...]
 (prints "django session: ok" on success; writes go to the first port, reads are checked on
@@ -56,8 +57,11 @@ def main():
 
 
 def database(port):
+    # Shoal serves no server-side cursors (DECLARE is refused with 0A000): Django reads
+    # .iterator() and dumpdata results in one query with this documented setting.
     return {"ENGINE": "django.db.backends.postgresql", "NAME": "shoal", "USER": "shoal",
-            "HOST": "127.0.0.1", "PORT": str(port), "TEST": {"MIRROR": "default"}}
+            "HOST": "127.0.0.1", "PORT": str(port), "TEST": {"MIRROR": "default"},
+            "DISABLE_SERVER_SIDE_CURSORS": True}
 
 
 def run(ports):
@@ -159,6 +163,23 @@ def crud(ports):
                   "added = models.DateTimeField()", "meta = models.JSONField()",
                   "born = models.DateField(blank=True, null=True)"):
         assert field in model, f"{field} not in {model}"
+
+    # dumpdata, flush (TRUNCATE of every table, then post-migrate recreates content types and
+    # permissions) and loaddata (which resets each table's sequence with setval(...)).
+    fixture = io.StringIO()
+    call_command("dumpdata", "shop", stdout=fixture)
+    loaded_ids = sorted(Author.objects.values_list("pk", flat=True))
+    call_command("flush", interactive=False, verbosity=0)
+    assert not Author.objects.exists() and not Book.objects.exists() and not User.objects.exists()
+    assert Permission.objects.filter(codename="add_book").exists(), "flush re-creates permissions"
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "shop.json"
+        path.write_text(fixture.getvalue())
+        call_command("loaddata", str(path), verbosity=0)
+    assert sorted(Author.objects.values_list("pk", flat=True)) == loaded_ids
+    assert Author.objects.get(name="Ada Lovelace").books.count() == 2
+    later = Author.objects.create(name="Later")
+    assert later.pk > max(loaded_ids), (later.pk, loaded_ids)
 
 
 if __name__ == "__main__":

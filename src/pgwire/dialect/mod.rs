@@ -253,6 +253,18 @@ fn translate_uncached(sql: &str) -> Translated {
         // Not PostgreSQL (or several statements, which the caller splits first).
         _ => return as_written(Vec::new()),
     };
+    if matches!(
+        statements[0],
+        sqlparser::ast::Statement::Declare { .. }
+            | sqlparser::ast::Statement::Fetch { .. }
+            | sqlparser::ast::Statement::Close { .. }
+    ) {
+        return Err(Unsupported(
+            "server-side cursors (DECLARE … CURSOR, FETCH, CLOSE; read the rows with one query \
+             — Django: DISABLE_SERVER_SIDE_CURSORS)"
+                .into(),
+        ));
+    }
     if let Some(truncation) = truncate::truncate_statement(&statements[0]) {
         return Ok(Arc::new(Translation {
             sql: sql.to_string(),
@@ -728,5 +740,7 @@ mod tests {
         let refused = |sql: &str| translate(sql).unwrap_err().0;
         assert!(refused("SELECT * FROM t WHERE a ~ 'x'").contains("~"));
         assert!(refused("SELECT DISTINCT ON (a) a, b FROM t").contains("DISTINCT ON"));
+        assert!(refused("DECLARE c NO SCROLL CURSOR WITH HOLD FOR SELECT 1").contains("cursors"));
+        assert!(refused("FETCH FORWARD 10 FROM c").contains("cursors"));
     }
 }
