@@ -290,37 +290,36 @@ pub fn simple_response(sql: &str, result: StatementResult) -> Response {
         return Response::Error(statement_error(message));
     }
     match &result.rows {
-        Some(set) => {
-            // Types the statement names (`now()`, `x::date`), when its values fit them.
-            let named = dialect::column_types(sql);
-            // What expression columns hold by their function (`count(*)` is a bigint), as the
-            // extended protocol describes them (the result's types say only what SQLite's
-            // values are).
-            let expressions =
-                crate::pgwire::infer::expression_declarations(sql, &[], set.columns.len());
-            let described: Vec<(String, PgType)> = set
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(index, name)| {
-                    let declared = set.types.get(index).map(String::as_str).unwrap_or("");
-                    let values = set.values.iter().filter_map(move |row| row.get(index));
-                    let expression = expressions
-                        .get(index)
-                        .cloned()
-                        .flatten()
-                        .and_then(|declared| PgType::for_declared(&declared));
-                    let pg_type = match named.get(index).copied().flatten().or(expression) {
-                        Some(pg_type) if values.clone().all(|v| pg_type.carries(v)) => pg_type,
-                        _ => PgType::for_column(declared, values),
-                    };
-                    (name.clone(), pg_type)
-                })
-                .collect();
-            rows_response(sql, set, &described, &Format::UnifiedText)
-        }
+        Some(set) => rows_response(sql, set, &described_columns(sql, set), &Format::UnifiedText),
         None => Response::Execution(command_tag(sql, result.rows_affected as usize)),
     }
+}
+
+/// The PostgreSQL types of `set`'s columns, the rows of `sql`: the types the statement names
+/// (`now()`, `x::date`) when its values fit them, then what expression columns hold by their
+/// function (`count(*)` is a bigint, as the extended protocol describes it — the result's
+/// types say only what SQLite's values are), then the declarations and values.
+pub fn described_columns(sql: &str, set: &RowSet) -> Vec<(String, PgType)> {
+    let named = dialect::column_types(sql);
+    let expressions = crate::pgwire::infer::expression_declarations(sql, &[], set.columns.len());
+    set.columns
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let declared = set.types.get(index).map(String::as_str).unwrap_or("");
+            let values = set.values.iter().filter_map(move |row| row.get(index));
+            let expression = expressions
+                .get(index)
+                .cloned()
+                .flatten()
+                .and_then(|declared| PgType::for_declared(&declared));
+            let pg_type = match named.get(index).copied().flatten().or(expression) {
+                Some(pg_type) if values.clone().all(|v| pg_type.carries(v)) => pg_type,
+                _ => PgType::for_column(declared, values),
+            };
+            (name.clone(), pg_type)
+        })
+        .collect()
 }
 
 pub fn rows_response(
