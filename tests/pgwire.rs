@@ -1244,6 +1244,76 @@ async fn p68_truncate_empties_tables_in_foreign_key_order() {
     assert_eq!(id, 1);
 }
 
+/// p69: server-side cursors — DECLARE … CURSOR [WITH HOLD] FOR a query with a parameter, FETCH
+/// in steps and ALL (extended protocol, typed columns), CLOSE; a cursor declared without HOLD in
+/// a transaction block is gone at its end; an unknown cursor is 34000; two cursors of one name
+/// are 42P03.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p69_server_side_cursors_hand_out_rows_in_steps() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 1,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let client = connect(&cluster, 0).await;
+    client
+        .batch_execute(
+            "CREATE TABLE nums (n INTEGER PRIMARY KEY, word TEXT); \
+             INSERT INTO nums VALUES (1, 'one'), (2, 'two'), (3, 'three'), (4, 'four')",
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "DECLARE walk NO SCROLL CURSOR WITH HOLD FOR SELECT n, word FROM nums WHERE n > $1 ORDER BY n",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    let first = client
+        .query("FETCH FORWARD 2 FROM walk", &[])
+        .await
+        .unwrap();
+    let first: Vec<(i32, String)> = first.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(first, [(2, "two".to_string()), (3, "three".to_string())]);
+    let rest = client.query("FETCH ALL FROM walk", &[]).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(
+        client
+            .query("FETCH 5 FROM walk", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let duplicate = client
+        .batch_execute("DECLARE walk CURSOR FOR SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.code(), Some(&SqlState::DUPLICATE_CURSOR));
+    client.batch_execute("CLOSE walk").await.unwrap();
+    let gone = client.batch_execute("FETCH 1 FROM walk").await.unwrap_err();
+    assert_eq!(gone.code(), Some(&SqlState::INVALID_CURSOR_NAME));
+    // Without HOLD, the end of the transaction block closes it.
+    client
+        .batch_execute("BEGIN; DECLARE inner_walk CURSOR FOR SELECT n FROM nums")
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .query("FETCH 1 FROM inner_walk", &[])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    client.batch_execute("COMMIT").await.unwrap();
+    let gone = client
+        .batch_execute("FETCH 1 FROM inner_walk")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Some(&SqlState::INVALID_CURSOR_NAME));
+}
+
 /// p60: a malformed message (a Bind whose parameter length runs past the message, which the
 /// protocol library cannot decode) ends only that client's connection; others are served
 /// and the node stays up.

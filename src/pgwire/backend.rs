@@ -21,6 +21,7 @@ use crate::catalog::handle::DatabaseHandle;
 use crate::catalog::sql::DatabaseStatement;
 use crate::catalog::statements::SHOW_COLUMNS as SHOW_DATABASES_COLUMNS;
 use crate::pgwire::catalog::{self, Catalog, is_catalog_query};
+use crate::pgwire::cursors::{CursorStatement, cursor_statement};
 use crate::pgwire::dialect;
 use crate::pgwire::dialect::sequences::SequenceCall;
 use crate::pgwire::infer::{expression_declarations, parameter_declarations};
@@ -68,6 +69,8 @@ pub struct PreparedStatement {
     split: Vec<String>,
     /// A TRUNCATE's tables (`sql` is then as written).
     truncate: Option<dialect::truncate::Truncation>,
+    /// A cursor statement (for DECLARE, `sql` is its query as SQLite runs it).
+    cursor: Option<CursorStatement>,
 }
 
 impl PreparedStatement {
@@ -86,6 +89,7 @@ impl PreparedStatement {
             intervals: None,
             split: Vec::new(),
             truncate: None,
+            cursor: None,
         }
     }
 }
@@ -205,6 +209,9 @@ impl Backend {
                 "DEALLOCATE"
             }))),
             LocalStatement::Transaction(verb) => {
+                if matches!(*verb, "COMMIT" | "ROLLBACK") {
+                    session.cursors.end_of_transaction();
+                }
                 return self.transactions.control(session, verb).await;
             }
             LocalStatement::Database(statement) => {
@@ -232,6 +239,94 @@ impl Backend {
         match schema_change::run_alter(&self.transactions, &self.databases, session, plan).await {
             Ok(()) => Response::Execution(command_tag(sql, 0)),
             Err(info) => Response::Error(info),
+        }
+    }
+
+    /// Runs a cursor statement (see `cursors`): DECLARE reads its query's rows now (`declared`,
+    /// SQLite's text of it, with `params`), FETCH hands out the next ones in `format`, CLOSE
+    /// forgets them.
+    async fn run_cursor(
+        &self,
+        session: &Session,
+        statement: &CursorStatement,
+        declared: Option<String>,
+        params: Params,
+        format: &Format,
+    ) -> Response {
+        let missing = |name: &str| {
+            Response::Error(error_info(
+                sqlstate::INVALID_CURSOR_NAME,
+                format!("cursor \"{name}\" does not exist"),
+            ))
+        };
+        match statement {
+            CursorStatement::Declare { name, query, hold } => {
+                let Some(sql) = declared else {
+                    return Response::Error(error_info(
+                        sqlstate::INTERNAL_ERROR,
+                        "a DECLARE without its query",
+                    ));
+                };
+                let statement = Statement { sql, params };
+                let outcome = if session.in_transaction() {
+                    self.transactions.execute(session, statement).await
+                } else {
+                    match self
+                        .run(session, RequestKind::Query, vec![statement], false)
+                        .await
+                    {
+                        Ok(mut results) if results.len() == 1 => Ok(results.remove(0)),
+                        Ok(results) => Err(error_info(
+                            sqlstate::INTERNAL_ERROR,
+                            format!("expected one result, got {}", results.len()),
+                        )),
+                        Err(error) => Err(service_error(&error)),
+                    }
+                };
+                let result = match outcome {
+                    Ok(result) => result,
+                    Err(info) => return Response::Error(info),
+                };
+                if let Some(message) = &result.error {
+                    return Response::Error(statement_error(message));
+                }
+                let Some(set) = result.rows else {
+                    return Response::Error(error_info(
+                        sqlstate::INVALID_CURSOR_DEFINITION,
+                        "a cursor's query must return rows (SELECT, VALUES or … RETURNING)",
+                    ));
+                };
+                let cursor = crate::pgwire::cursors::Cursor {
+                    columns: crate::pgwire::results::described_columns(query, &set),
+                    rows: set.values.into(),
+                    // Outside a transaction block a cursor lives on, as WITH HOLD.
+                    hold: *hold || !session.in_transaction(),
+                };
+                match session.cursors.declare(name, cursor) {
+                    Ok(()) => Response::Execution(Tag::new("DECLARE CURSOR")),
+                    Err(message) => {
+                        Response::Error(error_info(sqlstate::DUPLICATE_CURSOR, message))
+                    }
+                }
+            }
+            CursorStatement::Fetch { name, count } => {
+                let Some((columns, values)) = session.cursors.fetch(name, *count) else {
+                    return missing(name);
+                };
+                let set = RowSet {
+                    columns: columns.iter().map(|(name, _)| name.clone()).collect(),
+                    types: Vec::new(),
+                    values,
+                };
+                rows_response("FETCH", &set, &columns, format)
+            }
+            CursorStatement::Close { name } => {
+                if session.cursors.close(name.as_deref()) {
+                    Response::Execution(Tag::new("CLOSE CURSOR"))
+                } else {
+                    missing(name.as_deref().unwrap_or_default())
+                }
+            }
         }
     }
 
@@ -465,6 +560,14 @@ impl Backend {
             if recognize(sql, session).is_some() {
                 continue;
             }
+            match cursor_statement(sql) {
+                Some(CursorStatement::Declare { query, .. }) => {
+                    sqlite.push(sqlite_text(&query)?);
+                    continue;
+                }
+                Some(_) => continue,
+                None => {}
+            }
             if is_catalog_query(sql) {
                 // The schema, not rows: read, or a grant on some table.
                 self.privileges
@@ -494,6 +597,7 @@ impl Backend {
             && !session.in_transaction()
             && statements.iter().all(|s| {
                 recognize(s, session).is_none()
+                    && cursor_statement(s).is_none()
                     && !is_catalog_query(s)
                     && translation(s).is_ok_and(|t| {
                         t.alter.is_none()
@@ -528,6 +632,25 @@ impl Backend {
         }
         for sql in statements {
             let response = match (recognize(sql, session), alter_plan(sql)) {
+                (None, _) if let Some(statement) = cursor_statement(sql) => {
+                    let declared = match &statement {
+                        CursorStatement::Declare { query, .. } => sqlite_text(query).map(Some),
+                        _ => Ok(None),
+                    };
+                    match declared {
+                        Ok(declared) => {
+                            self.run_cursor(
+                                session,
+                                &statement,
+                                declared,
+                                Params::None,
+                                &Format::UnifiedText,
+                            )
+                            .await
+                        }
+                        Err(info) => Response::Error(info),
+                    }
+                }
                 (Some(local), _) => self.run_local(session, &local).await,
                 (None, _) if let Some(truncation) = truncation_of(sql) => {
                     self.run_truncate(session, &truncation).await
@@ -784,6 +907,37 @@ impl QueryParser for StatementParser {
                 )));
             }
         };
+        if let Some(statement) = cursor_statement(sql) {
+            return match &statement {
+                // DECLARE takes its query's parameters; it returns no rows itself.
+                CursorStatement::Declare { query, .. } => {
+                    let query = Box::pin(self.parse_sql(client, query, types))
+                        .await?
+                        .ok_or_else(|| {
+                            user_error(error_info(
+                                sqlstate::SYNTAX_ERROR,
+                                "DECLARE … CURSOR FOR needs a query",
+                            ))
+                        })?;
+                    Ok(Some(PreparedStatement {
+                        parameter_types: query.parameter_types,
+                        read_only: true,
+                        cursor: Some(statement.clone()),
+                        ..PreparedStatement::plan(&query.sql)
+                    }))
+                }
+                CursorStatement::Fetch { name, .. } => Ok(Some(PreparedStatement {
+                    columns: session.cursors.columns(name).unwrap_or_default(),
+                    read_only: true,
+                    cursor: Some(statement.clone()),
+                    ..PreparedStatement::plan(sql)
+                })),
+                CursorStatement::Close { .. } => Ok(Some(PreparedStatement {
+                    cursor: Some(statement.clone()),
+                    ..PreparedStatement::plan(sql)
+                })),
+            };
+        }
         if let Some(local) = recognize(sql, &session) {
             let columns = match &local {
                 LocalStatement::Show(name) if name == "all" => vec![
@@ -812,6 +966,7 @@ impl QueryParser for StatementParser {
                 intervals: None,
                 split: Vec::new(),
                 truncate: None,
+                cursor: None,
             }));
         }
         // Describing a statement shows its columns: not for a user who may neither read nor
@@ -868,12 +1023,14 @@ impl QueryParser for StatementParser {
                 intervals: None,
                 split: Vec::new(),
                 truncate: None,
+                cursor: None,
             }));
         }
         let translation = translation(sql).map_err(user_error)?;
         if translation.truncate.is_some() {
             return Ok(Some(PreparedStatement {
                 truncate: translation.truncate.clone(),
+                cursor: None,
                 ..PreparedStatement::plan(sql)
             }));
         }
@@ -992,6 +1149,7 @@ impl QueryParser for StatementParser {
             intervals: (!translation.interval_parameters.is_empty()).then(|| translation.clone()),
             split: translation.split.clone(),
             truncate: None,
+            cursor: None,
         }))
     }
 
@@ -1067,6 +1225,49 @@ impl ExtendedQueryHandler for Backend {
         self.parser.clone()
     }
 
+    /// A Describe of a portal named like an open server-side cursor (psycopg describes its
+    /// cursors so, after DECLARE) answers the cursor's columns; other describes are pgwire's.
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo
+            + pgwire::api::ClientPortalStore
+            + futures_util::Sink<pgwire::messages::PgWireBackendMessage>
+            + Unpin
+            + Send
+            + Sync,
+        C::PortalStore: pgwire::api::store::PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as futures_util::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+    {
+        use pgwire::api::store::PortalStore;
+        if message.target_type == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_PORTAL
+            && let Some(name) = message.name.as_deref()
+            && client.portal_store().get_portal(name).is_none()
+            && let Some(columns) = session_of(client).cursors.columns(name)
+        {
+            let fields = columns
+                .iter()
+                .map(|(column, pg_type)| {
+                    FieldInfo::new(
+                        column.clone(),
+                        None,
+                        None,
+                        wire_type(*pg_type),
+                        pgwire::api::results::FieldFormat::Text,
+                    )
+                    .with_type_modifier(pg_type.type_modifier())
+                })
+                .collect();
+            let response = pgwire::api::results::DescribePortalResponse::new(fields);
+            return pgwire::api::query::send_describe_response(client, &response).await;
+        }
+        self._on_describe(client, message).await
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -1125,6 +1326,24 @@ impl Backend {
         }
         if let Some(truncation) = &prepared.truncate {
             return self.run_truncate(session, truncation).await;
+        }
+        if let Some(statement) = &prepared.cursor {
+            let params = match bound_parameters(portal) {
+                Ok(params) if params.is_empty() => Params::None,
+                Ok(params) => Params::Positional(params),
+                Err(info) => return Response::Error(info),
+            };
+            let declared =
+                matches!(statement, CursorStatement::Declare { .. }).then(|| prepared.sql.clone());
+            return self
+                .run_cursor(
+                    session,
+                    statement,
+                    declared,
+                    params,
+                    &portal.result_column_format,
+                )
+                .await;
         }
         let params = match bound_parameters(portal) {
             Ok(params) => params,

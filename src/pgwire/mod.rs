@@ -7,6 +7,7 @@
 
 pub mod backend;
 mod catalog;
+pub mod cursors;
 mod datetime;
 mod dialect;
 #[doc(hidden)]

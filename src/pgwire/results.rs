@@ -333,7 +333,7 @@ pub fn rows_response(
             // INSERT … RETURNING completes as "INSERT 0 n", not "SELECT n".
             match leading_verb(sql).as_str() {
                 "INSERT" | "REPLACE" => response.set_command_tag("INSERT 0"),
-                verb @ ("UPDATE" | "DELETE") => response.set_command_tag(verb),
+                verb @ ("UPDATE" | "DELETE" | "FETCH") => response.set_command_tag(verb),
                 _ => {}
             }
             Response::Query(response)

@@ -141,6 +141,8 @@ pub struct Session {
     pub database_group: std::sync::OnceLock<u64>,
     /// What `nextval` last gave this session, per sequence and of any (`currval`, `lastval`).
     sequence_values: Mutex<SequenceValues>,
+    /// The session's open server-side cursors (`DECLARE … CURSOR`).
+    pub cursors: crate::pgwire::cursors::Cursors,
 }
 
 /// The values `nextval` gave a session.

@@ -44,6 +44,9 @@ pub const INVALID_CATALOG_NAME: &str = "3D000";
 pub const DUPLICATE_DATABASE: &str = "42P04";
 pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const SEQUENCE_GENERATOR_LIMIT_EXCEEDED: &str = "2200H";
+pub const INVALID_CURSOR_NAME: &str = "34000";
+pub const DUPLICATE_CURSOR: &str = "42P03";
+pub const INVALID_CURSOR_DEFINITION: &str = "42P11";
 
 /// The SQLSTATE for an error SQLite reported while running a statement.
 pub fn for_statement_error(message: &str) -> &'static str {

@@ -5,8 +5,8 @@ JSON fields; `makemigrations` and `migrate` with Django's contenttypes and auth 
 migrations alter tables other tables reference); then the ORM: create, bulk_create, get_or_create,
 filters (icontains, startswith, ranges, JSON keys), select_related and prefetch_related,
 annotate/aggregate, F() updates, slicing, a rolled-back atomic block, IntegrityError on a
-unique field, cascading delete; `inspectdb` reads the tables back; dumpdata, flush (TRUNCATE)
-and loaddata (sequence resets) round-trip the app's rows.
+unique field, cascading delete; `inspectdb` reads the tables back; .iterator() (a server-side
+cursor); dumpdata, flush (TRUNCATE) and loaddata (sequence resets) round-trip the app's rows.
 
 Usage: django_session.py WRITE_PORT [READ_PORT ...]
 (prints "django session: ok" on success; writes go to the first port, reads are checked on
@@ -57,11 +57,8 @@ def main():
 
 
 def database(port):
-    # Shoal serves no server-side cursors (DECLARE is refused with 0A000): Django reads
-    # .iterator() and dumpdata results in one query with this documented setting.
     return {"ENGINE": "django.db.backends.postgresql", "NAME": "shoal", "USER": "shoal",
-            "HOST": "127.0.0.1", "PORT": str(port), "TEST": {"MIRROR": "default"},
-            "DISABLE_SERVER_SIDE_CURSORS": True}
+            "HOST": "127.0.0.1", "PORT": str(port), "TEST": {"MIRROR": "default"}}
 
 
 def run(ports):
@@ -164,8 +161,12 @@ def crud(ports):
                   "born = models.DateField(blank=True, null=True)"):
         assert field in model, f"{field} not in {model}"
 
-    # dumpdata, flush (TRUNCATE of every table, then post-migrate recreates content types and
-    # permissions) and loaddata (which resets each table's sequence with setval(...)).
+    # .iterator() reads through a server-side cursor (DECLARE … WITH HOLD, FETCH, CLOSE).
+    streamed = [a.name for a in Author.objects.order_by("name").iterator(chunk_size=1)]
+    assert streamed == ["Ada Lovelace"], streamed
+    # dumpdata (a server-side cursor too), flush (TRUNCATE of every table, then post-migrate
+    # recreates content types and permissions) and loaddata (which resets each table's
+    # sequence with setval(...)).
     fixture = io.StringIO()
     call_command("dumpdata", "shop", stdout=fixture)
     loaded_ids = sorted(Author.objects.values_list("pk", flat=True))

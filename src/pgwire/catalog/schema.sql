@@ -108,7 +108,7 @@ CREATE VIEW pg_sequences AS SELECT 'public' AS schemaname, c.relname AS sequence
   s.seqmin AS min_value, s.seqmax AS max_value, s.seqincrement AS increment_by,
   s.seqcycle AS cycle, s.seqcache AS cache_size, NULL AS last_value
   FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid;
--- Server-side cursors are not served (DECLARE is refused): none is ever open.
+-- A session's cursors are its own (pgwire::cursors); the catalog lists none.
 CREATE TABLE pg_cursors(name TEXT, statement TEXT, is_holdable BOOLEAN, is_binary BOOLEAN,
   is_scrollable BOOLEAN, creation_time TEXT);
 CREATE VIEW pg_indexes AS SELECT n.nspname AS schemaname, t.relname AS tablename,
