@@ -242,6 +242,23 @@ impl Backend {
         }
     }
 
+    /// Runs one statement outside any transaction block: its result, or the service's error.
+    async fn run_one(
+        &self,
+        session: &Session,
+        kind: RequestKind,
+        statement: Statement,
+    ) -> Result<StatementResult, Box<ErrorInfo>> {
+        match self.run(session, kind, vec![statement], false).await {
+            Ok(mut results) if results.len() == 1 => Ok(results.remove(0)),
+            Ok(results) => Err(error_info(
+                sqlstate::INTERNAL_ERROR,
+                format!("expected one result, got {}", results.len()),
+            )),
+            Err(error) => Err(service_error(&error)),
+        }
+    }
+
     /// Runs a cursor statement (see `cursors`): DECLARE reads its query's rows now (`declared`,
     /// SQLite's text of it, with `params`), FETCH hands out the next ones in `format`, CLOSE
     /// forgets them.
@@ -271,17 +288,7 @@ impl Backend {
                 let outcome = if session.in_transaction() {
                     self.transactions.execute(session, statement).await
                 } else {
-                    match self
-                        .run(session, RequestKind::Query, vec![statement], false)
-                        .await
-                    {
-                        Ok(mut results) if results.len() == 1 => Ok(results.remove(0)),
-                        Ok(results) => Err(error_info(
-                            sqlstate::INTERNAL_ERROR,
-                            format!("expected one result, got {}", results.len()),
-                        )),
-                        Err(error) => Err(service_error(&error)),
-                    }
+                    self.run_one(session, RequestKind::Query, statement).await
                 };
                 let result = match outcome {
                     Ok(result) => result,
@@ -419,16 +426,9 @@ impl Backend {
                 Err(info) => Response::Error(info),
             };
         }
-        match self
-            .run(session, RequestKind::Unified, vec![statement], false)
-            .await
-        {
-            Ok(mut results) if results.len() == 1 => simple_response(sql, results.remove(0)),
-            Ok(results) => Response::Error(error_info(
-                sqlstate::INTERNAL_ERROR,
-                format!("expected one result, got {}", results.len()),
-            )),
-            Err(error) => Response::Error(service_error(&error)),
+        match self.run_one(session, RequestKind::Unified, statement).await {
+            Ok(result) => simple_response(sql, result),
+            Err(info) => Response::Error(info),
         }
     }
 
@@ -836,18 +836,8 @@ impl SequenceWrites for Backend {
         self.privileges
             .require_for(session, std::slice::from_ref(&sql))
             .await?;
-        let statement = Statement::plain(sql);
-        match self
-            .run(session, RequestKind::Execute, vec![statement], false)
+        self.run_one(session, RequestKind::Execute, Statement::plain(sql))
             .await
-        {
-            Ok(mut results) if results.len() == 1 => Ok(results.remove(0)),
-            Ok(results) => Err(error_info(
-                sqlstate::INTERNAL_ERROR,
-                format!("expected one result, got {}", results.len()),
-            )),
-            Err(error) => Err(service_error(&error)),
-        }
     }
 }
 
@@ -1394,14 +1384,7 @@ impl Backend {
             } else {
                 RequestKind::Execute
             };
-            match self.run(session, kind, vec![statement], false).await {
-                Ok(mut results) if results.len() == 1 => Ok(results.remove(0)),
-                Ok(results) => Err(error_info(
-                    sqlstate::INTERNAL_ERROR,
-                    format!("expected one result, got {}", results.len()),
-                )),
-                Err(error) => Err(service_error(&error)),
-            }
+            self.run_one(session, kind, statement).await
         };
         let result = match outcome {
             Ok(result) => result,
