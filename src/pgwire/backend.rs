@@ -74,9 +74,9 @@ pub struct PreparedStatement {
 }
 
 impl PreparedStatement {
-    /// A statement run as a plan of its own (a schema change, TRUNCATE): as written, no
-    /// parameters, no rows; the caller sets the plan.
-    fn plan(sql: &str) -> PreparedStatement {
+    /// `sql` with nothing described yet: no parameters, no result columns, not read-only, run
+    /// as plain SQL; the caller sets what applies (a plan, a local statement, the columns).
+    fn bare(sql: &str) -> PreparedStatement {
         PreparedStatement {
             sql: sql.to_string(),
             local: None,
@@ -913,18 +913,18 @@ impl QueryParser for StatementParser {
                         parameter_types: query.parameter_types,
                         read_only: true,
                         cursor: Some(statement.clone()),
-                        ..PreparedStatement::plan(&query.sql)
+                        ..PreparedStatement::bare(&query.sql)
                     }))
                 }
                 CursorStatement::Fetch { name, .. } => Ok(Some(PreparedStatement {
                     columns: session.cursors.columns(name).unwrap_or_default(),
                     read_only: true,
                     cursor: Some(statement.clone()),
-                    ..PreparedStatement::plan(sql)
+                    ..PreparedStatement::bare(sql)
                 })),
                 CursorStatement::Close { .. } => Ok(Some(PreparedStatement {
                     cursor: Some(statement.clone()),
-                    ..PreparedStatement::plan(sql)
+                    ..PreparedStatement::bare(sql)
                 })),
             };
         }
@@ -945,18 +945,10 @@ impl QueryParser for StatementParser {
                 _ => Vec::new(),
             };
             return Ok(Some(PreparedStatement {
-                sql: sql.to_string(),
                 local: Some(local),
-                catalog: false,
-                parameter_types: Vec::new(),
                 columns,
                 read_only: true,
-                alter: None,
-                sequences: Vec::new(),
-                intervals: None,
-                split: Vec::new(),
-                truncate: None,
-                cursor: None,
+                ..PreparedStatement::bare(sql)
             }));
         }
         // Describing a statement shows its columns: not for a user who may neither read nor
@@ -1002,18 +994,11 @@ impl QueryParser for StatementParser {
                 })
                 .collect();
             return Ok(Some(PreparedStatement {
-                sql: rewritten,
-                local: None,
                 catalog: true,
                 parameter_types,
                 columns,
                 read_only: true,
-                alter: None,
-                sequences: Vec::new(),
-                intervals: None,
-                split: Vec::new(),
-                truncate: None,
-                cursor: None,
+                ..PreparedStatement::bare(&rewritten)
             }));
         }
         let translation = translation(sql).map_err(user_error)?;
@@ -1021,13 +1006,13 @@ impl QueryParser for StatementParser {
             return Ok(Some(PreparedStatement {
                 truncate: translation.truncate.clone(),
                 cursor: None,
-                ..PreparedStatement::plan(sql)
+                ..PreparedStatement::bare(sql)
             }));
         }
         if let Some(plan) = &translation.alter {
             return Ok(Some(PreparedStatement {
                 alter: Some(plan.clone()),
-                ..PreparedStatement::plan(sql)
+                ..PreparedStatement::bare(sql)
             }));
         }
         let rewritten = translation.sql.clone();
@@ -1128,18 +1113,13 @@ impl QueryParser for StatementParser {
             })
             .collect();
         Ok(Some(PreparedStatement {
-            sql: rewritten,
-            local: None,
-            catalog: false,
             parameter_types,
             columns,
             read_only: shape.read_only,
-            alter: None,
             sequences: translation.sequences.clone(),
             intervals: (!translation.interval_parameters.is_empty()).then(|| translation.clone()),
             split: translation.split.clone(),
-            truncate: None,
-            cursor: None,
+            ..PreparedStatement::bare(&rewritten)
         }))
     }
 

@@ -110,17 +110,12 @@ async fn truncate_in_transaction(
             .to_string(),
     )
     .await?;
-    let text = |value: &SqlValue| match value {
-        SqlValue::Text(text) => text.clone(),
-        _ => String::new(),
-    };
-    let pairs: Vec<(String, String)> = references
-        .rows
-        .map(|rows| rows.values)
-        .unwrap_or_default()
-        .iter()
-        .filter(|row| row.len() == 2)
-        .map(|row| (text(&row[0]), text(&row[1])))
+    let pairs: Vec<(String, String)> = text_rows(references)
+        .into_iter()
+        .filter_map(|row| match row.as_slice() {
+            [child, parent] => Some((child.clone(), parent.clone())),
+            _ => None,
+        })
         .collect();
     for table in deletion_order(&truncation.tables, &pairs, truncation.cascade) {
         run(
@@ -199,15 +194,9 @@ async fn create_with_enum_checks(
             quote_identifier(&column.view)
         );
         let rows = run(transactions, session, read).await?;
-        let values: Vec<String> = rows
-            .rows
-            .map(|rows| rows.values)
-            .unwrap_or_default()
+        let values: Vec<String> = text_rows(rows)
             .into_iter()
-            .filter_map(|row| match row.into_iter().next() {
-                Some(SqlValue::Text(label)) => Some(label),
-                _ => None,
-            })
+            .filter_map(|row| row.into_iter().next())
             .collect();
         labels.push((column.clone(), values));
     }
@@ -245,23 +234,36 @@ async fn read_schema(
     session: &Session,
 ) -> Result<Vec<SchemaObject>, Box<ErrorInfo>> {
     let result = run(transactions, session, SCHEMA_QUERY.to_string()).await?;
-    let text = |value: &SqlValue| match value {
-        SqlValue::Text(text) => text.clone(),
-        _ => String::new(),
-    };
-    Ok(result
+    Ok(text_rows(result)
+        .into_iter()
+        .filter_map(|row| match <[String; 4]>::try_from(row) {
+            Ok([kind, name, table, sql]) => Some(SchemaObject {
+                kind,
+                name,
+                table,
+                sql,
+            }),
+            Err(_) => None,
+        })
+        .collect())
+}
+
+/// A result's rows with each value as text (a value that is not text is empty).
+fn text_rows(result: crate::raft::types::StatementResult) -> Vec<Vec<String>> {
+    result
         .rows
         .map(|rows| rows.values)
         .unwrap_or_default()
-        .iter()
-        .filter(|row| row.len() == 4)
-        .map(|row| SchemaObject {
-            kind: text(&row[0]),
-            name: text(&row[1]),
-            table: text(&row[2]),
-            sql: text(&row[3]),
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|value| match value {
+                    SqlValue::Text(text) => text,
+                    _ => String::new(),
+                })
+                .collect()
         })
-        .collect())
+        .collect()
 }
 
 fn rebuild_error(error: &RebuildError) -> Box<ErrorInfo> {

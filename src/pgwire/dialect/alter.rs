@@ -35,6 +35,20 @@ pub struct AlterPlan {
 }
 
 impl AlterPlan {
+    /// A plan of SQLite statements only (COMMENT ON, CREATE/DROP SEQUENCE), about
+    /// `table_name`.
+    pub fn statements(table_name: String, native: Vec<String>) -> AlterPlan {
+        AlterPlan {
+            table: crate::db::dump::quote_identifier(&table_name),
+            table_name,
+            if_exists: false,
+            native,
+            rebuild: Vec::new(),
+            create: None,
+            enum_columns: Vec::new(),
+        }
+    }
+
     /// The rebuild's statements given the schema as read and which guarded referencing tables
     /// hold rows (see `rebuild::rebuild_statements`).
     pub fn rebuild_statements(

@@ -61,15 +61,7 @@ pub fn comment_statement(statement: &Statement) -> Option<Result<AlterPlan, Unsu
             literal(comment)
         ));
     }
-    Some(Ok(AlterPlan {
-        table: quote_identifier(&table),
-        table_name: table,
-        if_exists: false,
-        native,
-        rebuild: Vec::new(),
-        create: None,
-        enum_columns: Vec::new(),
-    }))
+    Some(Ok(AlterPlan::statements(table, native)))
 }
 
 fn names(name: &ObjectName) -> Vec<String> {

@@ -236,13 +236,7 @@ fn translate_uncached(sql: &str) -> Translated {
         Ok(Arc::new(Translation {
             sql: to_sqlite(&rewrite_parameters(sql)),
             column_types,
-            alter: None,
-            sequences: Vec::new(),
-            interval_parameters: Vec::new(),
-            interval_template: String::new(),
-            split: Vec::new(),
-            array_parameters: Vec::new(),
-            truncate: None,
+            ..Translation::default()
         }))
     };
     if sql.len() > PARSED_TEXT_BYTES_MAX {
@@ -288,14 +282,8 @@ fn translate_uncached(sql: &str) -> Translated {
         return plan.map(|plan| {
             Arc::new(Translation {
                 sql: sql.to_string(),
-                column_types: Vec::new(),
                 alter: Some(Arc::new(plan)),
-                sequences: Vec::new(),
-                interval_parameters: Vec::new(),
-                interval_template: String::new(),
-                split: Vec::new(),
-                array_parameters: Vec::new(),
-                truncate: None,
+                ..Translation::default()
             })
         });
     }
@@ -303,14 +291,7 @@ fn translate_uncached(sql: &str) -> Translated {
         return statement.map(|sql| {
             Arc::new(Translation {
                 sql,
-                column_types: Vec::new(),
-                alter: None,
-                sequences: Vec::new(),
-                interval_parameters: Vec::new(),
-                interval_template: String::new(),
-                split: Vec::new(),
-                array_parameters: Vec::new(),
-                truncate: None,
+                ..Translation::default()
             })
         });
     }
@@ -337,27 +318,14 @@ fn translate_uncached(sql: &str) -> Translated {
         Some(Ok(alter::Alter::Sql(sql))) => {
             return Ok(Arc::new(Translation {
                 sql,
-                column_types: Vec::new(),
-                alter: None,
-                sequences: Vec::new(),
-                interval_parameters: Vec::new(),
-                interval_template: String::new(),
-                split: Vec::new(),
-                array_parameters: Vec::new(),
-                truncate: None,
+                ..Translation::default()
             }));
         }
         Some(Ok(alter::Alter::Plan(plan))) => {
             return Ok(Arc::new(Translation {
                 sql: sql.to_string(),
-                column_types: Vec::new(),
                 alter: Some(Arc::new(plan)),
-                sequences: Vec::new(),
-                interval_parameters: Vec::new(),
-                interval_template: String::new(),
-                split: Vec::new(),
-                array_parameters: Vec::new(),
-                truncate: None,
+                ..Translation::default()
             }));
         }
         Some(Err(unsupported)) => return Err(unsupported),
@@ -378,7 +346,6 @@ fn translate_uncached(sql: &str) -> Translated {
         };
         return Ok(Arc::new(Translation {
             sql: sql.to_string(),
-            column_types: Vec::new(),
             alter: Some(Arc::new(AlterPlan {
                 table: table_name.clone(),
                 table_name,
@@ -388,12 +355,7 @@ fn translate_uncached(sql: &str) -> Translated {
                 create: Some(create),
                 enum_columns,
             })),
-            sequences: Vec::new(),
-            interval_parameters: Vec::new(),
-            interval_template: String::new(),
-            split: Vec::new(),
-            array_parameters: Vec::new(),
-            truncate: None,
+            ..Translation::default()
         }));
     }
     if !rewriter.changed {
@@ -410,13 +372,11 @@ fn translate_uncached(sql: &str) -> Translated {
     Ok(Arc::new(Translation {
         sql,
         column_types,
-        alter: None,
         sequences: calls,
         interval_parameters,
         interval_template,
-        split: Vec::new(),
         array_parameters: std::mem::take(&mut rewriter.array_parameters),
-        truncate: None,
+        ..Translation::default()
     }))
 }
 

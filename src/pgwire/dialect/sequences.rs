@@ -134,16 +134,7 @@ fn drop(names: &[ObjectName], if_exists: bool) -> Result<AlterPlan, Unsupported>
 }
 
 fn plan(sequence: &str, native: Vec<String>) -> AlterPlan {
-    let table = sequence_table(sequence);
-    AlterPlan {
-        table: quote_identifier(&table),
-        table_name: table,
-        if_exists: false,
-        native,
-        rebuild: Vec::new(),
-        create: None,
-        enum_columns: Vec::new(),
-    }
+    AlterPlan::statements(sequence_table(sequence), native)
 }
 
 fn definition(options: &[SequenceOptions]) -> Result<Definition, Unsupported> {
