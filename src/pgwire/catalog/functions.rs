@@ -267,23 +267,10 @@ pub fn register_functions(
 
 /// An oid argument, given as a number or as text (psql quotes oids: `'16384'`).
 /// A relation's or type's name as text names it (`users`, `"Users"`, `public.users`,
-/// `"shoal"."public"."users"`): its last part, unquoted, lower-cased for lookup.
+/// `"shoal"."public"."users"`): its last part, lower-cased for lookup (catalog names here are
+/// matched without regard to case).
 fn unqualified_relation_name(name: &str) -> String {
-    let mut last = String::new();
-    let mut quoted = false;
-    let mut chars = name.trim().chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                last.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            '.' if !quoted => last.clear(),
-            c => last.push(c),
-        }
-    }
-    last.to_lowercase()
+    crate::pgwire::dialect::sequences::sequence_name_in_text(name).to_lowercase()
 }
 
 /// The oid of a system catalog named as `'pg_catalog.pg_class'::regclass` names it.

@@ -218,7 +218,8 @@ fn object_name(name: &ObjectName) -> Result<String, Unsupported> {
         .ok_or_else(|| Unsupported(format!("the sequence name {name}")))
 }
 
-/// A sequence named in text (`'s'`, `'public.s'`, `'"S"'`, as `nextval` takes it).
+/// An object named in text (`'s'`, `'public.s'`, `'"S"'`, as `nextval` takes a sequence and
+/// `::regclass` a relation): its last part, folded to lower case unless quoted.
 pub fn sequence_name_in_text(text: &str) -> String {
     let mut last = String::new();
     let mut quoted = false;
