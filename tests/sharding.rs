@@ -977,3 +977,103 @@ async fn interactive_transactions_span_groups_and_commit_whole_or_not_at_all() {
         json!([[730]])
     );
 }
+
+/// The rows `sql` (one parameter) returns for `param`, read through node 1.
+async fn values_with(cluster: &Cluster, sql: &str, param: i64) -> Value {
+    let (status, body) = cluster
+        .post(0, "/db/query?db=shop", json!([[sql, param]]))
+        .await;
+    assert_eq!(status, 200, "{sql} ({param}): {body}");
+    let result = &body["results"][0];
+    assert!(result.get("error").is_none(), "{sql} ({param}): {result}");
+    result.get("values").cloned().unwrap_or(json!([]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_sent_again_goes_to_the_group_of_each_calls_key_and_follows_kind_changes() {
+    let cluster = sharded_cluster().await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+            "SELECT shoal_distribute('notes', 'id')",
+            "CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT)"
+        ]),
+    )
+    .await;
+    let rows: Vec<Value> = (1..=24)
+        .map(|id| {
+            json!([
+                "INSERT INTO notes (id, body) VALUES (?, ?)",
+                id,
+                format!("note {id}")
+            ])
+        })
+        .collect();
+    execute_ok(&cluster, 0, "shop", Value::Array(rows)).await;
+
+    // One text, planned once, many keys: each call reads and writes its key's group, which
+    // holds only its share of the rows (a call sent to the wrong group would find none).
+    let read = "SELECT body FROM notes WHERE id = ?";
+    for round in 0..2 {
+        for id in 1..=24i64 {
+            let expected = if round == 0 {
+                format!("note {id}")
+            } else {
+                format!("edited {id}")
+            };
+            assert_eq!(values_with(&cluster, read, id).await, json!([[expected]]));
+        }
+        if round == 0 {
+            for id in 1..=24i64 {
+                let body = execute(
+                    &cluster,
+                    0,
+                    "shop",
+                    json!([[
+                        "UPDATE notes SET body = ? WHERE id = ?",
+                        format!("edited {id}"),
+                        id
+                    ]]),
+                )
+                .await;
+                assert_eq!(
+                    body["results"][0]["rows_affected"], 1,
+                    "update {id}: {body}"
+                );
+            }
+        }
+    }
+    assert_eq!(values_with(&cluster, read, 999).await, json!([]));
+
+    // A statement planned while its table was local is planned again once the table is
+    // distributed (the catalog's epoch moved): its keys then go to their own groups.
+    let count = "SELECT count(*) FROM tags WHERE id = ?";
+    assert_eq!(values_with(&cluster, count, 1).await, json!([[0]]));
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!(["SELECT shoal_distribute('tags', 'id')"]),
+    )
+    .await;
+    let rows: Vec<Value> = (1..=24)
+        .map(|id| {
+            json!([
+                "INSERT INTO tags (id, name) VALUES (?, ?)",
+                id,
+                format!("tag {id}")
+            ])
+        })
+        .collect();
+    execute_ok(&cluster, 0, "shop", Value::Array(rows)).await;
+    for id in 1..=24i64 {
+        assert_eq!(
+            values_with(&cluster, count, id).await,
+            json!([[1]]),
+            "tag {id}"
+        );
+    }
+}

@@ -71,12 +71,28 @@ impl DatabaseHandle {
 
     /// Runs `request` against this database.
     pub async fn handle(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
+        match &self.target {
+            Target::Sharded {
+                router, database, ..
+            } => match router.direct(database, request) {
+                Ok((group, request)) => group.handle_group(request).await,
+                Err(request) => router.handle(database.clone(), request).await,
+            },
+            _ => self.handle_group(request).await,
+        }
+    }
+
+    /// Runs `request` against this group: here, or at a node holding a replica.
+    async fn handle_group(&self, request: ServiceRequest) -> Result<ServiceResponse, ServiceError> {
         let (peers, replicas) = match &self.target {
             Target::Local(service) => return service.handle(request).await,
             Target::Remote { peers, replicas } => (peers, replicas),
-            Target::Sharded {
-                router, database, ..
-            } => return router.handle(database.clone(), request).await,
+            Target::Sharded { .. } => {
+                return Err(ServiceError::Internal(format!(
+                    "database {:?} is sharded: a group of it was expected",
+                    self.name
+                )));
+            }
         };
         let mut last = None;
         for (node, raft_addr) in replicas {

@@ -322,6 +322,13 @@ async fn write_groups(
     Ok(outcome.results)
 }
 
+/// Counts a statement sent unchanged to one group.
+pub(crate) fn count_one_group() {
+    let metrics = crate::metrics::metrics();
+    metrics.router_single.inc();
+    metrics.router_groups_touched.inc();
+}
+
 /// One result for several: counts summed, the last rowid, the first error (then no counts).
 pub(crate) fn sum(results: impl Iterator<Item = StatementResult>) -> StatementResult {
     let mut total = StatementResult::default();
@@ -501,10 +508,7 @@ fn finish_failed(results: Vec<Option<StatementResult>>, at: usize) -> Vec<Statem
 pub(crate) fn count(plan: &Plan, database: &DatabaseEntry) {
     let metrics = crate::metrics::metrics();
     match plan {
-        Plan::Single { .. } => {
-            metrics.router_single.inc();
-            metrics.router_groups_touched.inc();
-        }
+        Plan::Single { .. } => count_one_group(),
         Plan::Scatter { .. } => {
             metrics.router_scatter.inc();
             metrics

@@ -112,11 +112,19 @@ pub fn recognize(statement: &Statement) -> Result<Option<(Call, String)>, String
 
 /// Whether `sql` could call one of Shoal's functions (it names one): a scan of its
 /// bytes, so that every other statement skips tokenizing here.
-fn mentions_shoal_function(sql: &str) -> bool {
-    FUNCTION_NAMES.iter().any(|name| {
-        sql.as_bytes()
-            .windows(name.len())
-            .any(|window| window.eq_ignore_ascii_case(name))
+/// Whether `sql` names one of Shoal's functions (any case): one pass over the text looking
+/// for `shoal_`, then the names after it.
+pub(crate) fn mentions_shoal_function(sql: &str) -> bool {
+    const PREFIX: &[u8] = b"shoal_";
+    let bytes = sql.as_bytes();
+    (0..bytes.len().saturating_sub(PREFIX.len() - 1)).any(|at| {
+        bytes[at].eq_ignore_ascii_case(&b's')
+            && bytes[at..at + PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+            && FUNCTION_NAMES.iter().any(|name| {
+                bytes
+                    .get(at..at + name.len())
+                    .is_some_and(|window| window.eq_ignore_ascii_case(name))
+            })
     })
 }
 

@@ -126,6 +126,46 @@ impl Router {
         self.schemas.read().ok()?.get(&group).cloned()
     }
 
+    /// The plan of a request of one statement whose text was planned before, at the
+    /// database's epoch, to one group: `Single`, or `Broadcast` to one group. Looks only at
+    /// what is kept (schema, analysis, template); `None` sends the request down the general
+    /// path (which plans it, and keeps the plan).
+    fn planned_direct(
+        &self,
+        database: &DatabaseEntry,
+        request: &ServiceRequest,
+    ) -> Option<plan::Plan> {
+        if !matches!(
+            request.kind,
+            RequestKind::Query | RequestKind::Execute | RequestKind::Unified
+        ) {
+            return None;
+        }
+        let [batch] = request.batches.as_slice() else {
+            return None;
+        };
+        let [statement] = batch.statements.as_slice() else {
+            return None;
+        };
+        if statement.sql.contains(';') || functions::mentions_shoal_function(&statement.sql) {
+            return None;
+        }
+        let schema = self
+            .cached_schema(database.group)
+            .filter(|schema| schema.epoch >= database.schema_epoch)?;
+        let analysis = schema.analyzed(&statement.sql)?;
+        let template = analysis
+            .template
+            .get()
+            .filter(|template| template.epoch() == database.schema_epoch)?;
+        let plan = template.plan(&statement.params);
+        match &plan {
+            plan::Plan::Single { .. } => Some(plan),
+            plan::Plan::Broadcast { groups } if groups.len() == 1 => Some(plan),
+            _ => None,
+        }
+    }
+
     /// Forgets the schema held for `database` (after a schema change through this node).
     pub fn forget_schema(&self, database: GroupId) {
         if let Ok(mut schemas) = self.schemas.write() {
@@ -142,6 +182,40 @@ impl Router {
 
 #[async_trait::async_trait]
 impl ShardedRequests for Router {
+    fn direct(
+        &self,
+        database: &DatabaseEntry,
+        request: ServiceRequest,
+    ) -> Result<(DatabaseHandle, ServiceRequest), ServiceRequest> {
+        let Some(plan) = self.planned_direct(database, &request) else {
+            return Err(request);
+        };
+        let (group, kind, transaction) = match &plan {
+            plan::Plan::Single { group, write: true } => (*group, RequestKind::Execute, false),
+            plan::Plan::Single {
+                group,
+                write: false,
+            } => (*group, RequestKind::Query, false),
+            plan::Plan::Broadcast { groups } => (groups[0], RequestKind::Execute, true),
+            _ => return Err(request),
+        };
+        let Ok(handle) = self.group(group) else {
+            return Err(request);
+        };
+        batch::count(&plan, database);
+        if transaction {
+            // As `batch::write_groups` counts a write to one group.
+            crate::metrics::metrics().router_groups_touched.inc();
+        }
+        let mut request = request;
+        request.kind = kind;
+        request.forward_to_leader = true;
+        if let Some(batch) = request.batches.first_mut() {
+            batch.transaction = transaction;
+        }
+        Ok((handle, request))
+    }
+
     async fn handle(
         &self,
         database: Arc<DatabaseEntry>,

@@ -23,9 +23,27 @@ const UNPLAIN: &[&str] = &[
     "exists",
 ];
 
-/// The key values the statement pins, when it pins any: `names` are the ways the key column
-/// can be written (its name, and `rowid` and its aliases when it is the rowid).
-pub fn pinned_keys(tokens: &[Token], names: &[String], params: &Params) -> Option<Vec<SqlValue>> {
+/// Where a pinned key's value comes from: the text itself, or a parameter bound to each call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeySource {
+    Literal(SqlValue),
+    /// `?N`, `:name`, `@name` or `$name` (a bare `?` numbered as SQLite numbers it).
+    Parameter(String),
+}
+
+impl KeySource {
+    /// The key's value in a call with `params` bound (`None`: the parameter is not bound).
+    pub fn value<'a>(&'a self, params: &'a Params) -> Option<&'a SqlValue> {
+        match self {
+            KeySource::Literal(value) => Some(value),
+            KeySource::Parameter(param) => param_ref(param, params),
+        }
+    }
+}
+
+/// Where the key values the statement pins come from, when it pins any: `names` are the ways
+/// the key column can be written (its name, and `rowid` and its aliases when it is the rowid).
+pub fn pinned_key_sources(tokens: &[Token], names: &[String]) -> Option<Vec<KeySource>> {
     let numbered;
     let tokens = if tokens
         .iter()
@@ -83,7 +101,7 @@ pub fn pinned_keys(tokens: &[Token], names: &[String], params: &Params) -> Optio
     conjuncts.push(&clause[from..]);
     conjuncts
         .into_iter()
-        .find_map(|conjunct| key_values(conjunct, names, params))
+        .find_map(|conjunct| key_values(conjunct, names))
 }
 
 /// `tokens` with each bare `?` numbered as SQLite numbers it: one past the largest number
@@ -112,7 +130,7 @@ pub fn number_parameters(tokens: &[Token]) -> Vec<Token> {
 }
 
 /// The values of a conjunct `key = v`, `v = key` or `key IN (v, …)`.
-fn key_values(conjunct: &[Token], names: &[String], params: &Params) -> Option<Vec<SqlValue>> {
+fn key_values(conjunct: &[Token], names: &[String]) -> Option<Vec<KeySource>> {
     let is_key = |tokens: &[Token]| -> bool {
         let column = match tokens {
             [column] => column,
@@ -127,10 +145,10 @@ fn key_values(conjunct: &[Token], names: &[String], params: &Params) -> Option<V
     if let Some(at) = equals {
         let (left, right) = (&conjunct[..at], &conjunct[at + 1..]);
         if is_key(left) {
-            return literal(right, params).map(|v| vec![v]);
+            return literal(right).map(|v| vec![v]);
         }
         if is_key(right) {
-            return literal(left, params).map(|v| vec![v]);
+            return literal(left).map(|v| vec![v]);
         }
         return None;
     }
@@ -143,22 +161,20 @@ fn key_values(conjunct: &[Token], names: &[String], params: &Params) -> Option<V
         [open, inner @ .., close] if open.is_symbol("(") && close.is_symbol(")") => inner,
         _ => return None,
     };
-    let values: Option<Vec<SqlValue>> = inner
-        .split(|t| t.is_symbol(","))
-        .map(|item| literal(item, params))
-        .collect();
+    let values: Option<Vec<KeySource>> = inner.split(|t| t.is_symbol(",")).map(literal).collect();
     values.filter(|v| !v.is_empty())
 }
 
-/// The value of a literal or a bound parameter (a leading minus allowed on numbers).
-fn literal(tokens: &[Token], params: &Params) -> Option<SqlValue> {
-    match tokens {
-        [Token::Number(number)] => number_value(number, false),
-        [minus, Token::Number(number)] if minus.is_symbol("-") => number_value(number, true),
-        [Token::Text(text)] => Some(SqlValue::Text(text.clone())),
-        [Token::Param(param)] => param_value(param, params),
-        _ => None,
-    }
+/// A literal (a leading minus allowed on numbers) or a parameter.
+fn literal(tokens: &[Token]) -> Option<KeySource> {
+    let value = match tokens {
+        [Token::Number(number)] => number_value(number, false)?,
+        [minus, Token::Number(number)] if minus.is_symbol("-") => number_value(number, true)?,
+        [Token::Text(text)] => SqlValue::Text(text.clone()),
+        [Token::Param(param)] => return Some(KeySource::Parameter(param.clone())),
+        _ => return None,
+    };
+    Some(KeySource::Literal(value))
 }
 
 fn number_value(text: &str, negative: bool) -> Option<SqlValue> {
@@ -181,17 +197,21 @@ fn number_value(text: &str, negative: bool) -> Option<SqlValue> {
 /// The value bound to `param` (`?`, `?N`, `:name`, `@name`, `$name`); bare `?` is not
 /// resolved (its number depends on the parameters before it).
 pub fn param_value(param: &str, params: &Params) -> Option<SqlValue> {
+    param_ref(param, params).cloned()
+}
+
+fn param_ref<'a>(param: &str, params: &'a Params) -> Option<&'a SqlValue> {
     match params {
         Params::Positional(values) => {
             let number: usize = param.strip_prefix('?')?.parse().ok()?;
-            values.get(number.checked_sub(1)?).cloned()
+            values.get(number.checked_sub(1)?)
         }
         Params::Named(pairs) => {
             let name = param.get(1..)?;
             pairs
                 .iter()
                 .find(|(given, _)| given.trim_start_matches([':', '@', '$']) == name)
-                .map(|(_, value)| value.clone())
+                .map(|(_, value)| value)
         }
         Params::None => None,
     }
@@ -201,6 +221,14 @@ pub fn param_value(param: &str, params: &Params) -> Option<SqlValue> {
 mod tests {
     use super::*;
     use crate::router::tokens::tokenize;
+
+    /// The key values `tokens` pin in a call with `params` bound.
+    fn pinned_keys(tokens: &[Token], names: &[String], params: &Params) -> Option<Vec<SqlValue>> {
+        pinned_key_sources(tokens, names)?
+            .iter()
+            .map(|source| source.value(params).cloned())
+            .collect()
+    }
 
     fn pinned(sql: &str) -> Option<Vec<SqlValue>> {
         let names = vec!["k".to_string(), "rowid".to_string()];

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use crate::catalog::view::{DatabaseEntry, TableKind};
 use crate::raft::types::{GroupId, Statement};
-use crate::router::pinning::pinned_keys;
+use crate::router::pinning::{KeySource, pinned_key_sources};
 use crate::router::scatter::{Context, Scatter, rewrite};
 use crate::router::schema::{Analysis, Schema, ShardKey};
 use crate::router::slots::SlotMap;
 use crate::router::tokens::Token;
 use crate::shard::slot::{Affinity, Slotter};
+use crate::types::Params;
 
 /// What running a statement takes.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,23 +67,126 @@ fn is_distributed(database: &DatabaseEntry, table: &str) -> bool {
     )
 }
 
-/// Plans `statement`, analysed as `analysis` against `schema`.
+/// Plans `statement`, analysed as `analysis` against `schema`: from the template kept with
+/// the analysis when it was planned at `database`'s catalog epoch, else planned now (and kept).
 pub fn plan(
     database: &DatabaseEntry,
     schema: &Schema,
     statement: &Statement,
     analysis: &Analysis,
 ) -> Plan {
+    if let Some(kept) = analysis.template.get()
+        && kept.epoch == database.schema_epoch
+    {
+        return kept.plan(&statement.params);
+    }
+    let fresh = template(database, schema, statement, analysis);
+    let plan = fresh.plan(&statement.params);
+    // The first plan made for the analysis is kept; an entry of another epoch (a moment
+    // behind or ahead of the schema) plans without keeping.
+    let _ = analysis.template.set(Arc::new(fresh));
+    plan
+}
+
+/// What planning a statement's text decided, kept with its analysis (`Analysis::template`) so
+/// that the same text sent again is not looked at again: the plan, and — when the text pins a
+/// distributed table's shard key — the route that picks the one group from each call's bound
+/// values. Valid for the catalog epoch it was made at: table kinds and groups change only with
+/// the epoch.
+#[derive(Debug)]
+pub struct Template {
+    epoch: u64,
+    pin: Option<Pin>,
+    /// The plan when the text pins no key, or its keys are not all in one group.
+    otherwise: Plan,
+}
+
+impl Template {
+    fn fixed(database: &DatabaseEntry, plan: Plan) -> Template {
+        Template {
+            epoch: database.schema_epoch,
+            pin: None,
+            otherwise: plan,
+        }
+    }
+
+    /// The catalog epoch it was planned at.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The plan for a call with `params` bound.
+    pub fn plan(&self, params: &Params) -> Plan {
+        if let Some(pin) = &self.pin
+            && let Some(group) = pin.group(params)
+        {
+            return match pin.statement {
+                Pinned::Read { write } => Plan::Single { group, write },
+                Pinned::Write => Plan::Broadcast {
+                    groups: vec![group],
+                },
+            };
+        }
+        self.otherwise.clone()
+    }
+}
+
+/// A shard key pinned by a statement's text: where its values come from, and what owns them.
+#[derive(Debug)]
+struct Pin {
+    sources: Vec<KeySource>,
+    affinity: Affinity,
+    map: SlotMap,
+    /// Where a NULL key goes: no group holds a match; the first answers "none".
+    first: GroupId,
+    statement: Pinned,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Pinned {
+    /// A read of one distributed table, sent unchanged to the group (`write`: SQLite does not
+    /// judge it read-only).
+    Read { write: bool },
+    /// An UPDATE or DELETE of one distributed table, written in the group.
+    Write,
+}
+
+impl Pin {
+    /// The one group owning every pinned key of a call, if one does.
+    fn group(&self, params: &Params) -> Option<GroupId> {
+        let mut owner = None;
+        for source in &self.sources {
+            let group = match slot_of(source.value(params)?, self.affinity) {
+                Some(slot) => self.map.group_of(slot),
+                None => self.first,
+            };
+            if owner.is_some_and(|owner| owner != group) {
+                return None;
+            }
+            owner = Some(group);
+        }
+        owner
+    }
+}
+
+/// Plans the text of `statement`.
+fn template(
+    database: &DatabaseEntry,
+    schema: &Schema,
+    statement: &Statement,
+    analysis: &Analysis,
+) -> Template {
+    let fixed = |plan: Plan| Template::fixed(database, plan);
     let first = database.group;
     let all: Vec<GroupId> = database.groups.clone();
     if analysis.transaction_control {
-        return Plan::Single {
+        return fixed(Plan::Single {
             group: first,
             write: true,
-        };
+        });
     }
     if analysis.changes_schema {
-        return Plan::Schema;
+        return fixed(Plan::Schema);
     }
     let distributed_read: BTreeSet<String> = analysis
         .read
@@ -94,100 +198,110 @@ pub fn plan(
     let tokens = analysis.tokens.as_deref();
     if written.is_empty() {
         if distributed_read.is_empty() {
-            return Plan::Single {
+            return fixed(Plan::Single {
                 group: first,
                 write: !analysis.read_only,
-            };
+            });
         }
-        if analysis.read.len() == 1
-            && let Some(table) = distributed_read.iter().next()
-            && let Some(group) = pinned_group(database, schema, table, tokens, statement)
-        {
-            return Plan::Single {
-                group,
-                write: !analysis.read_only,
-            };
-        }
-        if !analysis.read_only {
-            return Plan::Refused(
+        let pin = match distributed_read.iter().next() {
+            Some(table) if analysis.read.len() == 1 => pin(
+                database,
+                schema,
+                table,
+                tokens,
+                Pinned::Read {
+                    write: !analysis.read_only,
+                },
+            ),
+            _ => None,
+        };
+        let otherwise = if !analysis.read_only {
+            Plan::Refused(
                 "this statement reads distributed tables and is not read-only (a PRAGMA that \
                  changes something?): it cannot be gathered"
                     .into(),
-            );
-        }
-        if let Some(scatter) =
+            )
+        } else if let Some(scatter) =
             scatter_plan(database, schema, statement, analysis, &distributed_read)
         {
-            return Plan::Scatter {
+            Plan::Scatter {
                 scatter: Arc::new(scatter),
                 tables: analysis.read.clone(),
-            };
-        }
-        return Plan::Gather {
-            tables: analysis.read.clone(),
+            }
+        } else {
+            Plan::Gather {
+                tables: analysis.read.clone(),
+            }
+        };
+        return Template {
+            epoch: database.schema_epoch,
+            pin,
+            otherwise,
         };
     }
     let kinds: Vec<Option<&TableKind>> = written.iter().map(|t| kind_of(database, t)).collect();
     if kinds.iter().all(Option::is_none) {
         if !distributed_read.is_empty() {
-            return Plan::Refused(format!(
+            return fixed(Plan::Refused(format!(
                 "writing local table {} from distributed table {} is not supported: a local \
                  table lives in one group, which holds only its share of the distributed rows",
                 names(&written),
                 names(&distributed_read)
-            ));
+            )));
         }
-        return Plan::Single {
+        return fixed(Plan::Single {
             group: first,
             write: true,
-        };
+        });
     }
     if written.len() > 1 {
-        return Plan::Refused(format!(
+        return fixed(Plan::Refused(format!(
             "this statement writes several tables ({}), some distributed or reference (through \
              a trigger?): write each with its own statement",
             names(&written)
-        ));
+        )));
     }
     let Some(table) = written.iter().next().cloned() else {
-        return Plan::Refused("this statement writes no table it names".into());
+        return fixed(Plan::Refused(
+            "this statement writes no table it names".into(),
+        ));
     };
     match kind_of(database, &table) {
         Some(TableKind::Reference) => {
             if !distributed_read.is_empty() {
-                return Plan::Refused(format!(
+                return fixed(Plan::Refused(format!(
                     "writing reference table {table} from distributed table {} is not \
                      supported: every group would write its own share",
                     names(&distributed_read)
-                ));
+                )));
             }
-            Plan::Broadcast { groups: all }
+            fixed(Plan::Broadcast { groups: all })
         }
         Some(TableKind::Distributed { key }) => {
             if analysis.inserted.contains(&table) {
                 if analysis.deleted.contains(&table) || analysis.updated.contains_key(&table) {
-                    return Plan::Refused(format!(
+                    return fixed(Plan::Refused(format!(
                         "INSERT … ON CONFLICT DO UPDATE into distributed table {table} is not \
                          supported yet: use INSERT OR REPLACE, or UPDATE"
-                    ));
+                    )));
                 }
-                return Plan::Insert { table };
+                return fixed(Plan::Insert { table });
             }
             if let Some(columns) = analysis.updated.get(&table) {
                 let key_names = key_names(schema, &table, key.as_deref());
                 if let Some(changed) = columns.iter().find(|c| key_names.contains(c)) {
-                    return Plan::Refused(format!(
+                    return fixed(Plan::Refused(format!(
                         "changing a row's shard key ({table}.{changed}) is not supported: it \
                          would move the row to another group; delete the row and insert it \
                          with the new key"
-                    ));
+                    )));
                 }
             }
             let subquery = tokens.is_none_or(|t| t.iter().any(|t| t.is("select")));
             let others: BTreeSet<&String> =
                 distributed_read.iter().filter(|t| **t != table).collect();
             if !others.is_empty() || (subquery && !distributed_read.is_empty()) {
-                return Plan::Refused(format!(
+                return fixed(Plan::Refused(format!(
                     "this {} of distributed table {table} reads distributed rows through a \
                      subquery or a join: each group would see only its own share; compute the \
                      values first (a SELECT), then write them",
@@ -196,19 +310,18 @@ pub fn plan(
                     } else {
                         "UPDATE"
                     }
-                ));
+                )));
             }
-            match pinned_group(database, schema, &table, tokens, statement) {
-                Some(group) => Plan::Broadcast {
-                    groups: vec![group],
-                },
-                None => Plan::Broadcast { groups: all },
+            Template {
+                epoch: database.schema_epoch,
+                pin: pin(database, schema, &table, tokens, Pinned::Write),
+                otherwise: Plan::Broadcast { groups: all },
             }
         }
-        None => Plan::Refused(format!(
+        None => fixed(Plan::Refused(format!(
             "this statement writes local table {table} and a distributed or reference table: \
              write each with its own statement"
-        )),
+        ))),
     }
 }
 
@@ -296,14 +409,14 @@ pub fn key_affinity(schema: &Schema, table: &str, key: Option<&str>) -> Affinity
         .unwrap_or(Affinity::Blob)
 }
 
-/// The one group owning every key the statement pins, if it pins keys of `table`.
-fn pinned_group(
+/// The route of the shard key of `table` the text pins, if it pins keys of `table`.
+fn pin(
     database: &DatabaseEntry,
     schema: &Schema,
     table: &str,
     tokens: Option<&[Token]>,
-    statement: &Statement,
-) -> Option<GroupId> {
+    statement: Pinned,
+) -> Option<Pin> {
     let Some(TableKind::Distributed { key }) = kind_of(database, table) else {
         return None;
     };
@@ -311,21 +424,13 @@ fn pinned_group(
         names: key_names(schema, table, key.as_deref()),
         affinity: key_affinity(schema, table, key.as_deref()),
     });
-    let values = pinned_keys(tokens?, &shard_key.names, &statement.params)?;
-    let map = SlotMap::even(&database.groups);
-    let mut owner = None;
-    for value in &values {
-        // A NULL never equals a key: no group holds a match; the first answers "none".
-        let group = match slot_of(value, shard_key.affinity) {
-            Some(slot) => map.group_of(slot),
-            None => database.group,
-        };
-        if owner.is_some_and(|owner| owner != group) {
-            return None;
-        }
-        owner = Some(group);
-    }
-    owner
+    Some(Pin {
+        sources: pinned_key_sources(tokens?, &shard_key.names)?,
+        affinity: shard_key.affinity,
+        map: SlotMap::even(&database.groups),
+        first: database.group,
+        statement,
+    })
 }
 
 thread_local! {

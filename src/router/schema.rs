@@ -4,17 +4,18 @@
 //! copies of it receive gathered rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::db::dump::quote_identifier;
 use crate::router::pinning::number_parameters;
+use crate::router::plan::Template;
 use crate::router::tokens::{Token, tokenize};
 
 /// What compiling a statement showed it touches.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Analysis {
     /// Tables read (lower-case), including those read through views.
     pub read: BTreeSet<String>,
@@ -36,6 +37,8 @@ pub struct Analysis {
     /// Its tokens, bare `?` numbered as SQLite numbers them (`None` when it does not
     /// tokenize): kept with the analysis so a statement sent again is not tokenized again.
     pub tokens: Option<Arc<[Token]>>,
+    /// How the router plans it, kept from its first planning (`plan::plan`).
+    pub template: OnceLock<Arc<Template>>,
 }
 
 impl Analysis {
@@ -202,10 +205,15 @@ impl Schema {
         })
     }
 
+    /// What `sql` was found to touch, if it was analysed before.
+    pub fn analyzed(&self, sql: &str) -> Option<Arc<Analysis>> {
+        self.analyses.read().ok()?.get(sql).cloned()
+    }
+
     /// What `sql` touches, from compiling it here; `Err` with SQLite's message when it does
     /// not compile (a table that does not exist, a syntax error).
     pub fn analyze(&self, sql: &str) -> Result<Arc<Analysis>, AnalyzeError> {
-        if let Some(analysis) = self.analyses.read().ok().and_then(|a| a.get(sql).cloned()) {
+        if let Some(analysis) = self.analyzed(sql) {
             return Ok(analysis);
         }
         let mut analysis = self.compile(sql).map_err(AnalyzeError::Compile)?;
