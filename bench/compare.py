@@ -71,12 +71,14 @@ def http_json(url, body=None, timeout=2.0):
 
 
 class ShoalCluster:
-    """Three voters as child processes; nodes can be killed and restarted with their data."""
+    """Voters (three unless told) as child processes; nodes can be killed and restarted with
+    their data."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, size=3):
         self.workdir = Path(workdir)
+        self.size = size
         self.nodes = []
-        for node_id in (1, 2, 3):
+        for node_id in range(1, size + 1):
             self.nodes.append({
                 "id": node_id,
                 "http": free_port(),
@@ -114,7 +116,8 @@ class ShoalCluster:
             try:
                 status = http_json(self.url(self.nodes[0]) + "/status")
                 voters = [m for m in status["members"] if m.get("voter")]
-                if len(voters) == 3 and all(m.get("health") == 1 for m in status["members"]):
+                if (len(voters) == self.size
+                        and all(m.get("health") == 1 for m in status["members"])):
                     return
             except OSError:
                 pass

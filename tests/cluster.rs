@@ -1171,6 +1171,7 @@ async fn t95_bench_smoke_prints_replicated_writes_per_second() {
         workload,
         clients: 8,
         stop,
+        keys: (1..=SEED_ROWS).collect(),
         progress: false,
     };
     let inserts = shoal::bench::run(config(
@@ -1220,6 +1221,22 @@ async fn t95_bench_smoke_prints_replicated_writes_per_second() {
         SEED_ROWS + inserts.rows_written + batches.rows_written + mixed.rows_written,
         "every acknowledged insert is stored"
     );
+    // Point updates change seed rows and add none.
+    let updates = shoal::bench::run(config(Workload::PointUpdate, Stop::Operations(50)))
+        .await
+        .unwrap();
+    assert_eq!((updates.operations, updates.errors), (50, 0));
+    let seeds = cluster
+        .query(
+            leader,
+            &format!("SELECT count(*), sum(value <> 'seed') FROM {TABLE} WHERE id <= {SEED_ROWS}"),
+            "level=linearizable",
+        )
+        .await
+        .unwrap();
+    assert_eq!(seeds[0][0].as_u64().unwrap(), SEED_ROWS);
+    let changed = seeds[0][1].as_u64().unwrap();
+    assert!((1..=50).contains(&changed), "{changed} seed rows changed");
     // A run that cannot work says why before it starts: a write concern no cluster can meet.
     let mut impossible = config(Workload::Insert, Stop::Operations(3));
     impossible.target.write_concern = Some("9".into());

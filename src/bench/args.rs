@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::target::{TargetConfig, TargetKind};
+use super::target::{SEED_ROWS, TargetConfig, TargetKind};
 use super::{BenchConfig, Stop, Workload};
+use crate::router::slots::SlotMap;
+use crate::shard::slot::slot_of_stored;
+use crate::types::value::SqlValue;
 
 /// Most clients one run may start (each is a connection).
 pub const CLIENTS_MAX: usize = 4_096;
@@ -48,12 +51,54 @@ pub struct BenchArgs {
     /// PostgreSQL targets the database is the URL's path.
     #[arg(long)]
     pub database: Option<String>,
+    /// Point operations use only the seed rows shard K of N holds (`K/N`, from 0): the keys a
+    /// database of N shards keeps in one group, so its router's cost on single-group
+    /// statements is measured against an unsharded database under the same load.
+    #[arg(long, value_name = "K/N")]
+    pub keys_of_shard: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// Most shards `--keys-of-shard` may name.
+const KEY_SHARDS_MAX: u64 = 64;
+
+/// The seed ids point operations draw from: every one, or those whose slot shard `K` of `N`
+/// owns when `spec` is `K/N`.
+fn keys_of_shard(spec: Option<&str>) -> Result<Vec<u64>, String> {
+    let all = 1..=SEED_ROWS;
+    let Some(spec) = spec else {
+        return Ok(all.collect());
+    };
+    let bad = || format!("--keys-of-shard takes K/N (shard K of N, from 0), not {spec:?}");
+    let (shard, shards) = spec.split_once('/').ok_or_else(bad)?;
+    let shard: u64 = shard.trim().parse().map_err(|_| bad())?;
+    let shards: u64 = shards.trim().parse().map_err(|_| bad())?;
+    if shards == 0 || shards > KEY_SHARDS_MAX || shard >= shards {
+        return Err(format!(
+            "--keys-of-shard {spec}: N must be between 1 and {KEY_SHARDS_MAX} and K below N"
+        ));
+    }
+    let groups: Vec<u64> = (0..shards).collect();
+    let map = SlotMap::even(&groups);
+    let keys: Vec<u64> = all
+        .filter(|id| {
+            i64::try_from(*id)
+                .ok()
+                .and_then(|id| slot_of_stored(&SqlValue::Integer(id)).ok())
+                .is_some_and(|slot| map.group_of(slot) == shard)
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(format!(
+            "--keys-of-shard {spec}: no seed row (ids 1..={SEED_ROWS}) falls in that shard"
+        ));
+    }
+    Ok(keys)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -67,6 +112,7 @@ pub enum TargetArg {
 pub enum WorkloadArg {
     Insert,
     PointSelect,
+    PointUpdate,
     Mixed,
     BatchInsert,
 }
@@ -92,6 +138,7 @@ impl BenchArgs {
         let workload = match self.workload {
             WorkloadArg::Insert => Workload::Insert,
             WorkloadArg::PointSelect => Workload::PointSelect,
+            WorkloadArg::PointUpdate => Workload::PointUpdate,
             WorkloadArg::Mixed => {
                 if !(0.0..=1.0).contains(&self.read_ratio) {
                     return Err(format!(
@@ -194,6 +241,7 @@ impl BenchArgs {
             workload,
             clients: self.clients,
             stop,
+            keys: keys_of_shard(self.keys_of_shard.as_deref())?,
             progress: !self.no_progress && !self.json,
         })
     }
@@ -225,6 +273,29 @@ mod tests {
         assert_eq!(config.clients, 16);
         assert_eq!(config.target.kind, TargetKind::Shoal);
         assert!(config.progress);
+    }
+
+    #[test]
+    fn keys_of_one_shard_are_the_seed_ids_its_slots_hold() {
+        let every = parse(&[]).unwrap().keys;
+        assert_eq!(every.len() as u64, SEED_ROWS);
+        let shards: Vec<Vec<u64>> = (0..4)
+            .map(|k| parse(&["--keys-of-shard", &format!("{k}/4")]).unwrap().keys)
+            .collect();
+        // The four shards split the seed ids between them, each getting some.
+        let mut joined: Vec<u64> = shards.concat();
+        joined.sort_unstable();
+        assert_eq!(joined, every);
+        assert!(shards.iter().all(|keys| !keys.is_empty()));
+        let map = SlotMap::even(&[0, 1, 2, 3]);
+        for id in &shards[2] {
+            let slot = slot_of_stored(&SqlValue::Integer(*id as i64)).unwrap();
+            assert_eq!(map.group_of(slot), 2);
+        }
+        for bad in ["4/4", "1/0", "x/4", "2", "0/65"] {
+            let error = parse(&["--keys-of-shard", bad]).unwrap_err();
+            assert!(error.contains("--keys-of-shard"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Mutex;
 
 use stats::{LatencyRecorder, LatencySummary, Summary, rate};
-use target::{Client, SEED_ROWS, TargetConfig};
+use target::{Client, TargetConfig};
 
 /// Distinct error messages kept for the summary.
 const ERROR_SAMPLES_MAX: usize = 5;
@@ -29,6 +29,8 @@ pub enum Workload {
     Insert,
     /// One SELECT by primary key per operation.
     PointSelect,
+    /// One UPDATE of a row by primary key per operation.
+    PointUpdate,
     /// Point SELECTs with probability `read_ratio`, single-row INSERTs otherwise.
     Mixed { read_ratio: f64 },
     /// One INSERT of `rows` rows per operation.
@@ -40,6 +42,7 @@ impl Workload {
         match self {
             Workload::Insert => "insert".into(),
             Workload::PointSelect => "point-select".into(),
+            Workload::PointUpdate => "point-update".into(),
             Workload::Mixed { read_ratio } => format!("mixed({:.0}% reads)", read_ratio * 100.0),
             Workload::BatchInsert { rows } => format!("batch-insert({rows} rows)"),
         }
@@ -60,6 +63,9 @@ pub struct BenchConfig {
     pub workload: Workload,
     pub clients: usize,
     pub stop: Stop,
+    /// The seed rows' ids point operations draw from (all of 1..=SEED_ROWS unless
+    /// `--keys-of-shard` narrows them).
+    pub keys: Vec<u64>,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
 }
@@ -162,11 +168,13 @@ async fn drive(worker: usize, mut client: Client, shared: Arc<Shared>) -> Latenc
     while let Some(sequence) = shared.next_operation() {
         let tag = format!("c{worker}-{sequence}");
         let began = Instant::now();
-        let select = |rng: &mut SmallRng| rng.random_range(1..=SEED_ROWS);
+        let keys = &shared.config.keys;
+        let select = |rng: &mut SmallRng| keys[rng.random_range(0..keys.len())];
         let (outcome, rows) = match shared.config.workload {
             Workload::Insert => (client.insert(&tag, 1).await, 1),
             Workload::BatchInsert { rows } => (client.insert(&tag, rows).await, rows as u64),
             Workload::PointSelect => (client.point_select(select(&mut rng)).await, 0),
+            Workload::PointUpdate => (client.point_update(select(&mut rng), &tag).await, 1),
             Workload::Mixed { read_ratio } => {
                 if rng.random_bool(read_ratio) {
                     (client.point_select(select(&mut rng)).await, 0)
@@ -256,6 +264,7 @@ mod tests {
             workload: Workload::Insert,
             clients: 1,
             stop,
+            keys: vec![1],
             progress: false,
         })
     }

@@ -86,6 +86,14 @@ impl Client {
             Client::Etcd(c) => c.point_select(id).await,
         }
     }
+    /// Sets the value of the row with primary key `id` (1..=SEED_ROWS) to `tag`.
+    pub async fn point_update(&mut self, id: u64, tag: &str) -> Result<(), String> {
+        match self {
+            Client::Shoal(c) => c.point_update(id, tag).await,
+            Client::Postgres(c) => c.point_update(id, tag).await,
+            Client::Etcd(c) => c.put(&id.to_string(), tag).await,
+        }
+    }
 }
 
 /// An HTTP client keeping one connection, as one database client would, sending
@@ -221,12 +229,24 @@ impl ShoalClient {
         )
         .await
     }
+    async fn point_update(&mut self, id: u64, tag: &str) -> Result<(), String> {
+        self.post(
+            &self.execute_url,
+            &json!([[
+                format!("UPDATE {TABLE} SET value = ? WHERE id = ?"),
+                tag,
+                id
+            ]]),
+        )
+        .await
+    }
 }
 
 /// A PostgreSQL-protocol connection with prepared statements, as drivers use them.
 pub struct PostgresClient {
     client: tokio_postgres::Client,
     select: Option<tokio_postgres::Statement>,
+    update: Option<tokio_postgres::Statement>,
     /// Prepared multi-row INSERTs, by row count.
     inserts: Vec<(usize, tokio_postgres::Statement)>,
 }
@@ -244,6 +264,7 @@ impl PostgresClient {
         Ok(PostgresClient {
             client,
             select: None,
+            update: None,
             inserts: Vec::new(),
         })
     }
@@ -350,6 +371,32 @@ impl PostgresClient {
             .map(|_| ())
             .ok_or_else(|| format!("row {id} not found"))
     }
+    async fn point_update(&mut self, id: u64, tag: &str) -> Result<(), String> {
+        let statement = match &self.update {
+            Some(statement) => statement.clone(),
+            None => {
+                let statement = self
+                    .client
+                    .prepare(&format!("UPDATE {TABLE} SET value = $1 WHERE id = $2"))
+                    .await
+                    .map_err(pg_error)?;
+                self.update = Some(statement.clone());
+                statement
+            }
+        };
+        // The key bound as the server describes it (as in `point_select`).
+        let updated = if statement.params().get(1) == Some(&tokio_postgres::types::Type::INT4) {
+            let id = i32::try_from(id).map_err(|_| format!("id {id} out of range"))?;
+            self.client.execute(&statement, &[&tag, &id]).await
+        } else {
+            let id = i64::try_from(id).map_err(|_| format!("id {id} out of range"))?;
+            self.client.execute(&statement, &[&tag, &id]).await
+        };
+        match updated.map_err(pg_error)? {
+            1 => Ok(()),
+            n => Err(format!("updating row {id} changed {n} rows")),
+        }
+    }
 }
 
 /// The server's own message and SQLSTATE where there is one (tokio-postgres displays a server
@@ -414,17 +461,19 @@ impl EtcdClient {
         Ok(())
     }
 
+    /// Sets key `id` to `value`.
+    async fn put(&mut self, id: &str, value: &str) -> Result<(), String> {
+        let value = base64::engine::general_purpose::STANDARD.encode(value);
+        self.call("/v3/kv/put", &json!({"key": Self::key(id), "value": value}))
+            .await
+            .map(|_| ())
+    }
+
     async fn insert(&mut self, tag: &str, rows: usize) -> Result<(), String> {
-        let value = base64::engine::general_purpose::STANDARD.encode(tag);
         if rows == 1 {
-            return self
-                .call(
-                    "/v3/kv/put",
-                    &json!({"key": Self::key(tag), "value": value}),
-                )
-                .await
-                .map(|_| ());
+            return self.put(tag, tag).await;
         }
+        let value = base64::engine::general_purpose::STANDARD.encode(tag);
         let puts: Vec<Value> = (0..rows)
             .map(|row| json!({"requestPut": {"key": Self::key(&format!("{tag}-{row}")), "value": value}}))
             .collect();
