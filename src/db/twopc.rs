@@ -17,6 +17,12 @@ pub const PREPARED_TABLE: &str = "_shoal_prepared";
 /// The outcome of each transaction this group coordinated, kept [`DECISIONS_KEPT_MS`].
 pub const DECISIONS_TABLE: &str = "_shoal_decisions";
 
+/// The fences in force (`ShardStep::Fence`): their cut and until when (entries' clock).
+pub const FENCES_TABLE: &str = "_shoal_fences";
+
+/// Most fences one group holds at once (each is one backup being taken).
+pub const FENCES_MAX: i64 = 64;
+
 /// How long a coordinator keeps a decision: a participant that holds a prepared transaction
 /// asks for it (`shard::resolver`), so it must outlive any participant's outage that is not a
 /// rebuild. A participant asking after it was pruned would be told "aborted".
@@ -28,8 +34,54 @@ pub fn create_tables(connection: &Connection) -> rusqlite::Result<()> {
         "CREATE TABLE IF NOT EXISTS {PREPARED_TABLE}(xid TEXT PRIMARY KEY, batch BLOB NOT NULL, \
              prepared_ms INTEGER NOT NULL) WITHOUT ROWID; \
          CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE}(xid TEXT PRIMARY KEY, outcome TEXT NOT NULL, \
-             decided_ms INTEGER NOT NULL) WITHOUT ROWID;"
+             decided_ms INTEGER NOT NULL) WITHOUT ROWID; \
+         CREATE TABLE IF NOT EXISTS {FENCES_TABLE}(cut INTEGER PRIMARY KEY, \
+             until_ms INTEGER NOT NULL);"
     ))
+}
+
+/// Whether a fence is in force at the entries' time `now_ms`.
+fn fenced(state: &Connection, now_ms: i64) -> rusqlite::Result<bool> {
+    state
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {FENCES_TABLE} WHERE until_ms > ?1)"
+        ))?
+        .query_row([now_ms], |row| row.get(0))
+}
+
+/// Applies a fence step: `Fence` records the cut (lapsed ones are dropped first), `Unfence`
+/// removes it and says whether it was still in force.
+fn apply_fence(state: &Connection, step: &ShardStep, now_ms: i64) -> rusqlite::Result<StepOutcome> {
+    state
+        .prepare_cached(&format!("DELETE FROM {FENCES_TABLE} WHERE until_ms <= ?1"))?
+        .execute([now_ms])?;
+    match step {
+        ShardStep::Fence { cut, until_ms } => {
+            let held: i64 = state
+                .prepare_cached(&format!("SELECT count(*) FROM {FENCES_TABLE}"))?
+                .query_row([], |row| row.get(0))?;
+            if held >= FENCES_MAX {
+                return Ok(StepOutcome::Busy);
+            }
+            state
+                .prepare_cached(&format!(
+                    "INSERT OR REPLACE INTO {FENCES_TABLE}(cut, until_ms) VALUES (?1, ?2)"
+                ))?
+                .execute(rusqlite::params![*cut as i64, until_ms])?;
+            Ok(StepOutcome::Fenced)
+        }
+        ShardStep::Unfence { cut } => {
+            let removed = state
+                .prepare_cached(&format!("DELETE FROM {FENCES_TABLE} WHERE cut = ?1"))?
+                .execute([*cut as i64])?;
+            Ok(if removed > 0 {
+                StepOutcome::Unfenced
+            } else {
+                StepOutcome::Unknown
+            })
+        }
+        _ => Ok(StepOutcome::Unknown),
+    }
 }
 
 /// Why a step could not be applied (the state file failed, or holds what this version
@@ -55,6 +107,17 @@ pub fn held(state: &Connection) -> rusqlite::Result<Option<Xid>> {
             id: 0,
         })
     }))
+}
+
+/// Whether the image at `path` (a copy with its state, `Database::export_image`) holds a
+/// prepared transaction.
+pub fn image_holds_prepared(path: &std::path::Path) -> rusqlite::Result<bool> {
+    let image = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    image.query_row(
+        &format!("SELECT EXISTS (SELECT 1 FROM {PREPARED_TABLE})"),
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// Every prepared transaction with the time it was prepared (the resolver's work list).
@@ -148,7 +211,15 @@ pub fn apply_step<R: BatchRunner>(
     runner: &mut R,
 ) -> Result<Vec<StatementResult>, R::Error> {
     let sql = |e: rusqlite::Error| R::Error::from(StepError::Sqlite(e));
-    let xid = step.xid();
+    let xid = match step {
+        ShardStep::Prepare { xid, .. } | ShardStep::Commit { xid } | ShardStep::Abort { xid } => {
+            *xid
+        }
+        ShardStep::Fence { .. } | ShardStep::Unfence { .. } => {
+            let outcome = apply_fence(state, step, now_ms).map_err(sql)?;
+            return Ok(vec![outcome.result()]);
+        }
+    };
     let coordinates = xid.coordinator == group;
     match step {
         ShardStep::Prepare { batch, .. } => {
@@ -157,6 +228,10 @@ pub fn apply_step<R: BatchRunner>(
             }
             match held(state).map_err(sql)? {
                 Some(other) if other == xid => return Ok(vec![StepOutcome::Prepared.result()]),
+                // A fence holds back new transactions; those prepared before it finish.
+                _ if fenced(state, now_ms).map_err(sql)? => {
+                    return Ok(vec![StepOutcome::Fenced.result()]);
+                }
                 Some(_) => return Ok(vec![StepOutcome::Busy.result()]),
                 None => {}
             }
@@ -213,6 +288,7 @@ pub fn apply_step<R: BatchRunner>(
             release(state, xid)?;
             Ok(vec![StepOutcome::Aborted.result()])
         }
+        ShardStep::Fence { .. } | ShardStep::Unfence { .. } => Ok(Vec::new()),
     }
 }
 
@@ -228,7 +304,8 @@ fn with_outcome(outcome: StepOutcome, results: Vec<StatementResult>) -> Vec<Stat
 /// before them).
 pub fn copy_tables(from: &Connection, to: &Connection) -> rusqlite::Result<()> {
     to.execute_batch(&format!(
-        "DROP TABLE IF EXISTS {PREPARED_TABLE}; DROP TABLE IF EXISTS {DECISIONS_TABLE};"
+        "DROP TABLE IF EXISTS {PREPARED_TABLE}; DROP TABLE IF EXISTS {DECISIONS_TABLE}; \
+         DROP TABLE IF EXISTS {FENCES_TABLE};"
     ))?;
     create_tables(to)?;
     let exists = |name: &str| -> rusqlite::Result<bool> {
@@ -251,6 +328,20 @@ pub fn copy_tables(from: &Connection, to: &Connection) -> rusqlite::Result<()> {
                 row.get::<_, String>(0)?,
                 row.get::<_, Vec<u8>>(1)?,
                 row.get::<_, i64>(2)?
+            ])?;
+        }
+    }
+    // Fences travel too: every replica must answer a prepare the same way.
+    if exists(FENCES_TABLE)? {
+        let mut rows = from.prepare(&format!("SELECT cut, until_ms FROM {FENCES_TABLE}"))?;
+        let mut insert = to.prepare(&format!(
+            "INSERT INTO {FENCES_TABLE}(cut, until_ms) VALUES (?1, ?2)"
+        ))?;
+        let mut found = rows.query([])?;
+        while let Some(row) = found.next()? {
+            insert.execute(rusqlite::params![
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?
             ])?;
         }
     }
@@ -327,8 +418,13 @@ mod tests {
         }
 
         fn step(&mut self, step: ShardStep) -> (StepOutcome, Vec<StatementResult>) {
+            self.step_at(step, 2_000)
+        }
+
+        /// `step` in an entry of time `now_ms`.
+        fn step_at(&mut self, step: ShardStep, now_ms: i64) -> (StepOutcome, Vec<StatementResult>) {
             let mut results = self.apply(Command {
-                timestamp_ms: 2_000,
+                timestamp_ms: now_ms,
                 batches: Vec::new(),
                 load: None,
                 users: None,
@@ -498,5 +594,70 @@ mod tests {
             StepOutcome::Committed
         );
         assert_eq!(target.rows().await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_fence_holds_back_new_transactions_until_lifted_or_lapsed() {
+        let mut replica = Replica::new();
+        let prepare = |id: u64, row: u64| ShardStep::Prepare {
+            xid: xid(9, id),
+            batch: insert(&format!("INSERT INTO t VALUES ({row}, 'x')")),
+        };
+        assert_eq!(replica.step(prepare(1, 1)).0, StepOutcome::Prepared);
+        let fence = ShardStep::Fence {
+            cut: 1,
+            until_ms: 10_000,
+        };
+        assert_eq!(replica.step(fence).0, StepOutcome::Fenced);
+        // New transactions wait; the one prepared before the fence finishes under it.
+        assert_eq!(replica.step(prepare(2, 2)).0, StepOutcome::Fenced);
+        assert_eq!(replica.step(prepare(1, 1)).0, StepOutcome::Prepared);
+        assert_eq!(
+            replica.step(ShardStep::Commit { xid: xid(9, 1) }).0,
+            StepOutcome::Committed
+        );
+        assert_eq!(replica.step(prepare(3, 3)).0, StepOutcome::Fenced);
+        assert!(
+            !replica.database.holds_prepared(),
+            "a fenced prepare holds nothing"
+        );
+
+        // A snapshot carries the fence: a replica installing it answers the same.
+        let image = replica._dir.path().join("fenced.sqlite");
+        replica.database.export_image(&image).unwrap();
+        let mut installed = Replica::new();
+        installed.database.import_image(&image).unwrap();
+        installed.next_index = 20;
+        assert_eq!(installed.step(prepare(3, 3)).0, StepOutcome::Fenced);
+
+        assert_eq!(
+            replica.step(ShardStep::Unfence { cut: 1 }).0,
+            StepOutcome::Unfenced
+        );
+        assert_eq!(replica.step(prepare(3, 3)).0, StepOutcome::Prepared);
+        replica.step(ShardStep::Abort { xid: xid(9, 3) });
+        assert_eq!(
+            replica.step(ShardStep::Unfence { cut: 1 }).0,
+            StepOutcome::Unknown,
+            "lifted already"
+        );
+
+        // A fence nobody lifts lapses by the entries' clock.
+        let short = ShardStep::Fence {
+            cut: 2,
+            until_ms: 3_000,
+        };
+        assert_eq!(replica.step_at(short, 2_000).0, StepOutcome::Fenced);
+        assert_eq!(replica.step_at(prepare(4, 4), 2_500).0, StepOutcome::Fenced);
+        assert_eq!(
+            replica.step_at(prepare(4, 4), 3_000).0,
+            StepOutcome::Prepared
+        );
+        assert_eq!(
+            replica.step_at(ShardStep::Unfence { cut: 2 }, 3_100).0,
+            StepOutcome::Unknown,
+            "it had lapsed"
+        );
+        assert_eq!(replica.rows().await, 1);
     }
 }

@@ -20,6 +20,10 @@ use crate::types::shard::{ShardStep, StepOutcome, Xid};
 /// before its prepare is tried again; doubled up to [`BUSY_BACKOFF_MAX`].
 const BUSY_BACKOFF: Duration = Duration::from_millis(2);
 const BUSY_BACKOFF_MAX: Duration = Duration::from_millis(100);
+/// How long a transaction held back by a fence waits before it starts again; doubled up to
+/// [`FENCED_BACKOFF_MAX`].
+const FENCED_BACKOFF: Duration = Duration::from_millis(20);
+const FENCED_BACKOFF_MAX: Duration = Duration::from_millis(200);
 /// Most groups one transaction may write to.
 pub const PARTICIPANTS_MAX: usize = 64;
 
@@ -58,6 +62,41 @@ pub async fn commit_across(
         .iter()
         .map(|p| databases.resolve_group(p.group))
         .collect::<Result<_, _>>()?;
+    let mut backoff = FENCED_BACKOFF;
+    loop {
+        match attempt(&handles, participants.clone(), concern, deadline).await? {
+            Attempt::Finished(outcome) => return Ok(outcome),
+            Attempt::Fenced => {
+                if Instant::now() + backoff >= deadline {
+                    return Err(ServiceError::Unavailable(
+                        "a consistent backup of the database held back cross-shard \
+                         transactions for longer than this one could wait; nothing was \
+                         applied, retry"
+                            .into(),
+                    ));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(FENCED_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// How one try at a transaction ended.
+enum Attempt {
+    Finished(Outcome),
+    /// A participant is fenced (a consistent backup is being taken): every prepare was
+    /// undone; the transaction starts again shortly, under a new id.
+    Fenced,
+}
+
+/// One try at committing `participants` (whose groups `handles` reach, in order).
+async fn attempt(
+    handles: &[DatabaseHandle],
+    participants: Vec<Participant>,
+    concern: WriteConcern,
+    deadline: Instant,
+) -> Result<Attempt, ServiceError> {
     let coordinator = participants
         .iter()
         .map(|p| p.group)
@@ -94,9 +133,15 @@ pub async fn commit_across(
     .await;
     let mut results: Vec<Vec<StatementResult>> = Vec::with_capacity(prepared.len());
     let mut refusal = None;
+    let mut fenced = false;
     for outcome in prepared {
         match outcome {
             Ok((StepOutcome::Prepared, batch_results)) => results.push(batch_results),
+            Ok((StepOutcome::Fenced, _)) => {
+                fenced = true;
+                refusal.get_or_insert(None);
+                results.push(Vec::new());
+            }
             Ok((StepOutcome::Refused, batch_results)) => {
                 refusal.get_or_insert(None);
                 results.push(batch_results);
@@ -120,7 +165,10 @@ pub async fn commit_across(
         .position(|h| h.group == coordinator)
         .unwrap_or_default();
     if let Some(error) = refusal {
-        abort_everywhere(&handles, coordinator_at, xid, concern, deadline).await;
+        abort_everywhere(handles, coordinator_at, xid, concern, deadline).await;
+        if fenced && error.is_none() {
+            return Ok(Attempt::Fenced);
+        }
         metrics.shard_transactions_aborted.inc();
         if let Some(error) = error {
             return Err(error);
@@ -129,10 +177,10 @@ pub async fn commit_across(
             result.rows_affected = 0;
             result.last_insert_id = 0;
         }
-        return Ok(Outcome {
+        return Ok(Attempt::Finished(Outcome {
             committed: false,
             results,
-        });
+        }));
     }
     stall_if_marked(&steps, crate::unsafe_faults::STALL_AFTER_PREPARE).await;
     // The decision: the coordinator group's commit (unless a resolver aborted it first).
@@ -146,7 +194,7 @@ pub async fn commit_across(
     match decided {
         Ok(StepOutcome::Committed) => {}
         Ok(_) => {
-            abort_everywhere(&handles, coordinator_at, xid, concern, deadline).await;
+            abort_everywhere(handles, coordinator_at, xid, concern, deadline).await;
             metrics.shard_transactions_aborted.inc();
             return Err(ServiceError::Unavailable(format!(
                 "the cross-shard transaction {xid} was aborted (it stayed prepared past the \
@@ -180,10 +228,10 @@ pub async fn commit_across(
             tracing::warn!(%xid, group = handle.group, %error, "a participant did not confirm its commit; its resolver finishes it");
         }
     }
-    Ok(Outcome {
+    Ok(Attempt::Finished(Outcome {
         committed: true,
         results,
-    })
+    }))
 }
 
 /// Under [`UnsafeFault::CoordinatorStalls`] only: stops forever when a statement of the

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::raft::types::{Command, StatementResult};
 use crate::service::{LEADER_WAIT_STEP, Service, ServiceError, WriteConcern, peer, unix_now_ms};
-use crate::types::shard::ShardStep;
+use crate::types::shard::{ShardStep, fence_index_result};
 
 impl Service {
     /// Applies `step` through the group's log on its leader (forwarding there) and returns
@@ -84,8 +84,13 @@ impl Service {
                 .await_write_concern(written.log_id.index, required, timeout)
                 .await
         {
-            tracing::warn!(xid = %step.xid(), message = %error.message, "a cross-shard transaction step missed its write concern");
+            tracing::warn!(step = ?step.xid(), message = %error.message, "a cross-shard transaction step missed its write concern");
         }
-        Ok(written.data.batches.into_iter().next().unwrap_or_default())
+        let mut results = written.data.batches.into_iter().next().unwrap_or_default();
+        if matches!(step, ShardStep::Fence { .. }) {
+            // Where the fence is in the log: an image at or after it was taken under it.
+            results.push(fence_index_result(written.log_id.index));
+        }
+        Ok(results)
     }
 }

@@ -49,14 +49,25 @@ pub enum ShardStep {
     /// Drops the held batch. On the coordinator group it records the abort, unless the
     /// commit was recorded first (then it reports that, changing nothing).
     Abort { xid: Xid },
+    /// Starts fence `cut` (a consistent backup across a sharded database's groups, see
+    /// `backup::cut`): until `Unfence { cut }`, or until the entries' clock passes
+    /// `until_ms`, prepares of new transactions answer [`StepOutcome::Fenced`] and hold
+    /// nothing; transactions already prepared finish as usual. (Added after the three above:
+    /// postcard numbers variants in order, so entries written before it read the same.)
+    Fence { cut: u64, until_ms: i64 },
+    /// Ends fence `cut`: [`StepOutcome::Unfenced`] when it was still in force, else
+    /// [`StepOutcome::Unknown`] (it lapsed, or never was).
+    Unfence { cut: u64 },
 }
 
 impl ShardStep {
-    pub fn xid(&self) -> Xid {
+    /// The transaction the step belongs to (`None` for fences).
+    pub fn xid(&self) -> Option<Xid> {
         match self {
             ShardStep::Prepare { xid, .. }
             | ShardStep::Commit { xid }
-            | ShardStep::Abort { xid } => *xid,
+            | ShardStep::Abort { xid } => Some(*xid),
+            ShardStep::Fence { .. } | ShardStep::Unfence { .. } => None,
         }
     }
 }
@@ -76,8 +87,14 @@ pub enum StepOutcome {
     /// The transaction aborted (now, or earlier).
     Aborted,
     /// The group holds nothing of the transaction and (not being its coordinator) knows no
-    /// decision: it was finished here already, or never prepared.
+    /// decision: it was finished here already, or never prepared. For `Unfence`: no such
+    /// fence was in force.
     Unknown,
+    /// Prepare: a fence is in force (a consistent backup is being taken); nothing held, the
+    /// transaction should start again shortly. Fence: the fence is in force.
+    Fenced,
+    /// Unfence: the fence was in force until this step.
+    Unfenced,
 }
 
 /// The column naming a step's outcome.
@@ -92,6 +109,8 @@ impl StepOutcome {
             StepOutcome::Committed => "committed",
             StepOutcome::Aborted => "aborted",
             StepOutcome::Unknown => "unknown",
+            StepOutcome::Fenced => "fenced",
+            StepOutcome::Unfenced => "unfenced",
         }
     }
 
@@ -103,6 +122,8 @@ impl StepOutcome {
             StepOutcome::Committed,
             StepOutcome::Aborted,
             StepOutcome::Unknown,
+            StepOutcome::Fenced,
+            StepOutcome::Unfenced,
         ]
         .into_iter()
         .find(|outcome| outcome.as_str() == text)
@@ -135,6 +156,38 @@ impl StepOutcome {
     }
 }
 
+/// The column of the result a `Fence` step adds after its outcome: the log index it was
+/// applied at (an image at or after it was taken under the fence).
+pub const FENCE_INDEX_COLUMN: &str = "shoal_fence_index";
+
+/// The result naming the log index a fence was applied at.
+pub fn fence_index_result(index: u64) -> crate::types::StatementResult {
+    crate::types::StatementResult {
+        rows: Some(crate::types::RowSet {
+            columns: vec![FENCE_INDEX_COLUMN.into()],
+            types: vec!["integer".into()],
+            values: vec![vec![crate::types::value::SqlValue::Integer(
+                i64::try_from(index).unwrap_or(i64::MAX),
+            )]],
+        }),
+        ..Default::default()
+    }
+}
+
+/// The log index a `Fence` step's results name, if they name one.
+pub fn fence_index_of(results: &[crate::types::StatementResult]) -> Option<u64> {
+    results.iter().find_map(|result| {
+        let rows = result.rows.as_ref()?;
+        if rows.columns.first().map(String::as_str) != Some(FENCE_INDEX_COLUMN) {
+            return None;
+        }
+        match rows.values.first()?.first()? {
+            crate::types::value::SqlValue::Integer(index) => u64::try_from(*index).ok(),
+            _ => None,
+        }
+    })
+}
+
 /// The error an ordinary write gets when it reaches a group that holds a prepared
 /// transaction: nothing of it was applied. The service waits for the decision and proposes
 /// it again, so clients see it only when the transaction stays undecided for long.
@@ -157,11 +210,44 @@ mod tests {
     }
 
     #[test]
+    fn steps_written_before_fences_existed_read_the_same() {
+        // The encodings of the three first steps, as entries before fences hold them.
+        let xid = Xid {
+            coordinator: 3,
+            id: 9,
+        };
+        for (step, bytes) in [
+            (ShardStep::Commit { xid }, vec![1u8, 3, 9]),
+            (ShardStep::Abort { xid }, vec![2u8, 3, 9]),
+        ] {
+            assert_eq!(postcard::to_stdvec(&step).unwrap(), bytes);
+            assert_eq!(postcard::from_bytes::<ShardStep>(&bytes).unwrap(), step);
+        }
+        let fence = ShardStep::Fence {
+            cut: 5,
+            until_ms: 7,
+        };
+        let encoded = postcard::to_stdvec(&fence).unwrap();
+        assert_eq!(encoded[0], 3, "fences come after the transaction steps");
+        assert_eq!(postcard::from_bytes::<ShardStep>(&encoded).unwrap(), fence);
+    }
+
+    #[test]
+    fn a_fence_names_its_log_index() {
+        let results = vec![StepOutcome::Fenced.result(), fence_index_result(42)];
+        assert_eq!(StepOutcome::of(&results[0]), Some(StepOutcome::Fenced));
+        assert_eq!(fence_index_of(&results), Some(42));
+        assert_eq!(fence_index_of(&results[..1]), None);
+    }
+
+    #[test]
     fn an_outcome_survives_its_result_row() {
         for outcome in [
             StepOutcome::Prepared,
             StepOutcome::Aborted,
             StepOutcome::Unknown,
+            StepOutcome::Fenced,
+            StepOutcome::Unfenced,
         ] {
             assert_eq!(StepOutcome::of(&outcome.result()), Some(outcome));
         }
