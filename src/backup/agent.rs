@@ -27,13 +27,26 @@ pub fn internal_router(agents: Arc<crate::backup::agents::BackupAgents>) -> axum
             "/internal/v1/{group}/backup",
             axum::routing::post(backup_here),
         )
+        .route(
+            "/internal/v1/{group}/load",
+            axum::routing::post(crate::backup::group_load::load_here),
+        )
         .with_state(agents)
+}
+
+/// What a node asks of another's backup of a group.
+#[derive(Debug, Default, serde::Deserialize)]
+struct BackupHereQuery {
+    /// For a consistent cut: the log index of the group's fence (see
+    /// [`BackupAgent::create_for_cut`]).
+    fenced_at: Option<u64>,
 }
 
 /// Takes a backup of group `group` on this node; answers its report (JSON).
 async fn backup_here(
     axum::extract::State(agents): axum::extract::State<Arc<crate::backup::agents::BackupAgents>>,
     axum::extract::Path(group): axum::extract::Path<crate::raft::types::GroupId>,
+    axum::extract::Query(query): axum::extract::Query<BackupHereQuery>,
 ) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
@@ -44,11 +57,20 @@ async fn backup_here(
         )
             .into_response();
     };
-    match agent.create().await {
+    let created = match query.fenced_at {
+        Some(fence) => agent.create_for_cut(fence).await,
+        None => agent.create().await,
+    };
+    match created {
         Ok(report) => axum::Json(report).into_response(),
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
     }
 }
+
+/// How long a backup for a cut may wait for a copy free of prepared transactions, and how
+/// often it copies again meanwhile.
+pub const CUT_IMAGE_WAIT: Duration = Duration::from_secs(30);
+const CUT_IMAGE_RETRY: Duration = Duration::from_millis(25);
 
 /// How long a replica may take to answer a scheduled backup request.
 const REPLICA_BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -200,6 +222,11 @@ impl BackupAgent {
     }
 
     /// The group this agent backs up, when it runs here.
+    /// The group's service when its replica runs on this node.
+    pub fn group_service(&self) -> Option<Arc<Service>> {
+        self.service.clone()
+    }
+
     fn service(&self) -> Result<&Arc<Service>, BackupError> {
         self.service.as_ref().ok_or_else(|| {
             BackupError::Config(
@@ -241,6 +268,18 @@ impl BackupAgent {
 
     /// Takes a backup on this node now.
     pub async fn create(&self) -> Result<CreatedReport, BackupError> {
+        self.create_image_at(None).await
+    }
+
+    /// Takes a backup for a consistent cut (`backup::cut`): its image is at or after log
+    /// index `fenced_at` (the group's fence) and holds no prepared cross-shard transaction —
+    /// one prepared before the fence finishes shortly, so the copy is taken again until it
+    /// is so, for up to [`CUT_IMAGE_WAIT`].
+    pub async fn create_for_cut(&self, fenced_at: u64) -> Result<CreatedReport, BackupError> {
+        self.create_image_at(Some(fenced_at)).await
+    }
+
+    async fn create_image_at(&self, fenced_at: Option<u64>) -> Result<CreatedReport, BackupError> {
         self.require_targets()?;
         let _exclusive = self.exclusive.lock().await;
         let started = Instant::now();
@@ -272,11 +311,34 @@ impl BackupAgent {
         // (Reading the live pages and storing the state as an object of its own would save
         // this copy; the backup format would change with it.)
         let staging = group.database.path().with_extension("backup-image");
-        let database = group.database.clone();
-        let image = staging.clone();
-        tokio::task::spawn_blocking(move || database.export_image(&image))
+        let waiting_until = Instant::now() + CUT_IMAGE_WAIT;
+        loop {
+            let database = group.database.clone();
+            let image = staging.clone();
+            let copied = tokio::task::spawn_blocking(move || {
+                let state = database.export_image(&image)?;
+                let prepared = crate::db::twopc::image_holds_prepared(&image)
+                    .map_err(|e| crate::db::database::sqlite_error(&image, e))?;
+                Ok::<_, crate::db::database::DbError>((state, prepared))
+            })
             .await
             .map_err(|e| BackupError::Internal(format!("copying the database: {e}")))??;
+            let Some(fence) = fenced_at else { break };
+            let (state, prepared) = copied;
+            let applied = state.last_applied.map_or(0, |id| id.index);
+            if applied >= fence && !prepared {
+                break;
+            }
+            if Instant::now() >= waiting_until {
+                let _ = std::fs::remove_file(&staging);
+                return Err(BackupError::Internal(format!(
+                    "group {}: no copy at or after its fence (log index {fence}; applied \
+                     {applied}) free of prepared cross-shard transactions within {:?}",
+                    group.id, CUT_IMAGE_WAIT
+                )));
+            }
+            tokio::time::sleep(CUT_IMAGE_RETRY).await;
+        }
         let outcome = create_backup(
             staging.clone(),
             &self.config.targets,

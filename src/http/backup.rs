@@ -12,7 +12,6 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,15 +19,13 @@ use std::sync::Arc;
 
 use crate::backup::BackupError;
 use crate::backup::agent::BackupAgent;
+use crate::backup::cut;
+use crate::backup::group_load::receive_upload;
 use crate::backup::restore::restore_point;
 use crate::db::load::{SQLITE_HEADER, prepare_image};
 use crate::http::{ApiState, json_response};
 use crate::raft::types::{LOAD_COMPRESSED_BYTES_MAX, Statement, StatementBatch};
 use crate::service::{RequestKind, Service, ServiceError, ServiceRequest};
-
-/// The largest upload `POST /db/load` accepts (a SQLite file is compressed before it enters
-/// the log, where [`LOAD_COMPRESSED_BYTES_MAX`] applies).
-const LOAD_UPLOAD_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -122,19 +119,21 @@ async fn local_replica(
     }
 }
 
-/// A sharded database's image, backup, load or restore through one group would hold (or
-/// replace) only that group's part of it: refused, naming why, rather than done partly.
+/// A sharded database's single-file image or load through one group would hold (or replace)
+/// only that group's part of it: refused, naming why and what does the whole database.
 fn sharded_refusal(database: &crate::catalog::handle::DatabaseHandle) -> Option<Response> {
     database.sharded().map(|entry| {
         error_json(
             StatusCode::NOT_IMPLEMENTED,
             format!(
-                "database {:?} is sharded over {} groups: an image, backup, load or restore of it \
-                 through one group would cover only that group's rows, and consistent \
-                 cluster-wide backups of sharded databases are not supported yet (each shard \
-                 group's scheduled backups are kept per group, see docs/backup.md)",
+                "database {:?} is sharded over {} groups: a single-file image or load of it \
+                 would cover only one group's rows; back it up with POST /backup?db={} (one \
+                 consistent cut across its groups) and restore that with POST \
+                 /backup/restore?db={}&id=<cut id>",
                 database.name,
-                entry.groups.len()
+                entry.groups.len(),
+                database.name,
+                database.name
             ),
         )
     })
@@ -464,43 +463,6 @@ async fn forward_load(service: &Service, database: &str, path: &Path) -> Respons
     }
 }
 
-/// Streams a request body into a scratch file, refusing more than `LOAD_UPLOAD_BYTES_MAX`.
-async fn receive_upload(
-    body: Body,
-    scratch: &Path,
-) -> Result<tempfile::TempPath, (StatusCode, String)> {
-    use tokio::io::AsyncWriteExt;
-    let internal = |e: &dyn std::fmt::Display| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    std::fs::create_dir_all(scratch).map_err(|e| internal(&e))?;
-    let path = tempfile::Builder::new()
-        .prefix("upload-")
-        .tempfile_in(scratch)
-        .map_err(|e| internal(&e))?
-        .into_temp_path();
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| internal(&e))?;
-    let mut received: u64 = 0;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| (StatusCode::BAD_REQUEST, format!("reading the upload: {e}")))?;
-        received += chunk.len() as u64;
-        if received > LOAD_UPLOAD_BYTES_MAX {
-            return Err((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the upload exceeds {LOAD_UPLOAD_BYTES_MAX} bytes"),
-            ));
-        }
-        file.write_all(&chunk).await.map_err(|e| internal(&e))?;
-    }
-    file.flush().await.map_err(|e| internal(&e))?;
-    if received == 0 {
-        return Err((StatusCode::BAD_REQUEST, "the upload is empty".into()));
-    }
-    Ok(path)
-}
-
 #[derive(Deserialize)]
 struct CreateQuery {
     #[serde(default)]
@@ -517,8 +479,12 @@ async fn create(State(state): State<ApiState>, Query(query): Query<CreateQuery>)
         Ok(database) => database,
         Err(response) => return response,
     };
-    if let Some(refusal) = sharded_refusal(&database) {
-        return refusal;
+    if let Some(entry) = database.sharded() {
+        let http = state.service.peers.http();
+        return match cut::take(&state.databases, &state.backups, &http, entry).await {
+            Ok(manifest) => ok_json(json!({ "cut": manifest })),
+            Err(error) => backup_error(error),
+        };
     }
     if database.local().is_none() {
         return create_elsewhere(&state, &database).await;
@@ -580,12 +546,21 @@ async fn create_elsewhere(
 
 /// `GET /backup[?db=name]`: every complete backup of the database on every target.
 async fn list(State(state): State<ApiState>, Query(query): Query<DbQuery>) -> Response {
-    let agent = match agent_for(&state, query.db.as_deref()).await {
-        Ok(agent) => agent,
+    let database = match resolve(&state, query.db.as_deref()).await {
+        Ok(database) => database,
         Err(response) => return response,
     };
-    match agent.list().await {
-        Ok(backups) => ok_json(json!({"backups": backups})),
+    let agent = state.backups.for_database(&database.name, database.group);
+    let backups = match agent.list().await {
+        Ok(backups) => backups,
+        Err(error) => return backup_error(error),
+    };
+    if database.sharded().is_none() {
+        return ok_json(json!({"backups": backups}));
+    }
+    // A sharded database: its consistent cuts, and its first group's own backups.
+    match cut::list(&state.backups, &database.name).await {
+        Ok(cuts) => ok_json(json!({"cuts": cuts, "backups": backups})),
         Err(error) => backup_error(error),
     }
 }
@@ -665,6 +640,13 @@ async fn restore(State(state): State<ApiState>, Query(query): Query<RestoreQuery
         Ok(point) => point,
         Err(message) => return error_json(StatusCode::BAD_REQUEST, message),
     };
+    let database = match resolve(&state, query.db.as_deref()).await {
+        Ok(database) => database,
+        Err(response) => return response,
+    };
+    if let Some(entry) = database.sharded() {
+        return restore_cut(&state, entry, query.id.as_deref(), point.is_some()).await;
+    }
     let (name, service) = match local_replica(&state, query.db.as_deref()).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -680,4 +662,44 @@ async fn restore(State(state): State<ApiState>, Query(query): Query<RestoreQuery
     }
     tracing::info!(target: "audit", event = "restored", database = %name, backup = %restored.backup_id, log_index = restored.log_index, "restored into the cluster");
     ok_json(json!({"restored": restored}))
+}
+
+/// Restores a sharded database from one of its cuts (`id`, else the newest).
+async fn restore_cut(
+    state: &ApiState,
+    entry: &crate::catalog::view::DatabaseEntry,
+    id: Option<&str>,
+    to_a_point: bool,
+) -> Response {
+    if to_a_point {
+        return error_json(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "database {:?} is sharded: it restores from a consistent cut (POST \
+                 /backup/restore?db={}&id=<cut id>); point-in-time restore of a sharded \
+                 database is not supported yet",
+                entry.name, entry.name
+            ),
+        );
+    }
+    let cut_id = match id {
+        Some(id) => id.to_string(),
+        None => match cut::list(&state.backups, &entry.name).await {
+            Ok(cuts) => match cuts.last() {
+                Some(newest) => newest.cut_id.clone(),
+                None => {
+                    return backup_error(BackupError::NotFound(format!(
+                        "a cut of database {:?}",
+                        entry.name
+                    )));
+                }
+            },
+            Err(error) => return backup_error(error),
+        },
+    };
+    let http = state.service.peers.http();
+    match cut::restore(&state.databases, &state.backups, &http, entry, &cut_id).await {
+        Ok(restored) => ok_json(json!({ "restored": restored })),
+        Err(error) => backup_error(error),
+    }
 }

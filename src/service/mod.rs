@@ -562,19 +562,47 @@ impl Service {
     }
 
     /// Replaces the group's data with `load`'s image through the log (this node must lead).
-    /// Returns the entry's index once this node applied it.
+    /// Returns the entry's index once this node applied it. A group holding a prepared
+    /// cross-shard transaction applies no load (it was checked against the data a load would
+    /// replace): the load waits for its decision, up to [`LOAD_WAITS_FOR_PREPARED`].
     pub async fn propose_load(
         &self,
         load: crate::raft::types::ImageLoad,
     ) -> Result<u64, ServiceError> {
-        self.propose(Command {
-            timestamp_ms: unix_now_ms(),
-            batches: Vec::new(),
-            load: Some(load),
-            users: None,
-            shard: None,
-        })
-        .await
+        let deadline = Instant::now() + LOAD_WAITS_FOR_PREPARED;
+        while self.group.database.holds_prepared() {
+            if Instant::now() >= deadline {
+                return Err(ServiceError::Unavailable(format!(
+                    "{GROUP_HELD_BY_PREPARED} (the load waited {LOAD_WAITS_FOR_PREPARED:?})"
+                )));
+            }
+            tokio::time::sleep(LEADER_WAIT_STEP).await;
+        }
+        self.group.wake_for_write().await;
+        let written = self
+            .group
+            .raft
+            .client_write(Command {
+                timestamp_ms: unix_now_ms(),
+                batches: Vec::new(),
+                load: Some(load),
+                users: None,
+                shard: None,
+            })
+            .await
+            .map_err(|error| self.write_error(error))?;
+        // (A transaction prepared between the look and the entry leaves the load unapplied.)
+        let failed = written
+            .data
+            .batches
+            .first()
+            .and_then(|results| results.first())
+            .and_then(|result| result.error.clone());
+        match failed {
+            None => Ok(written.log_id.index),
+            Some(error) if error == GROUP_HELD_BY_PREPARED => Err(ServiceError::Unavailable(error)),
+            Some(error) => Err(ServiceError::Internal(error)),
+        }
     }
 
     /// Adds, changes or removes a user through the log (this node must lead); returns the
@@ -605,6 +633,9 @@ impl Service {
         Ok(written.log_id.index)
     }
 }
+
+/// How long a load waits for a prepared cross-shard transaction to be decided.
+pub const LOAD_WAITS_FOR_PREPARED: Duration = Duration::from_secs(30);
 
 /// The leader's wall clock, stamped on each write: "now" for every replica applying it.
 pub fn unix_now_ms() -> i64 {
