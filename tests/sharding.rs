@@ -405,20 +405,15 @@ async fn a_failing_row_leaves_every_group_unchanged_and_refusals_say_why() {
         values(&cluster, 0, "shop", "SELECT count(*) FROM accounts").await,
         json!([[4]])
     );
-    // A backup, load or restore through one group would cover only that group's rows:
-    // refused, naming why, with nothing changed.
-    for path in [
-        "/backup?db=shop",
-        "/backup/restore?db=shop",
-        "/db/load?db=shop",
-    ] {
-        let (status, body) = cluster.post(0, path, json!([])).await;
-        assert_eq!(status, 501, "{path}: {body}");
-        assert!(
-            body.to_string().contains("sharded over 4 groups"),
-            "{path}: {body}"
-        );
-    }
+    // A single-file load through one group would cover only that group's rows: refused,
+    // naming why and what backs up and restores the whole database, with nothing changed.
+    let (status, body) = cluster.post(0, "/db/load?db=shop", json!([])).await;
+    assert_eq!(status, 501, "{body}");
+    let said = body.to_string();
+    assert!(
+        said.contains("sharded over 4 groups") && said.contains("/backup/restore?db=shop"),
+        "{body}"
+    );
     assert_eq!(
         values(&cluster, 1, "shop", "SELECT count(*) FROM accounts").await,
         json!([[4]])
@@ -1076,4 +1071,177 @@ async fn a_statement_sent_again_goes_to_the_group_of_each_calls_key_and_follows_
             "tag {id}"
         );
     }
+}
+
+/// Moves `amount` from account `from` to account `to` in one transaction (both balances, so
+/// the groups holding them commit it together).
+async fn transfer(cluster: &Cluster, node: usize, from: i64, to: i64, amount: i64) -> bool {
+    let (status, body) = cluster
+        .post(
+            node,
+            "/db/execute?db=shop&transaction&timeout=10s",
+            json!([
+                [
+                    "UPDATE accounts SET balance = balance - ? WHERE id = ?",
+                    amount,
+                    from
+                ],
+                [
+                    "UPDATE accounts SET balance = balance + ? WHERE id = ?",
+                    amount,
+                    to
+                ]
+            ]),
+        )
+        .await;
+    status == 200
+        && body["results"]
+            .as_array()
+            .is_some_and(|results| results.iter().all(|r| r.get("error").is_none()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("backups");
+    let cluster = std::sync::Arc::new(
+        Cluster::start(ClusterSpec {
+            voters: 3,
+            extra_args: vec![format!("--backup-target={}", target.display())],
+            ..Default::default()
+        })
+        .await,
+    );
+    create_shop(&cluster).await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
+            "SELECT shoal_distribute('accounts', 'id')"
+        ]),
+    )
+    .await;
+    let accounts: Vec<Value> = (1..=16)
+        .map(|id| json!(["INSERT INTO accounts (id, balance) VALUES (?, 100)", id]))
+        .collect();
+    execute_ok(&cluster, 0, "shop", Value::Array(accounts)).await;
+    await_settled_sum(&cluster, 0, 1600, "opening").await;
+
+    // Transfers between accounts of different groups run from two nodes while the cut is
+    // taken through a third.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..4i64 {
+        let cluster = cluster.clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let mut done = 0u32;
+            let mut step = worker;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let from = step % 16 + 1;
+                let to = (step * 7 + 3) % 16 + 1;
+                step += 1;
+                if from != to && transfer(&cluster, (worker % 2) as usize, from, to, 1).await {
+                    done += 1;
+                }
+            }
+            done
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = cluster.post(2, "/backup?db=shop", json!([])).await;
+    assert_eq!(status, 200, "{body}");
+    let cut = body["cut"].clone();
+    let cut_id = cut["cut_id"].as_str().unwrap().to_string();
+    let members = cut["members"].as_array().unwrap();
+    assert_eq!(members.len(), 4, "{cut}");
+    for member in members {
+        assert!(
+            member["log_index"].as_u64() >= member["fenced_at"].as_u64(),
+            "{member}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut transfers = 0;
+    for worker in workers {
+        transfers += worker.await.unwrap();
+    }
+    assert!(
+        transfers > 10,
+        "only {transfers} transfers went through around the cut"
+    );
+    println!(
+        "{transfers} transfers around a cut fenced for {} ms",
+        cut["fenced_ms"]
+    );
+    await_settled_sum(&cluster, 0, 1600, "after the transfers").await;
+
+    // Listed, among the database's backups.
+    let listing = cluster.get_json(1, "/backup?db=shop").await.unwrap();
+    assert!(
+        listing["cuts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["cut_id"] == cut_id.as_str()),
+        "{listing}"
+    );
+
+    // The data moves on: money leaves the bank, an account closes.
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "UPDATE accounts SET balance = 0 WHERE id = 3",
+            "DELETE FROM accounts WHERE id = 5"
+        ]),
+    )
+    .await;
+    assert_ne!(settled_sum(&cluster, 0).await, Some(1600));
+
+    // A cut that does not exist restores nothing and says so.
+    let (status, body) = cluster
+        .post(
+            1,
+            "/backup/restore?db=shop&id=20200101T000000000Z-00000000",
+            json!([]),
+        )
+        .await;
+    assert_ne!(status, 200, "{body}");
+    assert!(body.to_string().contains("not found"), "{body}");
+    assert_eq!(
+        values(&cluster, 1, "shop", "SELECT count(*) FROM accounts").await,
+        json!([[15]])
+    );
+
+    // Restored: every group as of the cut, the total the bank opened with, on every node.
+    let (status, body) = cluster
+        .post(
+            1,
+            &format!("/backup/restore?db=shop&id={cut_id}"),
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for node in 0..3 {
+        await_settled_sum(&cluster, node, 1600, "restored").await;
+    }
+    assert_eq!(
+        values(&cluster, 2, "shop", "SELECT count(*) FROM accounts").await,
+        json!([[16]])
+    );
+    // Cross-group transfers go on after the restore (its fences were lifted).
+    assert!(transfer(&cluster, 0, 1, 2, 5).await);
+    await_settled_sum(&cluster, 2, 1600, "a transfer after the restore").await;
+
+    // A point in time is not a cut: refused, naming what to do.
+    let (status, body) = cluster
+        .post(0, "/backup/restore?db=shop&to_index=5", json!([]))
+        .await;
+    assert_eq!(status, 501, "{body}");
+    assert!(body.to_string().contains("consistent cut"), "{body}");
 }
