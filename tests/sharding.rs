@@ -1238,6 +1238,44 @@ async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
     assert!(transfer(&cluster, 0, 1, 2, 5).await);
     await_settled_sum(&cluster, 2, 1600, "a transfer after the restore").await;
 
+    // The command line takes and lists cuts too, saying what each holds.
+    let node = cluster.url(0);
+    let shoal = |args: Vec<String>| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let backup = |verb: &str| {
+        vec![
+            "backup".to_string(),
+            "--node".into(),
+            node.clone(),
+            "--database".into(),
+            "shop".into(),
+            verb.into(),
+        ]
+    };
+    let created = tokio::task::spawn_blocking({
+        let args = backup("create");
+        move || shoal(args)
+    })
+    .await
+    .unwrap();
+    assert!(
+        created.starts_with("cut ") && created.contains("shard 3: backup"),
+        "{created}"
+    );
+    let listed = tokio::task::spawn_blocking({
+        let args = backup("list");
+        move || shoal(args)
+    })
+    .await
+    .unwrap();
+    assert!(listed.contains(&cut_id), "{listed}");
+
     // A point in time is not a cut: refused, naming what to do.
     let (status, body) = cluster
         .post(0, "/backup/restore?db=shop&to_index=5", json!([]))

@@ -566,6 +566,47 @@ fn human(operation: &BackupOperation, output: &Value) -> String {
                     field(backup, "target"),
                 ));
             }
+            if let Some(cuts) = output["cuts"].as_array() {
+                // A sharded database: its consistent cuts, one backup per shard group each.
+                lines.push(String::new());
+                lines.push(format!(
+                    "{:<32} {:<25} {:>7} {}",
+                    "CUT", "CREATED", "GROUPS", "BACKUPS"
+                ));
+                for cut in cuts {
+                    let members = cut["members"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                    let backups: Vec<String> =
+                        members.iter().map(|m| field(m, "backup_id")).collect();
+                    lines.push(format!(
+                        "{:<32} {:<25} {:>7} {}",
+                        field(cut, "cut_id"),
+                        field(cut, "created_at"),
+                        members.len(),
+                        backups.join(" ")
+                    ));
+                }
+            }
+            lines.join("\n")
+        }
+        BackupOperation::Create { .. } if output.get("cut").is_some() => {
+            let cut = &output["cut"];
+            let members = cut["members"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            let mut lines = vec![format!(
+                "cut {} of database {}: {} shard groups, cross-shard transactions held back for {} ms",
+                field(cut, "cut_id"),
+                field(cut, "database"),
+                members.len(),
+                field(cut, "fenced_ms")
+            )];
+            for member in members {
+                lines.push(format!(
+                    "  shard {}: backup {} at log index {} (fenced at {})",
+                    field(member, "shard"),
+                    field(member, "backup_id"),
+                    field(member, "log_index"),
+                    field(member, "fenced_at")
+                ));
+            }
             lines.join("\n")
         }
         BackupOperation::Create { .. } => format!(
