@@ -1283,3 +1283,53 @@ async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
     assert_eq!(status, 501, "{body}");
     assert!(body.to_string().contains("consistent cut"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_write_that_misses_its_write_concern_says_so() {
+    let mut cluster = sharded_cluster().await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+            "SELECT shoal_distribute('notes', 'id')",
+            "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT)"
+        ]),
+    )
+    .await;
+    cluster.kill(2);
+    // Each reaches one group, by the router's general path (a routed INSERT, a write to a
+    // local table) and, sent again, by its direct one (a pinned UPDATE): committed by the
+    // two nodes left, applied on fewer members than `w=all` asks, and reported.
+    let writes = [
+        json!([["INSERT INTO notes (id, body) VALUES (?, 'a')", 7]]),
+        json!([[
+            "INSERT INTO settings (name, value) VALUES (?, 'on')",
+            "mode"
+        ]]),
+        json!([["UPDATE notes SET body = ? WHERE id = 7", "b"]]),
+        json!([["UPDATE notes SET body = ? WHERE id = 7", "c"]]),
+    ];
+    for write in writes {
+        let deadline = Instant::now() + SETTLE;
+        let body = loop {
+            let (status, body) = cluster
+                .post(0, "/db/execute?db=shop&w=all&wtimeout=1s", write.clone())
+                .await;
+            if status == 200 && body["results"][0].get("error").is_none() {
+                break body;
+            }
+            // The groups node 3 led elect new leaders first.
+            assert!(Instant::now() < deadline, "{write}: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let concern = &body["write_concern_error"];
+        assert_eq!(concern["required"], json!(3), "{write}: {body}");
+        assert_eq!(concern["applied_on"], json!(2), "{write}: {body}");
+    }
+    assert_eq!(
+        values(&cluster, 0, "shop", "SELECT body FROM notes WHERE id = 7").await,
+        json!([["c"]])
+    );
+}

@@ -13,9 +13,30 @@ use crate::router::reads::{Direct, GroupReads};
 use crate::router::schema::{Analysis, AnalyzeError, Schema};
 use crate::router::tokens::{split_statements, tokenize};
 use crate::router::{Router, ddl, functions, gather, group_request, insert, merge, results_of};
-use crate::service::{RequestKind, ServiceError, ServiceRequest};
+use crate::service::{
+    RequestKind, ServiceError, ServiceRequest, ServiceResponse, WriteConcernError,
+};
 use crate::types::Params;
 use crate::types::value::SqlValue;
+
+/// The first write-concern miss a group reported while a client batch ran (a write that
+/// committed but was not applied on as many members as asked): said back to the client as an
+/// unsharded database says it.
+#[derive(Debug, Default)]
+pub struct ConcernMisses(std::sync::Mutex<Option<WriteConcernError>>);
+
+impl ConcernMisses {
+    fn note(&self, response: &ServiceResponse) {
+        if let (Some(error), Ok(mut first)) = (&response.write_concern_error, self.0.lock()) {
+            first.get_or_insert_with(|| error.clone());
+        }
+    }
+
+    /// The first miss noted, if any.
+    pub fn into_first(self) -> Option<WriteConcernError> {
+        self.0.into_inner().ok().flatten()
+    }
+}
 
 /// A statement ready to run: its plan, and what it was planned against.
 pub(crate) struct Planned {
@@ -30,14 +51,15 @@ pub async fn run(
     database: &Arc<DatabaseEntry>,
     request: &ServiceRequest,
     batch: &StatementBatch,
+    misses: &ConcernMisses,
 ) -> Result<Vec<StatementResult>, ServiceError> {
     if batch.transaction && batch.statements.len() > 1 {
-        return transaction(router, database, request, batch).await;
+        return transaction(router, database, request, batch, misses).await;
     }
     let mut database = database.clone();
     let mut results = Vec::with_capacity(batch.statements.len());
     for statement in &batch.statements {
-        let (result, changed) = one(router, &database, request, statement).await?;
+        let (result, changed) = one(router, &database, request, statement, misses).await?;
         results.push(result);
         if changed && let Some(fresh) = router.fresh_entry(database.group) {
             database = Arc::new(fresh);
@@ -52,12 +74,13 @@ async fn one(
     database: &DatabaseEntry,
     request: &ServiceRequest,
     statement: &Statement,
+    misses: &ConcernMisses,
 ) -> Result<(StatementResult, bool), ServiceError> {
     if statement.sql.contains(';')
         && let Some(pieces) = split_statements(&statement.sql)
         && pieces.len() > 1
     {
-        return Box::pin(script(router, database, request, statement, pieces)).await;
+        return Box::pin(script(router, database, request, statement, pieces, misses)).await;
     }
     match functions::recognize(statement) {
         Ok(Some((call, column))) => {
@@ -82,6 +105,7 @@ async fn one(
                 .group(*group)?
                 .handle(group_request(request, kind, vec![statement.clone()], false))
                 .await?;
+            misses.note(&response);
             results_of(response, 1).remove(0)
         }
         Plan::Scatter { .. } | Plan::Gather { .. } => {
@@ -121,7 +145,7 @@ async fn one(
             };
             let last_rowid = routed.last_rowid;
             let parts: Vec<(GroupId, Vec<Statement>)> = routed.parts.into_iter().collect();
-            let mut result = write_parts(router, request, parts).await?;
+            let mut result = write_parts(router, request, parts, misses).await?;
             if result.error.is_none() {
                 result.last_insert_id = last_rowid;
             }
@@ -132,7 +156,7 @@ async fn one(
                 .iter()
                 .map(|group| (*group, vec![statement.clone()]))
                 .collect();
-            write_parts(router, request, parts).await?
+            write_parts(router, request, parts, misses).await?
         }
     };
     Ok((result, changed))
@@ -147,6 +171,7 @@ async fn script(
     request: &ServiceRequest,
     statement: &Statement,
     pieces: Vec<String>,
+    misses: &ConcernMisses,
 ) -> Result<(StatementResult, bool), ServiceError> {
     if statement.params != Params::None {
         return Ok((
@@ -165,13 +190,13 @@ async fn script(
     });
     if !changes_schema {
         let batch = StatementBatch::new(statements, true);
-        let results = transaction(router, database, request, &batch).await?;
+        let results = transaction(router, database, request, &batch, misses).await?;
         return Ok((sum(results.into_iter()), false));
     }
     let mut database = std::sync::Arc::new(database.clone());
     let mut results = Vec::new();
     for statement in &statements {
-        let (result, changed) = one(router, &database, request, statement).await?;
+        let (result, changed) = one(router, &database, request, statement, misses).await?;
         let failed = result.error.is_some();
         results.push(result);
         if failed {
@@ -274,8 +299,9 @@ async fn write_parts(
     router: &Router,
     request: &ServiceRequest,
     parts: Vec<(GroupId, Vec<Statement>)>,
+    misses: &ConcernMisses,
 ) -> Result<StatementResult, ServiceError> {
-    let results = write_groups(router, request, parts).await?;
+    let results = write_groups(router, request, parts, misses).await?;
     Ok(sum(results.into_iter().flatten()))
 }
 
@@ -284,6 +310,7 @@ async fn write_groups(
     router: &Router,
     request: &ServiceRequest,
     parts: Vec<(GroupId, Vec<Statement>)>,
+    misses: &ConcernMisses,
 ) -> Result<Vec<Vec<StatementResult>>, ServiceError> {
     if parts.is_empty() {
         // Nothing to write (an INSERT … SELECT that selected no rows).
@@ -303,6 +330,7 @@ async fn write_groups(
                 true,
             ))
             .await?;
+        misses.note(&response);
         return Ok(vec![results_of(response, expected)]);
     }
     let participants = parts
@@ -359,6 +387,7 @@ async fn transaction(
     database: &DatabaseEntry,
     request: &ServiceRequest,
     batch: &StatementBatch,
+    misses: &ConcernMisses,
 ) -> Result<Vec<StatementResult>, ServiceError> {
     let mut results: Vec<Option<StatementResult>> = vec![None; batch.statements.len()];
     // Group → its statements; statement index → (group, position) of each of its parts.
@@ -461,7 +490,7 @@ async fn transaction(
         }
     }
     let groups: Vec<GroupId> = per_group.keys().copied().collect();
-    let written = write_groups(router, request, per_group.into_iter().collect()).await?;
+    let written = write_groups(router, request, per_group.into_iter().collect(), misses).await?;
     let by_group: BTreeMap<GroupId, Vec<StatementResult>> =
         groups.into_iter().zip(written).collect();
     let mut failed_at = None;

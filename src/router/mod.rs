@@ -196,7 +196,10 @@ impl ShardedRequests for Router {
                 group,
                 write: false,
             } => (*group, RequestKind::Query, false),
-            plan::Plan::Broadcast { groups } => (groups[0], RequestKind::Execute, true),
+            plan::Plan::Broadcast { groups } => match groups.as_slice() {
+                [group] => (*group, RequestKind::Execute, true),
+                _ => return Err(request),
+            },
             _ => return Err(request),
         };
         let Ok(handle) = self.group(group) else {
@@ -233,12 +236,14 @@ impl ShardedRequests for Router {
             _ => {}
         }
         let mut results = Vec::new();
+        let misses = batch::ConcernMisses::default();
         for batch in &request.batches {
-            results.extend(batch::run(self, &database, &request, batch).await?);
+            results.extend(batch::run(self, &database, &request, batch, &misses).await?);
         }
         Ok(ServiceResponse {
             results,
             served_by: self.databases.host().node_id(),
+            write_concern_error: misses.into_first(),
             ..Default::default()
         })
     }
