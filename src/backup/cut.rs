@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::agent::BackupAgent;
 use crate::backup::agents::BackupAgents;
-use crate::backup::group_load::{GROUP_LOAD_TIMEOUT, load_into_group};
+use crate::backup::group_load::{GROUP_LOAD_TIMEOUT, load_into_group, post_image};
 use crate::backup::manifest::{new_backup_id, valid_backup_id};
 use crate::backup::restore::Restored;
 use crate::backup::target::TargetError;
@@ -379,16 +379,12 @@ async fn back_up_group(
         let report = agent.create_for_cut(fenced_at).await?;
         return Ok((report.backup_id, report.log_index));
     }
-    let handle = databases
-        .resolve_group(group)
-        .map_err(|e| BackupError::Internal(e.to_string()))?;
-    let mut failures = Vec::new();
-    for (node, raft_addr) in handle.remote_replicas() {
-        let url = format!(
-            "{}/internal/v1/{group}/backup?fenced_at={fenced_at}",
-            crate::net::raft_url(raft_addr)
-        );
-        let reply = async {
+    on_a_replica(
+        databases,
+        group,
+        "took its backup for the cut",
+        |raft_url| async move {
+            let url = format!("{raft_url}/internal/v1/{group}/backup?fenced_at={fenced_at}");
             let response = http
                 .post(&url)
                 .timeout(GROUP_LOAD_TIMEOUT)
@@ -406,14 +402,35 @@ async fn back_up_group(
                 (Some(id), Some(index)) => Ok((id.to_string(), index)),
                 _ => Err(format!("a report without its backup id: {text}")),
             }
-        };
-        match reply.await {
-            Ok(taken) => return Ok(taken),
+        },
+    )
+    .await
+}
+
+/// The first of the nodes holding `group` (tried in turn) whose `call` with its Raft URL
+/// succeeds; why none did, naming each node, otherwise (`did` says what none did).
+async fn on_a_replica<T, Call, Answer>(
+    databases: &Databases,
+    group: GroupId,
+    did: &str,
+    call: Call,
+) -> Result<T, BackupError>
+where
+    Call: Fn(String) -> Answer,
+    Answer: std::future::Future<Output = Result<T, String>>,
+{
+    let handle = databases
+        .resolve_group(group)
+        .map_err(|e| BackupError::Internal(e.to_string()))?;
+    let mut failures = Vec::new();
+    for (node, raft_addr) in handle.remote_replicas() {
+        match call(crate::net::raft_url(raft_addr)).await {
+            Ok(answer) => return Ok(answer),
             Err(error) => failures.push(format!("node {node}: {error}")),
         }
     }
     Err(BackupError::Internal(format!(
-        "no node holding group {group} took its backup for the cut ({})",
+        "no node holding group {group} {did} ({})",
         failures.join("; ")
     )))
 }
@@ -429,47 +446,15 @@ async fn load_group(
     if let Some(service) = agents.hosted(group).and_then(|agent| agent.group_service()) {
         return load_into_group(&service, image).await;
     }
-    let handle = databases
-        .resolve_group(group)
-        .map_err(|e| BackupError::Internal(e.to_string()))?;
-    let mut failures = Vec::new();
-    for (node, raft_addr) in handle.remote_replicas() {
-        let url = format!(
-            "{}/internal/v1/{group}/load",
-            crate::net::raft_url(raft_addr)
-        );
-        let sent = async {
-            let file = tokio::fs::File::open(image)
-                .await
-                .map_err(|e| e.to_string())?;
-            let response = http
-                .post(&url)
-                .body(reqwest::Body::wrap_stream(
-                    tokio_util::io::ReaderStream::new(file),
-                ))
-                .timeout(GROUP_LOAD_TIMEOUT)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status();
-            let text = response.text().await.map_err(|e| e.to_string())?;
-            if !status.is_success() {
-                return Err(format!("{status}: {text}"));
-            }
-            serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|reply| reply["log_index"].as_u64())
-                .ok_or_else(|| format!("unreadable answer: {text}"))
-        };
-        match sent.await {
-            Ok(index) => return Ok(index),
-            Err(error) => failures.push(format!("node {node}: {error}")),
-        }
-    }
-    Err(BackupError::Internal(format!(
-        "no node holding group {group} loaded its image ({})",
-        failures.join("; ")
-    )))
+    on_a_replica(
+        databases,
+        group,
+        "loaded its image",
+        |raft_url| async move {
+            post_image(http, &format!("{raft_url}/internal/v1/{group}/load"), image).await
+        },
+    )
+    .await
 }
 
 async fn bump_schema_epoch(databases: &Databases, first_group: GroupId) -> Result<(), BackupError> {

@@ -12,8 +12,9 @@ use axum::http::StatusCode;
 use futures_util::StreamExt;
 
 use crate::backup::BackupError;
-use crate::db::load::prepare_image;
+use crate::db::load::{LoadRefused, prepare_image};
 use crate::service::Service;
+use crate::types::ImageLoad;
 
 /// Most bytes one upload may hold (a SQLite file is compressed before it enters the log,
 /// where `LOAD_COMPRESSED_BYTES_MAX` applies).
@@ -22,12 +23,16 @@ pub const UPLOAD_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 /// How long one group's load may take, end to end.
 pub const GROUP_LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Loads the SQLite image at `image` into `service`'s group through the log (all or nothing
-/// on every replica); the load entry's index.
-pub async fn load_into_group(service: &Arc<Service>, image: &Path) -> Result<u64, BackupError> {
-    if !service.group.raft.is_leader() {
-        return load_at_leader(service, image).await;
-    }
+/// Why an image could not be made ready for a group's log.
+#[derive(Debug)]
+pub enum PrepareError {
+    /// The image itself is refused (not SQLite, damaged, too large): said to the client.
+    Refused(LoadRefused),
+    Internal(String),
+}
+
+/// `image` checked, converted to the group's page size and compressed for a load entry.
+pub async fn prepared_load(service: &Service, image: &Path) -> Result<ImageLoad, PrepareError> {
     let page_size: u64 = service
         .group
         .database
@@ -37,54 +42,67 @@ pub async fn load_into_group(service: &Arc<Service>, image: &Path) -> Result<u64
         .and_then(Result::ok)
         .unwrap_or(4096);
     let owned = image.to_path_buf();
-    let load = tokio::task::spawn_blocking(move || prepare_image(&owned, page_size))
+    tokio::task::spawn_blocking(move || prepare_image(&owned, page_size))
         .await
-        .map_err(|e| BackupError::Internal(format!("preparing the image: {e}")))?
-        .map_err(|refused| BackupError::Invalid {
-            object: image.display().to_string(),
-            check: refused.to_string(),
+        .map_err(|e| PrepareError::Internal(format!("preparing the image: {e}")))?
+        .map_err(PrepareError::Refused)
+}
+
+/// Loads the SQLite image at `image` into `service`'s group through the log (all or nothing
+/// on every replica); the load entry's index.
+pub async fn load_into_group(service: &Arc<Service>, image: &Path) -> Result<u64, BackupError> {
+    let group = service.group.id;
+    if !service.group.raft.is_leader() {
+        let (_, leader) = service.other_leader().ok_or_else(|| {
+            BackupError::Internal(format!("group {group} has no leader to load the image"))
+        })?;
+        let url = format!(
+            "{}/internal/v1/{group}/load",
+            crate::net::raft_url(&leader.raft_addr)
+        );
+        return post_image(&service.peers.http(), &url, image)
+            .await
+            .map_err(|error| BackupError::Internal(format!("group {group}'s leader: {error}")));
+    }
+    let load = prepared_load(service, image)
+        .await
+        .map_err(|error| match error {
+            PrepareError::Refused(refused) => BackupError::Invalid {
+                object: image.display().to_string(),
+                check: refused.to_string(),
+            },
+            PrepareError::Internal(message) => BackupError::Internal(message),
         })?;
     service
         .propose_load(load)
         .await
-        .map_err(|error| BackupError::Internal(format!("group {}: {error}", service.group.id)))
+        .map_err(|error| BackupError::Internal(format!("group {group}: {error}")))
 }
 
-/// Sends the image to the group's leader's internal load endpoint.
-async fn load_at_leader(service: &Arc<Service>, image: &Path) -> Result<u64, BackupError> {
-    let group = service.group.id;
-    let (_, leader) = service.other_leader().ok_or_else(|| {
-        BackupError::Internal(format!("group {group} has no leader to load the image"))
-    })?;
+/// Sends the image at `image` to a node's `/internal/v1/{group}/load` (`url`); the load
+/// entry's index there.
+pub async fn post_image(http: &reqwest::Client, url: &str, image: &Path) -> Result<u64, String> {
     let file = tokio::fs::File::open(image)
         .await
-        .map_err(|e| BackupError::Internal(format!("{}: {e}", image.display())))?;
-    let url = format!(
-        "{}/internal/v1/{group}/load",
-        crate::net::raft_url(&leader.raft_addr)
-    );
-    let response = service
-        .peers
-        .http()
-        .post(&url)
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    let response = http
+        .post(url)
         .body(reqwest::Body::wrap_stream(
             tokio_util::io::ReaderStream::new(file),
         ))
         .timeout(GROUP_LOAD_TIMEOUT)
         .send()
         .await
-        .map_err(|e| BackupError::Internal(format!("sending the image to {url}: {e}")))?;
+        .map_err(|e| format!("sending the image to {url}: {e}"))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        return Err(BackupError::Internal(format!(
-            "group {group}'s leader refused the image ({status}): {text}"
-        )));
+        return Err(format!("{url} refused the image ({status}): {text}"));
     }
     serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|reply| reply["log_index"].as_u64())
-        .ok_or_else(|| BackupError::Internal(format!("group {group}'s leader answered {text:?}")))
+        .ok_or_else(|| format!("{url} answered {text:?}"))
 }
 
 /// `POST /internal/v1/{group}/load`: loads the image in the body into group `group`, which

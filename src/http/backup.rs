@@ -20,9 +20,9 @@ use std::sync::Arc;
 use crate::backup::BackupError;
 use crate::backup::agent::BackupAgent;
 use crate::backup::cut;
-use crate::backup::group_load::receive_upload;
+use crate::backup::group_load::{PrepareError, prepared_load, receive_upload};
 use crate::backup::restore::restore_point;
-use crate::db::load::{SQLITE_HEADER, prepare_image};
+use crate::db::load::SQLITE_HEADER;
 use crate::http::{ApiState, json_response};
 use crate::raft::types::{LOAD_COMPRESSED_BYTES_MAX, Statement, StatementBatch};
 use crate::service::{RequestKind, Service, ServiceError, ServiceRequest};
@@ -312,20 +312,12 @@ async fn load_file(service: &Arc<Service>, database: &str, path: &Path) -> Respo
     if !is_image {
         return load_sql(service, path).await;
     }
-    let page_size: u64 = service
-        .group
-        .database
-        .inspect(|connection| connection.query_row("PRAGMA page_size", [], |row| row.get(0)))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(4096);
-    let owned = path.to_path_buf();
-    let prepared = tokio::task::spawn_blocking(move || prepare_image(&owned, page_size)).await;
-    let load = match prepared {
-        Ok(Ok(load)) => load,
-        Ok(Err(refused)) => return error_json(StatusCode::BAD_REQUEST, refused),
-        Err(error) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, error),
+    let load = match prepared_load(service, path).await {
+        Ok(load) => load,
+        Err(PrepareError::Refused(refused)) => return error_json(StatusCode::BAD_REQUEST, refused),
+        Err(PrepareError::Internal(error)) => {
+            return error_json(StatusCode::INTERNAL_SERVER_ERROR, error);
+        }
     };
     let image_bytes = load.image_bytes;
     match service.propose_load(load).await {
