@@ -1332,4 +1332,46 @@ async fn a_sharded_write_that_misses_its_write_concern_says_so() {
         values(&cluster, 0, "shop", "SELECT body FROM notes WHERE id = 7").await,
         json!([["c"]])
     );
+    // A transaction across two groups commits through both logs; its steps' misses too.
+    let mut other = None;
+    for id in 8..64 {
+        let sql = format!(
+            "SELECT tier FROM shoal_plan('SELECT * FROM notes WHERE id IN (7, {id})') \
+             WHERE step = 1"
+        );
+        if values(&cluster, 0, "shop", &sql).await == json!([["scatter"]]) {
+            other = Some(id);
+            break;
+        }
+    }
+    let other = other.expect("a note id in another group than 7's");
+    let (status, body) = cluster
+        .post(
+            0,
+            "/db/execute?db=shop&transaction&w=all&wtimeout=1s",
+            json!([
+                ["UPDATE notes SET body = 'd' WHERE id = ?", 7],
+                ["INSERT INTO notes (id, body) VALUES (?, 'e')", other]
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("error").is_none()),
+        "{body}"
+    );
+    assert_eq!(body["write_concern_error"]["required"], json!(3), "{body}");
+    assert_eq!(
+        body["write_concern_error"]["applied_on"],
+        json!(2),
+        "{body}"
+    );
+    assert_eq!(
+        values(&cluster, 0, "shop", "SELECT count(*) FROM notes").await,
+        json!([[2]])
+    );
 }

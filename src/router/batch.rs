@@ -27,8 +27,12 @@ pub struct ConcernMisses(std::sync::Mutex<Option<WriteConcernError>>);
 
 impl ConcernMisses {
     fn note(&self, response: &ServiceResponse) {
-        if let (Some(error), Ok(mut first)) = (&response.write_concern_error, self.0.lock()) {
-            first.get_or_insert_with(|| error.clone());
+        self.note_error(response.write_concern_error.clone());
+    }
+
+    fn note_error(&self, error: Option<WriteConcernError>) {
+        if let (Some(error), Ok(mut first)) = (error, self.0.lock()) {
+            first.get_or_insert(error);
         }
     }
 
@@ -347,6 +351,7 @@ async fn write_groups(
         request.timeout,
     )
     .await?;
+    misses.note_error(outcome.write_concern_error);
     Ok(outcome.results)
 }
 

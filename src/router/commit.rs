@@ -13,7 +13,8 @@ use futures_util::future::join_all;
 use crate::catalog::databases::Databases;
 use crate::catalog::handle::DatabaseHandle;
 use crate::raft::types::{GroupId, Pinned, StatementBatch, StatementResult};
-use crate::service::{ServiceError, WriteConcern};
+use crate::service::steps::concern_miss_of;
+use crate::service::{ServiceError, WriteConcern, WriteConcernError};
 use crate::types::shard::{ShardStep, StepOutcome, Xid};
 
 /// How long a participant that answers "busy" (another transaction is prepared there) waits
@@ -41,6 +42,9 @@ pub struct Outcome {
     /// Each participant's statement results (a refused transaction: the refusing group's
     /// results carry the error; nothing was applied anywhere).
     pub results: Vec<Vec<StatementResult>>,
+    /// The first write-concern miss of the commit's steps (committed, but applied on fewer
+    /// members than asked).
+    pub write_concern_error: Option<WriteConcernError>,
 }
 
 /// Commits `participants` (distinct groups) atomically within `timeout`: all of their
@@ -180,6 +184,7 @@ async fn attempt(
         return Ok(Attempt::Finished(Outcome {
             committed: false,
             results,
+            write_concern_error: None,
         }));
     }
     stall_if_marked(&steps, crate::unsafe_faults::STALL_AFTER_PREPARE).await;
@@ -191,8 +196,8 @@ async fn attempt(
         deadline,
     )
     .await;
-    match decided {
-        Ok(StepOutcome::Committed) => {}
+    let mut write_concern_error = match decided {
+        Ok((StepOutcome::Committed, missed)) => missed,
         Ok(_) => {
             abort_everywhere(handles, coordinator_at, xid, concern, deadline).await;
             metrics.shard_transactions_aborted.inc();
@@ -207,7 +212,7 @@ async fn attempt(
                  groups finish it (commit or abort, the same everywhere) once reachable"
             )));
         }
-    }
+    };
     stall_if_marked(&steps, crate::unsafe_faults::STALL_AFTER_DECISION).await;
     let commit = ShardStep::Commit { xid };
     let others: Vec<&DatabaseHandle> = handles
@@ -223,14 +228,20 @@ async fn attempt(
     )
     .await;
     for (outcome, handle) in committed.into_iter().zip(others) {
-        if let Err(error) = outcome {
-            // Decided: the participant's resolver commits it once it can.
-            tracing::warn!(%xid, group = handle.group, %error, "a participant did not confirm its commit; its resolver finishes it");
+        match outcome {
+            Ok((_, missed)) => {
+                write_concern_error = write_concern_error.or(missed);
+            }
+            Err(error) => {
+                // Decided: the participant's resolver commits it once it can.
+                tracing::warn!(%xid, group = handle.group, %error, "a participant did not confirm its commit; its resolver finishes it");
+            }
         }
     }
     Ok(Attempt::Finished(Outcome {
         committed: true,
         results,
+        write_concern_error,
     }))
 }
 
@@ -280,17 +291,23 @@ async fn prepare(
     }
 }
 
-/// Applies a commit or an abort, retried until `deadline` while the group is unreachable.
+/// Applies a commit or an abort, retried until `deadline` while the group is unreachable;
+/// its outcome, and the write-concern miss the group reported, if any.
 async fn finish(
     handle: &DatabaseHandle,
     step: &ShardStep,
     concern: WriteConcern,
     deadline: Instant,
-) -> Result<StepOutcome, ServiceError> {
+) -> Result<(StepOutcome, Option<WriteConcernError>), ServiceError> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match handle.apply_step(step, concern, left).await {
-            Ok(results) => return outcome_of(&results, handle.group),
+            Ok(results) => {
+                return Ok((
+                    outcome_of(&results, handle.group)?,
+                    concern_miss_of(&results),
+                ));
+            }
             Err(error) if Instant::now() < deadline => {
                 tracing::debug!(group = handle.group, %error, "retrying a transaction step");
                 tokio::time::sleep(Duration::from_millis(20)).await;

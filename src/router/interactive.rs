@@ -177,7 +177,10 @@ pub async fn commit(
         .flatten()
         .find(|result| result.error.is_some());
     match (outcome.committed, failure) {
-        (true, _) => Ok(answered(Vec::new())),
+        (true, _) => Ok(ServiceResponse {
+            write_concern_error: outcome.write_concern_error,
+            ..answered(Vec::new())
+        }),
         (false, Some(failure)) => Ok(answered(vec![failure])),
         (false, None) => Ok(answered(vec![StatementResult::failed(
             "the transaction was refused by one of its groups; nothing was applied, retry it",

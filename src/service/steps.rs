@@ -4,8 +4,11 @@
 use std::time::{Duration, Instant};
 
 use crate::raft::types::{Command, StatementResult};
-use crate::service::{LEADER_WAIT_STEP, Service, ServiceError, WriteConcern, peer, unix_now_ms};
+use crate::service::{
+    LEADER_WAIT_STEP, Service, ServiceError, WriteConcern, WriteConcernError, peer, unix_now_ms,
+};
 use crate::types::shard::{ShardStep, fence_index_result};
+use crate::types::value::SqlValue;
 
 impl Service {
     /// Applies `step` through the group's log on its leader (forwarding there) and returns
@@ -78,6 +81,7 @@ impl Service {
         let required = concern
             .members_required(self.group.member_count())
             .map_err(ServiceError::BadRequest)?;
+        let mut missed = None;
         if finishes
             && let Some(required) = required.filter(|r| *r > 1)
             && let Some(error) = self
@@ -85,12 +89,90 @@ impl Service {
                 .await
         {
             tracing::warn!(step = ?step.xid(), message = %error.message, "a cross-shard transaction step missed its write concern");
+            missed = Some(error);
         }
         let mut results = written.data.batches.into_iter().next().unwrap_or_default();
+        if let Some(error) = missed {
+            // Said back to the coordinator, which says it to the client.
+            results.push(concern_miss_result(&error));
+        }
         if matches!(step, ShardStep::Fence { .. }) {
             // Where the fence is in the log: an image at or after it was taken under it.
             results.push(fence_index_result(written.log_id.index));
         }
         Ok(results)
+    }
+}
+
+/// The column of the result a commit or abort step adds when it missed its write concern.
+const CONCERN_MISS_COLUMN: &str = "shoal_write_concern_missed";
+
+/// The result carrying a step's write-concern miss (message, committed index, members it was
+/// applied on, members required).
+fn concern_miss_result(error: &WriteConcernError) -> StatementResult {
+    let number = |n: u64| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    StatementResult {
+        rows: Some(crate::raft::types::RowSet {
+            columns: vec![
+                CONCERN_MISS_COLUMN.into(),
+                "committed_index".into(),
+                "applied_on".into(),
+                "required".into(),
+            ],
+            types: vec![
+                "text".into(),
+                "integer".into(),
+                "integer".into(),
+                "integer".into(),
+            ],
+            values: vec![vec![
+                SqlValue::Text(error.message.clone()),
+                number(error.committed_index),
+                number(error.applied_on as u64),
+                number(error.required as u64),
+            ]],
+        }),
+        ..Default::default()
+    }
+}
+
+/// The write-concern miss a step's results carry, if they carry one.
+pub fn concern_miss_of(results: &[StatementResult]) -> Option<WriteConcernError> {
+    results.iter().find_map(|result| {
+        let rows = result.rows.as_ref()?;
+        if rows.columns.first().map(String::as_str) != Some(CONCERN_MISS_COLUMN) {
+            return None;
+        }
+        let number = |value: &SqlValue| match value {
+            SqlValue::Integer(n) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        match rows.values.first()?.as_slice() {
+            [SqlValue::Text(message), committed, applied, required] => Some(WriteConcernError {
+                message: message.clone(),
+                committed_index: number(committed)?,
+                applied_on: number(applied)? as usize,
+                required: number(required)? as usize,
+            }),
+            _ => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missed_write_concern_survives_its_result_row() {
+        let error = WriteConcernError {
+            message: "applied on 2 of 3".into(),
+            committed_index: 41,
+            applied_on: 2,
+            required: 3,
+        };
+        let results = vec![StatementResult::default(), concern_miss_result(&error)];
+        assert_eq!(concern_miss_of(&results), Some(error));
+        assert_eq!(concern_miss_of(&results[..1]), None);
     }
 }
