@@ -150,9 +150,9 @@ pub async fn take(
         .find(|(_, outcome)| !matches!(outcome, Ok(StepOutcome::Unfenced)))
     {
         return Err(BackupError::Internal(format!(
-            "the cut's fence on group {group} did not hold until its copy was taken ({}): the \
-             groups' backups were kept, but they are not one consistent cut; the copies took \
-             {fenced_ms} ms (a fence lapses after {FENCE_LIFETIME:?})",
+            "the cut's fence on group {group} could not be confirmed to have held until its \
+             copy was taken ({}): the groups' backups were kept, but not as one consistent \
+             cut; the copies took {fenced_ms} ms (a fence lapses after {FENCE_LIFETIME:?})",
             match outcome {
                 Ok(outcome) => outcome.as_str().to_string(),
                 Err(error) => error.to_string(),
