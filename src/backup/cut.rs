@@ -159,11 +159,12 @@ pub async fn take(
             }
         )));
     }
+    let created_ms = now_ms();
     let manifest = CutManifest {
         format_version: CUT_FORMAT_VERSION,
-        cut_id: new_backup_id(now_ms()),
+        cut_id: new_backup_id(created_ms),
         database: database.name.clone(),
-        created_at: rfc3339_ms(now_ms()),
+        created_at: rfc3339_ms(created_ms),
         fenced_ms,
         members,
     };

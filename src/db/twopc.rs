@@ -49,39 +49,47 @@ fn fenced(state: &Connection, now_ms: i64) -> rusqlite::Result<bool> {
         .query_row([now_ms], |row| row.get(0))
 }
 
-/// Applies a fence step: `Fence` records the cut (lapsed ones are dropped first), `Unfence`
-/// removes it and says whether it was still in force.
-fn apply_fence(state: &Connection, step: &ShardStep, now_ms: i64) -> rusqlite::Result<StepOutcome> {
+/// Sets fence `cut` until `until_ms` (lapsed ones are dropped first); `Busy` when the group
+/// holds [`FENCES_MAX`] already.
+fn set_fence(
+    state: &Connection,
+    cut: u64,
+    until_ms: i64,
+    now_ms: i64,
+) -> rusqlite::Result<StepOutcome> {
+    drop_lapsed_fences(state, now_ms)?;
+    let held: i64 = state
+        .prepare_cached(&format!("SELECT count(*) FROM {FENCES_TABLE}"))?
+        .query_row([], |row| row.get(0))?;
+    if held >= FENCES_MAX {
+        return Ok(StepOutcome::Busy);
+    }
+    state
+        .prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {FENCES_TABLE}(cut, until_ms) VALUES (?1, ?2)"
+        ))?
+        .execute(rusqlite::params![cut as i64, until_ms])?;
+    Ok(StepOutcome::Fenced)
+}
+
+/// Lifts fence `cut`: `Unfenced` when it was still in force, `Unknown` otherwise.
+fn lift_fence(state: &Connection, cut: u64, now_ms: i64) -> rusqlite::Result<StepOutcome> {
+    drop_lapsed_fences(state, now_ms)?;
+    let removed = state
+        .prepare_cached(&format!("DELETE FROM {FENCES_TABLE} WHERE cut = ?1"))?
+        .execute([cut as i64])?;
+    Ok(if removed > 0 {
+        StepOutcome::Unfenced
+    } else {
+        StepOutcome::Unknown
+    })
+}
+
+fn drop_lapsed_fences(state: &Connection, now_ms: i64) -> rusqlite::Result<()> {
     state
         .prepare_cached(&format!("DELETE FROM {FENCES_TABLE} WHERE until_ms <= ?1"))?
         .execute([now_ms])?;
-    match step {
-        ShardStep::Fence { cut, until_ms } => {
-            let held: i64 = state
-                .prepare_cached(&format!("SELECT count(*) FROM {FENCES_TABLE}"))?
-                .query_row([], |row| row.get(0))?;
-            if held >= FENCES_MAX {
-                return Ok(StepOutcome::Busy);
-            }
-            state
-                .prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO {FENCES_TABLE}(cut, until_ms) VALUES (?1, ?2)"
-                ))?
-                .execute(rusqlite::params![*cut as i64, until_ms])?;
-            Ok(StepOutcome::Fenced)
-        }
-        ShardStep::Unfence { cut } => {
-            let removed = state
-                .prepare_cached(&format!("DELETE FROM {FENCES_TABLE} WHERE cut = ?1"))?
-                .execute([*cut as i64])?;
-            Ok(if removed > 0 {
-                StepOutcome::Unfenced
-            } else {
-                StepOutcome::Unknown
-            })
-        }
-        _ => Ok(StepOutcome::Unknown),
-    }
+    Ok(())
 }
 
 /// Why a step could not be applied (the state file failed, or holds what this version
@@ -215,8 +223,12 @@ pub fn apply_step<R: BatchRunner>(
         ShardStep::Prepare { xid, .. } | ShardStep::Commit { xid } | ShardStep::Abort { xid } => {
             *xid
         }
-        ShardStep::Fence { .. } | ShardStep::Unfence { .. } => {
-            let outcome = apply_fence(state, step, now_ms).map_err(sql)?;
+        ShardStep::Fence { cut, until_ms } => {
+            let outcome = set_fence(state, *cut, *until_ms, now_ms).map_err(sql)?;
+            return Ok(vec![outcome.result()]);
+        }
+        ShardStep::Unfence { cut } => {
+            let outcome = lift_fence(state, *cut, now_ms).map_err(sql)?;
             return Ok(vec![outcome.result()]);
         }
     };
@@ -288,6 +300,7 @@ pub fn apply_step<R: BatchRunner>(
             release(state, xid)?;
             Ok(vec![StepOutcome::Aborted.result()])
         }
+        // Answered above.
         ShardStep::Fence { .. } | ShardStep::Unfence { .. } => Ok(Vec::new()),
     }
 }

@@ -95,9 +95,15 @@ async fn local_replica(
     state: &ApiState,
     name: Option<&str>,
 ) -> Result<(String, Arc<Service>), Response> {
-    let database = resolve(state, name).await?;
-    if let Some(refusal) = sharded_refusal(&database) {
-        return Err(refusal);
+    replica_here(&resolve(state, name).await?).map_err(|refusal| *refusal)
+}
+
+/// [`local_replica`] of a database already resolved (the refusal boxed: a response is large).
+fn replica_here(
+    database: &crate::catalog::handle::DatabaseHandle,
+) -> Result<(String, Arc<Service>), Box<Response>> {
+    if let Some(refusal) = sharded_refusal(database) {
+        return Err(Box::new(refusal));
     }
     match database.local() {
         Some(service) => Ok((database.name.clone(), service.clone())),
@@ -107,14 +113,15 @@ async fn local_replica(
                 .iter()
                 .map(|(id, _)| id.to_string())
                 .collect();
-            Err(error_json(
+            Err(Box::new(error_json(
                 StatusCode::MISDIRECTED_REQUEST,
                 format!(
-                    "database {:?} has no replica on this node; send this to a node holding                      one (nodes {})",
+                    "database {:?} has no replica on this node; send this to a node holding \
+                     one (nodes {})",
                     database.name,
                     nodes.join(", ")
                 ),
-            ))
+            )))
         }
     }
 }
@@ -639,9 +646,9 @@ async fn restore(State(state): State<ApiState>, Query(query): Query<RestoreQuery
     if let Some(entry) = database.sharded() {
         return restore_cut(&state, entry, query.id.as_deref(), point.is_some()).await;
     }
-    let (name, service) = match local_replica(&state, query.db.as_deref()).await {
+    let (name, service) = match replica_here(&database) {
         Ok(found) => found,
-        Err(response) => return response,
+        Err(refusal) => return *refusal,
     };
     let agent = state.backups.for_database(&name, service.group.id);
     let (image, restored) = match agent.restore_image(query.id.as_deref(), point).await {

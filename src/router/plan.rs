@@ -84,7 +84,7 @@ pub fn plan(
     let plan = fresh.plan(&statement.params);
     // The first plan made for the analysis is kept; an entry of another epoch (a moment
     // behind or ahead of the schema) plans without keeping.
-    let _ = analysis.template.set(Arc::new(fresh));
+    let _ = analysis.template.set(fresh);
     plan
 }
 

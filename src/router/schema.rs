@@ -38,7 +38,7 @@ pub struct Analysis {
     /// tokenize): kept with the analysis so a statement sent again is not tokenized again.
     pub tokens: Option<Arc<[Token]>>,
     /// How the router plans it, kept from its first planning (`plan::plan`).
-    pub template: OnceLock<Arc<Template>>,
+    pub template: OnceLock<Template>,
 }
 
 impl Analysis {

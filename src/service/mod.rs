@@ -578,28 +578,20 @@ impl Service {
             }
             tokio::time::sleep(LEADER_WAIT_STEP).await;
         }
-        self.group.wake_for_write().await;
-        let written = self
-            .group
-            .raft
-            .client_write(Command {
-                timestamp_ms: unix_now_ms(),
-                batches: Vec::new(),
+        let (index, applied) = self
+            .propose(Command {
                 load: Some(load),
-                users: None,
-                shard: None,
+                ..Command::at(unix_now_ms())
             })
-            .await
-            .map_err(|error| self.write_error(error))?;
+            .await?;
         // (A transaction prepared between the look and the entry leaves the load unapplied.)
-        let failed = written
-            .data
+        let failed = applied
             .batches
             .first()
             .and_then(|results| results.first())
             .and_then(|result| result.error.clone());
         match failed {
-            None => Ok(written.log_id.index),
+            None => Ok(index),
             Some(error) if error == GROUP_HELD_BY_PREPARED => Err(ServiceError::Unavailable(error)),
             Some(error) => Err(ServiceError::Internal(error)),
         }
@@ -612,17 +604,19 @@ impl Service {
         change: crate::types::users::UserChange,
     ) -> Result<u64, ServiceError> {
         self.propose(Command {
-            timestamp_ms: unix_now_ms(),
-            batches: Vec::new(),
-            load: None,
             users: Some(change),
-            shard: None,
+            ..Command::at(unix_now_ms())
         })
         .await
+        .map(|(index, _)| index)
     }
 
-    /// Proposes `command` on this node (it must lead); its index once this node applied it.
-    async fn propose(&self, command: Command) -> Result<u64, ServiceError> {
+    /// Proposes `command` on this node (it must lead); its index and what applying it gave,
+    /// once this node applied it.
+    async fn propose(
+        &self,
+        command: Command,
+    ) -> Result<(u64, crate::raft::types::CommandResponse), ServiceError> {
         self.group.wake_for_write().await;
         let written = self
             .group
@@ -630,7 +624,7 @@ impl Service {
             .client_write(command)
             .await
             .map_err(|error| self.write_error(error))?;
-        Ok(written.log_id.index)
+        Ok((written.log_id.index, written.data))
     }
 }
 

@@ -64,19 +64,12 @@ impl Service {
                 leader_http_addr: None,
             });
         }
-        self.group.wake_for_write().await;
-        let written = self
-            .group
-            .raft
-            .client_write(Command {
-                timestamp_ms: unix_now_ms(),
-                batches: Vec::new(),
-                load: None,
-                users: None,
+        let (index, applied) = self
+            .propose(Command {
                 shard: Some(step.clone()),
+                ..Command::at(unix_now_ms())
             })
-            .await
-            .map_err(|error| self.write_error(error))?;
+            .await?;
         let finishes = !matches!(step, ShardStep::Prepare { .. });
         let required = concern
             .members_required(self.group.member_count())
@@ -84,21 +77,19 @@ impl Service {
         let mut missed = None;
         if finishes
             && let Some(required) = required.filter(|r| *r > 1)
-            && let Some(error) = self
-                .await_write_concern(written.log_id.index, required, timeout)
-                .await
+            && let Some(error) = self.await_write_concern(index, required, timeout).await
         {
             tracing::warn!(step = ?step.xid(), message = %error.message, "a cross-shard transaction step missed its write concern");
             missed = Some(error);
         }
-        let mut results = written.data.batches.into_iter().next().unwrap_or_default();
+        let mut results = applied.batches.into_iter().next().unwrap_or_default();
         if let Some(error) = missed {
             // Said back to the coordinator, which says it to the client.
             results.push(concern_miss_result(&error));
         }
         if matches!(step, ShardStep::Fence { .. }) {
             // Where the fence is in the log: an image at or after it was taken under it.
-            results.push(fence_index_result(written.log_id.index));
+            results.push(fence_index_result(index));
         }
         Ok(results)
     }

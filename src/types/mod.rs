@@ -174,6 +174,20 @@ pub struct Command {
     pub shard: Option<crate::types::shard::ShardStep>,
 }
 
+impl Command {
+    /// A command carrying nothing yet, stamped `timestamp_ms` (the other fields are set by
+    /// struct update: `Command { load: Some(image), ..Command::at(now) }`).
+    pub fn at(timestamp_ms: i64) -> Command {
+        Command {
+            timestamp_ms,
+            batches: Vec::new(),
+            load: None,
+            users: None,
+            shard: None,
+        }
+    }
+}
+
 /// A database image replacing the group's data, checked by the leader before it was proposed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageLoad {
