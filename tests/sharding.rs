@@ -1100,14 +1100,62 @@ async fn transfer(cluster: &Cluster, node: usize, from: i64, to: i64, amount: i6
             .is_some_and(|results| results.iter().all(|r| r.get("error").is_none()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
-    let work = tempfile::tempdir().unwrap();
-    let target = work.path().join("backups");
+/// Four workers moving 1 between the 16 accounts (mostly of different groups) through the
+/// first two nodes, until stopped.
+struct Transfers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<u32>>,
+}
+
+impl Transfers {
+    fn start(cluster: &std::sync::Arc<Cluster>) -> Transfers {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for worker in 0..4i64 {
+            let cluster = cluster.clone();
+            let stop = stop.clone();
+            workers.push(tokio::spawn(async move {
+                let mut done = 0u32;
+                let mut step = worker;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let from = step % 16 + 1;
+                    let to = (step * 7 + 3) % 16 + 1;
+                    step += 1;
+                    if from != to && transfer(&cluster, (worker % 2) as usize, from, to, 1).await {
+                        done += 1;
+                    }
+                }
+                done
+            }));
+        }
+        Transfers { stop, workers }
+    }
+
+    /// Stops the workers; how many transfers went through.
+    async fn stop(self) -> u32 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut done = 0;
+        for worker in self.workers {
+            done += worker.await.unwrap();
+        }
+        done
+    }
+}
+
+/// A 3-node cluster backing up into a directory of `work` (archiving each group's log when
+/// `archive`), with sharded database `shop` holding 16 accounts of 100 each.
+async fn bank_with_backups(work: &std::path::Path, archive: bool) -> std::sync::Arc<Cluster> {
+    let mut extra_args = vec![format!(
+        "--backup-target={}",
+        work.join("backups").display()
+    )];
+    if archive {
+        extra_args.push("--backup-archive-log".into());
+    }
     let cluster = std::sync::Arc::new(
         Cluster::start(ClusterSpec {
             voters: 3,
-            extra_args: vec![format!("--backup-target={}", target.display())],
+            extra_args,
             ..Default::default()
         })
         .await,
@@ -1128,28 +1176,17 @@ async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
         .collect();
     execute_ok(&cluster, 0, "shop", Value::Array(accounts)).await;
     await_settled_sum(&cluster, 0, 1600, "opening").await;
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
+    let work = tempfile::tempdir().unwrap();
+    let cluster = bank_with_backups(work.path(), false).await;
 
     // Transfers between accounts of different groups run from two nodes while the cut is
     // taken through a third.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for worker in 0..4i64 {
-        let cluster = cluster.clone();
-        let stop = stop.clone();
-        workers.push(tokio::spawn(async move {
-            let mut done = 0u32;
-            let mut step = worker;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let from = step % 16 + 1;
-                let to = (step * 7 + 3) % 16 + 1;
-                step += 1;
-                if from != to && transfer(&cluster, (worker % 2) as usize, from, to, 1).await {
-                    done += 1;
-                }
-            }
-            done
-        }));
-    }
+    let transfers = Transfers::start(&cluster);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, body) = cluster.post(2, "/backup?db=shop", json!([])).await;
     assert_eq!(status, 200, "{body}");
@@ -1164,11 +1201,7 @@ async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut transfers = 0;
-    for worker in workers {
-        transfers += worker.await.unwrap();
-    }
+    let transfers = transfers.stop().await;
     assert!(
         transfers > 10,
         "only {transfers} transfers went through around the cut"
@@ -1276,12 +1309,191 @@ async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
     .unwrap();
     assert!(listed.contains(&cut_id), "{listed}");
 
-    // A point in time is not a cut: refused, naming what to do.
+    // A log index names no point of a sharded database: refused, naming what to do.
     let (status, body) = cluster
         .post(0, "/backup/restore?db=shop&to_index=5", json!([]))
         .await;
-    assert_eq!(status, 501, "{body}");
-    assert!(body.to_string().contains("consistent cut"), "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("to_time"), "{body}");
+}
+
+/// The labels of the `marks` rows, in id order.
+async fn marks(cluster: &Cluster, node: usize) -> Value {
+    values(cluster, node, "shop", "SELECT label FROM marks ORDER BY id").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_database_restored_to_a_moment_keeps_every_transfer_whole() {
+    let work = tempfile::tempdir().unwrap();
+    let cluster = bank_with_backups(work.path(), true).await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE marks (id INTEGER PRIMARY KEY, label TEXT NOT NULL)",
+            "SELECT shoal_distribute('marks', 'id')"
+        ]),
+    )
+    .await;
+    // Restores to a moment start from a cut before it.
+    let (status, body) = cluster.post(2, "/backup?db=shop", json!([])).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Transfers run before, across and after the moment; rows marked "before" are written
+    // (to every group) before it, rows marked "after" after it.
+    let transfers = Transfers::start(&cluster);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // Moments every 20 ms while transfers run: some fall between a transfer's decision and
+    // a participant's commit.
+    let mut during = Vec::new();
+    for _ in 0..40 {
+        during.push(now());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before: Vec<Value> = (1..=8)
+        .map(|id| json!(["INSERT INTO marks (id, label) VALUES (?, 'before')", id]))
+        .collect();
+    execute_ok(&cluster, 2, "shop", Value::Array(before)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let moment = now();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after: Vec<Value> = (101..=108)
+        .map(|id| json!(["INSERT INTO marks (id, label) VALUES (?, 'after')", id]))
+        .collect();
+    execute_ok(&cluster, 2, "shop", Value::Array(after)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let done = transfers.stop().await;
+    assert!(done > 10, "only {done} transfers went through");
+    await_settled_sum(&cluster, 0, 1600, "after the transfers").await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!(["UPDATE accounts SET balance = 0 WHERE id = 3"]),
+    )
+    .await;
+
+    // The archives reach past the moment within a few seconds; until then the restore says
+    // so and changes nothing.
+    let deadline = Instant::now() + SETTLE;
+    let restored = loop {
+        let (status, body) = cluster
+            .post(
+                1,
+                &format!("/backup/restore?db=shop&to_time={moment}"),
+                json!([]),
+            )
+            .await;
+        if status == 200 {
+            break body["restored"].clone();
+        }
+        assert!(
+            body.to_string().contains("known complete") && Instant::now() < deadline,
+            "{status} {body}"
+        );
+        assert_eq!(marks(&cluster, 1).await.as_array().unwrap().len(), 16);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!("{done} transfers; restored to {moment}: {restored}");
+    assert_eq!(
+        restored["groups"].as_array().unwrap().len(),
+        4,
+        "{restored}"
+    );
+    assert!(
+        restored["transactions_kept"].as_u64().unwrap() > 0,
+        "{restored}"
+    );
+    for node in 0..3 {
+        await_settled_sum(&cluster, node, 1600, "restored to the moment").await;
+        assert_eq!(
+            marks(&cluster, node).await,
+            json!([
+                ["before"],
+                ["before"],
+                ["before"],
+                ["before"],
+                ["before"],
+                ["before"],
+                ["before"],
+                ["before"]
+            ]),
+            "node {}",
+            node + 1
+        );
+    }
+    // The command line restores to a moment too, saying what it kept.
+    let output = tokio::task::spawn_blocking({
+        let node = cluster.url(2);
+        let moment = moment.clone();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+                .args(["backup", "--node", &node, "--database", "shop", "restore"])
+                .args(["--into-cluster", &node, "--to-time", &moment])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        printed.starts_with(&format!("database shop restored to {moment} from cut")),
+        "{printed}"
+    );
+    await_settled_sum(&cluster, 2, 1600, "restored again from the command line").await;
+    // Not into a data directory: its groups restore together, into the running cluster.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["restore", "--database", "shop", "--backup-target"])
+        .arg(work.path().join("backups"))
+        .arg("--data-dir")
+        .arg(work.path().join("restored"))
+        .output()
+        .unwrap();
+    let complaint = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && complaint.contains("is sharded"),
+        "{output:?}"
+    );
+    assert!(!work.path().join("restored").join("groups").exists());
+
+    // A moment at which some group's own clock would split a transfer (its decision before
+    // the moment, a participant's commit after it, or the other way round) restores it whole.
+    let mut split = None;
+    for moment in &during {
+        let (status, body) = cluster
+            .post(
+                0,
+                &format!("/backup/restore?db=shop&to_time={moment}"),
+                json!([]),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if body["restored"]["groups_off_the_moment"].as_u64() > Some(0) {
+            split = Some((moment, body["restored"].clone()));
+            break;
+        }
+    }
+    let (split_at, restored) = split.expect("no moment fell inside a transfer");
+    println!("restored to {split_at}, inside a transfer: {restored}");
+    for node in 0..3 {
+        await_settled_sum(&cluster, node, 1600, "restored inside a transfer").await;
+    }
+
+    // A moment before every cut has nothing to start from.
+    let (status, body) = cluster
+        .post(
+            0,
+            "/backup/restore?db=shop&to_time=2020-01-01T00:00:00Z",
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.to_string().contains("cut of database"), "{body}");
+    await_settled_sum(&cluster, 0, 1600, "after a refused restore").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

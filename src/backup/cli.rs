@@ -390,6 +390,24 @@ async fn run_restore(
         spinner.finish_and_clear();
         return result;
     }
+    // A sharded database's folder holds its cuts: its groups restore together, into its
+    // running cluster only.
+    for target in targets {
+        if !target
+            .target
+            .list("cuts/")
+            .await
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            return Err(format!(
+                "database {database:?} is sharded (its backups on {} hold cuts): restore it \
+                 into its running cluster with --into-cluster <node URL> and without \
+                 --backup-target; a sharded database is not restored into data directories",
+                target.target.name()
+            ));
+        }
+    }
     let scratch_parent = match &args.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -628,6 +646,28 @@ fn human(operation: &BackupOperation, output: &Value) -> String {
                 .unwrap_or_default(),
         ),
         BackupOperation::Verify { id } => format!("backup {id} verified: every check passed"),
+        BackupOperation::Restore(_) if output["restored"].get("cut_id").is_some() => {
+            let restored = &output["restored"];
+            let groups = restored["groups"].as_array().map_or(0, Vec::len);
+            match restored.get("moment") {
+                Some(moment) => format!(
+                    "database {} restored to {} from cut {}: {groups} shard groups replayed, \
+                     {} cross-shard transactions kept whole, {} left out",
+                    field(restored, "database"),
+                    moment.as_str().unwrap_or("-"),
+                    field(restored, "cut_id"),
+                    field(restored, "transactions_kept"),
+                    restored["transactions_left_out"]
+                        .as_array()
+                        .map_or(0, Vec::len),
+                ),
+                None => format!(
+                    "database {} restored from cut {}: {groups} shard groups",
+                    field(restored, "database"),
+                    field(restored, "cut_id"),
+                ),
+            }
+        }
         _ => serde_json::to_string_pretty(output).unwrap_or_default(),
     }
 }

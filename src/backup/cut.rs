@@ -210,19 +210,9 @@ pub async fn restore(
     database: &DatabaseEntry,
     cut_id: &str,
 ) -> Result<RestoredCut, BackupError> {
-    let config = agents.config().for_database(&database.name);
-    let manifest = find_manifest(&config.targets, cut_id).await?;
+    let manifest = find(agents, &database.name, cut_id).await?;
     if manifest.members.len() != database.groups.len() {
-        return Err(BackupError::Invalid {
-            object: manifest_key(cut_id),
-            check: format!(
-                "the cut holds {} shard groups and database {:?} has {}: a cut restores into a \
-                 database of as many shards",
-                manifest.members.len(),
-                database.name,
-                database.groups.len()
-            ),
-        });
+        return Err(member_count_mismatch(&manifest, database));
     }
     // Every image first: a missing or damaged backup stops the restore before any change.
     let mut images = Vec::with_capacity(manifest.members.len());
@@ -244,6 +234,30 @@ pub async fn restore(
             })?;
         images.push((image, restored));
     }
+    let paths: Vec<&std::path::Path> = images.iter().map(|(image, _)| &**image).collect();
+    let load_indexes = load_images(databases, agents, http, database, &paths)
+        .await
+        .map_err(|error| BackupError::Internal(format!("restoring cut {cut_id}: {error}")))?;
+    tracing::info!(target: "audit", event = "cut_restored", database = %database.name, cut = cut_id, "sharded database restored from a cut");
+    Ok(RestoredCut {
+        cut_id: manifest.cut_id,
+        database: database.name.clone(),
+        groups: images.into_iter().map(|(_, restored)| restored).collect(),
+        load_indexes,
+    })
+}
+
+/// Loads `images` (one per group, in shard order, each checked) into `database`'s groups under
+/// a fence, so no cross-shard transaction lands on some loaded groups and not on others; then
+/// moves the schema epoch so every router reads the restored schema. Each group's load
+/// entry's log index.
+pub async fn load_images(
+    databases: &Databases,
+    agents: &BackupAgents,
+    http: &reqwest::Client,
+    database: &DatabaseEntry,
+    images: &[&std::path::Path],
+) -> Result<Vec<u64>, BackupError> {
     let fence: u64 = rand::random();
     if let Err(error) = fence_all(databases, &database.groups, fence).await {
         unfence_all(databases, &database.groups, fence).await;
@@ -253,8 +267,8 @@ pub async fn restore(
         database
             .groups
             .iter()
-            .zip(&images)
-            .map(|(group, (image, _))| load_group(databases, agents, http, *group, image)),
+            .zip(images)
+            .map(|(group, image)| load_group(databases, agents, http, *group, image)),
     )
     .await;
     unfence_all(databases, &database.groups, fence).await;
@@ -270,20 +284,37 @@ pub async fn restore(
     bump_schema_epoch(databases, database.group).await?;
     if !failures.is_empty() {
         return Err(BackupError::Internal(format!(
-            "restoring cut {cut_id}: {} of {} groups were not loaded ({}); the others hold the \
-             cut's data — restore the cut again",
+            "{} of {} groups were not loaded ({}); the others hold the restored data — \
+             restore again",
             failures.len(),
             database.groups.len(),
             failures.join("; ")
         )));
     }
-    tracing::info!(target: "audit", event = "cut_restored", database = %database.name, cut = cut_id, "sharded database restored from a cut");
-    Ok(RestoredCut {
-        cut_id: manifest.cut_id,
-        database: database.name.clone(),
-        groups: images.into_iter().map(|(_, restored)| restored).collect(),
-        load_indexes,
-    })
+    Ok(load_indexes)
+}
+
+/// The error for a cut restored into a database of another shard count.
+pub fn member_count_mismatch(cut: &CutManifest, database: &DatabaseEntry) -> BackupError {
+    BackupError::Invalid {
+        object: manifest_key(&cut.cut_id),
+        check: format!(
+            "the cut holds {} shard groups and database {:?} has {}: a cut restores into a \
+             database of as many shards",
+            cut.members.len(),
+            database.name,
+            database.groups.len()
+        ),
+    }
+}
+
+/// Cut `cut_id` of `database`, from the first of its targets holding it.
+pub async fn find(
+    agents: &BackupAgents,
+    database: &str,
+    cut_id: &str,
+) -> Result<CutManifest, BackupError> {
+    find_manifest(&agents.config().for_database(database).targets, cut_id).await
 }
 
 /// Sets fence `cut` on every group; each fence's log index, in order.

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod codec;
 pub mod create;
 pub mod cut;
+pub mod cut_pitr;
+pub mod cut_rule;
 pub mod fetch;
 pub mod group_load;
 pub mod image;

@@ -15,6 +15,7 @@ use crate::backup::manifest::Manifest;
 use crate::backup::target::ConfiguredTarget;
 use crate::backup::{BackupError, rfc3339_ms};
 use crate::db::database::Database;
+use crate::raft::types::Entry;
 
 /// The name of the restored image a new data directory boots from (defined where the group
 /// reads it).
@@ -34,9 +35,6 @@ pub fn restore_point(
         (None, None) => Ok(None),
     }
 }
-
-/// The group id replays run under (never a real group's).
-const REPLAY_GROUP: u64 = u64::MAX;
 
 /// How far to replay the archived log on top of the base backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +63,13 @@ pub struct Restored {
     pub replay_ms: u64,
 }
 
+/// A base backup chosen, downloaded and checked: what a replay continues from.
+pub struct Base<'a> {
+    pub target: &'a ConfiguredTarget,
+    pub manifest: Manifest,
+    key: Option<BackupKey>,
+}
+
 /// Builds the restored image at `image` (inside `scratch_dir`'s file system).
 pub async fn restore_image(
     targets: &[ConfiguredTarget],
@@ -74,6 +79,24 @@ pub async fn restore_image(
     image: &Path,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Restored, BackupError> {
+    let (base, mut restored) =
+        fetch_base(targets, key_source, backup_id, point, image, progress).await?;
+    if let Some(point) = point {
+        replay_base(&base, point, image, &mut restored).await?;
+    }
+    Ok(restored)
+}
+
+/// Chooses the base backup (`backup_id`, else the newest before `point`), downloads it to
+/// `image` and checks it.
+pub async fn fetch_base<'a>(
+    targets: &'a [ConfiguredTarget],
+    key_source: &KeySource,
+    backup_id: Option<&str>,
+    point: Option<RestorePoint>,
+    image: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Base<'a>, Restored), BackupError> {
     let (target, manifest) = choose_base(targets, backup_id, point).await?;
     let key = key_for(key_source, &manifest).await?;
     let started = std::time::Instant::now();
@@ -92,7 +115,7 @@ pub async fn restore_image(
     tokio::task::spawn_blocking(move || check_image(&checked, &for_check, Thoroughness::Quick))
         .await
         .map_err(|e| BackupError::Internal(e.to_string()))??;
-    let mut restored = Restored {
+    let restored = Restored {
         backup_id: manifest.backup_id.clone(),
         target: target.target.name().to_string(),
         base_log_index: manifest.log_index,
@@ -104,13 +127,28 @@ pub async fn restore_image(
         check_ms: started.elapsed().as_millis() as u64,
         replay_ms: 0,
     };
-    if let Some(point) = point {
-        let started = std::time::Instant::now();
-        replay(target, &manifest, key.as_ref(), point, image, &mut restored).await?;
-        restored.image_bytes = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
-        restored.replay_ms = started.elapsed().as_millis() as u64;
-    }
-    Ok(restored)
+    Ok((
+        Base {
+            target,
+            manifest,
+            key,
+        },
+        restored,
+    ))
+}
+
+/// Replays the archived log onto `image` (the base's copy) up to `point`.
+pub async fn replay_base(
+    base: &Base<'_>,
+    point: RestorePoint,
+    image: &Path,
+    restored: &mut Restored,
+) -> Result<(), BackupError> {
+    let started = std::time::Instant::now();
+    replay(base, point, image, restored).await?;
+    restored.image_bytes = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
+    restored.replay_ms = started.elapsed().as_millis() as u64;
+    Ok(())
 }
 
 /// The backup to start from: the one named, else the newest that precedes `point`.
@@ -174,16 +212,20 @@ async fn choose_base<'a>(
     Ok((target, manifest))
 }
 
-/// Applies archived entries after the base backup up to `point`, refusing to cross a gap in
-/// the archive or to stop short of an index that was asked for.
-async fn replay(
-    target: &ConfiguredTarget,
-    manifest: &Manifest,
-    key: Option<&BackupKey>,
-    point: RestorePoint,
-    image: &Path,
-    restored: &mut Restored,
+/// Whether a segment reader wants the next segment.
+pub enum Reading {
+    More,
+    Enough,
+}
+
+/// Hands the archived entries after the base to `take`, a segment at a time and in order
+/// (each entry once), until it has enough or the archive ends; refuses to cross a gap.
+pub async fn read_archive(
+    base: &Base<'_>,
+    mut take: impl FnMut(Vec<Entry>) -> Result<Reading, BackupError>,
 ) -> Result<(), BackupError> {
+    let target = base.target;
+    let manifest = &base.manifest;
     let mut segments: Vec<(u64, u64, String)> = target
         .target
         .list(&archive::segments_prefix(
@@ -195,11 +237,7 @@ async fn replay(
         .filter_map(|o| parse_segment_key(&o.key).map(|(first, last)| (first, last, o.key)))
         .collect();
     segments.sort();
-    // A group id of its own: a database's "now" is set per group (its clock VFS), and the
-    // replay must not share a clock with a live group of this process.
-    let database = Database::open(image, REPLAY_GROUP, 1)?;
     let mut next = manifest.log_index + 1;
-    let mut reached_point = false;
     for (first, last, key_name) in segments {
         if last < next {
             continue;
@@ -215,12 +253,31 @@ async fn replay(
                 ),
             });
         }
-        let entries = archive::read_segment(target, &key_name, key).await?;
+        let entries = archive::read_segment(target, &key_name, base.key.as_ref()).await?;
+        let fresh: Vec<Entry> = entries.into_iter().filter(|e| e.index() >= next).collect();
+        next = last + 1;
+        if let Reading::Enough = take(fresh)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Applies archived entries after the base backup up to `point`, refusing to cross a gap in
+/// the archive or to stop short of an index that was asked for.
+async fn replay(
+    base: &Base<'_>,
+    point: RestorePoint,
+    image: &Path,
+    restored: &mut Restored,
+) -> Result<(), BackupError> {
+    let manifest = &base.manifest;
+    let database = Database::open_replay(image, manifest.group)?;
+    let mut last_applied = manifest.log_index;
+    let mut reached_point = false;
+    read_archive(base, |entries| {
         let mut batch = Vec::new();
         for entry in entries {
-            if entry.index() < next {
-                continue;
-            }
             let past = match point {
                 RestorePoint::Index(index) => entry.index() > index,
                 RestorePoint::Time(ms) => entry_time_ms(&entry).is_some_and(|at| at > ms),
@@ -232,19 +289,21 @@ async fn replay(
             if let Some(at) = entry_time_ms(&entry) {
                 restored.last_replayed_at = Some(rfc3339_ms(at));
             }
-            next = entry.index() + 1;
+            last_applied = entry.index();
             batch.push(entry);
         }
         restored.entries_replayed += batch.len() as u64;
-        let database = &database;
         tokio::task::block_in_place(|| database.apply(&batch))?;
-        if reached_point {
-            break;
-        }
-    }
+        Ok(if reached_point {
+            Reading::Enough
+        } else {
+            Reading::More
+        })
+    })
+    .await?;
     // The replayed file becomes an image again, its state inside it.
     tokio::task::block_in_place(|| database.into_image())?;
-    restored.log_index = next - 1;
+    restored.log_index = last_applied;
     match point {
         RestorePoint::Index(index) if restored.log_index < index => {
             return Err(BackupError::Config(format!(
@@ -254,22 +313,28 @@ async fn replay(
         }
         // No archived entry came after the moment: the archive must be known complete up to
         // it, or writes committed before it may be missing (an archiver that fell behind).
-        RestorePoint::Time(ms) if !reached_point => {
-            let progress =
-                archive::read_progress(target, &manifest.cluster_id, manifest.group).await?;
-            let complete_at = progress.map_or(i64::MIN, |p| p.complete_at_ms);
-            if complete_at < ms {
-                return Err(BackupError::Config(format!(
-                    "the archive is known complete only up to {} (index {}); a restore to {} \
-                     could miss writes committed after that: choose an earlier moment, or wait \
-                     for the archiver",
-                    progress.map_or("never".into(), |p| rfc3339_ms(p.complete_at_ms)),
-                    progress.map_or(0, |p| p.archived_index),
-                    rfc3339_ms(ms)
-                )));
-            }
-        }
+        RestorePoint::Time(ms) if !reached_point => archive_complete_at(base, ms).await?,
         _ => {}
+    }
+    Ok(())
+}
+
+/// Fails unless the base's archive is known complete up to `moment_ms` (the archiver has
+/// shipped every entry committed by then).
+pub async fn archive_complete_at(base: &Base<'_>, moment_ms: i64) -> Result<(), BackupError> {
+    let manifest = &base.manifest;
+    let progress =
+        archive::read_progress(base.target, &manifest.cluster_id, manifest.group).await?;
+    let complete_at = progress.map_or(i64::MIN, |p| p.complete_at_ms);
+    if complete_at < moment_ms {
+        return Err(BackupError::Config(format!(
+            "the archive is known complete only up to {} (index {}); a restore to {} \
+             could miss writes committed after that: choose an earlier moment, or wait \
+             for the archiver",
+            progress.map_or("never".into(), |p| rfc3339_ms(p.complete_at_ms)),
+            progress.map_or(0, |p| p.archived_index),
+            rfc3339_ms(moment_ms)
+        )));
     }
     Ok(())
 }

@@ -150,8 +150,24 @@ pub struct Database {
 impl Database {
     /// Opens (creating if needed) the database file at `path` for `group`.
     pub fn open(path: &Path, group: GroupId, readers_max: usize) -> Result<Database, DbError> {
-        let vfs =
-            clock_vfs::register(&format!("shoal-clock-g{group}")).map_err(DbError::Internal)?;
+        Database::open_with_clock(path, group, &format!("shoal-clock-g{group}"), readers_max)
+    }
+
+    /// Opens an image to replay group `group`'s archived log onto it (a restore): the
+    /// entries' steps are applied as that group applied them (it coordinates its own
+    /// cross-group transactions), on a clock of its own — a live replica of the group in
+    /// this process keeps its "now".
+    pub fn open_replay(path: &Path, group: GroupId) -> Result<Database, DbError> {
+        Database::open_with_clock(path, group, &format!("shoal-clock-replay-g{group}"), 1)
+    }
+
+    fn open_with_clock(
+        path: &Path,
+        group: GroupId,
+        clock: &str,
+        readers_max: usize,
+    ) -> Result<Database, DbError> {
+        let vfs = clock_vfs::register(clock).map_err(DbError::Internal)?;
         let opening = state_file::prepare(path)?;
         tracing::debug!(database = %path.display(), ?opening, "opening the database");
         let writer = open_writer(path, &vfs)?;

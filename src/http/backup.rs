@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use crate::backup::BackupError;
 use crate::backup::agent::BackupAgent;
-use crate::backup::cut;
 use crate::backup::group_load::{PrepareError, prepared_load, receive_upload};
-use crate::backup::restore::restore_point;
+use crate::backup::restore::{RestorePoint, restore_point};
+use crate::backup::{cut, cut_pitr};
 use crate::db::load::SQLITE_HEADER;
 use crate::http::{ApiState, json_response};
 use crate::raft::types::{LOAD_COMPRESSED_BYTES_MAX, Statement, StatementBatch};
@@ -644,7 +644,7 @@ async fn restore(State(state): State<ApiState>, Query(query): Query<RestoreQuery
         Err(response) => return response,
     };
     if let Some(entry) = database.sharded() {
-        return restore_cut(&state, entry, query.id.as_deref(), point.is_some()).await;
+        return restore_sharded(&state, entry, query.id.as_deref(), point).await;
     }
     let (name, service) = match replica_here(&database) {
         Ok(found) => found,
@@ -663,23 +663,43 @@ async fn restore(State(state): State<ApiState>, Query(query): Query<RestoreQuery
     ok_json(json!({"restored": restored}))
 }
 
-/// Restores a sharded database from one of its cuts (`id`, else the newest).
-async fn restore_cut(
+/// Restores a sharded database from one of its cuts (`id`, else the newest), or to a moment
+/// from a cut before it (`id`, else the newest such).
+async fn restore_sharded(
     state: &ApiState,
     entry: &crate::catalog::view::DatabaseEntry,
     id: Option<&str>,
-    to_a_point: bool,
+    point: Option<RestorePoint>,
 ) -> Response {
-    if to_a_point {
-        return error_json(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "database {:?} is sharded: it restores from a consistent cut (POST \
-                 /backup/restore?db={}&id=<cut id>); point-in-time restore of a sharded \
-                 database is not supported yet",
-                entry.name, entry.name
-            ),
-        );
+    let http = state.service.peers.http();
+    match point {
+        None => {}
+        Some(RestorePoint::Index(_)) => {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "database {:?} is sharded: each of its groups has a log of its own, so a \
+                     log index names no point of the whole database; restore to a moment \
+                     (to_time) or a cut (id)",
+                    entry.name
+                ),
+            );
+        }
+        Some(RestorePoint::Time(moment_ms)) => {
+            return match cut_pitr::restore_to_moment(
+                &state.databases,
+                &state.backups,
+                &http,
+                entry,
+                id,
+                moment_ms,
+            )
+            .await
+            {
+                Ok(restored) => ok_json(json!({ "restored": restored })),
+                Err(error) => backup_error(error),
+            };
+        }
     }
     let cut_id = match id {
         Some(id) => id.to_string(),
@@ -696,7 +716,6 @@ async fn restore_cut(
             Err(error) => return backup_error(error),
         },
     };
-    let http = state.service.peers.http();
     match cut::restore(&state.databases, &state.backups, &http, entry, &cut_id).await {
         Ok(restored) => ok_json(json!({ "restored": restored })),
         Err(error) => backup_error(error),
