@@ -1142,16 +1142,19 @@ impl Transfers {
     }
 }
 
-/// A 3-node cluster backing up into a directory of `work` (archiving each group's log when
-/// `archive`), with sharded database `shop` holding 16 accounts of 100 each.
-async fn bank_with_backups(work: &std::path::Path, archive: bool) -> std::sync::Arc<Cluster> {
+/// A 3-node cluster backing up into `backups` of `work` (with the target's `options`, and
+/// the nodes' further backup flags `flags`), with sharded database `shop` holding 16
+/// accounts of 100 each.
+async fn bank_with_backups(
+    work: &std::path::Path,
+    options: &str,
+    flags: &[&str],
+) -> std::sync::Arc<Cluster> {
     let mut extra_args = vec![format!(
-        "--backup-target={}",
+        "--backup-target={}{options}",
         work.join("backups").display()
     )];
-    if archive {
-        extra_args.push("--backup-archive-log".into());
-    }
+    extra_args.extend(flags.iter().map(|flag| flag.to_string()));
     let cluster = std::sync::Arc::new(
         Cluster::start(ClusterSpec {
             voters: 3,
@@ -1182,7 +1185,7 @@ async fn bank_with_backups(work: &std::path::Path, archive: bool) -> std::sync::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
     let work = tempfile::tempdir().unwrap();
-    let cluster = bank_with_backups(work.path(), false).await;
+    let cluster = bank_with_backups(work.path(), "", &[]).await;
 
     // Transfers between accounts of different groups run from two nodes while the cut is
     // taken through a third.
@@ -1325,7 +1328,7 @@ async fn marks(cluster: &Cluster, node: usize) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharded_database_restored_to_a_moment_keeps_every_transfer_whole() {
     let work = tempfile::tempdir().unwrap();
-    let cluster = bank_with_backups(work.path(), true).await;
+    let cluster = bank_with_backups(work.path(), "", &["--backup-archive-log"]).await;
     execute_ok(
         &cluster,
         0,
@@ -1586,4 +1589,110 @@ async fn a_sharded_write_that_misses_its_write_concern_says_so() {
         values(&cluster, 0, "shop", "SELECT count(*) FROM notes").await,
         json!([[2]])
     );
+}
+
+/// The ids of the backups in `folder` of the test's backup directory.
+fn backups_in(work: &std::path::Path, folder: &str) -> Vec<String> {
+    let dir = work
+        .join("backups")
+        .join("databases")
+        .join(folder)
+        .join("backups");
+    let mut ids: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .filter(|name| name.starts_with("20"))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_of_a_sharded_database_are_cuts_kept_whole_by_retention() {
+    let work = tempfile::tempdir().unwrap();
+    let cluster = bank_with_backups(
+        work.path(),
+        "?keep_last=2",
+        &["--backup-schedule=*/2 * * * * *", "--backup-jitter=0s"],
+    )
+    .await;
+    // Cuts every two seconds while transfers run; retention keeps the newest two.
+    let transfers = Transfers::start(&cluster);
+    let deadline = Instant::now() + SETTLE;
+    let mut first_seen = None;
+    let cuts = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let listing = cluster.get_json(0, "/backup?db=shop").await.unwrap();
+        let cuts = listing["cuts"].as_array().cloned().unwrap_or_default();
+        if first_seen.is_none() {
+            first_seen = cuts.first().map(|cut| cut["cut_id"].clone());
+        }
+        let pruned = first_seen
+            .as_ref()
+            .is_some_and(|first| cuts.iter().all(|cut| &cut["cut_id"] != first));
+        if cuts.len() == 2 && pruned {
+            break cuts;
+        }
+        if Instant::now() > deadline {
+            // The workers hold the cluster: stopped first, so its logs are kept.
+            transfers.stop().await;
+            panic!("retention did not keep the newest two of three cuts or more: {listing}");
+        }
+    };
+    let done = transfers.stop().await;
+    assert!(done > 0);
+    // Every group keeps each member of every cut kept, and little else (a cut being taken
+    // or pruned meanwhile: one more). Looked at between two equal listings, as cuts go on.
+    let folders: Vec<String> = (0..4u32)
+        .map(|shard| match shard {
+            0 => "shop".to_string(),
+            shard => format!("shop#{shard}"),
+        })
+        .collect();
+    let mut cuts = cuts;
+    loop {
+        let held: Vec<Vec<String>> = folders
+            .iter()
+            .map(|folder| backups_in(work.path(), folder))
+            .collect();
+        let listing = cluster.get_json(0, "/backup?db=shop").await.unwrap();
+        let now = listing["cuts"].as_array().cloned().unwrap_or_default();
+        if now != cuts {
+            cuts = now;
+            continue;
+        }
+        for (shard, (folder, held)) in folders.iter().zip(&held).enumerate() {
+            for cut in &cuts {
+                let member = cut["members"][shard]["backup_id"].as_str().unwrap();
+                assert!(
+                    held.iter().any(|id| id == member),
+                    "{folder}: {held:?} lacks {member}"
+                );
+            }
+            assert!(held.len() <= 3, "{folder} kept {held:?}");
+        }
+        break;
+    }
+    await_settled_sum(&cluster, 0, 1600, "after the transfers").await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!(["UPDATE accounts SET balance = 0 WHERE id = 3"]),
+    )
+    .await;
+    // The newest kept cut restores the bank whole.
+    let newest = cuts[1]["cut_id"].as_str().unwrap();
+    let (status, body) = cluster
+        .post(
+            0,
+            &format!("/backup/restore?db=shop&id={newest}"),
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    await_settled_sum(&cluster, 1, 1600, "restored from a scheduled cut").await;
 }

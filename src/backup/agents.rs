@@ -68,10 +68,12 @@ impl BackupAgents {
     }
 
     /// Starts agents for databases whose groups run here and stops those whose group stopped
-    /// or whose database was renamed (its next backups go to the new name's folder).
-    fn sync(&self, databases: &Databases) {
+    /// or whose database was renamed (its next backups go to the new name's folder). A
+    /// sharded database's groups take no scheduled backups of their own: the node holding its
+    /// first group runs the schedule, taking cuts of every group while it leads that group.
+    fn sync(self: &Arc<Self>, databases: &Arc<Databases>) {
         let view = databases.view();
-        let mut wanted: HashMap<GroupId, (String, Arc<Service>)> = HashMap::new();
+        let mut wanted: HashMap<GroupId, (String, Arc<Service>, bool)> = HashMap::new();
         for service in databases.host().services.all() {
             let id = service.group.id;
             if id == CATALOG_GROUP || id == DEFAULT_DATA_GROUP {
@@ -84,18 +86,79 @@ impl BackupAgents {
                     0 => entry.name.clone(),
                     shard => format!("{}#{shard}", entry.name),
                 };
-                wanted.insert(id, (name, service));
+                wanted.insert(id, (name, service, entry.sharded()));
             }
         }
-        let mut agents = self.lock();
-        agents.retain(|id, (name, _)| wanted.get(id).is_some_and(|(now, _)| now == name));
-        for (id, (name, service)) in wanted {
-            agents.entry(id).or_insert_with(|| {
-                tracing::debug!(database = %name, group = id, "backup agent started");
-                let agent = BackupAgent::start(self.config.for_database(&name), service);
-                (name, agent)
-            });
+        let mut started_cut_schedules = Vec::new();
+        {
+            let mut agents = self.lock();
+            agents.retain(|id, (name, _)| wanted.get(id).is_some_and(|(now, ..)| now == name));
+            for (id, (name, service, sharded)) in wanted {
+                agents.entry(id).or_insert_with(|| {
+                    tracing::debug!(database = %name, group = id, "backup agent started");
+                    let mut config = self.config.for_database(&name);
+                    if sharded {
+                        config.schedule = None;
+                    }
+                    let agent = BackupAgent::start(config, service);
+                    if sharded && !name.contains('#') {
+                        started_cut_schedules.push((id, Arc::downgrade(&agent)));
+                    }
+                    (name, agent)
+                });
+            }
         }
+        if let Some(cron) = &self.config.schedule {
+            for (group, agent) in started_cut_schedules {
+                self.spawn_cut_schedule(cron.clone(), group, agent, databases.clone());
+            }
+        }
+    }
+
+    /// Takes a cut of the sharded database whose first group is `group` at every occurrence
+    /// of `cron` while this node leads that group, then applies retention to its cuts and
+    /// backups; ends with the group's agent here.
+    fn spawn_cut_schedule(
+        self: &Arc<Self>,
+        cron: croner::Cron,
+        group: GroupId,
+        agent: std::sync::Weak<BackupAgent>,
+        databases: Arc<Databases>,
+    ) {
+        let agents = Arc::downgrade(self);
+        let jitter = self.config.jitter;
+        tokio::spawn(async move {
+            let alive = || agent.strong_count() > 0;
+            let leading = || {
+                agent
+                    .upgrade()
+                    .and_then(|agent| agent.group_service())
+                    .is_some_and(|service| service.group.raft.is_leader())
+            };
+            let run = || {
+                let agents = agents.upgrade();
+                let databases = databases.clone();
+                async move {
+                    let Some(agents) = agents else { return };
+                    let Some(entry) = databases.view().by_group(group).cloned() else {
+                        return;
+                    };
+                    let http = databases.peers(group).http();
+                    match crate::backup::cut::take(&databases, &agents, &http, &entry).await {
+                        Ok(cut) => {
+                            tracing::info!(database = %entry.name, cut = %cut.cut_id, "scheduled cut taken")
+                        }
+                        Err(error) => {
+                            tracing::error!(database = %entry.name, %error, "scheduled cut failed")
+                        }
+                    }
+                    if let Err(error) = crate::backup::cut::prune(&agents, &entry).await {
+                        tracing::warn!(database = %entry.name, %error, "pruning cuts failed");
+                    }
+                }
+            };
+            crate::backup::schedule::run_schedule("cut", cron, jitter, alive, leading, run).await;
+        });
     }
 
     /// Keeps the agents in step with the groups this node runs until the node stops.

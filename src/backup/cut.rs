@@ -19,9 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup::agent::BackupAgent;
 use crate::backup::agents::BackupAgents;
+use crate::backup::catalog::prune_target;
 use crate::backup::group_load::{GROUP_LOAD_TIMEOUT, load_into_group, post_image};
 use crate::backup::manifest::{new_backup_id, valid_backup_id};
 use crate::backup::restore::Restored;
+use crate::backup::retention::{Candidate, to_prune};
 use crate::backup::target::TargetError;
 use crate::backup::{BackupError, now_ms, rfc3339_ms};
 use crate::catalog::databases::Databases;
@@ -179,8 +181,67 @@ pub async fn list(agents: &BackupAgents, database: &str) -> Result<Vec<CutManife
     let Some(target) = config.targets.first() else {
         return Ok(Vec::new());
     };
+    cuts_on(target.target.as_ref()).await
+}
+
+/// Applies retention to sharded `database`'s backups: first to its cuts, on each target of
+/// its first group's folder (a cut is kept or let go whole; its manifest is removed), then to
+/// each group's backups, keeping every backup a remaining cut names (a cut never loses a
+/// member to its group's own retention). What each target let go; cuts as `cut <id>`.
+pub async fn prune(
+    agents: &BackupAgents,
+    database: &DatabaseEntry,
+) -> Result<Vec<(String, Vec<String>)>, BackupError> {
+    let mut removed = Vec::new();
+    let mut named_by_cuts = std::collections::BTreeSet::new();
+    for target in &agents.config().for_database(&database.name).targets {
+        let cuts = cuts_on(target.target.as_ref()).await?;
+        let candidates: Vec<Candidate> = cuts
+            .iter()
+            .map(|cut| Candidate {
+                backup_id: cut.cut_id.clone(),
+                created_at_ms: chrono::DateTime::parse_from_rfc3339(&cut.created_at)
+                    .map_or(0, |at| at.timestamp_millis()),
+                good: true,
+                verifying: false,
+            })
+            .collect();
+        let gone: std::collections::BTreeSet<String> = to_prune(&target.retention, &candidates)
+            .into_iter()
+            .collect();
+        let mut let_go = Vec::new();
+        for cut in cuts {
+            if gone.contains(&cut.cut_id) {
+                target.target.delete(&manifest_key(&cut.cut_id)).await?;
+                let_go.push(format!("cut {}", cut.cut_id));
+            } else {
+                named_by_cuts.extend(cut.members.into_iter().map(|member| member.backup_id));
+            }
+        }
+        removed.push((target.target.name().to_string(), let_go));
+    }
+    for shard in 0..database.groups.len() {
+        let config = agents
+            .config()
+            .for_database(&shard_folder(&database.name, shard as u32));
+        for target in &config.targets {
+            let ids = prune_target(target, &named_by_cuts).await?;
+            removed.push((target.target.name().to_string(), ids));
+        }
+    }
+    removed.retain(|(_, ids)| !ids.is_empty());
+    if !removed.is_empty() {
+        tracing::info!(target: "audit", event = "backups_pruned", database = %database.name, removed = ?removed, "pruned a sharded database's cuts and backups");
+    }
+    Ok(removed)
+}
+
+/// Every complete cut on `target` (a folder's `cuts/`), oldest first.
+async fn cuts_on(
+    target: &dyn crate::backup::target::BackupTarget,
+) -> Result<Vec<CutManifest>, BackupError> {
     let mut cuts = Vec::new();
-    for object in target.target.list("cuts/").await? {
+    for object in target.list("cuts/").await? {
         let Some(id) = object
             .key
             .strip_prefix("cuts/")
@@ -188,7 +249,7 @@ pub async fn list(agents: &BackupAgents, database: &str) -> Result<Vec<CutManife
         else {
             continue;
         };
-        match read_manifest(target.target.as_ref(), id).await {
+        match read_manifest(target, id).await {
             Ok(manifest) => cuts.push(manifest),
             // Removed between the listing and the read (pruned meanwhile): not there.
             Err(BackupError::NotFound(_)) => {}

@@ -605,13 +605,24 @@ async fn verify(
 }
 
 /// `POST /backup/prune[?db=name]`: applies each target's retention to the database's backups
-/// now.
+/// now (to a sharded database's cuts, keeping the backups they name).
 async fn prune(State(state): State<ApiState>, Query(query): Query<DbQuery>) -> Response {
-    let agent = match agent_for(&state, query.db.as_deref()).await {
-        Ok(agent) => agent,
+    let database = match resolve(&state, query.db.as_deref()).await {
+        Ok(database) => database,
         Err(response) => return response,
     };
-    match agent.prune().await {
+    let pruned = match database.sharded() {
+        // Its cuts first, then each group's backups that no remaining cut names.
+        Some(entry) => cut::prune(&state.backups, entry).await,
+        None => {
+            state
+                .backups
+                .for_database(&database.name, database.group)
+                .prune()
+                .await
+        }
+    };
+    match pruned {
         Ok(removed) => {
             let removed: Vec<_> = removed
                 .into_iter()
