@@ -110,6 +110,16 @@ pub async fn restore_to_moment(
         bases.push((base, image, restored));
     }
     let plan = cut_rule::stops(&histories, moment_ms);
+    if !plan.undecided.is_empty() {
+        let named: Vec<String> = plan.undecided.iter().map(Xid::to_string).collect();
+        return Err(BackupError::Config(format!(
+            "cross-shard transactions in flight at {} ({}) are not decided in the archive \
+             yet: the archive is not known complete after that moment; retry once the \
+             archiver has shipped the entries that follow it (within seconds)",
+            rfc3339_ms(moment_ms),
+            named.join(", ")
+        )));
+    }
     for ((base, image, restored), stop) in bases.iter_mut().zip(&plan.stops) {
         replay_base(base, RestorePoint::Index(*stop), image, restored).await?;
     }
@@ -198,13 +208,14 @@ async fn observe(
     let mut entries = Vec::new();
     let mut holding: Option<Xid> = None;
     let mut past_moment = false;
+    let mut past_lookahead = false;
     read_archive(base, |archived| {
         let offered = archived.len();
         let within: Vec<Entry> = archived
             .into_iter()
             .take_while(|entry| entry_time_ms(entry).is_none_or(|at| at <= until_ms))
             .collect();
-        let past_lookahead = within.len() < offered;
+        past_lookahead = within.len() < offered;
         let responses = tokio::task::block_in_place(|| database.apply(&within))?;
         for (entry, response) in within.iter().zip(responses) {
             let at_ms = entry_time_ms(entry);
@@ -235,6 +246,7 @@ async fn observe(
         group,
         base: base.manifest.log_index,
         entries,
+        complete: past_lookahead,
     })
 }
 

@@ -54,6 +54,9 @@ pub struct GroupHistory {
     pub base: u64,
     /// The entries after `base`, in order, as far as they were read.
     pub entries: Vec<Observed>,
+    /// Whether `entries` reach as far past the moment as the restore looks (else the archive
+    /// ended first: a decision not in them may still come).
+    pub complete: bool,
 }
 
 /// Where each group's replay stops, and which transactions the restore keeps.
@@ -69,6 +72,10 @@ pub struct Stops {
     /// How many groups stop elsewhere than at the moment by their own clock (carried on to a
     /// commit, or stopped before a prepare).
     pub off_the_moment: usize,
+    /// Transactions held at the moment whose outcome the archive does not hold yet (in a
+    /// group whose archive ends before the restore's look past the moment): a restore now
+    /// could leave out one that was decided in time.
+    pub undecided: BTreeSet<Xid>,
 }
 
 impl GroupHistory {
@@ -196,9 +203,33 @@ pub fn stops(histories: &[GroupHistory], moment_ms: i64) -> Stops {
                 kept,
                 left_out,
                 off_the_moment,
+                undecided: undecided(histories, &boundaries),
             };
         }
     }
+}
+
+/// The transactions held at some group's moment whose outcome is not in the histories read:
+/// not in a group that held it and whose archive ends early, nor at its coordinator.
+fn undecided(histories: &[GroupHistory], boundaries: &[u64]) -> BTreeSet<Xid> {
+    let released = |history: &GroupHistory, xid: Xid| {
+        history.entries.iter().any(|entry| {
+            matches!(entry.effect, Effect::Released { xid: released, .. } if released == xid)
+        })
+    };
+    let mut undecided = BTreeSet::new();
+    for (history, boundary) in histories.iter().zip(boundaries) {
+        let Some((xid, _)) = history.held_at(*boundary) else {
+            continue;
+        };
+        let coordinator = histories.iter().find(|h| h.group == xid.coordinator);
+        let unknown_here = !history.complete && !released(history, xid);
+        let unknown_at_coordinator = coordinator.is_some_and(|c| !c.complete && !released(c, xid));
+        if unknown_here || unknown_at_coordinator {
+            undecided.insert(xid);
+        }
+    }
+    undecided
 }
 
 #[cfg(test)]
@@ -225,6 +256,7 @@ mod tests {
                     effect: *effect,
                 })
                 .collect(),
+            complete: true,
         }
     }
 
@@ -308,6 +340,29 @@ mod tests {
         let participant = history(11, 3, &[(996, held(x))]);
         let plan = stops(&[coordinator, participant], MOMENT);
         assert_eq!(plan.stops, vec![4, 3]);
+    }
+
+    #[test]
+    fn a_transaction_held_at_the_moment_is_undecided_until_its_archive_holds_the_outcome() {
+        let x = xid(10, 1);
+        let coordinator = history(10, 0, &[(990, held(x)), (1_005, commit(x))]);
+        let mut participant = history(11, 0, &[(995, held(x))]);
+        participant.complete = false;
+        let plan = stops(&[coordinator.clone(), participant.clone()], MOMENT);
+        assert_eq!(
+            plan.undecided,
+            BTreeSet::from([x]),
+            "the participant's archive ends"
+        );
+        // Decided after the moment, and known everywhere: nothing is undecided.
+        participant.entries.push(Observed {
+            index: 2,
+            at_ms: Some(1_010),
+            effect: commit(x),
+        });
+        let plan = stops(&[coordinator, participant], MOMENT);
+        assert!(plan.undecided.is_empty());
+        assert_eq!(plan.stops, vec![0, 0]);
     }
 
     #[test]
