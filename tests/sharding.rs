@@ -1515,9 +1515,11 @@ async fn a_sharded_write_that_misses_its_write_concern_says_so() {
     .await;
     cluster.kill(2);
     // Each reaches one group, by the router's general path (a routed INSERT, a write to a
-    // local table) and, sent again, by its direct one (a pinned UPDATE): committed by the
-    // two nodes left, applied on fewer members than `w=all` asks, and reported.
+    // local table) and, sent again, by its direct one (a pinned UPDATE), or every group (a
+    // schema change): committed by the two nodes left, applied on fewer members than `w=all`
+    // asks, and reported.
     let writes = [
+        json!(["CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY)"]),
         json!([["INSERT INTO notes (id, body) VALUES (?, 'a')", 7]]),
         json!([[
             "INSERT INTO settings (name, value) VALUES (?, 'on')",

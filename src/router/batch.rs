@@ -30,7 +30,7 @@ impl ConcernMisses {
         self.note_error(response.write_concern_error.clone());
     }
 
-    fn note_error(&self, error: Option<WriteConcernError>) {
+    pub(crate) fn note_error(&self, error: Option<WriteConcernError>) {
         if let (Some(error), Ok(mut first)) = (error, self.0.lock()) {
             first.get_or_insert(error);
         }
@@ -130,6 +130,7 @@ async fn one(
                 request,
                 statement,
                 &planned.analysis,
+                misses,
             )
             .await?
         }

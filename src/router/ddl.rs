@@ -8,6 +8,7 @@
 use crate::catalog::view::{DatabaseEntry, TableKind, positional};
 use crate::raft::types::{Statement, StatementBatch, StatementResult};
 use crate::router::Router;
+use crate::router::batch::ConcernMisses;
 use crate::router::commit::{Participant, commit_across};
 use crate::router::functions::{check_distributable, default_key, shape_in};
 use crate::router::schema::{Analysis, Schema};
@@ -24,6 +25,7 @@ pub async fn run(
     request: &ServiceRequest,
     statement: &Statement,
     analysis: &Analysis,
+    misses: &ConcernMisses,
 ) -> Result<StatementResult, ServiceError> {
     let group = SqlValue::Integer(database.group as i64);
     let epoch = || {
@@ -178,6 +180,7 @@ pub async fn run(
             .unwrap_or_else(|| StatementResult::failed("the schema change was not applied"));
         return Ok(failed);
     }
+    misses.note_error(outcome.write_concern_error);
     after.push(epoch());
     write(router, after).await?;
     router.forget_schema(database.group);
