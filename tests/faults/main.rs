@@ -229,16 +229,23 @@ async fn ci_seed_3_keeps_every_invariant_under_faults() {
 }
 
 /// The bank over a database sharded four ways: transfers between groups commit through
-/// two-phase commit while nodes are killed, paused and partitioned, leaders isolated. Once
-/// healed, the money is all there, every acknowledged transfer applied whole, and no group
-/// holds a prepared transaction (the resolver finished what coordinators left).
+/// two-phase commit while nodes are killed, paused and partitioned, leaders isolated, and
+/// consistent backups (cuts) are taken through any node. Once healed, the money is all
+/// there, every acknowledged transfer applied whole, and no group holds a prepared
+/// transaction (the resolver finished what coordinators left); then the newest cut, and a
+/// moment between cuts, restore a bank whose balances are the ledger's, every transfer whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ci_sharded_bank_commits_across_groups_atomically_under_faults() {
     let seed = 4;
+    let backups = tempfile::tempdir().expect("a backup directory");
     let mut cluster = Cluster::start(ClusterSpec {
         voters: 3,
         controlled_network: true,
         fast_elections: true,
+        extra_args: vec![
+            format!("--backup-target={}", backups.path().display()),
+            "--backup-archive-log".into(),
+        ],
         ..Default::default()
     })
     .await;
@@ -272,14 +279,20 @@ async fn ci_sharded_bank_commits_across_groups_atomically_under_faults() {
         FaultKind::Partition,
         FaultKind::IsolateLeader,
     ];
+    let cuts = tokio::spawn(take_cuts(
+        (0..cluster.nodes.len()).map(|p| cluster.url(p)).collect(),
+        context.deadline,
+    ));
     let mut nemesis = Nemesis::new(seed, &faults, 3, start);
     nemesis.run(&mut cluster, &targets, context.deadline).await;
     clients.await.expect("workload clients");
+    let cuts = cuts.await.expect("the cut taker");
     let mut violations = Vec::new();
     let mut summaries = Vec::new();
     for result in [
         bank.check(&context).await,
         none_prepared(&cluster, "ledger").await,
+        restores_keep_the_bank_whole(&cluster, &context, &cuts).await,
     ] {
         match result {
             Ok(summary) => summaries.push(summary),
@@ -296,6 +309,104 @@ async fn ci_sharded_bank_commits_across_groups_atomically_under_faults() {
     println!("{}", report.describe());
     assert!(report.violations.is_empty(), "{}", report.describe());
     assert!(report.faults_injected > 0, "no fault was injected");
+}
+
+/// The cuts a client took of the sharded bank while the faults ran, and the moments
+/// between them.
+struct CutsTaken {
+    ids: Vec<String>,
+    /// A moment after each cut taken (before the next attempt).
+    moments: Vec<String>,
+    attempts: usize,
+}
+
+/// Takes a cut of the sharded bank through the nodes in turn, every two seconds until
+/// `deadline`; a node that is down or paused, or a group without a leader, fails the
+/// attempt (counted).
+async fn take_cuts(urls: Vec<String>, deadline: Instant) -> CutsTaken {
+    let http = reqwest::Client::new();
+    let mut taken = CutsTaken {
+        ids: Vec::new(),
+        moments: Vec::new(),
+        attempts: 0,
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while Instant::now() + Duration::from_secs(2) < deadline {
+        let url = format!(
+            "{}/backup?db={}",
+            urls[taken.attempts % urls.len()],
+            workloads::shardbank::DATABASE
+        );
+        taken.attempts += 1;
+        let answer = http
+            .post(&url)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        if let Ok(response) = answer
+            && response.status().is_success()
+            && let Ok(body) = response.json::<Value>().await
+            && let Some(id) = body["cut"]["cut_id"].as_str()
+        {
+            taken.ids.push(id.to_string());
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            taken
+                .moments
+                .push(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    taken
+}
+
+/// Restores the newest cut, then the moment after the first, each into the healed cluster,
+/// and checks the bank whole after each.
+async fn restores_keep_the_bank_whole(
+    cluster: &Cluster,
+    context: &RunContext,
+    cuts: &CutsTaken,
+) -> Result<String, String> {
+    let (Some(newest), Some(moment)) = (cuts.ids.last(), cuts.moments.first()) else {
+        return Err(format!(
+            "no cut of the sharded bank was taken in {} attempts under faults",
+            cuts.attempts
+        ));
+    };
+    let database = workloads::shardbank::DATABASE;
+    let mut restored = Vec::new();
+    for (what, query) in [
+        (format!("cut {newest}"), format!("id={newest}")),
+        (format!("the moment {moment}"), format!("to_time={moment}")),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = cluster
+                .post(
+                    0,
+                    &format!("/backup/restore?db={database}&{query}"),
+                    json!([]),
+                )
+                .await;
+            if status == 200 {
+                break;
+            }
+            // The archives catch up with the healed cluster within seconds.
+            if !body.to_string().contains("known complete") || Instant::now() > deadline {
+                return Err(format!("restoring {what}: {status} {body}"));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let (whole, _) = workloads::shardbank::whole(context)
+            .await
+            .map_err(|violation| format!("restored to {what}: {violation}"))?;
+        restored.push(format!("{what}: {whole}"));
+    }
+    Ok(format!(
+        "restores: {} cuts taken in {} attempts under faults; {}",
+        cuts.ids.len(),
+        cuts.attempts,
+        restored.join("; ")
+    ))
 }
 
 /// Within 30 s of healing, no group of `database` on any running node holds a prepared

@@ -115,47 +115,7 @@ impl Workload {
 
     /// The checks once the faults have healed.
     pub async fn check(&self, context: &RunContext) -> Result<String, String> {
-        let accounts = read(context, "SELECT id, balance FROM accounts ORDER BY id").await?;
-        let ledger = read(
-            context,
-            "SELECT id, source, target, amount FROM transfers ORDER BY id",
-        )
-        .await?;
-        let balances: BTreeMap<i64, i64> = accounts
-            .iter()
-            .filter_map(|row| Some((row[0].as_i64()?, row[1].as_i64()?)))
-            .collect();
-        let total: i64 = balances.values().sum();
-        if balances.len() as i64 != ACCOUNTS || total != ACCOUNTS * OPENING_BALANCE {
-            return Err(format!(
-                "sharded bank: balances {balances:?} total {total}, expected {ACCOUNTS} \
-                 accounts totalling {}",
-                ACCOUNTS * OPENING_BALANCE
-            ));
-        }
-        let mut expected: BTreeMap<i64, i64> =
-            (0..ACCOUNTS).map(|id| (id, OPENING_BALANCE)).collect();
-        let mut recorded = std::collections::BTreeSet::new();
-        for row in &ledger {
-            let (Some(id), Some(from), Some(to), Some(amount)) = (
-                row[0].as_i64(),
-                row[1].as_i64(),
-                row[2].as_i64(),
-                row[3].as_i64(),
-            ) else {
-                return Err(format!("sharded bank: unreadable ledger row {row}"));
-            };
-            recorded.insert(id);
-            *expected.entry(from).or_default() -= amount;
-            *expected.entry(to).or_default() += amount;
-        }
-        if expected != balances {
-            return Err(format!(
-                "sharded bank: balances {balances:?} are not the opening balances moved by the \
-                 ledger's {} transfers ({expected:?}): a transfer was applied in part",
-                ledger.len()
-            ));
-        }
+        let (whole, recorded) = whole(context).await?;
         let mut acknowledged = 0;
         for op in self.history.ops() {
             if matches!(op.outcome, Outcome::Ok(())) {
@@ -171,11 +131,66 @@ impl Workload {
         }
         let (ok, fail, unknown) = self.history.tally();
         Ok(format!(
-            "sharded bank: total {total} kept over {SHARDS} groups; {} transfers in the ledger, \
-             all {acknowledged} acknowledged among them; {ok} ok, {fail} failed, {unknown} unknown",
-            ledger.len()
+            "{whole}, all {acknowledged} acknowledged among them; {ok} ok, {fail} failed, \
+             {unknown} unknown"
         ))
     }
+}
+
+/// The bank as it is now holds every account, the opening total, and balances that are the
+/// opening ones moved by exactly the ledger's transfers (no transfer applied in part); the
+/// ledger's transfer ids.
+pub async fn whole(
+    context: &RunContext,
+) -> Result<(String, std::collections::BTreeSet<i64>), String> {
+    let accounts = read(context, "SELECT id, balance FROM accounts ORDER BY id").await?;
+    let ledger = read(
+        context,
+        "SELECT id, source, target, amount FROM transfers ORDER BY id",
+    )
+    .await?;
+    let balances: BTreeMap<i64, i64> = accounts
+        .iter()
+        .filter_map(|row| Some((row[0].as_i64()?, row[1].as_i64()?)))
+        .collect();
+    let total: i64 = balances.values().sum();
+    if balances.len() as i64 != ACCOUNTS || total != ACCOUNTS * OPENING_BALANCE {
+        return Err(format!(
+            "sharded bank: balances {balances:?} total {total}, expected {ACCOUNTS} \
+             accounts totalling {}",
+            ACCOUNTS * OPENING_BALANCE
+        ));
+    }
+    let mut expected: BTreeMap<i64, i64> = (0..ACCOUNTS).map(|id| (id, OPENING_BALANCE)).collect();
+    let mut recorded = std::collections::BTreeSet::new();
+    for row in &ledger {
+        let (Some(id), Some(from), Some(to), Some(amount)) = (
+            row[0].as_i64(),
+            row[1].as_i64(),
+            row[2].as_i64(),
+            row[3].as_i64(),
+        ) else {
+            return Err(format!("sharded bank: unreadable ledger row {row}"));
+        };
+        recorded.insert(id);
+        *expected.entry(from).or_default() -= amount;
+        *expected.entry(to).or_default() += amount;
+    }
+    if expected != balances {
+        return Err(format!(
+            "sharded bank: balances {balances:?} are not the opening balances moved by the \
+             ledger's {} transfers ({expected:?}): a transfer was applied in part",
+            ledger.len()
+        ));
+    }
+    Ok((
+        format!(
+            "sharded bank: total {total} kept over {SHARDS} groups; {} transfers in the \
+             ledger",
+            ledger.len()
+        ),
+        recorded,
+    ))
 }
 
 /// `sql` on the sharded database at level=linearizable, on any node until one answers.
