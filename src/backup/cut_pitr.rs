@@ -36,6 +36,10 @@ const LOOKAHEAD: Duration = Duration::from_secs(60);
 /// manifest) is still looked into: its copies' own times decide.
 const CUT_CLOCK_SLACK: Duration = Duration::from_secs(300);
 
+/// One restore to a moment at a time on a node: each group's replay runs on a clock named
+/// after the group (`Database::open_replay`), which two replays of it must not share.
+static RESTORING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What a point-in-time restore of a sharded database did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoredToMoment {
@@ -68,6 +72,7 @@ pub async fn restore_to_moment(
     cut_id: Option<&str>,
     moment_ms: i64,
 ) -> Result<RestoredToMoment, BackupError> {
+    let _one_at_a_time = RESTORING.lock().await;
     let configs: Vec<BackupConfig> = (0..database.groups.len())
         .map(|shard| {
             agents
