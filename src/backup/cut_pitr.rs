@@ -247,11 +247,14 @@ async fn observe(
     if !past_moment {
         archive_complete_at(base, moment_ms).await?;
     }
+    // An idle group's archive holds nothing after the moment: it is complete when the
+    // archiver says it shipped everything up to the look's end.
+    let complete = past_lookahead || archive_complete_at(base, until_ms).await.is_ok();
     Ok(GroupHistory {
         group,
         base: base.manifest.log_index,
         entries,
-        complete: past_lookahead,
+        complete,
     })
 }
 
@@ -275,11 +278,15 @@ fn effect_of(entry: &Entry, outcome: Option<StepOutcome>, holding: &mut Option<X
         (
             ShardStep::Commit { .. } | ShardStep::Abort { .. },
             Some(outcome @ (StepOutcome::Committed | StepOutcome::Aborted)),
-        ) if *holding == Some(xid) => {
-            *holding = None;
-            Effect::Released {
-                xid,
-                committed: outcome == StepOutcome::Committed,
+        ) => {
+            if *holding == Some(xid) {
+                *holding = None;
+                Effect::Released {
+                    xid,
+                    committed: outcome == StepOutcome::Committed,
+                }
+            } else {
+                Effect::Settled(xid)
             }
         }
         _ => Effect::Other,

@@ -35,6 +35,10 @@ pub enum Effect {
     /// The held transaction's end here: its batch applied (`committed`), or dropped. On the
     /// coordinator group a commit is the decision.
     Released { xid: Xid, committed: bool },
+    /// A commit or abort that reported the transaction's outcome without changing anything
+    /// here: a coordinator recording an abort it never held, a participant told of an abort,
+    /// a decision asked for again. It says the transaction is decided.
+    Settled(Xid),
 }
 
 /// One archived entry.
@@ -213,8 +217,9 @@ pub fn stops(histories: &[GroupHistory], moment_ms: i64) -> Stops {
 /// not in a group that held it and whose archive ends early, nor at its coordinator.
 fn undecided(histories: &[GroupHistory], boundaries: &[u64]) -> BTreeSet<Xid> {
     let released = |history: &GroupHistory, xid: Xid| {
-        history.entries.iter().any(|entry| {
-            matches!(entry.effect, Effect::Released { xid: released, .. } if released == xid)
+        history.entries.iter().any(|entry| match entry.effect {
+            Effect::Released { xid: ended, .. } | Effect::Settled(ended) => ended == xid,
+            _ => false,
         })
     };
     let mut undecided = BTreeSet::new();
@@ -363,6 +368,31 @@ mod tests {
         let plan = stops(&[coordinator, participant], MOMENT);
         assert!(plan.undecided.is_empty());
         assert_eq!(plan.stops, vec![0, 0]);
+    }
+
+    #[test]
+    fn an_abort_its_coordinator_never_held_decides_the_transaction() {
+        let x = xid(10, 1);
+        // The coordinator's own prepare was fenced: it records the abort without holding.
+        let mut coordinator = history(10, 0, &[(990, WRITE), (1_005, Effect::Settled(x))]);
+        coordinator.complete = false;
+        let participant = history(
+            11,
+            0,
+            &[
+                (995, held(x)),
+                (
+                    1_006,
+                    Effect::Released {
+                        xid: x,
+                        committed: false,
+                    },
+                ),
+            ],
+        );
+        let plan = stops(&[coordinator, participant], MOMENT);
+        assert!(plan.undecided.is_empty(), "{:?}", plan.undecided);
+        assert_eq!(plan.stops, vec![1, 0]);
     }
 
     #[test]
