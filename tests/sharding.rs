@@ -1342,6 +1342,7 @@ async fn a_sharded_database_restored_to_a_moment_keeps_every_transfer_whole() {
     // Restores to a moment start from a cut before it.
     let (status, body) = cluster.post(2, "/backup?db=shop", json!([])).await;
     assert_eq!(status, 200, "{body}");
+    let cut_id = body["cut"]["cut_id"].as_str().unwrap().to_string();
 
     // Transfers run before, across and after the moment; rows marked "before" are written
     // (to every group) before it, rows marked "after" after it.
@@ -1485,6 +1486,30 @@ async fn a_sharded_database_restored_to_a_moment_keeps_every_transfer_whole() {
     for node in 0..3 {
         await_settled_sum(&cluster, node, 1600, "restored inside a transfer").await;
     }
+
+    // The cut to start from may be named; one taken after the moment cannot serve.
+    let (status, body) = cluster
+        .post(
+            2,
+            &format!("/backup/restore?db=shop&id={cut_id}&to_time={moment}"),
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["restored"]["cut_id"], json!(cut_id), "{body}");
+    assert_eq!(marks(&cluster, 2).await.as_array().unwrap().len(), 8);
+    let (status, body) = cluster
+        .post(
+            2,
+            &format!("/backup/restore?db=shop&id={cut_id}&to_time=2020-01-01T00:00:00Z"),
+            json!([]),
+        )
+        .await;
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        body.to_string().contains("after the requested point"),
+        "{body}"
+    );
 
     // A moment before every cut has nothing to start from.
     let (status, body) = cluster

@@ -51,6 +51,17 @@ impl BackupAgents {
         self.lock().get(&group).map(|(_, agent)| agent.clone())
     }
 
+    /// An agent for one backup of `service`'s group into `folder`, running nothing in the
+    /// background (no archiver, no schedule): for a group started here before
+    /// [`BackupAgents::follow`] gave it its agent.
+    pub fn for_one_backup(&self, folder: &str, service: Arc<Service>) -> Arc<BackupAgent> {
+        let mut config = self.config.for_database(folder);
+        config.schedule = None;
+        config.verify_schedule = None;
+        config.archive_log = false;
+        BackupAgent::start(config, service)
+    }
+
     /// The agent for database `name` (group `group`): the running one when the group runs
     /// here, else one for its targets only.
     pub fn for_database(&self, name: &str, group: GroupId) -> Arc<BackupAgent> {

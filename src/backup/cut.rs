@@ -120,13 +120,12 @@ pub async fn take(
             return Err(error);
         }
     };
-    let copies = join_all(
-        database
-            .groups
-            .iter()
-            .zip(&fenced_at)
-            .map(|(group, fence)| back_up_group(databases, agents, http, *group, *fence)),
-    )
+    let copies = join_all(database.groups.iter().zip(&fenced_at).enumerate().map(
+        |(shard, (group, fence))| {
+            let folder = shard_folder(&database.name, shard as u32);
+            async move { back_up_group(databases, agents, http, &folder, *group, *fence).await }
+        },
+    ))
     .await;
     let lifted = unfence_all(databases, &database.groups, cut).await;
     let fenced_ms = started.elapsed().as_millis() as u64;
@@ -457,18 +456,26 @@ async fn unfence_all(
     lifted
 }
 
-/// Backs up `group` under its fence (log index `fenced_at`): here when it runs here, else on
-/// a node holding it. The backup's id and log index.
+/// Backs up `group` (whose backups go to `folder`) under its fence (log index
+/// `fenced_at`): here when it runs here, else on a node holding it. The backup's id and log
+/// index.
 async fn back_up_group(
     databases: &Databases,
     agents: &BackupAgents,
     http: &reqwest::Client,
+    folder: &str,
     group: GroupId,
     fenced_at: u64,
 ) -> Result<(String, u64), BackupError> {
-    if let Some(agent) = agents.hosted(group)
-        && agent.group_service().is_some()
-    {
+    let here = agents
+        .hosted(group)
+        .filter(|agent| agent.group_service().is_some())
+        // A group started here a moment ago, before the agents caught up with it.
+        .or_else(|| {
+            let service = databases.host().services.get(group)?;
+            Some(agents.for_one_backup(folder, service))
+        });
+    if let Some(agent) = here {
         let report = agent.create_for_cut(fenced_at).await?;
         return Ok((report.backup_id, report.log_index));
     }
@@ -522,6 +529,11 @@ where
             Err(error) => failures.push(format!("node {node}: {error}")),
         }
     }
+    if failures.is_empty() {
+        return Err(BackupError::Internal(format!(
+            "no node holding group {group} is known to this node yet; retry shortly"
+        )));
+    }
     Err(BackupError::Internal(format!(
         "no node holding group {group} {did} ({})",
         failures.join("; ")
@@ -536,7 +548,11 @@ async fn load_group(
     group: GroupId,
     image: &std::path::Path,
 ) -> Result<u64, BackupError> {
-    if let Some(service) = agents.hosted(group).and_then(|agent| agent.group_service()) {
+    let here = agents
+        .hosted(group)
+        .and_then(|agent| agent.group_service())
+        .or_else(|| databases.host().services.get(group));
+    if let Some(service) = here {
         return load_into_group(&service, image).await;
     }
     on_a_replica(
