@@ -1240,13 +1240,7 @@ async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
     assert_ne!(settled_sum(&cluster, 0).await, Some(1600));
 
     // A cut that does not exist restores nothing and says so.
-    let (status, body) = cluster
-        .post(
-            1,
-            "/backup/restore?db=shop&id=20200101T000000000Z-00000000",
-            json!([]),
-        )
-        .await;
+    let (status, body) = restore_shop(&cluster, 1, "id=20200101T000000000Z-00000000").await;
     assert_ne!(status, 200, "{body}");
     assert!(body.to_string().contains("not found"), "{body}");
     assert_eq!(
@@ -1255,13 +1249,7 @@ async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
     );
 
     // Restored: every group as of the cut, the total the bank opened with, on every node.
-    let (status, body) = cluster
-        .post(
-            1,
-            &format!("/backup/restore?db=shop&id={cut_id}"),
-            json!([]),
-        )
-        .await;
+    let (status, body) = restore_shop(&cluster, 1, &format!("id={cut_id}")).await;
     assert_eq!(status, 200, "{body}");
     for node in 0..3 {
         await_settled_sum(&cluster, node, 1600, "restored").await;
@@ -1313,11 +1301,16 @@ async fn a_cut_taken_during_transfers_restores_every_group_to_one_moment() {
     assert!(listed.contains(&cut_id), "{listed}");
 
     // A log index names no point of a sharded database: refused, naming what to do.
-    let (status, body) = cluster
-        .post(0, "/backup/restore?db=shop&to_index=5", json!([]))
-        .await;
+    let (status, body) = restore_shop(&cluster, 0, "to_index=5").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("to_time"), "{body}");
+}
+
+/// `POST /backup/restore?db=shop&<query>` through `node`.
+async fn restore_shop(cluster: &Cluster, node: usize, query: &str) -> (u16, Value) {
+    cluster
+        .post(node, &format!("/backup/restore?db=shop&{query}"), json!([]))
+        .await
 }
 
 /// The labels of the `marks` rows, in id order.
@@ -1383,13 +1376,7 @@ async fn a_sharded_database_restored_to_a_moment_keeps_every_transfer_whole() {
     // so and changes nothing.
     let deadline = Instant::now() + SETTLE;
     let restored = loop {
-        let (status, body) = cluster
-            .post(
-                1,
-                &format!("/backup/restore?db=shop&to_time={moment}"),
-                json!([]),
-            )
-            .await;
+        let (status, body) = restore_shop(&cluster, 1, &format!("to_time={moment}")).await;
         if status == 200 {
             break body["restored"].clone();
         }
@@ -1468,13 +1455,7 @@ async fn a_sharded_database_restored_to_a_moment_keeps_every_transfer_whole() {
     // the moment, a participant's commit after it, or the other way round) restores it whole.
     let mut split = None;
     for moment in &during {
-        let (status, body) = cluster
-            .post(
-                0,
-                &format!("/backup/restore?db=shop&to_time={moment}"),
-                json!([]),
-            )
-            .await;
+        let (status, body) = restore_shop(&cluster, 0, &format!("to_time={moment}")).await;
         assert_eq!(status, 200, "{body}");
         if body["restored"]["groups_off_the_moment"].as_u64() > Some(0) {
             split = Some((moment, body["restored"].clone()));
@@ -1488,23 +1469,16 @@ async fn a_sharded_database_restored_to_a_moment_keeps_every_transfer_whole() {
     }
 
     // The cut to start from may be named; one taken after the moment cannot serve.
-    let (status, body) = cluster
-        .post(
-            2,
-            &format!("/backup/restore?db=shop&id={cut_id}&to_time={moment}"),
-            json!([]),
-        )
-        .await;
+    let (status, body) = restore_shop(&cluster, 2, &format!("id={cut_id}&to_time={moment}")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["restored"]["cut_id"], json!(cut_id), "{body}");
     assert_eq!(marks(&cluster, 2).await.as_array().unwrap().len(), 8);
-    let (status, body) = cluster
-        .post(
-            2,
-            &format!("/backup/restore?db=shop&id={cut_id}&to_time=2020-01-01T00:00:00Z"),
-            json!([]),
-        )
-        .await;
+    let (status, body) = restore_shop(
+        &cluster,
+        2,
+        &format!("id={cut_id}&to_time=2020-01-01T00:00:00Z"),
+    )
+    .await;
     assert_ne!(status, 200, "{body}");
     assert!(
         body.to_string().contains("after the requested point"),
@@ -1512,13 +1486,7 @@ async fn a_sharded_database_restored_to_a_moment_keeps_every_transfer_whole() {
     );
 
     // A moment before every cut has nothing to start from.
-    let (status, body) = cluster
-        .post(
-            0,
-            "/backup/restore?db=shop&to_time=2020-01-01T00:00:00Z",
-            json!([]),
-        )
-        .await;
+    let (status, body) = restore_shop(&cluster, 0, "to_time=2020-01-01T00:00:00Z").await;
     assert_eq!(status, 404, "{body}");
     assert!(body.to_string().contains("cut of database"), "{body}");
     await_settled_sum(&cluster, 0, 1600, "after a refused restore").await;
@@ -1713,13 +1681,7 @@ async fn scheduled_backups_of_a_sharded_database_are_cuts_kept_whole_by_retentio
     .await;
     // The newest kept cut restores the bank whole.
     let newest = cuts[1]["cut_id"].as_str().unwrap();
-    let (status, body) = cluster
-        .post(
-            0,
-            &format!("/backup/restore?db=shop&id={newest}"),
-            json!([]),
-        )
-        .await;
+    let (status, body) = restore_shop(&cluster, 0, &format!("id={newest}")).await;
     assert_eq!(status, 200, "{body}");
     await_settled_sum(&cluster, 1, 1600, "restored from a scheduled cut").await;
 }
