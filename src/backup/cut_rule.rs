@@ -20,7 +20,7 @@
 //! copy matters. The entries' outcomes are observed by replaying them (a prepare refused by
 //! SQLite holds nothing), so the rule reads what each group actually did.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::raft::types::GroupId;
 use crate::types::shard::Xid;
@@ -108,29 +108,40 @@ impl GroupHistory {
         held
     }
 
-    /// The index at which `xid`'s batch was applied here (its commit), if it was.
-    fn committed_at(&self, xid: Xid) -> Option<u64> {
-        self.entries.iter().find_map(|entry| match entry.effect {
-            Effect::Released {
-                xid: released,
-                committed: true,
-            } if released == xid => Some(entry.index),
-            _ => None,
-        })
+    /// Where each transaction was first held here and where its batch was applied (its
+    /// commit), looked up once instead of scanning the entries for every transaction.
+    fn ends(&self) -> Ends {
+        let mut ends = Ends::default();
+        for entry in &self.entries {
+            match entry.effect {
+                Effect::Held(xid) => {
+                    ends.held_from.entry(xid).or_insert(entry.index);
+                }
+                Effect::Released {
+                    xid,
+                    committed: true,
+                } => {
+                    ends.committed_at.entry(xid).or_insert(entry.index);
+                }
+                _ => {}
+            }
+        }
+        ends
     }
+}
 
-    /// The index of the prepare by which this group held `xid`.
-    fn held_from(&self, xid: Xid) -> Option<u64> {
-        self.entries.iter().find_map(|entry| match entry.effect {
-            Effect::Held(held) if held == xid => Some(entry.index),
-            _ => None,
-        })
-    }
+/// One group's transactions: the index of the prepare by which it held each, and the index
+/// at which each one's batch was applied.
+#[derive(Default)]
+struct Ends {
+    held_from: HashMap<Xid, u64>,
+    committed_at: HashMap<Xid, u64>,
 }
 
 /// Where each group's replay stops for a restore to `moment_ms` (see the module's rule).
 pub fn stops(histories: &[GroupHistory], moment_ms: i64) -> Stops {
     let boundaries: Vec<u64> = histories.iter().map(|h| h.boundary(moment_ms)).collect();
+    let ends: Vec<Ends> = histories.iter().map(GroupHistory::ends).collect();
     // Decided committed by the moment: the coordinator's commit within its boundary.
     let decided: BTreeSet<Xid> = histories
         .iter()
@@ -153,13 +164,13 @@ pub fn stops(histories: &[GroupHistory], moment_ms: i64) -> Stops {
     loop {
         let stops: Vec<u64> = histories
             .iter()
-            .zip(&boundaries)
-            .zip(&caps)
-            .map(|((history, boundary), cap)| {
+            .zip(&ends)
+            .zip(boundaries.iter().zip(&caps))
+            .map(|((history, ends), (boundary, cap))| {
                 let stop = (*boundary).min(*cap);
                 match history.held_at(stop) {
-                    Some((xid, prepared)) => match history.committed_at(xid) {
-                        Some(commit) if kept.contains(&xid) && commit <= *cap => commit,
+                    Some((xid, prepared)) => match ends.committed_at.get(&xid) {
+                        Some(&commit) if kept.contains(&xid) && commit <= *cap => commit,
                         _ => prepared - 1,
                     },
                     None => stop,
@@ -169,9 +180,9 @@ pub fn stops(histories: &[GroupHistory], moment_ms: i64) -> Stops {
         let mut changed = false;
         // A kept transaction must be committed within the stop of every group that held it.
         for xid in kept.clone() {
-            let whole = histories.iter().zip(&stops).all(|(history, stop)| {
-                history.held_from(xid).is_none()
-                    || history.committed_at(xid).is_some_and(|at| at <= *stop)
+            let whole = ends.iter().zip(&stops).all(|(ends, stop)| {
+                !ends.held_from.contains_key(&xid)
+                    || ends.committed_at.get(&xid).is_some_and(|at| at <= stop)
             });
             if !whole {
                 kept.remove(&xid);
@@ -180,14 +191,16 @@ pub fn stops(histories: &[GroupHistory], moment_ms: i64) -> Stops {
         }
         // A group must not apply the commit of a transaction left out: it stops before the
         // transaction's prepare.
-        for ((history, stop), cap) in histories.iter().zip(&stops).zip(caps.iter_mut()) {
+        for (((history, ends), stop), cap) in
+            histories.iter().zip(&ends).zip(&stops).zip(caps.iter_mut())
+        {
             for entry in history.entries.iter().take_while(|e| e.index <= *stop) {
                 if let Effect::Released {
                     xid,
                     committed: true,
                 } = entry.effect
                     && !kept.contains(&xid)
-                    && let Some(prepared) = history.held_from(xid)
+                    && let Some(&prepared) = ends.held_from.get(&xid)
                     && prepared - 1 < *cap
                 {
                     *cap = prepared - 1;
