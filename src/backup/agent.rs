@@ -177,14 +177,7 @@ impl BackupAgent {
         let jitter = self.config.jitter;
         tokio::spawn(async move {
             let alive = || weak.strong_count() > 0;
-            let leading = || {
-                weak.upgrade().is_some_and(|agent| {
-                    agent
-                        .service
-                        .as_ref()
-                        .is_some_and(|service| service.group.raft.is_leader())
-                })
-            };
+            let leading = || weak.upgrade().is_some_and(|agent| agent.leads());
             let run = || {
                 let agent = weak.upgrade();
                 async move {
@@ -221,7 +214,13 @@ impl BackupAgent {
         &self.config
     }
 
-    /// The group this agent backs up, when it runs here.
+    /// Whether this node leads the group this agent backs up (scheduled jobs run there).
+    pub fn leads(&self) -> bool {
+        self.service
+            .as_ref()
+            .is_some_and(|service| service.group.raft.is_leader())
+    }
+
     /// The group's service when its replica runs on this node.
     pub fn group_service(&self) -> Option<Arc<Service>> {
         self.service.clone()

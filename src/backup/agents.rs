@@ -140,12 +140,7 @@ impl BackupAgents {
         let jitter = self.config.jitter;
         tokio::spawn(async move {
             let alive = || agent.strong_count() > 0;
-            let leading = || {
-                agent
-                    .upgrade()
-                    .and_then(|agent| agent.group_service())
-                    .is_some_and(|service| service.group.raft.is_leader())
-            };
+            let leading = || agent.upgrade().is_some_and(|agent| agent.leads());
             let run = || {
                 let agents = agents.upgrade();
                 let databases = databases.clone();

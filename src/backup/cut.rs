@@ -72,6 +72,16 @@ pub struct CutMember {
     pub fenced_at: u64,
 }
 
+impl CutMember {
+    /// The error of a restore that failed on this member's copy before changing anything.
+    pub fn nothing_restored(&self, error: BackupError) -> BackupError {
+        BackupError::Internal(format!(
+            "shard {} (backup {}): {error}; nothing was restored",
+            self.shard, self.backup_id
+        ))
+    }
+}
+
 /// What restoring a cut did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoredCut {
@@ -286,12 +296,7 @@ pub async fn restore(
         let (image, restored) = agent
             .restore_image(Some(&member.backup_id), None)
             .await
-            .map_err(|error| {
-                BackupError::Internal(format!(
-                    "shard {} (backup {}): {error}; nothing was restored",
-                    member.shard, member.backup_id
-                ))
-            })?;
+            .map_err(|error| member.nothing_restored(error))?;
         images.push((image, restored));
     }
     let paths: Vec<&std::path::Path> = images.iter().map(|(image, _)| &**image).collect();

@@ -91,12 +91,6 @@ pub async fn restore_to_moment(
     let mut bases = Vec::with_capacity(cut.members.len());
     let mut histories = Vec::with_capacity(cut.members.len());
     for (member, config) in cut.members.iter().zip(&configs) {
-        let in_shard = |error: BackupError| {
-            BackupError::Internal(format!(
-                "shard {} (backup {}): {error}; nothing was restored",
-                member.shard, member.backup_id
-            ))
-        };
         let image = scratch.path().join(format!("shard-{}.db", member.shard));
         let (base, restored) = fetch_base(
             &config.targets,
@@ -107,10 +101,10 @@ pub async fn restore_to_moment(
             &|_| {},
         )
         .await
-        .map_err(in_shard)?;
+        .map_err(|error| member.nothing_restored(error))?;
         let history = observe(&base, &image, scratch.path(), moment_ms)
             .await
-            .map_err(in_shard)?;
+            .map_err(|error| member.nothing_restored(error))?;
         histories.push(history);
         bases.push((base, image, restored));
     }
