@@ -238,7 +238,8 @@ async fn observe(
     })
     .await?;
     drop(database);
-    if !past_moment {
+    // (An entry past the look's end is past the moment too.)
+    if !past_moment && !past_lookahead {
         archive_complete_at(base, moment_ms).await?;
     }
     // An idle group's archive holds nothing after the moment: it is complete when the
