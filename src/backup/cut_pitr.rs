@@ -273,15 +273,11 @@ fn effect_of(entry: &Entry, outcome: Option<StepOutcome>, holding: &mut Option<X
         (
             ShardStep::Commit { .. } | ShardStep::Abort { .. },
             Some(outcome @ (StepOutcome::Committed | StepOutcome::Aborted)),
-        ) => {
-            if *holding == Some(xid) {
-                *holding = None;
-                Effect::Released {
-                    xid,
-                    committed: outcome == StepOutcome::Committed,
-                }
-            } else {
-                Effect::Settled(xid)
+        ) if *holding == Some(xid) => {
+            *holding = None;
+            Effect::Released {
+                xid,
+                committed: outcome == StepOutcome::Committed,
             }
         }
         _ => Effect::Other,

@@ -35,10 +35,6 @@ pub enum Effect {
     /// The held transaction's end here: its batch applied (`committed`), or dropped. On the
     /// coordinator group a commit is the decision.
     Released { xid: Xid, committed: bool },
-    /// A commit or abort that reported the transaction's outcome without changing anything
-    /// here: a coordinator recording an abort it never held, a participant told of an abort,
-    /// a decision asked for again. It says the transaction is decided.
-    Settled(Xid),
 }
 
 /// One archived entry.
@@ -226,28 +222,23 @@ pub fn stops(histories: &[GroupHistory], moment_ms: i64) -> Stops {
     }
 }
 
-/// The transactions held at some group's moment whose outcome is not in the histories read:
-/// not in a group that held it and whose archive ends early, nor at its coordinator.
+/// The transactions held at some group's moment that the group's archive, read as far as it
+/// goes, does not show ending, while it may still (it ends before the restore's look past the
+/// moment). A group that ended one shows its fate, whatever its coordinator's archive holds
+/// (a coordinator whose own prepare never reached its log logs nothing of it).
 fn undecided(histories: &[GroupHistory], boundaries: &[u64]) -> BTreeSet<Xid> {
-    let released = |history: &GroupHistory, xid: Xid| {
-        history.entries.iter().any(|entry| match entry.effect {
-            Effect::Released { xid: ended, .. } | Effect::Settled(ended) => ended == xid,
-            _ => false,
+    histories
+        .iter()
+        .zip(boundaries)
+        .filter(|(history, _)| !history.complete)
+        .filter_map(|(history, boundary)| {
+            let (xid, _) = history.held_at(*boundary)?;
+            let ended = history.entries.iter().any(
+                |entry| matches!(entry.effect, Effect::Released { xid: ended, .. } if ended == xid),
+            );
+            (!ended).then_some(xid)
         })
-    };
-    let mut undecided = BTreeSet::new();
-    for (history, boundary) in histories.iter().zip(boundaries) {
-        let Some((xid, _)) = history.held_at(*boundary) else {
-            continue;
-        };
-        let coordinator = histories.iter().find(|h| h.group == xid.coordinator);
-        let unknown_here = !history.complete && !released(history, xid);
-        let unknown_at_coordinator = coordinator.is_some_and(|c| !c.complete && !released(c, xid));
-        if unknown_here || unknown_at_coordinator {
-            undecided.insert(xid);
-        }
-    }
-    undecided
+        .collect()
 }
 
 #[cfg(test)]
@@ -384,10 +375,11 @@ mod tests {
     }
 
     #[test]
-    fn an_abort_its_coordinator_never_held_decides_the_transaction() {
+    fn a_transaction_its_holder_ended_is_decided_whatever_its_coordinators_archive_holds() {
         let x = xid(10, 1);
-        // The coordinator's own prepare was fenced: it records the abort without holding.
-        let mut coordinator = history(10, 0, &[(990, WRITE), (1_005, Effect::Settled(x))]);
+        // The coordinator's own prepare never reached its log: it logs nothing of x, and its
+        // archive ends early.
+        let mut coordinator = history(10, 0, &[(990, WRITE), (1_005, WRITE)]);
         coordinator.complete = false;
         let participant = history(
             11,
