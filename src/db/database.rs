@@ -24,10 +24,11 @@ use crate::db::execute::{
     statement_shape,
 };
 use crate::db::guard::{GuardMode, INTERNAL_TABLE_PREFIX, StatementGuard, TableAccess};
+use crate::db::ownership::{self, PublishedOwner};
 use crate::db::reader::Reader;
 use crate::db::state_file::{self, STATE_TABLE, USERS_TABLE};
 use crate::db::twopc;
-use crate::types::shard::{GROUP_HELD_BY_PREPARED, Xid};
+use crate::types::shard::{GROUP_HELD_BY_PREPARED, ShardStep, Xid};
 use crate::types::{
     CommandResponse, Entry, GroupId, LogId, SERIALIZATION_FAILURE, Statement, StatementBatch,
     StatementResult, StoredMembership, results_digest,
@@ -145,6 +146,8 @@ pub struct Database {
     holding: std::sync::atomic::AtomicBool,
     /// Set by [`Database::close`]: nothing may reopen or replace the files afterwards.
     closed: std::sync::atomic::AtomicBool,
+    /// The owner version (`ownership`) as committed, for readers' snapshots.
+    owner: Arc<PublishedOwner>,
 }
 
 impl Database {
@@ -174,7 +177,9 @@ impl Database {
         let holding = twopc::held(&writer.state)
             .map_err(|e| sqlite_error(path, e))?
             .is_some();
+        let owner = ownership::read(&writer.state).map_err(|e| sqlite_error(path, e))?;
         Ok(Database {
+            owner: Arc::new(PublishedOwner::new(owner)),
             path: path.to_path_buf(),
             group,
             vfs_name: vfs.name.clone(),
@@ -329,6 +334,14 @@ impl Database {
         let steps = entries
             .iter()
             .any(|entry| matches!(&entry.payload, EntryPayload::Normal(c) if c.shard.is_some()));
+        let reowns = entries.iter().any(|entry| {
+            matches!(&entry.payload,
+                EntryPayload::Normal(c) if matches!(c.shard, Some(ShardStep::Reown { .. })))
+        });
+        if reowns {
+            // Readers must not pair a snapshot with the version of another (`ownership`).
+            self.owner.begin_change();
+        }
         let applied = self.with_writer(|writer| {
             // An entry that replaces the whole database is applied on its own, between the
             // ordinary entries before and after it.
@@ -394,6 +407,13 @@ impl Database {
             }
             Ok(responses)
         });
+        if reowns {
+            // Committed or rolled back: what the state file says now is what readers see.
+            let published = self.with_writer(|writer| {
+                ownership::read(&writer.state).map_err(|e| sqlite_error(&self.path, e))
+            })?;
+            self.owner.publish(published);
+        }
         if users_change {
             self.users_version.fetch_add(1, Ordering::AcqRel);
         }
@@ -774,6 +794,8 @@ impl Database {
         writer.has_cluster_id = state.cluster_id.is_some();
         let holding = twopc::held(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
         self.holding.store(holding.is_some(), Ordering::Release);
+        let owner = ownership::read(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
+        self.owner.publish(owner);
         *writer_slot = Some(writer);
         self.users_version.fetch_add(1, Ordering::AcqRel);
         Ok(state)
@@ -816,7 +838,8 @@ impl Database {
             .pop();
         let reader = match pooled {
             Some(reader) => reader,
-            None => Reader::open(&self.path).map_err(|e| sqlite_error(&self.path, e))?,
+            None => Reader::open(&self.path, self.owner.clone())
+                .map_err(|e| sqlite_error(&self.path, e))?,
         };
         let result = f(&reader).map_err(|e| sqlite_error(&self.path, e));
         if let Ok(mut idle) = self.idle_readers.lock() {
@@ -844,10 +867,22 @@ fn read_all(
     statements: &[Statement],
 ) -> rusqlite::Result<Vec<StatementResult>> {
     reader.in_current_snapshot(Some(deadline), generation, |connection, guard| {
-        statements
-            .iter()
-            .map(|s| execute_read(connection, guard, s))
-            .collect()
+        let mut results = Vec::with_capacity(statements.len());
+        let mut statements = statements;
+        if let Some(expected) = ownership::expected_by(statements) {
+            let current = reader.owner_version();
+            if expected.as_ref().ok() != Some(&current) {
+                return ownership::refused(statements.len(), expected, current);
+            }
+            results.push(StatementResult::default());
+            statements = &statements[1..];
+        }
+        results.extend(
+            statements
+                .iter()
+                .map(|s| execute_read(connection, guard, s)),
+        );
+        results
     })
 }
 
@@ -878,6 +913,7 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
         .map_err(|e| sqlite_error(path, e))?;
     let guard = StatementGuard::install(&connection, GuardMode::Writer);
     let random = EntryRandom::install(&connection).map_err(|e| sqlite_error(path, e))?;
+    ownership::register(&connection).map_err(|e| sqlite_error(path, e))?;
     let progress_units = Arc::new(AtomicU64::new(0));
     let counter = progress_units.clone();
     connection.progress_handler(
@@ -1132,10 +1168,19 @@ fn apply_batch(
 ) -> Result<Vec<StatementResult>, DbError> {
     let conn = &writer.connection;
     let internal = |sql: &str| run_internal(writer, path, sql);
-    internal("SAVEPOINT shoal_batch")?;
     let mut results = Vec::with_capacity(batch.statements.len());
+    let mut statements = batch.statements.as_slice();
+    if let Some(expected) = ownership::expected_by(statements) {
+        let current = ownership::read(&writer.state).map_err(|e| sqlite_error(path, e))?;
+        if expected.as_ref().ok() != Some(&current) {
+            return Ok(ownership::refused(statements.len(), expected, current));
+        }
+        results.push(StatementResult::default());
+        statements = &statements[1..];
+    }
+    internal("SAVEPOINT shoal_batch")?;
     let mut failed = false;
-    for statement in &batch.statements {
+    for statement in statements {
         // SQLite undoes a failed statement only when it opened a statement journal for it,
         // and it skips that where it believes the statement cannot fail halfway (an
         // `INSERT OR REPLACE … SELECT` that hits a datatype mismatch on its third row keeps

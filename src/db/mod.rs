@@ -8,6 +8,7 @@ pub mod dump;
 pub mod execute;
 pub mod guard;
 pub mod load;
+pub mod ownership;
 pub mod reader;
 pub mod snapshot_store;
 pub mod state_file;

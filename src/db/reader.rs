@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::db::guard::{GuardMode, StatementGuard};
+use crate::db::ownership::PublishedOwner;
 
 /// SQLite VM steps between two checks of a reader's deadline.
 const DEADLINE_CHECK_STEPS: i32 = 1_000;
@@ -77,17 +78,23 @@ pub struct Reader {
     schema_version: Cell<Option<i64>>,
     /// The database generation the read transaction kept open began at; `None` when none is.
     snapshot_at: Cell<Option<u64>>,
+    /// The owner version as the writer publishes it (`ownership`).
+    owner: Arc<PublishedOwner>,
+    /// The owner version the current snapshot shows.
+    snapshot_owner: Cell<u64>,
 }
 
 impl Reader {
-    /// Opens a read-only connection to the database at `path`.
-    pub fn open(path: &Path) -> rusqlite::Result<Reader> {
+    /// Opens a read-only connection to the database at `path`, whose snapshots take their owner
+    /// version from `owner`.
+    pub fn open(path: &Path, owner: Arc<PublishedOwner>) -> rusqlite::Result<Reader> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(path, flags)?;
         connection.execute_batch("PRAGMA query_only=1;")?;
         connection.busy_timeout(Duration::from_secs(5))?;
         connection.set_prepared_statement_cache_capacity(CACHED_STATEMENTS_MAX);
         let guard = StatementGuard::install(&connection, GuardMode::Reader);
+        crate::db::ownership::register(&connection)?;
         let limits: Arc<Mutex<ReadLimits>> = Arc::default();
         let watched = limits.clone();
         let deadline_fired = Arc::new(AtomicBool::new(false));
@@ -109,6 +116,8 @@ impl Reader {
             deadline_fired,
             schema_version: Cell::new(None),
             snapshot_at: Cell::new(None),
+            owner,
+            snapshot_owner: Cell::new(0),
         })
     }
 
@@ -165,12 +174,32 @@ impl Reader {
         Ok(())
     }
 
+    /// The owner version (`ownership`) the current snapshot shows.
+    pub fn owner_version(&self) -> u64 {
+        self.snapshot_owner.get()
+    }
+
     fn begin_snapshot(&self, generation: Option<u64>) -> rusqlite::Result<()> {
-        self.internal(own_sql!("BEGIN DEFERRED"))?;
-        if let Err(error) = self.refresh_schema() {
-            let _ = self.end_snapshot();
-            return Err(error);
-        }
+        // Reading the schema cookie starts the snapshot; the owner version is taken with it.
+        let (version, ()) = self.owner.read_stable(
+            || {
+                self.internal(own_sql!("BEGIN DEFERRED"))?;
+                if let Err(error) = self.refresh_schema() {
+                    let _ = self.end_snapshot();
+                    return Err(error);
+                }
+                Ok(())
+            },
+            || {
+                let _ = self.end_snapshot();
+            },
+            || {
+                rusqlite::Error::UserFunctionError(
+                    "the group's slot ownership stayed mid-change; retry".into(),
+                )
+            },
+        )?;
+        self.snapshot_owner.set(version);
         self.snapshot_at.set(generation);
         Ok(())
     }
@@ -250,7 +279,7 @@ mod tests {
         let writer = Connection::open(&path).unwrap();
         writer.execute_batch("PRAGMA journal_mode=WAL").unwrap();
         writer.execute_batch(setup).unwrap();
-        let reader = Reader::open(&path).unwrap();
+        let reader = Reader::open(&path, Arc::default()).unwrap();
         (directory, writer, reader)
     }
 

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::db::database::{DbError, sqlite_error, sync_file, sync_parent_dir};
+use crate::db::ownership::OWNER_TABLE;
 use crate::db::twopc::{DECISIONS_TABLE, FENCES_TABLE, PREPARED_TABLE};
 
 /// The table holding the applied log id, membership, cluster id and last command time.
@@ -202,7 +203,8 @@ pub fn drop_state_tables(connection: &Connection) -> rusqlite::Result<()> {
     connection.execute_batch(&format!(
         "PRAGMA secure_delete = ON; BEGIN; DROP TABLE IF EXISTS {STATE_TABLE}; \
          DROP TABLE IF EXISTS {USERS_TABLE}; DROP TABLE IF EXISTS {PREPARED_TABLE}; \
-         DROP TABLE IF EXISTS {DECISIONS_TABLE}; DROP TABLE IF EXISTS {FENCES_TABLE}; COMMIT;"
+         DROP TABLE IF EXISTS {DECISIONS_TABLE}; DROP TABLE IF EXISTS {FENCES_TABLE}; \
+         DROP TABLE IF EXISTS {OWNER_TABLE}; COMMIT;"
     ))
 }
 

@@ -37,7 +37,8 @@ pub fn create_tables(connection: &Connection) -> rusqlite::Result<()> {
              decided_ms INTEGER NOT NULL) WITHOUT ROWID; \
          CREATE TABLE IF NOT EXISTS {FENCES_TABLE}(cut INTEGER PRIMARY KEY, \
              until_ms INTEGER NOT NULL);"
-    ))
+    ))?;
+    crate::db::ownership::create_table(connection)
 }
 
 /// Whether a fence is in force at the entries' time `now_ms`.
@@ -231,6 +232,11 @@ pub fn apply_step<R: BatchRunner>(
             let outcome = lift_fence(state, *cut, now_ms).map_err(sql)?;
             return Ok(vec![outcome.result()]);
         }
+        ShardStep::Reown {
+            expect,
+            version,
+            batch,
+        } => return reown(state, *expect, *version, batch, runner),
     };
     let coordinates = xid.coordinator == group;
     match step {
@@ -301,8 +307,33 @@ pub fn apply_step<R: BatchRunner>(
             Ok(vec![StepOutcome::Aborted.result()])
         }
         // Answered above.
-        ShardStep::Fence { .. } | ShardStep::Unfence { .. } => Ok(Vec::new()),
+        ShardStep::Fence { .. } | ShardStep::Unfence { .. } | ShardStep::Reown { .. } => {
+            Ok(Vec::new())
+        }
     }
+}
+
+/// Applies a `Reown` step (see [`ShardStep::Reown`]).
+fn reown<R: BatchRunner>(
+    state: &Connection,
+    expect: u64,
+    version: u64,
+    batch: &StatementBatch,
+    runner: &mut R,
+) -> Result<Vec<StatementResult>, R::Error> {
+    let sql = |e: rusqlite::Error| R::Error::from(StepError::Sqlite(e));
+    if crate::db::ownership::read(state).map_err(sql)? != expect {
+        return Ok(vec![StepOutcome::VersionDiffers.result()]);
+    }
+    if held(state).map_err(sql)?.is_some() {
+        return Ok(vec![StepOutcome::Busy.result()]);
+    }
+    let results = runner.run(batch, true)?;
+    if results.iter().any(|r| r.error.is_some()) {
+        return Ok(with_outcome(StepOutcome::Refused, results));
+    }
+    crate::db::ownership::write(state, version).map_err(sql)?;
+    Ok(with_outcome(StepOutcome::Reowned, results))
 }
 
 fn with_outcome(outcome: StepOutcome, results: Vec<StatementResult>) -> Vec<StatementResult> {
@@ -312,8 +343,9 @@ fn with_outcome(outcome: StepOutcome, results: Vec<StatementResult>) -> Vec<Stat
     all
 }
 
-/// Copies the prepared transaction and the decisions from `from` into `to` (state file and
-/// image, either way), replacing what `to` had; `from` may lack the tables (an image written
+/// Copies the prepared transaction, the decisions, the fences and the owner version
+/// (`ownership`) from `from` into `to` (state file and image, either way), replacing what `to`
+/// had; `from` may lack the tables (an image written
 /// before them).
 pub fn copy_tables(from: &Connection, to: &Connection) -> rusqlite::Result<()> {
     to.execute_batch(&format!(
@@ -321,6 +353,7 @@ pub fn copy_tables(from: &Connection, to: &Connection) -> rusqlite::Result<()> {
          DROP TABLE IF EXISTS {FENCES_TABLE};"
     ))?;
     create_tables(to)?;
+    crate::db::ownership::copy(from, to)?;
     let exists = |name: &str| -> rusqlite::Result<bool> {
         from.query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
@@ -672,5 +705,138 @@ mod tests {
             "it had lapsed"
         );
         assert_eq!(replica.rows().await, 1);
+    }
+
+    /// A guarded batch: the guard expecting `version`, then `sql`.
+    fn guarded(version: u64, sql: &str) -> StatementBatch {
+        StatementBatch::new(
+            vec![crate::db::ownership::guard(version), Statement::plain(sql)],
+            true,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_reown_moves_rows_in_and_changes_the_version_atomically() {
+        let mut replica = Replica::new();
+        let reown = |expect, version, sql: &str| ShardStep::Reown {
+            expect,
+            version,
+            batch: insert(sql),
+        };
+        let (outcome, _) = replica.step(reown(3, 4, "INSERT INTO t VALUES (1, 'a')"));
+        assert_eq!(outcome, StepOutcome::VersionDiffers, "the group is at 0");
+        assert_eq!(replica.rows().await, 0);
+        let (outcome, _) = replica.step(reown(0, 4, "INSERT INTO t VALUES (1, 'a'), (2, 'b')"));
+        assert_eq!(outcome, StepOutcome::Reowned);
+        assert_eq!(replica.rows().await, 2);
+        // A failing batch changes neither rows nor version.
+        let (outcome, _) = replica.step(reown(4, 5, "INSERT INTO t VALUES (1, 'dup')"));
+        assert_eq!(outcome, StepOutcome::Refused);
+        assert_eq!(replica.rows().await, 2);
+        let (outcome, _) = replica.step(reown(4, 4, "DELETE FROM t WHERE k = 2"));
+        assert_eq!(
+            outcome,
+            StepOutcome::Reowned,
+            "the same version again: rows move out"
+        );
+        assert_eq!(replica.rows().await, 1);
+    }
+
+    #[tokio::test]
+    async fn writes_and_reads_routed_by_another_version_are_refused_whole() {
+        let mut replica = Replica::new();
+        let empty = StatementBatch::new(Vec::new(), true);
+        replica.step(ShardStep::Reown {
+            expect: 0,
+            version: 7,
+            batch: empty,
+        });
+        let stale = replica.apply(Command {
+            timestamp_ms: 1_000,
+            batches: vec![guarded(6, "INSERT INTO t VALUES (1, 'a')")],
+            load: None,
+            users: None,
+            shard: None,
+        });
+        assert_eq!(
+            stale.len(),
+            2,
+            "one result per statement, the guard's included"
+        );
+        assert!(
+            stale.iter().all(crate::db::ownership::is_moved),
+            "{stale:?}"
+        );
+        assert_eq!(
+            replica.rows().await,
+            0,
+            "nothing of a refused batch applies"
+        );
+        let current = replica.apply(Command {
+            timestamp_ms: 1_000,
+            batches: vec![guarded(7, "INSERT INTO t VALUES (1, 'a')")],
+            load: None,
+            users: None,
+            shard: None,
+        });
+        assert!(current.iter().all(|r| r.error.is_none()), "{current:?}");
+        assert_eq!(current[1].rows_affected, 1);
+        let read = |version| {
+            replica.database.query(
+                vec![
+                    crate::db::ownership::guard(version),
+                    Statement::plain("SELECT count(*) FROM t"),
+                ],
+                std::time::Duration::from_secs(5),
+            )
+        };
+        let stale = read(6).await.unwrap();
+        assert!(
+            stale.iter().all(crate::db::ownership::is_moved),
+            "{stale:?}"
+        );
+        let current = read(7).await.unwrap();
+        assert!(
+            current[1].error.is_none() && current[1].rows.is_some(),
+            "{current:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn ownership_waits_while_a_transaction_is_prepared_and_travels_in_images() {
+        let mut replica = Replica::new();
+        replica.step(ShardStep::Prepare {
+            xid: xid(9, 1),
+            batch: insert("INSERT INTO t VALUES (1, 'a')"),
+        });
+        let (outcome, _) = replica.step(ShardStep::Reown {
+            expect: 0,
+            version: 2,
+            batch: insert("INSERT INTO t VALUES (5, 'e')"),
+        });
+        assert_eq!(outcome, StepOutcome::Busy);
+        replica.step(ShardStep::Commit { xid: xid(9, 1) });
+        let (outcome, _) = replica.step(ShardStep::Reown {
+            expect: 0,
+            version: 2,
+            batch: insert("INSERT INTO t VALUES (5, 'e')"),
+        });
+        assert_eq!(outcome, StepOutcome::Reowned);
+        let image = replica._dir.path().join("image.sqlite");
+        replica.database.export_image(&image).unwrap();
+        let other = Replica::new();
+        other.database.import_image(&image).unwrap();
+        let read = other
+            .database
+            .query(
+                vec![
+                    crate::db::ownership::guard(2),
+                    Statement::plain("SELECT count(*) FROM t"),
+                ],
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert!(read.iter().all(|r| r.error.is_none()), "{read:?}");
     }
 }

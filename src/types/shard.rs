@@ -58,6 +58,17 @@ pub enum ShardStep {
     /// Ends fence `cut`: [`StepOutcome::Unfenced`] when it was still in force, else
     /// [`StepOutcome::Unknown`] (it lapsed, or never was).
     Unfence { cut: u64 },
+    /// Changes the slots this group answers for (resharding, `db::ownership`): when the
+    /// group's owner version is `expect`, applies `batch` (rows moved in or out, the schema
+    /// of a joining group) and sets the version to `version`, atomically — answering
+    /// [`StepOutcome::Reowned`]; otherwise changes nothing and answers
+    /// [`StepOutcome::VersionDiffers`]. Refused ([`StepOutcome::Busy`]) while a transaction is
+    /// prepared here. (Appended after `Unfence`, so earlier entries read the same.)
+    Reown {
+        expect: u64,
+        version: u64,
+        batch: StatementBatch,
+    },
 }
 
 impl ShardStep {
@@ -67,7 +78,7 @@ impl ShardStep {
             ShardStep::Prepare { xid, .. }
             | ShardStep::Commit { xid }
             | ShardStep::Abort { xid } => Some(*xid),
-            ShardStep::Fence { .. } | ShardStep::Unfence { .. } => None,
+            ShardStep::Fence { .. } | ShardStep::Unfence { .. } | ShardStep::Reown { .. } => None,
         }
     }
 }
@@ -95,6 +106,10 @@ pub enum StepOutcome {
     Fenced,
     /// Unfence: the fence was in force until this step.
     Unfenced,
+    /// Reown: the batch applied and the owner version changed.
+    Reowned,
+    /// Reown: the group's owner version was not the one expected; nothing changed.
+    VersionDiffers,
 }
 
 /// The column naming a step's outcome.
@@ -111,6 +126,8 @@ impl StepOutcome {
             StepOutcome::Unknown => "unknown",
             StepOutcome::Fenced => "fenced",
             StepOutcome::Unfenced => "unfenced",
+            StepOutcome::Reowned => "reowned",
+            StepOutcome::VersionDiffers => "version differs",
         }
     }
 
@@ -124,6 +141,8 @@ impl StepOutcome {
             StepOutcome::Unknown,
             StepOutcome::Fenced,
             StepOutcome::Unfenced,
+            StepOutcome::Reowned,
+            StepOutcome::VersionDiffers,
         ]
         .into_iter()
         .find(|outcome| outcome.as_str() == text)
