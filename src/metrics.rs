@@ -84,6 +84,12 @@ pub struct Metrics {
     pub router_scatter: Counter,
     pub router_gather: Counter,
     pub router_groups_touched: Counter,
+    /// Statements routed again because a group's slots had moved (resharding).
+    pub router_moved_retries: Counter,
+    /// Resharding steps finished (groups joined, slot ranges moved, groups removed), and the
+    /// time writes to a move's groups waited in its critical section.
+    pub reshard_steps: Counter,
+    pub reshard_pause: Histogram,
     pub proposal_duration: Histogram,
     pub leader_changes: Counter,
     pub elections: Counter,
@@ -252,6 +258,23 @@ impl Metrics {
             &mut registry,
             "router_groups_touched",
             "Groups touched by statements of sharded databases (sum)",
+        );
+        let router_moved_retries = counter(
+            &mut registry,
+            "router_moved_retries",
+            "Statements of sharded databases routed again because their slots had moved",
+        );
+        let reshard_steps = counter(
+            &mut registry,
+            "reshard_steps",
+            "Resharding steps finished: groups joined, slot ranges moved, groups removed",
+        );
+        let reshard_pause = latency_histogram();
+        registry.register_with_unit(
+            "reshard_pause",
+            "Time a slot move held its groups' requests (freeze to catalog update)",
+            Unit::Seconds,
+            reshard_pause.clone(),
         );
         let proposal_duration = latency_histogram();
         registry.register_with_unit(
@@ -458,6 +481,9 @@ impl Metrics {
             router_scatter,
             router_gather,
             router_groups_touched,
+            router_moved_retries,
+            reshard_steps,
+            reshard_pause,
             proposal_duration,
             leader_changes,
             elections,

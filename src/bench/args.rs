@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use super::target::{SEED_ROWS, TargetConfig, TargetKind};
 use super::{BenchConfig, Stop, Workload};
-use crate::router::slots::SlotMap;
+use crate::catalog::slots::SlotMap;
 use crate::shard::slot::slot_of_stored;
 use crate::types::value::SqlValue;
 

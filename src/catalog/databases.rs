@@ -36,15 +36,6 @@ pub struct Databases {
 /// Runs a request of a sharded database over its groups (implemented by `router::Router`).
 #[async_trait::async_trait]
 pub trait ShardedRequests: Send + Sync {
-    /// The group that runs `request` unchanged and the request to send it — when it is one
-    /// statement the router planned before, at this epoch, to one group (a pinned key, or
-    /// local tables only) — or `request` back. Spares such statements the general path.
-    fn direct(
-        &self,
-        database: &crate::catalog::view::DatabaseEntry,
-        request: ServiceRequest,
-    ) -> Result<(DatabaseHandle, ServiceRequest), ServiceRequest>;
-
     async fn handle(
         &self,
         database: Arc<crate::catalog::view::DatabaseEntry>,

@@ -74,10 +74,7 @@ impl DatabaseHandle {
         match &self.target {
             Target::Sharded {
                 router, database, ..
-            } => match router.direct(database, request) {
-                Ok((group, request)) => group.handle_group(request).await,
-                Err(request) => router.handle(database.clone(), request).await,
-            },
+            } => router.handle(database.clone(), request).await,
             _ => self.handle_group(request).await,
         }
     }

@@ -49,9 +49,13 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let hosting = tokio::spawn(hosting_loop(databases.clone(), shutdown.clone()));
+    let mover = tokio::spawn(crate::catalog::mover::mover_loop(
+        databases.clone(),
+        shutdown.clone(),
+    ));
     let membership = tokio::spawn(membership_loop(databases, shutdown));
     tokio::spawn(async move {
-        let _ = tokio::join!(hosting, membership);
+        let _ = tokio::join!(hosting, membership, mover);
     })
 }
 
@@ -162,7 +166,7 @@ async fn membership_step(databases: &Databases) -> Result<(), String> {
     let view = databases.refresh().await.map_err(|e| e.to_string())?;
     if catalog.group.leads() {
         // (Again once the catalog predates the sharding tables: the statements are idempotent.)
-        if !view.ready || !view.has_shard_tables {
+        if !view.ready || !view.has_shard_tables || !view.has_reshard_tables {
             return write_layout(&catalog).await;
         }
         follow_cluster(databases, &catalog.group).await?;

@@ -1,5 +1,6 @@
 //! The statements that manage databases — `CREATE DATABASE`, `DROP DATABASE`,
-//! `ALTER DATABASE … RENAME TO`, `SHOW DATABASES` — recognized in what clients send over any
+//! `ALTER DATABASE … RENAME TO`, `ALTER DATABASE … SET (shards = N)`,
+//! `ALTER DATABASE … CANCEL RESHARDING`, `SHOW DATABASES` — recognized in what clients send over any
 //! protocol and parsed here. SQLite has no such statements, so no SQL parser knows them;
 //! the grammar is a handful of words, tokenized by hand.
 
@@ -31,6 +32,15 @@ pub enum DatabaseStatement {
     Rename {
         from: String,
         to: String,
+    },
+    /// Moves the database's slots over `shards` groups (adding or removing groups), online.
+    Reshard {
+        name: String,
+        shards: u32,
+    },
+    /// Drops the resharding steps not started yet (the one running finishes).
+    CancelResharding {
+        name: String,
     },
     Show,
 }
@@ -69,7 +79,7 @@ pub fn parse(sql: &str) -> Option<Result<DatabaseStatement, String>> {
     let statement = match (first.as_str(), second.as_deref()) {
         ("create", Some("database")) => words.create(),
         ("drop", Some("database")) => words.drop(),
-        ("alter", Some("database")) => words.rename(),
+        ("alter", Some("database")) => words.alter(),
         ("show", Some("databases")) => Ok(DatabaseStatement::Show),
         _ => return None,
     };
@@ -338,12 +348,37 @@ impl Parser {
         Ok(DatabaseStatement::Drop { name, if_exists })
     }
 
-    fn rename(&mut self) -> Result<DatabaseStatement, String> {
-        let from = self.name()?;
-        self.expect_word("rename")?;
+    fn alter(&mut self) -> Result<DatabaseStatement, String> {
+        let name = self.name()?;
+        if self.eat_word("set") {
+            let parenthesized = self.eat_symbol('(');
+            self.expect_word("shards")?;
+            self.eat_symbol('=');
+            let shards = match self.peek() {
+                Some(Token::Number(number)) => number.parse::<u32>().ok(),
+                _ => None,
+            }
+            .filter(|n| (1..=SHARDS_MAX).contains(n))
+            .ok_or_else(|| format!("shards takes a whole number from 1 to {SHARDS_MAX}"))?;
+            self.at += 1;
+            if parenthesized && !self.eat_symbol(')') {
+                return Err("the option list is missing its closing parenthesis".into());
+            }
+            return Ok(DatabaseStatement::Reshard { name, shards });
+        }
+        if self.eat_word("cancel") {
+            self.expect_word("resharding")?;
+            return Ok(DatabaseStatement::CancelResharding { name });
+        }
+        if !self.eat_word("rename") {
+            return Err(
+                "ALTER DATABASE takes RENAME TO <name>, SET (shards = <n>) or CANCEL RESHARDING"
+                    .into(),
+            );
+        }
         self.expect_word("to")?;
         let to = self.name()?;
-        Ok(DatabaseStatement::Rename { from, to })
+        Ok(DatabaseStatement::Rename { from: name, to })
     }
 }
 
@@ -460,6 +495,26 @@ mod tests {
             }
         );
         assert_eq!(ok("show databases;"), DatabaseStatement::Show);
+        for text in [
+            "ALTER DATABASE shop SET (shards = 8)",
+            "alter database shop set shards = 8;",
+            "ALTER DATABASE shop SET (SHARDS 8)",
+        ] {
+            assert_eq!(
+                ok(text),
+                DatabaseStatement::Reshard {
+                    name: "shop".into(),
+                    shards: 8
+                },
+                "{text}"
+            );
+        }
+        assert_eq!(
+            ok("ALTER DATABASE shop CANCEL RESHARDING"),
+            DatabaseStatement::CancelResharding {
+                name: "shop".into()
+            }
+        );
     }
 
     #[test]
@@ -475,7 +530,11 @@ mod tests {
         assert!(err("CREATE DATABASE x WITH (replicas = 3").contains("closing parenthesis"));
         assert!(err("CREATE DATABASE \"1x\"").contains("must start with a letter"));
         assert!(err("CREATE DATABASE _shoal_x").contains("Shoal's own"));
-        assert!(err("ALTER DATABASE a OWNER TO b").contains("expected RENAME"));
+        assert!(err("ALTER DATABASE a OWNER TO b").contains("RENAME TO <name>"));
+        assert!(err("ALTER DATABASE a SET (shards = 0)").contains("1 to 64"));
+        assert!(err("ALTER DATABASE a SET (replicas = 2)").contains("expected SHARDS"));
+        assert!(err("ALTER DATABASE a SET (shards = 3").contains("closing parenthesis"));
+        assert!(err("ALTER DATABASE a CANCEL").contains("expected RESHARDING"));
         assert!(err("DROP DATABASE a; SELECT 1").contains("unexpected `select`"));
         assert!(err("CREATE DATABASE x ~").contains("unexpected character"));
     }

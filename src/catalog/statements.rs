@@ -28,6 +28,7 @@ pub const SHOW_COLUMNS: &[&str] = &[
     "voters",
     "read_replicas_on",
     "shards",
+    "resharding_steps",
 ];
 
 /// What `CREATE DATABASE` asks for besides the name.
@@ -110,6 +111,10 @@ impl Databases {
             }
             DatabaseStatement::Drop { name, if_exists } => self.drop(name, if_exists).await,
             DatabaseStatement::Rename { from, to } => self.rename(from, to).await,
+            DatabaseStatement::Reshard { name, shards } => self.reshard(&view, &name, shards).await,
+            DatabaseStatement::CancelResharding { name } => {
+                self.cancel_resharding(&view, &name).await
+            }
         }
     }
 
@@ -139,11 +144,12 @@ impl Databases {
                     },
                     list(entry, Role::Replica),
                     SqlValue::Integer(entry.groups.len() as i64),
+                    SqlValue::Integer(entry.moves_pending as i64),
                 ]
             })
             .collect();
         let types = [
-            "text", "integer", "integer", "integer", "text", "text", "integer",
+            "text", "integer", "integer", "integer", "text", "text", "integer", "integer",
         ];
         StatementResult {
             rows: Some(RowSet {

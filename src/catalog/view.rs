@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::catalog::slots::{SlotMap, SlotRange};
 use crate::raft::types::{GroupId, NodeId, Statement};
 use crate::types::value::SqlValue;
 
@@ -15,9 +16,15 @@ use crate::types::value::SqlValue;
 /// when the first sharded database is created: until then nodes of layout 1 keep reading the
 /// catalog, and afterwards they refuse it rather than route a sharded database's requests to
 /// one of its groups.
-pub const CATALOG_LAYOUT: i64 = 2;
+///
+/// Layout 3 adds resharding (`slot_ranges`, `owner_versions`, `joining_groups`,
+/// `slot_moves`); it is raised to 3 by the first `ALTER DATABASE … SET (shards = N)`, after
+/// which nodes of layout 2 — which would route by the even map — refuse the catalog.
+pub const CATALOG_LAYOUT: i64 = 3;
 /// The layout a catalog needs once it records a sharded database.
 pub const SHARDED_LAYOUT: i64 = 2;
+/// The layout a catalog needs once a database was resharded.
+pub const RESHARDED_LAYOUT: i64 = 3;
 
 /// The database every node holds and clients use when they name none (`db=` absent); it is
 /// the data group that existed before the catalog, so a data directory of an earlier version
@@ -79,6 +86,34 @@ pub fn layout_statements(now_ms: i64) -> Vec<Statement> {
              table_name TEXT NOT NULL,
              next INTEGER NOT NULL,
              PRIMARY KEY (database_group, table_name))",
+        // A resharded database's slot map (absent: the even map over its groups).
+        "CREATE TABLE IF NOT EXISTS slot_ranges (
+             database_group INTEGER NOT NULL,
+             first_slot INTEGER NOT NULL,
+             end_slot INTEGER NOT NULL,
+             group_id INTEGER NOT NULL,
+             PRIMARY KEY (database_group, first_slot))",
+        // The owner version each group answers for (`db::ownership`; absent: 0).
+        "CREATE TABLE IF NOT EXISTS owner_versions (
+             group_id INTEGER PRIMARY KEY,
+             version INTEGER NOT NULL)",
+        // Groups added by resharding that do not hold the schema yet: hosted, not routed.
+        "CREATE TABLE IF NOT EXISTS joining_groups (
+             group_id INTEGER PRIMARY KEY,
+             database_group INTEGER NOT NULL)",
+        // Resharding's steps not finished yet, run in order (`catalog::reshard`): a group
+        // joining (`join`: schema and reference rows copied from `from_group`), slots moving
+        // (`move`), an emptied group leaving (`leave`). `version` is the owner version the
+        // step gives its groups, chosen when it starts.
+        "CREATE TABLE IF NOT EXISTS slot_moves (
+             move_id INTEGER PRIMARY KEY,
+             database_group INTEGER NOT NULL,
+             kind TEXT NOT NULL CHECK (kind IN ('join', 'move', 'leave')),
+             first_slot INTEGER NOT NULL,
+             end_slot INTEGER NOT NULL,
+             from_group INTEGER NOT NULL,
+             to_group INTEGER NOT NULL,
+             version INTEGER)",
     ]
     .into_iter()
     .map(Statement::plain)
@@ -163,8 +198,15 @@ pub struct DatabaseEntry {
     pub tables: BTreeMap<String, TableKind>,
     /// New tables are distributed by their rowid or primary key (`distribute = all`).
     pub distribute_all: bool,
-    /// Bumped by every schema change made through a router (sharded databases).
+    /// Bumped by every schema change made through a router (sharded databases), and by
+    /// every change of the slot map (plans made by an older map are dropped with it).
     pub schema_epoch: u64,
+    /// Which group owns each slot, and the owner version each must be at (sharded databases).
+    pub slots: Arc<SlotMap>,
+    /// Groups being added by resharding: hosted, not routed yet (not in `groups`).
+    pub joining: Vec<GroupId>,
+    /// Resharding steps not finished yet.
+    pub moves_pending: usize,
     /// Voters wanted; 0 for the default database, which every node holds.
     pub replicas: u32,
     pub read_replicas: u32,
@@ -183,6 +225,9 @@ impl DatabaseEntry {
             tables: Default::default(),
             distribute_all: false,
             schema_epoch: 0,
+            slots: Arc::new(SlotMap::even(&[2, 3])),
+            joining: Vec::new(),
+            moves_pending: 0,
             replicas: 3,
             read_replicas: 0,
             placements: Vec::new(),
@@ -218,6 +263,10 @@ pub struct CatalogView {
     pub groups: BTreeMap<GroupId, DatabaseEntry>,
     /// The sharding tables exist (created by a catalog leader of this version).
     pub has_shard_tables: bool,
+    /// The resharding tables exist.
+    pub has_reshard_tables: bool,
+    /// Resharding steps not finished yet, in the order they run (`catalog::mover`).
+    pub slot_moves: Vec<SlotMoveRow>,
     /// Groups of dropped databases: never reused, removed wherever they still run.
     pub dropped: BTreeSet<GroupId>,
     /// Nodes being drained (`shoal cluster drain`): their replicas move elsewhere.
@@ -294,11 +343,15 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         placements.entry(group).or_default().push(placement);
     }
     let has_shard_tables = has_table(connection, "table_sequences").map_err(fail)?;
-    let sharding = if has_shard_tables {
+    let has_reshard_tables = has_table(connection, "slot_moves").map_err(fail)?;
+    let mut sharding = if has_shard_tables {
         read_sharding(connection).map_err(fail)?
     } else {
         Sharding::default()
     };
+    if has_reshard_tables {
+        read_resharding(connection, &mut sharding).map_err(fail)?;
+    }
     let firsts = rows(
         connection,
         "SELECT name, group_id, replicas, read_replicas FROM databases",
@@ -312,6 +365,9 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
                 tables: BTreeMap::new(),
                 distribute_all: false,
                 schema_epoch: 0,
+                slots: Arc::default(),
+                joining: Vec::new(),
+                moves_pending: 0,
                 replicas: row.get::<_, i64>(2)? as u32,
                 read_replicas: row.get::<_, i64>(3)? as u32,
                 placements: placements.remove(&group).unwrap_or_default(),
@@ -323,15 +379,32 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
     let mut groups = BTreeMap::new();
     for mut entry in firsts {
         let first = entry.group;
-        entry
+        let (routed, joining): (Vec<GroupId>, Vec<GroupId>) = sharding
             .groups
-            .extend(sharding.groups.get(&first).into_iter().flatten().copied());
+            .get(&first)
+            .into_iter()
+            .flatten()
+            .partition(|group| !sharding.joining.contains(group));
+        entry.groups.extend(routed);
+        entry.joining = joining;
         entry.tables = sharding.tables.get(&first).cloned().unwrap_or_default();
         if let Some((distribute_all, epoch)) = sharding.options.get(&first) {
             entry.distribute_all = *distribute_all;
             entry.schema_epoch = *epoch;
         }
-        for (shard, group) in entry.groups.iter().enumerate().skip(1) {
+        let versions: BTreeMap<GroupId, u64> = entry
+            .groups
+            .iter()
+            .filter_map(|group| Some((*group, *sharding.versions.get(group)?)))
+            .collect();
+        entry.slots = Arc::new(match sharding.ranges.remove(&first) {
+            Some(ranges) => SlotMap::stored(ranges, versions)
+                .map_err(|e| format!("database {:?}: {e}", entry.name))?,
+            None => SlotMap::even(&entry.groups),
+        });
+        entry.moves_pending = sharding.moves.get(&first).copied().unwrap_or(0);
+        let members: Vec<GroupId> = entry.groups.iter().chain(&entry.joining).copied().collect();
+        for (shard, group) in members.iter().enumerate().skip(1) {
             let mut member = entry.clone();
             member.group = *group;
             member.shard = shard as u32;
@@ -386,6 +459,8 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         databases,
         groups,
         has_shard_tables,
+        has_reshard_tables,
+        slot_moves: sharding.steps,
         dropped,
         draining,
         zones,
@@ -402,6 +477,88 @@ struct Sharding {
     tables: BTreeMap<GroupId, BTreeMap<String, TableKind>>,
     /// `distribute_all` and `schema_epoch`.
     options: BTreeMap<GroupId, (bool, u64)>,
+    /// Stored slot maps.
+    ranges: BTreeMap<GroupId, Vec<SlotRange>>,
+    /// Owner versions by group.
+    versions: BTreeMap<GroupId, u64>,
+    joining: BTreeSet<GroupId>,
+    /// Resharding steps not finished, per database.
+    moves: BTreeMap<GroupId, usize>,
+    steps: Vec<SlotMoveRow>,
+}
+
+/// One resharding step as the catalog's `slot_moves` records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotMoveRow {
+    pub id: u64,
+    /// The database's first group.
+    pub database: GroupId,
+    /// `join`, `move` or `leave` (`catalog::reshard::StepKind`).
+    pub kind: String,
+    pub first: u32,
+    pub end: u32,
+    pub from: GroupId,
+    pub to: GroupId,
+    /// The owner version the step gives its groups, once it started.
+    pub version: Option<u64>,
+}
+
+fn read_resharding(
+    connection: &rusqlite::Connection,
+    sharding: &mut Sharding,
+) -> rusqlite::Result<()> {
+    let id = |row: &rusqlite::Row, at: usize| row.get::<_, i64>(at).map(|n| n as u64);
+    for (database, range) in rows(
+        connection,
+        "SELECT database_group, first_slot, end_slot, group_id FROM slot_ranges
+         ORDER BY database_group, first_slot",
+        |row| {
+            Ok((
+                id(row, 0)?,
+                SlotRange {
+                    first: id(row, 1)? as u32,
+                    end: id(row, 2)? as u32,
+                    group: id(row, 3)?,
+                },
+            ))
+        },
+    )? {
+        sharding.ranges.entry(database).or_default().push(range);
+    }
+    sharding.versions = rows(
+        connection,
+        "SELECT group_id, version FROM owner_versions",
+        |row| Ok((id(row, 0)?, id(row, 1)?)),
+    )?
+    .into_iter()
+    .collect();
+    sharding.joining = rows(connection, "SELECT group_id FROM joining_groups", |row| {
+        id(row, 0)
+    })?
+    .into_iter()
+    .collect();
+    sharding.steps = rows(
+        connection,
+        "SELECT move_id, database_group, kind, first_slot, end_slot, from_group, to_group,
+                version
+         FROM slot_moves ORDER BY move_id",
+        |row| {
+            Ok(SlotMoveRow {
+                id: id(row, 0)?,
+                database: id(row, 1)?,
+                kind: row.get(2)?,
+                first: id(row, 3)? as u32,
+                end: id(row, 4)? as u32,
+                from: id(row, 5)?,
+                to: id(row, 6)?,
+                version: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+            })
+        },
+    )?;
+    for step in &sharding.steps {
+        *sharding.moves.entry(step.database).or_default() += 1;
+    }
+    Ok(())
 }
 
 fn read_sharding(connection: &rusqlite::Connection) -> rusqlite::Result<Sharding> {

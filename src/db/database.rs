@@ -1079,6 +1079,29 @@ impl twopc::BatchRunner for HeldBatchRunner<'_> {
         internal("RELEASE shoal_prepare")?;
         results
     }
+
+    fn run_moving(&mut self, batch: &StatementBatch) -> Result<Vec<StatementResult>, DbError> {
+        // (Changing the setting expires compiled statements, so none keeps its triggers.)
+        self.set_triggers(false)?;
+        let mut whole = batch.clone();
+        whole.transaction = true;
+        let results = apply_batch(self.writer, &whole, self.path);
+        self.set_triggers(true)?;
+        results
+    }
+}
+
+impl HeldBatchRunner<'_> {
+    fn set_triggers(&self, enabled: bool) -> Result<(), DbError> {
+        self.writer
+            .connection
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+                enabled,
+            )
+            .map(|_| ())
+            .map_err(|e| sqlite_error(self.path, e))
+    }
 }
 
 impl From<twopc::StepError> for DbError {
@@ -1108,9 +1131,14 @@ fn apply_pinned_or_plain(
         .guard
         .with_user_savepoints(|| apply_batch(writer, batch, path))?;
     let term_changed = matches!((pinned.term, entry_term), (Some(seen), Some(now)) if seen != now);
+    // A guard's result (`ownership`) is not one the client saw.
+    let checked = match ownership::expected_by(&batch.statements) {
+        Some(_) => results.get(1..).unwrap_or_default(),
+        None => &results[..],
+    };
     let results_changed = pinned
         .results_digest
-        .is_some_and(|digest| digest != results_digest(&results));
+        .is_some_and(|digest| digest != results_digest(checked));
     let conflict = if term_changed {
         Some("the leader changed during the transaction")
     } else if results_changed {

@@ -208,6 +208,11 @@ pub trait BatchRunner {
         batch: &StatementBatch,
         keep: bool,
     ) -> Result<Vec<StatementResult>, Self::Error>;
+
+    /// Applies the batch of a `Reown` step (rows moving in or out, a joining group's
+    /// schema) with the user's triggers off: rows that move are not written by the user, and
+    /// their triggers fired where the rows were first written.
+    fn run_moving(&mut self, batch: &StatementBatch) -> Result<Vec<StatementResult>, Self::Error>;
 }
 
 /// Applies `step` in group `group` at the entry's time `now_ms`: the step's outcome first,
@@ -328,7 +333,7 @@ fn reown<R: BatchRunner>(
     if held(state).map_err(sql)?.is_some() {
         return Ok(vec![StepOutcome::Busy.result()]);
     }
-    let results = runner.run(batch, true)?;
+    let results = runner.run_moving(batch)?;
     if results.iter().any(|r| r.error.is_some()) {
         return Ok(with_outcome(StepOutcome::Refused, results));
     }

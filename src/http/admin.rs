@@ -120,10 +120,19 @@ fn groups_json(databases: &crate::catalog::databases::Databases) -> Value {
             let shard = entry
                 .filter(|entry| entry.sharded())
                 .map_or(Value::Null, |entry| {
-                    let shard = entry.shard as usize;
-                    let (first, end) =
-                        crate::router::slots::SlotMap::even(&entry.groups).range_of(shard);
-                    json!({"shard": shard, "of": entry.groups.len(), "slots": [first, end - 1]})
+                    let slots: Vec<Value> = entry
+                        .slots
+                        .ranges_of(entry.group)
+                        .into_iter()
+                        .map(|(first, end)| json!([first, end - 1]))
+                        .collect();
+                    json!({
+                        "shard": entry.shard,
+                        "of": entry.groups.len(),
+                        "slots": slots.first().cloned().unwrap_or(Value::Null),
+                        "slot_ranges": slots,
+                        "owner_version": entry.slots.owner_version(entry.group),
+                    })
                 });
             let last = metrics.last_log_index.unwrap_or(0);
             let lag: serde_json::Map<String, Value> = metrics

@@ -443,7 +443,9 @@ impl Backend {
             DatabaseStatement::Show => ("SHOW", false),
             DatabaseStatement::Create { .. } => ("CREATE DATABASE", true),
             DatabaseStatement::Drop { .. } => ("DROP DATABASE", true),
-            DatabaseStatement::Rename { .. } => ("ALTER DATABASE", true),
+            DatabaseStatement::Rename { .. }
+            | DatabaseStatement::Reshard { .. }
+            | DatabaseStatement::CancelResharding { .. } => ("ALTER DATABASE", true),
         };
         if changes && session.in_transaction() {
             return Err(error_info(

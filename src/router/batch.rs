@@ -12,7 +12,9 @@ use crate::router::plan::{Plan, plan};
 use crate::router::reads::{Direct, GroupReads};
 use crate::router::schema::{Analysis, AnalyzeError, Schema};
 use crate::router::tokens::{split_statements, tokenize};
-use crate::router::{Router, ddl, functions, gather, group_request, insert, merge, results_of};
+use crate::router::{
+    Router, ddl, functions, gather, group_request, guard, insert, merge, results_of,
+};
 use crate::service::{
     RequestKind, ServiceError, ServiceRequest, ServiceResponse, WriteConcernError,
 };
@@ -58,7 +60,10 @@ pub async fn run(
     misses: &ConcernMisses,
 ) -> Result<Vec<StatementResult>, ServiceError> {
     if batch.transaction && batch.statements.len() > 1 {
-        return transaction(router, database, request, batch, misses).await;
+        return guard::retry_moved(router, database, |database| async move {
+            transaction(router, &database, request, batch, misses).await
+        })
+        .await;
     }
     let mut database = database.clone();
     let mut results = Vec::with_capacity(batch.statements.len());
@@ -73,7 +78,22 @@ pub async fn run(
 }
 
 /// Runs one statement in its own transaction; says whether it changed the schema or kinds.
+/// Routed again when a group refuses it as routed by an older slot map (nothing applied).
 async fn one(
+    router: &Router,
+    database: &DatabaseEntry,
+    request: &ServiceRequest,
+    statement: &Statement,
+    misses: &ConcernMisses,
+) -> Result<(StatementResult, bool), ServiceError> {
+    guard::retry_moved(router, database, |database| async move {
+        one_routed(router, &database, request, statement, misses).await
+    })
+    .await
+}
+
+/// [`one`], routed by `database`'s slot map.
+async fn one_routed(
     router: &Router,
     database: &DatabaseEntry,
     request: &ServiceRequest,
@@ -106,8 +126,11 @@ async fn one(
                 RequestKind::Query
             };
             let response = router
-                .group(*group)?
-                .handle(group_request(request, kind, vec![statement.clone()], false))
+                .send(
+                    database,
+                    *group,
+                    group_request(request, kind, vec![statement.clone()], false),
+                )
                 .await?;
             misses.note(&response);
             results_of(response, 1).remove(0)
@@ -117,7 +140,11 @@ async fn one(
                 router,
                 database,
                 &planned,
-                &Direct { router, request },
+                &Direct {
+                    router,
+                    database,
+                    request,
+                },
                 statement,
             )
             .await?
@@ -138,7 +165,11 @@ async fn one(
             let routed = match route_insert(
                 router,
                 database,
-                &Direct { router, request },
+                &Direct {
+                    router,
+                    database,
+                    request,
+                },
                 statement,
                 &planned,
                 table,
@@ -150,7 +181,7 @@ async fn one(
             };
             let last_rowid = routed.last_rowid;
             let parts: Vec<(GroupId, Vec<Statement>)> = routed.parts.into_iter().collect();
-            let mut result = write_parts(router, request, parts, misses).await?;
+            let mut result = write_parts(router, database, request, parts, misses).await?;
             if result.error.is_none() {
                 result.last_insert_id = last_rowid;
             }
@@ -161,7 +192,7 @@ async fn one(
                 .iter()
                 .map(|group| (*group, vec![statement.clone()]))
                 .collect();
-            write_parts(router, request, parts, misses).await?
+            write_parts(router, database, request, parts, misses).await?
         }
     };
     Ok((result, changed))
@@ -302,17 +333,19 @@ pub(crate) async fn route_insert(
 /// several as a cross-group one. Their results summed into the statement's one result.
 async fn write_parts(
     router: &Router,
+    database: &DatabaseEntry,
     request: &ServiceRequest,
     parts: Vec<(GroupId, Vec<Statement>)>,
     misses: &ConcernMisses,
 ) -> Result<StatementResult, ServiceError> {
-    let results = write_groups(router, request, parts, misses).await?;
+    let results = write_groups(router, database, request, parts, misses).await?;
     Ok(sum(results.into_iter().flatten()))
 }
 
 /// Writes statements per group atomically; each group's results in its statements' order.
 async fn write_groups(
     router: &Router,
+    database: &DatabaseEntry,
     request: &ServiceRequest,
     parts: Vec<(GroupId, Vec<Statement>)>,
     misses: &ConcernMisses,
@@ -327,13 +360,11 @@ async fn write_groups(
     if let [(group, statements)] = parts.as_slice() {
         let expected = statements.len();
         let response = router
-            .group(*group)?
-            .handle(group_request(
-                request,
-                RequestKind::Execute,
-                statements.clone(),
-                true,
-            ))
+            .send(
+                database,
+                *group,
+                group_request(request, RequestKind::Execute, statements.clone(), true),
+            )
             .await?;
         misses.note(&response);
         return Ok(vec![results_of(response, expected)]);
@@ -345,13 +376,14 @@ async fn write_groups(
             batch: StatementBatch::new(statements, true),
         })
         .collect();
-    let outcome = commit_across(
+    let mut outcome = commit_across(
         router.databases(),
-        participants,
+        guard::participants(database, participants),
         request.write_concern,
         request.timeout,
     )
     .await?;
+    guard::unguard_outcome(&mut outcome)?;
     misses.note_error(outcome.write_concern_error);
     Ok(outcome.results)
 }
@@ -442,13 +474,11 @@ async fn transaction(
                 write: false,
             } => {
                 let response = router
-                    .group(*group)?
-                    .handle(group_request(
-                        request,
-                        RequestKind::Query,
-                        vec![statement.clone()],
-                        false,
-                    ))
+                    .send(
+                        database,
+                        *group,
+                        group_request(request, RequestKind::Query, vec![statement.clone()], false),
+                    )
                     .await?;
                 results[index] = Some(results_of(response, 1).remove(0));
             }
@@ -457,7 +487,11 @@ async fn transaction(
                     router,
                     database,
                     &planned,
-                    &Direct { router, request },
+                    &Direct {
+                        router,
+                        database,
+                        request,
+                    },
                     statement,
                 )
                 .await?;
@@ -472,7 +506,11 @@ async fn transaction(
                 match route_insert(
                     router,
                     database,
-                    &Direct { router, request },
+                    &Direct {
+                        router,
+                        database,
+                        request,
+                    },
                     statement,
                     &planned,
                     table,
@@ -496,7 +534,14 @@ async fn transaction(
         }
     }
     let groups: Vec<GroupId> = per_group.keys().copied().collect();
-    let written = write_groups(router, request, per_group.into_iter().collect(), misses).await?;
+    let written = write_groups(
+        router,
+        database,
+        request,
+        per_group.into_iter().collect(),
+        misses,
+    )
+    .await?;
     let by_group: BTreeMap<GroupId, Vec<StatementResult>> =
         groups.into_iter().zip(written).collect();
     let mut failed_at = None;

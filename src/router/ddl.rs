@@ -7,13 +7,13 @@
 
 use crate::catalog::view::{DatabaseEntry, TableKind, positional};
 use crate::raft::types::{Statement, StatementBatch, StatementResult};
-use crate::router::Router;
 use crate::router::batch::ConcernMisses;
 use crate::router::commit::{Participant, commit_across};
 use crate::router::functions::{check_distributable, default_key, shape_in};
 use crate::router::schema::{Analysis, Schema};
 use crate::router::tokens::tokenize;
 use crate::router::triggers::check_trigger;
+use crate::router::{Router, guard};
 use crate::service::{ServiceError, ServiceRequest};
 use crate::types::value::SqlValue;
 
@@ -139,11 +139,12 @@ pub async fn run(
         .collect();
     let outcome = commit_across(
         router.databases(),
-        participants,
+        guard::participants(database, participants),
         request.write_concern,
         request.timeout,
     )
-    .await;
+    .await
+    .and_then(|mut outcome| guard::unguard_outcome(&mut outcome).map(|()| outcome));
     let undo = |recorded: Option<String>| {
         recorded.map(|table| {
             vec![

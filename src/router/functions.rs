@@ -495,7 +495,7 @@ async fn set_kind(
             vec![Statement::plain(count_sql.clone())],
             false,
         );
-        async move { router.group(*group)?.handle(query).await }
+        async move { router.send(database, *group, query).await }
     }))
     .await;
     for response in counts {

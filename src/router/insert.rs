@@ -15,7 +15,6 @@ use crate::router::Router;
 use crate::router::gather::{self, row_columns};
 use crate::router::reads::GroupReads;
 use crate::router::schema::{Schema, TableShape};
-use crate::router::slots::SlotMap;
 use crate::router::tokens::{Token, tokenize};
 use crate::service::ServiceError;
 use crate::shard::slot::slot_of_stored;
@@ -135,7 +134,7 @@ pub async fn route(
             key.as_deref().unwrap_or("rowid")
         )));
     };
-    let map = SlotMap::even(&database.groups);
+    let map = database.slots.clone();
     let mut routed = RoutedRows {
         last_rowid: rowid_at
             .and_then(|at| match rows.last().map(|row| &row[at]) {

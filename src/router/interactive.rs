@@ -21,8 +21,9 @@ use crate::router::commit::{PARTICIPANTS_MAX, Participant, commit_across};
 use crate::router::plan::Plan;
 use crate::router::reads::GroupReads;
 use crate::router::tokens::split_statements;
-use crate::router::{Router, functions, group_request};
+use crate::router::{Router, functions, group_request, guard};
 use crate::service::{RequestKind, ServiceError, ServiceRequest, ServiceResponse};
+use crate::types::SERIALIZATION_FAILURE;
 use crate::types::routed::{GroupShare, Rehearsed, RoutedTransaction};
 
 /// Runs `statement` inside `transaction`; on success its parts join the transaction's
@@ -50,6 +51,7 @@ pub async fn rehearse(
     count(&planned.plan, database);
     let rehearsal = Rehearsal {
         router,
+        database,
         request,
         transaction,
         new: Mutex::new(BTreeMap::new()),
@@ -107,6 +109,7 @@ pub async fn rehearse(
             share.seen.extend(part.seen);
             share.term = share.term.or(part.term);
             share.writes |= part.writes;
+            share.owner_version = share.owner_version.or(part.owner_version);
         }
     }
     Ok(Rehearsed::Ran(result))
@@ -145,10 +148,19 @@ pub async fn commit(
         batch.pinned = Some(pinned);
         batch
     };
+    let moved = |group: GroupId| {
+        answered(vec![StatementResult::failed(format!(
+            "{SERIALIZATION_FAILURE}: slots of group {group} moved to another group during              the transaction; it was rolled back and nothing was applied, retry it"
+        ))])
+    };
     if let [(group, share)] = transaction.shares.iter().collect::<Vec<_>>().as_slice() {
         let mut execute = group_request(request, RequestKind::Execute, Vec::new(), true);
         execute.batches = vec![batch_of(share, true)];
-        let response = router.group(**group)?.handle(execute).await?;
+        let version = share.owner_version.unwrap_or_default();
+        let response = match router.send_at(**group, version, execute).await {
+            Err(error) if guard::is_moved(&error) => return Ok(moved(**group)),
+            outcome => outcome?,
+        };
         return Ok(ServiceResponse {
             raft_index: None,
             ..response
@@ -159,18 +171,37 @@ pub async fn commit(
     let participants = transaction
         .shares
         .iter()
-        .map(|(group, share)| Participant {
-            group: *group,
-            batch: batch_of(share, false),
+        .map(|(group, share)| {
+            let mut batch = batch_of(share, false);
+            let version = share.owner_version.unwrap_or_default();
+            batch.statements = guard::guarded(std::mem::take(&mut batch.statements), version);
+            Participant {
+                group: *group,
+                batch,
+            }
         })
         .collect();
-    let outcome = commit_across(
+    let mut outcome = commit_across(
         router.databases(),
         participants,
         request.write_concern,
         request.timeout,
     )
     .await?;
+    if let Err(error) = guard::unguard_outcome(&mut outcome) {
+        if guard::is_moved(&error) {
+            let _ = router.databases().catch_up().await;
+            return Ok(moved(
+                transaction
+                    .shares
+                    .keys()
+                    .next()
+                    .copied()
+                    .unwrap_or_default(),
+            ));
+        }
+        return Err(error);
+    }
     let failure = outcome
         .results
         .into_iter()
@@ -191,6 +222,7 @@ pub async fn commit(
 /// One statement's run inside a transaction: the parts it ran in each group so far.
 struct Rehearsal<'a> {
     router: &'a Router,
+    database: &'a DatabaseEntry,
     request: &'a ServiceRequest,
     transaction: &'a RoutedTransaction,
     new: Mutex<BTreeMap<GroupId, GroupShare>>,
@@ -227,14 +259,18 @@ impl Rehearsal<'_> {
     ) -> Result<Vec<StatementResult>, ServiceError> {
         let empty = GroupShare::default();
         let share = self.transaction.shares.get(&group).unwrap_or(&empty);
-        let (mut batch_statements, earlier_seen, term) = {
+        let (mut batch_statements, earlier_seen, term, version) = {
             let new = self.lock_new()?;
             let pending = new.get(&group).unwrap_or(&empty);
             let mut batch: Vec<Statement> = share.statements.clone();
             batch.extend(pending.statements.iter().cloned());
             let mut seen = share.seen.clone();
             seen.extend(pending.seen.iter().cloned());
-            (batch, seen, share.term.or(pending.term))
+            let version = share
+                .owner_version
+                .or(pending.owner_version)
+                .unwrap_or_else(|| self.database.slots.owner_version(group));
+            (batch, seen, share.term.or(pending.term), version)
         };
         let count = statements.len();
         batch_statements.extend(statements.iter().cloned());
@@ -242,7 +278,17 @@ impl Rehearsal<'_> {
         let mut batch = StatementBatch::new(batch_statements, true);
         batch.pinned = Some(self.transaction.pinned(None));
         rehearse.batches = vec![batch];
-        let response = self.router.group(group)?.handle(rehearse).await?;
+        let response = match self.router.send_at(group, version, rehearse).await {
+            Err(error) if guard::is_moved(&error) => {
+                // The next statement (of the transaction started again) routes by the map
+                // the catalog has now.
+                let _ = self.router.databases().catch_up().await;
+                return Err(self.conflicted(format!(
+                    "slots of group {group} moved to another group during the transaction"
+                )));
+            }
+            outcome => outcome?,
+        };
         if term.is_some() && response.term != term {
             return Err(self.conflicted(format!(
                 "the leader of group {group} changed during the transaction"
@@ -268,6 +314,7 @@ impl Rehearsal<'_> {
         pending.seen.extend(mine.iter().cloned());
         pending.term = pending.term.or(response.term);
         pending.writes |= write;
+        pending.owner_version = Some(version);
         Ok(mine)
     }
 

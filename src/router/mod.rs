@@ -11,6 +11,7 @@ pub mod commit;
 pub mod ddl;
 pub mod functions;
 pub mod gather;
+pub mod guard;
 pub mod insert;
 pub mod interactive;
 pub mod merge;
@@ -22,7 +23,6 @@ pub mod scatter;
 pub mod schema;
 pub mod scratches;
 pub mod sequence;
-pub mod slots;
 pub mod tokens;
 pub mod triggers;
 
@@ -173,6 +173,78 @@ impl Router {
         }
     }
 
+    /// Sends `request` (one batch) to `group` of `database`, guarded by the owner version its
+    /// slot map expects there (`guard`): the guard's result taken out, a refusal returned as
+    /// the "slot map moved" error.
+    pub async fn send(
+        &self,
+        database: &DatabaseEntry,
+        group: GroupId,
+        request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        self.send_at(group, database.slots.owner_version(group), request)
+            .await
+    }
+
+    /// [`Router::send`] guarded by owner version `version`.
+    pub async fn send_at(
+        &self,
+        group: GroupId,
+        version: u64,
+        mut request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        let [batch] = request.batches.as_mut_slice() else {
+            return Err(ServiceError::Internal(
+                "the router sends a group one batch at a time".into(),
+            ));
+        };
+        batch.statements = guard::guarded(std::mem::take(&mut batch.statements), version);
+        let mut response = self.group(group)?.handle(request).await?;
+        guard::unguard(&mut response.results)?;
+        Ok(response)
+    }
+
+    /// A request planned to one group straight away (`planned_direct`): sent as the client's
+    /// own statement, with the group's answer as the client's.
+    async fn send_direct(
+        &self,
+        database: &DatabaseEntry,
+        plan: plan::Plan,
+        mut request: ServiceRequest,
+    ) -> Result<ServiceResponse, ServiceError> {
+        let (group, kind, transaction) = match &plan {
+            plan::Plan::Single { group, write: true } => (*group, RequestKind::Execute, false),
+            plan::Plan::Single {
+                group,
+                write: false,
+            } => (*group, RequestKind::Query, false),
+            plan::Plan::Broadcast { groups } => match groups.as_slice() {
+                [group] => (*group, RequestKind::Execute, true),
+                _ => {
+                    return Err(ServiceError::Internal(
+                        "a direct plan of several groups".into(),
+                    ));
+                }
+            },
+            _ => {
+                return Err(ServiceError::Internal(
+                    "a direct plan of several groups".into(),
+                ));
+            }
+        };
+        batch::count(&plan, database);
+        if transaction {
+            // As `batch::write_groups` counts a write to one group.
+            crate::metrics::metrics().router_groups_touched.inc();
+        }
+        request.kind = kind;
+        request.forward_to_leader = true;
+        if let Some(batch) = request.batches.first_mut() {
+            batch.transaction = transaction;
+        }
+        self.send(database, group, request).await
+    }
+
     /// The catalog entry of the database whose first group is `group`, as this node sees it
     /// now (after a change to its table kinds).
     pub fn fresh_entry(&self, group: GroupId) -> Option<DatabaseEntry> {
@@ -182,43 +254,6 @@ impl Router {
 
 #[async_trait::async_trait]
 impl ShardedRequests for Router {
-    fn direct(
-        &self,
-        database: &DatabaseEntry,
-        request: ServiceRequest,
-    ) -> Result<(DatabaseHandle, ServiceRequest), ServiceRequest> {
-        let Some(plan) = self.planned_direct(database, &request) else {
-            return Err(request);
-        };
-        let (group, kind, transaction) = match &plan {
-            plan::Plan::Single { group, write: true } => (*group, RequestKind::Execute, false),
-            plan::Plan::Single {
-                group,
-                write: false,
-            } => (*group, RequestKind::Query, false),
-            plan::Plan::Broadcast { groups } => match groups.as_slice() {
-                [group] => (*group, RequestKind::Execute, true),
-                _ => return Err(request),
-            },
-            _ => return Err(request),
-        };
-        let Ok(handle) = self.group(group) else {
-            return Err(request);
-        };
-        batch::count(&plan, database);
-        if transaction {
-            // As `batch::write_groups` counts a write to one group.
-            crate::metrics::metrics().router_groups_touched.inc();
-        }
-        let mut request = request;
-        request.kind = kind;
-        request.forward_to_leader = true;
-        if let Some(batch) = request.batches.first_mut() {
-            batch.transaction = transaction;
-        }
-        Ok((handle, request))
-    }
-
     async fn handle(
         &self,
         database: Arc<DatabaseEntry>,
@@ -234,6 +269,13 @@ impl ShardedRequests for Router {
                 )));
             }
             _ => {}
+        }
+        if let Some(plan) = self.planned_direct(&database, &request) {
+            match self.send_direct(&database, plan, request.clone()).await {
+                // Routed by an older map: the general path below routes it again.
+                Err(error) if guard::is_moved(&error) => {}
+                outcome => return outcome,
+            }
         }
         let mut results = Vec::new();
         let misses = batch::ConcernMisses::default();

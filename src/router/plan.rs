@@ -5,12 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::catalog::slots::SlotMap;
 use crate::catalog::view::{DatabaseEntry, TableKind};
 use crate::raft::types::{GroupId, Statement};
 use crate::router::pinning::{KeySource, pinned_key_sources};
 use crate::router::scatter::{Context, Scatter, rewrite};
 use crate::router::schema::{Analysis, Schema, ShardKey};
-use crate::router::slots::SlotMap;
 use crate::router::tokens::Token;
 use crate::shard::slot::{Affinity, Slotter};
 use crate::types::Params;
@@ -136,7 +136,7 @@ impl Template {
 struct Pin {
     sources: Vec<KeySource>,
     affinity: Affinity,
-    map: SlotMap,
+    map: std::sync::Arc<SlotMap>,
     /// Where a NULL key goes: no group holds a match; the first answers "none".
     first: GroupId,
     statement: Pinned,
@@ -427,7 +427,7 @@ fn pin(
     Some(Pin {
         sources: pinned_key_sources(tokens?, &shard_key.names)?,
         affinity: shard_key.affinity,
-        map: SlotMap::even(&database.groups),
+        map: database.slots.clone(),
         first: database.group,
         statement,
     })

@@ -2,6 +2,7 @@
 //! consistency, or — inside an interactive transaction — into the group's rehearsal after
 //! the transaction's earlier statements there (`interactive`), so it reads its own writes.
 
+use crate::catalog::view::DatabaseEntry;
 use crate::raft::types::{GroupId, Statement, StatementResult};
 use crate::router::{Router, group_request};
 use crate::service::{RequestKind, ServiceError, ServiceRequest};
@@ -20,6 +21,8 @@ pub trait GroupReads: Send + Sync {
 /// Reads sent to each group as queries on behalf of `request`.
 pub struct Direct<'a> {
     pub router: &'a Router,
+    /// The catalog entry the statement was routed by (its slot map guards each read).
+    pub database: &'a DatabaseEntry,
     pub request: &'a ServiceRequest,
 }
 
@@ -31,7 +34,7 @@ impl GroupReads for Direct<'_> {
         statement: Statement,
     ) -> Result<StatementResult, ServiceError> {
         let query = group_request(self.request, RequestKind::Query, vec![statement], false);
-        let response = self.router.group(group)?.handle(query).await?;
+        let response = self.router.send(self.database, group, query).await?;
         Ok(response.results.into_iter().next().unwrap_or_default())
     }
 }

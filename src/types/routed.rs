@@ -27,6 +27,10 @@ pub struct GroupShare {
     pub term: Option<u64>,
     /// Whether any of them writes.
     pub writes: bool,
+    /// The owner version the group was at when the transaction first ran there
+    /// (`db::ownership`): every later statement and the commit are guarded by it, so a
+    /// transaction its slots moved under fails instead of committing where they went from.
+    pub owner_version: Option<u64>,
 }
 
 impl RoutedTransaction {

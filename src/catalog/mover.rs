@@ -1,0 +1,656 @@
+//! The mover: runs the resharding steps the catalog records (`catalog::reshard`), one at a
+//! time, on the catalog's leader. Each step is written to be run again from its start after
+//! any crash — of the mover's node, a source or target group's leader — and end the same:
+//! every change to a group is a `Reown` step through its log that applies only at the owner
+//! version it expects (`db::ownership`), and the catalog records the step done, with the new
+//! map, in one transaction.
+//!
+//! A move of slots `[first, end)` from S to T at version v:
+//! 1. *freeze* S: its owner version becomes v, so every request routed by the catalog's
+//!    current map is refused there (routers wait and route again) — the critical section
+//!    starts, S's rows can no longer change;
+//! 2. copy: read the range's rows of every distributed table from S, and apply them in T
+//!    with T's owner version moving to v (skipped when T is at v already);
+//! 3. delete the range's rows from S (at v: idempotent);
+//! 4. record the new map (S and T at v) in the catalog: routers route by it from then on —
+//!    the critical section ends.
+//!
+//! No reader sees a row twice or misses one: a request routed by the old map is refused by
+//! S from step 1 and by T from step 2, one routed by the new map cannot exist before step 4,
+//! and each group's guard compares with the version its own snapshot shows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::catalog::databases::Databases;
+use crate::catalog::reshard::StepKind;
+use crate::catalog::view::{DatabaseEntry, SlotMoveRow, TableKind, positional};
+use crate::db::ownership::{self, STORED_SLOT_FUNCTION};
+use crate::raft::types::{GroupId, Params, RowSet, Statement, StatementBatch, StatementResult};
+use crate::service::{
+    ReadConsistency, ReadLevel, RequestKind, ServiceError, ServiceRequest, WriteConcern,
+};
+use crate::types::shard::{ShardStep, StepOutcome};
+use crate::types::value::SqlValue;
+
+/// How often the mover looks for work.
+const TICK: Duration = Duration::from_millis(200);
+/// The pause between two steps (resharding yields to the workload).
+const STEP_GAP: Duration = Duration::from_millis(20);
+/// The pause after a step failed before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long one request of a step may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a freeze waits for a prepared cross-shard transaction to be decided.
+const BUSY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// The most row bytes one move copies; a range holding more is split in two.
+const MOVE_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Values bound by one INSERT of copied rows (SQLite allows 32766).
+const VALUES_PER_INSERT_MAX: usize = 30_000;
+
+/// Runs the mover until shutdown.
+pub async fn mover_loop(databases: Arc<Databases>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stopping = async {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::select! {
+            () = stopping => return,
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        while databases.catalog().is_ok_and(|c| c.group.leads()) {
+            let view = databases.view();
+            let Some(step) = view.slot_moves.first().cloned() else {
+                break;
+            };
+            let started = Instant::now();
+            match run_step(&databases, &step).await {
+                Ok(()) => {
+                    crate::metrics::metrics().reshard_steps.inc();
+                    tracing::info!(step = step.id, kind = %step.kind, from = step.from,
+                        to = step.to, slots = step.end - step.first,
+                        took_ms = started.elapsed().as_millis() as u64, "resharding step done");
+                    let _ = databases.refresh().await;
+                    tokio::time::sleep(STEP_GAP).await;
+                }
+                Err(message) => {
+                    tracing::warn!(step = step.id, kind = %step.kind, %message,
+                        "resharding step failed; it runs again shortly");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    let _ = databases.catch_up().await;
+                    break;
+                }
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `step` from its start.
+async fn run_step(databases: &Databases, step: &SlotMoveRow) -> Result<(), String> {
+    let view = databases.catch_up().await.map_err(|e| e.to_string())?;
+    let Some(entry) = view.by_group(step.database).cloned() else {
+        // The database was dropped: its steps go with it.
+        return record(
+            databases,
+            vec![positional(
+                "DELETE FROM slot_moves WHERE database_group = ?1",
+                vec![SqlValue::Integer(step.database as i64)],
+            )],
+        )
+        .await;
+    };
+    let version = match step.version {
+        Some(version) => version,
+        None => start(databases, &entry, step).await?,
+    };
+    match StepKind::parse(&step.kind) {
+        Some(StepKind::Join) => join(databases, &entry, step, version).await,
+        Some(StepKind::Move) => move_slots(databases, &entry, step, version).await,
+        Some(StepKind::Leave) => leave(databases, &entry, step, version).await,
+        None => Err(format!("unknown resharding step kind {:?}", step.kind)),
+    }
+}
+
+/// Chooses the step's owner version (above every version the database's groups were given)
+/// and records it, so a run after a crash uses the same.
+async fn start(
+    databases: &Databases,
+    entry: &DatabaseEntry,
+    step: &SlotMoveRow,
+) -> Result<u64, String> {
+    let version = entry.slots.versions().values().max().copied().unwrap_or(0) + 1;
+    record(
+        databases,
+        vec![positional(
+            "UPDATE slot_moves SET version = ?2 WHERE move_id = ?1 AND version IS NULL",
+            vec![
+                SqlValue::Integer(step.id as i64),
+                SqlValue::Integer(version as i64),
+            ],
+        )],
+    )
+    .await?;
+    let view = databases.catch_up().await.map_err(|e| e.to_string())?;
+    view.slot_moves
+        .iter()
+        .find(|s| s.id == step.id)
+        .and_then(|s| s.version)
+        .ok_or_else(|| format!("step {} has no version after starting it", step.id))
+}
+
+/// A group added by resharding gets the first group's schema and reference rows.
+async fn join(
+    databases: &Databases,
+    entry: &DatabaseEntry,
+    step: &SlotMoveRow,
+    version: u64,
+) -> Result<(), String> {
+    let (source, joining) = (step.from, step.to);
+    // Frozen, the first group takes no schema change nor reference write meanwhile.
+    freeze(
+        databases,
+        source,
+        entry.slots.owner_version(source),
+        version,
+    )
+    .await?;
+    if !at_version(databases, joining, version).await? {
+        let mut batch = schema_of(databases, source, version).await?;
+        for (table, kind) in &entry.tables {
+            if matches!(kind, TableKind::Reference) {
+                batch.extend(
+                    copied_rows(databases, source, version, table, None)
+                        .await?
+                        .0,
+                );
+            }
+        }
+        reown(databases, joining, 0, version, batch).await?;
+    }
+    let database = SqlValue::Integer(entry.group as i64);
+    let mut statements = versions_statements(&[source, joining], version);
+    statements.push(positional(
+        "DELETE FROM joining_groups WHERE group_id = ?1",
+        vec![SqlValue::Integer(joining as i64)],
+    ));
+    statements.extend(finish_statements(&database, step.id));
+    record(databases, statements).await
+}
+
+/// Slots `[first, end)` move from `from` to `to` (see the module's description).
+async fn move_slots(
+    databases: &Databases,
+    entry: &DatabaseEntry,
+    step: &SlotMoveRow,
+    version: u64,
+) -> Result<(), String> {
+    let (from, to) = (step.from, step.to);
+    let paused = Instant::now();
+    freeze(databases, from, entry.slots.owner_version(from), version).await?;
+    let mut end = step.end;
+    if !at_version(databases, to, version).await? {
+        let (batch, end_copied) = loop {
+            let (batch, bytes) =
+                range_rows(databases, entry, from, version, step.first, end).await?;
+            if bytes <= MOVE_BYTES_MAX || end - step.first <= 1 {
+                break (batch, end);
+            }
+            // Too much for one critical section: the rest moves in a step of its own.
+            let middle = step.first + (end - step.first) / 2;
+            split(databases, step, middle, end).await?;
+            end = middle;
+        };
+        end = end_copied;
+        reown(databases, to, entry.slots.owner_version(to), version, batch).await?;
+    }
+    let deletes = distributed(entry)
+        .map(|(table, key)| {
+            Statement::plain(format!(
+                "DELETE FROM {} WHERE {STORED_SLOT_FUNCTION}({key}) >= {} \
+                 AND {STORED_SLOT_FUNCTION}({key}) < {end}",
+                quote(table),
+                step.first
+            ))
+        })
+        .collect();
+    reown(databases, from, version, version, deletes).await?;
+    let map = entry.slots.with_move(step.first, end, to, version);
+    let database = SqlValue::Integer(entry.group as i64);
+    let mut statements = vec![positional(
+        "DELETE FROM slot_ranges WHERE database_group = ?1",
+        vec![database.clone()],
+    )];
+    for range in map.ranges() {
+        statements.push(positional(
+            "INSERT INTO slot_ranges (database_group, first_slot, end_slot, group_id)
+             VALUES (?1, ?2, ?3, ?4)",
+            vec![
+                database.clone(),
+                SqlValue::Integer(range.first as i64),
+                SqlValue::Integer(range.end as i64),
+                SqlValue::Integer(range.group as i64),
+            ],
+        ));
+    }
+    statements.extend(versions_statements(&[from, to], version));
+    statements.extend(finish_statements(&database, step.id));
+    record(databases, statements).await?;
+    let pause = paused.elapsed();
+    crate::metrics::metrics()
+        .reshard_pause
+        .observe(pause.as_secs_f64());
+    tracing::info!(
+        from,
+        to,
+        first = step.first,
+        end,
+        pause_ms = pause.as_millis() as u64,
+        "slots moved"
+    );
+    Ok(())
+}
+
+/// A group that owns no slot any more leaves the database.
+async fn leave(
+    databases: &Databases,
+    entry: &DatabaseEntry,
+    step: &SlotMoveRow,
+    version: u64,
+) -> Result<(), String> {
+    let group = step.from;
+    if entry.slots.slots_of(group) > 0 {
+        return Err(format!(
+            "group {group} still owns {} slots: it leaves once they moved",
+            entry.slots.slots_of(group)
+        ));
+    }
+    // Routers still holding the older map are sent to the new one.
+    freeze(databases, group, entry.slots.owner_version(group), version).await?;
+    let database = SqlValue::Integer(entry.group as i64);
+    let id = SqlValue::Integer(group as i64);
+    let mut statements = vec![
+        positional(
+            "INSERT INTO dropped_groups (group_id, name, dropped_ms)
+             SELECT group_id, ?2 || '#' || shard, ?3 FROM shard_groups WHERE group_id = ?1",
+            vec![
+                id.clone(),
+                SqlValue::Text(entry.name.clone()),
+                SqlValue::Integer(crate::service::unix_now_ms()),
+            ],
+        ),
+        positional(
+            "DELETE FROM placements WHERE group_id = ?1",
+            vec![id.clone()],
+        ),
+        positional(
+            "DELETE FROM shard_groups WHERE group_id = ?1",
+            vec![id.clone()],
+        ),
+        positional("DELETE FROM owner_versions WHERE group_id = ?1", vec![id]),
+    ];
+    statements.extend(finish_statements(&database, step.id));
+    record(databases, statements).await
+}
+
+/// Sets `group`'s owner version from `expect` to `version` with nothing else changed; done
+/// already (the group at `version`) counts as done.
+async fn freeze(
+    databases: &Databases,
+    group: GroupId,
+    expect: u64,
+    version: u64,
+) -> Result<(), String> {
+    if expect == version {
+        return Ok(());
+    }
+    reown(databases, group, expect, version, Vec::new()).await
+}
+
+/// Applies `statements` in `group` as one `Reown` step from `expect` to `version`, waiting
+/// while a cross-shard transaction is prepared there. A group at `version` already took it
+/// (a run before a crash).
+async fn reown(
+    databases: &Databases,
+    group: GroupId,
+    expect: u64,
+    version: u64,
+    statements: Vec<Statement>,
+) -> Result<(), String> {
+    let step = ShardStep::Reown {
+        expect,
+        version,
+        batch: StatementBatch::new(statements, true),
+    };
+    let deadline = Instant::now() + BUSY_WAIT_MAX;
+    let mut backoff = Duration::from_millis(2);
+    loop {
+        let results = databases
+            .resolve_group(group)
+            .map_err(|e| e.to_string())?
+            .apply_step(&step, WriteConcern::Majority, REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| format!("group {group}: {e}"))?;
+        match results.first().and_then(StepOutcome::of) {
+            Some(StepOutcome::Reowned) => return Ok(()),
+            Some(StepOutcome::Busy) if Instant::now() < deadline => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            Some(StepOutcome::VersionDiffers) if expect != version => {
+                return if at_version(databases, group, version).await? {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "group {group} is not at owner version {expect} as the catalog says, \
+                         nor at {version}"
+                    ))
+                };
+            }
+            Some(StepOutcome::Refused) => {
+                let why = results
+                    .iter()
+                    .find_map(|r| r.error.clone())
+                    .unwrap_or_default();
+                return Err(format!("group {group} refused the rows moving: {why}"));
+            }
+            other => {
+                return Err(format!(
+                    "group {group} answered the ownership change with {}",
+                    other.map_or("nothing", StepOutcome::as_str)
+                ));
+            }
+        }
+    }
+}
+
+/// Whether `group` answers for owner version `version` (a guarded read on its leader).
+async fn at_version(databases: &Databases, group: GroupId, version: u64) -> Result<bool, String> {
+    match read(
+        databases,
+        group,
+        version,
+        vec![Statement::plain("SELECT 1")],
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(message) if message.contains(ownership::MOVED) => Ok(false),
+        Err(message) => Err(message),
+    }
+}
+
+/// Runs read-only `statements` on `group`'s leader, guarded at `version`; their results.
+async fn read(
+    databases: &Databases,
+    group: GroupId,
+    version: u64,
+    statements: Vec<Statement>,
+) -> Result<Vec<StatementResult>, String> {
+    let mut all = vec![ownership::guard(version)];
+    all.extend(statements);
+    let count = all.len();
+    let request = ServiceRequest {
+        kind: RequestKind::Query,
+        batches: vec![StatementBatch::new(all, false)],
+        read: ReadConsistency {
+            level: ReadLevel::Linearizable,
+            ..Default::default()
+        },
+        write_concern: WriteConcern::Majority,
+        write_concern_timeout: REQUEST_TIMEOUT,
+        timeout: REQUEST_TIMEOUT,
+        forward_to_leader: true,
+    };
+    let response = databases
+        .resolve_group(group)
+        .map_err(|e| e.to_string())?
+        .handle(request)
+        .await
+        .map_err(|e| format!("reading group {group}: {e}"))?;
+    let mut results = response.results;
+    if let Some(error) = results.iter().find_map(|r| r.error.clone()) {
+        return Err(format!("reading group {group}: {error}"));
+    }
+    if results.len() != count {
+        return Err(format!(
+            "reading group {group}: {} results for {count} statements",
+            results.len()
+        ));
+    }
+    results.remove(0);
+    Ok(results)
+}
+
+/// The statements recreating `group`'s schema (tables, indexes, views, triggers; not
+/// SQLite's own nor a virtual table's shadow tables).
+async fn schema_of(
+    databases: &Databases,
+    group: GroupId,
+    version: u64,
+) -> Result<Vec<Statement>, String> {
+    let results = read(
+        databases,
+        group,
+        version,
+        vec![Statement::plain(
+            "SELECT s.sql FROM sqlite_schema AS s
+             WHERE s.sql IS NOT NULL AND s.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+               AND s.name NOT IN (SELECT name FROM pragma_table_list WHERE type = 'shadow')
+             ORDER BY CASE s.type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2
+                      ELSE 3 END, s.rowid",
+        )],
+    )
+    .await?;
+    Ok(rows_of(&results, 0)
+        .iter()
+        .filter_map(|row| match row.first() {
+            Some(SqlValue::Text(sql)) => Some(Statement::plain(sql.clone())),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The distributed tables of `entry` with the expression of each one's shard key.
+fn distributed(entry: &DatabaseEntry) -> impl Iterator<Item = (&String, String)> {
+    entry.tables.iter().filter_map(|(table, kind)| match kind {
+        TableKind::Distributed { key: Some(key) } => Some((table, quote(key))),
+        TableKind::Distributed { key: None } => Some((table, "_rowid_".to_string())),
+        TableKind::Reference => None,
+    })
+}
+
+/// The INSERTs copying the rows of every distributed table whose key's slot is in
+/// `[first, end)` from `group`, and their size in bytes.
+async fn range_rows(
+    databases: &Databases,
+    entry: &DatabaseEntry,
+    group: GroupId,
+    version: u64,
+    first: u32,
+    end: u32,
+) -> Result<(Vec<Statement>, usize), String> {
+    let mut statements = Vec::new();
+    let mut bytes = 0;
+    for (table, key) in distributed(entry) {
+        let filter = format!(
+            "{STORED_SLOT_FUNCTION}({key}) >= {first} AND {STORED_SLOT_FUNCTION}({key}) < {end}"
+        );
+        let (inserts, size) = copied_rows(databases, group, version, table, Some(&filter)).await?;
+        statements.extend(inserts);
+        bytes += size;
+    }
+    Ok((statements, bytes))
+}
+
+/// The INSERTs copying `table`'s rows (those matching `filter`) from `group`, keeping each
+/// row's rowid (a distributed table's rowids are unique across its groups), and their size.
+async fn copied_rows(
+    databases: &Databases,
+    group: GroupId,
+    version: u64,
+    table: &str,
+    filter: Option<&str>,
+) -> Result<(Vec<Statement>, usize), String> {
+    let name = SqlValue::Text(table.to_string());
+    let shape = read(
+        databases,
+        group,
+        version,
+        vec![
+            Statement {
+                sql: "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid".into(),
+                params: Params::Positional(vec![name.clone()]),
+            },
+            Statement {
+                sql: "SELECT wr FROM pragma_table_list(?1) WHERE schema = 'main'".into(),
+                params: Params::Positional(vec![name]),
+            },
+        ],
+    )
+    .await?;
+    let mut columns: Vec<String> = rows_of(&shape, 0)
+        .iter()
+        .filter_map(|row| match row.first() {
+            Some(SqlValue::Text(column)) => Some(quote(column)),
+            _ => None,
+        })
+        .collect();
+    if columns.is_empty() {
+        return Err(format!("table {table} has no columns in group {group}"));
+    }
+    let without_rowid = matches!(
+        rows_of(&shape, 1).first().and_then(|row| row.first()),
+        Some(SqlValue::Integer(1))
+    );
+    if !without_rowid {
+        columns.insert(0, "_rowid_".into());
+    }
+    let listed = columns.join(", ");
+    let select = format!(
+        "SELECT {listed} FROM {}{}",
+        quote(table),
+        filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
+    );
+    let results = read(databases, group, version, vec![Statement::plain(select)]).await?;
+    let rows = rows_of(&results, 0);
+    let per_insert = (VALUES_PER_INSERT_MAX / columns.len()).clamp(1, 500);
+    let placeholders = format!("({})", vec!["?"; columns.len()].join(", "));
+    let mut bytes = 0;
+    let inserts = rows
+        .chunks(per_insert)
+        .map(|chunk| {
+            let values: Vec<SqlValue> = chunk.iter().flatten().cloned().collect();
+            bytes += values.iter().map(value_bytes).sum::<usize>();
+            Statement {
+                sql: format!(
+                    "INSERT INTO {} ({listed}) VALUES {}",
+                    quote(table),
+                    vec![placeholders.as_str(); chunk.len()].join(", ")
+                ),
+                params: Params::Positional(values),
+            }
+        })
+        .collect();
+    Ok((inserts, bytes))
+}
+
+/// The rows of result `at`.
+fn rows_of(results: &[StatementResult], at: usize) -> &[Vec<SqlValue>] {
+    results
+        .get(at)
+        .and_then(|r| r.rows.as_ref())
+        .map_or(&[], |rows: &RowSet| rows.values.as_slice())
+}
+
+fn value_bytes(value: &SqlValue) -> usize {
+    match value {
+        SqlValue::Text(text) => text.len(),
+        SqlValue::Blob(blob) => blob.len(),
+        _ => 8,
+    }
+}
+
+/// `name` as an SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Records `groups` at owner `version`.
+fn versions_statements(groups: &[GroupId], version: u64) -> Vec<Statement> {
+    groups
+        .iter()
+        .map(|group| {
+            positional(
+                "INSERT INTO owner_versions (group_id, version) VALUES (?1, ?2)
+                 ON CONFLICT(group_id) DO UPDATE SET version = excluded.version",
+                vec![
+                    SqlValue::Integer(*group as i64),
+                    SqlValue::Integer(version as i64),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// The step recorded done, and the database's plans dropped (routers analyse statements
+/// again with the new map).
+fn finish_statements(database: &SqlValue, step: u64) -> Vec<Statement> {
+    vec![
+        positional(
+            "UPDATE database_options SET schema_epoch = schema_epoch + 1 WHERE database_group = ?1",
+            vec![database.clone()],
+        ),
+        positional(
+            "DELETE FROM slot_moves WHERE move_id = ?1",
+            vec![SqlValue::Integer(step as i64)],
+        ),
+    ]
+}
+
+/// Splits `step` at `middle`: `[middle, end)` becomes a step of its own, run later.
+async fn split(
+    databases: &Databases,
+    step: &SlotMoveRow,
+    middle: u32,
+    end: u32,
+) -> Result<(), String> {
+    record(
+        databases,
+        vec![
+            positional(
+                "UPDATE slot_moves SET end_slot = ?2 WHERE move_id = ?1",
+                vec![
+                    SqlValue::Integer(step.id as i64),
+                    SqlValue::Integer(middle as i64),
+                ],
+            ),
+            positional(
+                "INSERT INTO slot_moves
+                     (database_group, kind, first_slot, end_slot, from_group, to_group)
+                 VALUES (?1, 'move', ?2, ?3, ?4, ?5)",
+                vec![
+                    SqlValue::Integer(step.database as i64),
+                    SqlValue::Integer(middle as i64),
+                    SqlValue::Integer(end as i64),
+                    SqlValue::Integer(step.from as i64),
+                    SqlValue::Integer(step.to as i64),
+                ],
+            ),
+        ],
+    )
+    .await
+}
+
+/// Commits `statements` to the catalog as one transaction.
+async fn record(databases: &Databases, statements: Vec<Statement>) -> Result<(), String> {
+    databases
+        .write_catalog(statements)
+        .await
+        .map(|_| ())
+        .map_err(|error| ServiceError::from(error).to_string())
+}
