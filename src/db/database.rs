@@ -1132,9 +1132,10 @@ fn apply_pinned_or_plain(
         .with_user_savepoints(|| apply_batch(writer, batch, path))?;
     let term_changed = matches!((pinned.term, entry_term), (Some(seen), Some(now)) if seen != now);
     // A guard's result (`ownership`) is not one the client saw.
-    let checked = match ownership::expected_by(&batch.statements) {
-        Some(_) => results.get(1..).unwrap_or_default(),
-        None => &results[..],
+    let guarded = ownership::expected_by(&batch.statements).is_some();
+    let checked = match guarded {
+        true => results.get(1..).unwrap_or_default(),
+        false => &results[..],
     };
     let results_changed = pinned
         .results_digest
@@ -1152,9 +1153,14 @@ fn apply_pinned_or_plain(
     };
     internal("ROLLBACK TO shoal_pinned")?;
     internal("RELEASE shoal_pinned")?;
-    Ok(vec![StatementResult::failed(format!(
+    let failure = StatementResult::failed(format!(
         "{SERIALIZATION_FAILURE}: {reason}; it was rolled back and nothing was applied, retry it"
-    ))])
+    ));
+    // The guard's result stays first, where the router takes it out.
+    Ok(match guarded {
+        true => vec![StatementResult::default(), failure],
+        false => vec![failure],
+    })
 }
 
 /// Runs one of Shoal's own statements (BEGIN, SAVEPOINT, COMMIT, …) on the writer, with the
