@@ -161,15 +161,15 @@ async fn join(
     .await?;
     if !at_version(databases, joining, version).await? {
         let mut batch = schema_of(databases, source, version).await?;
-        for (table, kind) in &entry.tables {
-            if matches!(kind, TableKind::Reference) {
-                batch.extend(
-                    copied_rows(databases, source, version, table, None)
-                        .await?
-                        .0,
-                );
-            }
-        }
+        let references: Vec<(String, Option<String>)> = entry
+            .tables
+            .iter()
+            .filter(|(_, kind)| matches!(kind, TableKind::Reference))
+            .map(|(table, _)| (table.clone(), None))
+            .collect();
+        let shapes = shapes_of(databases, source, Some(version), references).await?;
+        let (rows, _) = copied_rows(databases, source, version, &shapes, |_| String::new()).await?;
+        batch.extend(rows);
         reown(databases, joining, 0, version, batch).await?;
     }
     let database = SqlValue::Integer(entry.group as i64);
@@ -190,24 +190,24 @@ async fn move_slots(
     version: u64,
 ) -> Result<(), String> {
     let (from, to) = (step.from, step.to);
+    // The tables' columns are read before the critical section (a schema change meanwhile
+    // makes the copy fail, and the step run again).
+    let shapes = table_shapes(databases, entry, from).await?;
     let paused = Instant::now();
     freeze(databases, from, entry.slots.owner_version(from), version).await?;
     let mut end = step.end;
-    if !at_version(databases, to, version).await? {
-        let (batch, end_copied) = loop {
-            let (batch, bytes) =
-                range_rows(databases, entry, from, version, step.first, end).await?;
-            if bytes <= MOVE_BYTES_MAX || end - step.first <= 1 {
-                break (batch, end);
-            }
-            // Too much for one critical section: the rest moves in a step of its own.
-            let middle = step.first + (end - step.first) / 2;
-            split(databases, step, middle, end).await?;
-            end = middle;
-        };
-        end = end_copied;
-        reown(databases, to, entry.slots.owner_version(to), version, batch).await?;
-    }
+    let batch = loop {
+        let (batch, bytes) = range_rows(databases, &shapes, from, version, step.first, end).await?;
+        if bytes <= MOVE_BYTES_MAX || end - step.first <= 1 {
+            break batch;
+        }
+        // Too much for one critical section: the rest moves in a step of its own.
+        let middle = step.first + (end - step.first) / 2;
+        split(databases, step, middle, end).await?;
+        end = middle;
+    };
+    // (A target at `version` already took the rows in a run before a crash: `reown` says so.)
+    reown(databases, to, entry.slots.owner_version(to), version, batch).await?;
     let deletes = distributed(entry)
         .map(|(table, key)| {
             Statement::plain(format!(
@@ -393,6 +393,17 @@ async fn read(
 ) -> Result<Vec<StatementResult>, String> {
     let mut all = vec![ownership::guard(version)];
     all.extend(statements);
+    let mut results = read_unguarded(databases, group, all).await?;
+    results.remove(0);
+    Ok(results)
+}
+
+/// Runs read-only `statements` on `group`'s leader; their results.
+async fn read_unguarded(
+    databases: &Databases,
+    group: GroupId,
+    all: Vec<Statement>,
+) -> Result<Vec<StatementResult>, String> {
     let count = all.len();
     let request = ServiceRequest {
         kind: RequestKind::Query,
@@ -412,7 +423,7 @@ async fn read(
         .handle(request)
         .await
         .map_err(|e| format!("reading group {group}: {e}"))?;
-    let mut results = response.results;
+    let results = response.results;
     if let Some(error) = results.iter().find_map(|r| r.error.clone()) {
         return Err(format!("reading group {group}: {error}"));
     }
@@ -422,7 +433,6 @@ async fn read(
             results.len()
         ));
     }
-    results.remove(0);
     Ok(results)
 }
 
@@ -464,98 +474,145 @@ fn distributed(entry: &DatabaseEntry) -> impl Iterator<Item = (&String, String)>
     })
 }
 
-/// The INSERTs copying the rows of every distributed table whose key's slot is in
-/// `[first, end)` from `group`, and their size in bytes.
-async fn range_rows(
+/// A table's columns as its rows are copied: the rowid first unless it has none.
+struct TableShape {
+    name: String,
+    /// Quoted, the rowid (`_rowid_`) first when the table has one.
+    columns: Vec<String>,
+    /// The shard key's expression (distributed tables).
+    key: Option<String>,
+}
+
+/// The shapes of `entry`'s distributed tables, read from `group`.
+async fn table_shapes(
     databases: &Databases,
     entry: &DatabaseEntry,
+    group: GroupId,
+) -> Result<Vec<TableShape>, String> {
+    let tables: Vec<(String, Option<String>)> = distributed(entry)
+        .map(|(table, key)| (table.clone(), Some(key)))
+        .collect();
+    shapes_of(databases, group, None, tables).await
+}
+
+/// The shapes of `tables` (each with its key expression, if any) in `group`, read at its
+/// current owner version, or at `version` when given.
+async fn shapes_of(
+    databases: &Databases,
+    group: GroupId,
+    version: Option<u64>,
+    tables: Vec<(String, Option<String>)>,
+) -> Result<Vec<TableShape>, String> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut statements = Vec::with_capacity(tables.len() * 2);
+    for (table, _) in &tables {
+        let name = SqlValue::Text(table.clone());
+        statements.push(Statement {
+            sql: "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid".into(),
+            params: Params::Positional(vec![name.clone()]),
+        });
+        statements.push(Statement {
+            sql: "SELECT wr FROM pragma_table_list(?1) WHERE schema = 'main'".into(),
+            params: Params::Positional(vec![name]),
+        });
+    }
+    let results = match version {
+        Some(version) => read(databases, group, version, statements).await?,
+        None => read_unguarded(databases, group, statements).await?,
+    };
+    tables
+        .into_iter()
+        .enumerate()
+        .map(|(at, (name, key))| {
+            let mut columns: Vec<String> = rows_of(&results, 2 * at)
+                .iter()
+                .filter_map(|row| match row.first() {
+                    Some(SqlValue::Text(column)) => Some(quote(column)),
+                    _ => None,
+                })
+                .collect();
+            if columns.is_empty() {
+                return Err(format!("table {name} has no columns in group {group}"));
+            }
+            let without_rowid = matches!(
+                rows_of(&results, 2 * at + 1)
+                    .first()
+                    .and_then(|row| row.first()),
+                Some(SqlValue::Integer(1))
+            );
+            if !without_rowid {
+                columns.insert(0, "_rowid_".into());
+            }
+            Ok(TableShape { name, columns, key })
+        })
+        .collect()
+}
+
+/// The INSERTs copying the rows of every table of `shapes` whose key's slot is in
+/// `[first, end)` from `group` (read at `version`), and their size in bytes.
+async fn range_rows(
+    databases: &Databases,
+    shapes: &[TableShape],
     group: GroupId,
     version: u64,
     first: u32,
     end: u32,
 ) -> Result<(Vec<Statement>, usize), String> {
-    let mut statements = Vec::new();
-    let mut bytes = 0;
-    for (table, key) in distributed(entry) {
-        let filter = format!(
-            "{STORED_SLOT_FUNCTION}({key}) >= {first} AND {STORED_SLOT_FUNCTION}({key}) < {end}"
-        );
-        let (inserts, size) = copied_rows(databases, group, version, table, Some(&filter)).await?;
-        statements.extend(inserts);
-        bytes += size;
-    }
-    Ok((statements, bytes))
+    let filter = |key: &str| {
+        format!(
+            " WHERE {STORED_SLOT_FUNCTION}({key}) >= {first} \
+             AND {STORED_SLOT_FUNCTION}({key}) < {end}"
+        )
+    };
+    copied_rows(databases, group, version, shapes, filter).await
 }
 
-/// The INSERTs copying `table`'s rows (those matching `filter`) from `group`, keeping each
-/// row's rowid (a distributed table's rowids are unique across its groups), and their size.
+/// The INSERTs copying the rows of the tables of `shapes` (those `filter` of their key
+/// keeps; all of a table without a key) from `group`, keeping each row's rowid (a
+/// distributed table's rowids are unique across its groups), and their size in bytes.
 async fn copied_rows(
     databases: &Databases,
     group: GroupId,
     version: u64,
-    table: &str,
-    filter: Option<&str>,
+    shapes: &[TableShape],
+    filter: impl Fn(&str) -> String,
 ) -> Result<(Vec<Statement>, usize), String> {
-    let name = SqlValue::Text(table.to_string());
-    let shape = read(
-        databases,
-        group,
-        version,
-        vec![
-            Statement {
-                sql: "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid".into(),
-                params: Params::Positional(vec![name.clone()]),
-            },
-            Statement {
-                sql: "SELECT wr FROM pragma_table_list(?1) WHERE schema = 'main'".into(),
-                params: Params::Positional(vec![name]),
-            },
-        ],
-    )
-    .await?;
-    let mut columns: Vec<String> = rows_of(&shape, 0)
+    if shapes.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let selects = shapes
         .iter()
-        .filter_map(|row| match row.first() {
-            Some(SqlValue::Text(column)) => Some(quote(column)),
-            _ => None,
+        .map(|shape| {
+            Statement::plain(format!(
+                "SELECT {} FROM {}{}",
+                shape.columns.join(", "),
+                quote(&shape.name),
+                shape.key.as_deref().map(&filter).unwrap_or_default()
+            ))
         })
         .collect();
-    if columns.is_empty() {
-        return Err(format!("table {table} has no columns in group {group}"));
-    }
-    let without_rowid = matches!(
-        rows_of(&shape, 1).first().and_then(|row| row.first()),
-        Some(SqlValue::Integer(1))
-    );
-    if !without_rowid {
-        columns.insert(0, "_rowid_".into());
-    }
-    let listed = columns.join(", ");
-    let select = format!(
-        "SELECT {listed} FROM {}{}",
-        quote(table),
-        filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
-    );
-    let results = read(databases, group, version, vec![Statement::plain(select)]).await?;
-    let rows = rows_of(&results, 0);
-    let per_insert = (VALUES_PER_INSERT_MAX / columns.len()).clamp(1, 500);
-    let placeholders = format!("({})", vec!["?"; columns.len()].join(", "));
+    let results = read(databases, group, version, selects).await?;
+    let mut inserts = Vec::new();
     let mut bytes = 0;
-    let inserts = rows
-        .chunks(per_insert)
-        .map(|chunk| {
+    for (at, shape) in shapes.iter().enumerate() {
+        let per_insert = (VALUES_PER_INSERT_MAX / shape.columns.len()).clamp(1, 500);
+        let placeholders = format!("({})", vec!["?"; shape.columns.len()].join(", "));
+        for chunk in rows_of(&results, at).chunks(per_insert) {
             let values: Vec<SqlValue> = chunk.iter().flatten().cloned().collect();
             bytes += values.iter().map(value_bytes).sum::<usize>();
-            Statement {
+            inserts.push(Statement {
                 sql: format!(
-                    "INSERT INTO {} ({listed}) VALUES {}",
-                    quote(table),
+                    "INSERT INTO {} ({}) VALUES {}",
+                    quote(&shape.name),
+                    shape.columns.join(", "),
                     vec![placeholders.as_str(); chunk.len()].join(", ")
                 ),
                 params: Params::Positional(values),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     Ok((inserts, bytes))
 }
 

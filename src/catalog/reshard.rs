@@ -12,6 +12,7 @@ use crate::catalog::slots::SlotMap;
 use crate::catalog::view::{self, CatalogView, positional};
 use crate::raft::types::{GroupId, Statement, StatementResult};
 use crate::service::ServiceError;
+use crate::shard::slot::SLOTS;
 use crate::types::value::SqlValue;
 
 /// Slots one move takes at most: the rows of one move are copied in its critical section,
@@ -60,9 +61,12 @@ pub struct PlannedStep {
     pub to: GroupId,
 }
 
-/// The steps that take `map` (over the `routed` groups, in shard order) to the even map over
-/// the first `shards` of `routed` followed by `added` (the groups resharding creates: as many
-/// as `shards` exceeds `routed`).
+/// The steps that take `map` (over the `routed` groups, in shard order) to a map over the
+/// first `shards` of `routed` followed by `added` (the groups resharding creates: as many as
+/// `shards` exceeds `routed`) in which each group owns its even share of the slots (within
+/// one), moving as few slots as can be: every group keeps its lowest slots up to its share,
+/// and the slots over (all of a group's that leaves) go, in slot order, to the groups under
+/// their share, in shard order.
 pub fn plan(
     map: &SlotMap,
     routed: &[GroupId],
@@ -83,27 +87,47 @@ pub fn plan(
             to: *group,
         })
         .collect();
-    let target = SlotMap::even(&members);
-    for wanted in target.ranges() {
-        for held in map.ranges() {
-            let first = wanted.first.max(held.first);
-            let end = wanted.end.min(held.end);
-            if first >= end || held.group == wanted.group {
-                continue;
-            }
-            let mut at = first;
-            while at < end {
-                let chunk_end = (at + MOVE_SLOTS).min(end);
-                steps.push(PlannedStep {
-                    kind: StepKind::Move,
-                    first: at,
-                    end: chunk_end,
-                    from: held.group,
-                    to: wanted.group,
-                });
-                at = chunk_end;
-            }
+    let share = |at: usize| {
+        let n = members.len() as u32;
+        SLOTS / n + u32::from((at as u32) < SLOTS % n)
+    };
+    let owner: Vec<GroupId> = (0..SLOTS).map(|slot| map.group_of(slot)).collect();
+    let mut target = owner.clone();
+    let mut kept = vec![0u32; members.len()];
+    let mut over = Vec::new();
+    for (slot, group) in owner.iter().enumerate() {
+        match members.iter().position(|m| m == group) {
+            Some(at) if kept[at] < share(at) => kept[at] += 1,
+            _ => over.push(slot),
         }
+    }
+    let mut over = over.into_iter();
+    for (at, member) in members.iter().enumerate() {
+        for slot in over.by_ref().take((share(at) - kept[at]) as usize) {
+            target[slot] = *member;
+        }
+    }
+    let mut slot = 0usize;
+    while slot < owner.len() {
+        let (from, to) = (owner[slot], target[slot]);
+        let mut end = slot + 1;
+        while end < owner.len()
+            && owner[end] == from
+            && target[end] == to
+            && end - slot < MOVE_SLOTS as usize
+        {
+            end += 1;
+        }
+        if from != to {
+            steps.push(PlannedStep {
+                kind: StepKind::Move,
+                first: slot as u32,
+                end: end as u32,
+                from,
+                to,
+            });
+        }
+        slot = end;
     }
     for group in routed.iter().skip(shards) {
         steps.push(PlannedStep {
@@ -342,7 +366,6 @@ impl Databases {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::slot::SLOTS;
 
     /// The map after applying `steps` in order.
     fn after(map: &SlotMap, steps: &[PlannedStep]) -> SlotMap {
@@ -362,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn growing_joins_the_new_groups_then_moves_only_what_changes_owner() {
+    fn growing_joins_the_new_groups_then_moves_only_their_shares() {
         let map = SlotMap::even(&[2, 3, 4, 5]);
         let steps = plan(&map, &[2, 3, 4, 5], &[10, 11, 12, 13], 8);
         let joins: Vec<_> = steps
@@ -376,16 +399,25 @@ mod tests {
             .filter(|s| s.kind == StepKind::Move)
             .map(|s| s.end - s.first)
             .sum();
+        assert_eq!(moved, SLOTS / 2, "only the new groups' shares move");
         let end = after(&map, &steps);
-        let even = SlotMap::even(&[2, 3, 4, 5, 10, 11, 12, 13]);
-        for slot in (0..SLOTS).step_by(13) {
-            assert_eq!(end.group_of(slot), even.group_of(slot), "slot {slot}");
+        for group in [2, 3, 4, 5, 10, 11, 12, 13] {
+            assert_eq!(end.slots_of(group), SLOTS / 8, "group {group}");
         }
-        let stayed = (0..SLOTS)
-            .filter(|slot| map.group_of(*slot) == even.group_of(*slot))
-            .count() as u32;
-        assert_eq!(moved, SLOTS - stayed, "no slot moves that keeps its owner");
         assert!(!steps.iter().any(|s| s.kind == StepKind::Leave));
+    }
+
+    #[test]
+    fn an_uneven_growth_gives_every_group_its_share_within_one_slot() {
+        let map = SlotMap::even(&[2, 3]);
+        let steps = plan(&map, &[2, 3], &[7, 8, 9], 5);
+        let end = after(&map, &steps);
+        let shares: Vec<u32> = [2, 3, 7, 8, 9].iter().map(|g| end.slots_of(*g)).collect();
+        assert_eq!(shares.iter().sum::<u32>(), SLOTS);
+        assert!(
+            shares.iter().all(|s| s.abs_diff(SLOTS / 5) <= 1),
+            "{shares:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,553 @@
+//! Resharding as operators use it: `ALTER DATABASE … SET (shards = N)` grows or shrinks a
+//! sharded database online while clients keep writing and reading — every transfer whole,
+//! every acknowledged row present exactly once, no reader at any consistency level seeing a
+//! row twice or missing one — through the kill of the node leading the catalog (which runs
+//! the moves); `CANCEL RESHARDING`; and refusals that say why.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Cluster, ClusterSpec};
+
+const SETTLE: Duration = Duration::from_secs(30);
+const ACCOUNTS: i64 = 64;
+
+/// Runs `statements` on `db` through `node` until none fails.
+async fn execute_ok(cluster: &Cluster, node: usize, db: &str, statements: Value) -> Value {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (status, body) = cluster
+            .post(node, &format!("/db/execute?db={db}"), statements.clone())
+            .await;
+        let failed = body["results"]
+            .as_array()
+            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
+        if status == 200 && !failed {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{statements} on node {}: {status} {body}",
+            node + 1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first result of query `sql` on `shop` through `node` at read consistency `level`.
+async fn query_at(cluster: &Cluster, node: usize, level: &str, sql: &str) -> Option<Value> {
+    let (status, body) = cluster
+        .post(
+            node,
+            &format!("/db/query?db=shop&level={level}&timeout=5s"),
+            json!([sql]),
+        )
+        .await;
+    (status == 200).then(|| body["results"][0].clone())
+}
+
+async fn values(cluster: &Cluster, node: usize, sql: &str) -> Value {
+    let result = query_at(cluster, node, "strong", sql)
+        .await
+        .unwrap_or_else(|| panic!("{sql} failed on node {}", node + 1));
+    assert!(result.get("error").is_none(), "{sql}: {result}");
+    result["values"].clone()
+}
+
+/// `SHOW DATABASES`' row of `shop` through `node`: (shards, resharding steps left).
+async fn shop_shards(cluster: &Cluster, node: usize) -> Option<(i64, i64)> {
+    let (status, body) = cluster
+        .post(node, "/db/query", json!(["SHOW DATABASES"]))
+        .await;
+    if status != 200 {
+        return None;
+    }
+    let result = &body["results"][0];
+    let columns = result["columns"].as_array()?;
+    let at = |name: &str| columns.iter().position(|c| c == name);
+    let (shards, steps) = (at("shards")?, at("resharding_steps")?);
+    let row = result["values"]
+        .as_array()?
+        .iter()
+        .find(|row| row[0] == "shop")?;
+    Some((row[shards].as_i64()?, row[steps].as_i64()?))
+}
+
+/// Waits until `shop` has `shards` groups and no resharding step left.
+async fn await_resharded(cluster: &Cluster, node: usize, shards: i64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = shop_shards(cluster, node).await;
+        if seen == Some((shards, 0)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shop did not reach {shards} shards (last seen {seen:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A 3-node cluster with `shop` over `shards` groups: `accounts` (64 of 100, distributed by
+/// id), `events` (distributed by id, empty) and `currencies` (a reference table of 3 rows).
+async fn bank(shards: u32) -> Cluster {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        ..Default::default()
+    })
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!([format!("CREATE DATABASE shop WITH (shards = {shards})")]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)",
+            "SELECT shoal_distribute('accounts', 'id')",
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, note TEXT NOT NULL)",
+            "SELECT shoal_distribute('events', 'id')",
+            "CREATE TABLE currencies (code TEXT PRIMARY KEY, name TEXT NOT NULL)",
+            "SELECT shoal_reference('currencies')",
+            "CREATE INDEX accounts_by_balance ON accounts (balance)",
+        ]),
+    )
+    .await;
+    let mut rows: Vec<Value> = (1..=ACCOUNTS)
+        .map(|id| json!(["INSERT INTO accounts (id, balance) VALUES (?, 100)", id]))
+        .collect();
+    rows.push(json!(
+        "INSERT INTO currencies VALUES ('EUR', 'euro'), ('USD', 'dollar'), ('JPY', 'yen')"
+    ));
+    execute_ok(&cluster, 0, "shop", Value::Array(rows)).await;
+    cluster
+}
+
+/// Whether a transfer of `amount` from `from` to `to` through `node` was acknowledged.
+async fn transfer(cluster: &Cluster, node: usize, from: i64, to: i64, amount: i64) -> bool {
+    let (status, body) = cluster
+        .post(
+            node,
+            "/db/execute?db=shop&transaction&timeout=10s",
+            json!([
+                [
+                    "UPDATE accounts SET balance = balance - ? WHERE id = ?",
+                    amount,
+                    from
+                ],
+                [
+                    "UPDATE accounts SET balance = balance + ? WHERE id = ?",
+                    amount,
+                    to
+                ]
+            ]),
+        )
+        .await;
+    status == 200
+        && body["results"]
+            .as_array()
+            .is_some_and(|results| results.iter().all(|r| r.get("error").is_none()))
+}
+
+/// What the workers did while the database was resharded.
+#[derive(Default)]
+struct Seen {
+    transfers: u32,
+    /// Events whose insert was acknowledged, and those whose outcome is unknown.
+    acknowledged: BTreeSet<i64>,
+    unknown: BTreeSet<i64>,
+    /// Reads answered, and what any of them saw wrong.
+    reads: u32,
+    wrong: Vec<String>,
+}
+
+/// Transfer, insert and read workers over `nodes`, until stopped.
+struct Workload {
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<Seen>>,
+}
+
+impl Workload {
+    fn start(cluster: &Arc<Cluster>, nodes: &[usize]) -> Workload {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        let nodes: Vec<usize> = nodes.to_vec();
+        for worker in 0..2i64 {
+            let (cluster, stop, nodes) = (cluster.clone(), stop.clone(), nodes.clone());
+            workers.push(tokio::spawn(async move {
+                let mut seen = Seen::default();
+                let mut step = worker;
+                while !stop.load(Ordering::Relaxed) {
+                    let from = step % ACCOUNTS + 1;
+                    let to = (step * 7 + 3) % ACCOUNTS + 1;
+                    let node = nodes[step as usize % nodes.len()];
+                    step += 1;
+                    if from != to && transfer(&cluster, node, from, to, 1).await {
+                        seen.transfers += 1;
+                    }
+                }
+                seen
+            }));
+        }
+        let (cluster_, stop_, nodes_) = (cluster.clone(), stop.clone(), nodes.clone());
+        workers.push(tokio::spawn(async move {
+            let mut seen = Seen::default();
+            let mut id = 0i64;
+            while !stop_.load(Ordering::Relaxed) {
+                id += 1;
+                let node = nodes_[id as usize % nodes_.len()];
+                let (status, body) = cluster_
+                    .post(
+                        node,
+                        "/db/execute?db=shop&timeout=10s",
+                        json!([["INSERT INTO events (id, note) VALUES (?, 'e')", id]]),
+                    )
+                    .await;
+                if status == 200 && body["results"][0].get("error").is_none() {
+                    seen.acknowledged.insert(id);
+                } else {
+                    seen.unknown.insert(id);
+                }
+            }
+            seen
+        }));
+        let (cluster, stop_, nodes) = (cluster.clone(), stop.clone(), nodes.clone());
+        workers.push(tokio::spawn(async move {
+            let mut seen = Seen::default();
+            let levels = ["none", "weak", "linearizable", "strong"];
+            let mut turn = 0usize;
+            while !stop_.load(Ordering::Relaxed) {
+                turn += 1;
+                let level = levels[turn % levels.len()];
+                let node = nodes[turn % nodes.len()];
+                let sql = "SELECT count(*), count(DISTINCT id), \
+                           (SELECT count(*) FROM accounts JOIN currencies ON code = 'EUR') \
+                           FROM accounts";
+                let Some(result) = query_at(&cluster, node, level, sql).await else {
+                    continue;
+                };
+                if result.get("error").is_some() {
+                    continue;
+                }
+                seen.reads += 1;
+                let row = &result["values"][0];
+                if row != &json!([ACCOUNTS, ACCOUNTS, ACCOUNTS]) {
+                    seen.wrong
+                        .push(format!("{level} read through node {}: {row}", node + 1));
+                }
+            }
+            seen
+        }));
+        Workload { stop, workers }
+    }
+
+    async fn stop(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Seen::default();
+        for worker in self.workers {
+            let seen = worker.await.unwrap();
+            all.transfers += seen.transfers;
+            all.acknowledged.extend(seen.acknowledged);
+            all.unknown.extend(seen.unknown);
+            all.reads += seen.reads;
+            all.wrong.extend(seen.wrong);
+        }
+        all
+    }
+}
+
+/// The node whose `/status` says it leads the catalog group.
+async fn catalog_leader(cluster: &Cluster) -> usize {
+    fn find(value: &Value) -> Option<u64> {
+        match value {
+            Value::Object(map) if map.get("catalog") == Some(&json!(true)) => {
+                map.get("leader")?.as_u64()
+            }
+            Value::Object(map) => map.values().find_map(find),
+            Value::Array(items) => items.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        for node in 0..cluster.nodes.len() {
+            if let Ok(status) = cluster.get_json(node, "/status").await
+                && let Some(id) = find(&status)
+                && let Some(at) = cluster.nodes.iter().position(|n| n.id == id)
+            {
+                return at;
+            }
+        }
+        assert!(Instant::now() < deadline, "no catalog leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The slot ranges each group of `shop` owns, as `/status` of `node` reports them.
+async fn owned_ranges(cluster: &Cluster, node: usize) -> Vec<(u64, Value)> {
+    let status = cluster.get_json(node, "/status").await.unwrap();
+    let mut found = Vec::new();
+    fn walk(value: &Value, found: &mut Vec<(u64, Value)>) {
+        match value {
+            Value::Object(map) if map.get("database") == Some(&json!("shop")) => {
+                if let Some(group) = map.get("group").and_then(Value::as_u64) {
+                    found.push((group, map["shard"]["slot_ranges"].clone()));
+                }
+            }
+            Value::Object(map) => map.values().for_each(|v| walk(v, found)),
+            Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    walk(&status, &mut found);
+    found.sort_by_key(|(group, _)| *group);
+    found
+}
+
+/// The pauses of the moves, from the nodes' logs ("slots moved … pause_ms=N").
+fn pauses_logged(cluster: &Cluster) -> Vec<u64> {
+    let mut pauses = Vec::new();
+    for node in &cluster.nodes {
+        let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("slots moved")) {
+            if let Some(ms) = line
+                .split("pause_ms=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+            {
+                pauses.push(ms);
+            }
+        }
+    }
+    pauses.sort_unstable();
+    pauses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growing_from_four_to_eight_shards_under_load_and_a_killed_catalog_leader_keeps_every_row_once()
+ {
+    let cluster = Arc::new(bank(4).await);
+    let killed = catalog_leader(&cluster).await;
+    let living: Vec<usize> = (0..3).filter(|n| *n != killed).collect();
+    let workload = Workload::start(&cluster, &living);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    execute_ok(
+        &cluster,
+        living[0],
+        "",
+        json!(["ALTER DATABASE shop SET (shards = 8)"]),
+    )
+    .await;
+    // Some steps done, then the node running them dies: the next catalog leader resumes.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen = shop_shards(&cluster, living[0]).await;
+        if let Some((_, steps)) = seen
+            && steps <= 30
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no resharding progress: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.nodes[killed].signal(libc::SIGKILL);
+    await_resharded(&cluster, living[0], 8, Duration::from_secs(240)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = workload.stop().await;
+
+    assert!(
+        seen.wrong.is_empty(),
+        "reads saw rows twice or missed: {:?}",
+        seen.wrong
+    );
+    assert!(
+        seen.reads > 0 && seen.transfers > 0,
+        "the workload ran: {} reads",
+        seen.reads
+    );
+    let node = living[0];
+    let total = values(
+        &cluster,
+        node,
+        "SELECT sum(balance), count(*), count(DISTINCT id) FROM accounts",
+    )
+    .await;
+    assert_eq!(
+        total,
+        json!([[ACCOUNTS * 100, ACCOUNTS, ACCOUNTS]]),
+        "every transfer whole"
+    );
+    let events = values(&cluster, node, "SELECT id FROM events ORDER BY id").await;
+    let present: Vec<i64> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].as_i64().unwrap())
+        .collect();
+    let distinct: BTreeSet<i64> = present.iter().copied().collect();
+    assert_eq!(distinct.len(), present.len(), "no event twice");
+    let lost: Vec<_> = seen.acknowledged.difference(&distinct).collect();
+    assert!(lost.is_empty(), "acknowledged events lost: {lost:?}");
+    assert!(
+        distinct
+            .iter()
+            .all(|id| seen.acknowledged.contains(id) || seen.unknown.contains(id)),
+        "an event nobody wrote"
+    );
+    // Every one of the eight groups owns slots, and holds the reference table and the schema.
+    let ranges = owned_ranges(&cluster, node).await;
+    let owning = ranges
+        .iter()
+        .filter(|(_, r)| r.as_array().is_some_and(|r| !r.is_empty()))
+        .count();
+    assert_eq!(owning, 8, "{ranges:?}");
+    let joined = values(
+        &cluster,
+        node,
+        "SELECT count(*) FROM accounts JOIN currencies ON code = 'USD' WHERE balance >= 0",
+    )
+    .await;
+    assert_eq!(joined, json!([[ACCOUNTS]]));
+    let pauses = pauses_logged(&cluster);
+    eprintln!(
+        "resharding 4→8: {} transfers, {} events, {} reads during it; {} moves, pause ms \
+         p50 {:?} p99 {:?} max {:?}",
+        seen.transfers,
+        seen.acknowledged.len(),
+        seen.reads,
+        pauses.len(),
+        pauses.get(pauses.len() / 2),
+        pauses.get(pauses.len() * 99 / 100),
+        pauses.last()
+    );
+
+    // The killed node comes back and answers from the resharded map.
+    let mut cluster = Arc::try_unwrap(cluster).ok().unwrap();
+    cluster.restart(killed).await;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        if let Some(result) = query_at(
+            &cluster,
+            killed,
+            "none",
+            "SELECT count(*), sum(balance) FROM accounts",
+        )
+        .await
+            && result["values"] == json!([[ACCOUNTS, ACCOUNTS * 100]])
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node never answered whole"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shrinking_moves_every_row_to_the_groups_that_stay_and_refusals_say_why() {
+    let cluster = bank(4).await;
+    // Refusals name what is wrong and change nothing.
+    execute_ok(&cluster, 0, "", json!(["CREATE DATABASE plain"])).await;
+    for (statement, expected) in [
+        ("ALTER DATABASE plain SET (shards = 3)", "not sharded"),
+        ("ALTER DATABASE shop SET (shards = 1)", "at least 2 shards"),
+        ("ALTER DATABASE nowhere SET (shards = 3)", "does not exist"),
+    ] {
+        let (_, body) = cluster.post(0, "/db/execute", json!([statement])).await;
+        let text = body.to_string();
+        assert!(text.contains(expected), "{statement}: {text}");
+    }
+    assert_eq!(shop_shards(&cluster, 0).await, Some((4, 0)));
+
+    execute_ok(
+        &cluster,
+        1,
+        "",
+        json!(["ALTER DATABASE shop SET (shards = 2)"]),
+    )
+    .await;
+    let (_, body) = cluster
+        .post(
+            0,
+            "/db/execute",
+            json!(["ALTER DATABASE shop SET (shards = 5)"]),
+        )
+        .await;
+    let text = body.to_string();
+    assert!(text.contains("being resharded already"), "{text}");
+    await_resharded(&cluster, 0, 2, Duration::from_secs(120)).await;
+    let total = values(
+        &cluster,
+        2,
+        "SELECT sum(balance), count(*), count(DISTINCT id) FROM accounts",
+    )
+    .await;
+    assert_eq!(total, json!([[ACCOUNTS * 100, ACCOUNTS, ACCOUNTS]]));
+    let ranges = owned_ranges(&cluster, 0).await;
+    let owning: Vec<u64> = ranges
+        .iter()
+        .filter(|(_, r)| r.as_array().is_some_and(|r| !r.is_empty()))
+        .map(|(g, _)| *g)
+        .collect();
+    assert_eq!(owning.len(), 2, "{ranges:?}");
+    // Writes and pinned reads keep working on the two groups left.
+    execute_ok(
+        &cluster,
+        1,
+        "shop",
+        json!([["UPDATE accounts SET balance = balance + 1 WHERE id = ?", 7]]),
+    )
+    .await;
+    let one = values(&cluster, 0, "SELECT balance FROM accounts WHERE id = 7").await;
+    assert_eq!(one, json!([[101]]));
+
+    // A resharding started and cancelled leaves the database whole wherever it stopped.
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["ALTER DATABASE shop SET (shards = 6)"]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["ALTER DATABASE shop CANCEL RESHARDING"]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shop_shards(&cluster, 0)
+        .await
+        .is_none_or(|(_, steps)| steps > 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the step under way never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let total = values(&cluster, 2, "SELECT sum(balance), count(*) FROM accounts").await;
+    assert_eq!(total, json!([[ACCOUNTS * 100 + 1, ACCOUNTS]]));
+}
