@@ -120,6 +120,9 @@ pub async fn take(
             "no backup target is configured on this node (--backup-target)".into(),
         ));
     }
+    if database.moves_pending > 0 {
+        return Err(resharded(database));
+    }
     let cut: u64 = rand::random();
     let started = Instant::now();
     let fences = fence_all(databases, &database.groups, cut).await;
@@ -170,6 +173,17 @@ pub async fn take(
             }
         )));
     }
+    // Slots that moved while the copies were taken may be in two copies, or none.
+    let now = databases
+        .catch_up()
+        .await
+        .map_err(|e| BackupError::Internal(e.to_string()))?;
+    if now
+        .by_group(database.group)
+        .is_none_or(|entry| entry.slots != database.slots || entry.moves_pending > 0)
+    {
+        return Err(resharded(database));
+    }
     let created_ms = now_ms();
     let manifest = CutManifest {
         format_version: CUT_FORMAT_VERSION,
@@ -182,6 +196,15 @@ pub async fn take(
     write_manifest(&config.targets, &manifest).await?;
     tracing::info!(target: "audit", event = "cut_created", database = %database.name, cut = %manifest.cut_id, groups = manifest.members.len(), fenced_ms, "consistent backup of a sharded database taken");
     Ok(manifest)
+}
+
+/// A cut refused because the database's slots move (or moved while it was taken).
+fn resharded(database: &DatabaseEntry) -> BackupError {
+    BackupError::Config(format!(
+        "database {:?} is being resharded: a cut taken while slots move could hold a range in \
+         two groups or none; take it once SHOW DATABASES shows no resharding step left",
+        database.name
+    ))
 }
 
 /// Every complete cut of `database` on its first target, oldest first.

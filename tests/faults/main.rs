@@ -311,6 +311,164 @@ async fn ci_sharded_bank_commits_across_groups_atomically_under_faults() {
     assert!(report.faults_injected > 0, "no fault was injected");
 }
 
+/// Resharding under faults: the sharded bank and a set in the same database while
+/// `ALTER DATABASE … SET (shards = 8)` grows it from 4 groups and the nemesis kills and
+/// pauses nodes (each leading some of the groups moves run between, and one the catalog,
+/// whose leader runs the moves). Once healed the resharding finishes, the bank is whole and
+/// every acknowledged insert is present exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_resharding_keeps_the_bank_and_the_set_whole_under_kills() {
+    let seed = 5;
+    let mut cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        controlled_network: true,
+        fast_elections: true,
+        ..Default::default()
+    })
+    .await;
+    let settle = Duration::from_secs(30);
+    let db = workloads::shardbank::DATABASE;
+    cluster
+        .execute_until_ok(0, "", workloads::shardbank::create(), settle)
+        .await;
+    let mut schema = workloads::shardbank::schema();
+    if let Some(statements) = schema.as_array_mut() {
+        statements.push(json!(workloads::set::SCHEMA));
+        statements.push(json!("SELECT shoal_distribute('set_elements', 'v')"));
+    }
+    cluster
+        .execute_until_ok(0, &format!("db={db}"), schema, settle)
+        .await;
+    let start = Instant::now();
+    let urls: Vec<String> = (0..cluster.nodes.len()).map(|p| cluster.url(p)).collect();
+    let targets = Targets::new(urls.clone());
+    let context = Arc::new(RunContext {
+        client: DbClient::new(),
+        targets: targets.clone(),
+        pg_ports: Default::default(),
+        seed,
+        start,
+        deadline: start + CI_RUN,
+    });
+    let bank = workloads::shardbank::Workload::new(&context);
+    let set = workloads::set::Workload::in_database(&context, Some(db));
+    let clients = {
+        let (context, bank, set) = (context.clone(), bank.clone(), set.clone());
+        tokio::spawn(async move {
+            tokio::join!(
+                workloads::run_clients(&context, 3, |c, id| bank.clone().client(c, id)),
+                workloads::run_clients(&context, 2, |c, id| set.clone().client(c, id)),
+            );
+        })
+    };
+    let alter = tokio::spawn(reshard_ledger(urls.clone(), 8, start + CI_RUN));
+    let mut nemesis = Nemesis::new(
+        seed,
+        &[FaultKind::Kill, FaultKind::Pause, FaultKind::IsolateLeader],
+        3,
+        start,
+    );
+    nemesis.run(&mut cluster, &targets, context.deadline).await;
+    clients.await.expect("workload clients");
+    let altered = alter.await.expect("the ALTER client");
+    let mut violations = Vec::new();
+    let mut summaries = vec![format!("ALTER DATABASE accepted after {altered:?}")];
+    for result in [
+        resharding_finished(&urls, 8).await,
+        bank.check(&context).await,
+        set.check(&context).await,
+        none_prepared(&cluster, db).await,
+    ] {
+        match result {
+            Ok(summary) => summaries.push(summary),
+            Err(violation) => violations.push(violation),
+        }
+    }
+    let report = RunReport {
+        seed,
+        summaries,
+        violations,
+        fault_log: nemesis.log,
+        faults_injected: nemesis.faults_injected,
+    };
+    println!("{}", report.describe());
+    assert!(report.violations.is_empty(), "{}", report.describe());
+    assert!(report.faults_injected > 0, "no fault was injected");
+}
+
+/// Sends `ALTER DATABASE ledger SET (shards = N)` a second into the run, through the nodes in
+/// turn until one accepts it; how long after the start that was.
+async fn reshard_ledger(urls: Vec<String>, shards: u32, deadline: Instant) -> Option<Duration> {
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let http = reqwest::Client::new();
+    let statement = json!([format!("ALTER DATABASE ledger SET (shards = {shards})")]);
+    for url in urls.iter().cycle() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        let answer = http
+            .post(format!("{url}/db/execute?timeout=10s"))
+            .json(&statement)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await;
+        if let Ok(answer) = answer
+            && answer.status().is_success()
+            && let Ok(body) = answer.json::<Value>().await
+            && body["results"][0].get("error").is_none()
+        {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// Whether `ledger` reached `shards` groups with no resharding step left within two minutes
+/// of the faults healing.
+async fn resharding_finished(urls: &[String], shards: i64) -> Result<String, String> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let healed = Instant::now();
+    let mut last = Value::Null;
+    for url in urls.iter().cycle() {
+        let answer = http
+            .post(format!("{url}/db/query"))
+            .json(&json!(["SHOW DATABASES"]))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(answer) = answer
+            && let Ok(body) = answer.json::<Value>().await
+        {
+            let result = &body["results"][0];
+            let columns = result["columns"].as_array().cloned().unwrap_or_default();
+            let at = |name: &str| columns.iter().position(|c| c == name);
+            if let (Some(shards_at), Some(steps_at)) = (at("shards"), at("resharding_steps"))
+                && let Some(row) = result["values"]
+                    .as_array()
+                    .and_then(|rows| rows.iter().find(|row| row[0] == "ledger"))
+            {
+                last = row.clone();
+                if row[shards_at] == shards && row[steps_at] == 0 {
+                    return Ok(format!(
+                        "resharding: ledger on {shards} groups, done {} ms after healing",
+                        healed.elapsed().as_millis()
+                    ));
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "resharding did not finish within 120 s of healing: {last}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err("no node to ask".into())
+}
+
 /// The cuts a client took of the sharded bank while the faults ran, and the moments
 /// between them.
 struct CutsTaken {

@@ -63,8 +63,8 @@ impl Shoal {
     }
 
     /// A fresh 3-node cluster whose database `slt` spreads every table it creates over
-    /// four shard groups (`distribute = all`): the corpus runs there.
-    async fn start_sharded(rotate_statements: bool) -> Shoal {
+    /// `shards` groups (`distribute = all`): the corpus runs there.
+    async fn start_sharded(rotate_statements: bool, shards: u32) -> Shoal {
         let mut shoal = Shoal::start(rotate_statements).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
@@ -72,7 +72,10 @@ impl Shoal {
                 .post(
                     0,
                     "/db/execute",
-                    "CREATE DATABASE IF NOT EXISTS slt WITH (shards = 4, distribute = all)",
+                    &format!(
+                        "CREATE DATABASE IF NOT EXISTS slt WITH (shards = {shards}, \
+                         distribute = all)"
+                    ),
                 )
                 .await;
             match created {
@@ -325,17 +328,60 @@ fn test_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// How the corpus's database is laid out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// The default database.
+    Plain,
+    /// A database sharded over four groups.
+    Sharded,
+    /// A database sharded over two groups, resharded to one more group after each of the
+    /// first files (to five): each resharding runs while the next file's statements do.
+    Resharded,
+}
+
+/// The shard counts `Layout::Resharded` goes through.
+const RESHARDED_FROM: u32 = 2;
+const RESHARDED_TO: u32 = 5;
+
+impl Shoal {
+    /// Waits until `slt` has no resharding step left; the shard count it has then.
+    async fn resharding_done(&self) -> i64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            if let Ok(result) = self.post(0, "/db/query", "SHOW DATABASES").await {
+                let columns = result["columns"].as_array().cloned().unwrap_or_default();
+                let at = |name: &str| columns.iter().position(|c| c == name);
+                let row = result["values"]
+                    .as_array()
+                    .and_then(|rows| rows.iter().find(|row| row[0] == "slt").cloned());
+                if let (Some(shards), Some(steps), Some(row)) =
+                    (at("shards"), at("resharding_steps"), row)
+                    && row[steps] == 0
+                {
+                    return row[shards].as_i64().unwrap_or_default();
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the resharding of slt never finished"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Runs `files` through a 3-node cluster and plain SQLite; prints a table and returns
 /// (records, Shoal passes, SQLite passes, records where Shoal and SQLite disagree).
 async fn compare(
     files: &[PathBuf],
     corpus: &Path,
-    sharded: bool,
+    layout: Layout,
 ) -> (usize, usize, usize, Vec<String>) {
-    let mut shoal = if sharded {
-        Shoal::start_sharded(false).await
-    } else {
-        Shoal::start(false).await
+    let mut shoal = match layout {
+        Layout::Plain => Shoal::start(false).await,
+        Layout::Sharded => Shoal::start_sharded(false, 4).await,
+        Layout::Resharded => Shoal::start_sharded(false, RESHARDED_FROM).await,
     };
     let mut sqlite = PlainSqlite(rusqlite::Connection::open_in_memory().unwrap());
     let (mut records, mut shoal_passed, mut sqlite_passed) = (0, 0, 0);
@@ -351,6 +397,14 @@ async fn compare(
             .display()
             .to_string();
         let on_shoal = run_file(&mut shoal, file).await;
+        if layout == Layout::Resharded {
+            let shards = shoal.resharding_done().await as u32;
+            if shards < RESHARDED_TO {
+                let alter = format!("ALTER DATABASE slt SET (shards = {})", shards + 1);
+                shoal.post(0, "/db/execute", &alter).await.unwrap();
+                println!("{alter}: runs while the next file does");
+            }
+        }
         let on_sqlite = run_file(&mut sqlite, file).await;
         let total = on_shoal.passed + on_shoal.failed_lines.len();
         println!(
@@ -381,7 +435,7 @@ async fn compare(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_and_evidence_files_pass_through_a_three_node_cluster() {
-    select_and_evidence_files(false).await;
+    select_and_evidence_files(Layout::Plain).await;
 }
 
 /// The same files in a database that distributes every table over four shard groups: every
@@ -389,10 +443,18 @@ async fn select_and_evidence_files_pass_through_a_three_node_cluster() {
 /// what one SQLite database gives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_and_evidence_files_pass_sharded_over_four_groups() {
-    select_and_evidence_files(true).await;
+    select_and_evidence_files(Layout::Sharded).await;
 }
 
-async fn select_and_evidence_files(sharded: bool) {
+/// The same files in a database sharded over two groups and resharded to three, four and
+/// five between the first files — each resharding's moves running while the next file's
+/// statements do: every answer stays what one SQLite database gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_and_evidence_files_pass_while_resharded_from_two_to_five_groups() {
+    select_and_evidence_files(Layout::Resharded).await;
+}
+
+async fn select_and_evidence_files(layout: Layout) {
     let corpus = corpus_dir();
     let mut files: Vec<PathBuf> = (1..=5)
         .map(|n| corpus.join(format!("select{n}.test")))
@@ -403,7 +465,7 @@ async fn select_and_evidence_files(sharded: bool) {
         files.retain(|f| f.display().to_string().contains(&only));
     }
     let (records, shoal_passed, sqlite_passed, disagreements) =
-        compare(&files, &corpus, sharded).await;
+        compare(&files, &corpus, layout).await;
     assert!(
         disagreements.is_empty(),
         "Shoal and plain SQLite disagree:\n{}",
@@ -423,10 +485,10 @@ async fn select_and_evidence_files(sharded: bool) {
         std::io::stdout(),
         "sqllogictest: {records} records from {} files through a 3-node cluster{}; Shoal passed {shoal_passed}, plain SQLite {sqlite_passed}",
         files.len(),
-        if sharded {
-            " (sharded over 4 groups)"
-        } else {
-            ""
+        match layout {
+            Layout::Plain => "",
+            Layout::Sharded => " (sharded over 4 groups)",
+            Layout::Resharded => " (sharded over 2 groups, resharded to 5 between files)",
         }
     );
 }
@@ -445,7 +507,7 @@ async fn larger_folders_agree_with_plain_sqlite() {
     for dir in dirs.split(',') {
         let files = test_files(&corpus.join(dir.trim()));
         let (records, shoal_passed, sqlite_passed, disagreements) =
-            compare(&files, &corpus, false).await;
+            compare(&files, &corpus, Layout::Plain).await;
         println!(
             "{dir}: {records} records, Shoal passed {shoal_passed}, plain SQLite {sqlite_passed}"
         );
@@ -476,7 +538,7 @@ async fn generated_workloads_match_plain_sqlite_on_every_replica() {
 /// SQLite's largest-plus-one, by design.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_workloads_match_plain_sqlite_sharded_over_four_groups() {
-    generated_workloads(Shoal::start_sharded(true).await, true).await;
+    generated_workloads(Shoal::start_sharded(true, 4).await, true).await;
 }
 
 /// Words every refusal of a sharded database carries, one of them at least (its messages say

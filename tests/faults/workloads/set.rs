@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{RunContext, final_read, integers};
+use super::{RunContext, final_read, final_read_at, integers};
 use crate::client::Reply;
 use crate::history::{History, Outcome};
 
@@ -14,12 +14,20 @@ pub const SCHEMA: &str = "CREATE TABLE set_elements(v INTEGER PRIMARY KEY)";
 
 pub struct Workload {
     pub history: History<i64, ()>,
+    /// `&db=…` of the database the set lives in (empty: the default database).
+    database: String,
 }
 
 impl Workload {
     pub fn new(context: &RunContext) -> Arc<Workload> {
+        Workload::in_database(context, None)
+    }
+
+    /// The set in database `database` (whose `set_elements` table the caller created).
+    pub fn in_database(context: &RunContext, database: Option<&str>) -> Arc<Workload> {
         Arc::new(Workload {
             history: History::new(context.start, super::HISTORY_CAPACITY),
+            database: database.map(|db| format!("?db={db}")).unwrap_or_default(),
         })
     }
 
@@ -33,7 +41,8 @@ impl Workload {
             let url = context.pick_node(&mut rng);
             let invoked = self.history.now();
             let body = json!([["INSERT INTO set_elements(v) VALUES(?)", value]]);
-            let outcome = match context.client.send(&url, "/db/execute", &body).await {
+            let path = format!("/db/execute{}", self.database);
+            let outcome = match context.client.send(&url, &path, &body).await {
                 Reply::Ok(_) => Outcome::Ok(()),
                 Reply::Fail(e) => Outcome::Fail(e),
                 Reply::Unknown(e) => Outcome::Unknown(e),
@@ -46,10 +55,13 @@ impl Workload {
     }
 
     pub async fn check(&self, context: &RunContext) -> Result<String, String> {
-        let present: BTreeSet<i64> =
-            integers(&final_read(context, "SELECT v FROM set_elements").await?)
-                .into_iter()
-                .collect();
+        let read = if self.database.is_empty() {
+            final_read(context, "SELECT v FROM set_elements").await?
+        } else {
+            let path = format!("/db/query{}&level=linearizable", self.database);
+            final_read_at(context, &path, "SELECT v FROM set_elements").await?
+        };
+        let present: BTreeSet<i64> = integers(&read).into_iter().collect();
         let attempts: HashMap<i64, Outcome<()>> = self
             .history
             .ops()
