@@ -119,6 +119,9 @@ struct Writer {
     /// Set when the data committed but its state did not (a full disk, say): the files no
     /// longer agree, so they must not be marked clean.
     files_disagree: bool,
+    /// The owner version (`ownership`) as of the entries applied so far, so a guarded batch
+    /// is checked without reading the state file.
+    owner: std::cell::Cell<u64>,
 }
 
 /// One group's SQLite database.
@@ -410,7 +413,10 @@ impl Database {
         if reowns {
             // Committed or rolled back: what the state file says now is what readers see.
             let published = self.with_writer(|writer| {
-                ownership::read(&writer.state).map_err(|e| sqlite_error(&self.path, e))
+                let owner =
+                    ownership::read(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
+                writer.owner.set(owner);
+                Ok(owner)
             })?;
             self.owner.publish(published);
         }
@@ -921,6 +927,7 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
         Some(move || counter.fetch_add(1, Ordering::Relaxed) + 1 > WRITER_PROGRESS_UNITS_MAX),
     );
     let has_cluster_id = read_state(&state, path)?.cluster_id.is_some();
+    let owner = ownership::read(&state).map_err(|e| sqlite_error(path, e))?;
     Ok(Writer {
         connection,
         state,
@@ -930,6 +937,7 @@ fn open_writer(path: &Path, vfs: &ClockVfs) -> Result<Writer, DbError> {
         progress_units,
         has_cluster_id,
         files_disagree: false,
+        owner: std::cell::Cell::new(owner),
     })
 }
 
@@ -991,6 +999,11 @@ fn apply_entries(
                             command.timestamp_ms,
                             &mut runner,
                         )?);
+                        if matches!(step, ShardStep::Reown { .. }) {
+                            let owner = ownership::read(&writer.state)
+                                .map_err(|e| sqlite_error(path, e))?;
+                            writer.owner.set(owner);
+                        }
                     }
                     let held = if command.batches.is_empty() {
                         None
@@ -1205,7 +1218,7 @@ fn apply_batch(
     let mut results = Vec::with_capacity(batch.statements.len());
     let mut statements = batch.statements.as_slice();
     if let Some(expected) = ownership::expected_by(statements) {
-        let current = ownership::read(&writer.state).map_err(|e| sqlite_error(path, e))?;
+        let current = writer.owner.get();
         if expected.as_ref().ok() != Some(&current) {
             return Ok(ownership::refused(statements.len(), expected, current));
         }
