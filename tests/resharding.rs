@@ -551,3 +551,128 @@ async fn shrinking_moves_every_row_to_the_groups_that_stay_and_refusals_say_why(
     let total = values(&cluster, 2, "SELECT sum(balance), count(*) FROM accounts").await;
     assert_eq!(total, json!([[ACCOUNTS * 100 + 1, ACCOUNTS]]));
 }
+
+/// `count` integer keys from `from` on whose slot lies in `[first, end)`.
+fn keys_in_slots(first: u32, end: u32, count: usize, from: i64) -> Vec<i64> {
+    use shoal::types::value::SqlValue;
+    (from..)
+        .filter(|id| {
+            shoal::shard::slot::slot_of_stored(&SqlValue::Integer(*id))
+                .is_ok_and(|slot| (first..end).contains(&slot))
+        })
+        .take(count)
+        .collect()
+}
+
+/// The moves `ALTER DATABASE shop BALANCE DRY RUN` answers through `node`: (from, to, rows).
+async fn balance_dry_run(cluster: &Cluster, node: usize) -> Vec<(i64, i64, i64)> {
+    let (status, body) = cluster
+        .post(
+            node,
+            "/db/query",
+            json!(["ALTER DATABASE shop BALANCE DRY RUN"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let result = &body["results"][0];
+    assert!(result.get("error").is_none(), "{result}");
+    assert_eq!(
+        result["columns"],
+        json!(["from_group", "to_group", "first_slot", "last_slot", "rows"])
+    );
+    // (rqlite's JSON leaves `values` out of an empty result.)
+    result["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|row| {
+            (
+                row[0].as_i64().unwrap(),
+                row[1].as_i64().unwrap(),
+                row[4].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancing_moves_rows_from_the_fullest_group_and_a_dry_run_only_tells() {
+    let cluster = Cluster::start(ClusterSpec {
+        voters: 3,
+        ..Default::default()
+    })
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["CREATE DATABASE shop WITH (shards = 2)"]),
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "shop",
+        json!([
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+            "SELECT shoal_distribute('items', 'id')",
+        ]),
+    )
+    .await;
+    // Nine in ten rows in the first group's slots (the lower half).
+    let half = shoal::shard::slot::SLOTS / 2;
+    let mut ids = keys_in_slots(0, half, 900, 1);
+    ids.extend(keys_in_slots(half, shoal::shard::slot::SLOTS, 100, 1));
+    let inserts: Vec<Value> = ids
+        .iter()
+        .map(|id| json!(["INSERT INTO items (id, v) VALUES (?, 'x')", id]))
+        .collect();
+    execute_ok(&cluster, 0, "shop", Value::Array(inserts)).await;
+    let before = owned_ranges(&cluster, 0).await;
+
+    let planned = balance_dry_run(&cluster, 1).await;
+    assert!(!planned.is_empty(), "a skewed database gets a plan");
+    let first_group = before[0].0 as i64;
+    assert!(
+        planned
+            .iter()
+            .all(|(from, to, _)| *from == first_group && *to != first_group)
+    );
+    let rows: i64 = planned.iter().map(|(_, _, rows)| rows).sum();
+    assert!(
+        (300..=500).contains(&rows),
+        "about 400 rows move: {planned:?}"
+    );
+    // The dry run changed nothing.
+    assert_eq!(shop_shards(&cluster, 0).await, Some((2, 0)));
+    assert_eq!(owned_ranges(&cluster, 0).await, before);
+
+    let (status, body) = cluster
+        .post(2, "/db/execute", json!(["ALTER DATABASE shop BALANCE"]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["rows_affected"], json!(planned.len()));
+    await_resharded(&cluster, 0, 2, Duration::from_secs(60)).await;
+    assert!(
+        balance_dry_run(&cluster, 0).await.is_empty(),
+        "balanced: nothing more to move"
+    );
+    assert_ne!(owned_ranges(&cluster, 0).await, before, "slots moved");
+    let total = values(
+        &cluster,
+        1,
+        "SELECT count(*), count(DISTINCT id) FROM items",
+    )
+    .await;
+    assert_eq!(total, json!([[1000, 1000]]));
+    // A pinned read finds a moved row where it went.
+    let moved = keys_in_slots(0, half, 1, 1)[0];
+    let one = values(
+        &cluster,
+        2,
+        &format!("SELECT v FROM items WHERE id = {moved}"),
+    )
+    .await;
+    assert_eq!(one, json!([["x"]]));
+}

@@ -36,6 +36,16 @@ pub struct Databases {
 /// Runs a request of a sharded database over its groups (implemented by `router::Router`).
 #[async_trait::async_trait]
 pub trait ShardedRequests: Send + Sync {
+    /// The group that runs `request` and the request to send it — guarded by the owner
+    /// version the slot map expects there (`db::ownership`) — when it is one statement the
+    /// router planned before, at this epoch, to one group (a pinned key, or local tables
+    /// only); `None` otherwise. Spares such statements the general path (and its future).
+    fn direct(
+        &self,
+        database: &crate::catalog::view::DatabaseEntry,
+        request: &ServiceRequest,
+    ) -> Option<(DatabaseHandle, ServiceRequest)>;
+
     async fn handle(
         &self,
         database: Arc<crate::catalog::view::DatabaseEntry>,

@@ -74,7 +74,16 @@ impl DatabaseHandle {
         match &self.target {
             Target::Sharded {
                 router, database, ..
-            } => router.handle(database.clone(), request).await,
+            } => {
+                if let Some((group, guarded)) = router.direct(database, &request) {
+                    let mut response = group.handle_group(guarded).await?;
+                    // Refused as routed by an older slot map: the general path routes again.
+                    if crate::db::ownership::unguard(&mut response.results).is_ok() {
+                        return Ok(response);
+                    }
+                }
+                router.handle(database.clone(), request).await
+            }
             _ => self.handle_group(request).await,
         }
     }

@@ -16,6 +16,7 @@ pub mod mover;
 pub mod placement;
 pub mod reconcile;
 pub mod reshard;
+pub mod slot_balance;
 pub mod slots;
 pub mod sql;
 pub mod statements;

@@ -399,7 +399,7 @@ async fn read(
 }
 
 /// Runs read-only `statements` on `group`'s leader; their results.
-async fn read_unguarded(
+pub(crate) async fn read_unguarded(
     databases: &Databases,
     group: GroupId,
     all: Vec<Statement>,
@@ -466,7 +466,7 @@ async fn schema_of(
 }
 
 /// The distributed tables of `entry` with the expression of each one's shard key.
-fn distributed(entry: &DatabaseEntry) -> impl Iterator<Item = (&String, String)> {
+pub(crate) fn distributed(entry: &DatabaseEntry) -> impl Iterator<Item = (&String, String)> {
     entry.tables.iter().filter_map(|(table, kind)| match kind {
         TableKind::Distributed { key: Some(key) } => Some((table, quote(key))),
         TableKind::Distributed { key: None } => Some((table, "_rowid_".to_string())),

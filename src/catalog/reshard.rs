@@ -9,7 +9,7 @@
 use crate::catalog::databases::Databases;
 use crate::catalog::placement;
 use crate::catalog::slots::SlotMap;
-use crate::catalog::view::{self, CatalogView, positional};
+use crate::catalog::view::{self, CatalogView, DatabaseEntry, positional};
 use crate::raft::types::{GroupId, Statement, StatementResult};
 use crate::service::ServiceError;
 use crate::shard::slot::SLOTS;
@@ -154,6 +154,52 @@ fn group_sql(group: GroupId) -> String {
     }
 }
 
+/// The catalog statements recording `steps` for `entry`'s database (run inside one catalog
+/// transaction whose `catalog_meta` has `next_group`, which placeholder groups stand for):
+/// the map as it routes now is stored first — the even map over the routed groups would
+/// change as groups join — and the catalog's layout raised to the one that stores maps.
+pub(crate) fn recording(entry: &DatabaseEntry, steps: &[PlannedStep]) -> Vec<Statement> {
+    let database = SqlValue::Integer(entry.group as i64);
+    let mut statements = vec![positional(
+        "DELETE FROM slot_ranges WHERE database_group = ?1",
+        vec![database.clone()],
+    )];
+    for range in entry.slots.ranges() {
+        statements.push(positional(
+            "INSERT INTO slot_ranges (database_group, first_slot, end_slot, group_id)
+             VALUES (?1, ?2, ?3, ?4)",
+            vec![
+                database.clone(),
+                SqlValue::Integer(range.first as i64),
+                SqlValue::Integer(range.end as i64),
+                SqlValue::Integer(range.group as i64),
+            ],
+        ));
+    }
+    for step in steps {
+        statements.push(positional(
+            &format!(
+                "INSERT INTO slot_moves
+                     (database_group, kind, first_slot, end_slot, from_group, to_group)
+                 SELECT ?1, ?2, ?3, ?4, {}, {} FROM catalog_meta WHERE key = 'next_group'",
+                group_sql(step.from),
+                group_sql(step.to)
+            ),
+            vec![
+                database.clone(),
+                SqlValue::Text(step.kind.as_str().into()),
+                SqlValue::Integer(step.first as i64),
+                SqlValue::Integer(step.end as i64),
+            ],
+        ));
+    }
+    statements.push(positional(
+        "UPDATE catalog_meta SET value = ?1 WHERE key = 'layout' AND value < ?1",
+        vec![SqlValue::Integer(view::RESHARDED_LAYOUT)],
+    ));
+    statements
+}
+
 impl Databases {
     /// `ALTER DATABASE name SET (shards = N)`: records the plan (new groups placed and
     /// hosted, not routed until they join).
@@ -252,49 +298,11 @@ impl Databases {
                 ));
             }
         }
-        // The map as it routes now is stored: the even map over the groups routed changes
-        // as groups join.
-        statements.push(positional(
-            "DELETE FROM slot_ranges WHERE database_group = ?1",
-            vec![database.clone()],
-        ));
-        for range in entry.slots.ranges() {
-            statements.push(positional(
-                "INSERT INTO slot_ranges (database_group, first_slot, end_slot, group_id)
-                 VALUES (?1, ?2, ?3, ?4)",
-                vec![
-                    database.clone(),
-                    SqlValue::Integer(range.first as i64),
-                    SqlValue::Integer(range.end as i64),
-                    SqlValue::Integer(range.group as i64),
-                ],
-            ));
-        }
         let steps = plan(&entry.slots, &routed, &added, shards as usize);
-        for step in &steps {
-            statements.push(positional(
-                &format!(
-                    "INSERT INTO slot_moves
-                         (database_group, kind, first_slot, end_slot, from_group, to_group)
-                     SELECT ?1, ?2, ?3, ?4, {}, {} FROM catalog_meta WHERE key = 'next_group'",
-                    group_sql(step.from),
-                    group_sql(step.to)
-                ),
-                vec![
-                    database.clone(),
-                    SqlValue::Text(step.kind.as_str().into()),
-                    SqlValue::Integer(step.first as i64),
-                    SqlValue::Integer(step.end as i64),
-                ],
-            ));
-        }
+        statements.extend(recording(entry, &steps));
         statements.push(positional(
             "UPDATE catalog_meta SET value = value + ?1 WHERE key = 'next_group'",
             vec![SqlValue::Integer(added_count as i64)],
-        ));
-        statements.push(positional(
-            "UPDATE catalog_meta SET value = ?1 WHERE key = 'layout' AND value < ?1",
-            vec![SqlValue::Integer(view::RESHARDED_LAYOUT)],
         ));
         self.write_catalog(statements).await?;
         tracing::info!(target: "audit", event = "database_resharding", database = %name,

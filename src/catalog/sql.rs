@@ -1,6 +1,6 @@
 //! The statements that manage databases — `CREATE DATABASE`, `DROP DATABASE`,
 //! `ALTER DATABASE … RENAME TO`, `ALTER DATABASE … SET (shards = N)`,
-//! `ALTER DATABASE … CANCEL RESHARDING`, `SHOW DATABASES` — recognized in what clients send over any
+//! `ALTER DATABASE … CANCEL RESHARDING`, `ALTER DATABASE … BALANCE [DRY RUN]`, `SHOW DATABASES` — recognized in what clients send over any
 //! protocol and parsed here. SQLite has no such statements, so no SQL parser knows them;
 //! the grammar is a handful of words, tokenized by hand.
 
@@ -41,6 +41,12 @@ pub enum DatabaseStatement {
     /// Drops the resharding steps not started yet (the one running finishes).
     CancelResharding {
         name: String,
+    },
+    /// Moves slots from the groups holding the most rows to those holding the fewest; with
+    /// `dry_run`, only answers the moves it would make.
+    Balance {
+        name: String,
+        dry_run: bool,
     },
     Show,
 }
@@ -370,9 +376,17 @@ impl Parser {
             self.expect_word("resharding")?;
             return Ok(DatabaseStatement::CancelResharding { name });
         }
+        if self.eat_word("balance") {
+            let dry_run = self.eat_word("dry");
+            if dry_run {
+                self.expect_word("run")?;
+            }
+            return Ok(DatabaseStatement::Balance { name, dry_run });
+        }
         if !self.eat_word("rename") {
             return Err(
-                "ALTER DATABASE takes RENAME TO <name>, SET (shards = <n>) or CANCEL RESHARDING"
+                "ALTER DATABASE takes RENAME TO <name>, SET (shards = <n>), BALANCE [DRY RUN] \
+                 or CANCEL RESHARDING"
                     .into(),
             );
         }
@@ -510,6 +524,20 @@ mod tests {
             );
         }
         assert_eq!(
+            ok("ALTER DATABASE shop BALANCE DRY RUN"),
+            DatabaseStatement::Balance {
+                name: "shop".into(),
+                dry_run: true
+            }
+        );
+        assert_eq!(
+            ok("alter database shop balance"),
+            DatabaseStatement::Balance {
+                name: "shop".into(),
+                dry_run: false
+            }
+        );
+        assert_eq!(
             ok("ALTER DATABASE shop CANCEL RESHARDING"),
             DatabaseStatement::CancelResharding {
                 name: "shop".into()
@@ -535,6 +563,7 @@ mod tests {
         assert!(err("ALTER DATABASE a SET (replicas = 2)").contains("expected SHARDS"));
         assert!(err("ALTER DATABASE a SET (shards = 3").contains("closing parenthesis"));
         assert!(err("ALTER DATABASE a CANCEL").contains("expected RESHARDING"));
+        assert!(err("ALTER DATABASE a BALANCE DRY").contains("expected RUN"));
         assert!(err("DROP DATABASE a; SELECT 1").contains("unexpected `select`"));
         assert!(err("CREATE DATABASE x ~").contains("unexpected character"));
     }

@@ -115,6 +115,9 @@ impl Databases {
             DatabaseStatement::CancelResharding { name } => {
                 self.cancel_resharding(&view, &name).await
             }
+            DatabaseStatement::Balance { name, dry_run } => {
+                self.balance_slots(&view, &name, dry_run).await
+            }
         }
     }
 

@@ -151,6 +151,18 @@ pub fn refused(
         .collect()
 }
 
+/// Takes the guard's result out of a guarded batch's `results`; a refusal comes back as its
+/// message.
+pub fn unguard(results: &mut Vec<StatementResult>) -> Result<(), String> {
+    if let Some(refused) = results.iter().find(|r| is_moved(r)) {
+        return Err(refused.error.clone().unwrap_or_default());
+    }
+    if !results.is_empty() {
+        results.remove(0);
+    }
+    Ok(())
+}
+
 /// Whether a result is a guard's refusal.
 pub fn is_moved(result: &StatementResult) -> bool {
     result

@@ -298,7 +298,13 @@ fn database_statement(
         }
     }
     match found {
-        Some(statement) if kind == RequestKind::Query && statement != DatabaseStatement::Show => {
+        Some(statement)
+            if kind == RequestKind::Query
+                && !matches!(
+                    statement,
+                    DatabaseStatement::Show | DatabaseStatement::Balance { dry_run: true, .. }
+                ) =>
+        {
             Err("a statement that changes databases goes to /db/execute or /db/request".into())
         }
         found => Ok(found),

@@ -443,8 +443,10 @@ impl Backend {
             DatabaseStatement::Show => ("SHOW", false),
             DatabaseStatement::Create { .. } => ("CREATE DATABASE", true),
             DatabaseStatement::Drop { .. } => ("DROP DATABASE", true),
+            DatabaseStatement::Balance { dry_run: true, .. } => ("ALTER DATABASE", false),
             DatabaseStatement::Rename { .. }
             | DatabaseStatement::Reshard { .. }
+            | DatabaseStatement::Balance { .. }
             | DatabaseStatement::CancelResharding { .. } => ("ALTER DATABASE", true),
         };
         if changes && session.in_transaction() {

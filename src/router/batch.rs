@@ -81,7 +81,7 @@ pub async fn run(
 /// Routed again when a group refuses it as routed by an older slot map (nothing applied).
 async fn one(
     router: &Router,
-    database: &DatabaseEntry,
+    database: &Arc<DatabaseEntry>,
     request: &ServiceRequest,
     statement: &Statement,
     misses: &ConcernMisses,
@@ -232,7 +232,9 @@ async fn script(
     let mut database = std::sync::Arc::new(database.clone());
     let mut results = Vec::new();
     for statement in &statements {
-        let (result, changed) = one(router, &database, request, statement, misses).await?;
+        let (result, changed) = one(router, &database, request, statement, misses)
+            .await
+            .map_err(guard::as_final)?;
         let failed = result.error.is_some();
         results.push(result);
         if failed {

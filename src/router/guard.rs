@@ -32,13 +32,7 @@ pub fn guarded(statements: Vec<Statement>, version: u64) -> Vec<Statement> {
 /// Takes the guard's result out of a guarded batch's `results`; a refusal becomes the
 /// "slot map moved" error.
 pub fn unguard(results: &mut Vec<StatementResult>) -> Result<(), ServiceError> {
-    if let Some(refused) = results.iter().find(|r| ownership::is_moved(r)) {
-        return Err(moved(refused.error.clone().unwrap_or_default()));
-    }
-    if !results.is_empty() {
-        results.remove(0);
-    }
-    Ok(())
+    ownership::unguard(results).map_err(moved)
 }
 
 /// `participants` of a cross-group transaction with each batch guarded.
@@ -69,6 +63,20 @@ pub fn moved(message: String) -> ServiceError {
     ServiceError::Unavailable(message)
 }
 
+/// `error`, no longer to be routed again: a part of something larger that may have applied
+/// other parts (a statement of a script that changes the schema).
+pub fn as_final(error: ServiceError) -> ServiceError {
+    match error {
+        ServiceError::Unavailable(message) if message.starts_with(ownership::MOVED) => {
+            ServiceError::Unavailable(format!(
+                "the script stopped, its statements before this one applied: {message} (the \
+                 slots kept moving for {MOVED_RETRY_FOR:?})"
+            ))
+        }
+        other => other,
+    }
+}
+
 /// Whether `error` is a group's refusal of a request routed by an older slot map.
 pub fn is_moved(error: &ServiceError) -> bool {
     matches!(error, ServiceError::Unavailable(message) if message.starts_with(ownership::MOVED))
@@ -79,7 +87,7 @@ pub fn is_moved(error: &ServiceError) -> bool {
 /// for up to [`MOVED_RETRY_FOR`]. `work` must apply nothing when it fails so.
 pub async fn retry_moved<T, F, Fut>(
     router: &Router,
-    database: &DatabaseEntry,
+    database: &std::sync::Arc<DatabaseEntry>,
     mut work: F,
 ) -> Result<T, ServiceError>
 where
@@ -88,7 +96,7 @@ where
 {
     let until = Instant::now() + MOVED_RETRY_FOR;
     let mut backoff = MOVED_BACKOFF;
-    let mut entry = std::sync::Arc::new(database.clone());
+    let mut entry = database.clone();
     loop {
         match work(entry.clone()).await {
             Err(error) if is_moved(&error) && Instant::now() < until => {

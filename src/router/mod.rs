@@ -204,47 +204,6 @@ impl Router {
         Ok(response)
     }
 
-    /// A request planned to one group straight away (`planned_direct`): sent as the client's
-    /// own statement, with the group's answer as the client's.
-    async fn send_direct(
-        &self,
-        database: &DatabaseEntry,
-        plan: plan::Plan,
-        mut request: ServiceRequest,
-    ) -> Result<ServiceResponse, ServiceError> {
-        let (group, kind, transaction) = match &plan {
-            plan::Plan::Single { group, write: true } => (*group, RequestKind::Execute, false),
-            plan::Plan::Single {
-                group,
-                write: false,
-            } => (*group, RequestKind::Query, false),
-            plan::Plan::Broadcast { groups } => match groups.as_slice() {
-                [group] => (*group, RequestKind::Execute, true),
-                _ => {
-                    return Err(ServiceError::Internal(
-                        "a direct plan of several groups".into(),
-                    ));
-                }
-            },
-            _ => {
-                return Err(ServiceError::Internal(
-                    "a direct plan of several groups".into(),
-                ));
-            }
-        };
-        batch::count(&plan, database);
-        if transaction {
-            // As `batch::write_groups` counts a write to one group.
-            crate::metrics::metrics().router_groups_touched.inc();
-        }
-        request.kind = kind;
-        request.forward_to_leader = true;
-        if let Some(batch) = request.batches.first_mut() {
-            batch.transaction = transaction;
-        }
-        self.send(database, group, request).await
-    }
-
     /// The catalog entry of the database whose first group is `group`, as this node sees it
     /// now (after a change to its table kinds).
     pub fn fresh_entry(&self, group: GroupId) -> Option<DatabaseEntry> {
@@ -254,6 +213,42 @@ impl Router {
 
 #[async_trait::async_trait]
 impl ShardedRequests for Router {
+    fn direct(
+        &self,
+        database: &DatabaseEntry,
+        request: &ServiceRequest,
+    ) -> Option<(DatabaseHandle, ServiceRequest)> {
+        let plan = self.planned_direct(database, request)?;
+        let (group, kind, transaction) = match &plan {
+            plan::Plan::Single { group, write: true } => (*group, RequestKind::Execute, false),
+            plan::Plan::Single {
+                group,
+                write: false,
+            } => (*group, RequestKind::Query, false),
+            plan::Plan::Broadcast { groups } => match groups.as_slice() {
+                [group] => (*group, RequestKind::Execute, true),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let handle = self.group(group).ok()?;
+        batch::count(&plan, database);
+        if transaction {
+            // As `batch::write_groups` counts a write to one group.
+            crate::metrics::metrics().router_groups_touched.inc();
+        }
+        let mut request = request.clone();
+        request.kind = kind;
+        request.forward_to_leader = true;
+        let batch = request.batches.first_mut()?;
+        batch.transaction = transaction;
+        batch.statements = guard::guarded(
+            std::mem::take(&mut batch.statements),
+            database.slots.owner_version(group),
+        );
+        Some((handle, request))
+    }
+
     async fn handle(
         &self,
         database: Arc<DatabaseEntry>,
@@ -269,13 +264,6 @@ impl ShardedRequests for Router {
                 )));
             }
             _ => {}
-        }
-        if let Some(plan) = self.planned_direct(&database, &request) {
-            match self.send_direct(&database, plan, request.clone()).await {
-                // Routed by an older map: the general path below routes it again.
-                Err(error) if guard::is_moved(&error) => {}
-                outcome => return outcome,
-            }
         }
         let mut results = Vec::new();
         let misses = batch::ConcernMisses::default();
