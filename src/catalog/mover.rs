@@ -161,7 +161,12 @@ async fn join(
     .await?;
     if !at_version(databases, joining, version).await? {
         let mut batch = schema_of(databases, source, version).await?;
-        let references: Vec<(String, Option<String>)> = entry
+        // (As the catalog lists them now: the first group is frozen, so none is added.)
+        let view = databases.catch_up().await.map_err(|e| e.to_string())?;
+        let now = view
+            .by_group(entry.group)
+            .ok_or_else(|| format!("database {:?} was dropped", entry.name))?;
+        let references: Vec<(String, Option<String>)> = now
             .tables
             .iter()
             .filter(|(_, kind)| matches!(kind, TableKind::Reference))
@@ -178,7 +183,7 @@ async fn join(
         "DELETE FROM joining_groups WHERE group_id = ?1",
         vec![SqlValue::Integer(joining as i64)],
     ));
-    statements.extend(finish_statements(&database, step.id));
+    statements.extend(finish_statements(&database, step.id, version));
     record(databases, statements).await
 }
 
@@ -192,9 +197,20 @@ async fn move_slots(
     let (from, to) = (step.from, step.to);
     // The tables' columns are read before the critical section (a schema change meanwhile
     // makes the copy fail, and the step run again).
-    let shapes = table_shapes(databases, entry, from).await?;
+    let mut shapes = table_shapes(databases, entry, from).await?;
     let paused = Instant::now();
     freeze(databases, from, entry.slots.owner_version(from), version).await?;
+    // Frozen, the source takes no rows of a table made distributed from now on; one made so
+    // since the step started (its kind is recorded before it exists) moves too.
+    let tables = distributed_now(databases, entry).await?;
+    let names = |shapes: &[TableShape]| shapes.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    if names(&shapes) != tables.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>() {
+        let keyed = tables
+            .iter()
+            .map(|(t, k)| (t.clone(), Some(k.clone())))
+            .collect();
+        shapes = shapes_of(databases, from, Some(version), keyed).await?;
+    }
     let mut end = step.end;
     let batch = loop {
         let (batch, bytes) = range_rows(databases, &shapes, from, version, step.first, end).await?;
@@ -203,12 +219,13 @@ async fn move_slots(
         }
         // Too much for one critical section: the rest moves in a step of its own.
         let middle = step.first + (end - step.first) / 2;
-        split(databases, step, middle, end).await?;
+        split(databases, step, version, middle, end).await?;
         end = middle;
     };
     // (A target at `version` already took the rows in a run before a crash: `reown` says so.)
     reown(databases, to, entry.slots.owner_version(to), version, batch).await?;
-    let deletes = distributed(entry)
+    let deletes = tables
+        .iter()
         .map(|(table, key)| {
             Statement::plain(format!(
                 "DELETE FROM {} WHERE {STORED_SLOT_FUNCTION}({key}) >= {} \
@@ -238,7 +255,7 @@ async fn move_slots(
         ));
     }
     statements.extend(versions_statements(&[from, to], version));
-    statements.extend(finish_statements(&database, step.id));
+    statements.extend(finish_statements(&database, step.id, version));
     record(databases, statements).await?;
     let pause = paused.elapsed();
     crate::metrics::metrics()
@@ -293,7 +310,7 @@ async fn leave(
         ),
         positional("DELETE FROM owner_versions WHERE group_id = ?1", vec![id]),
     ];
-    statements.extend(finish_statements(&database, step.id));
+    statements.extend(finish_statements(&database, step.id, version));
     record(databases, statements).await
 }
 
@@ -462,6 +479,20 @@ async fn schema_of(
             Some(SqlValue::Text(sql)) => Some(Statement::plain(sql.clone())),
             _ => None,
         })
+        .collect())
+}
+
+/// The distributed tables of `entry`'s database as the catalog lists them now.
+async fn distributed_now(
+    databases: &Databases,
+    entry: &DatabaseEntry,
+) -> Result<Vec<(String, String)>, String> {
+    let view = databases.catch_up().await.map_err(|e| e.to_string())?;
+    let now = view
+        .by_group(entry.group)
+        .ok_or_else(|| format!("database {:?} was dropped", entry.name))?;
+    Ok(distributed(now)
+        .map(|(table, key)| (table.clone(), key))
         .collect())
 }
 
@@ -654,10 +685,27 @@ fn versions_statements(groups: &[GroupId], version: u64) -> Vec<Statement> {
         .collect()
 }
 
-/// The step recorded done, and the database's plans dropped (routers analyse statements
-/// again with the new map).
-fn finish_statements(database: &SqlValue, step: u64) -> Vec<Statement> {
+/// A statement that fails the catalog transaction it is in unless step `step` is still
+/// recorded at `version`: a mover that lost the catalog's leadership mid-step (paused, cut
+/// off) must not record what it saw before the next leader's mover went on — its map would
+/// undo the steps recorded since.
+fn still_open(step: u64, version: u64) -> Statement {
+    positional(
+        "INSERT INTO catalog_meta (key, value)
+         SELECT 'resharding step ' || ?1 || ' was finished by another mover', NULL
+         WHERE NOT EXISTS (SELECT 1 FROM slot_moves WHERE move_id = ?1 AND version = ?2)",
+        vec![
+            SqlValue::Integer(step as i64),
+            SqlValue::Integer(version as i64),
+        ],
+    )
+}
+
+/// The step recorded done (if no other mover did), and the database's plans dropped
+/// (routers analyse statements again with the new map).
+fn finish_statements(database: &SqlValue, step: u64, version: u64) -> Vec<Statement> {
     vec![
+        still_open(step, version),
         positional(
             "UPDATE database_options SET schema_epoch = schema_epoch + 1 WHERE database_group = ?1",
             vec![database.clone()],
@@ -669,16 +717,19 @@ fn finish_statements(database: &SqlValue, step: u64) -> Vec<Statement> {
     ]
 }
 
-/// Splits `step` at `middle`: `[middle, end)` becomes a step of its own, run later.
+/// Splits `step` (started at `version`) at `middle`: `[middle, end)` becomes a step of its
+/// own, run later.
 async fn split(
     databases: &Databases,
     step: &SlotMoveRow,
+    version: u64,
     middle: u32,
     end: u32,
 ) -> Result<(), String> {
     record(
         databases,
         vec![
+            still_open(step.id, version),
             positional(
                 "UPDATE slot_moves SET end_slot = ?2 WHERE move_id = ?1",
                 vec![

@@ -681,4 +681,43 @@ mod tests {
         let error = read(&connection, 1).unwrap_err();
         assert!(error.contains("layout 99"), "{error}");
     }
+
+    #[test]
+    fn a_catalog_written_before_resharding_routes_by_the_even_map() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        // The layout-2 catalog: every table but resharding's.
+        let before: Vec<Statement> = layout_statements(1)
+            .into_iter()
+            .filter(|s| {
+                ![
+                    "slot_ranges",
+                    "owner_versions",
+                    "joining_groups",
+                    "slot_moves",
+                ]
+                .iter()
+                .any(|table| s.sql.contains(&format!("TABLE IF NOT EXISTS {table}")))
+            })
+            .collect();
+        apply(&connection, &before);
+        apply(
+            &connection,
+            &[
+                Statement::plain("INSERT INTO databases VALUES ('shop', 2, 3, 0, 1)"),
+                Statement::plain("INSERT INTO shard_groups VALUES (2, 1, 3), (2, 2, 4)"),
+                Statement::plain("INSERT INTO database_options VALUES (2, 0, 0)"),
+            ],
+        );
+        let view = read(&connection, 1).unwrap();
+        assert!(!view.has_reshard_tables);
+        let shop = &view.databases["shop"];
+        assert_eq!(shop.groups, vec![2, 3, 4]);
+        assert_eq!(*shop.slots, SlotMap::even(&[2, 3, 4]));
+        assert_eq!((shop.moves_pending, shop.joining.len()), (0, 0));
+        // The leader adds the tables (idempotent statements); nothing changes for shop.
+        apply(&connection, &layout_statements(2));
+        let view = read(&connection, 2).unwrap();
+        assert!(view.has_reshard_tables);
+        assert_eq!(*view.databases["shop"].slots, SlotMap::even(&[2, 3, 4]));
+    }
 }

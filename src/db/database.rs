@@ -800,7 +800,9 @@ impl Database {
         writer.has_cluster_id = state.cluster_id.is_some();
         let holding = twopc::held(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
         self.holding.store(holding.is_some(), Ordering::Release);
+        // The image's version, copied in just now (the writer opened on the old one).
         let owner = ownership::read(&writer.state).map_err(|e| sqlite_error(&self.path, e))?;
+        writer.owner.set(owner);
         self.owner.publish(owner);
         *writer_slot = Some(writer);
         self.users_version.fetch_add(1, Ordering::AcqRel);

@@ -829,7 +829,7 @@ mod tests {
         assert_eq!(outcome, StepOutcome::Reowned);
         let image = replica._dir.path().join("image.sqlite");
         replica.database.export_image(&image).unwrap();
-        let other = Replica::new();
+        let mut other = Replica::new();
         other.database.import_image(&image).unwrap();
         let read = other
             .database
@@ -843,5 +843,20 @@ mod tests {
             .await
             .unwrap();
         assert!(read.iter().all(|r| r.error.is_none()), "{read:?}");
+        // The writer takes the image's version too (a replica that installed a snapshot).
+        let write = |version| Command {
+            timestamp_ms: 1_000,
+            batches: vec![guarded(version, "INSERT INTO t VALUES (9, 'i')")],
+            load: None,
+            users: None,
+            shard: None,
+        };
+        let stale = other.apply(write(0));
+        assert!(
+            stale.iter().all(crate::db::ownership::is_moved),
+            "{stale:?}"
+        );
+        let current = other.apply(write(2));
+        assert!(current.iter().all(|r| r.error.is_none()), "{current:?}");
     }
 }

@@ -249,6 +249,19 @@ mod tests {
         let encoded = postcard::to_stdvec(&fence).unwrap();
         assert_eq!(encoded[0], 3, "fences come after the transaction steps");
         assert_eq!(postcard::from_bytes::<ShardStep>(&encoded).unwrap(), fence);
+        // Ownership changes come after them all: entries written before read the same.
+        assert_eq!(
+            postcard::to_stdvec(&ShardStep::Unfence { cut: 5 }).unwrap(),
+            vec![4u8, 5]
+        );
+        let reown = ShardStep::Reown {
+            expect: 1,
+            version: 2,
+            batch: StatementBatch::new(Vec::new(), true),
+        };
+        let encoded = postcard::to_stdvec(&reown).unwrap();
+        assert_eq!(&encoded[..3], &[5u8, 1, 2]);
+        assert_eq!(postcard::from_bytes::<ShardStep>(&encoded).unwrap(), reown);
     }
 
     #[test]
