@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::catalog::databases::Databases;
-use crate::catalog::reshard::StepKind;
+use crate::catalog::reshard::{StepKind, map_statements};
 use crate::catalog::view::{DatabaseEntry, SlotMoveRow, TableKind, positional};
 use crate::db::ownership::{self, STORED_SLOT_FUNCTION};
 use crate::raft::types::{GroupId, Params, RowSet, Statement, StatementBatch, StatementResult};
@@ -238,22 +238,7 @@ async fn move_slots(
     reown(databases, from, version, version, deletes).await?;
     let map = entry.slots.with_move(step.first, end, to, version);
     let database = SqlValue::Integer(entry.group as i64);
-    let mut statements = vec![positional(
-        "DELETE FROM slot_ranges WHERE database_group = ?1",
-        vec![database.clone()],
-    )];
-    for range in map.ranges() {
-        statements.push(positional(
-            "INSERT INTO slot_ranges (database_group, first_slot, end_slot, group_id)
-             VALUES (?1, ?2, ?3, ?4)",
-            vec![
-                database.clone(),
-                SqlValue::Integer(range.first as i64),
-                SqlValue::Integer(range.end as i64),
-                SqlValue::Integer(range.group as i64),
-            ],
-        ));
-    }
+    let mut statements = map_statements(entry.group, &map);
     statements.extend(versions_statements(&[from, to], version));
     statements.extend(finish_statements(&database, step.id, version));
     record(databases, statements).await?;

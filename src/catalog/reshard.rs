@@ -154,17 +154,15 @@ fn group_sql(group: GroupId) -> String {
     }
 }
 
-/// The catalog statements recording `steps` for `entry`'s database (run inside one catalog
-/// transaction whose `catalog_meta` has `next_group`, which placeholder groups stand for):
-/// the map as it routes now is stored first — the even map over the routed groups would
-/// change as groups join — and the catalog's layout raised to the one that stores maps.
-pub(crate) fn recording(entry: &DatabaseEntry, steps: &[PlannedStep]) -> Vec<Statement> {
-    let database = SqlValue::Integer(entry.group as i64);
+/// The catalog statements storing `map` as the slot map of the database whose first group is
+/// `database`.
+pub(crate) fn map_statements(database: GroupId, map: &SlotMap) -> Vec<Statement> {
+    let database = SqlValue::Integer(database as i64);
     let mut statements = vec![positional(
         "DELETE FROM slot_ranges WHERE database_group = ?1",
         vec![database.clone()],
     )];
-    for range in entry.slots.ranges() {
+    for range in map.ranges() {
         statements.push(positional(
             "INSERT INTO slot_ranges (database_group, first_slot, end_slot, group_id)
              VALUES (?1, ?2, ?3, ?4)",
@@ -176,6 +174,16 @@ pub(crate) fn recording(entry: &DatabaseEntry, steps: &[PlannedStep]) -> Vec<Sta
             ],
         ));
     }
+    statements
+}
+
+/// The catalog statements recording `steps` for `entry`'s database (run inside one catalog
+/// transaction whose `catalog_meta` has `next_group`, which placeholder groups stand for):
+/// the map as it routes now is stored first — the even map over the routed groups would
+/// change as groups join — and the catalog's layout raised to the one that stores maps.
+pub(crate) fn recording(entry: &DatabaseEntry, steps: &[PlannedStep]) -> Vec<Statement> {
+    let database = SqlValue::Integer(entry.group as i64);
+    let mut statements = map_statements(entry.group, &entry.slots);
     for step in steps {
         statements.push(positional(
             &format!(
