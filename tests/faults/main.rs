@@ -548,8 +548,11 @@ async fn restores_keep_the_bank_whole(
             if status == 200 {
                 break;
             }
-            // The archives catch up with the healed cluster within seconds.
-            if !body.to_string().contains("known complete") || Instant::now() > deadline {
+            // The archives catch up with the healed cluster within seconds; a group whose
+            // load found no leader yet (a node just restarted) asks to restore again.
+            let text = body.to_string();
+            let again = text.contains("known complete") || text.contains("restore again");
+            if !again || Instant::now() > deadline {
                 return Err(format!("restoring {what}: {status} {body}"));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
