@@ -14,32 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Cluster, ClusterSpec};
+use support::{Cluster, ClusterSpec, execute_ok};
 
 const SETTLE: Duration = Duration::from_secs(30);
 const ACCOUNTS: i64 = 64;
-
-/// Runs `statements` on `db` through `node` until none fails.
-async fn execute_ok(cluster: &Cluster, node: usize, db: &str, statements: Value) -> Value {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let (status, body) = cluster
-            .post(node, &format!("/db/execute?db={db}"), statements.clone())
-            .await;
-        let failed = body["results"]
-            .as_array()
-            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
-        if status == 200 && !failed {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{statements} on node {}: {status} {body}",
-            node + 1
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The first result of query `sql` on `shop` through `node` at read consistency `level`.
 async fn query_at(cluster: &Cluster, node: usize, level: &str, sql: &str) -> Option<Value> {

@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Cluster, ClusterSpec};
+use support::{Cluster, ClusterSpec, execute_ok};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -21,28 +21,6 @@ async fn execute(cluster: &Cluster, node: usize, db: &str, statements: Value) ->
         .await;
     assert_eq!(status, 200, "{statements}: {body}");
     body
-}
-
-/// Runs `statements` until none fails (a new database's groups may still be electing).
-async fn execute_ok(cluster: &Cluster, node: usize, db: &str, statements: Value) -> Value {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let (status, body) = cluster
-            .post(node, &format!("/db/execute?db={db}"), statements.clone())
-            .await;
-        let failed = body["results"]
-            .as_array()
-            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
-        if status == 200 && !failed {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{statements} on node {}: {status} {body}",
-            node + 1
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The first result of `sql` as a query (`values` or `error`).

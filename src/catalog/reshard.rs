@@ -208,6 +208,24 @@ pub(crate) fn recording(entry: &DatabaseEntry, steps: &[PlannedStep]) -> Vec<Sta
     statements
 }
 
+/// The catalog entry of sharded database `name`; an unsharded one is refused with `why`.
+pub(crate) fn sharded_entry<'v>(
+    view: &'v CatalogView,
+    name: &str,
+    why: &str,
+) -> Result<&'v DatabaseEntry, ServiceError> {
+    let entry = view
+        .databases
+        .get(name)
+        .ok_or_else(|| ServiceError::UnknownDatabase(name.to_string()))?;
+    if !entry.sharded() {
+        return Err(ServiceError::BadRequest(format!(
+            "database {name:?} is not sharded: {why}"
+        )));
+    }
+    Ok(entry)
+}
+
 impl Databases {
     /// `ALTER DATABASE name SET (shards = N)`: records the plan (new groups placed and
     /// hosted, not routed until they join).
@@ -217,16 +235,11 @@ impl Databases {
         name: &str,
         shards: u32,
     ) -> Result<StatementResult, ServiceError> {
-        let entry = view
-            .databases
-            .get(name)
-            .ok_or_else(|| ServiceError::UnknownDatabase(name.to_string()))?;
-        if !entry.sharded() {
-            return Err(ServiceError::BadRequest(format!(
-                "database {name:?} is not sharded: only a database created WITH (shards = N) \
-                 can be resharded"
-            )));
-        }
+        let entry = sharded_entry(
+            view,
+            name,
+            "only a database created WITH (shards = N) can be resharded",
+        )?;
         if shards < SHARDS_MIN {
             return Err(ServiceError::BadRequest(format!(
                 "a sharded database keeps at least {SHARDS_MIN} shards; {name:?} cannot go to \

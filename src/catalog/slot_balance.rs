@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::databases::Databases;
 use crate::catalog::mover::{distributed, read_unguarded};
-use crate::catalog::reshard::{MOVE_SLOTS, PlannedStep, StepKind};
+use crate::catalog::reshard::{MOVE_SLOTS, PlannedStep, StepKind, sharded_entry};
 use crate::catalog::slots::SlotMap;
 use crate::catalog::view::{CatalogView, DatabaseEntry};
 use crate::raft::types::{GroupId, RowSet, Statement, StatementResult};
@@ -165,15 +165,7 @@ impl Databases {
         name: &str,
         dry_run: bool,
     ) -> Result<StatementResult, ServiceError> {
-        let entry = view
-            .databases
-            .get(name)
-            .ok_or_else(|| ServiceError::UnknownDatabase(name.to_string()))?;
-        if !entry.sharded() {
-            return Err(ServiceError::BadRequest(format!(
-                "database {name:?} is not sharded: it has no slots to balance"
-            )));
-        }
+        let entry = sharded_entry(view, name, "it has no slots to balance")?;
         if entry.moves_pending > 0 {
             return Err(ServiceError::BadRequest(format!(
                 "database {name:?} is being resharded ({} steps left): balance it afterwards",

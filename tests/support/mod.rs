@@ -57,6 +57,29 @@ impl ReservedPorts {
 /// A free loopback port outside the kernel's ephemeral range (so no outgoing connection can
 /// take it before a node binds it, or while a stopped node waits to restart on it), never
 /// handed out twice in this process.
+/// Runs `statements` on database `db` through `node` until none fails (a new database's
+/// groups may still be electing, its slots moving); its answer. Panics after 30 s.
+pub async fn execute_ok(cluster: &Cluster, node: usize, db: &str, statements: Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = cluster
+            .post(node, &format!("/db/execute?db={db}"), statements.clone())
+            .await;
+        let failed = body["results"]
+            .as_array()
+            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
+        if status == 200 && !failed {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{statements} on node {}: {status} {body}",
+            node + 1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn free_port() -> u16 {
     shoal::net::ports::unused_loopback_port().expect("free port")
 }
