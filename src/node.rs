@@ -215,7 +215,7 @@ impl Node {
             .merge(crate::backup::agent::internal_router(backups.clone()));
         let alerts =
             crate::alerts::Alerts::start(service.clone(), databases.clone(), config.alerts.clone());
-        let gate = crate::auth::gate::Gate::new(config.auth.enabled);
+        let gate = crate::auth::gate::Gate::new(config.auth.enabled, &config.auth.file_users);
         let api_state = crate::http::ApiState {
             service: service.clone(),
             databases: databases.clone(),

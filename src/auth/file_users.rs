@@ -27,8 +27,11 @@ pub fn load(path: &Path) -> Result<(Vec<Imported>, Vec<String>), String> {
 pub fn spawn_keeper(databases: Arc<Databases>, users: Vec<Imported>) {
     tokio::spawn(async move {
         let mut kept_in_term = None;
+        let mut first = true;
         loop {
-            tokio::time::sleep(LEADERSHIP_CHECK_INTERVAL).await;
+            if !std::mem::take(&mut first) {
+                tokio::time::sleep(LEADERSHIP_CHECK_INTERVAL).await;
+            }
             let Ok(service) = databases.users_service() else {
                 continue; // moving into the catalog: next round
             };
@@ -58,6 +61,8 @@ pub fn spawn_keeper(databases: Arc<Databases>, users: Vec<Imported>) {
 }
 
 /// Proposes a change for every listed user that differs from the file; returns how many.
+/// Every password is hashed before the first change is proposed, so the users arrive together
+/// (hashing takes a while; a client may log in as soon as the first one is there).
 async fn keep(service: &Service, users: &[Imported]) -> Result<usize, String> {
     let current = service
         .group
@@ -66,7 +71,7 @@ async fn keep(service: &Service, users: &[Imported]) -> Result<usize, String> {
         .users()
         .await
         .map_err(|e| e.to_string())?;
-    let mut changed = 0;
+    let mut changes = Vec::new();
     for wanted in users {
         let existing = current.get(&wanted.name).cloned();
         let password = wanted.password.clone();
@@ -99,12 +104,14 @@ async fn keep(service: &Service, users: &[Imported]) -> Result<usize, String> {
                 .unwrap_or_default(),
             databases: existing.map(|user| user.databases).unwrap_or_default(),
         };
-        service
-            .propose_user_change(UserChange::Put(user))
-            .await
-            .map_err(|e| format!("user {:?}: {e}", wanted.name))?;
-        tracing::info!(target: "audit", event = "user_set_from_auth_file", user = %wanted.name, "user set from --auth-file");
-        changed += 1;
+        changes.push(user);
     }
-    Ok(changed)
+    for user in &changes {
+        service
+            .propose_user_change(UserChange::Put(user.clone()))
+            .await
+            .map_err(|e| format!("user {:?}: {e}", user.name))?;
+        tracing::info!(target: "audit", event = "user_set_from_auth_file", user = %user.name, "user set from --auth-file");
+    }
+    Ok(changes.len())
 }

@@ -11,6 +11,7 @@ use axum::http::HeaderValue;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use crate::auth::rqlite::Imported;
 use crate::auth::{User, Users, verify_password};
 use crate::db::database::Database;
 
@@ -32,6 +33,10 @@ const CACHE_ENTRIES_MAX: usize = 10_000;
 const VERIFICATIONS_AT_ONCE: usize = 2;
 /// How long a login may wait for its turn before it is refused.
 pub(crate) const VERIFICATION_WAIT: Duration = Duration::from_secs(5);
+/// How long after start a login with a password this node's `--auth-file` gives is answered
+/// "retry shortly" rather than refused while the user is not yet replicated: the leader brings
+/// the file's users in moments after start (each password is hashed first).
+const AUTH_FILE_ARRIVAL: Duration = Duration::from_secs(60);
 
 tokio::task_local! {
     /// The `Authorization` header of the request being handled: a node passing a request on
@@ -66,6 +71,9 @@ pub struct Gate {
     pub(crate) verifications: tokio::sync::Semaphore,
     /// Failure counts by user and by address.
     failures: Mutex<HashMap<String, Failures>>,
+    /// SHA-256 of each password this node's `--auth-file` gives, by user name.
+    auth_file_passwords: HashMap<String, [u8; 32]>,
+    started: Instant,
 }
 
 /// Recent failed logins for one user or address.
@@ -86,14 +94,39 @@ impl Failures {
 }
 
 impl Gate {
-    pub fn new(enabled: bool) -> Arc<Gate> {
+    /// A gate; `auth_file` is what this node's `--auth-file` lists (empty without one).
+    pub fn new(enabled: bool, auth_file: &[Imported]) -> Arc<Gate> {
         Arc::new(Gate {
             enabled,
             users: Mutex::new((0, 0, Arc::new(Users::new()))),
             verified: Mutex::new(HashMap::new()),
             verifications: tokio::sync::Semaphore::new(VERIFICATIONS_AT_ONCE),
             failures: Mutex::new(HashMap::new()),
+            auth_file_passwords: auth_file
+                .iter()
+                .map(|user| {
+                    (
+                        user.name.clone(),
+                        Sha256::digest(user.password.as_bytes()).into(),
+                    )
+                })
+                .collect(),
+            started: Instant::now(),
         })
+    }
+
+    /// Whether a login that failed against the replicated users is one this node's
+    /// `--auth-file` allows, soon after start: the user is on its way in (`file_users`), and
+    /// the client should retry rather than be told its password is wrong.
+    pub fn arriving_from_auth_file(&self, name: &str, password: &str) -> bool {
+        if self.started.elapsed() > AUTH_FILE_ARRIVAL {
+            return false;
+        }
+        let presented: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+        // Digests compared, so the time taken says nothing about the password's prefix.
+        self.auth_file_passwords
+            .get(name)
+            .is_some_and(|listed| *listed == presented)
     }
 
     pub fn enabled(&self) -> bool {
@@ -257,4 +290,23 @@ pub fn basic_credentials(value: &str) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_auth_files_own_password_is_told_to_retry() {
+        let (listed, _) = crate::auth::rqlite::parse(
+            br#"[{"username": "bob", "password": "bob's long password", "perms": ["query"]}]"#,
+        )
+        .expect("a valid auth file");
+        let gate = Gate::new(true, &listed);
+        assert!(gate.arriving_from_auth_file("bob", "bob's long password"));
+        assert!(!gate.arriving_from_auth_file("bob", "bob's long passwore"));
+        assert!(!gate.arriving_from_auth_file("eve", "bob's long password"));
+        let without_file = Gate::new(true, &[]);
+        assert!(!without_file.arriving_from_auth_file("bob", "bob's long password"));
+    }
 }

@@ -164,6 +164,18 @@ pub async fn authorize(State(state): State<ApiState>, request: Request, next: Ne
     let user = match checked {
         Ok(user) => user,
         Err(reason) => {
+            if let Presented::Password(_, password) = &credentials
+                && gate.arriving_from_auth_file(&name, password)
+            {
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "user {} of --auth-file is not in the cluster's users yet (the leader \
+                         brings them in moments after start): retry shortly",
+                        crate::auth::shown(&name)
+                    ),
+                );
+            }
             let locked = gate.login_failed(&name, &from);
             tracing::warn!(target: "audit", event = "login_failed", user = %crate::auth::shown(&name), %from, %method, %route, reason, locked);
             return refuse(StatusCode::UNAUTHORIZED, reason);
