@@ -2,7 +2,8 @@
 //! sharded database online while clients keep writing and reading — every transfer whole,
 //! every acknowledged row present exactly once, no reader at any consistency level seeing a
 //! row twice or missing one — through the kill of the node leading the catalog (which runs
-//! the moves); `CANCEL RESHARDING`; and refusals that say why.
+//! the moves); `CANCEL RESHARDING`; refusals that say why; and backups of a resharded
+//! database restored, from a cut and to a moment, into groups that serve by its map.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -77,11 +78,19 @@ async fn await_resharded(cluster: &Cluster, node: usize, shards: i64, within: Du
 /// A 3-node cluster with `shop` over `shards` groups: `accounts` (64 of 100, distributed by
 /// id), `events` (distributed by id, empty) and `currencies` (a reference table of 3 rows).
 async fn bank(shards: u32) -> Cluster {
-    let cluster = Cluster::start(ClusterSpec {
-        voters: 3,
-        ..Default::default()
-    })
-    .await;
+    bank_on(
+        ClusterSpec {
+            voters: 3,
+            ..Default::default()
+        },
+        shards,
+    )
+    .await
+}
+
+/// [`bank`] on a cluster started as `spec` says.
+async fn bank_on(spec: ClusterSpec, shards: u32) -> Cluster {
+    let cluster = Cluster::start(spec).await;
     execute_ok(
         &cluster,
         0,
@@ -653,4 +662,103 @@ async fn balancing_moves_rows_from_the_fullest_group_and_a_dry_run_only_tells() 
     )
     .await;
     assert_eq!(one, json!([["x"]]));
+}
+
+/// Restores `shop` (`query`: `id=<cut>` or `to_time=<moment>`) through node 1; a restore to a
+/// moment the archives do not reach yet is asked again, as its error says.
+async fn restore_shop(cluster: &Cluster, query: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = cluster
+            .post(0, &format!("/backup/restore?db=shop&{query}"), json!([]))
+            .await;
+        if status == 200 {
+            return;
+        }
+        assert!(
+            body.to_string().contains("known complete") && Instant::now() < deadline,
+            "restoring {query}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The balances of accounts 1 to 6 and the total, read strongly through node 2.
+async fn some_balances(cluster: &Cluster) -> (Value, Value) {
+    (
+        values(
+            cluster,
+            1,
+            "SELECT balance FROM accounts WHERE id <= 6 ORDER BY id",
+        )
+        .await,
+        values(cluster, 1, "SELECT sum(balance) FROM accounts").await,
+    )
+}
+
+/// A cut of a database that was resharded restores — as taken, and to a moment after it —
+/// into groups that go on serving routed requests: each group's slots-owner version travels
+/// in its backup and through the replay of its archived log, so the restored groups answer
+/// the map the catalog holds (a group restored at another version would refuse every
+/// request as routed by a moved map).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharded_database_restores_from_a_cut_and_to_a_moment_and_serves_by_its_map() {
+    let backups = tempfile::tempdir().unwrap();
+    let cluster = bank_on(
+        ClusterSpec {
+            voters: 3,
+            extra_args: vec![
+                format!("--backup-target={}", backups.path().display()),
+                "--backup-archive-log".into(),
+            ],
+            ..Default::default()
+        },
+        2,
+    )
+    .await;
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["ALTER DATABASE shop SET (shards = 3)"]),
+    )
+    .await;
+    await_resharded(&cluster, 0, 3, Duration::from_secs(120)).await;
+    assert!(transfer(&cluster, 0, 1, 2, 10).await);
+    let (status, body) = cluster.post(0, "/backup?db=shop", json!([])).await;
+    assert_eq!(status, 200, "{body}");
+    let cut = body["cut"]["cut_id"].as_str().unwrap().to_string();
+    assert!(transfer(&cluster, 1, 5, 6, 7).await, "after the cut");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let moment = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(transfer(&cluster, 2, 3, 4, 5).await, "after the moment");
+
+    restore_shop(&cluster, &format!("id={cut}")).await;
+    assert_eq!(
+        some_balances(&cluster).await,
+        (
+            json!([[90], [110], [100], [100], [100], [100]]),
+            json!([[ACCOUNTS * 100]])
+        )
+    );
+    assert!(
+        transfer(&cluster, 1, 1, 6, 1).await,
+        "writes after the cut's restore"
+    );
+
+    restore_shop(&cluster, &format!("to_time={moment}")).await;
+    assert_eq!(
+        some_balances(&cluster).await,
+        (
+            json!([[90], [110], [100], [100], [93], [107]]),
+            json!([[ACCOUNTS * 100]])
+        )
+    );
+    assert!(
+        transfer(&cluster, 2, 2, 3, 1).await,
+        "writes after the moment's restore"
+    );
+    let one = values(&cluster, 0, "SELECT balance FROM accounts WHERE id = 3").await;
+    assert_eq!(one, json!([[101]]));
 }

@@ -292,8 +292,9 @@ impl Database {
         Ok(slot.take())
     }
 
-    /// Puts the state back inside the database file and removes the state file: the file is
-    /// an image again (a restore's replay ends so). Nothing is applied afterwards.
+    /// Puts the state back inside the database file — applied state, users, cross-group
+    /// transactions, fences and owner version — and removes the state file: the file is an
+    /// image again (a restore's replay ends so). Nothing is applied afterwards.
     pub fn into_image(&self) -> Result<(), DbError> {
         let Some(writer) = self.retire_writer()? else {
             return Err(DbError::Closed);
@@ -306,11 +307,13 @@ impl Database {
             guard,
             ..
         } = writer;
-        drop(state_connection);
         guard.internal(|| -> Result<(), DbError> {
             write_state(&connection, &self.path, &state)?;
-            write_users(&connection, &self.path, &users)
+            write_users(&connection, &self.path, &users)?;
+            twopc::copy_tables(&state_connection, &connection)
+                .map_err(|e| sqlite_error(&self.path, e))
         })?;
+        drop(state_connection);
         guard.internal(|| state_file::checkpoint_and_sync(&connection, &self.path))?;
         drop(connection);
         let state_path = state_file::state_path(&self.path);

@@ -152,9 +152,10 @@ pub fn has_table(connection: &Connection, path: &Path, name: &str) -> Result<boo
         .map_err(|e| sqlite_error(path, e))
 }
 
-/// Moves the state tables out of the database at `database` into its state file. The state
-/// file is written (and synced) first, so a crash half-way leaves the tables in the database
-/// and the next start moves them again.
+/// Moves the state tables (with the cross-group transaction tables, fences and owner
+/// version) out of the database at `database` into its state file. The state file is written
+/// (and synced) first, so a crash half-way leaves the tables in the database and the next
+/// start moves them again.
 fn migrate(database: &Path) -> Result<(), DbError> {
     tracing::info!(database = %database.display(), "moving Shoal's state out of the user's database");
     let source = Connection::open(database).map_err(|e| sqlite_error(database, e))?;
@@ -189,6 +190,10 @@ fn migrate(database: &Path) -> Result<(), DbError> {
                     .map_err(|e| sqlite_error(&path, e))?;
             }
         }
+        // A transaction prepared in the image, the decisions, the fences and the owner version
+        // come along: a replay from an image taken under a cut's fence must answer the
+        // prepares after it as the group did (held back), not hold one the group never held.
+        crate::db::twopc::copy_tables(&source, &transaction).map_err(|e| sqlite_error(&path, e))?;
         transaction.commit().map_err(|e| sqlite_error(&path, e))?;
         checkpoint_and_sync(&state, &path)?;
     }
