@@ -539,52 +539,8 @@ async fn shrinking_moves_every_row_to_the_groups_that_stay_and_refusals_say_why(
     assert_eq!(total, json!([[ACCOUNTS * 100 + 1, ACCOUNTS]]));
 }
 
-/// `count` integer keys from `from` on whose slot lies in `[first, end)`.
-fn keys_in_slots(first: u32, end: u32, count: usize, from: i64) -> Vec<i64> {
-    use shoal::types::value::SqlValue;
-    (from..)
-        .filter(|id| {
-            shoal::shard::slot::slot_of_stored(&SqlValue::Integer(*id))
-                .is_ok_and(|slot| (first..end).contains(&slot))
-        })
-        .take(count)
-        .collect()
-}
-
-/// The moves `ALTER DATABASE shop BALANCE DRY RUN` answers through `node`: (from, to, rows).
-async fn balance_dry_run(cluster: &Cluster, node: usize) -> Vec<(i64, i64, i64)> {
-    let (status, body) = cluster
-        .post(
-            node,
-            "/db/query",
-            json!(["ALTER DATABASE shop BALANCE DRY RUN"]),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let result = &body["results"][0];
-    assert!(result.get("error").is_none(), "{result}");
-    assert_eq!(
-        result["columns"],
-        json!(["from_group", "to_group", "first_slot", "last_slot", "rows"])
-    );
-    // (rqlite's JSON leaves `values` out of an empty result.)
-    result["values"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|row| {
-            (
-                row[0].as_i64().unwrap(),
-                row[1].as_i64().unwrap(),
-                row[4].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn balancing_moves_rows_from_the_fullest_group_and_a_dry_run_only_tells() {
+/// A 3-node cluster with `shop` over 2 groups holding `items` (distributed by id), empty.
+async fn items_shop() -> Cluster {
     let cluster = Cluster::start(ClusterSpec {
         voters: 3,
         ..Default::default()
@@ -607,15 +563,78 @@ async fn balancing_moves_rows_from_the_fullest_group_and_a_dry_run_only_tells() 
         ]),
     )
     .await;
+    cluster
+}
+
+/// Inserts an item of value `v` for each of `ids`, in batches of 500.
+async fn insert_items(cluster: &Cluster, ids: &[i64], v: &str) {
+    for chunk in ids.chunks(500) {
+        let inserts: Vec<Value> = chunk
+            .iter()
+            .map(|id| json!(["INSERT INTO items (id, v) VALUES (?, ?)", id, v]))
+            .collect();
+        execute_ok(cluster, 0, "shop", Value::Array(inserts)).await;
+    }
+}
+
+/// `count` integer keys from `from` on whose slot lies in `[first, end)`.
+fn keys_in_slots(first: u32, end: u32, count: usize, from: i64) -> Vec<i64> {
+    use shoal::types::value::SqlValue;
+    (from..)
+        .filter(|id| {
+            shoal::shard::slot::slot_of_stored(&SqlValue::Integer(*id))
+                .is_ok_and(|slot| (first..end).contains(&slot))
+        })
+        .take(count)
+        .collect()
+}
+
+/// The moves `ALTER DATABASE shop BALANCE DRY RUN` answers through `node`: (from, to, rows).
+async fn balance_dry_run(cluster: &Cluster, node: usize) -> Vec<(i64, i64, i64)> {
+    balance_dry_run_by(cluster, node, "rows").await
+}
+
+/// The moves `ALTER DATABASE shop BALANCE BY <by> DRY RUN` answers through `node`: (from,
+/// to, weight).
+async fn balance_dry_run_by(cluster: &Cluster, node: usize, by: &str) -> Vec<(i64, i64, i64)> {
+    let (status, body) = cluster
+        .post(
+            node,
+            "/db/query",
+            json!([format!("ALTER DATABASE shop BALANCE BY {by} DRY RUN")]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let result = &body["results"][0];
+    assert!(result.get("error").is_none(), "{result}");
+    assert_eq!(
+        result["columns"],
+        json!(["from_group", "to_group", "first_slot", "last_slot", by])
+    );
+    // (rqlite's JSON leaves `values` out of an empty result.)
+    result["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|row| {
+            (
+                row[0].as_i64().unwrap(),
+                row[1].as_i64().unwrap(),
+                row[4].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancing_moves_rows_from_the_fullest_group_and_a_dry_run_only_tells() {
+    let cluster = items_shop().await;
     // Nine in ten rows in the first group's slots (the lower half).
     let half = shoal::shard::slot::SLOTS / 2;
     let mut ids = keys_in_slots(0, half, 900, 1);
     ids.extend(keys_in_slots(half, shoal::shard::slot::SLOTS, 100, 1));
-    let inserts: Vec<Value> = ids
-        .iter()
-        .map(|id| json!(["INSERT INTO items (id, v) VALUES (?, 'x')", id]))
-        .collect();
-    execute_ok(&cluster, 0, "shop", Value::Array(inserts)).await;
+    insert_items(&cluster, &ids, "x").await;
     let before = owned_ranges(&cluster, 0).await;
 
     let planned = balance_dry_run(&cluster, 1).await;
@@ -761,4 +780,190 @@ async fn a_resharded_database_restores_from_a_cut_and_to_a_moment_and_serves_by_
     );
     let one = values(&cluster, 0, "SELECT balance FROM accounts WHERE id = 3").await;
     assert_eq!(one, json!([[101]]));
+}
+
+/// `SHOW DATABASES`' `balance` column for `shop` through node 1.
+async fn shop_balance_setting(cluster: &Cluster) -> String {
+    let (status, body) = cluster
+        .post(0, "/db/query", json!(["SHOW DATABASES"]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let result = &body["results"][0];
+    let at = result["columns"]
+        .as_array()
+        .and_then(|columns| columns.iter().position(|c| c == "balance"))
+        .expect("a balance column");
+    let row = result["values"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row[0] == "shop").cloned())
+        .expect("shop is listed");
+    row[at].as_str().unwrap().to_string()
+}
+
+/// Rows of `ids` in the slots each group owns, as `/status` of node 1 reports its ranges.
+async fn rows_per_group(cluster: &Cluster, ids: &[i64]) -> Vec<(u64, usize)> {
+    let ranges = owned_ranges(cluster, 0).await;
+    ranges
+        .iter()
+        .map(|(group, owned)| {
+            let owned: Vec<(u32, u32)> = owned
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|range| Some((range[0].as_u64()? as u32, range[1].as_u64()? as u32)))
+                .collect();
+            let rows = ids
+                .iter()
+                .filter(|id| {
+                    let slot = shoal::shard::slot::slot_of_stored(
+                        &shoal::types::value::SqlValue::Integer(**id),
+                    )
+                    .unwrap();
+                    owned
+                        .iter()
+                        .any(|(first, last)| (*first..=*last).contains(&slot))
+                })
+                .count();
+            (*group, rows)
+        })
+        .collect()
+}
+
+/// Balancing by writes: every node's router counts the writes it routes per bucket of slots,
+/// and `BALANCE BY WRITES` sums them — a database whose rows are spread evenly but whose
+/// clients write one group's slots is balanced by moving those slots, which by rows would
+/// need nothing; every row stays where a pinned read finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancing_by_writes_moves_the_slots_clients_write_most() {
+    let cluster = Arc::new(items_shop().await);
+    let ids: Vec<i64> = (1..=2_000).collect();
+    insert_items(&cluster, &ids, "x").await;
+    assert!(
+        balance_dry_run(&cluster, 0).await.is_empty(),
+        "rows are spread evenly"
+    );
+    // Clients on every node update 40 items in the first quarter of the slots (the first
+    // group's), 900 times in all.
+    let hot = keys_in_slots(0, shoal::shard::slot::SLOTS / 4, 40, 1);
+    let writers: Vec<_> = (0..3)
+        .map(|node| {
+            let (cluster, hot) = (cluster.clone(), hot.clone());
+            tokio::spawn(async move {
+                for round in 0..300 {
+                    let id = hot[(round * 7 + node) % hot.len()];
+                    execute_ok(
+                        &cluster,
+                        node,
+                        "shop",
+                        json!([["UPDATE items SET v = 'hot' WHERE id = ?", id]]),
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let ranges = owned_ranges(&cluster, 0).await;
+    let first_group = ranges[0].0 as i64;
+    let planned = balance_dry_run_by(&cluster, 1, "writes").await;
+    assert!(!planned.is_empty(), "the written group's slots move");
+    assert!(
+        planned
+            .iter()
+            .all(|(from, to, _)| *from == first_group && *to != first_group),
+        "{planned:?}"
+    );
+    let moved: i64 = planned.iter().map(|(_, _, writes)| writes).sum();
+    assert!(
+        moved >= 300,
+        "about half the extra writes move: {planned:?}"
+    );
+    assert!(balance_dry_run_by(&cluster, 2, "rows").await.is_empty());
+
+    let (status, body) = cluster
+        .post(
+            2,
+            "/db/execute",
+            json!(["ALTER DATABASE shop BALANCE BY WRITES"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    await_resharded(&cluster, 0, 2, Duration::from_secs(60)).await;
+    assert_ne!(owned_ranges(&cluster, 0).await, ranges, "slots moved");
+    let total = values(
+        &cluster,
+        1,
+        "SELECT count(*), count(DISTINCT id), sum(v = 'hot') FROM items",
+    )
+    .await;
+    assert_eq!(total, json!([[2000, 2000, 40]]));
+    let one = values(
+        &cluster,
+        2,
+        &format!("SELECT v FROM items WHERE id = {}", hot[0]),
+    )
+    .await;
+    assert_eq!(one, json!([["hot"]]));
+}
+
+/// Automatic balancing is off until asked for: a skewed database stays as it is over a
+/// balancing period; `SET (balance = rows)` has the catalog's leader move slots by itself
+/// until the groups hold about as many rows; `SET (balance = off)` stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_balancing_is_off_until_asked_for_and_then_balances_by_itself() {
+    let cluster = items_shop().await;
+    let half = shoal::shard::slot::SLOTS / 2;
+    let mut ids = keys_in_slots(0, half, 1_800, 1);
+    ids.extend(keys_in_slots(half, shoal::shard::slot::SLOTS, 200, 1));
+    insert_items(&cluster, &ids, "x").await;
+    assert_eq!(shop_balance_setting(&cluster).await, "off");
+    let before = owned_ranges(&cluster, 0).await;
+    // Longer than a balancing period (15 s): nothing moves by itself.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert_eq!(owned_ranges(&cluster, 0).await, before);
+    assert_eq!(shop_shards(&cluster, 0).await, Some((2, 0)));
+
+    execute_ok(
+        &cluster,
+        1,
+        "",
+        json!(["ALTER DATABASE shop SET (balance = rows)"]),
+    )
+    .await;
+    assert_eq!(shop_balance_setting(&cluster).await, "rows");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let per_group = rows_per_group(&cluster, &ids).await;
+        let settled = shop_shards(&cluster, 0).await == Some((2, 0));
+        // Within automatic balancing's tolerance (25 % of the mean of 1,000).
+        if settled
+            && per_group
+                .iter()
+                .all(|(_, rows)| rows.abs_diff(1_000) <= 250)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not balanced by itself: {per_group:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let total = values(
+        &cluster,
+        2,
+        "SELECT count(*), count(DISTINCT id) FROM items",
+    )
+    .await;
+    assert_eq!(total, json!([[2000, 2000]]));
+    execute_ok(
+        &cluster,
+        0,
+        "",
+        json!(["ALTER DATABASE shop SET (balance = off)"]),
+    )
+    .await;
+    assert_eq!(shop_balance_setting(&cluster).await, "off");
 }

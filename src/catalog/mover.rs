@@ -491,16 +491,16 @@ pub(crate) fn distributed(entry: &DatabaseEntry) -> impl Iterator<Item = (&Strin
 }
 
 /// A table's columns as its rows are copied: the rowid first unless it has none.
-struct TableShape {
-    name: String,
+pub(crate) struct TableShape {
+    pub(crate) name: String,
     /// Quoted, the rowid (`_rowid_`) first when the table has one.
-    columns: Vec<String>,
+    pub(crate) columns: Vec<String>,
     /// The shard key's expression (distributed tables).
     key: Option<String>,
 }
 
 /// The shapes of `entry`'s distributed tables, read from `group`.
-async fn table_shapes(
+pub(crate) async fn table_shapes(
     databases: &Databases,
     entry: &DatabaseEntry,
     group: GroupId,

@@ -44,6 +44,8 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// - membership: every [`TICK`] — on the catalog's leader the catalog's tables and membership,
 ///   the zone registration, removal of replicas that moved away, each led group's membership
 ///   moved toward its placement, and a placement round every [`BALANCE_EVERY`].
+/// - the mover (`catalog::mover`) and automatic slot balancing (`catalog::slot_balance`), on
+///   the catalog's leader.
 pub fn spawn(
     databases: Arc<Databases>,
     shutdown: watch::Receiver<bool>,
@@ -53,9 +55,13 @@ pub fn spawn(
         databases.clone(),
         shutdown.clone(),
     ));
+    let balancer = tokio::spawn(crate::catalog::slot_balance::auto_balance_loop(
+        databases.clone(),
+        shutdown.clone(),
+    ));
     let membership = tokio::spawn(membership_loop(databases, shutdown));
     tokio::spawn(async move {
-        let _ = tokio::join!(hosting, membership, mover);
+        let _ = tokio::join!(hosting, membership, mover, balancer);
     })
 }
 

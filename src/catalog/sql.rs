@@ -1,6 +1,7 @@
 //! The statements that manage databases — `CREATE DATABASE`, `DROP DATABASE`,
 //! `ALTER DATABASE … RENAME TO`, `ALTER DATABASE … SET (shards = N)`,
-//! `ALTER DATABASE … CANCEL RESHARDING`, `ALTER DATABASE … BALANCE [DRY RUN]`, `SHOW DATABASES` — recognized in what clients send over any
+//! `ALTER DATABASE … CANCEL RESHARDING`, `ALTER DATABASE … BALANCE [BY …] [DRY RUN]`,
+//! `ALTER DATABASE … SET (balance = …)`, `SHOW DATABASES` — recognized in what clients send over any
 //! protocol and parsed here. SQLite has no such statements, so no SQL parser knows them;
 //! the grammar is a handful of words, tokenized by hand.
 
@@ -42,13 +43,49 @@ pub enum DatabaseStatement {
     CancelResharding {
         name: String,
     },
-    /// Moves slots from the groups holding the most rows to those holding the fewest; with
+    /// Moves slots from the groups weighing most `by` to those weighing least; with
     /// `dry_run`, only answers the moves it would make.
     Balance {
         name: String,
+        by: BalanceMeasure,
         dry_run: bool,
     },
+    /// Turns automatic balancing on (by a measure) or off (`None`).
+    SetAutoBalance {
+        name: String,
+        by: Option<BalanceMeasure>,
+    },
     Show,
+}
+
+/// What slot balancing weighs a bucket of slots by (`catalog::slot_balance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceMeasure {
+    /// Rows of its distributed tables.
+    Rows,
+    /// Bytes of their rows' values.
+    Bytes,
+    /// Writes routed to it in the last minute or two, counted by every node's router.
+    Writes,
+}
+
+impl BalanceMeasure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceMeasure::Rows => "rows",
+            BalanceMeasure::Bytes => "bytes",
+            BalanceMeasure::Writes => "writes",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<BalanceMeasure> {
+        match word {
+            "rows" => Some(BalanceMeasure::Rows),
+            "bytes" => Some(BalanceMeasure::Bytes),
+            "writes" => Some(BalanceMeasure::Writes),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +395,28 @@ impl Parser {
         let name = self.name()?;
         if self.eat_word("set") {
             let parenthesized = self.eat_symbol('(');
+            if self.eat_word("balance") {
+                self.eat_symbol('=');
+                let by = match self.peek() {
+                    Some(Token::Word(word)) if word == "off" => None,
+                    Some(Token::Word(word)) if BalanceMeasure::parse(word).is_some() => {
+                        BalanceMeasure::parse(word)
+                    }
+                    _ => return Err("balance takes off, rows, bytes or writes".into()),
+                };
+                self.at += 1;
+                if parenthesized && !self.eat_symbol(')') {
+                    return Err("the option list is missing its closing parenthesis".into());
+                }
+                return Ok(DatabaseStatement::SetAutoBalance { name, by });
+            }
+            if !matches!(self.peek(), Some(Token::Word(word)) if word == "shards") {
+                return Err(
+                    "ALTER DATABASE … SET takes (shards = <n>) or (balance = off, rows, \
+                            bytes or writes)"
+                        .into(),
+                );
+            }
             self.expect_word("shards")?;
             self.eat_symbol('=');
             let shards = match self.peek() {
@@ -377,16 +436,28 @@ impl Parser {
             return Ok(DatabaseStatement::CancelResharding { name });
         }
         if self.eat_word("balance") {
+            let by = if self.eat_word("by") {
+                let by = match self.peek() {
+                    Some(Token::Word(word)) => BalanceMeasure::parse(word),
+                    _ => None,
+                }
+                .ok_or("BALANCE BY takes ROWS, BYTES or WRITES")?;
+                self.at += 1;
+                by
+            } else {
+                BalanceMeasure::Rows
+            };
             let dry_run = self.eat_word("dry");
             if dry_run {
                 self.expect_word("run")?;
             }
-            return Ok(DatabaseStatement::Balance { name, dry_run });
+            return Ok(DatabaseStatement::Balance { name, by, dry_run });
         }
         if !self.eat_word("rename") {
             return Err(
-                "ALTER DATABASE takes RENAME TO <name>, SET (shards = <n>), BALANCE [DRY RUN] \
-                 or CANCEL RESHARDING"
+                "ALTER DATABASE takes RENAME TO <name>, SET (shards = <n>), SET (balance = \
+                 off|rows|bytes|writes), BALANCE [BY ROWS|BYTES|WRITES] [DRY RUN] or CANCEL \
+                 RESHARDING"
                     .into(),
             );
         }
@@ -527,6 +598,7 @@ mod tests {
             ok("ALTER DATABASE shop BALANCE DRY RUN"),
             DatabaseStatement::Balance {
                 name: "shop".into(),
+                by: BalanceMeasure::Rows,
                 dry_run: true
             }
         );
@@ -534,7 +606,38 @@ mod tests {
             ok("alter database shop balance"),
             DatabaseStatement::Balance {
                 name: "shop".into(),
+                by: BalanceMeasure::Rows,
                 dry_run: false
+            }
+        );
+        assert_eq!(
+            ok("ALTER DATABASE shop BALANCE BY WRITES DRY RUN"),
+            DatabaseStatement::Balance {
+                name: "shop".into(),
+                by: BalanceMeasure::Writes,
+                dry_run: true
+            }
+        );
+        assert_eq!(
+            ok("ALTER DATABASE shop BALANCE BY bytes"),
+            DatabaseStatement::Balance {
+                name: "shop".into(),
+                by: BalanceMeasure::Bytes,
+                dry_run: false
+            }
+        );
+        assert_eq!(
+            ok("ALTER DATABASE shop SET (balance = writes)"),
+            DatabaseStatement::SetAutoBalance {
+                name: "shop".into(),
+                by: Some(BalanceMeasure::Writes)
+            }
+        );
+        assert_eq!(
+            ok("alter database shop set balance off"),
+            DatabaseStatement::SetAutoBalance {
+                name: "shop".into(),
+                by: None
             }
         );
         assert_eq!(
@@ -558,9 +661,12 @@ mod tests {
         assert!(err("CREATE DATABASE x WITH (replicas = 3").contains("closing parenthesis"));
         assert!(err("CREATE DATABASE \"1x\"").contains("must start with a letter"));
         assert!(err("CREATE DATABASE _shoal_x").contains("Shoal's own"));
+        assert!(err("ALTER DATABASE x BALANCE BY size").contains("ROWS, BYTES or WRITES"));
+        assert!(err("ALTER DATABASE x SET (balance = on)").contains("off, rows, bytes or writes"));
+        assert!(err("ALTER DATABASE x SET (owner = 1)").contains("(shards = <n>)"));
         assert!(err("ALTER DATABASE a OWNER TO b").contains("RENAME TO <name>"));
         assert!(err("ALTER DATABASE a SET (shards = 0)").contains("1 to 64"));
-        assert!(err("ALTER DATABASE a SET (replicas = 2)").contains("expected SHARDS"));
+        assert!(err("ALTER DATABASE a SET (replicas = 2)").contains("(shards = <n>)"));
         assert!(err("ALTER DATABASE a SET (shards = 3").contains("closing parenthesis"));
         assert!(err("ALTER DATABASE a CANCEL").contains("expected RESHARDING"));
         assert!(err("ALTER DATABASE a BALANCE DRY").contains("expected RUN"));

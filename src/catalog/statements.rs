@@ -29,6 +29,7 @@ pub const SHOW_COLUMNS: &[&str] = &[
     "read_replicas_on",
     "shards",
     "resharding_steps",
+    "balance",
 ];
 
 /// What `CREATE DATABASE` asks for besides the name.
@@ -115,8 +116,11 @@ impl Databases {
             DatabaseStatement::CancelResharding { name } => {
                 self.cancel_resharding(&view, &name).await
             }
-            DatabaseStatement::Balance { name, dry_run } => {
-                self.balance_slots(&view, &name, dry_run).await
+            DatabaseStatement::Balance { name, by, dry_run } => {
+                self.balance_slots(&view, &name, by, dry_run).await
+            }
+            DatabaseStatement::SetAutoBalance { name, by } => {
+                self.set_auto_balance(&view, &name, by).await
             }
         }
     }
@@ -148,11 +152,12 @@ impl Databases {
                     list(entry, Role::Replica),
                     SqlValue::Integer(entry.groups.len() as i64),
                     SqlValue::Integer(entry.moves_pending as i64),
+                    SqlValue::Text(entry.auto_balance.map_or("off", |by| by.as_str()).into()),
                 ]
             })
             .collect();
         let types = [
-            "text", "integer", "integer", "integer", "text", "text", "integer", "integer",
+            "text", "integer", "integer", "integer", "text", "text", "integer", "integer", "text",
         ];
         StatementResult {
             rows: Some(RowSet {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::catalog::slots::{SlotMap, SlotRange};
+use crate::catalog::sql::BalanceMeasure;
 use crate::raft::types::{GroupId, NodeId, Statement};
 use crate::types::value::SqlValue;
 
@@ -18,7 +19,7 @@ use crate::types::value::SqlValue;
 /// one of its groups.
 ///
 /// Layout 3 adds resharding (`slot_ranges`, `owner_versions`, `joining_groups`,
-/// `slot_moves`); it is raised to 3 by the first `ALTER DATABASE … SET (shards = N)`, after
+/// `slot_moves`, and later `balance_settings`, which older layout-3 nodes ignore); it is raised to 3 by the first `ALTER DATABASE … SET (shards = N)`, after
 /// which nodes of layout 2 — which would route by the even map — refuse the catalog.
 pub const CATALOG_LAYOUT: i64 = 3;
 /// The layout a catalog needs once it records a sharded database.
@@ -114,6 +115,11 @@ pub fn layout_statements(now_ms: i64) -> Vec<Statement> {
              from_group INTEGER NOT NULL,
              to_group INTEGER NOT NULL,
              version INTEGER)",
+        // Databases whose slots are balanced automatically, and by what (`slot_balance`);
+        // absent: off. Older nodes of layout 3 ignore it (they do not balance by themselves).
+        "CREATE TABLE IF NOT EXISTS balance_settings (
+             database_group INTEGER PRIMARY KEY,
+             measure TEXT NOT NULL CHECK (measure IN ('rows', 'bytes', 'writes')))",
     ]
     .into_iter()
     .map(Statement::plain)
@@ -207,6 +213,8 @@ pub struct DatabaseEntry {
     pub joining: Vec<GroupId>,
     /// Resharding steps not finished yet.
     pub moves_pending: usize,
+    /// What the catalog leader balances its slots by on its own (`None`: it does not).
+    pub auto_balance: Option<BalanceMeasure>,
     /// Voters wanted; 0 for the default database, which every node holds.
     pub replicas: u32,
     pub read_replicas: u32,
@@ -228,6 +236,7 @@ impl DatabaseEntry {
             slots: Arc::new(SlotMap::even(&[2, 3])),
             joining: Vec::new(),
             moves_pending: 0,
+            auto_balance: None,
             replicas: 3,
             read_replicas: 0,
             placements: Vec::new(),
@@ -343,14 +352,20 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
         placements.entry(group).or_default().push(placement);
     }
     let has_shard_tables = has_table(connection, "table_sequences").map_err(fail)?;
-    let has_reshard_tables = has_table(connection, "slot_moves").map_err(fail)?;
+    let has_slot_moves = has_table(connection, "slot_moves").map_err(fail)?;
+    let has_balance_settings = has_table(connection, "balance_settings").map_err(fail)?;
+    // (The leader creates whichever is missing.)
+    let has_reshard_tables = has_slot_moves && has_balance_settings;
     let mut sharding = if has_shard_tables {
         read_sharding(connection).map_err(fail)?
     } else {
         Sharding::default()
     };
-    if has_reshard_tables {
+    if has_slot_moves {
         read_resharding(connection, &mut sharding).map_err(fail)?;
+    }
+    if has_balance_settings {
+        read_balance_settings(connection, &mut sharding).map_err(fail)?;
     }
     let firsts = rows(
         connection,
@@ -368,6 +383,7 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
                 slots: Arc::default(),
                 joining: Vec::new(),
                 moves_pending: 0,
+                auto_balance: None,
                 replicas: row.get::<_, i64>(2)? as u32,
                 read_replicas: row.get::<_, i64>(3)? as u32,
                 placements: placements.remove(&group).unwrap_or_default(),
@@ -403,6 +419,7 @@ pub fn read(connection: &rusqlite::Connection, applied: u64) -> Result<CatalogVi
             None => SlotMap::even(&entry.groups),
         });
         entry.moves_pending = sharding.moves.get(&first).copied().unwrap_or(0);
+        entry.auto_balance = sharding.balance.get(&first).copied();
         let members: Vec<GroupId> = entry.groups.iter().chain(&entry.joining).copied().collect();
         for (shard, group) in members.iter().enumerate().skip(1) {
             let mut member = entry.clone();
@@ -485,6 +502,8 @@ struct Sharding {
     /// Resharding steps not finished, per database.
     moves: BTreeMap<GroupId, usize>,
     steps: Vec<SlotMoveRow>,
+    /// Automatic balancing, per database.
+    balance: BTreeMap<GroupId, BalanceMeasure>,
 }
 
 /// One resharding step as the catalog's `slot_moves` records it.
@@ -558,6 +577,21 @@ fn read_resharding(
     for step in &sharding.steps {
         *sharding.moves.entry(step.database).or_default() += 1;
     }
+    Ok(())
+}
+
+fn read_balance_settings(
+    connection: &rusqlite::Connection,
+    sharding: &mut Sharding,
+) -> rusqlite::Result<()> {
+    sharding.balance = rows(
+        connection,
+        "SELECT database_group, measure FROM balance_settings",
+        |row| Ok((row.get::<_, i64>(0)? as GroupId, row.get::<_, String>(1)?)),
+    )?
+    .into_iter()
+    .filter_map(|(database, measure)| Some((database, BalanceMeasure::parse(&measure)?)))
+    .collect();
     Ok(())
 }
 

@@ -447,6 +447,7 @@ impl Backend {
             DatabaseStatement::Rename { .. }
             | DatabaseStatement::Reshard { .. }
             | DatabaseStatement::Balance { .. }
+            | DatabaseStatement::SetAutoBalance { .. }
             | DatabaseStatement::CancelResharding { .. } => ("ALTER DATABASE", true),
         };
         if changes && session.in_transaction() {

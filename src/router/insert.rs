@@ -145,6 +145,7 @@ pub async fn route(
         ..Default::default()
     };
     let mut per_group: BTreeMap<GroupId, Vec<Vec<SqlValue>>> = BTreeMap::new();
+    let writes = crate::shard::write_load::of_database(database.group);
     for row in rows {
         // In a database that distributes every table (made to run SQLite applications
         // unchanged), a NULL key — which a UNIQUE column allows — places the row by its
@@ -162,6 +163,9 @@ pub async fn route(
                 )));
             }
         };
+        if let Some(writes) = &writes {
+            writes.record(slot);
+        }
         per_group.entry(map.group_of(slot)).or_default().push(row);
     }
     let per_statement = (VALUES_PER_STATEMENT_MAX / columns.len().max(1)).clamp(1, 500);

@@ -13,6 +13,7 @@ use crate::router::scatter::{Context, Scatter, rewrite};
 use crate::router::schema::{Analysis, Schema, ShardKey};
 use crate::router::tokens::Token;
 use crate::shard::slot::{Affinity, Slotter};
+use crate::shard::write_load::{self, SlotWrites};
 use crate::types::Params;
 
 /// What running a statement takes.
@@ -140,6 +141,8 @@ struct Pin {
     /// Where a NULL key goes: no group holds a match; the first answers "none".
     first: GroupId,
     statement: Pinned,
+    /// Where a pinned write is counted (`shard::write_load`), for balancing by writes.
+    writes: Option<Arc<SlotWrites>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,8 +158,11 @@ impl Pin {
     /// The one group owning every pinned key of a call, if one does.
     fn group(&self, params: &Params) -> Option<GroupId> {
         let mut owner = None;
+        let mut first_slot = None;
         for source in &self.sources {
-            let group = match slot_of(source.value(params)?, self.affinity) {
+            let slot = slot_of(source.value(params)?, self.affinity);
+            first_slot = first_slot.or(slot);
+            let group = match slot {
                 Some(slot) => self.map.group_of(slot),
                 None => self.first,
             };
@@ -164,6 +170,9 @@ impl Pin {
                 return None;
             }
             owner = Some(group);
+        }
+        if let (Some(writes), Some(slot)) = (&self.writes, first_slot) {
+            writes.record(slot);
         }
         owner
     }
@@ -430,6 +439,10 @@ fn pin(
         map: database.slots.clone(),
         first: database.group,
         statement,
+        writes: match statement {
+            Pinned::Write => write_load::of_database(database.group),
+            Pinned::Read { .. } => None,
+        },
     })
 }
 

@@ -1,5 +1,6 @@
 //! Internal endpoints on the Raft port that other nodes' services call: run a forwarded
-//! request, run a cluster operation, report this member's state, wait for an index to apply.
+//! request, run a cluster operation, report this member's state, wait for an index to apply,
+//! tell the writes its router counted per bucket of slots.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ pub fn router(services: Arc<Services>, started: Instant, body_bytes_max: usize) 
         .route("/internal/v1/{group}/initialized", post(initialized))
         .route("/internal/v1/{group}/groups", post(groups))
         .route("/internal/v1/{group}/step", post(step))
+        .route("/internal/v1/{group}/write-load", post(write_load))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(Internal { services, started })
 }
@@ -119,6 +121,12 @@ async fn cluster(
         Ok((service, request)) => reply(&service.cluster_on_leader(request).await),
         Err(rejection) => rejection.into_response(),
     }
+}
+
+/// The writes this node's router counted per bucket of slots for the database whose first
+/// group is `group` (`shard::write_load`); the database need not have a replica here.
+async fn write_load(Path(group): Path<GroupId>) -> Response {
+    reply(&crate::shard::write_load::recent_of(group))
 }
 
 async fn state(

@@ -49,6 +49,13 @@ impl PeerClient {
         self.http.client()
     }
 
+    /// The writes the node at `raft_addr` routed per bucket of slots (`shard::write_load`) to
+    /// the database whose first group is this client's group.
+    pub async fn write_load(&self, raft_addr: &str) -> Result<Vec<u64>, ServiceError> {
+        self.call(raft_addr, "write-load", &(), MEMBER_PROBE_TIMEOUT)
+            .await
+    }
+
     fn url(&self, raft_addr: &str, action: &str) -> String {
         format!(
             "{}/internal/v1/{}/{action}",
