@@ -967,3 +967,35 @@ async fn automatic_balancing_is_off_until_asked_for_and_then_balances_by_itself(
     .await;
     assert_eq!(shop_balance_setting(&cluster).await, "off");
 }
+
+/// Balancing by bytes weighs the rows' values: a group holding few large rows is the heavy
+/// one by bytes and the light one by rows, and each measure plans the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balancing_by_bytes_weighs_values_where_by_rows_counts_them() {
+    let cluster = items_shop().await;
+    let half = shoal::shard::slot::SLOTS / 2;
+    // The first group: 100 rows of 4 KiB; the second: 900 rows of a few bytes.
+    insert_items(&cluster, &keys_in_slots(0, half, 100, 1), &"b".repeat(4096)).await;
+    insert_items(
+        &cluster,
+        &keys_in_slots(half, shoal::shard::slot::SLOTS, 900, 1),
+        "s",
+    )
+    .await;
+    let first_group = owned_ranges(&cluster, 0).await[0].0 as i64;
+    let by_rows = balance_dry_run_by(&cluster, 0, "rows").await;
+    assert!(
+        !by_rows.is_empty() && by_rows.iter().all(|(from, _, _)| *from != first_group),
+        "by rows the second group is heavy: {by_rows:?}"
+    );
+    let by_bytes = balance_dry_run_by(&cluster, 1, "bytes").await;
+    assert!(
+        !by_bytes.is_empty() && by_bytes.iter().all(|(from, _, _)| *from == first_group),
+        "by bytes the first group is heavy: {by_bytes:?}"
+    );
+    let bytes: i64 = by_bytes.iter().map(|(_, _, bytes)| bytes).sum();
+    assert!(
+        (100_000..=300_000).contains(&bytes),
+        "about 45 rows of 4 KiB move: {by_bytes:?}"
+    );
+}
