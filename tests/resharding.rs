@@ -999,3 +999,40 @@ async fn balancing_by_bytes_weighs_values_where_by_rows_counts_them() {
         "about 45 rows of 4 KiB move: {by_bytes:?}"
     );
 }
+
+/// A move is sized before its critical section: a range holding more rows than one pause
+/// should copy is split into several moves, each pausing for its own part, and every row
+/// arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_holding_more_rows_than_one_pause_copies_moves_in_parts() {
+    let cluster = items_shop().await;
+    // 5,000 rows in the first 256 slots (the first group's), none elsewhere.
+    let ids = keys_in_slots(0, 256, 5_000, 1);
+    insert_items(&cluster, &ids, "x").await;
+    let planned = balance_dry_run(&cluster, 0).await;
+    let planned_rows: i64 = planned.iter().map(|(_, _, rows)| rows).sum();
+    assert!(
+        planned_rows > 2_048,
+        "more than one pause's rows: {planned:?}"
+    );
+    execute_ok(&cluster, 1, "", json!(["ALTER DATABASE shop BALANCE"])).await;
+    await_resharded(&cluster, 0, 2, Duration::from_secs(60)).await;
+    let moves_made = pauses_logged(&cluster).len();
+    assert!(
+        moves_made > planned.len(),
+        "{} planned moves ran as {moves_made}",
+        planned.len()
+    );
+    let total = values(
+        &cluster,
+        2,
+        "SELECT count(*), count(DISTINCT id) FROM items",
+    )
+    .await;
+    assert_eq!(total, json!([[5000, 5000]]));
+    let per_group = rows_per_group(&cluster, &ids).await;
+    assert!(
+        per_group.iter().all(|(_, rows)| *rows > 1_000),
+        "{per_group:?}"
+    );
+}

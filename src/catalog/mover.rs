@@ -45,8 +45,14 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a freeze waits for a prepared cross-shard transaction to be decided.
 const BUSY_WAIT_MAX: Duration = Duration::from_secs(30);
-/// The most row bytes one move copies; a range holding more is split in two.
+/// The most row bytes one move copies; a range holding more is split in two (a check inside
+/// the critical section, in case the range grew after it was sized).
 const MOVE_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// The rows and bytes a move is sized to before its critical section: a range holding more
+/// is split first, so the pause it causes stays about the same however large the database
+/// (one slot holding more still moves whole).
+const PAUSE_ROWS: u64 = 2_048;
+const PAUSE_BYTES: u64 = 2 * 1024 * 1024;
 /// Values bound by one INSERT of copied rows (SQLite allows 32766).
 const VALUES_PER_INSERT_MAX: usize = 30_000;
 
@@ -198,6 +204,10 @@ async fn move_slots(
     // The tables' columns are read before the critical section (a schema change meanwhile
     // makes the copy fail, and the step run again).
     let mut shapes = table_shapes(databases, entry, from).await?;
+    let sized = sized_end(databases, &shapes, from, step.first, step.end).await?;
+    if sized < step.end {
+        split(databases, step, version, sized, step.end).await?;
+    }
     let paused = Instant::now();
     freeze(databases, from, entry.slots.owner_version(from), version).await?;
     // Frozen, the source takes no rows of a table made distributed from now on; one made so
@@ -211,7 +221,7 @@ async fn move_slots(
             .collect();
         shapes = shapes_of(databases, from, Some(version), keyed).await?;
     }
-    let mut end = step.end;
+    let mut end = sized;
     let batch = loop {
         let (batch, bytes) = range_rows(databases, &shapes, from, version, step.first, end).await?;
         if bytes <= MOVE_BYTES_MAX || end - step.first <= 1 {
@@ -255,6 +265,84 @@ async fn move_slots(
         "slots moved"
     );
     Ok(())
+}
+
+/// Where a move of slots from `first` (up to `end`) out of `group` ends so that it copies
+/// about [`PAUSE_ROWS`] rows or [`PAUSE_BYTES`] bytes at most: the range's rows counted per
+/// slot (outside the critical section, so the count is an estimate), at least one slot.
+async fn sized_end(
+    databases: &Databases,
+    shapes: &[TableShape],
+    group: GroupId,
+    first: u32,
+    end: u32,
+) -> Result<u32, String> {
+    let keyed: Vec<(&TableShape, &String)> = shapes
+        .iter()
+        .filter_map(|shape| Some((shape, shape.key.as_ref()?)))
+        .collect();
+    if keyed.is_empty() || end - first <= 1 {
+        return Ok(end);
+    }
+    let statements = keyed
+        .iter()
+        .map(|(shape, key)| {
+            Statement::plain(format!(
+                "SELECT {STORED_SLOT_FUNCTION}({key}) AS slot, count(*), sum({}) FROM {} \
+                 WHERE slot >= {first} AND slot < {end} GROUP BY 1",
+                row_bytes(&shape.columns),
+                quote(&shape.name)
+            ))
+        })
+        .collect();
+    let results = read_unguarded(databases, group, statements).await?;
+    let mut per_slot: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for at in 0..keyed.len() {
+        for row in rows_of(&results, at) {
+            if let [
+                SqlValue::Integer(slot),
+                SqlValue::Integer(rows),
+                SqlValue::Integer(bytes),
+            ] = row.as_slice()
+            {
+                let counted = per_slot.entry(*slot as u32).or_default();
+                counted.0 += (*rows).max(0) as u64;
+                counted.1 += (*bytes).max(0) as u64;
+            }
+        }
+    }
+    Ok(end_within_pause(&per_slot, end))
+}
+
+/// The end of the run of slots from the first of `per_slot` (rows and bytes by slot) that
+/// holds at most [`PAUSE_ROWS`] rows and [`PAUSE_BYTES`] bytes — or its first slot holding
+/// any, alone — else `end`.
+fn end_within_pause(per_slot: &std::collections::BTreeMap<u32, (u64, u64)>, end: u32) -> u32 {
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    for (&slot, &(slot_rows, slot_bytes)) in per_slot {
+        if rows + slot_rows > PAUSE_ROWS || bytes + slot_bytes > PAUSE_BYTES {
+            // The slots before this one; or this one alone when they hold nothing.
+            return if rows == 0 && bytes == 0 {
+                slot + 1
+            } else {
+                slot
+            };
+        }
+        rows += slot_rows;
+        bytes += slot_bytes;
+    }
+    end
+}
+
+/// The bytes of a row's values, as an SQL expression over its (quoted) columns: each value's
+/// length as a blob (numbers by their text), and 8 for the rowid and the row's header.
+pub(crate) fn row_bytes(columns: &[String]) -> String {
+    let values: Vec<String> = columns
+        .iter()
+        .filter(|column| column.as_str() != "_rowid_")
+        .map(|column| format!("coalesce(length(CAST({column} AS BLOB)), 0)"))
+        .collect();
+    format!("8 + {}", values.join(" + "))
 }
 
 /// A group that owns no slot any more leaves the database.
@@ -746,4 +834,29 @@ async fn record(databases: &Databases, statements: Vec<Statement>) -> Result<(),
         .await
         .map(|_| ())
         .map_err(|error| ServiceError::from(error).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_move_is_sized_to_a_bounded_pause_before_it_starts() {
+        let small = |rows| (rows, rows * 20);
+        // Everything fits: the whole range.
+        let fits: BTreeMap<u32, (u64, u64)> = [(3, small(100)), (200, small(100))].into();
+        assert_eq!(end_within_pause(&fits, 256), 256);
+        // Slot 9 would take the rows over the bound: the move ends before it.
+        let over: BTreeMap<u32, (u64, u64)> = [(5, small(1_000)), (9, small(2_000))].into();
+        assert_eq!(end_within_pause(&over, 256), 9);
+        // A slot over the bound by itself moves alone.
+        let heavy: BTreeMap<u32, (u64, u64)> = [(3, small(5_000)), (4, small(1))].into();
+        assert_eq!(end_within_pause(&heavy, 256), 4);
+        // Bytes bound it too: three rows of 1 MiB.
+        let wide: BTreeMap<u32, (u64, u64)> =
+            [(0, (1, 1 << 20)), (1, (1, 1 << 20)), (2, (1, 1 << 20))].into();
+        assert_eq!(end_within_pause(&wide, 256), 2);
+    }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::catalog::databases::Databases;
-use crate::catalog::mover::{distributed, read_unguarded, table_shapes};
+use crate::catalog::mover::{distributed, read_unguarded, row_bytes, table_shapes};
 use crate::catalog::reshard::{MOVE_SLOTS, PlannedStep, StepKind, sharded_entry};
 use crate::catalog::slots::SlotMap;
 use crate::catalog::sql::BalanceMeasure;
@@ -182,17 +182,6 @@ async fn weigh(
         }
         BalanceMeasure::Writes => routed_writes(databases, entry).await,
     }
-}
-
-/// The bytes of a row's values, as an SQL expression over its (quoted) columns: each value's
-/// length as a blob (numbers by their text), and 8 for the rowid and the row's header.
-fn row_bytes(columns: &[String]) -> String {
-    let values: Vec<String> = columns
-        .iter()
-        .filter(|column| column.as_str() != "_rowid_")
-        .map(|column| format!("coalesce(length(CAST({column} AS BLOB)), 0)"))
-        .collect();
-    format!("8 + {}", values.join(" + "))
 }
 
 /// Each routed group's rows per bucket (or bytes, with each table's row size expression),

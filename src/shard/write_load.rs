@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::raft::types::GroupId;
 use crate::shard::slot::SLOTS;
+use crate::types::GroupId;
 
 /// Slots per bucket writes are counted in (the buckets balancing plans in).
 pub const BUCKET_SLOTS: u32 = 64;
