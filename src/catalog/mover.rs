@@ -19,6 +19,7 @@
 //! S from step 1 and by T from step 2, one routed by the new map cannot exist before step 4,
 //! and each group's guard compares with the version its own snapshot shows.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,11 @@ const PAUSE_BYTES: u64 = 2 * 1024 * 1024;
 /// Values bound by one INSERT of copied rows (SQLite allows 32766).
 const VALUES_PER_INSERT_MAX: usize = 30_000;
 
-/// Runs the mover until shutdown.
+/// Runs the mover until shutdown. Each database's steps run in order; a database whose step
+/// failed waits [`RETRY_AFTER`] before it is tried again, while other databases' steps go on.
 pub async fn mover_loop(databases: Arc<Databases>, mut shutdown: watch::Receiver<bool>) {
+    // Databases (first groups) whose step failed, and when to try them again.
+    let mut backing_off: HashMap<GroupId, Instant> = HashMap::new();
     loop {
         let stopping = async {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -68,7 +72,15 @@ pub async fn mover_loop(databases: Arc<Databases>, mut shutdown: watch::Receiver
         }
         while databases.catalog().is_ok_and(|c| c.group.leads()) {
             let view = databases.view();
-            let Some(step) = view.slot_moves.first().cloned() else {
+            let now = Instant::now();
+            backing_off.retain(|_, until| *until > now);
+            // The steps are in order: the first of a database not backing off is its next.
+            let Some(step) = view
+                .slot_moves
+                .iter()
+                .find(|step| !backing_off.contains_key(&step.database))
+                .cloned()
+            else {
                 break;
             };
             let started = Instant::now();
@@ -84,9 +96,8 @@ pub async fn mover_loop(databases: Arc<Databases>, mut shutdown: watch::Receiver
                 Err(message) => {
                     tracing::warn!(step = step.id, kind = %step.kind, %message,
                         "resharding step failed; it runs again shortly");
-                    tokio::time::sleep(RETRY_AFTER).await;
+                    backing_off.insert(step.database, Instant::now() + RETRY_AFTER);
                     let _ = databases.catch_up().await;
-                    break;
                 }
             }
             if *shutdown.borrow() {
