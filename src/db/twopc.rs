@@ -485,6 +485,25 @@ mod tests {
             (outcome, results)
         }
 
+        /// Checks that `sql`, guarded, is refused as routed by the first map (version 0) and
+        /// applies at `version`.
+        fn writes_only_at_version(&mut self, version: u64, sql: &str) {
+            let write = |version| Command {
+                timestamp_ms: 2_000,
+                batches: vec![guarded(version, sql)],
+                load: None,
+                users: None,
+                shard: None,
+            };
+            let stale = self.apply(write(0));
+            assert!(
+                stale.iter().all(crate::db::ownership::is_moved),
+                "{stale:?}"
+            );
+            let current = self.apply(write(version));
+            assert!(current.iter().all(|r| r.error.is_none()), "{current:?}");
+        }
+
         async fn rows(&self) -> i64 {
             let results = self
                 .database
@@ -844,20 +863,7 @@ mod tests {
             .unwrap();
         assert!(read.iter().all(|r| r.error.is_none()), "{read:?}");
         // The writer takes the image's version too (a replica that installed a snapshot).
-        let write = |version| Command {
-            timestamp_ms: 1_000,
-            batches: vec![guarded(version, "INSERT INTO t VALUES (9, 'i')")],
-            load: None,
-            users: None,
-            shard: None,
-        };
-        let stale = other.apply(write(0));
-        assert!(
-            stale.iter().all(crate::db::ownership::is_moved),
-            "{stale:?}"
-        );
-        let current = other.apply(write(2));
-        assert!(current.iter().all(|r| r.error.is_none()), "{current:?}");
+        other.writes_only_at_version(2, "INSERT INTO t VALUES (9, 'i')");
     }
 
     /// A restore replays the archived log on a backup image (`Database::open_replay`), and
@@ -916,20 +922,7 @@ mod tests {
         assert_eq!(again.step(prepare(4, 5)).0, StepOutcome::Prepared);
         again.step(ShardStep::Abort { xid: xid(9, 4) });
         // The owner version came through both: writes routed by the current map apply.
-        let write = |version| Command {
-            timestamp_ms: 2_000,
-            batches: vec![guarded(version, "INSERT INTO t VALUES (6, 'f')")],
-            load: None,
-            users: None,
-            shard: None,
-        };
-        let stale = again.apply(write(0));
-        assert!(
-            stale.iter().all(crate::db::ownership::is_moved),
-            "{stale:?}"
-        );
-        let current = again.apply(write(3));
-        assert!(current.iter().all(|r| r.error.is_none()), "{current:?}");
+        again.writes_only_at_version(3, "INSERT INTO t VALUES (6, 'f')");
         assert_eq!(again.rows().await, 3);
     }
 }
