@@ -933,7 +933,7 @@ async fn automatic_balancing_is_off_until_asked_for_and_then_balances_by_itself(
     )
     .await;
     assert_eq!(shop_balance_setting(&cluster).await, "rows");
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(150);
     loop {
         let per_group = rows_per_group(&cluster, &ids).await;
         let settled = shop_shards(&cluster, 0).await == Some((2, 0));
