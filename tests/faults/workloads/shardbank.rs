@@ -185,7 +185,7 @@ pub async fn whole(
     }
     Ok((
         format!(
-            "sharded bank: total {total} kept over {SHARDS} groups; {} transfers in the \
+            "sharded bank: total {total} kept (created over {SHARDS} groups); {} transfers in the \
              ledger",
             ledger.len()
         ),
