@@ -19,7 +19,7 @@
 //! S from step 1 and by T from step 2, one routed by the new map cannot exist before step 4,
 //! and each group's guard compares with the version its own snapshot shows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use crate::raft::types::{GroupId, Params, RowSet, Statement, StatementBatch, Sta
 use crate::service::{
     ReadConsistency, ReadLevel, RequestKind, ServiceError, ServiceRequest, WriteConcern,
 };
+use crate::shard::slot::SLOTS;
 use crate::types::shard::{ShardStep, StepOutcome};
 use crate::types::value::SqlValue;
 
@@ -288,47 +289,75 @@ async fn sized_end(
     first: u32,
     end: u32,
 ) -> Result<u32, String> {
+    if end - first <= 1 {
+        return Ok(end);
+    }
+    let per_slot = weights(databases, group, shapes, 1, first..end, true).await?;
+    Ok(end_within_pause(&per_slot, end))
+}
+
+/// The rows (and, with `bytes`, the bytes by [`row_bytes`]) of the distributed tables of
+/// `shapes` in `group` whose key's slot is in `slots`, per part of `unit` slots (a slot's
+/// part is the slot divided by `unit`): counted by the group, as it stands (unguarded).
+pub(crate) async fn weights(
+    databases: &Databases,
+    group: GroupId,
+    shapes: &[TableShape],
+    unit: u32,
+    slots: std::ops::Range<u32>,
+    bytes: bool,
+) -> Result<BTreeMap<u32, (u64, u64)>, String> {
     let keyed: Vec<(&TableShape, &String)> = shapes
         .iter()
         .filter_map(|shape| Some((shape, shape.key.as_ref()?)))
         .collect();
-    if keyed.is_empty() || end - first <= 1 {
-        return Ok(end);
+    let mut parts: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    if keyed.is_empty() {
+        return Ok(parts);
     }
     let statements = keyed
         .iter()
         .map(|(shape, key)| {
+            let slot = format!("{STORED_SLOT_FUNCTION}({key})");
+            // Every slot: no filter to evaluate the key's slot for again.
+            let within = if slots == (0..SLOTS) {
+                String::new()
+            } else {
+                format!("WHERE {slot} >= {} AND {slot} < {}", slots.start, slots.end)
+            };
+            let size = if bytes {
+                row_bytes(&shape.columns)
+            } else {
+                "0".into()
+            };
             Statement::plain(format!(
-                "SELECT {STORED_SLOT_FUNCTION}({key}) AS slot, count(*), sum({}) FROM {} \
-                 WHERE slot >= {first} AND slot < {end} GROUP BY 1",
-                row_bytes(&shape.columns),
+                "SELECT {slot} / {unit}, count(*), sum({size}) FROM {} {within} GROUP BY 1",
                 quote(&shape.name)
             ))
         })
         .collect();
     let results = read_unguarded(databases, group, statements).await?;
-    let mut per_slot: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
     for at in 0..keyed.len() {
         for row in rows_of(&results, at) {
             if let [
-                SqlValue::Integer(slot),
+                SqlValue::Integer(part),
                 SqlValue::Integer(rows),
-                SqlValue::Integer(bytes),
+                SqlValue::Integer(size),
             ] = row.as_slice()
             {
-                let counted = per_slot.entry(*slot as u32).or_default();
+                let counted = parts.entry(*part as u32).or_default();
                 counted.0 += (*rows).max(0) as u64;
-                counted.1 += (*bytes).max(0) as u64;
+                counted.1 += (*size).max(0) as u64;
             }
         }
     }
-    Ok(end_within_pause(&per_slot, end))
+    Ok(parts)
 }
 
 /// The end of the run of slots from the first of `per_slot` (rows and bytes by slot) that
 /// holds at most [`PAUSE_ROWS`] rows and [`PAUSE_BYTES`] bytes — or its first slot holding
 /// any, alone — else `end`.
-fn end_within_pause(per_slot: &std::collections::BTreeMap<u32, (u64, u64)>, end: u32) -> u32 {
+fn end_within_pause(per_slot: &BTreeMap<u32, (u64, u64)>, end: u32) -> u32 {
     let (mut rows, mut bytes) = (0u64, 0u64);
     for (&slot, &(slot_rows, slot_bytes)) in per_slot {
         if rows + slot_rows > PAUSE_ROWS || bytes + slot_bytes > PAUSE_BYTES {
@@ -347,7 +376,7 @@ fn end_within_pause(per_slot: &std::collections::BTreeMap<u32, (u64, u64)>, end:
 
 /// The bytes of a row's values, as an SQL expression over its (quoted) columns: each value's
 /// length as a blob (numbers by their text), and 8 for the rowid and the row's header.
-pub(crate) fn row_bytes(columns: &[String]) -> String {
+fn row_bytes(columns: &[String]) -> String {
     let values: Vec<String> = columns
         .iter()
         .filter(|column| column.as_str() != "_rowid_")
@@ -500,7 +529,7 @@ async fn read(
 }
 
 /// Runs read-only `statements` on `group`'s leader; their results.
-pub(crate) async fn read_unguarded(
+async fn read_unguarded(
     databases: &Databases,
     group: GroupId,
     all: Vec<Statement>,
@@ -581,7 +610,7 @@ async fn distributed_now(
 }
 
 /// The distributed tables of `entry` with the expression of each one's shard key.
-pub(crate) fn distributed(entry: &DatabaseEntry) -> impl Iterator<Item = (&String, String)> {
+fn distributed(entry: &DatabaseEntry) -> impl Iterator<Item = (&String, String)> {
     entry.tables.iter().filter_map(|(table, kind)| match kind {
         TableKind::Distributed { key: Some(key) } => Some((table, quote(key))),
         TableKind::Distributed { key: None } => Some((table, "_rowid_".to_string())),
@@ -869,5 +898,14 @@ mod tests {
         let wide: BTreeMap<u32, (u64, u64)> =
             [(0, (1, 1 << 20)), (1, (1, 1 << 20)), (2, (1, 1 << 20))].into();
         assert_eq!(end_within_pause(&wide, 256), 2);
+    }
+
+    #[test]
+    fn a_rows_bytes_are_its_values_lengths_without_the_rowid() {
+        assert_eq!(
+            row_bytes(&["_rowid_".into(), "\"a\"".into(), "\"b\"".into()]),
+            "8 + coalesce(length(CAST(\"a\" AS BLOB)), 0) + \
+             coalesce(length(CAST(\"b\" AS BLOB)), 0)"
+        );
     }
 }

@@ -20,13 +20,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::catalog::databases::Databases;
-use crate::catalog::mover::{distributed, read_unguarded, row_bytes, table_shapes};
+use crate::catalog::mover::{table_shapes, weights};
 use crate::catalog::reshard::{MOVE_SLOTS, PlannedStep, StepKind, sharded_entry};
 use crate::catalog::slots::SlotMap;
 use crate::catalog::sql::BalanceMeasure;
 use crate::catalog::view::{CatalogView, DatabaseEntry, positional};
-use crate::raft::types::{GroupId, RowSet, Statement, StatementResult};
+use crate::raft::types::{GroupId, RowSet, StatementResult};
 use crate::service::ServiceError;
+use crate::shard::slot::SLOTS;
 pub use crate::shard::write_load::BUCKET_SLOTS;
 use crate::shard::write_load::{self, BUCKETS};
 use crate::types::value::SqlValue;
@@ -169,58 +170,22 @@ async fn weigh(
     entry: &DatabaseEntry,
     by: BalanceMeasure,
 ) -> Result<Counts, String> {
-    match by {
-        BalanceMeasure::Rows => per_bucket(databases, entry, None).await,
-        BalanceMeasure::Bytes => {
-            // Every group holds the same tables: their columns are read from the first.
-            let shapes = table_shapes(databases, entry, entry.group).await?;
-            let sizes: BTreeMap<String, String> = shapes
-                .iter()
-                .map(|shape| (shape.name.clone(), row_bytes(&shape.columns)))
-                .collect();
-            per_bucket(databases, entry, Some(&sizes)).await
-        }
-        BalanceMeasure::Writes => routed_writes(databases, entry).await,
+    if by == BalanceMeasure::Writes {
+        return routed_writes(databases, entry).await;
     }
-}
-
-/// Each routed group's rows per bucket (or bytes, with each table's row size expression),
-/// counted by the group.
-async fn per_bucket(
-    databases: &Databases,
-    entry: &DatabaseEntry,
-    sizes: Option<&BTreeMap<String, String>>,
-) -> Result<Counts, String> {
-    let tables: Vec<(String, String)> = distributed(entry)
-        .map(|(table, key)| (table.clone(), key))
-        .collect();
+    // Every group holds the same tables: their columns are read from the first.
+    let shapes = table_shapes(databases, entry, entry.group).await?;
+    let bytes = by == BalanceMeasure::Bytes;
     let mut counts = Counts::new();
     for group in &entry.groups {
-        let buckets = counts.entry(*group).or_default();
-        if tables.is_empty() {
-            continue;
-        }
-        let statements = tables
-            .iter()
-            .map(|(table, key)| {
-                let weight = match sizes {
-                    None => "count(*)".to_string(),
-                    Some(sizes) => format!("sum({})", sizes.get(table).map_or("8", String::as_str)),
-                };
-                Statement::plain(format!(
-                    "SELECT shoal_stored_slot({key}) / {BUCKET_SLOTS}, {weight} FROM \"{}\" \
-                     GROUP BY 1",
-                    table.replace('"', "\"\"")
-                ))
-            })
-            .collect();
-        for result in read_unguarded(databases, *group, statements).await? {
-            for row in result.rows.iter().flat_map(|r: &RowSet| &r.values) {
-                if let [SqlValue::Integer(bucket), SqlValue::Integer(weight)] = row.as_slice() {
-                    *buckets.entry(*bucket as u32).or_default() += (*weight).max(0) as u64;
-                }
-            }
-        }
+        let parts = weights(databases, *group, &shapes, BUCKET_SLOTS, 0..SLOTS, bytes).await?;
+        counts.insert(
+            *group,
+            parts
+                .into_iter()
+                .map(|(bucket, (rows, size))| (bucket, if bytes { size } else { rows }))
+                .collect(),
+        );
     }
     Ok(counts)
 }
@@ -515,15 +480,6 @@ mod tests {
         assert_eq!(counts[&3].get(&0), Some(&32));
         assert_eq!(counts[&3].get(&(BUCKETS as u32 - 1)), Some(&10));
         assert_eq!(counts[&2].len(), 1, "nothing else counted for group 2");
-    }
-
-    #[test]
-    fn a_rows_bytes_are_its_values_lengths_without_the_rowid() {
-        assert_eq!(
-            row_bytes(&["_rowid_".into(), "\"a\"".into(), "\"b\"".into()]),
-            "8 + coalesce(length(CAST(\"a\" AS BLOB)), 0) + \
-             coalesce(length(CAST(\"b\" AS BLOB)), 0)"
-        );
     }
 
     #[test]
