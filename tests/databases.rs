@@ -37,10 +37,7 @@ async fn execute_ok(cluster: &Cluster, node: usize, options: &str, statements: V
     let deadline = Instant::now() + SETTLE;
     loop {
         let (status, body) = execute(cluster, node, options, statements.clone()).await;
-        let failed = body["results"]
-            .as_array()
-            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
-        if status == 200 && !failed {
+        if support::every_statement_succeeded(status, &body) {
             return body;
         }
         assert!(

@@ -143,10 +143,7 @@ async fn transfer(cluster: &Cluster, node: usize, from: i64, to: i64, amount: i6
             ]),
         )
         .await;
-    status == 200
-        && body["results"]
-            .as_array()
-            .is_some_and(|results| results.iter().all(|r| r.get("error").is_none()))
+    support::every_statement_succeeded(status, &body)
 }
 
 /// What the workers did while the database was resharded.

@@ -57,6 +57,14 @@ impl ReservedPorts {
 /// A free loopback port outside the kernel's ephemeral range (so no outgoing connection can
 /// take it before a node binds it, or while a stopped node waits to restart on it), never
 /// handed out twice in this process.
+/// Whether an `/db/execute` answer is a 200 whose every statement succeeded.
+pub fn every_statement_succeeded(status: u16, body: &Value) -> bool {
+    status == 200
+        && body["results"]
+            .as_array()
+            .is_some_and(|results| results.iter().all(|r| r.get("error").is_none()))
+}
+
 /// Runs `statements` on database `db` through `node` until none fails (a new database's
 /// groups may still be electing, its slots moving); its answer. Panics after 30 s.
 pub async fn execute_ok(cluster: &Cluster, node: usize, db: &str, statements: Value) -> Value {
@@ -65,10 +73,7 @@ pub async fn execute_ok(cluster: &Cluster, node: usize, db: &str, statements: Va
         let (status, body) = cluster
             .post(node, &format!("/db/execute?db={db}"), statements.clone())
             .await;
-        let failed = body["results"]
-            .as_array()
-            .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
-        if status == 200 && !failed {
+        if every_statement_succeeded(status, &body) {
             return body;
         }
         assert!(
@@ -455,10 +460,7 @@ impl Cluster {
             let (status, body) = self
                 .post(node, &format!("/db/execute?{options}"), statements.clone())
                 .await;
-            let failed = body["results"]
-                .as_array()
-                .is_none_or(|results| results.iter().any(|r| r.get("error").is_some()));
-            if status == 200 && !failed {
+            if every_statement_succeeded(status, &body) {
                 return;
             }
             assert!(
